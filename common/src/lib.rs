@@ -1,1 +1,21 @@
-//! stub
+//! Outpost's shared protocol crate: everything the hub and the agent must agree on, and nothing that
+//! touches a socket or a clock.
+//!
+//! - [`ids`]: role newtypes (`EndpointId`, `AgentId`, `Secret`).
+//! - [`token`]: the join token (`EDGE_KEY`) and its strict decoder.
+//! - [`wire`]: every message on the QUIC connection, its framing and limits, and the protocol flow.
+//! - [`session`]: the agent's session state machine (check-ins, summon, standby), driven by the
+//!   caller's clock so it can be tested with a virtual one.
+//! - [`backoff`]: exponential backoff with full jitter for reconnects.
+//! - [`transport`]: named QUIC transport profiles (lan, cellular, satellite) with the reason for
+//!   every value.
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod ids;
+pub mod session;
+pub mod token;
+pub mod transport;
+pub mod wire;
+
+pub use ids::{AgentId, EndpointId, Secret};

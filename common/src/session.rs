@@ -1,0 +1,267 @@
+//! The agent's session logic as a plain state machine: no sockets, no clock of its own.
+//!
+//! The async driver in the agent feeds it what happened (`handle_*(now, …)`) and carries out what it
+//! asks for, in a fixed order: datagrams to send ([`AgentSession::poll_transmit`]), events to act on
+//! ([`AgentSession::poll_event`]), then sleep until [`AgentSession::poll_timeout`]. Because time is
+//! an argument, the tests below run a 30-minute outage in microseconds.
+//!
+//! What it decides:
+//! - **Check-ins**: one datagram per interval (the hub can change the interval in each ack). A
+//!   check-in whose ack does not come back within the ack timeout is retried sooner, with the delay
+//!   doubling per miss up to the interval; after `max_missed_acks` misses in a row it reports the hub
+//!   silent once (the driver logs it; QUIC's idle timeout decides whether the connection is dead).
+//! - **Summon → active**: the first summon opens stream credit; every summon is answered `Ready`.
+//! - **Standby**: when no proxy stream is open and nothing moved for `standby_after`, credit drops
+//!   back to zero.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::wire::{Datagram, SessionSettings};
+
+/// Timing of one agent session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Time between check-ins (until the hub says otherwise).
+    pub checkin_interval: Duration,
+    /// Inactivity after which an active session returns to standby.
+    pub standby_after: Duration,
+    /// How long to wait for a check-in's ack before counting it missed.
+    pub ack_timeout: Duration,
+    /// Misses in a row before the hub is reported silent.
+    pub max_missed_acks: u32,
+    /// Incoming bidirectional streams granted when summoned.
+    pub stream_credit: u32,
+}
+
+/// Shortest check-in interval the agent accepts from a hub, so a misconfigured hub cannot make a
+/// fleet flood a metered link.
+pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether the hub may open proxy streams right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No stream credit; only check-ins cross the link.
+    Standby,
+    /// Stream credit open; an admin is using the device.
+    Active,
+}
+
+/// What the driver must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// Raise the incoming bidirectional stream limit to this many.
+    GrantStreams(u32),
+    /// Tell the hub (control stream) that credit is open for this summon.
+    SendReady(u32),
+    /// Drop the stream limit to zero and tell the hub (control stream).
+    EnterStandby,
+    /// This many check-ins in a row went unanswered.
+    HubSilent {
+        /// Consecutive misses.
+        missed: u32,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    seq: u32,
+    sent: Instant,
+}
+
+/// The agent's side of one session connection.
+#[derive(Debug)]
+pub struct AgentSession {
+    config: SessionConfig,
+    mode: Mode,
+    next_seq: u32,
+    next_checkin: Instant,
+    last_sent: Option<Instant>,
+    in_flight: Option<InFlight>,
+    missed: u32,
+    silent_reported: bool,
+    open_streams: u32,
+    last_activity: Instant,
+    rtt: Option<Duration>,
+    transmits: VecDeque<Datagram>,
+    events: VecDeque<AgentEvent>,
+}
+
+impl AgentSession {
+    /// A new session on a fresh connection: the first check-in is due at once.
+    pub fn new(now: Instant, config: SessionConfig) -> Self {
+        Self {
+            config,
+            mode: Mode::Standby,
+            next_seq: 0,
+            next_checkin: now,
+            last_sent: None,
+            in_flight: None,
+            missed: 0,
+            silent_reported: false,
+            open_streams: 0,
+            last_activity: now,
+            rtt: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Apply settings from the hub's welcome or a later update.
+    pub fn handle_settings(&mut self, settings: SessionSettings) {
+        self.set_interval(Duration::from_millis(settings.checkin_interval_ms.into()));
+        self.config.standby_after = Duration::from_millis(settings.standby_after_ms.into());
+    }
+
+    /// A datagram arrived from the hub.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: Datagram) {
+        let Datagram::Ack { seq, interval_s } = datagram else {
+            return;
+        };
+        if let Some(in_flight) = self.in_flight.filter(|f| f.seq == seq) {
+            self.rtt = Some(now.saturating_duration_since(in_flight.sent));
+            self.in_flight = None;
+        }
+        // Any ack, even a late one, proves the hub is there.
+        self.missed = 0;
+        self.silent_reported = false;
+        self.set_interval(Duration::from_secs(interval_s.into()));
+    }
+
+    /// The hub summoned the device.
+    pub fn handle_summon(&mut self, now: Instant, id: u32) {
+        if self.mode == Mode::Standby {
+            self.mode = Mode::Active;
+            self.events
+                .push_back(AgentEvent::GrantStreams(self.config.stream_credit));
+        }
+        self.last_activity = now;
+        self.events.push_back(AgentEvent::SendReady(id));
+    }
+
+    /// The hub opened a proxy stream.
+    pub fn handle_stream_opened(&mut self, now: Instant) {
+        self.open_streams += 1;
+        self.last_activity = now;
+    }
+
+    /// A proxy stream ended.
+    pub fn handle_stream_closed(&mut self, now: Instant) {
+        self.open_streams = self.open_streams.saturating_sub(1);
+        self.last_activity = now;
+    }
+
+    /// Bytes moved on a proxy stream (keeps a long `docker logs -f` from timing out).
+    pub fn handle_activity(&mut self, now: Instant) {
+        self.last_activity = now;
+    }
+
+    /// Time has reached (or passed) [`Self::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(in_flight) = self.in_flight {
+            if now >= in_flight.sent + self.config.ack_timeout {
+                self.on_ack_missed(in_flight.sent);
+            }
+        }
+        if now >= self.next_checkin {
+            self.send_checkin(now);
+        }
+        if let Some(deadline) = self.standby_deadline() {
+            if now >= deadline {
+                self.mode = Mode::Standby;
+                self.events.push_back(AgentEvent::EnterStandby);
+            }
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_event(&mut self) -> Option<AgentEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Self::handle_timeout`] next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ack_deadline = self.in_flight.map(|f| f.sent + self.config.ack_timeout);
+        [
+            Some(self.next_checkin),
+            ack_deadline,
+            self.standby_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Standby or active.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Round trip of the last acknowledged check-in.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt
+    }
+
+    /// Check-ins in a row without an ack.
+    pub fn missed_acks(&self) -> u32 {
+        self.missed
+    }
+
+    /// The check-in interval in force.
+    pub fn checkin_interval(&self) -> Duration {
+        self.config.checkin_interval
+    }
+
+    fn standby_deadline(&self) -> Option<Instant> {
+        (self.mode == Mode::Active && self.open_streams == 0)
+            .then(|| self.last_activity + self.config.standby_after)
+    }
+
+    fn set_interval(&mut self, interval: Duration) {
+        let interval = interval.max(MIN_CHECKIN_INTERVAL);
+        if interval == self.config.checkin_interval {
+            return;
+        }
+        self.config.checkin_interval = interval;
+        if let (Some(last), None) = (self.last_sent, self.in_flight) {
+            self.next_checkin = last + interval;
+        }
+    }
+
+    fn send_checkin(&mut self, now: Instant) {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.transmits.push_back(Datagram::CheckIn { seq });
+        self.in_flight = Some(InFlight { seq, sent: now });
+        self.last_sent = Some(now);
+        self.next_checkin = now + self.config.checkin_interval;
+    }
+
+    fn on_ack_missed(&mut self, sent: Instant) {
+        self.in_flight = None;
+        self.missed += 1;
+        // Retry sooner than the interval, doubling per miss, so one lost datagram on a lossy link
+        // does not leave the hub without news for a whole interval.
+        let exponent = (self.missed - 1).min(16);
+        let retry = self
+            .config
+            .ack_timeout
+            .saturating_mul(1 << exponent)
+            .min(self.config.checkin_interval);
+        self.next_checkin = self.next_checkin.min(sent + self.config.ack_timeout + retry);
+        if self.missed >= self.config.max_missed_acks && !self.silent_reported {
+            self.silent_reported = true;
+            self.events.push_back(AgentEvent::HubSilent {
+                missed: self.missed,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! Virtual-clock tests: time is a value we advance, so hours of session life cost nothing.
+
+use super::*;
+
+const INTERVAL: Duration = Duration::from_secs(25);
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        checkin_interval: INTERVAL,
+        standby_after: Duration::from_secs(60),
+        ack_timeout: ACK_TIMEOUT,
+        max_missed_acks: 3,
+        stream_credit: 32,
+    }
+}
+
+/// A session plus a virtual clock; `run_until` plays the driver's loop without I/O.
+struct Harness {
+    now: Instant,
+    session: AgentSession,
+    sent: Vec<(Duration, u32)>,
+    events: Vec<(Duration, AgentEvent)>,
+    start: Instant,
+    /// Whether the simulated hub answers check-ins (after `ack_delay`).
+    hub_answers: bool,
+    ack_delay: Duration,
+    pending_acks: Vec<(Instant, u32)>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        #[allow(clippy::disallowed_methods)] // the one real instant: the virtual clock's origin
+        let start = Instant::now();
+        Self {
+            now: start,
+            session: AgentSession::new(start, config()),
+            sent: Vec::new(),
+            events: Vec::new(),
+            start,
+            hub_answers: true,
+            ack_delay: Duration::from_millis(600),
+            pending_acks: Vec::new(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn drain(&mut self) {
+        while let Some(datagram) = self.session.poll_transmit() {
+            let Datagram::CheckIn { seq } = datagram else {
+                panic!("agent sent {datagram:?}")
+            };
+            self.sent.push((self.elapsed(), seq));
+            if self.hub_answers {
+                self.pending_acks.push((self.now + self.ack_delay, seq));
+            }
+        }
+        while let Some(event) = self.session.poll_event() {
+            self.events.push((self.elapsed(), event));
+        }
+    }
+
+    /// Advance virtual time to `until` (from start), delivering acks and firing timers in order.
+    fn run_until(&mut self, until: Duration) {
+        let end = self.start + until;
+        loop {
+            self.drain();
+            let next_ack = self.pending_acks.iter().map(|(at, _)| *at).min();
+            let next = [self.session.poll_timeout(), next_ack]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(at) if at <= end => {
+                    self.now = self.now.max(at);
+                    if let Some(index) = self.pending_acks.iter().position(|(t, _)| *t <= self.now) {
+                        let (_, seq) = self.pending_acks.remove(index);
+                        self.session.handle_datagram(
+                            self.now,
+                            Datagram::Ack {
+                                seq,
+                                interval_s: INTERVAL.as_secs() as u16,
+                            },
+                        );
+                    } else {
+                        self.session.handle_timeout(self.now);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.drain();
+    }
+
+    fn checkin_times(&self) -> Vec<u64> {
+        self.sent.iter().map(|(t, _)| t.as_secs()).collect()
+    }
+}
+
+#[test]
+fn checks_in_at_once_then_every_interval() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(100));
+    assert_eq!(h.checkin_times(), [0, 25, 50, 75, 100]);
+    assert_eq!(h.session.rtt(), Some(Duration::from_millis(600)));
+    assert_eq!(h.session.missed_acks(), 0);
+    assert!(h.events.is_empty(), "{:?}", h.events);
+}
+
+#[test]
+fn thirty_minutes_idle_is_seventy_two_checkins_and_nothing_else() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(30 * 60));
+    assert_eq!(h.sent.len(), 72 + 1);
+    assert_eq!(h.session.mode(), Mode::Standby);
+    assert!(h.events.is_empty());
+}
+
+#[test]
+fn lost_acks_are_retried_sooner_and_the_hub_reported_silent_once() {
+    let mut h = Harness::new();
+    h.hub_answers = false;
+    h.run_until(Duration::from_secs(60));
+    // 0: first; missed at 2 → retry 2 s later (4); missed at 6 → retry 4 s later (10);
+    // missed at 12 → retry 8 s later (20), and so on, capped at the interval.
+    assert_eq!(&h.checkin_times()[..5], &[0, 4, 10, 20, 38]);
+    let silent: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, AgentEvent::HubSilent { .. }))
+        .collect();
+    assert_eq!(silent.len(), 1, "{:?}", h.events);
+    assert_eq!(silent[0].0, Duration::from_secs(12));
+    assert_eq!(silent[0].1, AgentEvent::HubSilent { missed: 3 });
+}
+
+#[test]
+fn an_ack_after_losses_restores_the_normal_rhythm() {
+    let mut h = Harness::new();
+    h.hub_answers = false;
+    h.run_until(Duration::from_secs(11));
+    assert_eq!(h.session.missed_acks(), 2);
+    h.hub_answers = true;
+    h.run_until(Duration::from_secs(80));
+    assert_eq!(h.session.missed_acks(), 0);
+    // The check-in of 10 s was sent while the hub was deaf; its miss at 12 s schedules a retry at
+    // 20 s, which is answered; from then on, every 25 s.
+    assert_eq!(h.checkin_times(), [0, 4, 10, 20, 45, 70]);
+}
+
+#[test]
+fn summon_grants_credit_once_and_answers_every_summon() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(1));
+    h.session.handle_summon(h.now, 1);
+    h.session.handle_summon(h.now, 2);
+    h.drain();
+    let events: Vec<_> = h.events.iter().map(|(_, e)| *e).collect();
+    assert_eq!(
+        events,
+        [
+            AgentEvent::GrantStreams(32),
+            AgentEvent::SendReady(1),
+            AgentEvent::SendReady(2)
+        ]
+    );
+    assert_eq!(h.session.mode(), Mode::Active);
+}
+
+#[test]
+fn standby_countdown_starts_when_the_last_stream_closes() {
+    let mut h = Harness::new();
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(10));
+    h.session.handle_stream_opened(h.now);
+    // A stream open for ten minutes (docker logs -f) keeps the session active.
+    h.run_until(Duration::from_secs(610));
+    assert_eq!(h.session.mode(), Mode::Active);
+    h.session.handle_stream_closed(h.now);
+    h.run_until(Duration::from_secs(669));
+    assert_eq!(h.session.mode(), Mode::Active);
+    h.run_until(Duration::from_secs(671));
+    assert_eq!(h.session.mode(), Mode::Standby);
+    let standby: Vec<_> = h
+        .events
+        .iter()
+        .filter(|(_, e)| *e == AgentEvent::EnterStandby)
+        .map(|(t, _)| t.as_secs())
+        .collect();
+    assert_eq!(standby, [670]);
+}
+
+#[test]
+fn activity_postpones_standby_and_a_new_summon_reopens_credit() {
+    let mut h = Harness::new();
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(50));
+    h.session.handle_activity(h.now);
+    h.run_until(Duration::from_secs(109));
+    assert_eq!(h.session.mode(), Mode::Active);
+    h.run_until(Duration::from_secs(111));
+    assert_eq!(h.session.mode(), Mode::Standby);
+    h.session.handle_summon(h.now, 2);
+    h.drain();
+    assert_eq!(
+        h.events.last().map(|(_, e)| *e),
+        Some(AgentEvent::SendReady(2))
+    );
+    assert_eq!(h.session.mode(), Mode::Active);
+    let grants = h
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, AgentEvent::GrantStreams(_)))
+        .count();
+    assert_eq!(grants, 2);
+}
+
+#[test]
+fn the_hub_sets_the_interval_but_not_below_the_floor() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(1));
+    h.session.handle_settings(SessionSettings {
+        checkin_interval_ms: 10,
+        standby_after_ms: 5_000,
+    });
+    assert_eq!(h.session.checkin_interval(), MIN_CHECKIN_INTERVAL);
+    h.session.handle_settings(SessionSettings {
+        checkin_interval_ms: 40_000,
+        standby_after_ms: 5_000,
+    });
+    h.run_until(Duration::from_secs(1));
+    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_secs(40)));
+}

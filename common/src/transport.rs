@@ -1,0 +1,173 @@
+//! Named QUIC transport profiles, each value derived from the links Outpost devices live on.
+//!
+//! quinn's defaults suit 100 Mbit/s at 100 ms. Our devices sit behind carrier NATs that forget a
+//! mapping after ~30 s of silence, on links that drop out for a minute, with round trips up to 600 ms
+//! (GEO). The constants below name those facts; every profile value is computed from them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+/// The shortest NAT binding timeout we design for (home gateways measured at 30 s; carriers vary,
+/// many are longer). Something must cross the NAT more often than this.
+pub const NAT_BINDING_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest outage a session must survive without reconnecting (tunnels, lifts, a LEO dish
+/// handing over twice, a cell reselection on a moving vehicle).
+pub const OUTAGE_TO_RIDE_OUT: Duration = Duration::from_secs(60);
+/// Round trip of a geostationary satellite path: 2 × 35,786 km up and down at c ≈ 480 ms, plus
+/// ground segment and scheduling ≈ 600 ms.
+pub const GEO_RTT: Duration = Duration::from_millis(600);
+/// Typical LTE round trip under load.
+pub const CELLULAR_RTT: Duration = Duration::from_millis(100);
+
+/// Check-in interval: below the NAT binding timeout with margin for one lost check-in's retry
+/// (the session retries an unacked check-in within a few seconds).
+pub const DEFAULT_CHECKIN_INTERVAL: Duration = Duration::from_secs(25);
+/// Idle timeout: the outage to ride out plus two check-in intervals, so the connection is still
+/// there when the link comes back and the first check-in after it lands.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 + 2 * 25);
+
+/// Which side of the connection a transport config is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The hub: accepts one control stream from each agent and opens proxy streams.
+    Hub,
+    /// The agent: opens the control stream; accepts proxy streams only when summoned.
+    Agent,
+}
+
+/// A named set of transport values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportProfile {
+    /// Profile name (`lan`, `cellular`, `satellite`).
+    pub name: &'static str,
+    /// RTT assumed before the first sample: too low and the first handshake packets are resent
+    /// needlessly on a slow path; too high and a real loss is recovered slowly.
+    pub initial_rtt: Duration,
+    /// Close the connection after this much silence.
+    pub idle_timeout: Duration,
+    /// Default check-in interval (the NAT keepalive).
+    pub checkin_interval: Duration,
+    /// Receive window per stream: one stream's throughput is at most window / RTT.
+    pub stream_window: u32,
+    /// Receive window for the whole connection: bounds what one peer can make us buffer.
+    pub connection_window: u32,
+    /// Bytes we keep unacknowledged in flight across all streams.
+    pub send_window: u32,
+}
+
+const KIB: u32 = 1024;
+const MIB: u32 = 1024 * KIB;
+
+/// Loopback and LAN: short round trips, windows of quinn's order.
+pub const LAN: TransportProfile = TransportProfile {
+    name: "lan",
+    initial_rtt: Duration::from_millis(50),
+    idle_timeout: DEFAULT_IDLE_TIMEOUT,
+    checkin_interval: DEFAULT_CHECKIN_INTERVAL,
+    // 2 MiB at 1 ms is far beyond any local disk; at 10 ms it still allows 1.6 Gbit/s.
+    stream_window: 2 * MIB,
+    connection_window: 4 * MIB,
+    send_window: 4 * MIB,
+};
+
+/// LTE/3G: 50–300 ms, up to ~50 Mbit/s. Window for 50 Mbit/s × 300 ms ≈ 1.9 MB.
+pub const CELLULAR: TransportProfile = TransportProfile {
+    name: "cellular",
+    initial_rtt: Duration::from_millis(300),
+    idle_timeout: DEFAULT_IDLE_TIMEOUT,
+    checkin_interval: DEFAULT_CHECKIN_INTERVAL,
+    stream_window: 2 * MIB,
+    connection_window: 4 * MIB,
+    send_window: 4 * MIB,
+};
+
+/// GEO satellite: 600 ms RTT, 20 Mbit/s down. Bandwidth-delay product 20 Mbit/s × 0.6 s = 1.5 MB;
+/// the stream window is twice that so loss recovery does not stall the sender.
+pub const SATELLITE: TransportProfile = TransportProfile {
+    name: "satellite",
+    initial_rtt: Duration::from_millis(700),
+    idle_timeout: DEFAULT_IDLE_TIMEOUT,
+    checkin_interval: DEFAULT_CHECKIN_INTERVAL,
+    stream_window: 3 * MIB,
+    connection_window: 6 * MIB,
+    send_window: 6 * MIB,
+};
+
+/// Every profile, for lookup by name.
+pub const PROFILES: [TransportProfile; 3] = [LAN, CELLULAR, SATELLITE];
+
+/// Datagrams are check-ins of a few bytes: a small buffer is plenty and bounds hub memory.
+const DATAGRAM_BUFFER: usize = 4 * 1024;
+
+impl TransportProfile {
+    /// Look a profile up by name.
+    pub fn by_name(name: &str) -> Option<Self> {
+        PROFILES.into_iter().find(|p| p.name == name)
+    }
+
+    /// The quinn transport config for this profile and role.
+    pub fn transport_config(&self, role: Role) -> Arc<TransportConfig> {
+        let mut config = TransportConfig::default();
+        config
+            .initial_rtt(self.initial_rtt)
+            .max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok())
+            // Check-ins are the keepalive: they cross the NAT every interval already, and a QUIC PING
+            // on top would double the idle bytes of every device.
+            .keep_alive_interval(None)
+            .stream_receive_window(VarInt::from_u32(self.stream_window))
+            .receive_window(VarInt::from_u32(self.connection_window))
+            .send_window(self.send_window.into())
+            .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+            .datagram_send_buffer_size(DATAGRAM_BUFFER)
+            .max_concurrent_uni_streams(VarInt::from_u32(0));
+        let incoming_bidi = match role {
+            // The agent may open exactly one stream: the control stream.
+            Role::Hub => 1,
+            // Standby: the hub may open nothing until the agent is summoned.
+            Role::Agent => 0,
+        };
+        config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
+        Arc::new(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_beats_the_nat_and_idle_timeout_rides_out_an_outage() {
+        for profile in PROFILES {
+            assert!(profile.checkin_interval < NAT_BINDING_TIMEOUT, "{}", profile.name);
+            assert!(
+                profile.idle_timeout >= OUTAGE_TO_RIDE_OUT + profile.checkin_interval,
+                "{}",
+                profile.name
+            );
+            assert!(profile.stream_window <= profile.connection_window);
+        }
+    }
+
+    #[test]
+    fn satellite_windows_cover_the_bandwidth_delay_product() {
+        let bdp = 20_000_000 / 8 * GEO_RTT.as_millis() as u32 / 1000;
+        assert!(SATELLITE.stream_window >= bdp);
+        assert!(SATELLITE.initial_rtt >= GEO_RTT);
+    }
+
+    #[test]
+    fn windows_are_bounded_for_a_hub_with_many_agents() {
+        // The hub's worst case is connection_window per agent; keep it single-digit MiB.
+        for profile in PROFILES {
+            assert!(profile.connection_window <= 8 * MIB, "{}", profile.name);
+        }
+    }
+
+    #[test]
+    fn profiles_are_found_by_name() {
+        assert_eq!(TransportProfile::by_name("satellite"), Some(SATELLITE));
+        assert_eq!(TransportProfile::by_name("dialup"), None);
+    }
+}

@@ -1,0 +1,314 @@
+//! Every message on an Outpost QUIC connection, its framing, and its limits.
+//!
+//! # Protocol flow
+//!
+//! ```text
+//! enrolment (ALPN outpost-enroll/1, no client certificate; the agent pins the hub CA fingerprint)
+//!   agent ──bi stream── EnrollRequest { endpoint, secret, agent_id, CSR } ──▶ hub
+//!   agent ◀──────────── EnrollReply::Accepted { cert, CA } | Refused { reason } ── hub
+//!   both close the connection; a refusal is final, the agent exits with its reason.
+//!
+//! session (ALPN outpost-session/1, mutual TLS with the issued certificate)
+//!   agent opens the control stream (bidirectional, the only stream an agent may open):
+//!   agent ── AgentMessage::Hello ─────────────▶ hub
+//!   agent ◀─ HubMessage::Welcome { settings } ── hub
+//!   every check-in interval (datagrams, unreliable: the next one supersedes a lost one):
+//!   agent ── Datagram::CheckIn { seq } ────────▶ hub
+//!   agent ◀─ Datagram::Ack { seq, interval } ─── hub
+//!   when an admin needs the device (pushed, one round trip):
+//!   agent ◀─ HubMessage::Summon { id } ───────── hub
+//!   agent raises its bidirectional stream credit from 0, then
+//!   agent ── AgentMessage::Ready { id } ───────▶ hub   (hub opens proxy streams)
+//!   after the standby period without activity:
+//!   agent drops its stream credit to 0 ── AgentMessage::Standby ──▶ hub
+//! ```
+//!
+//! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
+//! body is read, then a postcard body. Datagrams carry one postcard body each.
+//!
+//! # Versions
+//! - 1: first version (enrolment, control stream, check-in datagrams, summon/standby).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::ids::{AgentId, EndpointId, Secret};
+
+/// ALPN of an enrolment connection.
+pub const ALPN_ENROLL: &[u8] = b"outpost-enroll/1";
+/// ALPN of a session connection.
+pub const ALPN_SESSION: &[u8] = b"outpost-session/1";
+/// Largest enrolment frame: a CSR or a certificate pair is well under 4 KiB.
+pub const MAX_ENROLL_FRAME: usize = 16 * 1024;
+/// Largest control-stream frame.
+pub const MAX_CONTROL_FRAME: usize = 256 * 1024;
+/// Largest datagram body we send or accept; check-ins are a few bytes.
+pub const MAX_DATAGRAM: usize = 64;
+/// Longest free-text field (versions, refusal messages).
+pub const MAX_TEXT: usize = 512;
+
+/// QUIC application close codes, so each side can tell a deliberate close from a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum CloseCode {
+    /// Normal end (agent or hub shutting down).
+    Done = 0,
+    /// The endpoint was removed or its certificate revoked: the agent must stop for good.
+    Revoked = 0x10,
+    /// A newer connection from the same endpoint took over this one.
+    Replaced = 0x11,
+    /// The peer broke the protocol (bad frame, unexpected message).
+    ProtocolViolation = 0x12,
+    /// The hub is shedding load; retry later with backoff.
+    Busy = 0x13,
+}
+
+impl CloseCode {
+    /// The code as a QUIC varint.
+    pub fn as_varint(self) -> quinn::VarInt {
+        quinn::VarInt::from_u32(self as u32)
+    }
+
+    /// Interpret a received close code.
+    pub fn from_varint(code: quinn::VarInt) -> Option<Self> {
+        [
+            Self::Done,
+            Self::Revoked,
+            Self::Replaced,
+            Self::ProtocolViolation,
+            Self::Busy,
+        ]
+        .into_iter()
+        .find(|c| u64::from(*c as u32) == code.into_inner())
+    }
+}
+
+/// First and only request on an enrolment connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// Endpoint (or fleet) named by the join token.
+    pub endpoint: EndpointId,
+    /// The token's secret.
+    pub secret: Secret,
+    /// The device's own UUID.
+    pub agent_id: AgentId,
+    /// PKCS#10 certificate signing request (DER) for the agent's key pair.
+    pub csr_der: Vec<u8>,
+    /// Agent build version, for the admin's inventory.
+    pub agent_version: String,
+}
+
+/// The hub's answer to an [`EnrollRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnrollReply {
+    /// Enrolled: keep this certificate and connect with it from now on.
+    Accepted(Enrolled),
+    /// Refused, with the reason.
+    Refused(Refusal),
+}
+
+/// What an accepted agent receives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enrolled {
+    /// The endpoint this agent now is (for a fleet token, a new endpoint of its own).
+    pub endpoint: EndpointId,
+    /// The agent certificate (DER), the UUID in its SAN.
+    pub cert_der: Vec<u8>,
+    /// The hub CA certificate (DER).
+    pub ca_der: Vec<u8>,
+    /// True when the device waits for an admin's approval (fleet tokens).
+    pub pending_approval: bool,
+    /// Current hub addresses, which may differ from the token's.
+    pub hub_addrs: Vec<String>,
+}
+
+/// A refused enrolment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Machine-readable reason.
+    pub reason: RefusalReason,
+    /// Human-readable explanation with what to do.
+    pub message: String,
+}
+
+/// Why the hub refused an enrolment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// No such endpoint (removed, or the token belongs to another hub's store).
+    UnknownEndpoint,
+    /// The secret does not match the endpoint's token.
+    BadSecret,
+    /// The token is already bound to another device.
+    AlreadyBound,
+    /// The endpoint was created for a pre-assigned agent id and this is not it.
+    AgentIdMismatch,
+    /// The request could not be read or was not acceptable (bad CSR, oversized field).
+    Malformed,
+    /// The hub is overloaded; the only refusal worth retrying.
+    Busy,
+}
+
+impl RefusalReason {
+    /// Whether retrying the same request can ever succeed.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Busy)
+    }
+}
+
+/// Messages the hub sends on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HubMessage {
+    /// First message: who the agent is to the hub and how it should behave.
+    Welcome(Welcome),
+    /// An admin wants the device: grant stream credit and answer [`AgentMessage::Ready`].
+    Summon {
+        /// Echoed in `Ready`.
+        id: u32,
+    },
+    /// A pending device was approved by an admin.
+    Approved,
+    /// New session settings.
+    Settings(SessionSettings),
+}
+
+/// The hub's greeting on a new session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The endpoint this certificate maps to.
+    pub endpoint: EndpointId,
+    /// Whether the device is still waiting for approval.
+    pub pending_approval: bool,
+    /// Check-in and standby timing.
+    pub settings: SessionSettings,
+    /// Current hub addresses, for the agent to remember.
+    pub hub_addrs: Vec<String>,
+}
+
+/// Session timing the hub sets per endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSettings {
+    /// Time between check-ins, in milliseconds.
+    pub checkin_interval_ms: u32,
+    /// Inactivity before the agent returns to standby, in milliseconds.
+    pub standby_after_ms: u32,
+}
+
+/// Messages the agent sends on the control stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentMessage {
+    /// Opens the control stream.
+    Hello {
+        /// Agent build version.
+        agent_version: String,
+    },
+    /// Stream credit is open for the summon with this id.
+    Ready {
+        /// The summon's id.
+        id: u32,
+    },
+    /// Stream credit is back to zero.
+    Standby,
+}
+
+/// Unreliable messages carried in QUIC datagrams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Datagram {
+    /// Agent → hub: still here.
+    CheckIn {
+        /// Increases by one per check-in.
+        seq: u32,
+    },
+    /// Hub → agent: seen, next check-in in `interval_s` seconds.
+    Ack {
+        /// The check-in acknowledged.
+        seq: u32,
+        /// The check-in interval the hub wants, in seconds.
+        interval_s: u16,
+    },
+}
+
+/// Why a message could not be read or written.
+#[derive(Debug, Error)]
+pub enum WireError {
+    /// A frame announced a length above the limit; nothing of its body was read.
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    Oversized {
+        /// Announced length.
+        len: usize,
+        /// The limit for this stream.
+        max: usize,
+    },
+    /// The body does not decode as the expected message.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// The body decoded but left bytes over.
+    #[error("{0} unexpected bytes after the message")]
+    TrailingBytes(usize),
+    /// The stream ended cleanly before a frame began.
+    #[error("stream closed by peer")]
+    Closed,
+    /// Transport failure.
+    #[error("stream I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Decode exactly one message from `bytes` (no trailing bytes allowed).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    let (value, rest) = postcard::take_from_bytes(bytes)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(WireError::TrailingBytes(rest.len()))
+    }
+}
+
+/// Encode one message body.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising owned data into a growable Vec has no failure mode.
+    postcard::to_stdvec(value).unwrap_or_default()
+}
+
+/// Length-prefix a message for a stream.
+pub fn encode_frame<T: Serialize>(value: &T) -> Vec<u8> {
+    let body = encode(value);
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Read one frame: the length first, checked against `max` before any of the body is read.
+pub async fn read_frame<T, R>(reader: &mut R, max: usize) -> Result<T, WireError>
+where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(WireError::Oversized { len, max });
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    decode(&body)
+}
+
+/// Write one frame.
+pub async fn write_frame<T, W>(writer: &mut W, value: &T) -> Result<(), WireError>
+where
+    T: Serialize,
+    W: AsyncWrite + Unpin,
+{
+    writer.write_all(&encode_frame(value)).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

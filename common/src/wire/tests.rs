@@ -1,0 +1,109 @@
+use super::*;
+
+fn sample_request() -> EnrollRequest {
+    EnrollRequest {
+        endpoint: EndpointId(3),
+        secret: Secret([1; 32]),
+        agent_id: AgentId::generate(),
+        csr_der: vec![0x30; 300],
+        agent_version: "0.1.0".into(),
+    }
+}
+
+#[tokio::test]
+async fn frames_round_trip() {
+    let request = sample_request();
+    let bytes = encode_frame(&request);
+    let decoded: EnrollRequest = read_frame(&mut bytes.as_slice(), MAX_ENROLL_FRAME)
+        .await
+        .unwrap();
+    assert_eq!(decoded, request);
+}
+
+#[tokio::test]
+async fn oversized_frame_is_refused_before_reading_the_body() {
+    // Announce 1 GiB and provide nothing: the limit check must fire without waiting for a body.
+    let header = (1u32 << 30).to_be_bytes();
+    let err = read_frame::<EnrollRequest, _>(&mut header.as_slice(), MAX_ENROLL_FRAME)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WireError::Oversized { len, max } if len == 1 << 30 && max == MAX_ENROLL_FRAME));
+}
+
+#[tokio::test]
+async fn empty_stream_is_closed_and_short_body_is_io_error() {
+    let err = read_frame::<HubMessage, _>(&mut [].as_slice(), MAX_CONTROL_FRAME)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WireError::Closed));
+    let mut bytes = encode_frame(&HubMessage::Summon { id: 9 });
+    bytes.pop();
+    let err = read_frame::<HubMessage, _>(&mut bytes.as_slice(), MAX_CONTROL_FRAME)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WireError::Io(_)));
+}
+
+#[tokio::test]
+async fn split_reads_are_reassembled() {
+    let message = AgentMessage::Ready { id: 77 };
+    let bytes = encode_frame(&message);
+    let (mut client, mut server) = tokio::io::duplex(1);
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        for byte in bytes {
+            client.write_all(&[byte]).await.unwrap();
+        }
+    });
+    let decoded: AgentMessage = read_frame(&mut server, MAX_CONTROL_FRAME).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(decoded, message);
+}
+
+#[test]
+fn hostile_bodies_are_errors_not_panics() {
+    for body in [&[][..], &[0xff], &[0x07, 0xff, 0xff, 0xff, 0xff, 0xff], &[0, 0xff, 0xff]] {
+        assert!(decode::<EnrollRequest>(body).is_err());
+        assert!(decode::<HubMessage>(body).is_err());
+        assert!(decode::<Datagram>(body).is_err());
+    }
+    let mut bytes = encode(&Datagram::CheckIn { seq: 1 });
+    bytes.push(0);
+    assert!(matches!(
+        decode::<Datagram>(&bytes),
+        Err(WireError::TrailingBytes(1))
+    ));
+}
+
+#[test]
+fn check_in_datagrams_stay_tiny() {
+    let check_in = encode(&Datagram::CheckIn { seq: u32::MAX });
+    let ack = encode(&Datagram::Ack {
+        seq: u32::MAX,
+        interval_s: u16::MAX,
+    });
+    assert!(check_in.len() <= 6, "{check_in:?}");
+    assert!(ack.len() <= 9, "{ack:?}");
+    assert!(ack.len() <= MAX_DATAGRAM);
+}
+
+#[test]
+fn close_codes_round_trip() {
+    for code in [
+        CloseCode::Done,
+        CloseCode::Revoked,
+        CloseCode::Replaced,
+        CloseCode::ProtocolViolation,
+        CloseCode::Busy,
+    ] {
+        assert_eq!(CloseCode::from_varint(code.as_varint()), Some(code));
+    }
+    assert_eq!(CloseCode::from_varint(quinn::VarInt::from_u32(999)), None);
+}
+
+#[test]
+fn only_busy_refusals_are_retried() {
+    assert!(!RefusalReason::Busy.is_final());
+    assert!(RefusalReason::AlreadyBound.is_final());
+    assert!(RefusalReason::BadSecret.is_final());
+}
