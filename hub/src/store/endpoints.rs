@@ -1,0 +1,519 @@
+//! Endpoint rows: creation, enrolment binding, listing, approval, removal, certificates, liveness.
+
+use outpost_common::wire::{Refusal, RefusalReason};
+use outpost_common::{AgentId, EndpointId};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::StoreError;
+
+/// A device, or a fleet template whose token many devices may enrol with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// One managed device.
+    Device,
+    /// A fleet token's template; each device enrolling with it becomes a pending device.
+    Fleet,
+}
+
+impl EndpointKind {
+    fn as_sql(self) -> &'static str {
+        match self {
+            Self::Device => "device",
+            Self::Fleet => "fleet",
+        }
+    }
+}
+
+/// What an admin asks for when creating an endpoint.
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    /// Display name.
+    pub name: String,
+    /// Device or fleet.
+    pub kind: EndpointKind,
+    /// Only this agent id may enrol (devices only).
+    pub preassigned: Option<AgentId>,
+    /// SHA-256 of the join token's secret.
+    pub secret_hash: [u8; 32],
+}
+
+/// One endpoint row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointRecord {
+    /// Its id.
+    pub id: EndpointId,
+    /// Display name.
+    pub name: String,
+    /// Device or fleet.
+    pub kind: EndpointKind,
+    /// The fleet a device enrolled through.
+    pub fleet_id: Option<EndpointId>,
+    /// The bound agent.
+    pub agent_id: Option<AgentId>,
+    /// The agent id the admin pre-assigned.
+    pub preassigned: Option<AgentId>,
+    /// False while a fleet device waits for approval.
+    pub approved: bool,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// First enrolment (Unix seconds).
+    pub enrolled_at: Option<i64>,
+    /// How many times a certificate was issued.
+    pub enroll_count: i64,
+    /// Agent build version reported at enrolment.
+    pub agent_version: Option<String>,
+    /// Last check-in written by the liveness flush (Unix seconds).
+    pub last_checkin: Option<i64>,
+    /// Last remote address written by the liveness flush.
+    pub last_addr: Option<String>,
+    /// Connection migrations counted so far.
+    pub migrations: i64,
+}
+
+const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, approved, \
+     created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, migrations";
+
+fn parse_agent(text: Option<String>) -> Option<AgentId> {
+    text.and_then(|t| t.parse().ok())
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
+    let kind: String = row.get(2)?;
+    Ok(EndpointRecord {
+        id: EndpointId(row.get::<_, i64>(0)? as u64),
+        name: row.get(1)?,
+        kind: if kind == "fleet" {
+            EndpointKind::Fleet
+        } else {
+            EndpointKind::Device
+        },
+        fleet_id: row.get::<_, Option<i64>>(3)?.map(|v| EndpointId(v as u64)),
+        agent_id: parse_agent(row.get(4)?),
+        preassigned: parse_agent(row.get(5)?),
+        approved: row.get(6)?,
+        created_at: row.get(7)?,
+        enrolled_at: row.get(8)?,
+        enroll_count: row.get(9)?,
+        agent_version: row.get(10)?,
+        last_checkin: row.get(11)?,
+        last_addr: row.get(12)?,
+        migrations: row.get(13)?,
+    })
+}
+
+/// Insert a new endpoint.
+pub fn create(
+    conn: &Connection,
+    new: &NewEndpoint,
+    now: i64,
+) -> Result<EndpointRecord, StoreError> {
+    conn.execute(
+        "INSERT INTO endpoints (name, kind, secret_hash, preassigned_agent_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            new.name,
+            new.kind.as_sql(),
+            &new.secret_hash[..],
+            new.preassigned.map(|a| a.to_string()),
+            now
+        ],
+    )?;
+    let id = EndpointId(conn.last_insert_rowid() as u64);
+    Ok(find(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+}
+
+/// One endpoint by id.
+pub fn find(conn: &Connection, id: EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id.0 as i64], from_row).optional()?)
+}
+
+/// A page of the endpoint list.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// 1-based page.
+    pub page: u32,
+    /// Rows per page.
+    pub per_page: u32,
+    /// Substring of the name (case-insensitive).
+    pub search: Option<String>,
+    /// Restrict by status.
+    pub status: Option<StatusFilter>,
+    /// List fleet templates instead of devices.
+    pub fleets: bool,
+}
+
+/// Status restriction: pending is in the store, the live states come from the session registry.
+#[derive(Clone, Debug)]
+pub enum StatusFilter {
+    /// Waiting for approval.
+    Pending,
+    /// Approved and one of these ids.
+    Among(Vec<EndpointId>),
+    /// Approved and none of these ids.
+    NotAmong(Vec<EndpointId>),
+}
+
+/// One page of endpoints and the total matching.
+pub fn list(
+    conn: &Connection,
+    query: &ListQuery,
+) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
+    let kind = if query.fleets { "fleet" } else { "device" };
+    let search = query.search.as_deref().map(|s| {
+        format!(
+            "%{}%",
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let (status_sql, ids) = match &query.status {
+        None => ("", String::from("[]")),
+        Some(StatusFilter::Pending) => (" AND approved = 0", String::from("[]")),
+        Some(StatusFilter::Among(ids)) => (
+            " AND approved = 1 AND id IN (SELECT value FROM json_each(?3))",
+            id_json(ids),
+        ),
+        Some(StatusFilter::NotAmong(ids)) => (
+            " AND approved = 1 AND id NOT IN (SELECT value FROM json_each(?3))",
+            id_json(ids),
+        ),
+    };
+    let filter = format!(
+        "FROM endpoints WHERE kind = ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\'){status_sql}"
+    );
+    let with_ids = status_sql.contains("?3");
+    let total: i64 = if with_ids {
+        conn.query_row(
+            &format!("SELECT COUNT(*) {filter}"),
+            params![kind, search, ids],
+            |r| r.get(0),
+        )?
+    } else {
+        conn.query_row(
+            &format!("SELECT COUNT(*) {filter}"),
+            params![kind, search],
+            |r| r.get(0),
+        )?
+    };
+    let per_page = query.per_page.clamp(1, 1000);
+    let offset = i64::from(query.page.max(1) - 1) * i64::from(per_page);
+    let sql = format!("SELECT {COLUMNS} {filter} ORDER BY id LIMIT {per_page} OFFSET {offset}");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = if with_ids {
+        stmt.query_map(params![kind, search, ids], from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        stmt.query_map(params![kind, search], from_row)?
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    Ok((rows, total as u64))
+}
+
+fn id_json(ids: &[EndpointId]) -> String {
+    let items: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Approve a pending device. Returns whether it exists.
+pub fn approve(conn: &Connection, id: EndpointId) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE endpoints SET approved = 1 WHERE id = ?1 AND kind = 'device'",
+        [id.0 as i64],
+    )? == 1)
+}
+
+/// Remove an endpoint and revoke every certificate issued to it. Returns the removed row.
+pub fn remove(
+    conn: &mut Connection,
+    id: EndpointId,
+    now: i64,
+) -> Result<Option<EndpointRecord>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(record) = find(&tx, id)? else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE certificates SET revoked_at = ?2 WHERE endpoint_id = ?1 AND revoked_at IS NULL",
+        params![id.0 as i64, now],
+    )?;
+    tx.execute("DELETE FROM endpoints WHERE id = ?1", [id.0 as i64])?;
+    tx.commit()?;
+    Ok(Some(record))
+}
+
+/// What the store knows of a presented client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertStatus {
+    /// The endpoint it was issued for.
+    pub endpoint: EndpointId,
+    /// The agent it was issued to.
+    pub agent_id: Option<AgentId>,
+    /// Revoked (endpoint removed, or superseded by a newer enrolment).
+    pub revoked: bool,
+}
+
+/// Look a certificate up by serial.
+pub fn cert_status(conn: &Connection, serial: &str) -> Result<Option<CertStatus>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT endpoint_id, agent_id, revoked_at IS NOT NULL FROM certificates WHERE serial = ?1",
+            [serial],
+            |row| {
+                Ok(CertStatus {
+                    endpoint: EndpointId(row.get::<_, i64>(0)? as u64),
+                    agent_id: parse_agent(row.get(1)?),
+                    revoked: row.get(2)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// An enrolment to decide and, if accepted, record.
+#[derive(Clone, Debug)]
+pub struct EnrollInput {
+    /// Endpoint (or fleet) named by the token.
+    pub endpoint: EndpointId,
+    /// Hash of the presented secret.
+    pub secret_hash: [u8; 32],
+    /// The device's UUID.
+    pub agent_id: AgentId,
+    /// Agent build version.
+    pub agent_version: String,
+    /// Serial of the certificate prepared for it.
+    pub cert_serial: String,
+    /// Its expiry (Unix seconds).
+    pub cert_not_after: i64,
+}
+
+/// An accepted enrolment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnrollOutcome {
+    /// The device endpoint the agent now is.
+    pub endpoint: EndpointId,
+    /// Waiting for approval.
+    pub pending: bool,
+}
+
+fn refuse(reason: RefusalReason, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Decide an enrolment and, if accepted, bind the agent and record its certificate (superseding any
+/// earlier one), all in one transaction. A refusal changes nothing.
+pub fn enroll(
+    conn: &mut Connection,
+    input: &EnrollInput,
+    now: i64,
+) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let decision = decide(&tx, input, now)?;
+    if let Ok(outcome) = decision {
+        tx.execute(
+            "UPDATE certificates SET revoked_at = ?2 WHERE endpoint_id = ?1 AND revoked_at IS NULL",
+            params![outcome.endpoint.0 as i64, now],
+        )?;
+        tx.execute(
+            "INSERT INTO certificates (serial, endpoint_id, agent_id, issued_at, not_after)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                input.cert_serial,
+                outcome.endpoint.0 as i64,
+                input.agent_id.to_string(),
+                now,
+                input.cert_not_after
+            ],
+        )?;
+        tx.commit()?;
+    }
+    Ok(decision)
+}
+
+fn decide(
+    conn: &Connection,
+    input: &EnrollInput,
+    now: i64,
+) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
+    let target: Option<(EndpointRecord, Option<Vec<u8>>)> = conn
+        .query_row(
+            &format!("SELECT {COLUMNS}, secret_hash FROM endpoints WHERE id = ?1"),
+            [input.endpoint.0 as i64],
+            |row| Ok((from_row(row)?, row.get(14)?)),
+        )
+        .optional()?;
+    let Some((target, Some(hash))) = target else {
+        return Ok(Err(refuse(
+            RefusalReason::UnknownEndpoint,
+            format!(
+                "endpoint {} does not exist on this hub (removed?); ask the admin for a new token",
+                input.endpoint
+            ),
+        )));
+    };
+    if !bool::from(hash.as_slice().ct_eq(&input.secret_hash[..])) {
+        return Ok(Err(refuse(
+            RefusalReason::BadSecret,
+            "the token's secret does not match this endpoint; ask the admin for a new token",
+        )));
+    }
+    let agent = input.agent_id.to_string();
+    let bound_elsewhere: Option<(i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, fleet_id FROM endpoints WHERE agent_id = ?1",
+            [&agent],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    match target.kind {
+        EndpointKind::Device => decide_device(conn, &target, input, bound_elsewhere, now),
+        EndpointKind::Fleet => decide_fleet(conn, &target, input, bound_elsewhere, now),
+    }
+}
+
+fn decide_device(
+    conn: &Connection,
+    target: &EndpointRecord,
+    input: &EnrollInput,
+    bound_elsewhere: Option<(i64, Option<i64>)>,
+    now: i64,
+) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
+    if let Some(expected) = target.preassigned.filter(|p| *p != input.agent_id) {
+        return Ok(Err(refuse(
+            RefusalReason::AgentIdMismatch,
+            format!(
+                "endpoint {} is reserved for agent {expected}, this agent is {}; check EDGE_ID",
+                target.id, input.agent_id
+            ),
+        )));
+    }
+    if let Some(bound) = target.agent_id.filter(|b| *b != input.agent_id) {
+        return Ok(Err(refuse(
+            RefusalReason::AlreadyBound,
+            format!("this token is already bound to another device (agent {bound}); a token enrols one device, ask the admin for a new one"),
+        )));
+    }
+    if let Some((other, _)) = bound_elsewhere.filter(|(id, _)| *id as u64 != target.id.0) {
+        return Ok(Err(refuse(
+            RefusalReason::AlreadyBound,
+            format!(
+                "agent {} is already enrolled as endpoint {other}; remove that endpoint first",
+                input.agent_id
+            ),
+        )));
+    }
+    conn.execute(
+        "UPDATE endpoints SET agent_id = ?2, enrolled_at = COALESCE(enrolled_at, ?3),
+             enroll_count = enroll_count + 1, agent_version = ?4 WHERE id = ?1",
+        params![
+            target.id.0 as i64,
+            input.agent_id.to_string(),
+            now,
+            input.agent_version
+        ],
+    )?;
+    Ok(Ok(EnrollOutcome {
+        endpoint: target.id,
+        pending: !target.approved,
+    }))
+}
+
+fn decide_fleet(
+    conn: &Connection,
+    fleet: &EndpointRecord,
+    input: &EnrollInput,
+    bound_elsewhere: Option<(i64, Option<i64>)>,
+    now: i64,
+) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
+    let agent = input.agent_id.to_string();
+    let member = match bound_elsewhere {
+        Some((id, Some(fleet_id))) if fleet_id as u64 == fleet.id.0 => EndpointId(id as u64),
+        Some((id, _)) => return Ok(Err(refuse(
+            RefusalReason::AlreadyBound,
+            format!(
+                "agent {agent} is already enrolled as endpoint {id}; remove that endpoint first"
+            ),
+        ))),
+        None => {
+            let name = format!("{}-{}", fleet.name, &agent[..8]);
+            conn.execute(
+                "INSERT INTO endpoints (name, kind, fleet_id, agent_id, approved, created_at, enrolled_at, agent_version)
+                 VALUES (?1, 'device', ?2, ?3, 0, ?4, ?4, ?5)",
+                params![name, fleet.id.0 as i64, agent, now, input.agent_version],
+            )?;
+            EndpointId(conn.last_insert_rowid() as u64)
+        }
+    };
+    conn.execute(
+        "UPDATE endpoints SET enroll_count = enroll_count + 1 WHERE id = ?1",
+        [member.0 as i64],
+    )?;
+    let approved: bool = conn.query_row(
+        "SELECT approved FROM endpoints WHERE id = ?1",
+        [member.0 as i64],
+        |r| r.get(0),
+    )?;
+    Ok(Ok(EnrollOutcome {
+        endpoint: member,
+        pending: !approved,
+    }))
+}
+
+/// Liveness of one endpoint, written in batches.
+#[derive(Clone, Debug)]
+pub struct LivenessUpdate {
+    /// Which endpoint.
+    pub id: EndpointId,
+    /// Last check-in (Unix seconds).
+    pub last_checkin: i64,
+    /// Last remote address.
+    pub addr: String,
+    /// Migrations so far.
+    pub migrations: i64,
+}
+
+/// Write a batch of liveness updates in one transaction.
+pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE endpoints SET last_checkin = ?2, last_addr = ?3, migrations = ?4 WHERE id = ?1",
+        )?;
+        for update in updates {
+            stmt.execute(params![
+                update.id.0 as i64,
+                update.last_checkin,
+                update.addr,
+                update.migrations
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Read a setting.
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// Write a setting.
+pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}

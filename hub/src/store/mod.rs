@@ -1,0 +1,92 @@
+//! The hub's durable state in SQLite (WAL, foreign keys, migrations on open).
+//!
+//! What lives here: endpoints (devices and fleet templates), the hash of each join token's secret,
+//! agent bindings, issued certificates and their revocation, and batched liveness. What does not:
+//! per-check-in state, which lives in the session registry and reaches the store in batches.
+//!
+//! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
+//! the blocking pool so a slow disk never stalls the QUIC driver.
+
+pub mod endpoints;
+mod migrations;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+use thiserror::Error;
+
+pub use endpoints::{
+    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, ListQuery,
+    LivenessUpdate, NewEndpoint, StatusFilter,
+};
+
+/// A store failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file was written by a newer hub.
+    #[error("the database schema is version {found}, newer than this hub understands ({known}); upgrade the hub")]
+    SchemaTooNew {
+        /// Version found on disk.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// A blocking task was cancelled (the hub is shutting down).
+    #[error("store task failed: {0}")]
+    Join(String),
+}
+
+/// Handle to the hub's SQLite database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations::apply(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Run `f` with the connection on tokio's blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut store.lock()))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Lock the connection for synchronous use (tests, start-up).
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
+        // poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Seconds since the Unix epoch, the store's time unit.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! Store tests against a real SQLite file in a temporary directory.
+
+use outpost_common::wire::RefusalReason;
+use outpost_common::{AgentId, EndpointId, Secret};
+
+use super::endpoints::{
+    self, EndpointKind, EnrollInput, EnrollOutcome, ListQuery, LivenessUpdate, NewEndpoint,
+    StatusFilter,
+};
+use super::Store;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("hub.db")).unwrap();
+    (dir, store)
+}
+
+fn new_endpoint(
+    name: &str,
+    kind: EndpointKind,
+    secret: &Secret,
+    preassigned: Option<AgentId>,
+) -> NewEndpoint {
+    NewEndpoint {
+        name: name.into(),
+        kind,
+        preassigned,
+        secret_hash: secret.hash(),
+    }
+}
+
+fn input(endpoint: EndpointId, secret: &Secret, agent: AgentId, serial: &str) -> EnrollInput {
+    EnrollInput {
+        endpoint,
+        secret_hash: secret.hash(),
+        agent_id: agent,
+        agent_version: "test".into(),
+        cert_serial: serial.into(),
+        cert_not_after: 2_000_000_000,
+    }
+}
+
+#[test]
+fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let ep = endpoints::create(
+        &conn,
+        &new_endpoint("kiosk-1", EndpointKind::Device, &secret, None),
+        1,
+    )
+    .unwrap();
+    let first = AgentId::generate();
+    let outcome = endpoints::enroll(&mut conn, &input(ep.id, &secret, first, "aa"), 2)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        EnrollOutcome {
+            endpoint: ep.id,
+            pending: false
+        }
+    );
+
+    let intruder = AgentId::generate();
+    let refusal = endpoints::enroll(&mut conn, &input(ep.id, &secret, intruder, "bb"), 3)
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refusal.reason, RefusalReason::AlreadyBound);
+    let record = endpoints::find(&conn, ep.id).unwrap().unwrap();
+    assert_eq!(record.agent_id, Some(first));
+    assert_eq!(record.enroll_count, 1);
+    assert!(endpoints::cert_status(&conn, "bb").unwrap().is_none());
+    assert!(
+        !endpoints::cert_status(&conn, "aa")
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+}
+
+#[test]
+fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let reserved = AgentId::generate();
+    let ep = endpoints::create(
+        &conn,
+        &new_endpoint("pos-9", EndpointKind::Device, &secret, Some(reserved)),
+        1,
+    )
+    .unwrap();
+    let other = AgentId::generate();
+    let wrong = Secret::generate();
+    let cases = [
+        (
+            input(ep.id, &wrong, reserved, "1"),
+            RefusalReason::BadSecret,
+        ),
+        (
+            input(EndpointId(999), &secret, reserved, "2"),
+            RefusalReason::UnknownEndpoint,
+        ),
+        (
+            input(ep.id, &secret, other, "3"),
+            RefusalReason::AgentIdMismatch,
+        ),
+    ];
+    for (attempt, expected) in cases {
+        let refusal = endpoints::enroll(&mut conn, &attempt, 2)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(refusal.reason, expected, "{}", refusal.message);
+    }
+    assert_eq!(
+        endpoints::find(&conn, ep.id).unwrap().unwrap().agent_id,
+        None
+    );
+    let ok = endpoints::enroll(&mut conn, &input(ep.id, &secret, reserved, "4"), 3).unwrap();
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let ep = endpoints::create(
+        &conn,
+        &new_endpoint("sign-3", EndpointKind::Device, &secret, None),
+        1,
+    )
+    .unwrap();
+    let agent = AgentId::generate();
+    endpoints::enroll(&mut conn, &input(ep.id, &secret, agent, "old"), 2)
+        .unwrap()
+        .unwrap();
+    endpoints::enroll(&mut conn, &input(ep.id, &secret, agent, "new"), 3)
+        .unwrap()
+        .unwrap();
+    assert!(
+        endpoints::cert_status(&conn, "old")
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(
+        !endpoints::cert_status(&conn, "new")
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert_eq!(
+        endpoints::find(&conn, ep.id).unwrap().unwrap().enroll_count,
+        2
+    );
+}
+
+#[test]
+fn fleet_devices_land_pending_once_each_until_approved() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let fleet = endpoints::create(
+        &conn,
+        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
+        1,
+    )
+    .unwrap();
+    let a = AgentId::generate();
+    let b = AgentId::generate();
+    let first = endpoints::enroll(&mut conn, &input(fleet.id, &secret, a, "a1"), 2)
+        .unwrap()
+        .unwrap();
+    let second = endpoints::enroll(&mut conn, &input(fleet.id, &secret, b, "b1"), 2)
+        .unwrap()
+        .unwrap();
+    let again = endpoints::enroll(&mut conn, &input(fleet.id, &secret, a, "a2"), 3)
+        .unwrap()
+        .unwrap();
+    assert!(first.pending && second.pending);
+    assert_ne!(first.endpoint, second.endpoint);
+    assert_eq!(again.endpoint, first.endpoint);
+
+    let pending = ListQuery {
+        page: 1,
+        per_page: 50,
+        status: Some(StatusFilter::Pending),
+        ..Default::default()
+    };
+    assert_eq!(endpoints::list(&conn, &pending).unwrap().1, 2);
+    assert!(endpoints::approve(&conn, first.endpoint).unwrap());
+    assert_eq!(endpoints::list(&conn, &pending).unwrap().1, 1);
+    let member = endpoints::find(&conn, first.endpoint).unwrap().unwrap();
+    assert_eq!(member.fleet_id, Some(fleet.id));
+    assert!(member.name.starts_with("pos-"));
+}
+
+#[test]
+fn removal_revokes_every_certificate_of_the_endpoint() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let ep = endpoints::create(
+        &conn,
+        &new_endpoint("gone", EndpointKind::Device, &secret, None),
+        1,
+    )
+    .unwrap();
+    endpoints::enroll(
+        &mut conn,
+        &input(ep.id, &secret, AgentId::generate(), "s1"),
+        2,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(endpoints::remove(&mut conn, ep.id, 3).unwrap().is_some());
+    assert!(
+        endpoints::cert_status(&conn, "s1")
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
+    assert!(endpoints::find(&conn, ep.id).unwrap().is_none());
+    assert!(endpoints::remove(&mut conn, ep.id, 4).unwrap().is_none());
+}
+
+#[test]
+fn list_pages_searches_and_filters_in_sql() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    let secret = Secret::generate();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let name = if i % 5 == 0 {
+            format!("kiosk_{i}")
+        } else {
+            format!("sign-{i}")
+        };
+        ids.push(
+            endpoints::create(
+                &conn,
+                &new_endpoint(&name, EndpointKind::Device, &secret, None),
+                1,
+            )
+            .unwrap()
+            .id,
+        );
+    }
+    let page = |page, search: Option<&str>, status| ListQuery {
+        page,
+        per_page: 10,
+        search: search.map(String::from),
+        status,
+        fleets: false,
+    };
+    let (rows, total) = endpoints::list(&conn, &page(3, None, None)).unwrap();
+    assert_eq!((rows.len(), total), (5, 25));
+    assert_eq!(rows[0].id, ids[20]);
+    // `_` is a literal, not a LIKE wildcard.
+    let (rows, total) = endpoints::list(&conn, &page(1, Some("KIOSK_"), None)).unwrap();
+    assert_eq!((rows.len(), total), (5, 5));
+    let among = Some(StatusFilter::Among(vec![ids[1], ids[2]]));
+    assert_eq!(endpoints::list(&conn, &page(1, None, among)).unwrap().1, 2);
+    let not_among = Some(StatusFilter::NotAmong(vec![ids[1], ids[2]]));
+    assert_eq!(
+        endpoints::list(&conn, &page(1, None, not_among)).unwrap().1,
+        23
+    );
+}
+
+#[test]
+fn liveness_is_written_in_one_batch_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let secret = Secret::generate();
+    let id = {
+        let store = Store::open(&path).unwrap();
+        let mut conn = store.lock();
+        let id = endpoints::create(
+            &conn,
+            &new_endpoint("x", EndpointKind::Device, &secret, None),
+            1,
+        )
+        .unwrap()
+        .id;
+        let update = LivenessUpdate {
+            id,
+            last_checkin: 42,
+            addr: "127.0.0.1:9".into(),
+            migrations: 3,
+        };
+        endpoints::flush_liveness(&mut conn, &[update]).unwrap();
+        id
+    };
+    let store = Store::open(&path).unwrap();
+    let record = endpoints::find(&store.lock(), id).unwrap().unwrap();
+    assert_eq!((record.last_checkin, record.migrations), (Some(42), 3));
+    assert_eq!(record.last_addr.as_deref(), Some("127.0.0.1:9"));
+}
+
+#[test]
+fn a_database_from_a_newer_hub_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    drop(Store::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
