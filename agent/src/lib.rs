@@ -1,1 +1,16 @@
-//! stub
+//! The Outpost agent: runs on each device, dials out to the hub, and keeps one QUIC session.
+//!
+//! - [`identity`]: UUID, key pair, certificate and enrolment record on disk.
+//! - [`dial`]: reaching the pinned hub, with final and retryable failures told apart.
+//! - [`enroll`]: the one-time enrolment exchange.
+//! - [`session`]: the async driver around the I/O-free session state machine.
+//! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
+#![warn(missing_docs)]
+
+pub mod dial;
+pub mod enroll;
+pub mod identity;
+pub mod run;
+pub mod session;
+
+pub use run::{run, AgentConfig, AgentError};

@@ -93,7 +93,10 @@ mod tests {
         assert!((mean - 15.0).abs() < 0.5, "mean {mean}");
         for third in 0..3 {
             let lo = f64::from(third) * 10.0;
-            let share = delays.iter().filter(|d| **d >= lo && **d < lo + 10.0).count();
+            let share = delays
+                .iter()
+                .filter(|d| **d >= lo && **d < lo + 10.0)
+                .count();
             assert!((3000..3700).contains(&share), "third {third}: {share}");
         }
     }

@@ -253,7 +253,9 @@ impl AgentSession {
             .ack_timeout
             .saturating_mul(1 << exponent)
             .min(self.config.checkin_interval);
-        self.next_checkin = self.next_checkin.min(sent + self.config.ack_timeout + retry);
+        self.next_checkin = self
+            .next_checkin
+            .min(sent + self.config.ack_timeout + retry);
         if self.missed >= self.config.max_missed_acks && !self.silent_reported {
             self.silent_reported = true;
             self.events.push_back(AgentEvent::HubSilent {

@@ -227,6 +227,9 @@ mod tests {
         let msg = TokenError::Truncated.to_string();
         assert!(msg.contains("truncated"), "{msg}");
         let msg = TokenError::UnsupportedVersion { found: 2 }.to_string();
-        assert!(msg.contains("version 2") && msg.contains("version 1"), "{msg}");
+        assert!(
+            msg.contains("version 2") && msg.contains("version 1"),
+            "{msg}"
+        );
     }
 }

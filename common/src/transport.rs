@@ -140,7 +140,11 @@ mod tests {
     #[test]
     fn keepalive_beats_the_nat_and_idle_timeout_rides_out_an_outage() {
         for profile in PROFILES {
-            assert!(profile.checkin_interval < NAT_BINDING_TIMEOUT, "{}", profile.name);
+            assert!(
+                profile.checkin_interval < NAT_BINDING_TIMEOUT,
+                "{}",
+                profile.name
+            );
             assert!(
                 profile.idle_timeout >= OUTAGE_TO_RIDE_OUT + profile.checkin_interval,
                 "{}",

@@ -1,5 +1,18 @@
 //! The Outpost hub: accepts agents over QUIC, keeps their sessions, stores endpoints in SQLite and
 //! serves the admin HTTPS API.
+//!
+//! - [`server`]: start a hub from a resolved [`server::HubConfig`].
+//! - [`agent_link`] (private): the QUIC endpoint, enrolment and per-agent session drivers.
+//! - [`registry`]: live sessions in memory (status, summon, revoke).
+//! - [`store`]: durable state in SQLite.
+//! - [`api`]: the admin HTTPS API.
+//! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
 
+mod agent_link;
+pub mod api;
+pub mod cli;
+pub mod context;
+pub mod registry;
+pub mod server;
 pub mod store;

@@ -1,1 +1,59 @@
-fn main() {}
+//! `outpost-hub`: run a hub, or administer one.
+
+use anyhow::Result;
+use clap::Parser;
+use outpost_hub::cli::{run_admin, Cli, Command};
+use outpost_hub::server;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args.into_config()).await,
+        Command::Endpoint { api, command } => run_admin(&api, command).await,
+    }
+}
+
+async fn serve(config: server::HubConfig) -> Result<()> {
+    let data_dir = config.data_dir.clone();
+    let hub = server::start(config).await?;
+    let ca = data_dir.join("ca.pem");
+    eprintln!(
+        "outpost-hub: agents on udp {}, admin API on https://{}",
+        hub.agent_addr, hub.api_addr
+    );
+    eprintln!("outpost-hub: hub CA certificate: {}", ca.display());
+    match &hub.new_admin_token {
+        Some(path) => eprintln!("outpost-hub: new admin token written to {}", path.display()),
+        None => eprintln!(
+            "outpost-hub: admin token: {} (from first start)",
+            data_dir.join("admin.token").display()
+        ),
+    }
+    eprintln!(
+        "outpost-hub: attach a device: outpost-hub endpoint create --name NAME --data-dir {dir}, then on the device: EDGE_KEY=<edge_key> outpost-agent",
+        dir = data_dir.display()
+    );
+    shutdown_signal().await;
+    eprintln!("outpost-hub: shutting down");
+    hub.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,1 +1,328 @@
-//! stub
+//! The end-to-end harness: real `outpost-hub` and `outpost-agent` processes on loopback, each in its
+//! own temporary data directory, driven through the real admin CLI. Tests read like what an operator
+//! does: start a hub, create an endpoint, start an agent with its EDGE_KEY, look at the endpoint.
+//!
+//! Processes are killed when their handle drops, so a failing test leaves nothing running.
+
+// The harness drives processes from plain test threads: wall-clock waits are what it needs, and
+// no async code here could share a paused clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Build the hub and agent binaries once per test process and return the directory holding them.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "outpost-hub",
+                "-p",
+                "outpost-agent",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo must be on PATH to build the binaries under test");
+        assert!(
+            status.success(),
+            "building outpost-hub and outpost-agent failed"
+        );
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_owned()
+    })
+}
+
+fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Poll `probe` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `outpost-hub serve`.
+#[derive(Debug)]
+pub struct Hub {
+    child: Option<Child>,
+    /// The hub's data directory.
+    pub data_dir: PathBuf,
+    /// Bound UDP address for agents.
+    pub agent_addr: String,
+    /// Bound API address.
+    pub api_addr: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Hub {
+    /// A new hub in a fresh directory on free loopback ports, with a 1 s check-in interval.
+    pub fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut hub = Self::start_in(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0");
+        hub._tmp = Some(tmp);
+        hub
+    }
+
+    /// A hub on `data_dir` listening on the given addresses.
+    pub fn start_in(data_dir: PathBuf, agent_listen: &str, api_listen: &str) -> Self {
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("hub log");
+        let start = std::fs::read_to_string(&log).unwrap_or_default().len();
+        let child = Command::new(binary("outpost-hub"))
+            .args(["serve", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
+            .args([
+                "--checkin-interval",
+                "1s",
+                "--standby-after",
+                "3s",
+                "--summon-timeout",
+                "5s",
+            ])
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start outpost-hub");
+        let line = wait_for(
+            Duration::from_secs(30),
+            "the hub to report its addresses",
+            || {
+                let text = std::fs::read_to_string(&log).ok()?;
+                text[start.min(text.len())..]
+                    .lines()
+                    .find(|l| l.contains("agents on udp"))
+                    .map(str::to_owned)
+            },
+        );
+        let agent_addr = between(&line, "agents on udp ", ",");
+        let api_addr = between(&line, "https://", "\n");
+        Self {
+            child: Some(child),
+            data_dir,
+            agent_addr,
+            api_addr,
+            _tmp: None,
+        }
+    }
+
+    /// Stop the hub with SIGTERM and wait for it.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("hub is running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().expect("wait for hub")
+    }
+
+    /// Restart on the same directory and ports (agents know the hub by its address).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let again = Self::start_in(self.data_dir.clone(), &self.agent_addr, &self.api_addr);
+        self.child = Some(again.into_child());
+    }
+
+    fn into_child(mut self) -> Child {
+        self.child.take().expect("running")
+    }
+
+    /// Run an admin command (`outpost-hub endpoint …`) against this hub.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(binary("outpost-hub"))
+            .args(["endpoint"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("run outpost-hub endpoint")
+    }
+
+    /// Run an admin command that must succeed and print JSON.
+    pub fn admin_json(&self, args: &[&str]) -> Value {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "outpost-hub endpoint {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("admin command prints JSON")
+    }
+
+    /// Create an endpoint; returns its id and join token.
+    pub fn create_endpoint(&self, name: &str, extra: &[&str]) -> (u64, String) {
+        let mut args = vec!["create", "--name", name];
+        args.extend_from_slice(extra);
+        let created = self.admin_json(&args);
+        let id = created["id"].as_u64().expect("id");
+        let key = created["edge_key"].as_str().expect("edge_key").to_owned();
+        (id, key)
+    }
+
+    /// The endpoint as `endpoint show --json` prints it.
+    pub fn show(&self, id: u64) -> Value {
+        self.admin_json(&["show", &id.to_string(), "--json"])
+    }
+
+    /// Wait until the endpoint shows `status`.
+    pub fn wait_status(&self, id: u64, status: &str, timeout: Duration) -> Value {
+        let mut last = Value::Null;
+        let what = format!("endpoint {id} to become {status}");
+        wait_for(timeout, &what, || {
+            last = self.show(id);
+            (last["status"] == status).then(|| last.clone())
+        })
+    }
+
+    /// The hub's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn between(text: &str, start: &str, end: &str) -> String {
+    let from = text
+        .find(start)
+        .map(|i| i + start.len())
+        .expect("marker in hub output");
+    let rest = &text[from..];
+    rest[..rest.find(end).unwrap_or(rest.len())]
+        .trim()
+        .to_owned()
+}
+
+/// A running (or finished) `outpost-agent`.
+#[derive(Debug)]
+pub struct Agent {
+    child: Option<Child>,
+    /// The agent's data directory.
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+/// How an agent process ended.
+#[derive(Debug)]
+pub struct AgentExit {
+    /// Exit code.
+    pub code: Option<i32>,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl Agent {
+    /// Start an agent on `data_dir` with extra environment (EDGE_KEY, EDGE_ID…).
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("agent dir");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).expect("agent log");
+        let mut command = Command::new(binary("outpost-agent"));
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--transport", "lan"])
+            .env_remove("EDGE_KEY")
+            .env_remove("EDGE_ID")
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self {
+            child: Some(command.spawn().expect("start outpost-agent")),
+            data_dir: data_dir.to_owned(),
+            log,
+        }
+    }
+
+    /// The agent id it persisted.
+    pub fn agent_id(&self) -> String {
+        wait_for(Duration::from_secs(10), "agent.id", || {
+            std::fs::read_to_string(self.data_dir.join("agent.id")).ok()
+        })
+        .trim()
+        .to_owned()
+    }
+
+    /// Wait for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> AgentExit {
+        let child = self.child.as_mut().expect("agent was started");
+        let status = wait_for(timeout, "the agent to exit", || {
+            child.try_wait().ok().flatten()
+        });
+        self.child = None;
+        AgentExit {
+            code: status.code(),
+            stderr: self.log(),
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Kill it (a power cut, as far as the hub can tell).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

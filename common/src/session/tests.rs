@@ -76,7 +76,8 @@ impl Harness {
             match next {
                 Some(at) if at <= end => {
                     self.now = self.now.max(at);
-                    if let Some(index) = self.pending_acks.iter().position(|(t, _)| *t <= self.now) {
+                    if let Some(index) = self.pending_acks.iter().position(|(t, _)| *t <= self.now)
+                    {
                         let (_, seq) = self.pending_acks.remove(index);
                         self.session.handle_datagram(
                             self.now,
@@ -233,5 +234,8 @@ fn the_hub_sets_the_interval_but_not_below_the_floor() {
         standby_after_ms: 5_000,
     });
     h.run_until(Duration::from_secs(1));
-    assert_eq!(h.session.poll_timeout(), Some(h.start + Duration::from_secs(40)));
+    assert_eq!(
+        h.session.poll_timeout(),
+        Some(h.start + Duration::from_secs(40))
+    );
 }

@@ -27,7 +27,9 @@ async fn oversized_frame_is_refused_before_reading_the_body() {
     let err = read_frame::<EnrollRequest, _>(&mut header.as_slice(), MAX_ENROLL_FRAME)
         .await
         .unwrap_err();
-    assert!(matches!(err, WireError::Oversized { len, max } if len == 1 << 30 && max == MAX_ENROLL_FRAME));
+    assert!(
+        matches!(err, WireError::Oversized { len, max } if len == 1 << 30 && max == MAX_ENROLL_FRAME)
+    );
 }
 
 #[tokio::test]
@@ -62,7 +64,12 @@ async fn split_reads_are_reassembled() {
 
 #[test]
 fn hostile_bodies_are_errors_not_panics() {
-    for body in [&[][..], &[0xff], &[0x07, 0xff, 0xff, 0xff, 0xff, 0xff], &[0, 0xff, 0xff]] {
+    for body in [
+        &[][..],
+        &[0xff],
+        &[0x07, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0, 0xff, 0xff],
+    ] {
         assert!(decode::<EnrollRequest>(body).is_err());
         assert!(decode::<HubMessage>(body).is_err());
         assert!(decode::<Datagram>(body).is_err());

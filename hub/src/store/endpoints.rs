@@ -435,12 +435,14 @@ fn decide_fleet(
     let agent = input.agent_id.to_string();
     let member = match bound_elsewhere {
         Some((id, Some(fleet_id))) if fleet_id as u64 == fleet.id.0 => EndpointId(id as u64),
-        Some((id, _)) => return Ok(Err(refuse(
-            RefusalReason::AlreadyBound,
-            format!(
+        Some((id, _)) => {
+            return Ok(Err(refuse(
+                RefusalReason::AlreadyBound,
+                format!(
                 "agent {agent} is already enrolled as endpoint {id}; remove that endpoint first"
             ),
-        ))),
+            )))
+        }
         None => {
             let name = format!("{}-{}", fleet.name, &agent[..8]);
             conn.execute(

@@ -1,0 +1,165 @@
+//! Dialling the hub: try each address the hub is known by, verify it against the pinned CA, and
+//! classify failures into "try again later" and "this can never work".
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_certs::{pinned_client_config, ClientAuth, Fingerprint, PinReport, HUB_SERVER_NAME};
+use outpost_common::transport::{Role, TransportProfile};
+use thiserror::Error;
+use tracing::debug;
+
+/// Why no connection to the hub was made.
+#[derive(Debug, Error)]
+pub enum DialError {
+    /// The hub presented a CA other than the pinned one: it is not our hub.
+    #[error("the server at {addr} is not the hub this token trusts: its CA fingerprint is {presented}, the token pins {expected}. Check the address or ask for a token from this hub")]
+    WrongHub {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// Pinned fingerprint.
+        expected: Fingerprint,
+        /// What the server presented.
+        presented: Fingerprint,
+    },
+    /// No address could be reached (retryable).
+    #[error("cannot reach the hub at any of {addrs:?}: {last}")]
+    Unreachable {
+        /// The addresses tried.
+        addrs: Vec<String>,
+        /// The last failure.
+        last: String,
+    },
+    /// The local TLS/QUIC configuration is unusable.
+    #[error("local TLS configuration: {0}")]
+    Config(String),
+}
+
+impl DialError {
+    /// Whether retrying can help.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Unreachable { .. })
+    }
+}
+
+/// A QUIC client bound to one local socket per address family.
+#[derive(Debug)]
+pub struct Dialer {
+    v4: Option<quinn::Endpoint>,
+    v6: Option<quinn::Endpoint>,
+    profile: TransportProfile,
+    handshake_timeout: Duration,
+}
+
+impl Dialer {
+    /// A dialer using `profile`'s transport values.
+    pub fn new(profile: TransportProfile) -> Self {
+        Self {
+            v4: None,
+            v6: None,
+            profile,
+            // Several round trips on the slowest path, plus loss recovery.
+            handshake_timeout: profile.initial_rtt * 10 + Duration::from_secs(5),
+        }
+    }
+
+    fn endpoint_for(&mut self, target: SocketAddr) -> Result<quinn::Endpoint, DialError> {
+        let (slot, bind): (&mut Option<quinn::Endpoint>, SocketAddr) = if target.is_ipv4() {
+            (
+                &mut self.v4,
+                "0.0.0.0:0"
+                    .parse()
+                    .map_err(|_| DialError::Config("bind".into()))?,
+            )
+        } else {
+            (
+                &mut self.v6,
+                "[::]:0"
+                    .parse()
+                    .map_err(|_| DialError::Config("bind".into()))?,
+            )
+        };
+        if let Some(endpoint) = slot {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| DialError::Config(format!("cannot open a UDP socket: {e}")))?;
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// Connect to the first reachable address with ALPN `alpn`, pinning `pin`.
+    pub async fn connect(
+        &mut self,
+        addrs: &[String],
+        pin: Fingerprint,
+        client: Option<ClientAuth>,
+        alpn: &[u8],
+    ) -> Result<quinn::Connection, DialError> {
+        let (tls, report) = pinned_client_config(pin, client, &[alpn])
+            .map_err(|e| DialError::Config(e.to_string()))?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| DialError::Config(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.profile.transport_config(Role::Agent));
+        let mut last = String::from("no address resolved");
+        for addr in addrs {
+            let targets = match tokio::net::lookup_host(addr.as_str()).await {
+                Ok(targets) => targets.collect::<Vec<_>>(),
+                Err(e) => {
+                    last = format!("{addr}: {e}");
+                    continue;
+                }
+            };
+            for target in targets {
+                match self.try_one(target, &config, &report, pin).await {
+                    Ok(conn) => return Ok(conn),
+                    Err(DialError::Unreachable { last: why, .. }) => {
+                        debug!(%target, "dial failed: {why}");
+                        last = format!("{target}: {why}");
+                    }
+                    Err(final_error) => return Err(final_error),
+                }
+            }
+        }
+        Err(DialError::Unreachable {
+            addrs: addrs.to_vec(),
+            last,
+        })
+    }
+
+    async fn try_one(
+        &mut self,
+        target: SocketAddr,
+        config: &quinn::ClientConfig,
+        report: &PinReport,
+        pin: Fingerprint,
+    ) -> Result<quinn::Connection, DialError> {
+        let unreachable = |why: String| DialError::Unreachable {
+            addrs: vec![target.to_string()],
+            last: why,
+        };
+        let endpoint = self.endpoint_for(target)?;
+        report.clear();
+        let connecting = endpoint
+            .connect_with(config.clone(), target, HUB_SERVER_NAME)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let result = tokio::time::timeout(self.handshake_timeout, connecting).await;
+        if let Some(presented) = report.mismatch() {
+            return Err(DialError::WrongHub {
+                addr: target,
+                expected: pin,
+                presented,
+            });
+        }
+        match result {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable(format!(
+                "no handshake within {:?}",
+                self.handshake_timeout
+            ))),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `outpost-agent`: enrol this device with a hub and keep it manageable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use outpost_agent::{run, AgentConfig};
+use outpost_common::token::JoinToken;
+use outpost_common::transport::TransportProfile;
+use outpost_common::AgentId;
+
+/// Outpost agent: dials the hub, keeps one QUIC connection, serves the local Docker engine.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-agent", version, about)]
+struct Args {
+    /// Join token printed by `outpost-hub endpoint create` (only needed until enrolled).
+    #[arg(long, env = "EDGE_KEY", hide_env_values = true)]
+    edge_key: Option<String>,
+    /// Pre-assigned agent UUID (default: generated on first start).
+    #[arg(long, env = "EDGE_ID")]
+    edge_id: Option<String>,
+    /// Where the agent keeps its identity.
+    #[arg(
+        long,
+        env = "OUTPOST_AGENT_DATA_DIR",
+        default_value = "./outpost-agent-data"
+    )]
+    data_dir: PathBuf,
+    /// Docker Engine API address of this device.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
+    /// QUIC transport profile: lan, cellular or satellite.
+    #[arg(long, default_value = "cellular")]
+    transport: String,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match resolve(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("outpost-agent: {message}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("outpost-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outpost-agent: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn resolve(args: Args) -> Result<AgentConfig, String> {
+    let edge_key = args
+        .edge_key
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| JoinToken::decode(&k).map_err(|e| format!("EDGE_KEY: {e}")))
+        .transpose()?;
+    let edge_id = args
+        .edge_id
+        .filter(|k| !k.trim().is_empty())
+        .map(|id| {
+            id.parse::<AgentId>()
+                .map_err(|e| format!("EDGE_ID {id:?} is not a UUID: {e}"))
+        })
+        .transpose()?;
+    let transport = TransportProfile::by_name(&args.transport).ok_or_else(|| {
+        format!(
+            "unknown transport profile {:?}: use lan, cellular or satellite",
+            args.transport
+        )
+    })?;
+    let _docker_host = args.docker_host;
+    Ok(AgentConfig {
+        data_dir: args.data_dir,
+        edge_key,
+        edge_id,
+        transport,
+        standby_after: Duration::from_secs(60),
+        backoff_base: Duration::from_secs(1),
+        backoff_cap: Duration::from_secs(60),
+        stable_after: Duration::from_secs(60),
+    })
+}

@@ -1,0 +1,193 @@
+//! The agent's life: enrol once, then keep a session up for as long as the process runs, with
+//! exponential backoff and full jitter between attempts. Refusals are final and end the process
+//! with their reason; network failures never are.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outpost_certs::Fingerprint;
+use outpost_common::backoff::Backoff;
+use outpost_common::session::SessionConfig;
+use outpost_common::token::JoinToken;
+use outpost_common::transport::TransportProfile;
+use outpost_common::wire::ALPN_SESSION;
+use outpost_common::AgentId;
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::dial::{DialError, Dialer};
+use crate::enroll::{enroll, EnrollError};
+use crate::identity::{Identity, IdentityError};
+use crate::session::{self, SessionDefaults, SessionEnd};
+
+/// The agent's resolved runtime configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Where the identity lives.
+    pub data_dir: PathBuf,
+    /// Join token (needed only until enrolled).
+    pub edge_key: Option<JoinToken>,
+    /// Pre-assigned agent id.
+    pub edge_id: Option<AgentId>,
+    /// QUIC transport profile.
+    pub transport: TransportProfile,
+    /// Standby period until the hub sets one.
+    pub standby_after: Duration,
+    /// First reconnect ceiling.
+    pub backoff_base: Duration,
+    /// Largest reconnect ceiling.
+    pub backoff_cap: Duration,
+    /// A session that lasted this long resets the backoff.
+    pub stable_after: Duration,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    /// Identity files are unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Not enrolled and no token given.
+    #[error("this device is not enrolled yet: pass the join token with --edge-key or EDGE_KEY")]
+    NoToken,
+    /// Enrolment failed for good.
+    #[error(transparent)]
+    Enroll(EnrollError),
+    /// The stored hub is not reachable as itself any more (wrong CA).
+    #[error(transparent)]
+    Dial(DialError),
+    /// The hub revoked this device.
+    #[error("{0}. Delete {1}/enrollment.json and enrol again with a new EDGE_KEY to rejoin")]
+    Revoked(String, String),
+}
+
+impl AgentError {
+    /// Process exit code, so supervisors and scripts can tell the reasons apart.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Enroll(EnrollError::Refused(_)) => 2,
+            Self::Enroll(EnrollError::Dial(DialError::WrongHub { .. })) | Self::Dial(_) => 3,
+            Self::Revoked(..) => 4,
+            _ => 1,
+        }
+    }
+}
+
+/// Run the agent until a final error.
+pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
+    info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
+    let mut dialer = Dialer::new(config.transport);
+    let mut backoff = Backoff::new(config.backoff_base, config.backoff_cap);
+    if identity.enrollment.is_none() {
+        let token = config.edge_key.as_ref().ok_or(AgentError::NoToken)?;
+        enroll_until_done(&mut dialer, &mut identity, token, &mut backoff).await?;
+    } else if config.edge_key.is_some() {
+        info!("already enrolled; the given EDGE_KEY is not needed and is ignored");
+    }
+    loop {
+        let started = Instant::now();
+        match connect_and_serve(&config, &mut dialer, &mut identity).await {
+            Ok(()) => {}
+            Err(SessionAttempt::Final(e)) => return Err(e),
+            Err(SessionAttempt::Retry(why)) => warn!("{why}"),
+        }
+        if started.elapsed() >= config.stable_after {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(&mut rand::rng());
+        info!(
+            ?delay,
+            attempt = backoff.attempts(),
+            "reconnecting after backoff"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn enroll_until_done(
+    dialer: &mut Dialer,
+    identity: &mut Identity,
+    token: &JoinToken,
+    backoff: &mut Backoff,
+) -> Result<(), AgentError> {
+    loop {
+        match enroll(dialer, identity, token).await {
+            Ok(enrolled) => {
+                identity.save_enrollment(&enrolled)?;
+                info!(endpoint = %enrolled.endpoint, pending = enrolled.pending_approval, "enrolled");
+                backoff.reset();
+                return Ok(());
+            }
+            Err(e) if e.is_final() => return Err(AgentError::Enroll(e)),
+            Err(e) => {
+                let delay = backoff.next_delay(&mut rand::rng());
+                warn!(?delay, "enrolment failed, retrying: {e}");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+enum SessionAttempt {
+    Final(AgentError),
+    Retry(String),
+}
+
+async fn connect_and_serve(
+    config: &AgentConfig,
+    dialer: &mut Dialer,
+    identity: &mut Identity,
+) -> Result<(), SessionAttempt> {
+    let enrollment = identity
+        .enrollment
+        .clone()
+        .ok_or_else(|| SessionAttempt::Final(AgentError::NoToken))?;
+    let pin: Fingerprint = enrollment.ca_fingerprint.parse().map_err(|_| {
+        SessionAttempt::Final(AgentError::Identity(IdentityError::BadEnrollment {
+            path: config.data_dir.join("enrollment.json"),
+            reason: "bad CA fingerprint".into(),
+        }))
+    })?;
+    let chain = identity
+        .certificate()
+        .map_err(|e| SessionAttempt::Final(e.into()))?;
+    let client = (chain, identity.key.private_key_der());
+    let conn = match dialer
+        .connect(&enrollment.hub_addrs, pin, Some(client), ALPN_SESSION)
+        .await
+    {
+        Ok(conn) => conn,
+        Err(e) if e.is_final() => return Err(SessionAttempt::Final(AgentError::Dial(e))),
+        Err(e) => return Err(SessionAttempt::Retry(e.to_string())),
+    };
+    info!(remote = %conn.remote_address(), "connected to the hub");
+    let defaults = SessionDefaults {
+        session: SessionConfig {
+            checkin_interval: config.transport.checkin_interval,
+            standby_after: config.standby_after,
+            ack_timeout: config.transport.initial_rtt * 4 + Duration::from_secs(1),
+            max_missed_acks: 3,
+            stream_credit: 32,
+        },
+    };
+    let mut new_addrs = None;
+    let result = session::run(&conn, defaults, |welcome| {
+        new_addrs = Some(welcome.hub_addrs.clone())
+    })
+    .await;
+    if let Some(addrs) = new_addrs {
+        if let Err(e) = identity.update_hub_addrs(&addrs) {
+            warn!("cannot remember the hub's new addresses: {e}");
+        }
+    }
+    match result {
+        Ok(()) => Ok(()),
+        Err(SessionEnd::Revoked(reason)) => Err(SessionAttempt::Final(AgentError::Revoked(
+            reason,
+            config.data_dir.display().to_string(),
+        ))),
+        Err(SessionEnd::Lost(why)) => Err(SessionAttempt::Retry(why)),
+    }
+}

@@ -1,0 +1,200 @@
+//! The thin async driver around [`outpost_common::session::AgentSession`]: it feeds the state machine
+//! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
+//! then events, then sleep until the next deadline.
+
+use std::time::Duration;
+
+use outpost_common::session::{AgentEvent, AgentSession, SessionConfig};
+use outpost_common::wire::{
+    self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
+};
+use quinn::VarInt;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// How long the hub has to answer the hello.
+const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How a session ended.
+#[derive(Debug, Error)]
+pub enum SessionEnd {
+    /// The hub removed this endpoint or revoked its certificate: stop for good.
+    #[error("the hub revoked this device: {0}")]
+    Revoked(String),
+    /// The connection was lost or closed; reconnect.
+    #[error("connection lost: {0}")]
+    Lost(String),
+}
+
+impl From<quinn::ConnectionError> for SessionEnd {
+    fn from(e: quinn::ConnectionError) -> Self {
+        match &e {
+            quinn::ConnectionError::ApplicationClosed(close)
+                if CloseCode::from_varint(close.error_code) == Some(CloseCode::Revoked) =>
+            {
+                Self::Revoked(String::from_utf8_lossy(&close.reason).into_owned())
+            }
+            _ => Self::Lost(e.to_string()),
+        }
+    }
+}
+
+impl From<WireError> for SessionEnd {
+    fn from(e: WireError) -> Self {
+        Self::Lost(format!("control stream: {e}"))
+    }
+}
+
+/// Settings the session starts with before the hub's welcome overrides them.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionDefaults {
+    /// Initial session timing.
+    pub session: SessionConfig,
+}
+
+/// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
+/// greeting (to persist new hub addresses).
+pub async fn run(
+    conn: &quinn::Connection,
+    defaults: SessionDefaults,
+    on_welcome: impl FnOnce(&Welcome),
+) -> Result<(), SessionEnd> {
+    serve(conn, defaults, on_welcome)
+        .await
+        .map_err(|e| ended(conn, e))
+}
+
+async fn serve(
+    conn: &quinn::Connection,
+    defaults: SessionDefaults,
+    on_welcome: impl FnOnce(&Welcome),
+) -> Result<(), SessionEnd> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = AgentMessage::Hello {
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    wire::write_frame(&mut send, &hello).await?;
+    let first = tokio::select! {
+        first = tokio::time::timeout(WELCOME_DEADLINE, wire::read_frame::<HubMessage, _>(&mut recv, MAX_CONTROL_FRAME)) => first,
+        closed = conn.closed() => return Err(closed.into()),
+    };
+    let first = first.map_err(|_| SessionEnd::Lost("no welcome from the hub".into()))?;
+    let HubMessage::Welcome(welcome) = first? else {
+        return Err(SessionEnd::Lost(
+            "the hub did not start with a welcome".into(),
+        ));
+    };
+    on_welcome(&welcome);
+    info!(endpoint = %welcome.endpoint, pending = welcome.pending_approval, "session established");
+    if welcome.pending_approval {
+        info!(
+            "waiting for an administrator to approve this device (outpost-hub endpoint approve {})",
+            welcome.endpoint
+        );
+    }
+    let mut session = AgentSession::new(Instant::now().into_std(), defaults.session);
+    session.handle_settings(welcome.settings);
+    let (hub_tx, hub_rx) = mpsc::channel(16);
+    let reader = tokio::spawn(read_control(recv, hub_tx));
+    let result = drive(conn, &mut session, &mut send, hub_rx).await;
+    reader.abort();
+    result
+}
+
+/// Prefer the connection's close reason (a revocation, say) over the stream error it caused.
+fn ended(conn: &quinn::Connection, error: SessionEnd) -> SessionEnd {
+    match (conn.close_reason(), error) {
+        (Some(reason), SessionEnd::Lost(_)) => reason.into(),
+        (_, error) => error,
+    }
+}
+
+async fn read_control(
+    mut recv: quinn::RecvStream,
+    tx: mpsc::Sender<Result<HubMessage, WireError>>,
+) {
+    loop {
+        let message = wire::read_frame(&mut recv, MAX_CONTROL_FRAME).await;
+        let failed = message.is_err();
+        if tx.send(message).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+async fn drive(
+    conn: &quinn::Connection,
+    session: &mut AgentSession,
+    send: &mut quinn::SendStream,
+    mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
+) -> Result<(), SessionEnd> {
+    loop {
+        while let Some(datagram) = session.poll_transmit() {
+            if let Err(e) = conn.send_datagram(wire::encode(&datagram).into()) {
+                debug!("check-in not sent: {e}");
+            }
+        }
+        while let Some(event) = session.poll_event() {
+            carry_out(conn, send, event).await?;
+        }
+        let deadline = session
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now().into_std()),
+            datagram = conn.read_datagram() => {
+                match wire::decode::<Datagram>(&datagram?) {
+                    Ok(datagram) => session.handle_datagram(Instant::now().into_std(), datagram),
+                    Err(e) => warn!("ignoring a malformed datagram from the hub: {e}"),
+                }
+            }
+            message = hub.recv() => match message {
+                Some(Ok(message)) => handle_hub_message(session, message)?,
+                Some(Err(WireError::Closed)) | None => return Err(conn.closed().await.into()),
+                Some(Err(e)) => return Err(e.into()),
+            },
+            closed = conn.closed() => return Err(closed.into()),
+        }
+    }
+}
+
+fn handle_hub_message(session: &mut AgentSession, message: HubMessage) -> Result<(), SessionEnd> {
+    let now = Instant::now().into_std();
+    match message {
+        HubMessage::Summon { id } => session.handle_summon(now, id),
+        HubMessage::Approved => info!("an administrator approved this device"),
+        HubMessage::Settings(settings) => session.handle_settings(settings),
+        HubMessage::Welcome(_) => {
+            return Err(SessionEnd::Lost("the hub sent a second welcome".into()))
+        }
+    }
+    Ok(())
+}
+
+async fn carry_out(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    event: AgentEvent,
+) -> Result<(), SessionEnd> {
+    match event {
+        AgentEvent::GrantStreams(count) => {
+            conn.set_max_concurrent_bi_streams(VarInt::from_u32(count));
+        }
+        AgentEvent::SendReady(id) => {
+            debug!(id, "summoned");
+            wire::write_frame(send, &AgentMessage::Ready { id }).await?;
+        }
+        AgentEvent::EnterStandby => {
+            conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
+            wire::write_frame(send, &AgentMessage::Standby).await?;
+            info!("back to standby");
+        }
+        AgentEvent::HubSilent { missed } => {
+            warn!(missed, "the hub has not acknowledged the last check-ins");
+        }
+    }
+    Ok(())
+}

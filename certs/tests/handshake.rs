@@ -1,0 +1,247 @@
+//! Real TLS 1.3 handshakes between rustls client and server connections, pumped in memory.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_certs::{
+    ca_client_config, client_identity, pinned_client_config, AgentKey, ClientAuth, ClientRole,
+    HubPki, PinReport, PkiError, HUB_SERVER_NAME,
+};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
+use uuid::Uuid;
+
+const ALPN: &[u8] = b"outpost/1";
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Which end of the handshake gave up.
+#[derive(Debug, PartialEq)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// A finished (or failed) in-memory handshake.
+struct Handshake {
+    client: Connection,
+    server: Connection,
+    result: Result<(), (Side, rustls::Error)>,
+}
+
+fn hub(dir: &tempfile::TempDir) -> HubPki {
+    HubPki::load_or_create(dir.path(), &["hub.example.com".to_owned()]).unwrap()
+}
+
+/// Connect `config` to `hub`'s server config, dialling `name`, and run the handshake.
+fn connect(hub: &HubPki, config: ClientConfig, name: &str) -> Handshake {
+    let server_config = Arc::new(hub.server_config(&[ALPN]).unwrap());
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let mut client = Connection::from(ClientConnection::new(Arc::new(config), name).unwrap());
+    let mut server = Connection::from(ServerConnection::new(server_config).unwrap());
+    let result = pump(&mut client, &mut server);
+    Handshake {
+        client,
+        server,
+        result,
+    }
+}
+
+/// Move bytes between the two ends until both finish the handshake or one fails.
+fn pump(client: &mut Connection, server: &mut Connection) -> Result<(), (Side, rustls::Error)> {
+    for _ in 0..20 {
+        transfer(client, server).map_err(|e| (Side::Server, e))?;
+        transfer(server, client).map_err(|e| (Side::Client, e))?;
+        if !client.is_handshaking() && !server.is_handshaking() {
+            // In TLS 1.3 the client finishes first; deliver its last flight to the server.
+            transfer(client, server).map_err(|e| (Side::Server, e))?;
+            return Ok(());
+        }
+    }
+    panic!("handshake stalled");
+}
+
+/// Everything `from` wants to send, delivered to and processed by `to`.
+fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).unwrap();
+    }
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).unwrap();
+        to.process_new_packets()?;
+    }
+    Ok(())
+}
+
+fn agent_client_auth(hub: &HubPki, agent_id: Uuid) -> ClientAuth {
+    let key = AgentKey::generate().unwrap();
+    let csr = key.csr_der(agent_id).unwrap();
+    let issued = hub
+        .issue_client_cert(&ClientRole::Agent(agent_id), &csr, DAY)
+        .unwrap();
+    (vec![issued.der], key.private_key_der())
+}
+
+fn pinned(hub: &HubPki, client: Option<ClientAuth>) -> (ClientConfig, PinReport) {
+    pinned_client_config(hub.ca_fingerprint(), client, &[ALPN]).unwrap()
+}
+
+fn peer_identity(conn: &Connection) -> Option<ClientRole> {
+    let certs = conn.peer_certificates()?;
+    Some(client_identity(&certs[0]).unwrap().0)
+}
+
+#[test]
+fn an_agent_with_the_right_pin_connects_whatever_address_it_dialled() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    for dialled in [HUB_SERVER_NAME, "203.0.113.9", "moved.example.net"] {
+        let (config, report) = pinned(&hub, None);
+        let hs = connect(&hub, config, dialled);
+        hs.result.unwrap();
+        assert_eq!(hs.client.alpn_protocol(), Some(ALPN));
+        assert_eq!(report.mismatch(), None);
+        // Enrolment: no client certificate, and the server accepts that.
+        assert!(hs.server.peer_certificates().is_none());
+    }
+}
+
+#[test]
+fn an_agent_refuses_a_hub_that_is_not_pinned_and_reports_what_it_saw() {
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hub, impostor) = (hub(&ours), hub(&theirs));
+    let (config, report) = pinned(&hub, None);
+
+    let hs = connect(&impostor, config, HUB_SERVER_NAME);
+    let (side, error) = hs.result.unwrap_err();
+    assert_eq!(side, Side::Client);
+    assert_eq!(report.mismatch(), Some(impostor.ca_fingerprint()));
+
+    // Over TCP the error itself says so, too.
+    let rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) = error else {
+        panic!("unexpected error {error:?}");
+    };
+    let pki = other.0.downcast_ref::<PkiError>().unwrap();
+    assert!(matches!(
+        pki,
+        PkiError::PinMismatch { expected, presented }
+            if *expected == hub.ca_fingerprint() && *presented == impostor.ca_fingerprint()
+    ));
+
+    report.clear();
+    assert_eq!(report.mismatch(), None);
+}
+
+#[test]
+fn an_impostor_cannot_borrow_the_pinned_ca_certificate() {
+    // The impostor presents its own server certificate but appends our (public) CA certificate,
+    // hoping the pin check alone lets it through. The signature check must stop it.
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hub, impostor) = (hub(&ours), hub(&theirs));
+    let chain = vec![impostor.server_chain()[0].clone(), hub.ca_cert_der()];
+    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, impostor.server_key())
+    .unwrap();
+
+    let (config, report) = pinned(&hub, None);
+    let name = ServerName::try_from(HUB_SERVER_NAME).unwrap();
+    let mut client = Connection::from(ClientConnection::new(Arc::new(config), name).unwrap());
+    let mut server = Connection::from(ServerConnection::new(Arc::new(server_config)).unwrap());
+    let (side, error) = pump(&mut client, &mut server).unwrap_err();
+    assert_eq!(side, Side::Client);
+    assert!(
+        matches!(error, rustls::Error::InvalidCertificate(_)),
+        "{error:?}"
+    );
+    assert_eq!(
+        report.mismatch(),
+        None,
+        "the pin matched; the chain did not"
+    );
+}
+
+#[test]
+fn mutual_tls_tells_the_hub_which_agent_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let agent_id = Uuid::new_v4();
+    let (config, _) = pinned(&hub, Some(agent_client_auth(&hub, agent_id)));
+
+    let hs = connect(&hub, config, HUB_SERVER_NAME);
+    hs.result.unwrap();
+    assert_eq!(peer_identity(&hs.server), Some(ClientRole::Agent(agent_id)));
+}
+
+#[test]
+fn the_hub_rejects_a_client_certificate_from_another_hub() {
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hub, other) = (hub(&ours), hub(&theirs));
+    let foreign = agent_client_auth(&other, Uuid::new_v4());
+    let (config, _) = pinned(&hub, Some(foreign));
+
+    let hs = connect(&hub, config, HUB_SERVER_NAME);
+    let (side, error) = hs.result.unwrap_err();
+    assert_eq!(side, Side::Server);
+    assert!(
+        matches!(error, rustls::Error::InvalidCertificate(_)),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn an_admin_tool_trusts_the_hub_ca_and_checks_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let (issued, key_pem) = hub
+        .issue_client_cert_with_key(&ClientRole::Admin("ops".to_owned()), DAY)
+        .unwrap();
+    let client = (
+        vec![issued.der],
+        outpost_certs::private_key_from_pem(&key_pem).unwrap(),
+    );
+    let config = ca_client_config(&hub.ca_cert_pem(), Some(client), &[]).unwrap();
+    let hs = connect(&hub, config, "hub.example.com");
+    hs.result.unwrap();
+    assert_eq!(
+        peer_identity(&hs.server),
+        Some(ClientRole::Admin("ops".to_owned()))
+    );
+
+    for name in ["localhost", "127.0.0.1", "::1"] {
+        let config = ca_client_config(&hub.ca_cert_pem(), None, &[]).unwrap();
+        connect(&hub, config, name).result.unwrap();
+    }
+
+    let config = ca_client_config(&hub.ca_cert_pem(), None, &[]).unwrap();
+    let (side, error) = connect(&hub, config, "elsewhere.example.com")
+        .result
+        .unwrap_err();
+    assert_eq!(side, Side::Client);
+    assert!(
+        matches!(
+            error,
+            rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. }
+            )
+        ),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn the_configs_are_usable_by_quinn() {
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    QuicServerConfig::try_from(hub.server_config(&[ALPN]).unwrap()).unwrap();
+    let agent = agent_client_auth(&hub, Uuid::new_v4());
+    let (config, _) = pinned(&hub, Some(agent));
+    QuicClientConfig::try_from(config).unwrap();
+}

@@ -1,0 +1,190 @@
+//! The `outpost-hub` command line: `serve`, and the admin subcommands that talk to a hub's API.
+//!
+//! Flags fall back to environment variables (`OUTPOST_API`, `OUTPOST_TOKEN`, `OUTPOST_CA`), then to
+//! what a hub wrote into its data directory, so on the hub's own machine `outpost-hub endpoint list`
+//! needs no flags at all.
+
+mod admin;
+mod duration;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use outpost_common::transport::{self, TransportProfile};
+
+use crate::server::HubConfig;
+
+pub use admin::run as run_admin;
+pub use duration::parse_duration;
+
+/// Outpost hub: manage Docker on remote devices over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-hub", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    Serve(ServeArgs),
+    /// Manage endpoints (devices) through the hub's API.
+    Endpoint {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The endpoint command.
+        #[command(subcommand)]
+        command: EndpointCommand,
+    },
+}
+
+/// `outpost-hub serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the CA, keys, admin token and database.
+    #[arg(long, env = "OUTPOST_DATA_DIR", default_value = "./outpost-data")]
+    pub data_dir: PathBuf,
+    /// UDP address agents connect to.
+    #[arg(long, default_value = "0.0.0.0:4433")]
+    pub agent_listen: SocketAddr,
+    /// TCP address of the admin HTTPS API.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub api_listen: SocketAddr,
+    /// Address agents should dial (`host:port`), written into join tokens; repeat for several.
+    /// Default: this host's name and 127.0.0.1 on the agent port.
+    #[arg(
+        long = "public-addr",
+        env = "OUTPOST_PUBLIC_ADDR",
+        value_delimiter = ','
+    )]
+    pub public_addrs: Vec<String>,
+    /// Check-in interval handed to agents (the NAT keepalive), e.g. `25s`.
+    #[arg(long, default_value = "25s", value_parser = parse_duration)]
+    pub checkin_interval: Duration,
+    /// Inactivity after which a summoned agent returns to standby, e.g. `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub standby_after: Duration,
+    /// How long an admin request waits for a summoned device.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub summon_timeout: Duration,
+    /// QUIC transport profile for the hub side: lan, cellular or satellite.
+    #[arg(long, default_value = "cellular", value_parser = parse_profile)]
+    pub transport: TransportProfile,
+}
+
+impl ServeArgs {
+    /// Resolve into the runtime configuration.
+    pub fn into_config(self) -> HubConfig {
+        HubConfig {
+            data_dir: self.data_dir,
+            agent_listen: self.agent_listen,
+            api_listen: self.api_listen,
+            public_addrs: self.public_addrs,
+            checkin_interval: self.checkin_interval,
+            standby_after: self.standby_after,
+            summon_timeout: self.summon_timeout,
+            transport: self.transport,
+            flush_interval: Duration::from_secs(5),
+            max_concurrent_enrollments: 64,
+        }
+    }
+}
+
+fn parse_profile(name: &str) -> Result<TransportProfile, String> {
+    TransportProfile::by_name(name).ok_or_else(|| {
+        let names: Vec<_> = transport::PROFILES.iter().map(|p| p.name).collect();
+        format!(
+            "unknown transport profile {name:?}; choose one of {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// How admin commands reach the API.
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// API base URL, e.g. `https://hub.example:9443` (default: from DATA_DIR/api.url).
+    #[arg(long, env = "OUTPOST_API", global = true)]
+    pub api: Option<String>,
+    /// Admin bearer token (default: DATA_DIR/admin.token).
+    #[arg(long, env = "OUTPOST_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// The hub CA certificate to trust (default: DATA_DIR/ca.pem).
+    #[arg(long, env = "OUTPOST_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// The hub's data directory, when running on the hub's machine.
+    #[arg(
+        long,
+        env = "OUTPOST_DATA_DIR",
+        default_value = "./outpost-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// `outpost-hub endpoint …`.
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Create an endpoint and print its join token (EDGE_KEY) as JSON.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Only the agent with this UUID may enrol.
+        #[arg(long)]
+        agent_id: Option<String>,
+        /// A fleet token: many devices may enrol, each waits for approval.
+        #[arg(long)]
+        fleet: bool,
+    },
+    /// List endpoints.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Only this status: pending, offline, standby, active.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only names containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// List fleet tokens instead of devices.
+        #[arg(long)]
+        fleets: bool,
+        /// Page number (1-based).
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Rows per page.
+        #[arg(long, default_value_t = 100)]
+        per_page: u32,
+    },
+    /// Show one endpoint.
+    Show {
+        /// Endpoint id.
+        id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending device.
+    Approve {
+        /// Endpoint id.
+        id: u64,
+    },
+    /// Summon a device and print how long it took to be ready.
+    Summon {
+        /// Endpoint id.
+        id: u64,
+    },
+    /// Remove an endpoint: disconnects it and revokes its certificate.
+    Rm {
+        /// Endpoint id.
+        id: u64,
+    },
+}

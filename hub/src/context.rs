@@ -1,0 +1,44 @@
+//! What every part of a running hub shares: store, live sessions, PKI and resolved settings.
+
+use std::time::Duration;
+
+use outpost_certs::HubPki;
+use outpost_common::wire::SessionSettings;
+use tokio::sync::Semaphore;
+
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Shared state of one running hub.
+#[derive(Debug)]
+pub struct HubContext {
+    /// Durable state.
+    pub store: Store,
+    /// Live sessions.
+    pub registry: Registry,
+    /// CA and server certificate.
+    pub pki: HubPki,
+    /// Addresses written into new join tokens and sent to agents.
+    pub hub_addrs: Vec<String>,
+    /// Check-in interval and standby period handed to agents.
+    pub session: SessionSettings,
+    /// How long an admin request waits for a summoned device.
+    pub summon_timeout: Duration,
+    /// SHA-256 of the admin bearer token.
+    pub admin_token_hash: [u8; 32],
+    /// Bounds concurrent enrolments (each signs a certificate and writes the store).
+    pub enroll_slots: Semaphore,
+}
+
+impl HubContext {
+    /// The check-in interval.
+    pub fn checkin_interval(&self) -> Duration {
+        Duration::from_millis(self.session.checkin_interval_ms.into())
+    }
+
+    /// After this long without a check-in an endpoint shows offline: two intervals (one lost
+    /// check-in and its retries) plus ten seconds of slack for a slow path.
+    pub fn stale_after(&self) -> Duration {
+        self.checkin_interval() * 2 + Duration::from_secs(10)
+    }
+}

@@ -1,0 +1,315 @@
+//! Start a hub: data dir, PKI, store, admin token, the QUIC endpoint for agents, the HTTPS API and
+//! the liveness flusher. Listeners bind before anything is spawned, so a test can start many hubs
+//! on port 0 in one process and read the bound addresses back.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use outpost_certs::{HubPki, PkiError};
+use outpost_common::transport::{Role, TransportProfile};
+use outpost_common::wire::{CloseCode, SessionSettings, ALPN_ENROLL, ALPN_SESSION};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::context::HubContext;
+use crate::registry::Registry;
+use crate::store::{endpoints, Store, StoreError};
+use crate::{agent_link, api};
+
+/// The resolved runtime configuration of a hub.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Where the CA, keys, admin token and database live.
+    pub data_dir: PathBuf,
+    /// UDP address for agents.
+    pub agent_listen: SocketAddr,
+    /// TCP address for the admin API.
+    pub api_listen: SocketAddr,
+    /// `host:port` addresses written into join tokens; derived from the bound socket when empty.
+    pub public_addrs: Vec<String>,
+    /// Check-in interval handed to agents.
+    pub checkin_interval: Duration,
+    /// Inactivity before a summoned agent returns to standby.
+    pub standby_after: Duration,
+    /// How long an admin request waits for a summoned device.
+    pub summon_timeout: Duration,
+    /// QUIC transport values for the hub side.
+    pub transport: TransportProfile,
+    /// How often liveness is written to the store.
+    pub flush_interval: Duration,
+    /// Enrolments handled at once; more are told the hub is busy.
+    pub max_concurrent_enrollments: usize,
+}
+
+/// Why a hub could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The data directory could not be created or written.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The PKI could not be loaded or created.
+    #[error("certificates: {0}")]
+    Pki(#[from] PkiError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not bind.
+    #[error("cannot listen for {what} on {addr}: {source} (is another hub running? choose another address)")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The TLS configuration was rejected by QUIC.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct RunningHub {
+    /// Bound UDP address for agents.
+    pub agent_addr: SocketAddr,
+    /// Bound TCP address of the API.
+    pub api_addr: SocketAddr,
+    /// Shared state.
+    pub ctx: Arc<HubContext>,
+    /// Set when this start created the admin token (first start).
+    pub new_admin_token: Option<PathBuf>,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// Start a hub with `config`.
+pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
+    let dir = &config.data_dir;
+    create_private_dir(dir)?;
+    let socket =
+        std::net::UdpSocket::bind(config.agent_listen).map_err(|source| StartError::Bind {
+            what: "agents (UDP)",
+            addr: config.agent_listen,
+            source,
+        })?;
+    let agent_addr = socket.local_addr().map_err(|source| StartError::Bind {
+        what: "agents (UDP)",
+        addr: config.agent_listen,
+        source,
+    })?;
+    let api_listener = TcpListener::bind(config.api_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "the admin API (TCP)",
+            addr: config.api_listen,
+            source,
+        })?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            what: "the admin API (TCP)",
+            addr: config.api_listen,
+            source,
+        })?;
+    let hub_addrs = if config.public_addrs.is_empty() {
+        default_public_addrs(agent_addr)
+    } else {
+        config.public_addrs.clone()
+    };
+    let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
+    let pki = HubPki::load_or_create(dir, &names)?;
+    let store = Store::open(&dir.join("hub.db"))?;
+    let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
+
+    let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
+    let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
+    server_config.transport_config(config.transport.transport_config(Role::Hub));
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|source| StartError::Bind {
+        what: "agents (UDP)",
+        addr: agent_addr,
+        source,
+    })?;
+    let api_tls = Arc::new(pki.server_config(&[b"http/1.1"])?);
+
+    let ctx = Arc::new(HubContext {
+        store,
+        registry: Registry::default(),
+        pki,
+        hub_addrs,
+        session: SessionSettings {
+            checkin_interval_ms: millis(config.checkin_interval),
+            standby_after_ms: millis(config.standby_after),
+        },
+        summon_timeout: config.summon_timeout,
+        admin_token_hash,
+        enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
+    });
+    write_api_url(dir, api_addr)?;
+    let tasks = vec![
+        tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone())),
+        tokio::spawn(api::serve(api_listener, api_tls, api::router(ctx.clone()))),
+        tokio::spawn(flush_liveness(ctx.clone(), config.flush_interval)),
+    ];
+    info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
+    Ok(RunningHub {
+        agent_addr,
+        api_addr,
+        ctx,
+        new_admin_token,
+        endpoint,
+        tasks,
+    })
+}
+
+impl RunningHub {
+    /// Close every agent connection, write liveness once more and stop.
+    pub async fn shutdown(self) {
+        self.endpoint
+            .close(CloseCode::Done.as_varint(), b"hub shutting down");
+        for task in &self.tasks {
+            task.abort();
+        }
+        flush_once(&self.ctx).await;
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)
+}
+
+/// Without `--public-addr`: this host's name, then loopback, on the bound port.
+fn default_public_addrs(bound: SocketAddr) -> Vec<String> {
+    let port = bound.port();
+    if !bound.ip().is_unspecified() {
+        return vec![bound.to_string()];
+    }
+    let mut addrs = Vec::new();
+    if let Some(host) = hostname() {
+        addrs.push(format!("{host}:{port}"));
+    }
+    addrs.push(format!("127.0.0.1:{port}"));
+    addrs
+}
+
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty() && name != "localhost").then(|| name.to_owned())
+}
+
+/// The host part of `host:port` (IPv6 in brackets allowed).
+fn host_of(addr: &str) -> Option<String> {
+    let (host, _port) = addr.rsplit_once(':')?;
+    Some(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+}
+
+fn admin_token(store: &Store, dir: &Path) -> Result<([u8; 32], Option<PathBuf>), StartError> {
+    let conn = store.lock();
+    if let Some(hex) = endpoints::setting(&conn, ADMIN_TOKEN_SETTING)? {
+        if let Some(hash) = decode_hex32(&hex) {
+            return Ok((hash, None));
+        }
+        warn!("stored admin token hash is unreadable; issuing a new admin token");
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let path = dir.join("admin.token");
+    outpost_certs::write_private_file(&path, format!("{token}\n").as_bytes())?;
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    endpoints::set_setting(&conn, ADMIN_TOKEN_SETTING, &hex)?;
+    Ok((hash, Some(path)))
+}
+
+fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `DATA_DIR/api.url`, so admin commands on this machine find the API without flags.
+fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
+    let host = if api.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        match api {
+            SocketAddr::V4(v4) => v4.ip().to_string(),
+            SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
+        }
+    };
+    let url = format!("https://{host}:{}\n", api.port());
+    std::fs::write(dir.join("api.url"), url).map_err(|source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        flush_once(&ctx).await;
+    }
+}
+
+async fn flush_once(ctx: &HubContext) {
+    let updates = ctx.registry.take_dirty();
+    if updates.is_empty() {
+        return;
+    }
+    let count = updates.len();
+    if let Err(e) = ctx
+        .store
+        .call(move |c| endpoints::flush_liveness(c, &updates))
+        .await
+    {
+        warn!("liveness of {count} endpoints not written: {e}");
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and CI runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The end-to-end tests start the real binaries; build them once up front.
+cargo build --workspace --bins --quiet
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
