@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::alphabet::URL_SAFE;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
 use crate::ids::{EndpointId, Secret};
@@ -22,6 +24,16 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_HUB_ADDRS: usize = 16;
 /// Longest single hub address (`host:port`).
 pub const MAX_ADDR_LEN: usize = 255;
+
+/// base64url without padding. Decoding tolerates non-zero trailing bits, so a token cut short at
+/// any character reads as truncated bytes (and is reported as truncated), not as bad base64.
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
 
 /// A decoded join token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +83,7 @@ impl JoinToken {
         let mut bytes = vec![TOKEN_VERSION];
         // Serialising plain owned data into a Vec cannot fail.
         bytes.extend(postcard::to_stdvec(self).unwrap_or_default());
-        URL_SAFE_NO_PAD.encode(bytes)
+        BASE64.encode(bytes)
     }
 
     /// Decode and validate a token string (surrounding whitespace is ignored).
@@ -83,9 +95,11 @@ impl JoinToken {
         if text.len() > MAX_TOKEN_LEN {
             return Err(TokenError::TooLong(text.len()));
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|e| TokenError::BadBase64(e.to_string()))?;
+        let bytes = BASE64.decode(text).map_err(|e| match e {
+            // One character past a multiple of four cannot be base64 at all: a cut-off copy.
+            base64::DecodeError::InvalidLength(_) => TokenError::Truncated,
+            other => TokenError::BadBase64(other.to_string()),
+        })?;
         let (&version, body) = bytes.split_first().ok_or(TokenError::Truncated)?;
         if version != TOKEN_VERSION {
             return Err(TokenError::UnsupportedVersion { found: version });
@@ -137,7 +151,7 @@ mod tests {
     }
 
     fn raw(token: &JoinToken) -> Vec<u8> {
-        URL_SAFE_NO_PAD.decode(token.encode()).unwrap()
+        BASE64.decode(token.encode()).unwrap()
     }
 
     #[test]
@@ -177,7 +191,7 @@ mod tests {
     fn rejects_wrong_version() {
         let mut bytes = raw(&sample());
         bytes[0] = 9;
-        let text = URL_SAFE_NO_PAD.encode(bytes);
+        let text = BASE64.encode(bytes);
         assert_eq!(
             JoinToken::decode(&text),
             Err(TokenError::UnsupportedVersion { found: 9 })
@@ -188,7 +202,7 @@ mod tests {
     fn rejects_every_truncation() {
         let bytes = raw(&sample());
         for len in 0..bytes.len() {
-            let text = URL_SAFE_NO_PAD.encode(&bytes[..len]);
+            let text = BASE64.encode(&bytes[..len]);
             let err = JoinToken::decode(&text).unwrap_err();
             let expected = if len == 0 {
                 TokenError::Empty
@@ -200,10 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn a_token_cut_at_any_character_reads_as_truncated() {
+        let text = sample().encode();
+        for len in 1..text.len() {
+            assert_eq!(
+                JoinToken::decode(&text[..len]),
+                Err(TokenError::Truncated),
+                "cut at {len} characters"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_trailing_bytes() {
         let mut bytes = raw(&sample());
         bytes.extend([1, 2, 3]);
-        let text = URL_SAFE_NO_PAD.encode(bytes);
+        let text = BASE64.encode(bytes);
         assert_eq!(JoinToken::decode(&text), Err(TokenError::TrailingBytes(3)));
     }
 

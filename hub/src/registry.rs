@@ -90,6 +90,33 @@ pub struct LiveView {
     pub rtt: Duration,
     /// Migrations on this and earlier connections.
     pub migrations: u64,
+    /// UDP traffic of the current connection, as the hub counts it.
+    pub wire: WireCounts,
+}
+
+/// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireCounts {
+    /// Bytes the hub sent to the agent (UDP payload).
+    pub tx_bytes: u64,
+    /// Datagrams the hub sent.
+    pub tx_datagrams: u64,
+    /// Bytes the hub received from the agent (UDP payload).
+    pub rx_bytes: u64,
+    /// Datagrams the hub received.
+    pub rx_datagrams: u64,
+}
+
+impl WireCounts {
+    fn of(conn: &quinn::Connection) -> Self {
+        let stats = conn.stats();
+        Self {
+            tx_bytes: stats.udp_tx.bytes,
+            tx_datagrams: stats.udp_tx.datagrams,
+            rx_bytes: stats.udp_rx.bytes,
+            rx_datagrams: stats.udp_rx.datagrams,
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,6 +208,7 @@ impl LiveSession {
             remote_addr: state.remote,
             rtt: self.conn.rtt(),
             migrations: state.migrations,
+            wire: WireCounts::of(&self.conn),
         }
     }
 

@@ -91,6 +91,28 @@ impl Hub {
 
     /// A hub on `data_dir` listening on the given addresses.
     pub fn start_in(data_dir: PathBuf, agent_listen: &str, api_listen: &str) -> Self {
+        Self::start_with(
+            data_dir,
+            agent_listen,
+            api_listen,
+            &[
+                "--checkin-interval",
+                "1s",
+                "--standby-after",
+                "3s",
+                "--summon-timeout",
+                "5s",
+            ],
+        )
+    }
+
+    /// A hub on `data_dir` with its own `serve` flags (timing, transport).
+    pub fn start_with(
+        data_dir: PathBuf,
+        agent_listen: &str,
+        api_listen: &str,
+        flags: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -103,14 +125,7 @@ impl Hub {
             .args(["serve", "--data-dir"])
             .arg(&data_dir)
             .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
-            .args([
-                "--checkin-interval",
-                "1s",
-                "--standby-after",
-                "3s",
-                "--summon-timeout",
-                "5s",
-            ])
+            .args(flags)
             .env("RUST_LOG", "info,quinn=warn")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -136,6 +151,11 @@ impl Hub {
             api_addr,
             _tmp: None,
         }
+    }
+
+    /// The hub's process id (for reading its RSS and CPU time from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("hub is running").id()
     }
 
     /// Stop the hub with SIGTERM and wait for it.

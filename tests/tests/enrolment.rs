@@ -1,6 +1,7 @@
 //! Enrolment and identity, end to end: real hub and agent processes on loopback.
 
 #![allow(clippy::disallowed_methods)] // wall-clock timing of real processes
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::registry::{LiveView, Status};
+use crate::registry::{LiveView, Status, WireCounts};
 use crate::store::{EndpointKind, EndpointRecord};
 
 /// An endpoint as the API returns it.
@@ -32,6 +32,8 @@ pub struct EndpointView {
     pub rtt_ms: Option<f64>,
     /// Connection migrations (address changes) seen.
     pub migrations: u64,
+    /// UDP traffic of the current connection, while connected.
+    pub wire: Option<WireCounts>,
     /// Times a certificate was issued to this endpoint.
     pub enroll_count: i64,
     /// Agent build version.
@@ -91,6 +93,7 @@ impl EndpointView {
             migrations: live
                 .as_ref()
                 .map_or(record.migrations.max(0) as u64, |l| l.migrations),
+            wire: live.as_ref().map(|l| l.wire),
             enroll_count: record.enroll_count,
             agent_version: record.agent_version.clone(),
             created_at: rfc3339_secs(record.created_at),
