@@ -43,11 +43,9 @@ die() { echo "rig: $*" >&2; exit 1; }
 netem_bin() {
     if [[ -n "${OUTPOST_NETEM_BIN:-}" ]]; then echo "$OUTPOST_NETEM_BIN"; return; fi
     if command -v outpost-netem >/dev/null 2>&1; then command -v outpost-netem; return; fi
-    for dir in target-netem target; do
-        for build in release debug; do
-            local candidate="$HERE/../$dir/$build/outpost-netem"
-            if [[ -x "$candidate" ]]; then echo "$candidate"; return; fi
-        done
+    for build in release debug; do
+        local candidate="$HERE/../target/$build/outpost-netem"
+        if [[ -x "$candidate" ]]; then echo "$candidate"; return; fi
     done
     die "outpost-netem binary not found; build it or set OUTPOST_NETEM_BIN"
 }

@@ -1,6 +1,6 @@
 //! The relay's own cost: added latency with an empty profile, and packets per second on one core.
 //!
-//! Run: `CARGO_TARGET_DIR=target-netem cargo bench -p outpost-netem --bench relay`
+//! Run: `cargo bench -p outpost-netem --bench relay`
 //!
 //! The relay runs alone on a current-thread runtime in its own OS thread (one core). Latency is
 //! ping-pong through the relay minus ping-pong direct. Throughput: a generator blasts 100-byte
