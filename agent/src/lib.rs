@@ -1,16 +1,21 @@
 //! The Outpost agent: runs on each device, dials out to the hub, and keeps one QUIC session.
 //!
 //! - [`identity`]: UUID, key pair, certificate and enrolment record on disk.
+//! - [`docker_host`]: the local engine address proxy streams are relayed to.
 //! - [`dial`]: reaching the pinned hub, with final and retryable failures told apart.
 //! - [`enroll`]: the one-time enrolment exchange.
 //! - [`session`]: the async driver around the I/O-free session state machine.
+//! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
 //! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
 #![warn(missing_docs)]
 
 pub mod dial;
+pub mod docker_host;
 pub mod enroll;
 pub mod identity;
+pub mod relay;
 pub mod run;
 pub mod session;
+pub mod snapshot;
 
 pub use run::{run, AgentConfig, AgentError};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
 use outpost_common::token::JoinToken;
 use outpost_common::transport::TransportProfile;
@@ -94,12 +95,13 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
             args.transport
         )
     })?;
-    let _docker_host = args.docker_host;
+    let docker = DockerHost::parse(&args.docker_host).map_err(|e| e.to_string())?;
     Ok(AgentConfig {
         data_dir: args.data_dir,
         edge_key,
         edge_id,
         transport,
+        docker,
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(60),

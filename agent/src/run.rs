@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::dial::{DialError, Dialer};
+use crate::docker_host::DockerHost;
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
 use crate::session::{self, SessionDefaults, SessionEnd};
@@ -32,6 +33,8 @@ pub struct AgentConfig {
     pub edge_id: Option<AgentId>,
     /// QUIC transport profile.
     pub transport: TransportProfile,
+    /// The local Docker engine.
+    pub docker: DockerHost,
     /// Standby period until the hub sets one.
     pub standby_after: Duration,
     /// First reconnect ceiling.
@@ -169,8 +172,9 @@ async fn connect_and_serve(
             standby_after: config.standby_after,
             ack_timeout: config.transport.initial_rtt * 4 + Duration::from_secs(1),
             max_missed_acks: 3,
-            stream_credit: 32,
+            stream_credit: outpost_common::stream::MAX_STREAMS_PER_DEVICE,
         },
+        docker: config.docker.clone(),
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {

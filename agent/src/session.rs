@@ -14,6 +14,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::docker_host::DockerHost;
+use crate::relay;
+
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -47,11 +50,13 @@ impl From<WireError> for SessionEnd {
     }
 }
 
-/// Settings the session starts with before the hub's welcome overrides them.
-#[derive(Clone, Copy, Debug)]
+/// What a session needs from the agent's configuration.
+#[derive(Clone, Debug)]
 pub struct SessionDefaults {
-    /// Initial session timing.
+    /// Initial session timing (the hub's welcome overrides it).
     pub session: SessionConfig,
+    /// The local engine proxy streams are relayed to.
+    pub docker: DockerHost,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -98,7 +103,7 @@ async fn serve(
     session.handle_settings(welcome.settings);
     let (hub_tx, hub_rx) = mpsc::channel(16);
     let reader = tokio::spawn(read_control(recv, hub_tx));
-    let result = drive(conn, &mut session, &mut send, hub_rx).await;
+    let result = drive(conn, &mut session, &mut send, hub_rx, &defaults.docker).await;
     reader.abort();
     result
 }
@@ -129,7 +134,9 @@ async fn drive(
     session: &mut AgentSession,
     send: &mut quinn::SendStream,
     mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
+    docker: &DockerHost,
 ) -> Result<(), SessionEnd> {
+    let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
     loop {
         while let Some(datagram) = session.poll_transmit() {
             if let Err(e) = conn.send_datagram(wire::encode(&datagram).into()) {
@@ -156,6 +163,24 @@ async fn drive(
                 Some(Err(WireError::Closed)) | None => return Err(conn.closed().await.into()),
                 Some(Err(e)) => return Err(e.into()),
             },
+            stream = conn.accept_bi() => {
+                let (send, recv) = stream?;
+                session.handle_stream_opened(Instant::now().into_std());
+                debug!(open = session.open_streams(), "proxy stream opened");
+                let docker = docker.clone();
+                let closed = closed_tx.clone();
+                tokio::spawn(async move {
+                    match relay::serve(send, recv, &docker).await {
+                        Ok(moved) => debug!(?moved, "proxy stream done"),
+                        Err(e) => info!("proxy stream ended: {e}"),
+                    }
+                    let _ = closed.send(()).await;
+                });
+            }
+            Some(()) = closed_rx.recv() => {
+                session.handle_stream_closed(Instant::now().into_std());
+                info!(open = session.open_streams(), "proxy stream closed");
+            }
             closed = conn.closed() => return Err(closed.into()),
         }
     }

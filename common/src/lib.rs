@@ -6,6 +6,8 @@
 //! - [`wire`]: every message on the QUIC connection, its framing and limits, and the protocol flow.
 //! - [`session`]: the agent's session state machine (check-ins, summon, standby), driven by the
 //!   caller's clock so it can be tested with a virtual one.
+//! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
+//! - [`snapshot`]: the engine summary an agent sends before going to standby.
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 //! - [`transport`]: named QUIC transport profiles (lan, cellular, satellite) with the reason for
 //!   every value.
@@ -14,6 +16,8 @@
 pub mod backoff;
 pub mod ids;
 pub mod session;
+pub mod snapshot;
+pub mod stream;
 pub mod token;
 pub mod transport;
 pub mod wire;

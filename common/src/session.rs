@@ -212,6 +212,11 @@ impl AgentSession {
         self.missed
     }
 
+    /// Proxy streams open now.
+    pub fn open_streams(&self) -> u32 {
+        self.open_streams
+    }
+
     /// The check-in interval in force.
     pub fn checkin_interval(&self) -> Duration {
         self.config.checkin_interval

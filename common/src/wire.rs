@@ -20,6 +20,7 @@
 //!   agent raises its bidirectional stream credit from 0, then
 //!   agent ── AgentMessage::Ready { id } ───────▶ hub   (hub opens proxy streams)
 //!   after the standby period without activity:
+//!   agent ── AgentMessage::Snapshot { engine summary } ──▶ hub
 //!   agent drops its stream credit to 0 ── AgentMessage::Standby ──▶ hub
 //! ```
 //!
@@ -27,7 +28,8 @@
 //! body is read, then a postcard body. Datagrams carry one postcard body each.
 //!
 //! # Versions
-//! - 1: first version (enrolment, control stream, check-in datagrams, summon/standby).
+//! - 1: first version (enrolment, control stream, check-in datagrams, summon/standby, engine
+//!   snapshots; proxy streams are described in [`crate::stream`]).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -210,6 +212,8 @@ pub enum AgentMessage {
     },
     /// Stream credit is back to zero.
     Standby,
+    /// A fresh summary of the device's engine.
+    Snapshot(crate::snapshot::EngineSnapshot),
 }
 
 /// Unreliable messages carried in QUIC datagrams.

@@ -1,5 +1,6 @@
 //! What every part of a running hub shares: store, live sessions, PKI and resolved settings.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::HubPki;
@@ -28,6 +29,10 @@ pub struct HubContext {
     pub admin_token_hash: [u8; 32],
     /// Bounds concurrent enrolments (each signs a certificate and writes the store).
     pub enroll_slots: Semaphore,
+    /// Bounds proxied Docker requests in flight across all devices.
+    pub proxy_slots: Arc<Semaphore>,
+    /// The size of `proxy_slots`, for error messages.
+    pub max_proxy_streams: usize,
 }
 
 impl HubContext {

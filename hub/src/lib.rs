@@ -6,6 +6,7 @@
 //! - [`registry`]: live sessions in memory (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
 //! - [`api`]: the admin HTTPS API.
+//! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ mod agent_link;
 pub mod api;
 pub mod cli;
 pub mod context;
+mod proxy;
 pub mod registry;
 pub mod server;
 pub mod store;

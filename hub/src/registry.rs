@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use outpost_common::stream::MAX_STREAMS_PER_DEVICE;
 use outpost_common::wire::{CloseCode, HubMessage};
 use outpost_common::{AgentId, EndpointId};
 use serde::Serialize;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::store::LivenessUpdate;
@@ -75,6 +76,7 @@ pub struct LiveSession {
     state: Mutex<LiveState>,
     summons: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     next_summon: AtomicU32,
+    proxy_slots: Arc<Semaphore>,
 }
 
 /// A point-in-time view of a live session for the API.
@@ -92,6 +94,8 @@ pub struct LiveView {
     pub migrations: u64,
     /// UDP traffic of the current connection, as the hub counts it.
     pub wire: WireCounts,
+    /// Proxied Docker requests in flight.
+    pub proxy_streams: u32,
 }
 
 /// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).
@@ -149,12 +153,23 @@ impl LiveSession {
             }),
             summons: Mutex::new(HashMap::new()),
             next_summon: AtomicU32::new(1),
+            proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
         }
     }
 
     /// The QUIC connection.
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn
+    }
+
+    /// The per-device limit on proxied requests in flight.
+    pub fn proxy_slots(&self) -> Arc<Semaphore> {
+        self.proxy_slots.clone()
+    }
+
+    /// Proxied requests in flight now.
+    pub fn proxy_streams(&self) -> u32 {
+        MAX_STREAMS_PER_DEVICE - self.proxy_slots.available_permits() as u32
     }
 
     /// A check-in arrived; returns whether the remote address changed (a migration).
@@ -209,6 +224,7 @@ impl LiveSession {
             rtt: self.conn.rtt(),
             migrations: state.migrations,
             wire: WireCounts::of(&self.conn),
+            proxy_streams: self.proxy_streams(),
         }
     }
 

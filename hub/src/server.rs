@@ -48,6 +48,8 @@ pub struct HubConfig {
     pub flush_interval: Duration,
     /// Enrolments handled at once; more are told the hub is busy.
     pub max_concurrent_enrollments: usize,
+    /// Proxied Docker requests in flight across all devices.
+    pub max_proxy_streams: usize,
 }
 
 /// Why a hub could not start.
@@ -168,6 +170,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         summon_timeout: config.summon_timeout,
         admin_token_hash,
         enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
+        proxy_slots: Arc::new(Semaphore::new(config.max_proxy_streams)),
+        max_proxy_streams: config.max_proxy_streams,
     });
     write_api_url(dir, api_addr)?;
     let tasks = vec![

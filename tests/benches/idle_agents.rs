@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
 use outpost_common::token::JoinToken;
 use outpost_common::transport;
@@ -160,6 +161,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         edge_key: Some(JoinToken::decode(key).unwrap()),
         edge_id: None,
         transport: transport::LAN,
+        docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(30),

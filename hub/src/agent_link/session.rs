@@ -21,7 +21,7 @@ use tracing::{debug, info};
 
 use crate::context::HubContext;
 use crate::registry::LiveSession;
-use crate::store::{endpoints, StoreError};
+use crate::store::{endpoints, extras, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
@@ -193,6 +193,11 @@ async fn drive(
             message = incoming.recv() => match message {
                 Some(Ok(AgentMessage::Ready { id })) => session.resolve_summon(id),
                 Some(Ok(AgentMessage::Standby)) => session.enter_standby(),
+                Some(Ok(AgentMessage::Snapshot(snapshot))) => {
+                    let id = session.endpoint;
+                    ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)).await?;
+                    debug!(endpoint = %id, "engine snapshot stored");
+                }
                 Some(Ok(AgentMessage::Hello { .. })) => return Err(SessionError::Protocol("second hello".into())),
                 Some(Err(WireError::Closed)) | None => return Ok(()),
                 Some(Err(e)) => {

@@ -15,7 +15,9 @@ use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::{Status, SummonError};
-use crate::store::{endpoints, unix_now, EndpointKind, ListQuery, NewEndpoint, StatusFilter};
+use crate::store::{
+    endpoints, extras, unix_now, EndpointKind, ListQuery, NewEndpoint, StatusFilter,
+};
 
 /// Longest endpoint name accepted.
 const MAX_NAME: usize = 128;
@@ -183,8 +185,13 @@ fn not_found(id: EndpointId) -> ApiError {
 pub(super) async fn show(
     State(ctx): State<Arc<HubContext>>,
     Path(id): Path<u64>,
-) -> Result<Json<EndpointView>, ApiError> {
-    Ok(Json(view_of(&ctx, EndpointId(id)).await?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = EndpointId(id);
+    let view = view_of(&ctx, id).await?;
+    let snapshot = ctx.store.call(move |c| extras::snapshot(c, id)).await?;
+    let mut body = serde_json::to_value(view).unwrap_or_default();
+    body["snapshot"] = serde_json::to_value(snapshot).unwrap_or_default();
+    Ok(Json(body))
 }
 
 pub(super) async fn approve(
@@ -231,24 +238,12 @@ pub(super) async fn summon(
         Some(session) => session,
         None => {
             view_of(&ctx, id).await?;
-            return Err(summon_error(SummonError::Offline(id)));
+            return Err(SummonError::Offline(id).into());
         }
     };
-    session
-        .summon(ctx.summon_timeout)
-        .await
-        .map_err(summon_error)?;
+    session.summon(ctx.summon_timeout).await?;
     let ready_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(Json(
         serde_json::json!({ "id": id.0, "status": "active", "ready_ms": ready_ms }),
     ))
-}
-
-fn summon_error(e: SummonError) -> ApiError {
-    let status = match e {
-        SummonError::Pending(_) => StatusCode::CONFLICT,
-        SummonError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
-        SummonError::Offline(_) | SummonError::Disconnected(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    ApiError::new(status, e.to_string())
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::context::HubContext;
+use crate::registry::SummonError;
 
 pub use view::EndpointView;
 
@@ -40,6 +41,10 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         )
         .route("/api/endpoints/{id}/approve", post(endpoints::approve))
         .route("/api/endpoints/{id}/summon", post(endpoints::summon))
+        .route(
+            "/api/endpoints/{id}/docker/{*rest}",
+            any(crate::proxy::handle),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -97,6 +102,19 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "message": self.message }));
         (self.status, body).into_response()
+    }
+}
+
+impl From<SummonError> for ApiError {
+    fn from(e: SummonError) -> Self {
+        let status = match e {
+            SummonError::Pending(_) => StatusCode::CONFLICT,
+            SummonError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            SummonError::Offline(_) | SummonError::Disconnected(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        Self::new(status, e.to_string())
     }
 }
 

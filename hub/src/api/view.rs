@@ -34,6 +34,8 @@ pub struct EndpointView {
     pub migrations: u64,
     /// UDP traffic of the current connection, while connected.
     pub wire: Option<WireCounts>,
+    /// Proxied Docker requests in flight.
+    pub proxy_streams: u32,
     /// Times a certificate was issued to this endpoint.
     pub enroll_count: i64,
     /// Agent build version.
@@ -94,6 +96,7 @@ impl EndpointView {
                 .as_ref()
                 .map_or(record.migrations.max(0) as u64, |l| l.migrations),
             wire: live.as_ref().map(|l| l.wire),
+            proxy_streams: live.as_ref().map_or(0, |l| l.proxy_streams),
             enroll_count: record.enroll_count,
             agent_version: record.agent_version.clone(),
             created_at: rfc3339_secs(record.created_at),

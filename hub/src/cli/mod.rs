@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// How long an admin request waits for a summoned device.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub summon_timeout: Duration,
+    /// Proxied Docker requests in flight across all devices; more are refused with a clear error.
+    #[arg(long, default_value_t = 4096)]
+    pub max_proxy_streams: usize,
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
     #[arg(long, default_value = "cellular", value_parser = parse_profile)]
     pub transport: TransportProfile,
@@ -92,6 +95,7 @@ impl ServeArgs {
             transport: self.transport,
             flush_interval: Duration::from_secs(5),
             max_concurrent_enrollments: 64,
+            max_proxy_streams: self.max_proxy_streams,
         }
     }
 }

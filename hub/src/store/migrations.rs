@@ -36,6 +36,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX certificates_endpoint ON certificates(endpoint_id);
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 2: engine snapshots (latest per endpoint) and admin client certificates.
+    "CREATE TABLE snapshots (
+        endpoint_id INTEGER PRIMARY KEY REFERENCES endpoints(id) ON DELETE CASCADE,
+        taken_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE admin_certs (
+        serial TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -8,6 +8,7 @@
 //! the blocking pool so a slow disk never stalls the QUIC driver.
 
 pub mod endpoints;
+pub mod extras;
 mod migrations;
 
 use std::path::Path;

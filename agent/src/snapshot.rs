@@ -1,0 +1,579 @@
+//! The engine snapshot: what runs on this device, read from its Docker engine.
+//!
+//! The hub shows each device's containers, images, volumes and networks without summoning it: a
+//! summon costs the device's link (often satellite or metered cellular) and keeps it awake. So the
+//! agent reads its engine when the hub's view would otherwise go stale — right after enrolment and
+//! just before returning to standby — and sends the resulting [`EngineSnapshot`] on its session.
+//!
+//! Taking a snapshot never fails. An engine that is missing, stopped or wedged is itself what the hub
+//! needs to show, so it becomes a snapshot with zero counts and [`EngineSnapshot::error`] naming the
+//! `DOCKER_HOST` and the cause. Every snapshot is bounded: in time by the client's request timeout
+//! ([`ENGINE_TIMEOUT`] unless changed with [`Docker::with_timeout`]), in size by
+//! [`MAX_LISTED_CONTAINERS`], [`MAX_NAMES`] and [`MAX_TEXT_CHARS`].
+//!
+//! API version: bollard 0.21 sends its requests without a `/vX.Y` prefix, so the engine answers in
+//! its own default API version, and both old engines (20.10, API 1.41) and new ones work. We read
+//! only fields that every version has. bollard's `negotiate_version` is not used: were the prefix
+//! sent, it would ask a versioned `/version`, which an engine older than bollard's pinned API
+//! version refuses ("client version … is too new"). The real-engine test below runs against a 1.41
+//! engine and catches a bollard upgrade that changes this.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::models::{self, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use outpost_common::snapshot::{ContainerSummary, EngineSnapshot, MAX_LISTED_CONTAINERS};
+use thiserror::Error;
+
+use crate::docker_host::DockerHost;
+
+/// How long one snapshot may wait for the engine: a loaded single-board device answering a
+/// container list with its disk busy can take seconds; a minute would hold up standby too long.
+pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest text kept from the engine (image references, names, statuses, causes), in characters.
+pub const MAX_TEXT_CHARS: usize = 256;
+
+/// Most names kept per container (legacy links can give a container many).
+pub const MAX_NAMES: usize = 8;
+
+/// Longest [`EngineSnapshot::error`], in characters.
+const MAX_ERROR_CHARS: usize = 4 * MAX_TEXT_CHARS;
+
+/// Characters of a container id shown, as `docker ps` does.
+const SHORT_ID_CHARS: usize = 12;
+
+/// Why no engine client could be made for a `DOCKER_HOST`.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The unix socket does not exist: Docker is not installed or not started on this device, or
+    /// `DOCKER_HOST` names the wrong path.
+    #[error("DOCKER_HOST {host}: no socket at {} (is Docker installed and running?)", path.display())]
+    SocketMissing {
+        /// The address given.
+        host: DockerHost,
+        /// The socket path that was looked for.
+        path: PathBuf,
+    },
+    /// The socket path is not UTF-8, which the client library cannot take: set `DOCKER_HOST` to a
+    /// UTF-8 path (a symlink works).
+    #[error("DOCKER_HOST {host}: the socket path is not UTF-8")]
+    PathNotUtf8 {
+        /// The address given.
+        host: DockerHost,
+    },
+    /// The client library refused the address.
+    #[error("DOCKER_HOST {host}: {source}")]
+    Client {
+        /// The address given.
+        host: DockerHost,
+        /// What the client library said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// An engine client for `host`, with [`ENGINE_TIMEOUT`] on every request.
+///
+/// Makes no request: an engine that is down is found by [`take`]. A unix socket that does not
+/// exist is refused here, so callers that must not fail use [`take_from`].
+pub fn engine_client(host: &DockerHost) -> Result<Docker, SnapshotError> {
+    let secs = ENGINE_TIMEOUT.as_secs();
+    let made = match host {
+        DockerHost::Unix(path) => {
+            let path = path
+                .to_str()
+                .ok_or_else(|| SnapshotError::PathNotUtf8 { host: host.clone() })?;
+            Docker::connect_with_unix(path, secs, API_DEFAULT_VERSION)
+        }
+        DockerHost::Tcp(addr) => {
+            Docker::connect_with_http(&format!("http://{addr}"), secs, API_DEFAULT_VERSION)
+        }
+    };
+    made.map_err(|source| match (source, host) {
+        (bollard::errors::Error::SocketNotFoundError(_), DockerHost::Unix(path)) => {
+            SnapshotError::SocketMissing {
+                host: host.clone(),
+                path: path.clone(),
+            }
+        }
+        (source, _) => SnapshotError::Client {
+            host: host.clone(),
+            source,
+        },
+    })
+}
+
+/// Snapshot the engine at `host`, making the client first; never fails (see [`take`]).
+pub async fn take_from(host: &DockerHost, now_unix: i64) -> EngineSnapshot {
+    match engine_client(host) {
+        Ok(docker) => take(&docker, host, now_unix).await,
+        Err(err) => unreadable(now_unix, &cause(&err)),
+    }
+}
+
+/// Snapshot the engine behind `docker` (which `host` names, for messages), at `now_unix`.
+///
+/// Never fails: reads the version and lists containers, images, volumes and networks concurrently,
+/// all within `docker`'s timeout. What could not be read counts as zero and is explained in
+/// [`EngineSnapshot::error`].
+pub async fn take(docker: &Docker, host: &DockerHost, now_unix: i64) -> EngineSnapshot {
+    let all = ListContainersOptionsBuilder::default().all(true).build();
+    let reads = async {
+        let (version, containers, images, volumes, networks) = tokio::join!(
+            docker.version(),
+            docker.list_containers(Some(all)),
+            docker.list_images(None::<ListImagesOptions>),
+            docker.list_volumes(None::<ListVolumesOptions>),
+            docker.list_networks(None::<ListNetworksOptions>),
+        );
+        Reads {
+            version,
+            containers,
+            images,
+            volumes,
+            networks,
+        }
+    };
+    // bollard's timeout covers each response's head only; this bounds the bodies too.
+    match tokio::time::timeout(docker.timeout(), reads).await {
+        Ok(reads) => reads.into_snapshot(host, now_unix),
+        Err(_) => unreadable(
+            now_unix,
+            &format!(
+                "Docker engine at DOCKER_HOST {host} did not answer within {} s",
+                docker.timeout().as_secs()
+            ),
+        ),
+    }
+}
+
+type Read<T> = Result<T, bollard::errors::Error>;
+
+/// The five answers a snapshot is made of.
+struct Reads {
+    version: Read<models::SystemVersion>,
+    containers: Read<Vec<models::ContainerSummary>>,
+    images: Read<Vec<models::ImageSummary>>,
+    volumes: Read<models::VolumeListResponse>,
+    networks: Read<Vec<models::Network>>,
+}
+
+impl Reads {
+    fn into_snapshot(self, host: &DockerHost, now_unix: i64) -> EngineSnapshot {
+        let mut failed = Vec::new();
+        let engine_version = match self.version {
+            Ok(version) => clip(version.version.as_deref().unwrap_or_default()),
+            Err(err) => clip(&note(&mut failed, "read version", &err)),
+        };
+        let containers = ok_or_note(&mut failed, "list containers", self.containers);
+        let images = ok_or_note(&mut failed, "list images", self.images);
+        let volumes = ok_or_note(&mut failed, "list volumes", self.volumes);
+        let networks = ok_or_note(&mut failed, "list networks", self.networks);
+        let mut snapshot = containers.map(summarize).unwrap_or_default();
+        snapshot.taken_at = now_unix;
+        snapshot.engine_version = engine_version;
+        snapshot.images = count(images.map_or(0, |i| i.len()));
+        snapshot.volumes = count(volumes.and_then(|v| v.volumes).map_or(0, |v| v.len()));
+        snapshot.networks = count(networks.map_or(0, |n| n.len()));
+        snapshot.error = explain(host, &failed);
+        snapshot
+    }
+}
+
+/// The value, or `None` with the failure noted.
+fn ok_or_note<T>(
+    failed: &mut Vec<(&'static str, String)>,
+    what: &'static str,
+    read: Read<T>,
+) -> Option<T> {
+    read.map_err(|err| note(failed, what, &err)).ok()
+}
+
+fn note(
+    failed: &mut Vec<(&'static str, String)>,
+    what: &'static str,
+    err: &bollard::errors::Error,
+) -> String {
+    let text = clip(&cause(err));
+    failed.push((what, text.clone()));
+    text
+}
+
+/// One message for everything that failed; when all five reads failed the engine itself is
+/// unreachable and their (shared) cause is said once.
+fn explain(host: &DockerHost, failed: &[(&str, String)]) -> Option<String> {
+    let (_, first) = failed.first()?;
+    let message = if failed.len() == 5 {
+        format!("Docker engine at DOCKER_HOST {host} cannot be read: {first}")
+    } else {
+        let parts: Vec<String> = failed
+            .iter()
+            .map(|(what, why)| format!("could not {what}: {why}"))
+            .collect();
+        format!("Docker engine at DOCKER_HOST {host}: {}", parts.join("; "))
+    };
+    Some(clip_to(&message, MAX_ERROR_CHARS))
+}
+
+/// A snapshot saying only why the engine could not be read.
+fn unreadable(now_unix: i64, why: &str) -> EngineSnapshot {
+    EngineSnapshot {
+        taken_at: now_unix,
+        error: Some(clip_to(why, MAX_ERROR_CHARS)),
+        ..EngineSnapshot::default()
+    }
+}
+
+/// Counts and the bounded list; "running" is what `docker ps` lists (running, paused, restarting).
+/// Up containers are listed first so that a truncated list keeps them.
+fn summarize(mut containers: Vec<models::ContainerSummary>) -> EngineSnapshot {
+    let running = containers.iter().filter(|c| is_up(c)).count();
+    let stopped = containers.len() - running;
+    containers.sort_by_key(|c| !is_up(c));
+    EngineSnapshot {
+        containers_running: count(running),
+        containers_stopped: count(stopped),
+        containers: containers
+            .iter()
+            .take(MAX_LISTED_CONTAINERS)
+            .map(container)
+            .collect(),
+        ..EngineSnapshot::default()
+    }
+}
+
+fn is_up(container: &models::ContainerSummary) -> bool {
+    use ContainerSummaryStateEnum::{PAUSED, RESTARTING, RUNNING};
+    matches!(container.state, Some(RUNNING | PAUSED | RESTARTING))
+}
+
+fn container(c: &models::ContainerSummary) -> ContainerSummary {
+    let names = c.names.iter().flatten().take(MAX_NAMES);
+    ContainerSummary {
+        id: c
+            .id
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(SHORT_ID_CHARS)
+            .collect(),
+        names: names
+            .map(|n| clip(n.strip_prefix('/').unwrap_or(n)))
+            .collect(),
+        image: clip(c.image.as_deref().unwrap_or_default()),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        status: clip(c.status.as_deref().unwrap_or_default()),
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn clip(text: &str) -> String {
+    clip_to(text, MAX_TEXT_CHARS)
+}
+
+/// `text` cut to at most `max` characters, the last of them `…` when cut.
+fn clip_to(text: &str, max: usize) -> String {
+    if text.chars().nth(max).is_none() {
+        return text.to_owned();
+    }
+    let mut clipped: String = text.chars().take(max.saturating_sub(1)).collect();
+    clipped.push('…');
+    clipped
+}
+
+/// An error and its sources, `: `-joined, skipping a source its parent already quotes.
+fn cause(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const SHORT: Duration = Duration::from_secs(1);
+    const PROMPT: Duration = Duration::from_secs(5);
+
+    fn engine_summary(
+        id: &str,
+        names: &[&str],
+        state: ContainerSummaryStateEnum,
+    ) -> models::ContainerSummary {
+        models::ContainerSummary {
+            id: Some(id.to_owned()),
+            names: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+            image: Some("busybox".to_owned()),
+            state: Some(state),
+            status: Some("Up 3 hours".to_owned()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn containers_are_counted_shortened_and_bounded() {
+        let long_name = format!("/{}", "n".repeat(1000));
+        let mut engine = vec![
+            engine_summary(
+                &"e".repeat(64),
+                &["/stopped"],
+                ContainerSummaryStateEnum::EXITED,
+            ),
+            engine_summary(
+                &"a".repeat(64),
+                &["/web", "/proxy/web"],
+                ContainerSummaryStateEnum::RUNNING,
+            ),
+            engine_summary("b", &[&long_name], ContainerSummaryStateEnum::PAUSED),
+        ];
+        engine.extend((0..MAX_LISTED_CONTAINERS).map(|i| {
+            engine_summary(
+                &format!("x{i}"),
+                &["/x"],
+                ContainerSummaryStateEnum::CREATED,
+            )
+        }));
+        let snapshot = summarize(engine);
+        assert_eq!(snapshot.containers_running, 2);
+        assert_eq!(
+            snapshot.containers_stopped,
+            1 + MAX_LISTED_CONTAINERS as u32
+        );
+        assert_eq!(snapshot.containers.len(), MAX_LISTED_CONTAINERS);
+        let first = &snapshot.containers[0];
+        assert_eq!(first.id, "a".repeat(12));
+        assert_eq!(first.names, ["web", "proxy/web"]);
+        assert_eq!(first.state, "running");
+        let long = &snapshot.containers[1].names[0];
+        assert_eq!(long.chars().count(), MAX_TEXT_CHARS);
+        assert!(long.ends_with('…'));
+        assert_eq!(
+            snapshot.containers[2].id,
+            "e".repeat(12),
+            "up ones first, then the rest in order"
+        );
+    }
+
+    #[test]
+    fn clipping_respects_characters() {
+        assert_eq!(clip_to("héllo", 5), "héllo");
+        assert_eq!(clip_to("héllo!", 5), "héll…");
+        assert_eq!(clip_to("", 5), "");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_a_snapshot_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = DockerHost::Unix(dir.path().join("docker.sock"));
+        assert!(matches!(
+            engine_client(&host),
+            Err(SnapshotError::SocketMissing { .. })
+        ));
+        let snapshot = take_from(&host, 1_700_000_000).await;
+        let error = snapshot.error.as_deref().unwrap();
+        assert!(error.contains(&host.to_string()), "{error}");
+        assert!(error.contains("no socket"), "{error}");
+        assert_eq!(snapshot.taken_at, 1_700_000_000);
+        assert_eq!((snapshot.containers_running, snapshot.images), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_dead_socket_is_reported_promptly_with_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // the file stays, nobody listens
+        let host = DockerHost::Unix(path);
+        let docker = engine_client(&host).unwrap().with_timeout(SHORT);
+        let started = Instant::now();
+        let snapshot = take(&docker, &host, 7).await;
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+        let error = snapshot.error.as_deref().unwrap();
+        println!("dead socket: {error}");
+        assert!(error.contains(&host.to_string()), "{error}");
+        assert!(error.contains("refused"), "the cause is given: {error}");
+        assert_eq!(
+            snapshot,
+            EngineSnapshot {
+                taken_at: 7,
+                engine_version: snapshot.engine_version.clone(),
+                error: snapshot.error.clone(),
+                ..Default::default()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_engine_is_cut_off_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream); // accepted, never answered
+            }
+        });
+        let host = DockerHost::Unix(path);
+        let docker = engine_client(&host).unwrap().with_timeout(SHORT);
+        let started = Instant::now();
+        let snapshot = take(&docker, &host, 7).await;
+        assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+        let error = snapshot.error.as_deref().unwrap();
+        println!("silent engine: {error}");
+        assert!(error.contains(&host.to_string()), "{error}");
+        silent.abort();
+    }
+
+    const REAL_SOCKET: &str = "/var/run/docker.sock";
+    const TEST_IMAGE: &str = "outpost-test/busybox:latest";
+
+    /// Against the machine's real engine (scripts/docker-setup.sh brings it up): a container we
+    /// start shows up, and the counts agree with the `docker` CLI's.
+    #[tokio::test]
+    async fn the_real_engine_is_summarized() {
+        if !Path::new(REAL_SOCKET).exists() {
+            println!("skipped: no Docker engine at {REAL_SOCKET} (run scripts/docker-setup.sh)");
+            return;
+        }
+        let host = DockerHost::Unix(REAL_SOCKET.into());
+        let docker = engine_client(&host).unwrap();
+        let ours = if docker.inspect_image(TEST_IMAGE).await.is_ok() {
+            Some(start_test_container(&docker).await)
+        } else {
+            println!("no {TEST_IMAGE}: checking counts only, without a container of our own");
+            None
+        };
+        let checked = check_against_cli(&docker, &host, ours.as_ref()).await;
+        if let Some((id, _)) = &ours {
+            let force = RemoveContainerOptionsBuilder::default().force(true).build();
+            docker.remove_container(id, Some(force)).await.unwrap();
+        }
+        checked.unwrap();
+    }
+
+    /// Starts a sleeping container; returns its id and name.
+    async fn start_test_container(docker: &Docker) -> (String, String) {
+        let name = format!("outpost-snapshot-test-{}", std::process::id());
+        let force = RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = docker.remove_container(&name, Some(force)).await; // a leftover from a killed run
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.to_owned()),
+            cmd: Some(vec!["sleep".to_owned(), "600".to_owned()]),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = docker.create_container(Some(options), body).await.unwrap();
+        docker.start_container(&created.id, None).await.unwrap();
+        (created.id, name)
+    }
+
+    /// Other tests share the engine, so counts may move between our snapshot and the CLI's: retry
+    /// a few times until both saw the same engine.
+    async fn check_against_cli(
+        docker: &Docker,
+        host: &DockerHost,
+        ours: Option<&(String, String)>,
+    ) -> anyhow::Result<()> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let snapshot = take(docker, host, 1).await;
+            anyhow::ensure!(
+                snapshot.error.is_none(),
+                "engine unread: {:?}",
+                snapshot.error
+            );
+            let seen = [
+                snapshot.containers_running,
+                snapshot.containers_stopped + snapshot.containers_running,
+                snapshot.images,
+                snapshot.volumes,
+                snapshot.networks,
+            ];
+            let cli = cli_counts().await?;
+            if seen == cli {
+                println!(
+                    "engine {}: {seen:?} (running, all, images, volumes, networks)",
+                    snapshot.engine_version
+                );
+                anyhow::ensure!(!snapshot.engine_version.is_empty(), "no engine version");
+                return check_ours(&snapshot, ours);
+            }
+            last = format!("snapshot {seen:?} vs docker CLI {cli:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        anyhow::bail!("counts never agreed: {last}")
+    }
+
+    fn check_ours(
+        snapshot: &EngineSnapshot,
+        ours: Option<&(String, String)>,
+    ) -> anyhow::Result<()> {
+        let Some((id, name)) = ours else {
+            return Ok(());
+        };
+        anyhow::ensure!(snapshot.containers_running >= 1, "our container is running");
+        let listed = snapshot.containers.iter().find(|c| id.starts_with(&c.id));
+        let listed = listed.ok_or_else(|| anyhow::anyhow!("{id} not listed"))?;
+        anyhow::ensure!(listed.id.len() == 12, "short id: {listed:?}");
+        anyhow::ensure!(listed.names == [name.clone()], "names: {listed:?}");
+        anyhow::ensure!(listed.image == TEST_IMAGE, "image: {listed:?}");
+        anyhow::ensure!(listed.state == "running", "state: {listed:?}");
+        anyhow::ensure!(listed.status.starts_with("Up"), "status: {listed:?}");
+        Ok(())
+    }
+
+    /// Running, all, images (distinct ids), volumes, networks, as the `docker` CLI counts them.
+    async fn cli_counts() -> anyhow::Result<[u32; 5]> {
+        let mut counts = [0; 5];
+        let queries: [&[&str]; 5] = [
+            &["ps", "-q"],
+            &["ps", "-aq"],
+            &["images", "-q", "--no-trunc"],
+            &["volume", "ls", "-q"],
+            &["network", "ls", "-q"],
+        ];
+        for (count, args) in counts.iter_mut().zip(queries) {
+            let out = tokio::process::Command::new("docker")
+                .args(["-H", &format!("unix://{REAL_SOCKET}")])
+                .args(args)
+                .output()
+                .await?;
+            anyhow::ensure!(
+                out.status.success(),
+                "docker {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout)?.lines().collect();
+            lines.sort_unstable();
+            lines.dedup();
+            *count = u32::try_from(lines.len())?;
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,179 @@
+//! The Docker proxy: `/api/endpoints/{id}/docker/{docker api path}` on the admin listener.
+//!
+//! Each proxied request gets its own QUIC bidirectional stream to the device, opened after the
+//! device is summoned: the stream preface, the agent's answer, then HTTP/1.1 spoken by a hyper client
+//! over the stream with the route prefix stripped. Upgrades (`docker exec -it`, `attach`, `run -it`)
+//! are carried by joining the client's upgraded connection to the stream's. Bodies stream both ways
+//! through hyper with its bounded buffers; nothing is collected in memory.
+//!
+//! A client that goes away drops its response body; hyper then drops the stream, QUIC resets it,
+//! and the agent closes the matching engine connection.
+
+mod upgrade;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::Response;
+use hyper_util::rt::TokioIo;
+use outpost_common::stream::{self, StreamHeader, StreamKind, StreamReply, MAX_STREAMS_PER_DEVICE};
+use outpost_common::EndpointId;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::debug;
+
+use crate::api::ApiError;
+use crate::context::HubContext;
+use crate::registry::LiveSession;
+use crate::store::endpoints;
+
+/// How long to wait for the agent to answer a stream preface.
+const STREAM_REPLY_DEADLINE: Duration = Duration::from_secs(30);
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// Proxy one request to endpoint `id`'s engine.
+pub(crate) async fn handle(
+    State(ctx): State<Arc<HubContext>>,
+    Path((id, _rest)): Path<(u64, String)>,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let id = EndpointId(id);
+    let session = live_session(&ctx, id).await?;
+    session.summon(ctx.summon_timeout).await?;
+    let permits = acquire(&ctx, &session)?;
+    let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
+    let io = open_stream(&session, request_id).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| bad_gateway(format!("HTTP to the device's engine failed: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(request_id, "proxied connection ended: {e}");
+        }
+        drop(permits);
+    });
+    let client_upgrade = upgrade::wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+    let outbound = rewrite(request, id)?;
+    let mut response = sender
+        .send_request(outbound)
+        .await
+        .map_err(|e| bad_gateway(format!("the device's engine did not answer: {e}")))?;
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+        (client_upgrade, response.status())
+    {
+        let engine_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(upgrade::splice(client_upgrade, engine_upgrade, request_id));
+    }
+    Ok(response.map(Body::new))
+}
+
+async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSession>, ApiError> {
+    if let Some(session) = ctx.registry.get(id) {
+        return Ok(session);
+    }
+    let record = ctx.store.call(move |c| endpoints::find(c, id)).await?;
+    Err(match record {
+        None => ApiError::new(StatusCode::NOT_FOUND, format!("endpoint {id} does not exist")),
+        Some(record) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("endpoint {id} ({}) is offline: the device is not connected to the hub; it will be reachable when its agent reconnects", record.name),
+        ),
+    })
+}
+
+fn bad_gateway(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, message)
+}
+
+/// Both limits, per device and per hub, or a clear refusal.
+fn acquire(
+    ctx: &HubContext,
+    session: &LiveSession,
+) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
+    let device = session.proxy_slots().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "endpoint {} already has {} Docker requests in flight, the most one device serves at once; retry when some finish",
+                session.endpoint,
+                MAX_STREAMS_PER_DEVICE
+            ),
+        )
+    })?;
+    let hub = ctx.proxy_slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the hub is carrying its maximum of {} proxied Docker requests; retry shortly",
+                ctx.max_proxy_streams
+            ),
+        )
+    })?;
+    Ok((device, hub))
+}
+
+type StreamIo = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
+
+async fn open_stream(session: &LiveSession, request_id: u64) -> Result<StreamIo, ApiError> {
+    let lost = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("endpoint {} disconnected: {e}", session.endpoint),
+        )
+    };
+    let (mut send, mut recv) = session.connection().open_bi().await.map_err(|e| lost(&e))?;
+    let header = StreamHeader {
+        kind: StreamKind::DockerApi,
+        request_id,
+    };
+    send.write_all(&stream::encode_header(&header))
+        .await
+        .map_err(|e| lost(&e))?;
+    let reply = tokio::time::timeout(STREAM_REPLY_DEADLINE, stream::read_reply(&mut recv))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "endpoint {} did not answer the stream in time",
+                    session.endpoint
+                ),
+            )
+        })?
+        .map_err(|e| lost(&e))?;
+    match reply {
+        StreamReply::Ready => Ok(tokio::io::join(recv, send)),
+        StreamReply::Refused { message, .. } => Err(bad_gateway(message)),
+    }
+}
+
+/// Strip the route prefix, drop the admin credential, keep everything else.
+fn rewrite(request: Request, id: EndpointId) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let prefix = format!("/api/endpoints/{id}/docker");
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let rest = path_and_query
+        .strip_prefix(&prefix)
+        .unwrap_or(path_and_query);
+    let rest = if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        format!("/{rest}")
+    };
+    parts.uri = rest
+        .parse::<Uri>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad Docker API path: {e}")))?;
+    parts.headers.remove(header::AUTHORIZATION);
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("docker"));
+    Ok(Request::from_parts(parts, body))
+}
