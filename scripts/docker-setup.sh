@@ -11,15 +11,19 @@
 #
 # Idempotent, and quick (well under 2 s) when everything is already up. Prints
 # one summary line on success; exits non-zero with a message otherwise. Must
-# run as root. No registry is ever contacted: containers get no network (the
-# default bridge is off, so `docker run` without flags means `--network none`).
+# run as root. No registry is ever contacted, and nothing leaves the machine:
+# dockerd runs in a network namespace of its own with only loopback, and the
+# default bridge is off, so a container started without --network gets only
+# loopback, as with `--network none`.
 #
 # Notes for callers:
 #   - the client is whichever `docker` comes first on PATH (here the newer CLI
 #     in /usr/local/bin, not the package's /usr/bin/docker); it negotiates the
 #     API version down to the engine's;
-#   - `docker build` needs DOCKER_BUILDKIT=0 (the classic builder): there is no
-#     buildx plugin and this engine has no BuildKit the new CLI can use;
+#   - `docker build` runs on the classic builder: there is no buildx plugin, so
+#     DOCKER_BUILDKIT=1 fails; set DOCKER_BUILDKIT=0 (unset also falls back to
+#     the classic builder, with a longer deprecation notice on stderr);
+#   - the engine is Debian's 20.10: Engine API 1.41 at most;
 #   - the engine's log is in $OUTPOST_DOCKERD_LOG (default
 #     /tmp/outpost-dockerd.log).
 #
@@ -52,6 +56,11 @@ die() {
 note() { echo "docker-setup: $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts dockerd)"
+
+# One setup at a time (test runs may start side by side): the later one waits,
+# then finds the engine up and the image there.
+exec 9>/run/outpost-docker-setup.lock
+flock -w 600 9 || die "another docker-setup.sh held /run/outpost-docker-setup.lock for 10 minutes"
 
 # --- 1. packages ------------------------------------------------------------
 
@@ -127,17 +136,30 @@ storage_driver() {
   fi
 }
 
+# The end of what this start wrote to dockerd's log (appended to across
+# starts), and its errors: at info level it is mostly gRPC chatter.
+log_tail() {
+  local this
+  this=$(tail -n "+$((log_from + 1))" "$LOG" 2>/dev/null || true)
+  echo "--- last lines of $LOG:" >&2
+  tail -n 8 <<<"$this" >&2
+  echo "--- errors in it (last 10):" >&2
+  grep -E 'level=(error|fatal)|failed to start|Error starting daemon' <<<"$this" | tail -n 10 >&2 || true
+}
+
 started=
+log_from=0
+[ -f "$LOG" ] && log_from=$(wc -l <"$LOG")
 if ! engine_up; then
   if pid=$(dockerd_pid); then
     note "dockerd (pid $pid) is running but not answering yet; waiting"
   else
     driver=$(storage_driver)
-    # --bridge=none, --iptables=false, --ip6tables=false, --ip-masq=false:
-    # containers get no network interface but loopback (no registry is
-    # reachable and nothing may go to non-loopback addresses); the default
-    # network becomes `none`, so `docker run` without flags still works, and
-    # the host's firewall is left alone.
+    # --bridge=none, --iptables=false, --ip6tables=false, --ip-forward=false,
+    # --ip-masq=false: no docker0 bridge, so containers on the default network
+    # get only loopback, as with `--network none` (no registry is reachable and
+    # nothing may go to non-loopback addresses), `docker run` without flags
+    # still works, and dockerd leaves firewall rules and sysctls alone.
     flags=(
       --host="unix://$SOCK"
       --pidfile="$PIDFILE"
@@ -150,7 +172,8 @@ if ! engine_up; then
       --exec-opt=native.cgroupdriver=cgroupfs
     )
     echo "=== $(date -u +%FT%TZ) docker-setup: starting dockerd ${flags[*]} (netns: ${NETNS})" >>"$LOG"
-    # Own session, no terminal, stdio to the log: it outlives this script and
+    # Own session, no terminal, stdio to the log, and not the lock's fd 9 (or
+    # it would hold the lock for its whole life): it outlives this script and
     # the test run that called it.
     if [ "$NETNS" = 1 ]; then
       # dockerd in a network namespace of its own, with only loopback:
@@ -162,20 +185,20 @@ if ! engine_up; then
       setsid unshare --net sh -c '
         ip link set lo up 2>/dev/null || true
         echo 1 >/proc/sys/net/ipv4/ip_forward
-        exec dockerd "$@"' dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 &
+        exec dockerd "$@"' dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 9>&- &
     else
-      setsid dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 &
+      setsid dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 9>&- &
     fi
     started=$!
   fi
   deadline=$((SECONDS + WAIT))
   until engine_up; do
     if [ -n "$started" ] && ! kill -0 "$started" 2>/dev/null; then
-      tail -n 30 "$LOG" >&2
+      log_tail
       die "dockerd exited before it answered on $SOCK (log: $LOG)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$LOG" >&2
+      log_tail
       die "dockerd did not answer on $SOCK within ${WAIT}s (log: $LOG)"
     fi
     sleep 0.2
@@ -210,7 +233,10 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
       - "$IMAGE" >/dev/null || die "docker import of $IMAGE failed"
   rm -rf "$root"
   trap - EXIT
-  docker run --rm "$IMAGE" true || die "imported $IMAGE but a container from it does not run (log: $LOG)"
+  if ! out=$(docker run --rm "$IMAGE" true 2>&1); then
+    echo "$out" >&2
+    die "imported $IMAGE but a container from it does not run (log: $LOG)"
+  fi
 fi
 
 server=$(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null) ||

@@ -89,9 +89,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     } else if config.edge_key.is_some() {
         info!("already enrolled; the given EDGE_KEY is not needed and is ignored");
     }
+    let mut first_session = true;
     loop {
         let started = Instant::now();
-        match connect_and_serve(&config, &mut dialer, &mut identity).await {
+        let attempt = connect_and_serve(&config, &mut dialer, &mut identity, first_session).await;
+        first_session &= matches!(attempt, Err(SessionAttempt::Retry(_)) if started.elapsed() < config.stable_after);
+        match attempt {
             Ok(()) => {}
             Err(SessionAttempt::Final(e)) => return Err(e),
             Err(SessionAttempt::Retry(why)) => warn!("{why}"),
@@ -142,6 +145,7 @@ async fn connect_and_serve(
     config: &AgentConfig,
     dialer: &mut Dialer,
     identity: &mut Identity,
+    snapshot_on_connect: bool,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -175,6 +179,7 @@ async fn connect_and_serve(
             stream_credit: outpost_common::stream::MAX_STREAMS_PER_DEVICE,
         },
         docker: config.docker.clone(),
+        snapshot_on_connect,
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {

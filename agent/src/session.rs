@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::docker_host::DockerHost;
-use crate::relay;
+use crate::{relay, snapshot};
+use outpost_common::snapshot::EngineSnapshot;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -57,6 +58,8 @@ pub struct SessionDefaults {
     pub session: SessionConfig,
     /// The local engine proxy streams are relayed to.
     pub docker: DockerHost,
+    /// Send an engine snapshot as soon as the session is up (first session after start or enrolment).
+    pub snapshot_on_connect: bool,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -103,7 +106,19 @@ async fn serve(
     session.handle_settings(welcome.settings);
     let (hub_tx, hub_rx) = mpsc::channel(16);
     let reader = tokio::spawn(read_control(recv, hub_tx));
-    let result = drive(conn, &mut session, &mut send, hub_rx, &defaults.docker).await;
+    let snapshots = Snapshots::new(defaults.docker.clone());
+    if defaults.snapshot_on_connect {
+        snapshots.take();
+    }
+    let result = drive(
+        conn,
+        &mut session,
+        &mut send,
+        hub_rx,
+        &defaults.docker,
+        snapshots,
+    )
+    .await;
     reader.abort();
     result
 }
@@ -135,6 +150,7 @@ async fn drive(
     send: &mut quinn::SendStream,
     mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
     docker: &DockerHost,
+    mut snapshots: Snapshots,
 ) -> Result<(), SessionEnd> {
     let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
     loop {
@@ -144,7 +160,7 @@ async fn drive(
             }
         }
         while let Some(event) = session.poll_event() {
-            carry_out(conn, send, event).await?;
+            carry_out(conn, send, event, &snapshots).await?;
         }
         let deadline = session
             .poll_timeout()
@@ -177,6 +193,10 @@ async fn drive(
                     let _ = closed.send(()).await;
                 });
             }
+            Some(snapshot) = snapshots.ready.recv() => {
+                debug!(containers = snapshot.containers.len(), "sending engine snapshot");
+                wire::write_frame(send, &AgentMessage::Snapshot(snapshot)).await?;
+            }
             Some(()) = closed_rx.recv() => {
                 session.handle_stream_closed(Instant::now().into_std());
                 info!(open = session.open_streams(), "proxy stream closed");
@@ -199,10 +219,42 @@ fn handle_hub_message(session: &mut AgentSession, message: HubMessage) -> Result
     Ok(())
 }
 
+/// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed
+/// back through a channel to be sent on the control stream.
+struct Snapshots {
+    docker: DockerHost,
+    taken: mpsc::Sender<EngineSnapshot>,
+    ready: mpsc::Receiver<EngineSnapshot>,
+}
+
+impl Snapshots {
+    fn new(docker: DockerHost) -> Self {
+        let (taken, ready) = mpsc::channel(1);
+        Self {
+            docker,
+            taken,
+            ready,
+        }
+    }
+
+    fn take(&self) {
+        let docker = self.docker.clone();
+        let taken = self.taken.clone();
+        tokio::spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            let _ = taken.send(snapshot::take_from(&docker, now).await).await;
+        });
+    }
+}
+
 async fn carry_out(
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
     event: AgentEvent,
+    snapshots: &Snapshots,
 ) -> Result<(), SessionEnd> {
     match event {
         AgentEvent::GrantStreams(count) => {
@@ -215,6 +267,7 @@ async fn carry_out(
         AgentEvent::EnterStandby => {
             conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
             wire::write_frame(send, &AgentMessage::Standby).await?;
+            snapshots.take();
             info!("back to standby");
         }
         AgentEvent::HubSilent { missed } => {

@@ -140,15 +140,10 @@ pub async fn take(docker: &Docker, host: &DockerHost, now_unix: i64) -> EngineSn
         }
     };
     // bollard's timeout covers each response's head only; this bounds the bodies too.
-    match tokio::time::timeout(docker.timeout(), reads).await {
-        Ok(reads) => reads.into_snapshot(host, now_unix),
-        Err(_) => unreadable(
-            now_unix,
-            &format!(
-                "Docker engine at DOCKER_HOST {host} did not answer within {} s",
-                docker.timeout().as_secs()
-            ),
-        ),
+    let timeout = docker.timeout();
+    match tokio::time::timeout(timeout, reads).await {
+        Ok(reads) => reads.into_snapshot(Failures::new(host, timeout), now_unix),
+        Err(_) => unreadable(now_unix, &Failures::new(host, timeout).silent()),
     }
 }
 
@@ -164,60 +159,83 @@ struct Reads {
 }
 
 impl Reads {
-    fn into_snapshot(self, host: &DockerHost, now_unix: i64) -> EngineSnapshot {
-        let mut failed = Vec::new();
+    fn into_snapshot(self, mut failures: Failures<'_>, now_unix: i64) -> EngineSnapshot {
         let engine_version = match self.version {
             Ok(version) => clip(version.version.as_deref().unwrap_or_default()),
-            Err(err) => clip(&note(&mut failed, "read version", &err)),
+            Err(err) => failures.note("read the version", &err),
         };
-        let containers = ok_or_note(&mut failed, "list containers", self.containers);
-        let images = ok_or_note(&mut failed, "list images", self.images);
-        let volumes = ok_or_note(&mut failed, "list volumes", self.volumes);
-        let networks = ok_or_note(&mut failed, "list networks", self.networks);
+        let containers = failures.ok("list containers", self.containers);
+        let images = failures.ok("list images", self.images);
+        let volumes = failures.ok("list volumes", self.volumes);
+        let networks = failures.ok("list networks", self.networks);
         let mut snapshot = containers.map(summarize).unwrap_or_default();
         snapshot.taken_at = now_unix;
         snapshot.engine_version = engine_version;
         snapshot.images = count(images.map_or(0, |i| i.len()));
         snapshot.volumes = count(volumes.and_then(|v| v.volumes).map_or(0, |v| v.len()));
         snapshot.networks = count(networks.map_or(0, |n| n.len()));
-        snapshot.error = explain(host, &failed);
+        snapshot.error = failures.explain();
         snapshot
     }
 }
 
-/// The value, or `None` with the failure noted.
-fn ok_or_note<T>(
-    failed: &mut Vec<(&'static str, String)>,
-    what: &'static str,
-    read: Read<T>,
-) -> Option<T> {
-    read.map_err(|err| note(failed, what, &err)).ok()
+/// What could not be read, said once in the snapshot's error.
+struct Failures<'a> {
+    host: &'a DockerHost,
+    timeout: Duration,
+    noted: Vec<(&'static str, String)>,
 }
 
-fn note(
-    failed: &mut Vec<(&'static str, String)>,
-    what: &'static str,
-    err: &bollard::errors::Error,
-) -> String {
-    let text = clip(&cause(err));
-    failed.push((what, text.clone()));
-    text
-}
+impl<'a> Failures<'a> {
+    fn new(host: &'a DockerHost, timeout: Duration) -> Self {
+        Self {
+            host,
+            timeout,
+            noted: Vec::new(),
+        }
+    }
 
-/// One message for everything that failed; when all five reads failed the engine itself is
-/// unreachable and their (shared) cause is said once.
-fn explain(host: &DockerHost, failed: &[(&str, String)]) -> Option<String> {
-    let (_, first) = failed.first()?;
-    let message = if failed.len() == 5 {
-        format!("Docker engine at DOCKER_HOST {host} cannot be read: {first}")
-    } else {
-        let parts: Vec<String> = failed
-            .iter()
-            .map(|(what, why)| format!("could not {what}: {why}"))
-            .collect();
-        format!("Docker engine at DOCKER_HOST {host}: {}", parts.join("; "))
-    };
-    Some(clip_to(&message, MAX_ERROR_CHARS))
+    /// The value, or `None` with the failure noted.
+    fn ok<T>(&mut self, what: &'static str, read: Read<T>) -> Option<T> {
+        read.map_err(|err| self.note(what, &err)).ok()
+    }
+
+    /// Notes a failure; returns its cause.
+    fn note(&mut self, what: &'static str, err: &bollard::errors::Error) -> String {
+        let why = match err {
+            bollard::errors::Error::RequestTimeoutError => self.silent_for(),
+            err => clip(&cause(err)),
+        };
+        self.noted.push((what, why.clone()));
+        why
+    }
+
+    fn silent_for(&self) -> String {
+        format!("no answer within {} s", self.timeout.as_secs())
+    }
+
+    fn silent(&self) -> String {
+        let host = self.host;
+        format!("Docker engine at DOCKER_HOST {host}: {}", self.silent_for())
+    }
+
+    /// One message for all failures; when every read failed the engine itself is unreachable and
+    /// their (shared) cause is said once.
+    fn explain(&self) -> Option<String> {
+        let host = self.host;
+        let (_, first) = self.noted.first()?;
+        let message = if self.noted.len() == 5 {
+            format!("Docker engine at DOCKER_HOST {host} cannot be read: {first}")
+        } else {
+            let parts: Vec<String> = self
+                .noted
+                .iter()
+                .map(|(what, why)| format!("could not {what}: {why}"))
+                .collect();
+            format!("Docker engine at DOCKER_HOST {host}: {}", parts.join("; "))
+        };
+        Some(clip_to(&message, MAX_ERROR_CHARS))
+    }
 }
 
 /// A snapshot saying only why the engine could not be read.
@@ -413,15 +431,9 @@ mod tests {
         println!("dead socket: {error}");
         assert!(error.contains(&host.to_string()), "{error}");
         assert!(error.contains("refused"), "the cause is given: {error}");
-        assert_eq!(
-            snapshot,
-            EngineSnapshot {
-                taken_at: 7,
-                engine_version: snapshot.engine_version.clone(),
-                error: snapshot.error.clone(),
-                ..Default::default()
-            }
-        );
+        assert_eq!(snapshot.taken_at, 7);
+        assert_eq!((snapshot.containers_running, snapshot.networks), (0, 0));
+        assert!(snapshot.containers.is_empty());
     }
 
     #[tokio::test]
@@ -443,6 +455,7 @@ mod tests {
         let error = snapshot.error.as_deref().unwrap();
         println!("silent engine: {error}");
         assert!(error.contains(&host.to_string()), "{error}");
+        assert!(error.contains("no answer within 1 s"), "{error}");
         silent.abort();
     }
 

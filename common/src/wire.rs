@@ -290,11 +290,11 @@ where
     R: AsyncRead + Unpin,
 {
     let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
-        Err(e) => return Err(e.into()),
+    // A clean end is EOF before the first byte of a frame; EOF inside the length is a broken frame.
+    if reader.read(&mut len[..1]).await? == 0 {
+        return Err(WireError::Closed);
     }
+    reader.read_exact(&mut len[1..]).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > max {
         return Err(WireError::Oversized { len, max });

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use outpost_hub::cli::{run_admin, Cli, Command};
+use outpost_hub::cli::{run_admin, run_admin_cert, Cli, Command};
 use outpost_hub::server;
 
 #[tokio::main]
@@ -13,11 +13,13 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
+        Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
     }
 }
 

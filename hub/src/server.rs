@@ -176,7 +176,12 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     write_api_url(dir, api_addr)?;
     let tasks = vec![
         tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone())),
-        tokio::spawn(api::serve(api_listener, api_tls, api::router(ctx.clone()))),
+        tokio::spawn(api::serve(
+            api_listener,
+            api_tls,
+            api::router(ctx.clone()),
+            ctx.clone(),
+        )),
         tokio::spawn(flush_liveness(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");

@@ -38,6 +38,11 @@ async fn empty_stream_is_closed_and_short_body_is_io_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, WireError::Closed));
+    // Cut inside the length field: a broken frame, not a clean close.
+    let err = read_frame::<HubMessage, _>(&mut [0u8, 0, 1].as_slice(), MAX_CONTROL_FRAME)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WireError::Io(_)), "{err:?}");
     let mut bytes = encode_frame(&HubMessage::Summon { id: 9 });
     bytes.pop();
     let err = read_frame::<HubMessage, _>(&mut bytes.as_slice(), MAX_CONTROL_FRAME)

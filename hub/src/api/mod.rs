@@ -3,6 +3,7 @@
 //! Errors are Docker-style `{"message": …}` bodies with a fitting status, so the docker CLI (which
 //! will reach devices through this listener) and scripts print something a human can act on.
 
+mod admin_certs;
 mod auth;
 mod endpoints;
 mod view;
@@ -41,6 +42,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         )
         .route("/api/endpoints/{id}/approve", post(endpoints::approve))
         .route("/api/endpoints/{id}/summon", post(endpoints::summon))
+        .route("/api/admin-certs", post(admin_certs::create))
         .route(
             "/api/endpoints/{id}/docker/{*rest}",
             any(crate::proxy::handle),
@@ -54,14 +56,21 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
 }
 
 /// Serve `app` over TLS on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: Router) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    ctx: Arc<HubContext>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let Ok((tcp, remote)) = listener.accept().await else {
             continue;
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(TLS_HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await
             {
@@ -69,7 +78,9 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: R
                 Ok(Err(e)) => return debug!(%remote, "TLS handshake failed: {e}"),
                 Err(_) => return debug!(%remote, "TLS handshake timed out"),
             };
-            let service = TowerToHyperService::new(app);
+            let identity =
+                auth::connection_identity(&ctx, tls.get_ref().1.peer_certificates()).await;
+            let service = TowerToHyperService::new(app.layer(axum::Extension(identity)));
             let served = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades()

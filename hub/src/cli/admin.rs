@@ -9,8 +9,9 @@ use serde_json::Value;
 
 use super::{ApiArgs, EndpointCommand};
 
-struct Api {
-    base: String,
+/// A connection to a hub's admin API.
+pub(super) struct Api {
+    pub(super) base: String,
     token: String,
     client: reqwest::Client,
 }
@@ -23,7 +24,7 @@ fn read_trimmed(path: &Path, what: &str) -> Result<String> {
 }
 
 impl Api {
-    fn connect(args: &ApiArgs) -> Result<Self> {
+    pub(super) fn connect(args: &ApiArgs) -> Result<Self> {
         let base = match &args.api {
             Some(url) => url.clone(),
             None => read_trimmed(&args.data_dir.join("api.url"), "api")?,
@@ -52,7 +53,12 @@ impl Api {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut request = self.client.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -136,6 +142,12 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
             );
             Ok(())
         }
+        EndpointCommand::Context {
+            id,
+            name,
+            cert_dir,
+            print,
+        } => super::docker_context::context(&api, id, name, &cert_dir, print).await,
         EndpointCommand::Rm { id } => {
             let answer = api
                 .call(Method::DELETE, &format!("/api/endpoints/{id}"), None)

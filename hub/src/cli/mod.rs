@@ -5,6 +5,7 @@
 //! needs no flags at all.
 
 mod admin;
+mod docker_context;
 mod duration;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use outpost_common::transport::{self, TransportProfile};
 use crate::server::HubConfig;
 
 pub use admin::run as run_admin;
+pub use docker_context::run as run_admin_cert;
 pub use duration::parse_duration;
 
 /// Outpost hub: manage Docker on remote devices over QUIC.
@@ -41,6 +43,30 @@ pub enum Command {
         /// The endpoint command.
         #[command(subcommand)]
         command: EndpointCommand,
+    },
+    /// Admin client certificates (for the docker CLI's TLS convention).
+    AdminCert {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The certificate command.
+        #[command(subcommand)]
+        command: AdminCertCommand,
+    },
+}
+
+/// `outpost-hub admin-cert …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCertCommand {
+    /// Issue an admin certificate and write ca.pem, cert.pem and key.pem into a directory, so that
+    /// `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=DIR` works.
+    Create {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Name recorded in the certificate.
+        #[arg(long, default_value = "admin")]
+        name: String,
     },
 }
 
@@ -190,5 +216,19 @@ pub enum EndpointCommand {
     Rm {
         /// Endpoint id.
         id: u64,
+    },
+    /// Create (or update) a docker context for a device, so `docker context use NAME` switches to it.
+    Context {
+        /// Endpoint id.
+        id: u64,
+        /// Context name (default: the endpoint's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Admin certificate directory (ca.pem, cert.pem, key.pem); one is issued into it if empty.
+        #[arg(long, default_value = "./outpost-admin-cert")]
+        cert_dir: PathBuf,
+        /// Only print the docker command instead of running it.
+        #[arg(long)]
+        print: bool,
     },
 }

@@ -23,11 +23,12 @@ use hyper_util::rt::TokioIo;
 use outpost_common::stream::{self, StreamHeader, StreamKind, StreamReply, MAX_STREAMS_PER_DEVICE};
 use outpost_common::EndpointId;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::api::ApiError;
 use crate::context::HubContext;
-use crate::registry::LiveSession;
+use crate::registry::{LiveSession, Status};
 use crate::store::endpoints;
 
 /// How long to wait for the agent to answer a stream preface.
@@ -71,8 +72,14 @@ pub(crate) async fn handle(
     Ok(response.map(Body::new))
 }
 
+/// The device's live session, or an immediate answer saying why there is none. A session whose
+/// check-ins stopped (the device lost power without closing) counts as offline too: the request
+/// fails at once instead of waiting for a summon that cannot be answered.
 async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSession>, ApiError> {
-    if let Some(session) = ctx.registry.get(id) {
+    let live = ctx.registry.get(id).filter(|session| {
+        session.view(Instant::now(), ctx.stale_after()).status != Status::Offline
+    });
+    if let Some(session) = live {
         return Ok(session);
     }
     let record = ctx.store.call(move |c| endpoints::find(c, id)).await?;

@@ -1,0 +1,405 @@
+//! The stock docker CLI drives a real engine through hub → QUIC → agent. Each test says what an
+//! admin types and checks both what the CLI prints and what the engine (asked directly) did.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use outpost_tests::docker::{
+    direct, require_engine, sha256_of, unique, Cleanup, DockerCli, TEST_IMAGE,
+};
+use outpost_tests::{Agent, Hub};
+
+/// A hub with one enrolled device on the local engine, online.
+struct Device {
+    hub: Hub,
+    agent: Agent,
+    id: u64,
+    docker: DockerCli,
+}
+
+fn device() -> Device {
+    device_on("unix:///var/run/docker.sock")
+}
+
+fn device_on(docker_host: &str) -> Device {
+    require_engine();
+    let hub = Hub::start();
+    let (id, key) = hub.create_endpoint("kiosk", &[]);
+    let dir = hub.data_dir.parent().unwrap().join("agent");
+    let agent = Agent::start(&dir, &[("EDGE_KEY", &key), ("DOCKER_HOST", docker_host)]);
+    hub.wait_status(id, "standby", Duration::from_secs(20));
+    let docker = DockerCli::for_endpoint(&hub, id);
+    Device {
+        hub,
+        agent,
+        id,
+        docker,
+    }
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn version_info_and_ps_show_the_remote_engine() {
+    let d = device();
+    let version = d.docker.ok(&["version", "--format", "{{.Server.Version}}"]);
+    let direct_version =
+        String::from_utf8_lossy(&direct(&["version", "--format", "{{.Server.Version}}"]).stdout)
+            .into_owned();
+    assert_eq!(version.trim(), direct_version.trim());
+    assert!(d.docker.ok(&["info"]).contains("Server Version"));
+    let name = unique("ps");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    assert!(direct(&["create", "--name", &name, TEST_IMAGE, "true"])
+        .status
+        .success());
+    assert!(d
+        .docker
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .any(|l| l == name));
+}
+
+#[test]
+fn run_detached_then_remove_acts_on_the_engine() {
+    let d = device();
+    let name = unique("run-d");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker
+        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let state = direct(&["inspect", "--format", "{{.State.Running}}", &name]);
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "true");
+    d.docker.ok(&["rm", "-f", &name]);
+    assert!(
+        !direct(&["inspect", &name]).status.success(),
+        "container still exists"
+    );
+}
+
+#[test]
+fn run_rm_prints_the_container_output() {
+    let d = device();
+    let out = d
+        .docker
+        .ok(&["run", "--rm", TEST_IMAGE, "echo", "hello from the device"]);
+    assert_eq!(out, "hello from the device\n");
+}
+
+#[test]
+fn logs_follow_delivers_lines_while_the_container_writes() {
+    let d = device();
+    let name = unique("logs");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done",
+    ]);
+    let mut follower = d.docker.spawn(&["logs", "-f", &name]);
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "line 0");
+    // Later lines are written after `logs -f` started: they arrive as the container writes them.
+    for expected in 1..6 {
+        assert_eq!(lines.next().unwrap().unwrap(), format!("line {expected}"));
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}
+
+#[test]
+fn exec_with_piped_stdin_returns_every_byte() {
+    let d = device();
+    let name = unique("exec");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker
+        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    assert_eq!(
+        d.docker.ok(&["exec", &name, "echo", "plain exec"]),
+        "plain exec\n"
+    );
+    let input = random_bytes(300_000, 7);
+    let out = d.docker.with_stdin(&["exec", "-i", &name, "cat"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input, "exec -i output differs from its input");
+}
+
+#[test]
+fn run_interactive_with_piped_stdin_returns_every_byte() {
+    let d = device();
+    let input = random_bytes(200_000, 11);
+    let out = d
+        .docker
+        .with_stdin(&["run", "-i", "--rm", TEST_IMAGE, "cat"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == input,
+        "run -i output differs from its input ({} vs {} bytes)",
+        out.stdout.len(),
+        input.len()
+    );
+}
+
+#[test]
+fn attach_carries_stdin_and_stdout_of_a_running_container() {
+    let d = device();
+    let name = unique("attach");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        &name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "read line; echo got:$line",
+    ]);
+    // Keep stdin open until the answer is back: the docker CLI stops reading the container's output
+    // as soon as its stdin closes (straight to the engine as well), so closing early races.
+    let mut attach = d
+        .docker
+        .command(&["attach", &name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = attach.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"through the hub\n").unwrap();
+    let mut lines = BufReader::new(attach.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "got:through the hub");
+    drop(stdin);
+    assert!(attach.wait().unwrap().success());
+}
+
+#[test]
+fn events_stream_reports_a_container_start() {
+    let d = device();
+    let name = unique("events");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    let mut events = d.docker.spawn(&[
+        "events",
+        "--filter",
+        &format!("container={name}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    // Give the event stream a moment to be established before the event happens.
+    std::thread::sleep(Duration::from_millis(500));
+    direct(&["run", "--name", &name, TEST_IMAGE, "true"]);
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "create");
+    events.kill().unwrap();
+    events.wait().unwrap();
+}
+
+#[test]
+fn stats_without_streaming_reports_the_container() {
+    let d = device();
+    let name = unique("stats");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker
+        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let out = d.docker.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        &name,
+    ]);
+    assert_eq!(out.trim(), format!("{name} 1"));
+}
+
+#[test]
+fn cp_copies_files_both_ways_intact() {
+    let d = device();
+    let name = unique("cp");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker
+        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let upload = tmp.path().join("upload.bin");
+    std::fs::write(&upload, random_bytes(1_500_000, 3)).unwrap();
+    d.docker.ok(&[
+        "cp",
+        upload.to_str().unwrap(),
+        &format!("{name}:/tmp/upload.bin"),
+    ]);
+    let inside = d
+        .docker
+        .ok(&["exec", &name, "sha256sum", "/tmp/upload.bin"]);
+    assert_eq!(
+        inside.split_whitespace().next().unwrap(),
+        sha256_of(&upload)
+    );
+    let download = tmp.path().join("download.bin");
+    d.docker.ok(&[
+        "cp",
+        &format!("{name}:/tmp/upload.bin"),
+        download.to_str().unwrap(),
+    ]);
+    assert_eq!(sha256_of(&download), sha256_of(&upload));
+}
+
+#[test]
+fn save_and_load_of_a_multi_megabyte_image_keep_its_digest() {
+    let d = device();
+    let tag = format!("{}:v1", unique("big"));
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&tag);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("blob.bin"), random_bytes(6_000_000, 5)).unwrap();
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nCOPY blob.bin /blob.bin\n"),
+    )
+    .unwrap();
+    let built = direct(&["build", "-q", "-t", &tag, tmp.path().to_str().unwrap()]);
+    assert!(built.status.success(), "{}", text(&built));
+    let id =
+        String::from_utf8_lossy(&direct(&["image", "inspect", "--format", "{{.Id}}", &tag]).stdout)
+            .trim()
+            .to_owned();
+
+    let archive = tmp.path().join("image.tar");
+    d.docker
+        .ok(&["save", "-o", archive.to_str().unwrap(), &tag]);
+    assert!(std::fs::metadata(&archive).unwrap().len() > 6_000_000);
+    assert!(direct(&["rmi", &tag]).status.success());
+    let loaded = d.docker.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.contains(&tag), "{loaded}");
+    let after =
+        String::from_utf8_lossy(&direct(&["image", "inspect", "--format", "{{.Id}}", &tag]).stdout)
+            .trim()
+            .to_owned();
+    assert_eq!(after, id);
+}
+
+#[test]
+fn build_with_a_small_context_produces_a_working_image() {
+    let d = device();
+    let tag = format!("{}:v1", unique("build"));
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&tag);
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("greeting.txt"), "built through the hub\n").unwrap();
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nCOPY greeting.txt /greeting.txt\nRUN cat /greeting.txt\n"),
+    )
+    .unwrap();
+    d.docker
+        .ok(&["build", "-t", &tag, tmp.path().to_str().unwrap()]);
+    assert_eq!(
+        direct(&["run", "--rm", &tag, "cat", "/greeting.txt"]).stdout,
+        b"built through the hub\n"
+    );
+}
+
+#[test]
+fn a_dead_docker_socket_on_the_device_gives_a_clear_error() {
+    let d = device_on("unix:///nonexistent/docker.sock");
+    let out = d.docker.run(&["ps"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not reachable at unix:///nonexistent/docker.sock"),
+        "{}",
+        text(&out)
+    );
+    // The device itself stays connected and manageable.
+    assert_ne!(d.hub.show(d.id)["status"], "offline");
+}
+
+#[test]
+fn a_killed_logs_follower_releases_its_stream_on_both_sides() {
+    let d = device();
+    let name = unique("release");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    d.docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.2; done",
+    ]);
+    let mut follower = d.docker.spawn(&["logs", "-f", &name]);
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "tick");
+    assert_eq!(d.hub.show(d.id)["proxy_streams"], 1);
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    outpost_tests::wait_for(
+        Duration::from_secs(10),
+        "the hub to release the stream",
+        || (d.hub.show(d.id)["proxy_streams"] == 0).then_some(()),
+    );
+    outpost_tests::wait_for(
+        Duration::from_secs(10),
+        "the agent to close the engine connection",
+        || {
+            d.agent
+                .log()
+                .lines()
+                .last_matching("proxy stream closed")
+                .filter(|l| l.ends_with("open=0"))
+                .map(|_| ())
+        },
+    );
+}
+
+trait LastMatching<'a> {
+    fn last_matching(self, needle: &str) -> Option<&'a str>;
+}
+
+impl<'a, I: Iterator<Item = &'a str>> LastMatching<'a> for I {
+    fn last_matching(self, needle: &str) -> Option<&'a str> {
+        self.filter(|l| l.contains(needle)).last()
+    }
+}
