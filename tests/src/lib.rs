@@ -21,17 +21,38 @@ pub mod docker;
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_owned();
+        // Build exactly what a workspace test run builds (the same feature unification), so inside
+        // `scripts/test.sh` this is a no-op, and a narrower `cargo test -p outpost-tests` still gets
+        // fresh binaries. Benches run the release binaries.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "outpost-hub",
-                "-p",
-                "outpost-agent",
-            ])
+        let mut build = Command::new(cargo);
+        if dir.ends_with("release") {
+            build.args(["build", "--quiet", "--release", "--workspace", "--bins"]);
+        } else {
+            build.args(["test", "--quiet", "--workspace", "--no-run"]);
+        }
+        // Run cargo as a shell would: the variables a test runner sets for this process (package
+        // metadata, library paths) would otherwise make cargo see a different build and redo it.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || key.starts_with("NEXTEST")
+                || matches!(
+                    &*key,
+                    "CARGO_MANIFEST_DIR" | "LD_LIBRARY_PATH" | "CARGO_PRIMARY_PACKAGE"
+                )
+            {
+                build.env_remove(&*key);
+            }
+        }
+        let status = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo must be on PATH to build the binaries under test");
@@ -39,12 +60,7 @@ pub fn bin_dir() -> &'static Path {
             status.success(),
             "building outpost-hub and outpost-agent failed"
         );
-        let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> → target/<profile>
-        exe.parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps")
-            .to_owned()
+        dir
     })
 }
 
