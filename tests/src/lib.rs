@@ -85,6 +85,16 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
     }
 }
 
+/// Timing for tests: check-ins every second (offline shows within 12 s), standby after 3 s.
+const TEST_TIMING: &[&str] = &[
+    "--checkin-interval",
+    "1s",
+    "--standby-after",
+    "3s",
+    "--summon-timeout",
+    "5s",
+];
+
 /// A running `outpost-hub serve`.
 #[derive(Debug)]
 pub struct Hub {
@@ -101,27 +111,23 @@ pub struct Hub {
 impl Hub {
     /// A new hub in a fresh directory on free loopback ports, with a 1 s check-in interval.
     pub fn start() -> Self {
+        Self::start_with_flags(&[])
+    }
+
+    /// Like [`Hub::start`], with extra `serve` flags (later flags win).
+    pub fn start_with_flags(extra: &[&str]) -> Self {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let mut hub = Self::start_in(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0");
+        let mut flags = TEST_TIMING.to_vec();
+        flags.extend_from_slice(extra);
+        let mut hub =
+            Self::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
         hub._tmp = Some(tmp);
         hub
     }
 
     /// A hub on `data_dir` listening on the given addresses.
     pub fn start_in(data_dir: PathBuf, agent_listen: &str, api_listen: &str) -> Self {
-        Self::start_with(
-            data_dir,
-            agent_listen,
-            api_listen,
-            &[
-                "--checkin-interval",
-                "1s",
-                "--standby-after",
-                "3s",
-                "--summon-timeout",
-                "5s",
-            ],
-        )
+        Self::start_with(data_dir, agent_listen, api_listen, TEST_TIMING)
     }
 
     /// A hub on `data_dir` with its own `serve` flags (timing, transport).

@@ -23,7 +23,7 @@ pub use duration::parse_duration;
 
 /// Outpost hub: manage Docker on remote devices over QUIC.
 #[derive(Debug, Parser)]
-#[command(name = "outpost-hub", version, about)]
+#[command(name = "outpost-hub", version, about, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -1,0 +1,223 @@
+//! Who may reach a device's engine through the hub, and what happens when the device is asleep,
+//! gone, or busy: every case answers at once with a Docker-style message, never a hang.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock timing of real processes; test code
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use outpost_tests::docker::{
+    direct, require_engine, unique, Cleanup, Credential, DockerCli, TEST_IMAGE,
+};
+use outpost_tests::{wait_for, Agent, Hub};
+
+fn enrol(hub: &Hub, name: &str) -> (u64, Agent) {
+    require_engine();
+    let (id, key) = hub.create_endpoint(name, &[]);
+    let dir = hub.data_dir.parent().unwrap().join(name);
+    let agent = Agent::start(
+        &dir,
+        &[
+            ("EDGE_KEY", &key),
+            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        ],
+    );
+    hub.wait_status(id, "standby", Duration::from_secs(20));
+    (id, agent)
+}
+
+fn output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn bearer_token_and_admin_certificate_work_and_anything_else_is_refused() {
+    let hub = Hub::start();
+    let (id, _agent) = enrol(&hub, "auth");
+    assert!(DockerCli::for_endpoint(&hub, id)
+        .ok(&["ps"])
+        .contains("CONTAINER ID"));
+
+    let certs = hub.data_dir.parent().unwrap().join("admin-cert");
+    let out = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
+        .args([
+            "admin-cert",
+            "create",
+            "--out",
+            certs.to_str().unwrap(),
+            "--data-dir",
+            hub.data_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output(&out));
+    let by_cert = DockerCli::with_credential(&hub, id, Credential::Certificate(certs));
+    assert!(by_cert.ok(&["ps"]).contains("CONTAINER ID"));
+
+    let anonymous = DockerCli::with_credential(&hub, id, Credential::None).run(&["ps"]);
+    assert!(!anonymous.status.success());
+    assert!(
+        output(&anonymous).contains("authentication required"),
+        "{}",
+        output(&anonymous)
+    );
+
+    let forged = DockerCli::with_credential(&hub, id, Credential::Bearer("forged-token".into()))
+        .run(&["ps"]);
+    assert!(!forged.status.success());
+    assert!(
+        output(&forged).contains("not valid for this hub"),
+        "{}",
+        output(&forged)
+    );
+
+    // A certificate from another hub's CA does not even complete the TLS handshake.
+    let other = Hub::start();
+    let other_certs = other.data_dir.parent().unwrap().join("foreign-cert");
+    let out = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
+        .args([
+            "admin-cert",
+            "create",
+            "--out",
+            other_certs.to_str().unwrap(),
+            "--data-dir",
+            other.data_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::copy(hub.data_dir.join("ca.pem"), other_certs.join("ca.pem")).unwrap();
+    let foreign =
+        DockerCli::with_credential(&hub, id, Credential::Certificate(other_certs)).run(&["ps"]);
+    assert!(!foreign.status.success(), "{}", output(&foreign));
+}
+
+#[test]
+fn a_device_in_standby_is_summoned_by_the_first_request() {
+    let hub = Hub::start();
+    let (id, _agent) = enrol(&hub, "sleepy");
+    assert_eq!(hub.show(id)["status"], "standby");
+    let started = Instant::now();
+    let out = DockerCli::for_endpoint(&hub, id).ok(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(!out.trim().is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hub.show(id)["status"], "active");
+    // With nothing more to do, it goes back to standby (3 s in tests).
+    hub.wait_status(id, "standby", Duration::from_secs(15));
+}
+
+#[test]
+fn an_offline_device_fails_fast_with_a_clear_message() {
+    let hub = Hub::start();
+    let (id, mut agent) = enrol(&hub, "unplugged");
+    // Power cut: no goodbye on the wire; the hub notices the missing check-ins.
+    agent.kill();
+    hub.wait_status(id, "offline", Duration::from_secs(30));
+    let started = Instant::now();
+    let out = DockerCli::for_endpoint(&hub, id).run(&["ps"]);
+    let took = started.elapsed();
+    assert!(!out.status.success());
+    assert!(output(&out).contains("is offline"), "{}", output(&out));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+
+    // A device that never connected answers the same way, and a missing one says so.
+    let (never, _) = hub.create_endpoint("never-seen", &[]);
+    let out = DockerCli::for_endpoint(&hub, never).run(&["ps"]);
+    assert!(output(&out).contains("is offline"), "{}", output(&out));
+    let out = DockerCli::for_endpoint(&hub, 9999).run(&["ps"]);
+    assert!(output(&out).contains("does not exist"), "{}", output(&out));
+}
+
+#[test]
+fn the_hub_shows_an_engine_snapshot_from_enrolment_on_and_refreshes_it_at_standby() {
+    let hub = Hub::start();
+    let (id, _agent) = enrol(&hub, "inventory");
+    let version =
+        String::from_utf8_lossy(&direct(&["version", "--format", "{{.Server.Version}}"]).stdout)
+            .trim()
+            .to_owned();
+    let first = wait_for(Duration::from_secs(20), "the first snapshot", || {
+        let shown = hub.show(id);
+        shown["snapshot"].is_object().then_some(shown)
+    });
+    assert_eq!(first["snapshot"]["engine_version"], version);
+    assert!(first["snapshot"]["error"].is_null(), "{first}");
+
+    let name = unique("snap");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    DockerCli::for_endpoint(&hub, id)
+        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let refreshed = wait_for(
+        Duration::from_secs(30),
+        "a snapshot listing the new container",
+        || {
+            let shown = hub.show(id);
+            let listed = shown["snapshot"]["containers"]
+                .as_array()
+                .is_some_and(|list| {
+                    list.iter()
+                        .any(|c| c["names"][0] == name.as_str() && c["state"] == "running")
+                });
+            listed.then_some(shown)
+        },
+    );
+    assert!(
+        refreshed["snapshot"]["containers_running"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(refreshed["status"], "standby");
+}
+
+#[test]
+fn the_hub_wide_stream_limit_refuses_with_a_clear_error_and_frees_up() {
+    let hub = Hub::start_with_flags(&["--max-proxy-streams", "2"]);
+    let (id, _agent) = enrol(&hub, "busy");
+    let docker = DockerCli::for_endpoint(&hub, id);
+    let name = unique("limit");
+    let mut cleanup = Cleanup::default();
+    cleanup.add(&name);
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 0.2; done",
+    ]);
+    let mut followers: Vec<_> = (0..2)
+        .map(|_| docker.spawn(&["logs", "-f", &name]))
+        .collect();
+    for follower in &mut followers {
+        let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "tick");
+    }
+    let refused = docker.run(&["ps"]);
+    assert!(!refused.status.success());
+    assert!(
+        output(&refused).contains("maximum of 2 proxied Docker requests"),
+        "{}",
+        output(&refused)
+    );
+    for mut follower in followers {
+        follower.kill().unwrap();
+        follower.wait().unwrap();
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the streams to be released",
+        || (hub.show(id)["proxy_streams"] == 0).then_some(()),
+    );
+    assert!(docker.ok(&["ps"]).contains("CONTAINER ID"));
+}
