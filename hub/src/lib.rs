@@ -2,6 +2,7 @@
 //! serves the admin HTTPS API.
 //!
 //! - [`server`]: start a hub from a resolved [`server::HubConfig`].
+//! - [`demo`]: a hub and a local device in one command, for a first look.
 //! - [`agent_link`] (private): the QUIC endpoint, enrolment and per-agent session drivers.
 //! - [`registry`]: live sessions in memory (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
@@ -14,6 +15,7 @@ mod agent_link;
 pub mod api;
 pub mod cli;
 pub mod context;
+pub mod demo;
 mod proxy;
 pub mod registry;
 pub mod server;

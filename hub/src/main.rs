@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{run_admin, run_admin_cert, Cli, Command};
-use outpost_hub::server;
+use outpost_hub::{demo, server};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -18,6 +18,12 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
+        Command::Demo {
+            data_dir,
+            agent_listen,
+            api_listen,
+            docker_host,
+        } => demo(data_dir, agent_listen, api_listen, &docker_host).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
     }
@@ -47,6 +53,24 @@ async fn serve(config: server::HubConfig) -> Result<()> {
     eprintln!("outpost-hub: shutting down");
     hub.shutdown().await;
     Ok(())
+}
+
+async fn demo(
+    data_dir: std::path::PathBuf,
+    agent_listen: std::net::SocketAddr,
+    api_listen: std::net::SocketAddr,
+    docker_host: &str,
+) -> Result<()> {
+    let docker = outpost_agent::docker_host::DockerHost::parse(docker_host)?;
+    // The demo hub is a `serve` with its defaults, on the demo's directory and loopback listeners.
+    let Command::Serve(defaults) = Cli::parse_from(["outpost-hub", "serve"]).command else {
+        anyhow::bail!("serve defaults unavailable");
+    };
+    let mut hub = defaults.into_config();
+    hub.data_dir = data_dir;
+    hub.agent_listen = agent_listen;
+    hub.api_listen = api_listen;
+    demo::run(demo::DemoConfig { hub, docker }, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -221,3 +221,52 @@ fn the_hub_wide_stream_limit_refuses_with_a_clear_error_and_frees_up() {
     );
     assert!(docker.ok(&["ps"]).contains("CONTAINER ID"));
 }
+
+#[test]
+fn the_demo_command_prints_a_docker_host_that_works() {
+    require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
+        .args([
+            "demo",
+            "--data-dir",
+            dir.path().join("demo").to_str().unwrap(),
+        ])
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let export = lines
+        .map(Result::unwrap)
+        .find(|l| l.contains("export DOCKER_HOST="))
+        .unwrap();
+    let mut command = std::process::Command::new("docker");
+    for assignment in export
+        .trim()
+        .trim_start_matches("export ")
+        .split_whitespace()
+    {
+        let (key, value) = assignment.split_once('=').unwrap();
+        command.env(key, value);
+    }
+    let out = command
+        .args(["run", "--rm", TEST_IMAGE, "echo", "demo device"])
+        .output()
+        .unwrap();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "demo device\n",
+        "{}",
+        output(&out)
+    );
+}

@@ -35,6 +35,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub.
     Serve(ServeArgs),
+    /// Try it: a hub on loopback plus this machine's Docker engine enrolled as a device.
+    Demo {
+        /// Where the demo keeps its state (reused when run again).
+        #[arg(long, default_value = "./outpost-demo")]
+        data_dir: PathBuf,
+        /// UDP address for the agent.
+        #[arg(long, default_value = "127.0.0.1:4433")]
+        agent_listen: SocketAddr,
+        /// TCP address of the API and the Docker proxy.
+        #[arg(long, default_value = "127.0.0.1:9443")]
+        api_listen: SocketAddr,
+        /// The local Docker engine the demo device serves.
+        #[arg(
+            long,
+            env = "DOCKER_HOST",
+            default_value = "unix:///var/run/docker.sock"
+        )]
+        docker_host: String,
+    },
     /// Manage endpoints (devices) through the hub's API.
     Endpoint {
         /// How to reach the API.

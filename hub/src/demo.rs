@@ -1,0 +1,152 @@
+//! `outpost-hub demo`: one command for a newcomer. It starts a hub on loopback, enrols an agent (in
+//! the same process) on this machine's Docker engine through the real enrolment exchange, issues an
+//! admin certificate, and prints the lines to paste so the stock docker CLI reaches the engine
+//! through hub → QUIC → agent. State lives in one directory, so running it again reuses it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use outpost_agent::docker_host::DockerHost;
+use outpost_agent::{run as run_agent, AgentConfig};
+use outpost_certs::ClientRole;
+use outpost_common::token::JoinToken;
+use outpost_common::transport;
+use outpost_common::{EndpointId, Secret};
+use tracing::warn;
+
+use crate::server::{self, HubConfig};
+use crate::store::{endpoints, extras, unix_now, EndpointKind, NewEndpoint};
+
+/// What `demo` needs.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Hub settings (data dir, listeners).
+    pub hub: HubConfig,
+    /// The engine the demo device serves.
+    pub docker: DockerHost,
+}
+
+/// Run the demo until ctrl-c.
+pub async fn run(
+    config: DemoConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let dir = config.hub.data_dir.clone();
+    let hub = server::start(config.hub).await?;
+    let ctx = hub.ctx.clone();
+    let agent_dir = dir.join("device");
+    let edge_key = if agent_dir.join("enrollment.json").exists() {
+        None
+    } else {
+        Some(demo_endpoint(&ctx).await?)
+    };
+    let agent = AgentConfig {
+        data_dir: agent_dir.clone(),
+        edge_key,
+        edge_id: None,
+        transport: transport::LAN,
+        docker: config.docker.clone(),
+        standby_after: Duration::from_secs(60),
+        backoff_base: Duration::from_millis(200),
+        backoff_cap: Duration::from_secs(5),
+        stable_after: Duration::from_secs(60),
+    };
+    let agent_task = tokio::spawn(async move {
+        if let Err(e) = run_agent(agent).await {
+            warn!("demo agent stopped: {e}");
+        }
+    });
+    let id = wait_for_device(&agent_dir).await?;
+    // Enrolment is done; print nothing until the device's session is up, so the first paste works.
+    for _ in 0..200 {
+        if ctx.registry.get(id).is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let certs = dir.join("admin-cert");
+    write_admin_cert(&ctx, &certs).await?;
+    let certs = std::fs::canonicalize(&certs)?;
+    let host = format!(
+        "tcp://127.0.0.1:{}/api/endpoints/{id}/docker",
+        hub.api_addr.port()
+    );
+    println!(
+        "Outpost demo: a hub on udp {} / https {}, and one device (this machine's Docker at {}).",
+        hub.agent_addr, hub.api_addr, config.docker
+    );
+    println!("Paste into another shell to drive the device through hub → QUIC → agent:\n");
+    println!(
+        "  export DOCKER_HOST={host} DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={}",
+        certs.display()
+    );
+    println!("  docker ps\n");
+    println!("Or as a docker context:  docker context create outpost-demo --docker 'host={host},ca={c}/ca.pem,cert={c}/cert.pem,key={c}/key.pem'", c = certs.display());
+    println!(
+        "Endpoints:               outpost-hub endpoint list --data-dir {}",
+        dir.display()
+    );
+    println!("\nCtrl-C stops the demo.");
+    shutdown.await;
+    agent_task.abort();
+    hub.shutdown().await;
+    Ok(())
+}
+
+/// Create the demo endpoint and return its join token.
+async fn demo_endpoint(ctx: &crate::context::HubContext) -> Result<JoinToken> {
+    let secret = Secret::generate();
+    let new = NewEndpoint {
+        name: "demo-device".into(),
+        kind: EndpointKind::Device,
+        preassigned: None,
+        secret_hash: secret.hash(),
+    };
+    let record = ctx
+        .store
+        .call(move |c| endpoints::create(c, &new, unix_now()))
+        .await?;
+    Ok(JoinToken {
+        hub_addrs: ctx.hub_addrs.clone(),
+        ca_fingerprint: ctx.pki.ca_fingerprint().0,
+        endpoint: record.id,
+        secret,
+    })
+}
+
+/// Wait until the in-process agent has enrolled; returns its endpoint.
+async fn wait_for_device(agent_dir: &Path) -> Result<EndpointId> {
+    let path = agent_dir.join("enrollment.json");
+    for _ in 0..200 {
+        if let Ok(bytes) = std::fs::read(&path) {
+            let enrollment: serde_json::Value = serde_json::from_slice(&bytes)?;
+            return Ok(EndpointId(
+                enrollment["endpoint"]
+                    .as_u64()
+                    .context("enrollment.json without endpoint")?,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the demo agent did not enrol within 10 s; see the log above")
+}
+
+async fn write_admin_cert(ctx: &crate::context::HubContext, dir: &PathBuf) -> Result<()> {
+    if dir.join("key.pem").exists() {
+        return Ok(());
+    }
+    let (cert, key) = ctx.pki.issue_client_cert_with_key(
+        &ClientRole::Admin("demo".into()),
+        Duration::from_secs(365 * 24 * 3600),
+    )?;
+    let serial = cert.serial.to_string();
+    ctx.store
+        .call(move |c| extras::record_admin_cert(c, &serial, "demo", unix_now()))
+        .await?;
+    std::fs::create_dir_all(dir)?;
+    outpost_certs::write_public_file(&dir.join("ca.pem"), ctx.pki.ca_cert_pem().as_bytes())?;
+    outpost_certs::write_public_file(&dir.join("cert.pem"), cert.pem().as_bytes())?;
+    outpost_certs::write_private_file(&dir.join("key.pem"), key.as_bytes())?;
+    Ok(())
+}
