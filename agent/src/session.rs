@@ -105,7 +105,7 @@ async fn serve(
     let mut session = AgentSession::new(Instant::now().into_std(), defaults.session);
     session.handle_settings(welcome.settings);
     let (hub_tx, hub_rx) = mpsc::channel(16);
-    let reader = tokio::spawn(read_control(recv, hub_tx));
+    let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, hub_tx));
     let snapshots = Snapshots::new(defaults.docker.clone());
     if defaults.snapshot_on_connect {
         snapshots.take();
@@ -128,19 +128,6 @@ fn ended(conn: &quinn::Connection, error: SessionEnd) -> SessionEnd {
     match (conn.close_reason(), error) {
         (Some(reason), SessionEnd::Lost(_)) => reason.into(),
         (_, error) => error,
-    }
-}
-
-async fn read_control(
-    mut recv: quinn::RecvStream,
-    tx: mpsc::Sender<Result<HubMessage, WireError>>,
-) {
-    loop {
-        let message = wire::read_frame(&mut recv, MAX_CONTROL_FRAME).await;
-        let failed = message.is_err();
-        if tx.send(message).await.is_err() || failed {
-            return;
-        }
     }
 }
 

@@ -304,6 +304,26 @@ where
     decode(&body)
 }
 
+/// Read frames from `reader` into `tx` until the stream ends, fails, or the receiver goes away. The
+/// last item sent is the error that ended it. Frame reads are not cancel-safe, so a session driver
+/// runs this as its own task and `select!`s on the channel instead.
+pub async fn forward_frames<T, R>(
+    mut reader: R,
+    max: usize,
+    tx: tokio::sync::mpsc::Sender<Result<T, WireError>>,
+) where
+    T: DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    loop {
+        let frame = read_frame(&mut reader, max).await;
+        let failed = frame.is_err();
+        if tx.send(frame).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// Write one frame.
 pub async fn write_frame<T, W>(writer: &mut W, value: &T) -> Result<(), WireError>
 where

@@ -163,6 +163,32 @@ impl DockerCli {
     }
 }
 
+/// A container started through the hub; removed (directly on the engine) when dropped.
+#[derive(Debug)]
+pub struct Container {
+    /// Its unique name.
+    pub name: String,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = direct(&["rm", "-f", &self.name]);
+    }
+}
+
+impl DockerCli {
+    /// `docker run -d --name <unique> TEST_IMAGE command…` through the hub.
+    pub fn start(&self, prefix: &str, command: &[&str]) -> Container {
+        let container = Container {
+            name: unique(prefix),
+        };
+        let mut args = vec!["run", "-d", "--name", &container.name, TEST_IMAGE];
+        args.extend_from_slice(command);
+        self.ok(&args);
+        container
+    }
+}
+
 /// Remove containers (directly on the engine) when dropped.
 #[derive(Debug, Default)]
 pub struct Cleanup(Vec<String>);

@@ -183,19 +183,11 @@ fn the_hub_wide_stream_limit_refuses_with_a_clear_error_and_frees_up() {
     let hub = Hub::start_with_flags(&["--max-proxy-streams", "2"]);
     let (id, _agent) = enrol(&hub, "busy");
     let docker = DockerCli::for_endpoint(&hub, id);
-    let name = unique("limit");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        TEST_IMAGE,
-        "sh",
-        "-c",
-        "while true; do echo tick; sleep 0.2; done",
-    ]);
+    let container = docker.start(
+        "limit",
+        &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+    );
+    let name = container.name.clone();
     let mut followers: Vec<_> = (0..2)
         .map(|_| docker.spawn(&["logs", "-f", &name]))
         .collect();

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use outpost_tests::docker::{
-    direct, require_engine, sha256_of, unique, Cleanup, DockerCli, TEST_IMAGE,
+    direct, require_engine, sha256_of, unique, Cleanup, Container, DockerCli, TEST_IMAGE,
 };
 use outpost_tests::{Agent, Hub};
 
@@ -83,11 +83,8 @@ fn version_info_and_ps_show_the_remote_engine() {
 #[test]
 fn run_detached_then_remove_acts_on_the_engine() {
     let d = device();
-    let name = unique("run-d");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker
-        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let container = d.docker.start("run-d", &["sleep", "300"]);
+    let name = container.name.clone();
     let state = direct(&["inspect", "--format", "{{.State.Running}}", &name]);
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "true");
     d.docker.ok(&["rm", "-f", &name]);
@@ -109,19 +106,15 @@ fn run_rm_prints_the_container_output() {
 #[test]
 fn logs_follow_delivers_lines_while_the_container_writes() {
     let d = device();
-    let name = unique("logs");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        TEST_IMAGE,
-        "sh",
-        "-c",
-        "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done",
-    ]);
+    let container = d.docker.start(
+        "logs",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.3; done",
+        ],
+    );
+    let name = container.name.clone();
     let mut follower = d.docker.spawn(&["logs", "-f", &name]);
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
@@ -137,11 +130,8 @@ fn logs_follow_delivers_lines_while_the_container_writes() {
 #[test]
 fn exec_with_piped_stdin_returns_every_byte() {
     let d = device();
-    let name = unique("exec");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker
-        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let container = d.docker.start("exec", &["sleep", "300"]);
+    let name = container.name.clone();
     assert_eq!(
         d.docker.ok(&["exec", &name, "echo", "plain exec"]),
         "plain exec\n"
@@ -180,9 +170,9 @@ fn run_interactive_with_piped_stdin_returns_every_byte() {
 #[test]
 fn attach_carries_stdin_and_stdout_of_a_running_container() {
     let d = device();
+    // `-i`: the container keeps its stdin open for the attach to write into.
     let name = unique("attach");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
+    let _container = Container { name: name.clone() };
     d.docker.ok(&[
         "run",
         "-d",
@@ -237,11 +227,8 @@ fn events_stream_reports_a_container_start() {
 #[test]
 fn stats_without_streaming_reports_the_container() {
     let d = device();
-    let name = unique("stats");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker
-        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let container = d.docker.start("stats", &["sleep", "300"]);
+    let name = container.name.clone();
     let out = d.docker.ok(&[
         "stats",
         "--no-stream",
@@ -255,11 +242,8 @@ fn stats_without_streaming_reports_the_container() {
 #[test]
 fn cp_copies_files_both_ways_intact() {
     let d = device();
-    let name = unique("cp");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker
-        .ok(&["run", "-d", "--name", &name, TEST_IMAGE, "sleep", "300"]);
+    let container = d.docker.start("cp", &["sleep", "300"]);
+    let name = container.name.clone();
     let tmp = tempfile::tempdir().unwrap();
     let upload = tmp.path().join("upload.bin");
     std::fs::write(&upload, random_bytes(1_500_000, 3)).unwrap();
@@ -356,19 +340,11 @@ fn a_dead_docker_socket_on_the_device_gives_a_clear_error() {
 #[test]
 fn a_killed_logs_follower_releases_its_stream_on_both_sides() {
     let d = device();
-    let name = unique("release");
-    let mut cleanup = Cleanup::default();
-    cleanup.add(&name);
-    d.docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        &name,
-        TEST_IMAGE,
-        "sh",
-        "-c",
-        "while true; do echo tick; sleep 0.2; done",
-    ]);
+    let container = d.docker.start(
+        "release",
+        &["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+    );
+    let name = container.name.clone();
     let mut follower = d.docker.spawn(&["logs", "-f", &name]);
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "tick");

@@ -100,7 +100,7 @@ pub(super) async fn run(
         record.migrations.max(0) as u64,
     ));
     let (agent_tx, agent_rx) = mpsc::channel(CONTROL_QUEUE);
-    let reader = tokio::spawn(read_control(recv, agent_tx));
+    let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, agent_tx));
     let welcome = HubMessage::Welcome(Welcome {
         endpoint,
         pending_approval: !record.approved,
@@ -147,19 +147,6 @@ async fn authenticate(
             Ok((s.endpoint, AgentId(uuid)))
         }
         _ => Err(SessionError::Revoked(serial)),
-    }
-}
-
-async fn read_control(
-    mut recv: quinn::RecvStream,
-    tx: mpsc::Sender<Result<AgentMessage, WireError>>,
-) {
-    loop {
-        let message = wire::read_frame(&mut recv, MAX_CONTROL_FRAME).await;
-        let failed = message.is_err();
-        if tx.send(message).await.is_err() || failed {
-            return;
-        }
     }
 }
 
