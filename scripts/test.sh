@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 # The Docker proxy tests drive the real docker CLI against a real dockerd with a local test image.
 scripts/docker-setup.sh
 
-# A workspace test run also builds outpost-hub and outpost-agent, which the end-to-end tests start.
+# The end-to-end tests start the real binaries; build them before the test harnesses.
+cargo build --workspace --bins --quiet
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

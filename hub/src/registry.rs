@@ -56,6 +56,8 @@ pub enum SummonError {
 /// Mutable per-session state.
 #[derive(Debug)]
 struct LiveState {
+    /// When the session was established: proof of life until the first check-in lands.
+    connected_at: Instant,
     last_checkin: Option<(Instant, SystemTime)>,
     remote: SocketAddr,
     migrations: u64,
@@ -144,6 +146,7 @@ impl LiveSession {
             conn,
             control,
             state: Mutex::new(LiveState {
+                connected_at: Instant::now(),
                 last_checkin: None,
                 remote,
                 migrations,
@@ -208,9 +211,8 @@ impl LiveSession {
     /// The status an admin sees, with `stale_after` the liveness bound.
     pub fn view(&self, now: Instant, stale_after: Duration) -> LiveView {
         let state = lock(&self.state);
-        let fresh = state
-            .last_checkin
-            .is_some_and(|(at, _)| now.saturating_duration_since(at) <= stale_after);
+        let alive_at = state.last_checkin.map_or(state.connected_at, |(at, _)| at);
+        let fresh = now.saturating_duration_since(alive_at) <= stale_after;
         let status = match (state.pending, fresh, state.active) {
             (true, _, _) => Status::Pending,
             (false, false, _) => Status::Offline,

@@ -28,15 +28,14 @@ pub fn bin_dir() -> &'static Path {
             .and_then(Path::parent)
             .expect("test executable lives in target/<profile>/deps")
             .to_owned();
-        // Build exactly what a workspace test run builds (the same feature unification), so inside
-        // `scripts/test.sh` this is a no-op, and a narrower `cargo test -p outpost-tests` still gets
-        // fresh binaries. Benches run the release binaries.
+        // A test run does not put the binaries in target/<profile> (only test harnesses), so build
+        // them here; `scripts/test.sh` builds them first, making this a no-op there. Benches run the
+        // release binaries.
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--workspace", "--bins"]);
         if dir.ends_with("release") {
-            build.args(["build", "--quiet", "--release", "--workspace", "--bins"]);
-        } else {
-            build.args(["test", "--quiet", "--workspace", "--no-run"]);
+            build.arg("--release");
         }
         // Run cargo as a shell would: the variables a test runner sets for this process (package
         // metadata, library paths) would otherwise make cargo see a different build and redo it.
