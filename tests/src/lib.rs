@@ -193,10 +193,23 @@ impl Hub {
 
     /// Restart on the same directory and ports (agents know the hub by its address).
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Restart on the same directory and ports with extra `serve` flags (e.g. `--public-addr` of a
+    /// NAT in front of it, known only once the hub's own port is).
+    pub fn restart_with(&mut self, extra: &[&str]) {
         if self.child.is_some() {
             self.stop();
         }
-        let again = Self::start_in(self.data_dir.clone(), &self.agent_addr, &self.api_addr);
+        let mut flags = TEST_TIMING.to_vec();
+        flags.extend_from_slice(extra);
+        let again = Self::start_with(
+            self.data_dir.clone(),
+            &self.agent_addr,
+            &self.api_addr,
+            &flags,
+        );
         self.child = Some(again.into_child());
     }
 
