@@ -31,6 +31,8 @@ use crate::context::HubContext;
 use crate::registry::{LiveSession, Status};
 use crate::store::endpoints;
 
+/// How long to wait for stream credit from a device the hub believes active before summoning again.
+const CREDIT_DEADLINE: Duration = Duration::from_secs(2);
 /// How long to wait for the agent to answer a stream preface.
 const STREAM_REPLY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -47,7 +49,7 @@ pub(crate) async fn handle(
     session.summon(ctx.summon_timeout).await?;
     let permits = acquire(&ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
-    let io = open_stream(&session, request_id).await?;
+    let io = open_stream(&ctx, &session, request_id).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| bad_gateway(format!("HTTP to the device's engine failed: {e}")))?;
@@ -125,14 +127,39 @@ fn acquire(
 
 type StreamIo = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
 
-async fn open_stream(session: &LiveSession, request_id: u64) -> Result<StreamIo, ApiError> {
+/// Open a stream, re-summoning once if the device has no stream credit left: its `Standby` may
+/// still be in flight when the hub believed it active, and QUIC would wait for credit forever.
+async fn open_stream(
+    ctx: &HubContext,
+    session: &LiveSession,
+    request_id: u64,
+) -> Result<StreamIo, ApiError> {
     let lost = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("endpoint {} disconnected: {e}", session.endpoint),
         )
     };
-    let (mut send, mut recv) = session.connection().open_bi().await.map_err(|e| lost(&e))?;
+    let conn = session.connection();
+    let opened = match tokio::time::timeout(CREDIT_DEADLINE, conn.open_bi()).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            session.enter_standby();
+            session.summon(ctx.summon_timeout).await?;
+            tokio::time::timeout(ctx.summon_timeout, conn.open_bi())
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "endpoint {} granted no stream within {:?}",
+                            session.endpoint, ctx.summon_timeout
+                        ),
+                    )
+                })?
+        }
+    };
+    let (mut send, mut recv) = opened.map_err(|e| lost(&e))?;
     let header = StreamHeader {
         kind: StreamKind::DockerApi,
         request_id,
