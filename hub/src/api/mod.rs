@@ -64,8 +64,14 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
-        let Ok((tcp, remote)) = listener.accept().await else {
-            continue;
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                debug!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
