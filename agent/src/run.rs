@@ -89,12 +89,12 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     } else if config.edge_key.is_some() {
         info!("already enrolled; the given EDGE_KEY is not needed and is ignored");
     }
-    let mut first_session = true;
+    // The hub gets a snapshot on the first session this process establishes (after start or
+    // enrolment); later ones come at each return to standby.
+    let mut snapshot_due = true;
     loop {
         let started = Instant::now();
-        let attempt = connect_and_serve(&config, &mut dialer, &mut identity, first_session).await;
-        first_session &= matches!(attempt, Err(SessionAttempt::Retry(_)) if started.elapsed() < config.stable_after);
-        match attempt {
+        match connect_and_serve(&config, &mut dialer, &mut identity, &mut snapshot_due).await {
             Ok(()) => {}
             Err(SessionAttempt::Final(e)) => return Err(e),
             Err(SessionAttempt::Retry(why)) => warn!("{why}"),
@@ -145,7 +145,7 @@ async fn connect_and_serve(
     config: &AgentConfig,
     dialer: &mut Dialer,
     identity: &mut Identity,
-    snapshot_on_connect: bool,
+    snapshot_due: &mut bool,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -179,7 +179,7 @@ async fn connect_and_serve(
             stream_credit: outpost_common::stream::MAX_STREAMS_PER_DEVICE,
         },
         docker: config.docker.clone(),
-        snapshot_on_connect,
+        snapshot_on_connect: *snapshot_due,
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {
@@ -187,6 +187,7 @@ async fn connect_and_serve(
     })
     .await;
     if let Some(addrs) = new_addrs {
+        *snapshot_due = false;
         if let Err(e) = identity.update_hub_addrs(&addrs) {
             warn!("cannot remember the hub's new addresses: {e}");
         }

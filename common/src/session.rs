@@ -151,11 +151,6 @@ impl AgentSession {
         self.last_activity = now;
     }
 
-    /// Bytes moved on a proxy stream (keeps a long `docker logs -f` from timing out).
-    pub fn handle_activity(&mut self, now: Instant) {
-        self.last_activity = now;
-    }
-
     /// Time has reached (or passed) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(in_flight) = self.in_flight {

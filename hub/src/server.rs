@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use outpost_certs::{HubPki, PkiError};
+use outpost_certs::{Fingerprint, HubPki, PkiError};
 use outpost_common::transport::{Role, TransportProfile};
 use outpost_common::wire::{CloseCode, SessionSettings, ALPN_ENROLL, ALPN_SESSION};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -255,8 +254,8 @@ fn host_of(addr: &str) -> Option<String> {
 fn admin_token(store: &Store, dir: &Path) -> Result<([u8; 32], Option<PathBuf>), StartError> {
     let conn = store.lock();
     if let Some(hex) = endpoints::setting(&conn, ADMIN_TOKEN_SETTING)? {
-        if let Some(hash) = decode_hex32(&hex) {
-            return Ok((hash, None));
+        if let Ok(hash) = hex.parse::<Fingerprint>() {
+            return Ok((hash.0, None));
         }
         warn!("stored admin token hash is unreadable; issuing a new admin token");
     }
@@ -265,21 +264,10 @@ fn admin_token(store: &Store, dir: &Path) -> Result<([u8; 32], Option<PathBuf>),
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let path = dir.join("admin.token");
     outpost_certs::write_private_file(&path, format!("{token}\n").as_bytes())?;
-    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    endpoints::set_setting(&conn, ADMIN_TOKEN_SETTING, &hex)?;
-    Ok((hash, Some(path)))
-}
-
-fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    // A `Fingerprint` is SHA-256 with a hex form: exactly what the store keeps of the token.
+    let hash = Fingerprint::of(token.as_bytes());
+    endpoints::set_setting(&conn, ADMIN_TOKEN_SETTING, &hash.to_string())?;
+    Ok((hash.0, Some(path)))
 }
 
 /// `DATA_DIR/api.url`, so admin commands on this machine find the API without flags.

@@ -196,11 +196,12 @@ fn standby_countdown_starts_when_the_last_stream_closes() {
 }
 
 #[test]
-fn activity_postpones_standby_and_a_new_summon_reopens_credit() {
+fn a_short_request_postpones_standby_and_a_new_summon_reopens_credit() {
     let mut h = Harness::new();
     h.session.handle_summon(h.now, 1);
     h.run_until(Duration::from_secs(50));
-    h.session.handle_activity(h.now);
+    h.session.handle_stream_opened(h.now);
+    h.session.handle_stream_closed(h.now);
     h.run_until(Duration::from_secs(109));
     assert_eq!(h.session.mode(), Mode::Active);
     h.run_until(Duration::from_secs(111));

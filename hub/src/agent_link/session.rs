@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
 use crate::registry::LiveSession;
@@ -181,9 +181,12 @@ async fn drive(
                 Some(Ok(AgentMessage::Ready { id })) => session.resolve_summon(id),
                 Some(Ok(AgentMessage::Standby)) => session.enter_standby(),
                 Some(Ok(AgentMessage::Snapshot(snapshot))) => {
+                    // Informational: a store hiccup loses this snapshot, never the device's session.
                     let id = session.endpoint;
-                    ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)).await?;
-                    debug!(endpoint = %id, "engine snapshot stored");
+                    match ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)).await {
+                        Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
+                        Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
+                    }
                 }
                 Some(Ok(AgentMessage::Hello { .. })) => return Err(SessionError::Protocol("second hello".into())),
                 Some(Err(WireError::Closed)) | None => return Ok(()),

@@ -8,8 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use outpost_certs::{client_identity, CertificateDer, ClientRole};
-use sha2::{Digest, Sha256};
+use outpost_certs::{client_identity, CertificateDer, ClientRole, Fingerprint};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
@@ -70,8 +69,8 @@ pub(super) async fn require_admin(
             "authentication required: send `Authorization: Bearer <admin token>` (the hub wrote it to DATA_DIR/admin.token) or use an admin client certificate (outpost-hub admin-cert create)",
         ));
     };
-    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    if !bool::from(hash.ct_eq(&ctx.admin_token_hash)) {
+    let hash = Fingerprint::of(token.as_bytes());
+    if !bool::from(hash.0.ct_eq(&ctx.admin_token_hash)) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the admin token is not valid for this hub",
