@@ -124,11 +124,6 @@ impl Hub {
         hub
     }
 
-    /// A hub on `data_dir` listening on the given addresses.
-    pub fn start_in(data_dir: PathBuf, agent_listen: &str, api_listen: &str) -> Self {
-        Self::start_with(data_dir, agent_listen, api_listen, TEST_TIMING)
-    }
-
     /// A hub on `data_dir` with its own `serve` flags (timing, transport).
     pub fn start_with(
         data_dir: PathBuf,
@@ -247,6 +242,22 @@ impl Hub {
         let id = created["id"].as_u64().expect("id");
         let key = created["edge_key"].as_str().expect("edge_key").to_owned();
         (id, key)
+    }
+
+    /// `outpost-hub admin-cert create --out DIR`: an admin client certificate in Docker's layout.
+    pub fn admin_cert(&self, out: &Path) {
+        let output = Command::new(binary("outpost-hub"))
+            .args(["admin-cert", "create", "--out"])
+            .arg(out)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .output()
+            .expect("run outpost-hub admin-cert");
+        assert!(
+            output.status.success(),
+            "admin-cert create failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// The endpoint as `endpoint show --json` prints it.
