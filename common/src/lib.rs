@@ -9,11 +9,13 @@
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
+//! - [`congestion`]: congestion controllers by name, and why loss-based ones fail on our links.
 //! - [`transport`]: named QUIC transport profiles (lan, cellular, satellite) with the reason for
 //!   every value.
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod congestion;
 pub mod ids;
 pub mod session;
 pub mod snapshot;

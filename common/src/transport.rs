@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
+use crate::congestion::Controller;
+
 /// The shortest NAT binding timeout we design for (home gateways measured at 30 s; carriers vary,
 /// many are longer). Something must cross the NAT more often than this.
 pub const NAT_BINDING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +57,9 @@ pub struct TransportProfile {
     pub connection_window: u32,
     /// Bytes we keep unacknowledged in flight across all streams.
     pub send_window: u32,
+    /// Congestion control: loss-based on clean paths, delivery-rate where loss is mostly not
+    /// congestion (see [`crate::congestion`] and BENCHMARKS.md, "Congestion control").
+    pub congestion: Controller,
 }
 
 const KIB: u32 = 1024;
@@ -70,6 +75,7 @@ pub const LAN: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    congestion: Controller::Cubic,
 };
 
 /// LTE/3G: 50–300 ms, up to ~50 Mbit/s. Window for 50 Mbit/s × 300 ms ≈ 1.9 MB.
@@ -81,6 +87,7 @@ pub const CELLULAR: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    congestion: Controller::DeliveryRate,
 };
 
 /// GEO satellite: 600 ms RTT, 20 Mbit/s down. Bandwidth-delay product 20 Mbit/s × 0.6 s = 1.5 MB;
@@ -93,6 +100,7 @@ pub const SATELLITE: TransportProfile = TransportProfile {
     stream_window: 3 * MIB,
     connection_window: 6 * MIB,
     send_window: 6 * MIB,
+    congestion: Controller::DeliveryRate,
 };
 
 /// Every profile, for lookup by name.
@@ -129,6 +137,7 @@ impl TransportProfile {
             Role::Agent => 0,
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
+        self.congestion.apply(&mut config);
         Arc::new(config)
     }
 }

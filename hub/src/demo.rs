@@ -2,7 +2,12 @@
 //! the same process) on this machine's Docker engine through the real enrolment exchange, issues an
 //! admin certificate, and prints the lines to paste so the stock docker CLI reaches the engine
 //! through hub → QUIC → agent. State lives in one directory, so running it again reuses it.
+//!
+//! `--link PROFILE` puts the device behind the userspace link emulator (an `outpost-netem` relay
+//! in the same process), so a newcomer feels a satellite or 2G link in one command. The relay's
+//! address is the first one the hub advertises, so the device keeps dialling through it.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,8 +16,9 @@ use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run as run_agent, AgentConfig};
 use outpost_certs::ClientRole;
 use outpost_common::token::JoinToken;
-use outpost_common::transport;
+use outpost_common::transport::{self, TransportProfile};
 use outpost_common::{EndpointId, Secret};
+use outpost_netem::{Profile, Relay, RelayHandle};
 use tracing::warn;
 
 use crate::server::{self, HubConfig};
@@ -25,6 +31,32 @@ pub struct DemoConfig {
     pub hub: HubConfig,
     /// The engine the demo device serves.
     pub docker: DockerHost,
+    /// Put the device behind an emulated link.
+    pub link: Option<DemoLink>,
+}
+
+/// An emulated link between the demo device and its hub.
+#[derive(Debug, Clone)]
+pub struct DemoLink {
+    /// The link's profile (`outpost-netem profiles` lists them).
+    pub profile: Profile,
+    /// Where the relay listens; the device dials this.
+    pub listen: SocketAddr,
+}
+
+impl DemoLink {
+    fn round_trip(&self) -> Duration {
+        self.profile.up.delay.base + self.profile.down.delay.base
+    }
+
+    /// The transport profile a device on this link would be configured with.
+    fn transport(&self) -> TransportProfile {
+        match self.round_trip() {
+            rtt if rtt >= Duration::from_millis(400) => transport::SATELLITE,
+            rtt if rtt >= Duration::from_millis(20) => transport::CELLULAR,
+            _ => transport::LAN,
+        }
+    }
 }
 
 /// Run the demo until ctrl-c.
@@ -33,7 +65,22 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let dir = config.hub.data_dir.clone();
-    let hub = server::start(config.hub).await?;
+    let mut hub_config = config.hub.clone();
+    if let Some(link) = &config.link {
+        // The relay first, then the hub's own address as a fallback for a later run without a
+        // link (unless that is an ephemeral port, which a later run would not reuse).
+        hub_config.public_addrs = vec![link.listen.to_string()];
+        if hub_config.agent_listen.port() != 0 {
+            hub_config
+                .public_addrs
+                .push(hub_config.agent_listen.to_string());
+        }
+    }
+    let hub = server::start(hub_config).await?;
+    let relay = match &config.link {
+        Some(link) => Some(start_relay(link, hub.agent_addr).await?),
+        None => None,
+    };
     let ctx = hub.ctx.clone();
     let agent_dir = dir.join("device");
     let edge_key = if agent_dir.join("enrollment.json").exists() {
@@ -45,7 +92,10 @@ pub async fn run(
         data_dir: agent_dir.clone(),
         edge_key,
         edge_id: None,
-        transport: transport::LAN,
+        transport: config
+            .link
+            .as_ref()
+            .map_or(transport::LAN, DemoLink::transport),
         docker: config.docker.clone(),
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_millis(200),
@@ -82,6 +132,12 @@ pub async fn run(
         certs.display()
     );
     println!("  docker ps\n");
+    if let Some(link) = &config.link {
+        println!(
+            "The device is behind an emulated {} link ({}), relayed at {}.",
+            link.profile.name, link.profile.description, link.listen
+        );
+    }
     println!("Or as a docker context:  docker context create outpost-demo --docker 'host={host},ca={c}/ca.pem,cert={c}/cert.pem,key={c}/key.pem'", c = certs.display());
     println!(
         "Endpoints:               outpost-hub endpoint list --data-dir {}",
@@ -90,8 +146,18 @@ pub async fn run(
     println!("\nCtrl-C stops the demo.");
     shutdown.await;
     agent_task.abort();
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     hub.shutdown().await;
     Ok(())
+}
+
+async fn start_relay(link: &DemoLink, hub: SocketAddr) -> Result<RelayHandle> {
+    let seed = rand::random();
+    Relay::bind(link.listen, hub, link.profile.clone(), seed)
+        .await
+        .with_context(|| format!("cannot start the emulated link on {}", link.listen))
 }
 
 /// Create the demo endpoint and return its join token.

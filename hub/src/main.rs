@@ -23,7 +23,18 @@ async fn main() -> Result<()> {
             agent_listen,
             api_listen,
             docker_host,
-        } => demo(data_dir, agent_listen, api_listen, &docker_host).await,
+            link,
+            link_listen,
+        } => {
+            let link = match link {
+                Some(name) => Some(demo::DemoLink {
+                    profile: outpost_netem::Profile::load(&name)?,
+                    listen: link_listen,
+                }),
+                None => None,
+            };
+            demo(data_dir, agent_listen, api_listen, &docker_host, link).await
+        }
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
     }
@@ -60,6 +71,7 @@ async fn demo(
     agent_listen: std::net::SocketAddr,
     api_listen: std::net::SocketAddr,
     docker_host: &str,
+    link: Option<demo::DemoLink>,
 ) -> Result<()> {
     let docker = outpost_agent::docker_host::DockerHost::parse(docker_host)?;
     // The demo hub is a `serve` with its defaults, on the demo's directory and loopback listeners.
@@ -70,7 +82,7 @@ async fn demo(
     hub.data_dir = data_dir;
     hub.agent_listen = agent_listen;
     hub.api_listen = api_listen;
-    demo::run(demo::DemoConfig { hub, docker }, shutdown_signal()).await
+    demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

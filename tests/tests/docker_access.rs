@@ -198,32 +198,41 @@ fn the_hub_wide_stream_limit_refuses_with_a_clear_error_and_frees_up() {
     assert!(docker.ok(&["ps"]).contains("CONTAINER ID"));
 }
 
-#[test]
-fn the_demo_command_prints_a_docker_host_that_works() {
-    require_engine();
-    let dir = tempfile::tempdir().unwrap();
+/// Start `outpost-hub demo` with `extra` flags; returns the process and a docker CLI command
+/// with the environment the demo printed.
+fn start_demo(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, Vec<String>) {
     let mut demo = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
-        .args([
-            "demo",
-            "--data-dir",
-            dir.path().join("demo").to_str().unwrap(),
-        ])
+        .args(["demo", "--data-dir", dir.join("demo").to_str().unwrap()])
         .args([
             "--agent-listen",
             "127.0.0.1:0",
             "--api-listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .env("DOCKER_HOST", "unix:///var/run/docker.sock")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let lines = BufReader::new(demo.stdout.take().unwrap()).lines();
-    let export = lines
-        .map(Result::unwrap)
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("Ctrl-C stops the demo");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    (demo, printed)
+}
+
+fn demo_docker(printed: &[String]) -> std::process::Command {
+    let export = printed
+        .iter()
         .find(|l| l.contains("export DOCKER_HOST="))
-        .unwrap();
+        .expect("the demo prints the DOCKER_HOST to export");
     let mut command = std::process::Command::new("docker");
     for assignment in export
         .trim()
@@ -233,7 +242,15 @@ fn the_demo_command_prints_a_docker_host_that_works() {
         let (key, value) = assignment.split_once('=').unwrap();
         command.env(key, value);
     }
-    let out = command
+    command
+}
+
+#[test]
+fn the_demo_command_prints_a_docker_host_that_works() {
+    require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut demo, printed) = start_demo(dir.path(), &[]);
+    let out = demo_docker(&printed)
         .args(["run", "--rm", TEST_IMAGE, "echo", "demo device"])
         .output()
         .unwrap();
@@ -244,5 +261,39 @@ fn the_demo_command_prints_a_docker_host_that_works() {
         "demo device\n",
         "{}",
         output(&out)
+    );
+}
+
+#[test]
+fn the_demo_with_a_satellite_link_puts_the_device_behind_the_emulator() {
+    require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let relay_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{relay_port}");
+    let (mut demo, printed) = start_demo(
+        dir.path(),
+        &["--link", "geo-satellite", "--link-listen", &listen],
+    );
+    let started = Instant::now();
+    let out = demo_docker(&printed).args(["ps", "-q"]).output().unwrap();
+    let elapsed = started.elapsed();
+    let _ = demo.kill();
+    let _ = demo.wait();
+    assert!(out.status.success(), "{}", output(&out));
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("emulated geo-satellite link") && l.contains(&listen)),
+        "{printed:#?}"
+    );
+    // `docker ps` is two requests (/_ping, /containers/json), each at least one 600 ms round
+    // trip across the emulated GEO link; straight over loopback it takes a few milliseconds.
+    assert!(
+        elapsed >= Duration::from_millis(1200),
+        "docker ps took {elapsed:?}: not through the emulated link"
     );
 }

@@ -53,6 +53,13 @@ pub enum Command {
             default_value = "unix:///var/run/docker.sock"
         )]
         docker_host: String,
+        /// Put the device behind an emulated link: a profile name (geo-satellite, leo-satellite,
+        /// lte, 3g, edge-2g, flaky-cellular; `outpost-netem profiles`) or a profile .toml file.
+        #[arg(long, value_name = "PROFILE")]
+        link: Option<String>,
+        /// UDP address of the emulated link's relay (with --link).
+        #[arg(long, default_value = "127.0.0.1:4434")]
+        link_listen: SocketAddr,
     },
     /// Manage endpoints (devices) through the hub's API.
     Endpoint {

@@ -1,0 +1,406 @@
+//! A delivery-rate congestion controller (BBR-style) for links whose loss is mostly not congestion.
+//!
+//! The window is sized from two measurements, not from loss: the bottleneck rate (the largest
+//! delivery rate seen over the last [`RATE_WINDOW_ROUNDS`] busy round trips) and the path's
+//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.25 BDP) in flight; quinn paces
+//! that window over the smoothed RTT, so the sender runs at about the bottleneck rate with a
+//! bounded queue, and a lost packet costs its retransmission, not half the window.
+//!
+//! Startup keeps `startup_gain × rate × min_rtt` in flight, so the window grows by about that
+//! factor per round (less in practice: a per-packet sample lags a round behind). It also jumps
+//! straight to the steady window for the rate the acks' spacing shows once a burst has crossed
+//! the bottleneck (packet pair): on a GEO path that is the second round instead of the seventh.
+//! Startup ends when an ack shows a queue building (HyStart's delay signal), when a round loses
+//! more than [`STARTUP_LOSS_EXIT`] of what it delivered, or when the rate stops growing by a
+//! quarter for [`FULL_PIPE_ROUNDS`] rounds.
+//!
+//! Idle periods (check-ins only) are app-limited: their rounds do not age the rate filter, so the
+//! first transfer after an hour of standby starts at the rate the link last delivered instead of
+//! from a 15 KB window — what matters most on a 600 ms path. Only persistent congestion (every
+//! packet lost for several PTOs: an outage) resets the controller to startup.
+//!
+//! Sampling follows the delivery-rate draft (draft-cheng-iccrg-delivery-rate-estimation): each
+//! send time remembers how much had been delivered by then, and an ack of a packet sent at `t`
+//! yields `(delivered now − delivered at t) / (now − time of that delivery)`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
+pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
+/// Startup ends after this many busy rounds without the rate growing by [`FULL_PIPE_GROWTH`].
+pub(crate) const FULL_PIPE_ROUNDS: u32 = 2;
+/// The growth that counts as "the pipe is not full yet".
+pub(crate) const FULL_PIPE_GROWTH: f64 = 1.25;
+/// Startup also ends when a round loses more than this share of what it delivered: the
+/// bottleneck queue is overflowing (random loss on our worst profile is 30 %, so that link
+/// leaves startup at once and grows by the steady gain per round instead).
+pub(crate) const STARTUP_LOSS_EXIT: f64 = 0.05;
+/// ... and more than this many packets: one random loss in a small early round is not a queue.
+const STARTUP_LOSS_EXIT_PACKETS: u64 = 8;
+/// Startup ends as soon as an ack shows this much queueing delay above the minimum round trip
+/// (or [`QUEUE_DELAY_FLOOR`], for short paths with jitter): the pipe is full and the rest of
+/// the window is only filling a queue (HyStart's delay signal). Loss says the same a round later,
+/// which on a 600 ms path is 1.5 MB too late.
+pub(crate) const STARTUP_QUEUE_SHARE: f64 = 0.25;
+/// The least queueing delay that ends startup.
+pub(crate) const QUEUE_DELAY_FLOOR: Duration = Duration::from_millis(15);
+/// Room for acks that arrive in bursts (Wi-Fi, cellular schedulers), in packets.
+const AGGREGATION_PACKETS: u64 = 4;
+/// A round's ack spacing is a rate sample only with this many acks over at least this span.
+const MIN_ACKS_FOR_ACK_RATE: u32 = 8;
+const MIN_ACK_RATE_SPAN: Duration = Duration::from_millis(2);
+/// Send-time marks kept at most; marks for packets that were lost are dropped oldest first.
+const MAX_MARKS: usize = 4096;
+
+/// Tuning for [`DeliveryRate`].
+#[derive(Clone, Debug)]
+pub struct DeliveryRateConfig {
+    /// Window before any measurement, in bytes.
+    pub initial_window: u64,
+    /// Startup window as a multiple of the measured bandwidth-delay product.
+    pub startup_gain: f64,
+    /// Steady-state window as a multiple of the bandwidth-delay product.
+    pub cwnd_gain: f64,
+}
+
+impl Default for DeliveryRateConfig {
+    fn default() -> Self {
+        Self {
+            // RFC 9002's initial window: 10 packets, at least 14,720 bytes.
+            initial_window: 14_720,
+            startup_gain: 3.0,
+            // 1.25 × BDP: probes for a quarter more rate each round and keeps a quarter BDP
+            // queued; 1.5 kept a GEO modem's half-BDP queue full and overflowing (measured with
+            // the `congestion` bench).
+            cwnd_gain: 1.25,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Startup,
+    Steady,
+}
+
+/// What had been delivered when packets were sent at `sent`.
+#[derive(Clone, Copy, Debug)]
+struct SendMark {
+    sent: Instant,
+    delivered: u64,
+    delivered_at: Instant,
+    /// When the packet most recently acknowledged at `sent` had itself been sent.
+    first_sent: Instant,
+}
+
+/// The largest sample per round over the last [`RATE_WINDOW_ROUNDS`] busy rounds.
+#[derive(Clone, Debug, Default)]
+struct MaxFilter {
+    slots: [(u64, u64); RATE_WINDOW_ROUNDS as usize],
+}
+
+impl MaxFilter {
+    fn update(&mut self, round: u64, rate: u64) {
+        let slot = &mut self.slots[(round % RATE_WINDOW_ROUNDS) as usize];
+        if slot.0 != round {
+            *slot = (round, rate);
+        } else if rate > slot.1 {
+            slot.1 = rate;
+        }
+    }
+
+    fn get(&self, round: u64) -> u64 {
+        self.slots
+            .iter()
+            .filter(|(r, _)| r + RATE_WINDOW_ROUNDS > round)
+            .map(|(_, rate)| *rate)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The controller's state: pure, driven by the times and byte counts quinn reports.
+#[derive(Clone, Debug)]
+pub struct DeliveryRate {
+    config: Arc<DeliveryRateConfig>,
+    mtu: u64,
+    window: u64,
+    mode: Mode,
+    delivered: u64,
+    delivered_at: Option<Instant>,
+    marks: VecDeque<SendMark>,
+    last_sent: Option<Instant>,
+    /// Send time of the packet acknowledged last.
+    last_acked_sent: Option<Instant>,
+    /// Busy rounds so far: the filter's clock.
+    round: u64,
+    /// A round ends when a packet sent at or after this time is acknowledged.
+    round_ends_after: Option<Instant>,
+    /// Whether any sample in the current round was not app-limited.
+    round_busy: bool,
+    /// Bytes delivered and lost in the current round.
+    round_delivered: u64,
+    round_lost: u64,
+    /// Acks in the current round: the first one's time and the bytes acked after it.
+    round_first_ack: Option<Instant>,
+    round_last_ack: Option<Instant>,
+    /// Send times of the packets acknowledged this round: first ack's, and the latest.
+    round_first_sent: Option<Instant>,
+    round_last_sent: Option<Instant>,
+    round_acked_after_first: u64,
+    round_acks: u32,
+    round_app_limited: bool,
+    rate: MaxFilter,
+    /// Per-round ack-spacing rates: the bottleneck's rate as soon as a burst crosses it.
+    spacing: MaxFilter,
+    full_rate: u64,
+    rounds_without_growth: u32,
+}
+
+impl DeliveryRate {
+    /// A controller in startup.
+    pub fn new(config: Arc<DeliveryRateConfig>, mtu: u16) -> Self {
+        let window = config.initial_window;
+        Self {
+            config,
+            mtu: mtu.into(),
+            window,
+            mode: Mode::Startup,
+            delivered: 0,
+            delivered_at: None,
+            marks: VecDeque::new(),
+            last_sent: None,
+            last_acked_sent: None,
+            round: 0,
+            round_ends_after: None,
+            round_busy: false,
+            round_delivered: 0,
+            round_lost: 0,
+            round_first_ack: None,
+            round_last_ack: None,
+            round_first_sent: None,
+            round_last_sent: None,
+            round_acked_after_first: 0,
+            round_acks: 0,
+            round_app_limited: false,
+            rate: MaxFilter::default(),
+            spacing: MaxFilter::default(),
+            full_rate: 0,
+            rounds_without_growth: 0,
+        }
+    }
+
+    /// The congestion window in bytes.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The bottleneck rate estimate in bytes per second: the larger of the per-packet delivery
+    /// rate and the ack spacing over a round (which smooths ack compression over the round).
+    pub fn bottleneck_rate(&self) -> u64 {
+        self.rate.get(self.round).max(self.spacing.get(self.round))
+    }
+
+    /// Whether startup has ended.
+    pub fn in_startup(&self) -> bool {
+        self.mode == Mode::Startup
+    }
+
+    fn min_window(&self) -> u64 {
+        4 * self.mtu
+    }
+
+    /// Packets were sent at `now`.
+    pub fn on_sent(&mut self, now: Instant) {
+        self.last_sent = Some(now);
+        if self.marks.back().is_some_and(|m| m.sent == now) {
+            return;
+        }
+        if self.marks.len() == MAX_MARKS {
+            self.marks.pop_front();
+        }
+        self.marks.push_back(SendMark {
+            sent: now,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at.unwrap_or(now),
+            first_sent: self.last_acked_sent.unwrap_or(now),
+        });
+    }
+
+    /// A packet of `bytes` sent at `sent` was acknowledged at `now`; `min_rtt` is the path's.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        min_rtt: Duration,
+    ) {
+        self.delivered += bytes;
+        self.round_delivered += bytes;
+        self.delivered_at = Some(now);
+        if !app_limited {
+            self.round_busy = true;
+        }
+        if self.round_ends_after.is_none_or(|end| sent > end) {
+            self.end_round();
+        }
+        self.count_round_ack(now, sent, bytes, app_limited);
+        if self.mode == Mode::Startup && self.queue_is_building(now, sent, min_rtt) {
+            self.mode = Mode::Steady;
+        }
+        let rate = self.sample(now, sent);
+        self.last_acked_sent = self.last_acked_sent.max(Some(sent));
+        if let Some(rate) = rate {
+            if !app_limited || rate > self.bottleneck_rate() {
+                self.rate.update(self.round, rate);
+            }
+        }
+        match self.mode {
+            Mode::Startup => {
+                // Grow on the per-packet samples; jump to what the ack spacing shows.
+                let grown =
+                    self.window_for(self.rate.get(self.round), min_rtt, self.config.startup_gain);
+                let jump =
+                    self.window_for(self.spacing.get(self.round), min_rtt, self.config.cwnd_gain);
+                self.window = self.window.max(grown).max(jump);
+            }
+            Mode::Steady => {
+                self.window =
+                    self.window_for(self.bottleneck_rate(), min_rtt, self.config.cwnd_gain)
+            }
+        }
+    }
+
+    fn queue_is_building(&self, now: Instant, sent: Instant, min_rtt: Duration) -> bool {
+        let queued = now.saturating_duration_since(sent).saturating_sub(min_rtt);
+        let threshold = min_rtt.mul_f64(STARTUP_QUEUE_SHARE).max(QUEUE_DELAY_FLOOR);
+        !min_rtt.is_zero() && queued > threshold
+    }
+
+    fn count_round_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
+        self.round_acks += 1;
+        self.round_last_ack = Some(now);
+        self.round_first_sent.get_or_insert(sent);
+        self.round_last_sent = self.round_last_sent.max(Some(sent));
+        match self.round_first_ack {
+            None => self.round_first_ack = Some(now),
+            // Packets acknowledged by the round's first ack frame arrived before the span began.
+            Some(first) if first == now => {}
+            Some(_) => self.round_acked_after_first += bytes,
+        }
+        if app_limited {
+            self.round_app_limited = true;
+        }
+    }
+
+    /// The rate acks arrived at over a round. A burst that crosses the bottleneck leaves it
+    /// spaced at the bottleneck's rate (packet pair), so this knows the path's rate a round or
+    /// two before the per-packet samples do.
+    /// The span is the longer of the acks' and the sends' (as in BBR's rate samples): acks
+    /// bunched by the receiver or the network can never show more than the sender sent.
+    fn round_ack_rate(&self) -> Option<u64> {
+        let acks = self
+            .round_last_ack?
+            .checked_duration_since(self.round_first_ack?)?;
+        let sends = self
+            .round_last_sent?
+            .saturating_duration_since(self.round_first_sent?);
+        let span = acks.max(sends);
+        if self.round_acks < MIN_ACKS_FOR_ACK_RATE || span < MIN_ACK_RATE_SPAN {
+            return None;
+        }
+        Some((self.round_acked_after_first as f64 / span.as_secs_f64()) as u64)
+    }
+
+    fn end_round(&mut self) {
+        self.round_ends_after = self.last_sent;
+        // A whole round's acks: jitter that bunches a few acks averages out over a round trip.
+        if let (Some(rate), false) = (self.round_ack_rate(), self.round_app_limited) {
+            self.spacing.update(self.round, rate);
+        }
+        self.round_app_limited = false;
+        let (delivered, lost) = (self.round_delivered, self.round_lost);
+        self.round_delivered = 0;
+        self.round_lost = 0;
+        self.round_first_ack = None;
+        self.round_last_ack = None;
+        self.round_first_sent = None;
+        self.round_last_sent = None;
+        self.round_acked_after_first = 0;
+        self.round_acks = 0;
+        if !self.round_busy {
+            return;
+        }
+        self.round_busy = false;
+        self.round += 1;
+        if self.mode == Mode::Startup {
+            let overflowing = lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
+                && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu;
+            if overflowing {
+                self.mode = Mode::Steady;
+            } else {
+                self.check_full_pipe();
+            }
+        }
+    }
+
+    fn check_full_pipe(&mut self) {
+        let rate = self.bottleneck_rate();
+        if rate as f64 >= self.full_rate as f64 * FULL_PIPE_GROWTH {
+            self.full_rate = rate;
+            self.rounds_without_growth = 0;
+            return;
+        }
+        self.rounds_without_growth += 1;
+        if self.rounds_without_growth >= FULL_PIPE_ROUNDS {
+            self.mode = Mode::Steady;
+        }
+    }
+
+    /// The delivery rate shown by the ack of a packet sent at `sent`, in bytes per second.
+    fn sample(&mut self, now: Instant, sent: Instant) -> Option<u64> {
+        let index = self.marks.partition_point(|m| m.sent <= sent);
+        let mark = *self.marks.get(index.checked_sub(1)?)?;
+        // Marks before this one belong to packets acknowledged or lost by now.
+        self.marks.drain(..index - 1);
+        // Like BBR, the longer of the ack and the send intervals: acks that arrive bunched cannot
+        // show more than was sent over the same data.
+        let acks = now.checked_duration_since(mark.delivered_at)?;
+        let sends = mark.sent.saturating_duration_since(mark.first_sent);
+        let elapsed = acks.max(sends);
+        if elapsed.is_zero() {
+            return None;
+        }
+        let bytes = self.delivered - mark.delivered;
+        Some((bytes as f64 / elapsed.as_secs_f64()) as u64)
+    }
+
+    /// `gain` bandwidth-delay products at `rate`, plus room for ack aggregation.
+    fn window_for(&self, rate: u64, min_rtt: Duration, gain: f64) -> u64 {
+        let bdp = rate as f64 * min_rtt.as_secs_f64();
+        let target = (bdp * gain) as u64 + AGGREGATION_PACKETS * self.mtu;
+        target.max(self.min_window())
+    }
+
+    /// Loss: random loss is not congestion here; only persistent congestion (an outage, or a
+    /// path that changed under us) resets the controller.
+    pub fn on_congestion_event(&mut self, lost_bytes: u64, persistent: bool) {
+        self.round_lost += lost_bytes;
+        if persistent {
+            *self = Self::new(self.config.clone(), self.mtu as u16);
+            self.window = self.min_window();
+        }
+    }
+
+    /// The path MTU changed.
+    pub fn on_mtu_update(&mut self, mtu: u16) {
+        self.mtu = mtu.into();
+        self.window = self.window.max(self.min_window());
+    }
+}
+
+#[cfg(test)]
+mod tests;

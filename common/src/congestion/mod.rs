@@ -1,0 +1,71 @@
+//! Congestion controllers for Outpost's links, chosen by name per transport profile.
+//!
+//! Loss-based control (quinn's default Cubic, and NewReno) reads every lost packet as congestion.
+//! On the links devices live on, most loss is not congestion: rain fade on a GEO dish, a cell edge,
+//! a LEO hand-over. At 1 % random loss and 600 ms the Mathis bound for a Reno-like sender is
+//! ≈ 1.22 × 1200 B / (0.6 s × √0.01) ≈ 24 KB/s, so a 10 MB transfer takes minutes. A delivery-rate
+//! controller sizes its window from what the path delivered, not from what it lost.
+//!
+//! [`Controller`] names the choices so profiles, flags and the `congestion` bench can pick one.
+
+mod delivery_rate;
+mod quinn_adapter;
+
+use std::sync::Arc;
+
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+use quinn::TransportConfig;
+
+pub use delivery_rate::{DeliveryRate, DeliveryRateConfig};
+
+/// A congestion controller by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Controller {
+    /// quinn's default: CUBIC (RFC 9438), loss-based.
+    Cubic,
+    /// NewReno (RFC 9002's reference), loss-based.
+    NewReno,
+    /// quinn's experimental BBRv1 port.
+    QuinnBbr,
+    /// Outpost's delivery-rate controller ([`DeliveryRate`]).
+    DeliveryRate,
+}
+
+impl Controller {
+    /// Every controller, for benches and flag parsing.
+    pub const ALL: [Self; 4] = [
+        Self::Cubic,
+        Self::NewReno,
+        Self::QuinnBbr,
+        Self::DeliveryRate,
+    ];
+
+    /// The name used in profiles, flags and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cubic => "cubic",
+            Self::NewReno => "newreno",
+            Self::QuinnBbr => "quinn-bbr",
+            Self::DeliveryRate => "delivery-rate",
+        }
+    }
+
+    /// Look a controller up by name.
+    pub fn by_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Install this controller in a quinn transport config.
+    pub fn apply(self, config: &mut TransportConfig) {
+        match self {
+            Self::Cubic => config.congestion_controller_factory(Arc::new(CubicConfig::default())),
+            Self::NewReno => {
+                config.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+            }
+            Self::QuinnBbr => config.congestion_controller_factory(Arc::new(BbrConfig::default())),
+            Self::DeliveryRate => config.congestion_controller_factory(Arc::new(
+                quinn_adapter::Factory(Arc::new(DeliveryRateConfig::default())),
+            )),
+        };
+    }
+}

@@ -1,0 +1,274 @@
+//! Congestion controllers on emulated links: one 10 MB QUIC stream from the hub side to the device
+//! side (the profile's `down` direction) and one the other way (`up`), each controller, each profile.
+//! Both endpoints are in this process; the device's socket is wrapped by the netem decorator, so
+//! the link is exactly the profile. Run by hand:
+//!
+//! ```sh
+//! cargo bench -p outpost-tests --bench congestion -- --profiles geo-satellite,lte --size-mb 10
+//! ```
+#![allow(clippy::disallowed_methods)] // wall-clock measurement of real transfers
+#![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_common::congestion::Controller;
+use outpost_common::transport::{self, Role, TransportProfile};
+use outpost_netem::model::{Capacity, LinkConfig};
+use outpost_netem::{NetemSocket, Profile, Side};
+use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime};
+
+struct Options {
+    profiles: Vec<String>,
+    controllers: Vec<Controller>,
+    size: usize,
+    timeout: Duration,
+    seed: u64,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        profiles: [
+            "lte",
+            "leo-satellite",
+            "geo-satellite",
+            "3g",
+            "flaky-cellular",
+            "edge-2g",
+        ]
+        .map(String::from)
+        .to_vec(),
+        controllers: Controller::ALL.to_vec(),
+        size: 10 << 20,
+        timeout: Duration::from_secs(120),
+        seed: 7,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--profiles" => options.profiles = value.split(',').map(String::from).collect(),
+            "--controllers" => {
+                options.controllers = value
+                    .split(',')
+                    .map(|name| Controller::by_name(name).expect("unknown controller"))
+                    .collect()
+            }
+            "--size-mb" => options.size = value.parse::<usize>().expect("--size-mb N") << 20,
+            "--timeout" => options.timeout = Duration::from_secs(value.parse().expect("seconds")),
+            "--seed" => options.seed = value.parse().expect("--seed N"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    options
+}
+
+fn tls(transport: &TransportProfile, controller: Controller) -> (ServerConfig, ClientConfig) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    let mut server = ServerConfig::with_single_cert(vec![der.clone()], key).unwrap();
+    let mut hub = Arc::try_unwrap(transport.transport_config(Role::Hub)).unwrap();
+    hub.max_concurrent_bidi_streams(4u32.into());
+    controller.apply(&mut hub);
+    server.transport_config(Arc::new(hub));
+    let mut roots = quinn::rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
+    let mut agent = Arc::try_unwrap(transport.transport_config(Role::Agent)).unwrap();
+    agent.max_concurrent_bidi_streams(4u32.into());
+    controller.apply(&mut agent);
+    client.transport_config(Arc::new(agent));
+    (server, client)
+}
+
+/// Serves each incoming stream: a 1-byte request says which way the bulk goes.
+fn server(config: ServerConfig, size: usize) -> (Endpoint, SocketAddr) {
+    let server = Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let accept = server.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accept.accept().await {
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut what = [0u8; 1];
+                        if recv.read_exact(&mut what).await.is_err() {
+                            return;
+                        }
+                        if what[0] == b'd' {
+                            let chunk = vec![0x5a; 64 * 1024];
+                            let mut left = size;
+                            while left > 0 {
+                                let n = left.min(chunk.len());
+                                if send.write_all(&chunk[..n]).await.is_err() {
+                                    return;
+                                }
+                                left -= n;
+                            }
+                            let _ = send.finish();
+                        } else {
+                            let got = recv.read_to_end(usize::MAX).await.unwrap_or_default();
+                            let _ = send.write_all(&(got.len() as u64).to_be_bytes()).await;
+                            let _ = send.finish();
+                        }
+                        let _ = send.stopped().await;
+                    });
+                }
+            });
+        }
+    });
+    (server, addr)
+}
+
+async fn transfer(conn: &quinn::Connection, down: bool, size: usize) -> Duration {
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    if down {
+        send.write_all(b"d").await.unwrap();
+        send.finish().unwrap();
+        let got = recv.read_to_end(usize::MAX).await.unwrap();
+        assert_eq!(got.len(), size);
+    } else {
+        send.write_all(b"u").await.unwrap();
+        let chunk = vec![0xa5; 64 * 1024];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            send.write_all(&chunk[..n]).await.unwrap();
+            left -= n;
+        }
+        send.finish().unwrap();
+        let got = recv.read_to_end(8).await.unwrap();
+        assert_eq!(u64::from_be_bytes(got.try_into().unwrap()), size as u64);
+    }
+    start.elapsed()
+}
+
+async fn run_one(
+    profile: &Profile,
+    controller: Controller,
+    options: &Options,
+) -> (Option<Duration>, Option<Duration>) {
+    let transport = transport_for(profile_rtt(profile));
+    let (server_config, client_config) = tls(&transport, controller);
+    let (server_endpoint, server_addr) = server(server_config, options.size);
+    let socket = NetemSocket::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        profile,
+        Side::Device,
+        options.seed,
+    )
+    .unwrap();
+    let mut client = Endpoint::new_with_abstract_socket(
+        EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(TokioRuntime),
+    )
+    .unwrap();
+    client.set_default_client_config(client_config);
+    let conn = tokio::time::timeout(options.timeout, async {
+        client.connect(server_addr, "localhost").unwrap().await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let down = tokio::time::timeout(options.timeout, transfer(&conn, true, options.size))
+        .await
+        .ok();
+    let up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
+        .await
+        .ok();
+    conn.close(0u32.into(), b"done");
+    server_endpoint.close(0u32.into(), b"done");
+    (down, up)
+}
+
+fn profile_rtt(profile: &Profile) -> Duration {
+    profile.up.delay.base + profile.down.delay.base
+}
+
+/// The transport profile an agent on this link would pick.
+fn transport_for(rtt: Duration) -> TransportProfile {
+    if rtt >= Duration::from_millis(400) {
+        transport::SATELLITE
+    } else if rtt >= Duration::from_millis(20) {
+        transport::CELLULAR
+    } else {
+        transport::LAN
+    }
+}
+
+fn link_rate(link: &LinkConfig) -> Option<u64> {
+    match link.capacity {
+        Capacity::Rate(bits) => Some(bits),
+        _ => None,
+    }
+}
+
+fn rate_bits(rate: Option<u64>) -> String {
+    rate.map_or("unlimited".into(), |r| {
+        format!("{:.1} Mbit/s", r as f64 / 1e6)
+    })
+}
+
+fn cell(elapsed: Option<Duration>, size: usize) -> String {
+    match elapsed {
+        Some(d) => format!(
+            "{:>6.2} s {:>5.2} Mbit/s",
+            d.as_secs_f64(),
+            size as f64 * 8.0 / d.as_secs_f64() / 1e6
+        ),
+        None => "timeout".into(),
+    }
+}
+
+fn ideal(size: usize, rate: Option<u64>, rtt: Duration) -> String {
+    match rate {
+        Some(bits) => format!(
+            "{:.2} s",
+            size as f64 * 8.0 / bits as f64 + rtt.as_secs_f64()
+        ),
+        None => "-".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    println!(
+        "| profile | down / up rate | controller | down {} MB | up {} MB | ideal down / up |",
+        options.size >> 20,
+        options.size >> 20
+    );
+    println!("|---|---|---|---|---|---|");
+    for name in &options.profiles {
+        let profile = Profile::load(name).unwrap();
+        for &controller in &options.controllers {
+            let (down, up) = run_one(&profile, controller, &options).await;
+            println!(
+                "| {name} | {} / {} | {} | {} | {} | {} / {} |",
+                rate_bits(link_rate(&profile.down)),
+                rate_bits(link_rate(&profile.up)),
+                controller.name(),
+                cell(down, options.size),
+                cell(up, options.size),
+                ideal(
+                    options.size,
+                    link_rate(&profile.down),
+                    profile_rtt(&profile)
+                ),
+                ideal(options.size, link_rate(&profile.up), profile_rtt(&profile)),
+            );
+        }
+    }
+}
