@@ -1,0 +1,139 @@
+//! The device's own IP address changes mid-transfer (a modem reconnecting and getting a new address
+//! from the carrier), in the netns rig: the hub in one namespace, the agent in another, the
+//! emulated link between them (`netem/rig.sh`). `netem/rig-ip-change.sh` moves the agent from
+//! 198.18.1.1 to 198.18.1.2 (and back) during a `docker save` and during a `docker logs -f`.
+//!
+//! The agent's socket is bound to the wildcard address and quinn leaves the client's source address
+//! to the kernel, so its next packets leave from the new address without the agent doing anything;
+//! the hub sees a new path, validates it, and the streams carry on. The test proves the bytes are
+//! the engine's (SHA-256) and that the hub saw the device move.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use outpost_tests::docker::{
+    chatter, direct_logs, numbered_lines, require_engine, sha256_bytes, sha256_of, DockerCli,
+    Image, DOCKER_SOCKET,
+};
+use outpost_tests::rig::{Rig, HUB_IP};
+use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
+use tokio::time::Instant;
+
+/// The link in the rig: 10 Mbit/s up (agent → hub), 5 ms each way, so an 8 MB save takes about
+/// 6.5 s and the address can change in the middle of it.
+const PROFILE: &str = "description = \"rig migration test\"\n[both]\ndelay = \"5ms\"\n[up]\nrate = \"10mbit\"\nqueue = \"256KB\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_ip_change_mid_transfer_keeps_save_and_logs_intact() {
+    require_engine();
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = tmp.path().join("rig-migration.toml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let prefix = format!("ofl{}", std::process::id() % 100_000);
+    let rig = tokio::task::block_in_place(|| Rig::up(&prefix, profile.to_str().unwrap()));
+
+    // Fixed ports are safe in a namespace this test just made.
+    let agent_addr = format!("{HUB_IP}:4433");
+    let hub = tokio::task::block_in_place(|| {
+        Hub::start_in_netns(
+            &rig.netns("hub"),
+            tmp.path().join("hub"),
+            &agent_addr,
+            &format!("{HUB_IP}:9443"),
+            &["--public-addr", &agent_addr],
+        )
+    });
+    let (id, key) = hub.create_endpoint("moving", &[]);
+    let agent_options = AgentOptions {
+        netns: Some(rig.netns("agent")),
+        transport: "lan",
+    };
+    let socket = format!("unix://{DOCKER_SOCKET}");
+    let mut agent = Agent::start_with(
+        &tmp.path().join("agent"),
+        &agent_options,
+        &[("EDGE_KEY", &key), ("DOCKER_HOST", &socket)],
+    );
+    tokio::task::block_in_place(|| hub.wait_status(id, "standby", Duration::from_secs(30)));
+    let docker = DockerCli::for_endpoint(&hub, id);
+    assert!(hub.show(id)["remote_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("198.18.1.1:"));
+
+    // A multi-megabyte save with the address changing in the middle.
+    let image = tokio::task::block_in_place(|| Image::random("rig-save", 8_000_000, 21));
+    let expected = tokio::task::block_in_place(|| image.direct_save_sha256(tmp.path()));
+    let archive = tmp.path().join("through-hub.tar");
+    let started = Instant::now();
+    let mut save = docker.follow(&["save", "-o", archive.to_str().unwrap(), &image.tag]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !save.has_exited(),
+        "the save ended before the address change"
+    );
+    let changed = tokio::task::block_in_place(|| rig.change_agent_ip());
+    println!("{changed} at {:?} into the save", started.elapsed());
+    let saved = tokio::task::block_in_place(|| save.finish(Duration::from_secs(120)));
+    println!("save took {:?}", started.elapsed());
+    assert!(saved.status.success(), "docker save: {}", saved.stderr);
+    assert_eq!(
+        sha256_of(&archive),
+        expected,
+        "the archive received across the address change differs from the engine's"
+    );
+    let moved = tokio::task::block_in_place(|| {
+        wait_for(
+            Duration::from_secs(10),
+            "the hub to see the new address",
+            || {
+                let shown = hub.show(id);
+                let addr = shown["remote_addr"].as_str().unwrap_or_default().to_owned();
+                addr.starts_with("198.18.1.2:").then_some(shown)
+            },
+        )
+    });
+    assert!(moved["migrations"].as_u64().unwrap() >= 1, "{moved}");
+
+    // A followed log with the address changing back in the middle.
+    let script = chatter(50, 2000, "0.1");
+    let container =
+        tokio::task::block_in_place(|| docker.start("rig-logs", &["sh", "-c", &script]));
+    let mut follower = docker.follow(&["logs", "-f", &container.name]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !follower.has_exited(),
+        "logs -f ended before the address change"
+    );
+    let changed = tokio::task::block_in_place(|| rig.change_agent_ip());
+    println!("{changed} during logs -f");
+    let followed = tokio::task::block_in_place(|| follower.finish(Duration::from_secs(60)));
+    assert!(followed.status.success(), "logs -f: {}", followed.stderr);
+    let numbered: Vec<String> = followed
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("line "))
+        .collect();
+    assert_eq!(numbered, numbered_lines(50));
+    let engine = tokio::task::block_in_place(|| direct_logs(&container.name));
+    assert_eq!(sha256_bytes(&followed.stdout), sha256_bytes(&engine));
+    let back = tokio::task::block_in_place(|| {
+        wait_for(
+            Duration::from_secs(10),
+            "the hub to see the old address again",
+            || {
+                let shown = hub.show(id);
+                let addr = shown["remote_addr"].as_str().unwrap_or_default().to_owned();
+                addr.starts_with("198.18.1.1:").then_some(shown)
+            },
+        )
+    });
+    assert!(back["migrations"].as_u64().unwrap() >= 2, "{back}");
+    assert!(
+        !agent.log().contains("reconnecting after backoff"),
+        "the agent reconnected instead of migrating:\n{}",
+        agent.log()
+    );
+    assert!(agent.is_running());
+    println!("{}", rig.ctl(&["counters"]));
+}
