@@ -100,6 +100,12 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
     }
 }
 
+/// The `RUST_LOG` filter for the hub and agent processes: `OUTPOST_TEST_LOG` when set (to debug a
+/// failing test), else info without quinn's chatter.
+fn child_log_filter() -> String {
+    std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info,quinn=warn".to_owned())
+}
+
 /// Timing for tests: check-ins every second (offline shows within 12 s), standby after 3 s.
 const TEST_TIMING: &[&str] = &[
     "--checkin-interval",
@@ -198,7 +204,7 @@ impl Hub {
             .arg(&data_dir)
             .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
             .args(flags)
-            .env("RUST_LOG", "info,quinn=warn")
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -416,7 +422,7 @@ impl Agent {
             .args(["--transport", options.transport])
             .env_remove("EDGE_KEY")
             .env_remove("EDGE_ID")
-            .env("RUST_LOG", "info,quinn=warn")
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::null())
             .stderr(log_file);
         for (key, value) in env {
