@@ -172,6 +172,7 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
     let tmp = tempfile::tempdir().unwrap();
     let mut hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
     let api = Api::new(&hub);
+    let enrol = Instant::now();
     let mut agents = Vec::new();
     for i in 0..AGENTS {
         let created = api
@@ -187,7 +188,6 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
         );
         agents.push(tokio::spawn(run(config)));
     }
-    let enrol = Instant::now();
     api.wait_all_standby(Duration::from_secs(180)).await;
     println!(
         "{AGENTS} agents enrolled and in standby in {:?}",
