@@ -152,6 +152,12 @@ async fn a_3_minute_outage_shows_offline_in_bound_and_heals_by_itself() {
         stale_after() + Duration::from_secs(2)
     );
     assert!(shown_after <= stale_after() + Duration::from_secs(2));
+    // Not before the check-ins went stale either: a link that is merely silent for a while is not
+    // reported offline (the connection itself lives on until the idle timeout).
+    assert!(
+        shown_after >= stale_after() - CHECKIN,
+        "offline after only {shown_after:?}"
+    );
     // An admin asking meanwhile is told at once that the device is offline.
     let asked = Instant::now();
     let refused = tokio::task::block_in_place(|| d.docker.run(&["ps"]));
@@ -181,6 +187,14 @@ async fn a_3_minute_outage_shows_offline_in_bound_and_heals_by_itself() {
     tokio::task::block_in_place(|| d.docker.ok(&["ps"]));
     println!("the next docker ps took {:?}", asked.elapsed());
     let mut agent = d.agent;
+    let log = agent.log();
+    let story: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            !l.contains("check-ins") && (l.contains("WARN") || l.contains("connected to the hub"))
+        })
+        .collect();
+    println!("the agent's view:\n{}", story.join("\n"));
     assert!(agent.is_running(), "the agent gave up: {}", agent.log());
     assert!(
         agent.log().contains("reconnecting after backoff"),
