@@ -86,18 +86,9 @@ pub fn wait_for_result<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T
 }
 
 /// Poll `probe` until it returns `Some`, or panic with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn wait_for<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_result(timeout, probe)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
 }
 
 /// The `RUST_LOG` filter for the hub and agent processes: `OUTPOST_TEST_LOG` when set (to debug a
