@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::Hub;
+use crate::{command_in, Hub};
 
 /// The image `scripts/docker-setup.sh` imports from Debian's busybox-static.
 pub const TEST_IMAGE: &str = "outpost-test/busybox:latest";
@@ -60,6 +60,7 @@ pub enum Credential {
 /// The docker CLI configured for one device behind the hub.
 #[derive(Debug)]
 pub struct DockerCli {
+    netns: Option<String>,
     host: String,
     ca: PathBuf,
     credential: Credential,
@@ -82,6 +83,7 @@ impl DockerCli {
                 .expect("config.json");
         }
         Self {
+            netns: hub.netns().map(str::to_owned),
             host: format!("tcp://{}/api/endpoints/{id}/docker", hub.api_addr),
             ca: hub.data_dir.join("ca.pem"),
             credential,
@@ -91,7 +93,7 @@ impl DockerCli {
 
     /// A `docker` command ready to run against the device.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("docker");
+        let mut command = command_in(self.netns.as_deref(), "docker");
         command
             .env("DOCKER_HOST", &self.host)
             .env("DOCKER_CONFIG", self.config_dir.path())
@@ -209,6 +211,83 @@ impl Drop for Cleanup {
     }
 }
 
+/// An image built straight on the engine; removed when dropped.
+#[derive(Debug)]
+pub struct Image {
+    /// `name:tag`.
+    pub tag: String,
+}
+
+impl Image {
+    /// `FROM TEST_IMAGE` plus a layer of `size` incompressible bytes drawn from `seed`.
+    pub fn random(prefix: &str, size: usize, seed: u64) -> Self {
+        let image = Self {
+            tag: format!("{}:v1", unique(prefix)),
+        };
+        let context = tempfile::tempdir().expect("build context");
+        std::fs::write(context.path().join("blob.bin"), random_bytes(size, seed)).expect("blob");
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!("FROM {TEST_IMAGE}\nCOPY blob.bin /blob.bin\n"),
+        )
+        .expect("Dockerfile");
+        let context_dir = context.path().to_string_lossy().into_owned();
+        let built = direct(&["build", "-q", "-t", &image.tag, &context_dir]);
+        assert!(
+            built.status.success(),
+            "docker build {}: {}",
+            image.tag,
+            String::from_utf8_lossy(&built.stderr)
+        );
+        image
+    }
+
+    /// SHA-256 of `docker save` of this image straight from the engine (the engine writes the same
+    /// archive for the same image every time).
+    pub fn direct_save_sha256(&self, dir: &Path) -> String {
+        let archive = dir.join("direct-save.tar");
+        let path = archive.to_string_lossy().into_owned();
+        let out = direct(&["save", "-o", &path, &self.tag]);
+        assert!(
+            out.status.success(),
+            "direct docker save: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sha256_of(&archive)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = direct(&["rmi", "-f", &self.tag]);
+    }
+}
+
+/// `len` pseudo-random bytes from `seed` (xorshift: incompressible, reproducible).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The engine's own `docker logs` of a container (stdout only), to compare with what a client saw.
+pub fn direct_logs(container: &str) -> Vec<u8> {
+    let out = direct(&["logs", container]);
+    assert!(
+        out.status.success(),
+        "direct docker logs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// SHA-256 of a file, via the system's sha256sum (what an operator would use).
 pub fn sha256_of(path: &Path) -> String {
     let out = Command::new("sha256sum")
@@ -220,4 +299,158 @@ pub fn sha256_of(path: &Path) -> String {
         .next()
         .unwrap_or_default()
         .to_owned()
+}
+
+/// SHA-256 of bytes in memory, through the same sha256sum.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("sha256sum output");
+    writer.join().expect("sha256sum writer");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A streaming command (`logs -f`, `save`, `exec -i`) whose stdout and stderr are collected on
+/// threads while the test changes the link under it.
+#[derive(Debug)]
+pub struct Follower {
+    child: Child,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// What a [`Follower`] saw.
+#[derive(Debug)]
+pub struct Followed {
+    /// How the CLI exited.
+    pub status: std::process::ExitStatus,
+    /// All of its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr, as text.
+    pub stderr: String,
+}
+
+impl Followed {
+    /// Stdout as lines.
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn collected(reader: Option<std::thread::JoinHandle<Vec<u8>>>) -> Vec<u8> {
+    reader
+        .map(|r| r.join().expect("output reader"))
+        .unwrap_or_default()
+}
+
+fn drain(mut from: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = from.read_to_end(&mut all);
+        all
+    })
+}
+
+impl Follower {
+    /// Whether the command has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// Its stdin, when started with [`DockerCli::follow_with_stdin`].
+    pub fn stdin(&mut self) -> &mut std::process::ChildStdin {
+        self.child.stdin.as_mut().expect("started with stdin")
+    }
+
+    /// Close its stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Wait up to `timeout` for the command to end and collect what it printed.
+    pub fn finish(mut self, timeout: std::time::Duration) -> Followed {
+        let child = &mut self.child;
+        let waited = crate::wait_for_result(timeout, || child.try_wait().ok().flatten());
+        let status = match waited {
+            Some(status) => status,
+            None => {
+                let _ = self.child.kill();
+                let stderr = collected(self.stderr.take());
+                panic!(
+                    "the docker command did not finish within {timeout:?}; stderr: {}",
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+        };
+        Followed {
+            status,
+            stdout: collected(self.stdout.take()),
+            stderr: String::from_utf8_lossy(&collected(self.stderr.take())).into_owned(),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl DockerCli {
+    /// Start `args` with stdout and stderr collected.
+    pub fn follow(&self, args: &[&str]) -> Follower {
+        self.follow_inner(args, Stdio::null())
+    }
+
+    /// Start `args` with stdout and stderr collected and stdin open for [`Follower::stdin`].
+    pub fn follow_with_stdin(&self, args: &[&str]) -> Follower {
+        self.follow_inner(args, Stdio::piped())
+    }
+
+    fn follow_inner(&self, args: &[&str], stdin: Stdio) -> Follower {
+        let mut child = self
+            .command(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker");
+        let stdout = drain(child.stdout.take().expect("stdout"));
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        Follower {
+            child,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+}
+
+/// A container script printing `lines` numbered lines, each followed by a line of `noise` random
+/// bytes in base64, one pair every `pause` (a busybox `sleep` argument, e.g. `0.1`).
+pub fn chatter(lines: u32, noise: u32, pause: &str) -> String {
+    format!(
+        "i=0; while [ $i -lt {lines} ]; do echo line $i; head -c {noise} /dev/urandom | base64; i=$((i+1)); sleep {pause}; done"
+    )
+}
+
+/// The numbered lines [`chatter`] prints, to compare with what a client saw.
+pub fn numbered_lines(lines: u32) -> Vec<String> {
+    (0..lines).map(|i| format!("line {i}")).collect()
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod docker;
+pub mod link;
+pub mod rig;
 
 /// Build the hub and agent binaries once per test process and return the directory holding them.
 pub fn bin_dir() -> &'static Path {
@@ -69,19 +71,30 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Poll `probe` until it returns `Some`, or panic with `what` after `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+/// Poll `probe` until it returns `Some`, or give up with `None` after `timeout`.
+pub fn wait_for_result<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = probe() {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Poll `probe` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    wait_for_result(timeout, probe)
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// The `RUST_LOG` filter for the hub and agent processes: `OUTPOST_TEST_LOG` when set (to debug a
+/// failing test), else info without quinn's chatter.
+fn child_log_filter() -> String {
+    std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info,quinn=warn".to_owned())
 }
 
 /// Timing for tests: check-ins every second (offline shows within 12 s), standby after 3 s.
@@ -94,10 +107,24 @@ const TEST_TIMING: &[&str] = &[
     "5s",
 ];
 
+/// A command for `program`, run inside network namespace `netns` when one is given (the harness
+/// runs as root there; `ip netns exec` execs the program, so the child's pid is the program's).
+pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 /// A running `outpost-hub serve`.
 #[derive(Debug)]
 pub struct Hub {
     child: Option<Child>,
+    netns: Option<String>,
     /// The hub's data directory.
     pub data_dir: PathBuf,
     /// Bound UDP address for agents.
@@ -131,6 +158,30 @@ impl Hub {
         api_listen: &str,
         flags: &[&str],
     ) -> Self {
+        Self::launch(None, data_dir, agent_listen, api_listen, flags)
+    }
+
+    /// A hub inside network namespace `netns` with the test timing plus `extra` flags; its admin
+    /// commands and [`docker::DockerCli`]s run in that namespace too.
+    pub fn start_in_netns(
+        netns: &str,
+        data_dir: PathBuf,
+        agent_listen: &str,
+        api_listen: &str,
+        extra: &[&str],
+    ) -> Self {
+        let mut flags = TEST_TIMING.to_vec();
+        flags.extend_from_slice(extra);
+        Self::launch(Some(netns), data_dir, agent_listen, api_listen, &flags)
+    }
+
+    fn launch(
+        netns: Option<&str>,
+        data_dir: PathBuf,
+        agent_listen: &str,
+        api_listen: &str,
+        flags: &[&str],
+    ) -> Self {
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -139,12 +190,12 @@ impl Hub {
             .open(&log)
             .expect("hub log");
         let start = std::fs::read_to_string(&log).unwrap_or_default().len();
-        let child = Command::new(binary("outpost-hub"))
+        let child = command_in(netns, binary("outpost-hub"))
             .args(["serve", "--data-dir"])
             .arg(&data_dir)
             .args(["--agent-listen", agent_listen, "--api-listen", api_listen])
             .args(flags)
-            .env("RUST_LOG", "info,quinn=warn")
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -164,11 +215,17 @@ impl Hub {
         let api_addr = between(&line, "https://", "\n");
         Self {
             child: Some(child),
+            netns: netns.map(str::to_owned),
             data_dir,
             agent_addr,
             api_addr,
             _tmp: None,
         }
+    }
+
+    /// The network namespace the hub runs in, if not the test's own.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// The hub's process id (for reading its RSS and CPU time from /proc).
@@ -199,7 +256,8 @@ impl Hub {
         }
         let mut flags = TEST_TIMING.to_vec();
         flags.extend_from_slice(extra);
-        let again = Self::start_with(
+        let again = Self::launch(
+            self.netns.as_deref(),
             self.data_dir.clone(),
             &self.agent_addr,
             &self.api_addr,
@@ -214,7 +272,7 @@ impl Hub {
 
     /// Run an admin command (`outpost-hub endpoint …`) against this hub.
     pub fn admin(&self, args: &[&str]) -> Output {
-        Command::new(binary("outpost-hub"))
+        command_in(self.netns(), binary("outpost-hub"))
             .args(["endpoint"])
             .args(args)
             .arg("--data-dir")
@@ -246,7 +304,7 @@ impl Hub {
 
     /// `outpost-hub admin-cert create --out DIR`: an admin client certificate in Docker's layout.
     pub fn admin_cert(&self, out: &Path) {
-        let output = Command::new(binary("outpost-hub"))
+        let output = command_in(self.netns(), binary("outpost-hub"))
             .args(["admin-cert", "create", "--out"])
             .arg(out)
             .arg("--data-dir")
@@ -319,20 +377,43 @@ pub struct AgentExit {
     pub stderr: String,
 }
 
+/// Where and how an agent process runs.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// Network namespace to run in (`None`: the test's own).
+    pub netns: Option<String>,
+    /// QUIC transport profile (`--transport`).
+    pub transport: &'static str,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        Self {
+            netns: None,
+            transport: "lan",
+        }
+    }
+}
+
 impl Agent {
     /// Start an agent on `data_dir` with extra environment (EDGE_KEY, EDGE_ID…).
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, &AgentOptions::default(), env)
+    }
+
+    /// Like [`Agent::start`], in a chosen namespace and with a chosen transport profile.
+    pub fn start_with(data_dir: &Path, options: &AgentOptions, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).expect("agent dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("agent log");
-        let mut command = Command::new(binary("outpost-agent"));
+        let mut command = command_in(options.netns.as_deref(), binary("outpost-agent"));
         command
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--transport", "lan"])
+            .args(["--transport", options.transport])
             .env_remove("EDGE_KEY")
             .env_remove("EDGE_ID")
-            .env("RUST_LOG", "info,quinn=warn")
+            .env("RUST_LOG", child_log_filter())
             .stdout(Stdio::null())
             .stderr(log_file);
         for (key, value) in env {

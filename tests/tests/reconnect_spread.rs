@@ -1,0 +1,252 @@
+//! A hub restart in front of 200 agents: every agent reconnects by itself, none gives up, and the
+//! reconnects are spread over the backoff window instead of arriving together.
+//!
+//! The agents are the real agent library, 200 in this process (as `benches/idle_agents.rs` runs
+//! them), each with its own identity and UDP socket, with a short backoff: first ceiling
+//! [`BASE`], doubling to [`CAP`], reset after [`STABLE`] of session. The hub is a real process,
+//! stopped with SIGTERM (it closes every connection) and started again on the same port.
+//!
+//! # The spread
+//! Each agent's session lasted longer than [`STABLE`], so its first delay is drawn uniformly from
+//! [0, BASE] (full jitter). 200 uniform draws over 3 s have a span close to 3 s (below 1.5 s with
+//! probability 200 × 0.5¹⁹⁹, nil) and a standard deviation of BASE / √12 ≈ 0.87 s; agents whose
+//! draw fell while the hub was still down retry later, which only widens both. Without jitter all
+//! 200 would land within a few milliseconds of each other. The test asserts a span of at least
+//! BASE / 2, a standard deviation of at least half of BASE / √12, and no 100 ms window holding more
+//! than four times its fair share (200 × 0.1 s / BASE ≈ 6.7 agents).
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use outpost_agent::docker_host::DockerHost;
+use outpost_agent::{run, AgentConfig};
+use outpost_common::token::JoinToken;
+use outpost_common::transport;
+use outpost_tests::Hub;
+use serde_json::Value;
+use tokio::time::Instant;
+
+const AGENTS: usize = 200;
+/// First backoff ceiling.
+const BASE: Duration = Duration::from_secs(3);
+/// Largest backoff ceiling.
+const CAP: Duration = Duration::from_secs(12);
+/// A session this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(5);
+
+/// Records when each "session established" line is logged by the agents in this process.
+#[derive(Clone, Default)]
+struct SessionClock(Arc<Mutex<Vec<Instant>>>);
+
+impl Write for SessionClock {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if String::from_utf8_lossy(buf).contains("session established") {
+            self.0.lock().unwrap().push(Instant::now());
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SessionClock {
+    fn since(&self, from: Instant) -> Vec<Duration> {
+        let times = self.0.lock().unwrap();
+        times
+            .iter()
+            .filter(|t| **t >= from)
+            .map(|t| *t - from)
+            .collect()
+    }
+}
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(hub: &Hub) -> Self {
+        let ca = std::fs::read(hub.data_dir.join("ca.pem")).unwrap();
+        let token = std::fs::read_to_string(hub.data_dir.join("admin.token")).unwrap();
+        Self {
+            base: format!("https://{}", hub.api_addr),
+            token: token.trim().to_owned(),
+            client: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let value: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {value}");
+        value
+    }
+
+    async fn standby_count(&self) -> u64 {
+        let list = self
+            .call(
+                reqwest::Method::GET,
+                "/api/endpoints?status=standby&per_page=1",
+                None,
+            )
+            .await;
+        list["total"].as_u64().unwrap()
+    }
+
+    async fn wait_all_standby(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let standby = self.standby_count().await;
+            if standby == AGENTS as u64 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "only {standby} of {AGENTS} agents in standby after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+fn agent_config(dir: &Path, key: &str) -> AgentConfig {
+    AgentConfig {
+        data_dir: dir.to_owned(),
+        edge_key: Some(JoinToken::decode(key).unwrap()),
+        edge_id: None,
+        transport: transport::LAN,
+        docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
+        standby_after: Duration::from_secs(60),
+        backoff_base: BASE,
+        backoff_cap: CAP,
+        stable_after: STABLE,
+    }
+}
+
+fn stdev(values: &[f64]) -> f64 {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    var.sqrt()
+}
+
+/// The most reconnects inside any window of `width` (sorted input).
+fn densest(sorted: &[f64], width: f64) -> usize {
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] > width {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
+    let clock = SessionClock::default();
+    let writer = clock.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,quinn=warn"))
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
+    let api = Api::new(&hub);
+    let enrol = Instant::now();
+    let mut agents = Vec::new();
+    for i in 0..AGENTS {
+        let created = api
+            .call(
+                reqwest::Method::POST,
+                "/api/endpoints",
+                Some(serde_json::json!({ "name": format!("fleet-{i}") })),
+            )
+            .await;
+        let config = agent_config(
+            &tmp.path().join(format!("agent-{i}")),
+            created["edge_key"].as_str().unwrap(),
+        );
+        agents.push(tokio::spawn(run(config)));
+    }
+    api.wait_all_standby(Duration::from_secs(180)).await;
+    println!(
+        "{AGENTS} agents enrolled and in standby in {:?}",
+        enrol.elapsed()
+    );
+    // Every session must outlive STABLE so that the restart finds the backoff reset.
+    tokio::time::sleep(STABLE + Duration::from_secs(1)).await;
+
+    let restart = Instant::now();
+    tokio::task::block_in_place(|| hub.restart());
+    let down_for = restart.elapsed();
+    let all_back = Duration::from_secs(90);
+    loop {
+        let back = clock.since(restart).len();
+        if back >= AGENTS {
+            break;
+        }
+        assert!(
+            restart.elapsed() < all_back,
+            "only {back} of {AGENTS} agents reconnected within {all_back:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    api.wait_all_standby(Duration::from_secs(30)).await;
+    let gave_up = agents.iter().filter(|a| a.is_finished()).count();
+    assert_eq!(gave_up, 0, "{gave_up} agents stopped for good");
+
+    let mut offsets: Vec<f64> = clock
+        .since(restart)
+        .iter()
+        .map(Duration::as_secs_f64)
+        .collect();
+    offsets.sort_by(f64::total_cmp);
+    let span = offsets[offsets.len() - 1] - offsets[0];
+    let spread = stdev(&offsets);
+    let window = 0.1;
+    let crowd = densest(&offsets, window);
+    let base = BASE.as_secs_f64();
+    let fair = AGENTS as f64 * window / base;
+    println!(
+        "hub down for {down_for:?}; reconnects from {:.2} s to {:.2} s after the restart began: span {span:.2} s, stdev {spread:.2} s, at most {crowd} in any 100 ms (fair share {fair:.1})",
+        offsets[0],
+        offsets[offsets.len() - 1]
+    );
+    assert_eq!(
+        offsets.len(),
+        AGENTS,
+        "some agents established more than one session"
+    );
+    assert!(span >= base / 2.0, "reconnects spanned only {span:.2} s");
+    assert!(
+        spread >= 0.5 * base / 12f64.sqrt(),
+        "reconnect times' standard deviation is only {spread:.2} s"
+    );
+    assert!(
+        crowd as f64 <= 4.0 * fair,
+        "{crowd} agents reconnected within one 100 ms window"
+    );
+    for agent in &agents {
+        agent.abort();
+    }
+}
