@@ -48,6 +48,33 @@ const MIGRATIONS: &[&str] = &[
         issued_at INTEGER NOT NULL,
         revoked_at INTEGER
     );",
+    // 3: groups and tags, and the indexes the endpoint list pages through. Every list query filters
+    // on `kind`; each sort key (name, created, last check-in) has an index, alone and after a group,
+    // so a page is an index walk that stops after `offset + limit` rows. Pending devices are few:
+    // a partial index keeps them one short walk away. Tag membership is keyed by tag first.
+    "CREATE TABLE groups (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE
+    );
+    CREATE TABLE tags (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE
+    );
+    ALTER TABLE endpoints ADD COLUMN group_id INTEGER REFERENCES groups(id);
+    CREATE TABLE endpoint_tags (
+        tag_id INTEGER NOT NULL REFERENCES tags(id),
+        endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        PRIMARY KEY (tag_id, endpoint_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX endpoint_tags_endpoint ON endpoint_tags(endpoint_id);
+    DROP INDEX endpoints_kind_name;
+    CREATE INDEX endpoints_name ON endpoints(kind, name COLLATE NOCASE);
+    CREATE INDEX endpoints_created ON endpoints(kind, created_at);
+    CREATE INDEX endpoints_checkin ON endpoints(kind, last_checkin);
+    CREATE INDEX endpoints_group_name ON endpoints(kind, group_id, name COLLATE NOCASE);
+    CREATE INDEX endpoints_group_created ON endpoints(kind, group_id, created_at);
+    CREATE INDEX endpoints_group_checkin ON endpoints(kind, group_id, last_checkin);
+    CREATE INDEX endpoints_pending ON endpoints(kind, name COLLATE NOCASE) WHERE approved = 0;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

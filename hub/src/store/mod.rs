@@ -1,7 +1,8 @@
 //! The hub's durable state in SQLite (WAL, foreign keys, migrations on open).
 //!
-//! What lives here: endpoints (devices and fleet templates), the hash of each join token's secret,
-//! agent bindings, issued certificates and their revocation, and batched liveness. What does not:
+//! What lives here: endpoints (devices and fleet templates) with their groups and tags, the hash of
+//! each join token's secret, agent bindings, issued certificates and their revocation, and batched
+//! liveness. What does not:
 //! per-check-in state, which lives in the session registry and reaches the store in batches.
 //!
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
@@ -9,6 +10,8 @@
 
 pub mod endpoints;
 pub mod extras;
+pub mod labels;
+pub mod list;
 mod migrations;
 
 use std::path::Path;
@@ -18,9 +21,11 @@ use rusqlite::Connection;
 use thiserror::Error;
 
 pub use endpoints::{
-    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, ListQuery,
-    LivenessUpdate, NewEndpoint, StatusFilter,
+    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, LivenessUpdate,
+    NewEndpoint,
 };
+pub use labels::{Label, LabelError, TagAdded};
+pub use list::{ListQuery, Sort, SortKey, StatusFilter};
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -89,5 +94,7 @@ pub fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod tests;
