@@ -1,11 +1,13 @@
 //! The endpoint list: one page of a filtered, sorted list and the total matching, both in SQL.
 //!
 //! The query is built from fixed fragments (never from user text; values are bound parameters) so
-//! that each filter and sort lands on an index from migration 3: `kind` leads every index, a group
-//! filter uses the `(kind, group_id, key)` index of the sort key, a status filter is a range on
-//! `last_checkin` (or the partial index of pending devices), a tag is a lookup in `endpoint_tags`
-//! keyed by tag. Name search is a `LIKE '%text%'` checked while walking the name index. Ties break on
-//! the id, so pages are stable.
+//! that each filter and sort lands on an index from migration 3. A page's ids come from walking the
+//! sort key's index in order (`(kind, key, id, approved, last_checkin)`, or the same after
+//! `group_id` when a group is asked for), checking status from the index entry and tag membership
+//! against the tag's `endpoint_tags` rows, and stopping after `offset + limit` matches; only a name
+//! search reads the row. The page's columns, group and tags are then read for those ids alone.
+//! The count walks the cheapest index for the filter (a `last_checkin` range for a status). Ties
+//! break on the id, so pages are stable.
 //!
 //! Status comes from the store, not from the session registry: "online" means a check-in at or after
 //! `fresh_since` was written by the liveness flush. Only the small set of summoned (active) devices
@@ -115,11 +117,13 @@ fn id_json(ids: &[EndpointId]) -> Value {
     Value::Text(format!("[{}]", items.join(",")))
 }
 
-fn status_clause(filter: &mut Filter, status: &StatusFilter) {
+/// `checkin` is how the clause names the column: `+last_checkin` keeps SQLite from answering the
+/// filter as a range on the check-in index, so that it walks the sort key's index instead.
+fn status_clause(filter: &mut Filter, status: &StatusFilter, checkin: &str) {
     match status {
         StatusFilter::Pending => filter.and("approved = 0", []),
         StatusFilter::Offline { fresh_since } => filter.and(
-            "approved = 1 AND (last_checkin IS NULL OR last_checkin < ?)",
+            &format!("approved = 1 AND ({checkin} IS NULL OR {checkin} < ?)"),
             [Value::Integer(*fresh_since)],
         ),
         StatusFilter::Online {
@@ -127,7 +131,7 @@ fn status_clause(filter: &mut Filter, status: &StatusFilter) {
             except,
         } => {
             filter.and(
-                "approved = 1 AND last_checkin >= ?",
+                &format!("approved = 1 AND {checkin} >= ?"),
                 [Value::Integer(*fresh_since)],
             );
             if !except.is_empty() {
@@ -144,7 +148,10 @@ fn status_clause(filter: &mut Filter, status: &StatusFilter) {
     }
 }
 
-fn filter(query: &ListQuery) -> Filter {
+/// The WHERE clause of `query`. `in_sort_order` asks for a plan that walks the sort key's index
+/// (a page: it stops after `offset + limit` matches, reading nothing but the index) rather than
+/// one that collects every match first (a count).
+fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
     let mut filter = Filter::default();
     let kind = if query.fleets { "fleet" } else { "device" };
     filter.and("kind = ?", [Value::Text(kind.into())]);
@@ -168,7 +175,12 @@ fn filter(query: &ListQuery) -> Filter {
         );
     }
     if let Some(status) = &query.status {
-        status_clause(&mut filter, status);
+        let checkin = if in_sort_order && query.sort.key != SortKey::LastCheckin {
+            "+last_checkin"
+        } else {
+            "last_checkin"
+        };
+        status_clause(&mut filter, status, checkin);
     }
     filter
 }
@@ -187,7 +199,7 @@ fn order_by(sort: Sort) -> String {
 /// only the sort key and the id; the outer one reads the columns, group and tags of those rows
 /// alone, so neither a deep page nor a sort of many rows computes the columns of skipped rows.
 pub(super) fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
-    let Filter { sql, mut args } = filter(query);
+    let Filter { sql, mut args } = filter(query, true);
     let per_page = query.per_page.clamp(1, MAX_PER_PAGE);
     let offset = i64::from(query.page.max(1) - 1) * i64::from(per_page);
     args.extend([Value::Integer(per_page.into()), Value::Integer(offset)]);
@@ -202,7 +214,7 @@ pub(super) fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
 
 /// The count query and its arguments.
 pub(super) fn count_sql(query: &ListQuery) -> (String, Vec<Value>) {
-    let Filter { sql, args } = filter(query);
+    let Filter { sql, args } = filter(query, false);
     (format!("SELECT COUNT(*) FROM endpoints WHERE {sql}"), args)
 }
 
