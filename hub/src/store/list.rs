@@ -6,8 +6,8 @@
 //! `group_id` when a group is asked for), checking status from the index entry and tag membership
 //! against the tag's `endpoint_tags` rows, and stopping after `offset + limit` matches; only a name
 //! search reads the row. The page's columns, group and tags are then read for those ids alone.
-//! The count walks the cheapest index for the filter (a `last_checkin` range for a status). Ties
-//! break on the id, so pages are stable.
+//! The count walks the cheapest index for the filter (a `last_checkin` range for a status, the
+//! tag's rows for a tag). Ties break on the id, so pages are stable.
 //!
 //! Status comes from the store, not from the session registry: "online" means a check-in at or after
 //! `fresh_since` was written by the liveness flush. Only the small set of summoned (active) devices
@@ -154,7 +154,14 @@ fn status_clause(filter: &mut Filter, status: &StatusFilter, checkin: &str) {
 fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
     let mut filter = Filter::default();
     let kind = if query.fleets { "fleet" } else { "device" };
-    filter.and("kind = ?", [Value::Text(kind.into())]);
+    // A count with a tag is driven from the tag's rows (`+kind` keeps SQLite from walking a whole
+    // `kind` index instead): its cost is the tag's size, not the fleet's.
+    let kind_column = if query.tag.is_some() && !in_sort_order {
+        "+kind"
+    } else {
+        "kind"
+    };
+    filter.and(&format!("{kind_column} = ?"), [Value::Text(kind.into())]);
     if let Some(search) = &query.search {
         filter.and(
             "name LIKE ? ESCAPE '\\'",
