@@ -8,7 +8,8 @@
 //! value is a 400 whose message names the parameter and what it accepts.
 //!
 //! Status is answered from the store. Before a liveness-based status query the handler writes the
-//! check-ins not yet flushed, so a device that checked in shows as online at once; a device whose
+//! check-ins not yet flushed that bring a device from offline to online (the others follow off the
+//! request path), so a device that checked in shows as online at once; a device whose
 //! connection ended without a last check-in stays online in the filter until its stored check-in
 //! ages past the liveness bound (`stale_after`: 60 s at the default 25 s interval), while its row
 //! already shows `offline`. Active (summoned) devices are few and come from the session registry.
@@ -22,6 +23,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::view::EndpointView;
 use super::ApiError;
@@ -212,12 +214,39 @@ fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
     })
 }
 
-/// Whether answering `status` reads stored liveness (which the handler brings up to date first).
-fn reads_liveness(status: Option<&StatusFilter>) -> bool {
-    matches!(
-        status,
-        Some(StatusFilter::Offline { .. } | StatusFilter::Online { .. })
-    )
+/// The liveness bound of a status filter that reads stored check-ins.
+fn liveness_bound(status: Option<&StatusFilter>) -> Option<i64> {
+    match status {
+        Some(StatusFilter::Offline { fresh_since } | StatusFilter::Online { fresh_since, .. }) => {
+            Some(*fresh_since)
+        }
+        _ => None,
+    }
+}
+
+/// Bring stored liveness up to date for a status query: the check-ins that move an endpoint from
+/// offline to online are written now, before the query; the rest (newer check-ins of endpoints
+/// already online in the store) are written off the request path, as the periodic flush would.
+async fn flush_for(ctx: &HubContext, fresh_since: i64) -> Result<(), ApiError> {
+    let dirty = ctx.registry.take_dirty();
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let all = dirty.clone();
+    ctx.store
+        .call(move |c| endpoints::flush_liveness_crossing(c, &dirty, fresh_since))
+        .await?;
+    let store = ctx.store.clone();
+    tokio::spawn(async move {
+        let count = all.len();
+        if let Err(e) = store
+            .call(move |c| endpoints::flush_liveness(c, &all))
+            .await
+        {
+            warn!("liveness of {count} endpoints not written: {e}");
+        }
+    });
+    Ok(())
 }
 
 pub(super) async fn list(
@@ -226,20 +255,10 @@ pub(super) async fn list(
 ) -> Result<([(HeaderName, String); 1], Json<Page>), ApiError> {
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = query(&ctx, params)?;
-    let unflushed = if reads_liveness(query.status.as_ref()) {
-        ctx.registry.take_dirty()
-    } else {
-        Vec::new()
-    };
-    let (records, total) = ctx
-        .store
-        .call(move |c| {
-            if !unflushed.is_empty() {
-                endpoints::flush_liveness(c, &unflushed)?;
-            }
-            list::list(c, &query)
-        })
-        .await?;
+    if let Some(fresh_since) = liveness_bound(query.status.as_ref()) {
+        flush_for(&ctx, fresh_since).await?;
+    }
+    let (records, total) = ctx.store.read(move |c| list::list(c, &query)).await?;
     let now = Instant::now();
     let stale = ctx.stale_after();
     let items = records

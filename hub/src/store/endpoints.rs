@@ -412,23 +412,45 @@ pub struct LivenessUpdate {
 /// Write a batch of liveness updates in one transaction. An update older than what is stored is
 /// skipped, so two flushes racing cannot move a check-in back in time.
 pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+    write_liveness(conn, updates, i64::MAX).map(drop)
+}
+
+/// Write only those of `updates` whose endpoint has no stored check-in at or after `fresh_since`:
+/// the ones that move it across the liveness bound, from offline to online. Cheaper than a whole
+/// flush (most rows are only looked up), so a status query can afford it. Returns how many were
+/// written.
+pub fn flush_liveness_crossing(
+    conn: &mut Connection,
+    updates: &[LivenessUpdate],
+    fresh_since: i64,
+) -> Result<usize, StoreError> {
+    write_liveness(conn, updates, fresh_since)
+}
+
+fn write_liveness(
+    conn: &mut Connection,
+    updates: &[LivenessUpdate],
+    stored_before: i64,
+) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
+    let mut written = 0;
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE endpoints SET last_checkin = ?2, last_addr = ?3, migrations = ?4
-             WHERE id = ?1 AND (last_checkin IS NULL OR last_checkin <= ?2)",
+             WHERE id = ?1 AND (last_checkin IS NULL OR (last_checkin <= ?2 AND last_checkin < ?5))",
         )?;
         for update in updates {
-            stmt.execute(params![
+            written += stmt.execute(params![
                 update.id.0 as i64,
                 update.last_checkin,
                 update.addr,
-                update.migrations
+                update.migrations,
+                stored_before
             ])?;
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(written)
 }
 
 /// Read a setting.

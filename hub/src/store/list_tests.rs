@@ -268,6 +268,35 @@ fn an_older_liveness_update_does_not_move_a_check_in_back() {
 }
 
 #[test]
+fn a_status_query_writes_only_the_check_ins_that_cross_the_liveness_bound() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let stored_fresh = device(&conn, "fresh", 1);
+    let stored_stale = device(&conn, "stale", 1);
+    let never = device(&conn, "never", 1);
+    checked_in(&mut conn, stored_fresh, 200);
+    checked_in(&mut conn, stored_stale, 100);
+    let update = |id, last_checkin| LivenessUpdate {
+        id,
+        last_checkin,
+        addr: "127.0.0.1:2".into(),
+        migrations: 1,
+    };
+    let dirty = [
+        update(stored_fresh, 210),
+        update(stored_stale, 210),
+        update(never, 210),
+    ];
+    let written = endpoints::flush_liveness_crossing(&mut conn, &dirty, 150).unwrap();
+    assert_eq!(written, 2);
+    let stored = |id| endpoints::find(&conn, id).unwrap().unwrap().last_checkin;
+    assert_eq!(
+        [stored(stored_fresh), stored(stored_stale), stored(never)],
+        [Some(200), Some(210), Some(210)]
+    );
+}
+
+#[test]
 fn group_and_tag_names_are_validated() {
     assert_eq!(" ".parse::<Label>(), Err(LabelError::Empty));
     assert_eq!("a,b".parse::<Label>(), Err(LabelError::Forbidden(',')));

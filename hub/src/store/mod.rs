@@ -6,7 +6,10 @@
 //! per-check-in state, which lives in the session registry and reaches the store in batches.
 //!
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
-//! the blocking pool so a slow disk never stalls the QUIC driver.
+//! the blocking pool so a slow disk never stalls the QUIC driver. Reads that must not wait behind a
+//! write (the endpoint list, while a liveness flush of thousands of rows commits) go through
+//! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
+//! never waits for the writer.
 
 pub mod endpoints;
 pub mod extras;
@@ -17,7 +20,7 @@ mod migrations;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 pub use endpoints::{
@@ -50,6 +53,7 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl Store {
@@ -61,8 +65,14 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&mut conn)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -78,12 +88,28 @@ impl Store {
             .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
+    /// Run the read-only `f` with the reader connection on tokio's blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&lock(&reader)))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
     /// Lock the connection for synchronous use (tests, start-up).
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
-        // poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.conn)
     }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
+    // poisoned lock is safe to reuse.
+    conn.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Seconds since the Unix epoch, the store's time unit.
