@@ -10,13 +10,18 @@
 //! groups, 20 tags (two per endpoint), 60 % checked in within the last 20 s, 30 % an hour ago, 10 %
 //! never. One client on one kept-alive HTTPS connection asks each query `rounds` times, the kinds
 //! interleaved; the latency is the whole request as the client sees it (TLS, HTTP, SQL, JSON).
+//! Meanwhile a writer does what the liveness flush of 25,000 agents checking in every 25 s does:
+//! 5,000 check-ins in one transaction every 5 s (`--flush-rows N`, 0 for none).
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of a real process
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use outpost_common::Secret;
+use outpost_common::{EndpointId, Secret};
 use outpost_hub::store::{
     endpoints, labels, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
 };
@@ -33,18 +38,22 @@ const TARGET_P99_MS: f64 = 50.0;
 struct Options {
     endpoints: usize,
     rounds: usize,
+    /// Check-ins written every 5 s while the queries run (0: none).
+    flush_rows: usize,
 }
 
 fn options() -> Options {
     let mut options = Options {
         endpoints: 25_000,
         rounds: 300,
+        flush_rows: 5_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--endpoints" => options.endpoints = pair[1].parse().expect("--endpoints N"),
             "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
+            "--flush-rows" => options.flush_rows = pair[1].parse().expect("--flush-rows N"),
             _ => {}
         }
     }
@@ -91,6 +100,39 @@ fn fill(path: &Path, n: usize) {
     }
     conn.execute_batch("COMMIT").unwrap();
     endpoints::flush_liveness(&mut conn, &liveness).unwrap();
+}
+
+/// What the hub's liveness flusher does with `n` agents checking in every 25 s: every 5 s, one
+/// transaction writing `rows` check-ins (rotating through the endpoints), until `stop` is set. It
+/// runs through the store library on the hub's database file, so it contends for SQLite's write
+/// lock and the disk as the hub's own flush does.
+fn flush_load(
+    path: &Path,
+    n: usize,
+    rows: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let store = Store::open(path).unwrap();
+    std::thread::spawn(move || {
+        let mut flushes = 0;
+        let mut next = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_secs(5));
+            let now = unix_now();
+            let batch: Vec<LivenessUpdate> = (0..rows)
+                .map(|k| LivenessUpdate {
+                    id: EndpointId(((next + k) % n + 1) as u64),
+                    last_checkin: now,
+                    addr: "198.18.0.3:4433".into(),
+                    migrations: 0,
+                })
+                .collect();
+            next = (next + rows) % n;
+            endpoints::flush_liveness(&mut store.lock(), &batch).unwrap();
+            flushes += 1;
+        }
+        flushes
+    })
 }
 
 struct Api {
@@ -189,6 +231,11 @@ async fn main() {
     let started = Instant::now();
     fill(&hub_dir.join("hub.db"), options.endpoints);
     let fill_time = started.elapsed();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = (options.flush_rows > 0).then(|| {
+        let path = hub_dir.join("hub.db");
+        flush_load(&path, options.endpoints, options.flush_rows, stop.clone())
+    });
     let hub = Hub::start_with(hub_dir, "127.0.0.1:0", "127.0.0.1:0", &[]);
     let api = Api::new(&hub);
 
@@ -210,11 +257,17 @@ async fn main() {
         }
     }
 
+    stop.store(true, Ordering::Relaxed);
+    let flushes = load.map_or(0, |l| l.join().unwrap());
     println!(
-        "\n{} endpoints, store filled in {:.1} s; {} rounds of each query over one HTTPS connection\n",
+        "\n{} endpoints, store filled in {:.1} s; {} rounds of each query over one HTTPS connection",
         options.endpoints,
         fill_time.as_secs_f64(),
         options.rounds
+    );
+    println!(
+        "meanwhile {flushes} liveness flushes of {} rows each (one every 5 s)\n",
+        options.flush_rows
     );
     println!("| query | matches | rows | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|---:|");
