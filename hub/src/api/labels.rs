@@ -104,12 +104,16 @@ pub(super) async fn add_tag(
         .tag
         .parse()
         .map_err(|e| bad(format!("tag {:?}: {e}", request.tag)))?;
+    let added = tag.clone();
     match ctx
         .store
-        .call(move |c| labels::add_tag(c, id, &tag))
+        .call(move |c| labels::add_tag(c, id, &added))
         .await?
     {
-        TagAdded::Done => Ok(Json(view_of(&ctx, id).await?)),
+        TagAdded::Done => {
+            info!(endpoint = %id, %tag, "tag added");
+            Ok(Json(view_of(&ctx, id).await?))
+        }
         TagAdded::NoEndpoint => Err(not_found(id)),
         TagAdded::Full => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -123,18 +127,24 @@ pub(super) async fn remove_tag(
     Path((id, tag)): Path<(u64, String)>,
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = EndpointId(id);
-    let view = view_of(&ctx, id).await?;
-    let Ok(label) = tag.parse::<Label>() else {
-        return Err(tag_not_found(id, &tag));
-    };
-    if !ctx
+    let label = tag.parse::<Label>().ok();
+    let (exists, removed) = ctx
         .store
-        .call(move |c| labels::remove_tag(c, id, &label))
-        .await?
-    {
+        .call(move |c| {
+            let removed = match &label {
+                Some(label) => labels::remove_tag(c, id, label)?,
+                None => false,
+            };
+            Ok((labels::exists(c, id)?, removed))
+        })
+        .await?;
+    if !exists {
+        return Err(not_found(id));
+    }
+    if !removed {
         return Err(tag_not_found(id, &tag));
     }
-    info!(endpoint = %id, name = %view.name, %tag, "tag removed");
+    info!(endpoint = %id, %tag, "tag removed");
     Ok(Json(view_of(&ctx, id).await?))
 }
 
