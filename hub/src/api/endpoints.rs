@@ -1,8 +1,8 @@
-//! `/api/endpoints`: create, list, show, approve, summon, remove.
+//! `/api/endpoints`: create, show, approve, summon, remove.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use outpost_common::token::JoinToken;
@@ -11,13 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
+use super::labels::{parse_group, parse_tags};
 use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
-use crate::registry::{Status, SummonError};
-use crate::store::{
-    endpoints, extras, unix_now, EndpointKind, ListQuery, NewEndpoint, StatusFilter,
-};
+use crate::registry::SummonError;
+use crate::store::{endpoints, extras, labels, unix_now, EndpointKind, NewEndpoint};
 
 /// Longest endpoint name accepted.
 const MAX_NAME: usize = 128;
@@ -28,6 +27,9 @@ pub(super) struct CreateRequest {
     agent_id: Option<String>,
     #[serde(default)]
     fleet: bool,
+    group: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +38,8 @@ pub(super) struct Created {
     name: String,
     kind: EndpointKind,
     agent_id: Option<String>,
+    group: Option<String>,
+    tags: Vec<String>,
     edge_key: String,
 }
 
@@ -65,6 +69,8 @@ pub(super) async fn create(
             "a fleet token cannot pre-assign one agent id",
         ));
     }
+    let group = parse_group(request.group.as_deref())?;
+    let tags = parse_tags(&request.tags)?;
     let secret = Secret::generate();
     let new = NewEndpoint {
         name,
@@ -78,7 +84,15 @@ pub(super) async fn create(
     };
     let record = ctx
         .store
-        .call(move |c| endpoints::create(c, &new, unix_now()))
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let record = endpoints::create(&tx, &new, unix_now())?;
+            labels::set_group(&tx, record.id, group.as_ref())?;
+            // parse_tags bounded the count, so every tag lands.
+            labels::set_tags(&tx, record.id, &tags)?;
+            tx.commit()?;
+            Ok(endpoints::find(c, record.id)?.unwrap_or(record))
+        })
         .await?;
     let token = JoinToken {
         hub_addrs: ctx.hub_addrs.clone(),
@@ -94,75 +108,14 @@ pub(super) async fn create(
             name: record.name,
             kind: record.kind,
             agent_id: preassigned.map(|a| a.to_string()),
+            group: record.group,
+            tags: record.tags,
             edge_key: token.encode(),
         }),
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct ListParams {
-    page: Option<u32>,
-    per_page: Option<u32>,
-    search: Option<String>,
-    status: Option<String>,
-    kind: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct Page {
-    items: Vec<EndpointView>,
-    total: u64,
-}
-
-pub(super) async fn list(
-    State(ctx): State<Arc<HubContext>>,
-    Query(params): Query<ListParams>,
-) -> Result<Json<Page>, ApiError> {
-    let now = Instant::now();
-    let stale = ctx.stale_after();
-    let live = |wanted: &[Status]| ctx.registry.ids_with_status(now, stale, wanted);
-    let status = match params.status.as_deref() {
-        None | Some("") => None,
-        Some("pending") => Some(StatusFilter::Pending),
-        Some("standby") => Some(StatusFilter::Among(live(&[Status::Standby]))),
-        Some("active") => Some(StatusFilter::Among(live(&[Status::Active]))),
-        Some("offline") => Some(StatusFilter::NotAmong(live(&[
-            Status::Standby,
-            Status::Active,
-        ]))),
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("unknown status {other:?}: use pending, offline, standby or active"),
-            ))
-        }
-    };
-    let fleets = match params.kind.as_deref() {
-        None | Some("device") => false,
-        Some("fleet") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("unknown kind {other:?}: use device or fleet"),
-            ))
-        }
-    };
-    let query = ListQuery {
-        page: params.page.unwrap_or(1),
-        per_page: params.per_page.unwrap_or(100),
-        search: params.search.filter(|s| !s.is_empty()),
-        status,
-        fleets,
-    };
-    let (records, total) = ctx.store.call(move |c| endpoints::list(c, &query)).await?;
-    let items = records
-        .iter()
-        .map(|r| EndpointView::new(r, ctx.registry.get(r.id).map(|s| s.view(now, stale))))
-        .collect();
-    Ok(Json(Page { items, total }))
-}
-
-async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<EndpointView, ApiError> {
+pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<EndpointView, ApiError> {
     let record = ctx
         .store
         .call(move |c| endpoints::find(c, id))
@@ -175,7 +128,7 @@ async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<EndpointView, ApiEr
     Ok(EndpointView::new(&record, live))
 }
 
-fn not_found(id: EndpointId) -> ApiError {
+pub(super) fn not_found(id: EndpointId) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("endpoint {id} does not exist"),

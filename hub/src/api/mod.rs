@@ -6,6 +6,8 @@
 mod admin_certs;
 mod auth;
 mod endpoints;
+mod labels;
+mod list;
 mod view;
 
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -32,14 +34,15 @@ const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// The API's routes.
 pub fn router(ctx: Arc<HubContext>) -> Router {
     Router::new()
-        .route(
-            "/api/endpoints",
-            get(endpoints::list).post(endpoints::create),
-        )
+        .route("/api/endpoints", get(list::list).post(endpoints::create))
         .route(
             "/api/endpoints/{id}",
-            get(endpoints::show).delete(endpoints::remove),
+            get(endpoints::show)
+                .patch(labels::patch)
+                .delete(endpoints::remove),
         )
+        .route("/api/endpoints/{id}/tags", post(labels::add_tag))
+        .route("/api/endpoints/{id}/tags/{tag}", delete(labels::remove_tag))
         .route("/api/endpoints/{id}/approve", post(endpoints::approve))
         .route("/api/endpoints/{id}/summon", post(endpoints::summon))
         .route("/api/admin-certs", post(admin_certs::create))

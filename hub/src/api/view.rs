@@ -24,6 +24,10 @@ pub struct EndpointView {
     pub agent_id: Option<String>,
     /// The fleet a device enrolled through.
     pub fleet_id: Option<u64>,
+    /// The group it is in.
+    pub group: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
     /// Last check-in, RFC 3339.
     pub last_checkin: Option<String>,
     /// The agent's current (or last known) address.
@@ -82,6 +86,8 @@ impl EndpointView {
             status: status.into(),
             agent_id: record.agent_id.map(|a| a.to_string()),
             fleet_id: record.fleet_id.map(|f| f.0),
+            group: record.group.clone(),
+            tags: record.tags.clone(),
             last_checkin: live
                 .as_ref()
                 .and_then(|l| l.last_checkin)

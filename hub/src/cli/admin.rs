@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{ApiArgs, EndpointCommand};
+use super::{ApiArgs, EndpointCommand, ListArgs};
 
 /// A connection to a hub's admin API.
 pub(super) struct Api {
@@ -86,35 +86,30 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
             name,
             agent_id,
             fleet,
+            group,
+            tags,
         } => {
-            let body = serde_json::json!({ "name": name, "agent_id": agent_id, "fleet": fleet });
+            let body = serde_json::json!({
+                "name": name, "agent_id": agent_id, "fleet": fleet, "group": group, "tags": tags,
+            });
             print_json(&api.call(Method::POST, "/api/endpoints", Some(body)).await?)
         }
-        EndpointCommand::List {
-            json,
-            status,
-            search,
-            fleets,
-            page,
-            per_page,
-        } => {
-            let mut path = format!("/api/endpoints?page={page}&per_page={per_page}");
-            for (key, value) in [("status", status), ("search", search)] {
-                if let Some(value) = value {
-                    path.push_str(&format!("&{key}={}", url_escape(&value)));
-                }
-            }
-            if fleets {
-                path.push_str("&kind=fleet");
-            }
-            let page = api.call(Method::GET, &path, None).await?;
-            if json {
-                print_json(&page)
-            } else {
-                print_table(&page);
-                Ok(())
-            }
+        EndpointCommand::List(args) => list(&api, args).await,
+        EndpointCommand::Tag { id, tag } => {
+            let body = serde_json::json!({ "tag": tag });
+            let path = format!("/api/endpoints/{id}/tags");
+            let shown = api.call(Method::POST, &path, Some(body)).await?;
+            println!("endpoint {id} tags: {}", text(&shown["tags"]));
+            Ok(())
         }
+        EndpointCommand::Untag { id, tag } => {
+            let path = format!("/api/endpoints/{id}/tags/{}", url_escape(&tag));
+            let shown = api.call(Method::DELETE, &path, None).await?;
+            println!("endpoint {id} tags: {}", text(&shown["tags"]));
+            Ok(())
+        }
+        EndpointCommand::Group { id, group } => set_group(&api, id, Value::String(group)).await,
+        EndpointCommand::Ungroup { id } => set_group(&api, id, Value::Null).await,
         EndpointCommand::Show { id, json } => {
             let endpoint = api
                 .call(Method::GET, &format!("/api/endpoints/{id}"), None)
@@ -163,6 +158,46 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
     }
 }
 
+async fn list(api: &Api, args: ListArgs) -> Result<()> {
+    let order = if args.desc { "desc" } else { "asc" };
+    let mut path = format!(
+        "/api/endpoints?page={}&per_page={}&sort={}&order={order}",
+        args.page,
+        args.per_page,
+        url_escape(&args.sort)
+    );
+    let filters = [
+        ("status", args.status),
+        ("search", args.search),
+        ("group", args.group),
+        ("tag", args.tag),
+    ];
+    for (key, value) in filters {
+        if let Some(value) = value {
+            path.push_str(&format!("&{key}={}", url_escape(&value)));
+        }
+    }
+    if args.fleets {
+        path.push_str("&kind=fleet");
+    }
+    let page = api.call(Method::GET, &path, None).await?;
+    if args.json {
+        print_json(&page)
+    } else {
+        print_table(&page);
+        Ok(())
+    }
+}
+
+async fn set_group(api: &Api, id: u64, group: Value) -> Result<()> {
+    let body = serde_json::json!({ "group": group });
+    let shown = api
+        .call(Method::PATCH, &format!("/api/endpoints/{id}"), Some(body))
+        .await?;
+    println!("endpoint {id} group: {}", text(&shown["group"]));
+    Ok(())
+}
+
 fn url_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -183,21 +218,25 @@ fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "-".into(),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
 }
 
 fn print_table(page: &Value) {
     println!(
-        "{:<6} {:<24} {:<8} {:<36} {:<26} {:<22} {:>8}",
-        "ID", "NAME", "STATUS", "AGENT", "LAST CHECK-IN", "ADDRESS", "RTT ms"
+        "{:<6} {:<24} {:<8} {:<16} {:<24} {:<36} {:<26} {:<22} {:>8}",
+        "ID", "NAME", "STATUS", "GROUP", "TAGS", "AGENT", "LAST CHECK-IN", "ADDRESS", "RTT ms"
     );
     for item in page["items"].as_array().into_iter().flatten() {
         println!(
-            "{:<6} {:<24} {:<8} {:<36} {:<26} {:<22} {:>8}",
+            "{:<6} {:<24} {:<8} {:<16} {:<24} {:<36} {:<26} {:<22} {:>8}",
             text(&item["id"]),
             text(&item["name"]),
             text(&item["status"]),
+            text(&item["group"]),
+            text(&item["tags"]),
             text(&item["agent_id"]),
             text(&item["last_checkin"]),
             text(&item["remote_addr"]),

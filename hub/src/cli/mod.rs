@@ -198,27 +198,40 @@ pub enum EndpointCommand {
         /// A fleet token: many devices may enrol, each waits for approval.
         #[arg(long)]
         fleet: bool,
+        /// Put it in this group (devices enrolling with a fleet token inherit it).
+        #[arg(long)]
+        group: Option<String>,
+        /// Tag it (repeat for several; fleet devices inherit them).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
-    /// List endpoints.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        /// Only this status: pending, offline, standby, active.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only names containing this text.
-        #[arg(long)]
-        search: Option<String>,
-        /// List fleet tokens instead of devices.
-        #[arg(long)]
-        fleets: bool,
-        /// Page number (1-based).
-        #[arg(long, default_value_t = 1)]
-        page: u32,
-        /// Rows per page.
-        #[arg(long, default_value_t = 100)]
-        per_page: u32,
+    /// List endpoints, one page at a time.
+    List(ListArgs),
+    /// Add a tag to an endpoint.
+    Tag {
+        /// Endpoint id.
+        id: u64,
+        /// The tag.
+        tag: String,
+    },
+    /// Remove a tag from an endpoint.
+    Untag {
+        /// Endpoint id.
+        id: u64,
+        /// The tag.
+        tag: String,
+    },
+    /// Put an endpoint in a group (replacing its group).
+    Group {
+        /// Endpoint id.
+        id: u64,
+        /// The group.
+        group: String,
+    },
+    /// Take an endpoint out of its group.
+    Ungroup {
+        /// Endpoint id.
+        id: u64,
     },
     /// Show one endpoint.
     Show {
@@ -257,4 +270,39 @@ pub enum EndpointCommand {
         #[arg(long)]
         print: bool,
     },
+}
+
+/// `outpost-hub endpoint list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this status: pending, offline, online (standby or active), standby, active.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only names containing this text (ASCII case ignored).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only endpoints in this group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only endpoints with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Sort by name, created or last_checkin.
+    #[arg(long, default_value = "created")]
+    pub sort: String,
+    /// Largest first.
+    #[arg(long)]
+    pub desc: bool,
+    /// List fleet tokens instead of devices.
+    #[arg(long)]
+    pub fleets: bool,
+    /// Page number (1-based).
+    #[arg(long, default_value_t = 1)]
+    pub page: u32,
+    /// Rows per page.
+    #[arg(long, default_value_t = 100)]
+    pub per_page: u32,
 }

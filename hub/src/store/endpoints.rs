@@ -1,4 +1,4 @@
-//! Endpoint rows: creation, enrolment binding, listing, approval, removal, certificates, liveness.
+//! Endpoint rows: creation, enrolment binding, approval, removal, certificates, liveness.
 
 use outpost_common::wire::{Refusal, RefusalReason};
 use outpost_common::{AgentId, EndpointId};
@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::StoreError;
+use super::{labels, StoreError};
 
 /// A device, or a fleet template whose token many devices may enrol with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -71,16 +71,28 @@ pub struct EndpointRecord {
     pub last_addr: Option<String>,
     /// Connection migrations counted so far.
     pub migrations: i64,
+    /// The group it is in.
+    pub group: Option<String>,
+    /// Its tags, by name.
+    pub tags: Vec<String>,
 }
 
-const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, approved, \
-     created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, migrations";
+/// The columns [`from_row`] reads, group and tags resolved to names; a query on `endpoints`
+/// selects these first.
+pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
+     approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
+     migrations, (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+     (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
+      JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
+
+/// How many columns [`COLUMNS`] holds.
+const COLUMN_COUNT: usize = 16;
 
 fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
+pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
     let kind: String = row.get(2)?;
     Ok(EndpointRecord {
         id: EndpointId(row.get::<_, i64>(0)? as u64),
@@ -101,6 +113,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
         last_checkin: row.get(11)?,
         last_addr: row.get(12)?,
         migrations: row.get(13)?,
+        group: row.get(14)?,
+        tags: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
     })
 }
 
@@ -129,94 +143,6 @@ pub fn create(
 pub fn find(conn: &Connection, id: EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1");
     Ok(conn.query_row(&sql, [id.0 as i64], from_row).optional()?)
-}
-
-/// A page of the endpoint list.
-#[derive(Clone, Debug, Default)]
-pub struct ListQuery {
-    /// 1-based page.
-    pub page: u32,
-    /// Rows per page.
-    pub per_page: u32,
-    /// Substring of the name (case-insensitive).
-    pub search: Option<String>,
-    /// Restrict by status.
-    pub status: Option<StatusFilter>,
-    /// List fleet templates instead of devices.
-    pub fleets: bool,
-}
-
-/// Status restriction: pending is in the store, the live states come from the session registry.
-#[derive(Clone, Debug)]
-pub enum StatusFilter {
-    /// Waiting for approval.
-    Pending,
-    /// Approved and one of these ids.
-    Among(Vec<EndpointId>),
-    /// Approved and none of these ids.
-    NotAmong(Vec<EndpointId>),
-}
-
-/// One page of endpoints and the total matching.
-pub fn list(
-    conn: &Connection,
-    query: &ListQuery,
-) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
-    let kind = if query.fleets { "fleet" } else { "device" };
-    let search = query.search.as_deref().map(|s| {
-        format!(
-            "%{}%",
-            s.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        )
-    });
-    let (status_sql, ids) = match &query.status {
-        None => ("", String::from("[]")),
-        Some(StatusFilter::Pending) => (" AND approved = 0", String::from("[]")),
-        Some(StatusFilter::Among(ids)) => (
-            " AND approved = 1 AND id IN (SELECT value FROM json_each(?3))",
-            id_json(ids),
-        ),
-        Some(StatusFilter::NotAmong(ids)) => (
-            " AND approved = 1 AND id NOT IN (SELECT value FROM json_each(?3))",
-            id_json(ids),
-        ),
-    };
-    let filter = format!(
-        "FROM endpoints WHERE kind = ?1 AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\'){status_sql}"
-    );
-    let with_ids = status_sql.contains("?3");
-    let total: i64 = if with_ids {
-        conn.query_row(
-            &format!("SELECT COUNT(*) {filter}"),
-            params![kind, search, ids],
-            |r| r.get(0),
-        )?
-    } else {
-        conn.query_row(
-            &format!("SELECT COUNT(*) {filter}"),
-            params![kind, search],
-            |r| r.get(0),
-        )?
-    };
-    let per_page = query.per_page.clamp(1, 1000);
-    let offset = i64::from(query.page.max(1) - 1) * i64::from(per_page);
-    let sql = format!("SELECT {COLUMNS} {filter} ORDER BY id LIMIT {per_page} OFFSET {offset}");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = if with_ids {
-        stmt.query_map(params![kind, search, ids], from_row)?
-            .collect::<Result<Vec<_>, _>>()?
-    } else {
-        stmt.query_map(params![kind, search], from_row)?
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    Ok((rows, total as u64))
-}
-
-fn id_json(ids: &[EndpointId]) -> String {
-    let items: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
-    format!("[{}]", items.join(","))
 }
 
 /// Approve a pending device. Returns whether it exists.
@@ -346,7 +272,7 @@ fn decide(
         .query_row(
             &format!("SELECT {COLUMNS}, secret_hash FROM endpoints WHERE id = ?1"),
             [input.endpoint.0 as i64],
-            |row| Ok((from_row(row)?, row.get(14)?)),
+            |row| Ok((from_row(row)?, row.get(COLUMN_COUNT)?)),
         )
         .optional()?;
     let Some((target, Some(hash))) = target else {
@@ -450,7 +376,9 @@ fn decide_fleet(
                  VALUES (?1, 'device', ?2, ?3, 0, ?4, ?4, ?5)",
                 params![name, fleet.id.0 as i64, agent, now, input.agent_version],
             )?;
-            EndpointId(conn.last_insert_rowid() as u64)
+            let member = EndpointId(conn.last_insert_rowid() as u64);
+            labels::inherit(conn, fleet.id, member)?;
+            member
         }
     };
     conn.execute(
@@ -481,24 +409,48 @@ pub struct LivenessUpdate {
     pub migrations: i64,
 }
 
-/// Write a batch of liveness updates in one transaction.
+/// Write a batch of liveness updates in one transaction. An update older than what is stored is
+/// skipped, so two flushes racing cannot move a check-in back in time.
 pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+    write_liveness(conn, updates, i64::MAX).map(drop)
+}
+
+/// Write only those of `updates` whose endpoint has no stored check-in at or after `fresh_since`:
+/// the ones that move it across the liveness bound, from offline to online. Cheaper than a whole
+/// flush (most rows are only looked up), so a status query can afford it. Returns how many were
+/// written.
+pub fn flush_liveness_crossing(
+    conn: &mut Connection,
+    updates: &[LivenessUpdate],
+    fresh_since: i64,
+) -> Result<usize, StoreError> {
+    write_liveness(conn, updates, fresh_since)
+}
+
+fn write_liveness(
+    conn: &mut Connection,
+    updates: &[LivenessUpdate],
+    stored_before: i64,
+) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
+    let mut written = 0;
     {
         let mut stmt = tx.prepare_cached(
-            "UPDATE endpoints SET last_checkin = ?2, last_addr = ?3, migrations = ?4 WHERE id = ?1",
+            "UPDATE endpoints SET last_checkin = ?2, last_addr = ?3, migrations = ?4
+             WHERE id = ?1 AND (last_checkin IS NULL OR (last_checkin <= ?2 AND last_checkin < ?5))",
         )?;
         for update in updates {
-            stmt.execute(params![
+            written += stmt.execute(params![
                 update.id.0 as i64,
                 update.last_checkin,
                 update.addr,
-                update.migrations
+                update.migrations,
+                stored_before
             ])?;
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(written)
 }
 
 /// Read a setting.

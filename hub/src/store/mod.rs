@@ -1,26 +1,34 @@
 //! The hub's durable state in SQLite (WAL, foreign keys, migrations on open).
 //!
-//! What lives here: endpoints (devices and fleet templates), the hash of each join token's secret,
-//! agent bindings, issued certificates and their revocation, and batched liveness. What does not:
+//! What lives here: endpoints (devices and fleet templates) with their groups and tags, the hash of
+//! each join token's secret, agent bindings, issued certificates and their revocation, and batched
+//! liveness. What does not:
 //! per-check-in state, which lives in the session registry and reaches the store in batches.
 //!
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
-//! the blocking pool so a slow disk never stalls the QUIC driver.
+//! the blocking pool so a slow disk never stalls the QUIC driver. Reads that must not wait behind a
+//! write (the endpoint list, while a liveness flush of thousands of rows commits) go through
+//! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
+//! never waits for the writer.
 
 pub mod endpoints;
 pub mod extras;
+pub mod labels;
+pub mod list;
 mod migrations;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
 pub use endpoints::{
-    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, ListQuery,
-    LivenessUpdate, NewEndpoint, StatusFilter,
+    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, LivenessUpdate,
+    NewEndpoint,
 };
+pub use labels::{Label, LabelError, TagAdded};
+pub use list::{ListQuery, Sort, SortKey, StatusFilter};
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -45,6 +53,7 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl Store {
@@ -56,8 +65,14 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrations::apply(&mut conn)?;
+        let reader = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -73,12 +88,28 @@ impl Store {
             .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
+    /// Run the read-only `f` with the reader connection on tokio's blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || f(&lock(&reader)))
+            .await
+            .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
     /// Lock the connection for synchronous use (tests, start-up).
     pub fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
-        // poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.conn)
     }
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
+    // poisoned lock is safe to reuse.
+    conn.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Seconds since the Unix epoch, the store's time unit.
@@ -89,5 +120,7 @@ pub fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod tests;

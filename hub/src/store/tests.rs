@@ -4,18 +4,18 @@ use outpost_common::wire::RefusalReason;
 use outpost_common::{AgentId, EndpointId, Secret};
 
 use super::endpoints::{
-    self, EndpointKind, EnrollInput, EnrollOutcome, ListQuery, LivenessUpdate, NewEndpoint,
-    StatusFilter,
+    self, EndpointKind, EnrollInput, EnrollOutcome, LivenessUpdate, NewEndpoint,
 };
+use super::list::{self, ListQuery, StatusFilter};
 use super::Store;
 
-fn open() -> (tempfile::TempDir, Store) {
+pub(super) fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("hub.db")).unwrap();
     (dir, store)
 }
 
-fn new_endpoint(
+pub(super) fn new_endpoint(
     name: &str,
     kind: EndpointKind,
     secret: &Secret,
@@ -190,9 +190,9 @@ fn fleet_devices_land_pending_once_each_until_approved() {
         status: Some(StatusFilter::Pending),
         ..Default::default()
     };
-    assert_eq!(endpoints::list(&conn, &pending).unwrap().1, 2);
+    assert_eq!(list::list(&conn, &pending).unwrap().1, 2);
     assert!(endpoints::approve(&conn, first.endpoint).unwrap());
-    assert_eq!(endpoints::list(&conn, &pending).unwrap().1, 1);
+    assert_eq!(list::list(&conn, &pending).unwrap().1, 1);
     let member = endpoints::find(&conn, first.endpoint).unwrap().unwrap();
     assert_eq!(member.fleet_id, Some(fleet.id));
     assert!(member.name.starts_with("pos-"));
@@ -225,50 +225,6 @@ fn removal_revokes_every_certificate_of_the_endpoint() {
     );
     assert!(endpoints::find(&conn, ep.id).unwrap().is_none());
     assert!(endpoints::remove(&mut conn, ep.id, 4).unwrap().is_none());
-}
-
-#[test]
-fn list_pages_searches_and_filters_in_sql() {
-    let (_dir, store) = open();
-    let conn = store.lock();
-    let secret = Secret::generate();
-    let mut ids = Vec::new();
-    for i in 0..25 {
-        let name = if i % 5 == 0 {
-            format!("kiosk_{i}")
-        } else {
-            format!("sign-{i}")
-        };
-        ids.push(
-            endpoints::create(
-                &conn,
-                &new_endpoint(&name, EndpointKind::Device, &secret, None),
-                1,
-            )
-            .unwrap()
-            .id,
-        );
-    }
-    let page = |page, search: Option<&str>, status| ListQuery {
-        page,
-        per_page: 10,
-        search: search.map(String::from),
-        status,
-        fleets: false,
-    };
-    let (rows, total) = endpoints::list(&conn, &page(3, None, None)).unwrap();
-    assert_eq!((rows.len(), total), (5, 25));
-    assert_eq!(rows[0].id, ids[20]);
-    // `_` is a literal, not a LIKE wildcard.
-    let (rows, total) = endpoints::list(&conn, &page(1, Some("KIOSK_"), None)).unwrap();
-    assert_eq!((rows.len(), total), (5, 5));
-    let among = Some(StatusFilter::Among(vec![ids[1], ids[2]]));
-    assert_eq!(endpoints::list(&conn, &page(1, None, among)).unwrap().1, 2);
-    let not_among = Some(StatusFilter::NotAmong(vec![ids[1], ids[2]]));
-    assert_eq!(
-        endpoints::list(&conn, &page(1, None, not_among)).unwrap().1,
-        23
-    );
 }
 
 #[test]

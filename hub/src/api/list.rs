@@ -1,0 +1,272 @@
+//! `GET /api/endpoints`: one page of the endpoint list, filtered and sorted in SQL.
+//!
+//! Query parameters (all optional, unknown ones refused): `page` (1-based, default 1), `per_page`
+//! (1 to 1000, default 100), `search` (name substring, ASCII case ignored), `status` (`pending`,
+//! `offline`, `online`, `standby`, `active`), `group`, `tag`, `kind` (`device` or `fleet`), `sort`
+//! (`name`, `created`, `last_checkin`; default `created`) and `order` (`asc` or `desc`). The body
+//! is `{"items": [...], "total": N}` and the `X-Total-Count` header carries the total too. A bad
+//! value is a 400 whose message names the parameter and what it accepts.
+//!
+//! Status is answered from the store. Before a liveness-based status query the handler writes the
+//! check-ins not yet flushed that bring a device from offline to online (the others follow off the
+//! request path), so a device that checked in shows as online at once; a device whose
+//! connection ended without a last check-in stays online in the filter until its stored check-in
+//! ages past the liveness bound (`stale_after`: 60 s at the default 25 s interval), while its row
+//! already shows `offline`. Active (summoned) devices are few and come from the session registry.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::warn;
+
+use super::view::EndpointView;
+use super::ApiError;
+use crate::context::HubContext;
+use crate::registry::Status;
+use crate::store::list::{self, MAX_PER_PAGE};
+use crate::store::{endpoints, unix_now, Label, ListQuery, Sort, SortKey, StatusFilter};
+
+/// Rows per page when the client does not say.
+const DEFAULT_PER_PAGE: u32 = 100;
+
+/// Longest search text accepted.
+const MAX_SEARCH: usize = 128;
+
+/// The total count of a list, as the Docker-ecosystem APIs send it.
+static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    page: Option<String>,
+    per_page: Option<String>,
+    search: Option<String>,
+    status: Option<String>,
+    group: Option<String>,
+    tag: Option<String>,
+    kind: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+}
+
+impl ListParams {
+    /// An empty value (`?status=`, as an HTML form sends) counts as absent.
+    fn without_empty(self) -> Self {
+        let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Self {
+            page: given(self.page),
+            per_page: given(self.per_page),
+            search: given(self.search),
+            status: given(self.status),
+            group: given(self.group),
+            tag: given(self.tag),
+            kind: given(self.kind),
+            sort: given(self.sort),
+            order: given(self.order),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Page {
+    items: Vec<EndpointView>,
+    total: u64,
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn number(name: &str, text: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(bad(format!(
+            "{name} must be a whole number from 1 to {max}, got {text:?}"
+        ))),
+    }
+}
+
+fn choice<T: Copy>(name: &str, text: &str, options: &[(&str, T)]) -> Result<T, ApiError> {
+    options
+        .iter()
+        .find(|(word, _)| *word == text)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let words: Vec<&str> = options.iter().map(|(w, _)| *w).collect();
+            bad(format!("unknown {name} {text:?}: use {}", words.join(", ")))
+        })
+}
+
+/// The value of an optional parameter, `default` when it is absent.
+fn pick<T: Copy>(
+    name: &str,
+    text: Option<&str>,
+    default: T,
+    options: &[(&str, T)],
+) -> Result<T, ApiError> {
+    text.map_or(Ok(default), |t| choice(name, t, options))
+}
+
+fn label(name: &str, text: Option<String>) -> Result<Option<String>, ApiError> {
+    text.map(|t| {
+        Label::from_str(&t)
+            .map(|l| l.as_str().to_owned())
+            .map_err(|e| bad(format!("{name}: {e}")))
+    })
+    .transpose()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusWord {
+    Pending,
+    Offline,
+    Online,
+    Standby,
+    Active,
+}
+
+const STATUS_WORDS: &[(&str, StatusWord)] = &[
+    ("pending", StatusWord::Pending),
+    ("offline", StatusWord::Offline),
+    ("online", StatusWord::Online),
+    ("standby", StatusWord::Standby),
+    ("active", StatusWord::Active),
+];
+
+fn status_filter(ctx: &HubContext, word: StatusWord) -> StatusFilter {
+    let stale = ctx.stale_after();
+    let fresh_since = unix_now() - stale.as_secs() as i64;
+    let active = || {
+        ctx.registry
+            .ids_with_status(Instant::now(), stale, &[Status::Active])
+    };
+    match word {
+        StatusWord::Pending => StatusFilter::Pending,
+        StatusWord::Offline => StatusFilter::Offline { fresh_since },
+        StatusWord::Online => StatusFilter::Online {
+            fresh_since,
+            except: Vec::new(),
+        },
+        StatusWord::Standby => StatusFilter::Online {
+            fresh_since,
+            except: active(),
+        },
+        StatusWord::Active => StatusFilter::Among(active()),
+    }
+}
+
+fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
+    let params = params.without_empty();
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| choice("status", s, STATUS_WORDS))
+        .transpose()?
+        .map(|word| status_filter(ctx, word));
+    let search = params.search;
+    if search.as_ref().is_some_and(|s| s.len() > MAX_SEARCH) {
+        return Err(bad(format!("search is at most {MAX_SEARCH} bytes")));
+    }
+    let key = pick(
+        "sort",
+        params.sort.as_deref(),
+        SortKey::Created,
+        &[
+            ("name", SortKey::Name),
+            ("created", SortKey::Created),
+            ("last_checkin", SortKey::LastCheckin),
+        ],
+    )?;
+    let descending = pick(
+        "order",
+        params.order.as_deref(),
+        false,
+        &[("asc", false), ("desc", true)],
+    )?;
+    Ok(ListQuery {
+        page: number("page", params.page.as_deref(), 1, u32::MAX)?,
+        per_page: number(
+            "per_page",
+            params.per_page.as_deref(),
+            DEFAULT_PER_PAGE,
+            MAX_PER_PAGE,
+        )?,
+        search,
+        status,
+        group: label("group", params.group)?,
+        tag: label("tag", params.tag)?,
+        fleets: pick(
+            "kind",
+            params.kind.as_deref(),
+            false,
+            &[("device", false), ("fleet", true)],
+        )?,
+        sort: Sort { key, descending },
+    })
+}
+
+/// The liveness bound of a status filter that reads stored check-ins.
+fn liveness_bound(status: Option<&StatusFilter>) -> Option<i64> {
+    match status {
+        Some(StatusFilter::Offline { fresh_since } | StatusFilter::Online { fresh_since, .. }) => {
+            Some(*fresh_since)
+        }
+        _ => None,
+    }
+}
+
+/// Bring stored liveness up to date for a status query: the check-ins that move an endpoint from
+/// offline to online are written now, before the query; the rest (newer check-ins of endpoints
+/// already online in the store) are written off the request path, as the periodic flush would.
+async fn flush_for(ctx: &HubContext, fresh_since: i64) -> Result<(), ApiError> {
+    let dirty = ctx.registry.take_dirty();
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let all = dirty.clone();
+    ctx.store
+        .call(move |c| endpoints::flush_liveness_crossing(c, &dirty, fresh_since))
+        .await?;
+    let store = ctx.store.clone();
+    tokio::spawn(async move {
+        let count = all.len();
+        if let Err(e) = store
+            .call(move |c| endpoints::flush_liveness(c, &all))
+            .await
+        {
+            warn!("liveness of {count} endpoints not written: {e}");
+        }
+    });
+    Ok(())
+}
+
+pub(super) async fn list(
+    State(ctx): State<Arc<HubContext>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<([(HeaderName, String); 1], Json<Page>), ApiError> {
+    let Query(params) = params.map_err(|e| bad(e.body_text()))?;
+    let query = query(&ctx, params)?;
+    if let Some(fresh_since) = liveness_bound(query.status.as_ref()) {
+        flush_for(&ctx, fresh_since).await?;
+    }
+    let (records, total) = ctx.store.read(move |c| list::list(c, &query)).await?;
+    let now = Instant::now();
+    let stale = ctx.stale_after();
+    let items = records
+        .iter()
+        .map(|r| EndpointView::new(r, ctx.registry.get(r.id).map(|s| s.view(now, stale))))
+        .collect();
+    Ok((
+        [(X_TOTAL_COUNT.clone(), total.to_string())],
+        Json(Page { items, total }),
+    ))
+}

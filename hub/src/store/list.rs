@@ -1,0 +1,243 @@
+//! The endpoint list: one page of a filtered, sorted list and the total matching, both in SQL.
+//!
+//! The query is built from fixed fragments (never from user text; values are bound parameters) so
+//! that each filter and sort lands on an index from migration 3. A page's ids come from walking the
+//! sort key's index in order (`(kind, key, id, approved, last_checkin)`, or the same after
+//! `group_id` when a group is asked for), checking status from the index entry and tag membership
+//! against the tag's `endpoint_tags` rows, and stopping after `offset + limit` matches; only a name
+//! search reads the row. The page's columns, group and tags are then read for those ids alone.
+//! The count walks the cheapest index for the filter (a `last_checkin` range for a status, the
+//! tag's rows for a tag). Ties break on the id, so pages are stable.
+//!
+//! Status comes from the store, not from the session registry: "online" means a check-in at or after
+//! `fresh_since` was written by the liveness flush. Only the small set of summoned (active) devices
+//! is passed in from memory.
+
+use outpost_common::EndpointId;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
+
+use super::endpoints::{from_row, EndpointRecord, COLUMNS};
+use super::StoreError;
+
+/// Most rows one page may hold.
+pub const MAX_PER_PAGE: u32 = 1000;
+
+/// A page of the endpoint list.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// 1-based page.
+    pub page: u32,
+    /// Rows per page (1 to [`MAX_PER_PAGE`]).
+    pub per_page: u32,
+    /// Substring of the name (case-insensitive for ASCII).
+    pub search: Option<String>,
+    /// Restrict by status.
+    pub status: Option<StatusFilter>,
+    /// Only endpoints in this group.
+    pub group: Option<String>,
+    /// Only endpoints carrying this tag.
+    pub tag: Option<String>,
+    /// List fleet templates instead of devices.
+    pub fleets: bool,
+    /// Order of the rows.
+    pub sort: Sort,
+}
+
+/// Status restriction, answered from stored liveness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Waiting for approval.
+    Pending,
+    /// Approved, and no check-in at or after `fresh_since` (Unix seconds) is stored.
+    Offline {
+        /// The liveness bound.
+        fresh_since: i64,
+    },
+    /// Approved, a check-in at or after `fresh_since` is stored, and not one of `except`.
+    Online {
+        /// The liveness bound.
+        fresh_since: i64,
+        /// Ids left out (the active devices, to list those in standby).
+        except: Vec<EndpointId>,
+    },
+    /// Approved and one of these ids (the active devices, known from memory).
+    Among(Vec<EndpointId>),
+}
+
+/// What the list is sorted by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Name, ignoring ASCII case.
+    Name,
+    /// Creation time (the default).
+    #[default]
+    Created,
+    /// Last stored check-in; never-seen endpoints come first ascending, last descending.
+    LastCheckin,
+}
+
+/// A sort key and direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sort {
+    /// The key.
+    pub key: SortKey,
+    /// Largest first.
+    pub descending: bool,
+}
+
+/// A WHERE clause and its bound values, in order.
+#[derive(Debug, Default)]
+struct Filter {
+    sql: String,
+    args: Vec<Value>,
+}
+
+impl Filter {
+    fn and(&mut self, clause: &str, args: impl IntoIterator<Item = Value>) {
+        if !self.sql.is_empty() {
+            self.sql.push_str(" AND ");
+        }
+        self.sql.push_str(clause);
+        self.args.extend(args);
+    }
+}
+
+/// `%text%` with LIKE's wildcards escaped, so `_` and `%` match themselves.
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn id_json(ids: &[EndpointId]) -> Value {
+    let items: Vec<String> = ids.iter().map(|id| id.0.to_string()).collect();
+    Value::Text(format!("[{}]", items.join(",")))
+}
+
+/// `checkin` is how the clause names the column: `+last_checkin` keeps SQLite from answering the
+/// filter as a range on the check-in index, so that it walks the sort key's index instead.
+fn status_clause(filter: &mut Filter, status: &StatusFilter, checkin: &str) {
+    match status {
+        StatusFilter::Pending => filter.and("approved = 0", []),
+        StatusFilter::Offline { fresh_since } => filter.and(
+            &format!("approved = 1 AND ({checkin} IS NULL OR {checkin} < ?)"),
+            [Value::Integer(*fresh_since)],
+        ),
+        StatusFilter::Online {
+            fresh_since,
+            except,
+        } => {
+            filter.and(
+                &format!("approved = 1 AND {checkin} >= ?"),
+                [Value::Integer(*fresh_since)],
+            );
+            if !except.is_empty() {
+                filter.and(
+                    "id NOT IN (SELECT value FROM json_each(?))",
+                    [id_json(except)],
+                );
+            }
+        }
+        StatusFilter::Among(ids) => filter.and(
+            "approved = 1 AND id IN (SELECT value FROM json_each(?))",
+            [id_json(ids)],
+        ),
+    }
+}
+
+/// The WHERE clause of `query`. `in_sort_order` asks for a plan that walks the sort key's index
+/// (a page: it stops after `offset + limit` matches, reading nothing but the index) rather than
+/// one that collects every match first (a count).
+fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
+    let mut filter = Filter::default();
+    let kind = if query.fleets { "fleet" } else { "device" };
+    // A count with a tag is driven from the tag's rows (`+kind` keeps SQLite from walking a whole
+    // `kind` index instead): its cost is the tag's size, not the fleet's.
+    let kind_column = if query.tag.is_some() && !in_sort_order {
+        "+kind"
+    } else {
+        "kind"
+    };
+    filter.and(&format!("{kind_column} = ?"), [Value::Text(kind.into())]);
+    if let Some(search) = &query.search {
+        filter.and(
+            "name LIKE ? ESCAPE '\\'",
+            [Value::Text(like_pattern(search))],
+        );
+    }
+    if let Some(group) = &query.group {
+        filter.and(
+            "group_id = (SELECT id FROM groups WHERE name = ?)",
+            [Value::Text(group.clone())],
+        );
+    }
+    if let Some(tag) = &query.tag {
+        filter.and(
+            "id IN (SELECT endpoint_id FROM endpoint_tags \
+             WHERE tag_id = (SELECT id FROM tags WHERE name = ?))",
+            [Value::Text(tag.clone())],
+        );
+    }
+    if let Some(status) = &query.status {
+        let checkin = if in_sort_order && query.sort.key != SortKey::LastCheckin {
+            "+last_checkin"
+        } else {
+            "last_checkin"
+        };
+        status_clause(&mut filter, status, checkin);
+    }
+    filter
+}
+
+fn order_by(sort: Sort) -> String {
+    let key = match sort.key {
+        SortKey::Name => "name COLLATE NOCASE",
+        SortKey::Created => "created_at",
+        SortKey::LastCheckin => "last_checkin",
+    };
+    let dir = if sort.descending { "DESC" } else { "ASC" };
+    format!("{key} {dir}, id {dir}")
+}
+
+/// The page query and its arguments. The inner query finds the page's ids, walking (or sorting)
+/// only the sort key and the id; the outer one reads the columns, group and tags of those rows
+/// alone, so neither a deep page nor a sort of many rows computes the columns of skipped rows.
+pub(super) fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
+    let Filter { sql, mut args } = filter(query, true);
+    let per_page = query.per_page.clamp(1, MAX_PER_PAGE);
+    let offset = i64::from(query.page.max(1) - 1) * i64::from(per_page);
+    args.extend([Value::Integer(per_page.into()), Value::Integer(offset)]);
+    let order = order_by(query.sort);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM endpoints WHERE id IN \
+         (SELECT id FROM endpoints WHERE {sql} ORDER BY {order} LIMIT ? OFFSET ?) \
+         ORDER BY {order}"
+    );
+    (sql, args)
+}
+
+/// The count query and its arguments.
+pub(super) fn count_sql(query: &ListQuery) -> (String, Vec<Value>) {
+    let Filter { sql, args } = filter(query, false);
+    (format!("SELECT COUNT(*) FROM endpoints WHERE {sql}"), args)
+}
+
+/// One page of endpoints and the total matching.
+pub fn list(
+    conn: &Connection,
+    query: &ListQuery,
+) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
+    let (sql, args) = count_sql(query);
+    let total: i64 = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(args), |r| r.get(0))?;
+    let (sql, args) = page_sql(query);
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args), from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total as u64))
+}

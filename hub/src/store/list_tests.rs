@@ -1,0 +1,401 @@
+//! The endpoint list: paging, sorting, search, status, groups and tags, and the query plans.
+
+use outpost_common::{AgentId, EndpointId, Secret};
+use rusqlite::params_from_iter;
+use rusqlite::Connection;
+
+use super::endpoints::{self, EndpointKind, EnrollInput, LivenessUpdate};
+use super::labels::{self, Label, LabelError, TagAdded, MAX_TAGS};
+use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
+use super::tests::{new_endpoint, open};
+
+fn device(conn: &Connection, name: &str, created_at: i64) -> EndpointId {
+    let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
+    endpoints::create(conn, &new, created_at).unwrap().id
+}
+
+fn checked_in(conn: &mut Connection, id: EndpointId, at: i64) {
+    let update = LivenessUpdate {
+        id,
+        last_checkin: at,
+        addr: "127.0.0.1:1".into(),
+        migrations: 0,
+    };
+    endpoints::flush_liveness(conn, &[update]).unwrap();
+}
+
+fn label(text: &str) -> Label {
+    text.parse().unwrap()
+}
+
+fn query(per_page: u32) -> ListQuery {
+    ListQuery {
+        page: 1,
+        per_page,
+        ..Default::default()
+    }
+}
+
+fn ids(conn: &Connection, query: &ListQuery) -> (Vec<EndpointId>, u64) {
+    let (rows, total) = list::list(conn, query).unwrap();
+    (rows.into_iter().map(|r| r.id).collect(), total)
+}
+
+fn names(conn: &Connection, query: &ListQuery) -> Vec<String> {
+    let (rows, _) = list::list(conn, query).unwrap();
+    rows.into_iter().map(|r| r.name).collect()
+}
+
+#[test]
+fn pages_follow_the_sort_and_the_total_counts_every_match() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    // Created in this order; names sort differently; two share a creation second.
+    let specs = [("delta", 10), ("Alpha", 20), ("charlie", 20), ("bravo", 30)];
+    let made: Vec<EndpointId> = specs.iter().map(|(n, t)| device(&conn, n, *t)).collect();
+    checked_in(&mut conn, made[0], 500);
+    checked_in(&mut conn, made[3], 400);
+
+    let mut q = query(10);
+    assert_eq!(names(&conn, &q), ["delta", "Alpha", "charlie", "bravo"]);
+    q.sort = Sort {
+        key: SortKey::Name,
+        descending: false,
+    };
+    assert_eq!(names(&conn, &q), ["Alpha", "bravo", "charlie", "delta"]);
+    q.sort.descending = true;
+    assert_eq!(names(&conn, &q), ["delta", "charlie", "bravo", "Alpha"]);
+    q.sort = Sort {
+        key: SortKey::Created,
+        descending: true,
+    };
+    // Same second: the later id first when descending.
+    assert_eq!(names(&conn, &q), ["bravo", "charlie", "Alpha", "delta"]);
+    q.sort.key = SortKey::LastCheckin;
+    // Newest check-in first, never-seen last.
+    assert_eq!(names(&conn, &q), ["delta", "bravo", "charlie", "Alpha"]);
+
+    let mut paged = query(3);
+    paged.page = 2;
+    assert_eq!(ids(&conn, &paged), (vec![made[3]], 4));
+    paged.page = 9;
+    assert_eq!(ids(&conn, &paged), (vec![], 4));
+}
+
+#[test]
+fn search_is_a_case_insensitive_substring_with_literal_wildcards() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    for name in ["kiosk_1", "kiosk-2", "KIOSK_3", "sign%4", "sign-5"] {
+        device(&conn, name, 1);
+    }
+    let search = |text: &str| {
+        let mut q = query(10);
+        q.search = Some(text.into());
+        names(&conn, &q)
+    };
+    assert_eq!(search("kiosk_"), ["kiosk_1", "KIOSK_3"]);
+    assert_eq!(search("Kiosk"), ["kiosk_1", "kiosk-2", "KIOSK_3"]);
+    assert_eq!(search("%"), ["sign%4"]);
+    assert!(search("absent").is_empty());
+}
+
+#[test]
+fn status_is_answered_from_stored_liveness_and_the_active_set() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let never = device(&conn, "never", 1);
+    let silent = device(&conn, "silent", 1);
+    let fresh = device(&conn, "fresh", 1);
+    let summoned = device(&conn, "summoned", 1);
+    checked_in(&mut conn, silent, 100);
+    checked_in(&mut conn, fresh, 200);
+    checked_in(&mut conn, summoned, 200);
+    let secret = Secret::generate();
+    let fleet = endpoints::create(
+        &conn,
+        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
+        1,
+    )
+    .unwrap();
+    let pending = enrol(&mut conn, fleet.id, &secret);
+    checked_in(&mut conn, pending, 200);
+
+    let with = |status| {
+        let mut q = query(10);
+        q.status = Some(status);
+        ids(&conn, &q).0
+    };
+    assert_eq!(with(StatusFilter::Pending), [pending]);
+    assert_eq!(
+        with(StatusFilter::Offline { fresh_since: 150 }),
+        [never, silent]
+    );
+    let online = |except| StatusFilter::Online {
+        fresh_since: 150,
+        except,
+    };
+    assert_eq!(with(online(vec![])), [fresh, summoned]);
+    assert_eq!(with(online(vec![summoned])), [fresh]);
+    assert_eq!(
+        with(StatusFilter::Among(vec![summoned, pending])),
+        [summoned]
+    );
+}
+
+fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointId {
+    let input = EnrollInput {
+        endpoint: fleet,
+        secret_hash: secret.hash(),
+        agent_id: AgentId::generate(),
+        agent_version: "test".into(),
+        cert_serial: format!("{:x}", rand_serial(conn)),
+        cert_not_after: 2_000_000_000,
+    };
+    endpoints::enroll(conn, &input, 2)
+        .unwrap()
+        .unwrap()
+        .endpoint
+}
+
+fn rand_serial(conn: &Connection) -> i64 {
+    conn.query_row("SELECT abs(random())", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn groups_and_tags_filter_and_are_matched_ignoring_case() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    let a = device(&conn, "a", 1);
+    let b = device(&conn, "b", 2);
+    let c = device(&conn, "c", 3);
+    assert!(labels::set_group(&conn, a, Some(&label("Shops"))).unwrap());
+    assert!(labels::set_group(&conn, b, Some(&label("shops"))).unwrap());
+    assert!(labels::set_group(&conn, c, Some(&label("depots"))).unwrap());
+    assert!(!labels::set_group(&conn, EndpointId(99), Some(&label("x"))).unwrap());
+    for (id, tag) in [(a, "prod"), (a, "eu"), (b, "PROD"), (c, "eu")] {
+        assert_eq!(
+            labels::add_tag(&conn, id, &label(tag)).unwrap(),
+            TagAdded::Done
+        );
+    }
+    let filtered = |group: Option<&str>, tag: Option<&str>| {
+        let mut q = query(10);
+        q.group = group.map(String::from);
+        q.tag = tag.map(String::from);
+        ids(&conn, &q)
+    };
+    assert_eq!(filtered(Some("SHOPS"), None), (vec![a, b], 2));
+    assert_eq!(filtered(None, Some("prod")), (vec![a, b], 2));
+    assert_eq!(filtered(Some("depots"), Some("eu")), (vec![c], 1));
+    assert_eq!(filtered(Some("nowhere"), None), (vec![], 0));
+    assert_eq!(filtered(None, Some("nothing")), (vec![], 0));
+
+    let record = endpoints::find(&conn, a).unwrap().unwrap();
+    assert_eq!(record.group.as_deref(), Some("Shops"));
+    assert_eq!(record.tags, ["eu", "prod"]);
+
+    assert!(labels::remove_tag(&conn, a, &label("Prod")).unwrap());
+    assert!(!labels::remove_tag(&conn, a, &label("prod")).unwrap());
+    assert_eq!(filtered(None, Some("prod")), (vec![b], 1));
+    assert!(labels::set_group(&conn, b, None).unwrap());
+    assert_eq!(filtered(Some("shops"), None), (vec![a], 1));
+    assert_eq!(
+        labels::set_tags(&conn, c, &[label("x"), label("y")]).unwrap(),
+        TagAdded::Done
+    );
+    assert_eq!(endpoints::find(&conn, c).unwrap().unwrap().tags, ["x", "y"]);
+}
+
+#[test]
+fn an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let id = device(&conn, "busy", 1);
+    for i in 0..MAX_TAGS {
+        let tag = label(&format!("t{i}"));
+        assert_eq!(labels::add_tag(&conn, id, &tag).unwrap(), TagAdded::Done);
+    }
+    assert_eq!(
+        labels::add_tag(&conn, id, &label("one-more")).unwrap(),
+        TagAdded::Full
+    );
+    // Adding a tag it already has is not growth.
+    assert_eq!(
+        labels::add_tag(&conn, id, &label("t0")).unwrap(),
+        TagAdded::Done
+    );
+    assert_eq!(
+        labels::add_tag(&conn, EndpointId(99), &label("t0")).unwrap(),
+        TagAdded::NoEndpoint
+    );
+    endpoints::remove(&mut conn, id, 2).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM endpoint_tags", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn fleet_devices_start_with_the_fleet_group_and_tags() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let secret = Secret::generate();
+    let fleet = endpoints::create(
+        &conn,
+        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
+        1,
+    )
+    .unwrap();
+    labels::set_group(&conn, fleet.id, Some(&label("stores"))).unwrap();
+    labels::set_tags(&conn, fleet.id, &[label("pos"), label("eu")]).unwrap();
+    let member = enrol(&mut conn, fleet.id, &secret);
+    let record = endpoints::find(&conn, member).unwrap().unwrap();
+    assert_eq!(record.group.as_deref(), Some("stores"));
+    assert_eq!(record.tags, ["eu", "pos"]);
+}
+
+#[test]
+fn an_older_liveness_update_does_not_move_a_check_in_back() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let id = device(&conn, "x", 1);
+    checked_in(&mut conn, id, 200);
+    checked_in(&mut conn, id, 150);
+    let record = endpoints::find(&conn, id).unwrap().unwrap();
+    assert_eq!(record.last_checkin, Some(200));
+}
+
+#[test]
+fn a_status_query_writes_only_the_check_ins_that_cross_the_liveness_bound() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    let stored_fresh = device(&conn, "fresh", 1);
+    let stored_stale = device(&conn, "stale", 1);
+    let never = device(&conn, "never", 1);
+    checked_in(&mut conn, stored_fresh, 200);
+    checked_in(&mut conn, stored_stale, 100);
+    let update = |id, last_checkin| LivenessUpdate {
+        id,
+        last_checkin,
+        addr: "127.0.0.1:2".into(),
+        migrations: 1,
+    };
+    let dirty = [
+        update(stored_fresh, 210),
+        update(stored_stale, 210),
+        update(never, 210),
+    ];
+    let written = endpoints::flush_liveness_crossing(&mut conn, &dirty, 150).unwrap();
+    assert_eq!(written, 2);
+    let stored = |id| endpoints::find(&conn, id).unwrap().unwrap().last_checkin;
+    assert_eq!(
+        [stored(stored_fresh), stored(stored_stale), stored(never)],
+        [Some(200), Some(210), Some(210)]
+    );
+}
+
+#[test]
+fn group_and_tag_names_are_validated() {
+    assert_eq!(" ".parse::<Label>(), Err(LabelError::Empty));
+    assert_eq!("a,b".parse::<Label>(), Err(LabelError::Forbidden(',')));
+    assert_eq!("a\nb".parse::<Label>(), Err(LabelError::Forbidden('\n')));
+    assert_eq!("x".repeat(65).parse::<Label>(), Err(LabelError::TooLong));
+    assert_eq!(label(" eu-west ").as_str(), "eu-west");
+}
+
+/// Every combination of filter and sort the API can ask for.
+fn combinations() -> Vec<ListQuery> {
+    let statuses = [
+        None,
+        Some(StatusFilter::Pending),
+        Some(StatusFilter::Offline { fresh_since: 100 }),
+        Some(StatusFilter::Online {
+            fresh_since: 100,
+            except: vec![EndpointId(1)],
+        }),
+        Some(StatusFilter::Among(vec![EndpointId(1)])),
+    ];
+    let mut all = Vec::new();
+    for key in [SortKey::Name, SortKey::Created, SortKey::LastCheckin] {
+        for descending in [false, true] {
+            for status in &statuses {
+                for (search, group, tag) in [
+                    (None, None, None),
+                    (Some("k"), None, None),
+                    (None, Some("g"), None),
+                    (None, None, Some("t")),
+                ] {
+                    all.push(ListQuery {
+                        page: 3,
+                        per_page: 50,
+                        search: search.map(String::from),
+                        status: status.clone(),
+                        group: group.map(String::from),
+                        tag: tag.map(String::from),
+                        fleets: false,
+                        sort: Sort { key, descending },
+                    });
+                }
+            }
+        }
+    }
+    all
+}
+
+fn plan(conn: &Connection, (sql, args): (String, Vec<rusqlite::types::Value>)) -> Vec<String> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn every_filter_and_sort_walks_one_index_in_order_and_reads_only_the_page() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    for query in combinations() {
+        let count = plan(&conn, list::count_sql(&query));
+        let page = plan(&conn, list::page_sql(&query));
+        for steps in [&count, &page] {
+            let table_scan = steps
+                .iter()
+                .any(|step| step.starts_with("SCAN endpoints") && !step.contains("INDEX"));
+            assert!(!table_scan, "{query:?} scans the table: {steps:#?}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.starts_with("SEARCH endpoints USING")),
+                "{query:?}: {steps:#?}"
+            );
+        }
+        // A tag's count visits the tag's endpoints by id, not every endpoint.
+        let by_id = |steps: &[String]| {
+            steps
+                .iter()
+                .any(|s| s == "SEARCH endpoints USING INTEGER PRIMARY KEY (rowid=?)")
+        };
+        assert!(
+            query.tag.is_none() || by_id(&count),
+            "{query:?}: {count:#?}"
+        );
+        // The page's rows are read by id; the one sort orders that page, never the matches.
+        assert!(
+            page.iter()
+                .any(|s| s == "SEARCH endpoints USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{query:?}: {page:#?}"
+        );
+        let sorts = page
+            .iter()
+            .filter(|s| *s == "USE TEMP B-TREE FOR ORDER BY")
+            .count();
+        assert_eq!(sorts, 1, "{query:?}: {page:#?}");
+        // Without a name search, the page's ids come from the index alone.
+        let covered = page
+            .iter()
+            .any(|s| s.starts_with("SEARCH endpoints USING COVERING INDEX"));
+        assert!(covered || query.search.is_some(), "{query:?}: {page:#?}");
+    }
+}

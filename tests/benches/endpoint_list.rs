@@ -1,0 +1,293 @@
+//! Endpoint-list latency at scale: a release hub whose store holds N endpoints (25,000 by default)
+//! answers a mix of list queries over HTTPS; prints p50/p99/max per kind of query. Run by hand:
+//!
+//! ```sh
+//! cargo bench -p outpost-tests --bench endpoint_list -- --endpoints 25000 --rounds 300
+//! ```
+//!
+//! The store is filled through the hub's store library before the hub starts (one transaction:
+//! what an import would do), with groups, tags and stored check-ins spread over the endpoints: 50
+//! groups, 20 tags (two per endpoint), 60 % checked in within the last 20 s, 30 % an hour ago, 10 %
+//! never. One client on one kept-alive HTTPS connection asks each query `rounds` times, the kinds
+//! interleaved; the latency is the whole request as the client sees it (TLS, HTTP, SQL, JSON).
+//! Meanwhile a writer does what the liveness flush of 25,000 agents checking in every 25 s does:
+//! 5,000 check-ins in one transaction every 5 s (`--flush-rows N`, 0 for none).
+#![allow(clippy::disallowed_methods)] // wall-clock measurement of a real process
+#![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use outpost_common::{EndpointId, Secret};
+use outpost_hub::store::{
+    endpoints, labels, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
+};
+use outpost_tests::Hub;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Endpoints per group and tags in use, as in a fleet sorted by site and role.
+const GROUPS: usize = 50;
+const TAGS: usize = 20;
+/// The p99 the scale issue asks for.
+const TARGET_P99_MS: f64 = 50.0;
+
+struct Options {
+    endpoints: usize,
+    rounds: usize,
+    /// Check-ins written every 5 s while the queries run (0: none).
+    flush_rows: usize,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        endpoints: 25_000,
+        rounds: 300,
+        flush_rows: 5_000,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.windows(2) {
+        match pair[0].as_str() {
+            "--endpoints" => options.endpoints = pair[1].parse().expect("--endpoints N"),
+            "--rounds" => options.rounds = pair[1].parse().expect("--rounds N"),
+            "--flush-rows" => options.flush_rows = pair[1].parse().expect("--flush-rows N"),
+            _ => {}
+        }
+    }
+    options
+}
+
+fn label(text: String) -> Label {
+    text.parse().unwrap()
+}
+
+/// Fill the store at `path` with `n` endpoints in one transaction.
+fn fill(path: &Path, n: usize) {
+    let store = Store::open(path).unwrap();
+    let mut conn = store.lock();
+    let now = unix_now();
+    let roles = ["kiosk", "sign", "pos", "gateway"];
+    conn.execute_batch("BEGIN").unwrap();
+    let mut liveness = Vec::new();
+    for i in 0..n {
+        let new = NewEndpoint {
+            name: format!("{}-{:06}", roles[i % roles.len()], (i * 7919) % n),
+            kind: EndpointKind::Device,
+            preassigned: None,
+            secret_hash: Secret::generate().hash(),
+        };
+        let id = endpoints::create(&conn, &new, now - (n - i) as i64)
+            .unwrap()
+            .id;
+        labels::set_group(&conn, id, Some(&label(format!("group-{}", i % GROUPS)))).unwrap();
+        for tag in [i % TAGS, (i * 3 + 1) % TAGS] {
+            labels::add_tag(&conn, id, &label(format!("tag-{tag}"))).unwrap();
+        }
+        let last_checkin = match i % 10 {
+            0 => continue,
+            1..=3 => now - 3600,
+            _ => now - (i % 20) as i64,
+        };
+        liveness.push(LivenessUpdate {
+            id,
+            last_checkin,
+            addr: "198.18.0.2:4433".into(),
+            migrations: 0,
+        });
+    }
+    conn.execute_batch("COMMIT").unwrap();
+    endpoints::flush_liveness(&mut conn, &liveness).unwrap();
+}
+
+/// What the hub's liveness flusher does with `n` agents checking in every 25 s: every 5 s, one
+/// transaction writing `rows` check-ins (rotating through the endpoints), until `stop` is set. It
+/// runs through the store library on the hub's database file, so it contends for SQLite's write
+/// lock and the disk as the hub's own flush does.
+fn flush_load(
+    path: &Path,
+    n: usize,
+    rows: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let store = Store::open(path).unwrap();
+    std::thread::spawn(move || {
+        let mut flushes = 0;
+        let mut next = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_secs(5));
+            let now = unix_now();
+            let batch: Vec<LivenessUpdate> = (0..rows)
+                .map(|k| LivenessUpdate {
+                    id: EndpointId(((next + k) % n + 1) as u64),
+                    last_checkin: now,
+                    addr: "198.18.0.3:4433".into(),
+                    migrations: 0,
+                })
+                .collect();
+            next = (next + rows) % n;
+            endpoints::flush_liveness(&mut store.lock(), &batch).unwrap();
+            flushes += 1;
+        }
+        flushes
+    })
+}
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(hub: &Hub) -> Self {
+        let ca = std::fs::read(hub.data_dir.join("ca.pem")).unwrap();
+        let token = std::fs::read_to_string(hub.data_dir.join("admin.token")).unwrap();
+        let base = std::fs::read_to_string(hub.data_dir.join("api.url")).unwrap();
+        Self {
+            base: base.trim().to_owned(),
+            token: token.trim().to_owned(),
+            client: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// GET a list; returns the total (header and body must agree) and the rows.
+    async fn list(&self, query: &str) -> (u64, usize) {
+        let url = format!("{}/api/endpoints?{query}", self.base);
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{query}: {}",
+            response.status()
+        );
+        let header: u64 = response.headers()["x-total-count"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["total"].as_u64(), Some(header), "{query}");
+        (header, body["items"].as_array().unwrap().len())
+    }
+}
+
+/// The query mix: (kind, query string).
+fn queries(n: usize) -> Vec<(&'static str, String)> {
+    let last_page = n.div_ceil(100);
+    vec![
+        ("first page (created)", "per_page=100".into()),
+        (
+            "deep page (created)",
+            format!("per_page=100&page={last_page}"),
+        ),
+        (
+            "sorted by name, middle page",
+            format!("sort=name&page={}", last_page / 2),
+        ),
+        (
+            "sorted by last check-in, desc",
+            "sort=last_checkin&order=desc".into(),
+        ),
+        ("search name \"42\"", "search=42&sort=name".into()),
+        ("tag filter, by name", "tag=tag-7&sort=name".into()),
+        ("tag filter, deep page", "tag=tag-7&page=20".into()),
+        (
+            "group filter, last check-in",
+            "group=group-3&sort=last_checkin&order=desc".into(),
+        ),
+        ("status online, by name", "status=online&sort=name".into()),
+        (
+            "status online, deep page by name",
+            format!("status=online&sort=name&page={}", last_page / 2),
+        ),
+        ("status offline", "status=offline".into()),
+        (
+            "online + tag + search",
+            "status=online&tag=tag-4&search=kiosk".into(),
+        ),
+        ("1000 per page", "per_page=1000&sort=name".into()),
+    ]
+}
+
+#[tokio::main]
+async fn main() {
+    let options = options();
+    let tmp = tempfile::tempdir().unwrap();
+    let hub_dir = tmp.path().join("hub");
+    std::fs::create_dir_all(&hub_dir).unwrap();
+    // Build the hub binary first: the stored check-ins are fresh only for a minute.
+    outpost_tests::bin_dir();
+    let started = Instant::now();
+    fill(&hub_dir.join("hub.db"), options.endpoints);
+    let fill_time = started.elapsed();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = (options.flush_rows > 0).then(|| {
+        let path = hub_dir.join("hub.db");
+        flush_load(&path, options.endpoints, options.flush_rows, stop.clone())
+    });
+    let hub = Hub::start_with(hub_dir, "127.0.0.1:0", "127.0.0.1:0", &[]);
+    let api = Api::new(&hub);
+
+    let mix = queries(options.endpoints);
+    let mut results: Vec<(Histogram<u64>, u64, usize)> = mix
+        .iter()
+        .map(|_| (Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), 0, 0))
+        .collect();
+    for (_, query) in &mix {
+        api.list(query).await; // warm the connection and the page cache
+    }
+    for _ in 0..options.rounds {
+        for ((_, query), (histogram, total, rows)) in mix.iter().zip(&mut results) {
+            let start = Instant::now();
+            (*total, *rows) = api.list(query).await;
+            histogram
+                .record(start.elapsed().as_micros() as u64)
+                .unwrap();
+        }
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let flushes = load.map_or(0, |l| l.join().unwrap());
+    println!(
+        "\n{} endpoints, store filled in {:.1} s; {} rounds of each query over one HTTPS connection",
+        options.endpoints,
+        fill_time.as_secs_f64(),
+        options.rounds
+    );
+    println!(
+        "meanwhile {flushes} liveness flushes of {} rows each (one every 5 s)\n",
+        options.flush_rows
+    );
+    println!("| query | matches | rows | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut worst: f64 = 0.0;
+    for ((kind, query), (histogram, total, rows)) in mix.iter().zip(&results) {
+        let p99 = ms(histogram.value_at_quantile(0.99));
+        worst = worst.max(p99);
+        println!(
+            "| {kind} (`{query}`) | {total} | {rows} | {:.2} | {p99:.2} | {:.2} |",
+            ms(histogram.value_at_quantile(0.5)),
+            ms(histogram.max()),
+        );
+    }
+    println!(
+        "\nworst p99 {worst:.2} ms (target < {TARGET_P99_MS} ms): {}",
+        if worst < TARGET_P99_MS {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
