@@ -62,6 +62,28 @@ pub enum SummonError {
     Disconnected(EndpointId),
 }
 
+/// What the rest of the hub asks a session driver to tell its agent: the few control messages not
+/// sent by the driver itself, kept small because a queue allocates room for 32 of them per agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Ask the agent for stream credit.
+    Summon {
+        /// Echoed in the agent's `Ready`.
+        id: u32,
+    },
+    /// The pending device was approved.
+    Approved,
+}
+
+impl From<Control> for HubMessage {
+    fn from(control: Control) -> Self {
+        match control {
+            Control::Summon { id } => Self::Summon { id },
+            Control::Approved => Self::Approved,
+        }
+    }
+}
+
 /// Mutable per-session state.
 #[derive(Debug)]
 struct LiveState {
@@ -98,7 +120,7 @@ pub struct LiveSession {
     /// The agent.
     pub agent_id: AgentId,
     conn: quinn::Connection,
-    control: mpsc::Sender<HubMessage>,
+    control: mpsc::Sender<Control>,
     state: Mutex<LiveState>,
     summons: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     next_summon: AtomicU32,
@@ -164,7 +186,7 @@ impl LiveSession {
         endpoint: EndpointId,
         agent_id: AgentId,
         conn: quinn::Connection,
-        control: mpsc::Sender<HubMessage>,
+        control: mpsc::Sender<Control>,
         pending: bool,
         migrations: u64,
         checkin_interval: Duration,
@@ -258,7 +280,7 @@ impl LiveSession {
     /// An admin approved this pending device.
     pub fn approve(&self) -> bool {
         let was_pending = std::mem::replace(&mut lock(&self.state).pending, false);
-        was_pending && self.control.try_send(HubMessage::Approved).is_ok()
+        was_pending && self.control.try_send(Control::Approved).is_ok()
     }
 
     /// The status an admin sees, with `stale_after` the liveness bound.
@@ -296,7 +318,7 @@ impl LiveSession {
         let id = self.next_summon.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.summons).insert(id, tx);
-        if self.control.send(HubMessage::Summon { id }).await.is_err() {
+        if self.control.send(Control::Summon { id }).await.is_err() {
             lock(&self.summons).remove(&id);
             return Err(SummonError::Disconnected(self.endpoint));
         }

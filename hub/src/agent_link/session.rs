@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
-use crate::registry::LiveSession;
+use crate::registry::{Control, LiveSession};
 use crate::store::{endpoints, extras, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
@@ -64,7 +64,39 @@ pub(super) async fn run(
     conn: quinn::Connection,
     admission: OwnedSemaphorePermit,
 ) -> Result<(), SessionError> {
-    let (endpoint, agent_id) = match authenticate(ctx, &conn).await {
+    // Boxed, so the set-up's futures are freed once it is done and the task that lives as long as
+    // the session holds only the driver's state.
+    let mut established = Box::pin(establish(ctx, &conn)).await?;
+    drop(admission);
+    let session = established.session.clone();
+    let result = drive(
+        ctx,
+        &session,
+        &mut established.send,
+        established.recv,
+        established.control,
+    )
+    .await;
+    session.enter_standby();
+    ctx.registry.remove(&session);
+    info!(endpoint = %session.endpoint, "agent disconnected");
+    result
+}
+
+/// A session that said hello and was welcomed.
+struct Established {
+    session: Arc<LiveSession>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    control: mpsc::Receiver<Control>,
+}
+
+/// Check the certificate against the store, exchange hello and welcome, register the session.
+async fn establish(
+    ctx: &Arc<HubContext>,
+    conn: &quinn::Connection,
+) -> Result<Established, SessionError> {
+    let (endpoint, agent_id) = match authenticate(ctx, conn).await {
         Ok(found) => found,
         Err(e) => {
             let code = match e {
@@ -95,7 +127,7 @@ pub(super) async fn run(
             "expected hello, got {hello:?}"
         )));
     };
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
     let session = Arc::new(LiveSession::new(
         endpoint,
         agent_id,
@@ -113,14 +145,13 @@ pub(super) async fn run(
     });
     wire::write_frame(&mut send, &welcome).await?;
     ctx.registry.insert(session.clone());
-    drop(admission);
     info!(%endpoint, agent = %agent_id, %agent_version, remote = %conn.remote_address(), "agent connected");
-
-    let result = drive(ctx, &session, &mut send, recv, control_rx).await;
-    session.enter_standby();
-    ctx.registry.remove(&session);
-    info!(%endpoint, "agent disconnected");
-    result
+    Ok(Established {
+        session,
+        send,
+        recv,
+        control,
+    })
 }
 
 async fn authenticate(
@@ -168,7 +199,7 @@ async fn drive(
     session: &LiveSession,
     send: &mut quinn::SendStream,
     recv: quinn::RecvStream,
-    mut outgoing: mpsc::Receiver<HubMessage>,
+    mut outgoing: mpsc::Receiver<Control>,
 ) -> Result<(), SessionError> {
     let conn = session.connection().clone();
     // One allocation for the whole session: `set` reuses it for each frame.
@@ -184,7 +215,9 @@ async fn drive(
                     Ok(AgentMessage::Snapshot(snapshot)) => {
                         // Informational: a store hiccup loses this snapshot, never the device's session.
                         let id = session.endpoint;
-                        match ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)).await {
+                        // Boxed: rare, and the snapshot would otherwise widen every session's task.
+                        let save = Box::pin(ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)));
+                        match save.await {
                             Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
                             Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
                         }
@@ -197,7 +230,7 @@ async fn drive(
                     }
                 }
             }
-            Some(message) = outgoing.recv() => wire::write_frame(send, &message).await?,
+            Some(control) = outgoing.recv() => wire::write_frame(send, &HubMessage::from(control)).await?,
         }
     }
 }
