@@ -24,11 +24,13 @@ pub struct AdmissionLimits {
 }
 
 impl Default for AdmissionLimits {
-    /// A handshake and session set-up take a few round trips: about 2 s on a GEO path (600 ms RTT,
-    /// plus store reads). Agents reconnecting after a restart spread over the 30 s backoff cap,
-    /// 25,000 / 30 s ≈ 830 a second, so ~1,700 in flight on the slowest links; 2,048 slots hold
-    /// that, at well under 100 KiB of connection state each (the per-agent heap in BENCHMARKS.md),
-    /// so under 200 MiB. Retry starts at a quarter of that, when the hub is visibly busy.
+    /// Setting up a session takes a few round trips plus store reads: about 2 s on a GEO path
+    /// (600 ms RTT). 2,048 slots keep ~1,000 set-ups a second going on such paths — more than two
+    /// cores sign and verify — while bounding the state of half-open connections to under
+    /// 200 MiB (well under 100 KiB each, see BENCHMARKS.md). After a hub restart every agent's
+    /// first retry lands within a second (full jitter over 1 s): the slots take what the hub can
+    /// serve, the rest are refused at once and come back spread over their growing backoff. Retry
+    /// starts at a quarter of the slots, when the hub is visibly busy.
     fn default() -> Self {
         Self {
             retry_above: 512,
