@@ -71,7 +71,9 @@ impl CheckinTuner {
             .map(|last| now.saturating_duration_since(last));
         match silence {
             Some(silence) if migrated && silence >= share(self.interval, REGULAR_GAP) => {
-                self.interval = share(silence.min(self.interval), SHORTEN).max(FLOOR);
+                // A hub configured below the floor (tests, a lab) keeps its own interval.
+                let floor = FLOOR.min(self.ceiling);
+                self.interval = share(silence.min(self.interval), SHORTEN).max(floor);
                 self.changed_at = now;
             }
             _ if now.saturating_duration_since(self.changed_at) >= HOLD => {
@@ -144,6 +146,16 @@ mod tests {
         let (mut tuner, mut now) = start();
         run(&mut tuner, &mut now, Duration::from_secs(3), 50);
         assert_eq!(tuner.interval(), FLOOR);
+    }
+
+    #[test]
+    fn a_hub_configured_below_the_floor_keeps_its_interval() {
+        let mut now = Instant::now();
+        let mut tuner = CheckinTuner::new(Duration::from_secs(2), now);
+        tuner.handle_checkin(now, false);
+        let expired = run(&mut tuner, &mut now, Duration::from_secs(1), 10);
+        assert_eq!(expired, 10);
+        assert_eq!(tuner.interval(), Duration::from_secs(2));
     }
 
     #[test]
