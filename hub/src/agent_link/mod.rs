@@ -60,9 +60,10 @@ async fn dispatch(ctx: Arc<HubContext>, conn: quinn::Connection, slot: OwnedSema
     let remote = conn.remote_address();
     match alpn(&conn).as_deref() {
         Some(ALPN_ENROLL) => {
-            // Enrolments have their own limit; the handshake is done.
+            // Enrolments have their own limit; the handshake is done. Boxed: an enrolment's
+            // future is larger than a session's, and would otherwise widen every session's task.
             drop(slot);
-            if let Err(e) = enroll::run(&ctx, &conn).await {
+            if let Err(e) = Box::pin(enroll::run(&ctx, &conn)).await {
                 info!(%remote, "enrolment failed: {e}");
             }
         }
