@@ -457,3 +457,6 @@ impl Registry {
         updates
     }
 }
+
+#[cfg(test)]
+mod tests;
