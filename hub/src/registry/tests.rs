@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::*;
+use crate::agent_link::windows::WindowBudget;
 
 const ALPN: &[u8] = b"test";
 const INTERVAL: Duration = Duration::from_secs(25);
@@ -89,4 +90,36 @@ async fn check_ins_are_written_on_change_at_checkpoints_and_on_departure_not_eac
         "a departure writes the last check-in"
     );
     assert!(registry.take_all(now).is_empty(), "and only once");
+}
+
+#[tokio::test]
+async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget of nothing still holds one grant.
+    let budget = WindowBudget::new(0, &outpost_common::transport::CELLULAR);
+    let mut sessions = Vec::new();
+    for id in 0..2 {
+        let (conn, agent) = hub_side(&dir).await;
+        let (control, queue) = mpsc::channel(1);
+        let session = LiveSession::new(
+            EndpointId(id),
+            AgentId(Uuid::new_v4()),
+            conn,
+            control,
+            false,
+            0,
+            INTERVAL,
+        );
+        sessions.push((session, agent, queue));
+    }
+    let full = |s: &LiveSession| s.view(Instant::now(), INTERVAL).full_windows;
+    let (first, second) = (&sessions[0].0, &sessions[1].0);
+    first.resolve_summon(1, &budget);
+    second.resolve_summon(1, &budget);
+    assert!(full(first), "the first summoned device gets the grant");
+    assert!(!full(second), "the second works at standby windows");
+    first.enter_standby();
+    assert!(!full(first), "standby returns the grant");
+    second.resolve_summon(2, &budget);
+    assert!(full(second), "the next summon takes it");
 }
