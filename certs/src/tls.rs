@@ -47,6 +47,16 @@ pub(crate) fn server_config(
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = alpn_list(alpn);
+    // Stateless resumption: a reconnecting agent presents a ticket sealed with a key only this
+    // process holds, skipping the certificate signature and chain checks on both sides and the
+    // certificates on the wire. The ticket carries the client certificate chain, so the hub still
+    // sees (and checks against its store) which agent it is. Nothing is kept per ticket, so the
+    // stateful cache goes; one ticket is enough for an agent that holds one connection at a time.
+    // Early data stays off (`max_early_data_size` 0): nothing an agent sends first is safe to
+    // replay blindly.
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.send_tls13_tickets = 1;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(config)
 }
 

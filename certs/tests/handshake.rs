@@ -1,6 +1,7 @@
 //! Real TLS 1.3 handshakes between rustls client and server connections, pumped in memory.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -244,4 +245,83 @@ fn the_configs_are_usable_by_quinn() {
     let agent = agent_client_auth(&hub, Uuid::new_v4());
     let (config, _) = pinned(&hub, Some(agent));
     QuicClientConfig::try_from(config).unwrap();
+}
+
+/// Counts the tickets the hub accepted, around the hub's own ticketer.
+#[derive(Debug)]
+struct CountingTicketer {
+    inner: Arc<dyn rustls::server::ProducesTickets>,
+    resumed: Arc<AtomicUsize>,
+}
+
+impl rustls::server::ProducesTickets for CountingTicketer {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.inner.encrypt(plain)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let plain = self.inner.decrypt(cipher);
+        if plain.is_some() {
+            self.resumed.fetch_add(1, Ordering::SeqCst);
+        }
+        plain
+    }
+}
+
+/// The role in a quinn connection's client certificate, as the hub reads it.
+fn quinn_peer_role(conn: &quinn::Connection) -> ClientRole {
+    let chain = conn
+        .peer_identity()
+        .unwrap()
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .unwrap();
+    client_identity(&chain[0]).unwrap().0
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_resumes_and_the_hub_still_sees_its_certificate() {
+    use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let mut tls = hub.server_config(&[ALPN]).unwrap();
+    assert_eq!(tls.max_early_data_size, 0, "0-RTT stays off");
+    tls.ticketer = Arc::new(CountingTicketer {
+        inner: tls.ticketer.clone(),
+        resumed: resumed.clone(),
+    });
+    let server_config =
+        quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls).unwrap()));
+    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let agent_id = Uuid::new_v4();
+    // The agent keeps one client config (and so its ticket) across reconnects.
+    let (config, _) = pinned(&hub, Some(agent_client_auth(&hub, agent_id)));
+    let client_config =
+        quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(config).unwrap()));
+    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    client.set_default_client_config(client_config);
+
+    for attempt in 0..3 {
+        let dial = client.connect(server_addr, HUB_SERVER_NAME).unwrap();
+        let (dialled, accepted) = tokio::join!(dial, async {
+            server.accept().await.unwrap().await.unwrap()
+        });
+        let dialled = dialled.unwrap();
+        assert_eq!(quinn_peer_role(&accepted), ClientRole::Agent(agent_id));
+        // The ticket travels after the handshake; give it a round trip before hanging up.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dialled.close(0u32.into(), b"");
+        accepted.closed().await;
+        assert_eq!(
+            resumed.load(Ordering::SeqCst),
+            attempt,
+            "every connection after the first resumes"
+        );
+    }
 }

@@ -106,6 +106,12 @@ pub const SATELLITE: TransportProfile = TransportProfile {
 /// Every profile, for lookup by name.
 pub const PROFILES: [TransportProfile; 3] = [LAN, CELLULAR, SATELLITE];
 
+/// The hub's windows for a connection in standby: control frames only, which the hub reads as they
+/// arrive. 16 KiB carries a typical engine snapshot in one round trip (the largest control frame in
+/// sixteen) and bounds what each idle agent can make the hub buffer; a summoned agent's connection
+/// is raised to the profile's windows from the hub's window budget.
+pub const HUB_STANDBY_WINDOW: u32 = 16 * KIB;
+
 /// Datagrams are check-ins of a few bytes: a small buffer is plenty and bounds hub memory.
 const DATAGRAM_BUFFER: usize = 4 * 1024;
 
@@ -138,6 +144,11 @@ impl TransportProfile {
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
         self.congestion.apply(&mut config);
+        if role == Role::Hub {
+            config
+                .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))
+                .send_window(HUB_STANDBY_WINDOW.into());
+        }
         Arc::new(config)
     }
 }

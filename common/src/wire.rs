@@ -274,6 +274,16 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).unwrap_or_default()
 }
 
+/// Encode a datagram into a buffer of exactly its size: one allocation, which converts into the
+/// `Bytes` QUIC takes without another (a growable Vec's spare capacity would cost a second).
+/// Every datagram fits [`MAX_DATAGRAM`]; one that does not encodes empty, which the peer rejects.
+pub fn encode_datagram(datagram: &Datagram) -> Vec<u8> {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    postcard::to_slice(datagram, &mut buf)
+        .map(|used| used.to_vec())
+        .unwrap_or_default()
+}
+
 /// Length-prefix a message for a stream.
 pub fn encode_frame<T: Serialize>(value: &T) -> Vec<u8> {
     let body = encode(value);

@@ -7,6 +7,8 @@ use outpost_certs::HubPki;
 use outpost_common::wire::SessionSettings;
 use tokio::sync::Semaphore;
 
+use crate::agent_link::admission::Admission;
+use crate::agent_link::windows::WindowBudget;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -29,6 +31,10 @@ pub struct HubContext {
     pub admin_token_hash: [u8; 32],
     /// Bounds concurrent enrolments (each signs a certificate and writes the store).
     pub enroll_slots: Semaphore,
+    /// Bounds connections being set up (handshake to welcome).
+    pub admission: Admission,
+    /// Grants of full flow-control windows to summoned agents.
+    pub windows: WindowBudget,
     /// Bounds proxied Docker requests in flight across all devices.
     pub proxy_slots: Arc<Semaphore>,
     /// The size of `proxy_slots`, for error messages.

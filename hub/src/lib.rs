@@ -3,7 +3,8 @@
 //!
 //! - [`server`]: start a hub from a resolved [`server::HubConfig`].
 //! - [`demo`]: a hub and a local device in one command, for a first look.
-//! - [`agent_link`] (private): the QUIC endpoint, enrolment and per-agent session drivers.
+//! - [`agent_link`]: the QUIC endpoint (admission, window budget, adaptive check-ins), enrolment and
+//!   per-agent session drivers.
 //! - [`registry`]: live sessions in memory (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
 //! - [`api`]: the admin HTTPS API.
@@ -11,7 +12,7 @@
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
 
-mod agent_link;
+pub mod agent_link;
 pub mod api;
 pub mod cli;
 pub mod context;

@@ -17,11 +17,15 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::agent_link::admission::{Admission, AdmissionLimits};
+use crate::agent_link::socket::OneDatagramPerSend;
+use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{endpoints, Store, StoreError};
+use crate::store::{endpoints, LivenessUpdate, Store, StoreError};
 use crate::{agent_link, api};
 
 /// The resolved runtime configuration of a hub.
@@ -47,6 +51,10 @@ pub struct HubConfig {
     pub flush_interval: Duration,
     /// Enrolments handled at once; more are told the hub is busy.
     pub max_concurrent_enrollments: usize,
+    /// New connections set up at once, and when to ask for address validation first.
+    pub admission: AdmissionLimits,
+    /// Bytes of flow-control windows granted to summoned agents beyond their standby windows.
+    pub window_budget: u64,
     /// Proxied Docker requests in flight across all devices.
     pub max_proxy_streams: usize,
 }
@@ -144,17 +152,18 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
     server_config.transport_config(config.transport.transport_config(Role::Hub));
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server_config),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
-    .map_err(|source| StartError::Bind {
+    let bind_error = |source| StartError::Bind {
         what: "agents (UDP)",
         addr: agent_addr,
         source,
-    })?;
+    };
+    let endpoint = quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        Some(server_config),
+        OneDatagramPerSend::wrap(socket).map_err(bind_error)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_error)?;
     let api_tls = Arc::new(pki.server_config(&[b"http/1.1"])?);
 
     let ctx = Arc::new(HubContext {
@@ -169,6 +178,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         summon_timeout: config.summon_timeout,
         admin_token_hash,
         enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
+        admission: Admission::new(config.admission),
+        windows: WindowBudget::new(config.window_budget, &config.transport),
         proxy_slots: Arc::new(Semaphore::new(config.max_proxy_streams)),
         max_proxy_streams: config.max_proxy_streams,
     });
@@ -184,6 +195,12 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(flush_liveness(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
+    info!(
+        full_window_grants = ctx.windows.max_grants(),
+        standby_window_bytes = windows::cost(windows::Windows::STANDBY),
+        worst_case_mib_at_25000 = ctx.windows.worst_case(25_000) >> 20,
+        "flow-control memory bound"
+    );
     Ok(RunningHub {
         agent_addr,
         api_addr,
@@ -202,7 +219,7 @@ impl RunningHub {
         for task in &self.tasks {
             task.abort();
         }
-        flush_once(&self.ctx).await;
+        flush(&self.ctx, self.ctx.registry.take_all(Instant::now())).await;
         self.endpoint.wait_idle().await;
     }
 }
@@ -292,12 +309,11 @@ async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        flush_once(&ctx).await;
+        flush(&ctx, ctx.registry.take_dirty(Instant::now())).await;
     }
 }
 
-async fn flush_once(ctx: &HubContext) {
-    let updates = ctx.registry.take_dirty();
+async fn flush(ctx: &HubContext, updates: Vec<LivenessUpdate>) {
     if updates.is_empty() {
         return;
     }

@@ -76,7 +76,11 @@ fn tls(transport: &TransportProfile, controller: Controller) -> (ServerConfig, C
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
     let mut server = ServerConfig::with_single_cert(vec![der.clone()], key).unwrap();
     let mut hub = Arc::try_unwrap(transport.transport_config(Role::Hub)).unwrap();
-    hub.max_concurrent_bidi_streams(4u32.into());
+    // The windows a summoned agent's connection is granted (the hub starts every connection at
+    // standby windows).
+    hub.max_concurrent_bidi_streams(4u32.into())
+        .receive_window(transport.connection_window.into())
+        .send_window(transport.send_window.into());
     controller.apply(&mut hub);
     server.transport_config(Arc::new(hub));
     let mut roots = quinn::rustls::RootCertStore::empty();
@@ -153,11 +157,16 @@ async fn transfer(conn: &quinn::Connection, down: bool, size: usize) -> Duration
     start.elapsed()
 }
 
-async fn run_one(
-    profile: &Profile,
-    controller: Controller,
-    options: &Options,
-) -> (Option<Duration>, Option<Duration>) {
+/// One controller on one profile: both transfers and what the device's path saw.
+struct Outcome {
+    down: Option<Duration>,
+    up: Option<Duration>,
+    /// Path MTU at the end and MTU black holes declared (loss misread as an MTU limit).
+    mtu: u16,
+    black_holes: u64,
+}
+
+async fn run_one(profile: &Profile, controller: Controller, options: &Options) -> Outcome {
     let transport = transport_for(profile_rtt(profile));
     let (server_config, client_config) = tls(&transport, controller);
     let (server_endpoint, server_addr) = server(server_config, options.size);
@@ -188,9 +197,15 @@ async fn run_one(
     let up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
         .await
         .ok();
+    let path = conn.stats().path;
     conn.close(0u32.into(), b"done");
     server_endpoint.close(0u32.into(), b"done");
-    (down, up)
+    Outcome {
+        down,
+        up,
+        mtu: path.current_mtu,
+        black_holes: path.black_holes_detected,
+    }
 }
 
 fn profile_rtt(profile: &Profile) -> Duration {
@@ -246,28 +261,30 @@ fn ideal(size: usize, rate: Option<u64>, rtt: Duration) -> String {
 async fn main() {
     let options = options();
     println!(
-        "| profile | down / up rate | controller | down {} MB | up {} MB | ideal down / up |",
+        "| profile | down / up rate | controller | down {} MB | up {} MB | ideal down / up | device MTU / black holes |",
         options.size >> 20,
         options.size >> 20
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for name in &options.profiles {
         let profile = Profile::load(name).unwrap();
         for &controller in &options.controllers {
-            let (down, up) = run_one(&profile, controller, &options).await;
+            let outcome = run_one(&profile, controller, &options).await;
             println!(
-                "| {name} | {} / {} | {} | {} | {} | {} / {} |",
+                "| {name} | {} / {} | {} | {} | {} | {} / {} | {} / {} |",
                 rate_bits(link_rate(&profile.down)),
                 rate_bits(link_rate(&profile.up)),
                 controller.name(),
-                cell(down, options.size),
-                cell(up, options.size),
+                cell(outcome.down, options.size),
+                cell(outcome.up, options.size),
                 ideal(
                     options.size,
                     link_rate(&profile.down),
                     profile_rtt(&profile)
                 ),
                 ideal(options.size, link_rate(&profile.up), profile_rtt(&profile)),
+                outcome.mtu,
+                outcome.black_holes,
             );
         }
     }

@@ -8,6 +8,10 @@
 //! The hub is the release `outpost-hub` binary in its own process (so /proc shows its own RSS and
 //! CPU); the agents are the real agent library, many in this process, each with its own identity,
 //! data directory and UDP socket, with the default 25 s check-in interval.
+//!
+//! With `--restart`, it then restarts the hub (SIGTERM, same directory and ports) and reports how
+//! long until every agent is back in standby: the agents' backoff with full jitter against the
+//! hub's admission limits.
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real processes
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -27,6 +31,7 @@ struct Options {
     seconds: u64,
     summons: usize,
     checkin: String,
+    restart: bool,
 }
 
 fn options() -> Options {
@@ -35,6 +40,7 @@ fn options() -> Options {
         seconds: 60,
         summons: 50,
         checkin: "25s".into(),
+        restart: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,6 +51,11 @@ fn options() -> Options {
             "--seconds" => options.seconds = value.parse().expect("--seconds N"),
             "--summons" => options.summons = value.parse().expect("--summons N"),
             "--checkin" => options.checkin = value,
+            "--restart" => {
+                options.restart = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -88,6 +99,21 @@ impl Api {
         let value: Value = response.json().await.unwrap();
         assert!(status.is_success(), "{path}: {status} {value}");
         value
+    }
+
+    /// A GET that may fail (the hub is restarting).
+    async fn try_call(&self, path: &str) -> Option<Value> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json().await.ok()
     }
 
     async fn all_endpoints(&self) -> Vec<Value> {
@@ -182,24 +208,49 @@ fn main() {
         .build()
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let hub = Hub::start_with(
-        tmp.path().join("hub"),
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &[
-            "--checkin-interval",
-            &options.checkin,
-            "--standby-after",
-            "2s",
-        ],
-    );
+    let flags = [
+        "--checkin-interval",
+        &options.checkin,
+        "--standby-after",
+        "2s",
+    ];
+    let mut hub = Hub::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
     let pid = hub.pid();
     std::thread::sleep(Duration::from_secs(1));
     let rss_empty = rss_kib(pid);
-    runtime.block_on(measure(&options, &hub, tmp.path(), rss_empty));
+    runtime.block_on(measure(&options, &mut hub, &flags, tmp.path(), rss_empty));
 }
 
-async fn measure(options: &Options, hub: &Hub, tmp: &Path, rss_empty: u64) {
+/// Poll the API until `n` endpoints are in standby, within `limit`.
+async fn all_in_standby(api: &Api, n: usize, limit: Duration) {
+    let online = async {
+        loop {
+            if let Some(list) = api
+                .try_call("/api/endpoints?status=standby&per_page=1")
+                .await
+            {
+                if list["total"].as_u64() == Some(n as u64) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::time::timeout(limit, online)
+        .await
+        .expect("all agents online");
+}
+
+/// Restart the hub and time how long until every agent is back.
+async fn restart(hub: &mut Hub, flags: &[&str], api: &Api, n: usize) -> Duration {
+    tokio::task::block_in_place(|| hub.stop());
+    let started = Instant::now();
+    tokio::task::block_in_place(|| hub.restart_with(flags));
+    all_in_standby(api, n, Duration::from_secs(300)).await;
+    started.elapsed()
+}
+
+async fn measure(options: &Options, hub: &mut Hub, flags: &[&str], tmp: &Path, rss_empty: u64) {
     let api = Api::new(hub);
     let pid = hub.pid();
     let n = options.agents;
@@ -219,24 +270,7 @@ async fn measure(options: &Options, hub: &Hub, tmp: &Path, rss_empty: u64) {
         );
         tasks.push(tokio::spawn(run(config)));
     }
-    let online = async {
-        loop {
-            let list = api
-                .call(
-                    reqwest::Method::GET,
-                    "/api/endpoints?status=standby&per_page=1",
-                    None,
-                )
-                .await;
-            if list["total"].as_u64() == Some(n as u64) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120 + n as u64 / 10), online)
-        .await
-        .expect("all agents online");
+    all_in_standby(&api, n, Duration::from_secs(120 + n as u64 / 10)).await;
     let enrol_time = enrol_started.elapsed();
     // Let connection start-up (handshake, path MTU probes: ~15 KB per agent) finish before measuring.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -272,6 +306,11 @@ async fn measure(options: &Options, hub: &Hub, tmp: &Path, rss_empty: u64) {
             .record((answer["ready_ms"].as_f64().unwrap() * 1000.0) as u64)
             .unwrap();
     }
+    let restarted = if options.restart {
+        Some(restart(hub, flags, &api, n).await)
+    } else {
+        None
+    };
     for task in &tasks {
         task.abort();
     }
@@ -304,4 +343,10 @@ async fn measure(options: &Options, hub: &Hub, tmp: &Path, rss_empty: u64) {
         hub_side.value_at_quantile(0.99) as f64 / 1000.0,
         client_side.len()
     );
+    if let Some(took) = restarted {
+        println!(
+            "after a hub restart (SIGTERM, same ports): all {n} agents back in standby in {:.1} s",
+            took.as_secs_f64()
+        );
+    }
 }

@@ -100,6 +100,18 @@ fn check_in_datagrams_stay_tiny() {
 }
 
 #[test]
+fn datagrams_encode_into_exactly_their_size() {
+    let ack = Datagram::Ack {
+        seq: u32::MAX,
+        interval_s: u16::MAX,
+    };
+    let bytes = encode_datagram(&ack);
+    assert_eq!(bytes, encode(&ack));
+    assert_eq!(bytes.capacity(), bytes.len());
+    assert_eq!(decode::<Datagram>(&bytes).unwrap(), ack);
+}
+
+#[test]
 fn close_codes_round_trip() {
     for code in [
         CloseCode::Done,

@@ -1,9 +1,10 @@
 //! One agent session: authenticate the certificate against the store, then drive the control stream
 //! and the check-in datagrams until the connection ends.
 //!
-//! The driver is thin: a reader task turns the control stream into messages (reads are not
-//! cancel-safe, so they never sit in a `select!`), and one loop answers check-ins, forwards summons
-//! and records what the agent reports.
+//! The driver is thin: one loop per connection answers check-ins, forwards summons and records what
+//! the agent reports. Frame reads are not cancel-safe, so the read of the next control frame is one
+//! future kept across iterations of the `select!` rather than a task of its own: one task per agent
+//! (plus quinn's connection driver), which matters at tens of thousands of agents.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,12 @@ use outpost_common::{AgentId, EndpointId};
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tokio::sync::mpsc;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
-use crate::registry::LiveSession;
+use crate::registry::{Control, LiveSession};
 use crate::store::{endpoints, extras, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
@@ -55,11 +57,46 @@ pub(super) enum SessionError {
     Store(#[from] StoreError),
 }
 
+/// Run the session on `conn`; `admission` is the handshake slot, held until the session is set up
+/// (certificate checked against the store, hello and welcome exchanged).
 pub(super) async fn run(
     ctx: &Arc<HubContext>,
     conn: quinn::Connection,
+    admission: OwnedSemaphorePermit,
 ) -> Result<(), SessionError> {
-    let (endpoint, agent_id) = match authenticate(ctx, &conn).await {
+    // Boxed, so the set-up's futures are freed once it is done and the task that lives as long as
+    // the session holds only the driver's state.
+    let mut established = Box::pin(establish(ctx, &conn)).await?;
+    drop(admission);
+    let session = established.session.clone();
+    let result = drive(
+        ctx,
+        &session,
+        &mut established.send,
+        established.recv,
+        established.control,
+    )
+    .await;
+    session.enter_standby();
+    ctx.registry.remove(&session);
+    info!(endpoint = %session.endpoint, "agent disconnected");
+    result
+}
+
+/// A session that said hello and was welcomed.
+struct Established {
+    session: Arc<LiveSession>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    control: mpsc::Receiver<Control>,
+}
+
+/// Check the certificate against the store, exchange hello and welcome, register the session.
+async fn establish(
+    ctx: &Arc<HubContext>,
+    conn: &quinn::Connection,
+) -> Result<Established, SessionError> {
+    let (endpoint, agent_id) = match authenticate(ctx, conn).await {
         Ok(found) => found,
         Err(e) => {
             let code = match e {
@@ -90,7 +127,7 @@ pub(super) async fn run(
             "expected hello, got {hello:?}"
         )));
     };
-    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
     let session = Arc::new(LiveSession::new(
         endpoint,
         agent_id,
@@ -98,9 +135,8 @@ pub(super) async fn run(
         control_tx,
         !record.approved,
         record.migrations.max(0) as u64,
+        ctx.checkin_interval(),
     ));
-    let (agent_tx, agent_rx) = mpsc::channel(CONTROL_QUEUE);
-    let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, agent_tx));
     let welcome = HubMessage::Welcome(Welcome {
         endpoint,
         pending_approval: !record.approved,
@@ -110,12 +146,12 @@ pub(super) async fn run(
     wire::write_frame(&mut send, &welcome).await?;
     ctx.registry.insert(session.clone());
     info!(%endpoint, agent = %agent_id, %agent_version, remote = %conn.remote_address(), "agent connected");
-
-    let result = drive(ctx, &session, &mut send, control_rx, agent_rx).await;
-    reader.abort();
-    ctx.registry.remove(&session);
-    info!(%endpoint, "agent disconnected");
-    result
+    Ok(Established {
+        session,
+        send,
+        recv,
+        control,
+    })
 }
 
 async fn authenticate(
@@ -150,52 +186,77 @@ async fn authenticate(
     }
 }
 
+/// The next control frame, with the stream handed back for the read after it.
+async fn next_frame(
+    mut recv: quinn::RecvStream,
+) -> (quinn::RecvStream, Result<AgentMessage, WireError>) {
+    let frame = wire::read_frame(&mut recv, MAX_CONTROL_FRAME).await;
+    (recv, frame)
+}
+
 async fn drive(
     ctx: &HubContext,
     session: &LiveSession,
     send: &mut quinn::SendStream,
-    mut outgoing: mpsc::Receiver<HubMessage>,
-    mut incoming: mpsc::Receiver<Result<AgentMessage, WireError>>,
+    recv: quinn::RecvStream,
+    mut outgoing: mpsc::Receiver<Control>,
 ) -> Result<(), SessionError> {
     let conn = session.connection().clone();
-    let interval_s = u16::try_from(ctx.checkin_interval().as_secs()).unwrap_or(u16::MAX);
+    // One allocation for the whole session: `set` reuses it for each frame.
+    let mut reading = Box::pin(next_frame(recv));
     loop {
         tokio::select! {
-            datagram = conn.read_datagram() => {
-                let bytes = datagram?;
-                match wire::decode::<Datagram>(&bytes) {
-                    Ok(Datagram::CheckIn { seq }) => {
-                        if session.record_checkin(Instant::now()) {
-                            info!(endpoint = %session.endpoint, remote = %conn.remote_address(), "connection migrated");
-                        }
-                        let ack = wire::encode(&Datagram::Ack { seq, interval_s });
-                        if let Err(e) = conn.send_datagram(ack.into()) {
-                            debug!(endpoint = %session.endpoint, "ack not sent: {e}");
+            datagram = conn.read_datagram() => answer_checkin(session, &datagram?)?,
+            (recv, message) = &mut reading => {
+                reading.set(next_frame(recv));
+                match message {
+                    Ok(AgentMessage::Ready { id }) => session.resolve_summon(id, &ctx.windows),
+                    Ok(AgentMessage::Standby) => session.enter_standby(),
+                    Ok(AgentMessage::Snapshot(snapshot)) => {
+                        // Informational: a store hiccup loses this snapshot, never the device's session.
+                        let id = session.endpoint;
+                        // Boxed: rare, and the snapshot would otherwise widen every session's task.
+                        let save = Box::pin(ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)));
+                        match save.await {
+                            Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
+                            Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
                         }
                     }
-                    Ok(other) => return Err(SessionError::Protocol(format!("unexpected datagram {other:?}"))),
-                    Err(e) => return Err(SessionError::Protocol(format!("bad datagram: {e}"))),
+                    Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
+                    Err(WireError::Closed) => return Ok(()),
+                    Err(e) => {
+                        conn.close(CloseCode::ProtocolViolation.as_varint(), e.to_string().as_bytes());
+                        return Err(e.into());
+                    }
                 }
             }
-            message = incoming.recv() => match message {
-                Some(Ok(AgentMessage::Ready { id })) => session.resolve_summon(id),
-                Some(Ok(AgentMessage::Standby)) => session.enter_standby(),
-                Some(Ok(AgentMessage::Snapshot(snapshot))) => {
-                    // Informational: a store hiccup loses this snapshot, never the device's session.
-                    let id = session.endpoint;
-                    match ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)).await {
-                        Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
-                        Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
-                    }
-                }
-                Some(Ok(AgentMessage::Hello { .. })) => return Err(SessionError::Protocol("second hello".into())),
-                Some(Err(WireError::Closed)) | None => return Ok(()),
-                Some(Err(e)) => {
-                    conn.close(CloseCode::ProtocolViolation.as_varint(), e.to_string().as_bytes());
-                    return Err(e.into());
-                }
-            },
-            Some(message) = outgoing.recv() => wire::write_frame(send, &message).await?,
+            Some(control) = outgoing.recv() => wire::write_frame(send, &HubMessage::from(control)).await?,
         }
     }
+}
+
+/// Note a check-in and ack it with the agent's current interval.
+fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<(), SessionError> {
+    let seq = match wire::decode::<Datagram>(bytes) {
+        Ok(Datagram::CheckIn { seq }) => seq,
+        Ok(other) => {
+            return Err(SessionError::Protocol(format!(
+                "unexpected datagram {other:?}"
+            )))
+        }
+        Err(e) => return Err(SessionError::Protocol(format!("bad datagram: {e}"))),
+    };
+    let conn = session.connection();
+    let checkin = session.record_checkin(Instant::now());
+    if checkin.migrated {
+        info!(endpoint = %session.endpoint, remote = %conn.remote_address(), interval_s = checkin.interval_s, "connection migrated");
+    }
+    let ack = Datagram::Ack {
+        seq,
+        interval_s: checkin.interval_s,
+    };
+    if let Err(e) = conn.send_datagram(wire::encode_datagram(&ack).into()) {
+        debug!(endpoint = %session.endpoint, "ack not sent: {e}");
+    }
+    Ok(())
 }

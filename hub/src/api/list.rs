@@ -228,7 +228,7 @@ fn liveness_bound(status: Option<&StatusFilter>) -> Option<i64> {
 /// offline to online are written now, before the query; the rest (newer check-ins of endpoints
 /// already online in the store) are written off the request path, as the periodic flush would.
 async fn flush_for(ctx: &HubContext, fresh_since: i64) -> Result<(), ApiError> {
-    let dirty = ctx.registry.take_dirty();
+    let dirty = ctx.registry.take_dirty(Instant::now());
     if dirty.is_empty() {
         return Ok(());
     }

@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// Proxied Docker requests in flight across all devices; more are refused with a clear error.
     #[arg(long, default_value_t = 4096)]
     pub max_proxy_streams: usize,
+    /// MiB of flow-control windows for summoned agents beyond their standby windows: bounds the
+    /// hub's buffer memory (see docs/architecture.md); agents beyond it transfer at standby windows.
+    #[arg(long, default_value_t = crate::agent_link::DEFAULT_WINDOW_BUDGET >> 20)]
+    pub window_budget_mib: u64,
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
     #[arg(long, default_value = "cellular", value_parser = parse_profile)]
     pub transport: TransportProfile,
@@ -147,6 +151,8 @@ impl ServeArgs {
             transport: self.transport,
             flush_interval: Duration::from_secs(5),
             max_concurrent_enrollments: 64,
+            admission: Default::default(),
+            window_budget: self.window_budget_mib << 20,
             max_proxy_streams: self.max_proxy_streams,
         }
     }
