@@ -151,6 +151,13 @@ impl AgentSession {
         self.last_activity = now;
     }
 
+    /// The device's route to the hub changed (a new local address): check in now, so the hub
+    /// learns the new path at once instead of at the next interval. Until then it would keep
+    /// sending to the old address, and a summon would wait for the next check-in.
+    pub fn handle_path_change(&mut self, now: Instant) {
+        self.send_checkin(now);
+    }
+
     /// Time has reached (or passed) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(in_flight) = self.in_flight {

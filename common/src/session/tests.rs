@@ -113,6 +113,16 @@ fn checks_in_at_once_then_every_interval() {
 }
 
 #[test]
+fn a_new_local_address_checks_in_at_once_and_restarts_the_rhythm() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(30));
+    h.session.handle_path_change(h.now);
+    h.run_until(Duration::from_secs(100));
+    assert_eq!(h.checkin_times(), [0, 25, 30, 55, 80]);
+    assert_eq!(h.session.missed_acks(), 0);
+}
+
+#[test]
 fn thirty_minutes_idle_is_seventy_two_checkins_and_nothing_else() {
     let mut h = Harness::new();
     h.run_until(Duration::from_secs(30 * 60));
