@@ -58,7 +58,8 @@ impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Ms(ms) if *ms >= 1000.0 => write!(f, "{:.2} s", ms / 1000.0),
-            Self::Ms(ms) => write!(f, "{ms:.0} ms"),
+            Self::Ms(ms) if *ms >= 10.0 => write!(f, "{ms:.0} ms"),
+            Self::Ms(ms) => write!(f, "{ms:.1} ms"),
             Self::Timeout => f.write_str("timeout"),
             Self::Failed(_) => f.write_str("error"),
             Self::Missing => f.write_str("—"),
