@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench link_profiles -- \
 //!     [--profiles transparent,lte,...] [--size-mb 10] [--samples 5] [--idle-s 75] \
-//!     [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--seed 1]
+//!     [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1]
 //! ```
 //!
 //! Each profile gets a fresh rig (`netem/rig.sh`, userspace router): the hub and the docker CLI
@@ -13,7 +13,9 @@
 //! behind both. `docker save` carries the image agent → hub (the profile's `up` side),
 //! `docker load` hub → agent (`down`). Every call has a deadline and prints "timeout" instead of
 //! hanging. The transport profile follows the link (lan, cellular, satellite) unless `--transport`
-//! says otherwise, so the bench re-runs unchanged as the transport work lands.
+//! says otherwise, so the bench re-runs unchanged as the transport work lands. The baseline's TCP
+//! congestion control is the host's default (`net.ipv4.tcp_congestion_control`, often `bbr` or
+//! `cubic`) unless `--tcp-cc` sets it in both namespaces; the tables say which one ran.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
@@ -42,6 +44,7 @@ struct Options {
     max_transfer: Duration,
     call_timeout: Duration,
     transport: Option<String>,
+    tcp_cc: Option<String>,
     seed: u64,
 }
 
@@ -69,6 +72,7 @@ impl Options {
             max_transfer: Duration::from_secs(number("--max-transfer-s", 200)),
             call_timeout: Duration::from_secs(number("--call-timeout-s", 60)),
             transport: value("--transport"),
+            tcp_cc: value("--tcp-cc"),
             seed: number("--seed", 1),
         }
     }
@@ -136,6 +140,16 @@ impl TestImage {
             tar,
             tar_bytes,
             _dir: dir,
+        }
+    }
+}
+
+impl TestImage {
+    /// Loads the image straight into the engine if a cut-short `docker load` left it missing.
+    fn restore(&self) {
+        if !direct(&["image", "inspect", &self.tag]).status.success() {
+            let loaded = direct(&["load", "-i", self.tar.to_str().unwrap()]);
+            assert!(loaded.status.success(), "{loaded:?}");
         }
     }
 }
@@ -212,6 +226,7 @@ impl Paths<'_> {
         if !done && !run.timed_out() {
             eprintln!("docker load failed: {}", run.stderr_text());
         }
+        image.restore();
         Transfer::from_run(&run, bytes, image.tar_bytes)
     }
 }
@@ -253,9 +268,31 @@ fn idle_rate(rig: &Rig, hub: &RigHub, id: u64, window: Duration) -> Option<f64> 
     Some(bytes as f64 / window.as_secs_f64())
 }
 
+/// Sets the TCP congestion control of both ends' namespaces if asked; returns the one in use.
+fn tcp_congestion_control(rig: &Rig, wanted: Option<&str>) -> String {
+    const KEY: &str = "net.ipv4.tcp_congestion_control";
+    for side in [Side::Hub, Side::Agent] {
+        if let Some(cc) = wanted {
+            let set = rig
+                .command(side, "sysctl")
+                .arg("-qw")
+                .arg(format!("{KEY}={cc}"))
+                .status()
+                .unwrap();
+            assert!(set.success(), "cannot set {KEY}={cc}");
+        }
+    }
+    let out = rig
+        .command(Side::Agent, "sysctl")
+        .args(["-n", KEY])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn transfer_timeout(options: &Options, ideal: Option<Duration>) -> Duration {
     let generous = ideal.map_or(Duration::from_secs(60), |i| {
-        (i * 3).max(Duration::from_secs(30))
+        (i * 3).max(Duration::from_secs(60))
     });
     generous.min(options.max_transfer)
 }
@@ -276,16 +313,26 @@ fn measure(name: &str, options: &Options, image: &TestImage, container: &str) ->
     let prefix = format!("olb{}", std::process::id() % 100_000);
     let rig = Rig::up(&prefix, name, options.seed);
     let dir = tempfile::tempdir().unwrap();
+    row.tcp_cc = tcp_congestion_control(&rig, options.tcp_cc.as_deref());
     let tls = TlsEngine::start(&rig, &dir.path().join("tls"));
     let hub = RigHub::start(
         &rig,
         &dir.path().join("hub"),
-        &["--standby-after", "5s", "--summon-timeout", "60s"],
+        &[
+            "--standby-after",
+            "5s",
+            "--summon-timeout",
+            "60s",
+            "--transport",
+            &transport,
+        ],
     );
-    let hub_flags_note = format!("hub --transport {transport}");
     let (id, key) = hub.create_endpoint("link-bench");
     let _agent = start_agent(&rig, &dir.path().join("agent"), &key, &transport);
-    eprintln!("[{name}] rig up, {hub_flags_note}; waiting for the agent");
+    eprintln!(
+        "[{name}] rig up, transport {transport}, TCP {}; waiting for the agent",
+        row.tcp_cc
+    );
     if !hub.reaches_status(id, "standby", Duration::from_secs(120)) {
         row.note = format!(
             "agent never reached standby: {}",
@@ -305,6 +352,12 @@ fn measure(name: &str, options: &Options, image: &TestImage, container: &str) ->
         row.ps[i] = paths.latency(outpost, &["ps", "-a"], "CONTAINER ID");
         row.exec[i] = paths.latency(outpost, &["exec", container, "echo", "hi"], "hi");
     }
+    // Summons and the idle window come before the transfers: a transfer cut at its deadline may
+    // keep the device busy for a while.
+    eprintln!("[{name}] summons");
+    row.summon = summons(&hub, id, options);
+    eprintln!("[{name}] idle window {:?}", options.idle);
+    row.idle = idle_rate(&rig, &hub, id, options.idle);
     let save_timeout = transfer_timeout(options, row.ideal_save);
     let load_timeout = transfer_timeout(options, row.ideal_load);
     for (i, outpost) in [true, false].into_iter().enumerate() {
@@ -313,10 +366,13 @@ fn measure(name: &str, options: &Options, image: &TestImage, container: &str) ->
         eprintln!("[{name}] load, outpost={outpost}, timeout {load_timeout:?}");
         row.load[i] = paths.load(outpost, image, load_timeout);
     }
-    eprintln!("[{name}] summons");
-    row.summon = summons(&hub, id, options);
-    eprintln!("[{name}] idle window {:?}", options.idle);
-    row.idle = idle_rate(&rig, &hub, id, options.idle);
+    let settle = Duration::from_secs(90);
+    if !hub.reaches_status(id, "standby", settle) {
+        row.note = format!(
+            "the device was still active {}s after the last transfer ended",
+            settle.as_secs()
+        );
+    }
     eprintln!("[{name}] emulator counters:\n{}", rig.counters());
     row
 }
@@ -332,7 +388,9 @@ fn main() {
     assert!(started.status.success(), "{started:?}");
     let mut rows = Vec::new();
     for name in &options.profiles {
-        rows.push(measure(name, &options, &image, &container));
+        let row = measure(name, &options, &image, &container);
+        eprintln!("[{name}] done: {row:?}");
+        rows.push(row);
     }
     let _ = direct(&["rm", "-f", &container]);
     report::print(&rows, image.tar_bytes, options.samples);

@@ -137,6 +137,8 @@ impl fmt::Display for Transfer {
 pub(crate) struct Row {
     pub(crate) profile: String,
     pub(crate) transport: String,
+    /// The baseline's TCP congestion control.
+    pub(crate) tcp_cc: String,
     pub(crate) rtt: Duration,
     /// Link rate up (device → hub) and down, bits per second (`None`: unlimited or a trace).
     pub(crate) rates: [Option<u64>; 2],
@@ -187,14 +189,15 @@ fn ideal(ideal: Option<Duration>, bytes: u64) -> String {
 pub(crate) fn print(rows: &[Row], bytes: u64, samples: usize) {
     println!("\nLatency: the docker CLI in the hub namespace, process start included, median of {samples};");
     println!("summon: hub-side, control message → Ready, median of up to 3, from standby.\n");
-    println!("| profile | transport | RTT | summon | `docker ps` Outpost | `docker ps` TCP+TLS | `exec echo` Outpost | `exec echo` TCP+TLS | idle B/s per agent (IP) |");
+    println!("| profile | QUIC transport / TCP cc | RTT | summon | `docker ps` Outpost | `docker ps` TCP+TLS | `exec echo` Outpost | `exec echo` TCP+TLS | idle B/s per agent (IP) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let idle = r.idle.map_or("—".to_owned(), |b| format!("{b:.1}"));
         println!(
-            "| {} | {} | {} ms | {} | {} | {} | {} | {} | {idle} |",
+            "| {} | {} / {} | {} ms | {} | {} | {} | {} | {} | {idle} |",
             r.profile,
             r.transport,
+            r.tcp_cc,
             r.rtt.as_millis(),
             r.summon,
             r.ps[0],
