@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench link_profiles -- \
 //!     [--profiles transparent,lte,...] [--size-mb 10] [--samples 5] [--idle-s 75] \
-//!     [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1]
+//!     [--min-transfer-s 60] [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1]
 //! ```
 //!
 //! Each profile gets a fresh rig (`netem/rig.sh`, userspace router): the hub and the docker CLI
@@ -15,7 +15,7 @@
 //! hanging. The transport profile follows the link (lan, cellular, satellite) unless `--transport`
 //! says otherwise, so the bench re-runs unchanged as the transport work lands. The baseline's TCP
 //! congestion control is the host's default (`net.ipv4.tcp_congestion_control`, often `bbr` or
-//! `cubic`) unless `--tcp-cc` sets it in both namespaces; the tables say which one ran.
+//! `cubic`) unless `--tcp-cc` sets it on the rig's routes; the tables say which one ran.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
@@ -41,6 +41,7 @@ struct Options {
     size_mb: u64,
     samples: usize,
     idle: Duration,
+    min_transfer: Duration,
     max_transfer: Duration,
     call_timeout: Duration,
     transport: Option<String>,
@@ -69,6 +70,7 @@ impl Options {
             size_mb: number("--size-mb", 10),
             samples: number("--samples", 5) as usize,
             idle: Duration::from_secs(number("--idle-s", 75)),
+            min_transfer: Duration::from_secs(number("--min-transfer-s", 60)),
             max_transfer: Duration::from_secs(number("--max-transfer-s", 200)),
             call_timeout: Duration::from_secs(number("--call-timeout-s", 60)),
             transport: value("--transport"),
@@ -256,9 +258,10 @@ fn summons(hub: &RigHub, id: u64, options: &Options) -> Call {
     Call::median(calls)
 }
 
-/// IP bytes per second in and out of the agent namespace while the agent is in standby.
+/// IP bytes per second in and out of the agent namespace while the agent is in standby
+/// (`--idle-s 0` skips it).
 fn idle_rate(rig: &Rig, hub: &RigHub, id: u64, window: Duration) -> Option<f64> {
-    if !hub.reaches_status(id, "standby", Duration::from_secs(60)) {
+    if window.is_zero() || !hub.reaches_status(id, "standby", Duration::from_secs(60)) {
         return None;
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -268,33 +271,37 @@ fn idle_rate(rig: &Rig, hub: &RigHub, id: u64, window: Duration) -> Option<f64> 
     Some(bytes as f64 / window.as_secs_f64())
 }
 
-/// Sets the TCP congestion control of both ends' namespaces if asked; returns the one in use.
+/// Sets the TCP congestion control of the rig's route in both namespaces if asked (`ip route …
+/// congctl`: a child namespace may not change its default to an algorithm the host restricts);
+/// returns the one in use.
 fn tcp_congestion_control(rig: &Rig, wanted: Option<&str>) -> String {
-    const KEY: &str = "net.ipv4.tcp_congestion_control";
-    for side in [Side::Hub, Side::Agent] {
-        if let Some(cc) = wanted {
+    if let Some(cc) = wanted {
+        for (side, router) in [(Side::Hub, "198.18.0.254"), (Side::Agent, "198.18.1.254")] {
             let set = rig
-                .command(side, "sysctl")
-                .arg("-qw")
-                .arg(format!("{KEY}={cc}"))
+                .command(side, "ip")
+                .args(["route", "change", "198.18.0.0/15", "via", router])
+                .args(["congctl", cc])
                 .status()
                 .unwrap();
-            assert!(set.success(), "cannot set {KEY}={cc}");
+            assert!(set.success(), "cannot route with congctl {cc}");
         }
+        return cc.to_owned();
     }
     let out = rig
         .command(Side::Agent, "sysctl")
-        .args(["-n", KEY])
+        .args(["-n", "net.ipv4.tcp_congestion_control"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Three times the ideal, within `--min-transfer-s` and `--max-transfer-s`.
 fn transfer_timeout(options: &Options, ideal: Option<Duration>) -> Duration {
-    let generous = ideal.map_or(Duration::from_secs(60), |i| {
-        (i * 3).max(Duration::from_secs(60))
-    });
-    generous.min(options.max_transfer)
+    let generous = ideal.map_or(options.min_transfer, |i| i * 3);
+    generous.clamp(
+        options.min_transfer,
+        options.max_transfer.max(options.min_transfer),
+    )
 }
 
 fn measure(name: &str, options: &Options, image: &TestImage, container: &str) -> Row {
