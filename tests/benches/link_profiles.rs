@@ -29,7 +29,7 @@ use outpost_netem::model::Capacity;
 use outpost_netem::{LinkConfig, Profile};
 use outpost_tests::docker::{direct, require_engine, unique, TEST_IMAGE};
 use outpost_tests::link::{start_agent, RigHub, TlsEngine};
-use outpost_tests::rig::{Rig, Side};
+use outpost_tests::rig::{NsProcess, Rig, Side};
 use outpost_tests::timed;
 use report::{Call, Row, Transfer};
 
@@ -304,7 +304,8 @@ fn transfer_timeout(options: &Options, ideal: Option<Duration>) -> Duration {
     )
 }
 
-fn measure(name: &str, options: &Options, image: &TestImage, container: &str) -> Row {
+/// The link's facts for `name`, before anything runs.
+fn plan(name: &str, options: &Options, image: &TestImage) -> Row {
     let profile = Profile::load(name).unwrap_or_else(|e| panic!("profile {name}: {e}"));
     let (up_rate, up_delay) = rate_and_delay(&profile.up);
     let (down_rate, down_delay) = rate_and_delay(&profile.down);
@@ -316,71 +317,113 @@ fn measure(name: &str, options: &Options, image: &TestImage, container: &str) ->
     let mut row = Row::new(name, &transport, rtt, [up_rate, down_rate]);
     row.ideal_save = ideal(image.tar_bytes, up_rate, rtt);
     row.ideal_load = ideal(image.tar_bytes, down_rate, rtt);
+    row
+}
 
-    let prefix = format!("olb{}", std::process::id() % 100_000);
-    let rig = Rig::up(&prefix, name, options.seed);
-    let dir = tempfile::tempdir().unwrap();
-    row.tcp_cc = tcp_congestion_control(&rig, options.tcp_cc.as_deref());
-    let tls = TlsEngine::start(&rig, &dir.path().join("tls"));
-    let hub = RigHub::start(
-        &rig,
-        &dir.path().join("hub"),
-        &[
-            "--standby-after",
-            "5s",
-            "--summon-timeout",
-            "60s",
-            "--transport",
-            &transport,
-        ],
-    );
-    let (id, key) = hub.create_endpoint("link-bench");
-    let _agent = start_agent(&rig, &dir.path().join("agent"), &key, &transport);
-    eprintln!(
-        "[{name}] rig up, transport {transport}, TCP {}; waiting for the agent",
-        row.tcp_cc
-    );
-    if !hub.reaches_status(id, "standby", Duration::from_secs(120)) {
-        row.note = format!(
-            "agent never reached standby: {}",
-            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+/// One profile's rig with both paths running; fields drop in order, the rig last.
+struct Bench {
+    _agent: NsProcess,
+    hub: RigHub,
+    id: u64,
+    tls: TlsEngine,
+    dir: tempfile::TempDir,
+    rig: Rig,
+}
+
+impl Bench {
+    /// Brings the rig up and waits for the agent to enrol; `None` (and a note) if it never does.
+    fn start(options: &Options, row: &mut Row) -> Option<Self> {
+        let prefix = format!("olb{}", std::process::id() % 100_000);
+        let rig = Rig::up(&prefix, &row.profile, options.seed);
+        let dir = tempfile::tempdir().unwrap();
+        row.tcp_cc = tcp_congestion_control(&rig, options.tcp_cc.as_deref());
+        let tls = TlsEngine::start(&rig, &dir.path().join("tls"));
+        let flags = ["--standby-after", "5s", "--summon-timeout", "60s"];
+        let transport = ["--transport", row.transport.as_str()];
+        let hub = RigHub::start(
+            &rig,
+            &dir.path().join("hub"),
+            &[&flags[..], &transport].concat(),
         );
-        return row;
+        let (id, key) = hub.create_endpoint("link-bench");
+        let agent = start_agent(&rig, &dir.path().join("agent"), &key, &row.transport);
+        eprintln!(
+            "[{}] rig up, transport {}, TCP {}; waiting for the agent",
+            row.profile, row.transport, row.tcp_cc
+        );
+        if !hub.reaches_status(id, "standby", Duration::from_secs(120)) {
+            let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default();
+            row.note = format!("agent never reached standby: {log}");
+            return None;
+        }
+        Some(Self {
+            _agent: agent,
+            hub,
+            id,
+            tls,
+            dir,
+            rig,
+        })
     }
-    let paths = Paths {
-        hub: &hub,
-        id,
-        tls: &tls,
-        out: dir.path(),
-        options,
-    };
+
+    fn paths<'a>(&'a self, options: &'a Options) -> Paths<'a> {
+        Paths {
+            hub: &self.hub,
+            id: self.id,
+            tls: &self.tls,
+            out: self.dir.path(),
+            options,
+        }
+    }
+}
+
+fn latencies(paths: &Paths<'_>, row: &mut Row, container: &str) {
     for (i, outpost) in [true, false].into_iter().enumerate() {
-        eprintln!("[{name}] latency, outpost={outpost}");
+        eprintln!("[{}] latency, outpost={outpost}", row.profile);
         row.ps[i] = paths.latency(outpost, &["ps", "-a"], "CONTAINER ID");
         row.exec[i] = paths.latency(outpost, &["exec", container, "echo", "hi"], "hi");
     }
+}
+
+fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage) {
+    let save_timeout = transfer_timeout(paths.options, row.ideal_save);
+    let load_timeout = transfer_timeout(paths.options, row.ideal_load);
+    for (i, outpost) in [true, false].into_iter().enumerate() {
+        eprintln!(
+            "[{}] save, outpost={outpost}, timeout {save_timeout:?}",
+            row.profile
+        );
+        row.save[i] = paths.save(outpost, image, save_timeout);
+        eprintln!(
+            "[{}] load, outpost={outpost}, timeout {load_timeout:?}",
+            row.profile
+        );
+        row.load[i] = paths.load(outpost, image, load_timeout);
+    }
+}
+
+fn measure(name: &str, options: &Options, image: &TestImage, container: &str) -> Row {
+    let mut row = plan(name, options, image);
+    let Some(bench) = Bench::start(options, &mut row) else {
+        return row;
+    };
+    let paths = bench.paths(options);
+    latencies(&paths, &mut row, container);
     // Summons and the idle window come before the transfers: a transfer cut at its deadline may
     // keep the device busy for a while.
     eprintln!("[{name}] summons");
-    row.summon = summons(&hub, id, options);
+    row.summon = summons(&bench.hub, bench.id, options);
     eprintln!("[{name}] idle window {:?}", options.idle);
-    row.idle = idle_rate(&rig, &hub, id, options.idle);
-    let save_timeout = transfer_timeout(options, row.ideal_save);
-    let load_timeout = transfer_timeout(options, row.ideal_load);
-    for (i, outpost) in [true, false].into_iter().enumerate() {
-        eprintln!("[{name}] save, outpost={outpost}, timeout {save_timeout:?}");
-        row.save[i] = paths.save(outpost, image, save_timeout);
-        eprintln!("[{name}] load, outpost={outpost}, timeout {load_timeout:?}");
-        row.load[i] = paths.load(outpost, image, load_timeout);
-    }
+    row.idle = idle_rate(&bench.rig, &bench.hub, bench.id, options.idle);
+    transfers(&paths, &mut row, image);
     let settle = Duration::from_secs(90);
-    if !hub.reaches_status(id, "standby", settle) {
+    if !bench.hub.reaches_status(bench.id, "standby", settle) {
         row.note = format!(
             "the device was still active {}s after the last transfer ended",
             settle.as_secs()
         );
     }
-    eprintln!("[{name}] emulator counters:\n{}", rig.counters());
+    eprintln!("[{name}] emulator counters:\n{}", bench.rig.counters());
     row
 }
 

@@ -207,13 +207,6 @@ pub struct NsProcess {
     child: Child,
 }
 
-impl NsProcess {
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().ok().flatten().is_none()
-    }
-}
-
 impl Drop for NsProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
