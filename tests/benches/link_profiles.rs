@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use outpost_netem::model::Capacity;
 use outpost_netem::{LinkConfig, Profile};
-use outpost_tests::docker::{direct, require_engine, unique, TEST_IMAGE};
+use outpost_tests::docker::{direct, require_engine, unique, Container, TEST_IMAGE};
 use outpost_tests::link::{start_agent, RigHub, TlsEngine};
 use outpost_tests::rig::{NsProcess, Rig, Side};
 use outpost_tests::timed;
@@ -431,17 +431,25 @@ fn main() {
     let options = Options::parse();
     require_engine();
     let image = TestImage::build(options.size_mb);
-    let container = unique("link-exec");
+    // Removed when dropped, even if a profile panics.
+    let container = Container {
+        name: unique("link-exec"),
+    };
     let started = direct(&[
-        "run", "-d", "--name", &container, TEST_IMAGE, "sleep", "86400",
+        "run",
+        "-d",
+        "--name",
+        &container.name,
+        TEST_IMAGE,
+        "sleep",
+        "86400",
     ]);
     assert!(started.status.success(), "{started:?}");
     let mut rows = Vec::new();
     for name in &options.profiles {
-        let row = measure(name, &options, &image, &container);
+        let row = measure(name, &options, &image, &container.name);
         eprintln!("[{name}] done: {row:?}");
         rows.push(row);
     }
-    let _ = direct(&["rm", "-f", &container]);
     report::print(&rows, image.tar_bytes, options.samples);
 }
