@@ -83,7 +83,7 @@ fn tls(transport: &TransportProfile, controller: Controller) -> (ServerConfig, C
         .send_window(transport.send_window.into());
     controller.apply(&mut hub);
     server.transport_config(Arc::new(hub));
-    let mut roots = quinn::rustls::RootCertStore::empty();
+    let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
     let mut agent = Arc::try_unwrap(transport.transport_config(Role::Agent)).unwrap();

@@ -16,8 +16,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod docker;
+pub mod l3_paths;
+pub mod l3_rig;
 pub mod link;
 pub mod rig;
+pub mod timed;
 
 /// Build the hub and agent binaries once per test process and return the directory holding them.
 pub fn bin_dir() -> &'static Path {

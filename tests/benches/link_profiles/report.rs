@@ -1,0 +1,229 @@
+//! What the link benchmark measured per profile, and the tables it prints.
+
+use std::fmt;
+use std::time::Duration;
+
+use outpost_tests::timed::Timed;
+
+/// One latency measure: a median in milliseconds, or why there is none.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Call {
+    /// Median (or single) time in milliseconds.
+    Ms(f64),
+    /// At least one call hit its deadline.
+    Timeout,
+    /// A call failed; its error.
+    Failed(String),
+    /// Not measured.
+    #[default]
+    Missing,
+}
+
+impl Call {
+    /// A docker CLI run: its wall time if it succeeded and printed `expect`.
+    pub(crate) fn from_run(run: &Timed, expect: &str) -> Self {
+        if run.timed_out() {
+            return Self::Timeout;
+        }
+        if run.succeeded() && run.stdout_text().contains(expect) {
+            return Self::Ms(run.elapsed.as_secs_f64() * 1e3);
+        }
+        Self::Failed(run.stderr_text().trim().to_owned())
+    }
+
+    /// The median of `calls`, or the first timeout or failure among them.
+    pub(crate) fn median(calls: Vec<Self>) -> Self {
+        let mut ms = Vec::new();
+        for call in calls {
+            match call {
+                Self::Ms(v) => ms.push(v),
+                Self::Missing => {}
+                other => {
+                    if let Self::Failed(why) = &other {
+                        eprintln!("call failed: {why}");
+                    }
+                    return other;
+                }
+            }
+        }
+        if ms.is_empty() {
+            return Self::Missing;
+        }
+        ms.sort_by(f64::total_cmp);
+        Self::Ms(ms[ms.len() / 2])
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ms(ms) if *ms >= 1000.0 => write!(f, "{:.2} s", ms / 1000.0),
+            Self::Ms(ms) if *ms >= 10.0 => write!(f, "{ms:.0} ms"),
+            Self::Ms(ms) => write!(f, "{ms:.1} ms"),
+            Self::Timeout => f.write_str("timeout"),
+            Self::Failed(_) => f.write_str("error"),
+            Self::Missing => f.write_str("—"),
+        }
+    }
+}
+
+/// One bulk transfer.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Transfer {
+    /// All bytes arrived in `secs`.
+    Done {
+        /// Bytes carried.
+        bytes: u64,
+        /// Wall time, CLI start to exit.
+        secs: f64,
+    },
+    /// The deadline passed after `bytes` had arrived (0 when unknown, as for `load`).
+    Timeout {
+        /// Bytes that had arrived.
+        bytes: u64,
+        /// The deadline.
+        secs: f64,
+    },
+    /// The CLI failed or the byte count was wrong.
+    Failed,
+    /// Not measured.
+    #[default]
+    Missing,
+}
+
+impl Transfer {
+    /// A `docker save`/`load` run that carried `bytes` of an `expected`-byte image.
+    pub(crate) fn from_run(run: &Timed, bytes: u64, expected: u64) -> Self {
+        let secs = run.elapsed.as_secs_f64();
+        if run.timed_out() {
+            return Self::Timeout { bytes, secs };
+        }
+        if run.succeeded() && bytes == expected {
+            return Self::Done { bytes, secs };
+        }
+        eprintln!(
+            "transfer failed ({bytes} of {expected} bytes): {}",
+            run.stderr_text().trim()
+        );
+        Self::Failed
+    }
+}
+
+fn mbit(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 * 8.0 / secs / 1e6
+}
+
+impl fmt::Display for Transfer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Done { bytes, secs } => {
+                write!(f, "{:.2} Mbit/s ({secs:.1} s)", mbit(bytes, secs))
+            }
+            Self::Timeout { bytes: 0, secs } => write!(f, "timeout (> {secs:.0} s)"),
+            Self::Timeout { bytes, secs } => write!(
+                f,
+                "timeout (> {secs:.0} s; {:.1} MB, {:.2} Mbit/s)",
+                bytes as f64 / 1e6,
+                mbit(bytes, secs)
+            ),
+            Self::Failed => f.write_str("error"),
+            Self::Missing => f.write_str("—"),
+        }
+    }
+}
+
+/// Everything measured on one profile. Index 0 of each pair is Outpost, 1 the TCP+TLS baseline.
+#[derive(Debug, Default)]
+pub(crate) struct Row {
+    pub(crate) profile: String,
+    pub(crate) transport: String,
+    /// The baseline's TCP congestion control.
+    pub(crate) tcp_cc: String,
+    pub(crate) rtt: Duration,
+    /// Link rate up (device → hub) and down, bits per second (`None`: unlimited or a trace).
+    pub(crate) rates: [Option<u64>; 2],
+    pub(crate) summon: Call,
+    pub(crate) ps: [Call; 2],
+    pub(crate) exec: [Call; 2],
+    pub(crate) save: [Transfer; 2],
+    pub(crate) load: [Transfer; 2],
+    pub(crate) ideal_save: Option<Duration>,
+    pub(crate) ideal_load: Option<Duration>,
+    /// IP bytes per second in and out of the agent's namespace while it idles in standby.
+    pub(crate) idle: Option<f64>,
+    /// Why the row is incomplete, if it is.
+    pub(crate) note: String,
+}
+
+impl Row {
+    pub(crate) fn new(
+        profile: &str,
+        transport: &str,
+        rtt: Duration,
+        rates: [Option<u64>; 2],
+    ) -> Self {
+        Self {
+            profile: profile.to_owned(),
+            transport: transport.to_owned(),
+            rtt,
+            rates,
+            ..Self::default()
+        }
+    }
+}
+
+fn rate(bps: Option<u64>) -> String {
+    bps.map_or("unlimited".to_owned(), |b| {
+        format!("{} Mbit/s", b as f64 / 1e6)
+    })
+}
+
+fn ideal(ideal: Option<Duration>, bytes: u64) -> String {
+    ideal.map_or("—".to_owned(), |d| {
+        let secs = d.as_secs_f64();
+        format!("{:.2} Mbit/s ({secs:.1} s)", mbit(bytes, secs))
+    })
+}
+
+/// Prints the latency and the transfer tables.
+pub(crate) fn print(rows: &[Row], bytes: u64, samples: usize) {
+    println!("\nLatency: the docker CLI in the hub namespace, process start included, median of {samples};");
+    println!("summon: hub-side, control message → Ready, median of up to 3, from standby.\n");
+    println!("| profile | QUIC transport / TCP cc | RTT | summon | `docker ps` Outpost | `docker ps` TCP+TLS | `exec echo` Outpost | `exec echo` TCP+TLS | idle B/s per agent (IP) |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let idle = r.idle.map_or("—".to_owned(), |b| format!("{b:.1}"));
+        println!(
+            "| {} | {} / {} | {} ms | {} | {} | {} | {} | {} | {idle} |",
+            r.profile,
+            r.transport,
+            r.tcp_cc,
+            r.rtt.as_millis(),
+            r.summon,
+            r.ps[0],
+            r.ps[1],
+            r.exec[0],
+            r.exec[1]
+        );
+    }
+    println!("\nTransfers of a {bytes}-byte image: goodput (wall time, CLI start to exit). Ideal = size / link rate + one RTT.\n");
+    println!("| profile | `save` up rate | ideal | Outpost | TCP+TLS | `load` down rate | ideal | Outpost | TCP+TLS |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.profile,
+            rate(r.rates[0]),
+            ideal(r.ideal_save, bytes),
+            r.save[0],
+            r.save[1],
+            rate(r.rates[1]),
+            ideal(r.ideal_load, bytes),
+            r.load[0],
+            r.load[1]
+        );
+    }
+    for r in rows.iter().filter(|r| !r.note.is_empty()) {
+        println!("\n{}: {}", r.profile, r.note);
+    }
+}
