@@ -2,7 +2,7 @@
 //!
 //! The window is sized from two measurements, not from loss: the bottleneck rate (the largest
 //! delivery rate seen over the last [`RATE_WINDOW_ROUNDS`] busy round trips) and the path's
-//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.25 BDP) in flight; quinn paces
+//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.5 BDP) in flight; quinn paces
 //! that window over the smoothed RTT, so the sender runs at about the bottleneck rate with a
 //! bounded queue, and a lost packet costs its retransmission, not half the window.
 //!
@@ -71,10 +71,11 @@ impl Default for DeliveryRateConfig {
             // RFC 9002's initial window: 10 packets, at least 14,720 bytes.
             initial_window: 14_720,
             startup_gain: 3.0,
-            // 1.25 × BDP: probes for a quarter more rate each round and keeps a quarter BDP
-            // queued; 1.5 kept a GEO modem's half-BDP queue full and overflowing (measured with
-            // the `congestion` bench).
-            cwnd_gain: 1.25,
+            // 1.5 × BDP: probes for half again the rate each round. Jitter makes the minimum
+            // RTT read low (50 ms on a 70 ms LTE path with ±8 ms), and 1.25 then kept less than
+            // a BDP in flight, so each round measured less than the last and the rate decayed
+            // to a quarter of the link (the `congestion` bench, lte).
+            cwnd_gain: 1.5,
         }
     }
 }
@@ -152,6 +153,10 @@ pub struct DeliveryRate {
     round_acked_after_first: u64,
     round_acks: u32,
     round_app_limited: bool,
+    /// The smallest RTT sample of the round.
+    round_min_rtt: Option<Duration>,
+    /// The path's minimum RTT, as quinn last reported it.
+    min_rtt: Duration,
     rate: MaxFilter,
     /// Per-round ack-spacing rates: the bottleneck's rate as soon as a burst crosses it.
     spacing: MaxFilter,
@@ -185,6 +190,8 @@ impl DeliveryRate {
             round_acked_after_first: 0,
             round_acks: 0,
             round_app_limited: false,
+            round_min_rtt: None,
+            min_rtt: Duration::ZERO,
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
             full_rate: 0,
@@ -248,9 +255,7 @@ impl DeliveryRate {
             self.end_round();
         }
         self.count_round_ack(now, sent, bytes, app_limited);
-        if self.mode == Mode::Startup && self.queue_is_building(now, sent, min_rtt) {
-            self.mode = Mode::Steady;
-        }
+        self.min_rtt = min_rtt;
         let rate = self.sample(now, sent);
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
@@ -274,15 +279,25 @@ impl DeliveryRate {
         }
     }
 
-    fn queue_is_building(&self, now: Instant, sent: Instant, min_rtt: Duration) -> bool {
-        let queued = now.saturating_duration_since(sent).saturating_sub(min_rtt);
-        let threshold = min_rtt.mul_f64(STARTUP_QUEUE_SHARE).max(QUEUE_DELAY_FLOOR);
-        !min_rtt.is_zero() && queued > threshold
+    /// Whether the round's smallest RTT sample shows a standing queue. The round's minimum, not
+    /// each sample: per-packet jitter (±10 ms on LTE) would end startup at a tenth of the rate.
+    fn queue_is_building(&self) -> bool {
+        let Some(round_min) = self.round_min_rtt else {
+            return false;
+        };
+        let queued = round_min.saturating_sub(self.min_rtt);
+        let threshold = self
+            .min_rtt
+            .mul_f64(STARTUP_QUEUE_SHARE)
+            .max(QUEUE_DELAY_FLOOR);
+        !self.min_rtt.is_zero() && self.round_acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
     }
 
     fn count_round_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
         self.round_acks += 1;
         self.round_last_ack = Some(now);
+        let rtt = now.saturating_duration_since(sent);
+        self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |min| min.min(rtt)));
         self.round_first_sent.get_or_insert(sent);
         self.round_last_sent = self.round_last_sent.max(Some(sent));
         match self.round_first_ack {
@@ -323,6 +338,8 @@ impl DeliveryRate {
         }
         self.round_app_limited = false;
         let (delivered, lost) = (self.round_delivered, self.round_lost);
+        let queue_building = self.queue_is_building();
+        self.round_min_rtt = None;
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_first_ack = None;
@@ -339,7 +356,7 @@ impl DeliveryRate {
         if self.mode == Mode::Startup {
             let overflowing = lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
                 && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu;
-            if overflowing {
+            if overflowing || queue_building {
                 self.mode = Mode::Steady;
             } else {
                 self.check_full_pipe();
