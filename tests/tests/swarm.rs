@@ -1,0 +1,118 @@
+//! Many devices on one hub: `outpost-swarm` (real agent sessions, many per UDP socket) against a
+//! real hub process. Every agent must stay online the whole time, as the hub's endpoint list tells
+//! it, and every summon must be answered.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use outpost_common::transport;
+use outpost_swarm::api::HubApi;
+use outpost_swarm::{HubAccess, Phase, Report, SwarmConfig};
+use outpost_tests::Hub;
+use tokio::sync::mpsc;
+
+#[derive(Clone, Copy)]
+struct Run {
+    agents: usize,
+    hold: Duration,
+    summons: usize,
+}
+
+/// Run the swarm against `hub`; while it holds, check the hub's list every second: every endpoint
+/// online, none offline. Returns the swarm's report and how many times the list was checked.
+async fn swarm_against(hub: &Hub, run: Run) -> (Report, u32) {
+    let access = HubAccess::from_hub_dir(&hub.data_dir).unwrap();
+    let api = HubApi::new(&access, Duration::from_secs(30)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = SwarmConfig {
+        agents: run.agents,
+        sockets: 4,
+        hold: run.hold,
+        data_dir: data.path().to_owned(),
+        reuse: false,
+        summons: run.summons,
+        enrol_concurrency: 16,
+        start_concurrency: 128,
+        online_timeout: Duration::from_secs(120),
+        transport: transport::LAN,
+        name_prefix: "swarm-".into(),
+        hub: access,
+    };
+    let (phase_tx, mut phases) = mpsc::unbounded_channel();
+    let swarm = tokio::spawn(outpost_swarm::run(
+        config,
+        std::future::pending(),
+        move |p| {
+            let _ = phase_tx.send(p);
+        },
+    ));
+    while let Some(phase) = phases.recv().await {
+        if let Phase::SummonsDone { .. } = phase {
+            break;
+        }
+    }
+    let mut checks = 0;
+    while !swarm.is_finished() {
+        let offline = api.count("offline").await.unwrap();
+        let online = api.count("standby").await.unwrap() + api.count("active").await.unwrap();
+        if swarm.is_finished() {
+            break;
+        }
+        assert_eq!(offline, 0, "endpoints offline while the swarm holds them");
+        assert_eq!(online, run.agents as u64);
+        checks += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let report = swarm.await.unwrap().unwrap();
+    println!("{report}");
+    (report, checks)
+}
+
+fn assert_held(report: &Report, run: &Run, checks: u32) {
+    assert!(
+        checks as u64 >= run.hold.as_secs() / 2,
+        "the hub was checked only {checks} times"
+    );
+    assert_eq!(report.agents, run.agents);
+    assert_eq!(report.enrolled, run.agents);
+    assert!(report.all_online_seconds.is_some(), "{report}");
+    assert_eq!(report.measured.online, run.agents, "{report}");
+    assert_eq!(report.measured.sessions, run.agents as u64, "{report}");
+    assert!(report.measured.errors.is_empty(), "{report}");
+    assert_eq!(report.summons_failed, 0, "{report}");
+    assert_eq!(
+        report.measured.summon_ms.count, run.summons as u64,
+        "{report}"
+    );
+    // The hub sets a 1 s check-in interval: every agent checked in during the hold.
+    assert!(
+        report.measured.checkin_rtt_ms.count >= run.agents as u64 * run.hold.as_secs(),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_agents_stay_online_and_every_summon_is_answered() {
+    let hub = Hub::start();
+    let run = Run {
+        agents: 200,
+        hold: Duration::from_secs(15),
+        summons: 40,
+    };
+    let (report, checks) = swarm_against(&hub, run).await;
+    assert_held(&report, &run, checks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "2,000 agents for 30 s: run on purpose with --run-ignored only"]
+async fn two_thousand_agents_stay_online_for_thirty_seconds() {
+    let hub = Hub::start();
+    let run = Run {
+        agents: 2000,
+        hold: Duration::from_secs(30),
+        summons: 100,
+    };
+    let (report, checks) = swarm_against(&hub, run).await;
+    assert_held(&report, &run, checks);
+}
