@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use std::path::Path;
 use std::time::Duration;
 
 use outpost_common::transport;
@@ -19,26 +20,33 @@ struct Run {
     summons: usize,
 }
 
-/// Run the swarm against `hub`; while it holds, check the hub's list every second: every endpoint
-/// online, none offline. Returns the swarm's report and how many times the list was checked.
-async fn swarm_against(hub: &Hub, run: Run) -> (Report, u32) {
-    let access = HubAccess::from_hub_dir(&hub.data_dir).unwrap();
-    let api = HubApi::new(&access, Duration::from_secs(30)).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let config = SwarmConfig {
+fn config(hub: &Hub, run: Run, data: &Path, reuse: bool) -> SwarmConfig {
+    SwarmConfig {
         agents: run.agents,
         sockets: 4,
         hold: run.hold,
-        data_dir: data.path().to_owned(),
-        reuse: false,
+        data_dir: data.to_owned(),
+        reuse,
         summons: run.summons,
         enrol_concurrency: 16,
         start_concurrency: 128,
         online_timeout: Duration::from_secs(120),
         transport: transport::LAN,
         name_prefix: "swarm-".into(),
-        hub: access,
-    };
+        hub: HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
+    }
+}
+
+/// Run the swarm against `hub`; while it holds, check the hub's list every second: every endpoint
+/// online, none offline. Returns the swarm's report and how many times the list was checked.
+async fn swarm_against(hub: &Hub, run: Run) -> (Report, u32) {
+    let api = HubApi::new(
+        &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = config(hub, run, data.path(), false);
     let (phase_tx, mut phases) = mpsc::unbounded_channel();
     let swarm = tokio::spawn(outpost_swarm::run(
         config,
@@ -115,4 +123,44 @@ async fn two_thousand_agents_stay_online_for_thirty_seconds() {
     };
     let (report, checks) = swarm_against(&hub, run).await;
     assert_held(&report, &run, checks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_reuses_the_enrolled_identities() {
+    let hub = Hub::start();
+    let data = tempfile::tempdir().unwrap();
+    let run = Run {
+        agents: 20,
+        hold: Duration::from_secs(1),
+        summons: 2,
+    };
+    let first = outpost_swarm::run(config(&hub, run, data.path(), false), async {}, drop)
+        .await
+        .unwrap();
+    assert_eq!((first.enrolled, first.reused), (20, 0), "{first}");
+
+    let refused = outpost_swarm::run(config(&hub, run, data.path(), false), async {}, drop).await;
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("--reuse"), "{err}");
+
+    let more = Run { agents: 25, ..run };
+    let again = outpost_swarm::run(config(&hub, more, data.path(), true), async {}, drop)
+        .await
+        .unwrap();
+    assert_eq!((again.enrolled, again.reused), (5, 20), "{again}");
+    assert!(again.all_online_seconds.is_some(), "{again}");
+    assert_eq!(again.summons_failed, 0, "{again}");
+    let api = HubApi::new(
+        &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let all = api
+        .call(reqwest::Method::GET, "/api/endpoints?per_page=1", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        all["total"], 25,
+        "one endpoint per identity, none created twice"
+    );
 }
