@@ -80,15 +80,28 @@ pub fn agent_dir(data_dir: &Path, index: usize) -> PathBuf {
     data_dir.join("agents").join(format!("{index:06}"))
 }
 
-/// Load or enrol `count` agents under `data_dir`, `concurrency` at a time.
+/// How many agents, where, and how.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The swarm's data directory.
+    pub data_dir: PathBuf,
+    /// Agents wanted.
+    pub count: usize,
+    /// Agents being made ready at once.
+    pub concurrency: usize,
+    /// Whether identities from an earlier run may be used.
+    pub reuse: bool,
+}
+
+/// Load or enrol the agents of `plan`.
 pub async fn prepare(
     enroller: Enroller,
-    data_dir: &Path,
-    (count, concurrency, reuse): (usize, usize, bool),
+    plan: &Plan,
     stats: Arc<Stats>,
 ) -> Result<Fleet, FleetError> {
+    let (data_dir, count) = (plan.data_dir.as_path(), plan.count);
     let agents = data_dir.join("agents");
-    if !reuse && agents.exists() {
+    if !plan.reuse && agents.exists() {
         return Err(FleetError::NotEmpty(data_dir.to_owned()));
     }
     std::fs::create_dir_all(&agents).map_err(|source| FleetError::DataDir {
@@ -96,7 +109,7 @@ pub async fn prepare(
         source,
     })?;
     let started = Instant::now();
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    let slots = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let enroller = Arc::new(enroller);
     let mut tasks = JoinSet::new();
     for index in 0..count {

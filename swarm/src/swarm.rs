@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::api::{ApiError, HubApi};
 use crate::config::SwarmConfig;
-use crate::fleet::{self, Enroller, FleetError, Member};
+use crate::fleet::{self, Enroller, FleetError, Member, Plan};
 use crate::stats::{AgentWatch, Report, Stats};
 
 /// How long an admin API request may take (a summon waits for the device, up to the hub's
@@ -86,8 +86,13 @@ pub async fn run(
         sockets: sockets.clone(),
         name_prefix: config.name_prefix.clone(),
     };
-    let shape = (config.agents, config.enrol_concurrency, config.reuse);
-    let fleet = fleet::prepare(enroller, &config.data_dir, shape, stats.clone()).await?;
+    let plan = Plan {
+        data_dir: config.data_dir.clone(),
+        count: config.agents,
+        concurrency: config.enrol_concurrency,
+        reuse: config.reuse,
+    };
+    let fleet = fleet::prepare(enroller, &plan, stats.clone()).await?;
     let enrol_seconds = fleet.elapsed.as_secs_f64();
     on_phase(Phase::Enrolled {
         reused: fleet.reused,
