@@ -93,9 +93,11 @@ fn assert_held(report: &Report, run: &Run, checks: u32) {
         report.measured.summon_ms.count, run.summons as u64,
         "{report}"
     );
-    // The hub sets a 1 s check-in interval: every agent checked in during the hold.
+    // The hub sets a 1 s check-in interval: every agent checked in (and was acked) through the
+    // hold, give or take a few seconds of scheduling delay on a loaded machine.
+    let acked_seconds = run.hold.as_secs().saturating_sub(3);
     assert!(
-        report.measured.checkin_rtt_ms.count >= run.agents as u64 * run.hold.as_secs(),
+        report.measured.checkin_rtt_ms.count >= run.agents as u64 * acked_seconds,
         "{report}"
     );
 }
