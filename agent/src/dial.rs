@@ -1,11 +1,18 @@
 //! Dialling the hub: try each address the hub is known by, verify it against the pinned CA, and
 //! classify failures into "try again later" and "this can never work".
+//!
+//! A dialer keeps its TLS client configuration across reconnects (rustls keeps its session
+//! tickets there, so a reconnect can resume instead of doing a full handshake), and it can run on
+//! a UDP socket shared with other dialers ([`Dialer::on_endpoint`]): the load tool runs thousands
+//! of agents in one process over a few sockets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_certs::{pinned_client_config, ClientAuth, Fingerprint, PinReport, HUB_SERVER_NAME};
+use outpost_certs::{
+    pinned_client_config, CertificateDer, ClientAuth, Fingerprint, PinReport, HUB_SERVER_NAME,
+};
 use outpost_common::transport::{Role, TransportProfile};
 use thiserror::Error;
 use tracing::debug;
@@ -50,10 +57,27 @@ pub struct Dialer {
     v6: Option<quinn::Endpoint>,
     profile: TransportProfile,
     handshake_timeout: Duration,
+    tls: Option<CachedTls>,
+}
+
+/// The client configuration of the last dial, reused while the pin, client certificate and ALPN
+/// stay the same.
+#[derive(Debug)]
+struct CachedTls {
+    key: TlsKey,
+    config: quinn::ClientConfig,
+    report: PinReport,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct TlsKey {
+    pin: Fingerprint,
+    chain: Option<Vec<CertificateDer<'static>>>,
+    alpn: Vec<u8>,
 }
 
 impl Dialer {
-    /// A dialer using `profile`'s transport values.
+    /// A dialer using `profile`'s transport values, opening its own UDP socket on first use.
     pub fn new(profile: TransportProfile) -> Self {
         Self {
             v4: None,
@@ -61,7 +85,26 @@ impl Dialer {
             profile,
             // Several round trips on the slowest path, plus loss recovery.
             handshake_timeout: profile.initial_rtt * 10 + Duration::from_secs(5),
+            tls: None,
         }
+    }
+
+    /// A dialer that connects through `endpoint`, a client endpoint possibly shared with other
+    /// dialers, for targets of its address family (it opens its own socket for the other family).
+    pub fn on_endpoint(
+        profile: TransportProfile,
+        endpoint: quinn::Endpoint,
+    ) -> Result<Self, DialError> {
+        let local = endpoint
+            .local_addr()
+            .map_err(|e| DialError::Config(format!("shared UDP socket: {e}")))?;
+        let mut dialer = Self::new(profile);
+        if local.is_ipv4() {
+            dialer.v4 = Some(endpoint);
+        } else {
+            dialer.v6 = Some(endpoint);
+        }
+        Ok(dialer)
     }
 
     fn endpoint_for(&mut self, target: SocketAddr) -> Result<quinn::Endpoint, DialError> {
@@ -97,12 +140,7 @@ impl Dialer {
         client: Option<ClientAuth>,
         alpn: &[u8],
     ) -> Result<quinn::Connection, DialError> {
-        let (tls, report) = pinned_client_config(pin, client, &[alpn])
-            .map_err(|e| DialError::Config(e.to_string()))?;
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| DialError::Config(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(self.profile.transport_config(Role::Agent));
+        let (config, report) = self.client_config(pin, client, alpn)?;
         let mut last = String::from("no address resolved");
         for addr in addrs {
             let targets = match tokio::net::lookup_host(addr.as_str()).await {
@@ -127,6 +165,35 @@ impl Dialer {
             addrs: addrs.to_vec(),
             last,
         })
+    }
+
+    /// The cached configuration if it still fits, else a new one (which is then cached).
+    fn client_config(
+        &mut self,
+        pin: Fingerprint,
+        client: Option<ClientAuth>,
+        alpn: &[u8],
+    ) -> Result<(quinn::ClientConfig, PinReport), DialError> {
+        let key = TlsKey {
+            pin,
+            chain: client.as_ref().map(|(chain, _)| chain.clone()),
+            alpn: alpn.to_vec(),
+        };
+        if let Some(cached) = self.tls.as_ref().filter(|c| c.key == key) {
+            return Ok((cached.config.clone(), cached.report.clone()));
+        }
+        let (tls, report) = pinned_client_config(pin, client, &[alpn])
+            .map_err(|e| DialError::Config(e.to_string()))?;
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| DialError::Config(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.profile.transport_config(Role::Agent));
+        let cached = self.tls.insert(CachedTls {
+            key,
+            config,
+            report,
+        });
+        Ok((cached.config.clone(), cached.report.clone()))
     }
 
     async fn try_one(
@@ -161,5 +228,19 @@ impl Dialer {
                 self.handshake_timeout
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outpost_common::transport::LAN;
+
+    #[tokio::test]
+    async fn a_dialer_on_a_shared_endpoint_dials_through_it() {
+        let shared = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut dialer = Dialer::on_endpoint(LAN, shared.clone()).unwrap();
+        let used = dialer.endpoint_for("127.0.0.1:9".parse().unwrap()).unwrap();
+        assert_eq!(used.local_addr().unwrap(), shared.local_addr().unwrap());
     }
 }

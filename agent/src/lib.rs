@@ -18,4 +18,4 @@ pub mod run;
 pub mod session;
 pub mod snapshot;
 
-pub use run::{run, AgentConfig, AgentError};
+pub use run::{run, run_with, AgentConfig, AgentError, Hooks};

@@ -1,8 +1,12 @@
 //! The agent's life: enrol once, then keep a session up for as long as the process runs, with
 //! exponential backoff and full jitter between attempts. Refusals are final and end the process
 //! with their reason; network failures never are.
+//!
+//! [`run_with`] takes [`Hooks`]: a dialer (perhaps on a shared socket) and an observer, so a load
+//! tool can run thousands of real agents in one process; [`run`] is the agent binary's plain case.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::Fingerprint;
@@ -20,7 +24,7 @@ use crate::dial::{DialError, Dialer};
 use crate::docker_host::DockerHost;
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
-use crate::session::{self, SessionDefaults, SessionEnd};
+use crate::session::{self, Interruption, SessionDefaults, SessionEnd, SessionObserver};
 
 /// The agent's resolved runtime configuration.
 #[derive(Clone, Debug)]
@@ -77,11 +81,32 @@ impl AgentError {
     }
 }
 
+/// What the caller injects into an agent's life.
+#[derive(Debug)]
+pub struct Hooks {
+    /// How the hub is dialled (its own socket, or one shared with other agents).
+    pub dialer: Dialer,
+    /// Told about sessions, if anyone is watching.
+    pub observer: Option<Arc<dyn SessionObserver>>,
+}
+
 /// Run the agent until a final error.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let hooks = Hooks {
+        dialer: Dialer::new(config.transport),
+        observer: None,
+    };
+    run_with(config, hooks).await
+}
+
+/// Run the agent with injected [`Hooks`] until a final error.
+pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentError> {
+    let Hooks {
+        mut dialer,
+        observer,
+    } = hooks;
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
-    let mut dialer = Dialer::new(config.transport);
     let mut backoff = Backoff::new(config.backoff_base, config.backoff_cap);
     if identity.enrollment.is_none() {
         let token = config.edge_key.as_ref().ok_or(AgentError::NoToken)?;
@@ -94,10 +119,22 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let mut snapshot_due = true;
     loop {
         let started = Instant::now();
-        match connect_and_serve(&config, &mut dialer, &mut identity, &mut snapshot_due).await {
+        let session = connect_and_serve(
+            &config,
+            &mut dialer,
+            &mut identity,
+            &mut snapshot_due,
+            observer.clone(),
+        );
+        match session.await {
             Ok(()) => {}
             Err(SessionAttempt::Final(e)) => return Err(e),
-            Err(SessionAttempt::Retry(why)) => warn!("{why}"),
+            Err(SessionAttempt::Retry(why)) => {
+                warn!("{why}");
+                if let Some(observer) = &observer {
+                    observer.interrupted(&why);
+                }
+            }
         }
         if started.elapsed() >= config.stable_after {
             backoff.reset();
@@ -138,7 +175,7 @@ async fn enroll_until_done(
 
 enum SessionAttempt {
     Final(AgentError),
-    Retry(String),
+    Retry(Interruption),
 }
 
 async fn connect_and_serve(
@@ -146,6 +183,7 @@ async fn connect_and_serve(
     dialer: &mut Dialer,
     identity: &mut Identity,
     snapshot_due: &mut bool,
+    observer: Option<Arc<dyn SessionObserver>>,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -167,7 +205,7 @@ async fn connect_and_serve(
     {
         Ok(conn) => conn,
         Err(e) if e.is_final() => return Err(SessionAttempt::Final(AgentError::Dial(e))),
-        Err(e) => return Err(SessionAttempt::Retry(e.to_string())),
+        Err(e) => return Err(SessionAttempt::Retry(Interruption::Dial(e))),
     };
     info!(remote = %conn.remote_address(), "connected to the hub");
     let defaults = SessionDefaults {
@@ -180,6 +218,7 @@ async fn connect_and_serve(
         },
         docker: config.docker.clone(),
         snapshot_on_connect: *snapshot_due,
+        observer,
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {
@@ -198,6 +237,6 @@ async fn connect_and_serve(
             reason,
             config.data_dir.display().to_string(),
         ))),
-        Err(SessionEnd::Lost(why)) => Err(SessionAttempt::Retry(why)),
+        Err(lost @ SessionEnd::Lost(_)) => Err(SessionAttempt::Retry(Interruption::Session(lost))),
     }
 }

@@ -1,7 +1,12 @@
 //! The thin async driver around [`outpost_common::session::AgentSession`]: it feeds the state machine
 //! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
 //! then events, then sleep until the next deadline.
+//!
+//! A [`SessionObserver`] may watch it (the load tool times check-in acks for thousands of agents);
+//! the agent binary passes none.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_common::session::{AgentEvent, AgentSession, SessionConfig};
@@ -51,6 +56,28 @@ impl From<WireError> for SessionEnd {
     }
 }
 
+/// Watches sessions from outside: what a process running many agents counts. Every method has an
+/// empty default.
+pub trait SessionObserver: Send + Sync + fmt::Debug {
+    /// The hub welcomed the agent: the session is up.
+    fn established(&self) {}
+    /// A check-in was acknowledged `rtt` after it was sent.
+    fn checkin_acked(&self, _rtt: Duration) {}
+    /// No session could be set up, or it was lost; the agent retries after a backoff.
+    fn interrupted(&self, _cause: &Interruption) {}
+}
+
+/// Why the agent is about to reconnect.
+#[derive(Debug, Error)]
+pub enum Interruption {
+    /// The hub could not be reached.
+    #[error(transparent)]
+    Dial(crate::dial::DialError),
+    /// The session ended (not by revocation).
+    #[error(transparent)]
+    Session(SessionEnd),
+}
+
 /// What a session needs from the agent's configuration.
 #[derive(Clone, Debug)]
 pub struct SessionDefaults {
@@ -60,6 +87,8 @@ pub struct SessionDefaults {
     pub docker: DockerHost,
     /// Send an engine snapshot as soon as the session is up (first session after start or enrolment).
     pub snapshot_on_connect: bool,
+    /// Told what happens to the session, if anyone is watching.
+    pub observer: Option<Arc<dyn SessionObserver>>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -95,6 +124,9 @@ async fn serve(
         ));
     };
     on_welcome(&welcome);
+    if let Some(observer) = &defaults.observer {
+        observer.established();
+    }
     info!(endpoint = %welcome.endpoint, pending = welcome.pending_approval, "session established");
     if welcome.pending_approval {
         info!(
@@ -110,6 +142,7 @@ async fn serve(
     if defaults.snapshot_on_connect {
         snapshots.take();
     }
+    let acks = AckTimer::new(defaults.observer.clone());
     let result = drive(
         conn,
         &mut session,
@@ -117,6 +150,7 @@ async fn serve(
         hub_rx,
         &defaults.docker,
         snapshots,
+        acks,
     )
     .await;
     reader.abort();
@@ -138,10 +172,12 @@ async fn drive(
     mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
     docker: &DockerHost,
     mut snapshots: Snapshots,
+    mut acks: AckTimer,
 ) -> Result<(), SessionEnd> {
     let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
     loop {
         while let Some(datagram) = session.poll_transmit() {
+            acks.sent(&datagram);
             if let Err(e) = conn.send_datagram(wire::encode(&datagram).into()) {
                 debug!("check-in not sent: {e}");
             }
@@ -157,7 +193,10 @@ async fn drive(
             _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now().into_std()),
             datagram = conn.read_datagram() => {
                 match wire::decode::<Datagram>(&datagram?) {
-                    Ok(datagram) => session.handle_datagram(Instant::now().into_std(), datagram),
+                    Ok(datagram) => {
+                        acks.received(&datagram);
+                        session.handle_datagram(Instant::now().into_std(), datagram);
+                    }
                     Err(e) => warn!("ignoring a malformed datagram from the hub: {e}"),
                 }
             }
@@ -204,6 +243,37 @@ fn handle_hub_message(session: &mut AgentSession, message: HubMessage) -> Result
         }
     }
     Ok(())
+}
+
+/// Times check-ins for the observer: the last one sent, matched against acks by sequence number.
+struct AckTimer {
+    observer: Option<Arc<dyn SessionObserver>>,
+    last: Option<(u32, Instant)>,
+}
+
+impl AckTimer {
+    fn new(observer: Option<Arc<dyn SessionObserver>>) -> Self {
+        Self {
+            observer,
+            last: None,
+        }
+    }
+
+    fn sent(&mut self, datagram: &Datagram) {
+        if let (Some(_), Datagram::CheckIn { seq }) = (&self.observer, datagram) {
+            self.last = Some((*seq, Instant::now()));
+        }
+    }
+
+    fn received(&mut self, datagram: &Datagram) {
+        let (Some(observer), Datagram::Ack { seq, .. }) = (&self.observer, datagram) else {
+            return;
+        };
+        if let Some((_, sent)) = self.last.filter(|(sent_seq, _)| sent_seq == seq) {
+            observer.checkin_acked(sent.elapsed());
+            self.last = None;
+        }
+    }
 }
 
 /// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed

@@ -1,0 +1,348 @@
+//! One hub, many devices: `outpost-swarm` (real agent sessions, many per UDP socket) against the
+//! release hub, at each N given. Prints a table; run by hand:
+//!
+//! ```sh
+//! cargo bench -p outpost-tests --bench scale -- --agents 5000,25000
+//! ```
+//!
+//! Hub and swarm are separate processes (the release `outpost-hub` and `outpost-swarm` binaries),
+//! so /proc shows each one's own RSS and CPU. Per N: start a fresh hub; run the swarm (enrol all,
+//! wait until all are online, summon a sample); let start-up traffic settle; measure hub RSS, hub
+//! and swarm CPU and the hub's wire counters over a window; time the first page of the endpoint
+//! list; restart the hub and time until every agent is back online; stop the swarm and read its
+//! report (check-in RTT, summon latency, errors by kind).
+#![allow(clippy::disallowed_methods)] // wall-clock measurement of real processes
+#![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use outpost_swarm::api::HubApi;
+use outpost_swarm::HubAccess;
+use outpost_tests::Hub;
+use reqwest::Method;
+use serde_json::Value;
+
+struct Options {
+    agents: Vec<usize>,
+    seconds: u64,
+    summons: usize,
+    lists: usize,
+    sockets: usize,
+    checkin: String,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        agents: vec![5000],
+        // Four check-in intervals: the agents' check-ins are bunched by their start, so a window
+        // that is not a multiple of the interval over- or under-counts them.
+        seconds: 100,
+        summons: 100,
+        lists: 100,
+        sockets: 8,
+        checkin: "25s".into(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--agents" => {
+                options.agents = value
+                    .split(',')
+                    .map(|n| n.trim().parse().expect("--agents N[,N…]"))
+                    .collect()
+            }
+            "--seconds" => options.seconds = value.parse().expect("--seconds N"),
+            "--summons" => options.summons = value.parse().expect("--summons N"),
+            "--lists" => options.lists = value.parse().expect("--lists N"),
+            "--sockets" => options.sockets = value.parse().expect("--sockets N"),
+            "--checkin" => options.checkin = value,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    options
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat (1-based) are utime and stime; after the name we start at field 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[derive(Default, Clone, Copy)]
+struct Wire {
+    bytes: u64,
+    datagrams: u64,
+}
+
+async fn wire_total(api: &HubApi) -> Wire {
+    let mut total = Wire::default();
+    for page in 1.. {
+        let path = format!("/api/endpoints?page={page}&per_page=1000");
+        let got = api.call(Method::GET, &path, None).await.unwrap();
+        let items = got["items"].as_array().cloned().unwrap_or_default();
+        for w in items.iter().map(|e| &e["wire"]) {
+            let count = |key: &str| w[key].as_u64().unwrap_or(0);
+            total.bytes += count("tx_bytes") + count("rx_bytes");
+            total.datagrams += count("tx_datagrams") + count("rx_datagrams");
+        }
+        if items.len() < 1000 {
+            break;
+        }
+    }
+    total
+}
+
+/// The swarm as a child process, its stdout read line by line on a thread.
+struct Swarm {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Swarm {
+    fn start(hub: &Hub, data: &Path, agents: usize, options: &Options) -> Self {
+        let mut child = Command::new(outpost_tests::bin_dir().join("outpost-swarm"))
+            .args(["--agents", &agents.to_string()])
+            .args(["--sockets", &options.sockets.to_string()])
+            .args(["--summons", &options.summons.to_string()])
+            .args(["--seconds", "86400", "--online-timeout", "1800"])
+            .args(["--enrol-concurrency", "64", "--transport", "lan", "--json"])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--hub-data-dir")
+            .arg(&hub.data_dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start outpost-swarm");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("  swarm: {}", &line[..line.len().min(200)]);
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Wait for a line starting with `prefix`.
+    fn wait_for(&self, prefix: &str) -> String {
+        loop {
+            let line = self.lines.recv().expect("the swarm ended early");
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+    }
+
+    /// Stop holding (SIGINT), and return the JSON report.
+    fn finish(mut self) -> Value {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let report = self.wait_for("{");
+        let _ = self.child.wait();
+        serde_json::from_str(&report).unwrap()
+    }
+}
+
+struct Row {
+    agents: usize,
+    rss_kib: u64,
+    rss_per_agent_kib: f64,
+    hub_cpu: f64,
+    swarm_cpu: f64,
+    wire_payload: f64,
+    wire_ip: f64,
+    list_p99_ms: f64,
+    reconnect_s: f64,
+    stop_s: f64,
+    up_s: f64,
+    enrol_online_s: f64,
+    report: Value,
+}
+
+fn main() {
+    let options = options();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows: Vec<Row> = options
+        .agents
+        .iter()
+        .map(|&n| measure(&runtime, &options, n))
+        .collect();
+    print_table(&options, &rows);
+}
+
+fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Row {
+    eprintln!("== {n} agents");
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = [
+        "--checkin-interval",
+        &options.checkin,
+        "--standby-after",
+        "5s",
+        "--summon-timeout",
+        "15s",
+    ];
+    let mut hub = Hub::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_empty = rss_kib(hub.pid());
+    let api = HubApi::new(
+        &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let swarm = Swarm::start(&hub, &tmp.path().join("swarm"), n, options);
+    swarm.wait_for("phase online");
+    let enrol_online_s = started.elapsed().as_secs_f64();
+    swarm.wait_for("phase summons-done");
+    // Let connection start-up (handshakes, path MTU probes) finish before measuring.
+    std::thread::sleep(Duration::from_secs(10));
+
+    let before = runtime.block_on(wire_total(&api));
+    let (hub_pid, swarm_pid) = (hub.pid(), swarm.child.id());
+    let (hub_cpu0, swarm_cpu0) = (cpu_seconds(hub_pid), cpu_seconds(swarm_pid));
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs(options.seconds));
+    let secs = window.elapsed().as_secs_f64();
+    let hub_cpu = (cpu_seconds(hub_pid) - hub_cpu0) / secs;
+    let swarm_cpu = (cpu_seconds(swarm_pid) - swarm_cpu0) / secs;
+    let rss = rss_kib(hub_pid);
+    let after = runtime.block_on(wire_total(&api));
+    let list_p99_ms = runtime.block_on(list_p99(&api, options.lists));
+
+    let restarted = Instant::now();
+    hub.stop();
+    let stop_s = restarted.elapsed().as_secs_f64();
+    hub.restart_with(&flags);
+    let up_s = restarted.elapsed().as_secs_f64();
+    runtime.block_on(all_online(&api, n));
+    let reconnect_s = restarted.elapsed().as_secs_f64();
+    let report = swarm.finish();
+
+    let bytes = after.bytes.saturating_sub(before.bytes) as f64;
+    let datagrams = after.datagrams.saturating_sub(before.datagrams) as f64;
+    let per_agent = |v: f64| v / n as f64 / secs;
+    Row {
+        agents: n,
+        rss_kib: rss,
+        rss_per_agent_kib: rss.saturating_sub(rss_empty) as f64 / n as f64,
+        hub_cpu,
+        swarm_cpu,
+        wire_payload: per_agent(bytes),
+        wire_ip: per_agent(bytes + 28.0 * datagrams),
+        list_p99_ms,
+        reconnect_s,
+        stop_s,
+        up_s,
+        enrol_online_s,
+        report,
+    }
+}
+
+/// p99 of `GET /api/endpoints` (the first page, default parameters), in milliseconds.
+async fn list_p99(api: &HubApi, samples: usize) -> f64 {
+    let mut took = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..samples {
+        let started = Instant::now();
+        api.call(Method::GET, "/api/endpoints", None).await.unwrap();
+        took.record(started.elapsed().as_micros() as u64).unwrap();
+    }
+    took.value_at_quantile(0.99) as f64 / 1000.0
+}
+
+/// Wait until the hub lists all `n` endpoints as online (standby or active).
+async fn all_online(api: &HubApi, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let online =
+            async { Some(api.count("standby").await.ok()? + api.count("active").await.ok()?) };
+        if online.await == Some(n as u64) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "agents did not all come back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn print_table(options: &Options, rows: &[Row]) {
+    println!(
+        "\nScale: one hub, outpost-swarm over {} UDP sockets (loopback, check-in every {}, window {} s)\n",
+        options.sockets, options.checkin, options.seconds
+    );
+    println!("| agents | hub RSS | RSS/agent | hub CPU (of a core) | swarm CPU | wire B/s/agent (UDP payload) | (+IP/UDP headers) | check-in RTT p50 / p99 | summon p50 / p99 | endpoint list p99 | all back after restart | enrol + all online |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let r = &row.report;
+        let ms = |key: &str, q: &str| r[key][q].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "| {} | {:.1} MiB | {:.1} KiB | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} ms | {:.1} s | {:.1} s |",
+            row.agents,
+            row.rss_kib as f64 / 1024.0,
+            row.rss_per_agent_kib,
+            row.hub_cpu,
+            row.swarm_cpu,
+            row.wire_payload,
+            row.wire_ip,
+            ms("checkin_rtt_ms", "p50"),
+            ms("checkin_rtt_ms", "p99"),
+            ms("summon_ms", "p50"),
+            ms("summon_ms", "p99"),
+            row.list_p99_ms,
+            row.reconnect_s,
+            row.enrol_online_s,
+        );
+    }
+    println!();
+    for row in rows {
+        let r = &row.report;
+        println!(
+            "{} agents: restart: old hub stopped after {:.1} s, new one listening after {:.1} s; enrolment {:.0}/s; {} summons ({} failed); errors by kind: {}",
+            row.agents,
+            row.stop_s,
+            row.up_s,
+            r["enrol_per_second"].as_f64().unwrap_or(0.0),
+            r["summon_ms"]["count"],
+            r["summons_failed"],
+            r["errors"]
+        );
+    }
+}
