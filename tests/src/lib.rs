@@ -246,6 +246,14 @@ impl Hub {
         child.wait().expect("wait for hub")
     }
 
+    /// Kill the hub with SIGKILL (no close frames, no final flush) and wait for it; `restart`
+    /// then starts it again.
+    pub fn crash(&mut self) {
+        let mut child = self.child.take().expect("hub is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Restart on the same directory and ports (agents know the hub by its address).
     pub fn restart(&mut self) {
         self.restart_with(&[]);

@@ -176,6 +176,29 @@ fn agents_come_back_by_themselves_after_a_hub_restart() {
 }
 
 #[test]
+fn after_a_hub_crash_agents_reconnect_at_their_next_check_in_not_their_idle_timeout() {
+    let mut hub = Hub::start();
+    let (id, key) = hub.create_endpoint("crash", &[]);
+    let mut agent = Agent::start(&agent_dir(&hub, "crash"), &[("EDGE_KEY", &key)]);
+    hub.wait_status(id, "standby", ONLINE);
+    hub.crash();
+    let restarted = Instant::now();
+    hub.restart();
+    // The crashed hub sent no close. The new one answers the agent's next check-in (1 s interval
+    // here) with a stateless reset the agent trusts, because the reset key survived the crash;
+    // without it the agent would sit out its 110 s idle timeout.
+    let shown = hub.wait_status(id, "standby", Duration::from_secs(20));
+    assert_eq!(shown["enroll_count"], 1);
+    assert!(
+        restarted.elapsed() < Duration::from_secs(20),
+        "back after {:?}",
+        restarted.elapsed()
+    );
+    assert!(agent.is_running());
+    agent.kill();
+}
+
+#[test]
 fn removing_an_endpoint_disconnects_it_within_a_second_and_revokes_its_certificate() {
     let hub = Hub::start();
     let (id, key) = hub.create_endpoint("stolen", &[]);
