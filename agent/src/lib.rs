@@ -5,6 +5,7 @@
 //! - [`dial`]: reaching the pinned hub, with final and retryable failures told apart.
 //! - [`enroll`]: the one-time enrolment exchange.
 //! - [`session`]: the async driver around the I/O-free session state machine.
+//! - [`route`]: noticing a new local address, so an idle device tells the hub at once.
 //! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
 //! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod docker_host;
 pub mod enroll;
 pub mod identity;
 pub mod relay;
+pub mod route;
 pub mod run;
 pub mod session;
 pub mod snapshot;

@@ -88,6 +88,9 @@ pub struct Hooks {
     pub dialer: Dialer,
     /// Told about sessions, if anyone is watching.
     pub observer: Option<Arc<dyn SessionObserver>>,
+    /// Watch the route to the hub and check in when the local address changes (a real device;
+    /// not a load tool running thousands of agents on one host).
+    pub watch_route: bool,
 }
 
 /// Run the agent until a final error.
@@ -95,6 +98,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let hooks = Hooks {
         dialer: Dialer::new(config.transport),
         observer: None,
+        watch_route: true,
     };
     run_with(config, hooks).await
 }
@@ -104,6 +108,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     let Hooks {
         mut dialer,
         observer,
+        watch_route,
     } = hooks;
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
@@ -125,6 +130,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             &mut identity,
             &mut snapshot_due,
             observer.clone(),
+            watch_route,
         );
         match session.await {
             Ok(()) => {}
@@ -184,6 +190,7 @@ async fn connect_and_serve(
     identity: &mut Identity,
     snapshot_due: &mut bool,
     observer: Option<Arc<dyn SessionObserver>>,
+    watch_route: bool,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -219,6 +226,7 @@ async fn connect_and_serve(
         docker: config.docker.clone(),
         snapshot_on_connect: *snapshot_due,
         observer,
+        watch_route,
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::docker_host::DockerHost;
+use crate::route::RouteWatch;
 use crate::{relay, snapshot};
 use outpost_common::snapshot::EngineSnapshot;
 
@@ -89,6 +90,8 @@ pub struct SessionDefaults {
     pub snapshot_on_connect: bool,
     /// Told what happens to the session, if anyone is watching.
     pub observer: Option<Arc<dyn SessionObserver>>,
+    /// Check in at once when the local address that reaches the hub changes ([`crate::route`]).
+    pub watch_route: bool,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -143,14 +146,15 @@ async fn serve(
         snapshots.take();
     }
     let acks = AckTimer::new(defaults.observer.clone());
+    let route = RouteWatch::new(conn.remote_address(), defaults.watch_route);
     let result = drive(
         conn,
         &mut session,
         &mut send,
         hub_rx,
-        &defaults.docker,
         snapshots,
         acks,
+        route,
     )
     .await;
     reader.abort();
@@ -170,9 +174,9 @@ async fn drive(
     session: &mut AgentSession,
     send: &mut quinn::SendStream,
     mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
-    docker: &DockerHost,
     mut snapshots: Snapshots,
     mut acks: AckTimer,
+    mut route: RouteWatch,
 ) -> Result<(), SessionEnd> {
     let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
     loop {
@@ -209,7 +213,7 @@ async fn drive(
                 let (send, recv) = stream?;
                 session.handle_stream_opened(Instant::now().into_std());
                 debug!(open = session.open_streams(), "proxy stream opened");
-                let docker = docker.clone();
+                let docker = snapshots.docker.clone();
                 let closed = closed_tx.clone();
                 tokio::spawn(async move {
                     match relay::serve(send, recv, &docker).await {
@@ -226,6 +230,10 @@ async fn drive(
             Some(()) = closed_rx.recv() => {
                 session.handle_stream_closed(Instant::now().into_std());
                 info!(open = session.open_streams(), "proxy stream closed");
+            }
+            source = route.changed() => {
+                info!(?source, "the local address that reaches the hub changed; checking in now");
+                session.handle_path_change(Instant::now().into_std());
             }
             closed = conn.closed() => return Err(closed.into()),
         }

@@ -162,6 +162,7 @@ async fn start(
         let hooks = Hooks {
             dialer,
             observer: Some(Arc::new(watch)),
+            watch_route: false,
         };
         let agent = agent_config(config, &member.dir, docker.clone());
         let stats = stats.clone();

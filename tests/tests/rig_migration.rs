@@ -246,10 +246,9 @@ async fn agent_without_an_address_for_seconds_then_a_new_one_keeps_logs_intact()
 /// An idle device changes address between two check-ins, with the production timing (check-ins
 /// every 25 s, summons wait 15 s). Nothing crosses the link until the agent's next check-in, so the
 /// hub keeps answering to the old address, and an admin's `docker ps` right after the change waits
-/// for that check-in or fails. The agent should notice that its route to the hub now leaves from
-/// another address and check in at once; until it does, this test fails and stays ignored.
+/// for that check-in or fails. The agent notices that its route to the hub now leaves from
+/// another address (`agent::route`, every 2 s) and checks in at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the agent does not yet check in when its local address changes: an idle device is unreachable until its next check-in"]
 async fn idle_agent_announces_a_new_address_at_once() {
     let d = tokio::task::block_in_place(|| {
         RigDevice::start(
