@@ -1,14 +1,16 @@
 //! The Docker proxy: `/api/endpoints/{id}/docker/{docker api path}` on the admin listener.
 //!
 //! Each proxied request gets its own QUIC bidirectional stream to the device, opened after the
-//! device is summoned: the stream preface, the agent's answer, then HTTP/1.1 spoken by a hyper client
-//! over the stream with the route prefix stripped. Upgrades (`docker exec -it`, `attach`, `run -it`)
+//! device is summoned: the stream preface and, right behind it without waiting a round trip,
+//! HTTP/1.1 spoken by a hyper client over the stream with the route prefix stripped; the agent's
+//! answer to the preface is read before the response ([`reply`]). Upgrades (`docker exec -it`, `attach`, `run -it`)
 //! are carried by joining the client's upgraded connection to the stream's. Bodies stream both ways
 //! through hyper with its bounded buffers; nothing is collected in memory.
 //!
 //! A client that goes away drops its response body; hyper then drops the stream, QUIC resets it,
 //! and the agent closes the matching engine connection.
 
+mod reply;
 mod upgrade;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +22,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
-use outpost_common::stream::{self, StreamHeader, StreamKind, StreamReply, MAX_STREAMS_PER_DEVICE};
+use outpost_common::stream::{self, StreamHeader, StreamKind, MAX_STREAMS_PER_DEVICE};
 use outpost_common::EndpointId;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -49,7 +51,7 @@ pub(crate) async fn handle(
     session.summon(ctx.summon_timeout).await?;
     let permits = acquire(&ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
-    let io = open_stream(&ctx, &session, request_id).await?;
+    let (io, outcome) = open_stream(&ctx, &session, request_id).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| bad_gateway(format!("HTTP to the device's engine failed: {e}")))?;
@@ -61,10 +63,15 @@ pub(crate) async fn handle(
     });
     let client_upgrade = upgrade::wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
     let outbound = rewrite(request, id)?;
-    let mut response = sender
-        .send_request(outbound)
-        .await
-        .map_err(|e| bad_gateway(format!("the device's engine did not answer: {e}")))?;
+    let mut response = match sender.send_request(outbound).await {
+        Ok(response) => response,
+        Err(e) => {
+            let refused = reply::refusal(outcome, STREAM_REPLY_DEADLINE).await;
+            return Err(bad_gateway(refused.unwrap_or_else(|| {
+                format!("the device's engine did not answer: {e}")
+            })));
+        }
+    };
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (client_upgrade, response.status())
     {
@@ -125,7 +132,7 @@ fn acquire(
     Ok((device, hub))
 }
 
-type StreamIo = tokio::io::Join<quinn::RecvStream, quinn::SendStream>;
+type StreamIo = tokio::io::Join<reply::AfterReply, quinn::SendStream>;
 
 /// Open a stream, re-summoning once if the device has no stream credit left: its `Standby` may
 /// still be in flight when the hub believed it active, and QUIC would wait for credit forever.
@@ -133,7 +140,7 @@ async fn open_stream(
     ctx: &HubContext,
     session: &LiveSession,
     request_id: u64,
-) -> Result<StreamIo, ApiError> {
+) -> Result<(StreamIo, watch::Receiver<reply::Outcome>), ApiError> {
     let lost = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -159,7 +166,7 @@ async fn open_stream(
                 })?
         }
     };
-    let (mut send, mut recv) = opened.map_err(|e| lost(&e))?;
+    let (mut send, recv) = opened.map_err(|e| lost(&e))?;
     let header = StreamHeader {
         kind: StreamKind::DockerApi,
         request_id,
@@ -167,22 +174,8 @@ async fn open_stream(
     send.write_all(&stream::encode_header(&header))
         .await
         .map_err(|e| lost(&e))?;
-    let reply = tokio::time::timeout(STREAM_REPLY_DEADLINE, stream::read_reply(&mut recv))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "endpoint {} did not answer the stream in time",
-                    session.endpoint
-                ),
-            )
-        })?
-        .map_err(|e| lost(&e))?;
-    match reply {
-        StreamReply::Ready => Ok(tokio::io::join(recv, send)),
-        StreamReply::Refused { message, .. } => Err(bad_gateway(message)),
-    }
+    let (recv, outcome) = reply::after_reply(recv, STREAM_REPLY_DEADLINE);
+    Ok((tokio::io::join(recv, send), outcome))
 }
 
 /// Strip the route prefix, drop the admin credential, keep everything else.
