@@ -1,6 +1,8 @@
 //! Start a hub: data dir, PKI, store, admin token, the QUIC endpoint for agents, the HTTPS API and
 //! the liveness flusher. Listeners bind before anything is spawned, so a test can start many hubs
-//! on port 0 in one process and read the bound addresses back.
+//! on port 0 in one process and read the bound addresses back. The store's `connected` flags are
+//! cleared before the agent endpoint exists (a crash left its sessions' flags set) and again after a
+//! clean shutdown's last flush.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use crate::agent_link::socket::OneDatagramPerSend;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{endpoints, LivenessUpdate, Store, StoreError};
+use crate::store::{endpoints, Store, StoreError};
 use crate::{agent_link, api};
 
 /// The resolved runtime configuration of a hub.
@@ -145,6 +147,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open(&dir.join("hub.db"))?;
+    endpoints::clear_connected(&store.lock())?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -219,7 +222,26 @@ impl RunningHub {
         for task in &self.tasks {
             task.abort();
         }
-        flush(&self.ctx, self.ctx.registry.take_all(Instant::now())).await;
+        let ctx = self.ctx.clone();
+        let now = Instant::now();
+        if let Err(e) = self
+            .ctx
+            .store
+            .write_liveness(move || ctx.registry.take_all(now))
+            .await
+        {
+            warn!("liveness not written at shutdown: {e}");
+        }
+        // Sessions still being set up when the endpoint closed were never written as connected,
+        // or were by a flush already running: clear them all.
+        if let Err(e) = self
+            .ctx
+            .store
+            .call(|c| endpoints::clear_connected(c).map(drop))
+            .await
+        {
+            warn!("connected flags not cleared at shutdown: {e}");
+        }
         self.endpoint.wait_idle().await;
     }
 }
@@ -309,20 +331,21 @@ async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        flush(&ctx, ctx.registry.take_dirty(Instant::now())).await;
+        if let Err(e) = write_liveness(&ctx).await {
+            warn!("liveness not written: {e}");
+        }
     }
 }
 
-async fn flush(ctx: &HubContext, updates: Vec<LivenessUpdate>) {
-    if updates.is_empty() {
-        return;
-    }
-    let count = updates.len();
-    if let Err(e) = ctx
-        .store
-        .call(move |c| endpoints::flush_liveness(c, &updates))
+/// Write what the registry reports dirty now (see [`Registry::take_dirty`]): the periodic flush,
+/// and a status query's, so the list's `connected` flags match the registry as of the query.
+/// Taken under the store's writer, so two flushes write in the order they took. Returns how many
+/// rows were written.
+pub(crate) async fn write_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
+    let now = Instant::now();
+    let stale_after = ctx.stale_after();
+    let taker = ctx.clone();
+    ctx.store
+        .write_liveness(move || taker.registry.take_dirty(now, stale_after))
         .await
-    {
-        warn!("liveness of {count} endpoints not written: {e}");
-    }
 }
