@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use outpost_hub::store::{ListQuery, StatusFilter, Store};
 use outpost_tests::{Agent, Hub};
 use serde_json::Value;
 use tokio::time::Instant;
@@ -234,6 +235,58 @@ fn a_device_stays_online_past_the_liveness_bound_and_goes_offline_when_killed() 
     );
     assert_eq!(online(), Vec::<u64>::new());
     assert_eq!(hub.show(device)["status"], "offline");
+}
+
+/// What the store says is online, read from the database file of a stopped hub.
+fn stored_online(hub: &Hub) -> u64 {
+    let store = Store::open(&hub.data_dir.join("hub.db")).unwrap();
+    let query = ListQuery {
+        page: 1,
+        per_page: 10,
+        status: Some(StatusFilter::Online { except: vec![] }),
+        ..Default::default()
+    };
+    let (_, total) = outpost_hub::store::list::list(&store.lock(), &query).unwrap();
+    total
+}
+
+/// A hub that crashed with a device connected does not count it online after its restart (the
+/// start clears what the crash left), and a clean stop leaves nothing counted online.
+#[test]
+fn after_a_crash_or_a_stop_a_device_counts_online_only_once_it_is_back() {
+    let mut hub = Hub::start();
+    let (device, key) = hub.create_endpoint("kiosk-1", &[]);
+    let dir = hub
+        .data_dir
+        .parent()
+        .expect("hub dir has a parent")
+        .join("agent");
+    let mut agent = Agent::start(&dir, &[("EDGE_KEY", &key)]);
+    let online = |hub: &Hub| ids(&list(hub, &["--status", "online"]));
+    outpost_tests::wait_for(ONLINE, "the device online", || {
+        (online(&hub) == [device]).then_some(())
+    });
+
+    agent.kill();
+    let crash = std::process::Command::new("kill")
+        .args(["-KILL", &hub.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(crash.success());
+    hub.restart();
+    assert_eq!(
+        online(&hub),
+        Vec::<u64>::new(),
+        "the crash's flag is cleared"
+    );
+    assert_eq!(ids(&list(&hub, &["--status", "offline"])), [device]);
+
+    let _agent = Agent::start(&dir, &[]);
+    outpost_tests::wait_for(ONLINE, "the device back online", || {
+        (online(&hub) == [device]).then_some(())
+    });
+    assert!(hub.stop().success());
+    assert_eq!(stored_online(&hub), 0, "a clean stop clears every flag");
 }
 
 #[test]
