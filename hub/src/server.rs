@@ -195,7 +195,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             api::router(ctx.clone()),
             ctx.clone(),
         )),
-        tokio::spawn(flush_liveness(ctx.clone(), config.flush_interval)),
+        tokio::spawn(liveness_flusher(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(
@@ -222,25 +222,16 @@ impl RunningHub {
         for task in &self.tasks {
             task.abort();
         }
+        // One call, so no flush lands after it; the flags of sessions still being set up when the
+        // endpoint closed (never written, or written by a flush already running) are cleared too.
         let ctx = self.ctx.clone();
         let now = Instant::now();
-        if let Err(e) = self
-            .ctx
-            .store
-            .write_liveness(move || ctx.registry.take_all(now))
-            .await
-        {
+        let last = self.ctx.store.call(move |c| {
+            endpoints::flush_liveness(c, &ctx.registry.take_all(now))?;
+            endpoints::clear_connected(c).map(drop)
+        });
+        if let Err(e) = last.await {
             warn!("liveness not written at shutdown: {e}");
-        }
-        // Sessions still being set up when the endpoint closed were never written as connected,
-        // or were by a flush already running: clear them all.
-        if let Err(e) = self
-            .ctx
-            .store
-            .call(|c| endpoints::clear_connected(c).map(drop))
-            .await
-        {
-            warn!("connected flags not cleared at shutdown: {e}");
         }
         self.endpoint.wait_idle().await;
     }
@@ -326,12 +317,12 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
     })
 }
 
-async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
+async fn liveness_flusher(ctx: Arc<HubContext>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(e) = write_liveness(&ctx).await {
+        if let Err(e) = flush_liveness(&ctx).await {
             warn!("liveness not written: {e}");
         }
     }
@@ -341,7 +332,7 @@ async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
 /// and a status query's, so the list's `connected` flags match the registry as of the query.
 /// Taken under the store's writer, so two flushes write in the order they took. Returns how many
 /// rows were written.
-pub(crate) async fn write_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
+pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
     let now = Instant::now();
     let stale_after = ctx.stale_after();
     let taker = ctx.clone();

@@ -221,7 +221,7 @@ pub(super) async fn list(
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = query(&ctx, params)?;
     if reads_connected(query.status.as_ref()) {
-        server::write_liveness(&ctx).await?;
+        server::flush_liveness(&ctx).await?;
     }
     let (records, total) = ctx.store.read(move |c| list::list(c, &query)).await?;
     let now = Instant::now();
