@@ -2,9 +2,12 @@
 //! handle to summon or revoke it.
 //!
 //! Liveness is memory-only by design: a hub with tens of thousands of agents must not write to disk
-//! per check-in. [`Registry::take_dirty`] hands the batch flusher what changed durably (a new
-//! connection, an address change, a departure) and refreshes each endpoint's stored last check-in
-//! only every [`LIVENESS_CHECKPOINT`]; [`Registry::take_all`] writes everything at shutdown.
+//! per check-in. [`Registry::take_dirty`] hands the batch flusher what changed durably: a session
+//! going live (a new connection) or stale (silent past the liveness bound, its connection not yet
+//! timed out) or live again, an address change, a departure; it refreshes each endpoint's stored
+//! last check-in only every [`LIVENESS_CHECKPOINT`]. The store's `connected` flag, which the
+//! endpoint list filters on, thus follows what [`LiveSession::view`] shows as of the last flush.
+//! [`Registry::take_all`] writes everything at shutdown.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -99,6 +102,8 @@ struct LiveState {
     /// A check-in arrived since liveness was last written.
     unsaved_checkin: bool,
     saved_at: Instant,
+    /// Whether the store was last told this session is live (`connected`).
+    saved_live: bool,
     tuner: CheckinTuner,
     windows: Option<WindowGrant>,
 }
@@ -208,6 +213,7 @@ impl LiveSession {
                 dirty: true,
                 unsaved_checkin: false,
                 saved_at: now,
+                saved_live: false,
                 tuner: CheckinTuner::new(checkin_interval, now),
                 windows: None,
             }),
@@ -286,8 +292,7 @@ impl LiveSession {
     /// The status an admin sees, with `stale_after` the liveness bound.
     pub fn view(&self, now: Instant, stale_after: Duration) -> LiveView {
         let state = lock(&self.state);
-        let alive_at = state.last_checkin.map_or(state.connected_at, |(at, _)| at);
-        let fresh = now.saturating_duration_since(alive_at) <= stale_after;
+        let fresh = state.fresh(now, stale_after);
         let status = match (state.pending, fresh, state.active) {
             (true, _, _) => Status::Pending,
             (false, false, _) => Status::Offline,
@@ -337,29 +342,47 @@ impl LiveSession {
         self.conn.close(code.as_varint(), reason.as_bytes());
     }
 
-    /// The liveness to write now, if any: durable changes at once, check-ins once per
+    /// The liveness to write now, if any, with `live` what the store's `connected` flag should
+    /// say: durable changes and a change of `live` at once, check-ins once per
     /// [`LIVENESS_CHECKPOINT`], or everything unsaved when `all`.
-    fn take_update(&self, now: Instant, all: bool) -> Option<LivenessUpdate> {
+    fn take_update(&self, now: Instant, live: bool, all: bool) -> Option<LivenessUpdate> {
         let mut state = lock(&self.state);
-        let (_, wall) = state.last_checkin?;
         let checkpoint = state.unsaved_checkin
             && (all || now.saturating_duration_since(state.saved_at) >= LIVENESS_CHECKPOINT);
-        if !(state.dirty || checkpoint) {
+        if !(state.dirty || checkpoint || live != state.saved_live) {
             return None;
         }
         state.dirty = false;
         state.unsaved_checkin = false;
         state.saved_at = now;
+        state.saved_live = live;
         Some(LivenessUpdate {
             id: self.endpoint,
-            last_checkin: wall
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default(),
+            last_checkin: state.last_checkin.map(|(_, wall)| unix_secs(wall)),
             addr: state.remote.to_string(),
             migrations: state.migrations as i64,
+            connected: live,
         })
     }
+
+    /// Whether the store should count this session live now: checked in within `stale_after`.
+    fn live(&self, now: Instant, stale_after: Duration) -> bool {
+        lock(&self.state).fresh(now, stale_after)
+    }
+}
+
+impl LiveState {
+    /// Heard from within `stale_after`: a check-in, or the connection itself until the first one.
+    fn fresh(&self, now: Instant, stale_after: Duration) -> bool {
+        let alive_at = self.last_checkin.map_or(self.connected_at, |(at, _)| at);
+        now.saturating_duration_since(alive_at) <= stale_after
+    }
+}
+
+fn unix_secs(wall: SystemTime) -> i64 {
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 /// All live sessions of this hub.
@@ -383,7 +406,8 @@ impl Registry {
     }
 
     /// Remove `session` if it is still the registered one for its endpoint, keeping its last
-    /// liveness for the flusher (a replaced session's is superseded by its successor's).
+    /// liveness, disconnected, for the flusher (a replaced session's is superseded by its
+    /// successor's).
     pub fn remove(&self, session: &Arc<LiveSession>) {
         let mut sessions = lock(&self.sessions);
         if sessions
@@ -392,7 +416,7 @@ impl Registry {
         {
             sessions.remove(&session.endpoint);
             drop(sessions);
-            if let Some(update) = session.take_update(Instant::now(), true) {
+            if let Some(update) = session.take_update(Instant::now(), false, true) {
                 lock(&self.departed).push(update);
             }
         }
@@ -439,21 +463,29 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Liveness to write now, for the batch flusher: departures, durable changes, and check-ins
-    /// not written for a [`LIVENESS_CHECKPOINT`].
-    pub fn take_dirty(&self, now: Instant) -> Vec<LivenessUpdate> {
-        self.take(now, false)
-    }
-
-    /// Every unwritten liveness change, for a clean shutdown.
-    pub fn take_all(&self, now: Instant) -> Vec<LivenessUpdate> {
-        self.take(now, true)
-    }
-
-    fn take(&self, now: Instant, all: bool) -> Vec<LivenessUpdate> {
+    /// Liveness to write now, for the batch flusher, in the order to write it: departures, then
+    /// sessions gone live or stale (with `stale_after` the liveness bound), durable changes, and
+    /// check-ins not written for a [`LIVENESS_CHECKPOINT`].
+    pub fn take_dirty(&self, now: Instant, stale_after: Duration) -> Vec<LivenessUpdate> {
         let mut updates = std::mem::take(&mut *lock(&self.departed));
         let sessions = lock(&self.sessions);
-        updates.extend(sessions.values().filter_map(|s| s.take_update(now, all)));
+        updates.extend(
+            sessions
+                .values()
+                .filter_map(|s| s.take_update(now, s.live(now, stale_after), false)),
+        );
+        updates
+    }
+
+    /// Every unwritten liveness change, every session disconnected: for a clean shutdown.
+    pub fn take_all(&self, now: Instant) -> Vec<LivenessUpdate> {
+        let mut updates = std::mem::take(&mut *lock(&self.departed));
+        let sessions = lock(&self.sessions);
+        updates.extend(
+            sessions
+                .values()
+                .filter_map(|s| s.take_update(now, false, true)),
+        );
         updates
     }
 }

@@ -1,6 +1,8 @@
 //! Start a hub: data dir, PKI, store, admin token, the QUIC endpoint for agents, the HTTPS API and
 //! the liveness flusher. Listeners bind before anything is spawned, so a test can start many hubs
-//! on port 0 in one process and read the bound addresses back.
+//! on port 0 in one process and read the bound addresses back. The store's `connected` flags are
+//! cleared before the agent endpoint exists (a crash left its sessions' flags set) and again after a
+//! clean shutdown's last flush.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ use crate::agent_link::socket::OneDatagramPerSend;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{endpoints, LivenessUpdate, Store, StoreError};
+use crate::store::{endpoints, Store, StoreError};
 use crate::{agent_link, api};
 
 /// The resolved runtime configuration of a hub.
@@ -145,6 +147,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open(&dir.join("hub.db"))?;
+    endpoints::clear_connected(&store.lock())?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -192,7 +195,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             api::router(ctx.clone()),
             ctx.clone(),
         )),
-        tokio::spawn(flush_liveness(ctx.clone(), config.flush_interval)),
+        tokio::spawn(liveness_flusher(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(
@@ -222,7 +225,17 @@ impl RunningHub {
         for task in &self.tasks {
             task.abort();
         }
-        flush(&self.ctx, self.ctx.registry.take_all(Instant::now())).await;
+        // One call, so no flush lands after it; the flags of sessions still being set up when the
+        // endpoint closed (never written, or written by a flush already running) are cleared too.
+        let ctx = self.ctx.clone();
+        let now = Instant::now();
+        let last = self.ctx.store.call(move |c| {
+            endpoints::flush_liveness(c, &ctx.registry.take_all(now))?;
+            endpoints::clear_connected(c).map(drop)
+        });
+        if let Err(e) = last.await {
+            warn!("liveness not written at shutdown: {e}");
+        }
         // Give the close frames time to leave, but do not wait out every connection's draining
         // period: with 25,000 agents that took over two minutes (measured by the scale bench),
         // during which the closed endpoint refused their reconnects and their backoff grew. An
@@ -352,25 +365,26 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
     })
 }
 
-async fn flush_liveness(ctx: Arc<HubContext>, every: Duration) {
+async fn liveness_flusher(ctx: Arc<HubContext>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        flush(&ctx, ctx.registry.take_dirty(Instant::now())).await;
+        if let Err(e) = flush_liveness(&ctx).await {
+            warn!("liveness not written: {e}");
+        }
     }
 }
 
-async fn flush(ctx: &HubContext, updates: Vec<LivenessUpdate>) {
-    if updates.is_empty() {
-        return;
-    }
-    let count = updates.len();
-    if let Err(e) = ctx
-        .store
-        .call(move |c| endpoints::flush_liveness(c, &updates))
+/// Write what the registry reports dirty now (see [`Registry::take_dirty`]): the periodic flush,
+/// and a status query's, so the list's `connected` flags match the registry as of the query.
+/// Taken under the store's writer, so two flushes write in the order they took. Returns how many
+/// rows were written.
+pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
+    let now = Instant::now();
+    let stale_after = ctx.stale_after();
+    let taker = ctx.clone();
+    ctx.store
+        .write_liveness(move || taker.registry.take_dirty(now, stale_after))
         .await
-    {
-        warn!("liveness of {count} endpoints not written: {e}");
-    }
 }

@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use outpost_hub::store::{ListQuery, StatusFilter, Store};
 use outpost_tests::{Agent, Hub};
 use serde_json::Value;
+use tokio::time::Instant;
 
 /// How long a fresh agent may take to enrol and check in.
 const ONLINE: Duration = Duration::from_secs(30);
@@ -165,8 +167,8 @@ fn a_device_that_checks_in_is_online_at_once_and_the_others_offline() {
         hub.show(device)["last_checkin"].as_str().map(drop)
     });
 
-    // Answered from the store: the check-ins not yet flushed (every 5 s) are written before the
-    // query, so the device is online in the list as soon as the hub has its check-in.
+    // Answered from the store's connected flags: the liveness changes not yet flushed (every 5 s)
+    // are written before the query, so the device is online in the list as soon as it is live.
     assert_eq!(ids(&list(&hub, &["--status", "online"])), [device]);
     assert_eq!(ids(&list(&hub, &["--status", "standby"])), [device]);
     assert_eq!(ids(&list(&hub, &["--status", "offline"])), [never]);
@@ -177,6 +179,114 @@ fn a_device_that_checks_in_is_online_at_once_and_the_others_offline() {
     );
     assert_eq!(ids(&newest), [device, never]);
     assert!(newest["items"][0]["last_checkin"].is_string(), "{newest}");
+}
+
+/// The check-in interval the hub is given below.
+const CHECKIN: Duration = Duration::from_secs(1);
+/// docs/architecture.md, Session: offline after 2 × interval + 10 s without a check-in.
+const STALE_AFTER: Duration = Duration::from_secs(12);
+
+/// A connected device's stored check-in is refreshed only every 10 minutes, yet it stays in
+/// `status=online` long past the liveness bound, because the list reads whether the hub holds a
+/// live session for it; killed (no goodbye: the hub only notices the silence), it moves to
+/// `status=offline` when its row says offline, at the liveness bound, not at the QUIC idle timeout.
+#[test]
+fn a_device_stays_online_past_the_liveness_bound_and_goes_offline_when_killed() {
+    let hub = Hub::start_with_flags(&["--checkin-interval", "1s"]);
+    let (device, key) = hub.create_endpoint("kiosk-1", &[]);
+    let dir = hub
+        .data_dir
+        .parent()
+        .expect("hub dir has a parent")
+        .join("agent");
+    let mut agent = Agent::start(&dir, &[("EDGE_KEY", &key)]);
+    hub.wait_status(device, "standby", ONLINE);
+    let online = || ids(&list(&hub, &["--status", "online"]));
+    let offline = || ids(&list(&hub, &["--status", "offline"]));
+
+    let connected = Instant::now();
+    let mut asked = 0;
+    while connected.elapsed() < STALE_AFTER * 2 {
+        assert_eq!(
+            online(),
+            [device],
+            "{:?} after connecting",
+            connected.elapsed()
+        );
+        assert_eq!(offline(), Vec::<u64>::new());
+        asked += 1;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(asked >= 10, "asked {asked} times");
+
+    agent.kill();
+    let killed = Instant::now();
+    // The last check-in came at most one interval before the kill; the list follows the row's
+    // status within a second of polling.
+    let bound = STALE_AFTER + CHECKIN + Duration::from_secs(3);
+    outpost_tests::wait_for(bound, "the killed device in status=offline", || {
+        (offline() == [device]).then_some(())
+    });
+    let after = killed.elapsed();
+    println!("offline in the list {after:?} after the kill (bound {bound:?})");
+    assert!(
+        after >= STALE_AFTER - CHECKIN,
+        "offline too soon: {after:?}"
+    );
+    assert_eq!(online(), Vec::<u64>::new());
+    assert_eq!(hub.show(device)["status"], "offline");
+}
+
+/// What the store says is online, read from the database file of a stopped hub.
+fn stored_online(hub: &Hub) -> u64 {
+    let store = Store::open(&hub.data_dir.join("hub.db")).unwrap();
+    let query = ListQuery {
+        page: 1,
+        per_page: 10,
+        status: Some(StatusFilter::Online { except: vec![] }),
+        ..Default::default()
+    };
+    let (_, total) = outpost_hub::store::list::list(&store.lock(), &query).unwrap();
+    total
+}
+
+/// A hub that crashed with a device connected does not count it online after its restart (the
+/// start clears what the crash left), and a clean stop leaves nothing counted online.
+#[test]
+fn after_a_crash_or_a_stop_a_device_counts_online_only_once_it_is_back() {
+    let mut hub = Hub::start();
+    let (device, key) = hub.create_endpoint("kiosk-1", &[]);
+    let dir = hub
+        .data_dir
+        .parent()
+        .expect("hub dir has a parent")
+        .join("agent");
+    let mut agent = Agent::start(&dir, &[("EDGE_KEY", &key)]);
+    let online = |hub: &Hub| ids(&list(hub, &["--status", "online"]));
+    outpost_tests::wait_for(ONLINE, "the device online", || {
+        (online(&hub) == [device]).then_some(())
+    });
+
+    agent.kill();
+    let crash = std::process::Command::new("kill")
+        .args(["-KILL", &hub.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(crash.success());
+    hub.restart();
+    assert_eq!(
+        online(&hub),
+        Vec::<u64>::new(),
+        "the crash's flag is cleared"
+    );
+    assert_eq!(ids(&list(&hub, &["--status", "offline"])), [device]);
+
+    let _agent = Agent::start(&dir, &[]);
+    outpost_tests::wait_for(ONLINE, "the device back online", || {
+        (online(&hub) == [device]).then_some(())
+    });
+    assert!(hub.stop().success());
+    assert_eq!(stored_online(&hub), 0, "a clean stop clears every flag");
 }
 
 #[test]

@@ -7,12 +7,12 @@
 //! is `{"items": [...], "total": N}` and the `X-Total-Count` header carries the total too. A bad
 //! value is a 400 whose message names the parameter and what it accepts.
 //!
-//! Status is answered from the store. Before a liveness-based status query the handler writes the
-//! check-ins not yet flushed that bring a device from offline to online (the others follow off the
-//! request path), so a device that checked in shows as online at once; a device whose
-//! connection ended without a last check-in stays online in the filter until its stored check-in
-//! ages past the liveness bound (`stale_after`: 60 s at the default 25 s interval), while its row
-//! already shows `offline`. Active (summoned) devices are few and come from the session registry.
+//! Status is answered from the store's `connected` flag (approved and connected = online), which
+//! the liveness flush keeps equal to the registry's view: set when a session goes live, cleared
+//! when it departs or falls silent past the liveness bound (`stale_after`). Before an `online`,
+//! `offline` or `standby` query the handler runs that flush (a few rows: only changes are written),
+//! so the filter agrees with the rows' own status as of the request. Active (summoned) devices are
+//! few and come from the session registry.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,14 +23,14 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use tracing::warn;
 
 use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::Status;
+use crate::server;
 use crate::store::list::{self, MAX_PER_PAGE};
-use crate::store::{endpoints, unix_now, Label, ListQuery, Sort, SortKey, StatusFilter};
+use crate::store::{Label, ListQuery, Sort, SortKey, StatusFilter};
 
 /// Rows per page when the client does not say.
 const DEFAULT_PER_PAGE: u32 = 100;
@@ -143,23 +143,15 @@ const STATUS_WORDS: &[(&str, StatusWord)] = &[
 ];
 
 fn status_filter(ctx: &HubContext, word: StatusWord) -> StatusFilter {
-    let stale = ctx.stale_after();
-    let fresh_since = unix_now() - stale.as_secs() as i64;
     let active = || {
         ctx.registry
-            .ids_with_status(Instant::now(), stale, &[Status::Active])
+            .ids_with_status(Instant::now(), ctx.stale_after(), &[Status::Active])
     };
     match word {
         StatusWord::Pending => StatusFilter::Pending,
-        StatusWord::Offline => StatusFilter::Offline { fresh_since },
-        StatusWord::Online => StatusFilter::Online {
-            fresh_since,
-            except: Vec::new(),
-        },
-        StatusWord::Standby => StatusFilter::Online {
-            fresh_since,
-            except: active(),
-        },
+        StatusWord::Offline => StatusFilter::Offline,
+        StatusWord::Online => StatusFilter::Online { except: Vec::new() },
+        StatusWord::Standby => StatusFilter::Online { except: active() },
         StatusWord::Active => StatusFilter::Among(active()),
     }
 }
@@ -214,39 +206,12 @@ fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
     })
 }
 
-/// The liveness bound of a status filter that reads stored check-ins.
-fn liveness_bound(status: Option<&StatusFilter>) -> Option<i64> {
-    match status {
-        Some(StatusFilter::Offline { fresh_since } | StatusFilter::Online { fresh_since, .. }) => {
-            Some(*fresh_since)
-        }
-        _ => None,
-    }
-}
-
-/// Bring stored liveness up to date for a status query: the check-ins that move an endpoint from
-/// offline to online are written now, before the query; the rest (newer check-ins of endpoints
-/// already online in the store) are written off the request path, as the periodic flush would.
-async fn flush_for(ctx: &HubContext, fresh_since: i64) -> Result<(), ApiError> {
-    let dirty = ctx.registry.take_dirty(Instant::now());
-    if dirty.is_empty() {
-        return Ok(());
-    }
-    let all = dirty.clone();
-    ctx.store
-        .call(move |c| endpoints::flush_liveness_crossing(c, &dirty, fresh_since))
-        .await?;
-    let store = ctx.store.clone();
-    tokio::spawn(async move {
-        let count = all.len();
-        if let Err(e) = store
-            .call(move |c| endpoints::flush_liveness(c, &all))
-            .await
-        {
-            warn!("liveness of {count} endpoints not written: {e}");
-        }
-    });
-    Ok(())
+/// Whether `status` reads the stored `connected` flags.
+fn reads_connected(status: Option<&StatusFilter>) -> bool {
+    matches!(
+        status,
+        Some(StatusFilter::Offline | StatusFilter::Online { .. })
+    )
 }
 
 pub(super) async fn list(
@@ -255,8 +220,8 @@ pub(super) async fn list(
 ) -> Result<([(HeaderName, String); 1], Json<Page>), ApiError> {
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = query(&ctx, params)?;
-    if let Some(fresh_since) = liveness_bound(query.status.as_ref()) {
-        flush_for(&ctx, fresh_since).await?;
+    if reads_connected(query.status.as_ref()) {
+        server::flush_liveness(&ctx).await?;
     }
     let (records, total) = ctx.store.read(move |c| list::list(c, &query)).await?;
     let now = Instant::now();

@@ -16,6 +16,8 @@ use crate::agent_link::windows::WindowBudget;
 
 const ALPN: &[u8] = b"test";
 const INTERVAL: Duration = Duration::from_secs(25);
+/// The hub's liveness bound at that interval (`HubContext::stale_after`).
+const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// The hub's end of a loopback connection, with what keeps it open.
 async fn hub_side(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connection) {
@@ -38,58 +40,164 @@ async fn hub_side(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connect
     (hub, agent.unwrap())
 }
 
-#[tokio::test]
-async fn check_ins_are_written_on_change_at_checkpoints_and_on_departure_not_each_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (conn, _agent) = hub_side(&dir).await;
-    let registry = Registry::default();
+fn session(conn: quinn::Connection, id: u64) -> Arc<LiveSession> {
     let (control, _queue) = mpsc::channel(1);
-    let session = Arc::new(LiveSession::new(
-        EndpointId(7),
+    Arc::new(LiveSession::new(
+        EndpointId(id),
         AgentId(Uuid::new_v4()),
         conn,
         control,
         false,
         0,
         INTERVAL,
-    ));
-    registry.insert(session.clone());
+    ))
+}
+
+/// `(endpoint, connected)` of each update, in order.
+fn connected(updates: &[LivenessUpdate]) -> Vec<(u64, bool)> {
+    updates.iter().map(|u| (u.id.0, u.connected)).collect()
+}
+
+#[tokio::test]
+async fn check_ins_are_written_on_change_at_checkpoints_and_on_departure_not_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _agent) = hub_side(&dir).await;
+    let registry = Registry::default();
     let start = Instant::now();
-    assert!(registry.take_dirty(start).is_empty(), "no check-in yet");
+    let session = session(conn, 7);
+    registry.insert(session.clone());
+    let take = |now| registry.take_dirty(now, STALE_AFTER);
+    let first = take(start);
+    assert_eq!(
+        connected(&first),
+        [(7, true)],
+        "a new connection is written"
+    );
+    assert_eq!(first[0].last_checkin, None, "before its first check-in");
+    assert!(take(start).is_empty(), "once");
 
     session.record_checkin(start);
-    let first = registry.take_dirty(start);
-    assert_eq!(first.len(), 1, "a new connection is written");
-    assert_eq!(first[0].id, EndpointId(7));
 
     // Nineteen check-ins (475 s) later, still nothing to write.
     let mut now = start;
     for _ in 0..19 {
         now += INTERVAL;
         assert!(!session.record_checkin(now).migrated);
-        assert!(
-            registry.take_dirty(now).is_empty(),
-            "a check-in writes nothing"
-        );
+        assert!(take(now).is_empty(), "a check-in writes nothing");
     }
     now = start + LIVENESS_CHECKPOINT;
     session.record_checkin(now);
+    let checkpoint = take(now);
     assert_eq!(
-        registry.take_dirty(now).len(),
-        1,
+        connected(&checkpoint),
+        [(7, true)],
         "the checkpoint refreshes it"
     );
+    assert!(checkpoint[0].last_checkin.is_some());
 
     now += INTERVAL;
     session.record_checkin(now);
     assert_eq!(session.view(now, INTERVAL * 3).checkin_interval, INTERVAL);
     registry.remove(&session);
     assert_eq!(
-        registry.take_dirty(now).len(),
-        1,
-        "a departure writes the last check-in"
+        connected(&take(now)),
+        [(7, false)],
+        "a departure writes the last check-in, disconnected"
     );
     assert!(registry.take_all(now).is_empty(), "and only once");
+}
+
+/// One endpoint's stored `connected` flag as the flusher leaves it, and how many rows it wrote.
+#[derive(Debug, Default)]
+struct StoredFlag {
+    connected: bool,
+    writes: usize,
+}
+
+impl StoredFlag {
+    fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
+        for update in registry.take_dirty(now, STALE_AFTER) {
+            self.connected = update.connected;
+            self.writes += 1;
+        }
+        self.connected
+    }
+}
+
+/// The stored `connected` flag follows what the registry shows over an hour of check-ins, a
+/// silence past the liveness bound, a return, a reconnection and a shutdown, on a virtual clock:
+/// each change is written once, within one flush, and a connected session is never written stale.
+#[tokio::test]
+async fn the_connected_flag_follows_the_registry_view_with_one_write_per_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _agent) = hub_side(&dir).await;
+    let registry = Registry::default();
+    let flush_every = Duration::from_secs(5);
+    let start = Instant::now();
+    let first = session(conn, 3);
+    registry.insert(first.clone());
+    let mut store = StoredFlag::default();
+    let status = |s: &LiveSession, now| s.view(now, STALE_AFTER).status;
+
+    // An hour of check-ins every 25 s, flushed every 5 s: online throughout, 6 writes in all.
+    let mut now = start;
+    let mut next_checkin = start;
+    while now < start + Duration::from_secs(3600) {
+        if now >= next_checkin {
+            first.record_checkin(now);
+            next_checkin += INTERVAL;
+        }
+        assert!(store.flush(&registry, now), "online at {:?}", now - start);
+        now += flush_every;
+    }
+    assert_eq!(
+        store.writes,
+        1 + 5,
+        "connect, then one checkpoint per 10 minutes"
+    );
+
+    // Silent: online while the registry shows it so, offline from the first flush after.
+    let silent_since = now;
+    while now - silent_since <= STALE_AFTER + flush_every {
+        assert_eq!(
+            store.flush(&registry, now),
+            status(&first, now) == Status::Standby
+        );
+        now += flush_every;
+    }
+    assert_eq!(status(&first, now), Status::Offline);
+    assert!(!store.flush(&registry, now));
+    // Its check-ins resume on the same connection: online again at once.
+    first.record_checkin(now);
+    assert!(store.flush(&registry, now));
+
+    // It reconnects: the old session departs after the new one took over; the flag stays set.
+    let (conn, _agent2) = hub_side(&dir).await;
+    let second = session(conn, 3);
+    registry.insert(second.clone());
+    // (Its first check-in, on the test's clock: the session was made on the real one.)
+    second.record_checkin(now);
+    registry.remove(&first);
+    assert!(
+        store.flush(&registry, now),
+        "the replaced session's departure is not written"
+    );
+    let before = store.writes;
+    registry.remove(&second);
+    let (conn, _agent3) = hub_side(&dir).await;
+    let third = session(conn, 3);
+    registry.insert(third.clone());
+    third.record_checkin(now);
+    assert!(
+        store.flush(&registry, now),
+        "a departure then a reconnection, in that order"
+    );
+    assert_eq!(store.writes - before, 2);
+    assert_eq!(
+        connected(&registry.take_all(now)),
+        [(3, false)],
+        "shutdown disconnects"
+    );
 }
 
 #[tokio::test]

@@ -397,60 +397,55 @@ fn decide_fleet(
 }
 
 /// Liveness of one endpoint, written in batches.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LivenessUpdate {
     /// Which endpoint.
     pub id: EndpointId,
-    /// Last check-in (Unix seconds).
-    pub last_checkin: i64,
+    /// Last check-in (Unix seconds), if the session had one.
+    pub last_checkin: Option<i64>,
     /// Last remote address.
     pub addr: String,
     /// Migrations so far.
     pub migrations: i64,
+    /// Whether the hub holds a live session for it: connected and checked in within the liveness
+    /// bound. What the list's status filters read.
+    pub connected: bool,
 }
 
-/// Write a batch of liveness updates in one transaction. An update older than what is stored is
-/// skipped, so two flushes racing cannot move a check-in back in time.
+/// Write a batch of liveness updates in one transaction, in order (a departure followed by a
+/// reconnection in the same batch ends connected). A check-in older than the stored one is kept
+/// out, so a stored check-in never moves back in time.
 pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
-    write_liveness(conn, updates, i64::MAX).map(drop)
-}
-
-/// Write only those of `updates` whose endpoint has no stored check-in at or after `fresh_since`:
-/// the ones that move it across the liveness bound, from offline to online. Cheaper than a whole
-/// flush (most rows are only looked up), so a status query can afford it. Returns how many were
-/// written.
-pub fn flush_liveness_crossing(
-    conn: &mut Connection,
-    updates: &[LivenessUpdate],
-    fresh_since: i64,
-) -> Result<usize, StoreError> {
-    write_liveness(conn, updates, fresh_since)
-}
-
-fn write_liveness(
-    conn: &mut Connection,
-    updates: &[LivenessUpdate],
-    stored_before: i64,
-) -> Result<usize, StoreError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
     let tx = conn.transaction()?;
-    let mut written = 0;
     {
         let mut stmt = tx.prepare_cached(
-            "UPDATE endpoints SET last_checkin = ?2, last_addr = ?3, migrations = ?4
-             WHERE id = ?1 AND (last_checkin IS NULL OR (last_checkin <= ?2 AND last_checkin < ?5))",
+            "UPDATE endpoints SET
+                 last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
+                                THEN last_checkin ELSE ?2 END,
+                 last_addr = ?3, migrations = ?4, connected = ?5
+             WHERE id = ?1",
         )?;
         for update in updates {
-            written += stmt.execute(params![
+            stmt.execute(params![
                 update.id.0 as i64,
                 update.last_checkin,
                 update.addr,
                 update.migrations,
-                stored_before
+                update.connected
             ])?;
         }
     }
     tx.commit()?;
-    Ok(written)
+    Ok(())
+}
+
+/// Mark every endpoint disconnected: at start, before any session exists (a crash left the flags
+/// of its sessions set), and after a clean shutdown. Returns how many were marked connected.
+pub fn clear_connected(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn.execute("UPDATE endpoints SET connected = 0 WHERE connected = 1", [])?)
 }
 
 /// Read a setting.

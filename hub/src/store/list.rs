@@ -1,17 +1,17 @@
 //! The endpoint list: one page of a filtered, sorted list and the total matching, both in SQL.
 //!
 //! The query is built from fixed fragments (never from user text; values are bound parameters) so
-//! that each filter and sort lands on an index from migration 3. A page's ids come from walking the
-//! sort key's index in order (`(kind, key, id, approved, last_checkin)`, or the same after
+//! that each filter and sort lands on an index from migrations 3 and 4. A page's ids come from
+//! walking the sort key's index in order (`(kind, key, id, approved, connected)`, or the same after
 //! `group_id` when a group is asked for), checking status from the index entry and tag membership
 //! against the tag's `endpoint_tags` rows, and stopping after `offset + limit` matches; only a name
 //! search reads the row. The page's columns, group and tags are then read for those ids alone.
-//! The count walks the cheapest index for the filter (a `last_checkin` range for a status, the
-//! tag's rows for a tag). Ties break on the id, so pages are stable.
+//! The count walks the cheapest index for the filter (a `(kind, connected, approved, group_id)`
+//! range for a status, the tag's rows for a tag). Ties break on the id, so pages are stable.
 //!
-//! Status comes from the store, not from the session registry: "online" means a check-in at or after
-//! `fresh_since` was written by the liveness flush. Only the small set of summoned (active) devices
-//! is passed in from memory.
+//! Status comes from the store, not from the session registry: "online" means approved and
+//! `connected`, the flag the liveness flush sets while the hub holds a live session for the
+//! endpoint. Only the small set of summoned (active) devices is passed in from memory.
 
 use outpost_common::EndpointId;
 use rusqlite::types::Value;
@@ -44,20 +44,15 @@ pub struct ListQuery {
     pub sort: Sort,
 }
 
-/// Status restriction, answered from stored liveness.
+/// Status restriction, answered from the stored `connected` flag.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StatusFilter {
     /// Waiting for approval.
     Pending,
-    /// Approved, and no check-in at or after `fresh_since` (Unix seconds) is stored.
-    Offline {
-        /// The liveness bound.
-        fresh_since: i64,
-    },
-    /// Approved, a check-in at or after `fresh_since` is stored, and not one of `except`.
+    /// Approved and not connected.
+    Offline,
+    /// Approved, connected, and not one of `except`.
     Online {
-        /// The liveness bound.
-        fresh_since: i64,
         /// Ids left out (the active devices, to list those in standby).
         except: Vec<EndpointId>,
     },
@@ -117,23 +112,14 @@ fn id_json(ids: &[EndpointId]) -> Value {
     Value::Text(format!("[{}]", items.join(",")))
 }
 
-/// `checkin` is how the clause names the column: `+last_checkin` keeps SQLite from answering the
-/// filter as a range on the check-in index, so that it walks the sort key's index instead.
-fn status_clause(filter: &mut Filter, status: &StatusFilter, checkin: &str) {
+/// `connected` is how the clause names the column: `+connected` keeps SQLite from answering the
+/// filter as a range on the status index, so that it walks the sort key's index instead.
+fn status_clause(filter: &mut Filter, status: &StatusFilter, connected: &str) {
     match status {
         StatusFilter::Pending => filter.and("approved = 0", []),
-        StatusFilter::Offline { fresh_since } => filter.and(
-            &format!("approved = 1 AND ({checkin} IS NULL OR {checkin} < ?)"),
-            [Value::Integer(*fresh_since)],
-        ),
-        StatusFilter::Online {
-            fresh_since,
-            except,
-        } => {
-            filter.and(
-                &format!("approved = 1 AND {checkin} >= ?"),
-                [Value::Integer(*fresh_since)],
-            );
+        StatusFilter::Offline => filter.and(&format!("{connected} = 0 AND approved = 1"), []),
+        StatusFilter::Online { except } => {
+            filter.and(&format!("{connected} = 1 AND approved = 1"), []);
             if !except.is_empty() {
                 filter.and(
                     "id NOT IN (SELECT value FROM json_each(?))",
@@ -182,12 +168,12 @@ fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
         );
     }
     if let Some(status) = &query.status {
-        let checkin = if in_sort_order && query.sort.key != SortKey::LastCheckin {
-            "+last_checkin"
+        let connected = if in_sort_order {
+            "+connected"
         } else {
-            "last_checkin"
+            "connected"
         };
-        status_clause(&mut filter, status, checkin);
+        status_clause(&mut filter, status, connected);
     }
     filter
 }

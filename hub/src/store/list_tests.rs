@@ -14,14 +14,20 @@ fn device(conn: &Connection, name: &str, created_at: i64) -> EndpointId {
     endpoints::create(conn, &new, created_at).unwrap().id
 }
 
-fn checked_in(conn: &mut Connection, id: EndpointId, at: i64) {
+fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: bool) {
     let update = LivenessUpdate {
         id,
         last_checkin: at,
         addr: "127.0.0.1:1".into(),
         migrations: 0,
+        connected,
     };
     endpoints::flush_liveness(conn, &[update]).unwrap();
+}
+
+/// A session that checked in at `at` and has since gone.
+fn checked_in(conn: &mut Connection, id: EndpointId, at: i64) {
+    liveness(conn, id, Some(at), false);
 }
 
 fn label(text: &str) -> Label {
@@ -101,16 +107,19 @@ fn search_is_a_case_insensitive_substring_with_literal_wildcards() {
 }
 
 #[test]
-fn status_is_answered_from_stored_liveness_and_the_active_set() {
+fn status_is_answered_from_the_connected_flag_and_the_active_set() {
     let (_dir, store) = open();
     let mut conn = store.lock();
     let never = device(&conn, "never", 1);
-    let silent = device(&conn, "silent", 1);
-    let fresh = device(&conn, "fresh", 1);
+    let gone = device(&conn, "gone", 1);
+    let long_connected = device(&conn, "long-connected", 1);
     let summoned = device(&conn, "summoned", 1);
-    checked_in(&mut conn, silent, 100);
-    checked_in(&mut conn, fresh, 200);
-    checked_in(&mut conn, summoned, 200);
+    // Gone a moment ago: its stored check-in is the newest, yet it is offline.
+    checked_in(&mut conn, gone, 1_000);
+    // Connected for hours: its stored check-in is old (refreshed only at checkpoints), yet online.
+    liveness(&mut conn, long_connected, Some(100), true);
+    // Connected, no check-in yet.
+    liveness(&mut conn, summoned, None, true);
     let secret = Secret::generate();
     let fleet = endpoints::create(
         &conn,
@@ -119,28 +128,29 @@ fn status_is_answered_from_stored_liveness_and_the_active_set() {
     )
     .unwrap();
     let pending = enrol(&mut conn, fleet.id, &secret);
-    checked_in(&mut conn, pending, 200);
+    liveness(&mut conn, pending, Some(1_000), true);
 
     let with = |status| {
         let mut q = query(10);
         q.status = Some(status);
-        ids(&conn, &q).0
+        ids(&conn, &q)
     };
-    assert_eq!(with(StatusFilter::Pending), [pending]);
-    assert_eq!(
-        with(StatusFilter::Offline { fresh_since: 150 }),
-        [never, silent]
-    );
-    let online = |except| StatusFilter::Online {
-        fresh_since: 150,
-        except,
-    };
-    assert_eq!(with(online(vec![])), [fresh, summoned]);
-    assert_eq!(with(online(vec![summoned])), [fresh]);
+    assert_eq!(with(StatusFilter::Pending), (vec![pending], 1));
+    assert_eq!(with(StatusFilter::Offline), (vec![never, gone], 2));
+    let online = |except| StatusFilter::Online { except };
+    assert_eq!(with(online(vec![])), (vec![long_connected, summoned], 2));
+    assert_eq!(with(online(vec![summoned])), (vec![long_connected], 1));
     assert_eq!(
         with(StatusFilter::Among(vec![summoned, pending])),
-        [summoned]
+        (vec![summoned], 1)
     );
+
+    // A restart forgets every session until the agents are back.
+    assert_eq!(endpoints::clear_connected(&conn).unwrap(), 3);
+    assert_eq!(with(online(vec![])), (vec![], 0));
+    assert_eq!(with(StatusFilter::Offline).1, 4);
+    let record = endpoints::find(&conn, long_connected).unwrap().unwrap();
+    assert_eq!(record.last_checkin, Some(100), "last seen is kept");
 }
 
 fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointId {
@@ -263,37 +273,33 @@ fn an_older_liveness_update_does_not_move_a_check_in_back() {
     let id = device(&conn, "x", 1);
     checked_in(&mut conn, id, 200);
     checked_in(&mut conn, id, 150);
+    liveness(&mut conn, id, None, true);
     let record = endpoints::find(&conn, id).unwrap().unwrap();
     assert_eq!(record.last_checkin, Some(200));
 }
 
 #[test]
-fn a_status_query_writes_only_the_check_ins_that_cross_the_liveness_bound() {
+fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connected() {
     let (_dir, store) = open();
     let mut conn = store.lock();
-    let stored_fresh = device(&conn, "fresh", 1);
-    let stored_stale = device(&conn, "stale", 1);
-    let never = device(&conn, "never", 1);
-    checked_in(&mut conn, stored_fresh, 200);
-    checked_in(&mut conn, stored_stale, 100);
-    let update = |id, last_checkin| LivenessUpdate {
+    let id = device(&conn, "x", 1);
+    let update = |at, connected| LivenessUpdate {
         id,
-        last_checkin,
-        addr: "127.0.0.1:2".into(),
-        migrations: 1,
+        last_checkin: Some(at),
+        addr: format!("127.0.0.1:{at}"),
+        migrations: 0,
+        connected,
     };
-    let dirty = [
-        update(stored_fresh, 210),
-        update(stored_stale, 210),
-        update(never, 210),
-    ];
-    let written = endpoints::flush_liveness_crossing(&mut conn, &dirty, 150).unwrap();
-    assert_eq!(written, 2);
-    let stored = |id| endpoints::find(&conn, id).unwrap().unwrap().last_checkin;
-    assert_eq!(
-        [stored(stored_fresh), stored(stored_stale), stored(never)],
-        [Some(200), Some(210), Some(210)]
-    );
+    endpoints::flush_liveness(
+        &mut conn,
+        &[update(10, true), update(20, false), update(20, true)],
+    )
+    .unwrap();
+    let mut online = query(10);
+    online.status = Some(StatusFilter::Online { except: vec![] });
+    assert_eq!(ids(&conn, &online), (vec![id], 1));
+    let record = endpoints::find(&conn, id).unwrap().unwrap();
+    assert_eq!(record.last_addr.as_deref(), Some("127.0.0.1:20"));
 }
 
 #[test]
@@ -310,9 +316,8 @@ fn combinations() -> Vec<ListQuery> {
     let statuses = [
         None,
         Some(StatusFilter::Pending),
-        Some(StatusFilter::Offline { fresh_since: 100 }),
+        Some(StatusFilter::Offline),
         Some(StatusFilter::Online {
-            fresh_since: 100,
             except: vec![EndpointId(1)],
         }),
         Some(StatusFilter::Among(vec![EndpointId(1)])),
@@ -397,5 +402,35 @@ fn every_filter_and_sort_walks_one_index_in_order_and_reads_only_the_page() {
             .iter()
             .any(|s| s.starts_with("SEARCH endpoints USING COVERING INDEX"));
         assert!(covered || query.search.is_some(), "{query:?}: {page:#?}");
+        // That index is the sort key's (after the group, when there is one), status included.
+        let walked = format!("USING COVERING INDEX {} (", sort_index(&query));
+        assert!(
+            query.search.is_some() || page.iter().any(|s| s.contains(&walked)),
+            "{query:?} does not walk {walked}: {page:#?}"
+        );
+        // A status count (without a tag, which drives it, or a name search, answered from the
+        // names in an index) is one range of the status index.
+        let by_status = matches!(
+            query.status,
+            Some(StatusFilter::Online { .. } | StatusFilter::Offline)
+        );
+        let ranged = count.iter().any(|s| {
+            s.starts_with("SEARCH endpoints USING COVERING INDEX endpoints_live (kind=? AND connected=? AND approved=?")
+        });
+        assert!(
+            !by_status || query.tag.is_some() || query.search.is_some() || ranged,
+            "{query:?}: {count:#?}"
+        );
     }
+}
+
+/// The index a page of `query` walks in order.
+fn sort_index(query: &ListQuery) -> String {
+    let key = match query.sort.key {
+        SortKey::Name => "name",
+        SortKey::Created => "created",
+        SortKey::LastCheckin => "checkin",
+    };
+    let group = if query.group.is_some() { "group_" } else { "" };
+    format!("endpoints_{group}{key}")
 }

@@ -79,6 +79,28 @@ const MIGRATIONS: &[&str] = &[
         ON endpoints(kind, group_id, created_at, id, approved, last_checkin);
     CREATE INDEX endpoints_group_checkin ON endpoints(kind, group_id, last_checkin, id, approved);
     CREATE INDEX endpoints_pending ON endpoints(kind, name COLLATE NOCASE, id) WHERE approved = 0;",
+    // 4: whether the hub holds a live session for the endpoint (`connected`), written by the
+    // sparse liveness flush (a session going live or stale, a departure; cleared at start and on
+    // a clean shutdown), so the list's status filters no longer read `last_checkin`, which is
+    // refreshed only every few minutes. The sort-key indexes carry `connected` instead of
+    // `last_checkin`, and one more index answers a status count (and a group's) as a range.
+    "ALTER TABLE endpoints ADD COLUMN connected INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX endpoints_name;
+    DROP INDEX endpoints_created;
+    DROP INDEX endpoints_checkin;
+    DROP INDEX endpoints_group_name;
+    DROP INDEX endpoints_group_created;
+    DROP INDEX endpoints_group_checkin;
+    CREATE INDEX endpoints_name ON endpoints(kind, name COLLATE NOCASE, id, approved, connected);
+    CREATE INDEX endpoints_created ON endpoints(kind, created_at, id, approved, connected);
+    CREATE INDEX endpoints_checkin ON endpoints(kind, last_checkin, id, approved, connected);
+    CREATE INDEX endpoints_group_name
+        ON endpoints(kind, group_id, name COLLATE NOCASE, id, approved, connected);
+    CREATE INDEX endpoints_group_created
+        ON endpoints(kind, group_id, created_at, id, approved, connected);
+    CREATE INDEX endpoints_group_checkin
+        ON endpoints(kind, group_id, last_checkin, id, approved, connected);
+    CREATE INDEX endpoints_live ON endpoints(kind, connected, approved, group_id);",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.
@@ -124,11 +146,35 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, MIGRATIONS.len() as i64);
         let old = endpoints::find(&conn, EndpointId(1)).unwrap().unwrap();
         assert_eq!(
             (old.name.as_str(), old.group, old.tags),
             ("old", None, vec![])
         );
+    }
+
+    #[test]
+    fn a_version_3_database_keeps_its_check_ins_and_starts_with_nothing_connected() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO endpoints (name, kind, created_at, last_checkin) \
+             VALUES ('seen', 'device', 1, 500)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let (checkin, connected): (i64, bool) = conn
+            .query_row(
+                "SELECT last_checkin, connected FROM endpoints WHERE name = 'seen'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((checkin, connected), (500, false));
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! What lives here: endpoints (devices and fleet templates) with their groups and tags, the hash of
 //! each join token's secret, agent bindings, issued certificates and their revocation, and batched
-//! liveness. What does not:
-//! per-check-in state, which lives in the session registry and reaches the store in batches.
+//! liveness (whether a live session exists, the last address, a last check-in refreshed every few
+//! minutes). What does not: per-check-in state, which lives in the session registry and reaches
+//! the store only when it changes what an admin can filter on.
 //!
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
 //! the blocking pool so a slow disk never stalls the QUIC driver. Reads that must not wait behind a
@@ -98,6 +99,21 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&lock(&reader)))
             .await
             .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Write the liveness updates `take` hands over, calling it while holding the writer: batches
+    /// reach the disk in the order they were taken, so a departure never lands after the
+    /// reconnection that followed it, whichever of two flushes ran first. Returns how many.
+    pub async fn write_liveness<F>(&self, take: F) -> Result<usize, StoreError>
+    where
+        F: FnOnce() -> Vec<LivenessUpdate> + Send + 'static,
+    {
+        self.call(move |conn| {
+            let updates = take();
+            endpoints::flush_liveness(conn, &updates)?;
+            Ok(updates.len())
+        })
+        .await
     }
 
     /// Lock the connection for synchronous use (tests, start-up).

@@ -244,9 +244,10 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
         .id;
         let update = LivenessUpdate {
             id,
-            last_checkin: 42,
+            last_checkin: Some(42),
             addr: "127.0.0.1:9".into(),
             migrations: 3,
+            connected: true,
         };
         endpoints::flush_liveness(&mut conn, &[update]).unwrap();
         id
