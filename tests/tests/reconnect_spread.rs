@@ -25,8 +25,9 @@ use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
 use outpost_common::token::JoinToken;
 use outpost_common::transport;
+use outpost_swarm::api::HubApi;
+use outpost_swarm::HubAccess;
 use outpost_tests::Hub;
-use serde_json::Value;
 use tokio::time::Instant;
 
 const AGENTS: usize = 200;
@@ -65,72 +66,26 @@ impl SessionClock {
     }
 }
 
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn new(hub: &Hub) -> Self {
-        let ca = std::fs::read(hub.data_dir.join("ca.pem")).unwrap();
-        let token = std::fs::read_to_string(hub.data_dir.join("admin.token")).unwrap();
-        Self {
-            base: format!("https://{}", hub.api_addr),
-            token: token.trim().to_owned(),
-            client: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-                .build()
-                .unwrap(),
+/// Wait until every agent is in standby on the hub's list.
+async fn wait_all_standby(api: &HubApi, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let standby = api.count("standby").await.unwrap();
+        if standby == AGENTS as u64 {
+            return;
         }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {value}");
-        value
-    }
-
-    async fn standby_count(&self) -> u64 {
-        let list = self
-            .call(
-                reqwest::Method::GET,
-                "/api/endpoints?status=standby&per_page=1",
-                None,
-            )
-            .await;
-        list["total"].as_u64().unwrap()
-    }
-
-    async fn wait_all_standby(&self, timeout: Duration) {
-        let started = Instant::now();
-        loop {
-            let standby = self.standby_count().await;
-            if standby == AGENTS as u64 {
-                return;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "only {standby} of {AGENTS} agents in standby after {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        assert!(
+            started.elapsed() < timeout,
+            "only {standby} of {AGENTS} agents in standby after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-fn agent_config(dir: &Path, key: &str) -> AgentConfig {
+fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
     AgentConfig {
         data_dir: dir.to_owned(),
-        edge_key: Some(JoinToken::decode(key).unwrap()),
+        edge_key: Some(key),
         edge_id: None,
         transport: transport::LAN,
         docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
@@ -171,24 +126,16 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
         .init();
     let tmp = tempfile::tempdir().unwrap();
     let mut hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
-    let api = Api::new(&hub);
+    let access = HubAccess::from_hub_dir(&hub.data_dir).unwrap();
+    let api = HubApi::new(&access, Duration::from_secs(30)).unwrap();
     let enrol = Instant::now();
     let mut agents = Vec::new();
     for i in 0..AGENTS {
-        let created = api
-            .call(
-                reqwest::Method::POST,
-                "/api/endpoints",
-                Some(serde_json::json!({ "name": format!("fleet-{i}") })),
-            )
-            .await;
-        let config = agent_config(
-            &tmp.path().join(format!("agent-{i}")),
-            created["edge_key"].as_str().unwrap(),
-        );
+        let created = api.create_endpoint(&format!("fleet-{i}")).await.unwrap();
+        let config = agent_config(&tmp.path().join(format!("agent-{i}")), created.token);
         agents.push(tokio::spawn(run(config)));
     }
-    api.wait_all_standby(Duration::from_secs(180)).await;
+    wait_all_standby(&api, Duration::from_secs(180)).await;
     println!(
         "{AGENTS} agents enrolled and in standby in {:?}",
         enrol.elapsed()
@@ -211,7 +158,7 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    api.wait_all_standby(Duration::from_secs(30)).await;
+    wait_all_standby(&api, Duration::from_secs(30)).await;
     let gave_up = agents.iter().filter(|a| a.is_finished()).count();
     assert_eq!(gave_up, 0, "{gave_up} agents stopped for good");
 
