@@ -198,6 +198,18 @@ fn the_hub_wide_stream_limit_refuses_with_a_clear_error_and_frees_up() {
     assert!(docker.ok(&["ps"]).contains("CONTAINER ID"));
 }
 
+#[test]
+fn back_to_back_requests_fit_a_limit_of_one() {
+    // Each `docker ps` is `/_ping` then `/containers/json`, the second sent as soon as the first
+    // answer ends: a finished request must not still hold the hub's only slot.
+    let hub = Hub::start_with_flags(&["--max-proxy-streams", "1"]);
+    let (id, _agent) = enrol(&hub, "one-at-a-time");
+    let docker = DockerCli::for_endpoint(&hub, id);
+    for _ in 0..20 {
+        assert!(docker.ok(&["ps"]).contains("CONTAINER ID"));
+    }
+}
+
 /// Start `outpost-hub demo` with `extra` flags; returns the process and a docker CLI command
 /// with the environment the demo printed.
 fn start_demo(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, Vec<String>) {

@@ -11,6 +11,7 @@
 //! and the agent closes the matching engine connection.
 
 mod reply;
+mod slots;
 mod upgrade;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use outpost_common::stream::{self, StreamHeader, StreamKind, MAX_STREAMS_PER_DEVICE};
 use outpost_common::EndpointId;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -49,7 +50,7 @@ pub(crate) async fn handle(
     let id = EndpointId(id);
     let session = live_session(&ctx, id).await?;
     session.summon(ctx.summon_timeout).await?;
-    let permits = acquire(&ctx, &session)?;
+    let slots = acquire(&ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
     let (io, outcome) = open_stream(&ctx, &session, request_id).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
@@ -59,7 +60,6 @@ pub(crate) async fn handle(
         if let Err(e) = conn.with_upgrades().await {
             debug!(request_id, "proxied connection ended: {e}");
         }
-        drop(permits);
     });
     let client_upgrade = upgrade::wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
     let outbound = rewrite(request, id)?;
@@ -76,9 +76,14 @@ pub(crate) async fn handle(
         (client_upgrade, response.status())
     {
         let engine_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(upgrade::splice(client_upgrade, engine_upgrade, request_id));
+        let splice = upgrade::splice(client_upgrade, engine_upgrade, request_id);
+        tokio::spawn(async move {
+            splice.await;
+            drop(slots);
+        });
+        return Ok(response.map(Body::new));
     }
-    Ok(response.map(Body::new))
+    Ok(response.map(|body| Body::new(slots::HoldingBody::new(body, slots))))
 }
 
 /// The device's live session, or an immediate answer saying why there is none. A session whose
@@ -106,10 +111,7 @@ fn bad_gateway(message: String) -> ApiError {
 }
 
 /// Both limits, per device and per hub, or a clear refusal.
-fn acquire(
-    ctx: &HubContext,
-    session: &LiveSession,
-) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
+fn acquire(ctx: &HubContext, session: &LiveSession) -> Result<slots::Slots, ApiError> {
     let device = session.proxy_slots().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
