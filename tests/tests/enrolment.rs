@@ -243,9 +243,14 @@ fn fleet_devices_wait_in_pending_until_approved() {
     let (_fleet, key) = hub.create_endpoint("pos", &["--fleet"]);
     let _one = Agent::start(&agent_dir(&hub, "one"), &[("EDGE_KEY", &key)]);
     let _two = Agent::start(&agent_dir(&hub, "two"), &[("EDGE_KEY", &key)]);
-    let pending = outpost_tests::wait_for(ONLINE, "two pending devices", || {
+    // Pending in the store as soon as they enrol; connected once their sessions are up (`wire`
+    // is shown only for a live connection) — a summon before that would find them offline.
+    let pending = outpost_tests::wait_for(ONLINE, "two pending, connected devices", || {
         let list = hub.admin_json(&["list", "--json", "--status", "pending"]);
-        (list["total"] == 2).then_some(list)
+        let connected = list["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().all(|item| !item["wire"].is_null()));
+        (list["total"] == 2 && connected).then_some(list)
     });
     let first = pending["items"][0]["id"].as_u64().unwrap();
     let second = pending["items"][1]["id"].as_u64().unwrap();
