@@ -106,6 +106,8 @@ struct LiveState {
     saved_live: bool,
     tuner: CheckinTuner,
     windows: Option<WindowGrant>,
+    /// The connection's bytes were added to the endpoint's totals (it ended).
+    wire_recorded: bool,
 }
 
 /// What the session answers a check-in with.
@@ -216,6 +218,7 @@ impl LiveSession {
                 saved_live: false,
                 tuner: CheckinTuner::new(checkin_interval, now),
                 windows: None,
+                wire_recorded: false,
             }),
             summons: Mutex::new(HashMap::new()),
             next_summon: AtomicU32::new(1),
@@ -349,9 +352,16 @@ impl LiveSession {
         let mut state = lock(&self.state);
         let checkpoint = state.unsaved_checkin
             && (all || now.saturating_duration_since(state.saved_at) >= LIVENESS_CHECKPOINT);
-        if !(state.dirty || checkpoint || live != state.saved_live) {
+        // Not live and everything asked for: the session is ending (removed, or the hub stops).
+        let ending = !live && all && !state.wire_recorded;
+        if !(state.dirty || checkpoint || ending || live != state.saved_live) {
             return None;
         }
+        let wire_ended = ending.then(|| {
+            state.wire_recorded = true;
+            let wire = WireCounts::of(&self.conn);
+            (wire.tx_bytes, wire.rx_bytes)
+        });
         state.dirty = false;
         state.unsaved_checkin = false;
         state.saved_at = now;
@@ -362,6 +372,7 @@ impl LiveSession {
             addr: state.remote.to_string(),
             migrations: state.migrations as i64,
             connected: live,
+            wire_ended,
         })
     }
 

@@ -114,6 +114,7 @@ fn liveness(path: &Path, n: usize) {
             addr: "198.18.0.2:4433".into(),
             migrations: 0,
             connected: connected(id),
+            wire_ended: None,
         })
         .collect();
     endpoints::flush_liveness(&mut store.lock(), &updates).unwrap();
@@ -145,6 +146,7 @@ fn flush_load(
                         addr: "198.18.0.3:4433".into(),
                         migrations: 0,
                         connected: connected(id),
+                        wire_ended: None,
                     }
                 })
                 .collect();

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use outpost_common::token::JoinToken;
 use outpost_tests::{Agent, Hub};
+use serde_json::Value;
 
 const ONLINE: Duration = Duration::from_secs(20);
 const EXIT: Duration = Duration::from_secs(20);
@@ -195,6 +196,34 @@ fn after_a_hub_crash_agents_reconnect_at_their_next_check_in_not_their_idle_time
         restarted.elapsed()
     );
     assert!(agent.is_running());
+    agent.kill();
+}
+
+#[test]
+fn bytes_on_the_wire_add_up_over_the_endpoints_connections() {
+    let mut hub = Hub::start();
+    let (id, key) = hub.create_endpoint("metered", &[]);
+    let mut agent = Agent::start(&agent_dir(&hub, "metered"), &[("EDGE_KEY", &key)]);
+    hub.wait_status(id, "standby", ONLINE);
+    let total = |shown: &Value| {
+        let total = &shown["wire_total"];
+        total["tx_bytes"].as_u64().unwrap() + total["rx_bytes"].as_u64().unwrap()
+    };
+    // A few check-ins on the first connection (1 s apart here).
+    std::thread::sleep(Duration::from_secs(3));
+    let first = hub.show(id);
+    let live =
+        first["wire"]["tx_bytes"].as_u64().unwrap() + first["wire"]["rx_bytes"].as_u64().unwrap();
+    assert!(live > 0 && total(&first) == live, "{first}");
+    // A clean restart ends the connection and stores its bytes; the agent comes back on a new one.
+    hub.restart();
+    let second = hub.wait_status(id, "standby", Duration::from_secs(60));
+    let live =
+        second["wire"]["tx_bytes"].as_u64().unwrap() + second["wire"]["rx_bytes"].as_u64().unwrap();
+    assert!(
+        total(&second) >= total(&first) + live,
+        "the first connection's bytes were not kept: {first} then {second}"
+    );
     agent.kill();
 }
 

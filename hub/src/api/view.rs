@@ -38,6 +38,11 @@ pub struct EndpointView {
     pub migrations: u64,
     /// UDP traffic of the current connection, while connected.
     pub wire: Option<WireCounts>,
+    /// UDP payload bytes over all of the endpoint's connections, the live one included: what a
+    /// metered link was charged for. Finished connections are stored as they end (visible after
+    /// the next liveness flush, ≤ 5 s); a hub crash loses the counts of the connections it had
+    /// open, and a connection replaced by the same device's newer one is not counted.
+    pub wire_total: WireTotal,
     /// Proxied Docker requests in flight.
     pub proxy_streams: u32,
     /// Times a certificate was issued to this endpoint.
@@ -67,6 +72,15 @@ fn status_text(status: Status) -> &'static str {
         Status::Standby => "standby",
         Status::Active => "active",
     }
+}
+
+/// Bytes on the wire over an endpoint's lifetime (hub's point of view, UDP payload).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireTotal {
+    /// Sent to the agent.
+    pub tx_bytes: u64,
+    /// Received from the agent.
+    pub rx_bytes: u64,
 }
 
 impl EndpointView {
@@ -102,6 +116,10 @@ impl EndpointView {
                 .as_ref()
                 .map_or(record.migrations.max(0) as u64, |l| l.migrations),
             wire: live.as_ref().map(|l| l.wire),
+            wire_total: WireTotal {
+                tx_bytes: record.wire_tx_bytes + live.as_ref().map_or(0, |l| l.wire.tx_bytes),
+                rx_bytes: record.wire_rx_bytes + live.as_ref().map_or(0, |l| l.wire.rx_bytes),
+            },
             proxy_streams: live.as_ref().map_or(0, |l| l.proxy_streams),
             enroll_count: record.enroll_count,
             agent_version: record.agent_version.clone(),

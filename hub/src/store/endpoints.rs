@@ -71,6 +71,10 @@ pub struct EndpointRecord {
     pub last_addr: Option<String>,
     /// Connection migrations counted so far.
     pub migrations: i64,
+    /// UDP payload bytes the hub sent to it over all its finished connections.
+    pub wire_tx_bytes: u64,
+    /// UDP payload bytes the hub received from it over all its finished connections.
+    pub wire_rx_bytes: u64,
     /// The group it is in.
     pub group: Option<String>,
     /// Its tags, by name.
@@ -81,12 +85,13 @@ pub struct EndpointRecord {
 /// selects these first.
 pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
      approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
-     migrations, (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+     migrations, wire_tx_bytes, wire_rx_bytes, \
+     (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
 
 /// How many columns [`COLUMNS`] holds.
-const COLUMN_COUNT: usize = 16;
+const COLUMN_COUNT: usize = 18;
 
 fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
@@ -113,8 +118,10 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
         last_checkin: row.get(11)?,
         last_addr: row.get(12)?,
         migrations: row.get(13)?,
-        group: row.get(14)?,
-        tags: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
+        wire_tx_bytes: row.get::<_, i64>(14)? as u64,
+        wire_rx_bytes: row.get::<_, i64>(15)? as u64,
+        group: row.get(16)?,
+        tags: serde_json::from_str(&row.get::<_, String>(17)?).unwrap_or_default(),
     })
 }
 
@@ -410,6 +417,9 @@ pub struct LivenessUpdate {
     /// Whether the hub holds a live session for it: connected and checked in within the liveness
     /// bound. What the list's status filters read.
     pub connected: bool,
+    /// A connection ended: its UDP payload bytes (hub → agent, agent → hub), added to the
+    /// endpoint's totals.
+    pub wire_ended: Option<(u64, u64)>,
 }
 
 /// Write a batch of liveness updates in one transaction, in order (a departure followed by a
@@ -425,16 +435,20 @@ pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Resu
             "UPDATE endpoints SET
                  last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
                                 THEN last_checkin ELSE ?2 END,
-                 last_addr = ?3, migrations = ?4, connected = ?5
+                 last_addr = ?3, migrations = ?4, connected = ?5,
+                 wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7
              WHERE id = ?1",
         )?;
         for update in updates {
+            let (tx_bytes, rx_bytes) = update.wire_ended.unwrap_or_default();
             stmt.execute(params![
                 update.id.0 as i64,
                 update.last_checkin,
                 update.addr,
                 update.migrations,
-                update.connected
+                update.connected,
+                tx_bytes as i64,
+                rx_bytes as i64
             ])?;
         }
     }

@@ -21,6 +21,7 @@ fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: b
         addr: "127.0.0.1:1".into(),
         migrations: 0,
         connected,
+        wire_ended: None,
     };
     endpoints::flush_liveness(conn, &[update]).unwrap();
 }
@@ -289,6 +290,7 @@ fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connect
         addr: format!("127.0.0.1:{at}"),
         migrations: 0,
         connected,
+        wire_ended: None,
     };
     endpoints::flush_liveness(
         &mut conn,

@@ -101,6 +101,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX endpoints_group_checkin
         ON endpoints(kind, group_id, last_checkin, id, approved, connected);
     CREATE INDEX endpoints_live ON endpoints(kind, connected, approved, group_id);",
+    // 5: bytes on the wire per endpoint across its connections (metered links): each finished
+    // connection's UDP payload bytes are added when it ends.
+    "ALTER TABLE endpoints ADD COLUMN wire_tx_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE endpoints ADD COLUMN wire_rx_bytes INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

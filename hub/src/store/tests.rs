@@ -248,6 +248,7 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
             addr: "127.0.0.1:9".into(),
             migrations: 3,
             connected: true,
+            wire_ended: None,
         };
         endpoints::flush_liveness(&mut conn, &[update]).unwrap();
         id
@@ -256,6 +257,38 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
     let record = endpoints::find(&store.lock(), id).unwrap().unwrap();
     assert_eq!((record.last_checkin, record.migrations), (Some(42), 3));
     assert_eq!(record.last_addr.as_deref(), Some("127.0.0.1:9"));
+}
+
+#[test]
+fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
+    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+    let secret = Secret::generate();
+    let mut conn = store.lock();
+    let id = endpoints::create(
+        &conn,
+        &new_endpoint("metered", EndpointKind::Device, &secret, None),
+        1,
+    )
+    .unwrap()
+    .id;
+    let update = |wire_ended: Option<(u64, u64)>| LivenessUpdate {
+        id,
+        last_checkin: Some(7),
+        addr: "127.0.0.1:9".into(),
+        migrations: 0,
+        connected: wire_ended.is_none(),
+        wire_ended,
+    };
+    // A live checkpoint adds nothing; two ended connections add up.
+    let batch = [
+        update(None),
+        update(Some((1_000, 200))),
+        update(None),
+        update(Some((30, 4))),
+    ];
+    endpoints::flush_liveness(&mut conn, &batch).unwrap();
+    let record = endpoints::find(&conn, id).unwrap().unwrap();
+    assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
 }
 
 #[test]
