@@ -50,9 +50,15 @@ pub(super) fn after_reply(
     deadline: Duration,
 ) -> (AfterReply, watch::Receiver<Outcome>) {
     let (outcome_tx, outcome_rx) = watch::channel(Outcome::Waiting);
-    let (stream_tx, stream_rx) = oneshot::channel();
+    let (mut stream_tx, stream_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let reply = tokio::time::timeout(deadline, stream::read_reply(&mut recv)).await;
+        let reply = tokio::select! {
+            reply = tokio::time::timeout(deadline, stream::read_reply(&mut recv)) => reply,
+            // Nobody waits for the answer any more (the client went away and the handler is
+            // done): drop the stream now (QUIC tells the agent, which closes its engine
+            // connection) instead of holding it for `deadline`.
+            _ = async { tokio::join!(stream_tx.closed(), outcome_tx.closed()) } => return,
+        };
         let outcome = match reply {
             Ok(Ok(StreamReply::Ready)) => Outcome::Ready,
             Ok(Ok(StreamReply::Refused { message, .. })) => Outcome::Refused(message),
