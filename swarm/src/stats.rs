@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use outpost_agent::dial::DialError;
 use outpost_agent::session::{Interruption, SessionEnd, SessionObserver};
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -137,8 +138,12 @@ impl SessionObserver for AgentWatch {
 /// A short label: the failure without its details (addresses, reasons).
 fn interruption_kind(cause: &Interruption) -> String {
     match cause {
-        Interruption::Dial(e) if e.is_final() => format!("dial: {e}"),
-        Interruption::Dial(_) => "dial: unreachable".into(),
+        Interruption::Dial(DialError::Unreachable { last, .. }) => {
+            // `last` is "address: reason[: details]"; keep the reason.
+            let reason = last.splitn(3, ": ").nth(1).unwrap_or("unknown");
+            format!("dial: unreachable: {reason}")
+        }
+        Interruption::Dial(e) => format!("dial: {e}"),
         Interruption::Session(SessionEnd::Lost(why)) => {
             format!("session lost: {}", why.split(':').next().unwrap_or(why))
         }
