@@ -17,6 +17,10 @@ use outpost_common::transport::{Role, TransportProfile};
 use thiserror::Error;
 use tracing::debug;
 
+/// Room in the handshake timeout for the hub's admission queue (at most 8 s there) and a set-up
+/// under load.
+const HUB_ADMISSION_WAIT: Duration = Duration::from_secs(15);
+
 /// Why no connection to the hub was made.
 #[derive(Debug, Error)]
 pub enum DialError {
@@ -83,8 +87,10 @@ impl Dialer {
             v4: None,
             v6: None,
             profile,
-            // Several round trips on the slowest path, plus loss recovery.
-            handshake_timeout: profile.initial_rtt * 10 + Duration::from_secs(5),
+            // Several round trips on the slowest path, plus loss recovery, plus the time a busy
+            // hub may hold the attempt before its handshake starts (the hub's admission waits at
+            // most 8 s, `AdmissionLimits::max_wait`, and refuses after that).
+            handshake_timeout: profile.initial_rtt * 10 + HUB_ADMISSION_WAIT,
             tls: None,
         }
     }

@@ -132,11 +132,15 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             observer.clone(),
             watch_route,
         );
+        let mut hub_stopping = None;
         match session.await {
             Ok(()) => {}
             Err(SessionAttempt::Final(e)) => return Err(e),
             Err(SessionAttempt::Retry(why)) => {
                 warn!("{why}");
+                if let Interruption::Session(SessionEnd::HubStopping { spread }) = &why {
+                    hub_stopping = Some(*spread);
+                }
                 if let Some(observer) = &observer {
                     observer.interrupted(&why);
                 }
@@ -145,7 +149,12 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
         if started.elapsed() >= config.stable_after {
             backoff.reset();
         }
-        let delay = backoff.next_delay(&mut rand::rng());
+        // A stopping hub sized the window its fleet should come back in; the backoff is for
+        // failures, and this was none.
+        let delay = match hub_stopping {
+            Some(spread) => uniform_up_to(spread),
+            None => backoff.next_delay(&mut rand::rng()),
+        };
         info!(
             ?delay,
             attempt = backoff.attempts(),
@@ -153,6 +162,12 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
         );
         tokio::time::sleep(delay).await;
     }
+}
+
+/// A moment drawn uniformly from `[0, spread]`.
+fn uniform_up_to(spread: Duration) -> Duration {
+    let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rand::Rng::random_range(&mut rand::rng(), 0..=nanos))
 }
 
 async fn enroll_until_done(
@@ -245,6 +260,8 @@ async fn connect_and_serve(
             reason,
             config.data_dir.display().to_string(),
         ))),
-        Err(lost @ SessionEnd::Lost(_)) => Err(SessionAttempt::Retry(Interruption::Session(lost))),
+        Err(lost @ (SessionEnd::Lost(_) | SessionEnd::HubStopping { .. })) => {
+            Err(SessionAttempt::Retry(Interruption::Session(lost)))
+        }
     }
 }

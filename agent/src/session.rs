@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use outpost_common::session::{AgentEvent, AgentSession, SessionConfig};
 use outpost_common::wire::{
-    self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
+    self, AgentMessage, CloseCode, Datagram, HubMessage, RestartNotice, Welcome, WireError,
+    MAX_CONTROL_FRAME,
 };
 use quinn::VarInt;
 use thiserror::Error;
@@ -33,6 +34,12 @@ pub enum SessionEnd {
     /// The hub removed this endpoint or revoked its certificate: stop for good.
     #[error("the hub revoked this device: {0}")]
     Revoked(String),
+    /// The hub is stopping and asked to be redialled at a random moment within `spread`.
+    #[error("the hub is stopping; reconnecting within {spread:?}")]
+    HubStopping {
+        /// The window the reconnect moment is drawn from.
+        spread: Duration,
+    },
     /// The connection was lost or closed; reconnect.
     #[error("connection lost: {0}")]
     Lost(String),
@@ -45,6 +52,16 @@ impl From<quinn::ConnectionError> for SessionEnd {
                 if CloseCode::from_varint(close.error_code) == Some(CloseCode::Revoked) =>
             {
                 Self::Revoked(String::from_utf8_lossy(&close.reason).into_owned())
+            }
+            quinn::ConnectionError::ApplicationClosed(close)
+                if CloseCode::from_varint(close.error_code) == Some(CloseCode::Stopping) =>
+            {
+                match RestartNotice::decode(&close.reason) {
+                    Some(notice) => Self::HubStopping {
+                        spread: notice.spread,
+                    },
+                    None => Self::Lost(e.to_string()),
+                }
             }
             _ => Self::Lost(e.to_string()),
         }

@@ -65,6 +65,8 @@ pub enum CloseCode {
     ProtocolViolation = 0x12,
     /// The hub is shedding load; retry later with backoff.
     Busy = 0x13,
+    /// The hub is stopping (a restart, an upgrade); the reason is a [`RestartNotice`].
+    Stopping = 0x14,
 }
 
 impl CloseCode {
@@ -81,6 +83,7 @@ impl CloseCode {
             Self::Replaced,
             Self::ProtocolViolation,
             Self::Busy,
+            Self::Stopping,
         ]
         .into_iter()
         .find(|c| u64::from(*c as u32) == code.into_inner())
@@ -343,6 +346,9 @@ where
     writer.write_all(&encode_frame(value)).await?;
     Ok(())
 }
+
+mod restart;
+pub use restart::RestartNotice;
 
 #[cfg(test)]
 mod tests;

@@ -76,7 +76,7 @@ pub async fn run(
 ) -> Result<Report, SwarmError> {
     let api = HubApi::new(&config.hub, API_TIMEOUT)?;
     let sockets = (0..config.sockets.max(1))
-        .map(|_| quinn::Endpoint::client(([0, 0, 0, 0], 0).into()))
+        .map(|_| shared_socket())
         .collect::<Result<Vec<_>, _>>()
         .map_err(SwarmError::Socket)?;
     let stats = Arc::new(Stats::new(config.agents));
@@ -231,4 +231,22 @@ async fn summon_sample(api: &HubApi, members: &[Member], count: usize, stats: &S
         }
     }
     failed
+}
+
+/// Receive buffer of each shared socket: a few thousand agents share one, where each real device
+/// has its own, so a burst to all of them (a hub's close frames, a reconnect storm) must not
+/// overflow the kernel's default 208 KiB and lose packets no real device would lose.
+const SHARED_SOCKET_BUFFER: usize = 8 << 20;
+
+/// A client endpoint on a new UDP socket with a large receive buffer (capped by the kernel's
+/// `net.core.rmem_max`).
+fn shared_socket() -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))?;
+    socket2::SockRef::from(&socket).set_recv_buffer_size(SHARED_SOCKET_BUFFER)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
 }

@@ -12,38 +12,91 @@ use std::sync::Arc;
 
 use outpost_common::wire::{CloseCode, ALPN_ENROLL, ALPN_SESSION};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info};
 
 use crate::context::HubContext;
-use admission::{Admission, Verdict};
+use admission::{Admission, Verdict, Waiting};
 
 /// Memory for full flow-control windows of summoned agents, by default (`--window-budget`).
 pub const DEFAULT_WINDOW_BUDGET: u64 = 1024 * 1024 * 1024;
 
 /// Accept agent connections until the endpoint is closed.
 pub(crate) async fn serve(endpoint: quinn::Endpoint, ctx: Arc<HubContext>) {
-    while let Some(incoming) = endpoint.accept().await {
-        if let Some((incoming, slot)) = admit(&ctx.admission, incoming) {
-            tokio::spawn(connect(ctx.clone(), incoming, slot));
-        }
-    }
+    accept_loop(&endpoint, &ctx.admission, |incoming, slot| {
+        tokio::spawn(connect(ctx.clone(), incoming, slot));
+    })
+    .await;
     info!("agent listener stopped");
 }
 
-/// Apply the admission limits: the attempt with its handshake slot, or `None` when it was sent a
-/// Retry or refused.
-pub(crate) fn admit(
+/// Apply the admission limits to every attempt on `endpoint`: `admitted` gets each attempt with
+/// its handshake slot; attempts wait for a slot, oldest first, and are refused when they waited
+/// too long or the queue is full; once the hub drains, they are ignored.
+pub(crate) async fn accept_loop(
+    endpoint: &quinn::Endpoint,
+    admission: &Admission,
+    mut admitted: impl FnMut(quinn::Incoming, OwnedSemaphorePermit),
+) {
+    let limits = admission.limits();
+    let mut waiting = Waiting::new(limits.max_waiting, limits.max_wait);
+    let mut expired = Vec::new();
+    loop {
+        let expiry = waiting.next_expiry();
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                if let Some((incoming, slot)) = admit(admission, incoming, &mut waiting) {
+                    admitted(incoming, slot);
+                }
+            }
+            slot = admission.slot(), if !waiting.is_empty() && !admission.draining() => {
+                let Ok(slot) = slot else { break };
+                if let Some(incoming) = waiting.pop_fresh(Instant::now(), &mut expired) {
+                    admitted(incoming, slot);
+                }
+            }
+            () = sleep_until(expiry.unwrap_or_else(Instant::now)), if expiry.is_some() => {
+                waiting.take_expired(Instant::now(), &mut expired);
+            }
+            () = admission.drain_started(), if !waiting.is_empty() => {
+                waiting.drain().for_each(quinn::Incoming::ignore);
+            }
+        }
+        for incoming in expired.drain(..) {
+            admission.count_refused();
+            incoming.refuse();
+        }
+    }
+}
+
+/// Decide on one attempt: it comes back with its slot, or it was sent a Retry, queued, refused
+/// (queue full) or ignored (draining).
+fn admit(
     admission: &Admission,
     incoming: quinn::Incoming,
+    waiting: &mut Waiting<quinn::Incoming>,
 ) -> Option<(quinn::Incoming, OwnedSemaphorePermit)> {
-    match admission.decide(incoming.remote_address_validated(), incoming.may_retry()) {
+    let verdict = admission.decide(
+        incoming.remote_address_validated(),
+        incoming.may_retry(),
+        !waiting.is_empty(),
+    );
+    match verdict {
         Verdict::Accept(slot) => return Some((incoming, slot)),
         Verdict::Retry => {
             if let Err(e) = incoming.retry() {
                 e.into_incoming().refuse();
             }
         }
-        Verdict::Refuse => incoming.refuse(),
+        Verdict::Wait => match waiting.push(Instant::now(), incoming) {
+            Ok(()) => admission.count_waited(),
+            Err(incoming) => {
+                admission.count_refused();
+                incoming.refuse();
+            }
+        },
+        Verdict::Ignore => incoming.ignore(),
     }
     None
 }

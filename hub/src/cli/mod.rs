@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use outpost_common::transport::{self, TransportProfile};
 
+use crate::agent_link::admission::AdmissionLimits;
 use crate::server::HubConfig;
 
 pub use admin::run as run_admin;
@@ -132,6 +133,10 @@ pub struct ServeArgs {
     /// hub's buffer memory (see docs/architecture.md); agents beyond it transfer at standby windows.
     #[arg(long, default_value_t = crate::agent_link::DEFAULT_WINDOW_BUDGET >> 20)]
     pub window_budget_mib: u64,
+    /// Agent connections set up at once; more wait for a slot (see docs/architecture.md). Raise
+    /// it for fleets on long round trips (a set-up on a GEO path takes ~2.5 s of round trips).
+    #[arg(long, default_value_t = AdmissionLimits::default().max_in_flight)]
+    pub max_handshakes: usize,
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
     #[arg(long, default_value = "cellular", value_parser = parse_profile)]
     pub transport: TransportProfile,
@@ -151,7 +156,7 @@ impl ServeArgs {
             transport: self.transport,
             flush_interval: Duration::from_secs(5),
             max_concurrent_enrollments: 64,
-            admission: Default::default(),
+            admission: AdmissionLimits::with_slots(self.max_handshakes),
             window_budget: self.window_budget_mib << 20,
             max_proxy_streams: self.max_proxy_streams,
         }
