@@ -16,16 +16,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use outpost_common::stream::MAX_STREAMS_PER_DEVICE;
-use outpost_common::wire::{CloseCode, HubMessage};
+use outpost_common::wire::CloseCode;
 use outpost_common::{AgentId, EndpointId};
 use serde::Serialize;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
 use crate::agent_link::interval::CheckinTuner;
 use crate::agent_link::windows::{WindowBudget, WindowGrant};
 use crate::store::LivenessUpdate;
+
+mod control;
+pub use control::{Control, ControlQueue, Refused};
 
 /// How stale an endpoint's stored last check-in may get while it stays connected: what a hub crash
 /// (not a clean shutdown, which writes everything) loses of "last seen". At 25,000 agents this is
@@ -63,28 +66,9 @@ pub enum SummonError {
     /// The connection ended while waiting.
     #[error("endpoint {0} disconnected while being summoned")]
     Disconnected(EndpointId),
-}
-
-/// What the rest of the hub asks a session driver to tell its agent: the few control messages not
-/// sent by the driver itself, kept small because a queue allocates room for 32 of them per agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Ask the agent for stream credit.
-    Summon {
-        /// Echoed in the agent's `Ready`.
-        id: u32,
-    },
-    /// The pending device was approved.
-    Approved,
-}
-
-impl From<Control> for HubMessage {
-    fn from(control: Control) -> Self {
-        match control {
-            Control::Summon { id } => Self::Summon { id },
-            Control::Approved => Self::Approved,
-        }
-    }
+    /// Control messages pile up unsent: the device is not reading its control stream.
+    #[error("endpoint {0} is not reading its control messages")]
+    Busy(EndpointId),
 }
 
 /// Mutable per-session state.
@@ -127,7 +111,7 @@ pub struct LiveSession {
     /// The agent.
     pub agent_id: AgentId,
     conn: quinn::Connection,
-    control: mpsc::Sender<Control>,
+    control: ControlQueue,
     state: Mutex<LiveState>,
     summons: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     next_summon: AtomicU32,
@@ -193,7 +177,6 @@ impl LiveSession {
         endpoint: EndpointId,
         agent_id: AgentId,
         conn: quinn::Connection,
-        control: mpsc::Sender<Control>,
         pending: bool,
         migrations: u64,
         checkin_interval: Duration,
@@ -204,7 +187,7 @@ impl LiveSession {
             endpoint,
             agent_id,
             conn,
-            control,
+            control: ControlQueue::default(),
             state: Mutex::new(LiveState {
                 connected_at: now,
                 last_checkin: None,
@@ -224,6 +207,11 @@ impl LiveSession {
             next_summon: AtomicU32::new(1),
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
         }
+    }
+
+    /// The control messages waiting for the session driver.
+    pub fn control(&self) -> &ControlQueue {
+        &self.control
     }
 
     /// The QUIC connection.
@@ -289,7 +277,7 @@ impl LiveSession {
     /// An admin approved this pending device.
     pub fn approve(&self) -> bool {
         let was_pending = std::mem::replace(&mut lock(&self.state).pending, false);
-        was_pending && self.control.try_send(Control::Approved).is_ok()
+        was_pending && self.control.push(Control::Approved).is_ok()
     }
 
     /// The status an admin sees, with `stale_after` the liveness bound.
@@ -326,9 +314,12 @@ impl LiveSession {
         let id = self.next_summon.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&self.summons).insert(id, tx);
-        if self.control.send(Control::Summon { id }).await.is_err() {
+        if let Err(refused) = self.control.push(Control::Summon { id }) {
             lock(&self.summons).remove(&id);
-            return Err(SummonError::Disconnected(self.endpoint));
+            return Err(match refused {
+                Refused::Full => SummonError::Busy(self.endpoint),
+                Refused::Closed => SummonError::Disconnected(self.endpoint),
+            });
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(())) => Ok(()),

@@ -140,7 +140,7 @@ fn interruption_kind(cause: &Interruption) -> String {
     match cause {
         Interruption::Dial(DialError::Unreachable { last, .. }) => {
             // `last` is "address: reason[: details]"; keep the reason.
-            let reason = last.splitn(3, ": ").nth(1).unwrap_or("unknown");
+            let reason = last.split(": ").nth(1).unwrap_or("unknown");
             format!("dial: unreachable: {reason}")
         }
         Interruption::Dial(e) => format!("dial: {e}"),

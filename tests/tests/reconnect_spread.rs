@@ -1,19 +1,23 @@
 //! A hub restart in front of 200 agents: every agent reconnects by itself, none gives up, and the
-//! reconnects are spread over the backoff window instead of arriving together.
+//! reconnects are spread over the window the stopping hub asked for instead of arriving together.
 //!
 //! The agents are the real agent library, 200 in this process (as `benches/idle_agents.rs` runs
 //! them), each with its own identity and UDP socket, with a short backoff: first ceiling
 //! [`BASE`], doubling to [`CAP`], reset after [`STABLE`] of session. The hub is a real process,
-//! stopped with SIGTERM (it closes every connection) and started again on the same port.
+//! stopped with SIGTERM (it closes every connection with a restart notice) and started again on
+//! the same port.
 //!
 //! # The spread
-//! Each agent's session lasted longer than [`STABLE`], so its first delay is drawn uniformly from
-//! [0, BASE] (full jitter). 200 uniform draws over 3 s have a span close to 3 s (below 1.5 s with
-//! probability 200 × 0.5¹⁹⁹, nil) and a standard deviation of BASE / √12 ≈ 0.87 s; agents whose
-//! draw fell while the hub was still down retry later, which only widens both. Without jitter all
-//! 200 would land within a few milliseconds of each other. The test asserts a span of at least
-//! BASE / 2, a standard deviation of at least half of BASE / √12, and no 100 ms window holding more
-//! than four times its fair share (200 × 0.1 s / BASE ≈ 6.7 agents).
+//! A stopping hub closes each session with close code `Stopping` and a notice sized to its fleet:
+//! for 200 agents the floor, [`NOTICE_SPREAD`] (`MIN_RECONNECT_SPREAD` in `hub/src/server.rs`).
+//! Each agent redials at a moment drawn uniformly from it; one that meets no hub (the old one
+//! draining, the new one not up) is retransmitted into the new one or backs off, which only
+//! widens the spread. 200 uniform draws over 5 s have a span close to 5 s (below 2.5 s with
+//! probability 200 × 0.5¹⁹⁹, nil) and a standard deviation of 5 s / √12 ≈ 1.44 s. Without the
+//! notice (or jitter) all 200 would land within a few milliseconds of each other. The test asserts
+//! that every agent heard the notice, a span of at least half the spread, a standard deviation of
+//! at least half of spread / √12, and no 100 ms window holding more than four times its fair
+//! share (200 × 0.1 s / 5 s = 4 agents).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::io::Write;
@@ -37,15 +41,22 @@ const BASE: Duration = Duration::from_secs(3);
 const CAP: Duration = Duration::from_secs(12);
 /// A session this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(5);
+/// The reconnect window a stopping hub gives a fleet this small.
+const NOTICE_SPREAD: Duration = Duration::from_secs(5);
 
-/// Records when each "session established" line is logged by the agents in this process.
+/// Records when each "session established" line is logged by the agents in this process, and
+/// counts the restart notices they heard.
 #[derive(Clone, Default)]
-struct SessionClock(Arc<Mutex<Vec<Instant>>>);
+struct SessionClock(Arc<Mutex<Vec<Instant>>>, Arc<Mutex<usize>>);
 
 impl Write for SessionClock {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if String::from_utf8_lossy(buf).contains("session established") {
+        let line = String::from_utf8_lossy(buf);
+        if line.contains("session established") {
             self.0.lock().unwrap().push(Instant::now());
+        }
+        if line.contains("the hub is stopping; reconnecting within 5s") {
+            *self.1.lock().unwrap() += 1;
         }
         Ok(buf.len())
     }
@@ -116,7 +127,7 @@ fn densest(sorted: &[f64], width: f64) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
+async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_notice() {
     let clock = SessionClock::default();
     let writer = clock.clone();
     tracing_subscriber::fmt()
@@ -172,7 +183,7 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
     let spread = stdev(&offsets);
     let window = 0.1;
     let crowd = densest(&offsets, window);
-    let base = BASE.as_secs_f64();
+    let base = NOTICE_SPREAD.as_secs_f64();
     let fair = AGENTS as f64 * window / base;
     println!(
         "hub down for {down_for:?}; reconnects from {:.2} s to {:.2} s after the restart began: span {span:.2} s, stdev {spread:.2} s, at most {crowd} in any 100 ms (fair share {fair:.1})",
@@ -183,6 +194,11 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_backoff() {
         offsets.len(),
         AGENTS,
         "some agents established more than one session"
+    );
+    assert_eq!(
+        *clock.1.lock().unwrap(),
+        AGENTS,
+        "every agent hears the hub's restart notice"
     );
     assert!(span >= base / 2.0, "reconnects spanned only {span:.2} s");
     assert!(

@@ -16,20 +16,16 @@ use outpost_common::wire::{
 use outpost_common::{AgentId, EndpointId};
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
-use crate::registry::{Control, LiveSession};
+use crate::registry::LiveSession;
 use crate::store::{endpoints, extras, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
-/// Control messages queued towards one agent; a summon is one message, so this never fills in
-/// practice, and bounding it keeps a stuck agent from growing hub memory.
-const CONTROL_QUEUE: usize = 16;
 
 /// Why a session ended.
 #[derive(Debug, Error)]
@@ -69,14 +65,8 @@ pub(super) async fn run(
     let mut established = Box::pin(establish(ctx, &conn)).await?;
     drop(admission);
     let session = established.session.clone();
-    let result = drive(
-        ctx,
-        &session,
-        &mut established.send,
-        established.recv,
-        established.control,
-    )
-    .await;
+    let result = drive(ctx, &session, &mut established.send, established.recv).await;
+    session.control().close();
     session.enter_standby();
     ctx.registry.remove(&session);
     info!(endpoint = %session.endpoint, "agent disconnected");
@@ -88,7 +78,6 @@ struct Established {
     session: Arc<LiveSession>,
     send: quinn::SendStream,
     recv: quinn::RecvStream,
-    control: mpsc::Receiver<Control>,
 }
 
 /// Check the certificate against the store, exchange hello and welcome, register the session.
@@ -127,12 +116,10 @@ async fn establish(
             "expected hello, got {hello:?}"
         )));
     };
-    let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
     let session = Arc::new(LiveSession::new(
         endpoint,
         agent_id,
         conn.clone(),
-        control_tx,
         !record.approved,
         record.migrations.max(0) as u64,
         ctx.checkin_interval(),
@@ -150,7 +137,6 @@ async fn establish(
         session,
         send,
         recv,
-        control,
     })
 }
 
@@ -199,7 +185,6 @@ async fn drive(
     session: &LiveSession,
     send: &mut quinn::SendStream,
     recv: quinn::RecvStream,
-    mut outgoing: mpsc::Receiver<Control>,
 ) -> Result<(), SessionError> {
     let conn = session.connection().clone();
     // One allocation for the whole session: `set` reuses it for each frame.
@@ -230,7 +215,7 @@ async fn drive(
                     }
                 }
             }
-            Some(control) = outgoing.recv() => wire::write_frame(send, &HubMessage::from(control)).await?,
+            control = session.control().pop() => wire::write_frame(send, &HubMessage::from(control)).await?,
         }
     }
 }

@@ -129,7 +129,7 @@ impl From<SummonError> for ApiError {
     fn from(e: SummonError) -> Self {
         let status = match e {
             SummonError::Pending(_) => StatusCode::CONFLICT,
-            SummonError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            SummonError::Timeout(..) | SummonError::Busy(_) => StatusCode::GATEWAY_TIMEOUT,
             SummonError::Offline(_) | SummonError::Disconnected(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use outpost_certs::{pinned_client_config, HubPki, HUB_SERVER_NAME};
 use outpost_common::{AgentId, EndpointId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -41,12 +40,10 @@ async fn hub_side(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connect
 }
 
 fn session(conn: quinn::Connection, id: u64) -> Arc<LiveSession> {
-    let (control, _queue) = mpsc::channel(1);
     Arc::new(LiveSession::new(
         EndpointId(id),
         AgentId(Uuid::new_v4()),
         conn,
-        control,
         false,
         0,
         INTERVAL,
@@ -208,17 +205,15 @@ async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
     let mut sessions = Vec::new();
     for id in 0..2 {
         let (conn, agent) = hub_side(&dir).await;
-        let (control, queue) = mpsc::channel(1);
         let session = LiveSession::new(
             EndpointId(id),
             AgentId(Uuid::new_v4()),
             conn,
-            control,
             false,
             0,
             INTERVAL,
         );
-        sessions.push((session, agent, queue));
+        sessions.push((session, agent));
     }
     let full = |s: &LiveSession| s.view(Instant::now(), INTERVAL).full_windows;
     let (first, second) = (&sessions[0].0, &sessions[1].0);

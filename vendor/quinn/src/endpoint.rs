@@ -304,7 +304,7 @@ impl Endpoint {
             // Ignoring errors from dropped connections
             let _ = sender.send(ConnectionEvent::Close {
                 error_code,
-                reason: reason.clone(),
+                reason: Box::new(reason.clone()),
             });
         }
         self.inner.shared.incoming.notify_waiters();
@@ -615,7 +615,7 @@ impl ConnectionSet {
         if let Some((error_code, ref reason)) = self.close {
             send.send(ConnectionEvent::Close {
                 error_code,
-                reason: reason.clone(),
+                reason: Box::new(reason.clone()),
             })
             .unwrap();
         }
