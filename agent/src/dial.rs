@@ -80,6 +80,13 @@ struct TlsKey {
     alpn: Vec<u8>,
 }
 
+/// Several round trips on the slowest path, plus loss recovery, plus the time a busy hub may hold
+/// the attempt before its handshake starts (the hub's admission waits at most 8 s,
+/// `AdmissionLimits::max_wait`, and refuses after that).
+fn handshake_timeout(profile: &TransportProfile) -> Duration {
+    profile.initial_rtt * 10 + HUB_ADMISSION_WAIT
+}
+
 impl Dialer {
     /// A dialer using `profile`'s transport values, opening its own UDP socket on first use.
     pub fn new(profile: TransportProfile) -> Self {
@@ -87,12 +94,26 @@ impl Dialer {
             v4: None,
             v6: None,
             profile,
-            // Several round trips on the slowest path, plus loss recovery, plus the time a busy
-            // hub may hold the attempt before its handshake starts (the hub's admission waits at
-            // most 8 s, `AdmissionLimits::max_wait`, and refuses after that).
-            handshake_timeout: profile.initial_rtt * 10 + HUB_ADMISSION_WAIT,
+            handshake_timeout: handshake_timeout(&profile),
             tls: None,
         }
+    }
+
+    /// The transport profile new connections use.
+    pub fn profile(&self) -> &TransportProfile {
+        &self.profile
+    }
+
+    /// Use `profile` from the next connection on, keeping the TLS client configuration (and with
+    /// it the session tickets a reconnect resumes with).
+    pub fn set_profile(&mut self, profile: TransportProfile) {
+        self.handshake_timeout = handshake_timeout(&profile);
+        if let Some(cached) = &mut self.tls {
+            cached
+                .config
+                .transport_config(profile.transport_config(Role::Agent));
+        }
+        self.profile = profile;
     }
 
     /// A dialer that connects through `endpoint`, a client endpoint possibly shared with other

@@ -14,6 +14,7 @@ pub mod dial;
 pub mod docker_host;
 pub mod enroll;
 pub mod identity;
+pub mod path;
 pub mod relay;
 pub mod route;
 pub mod run;

@@ -35,8 +35,9 @@ struct Args {
         default_value = "unix:///var/run/docker.sock"
     )]
     docker_host: String,
-    /// QUIC transport profile: lan, cellular or satellite.
-    #[arg(long, default_value = "cellular")]
+    /// QUIC transport profile: auto (measured from the path to the hub), lan, cellular or
+    /// satellite.
+    #[arg(long, default_value = "auto")]
     transport: String,
 }
 
@@ -90,9 +91,16 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
                 .map_err(|e| format!("EDGE_ID {id:?} is not a UUID: {e}"))
         })
         .transpose()?;
-    let transport = TransportProfile::by_name(&args.transport).ok_or_else(|| {
+    let choose_transport = args.transport == "auto";
+    // `auto` starts from the middle profile until the first connection has measured the path.
+    let first_guess = if choose_transport {
+        "cellular"
+    } else {
+        &args.transport
+    };
+    let transport = TransportProfile::by_name(first_guess).ok_or_else(|| {
         format!(
-            "unknown transport profile {:?}: use lan, cellular or satellite",
+            "unknown transport profile {:?}: use auto, lan, cellular or satellite",
             args.transport
         )
     })?;
@@ -102,6 +110,7 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         edge_key,
         edge_id,
         transport,
+        choose_transport,
         docker,
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_secs(1),

@@ -5,7 +5,7 @@
 //! [`run_with`] takes [`Hooks`]: a dialer (perhaps on a shared socket) and an observer, so a load
 //! tool can run thousands of real agents in one process; [`run`] is the agent binary's plain case.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use crate::dial::{DialError, Dialer};
 use crate::docker_host::DockerHost;
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
+use crate::path;
 use crate::session::{self, Interruption, SessionDefaults, SessionEnd, SessionObserver};
 
 /// The agent's resolved runtime configuration.
@@ -35,8 +36,10 @@ pub struct AgentConfig {
     pub edge_key: Option<JoinToken>,
     /// Pre-assigned agent id.
     pub edge_id: Option<AgentId>,
-    /// QUIC transport profile.
+    /// QUIC transport profile (with `choose_transport`, the first guess).
     pub transport: TransportProfile,
+    /// Pick the profile from the measured path (`--transport auto`, [`crate::path`]).
+    pub choose_transport: bool,
     /// The local Docker engine.
     pub docker: DockerHost,
     /// Standby period until the hub sets one.
@@ -95,8 +98,18 @@ pub struct Hooks {
 
 /// Run the agent until a final error.
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let remembered = config
+        .choose_transport
+        .then(|| path::remembered(&config.data_dir))
+        .flatten();
+    let profile = remembered.unwrap_or(config.transport);
+    info!(
+        transport = profile.name,
+        measured = remembered.is_some(),
+        "transport profile"
+    );
     let hooks = Hooks {
-        dialer: Dialer::new(config.transport),
+        dialer: Dialer::new(profile),
         observer: None,
         watch_route: true,
     };
@@ -161,6 +174,27 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             "reconnecting after backoff"
         );
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Measure the path on a new connection (its handshake's round trip) and, if another profile
+/// fits it, take that profile's receive window now and dial with it from the next connection on.
+fn fit_profile_to_path(dialer: &mut Dialer, conn: &quinn::Connection, data_dir: &Path) {
+    let rtt = conn.rtt();
+    let fitting = path::fitting(rtt);
+    if fitting.name == dialer.profile().name {
+        return;
+    }
+    info!(
+        ?rtt,
+        from = dialer.profile().name,
+        to = fitting.name,
+        "the path fits another transport profile"
+    );
+    conn.set_receive_window(quinn::VarInt::from_u32(fitting.connection_window));
+    dialer.set_profile(fitting);
+    if let Err(e) = path::remember(data_dir, &fitting) {
+        warn!("cannot remember the transport profile: {e}");
     }
 }
 
@@ -230,6 +264,9 @@ async fn connect_and_serve(
         Err(e) => return Err(SessionAttempt::Retry(Interruption::Dial(e))),
     };
     info!(remote = %conn.remote_address(), "connected to the hub");
+    if config.choose_transport {
+        fit_profile_to_path(dialer, &conn, &config.data_dir);
+    }
     let defaults = SessionDefaults {
         session: SessionConfig {
             checkin_interval: config.transport.checkin_interval,

@@ -49,13 +49,10 @@ impl DemoLink {
         self.profile.up.delay.base + self.profile.down.delay.base
     }
 
-    /// The transport profile a device on this link would be configured with.
+    /// The transport profile a device on this link measures its way to (`--transport auto`),
+    /// from the start: the demo shows the link, not the first connection's guess.
     fn transport(&self) -> TransportProfile {
-        match self.round_trip() {
-            rtt if rtt >= Duration::from_millis(400) => transport::SATELLITE,
-            rtt if rtt >= Duration::from_millis(20) => transport::CELLULAR,
-            _ => transport::LAN,
-        }
+        outpost_agent::path::fitting(self.round_trip())
     }
 }
 
@@ -96,6 +93,7 @@ pub async fn run(
             .link
             .as_ref()
             .map_or(transport::LAN, DemoLink::transport),
+        choose_transport: false,
         docker: config.docker.clone(),
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_millis(200),

@@ -183,6 +183,7 @@ fn agent_config(config: &SwarmConfig, dir: &Path, docker: DockerHost) -> AgentCo
         edge_key: None,
         edge_id: None,
         transport: config.transport,
+        choose_transport: false,
         docker,
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_secs(1),

@@ -187,6 +187,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         edge_key: Some(JoinToken::decode(key).unwrap()),
         edge_id: None,
         transport: transport::LAN,
+        choose_transport: false,
         docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
         standby_after: Duration::from_secs(60),
         backoff_base: Duration::from_secs(1),

@@ -99,6 +99,7 @@ fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
         edge_key: Some(key),
         edge_id: None,
         transport: transport::LAN,
+        choose_transport: false,
         docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
         standby_after: Duration::from_secs(60),
         backoff_base: BASE,
