@@ -57,6 +57,8 @@ pub struct TransportProfile {
     pub connection_window: u32,
     /// Bytes we keep unacknowledged in flight across all streams.
     pub send_window: u32,
+    /// Congestion window before the first measurement, in bytes.
+    pub initial_window: u64,
     /// Congestion control: loss-based on clean paths, delivery-rate where loss is mostly not
     /// congestion (see [`crate::congestion`] and BENCHMARKS.md, "Congestion control").
     pub congestion: Controller,
@@ -64,6 +66,9 @@ pub struct TransportProfile {
 
 const KIB: u32 = 1024;
 const MIB: u32 = 1024 * KIB;
+
+/// RFC 9002's initial window: ten 1,472-byte datagrams.
+pub const RFC9002_INITIAL_WINDOW: u64 = 14_720;
 
 /// Loopback and LAN: short round trips, windows of quinn's order.
 pub const LAN: TransportProfile = TransportProfile {
@@ -75,6 +80,7 @@ pub const LAN: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    initial_window: RFC9002_INITIAL_WINDOW,
     congestion: Controller::Cubic,
 };
 
@@ -87,6 +93,7 @@ pub const CELLULAR: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    initial_window: RFC9002_INITIAL_WINDOW,
     congestion: Controller::DeliveryRate,
 };
 
@@ -100,6 +107,7 @@ pub const SATELLITE: TransportProfile = TransportProfile {
     stream_window: 3 * MIB,
     connection_window: 6 * MIB,
     send_window: 6 * MIB,
+    initial_window: RFC9002_INITIAL_WINDOW,
     congestion: Controller::DeliveryRate,
 };
 
@@ -143,7 +151,7 @@ impl TransportProfile {
             Role::Agent => 0,
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
-        self.congestion.apply(&mut config);
+        self.congestion.apply(&mut config, self.initial_window);
         if role == Role::Hub {
             config
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))
