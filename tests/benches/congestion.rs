@@ -12,8 +12,8 @@
 //! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
 //! trip and losses every N ms during the transfers (where the time goes); `--transfers N` runs
 //! the download N times on the same connection, each after the warm-up (the later ones show what
-//! the controller remembers across idle periods); `--initial-window BYTES` overrides the
-//! transport profile's initial congestion window.
+//! the controller remembers across idle periods); `--initial-window BYTES` overrides the hub's
+//! initial congestion window (the transport profile's otherwise).
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real transfers
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
@@ -46,7 +46,7 @@ struct Options {
     warm: Duration,
     trace: Option<Duration>,
     transfers: usize,
-    /// Overrides the transport profile's initial window.
+    /// Overrides the transport profile's initial window on the hub side.
     initial_window: Option<u64>,
 }
 
@@ -113,7 +113,7 @@ fn options() -> Options {
 fn tls(
     transport: &TransportProfile,
     controller: Controller,
-    initial_window: u64,
+    hub_initial_window: u64,
 ) -> (ServerConfig, ClientConfig) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let der = CertificateDer::from(cert.cert.der().to_vec());
@@ -125,14 +125,14 @@ fn tls(
     hub.max_concurrent_bidi_streams(4u32.into())
         .receive_window(transport.connection_window.into())
         .send_window(transport.send_window.into());
-    controller.apply(&mut hub, initial_window);
+    controller.apply(&mut hub, hub_initial_window);
     server.transport_config(Arc::new(hub));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
     let mut agent = Arc::try_unwrap(transport.transport_config(Role::Agent)).unwrap();
     agent.max_concurrent_bidi_streams(4u32.into());
-    controller.apply(&mut agent, initial_window);
+    controller.apply(&mut agent, transport.initial_window(Role::Agent));
     client.transport_config(Arc::new(agent));
     (server, client)
 }
@@ -267,7 +267,9 @@ struct Outcome {
 
 async fn run_one(profile: &Profile, controller: Controller, options: &Options) -> Outcome {
     let transport = transport_for(profile_rtt(profile));
-    let initial_window = options.initial_window.unwrap_or(transport.initial_window);
+    let initial_window = options
+        .initial_window
+        .unwrap_or(transport.initial_window(Role::Hub));
     let (server_config, client_config) = tls(&transport, controller, initial_window);
     let (server_endpoint, server_addr) = server(server_config, options.size, options.trace);
     let socket = NetemSocket::bind(
