@@ -7,7 +7,7 @@
 //! cargo bench -p outpost-tests --bench congestion -- --profiles geo-satellite,lte --size-mb 10
 //! ```
 //!
-//! `--directions down` skips the upload; `--warm-s N` first keeps the connection mostly idle for
+//! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
 //! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
 //! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
 //! trip and losses every N ms during the transfers (where the time goes); `--transfers N` runs
@@ -43,6 +43,9 @@ struct Options {
     seed: u64,
     down: bool,
     up: bool,
+    /// The upload runs before the downloads (`--directions up,down`), as in the link bench,
+    /// where `docker save` comes before `docker load`.
+    up_first: bool,
     warm: Duration,
     trace: Option<Duration>,
     transfers: usize,
@@ -68,6 +71,7 @@ fn options() -> Options {
         seed: 7,
         down: true,
         up: true,
+        up_first: false,
         warm: Duration::ZERO,
         trace: None,
         transfers: 1,
@@ -91,6 +95,7 @@ fn options() -> Options {
             "--directions" => {
                 options.down = value.split(',').any(|d| d == "down");
                 options.up = value.split(',').any(|d| d == "up");
+                options.up_first = value.starts_with("up");
             }
             "--initial-window" => {
                 options.initial_window = Some(value.parse().expect("--initial-window BYTES"))
@@ -293,6 +298,12 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
     .await
     .unwrap()
     .unwrap();
+    let mut up = None;
+    if options.up && options.up_first {
+        up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
+            .await
+            .ok();
+    }
     let mut down = Vec::new();
     if options.down {
         for _ in 0..options.transfers {
@@ -301,8 +312,7 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
             down.push(took.await.ok());
         }
     }
-    let mut up = None;
-    if options.up {
+    if options.up && !options.up_first {
         up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
             .await
             .ok();
