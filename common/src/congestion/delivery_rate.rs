@@ -38,9 +38,8 @@ pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
 pub(crate) const FULL_PIPE_ROUNDS: u32 = 2;
 /// The growth that counts as "the pipe is not full yet".
 pub(crate) const FULL_PIPE_GROWTH: f64 = 1.25;
-/// Startup also ends when a round loses more than this share of what it delivered: the
-/// bottleneck queue is overflowing (random loss on our worst profile is 30 %, so that link
-/// leaves startup at once and grows by the steady gain per round instead).
+/// Startup also ends when a round loses more than this share of what it delivered while its
+/// round trips show a queue: the bottleneck queue is overflowing.
 pub(crate) const STARTUP_LOSS_EXIT: f64 = 0.05;
 /// ... and more than this many packets: one random loss in a small early round is not a queue.
 const STARTUP_LOSS_EXIT_PACKETS: u64 = 8;
@@ -170,6 +169,8 @@ pub struct DeliveryRate {
     round_app_limited: bool,
     /// The smallest RTT sample of the round.
     round_min_rtt: Option<Duration>,
+    /// The largest RTT sample of the round.
+    round_max_rtt: Duration,
     /// The path's minimum RTT, as quinn last reported it.
     min_rtt: Duration,
     rate: MaxFilter,
@@ -208,6 +209,7 @@ impl DeliveryRate {
             round_acks: 0,
             round_app_limited: false,
             round_min_rtt: None,
+            round_max_rtt: Duration::ZERO,
             min_rtt: Duration::ZERO,
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
@@ -333,6 +335,7 @@ impl DeliveryRate {
         self.round_last_ack = Some(now);
         let rtt = now.saturating_duration_since(sent);
         self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |min| min.min(rtt)));
+        self.round_max_rtt = self.round_max_rtt.max(rtt);
         self.round_first_sent.get_or_insert(sent);
         self.round_last_sent = self.round_last_sent.max(Some(sent));
         match self.round_first_ack {
@@ -375,6 +378,7 @@ impl DeliveryRate {
         let (delivered, lost) = (self.round_delivered, self.round_lost);
         let queue_building = self.queue_is_building();
         self.round_min_rtt = None;
+        self.round_max_rtt = Duration::ZERO;
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_first_ack = None;
@@ -399,9 +403,16 @@ impl DeliveryRate {
     }
 
     /// Whether a round that delivered `delivered` bytes and lost `lost` shows the bottleneck's
-    /// queue overflowing rather than random loss.
+    /// queue overflowing rather than random loss: an overflowing queue also delays what it
+    /// delivers. A burst of loss at the path's minimum round trip (a fade, a cell edge, 12 of
+    /// the hub's first 48 packets after a GEO upload in the `congestion` bench) is not a full
+    /// pipe, and ending startup on it left a 10 MB download at a tenth of the rate for 10 s.
     fn overflowing(&self, delivered: u64, lost: u64) -> bool {
-        lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
+        let queued = self
+            .queue_delay_threshold()
+            .is_some_and(|threshold| self.round_max_rtt > self.min_rtt + threshold);
+        queued
+            && lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
             && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu
     }
 

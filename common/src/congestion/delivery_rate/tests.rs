@@ -283,8 +283,10 @@ fn a_flight_after_idle_measures_from_its_own_start() {
     assert!(rate > 12_000, "first rate sample after idle: {rate} B/s");
 }
 
-#[test]
-fn startup_ends_within_the_round_that_overflows() {
+/// Startup's second round: 100 packets sent a round trip after the first flight, 50 of them
+/// acknowledged, the first 25 after the path's minimum round trip and the next 25 `queued`
+/// later (a queue building).
+fn second_round(queued: Duration) -> DeliveryRate {
     let mut controller = fresh();
     #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
     let epoch = Instant::now();
@@ -294,12 +296,27 @@ fn startup_ends_within_the_round_that_overflows() {
     for _ in 0..100 {
         controller.on_sent(next);
     }
-    for _ in 0..50 {
-        controller.on_ack(next + rtt, next, PACKET, false, rtt);
+    for i in 0..50 {
+        let delay = if i < 25 { Duration::ZERO } else { queued };
+        controller.on_ack(next + rtt + delay, next, PACKET, false, rtt);
     }
     assert!(controller.in_startup());
-    // A fifth of the round lost at once: the queue overflowed; the rest of the round would
-    // only add to it.
+    controller
+}
+
+#[test]
+fn startup_ends_within_the_round_that_overflows() {
+    // A fifth of the round lost at once while its acks waited 200 ms in a queue: the queue
+    // overflowed, and the rest of the round would only add to it.
+    let mut controller = second_round(Duration::from_millis(200));
     controller.on_congestion_event(10 * PACKET, false);
     assert!(!controller.in_startup());
+}
+
+#[test]
+fn a_loss_burst_without_a_queue_does_not_end_startup() {
+    // The same loss at the path's minimum round trip: a fade, not a full pipe.
+    let mut controller = second_round(Duration::ZERO);
+    controller.on_congestion_event(10 * PACKET, false);
+    assert!(controller.in_startup());
 }
