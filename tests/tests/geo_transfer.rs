@@ -6,7 +6,7 @@
 //!
 //! The time is printed; the bound is loose (the machine is shared) but far below what a
 //! loss-based sender manages on this path (over a minute). The ideal is the CLI's `/_ping` round
-//! trip plus the image at link rate plus one round trip: 0.6 + 4.6 + 0.6 ≈ 5.8 s.
+//! trip plus the 12.6 MB image tar at link rate plus one round trip: 0.6 + 5.1 + 0.6 ≈ 6.3 s.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::time::Duration;
@@ -16,8 +16,8 @@ use outpost_tests::docker::{direct, require_engine, Image};
 use outpost_tests::link::{DeviceOptions, RelayedDevice};
 use tokio::time::Instant;
 
-/// The bound: twice the ideal, for a shared 2-core machine.
-const LOAD_WITHIN: Duration = Duration::from_secs(12);
+/// The bound: 2.5 × the ideal, for a shared 2-core machine and debug builds (release: 9.0–9.3 s).
+const LOAD_WITHIN: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_10_mb_docker_load_crosses_a_geo_link_near_link_rate() {
