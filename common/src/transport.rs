@@ -57,6 +57,11 @@ pub struct TransportProfile {
     pub connection_window: u32,
     /// Bytes we keep unacknowledged in flight across all streams.
     pub send_window: u32,
+    /// The hub's congestion window before the first measurement, in bytes: what it sends in the
+    /// first round trip towards the agent, the link's fast *down* direction. The agent's sends
+    /// (the uplink, a tenth of the downlink on satellite plans) start from
+    /// [`RFC9002_INITIAL_WINDOW`].
+    pub hub_initial_window: u64,
     /// Congestion control: loss-based on clean paths, delivery-rate where loss is mostly not
     /// congestion (see [`crate::congestion`] and BENCHMARKS.md, "Congestion control").
     pub congestion: Controller,
@@ -64,6 +69,20 @@ pub struct TransportProfile {
 
 const KIB: u32 = 1024;
 const MIB: u32 = 1024 * KIB;
+
+/// RFC 9002's initial window: ten 1,472-byte datagrams.
+pub const RFC9002_INITIAL_WINDOW: u64 = 14_720;
+
+/// The hub's initial window on satellite paths: ten times RFC 9002's. At 600 ms a 10-packet
+/// start needs about four more round trips (2.4 s) to reach a 20 Mbit/s bandwidth-delay product
+/// (1.5 MB); a transfer starting on the long-lived, mostly idle hub ↔ agent connection has no
+/// rate to resume from. quinn paces the first window over the handshake's round trip, so it leaves
+/// at 1.25 × 147 KB / 0.6 s ≈ 2.4 Mbit/s: a tenth of the BDP, under the downlink of any GEO plan.
+/// Measured with the `congestion` bench (geo-satellite, 10 MB down after 10 s of small exchanges):
+/// 8.35 s from 14.7 KB, 7.31 s from 73.6 KB, 6.63 s from 147 KB. The cost is on slow paths that
+/// also pick `satellite` for their round trip: EDGE (240 kbit/s, 30 KB queue) overflows its queue
+/// once (1 MB down: 41.9 s from 14.7 KB, 44.7 s from 147 KB; see BENCHMARKS.md).
+pub const SATELLITE_HUB_INITIAL_WINDOW: u64 = 10 * RFC9002_INITIAL_WINDOW;
 
 /// Loopback and LAN: short round trips, windows of quinn's order.
 pub const LAN: TransportProfile = TransportProfile {
@@ -75,6 +94,7 @@ pub const LAN: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    hub_initial_window: RFC9002_INITIAL_WINDOW,
     congestion: Controller::Cubic,
 };
 
@@ -87,19 +107,27 @@ pub const CELLULAR: TransportProfile = TransportProfile {
     stream_window: 2 * MIB,
     connection_window: 4 * MIB,
     send_window: 4 * MIB,
+    hub_initial_window: RFC9002_INITIAL_WINDOW,
     congestion: Controller::DeliveryRate,
 };
 
-/// GEO satellite: 600 ms RTT, 20 Mbit/s down. Bandwidth-delay product 20 Mbit/s × 0.6 s = 1.5 MB;
-/// the stream window is twice that so loss recovery does not stall the sender.
+/// GEO satellite: 600 ms RTT, 20 Mbit/s down. Bandwidth-delay product 20 Mbit/s × 0.6 s = 1.5 MB.
+/// The stream window is four BDPs: at 1 % loss a stream almost always has a gap, and the receiver
+/// cannot hand data past it to the application, so the window must hold what is in flight (about
+/// 1.3 BDP plus the modem's queue) and everything sent while the gap is recovered (loss detection
+/// ≈ 9/8 RTT, the retransmission half an RTT more). At twice the BDP the hub stalled on stream
+/// credit at every loss: a 12.6 MB `docker load` through the product across geo-satellite
+/// (`tests/tests/geo_transfer.rs`) took 9.95–10.47 s with 3/6 MiB windows, 8.98–9.29 s with
+/// 6/8 MiB. The connection window stays above the stream's so the control stream keeps credit.
 pub const SATELLITE: TransportProfile = TransportProfile {
     name: "satellite",
     initial_rtt: Duration::from_millis(700),
     idle_timeout: DEFAULT_IDLE_TIMEOUT,
     checkin_interval: DEFAULT_CHECKIN_INTERVAL,
-    stream_window: 3 * MIB,
-    connection_window: 6 * MIB,
+    stream_window: 6 * MIB,
+    connection_window: 8 * MIB,
     send_window: 6 * MIB,
+    hub_initial_window: SATELLITE_HUB_INITIAL_WINDOW,
     congestion: Controller::DeliveryRate,
 };
 
@@ -119,6 +147,14 @@ impl TransportProfile {
     /// Look a profile up by name.
     pub fn by_name(name: &str) -> Option<Self> {
         PROFILES.into_iter().find(|p| p.name == name)
+    }
+
+    /// The congestion window `role` starts its sends from.
+    pub fn initial_window(&self, role: Role) -> u64 {
+        match role {
+            Role::Hub => self.hub_initial_window,
+            Role::Agent => RFC9002_INITIAL_WINDOW,
+        }
     }
 
     /// The quinn transport config for this profile and role.
@@ -143,7 +179,8 @@ impl TransportProfile {
             Role::Agent => 0,
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
-        self.congestion.apply(&mut config);
+        self.congestion
+            .apply(&mut config, self.initial_window(role));
         if role == Role::Hub {
             config
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))
@@ -170,14 +207,20 @@ mod tests {
                 "{}",
                 profile.name
             );
-            assert!(profile.stream_window <= profile.connection_window);
+            // Room for the control stream while a bulk stream holds its whole window.
+            assert!(
+                profile.stream_window < profile.connection_window,
+                "{}",
+                profile.name
+            );
         }
     }
 
     #[test]
     fn satellite_windows_cover_the_bandwidth_delay_product() {
         let bdp = 20_000_000 / 8 * GEO_RTT.as_millis() as u32 / 1000;
-        assert!(SATELLITE.stream_window >= bdp);
+        // In flight plus a loss recovery's worth: see SATELLITE.
+        assert!(SATELLITE.stream_window >= 4 * bdp);
         assert!(SATELLITE.initial_rtt >= GEO_RTT);
     }
 
@@ -186,6 +229,24 @@ mod tests {
         // The hub's worst case is connection_window per agent; keep it single-digit MiB.
         for profile in PROFILES {
             assert!(profile.connection_window <= 8 * MIB, "{}", profile.name);
+        }
+    }
+
+    #[test]
+    fn only_the_hub_on_satellite_paths_starts_from_a_larger_window() {
+        assert_eq!(
+            SATELLITE.initial_window(Role::Hub),
+            10 * RFC9002_INITIAL_WINDOW
+        );
+        assert_eq!(
+            SATELLITE.initial_window(Role::Agent),
+            RFC9002_INITIAL_WINDOW
+        );
+        // Paced over one GEO round trip, the first window stays under a tenth of the BDP.
+        let bdp = 20_000_000 / 8 * GEO_RTT.as_millis() as u64 / 1000;
+        assert!(SATELLITE.initial_window(Role::Hub) <= bdp / 10);
+        for profile in [LAN, CELLULAR] {
+            assert_eq!(profile.initial_window(Role::Hub), RFC9002_INITIAL_WINDOW);
         }
     }
 

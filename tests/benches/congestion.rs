@@ -6,11 +6,19 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench congestion -- --profiles geo-satellite,lte --size-mb 10
 //! ```
+//!
+//! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
+//! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
+//! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
+//! trip and losses every N ms during the transfers (where the time goes); `--transfers N` runs
+//! the download N times on the same connection, each after the warm-up (the later ones show what
+//! the controller remembers across idle periods); `--initial-window BYTES` overrides the hub's
+//! initial congestion window (the transport profile's otherwise).
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real transfers
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outpost_common::congestion::Controller;
@@ -18,7 +26,14 @@ use outpost_common::transport::{self, Role, TransportProfile};
 use outpost_netem::model::{Capacity, LinkConfig};
 use outpost_netem::{NetemSocket, Profile, Side};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime};
+use quinn::{
+    ClientConfig, Endpoint, EndpointConfig, RecvStream, SendStream, ServerConfig, TokioRuntime,
+};
+
+/// The warm-up's answer: about a `docker ps` reply.
+const WARM_ANSWER: usize = 2048;
+/// Between the warm-up's exchanges.
+const WARM_GAP: Duration = Duration::from_secs(3);
 
 struct Options {
     profiles: Vec<String>,
@@ -26,6 +41,16 @@ struct Options {
     size: usize,
     timeout: Duration,
     seed: u64,
+    down: bool,
+    up: bool,
+    /// The upload runs before the downloads (`--directions up,down`), as in the link bench,
+    /// where `docker save` comes before `docker load`.
+    up_first: bool,
+    warm: Duration,
+    trace: Option<Duration>,
+    transfers: usize,
+    /// Overrides the transport profile's initial window on the hub side.
+    initial_window: Option<u64>,
 }
 
 fn options() -> Options {
@@ -44,6 +69,13 @@ fn options() -> Options {
         size: 10 << 20,
         timeout: Duration::from_secs(120),
         seed: 7,
+        down: true,
+        up: true,
+        up_first: false,
+        warm: Duration::ZERO,
+        trace: None,
+        transfers: 1,
+        initial_window: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +92,19 @@ fn options() -> Options {
             "--size-mb" => options.size = value.parse::<usize>().expect("--size-mb N") << 20,
             "--timeout" => options.timeout = Duration::from_secs(value.parse().expect("seconds")),
             "--seed" => options.seed = value.parse().expect("--seed N"),
+            "--directions" => {
+                options.down = value.split(',').any(|d| d == "down");
+                options.up = value.split(',').any(|d| d == "up");
+                options.up_first = value.starts_with("up");
+            }
+            "--initial-window" => {
+                options.initial_window = Some(value.parse().expect("--initial-window BYTES"))
+            }
+            "--transfers" => options.transfers = value.parse().expect("--transfers N"),
+            "--warm-s" => options.warm = Duration::from_secs(value.parse().expect("seconds")),
+            "--trace-ms" => {
+                options.trace = Some(Duration::from_millis(value.parse().expect("--trace-ms N")))
+            }
             _ => {
                 i += 1;
                 continue;
@@ -70,7 +115,11 @@ fn options() -> Options {
     options
 }
 
-fn tls(transport: &TransportProfile, controller: Controller) -> (ServerConfig, ClientConfig) {
+fn tls(
+    transport: &TransportProfile,
+    controller: Controller,
+    hub_initial_window: u64,
+) -> (ServerConfig, ClientConfig) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
@@ -81,20 +130,24 @@ fn tls(transport: &TransportProfile, controller: Controller) -> (ServerConfig, C
     hub.max_concurrent_bidi_streams(4u32.into())
         .receive_window(transport.connection_window.into())
         .send_window(transport.send_window.into());
-    controller.apply(&mut hub);
+    controller.apply(&mut hub, hub_initial_window);
     server.transport_config(Arc::new(hub));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
     let mut agent = Arc::try_unwrap(transport.transport_config(Role::Agent)).unwrap();
     agent.max_concurrent_bidi_streams(4u32.into());
-    controller.apply(&mut agent);
+    controller.apply(&mut agent, transport.initial_window(Role::Agent));
     client.transport_config(Arc::new(agent));
     (server, client)
 }
 
-/// Serves each incoming stream: a 1-byte request says which way the bulk goes.
-fn server(config: ServerConfig, size: usize) -> (Endpoint, SocketAddr) {
+/// When the bulk transfer on a connection began, while one runs: what `--trace-ms` reports against.
+type Busy = Arc<Mutex<Option<Instant>>>;
+
+/// Serves each incoming stream: a 1-byte request says which way the bulk goes (`d`own, `u`p), or
+/// asks for a small answer (`p`, the warm-up's exchanges).
+fn server(config: ServerConfig, size: usize, trace: Option<Duration>) -> (Endpoint, SocketAddr) {
     let server = Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
     let accept = server.clone();
@@ -102,35 +155,85 @@ fn server(config: ServerConfig, size: usize) -> (Endpoint, SocketAddr) {
         while let Some(incoming) = accept.accept().await {
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut what = [0u8; 1];
-                        if recv.read_exact(&mut what).await.is_err() {
-                            return;
-                        }
-                        if what[0] == b'd' {
-                            let chunk = vec![0x5a; 64 * 1024];
-                            let mut left = size;
-                            while left > 0 {
-                                let n = left.min(chunk.len());
-                                if send.write_all(&chunk[..n]).await.is_err() {
-                                    return;
-                                }
-                                left -= n;
-                            }
-                            let _ = send.finish();
-                        } else {
-                            let got = recv.read_to_end(usize::MAX).await.unwrap_or_default();
-                            let _ = send.write_all(&(got.len() as u64).to_be_bytes()).await;
-                            let _ = send.finish();
-                        }
-                        let _ = send.stopped().await;
-                    });
+                let busy = Busy::default();
+                if let Some(every) = trace {
+                    tokio::spawn(trace_path(conn.clone(), busy.clone(), every));
+                }
+                while let Ok((send, recv)) = conn.accept_bi().await {
+                    tokio::spawn(serve_stream(send, recv, size, busy.clone()));
                 }
             });
         }
     });
     (server, addr)
+}
+
+async fn serve_stream(mut send: SendStream, mut recv: RecvStream, size: usize, busy: Busy) {
+    let mut what = [0u8; 1];
+    if recv.read_exact(&mut what).await.is_err() {
+        return;
+    }
+    match what[0] {
+        b'd' => {
+            *busy.lock().unwrap() = Some(Instant::now());
+            let chunk = vec![0x5a; 64 * 1024];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if send.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        }
+        b'u' => {
+            *busy.lock().unwrap() = Some(Instant::now());
+            let got = recv.read_to_end(usize::MAX).await.unwrap_or_default();
+            let _ = send.write_all(&(got.len() as u64).to_be_bytes()).await;
+        }
+        _ => {
+            let _ = send.write_all(&[0x33; WARM_ANSWER]).await;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    *busy.lock().unwrap() = None;
+}
+
+/// The hub side's path every `every` while a bulk transfer runs: time into the transfer, window,
+/// bytes sent, round trip, losses.
+async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
+    while conn.close_reason().is_none() {
+        tokio::time::sleep(every).await;
+        let Some(start) = *busy.lock().unwrap() else {
+            continue;
+        };
+        let stats = conn.stats();
+        eprintln!(
+            "  t={:>5.2}s cwnd={:>8} sent={:>9} rtt={:>4}ms min_rtt={:>4}ms lost={:>4} events={}",
+            start.elapsed().as_secs_f64(),
+            stats.path.cwnd,
+            stats.udp_tx.bytes,
+            stats.path.rtt.as_millis(),
+            stats.path.min_rtt.as_millis(),
+            stats.path.lost_packets,
+            stats.path.congestion_events,
+        );
+    }
+}
+
+/// The product's hub ↔ agent connection before a transfer: mostly idle, a small exchange (a
+/// check-in, a `docker ps`) every few seconds.
+async fn warm_up(conn: &quinn::Connection, warm: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < warm {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(b"p").await.unwrap();
+        send.finish().unwrap();
+        let got = recv.read_to_end(WARM_ANSWER).await.unwrap();
+        assert_eq!(got.len(), WARM_ANSWER);
+        tokio::time::sleep(WARM_GAP.min(warm.saturating_sub(start.elapsed()))).await;
+    }
 }
 
 async fn transfer(conn: &quinn::Connection, down: bool, size: usize) -> Duration {
@@ -159,7 +262,8 @@ async fn transfer(conn: &quinn::Connection, down: bool, size: usize) -> Duration
 
 /// One controller on one profile: both transfers and what the device's path saw.
 struct Outcome {
-    down: Option<Duration>,
+    /// One per `--transfers`.
+    down: Vec<Option<Duration>>,
     up: Option<Duration>,
     /// Path MTU at the end and MTU black holes declared (loss misread as an MTU limit).
     mtu: u16,
@@ -168,8 +272,11 @@ struct Outcome {
 
 async fn run_one(profile: &Profile, controller: Controller, options: &Options) -> Outcome {
     let transport = transport_for(profile_rtt(profile));
-    let (server_config, client_config) = tls(&transport, controller);
-    let (server_endpoint, server_addr) = server(server_config, options.size);
+    let initial_window = options
+        .initial_window
+        .unwrap_or(transport.initial_window(Role::Hub));
+    let (server_config, client_config) = tls(&transport, controller, initial_window);
+    let (server_endpoint, server_addr) = server(server_config, options.size, options.trace);
     let socket = NetemSocket::bind(
         "127.0.0.1:0".parse().unwrap(),
         profile,
@@ -191,12 +298,25 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
     .await
     .unwrap()
     .unwrap();
-    let down = tokio::time::timeout(options.timeout, transfer(&conn, true, options.size))
-        .await
-        .ok();
-    let up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
-        .await
-        .ok();
+    let mut up = None;
+    if options.up && options.up_first {
+        up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
+            .await
+            .ok();
+    }
+    let mut down = Vec::new();
+    if options.down {
+        for _ in 0..options.transfers {
+            warm_up(&conn, options.warm).await;
+            let took = tokio::time::timeout(options.timeout, transfer(&conn, true, options.size));
+            down.push(took.await.ok());
+        }
+    }
+    if options.up && !options.up_first {
+        up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
+            .await
+            .ok();
+    }
     let path = conn.stats().path;
     conn.close(0u32.into(), b"done");
     server_endpoint.close(0u32.into(), b"done");
@@ -236,8 +356,18 @@ fn rate_bits(rate: Option<u64>) -> String {
     })
 }
 
-fn cell(elapsed: Option<Duration>, size: usize) -> String {
+/// The downloads in order, `-` when none ran.
+fn downs(downs: &[Option<Duration>], size: usize) -> String {
+    if downs.is_empty() {
+        return "-".into();
+    }
+    let cells: Vec<String> = downs.iter().map(|d| cell(*d, true, size)).collect();
+    cells.join(", then ")
+}
+
+fn cell(elapsed: Option<Duration>, ran: bool, size: usize) -> String {
     match elapsed {
+        None if !ran => "-".into(),
         Some(d) => format!(
             "{:>6.2} s {:>5.2} Mbit/s",
             d.as_secs_f64(),
@@ -275,8 +405,8 @@ async fn main() {
                 rate_bits(link_rate(&profile.down)),
                 rate_bits(link_rate(&profile.up)),
                 controller.name(),
-                cell(outcome.down, options.size),
-                cell(outcome.up, options.size),
+                downs(&outcome.down, options.size),
+                cell(outcome.up, options.up, options.size),
                 ideal(
                     options.size,
                     link_rate(&profile.down),

@@ -2,9 +2,10 @@
 //!
 //! The window is sized from two measurements, not from loss: the bottleneck rate (the largest
 //! delivery rate seen over the last [`RATE_WINDOW_ROUNDS`] busy round trips) and the path's
-//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.5 BDP) in flight; quinn paces
-//! that window over the smoothed RTT, so the sender runs at about the bottleneck rate with a
-//! bounded queue, and a lost packet costs its retransmission, not half the window.
+//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.25 BDP) plus 25 ms of
+//! the rate in flight; quinn paces that window over the smoothed RTT, so the sender runs at about
+//! the bottleneck rate with a bounded queue (less than a GEO modem's half-BDP buffer), and a lost
+//! packet costs its retransmission, not half the window.
 //!
 //! Startup keeps `startup_gain × rate × min_rtt` in flight, so the window grows by about that
 //! factor per round (less in practice: a per-packet sample lags a round behind). It also jumps
@@ -12,12 +13,16 @@
 //! the bottleneck (packet pair): on a GEO path that is the second round instead of the seventh.
 //! Startup ends when an ack shows a queue building (HyStart's delay signal), when a round loses
 //! more than [`STARTUP_LOSS_EXIT`] of what it delivered, or when the rate stops growing by a
-//! quarter for [`FULL_PIPE_ROUNDS`] rounds.
+//! quarter for [`FULL_PIPE_ROUNDS`] rounds. The first two are checked on every ack and loss, not
+//! only when a round ends: on a 600 ms path the rest of a round in startup sends about a
+//! bandwidth-delay product more into a queue that is already full.
 //!
 //! Idle periods (check-ins only) are app-limited: their rounds do not age the rate filter, so the
 //! first transfer after an hour of standby starts at the rate the link last delivered instead of
-//! from a 15 KB window — what matters most on a 600 ms path. Only persistent congestion (every
-//! packet lost for several PTOs: an outage) resets the controller to startup.
+//! from a 15 KB window — what matters most on a 600 ms path. A flight that starts with nothing in
+//! flight measures its rate from its own first send, not from the last ack before the pause
+//! (BBR's rule). Only persistent congestion (every packet lost for several PTOs: an outage) resets
+//! the controller to startup.
 //!
 //! Sampling follows the delivery-rate draft (draft-cheng-iccrg-delivery-rate-estimation): each
 //! send time remembers how much had been delivered by then, and an ack of a packet sent at `t`
@@ -33,9 +38,8 @@ pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
 pub(crate) const FULL_PIPE_ROUNDS: u32 = 2;
 /// The growth that counts as "the pipe is not full yet".
 pub(crate) const FULL_PIPE_GROWTH: f64 = 1.25;
-/// Startup also ends when a round loses more than this share of what it delivered: the
-/// bottleneck queue is overflowing (random loss on our worst profile is 30 %, so that link
-/// leaves startup at once and grows by the steady gain per round instead).
+/// Startup also ends when a round loses more than this share of what it delivered while its
+/// round trips show a queue: the bottleneck queue is overflowing.
 pub(crate) const STARTUP_LOSS_EXIT: f64 = 0.05;
 /// ... and more than this many packets: one random loss in a small early round is not a queue.
 const STARTUP_LOSS_EXIT_PACKETS: u64 = 8;
@@ -61,8 +65,10 @@ pub struct DeliveryRateConfig {
     pub initial_window: u64,
     /// Startup window as a multiple of the measured bandwidth-delay product.
     pub startup_gain: f64,
-    /// Steady-state window as a multiple of the bandwidth-delay product.
+    /// Steady-state window as a multiple of the bandwidth-delay product ...
     pub cwnd_gain: f64,
+    /// ... plus this much of the rate: room for jitter, which makes the minimum RTT read low.
+    pub jitter_allowance: Duration,
 }
 
 impl Default for DeliveryRateConfig {
@@ -71,11 +77,15 @@ impl Default for DeliveryRateConfig {
             // RFC 9002's initial window: 10 packets, at least 14,720 bytes.
             initial_window: 14_720,
             startup_gain: 3.0,
-            // 1.5 × BDP: probes for half again the rate each round. Jitter makes the minimum
-            // RTT read low (50 ms on a 70 ms LTE path with ±8 ms), and 1.25 then kept less than
-            // a BDP in flight, so each round measured less than the last and the rate decayed
-            // to a quarter of the link (the `congestion` bench, lte).
-            cwnd_gain: 1.5,
+            // 1.25 × BDP + 25 ms: probes for a quarter more than the rate each round. Jitter
+            // makes the minimum RTT read low (50 ms on a 70 ms LTE path with ±8 ms): 1.25 × BDP
+            // alone then kept less than a BDP in flight, each round measured less than the last
+            // and the rate decayed to a quarter of the link; the 25 ms cover that (LTE keeps
+            // 87 ms of the rate in flight). A plain 1.5 × BDP did too, but on GEO it is 290 ms
+            // of standing queue, more than the modem's 750 KB buffer holds at 20 Mbit/s: every
+            // round overflowed it and the round trip rose to 870 ms (the `congestion` bench).
+            cwnd_gain: 1.25,
+            jitter_allowance: Duration::from_millis(25),
         }
     }
 }
@@ -133,6 +143,8 @@ pub struct DeliveryRate {
     delivered_at: Option<Instant>,
     marks: VecDeque<SendMark>,
     last_sent: Option<Instant>,
+    /// Nothing was in flight after the last acks: the next send starts a fresh flight.
+    idle: bool,
     /// Send time of the packet acknowledged last.
     last_acked_sent: Option<Instant>,
     /// Busy rounds so far: the filter's clock.
@@ -144,6 +156,8 @@ pub struct DeliveryRate {
     /// Bytes delivered and lost in the current round.
     round_delivered: u64,
     round_lost: u64,
+    /// Bytes delivered in the last round.
+    last_round_delivered: u64,
     /// Acks in the current round: the first one's time and the bytes acked after it.
     round_first_ack: Option<Instant>,
     round_last_ack: Option<Instant>,
@@ -155,6 +169,8 @@ pub struct DeliveryRate {
     round_app_limited: bool,
     /// The smallest RTT sample of the round.
     round_min_rtt: Option<Duration>,
+    /// The largest RTT sample of the round.
+    round_max_rtt: Duration,
     /// The path's minimum RTT, as quinn last reported it.
     min_rtt: Duration,
     rate: MaxFilter,
@@ -177,12 +193,14 @@ impl DeliveryRate {
             delivered_at: None,
             marks: VecDeque::new(),
             last_sent: None,
+            idle: true,
             last_acked_sent: None,
             round: 0,
             round_ends_after: None,
             round_busy: false,
             round_delivered: 0,
             round_lost: 0,
+            last_round_delivered: 0,
             round_first_ack: None,
             round_last_ack: None,
             round_first_sent: None,
@@ -191,12 +209,18 @@ impl DeliveryRate {
             round_acks: 0,
             round_app_limited: false,
             round_min_rtt: None,
+            round_max_rtt: Duration::ZERO,
             min_rtt: Duration::ZERO,
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
             full_rate: 0,
             rounds_without_growth: 0,
         }
+    }
+
+    /// The window before any measurement, in bytes.
+    pub fn initial_window(&self) -> u64 {
+        self.config.initial_window
     }
 
     /// The congestion window in bytes.
@@ -222,6 +246,13 @@ impl DeliveryRate {
     /// Packets were sent at `now`.
     pub fn on_sent(&mut self, now: Instant) {
         self.last_sent = Some(now);
+        if self.idle {
+            // A flight after an idle period: its rate samples start now, not at the last ack
+            // before the pause (as in BBR), or the first round after a check-in 25 s ago would
+            // measure a few bytes over 25 s and hold startup back.
+            self.delivered_at = Some(now);
+            self.last_acked_sent = Some(now);
+        }
         if self.marks.back().is_some_and(|m| m.sent == now) {
             return;
         }
@@ -245,6 +276,7 @@ impl DeliveryRate {
         app_limited: bool,
         min_rtt: Duration,
     ) {
+        self.idle = false;
         self.delivered += bytes;
         self.round_delivered += bytes;
         self.delivered_at = Some(now);
@@ -256,6 +288,7 @@ impl DeliveryRate {
         }
         self.count_round_ack(now, sent, bytes, app_limited);
         self.min_rtt = min_rtt;
+        self.exit_startup_early();
         let rate = self.sample(now, sent);
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
@@ -268,29 +301,33 @@ impl DeliveryRate {
                 // Grow on the per-packet samples; jump to what the ack spacing shows.
                 let grown =
                     self.window_for(self.rate.get(self.round), min_rtt, self.config.startup_gain);
-                let jump =
-                    self.window_for(self.spacing.get(self.round), min_rtt, self.config.cwnd_gain);
+                let jump = self.steady_window(self.spacing.get(self.round), min_rtt);
                 self.window = self.window.max(grown).max(jump);
             }
-            Mode::Steady => {
-                self.window =
-                    self.window_for(self.bottleneck_rate(), min_rtt, self.config.cwnd_gain)
-            }
+            Mode::Steady => self.window = self.steady_window(self.bottleneck_rate(), min_rtt),
         }
+    }
+
+    /// The acks of one datagram are processed: `in_flight` bytes are still unacknowledged.
+    pub fn on_end_acks(&mut self, in_flight: u64) {
+        self.idle = in_flight == 0;
     }
 
     /// Whether the round's smallest RTT sample shows a standing queue. The round's minimum, not
     /// each sample: per-packet jitter (±10 ms on LTE) would end startup at a tenth of the rate.
     fn queue_is_building(&self) -> bool {
-        let Some(round_min) = self.round_min_rtt else {
+        let (Some(round_min), Some(threshold)) = (self.round_min_rtt, self.queue_delay_threshold())
+        else {
             return false;
         };
         let queued = round_min.saturating_sub(self.min_rtt);
-        let threshold = self
-            .min_rtt
-            .mul_f64(STARTUP_QUEUE_SHARE)
-            .max(QUEUE_DELAY_FLOOR);
-        !self.min_rtt.is_zero() && self.round_acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
+        self.round_acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
+    }
+
+    /// The queueing delay above the minimum RTT that says the pipe is full, once there is one.
+    fn queue_delay_threshold(&self) -> Option<Duration> {
+        let threshold = self.min_rtt.mul_f64(STARTUP_QUEUE_SHARE);
+        (!self.min_rtt.is_zero()).then(|| threshold.max(QUEUE_DELAY_FLOOR))
     }
 
     fn count_round_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
@@ -298,6 +335,7 @@ impl DeliveryRate {
         self.round_last_ack = Some(now);
         let rtt = now.saturating_duration_since(sent);
         self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |min| min.min(rtt)));
+        self.round_max_rtt = self.round_max_rtt.max(rtt);
         self.round_first_sent.get_or_insert(sent);
         self.round_last_sent = self.round_last_sent.max(Some(sent));
         match self.round_first_ack {
@@ -340,6 +378,7 @@ impl DeliveryRate {
         let (delivered, lost) = (self.round_delivered, self.round_lost);
         let queue_building = self.queue_is_building();
         self.round_min_rtt = None;
+        self.round_max_rtt = Duration::ZERO;
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_first_ack = None;
@@ -353,14 +392,41 @@ impl DeliveryRate {
         }
         self.round_busy = false;
         self.round += 1;
+        self.last_round_delivered = delivered;
         if self.mode == Mode::Startup {
-            let overflowing = lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
-                && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu;
-            if overflowing || queue_building {
+            if self.overflowing(delivered, lost) || queue_building {
                 self.mode = Mode::Steady;
             } else {
                 self.check_full_pipe();
             }
+        }
+    }
+
+    /// Whether a round that delivered `delivered` bytes and lost `lost` shows the bottleneck's
+    /// queue overflowing rather than random loss: an overflowing queue also delays what it
+    /// delivers. A burst of loss at the path's minimum round trip (a fade, a cell edge, 12 of
+    /// the hub's first 48 packets after a GEO upload in the `congestion` bench) is not a full
+    /// pipe, and ending startup on it left a 10 MB download at a tenth of the rate for 10 s.
+    fn overflowing(&self, delivered: u64, lost: u64) -> bool {
+        let queued = self
+            .queue_delay_threshold()
+            .is_some_and(|threshold| self.round_max_rtt > self.min_rtt + threshold);
+        queued
+            && lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
+            && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu
+    }
+
+    /// Leave startup as soon as an ack or a loss shows the pipe full, without waiting for the
+    /// round to end: on a 600 ms path startup's window grows by half the link's bandwidth-delay
+    /// product in the rest of a round, all of it overflowing the queue.
+    fn exit_startup_early(&mut self) {
+        // Against at least what the last round delivered: early in a round a short burst of
+        // loss (a cell edge, flaky-cellular's bursts) is a large share of the little delivered
+        // so far, and ended startup at a fraction of the rate.
+        let delivered = self.round_delivered.max(self.last_round_delivered);
+        let signal = self.queue_is_building() || self.overflowing(delivered, self.round_lost);
+        if self.mode == Mode::Startup && self.round_busy && signal {
+            self.mode = Mode::Steady;
         }
     }
 
@@ -395,6 +461,13 @@ impl DeliveryRate {
         Some((bytes as f64 / elapsed.as_secs_f64()) as u64)
     }
 
+    /// The steady window at `rate`: [`DeliveryRateConfig::cwnd_gain`] bandwidth-delay products
+    /// plus the jitter allowance.
+    fn steady_window(&self, rate: u64, min_rtt: Duration) -> u64 {
+        let allowance = (rate as f64 * self.config.jitter_allowance.as_secs_f64()) as u64;
+        self.window_for(rate, min_rtt, self.config.cwnd_gain) + allowance
+    }
+
     /// `gain` bandwidth-delay products at `rate`, plus room for ack aggregation.
     fn window_for(&self, rate: u64, min_rtt: Duration, gain: f64) -> u64 {
         let bdp = rate as f64 * min_rtt.as_secs_f64();
@@ -406,6 +479,7 @@ impl DeliveryRate {
     /// path that changed under us) resets the controller.
     pub fn on_congestion_event(&mut self, lost_bytes: u64, persistent: bool) {
         self.round_lost += lost_bytes;
+        self.exit_startup_early();
         if persistent {
             *self = Self::new(self.config.clone(), self.mtu as u16);
             self.window = self.min_window();

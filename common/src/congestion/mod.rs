@@ -55,17 +55,33 @@ impl Controller {
         Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
-    /// Install this controller in a quinn transport config.
-    pub fn apply(self, config: &mut TransportConfig) {
+    /// Install this controller in a quinn transport config, starting from `initial_window` bytes.
+    pub fn apply(self, config: &mut TransportConfig, initial_window: u64) {
         match self {
-            Self::Cubic => config.congestion_controller_factory(Arc::new(CubicConfig::default())),
-            Self::NewReno => {
-                config.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+            Self::Cubic => {
+                let mut cubic = CubicConfig::default();
+                cubic.initial_window(initial_window);
+                config.congestion_controller_factory(Arc::new(cubic))
             }
-            Self::QuinnBbr => config.congestion_controller_factory(Arc::new(BbrConfig::default())),
-            Self::DeliveryRate => config.congestion_controller_factory(Arc::new(
-                quinn_adapter::Factory(Arc::new(DeliveryRateConfig::default())),
-            )),
+            Self::NewReno => {
+                let mut reno = NewRenoConfig::default();
+                reno.initial_window(initial_window);
+                config.congestion_controller_factory(Arc::new(reno))
+            }
+            Self::QuinnBbr => {
+                let mut bbr = BbrConfig::default();
+                bbr.initial_window(initial_window);
+                config.congestion_controller_factory(Arc::new(bbr))
+            }
+            Self::DeliveryRate => {
+                let delivery_rate = DeliveryRateConfig {
+                    initial_window,
+                    ..DeliveryRateConfig::default()
+                };
+                config.congestion_controller_factory(Arc::new(quinn_adapter::Factory(Arc::new(
+                    delivery_rate,
+                ))))
+            }
         };
     }
 }

@@ -38,6 +38,16 @@ impl Controller for Adapter {
         self.0.on_ack(now, sent, bytes, app_limited, rtt.min());
     }
 
+    fn on_end_acks(
+        &mut self,
+        _now: Instant,
+        in_flight: u64,
+        _app_limited: bool,
+        _largest_packet_num_acked: Option<u64>,
+    ) {
+        self.0.on_end_acks(in_flight);
+    }
+
     fn on_congestion_event(
         &mut self,
         _now: Instant,
@@ -69,7 +79,7 @@ impl Controller for Adapter {
     }
 
     fn initial_window(&self) -> u64 {
-        DeliveryRateConfig::default().initial_window
+        self.0.initial_window()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
