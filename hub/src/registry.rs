@@ -411,13 +411,15 @@ impl Registry {
     /// liveness, disconnected, for the flusher (a replaced session's is superseded by its
     /// successor's).
     pub fn remove(&self, session: &Arc<LiveSession>) {
+        // The departure is queued before the sessions lock is released: a flush that takes both
+        // under that lock (a hub stopping) sees the session in one place or the other, never in
+        // neither.
         let mut sessions = lock(&self.sessions);
         if sessions
             .get(&session.endpoint)
             .is_some_and(|s| Arc::ptr_eq(s, session))
         {
             sessions.remove(&session.endpoint);
-            drop(sessions);
             if let Some(update) = session.take_update(Instant::now(), false, true) {
                 lock(&self.departed).push(update);
             }
@@ -476,8 +478,8 @@ impl Registry {
     /// sessions gone live or stale (with `stale_after` the liveness bound), durable changes, and
     /// check-ins not written for a [`LIVENESS_CHECKPOINT`].
     pub fn take_dirty(&self, now: Instant, stale_after: Duration) -> Vec<LivenessUpdate> {
-        let mut updates = std::mem::take(&mut *lock(&self.departed));
         let sessions = lock(&self.sessions);
+        let mut updates = std::mem::take(&mut *lock(&self.departed));
         updates.extend(
             sessions
                 .values()
@@ -488,8 +490,8 @@ impl Registry {
 
     /// Every unwritten liveness change, every session disconnected: for a clean shutdown.
     pub fn take_all(&self, now: Instant) -> Vec<LivenessUpdate> {
-        let mut updates = std::mem::take(&mut *lock(&self.departed));
         let sessions = lock(&self.sessions);
+        let mut updates = std::mem::take(&mut *lock(&self.departed));
         updates.extend(
             sessions
                 .values()
