@@ -3,10 +3,12 @@
 //! The profiles differ in what they assume before the first round trip (the initial RTT, so the
 //! handshake's retransmission timer and the dial timeout) and in the receive window and congestion
 //! controller sized for the link. A device rarely knows which link it is on, and may move between
-//! them (a kiosk whose LTE fails over to a satellite dish), so `auto` measures: the round trip of
-//! each connection's handshake picks the profile for the next dial, remembered in the data
-//! directory across restarts. The connection that measured keeps its controller (quinn cannot
-//! swap it) but takes the fitting receive window at once.
+//! them (a kiosk whose LTE fails over to a satellite dish), so `auto` measures: each connection's
+//! smoothed round trip at its end picks the profile for the next dial, remembered in the data
+//! directory across restarts. The very first connection decides from its handshake already (a
+//! handshake that waited in a busy hub's admission queue reads long; the next session corrects
+//! it). A connection that measured keeps its controller (quinn cannot swap it) but takes the
+//! fitting receive window at once.
 
 use std::path::Path;
 use std::time::Duration;

@@ -177,8 +177,8 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     }
 }
 
-/// Measure the path on a new connection (its handshake's round trip) and, if another profile
-/// fits it, take that profile's receive window now and dial with it from the next connection on.
+/// Measure the path (the connection's smoothed round trip) and, if another profile fits it, take
+/// that profile's receive window now and dial with it from the next connection on.
 fn fit_profile_to_path(dialer: &mut Dialer, conn: &quinn::Connection, data_dir: &Path) {
     let rtt = conn.rtt();
     let fitting = path::fitting(rtt);
@@ -264,7 +264,10 @@ async fn connect_and_serve(
         Err(e) => return Err(SessionAttempt::Retry(Interruption::Dial(e))),
     };
     info!(remote = %conn.remote_address(), "connected to the hub");
-    if config.choose_transport {
+    // The handshake's round trip decides only the very first choice: a handshake that waited in
+    // a busy hub's admission queue reads seconds long. Later choices wait for the session's end,
+    // when the smoothed round trip has seen many check-ins.
+    if config.choose_transport && path::remembered(&config.data_dir).is_none() {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }
     let defaults = SessionDefaults {
@@ -285,6 +288,9 @@ async fn connect_and_serve(
         new_addrs = Some(welcome.hub_addrs.clone())
     })
     .await;
+    if config.choose_transport {
+        fit_profile_to_path(dialer, &conn, &config.data_dir);
+    }
     if let Some(addrs) = new_addrs {
         *snapshot_due = false;
         if let Err(e) = identity.update_hub_addrs(&addrs) {
