@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::agent_link::interval::CheckinTuner;
 use crate::agent_link::windows::{WindowBudget, WindowGrant};
+use crate::proxy::ping::PingCache;
 use crate::store::LivenessUpdate;
 
 mod control;
@@ -116,6 +117,7 @@ pub struct LiveSession {
     summons: Mutex<HashMap<u32, oneshot::Sender<()>>>,
     next_summon: AtomicU32,
     proxy_slots: Arc<Semaphore>,
+    ping: PingCache,
 }
 
 /// A point-in-time view of a live session for the API.
@@ -206,7 +208,13 @@ impl LiveSession {
             summons: Mutex::new(HashMap::new()),
             next_summon: AtomicU32::new(1),
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
+            ping: PingCache::default(),
         }
+    }
+
+    /// The engine's last answer to the docker CLI's `/_ping` ([`crate::proxy::ping`]).
+    pub(crate) fn ping_cache(&self) -> &PingCache {
+        &self.ping
     }
 
     /// The control messages waiting for the session driver.

@@ -309,3 +309,50 @@ fn the_demo_with_a_satellite_link_puts_the_device_behind_the_emulator() {
         "docker ps took {elapsed:?}: not through the emulated link"
     );
 }
+
+/// The headers of `GET /_ping` on endpoint `id`'s engine through the hub, with the admin token.
+fn ping_headers(hub: &Hub, id: u64) -> reqwest::header::HeaderMap {
+    let read = |name: &str| std::fs::read(hub.data_dir.join(name)).unwrap();
+    let token = String::from_utf8(read("admin.token")).unwrap();
+    let ca = reqwest::Certificate::from_pem(&read("ca.pem")).unwrap();
+    let url = format!("https://{}/api/endpoints/{id}/docker/_ping", hub.api_addr);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
+        let response = client
+            .get(url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+        response.headers().clone()
+    })
+}
+
+#[test]
+fn after_the_first_command_the_hub_answers_the_clis_ping_with_the_engines_headers() {
+    let hub = Hub::start();
+    let (id, _agent) = enrol(&hub, "pinged");
+    let first = ping_headers(&hub, id);
+    assert!(
+        !first.contains_key("outpost-ping"),
+        "the first ping of a session goes to the engine: {first:?}"
+    );
+    assert!(DockerCli::for_endpoint(&hub, id)
+        .run(&["ps"])
+        .status
+        .success());
+    let cached = ping_headers(&hub, id);
+    assert_eq!(cached["outpost-ping"], "hub", "{cached:?}");
+    let engine = direct(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let engine_api = String::from_utf8_lossy(&engine.stdout).trim().to_owned();
+    assert_eq!(cached["api-version"], engine_api.as_str());
+    assert_eq!(cached["ostype"], first["ostype"]);
+}

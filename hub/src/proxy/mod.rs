@@ -10,6 +10,7 @@
 //! A client that goes away drops its response body; hyper then drops the stream, QUIC resets it,
 //! and the agent closes the matching engine connection.
 
+pub(crate) mod ping;
 mod reply;
 mod slots;
 mod upgrade;
@@ -44,11 +45,17 @@ static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 /// Proxy one request to endpoint `id`'s engine.
 pub(crate) async fn handle(
     State(ctx): State<Arc<HubContext>>,
-    Path((id, _rest)): Path<(u64, String)>,
+    Path((id, rest)): Path<(u64, String)>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let id = EndpointId(id);
     let session = live_session(&ctx, id).await?;
+    let is_ping = ping::is_ping(request.method(), &rest);
+    if is_ping {
+        if let Some(answer) = ping::answer(session.ping_cache(), Instant::now()) {
+            return Ok(answer);
+        }
+    }
     session.summon(ctx.summon_timeout).await?;
     let slots = acquire(&ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
@@ -82,6 +89,9 @@ pub(crate) async fn handle(
             drop(slots);
         });
         return Ok(response.map(Body::new));
+    }
+    if is_ping && response.status() == StatusCode::OK {
+        ping::remember(session.ping_cache(), response.headers(), Instant::now());
     }
     Ok(response.map(|body| Body::new(slots::HoldingBody::new(body, slots))))
 }
