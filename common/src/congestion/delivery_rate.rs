@@ -7,10 +7,12 @@
 //! the bottleneck rate with a bounded queue (less than a GEO modem's half-BDP buffer), and a lost
 //! packet costs its retransmission, not half the window.
 //!
-//! Startup keeps `startup_gain × rate × min_rtt` in flight, so the window grows by about that
-//! factor per round (less in practice: a per-packet sample lags a round behind). It also jumps
-//! straight to the steady window for the rate the acks' spacing shows once a burst has crossed
-//! the bottleneck (packet pair): on a GEO path that is the second round instead of the seventh.
+//! Startup sends its first flight as one burst and reads the bottleneck's rate from the spacing
+//! of that burst's acks ([`train`]): on a GEO path the window is the steady one a round trip
+//! after the transfer starts, instead of in the fourth round with a bandwidth-delay product of
+//! overshoot. Where the burst shows nothing, startup keeps `startup_gain × rate × min_rtt` in
+//! flight, so the window grows by about that factor per round, and also jumps to what a whole
+//! round's ack spacing shows.
 //! Startup ends when an ack shows a queue building (HyStart's delay signal), when a round loses
 //! more than [`STARTUP_LOSS_EXIT`] of what it delivered, or when the rate stops growing by a
 //! quarter for [`FULL_PIPE_ROUNDS`] rounds. The first two are checked on every ack and loss, not
@@ -28,9 +30,17 @@
 //! send time remembers how much had been delivered by then, and an ack of a packet sent at `t`
 //! yields `(delivered now − delivered at t) / (now − time of that delivery)`.
 
+mod config;
+mod max_filter;
+mod train;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use config::DeliveryRateConfig;
+use max_filter::MaxFilter;
+use train::{Train, Verdict};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
 pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
@@ -55,40 +65,13 @@ const AGGREGATION_PACKETS: u64 = 4;
 /// A round's ack spacing is a rate sample only with this many acks over at least this span.
 const MIN_ACKS_FOR_ACK_RATE: u32 = 8;
 const MIN_ACK_RATE_SPAN: Duration = Duration::from_millis(2);
+/// What quinn is told the window is while a burst leaves: above `u32::MAX` its pacer stands
+/// aside (quinn-proto 0.11's `Pacer::delay`), and the burst's own budget bounds what is sent.
+/// quinn reads the window once per datagram and reports sends once per GSO batch, so a burst
+/// overshoots its budget by at most one batch (10 datagrams).
+const UNPACED_WINDOW: u64 = 1 << 40;
 /// Send-time marks kept at most; marks for packets that were lost are dropped oldest first.
 const MAX_MARKS: usize = 4096;
-
-/// Tuning for [`DeliveryRate`].
-#[derive(Clone, Debug)]
-pub struct DeliveryRateConfig {
-    /// Window before any measurement, in bytes.
-    pub initial_window: u64,
-    /// Startup window as a multiple of the measured bandwidth-delay product.
-    pub startup_gain: f64,
-    /// Steady-state window as a multiple of the bandwidth-delay product ...
-    pub cwnd_gain: f64,
-    /// ... plus this much of the rate: room for jitter, which makes the minimum RTT read low.
-    pub jitter_allowance: Duration,
-}
-
-impl Default for DeliveryRateConfig {
-    fn default() -> Self {
-        Self {
-            // RFC 9002's initial window: 10 packets, at least 14,720 bytes.
-            initial_window: 14_720,
-            startup_gain: 3.0,
-            // 1.25 × BDP + 25 ms: probes for a quarter more than the rate each round. Jitter
-            // makes the minimum RTT read low (50 ms on a 70 ms LTE path with ±8 ms): 1.25 × BDP
-            // alone then kept less than a BDP in flight, each round measured less than the last
-            // and the rate decayed to a quarter of the link; the 25 ms cover that (LTE keeps
-            // 87 ms of the rate in flight). A plain 1.5 × BDP did too, but on GEO it is 290 ms
-            // of standing queue, more than the modem's 750 KB buffer holds at 20 Mbit/s: every
-            // round overflowed it and the round trip rose to 870 ms (the `congestion` bench).
-            cwnd_gain: 1.25,
-            jitter_allowance: Duration::from_millis(25),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -104,32 +87,6 @@ struct SendMark {
     delivered_at: Instant,
     /// When the packet most recently acknowledged at `sent` had itself been sent.
     first_sent: Instant,
-}
-
-/// The largest sample per round over the last [`RATE_WINDOW_ROUNDS`] busy rounds.
-#[derive(Clone, Debug, Default)]
-struct MaxFilter {
-    slots: [(u64, u64); RATE_WINDOW_ROUNDS as usize],
-}
-
-impl MaxFilter {
-    fn update(&mut self, round: u64, rate: u64) {
-        let slot = &mut self.slots[(round % RATE_WINDOW_ROUNDS) as usize];
-        if slot.0 != round {
-            *slot = (round, rate);
-        } else if rate > slot.1 {
-            slot.1 = rate;
-        }
-    }
-
-    fn get(&self, round: u64) -> u64 {
-        self.slots
-            .iter()
-            .filter(|(r, _)| r + RATE_WINDOW_ROUNDS > round)
-            .map(|(_, rate)| *rate)
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 /// The controller's state: pure, driven by the times and byte counts quinn reports.
@@ -176,8 +133,14 @@ pub struct DeliveryRate {
     rate: MaxFilter,
     /// Per-round ack-spacing rates: the bottleneck's rate as soon as a burst crosses it.
     spacing: MaxFilter,
+    /// A train's rate and the last round it counts in: long enough for the flights sent at
+    /// that rate to be measured, short enough that a train misled by bunched acks costs one
+    /// round of queue, not ten.
+    train_rate: Option<(u64, u64)>,
     full_rate: u64,
     rounds_without_growth: u32,
+    /// The current flight's burst while startup has not measured the path yet.
+    train: Option<Train>,
 }
 
 impl DeliveryRate {
@@ -213,8 +176,10 @@ impl DeliveryRate {
             min_rtt: Duration::ZERO,
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
+            train_rate: None,
             full_rate: 0,
             rounds_without_growth: 0,
+            train: None,
         }
     }
 
@@ -228,10 +193,31 @@ impl DeliveryRate {
         self.window
     }
 
+    /// What may be in flight now: the window, or [`UNPACED_WINDOW`] while a flight in startup
+    /// leaves as one burst (see [`train`]).
+    pub fn sending_window(&self) -> u64 {
+        let bursting = match &self.train {
+            Some(train) => train.bursting(),
+            None => self.idle,
+        };
+        if self.mode == Mode::Startup && bursting {
+            UNPACED_WINDOW
+        } else {
+            self.window
+        }
+    }
+
     /// The bottleneck rate estimate in bytes per second: the larger of the per-packet delivery
     /// rate and the ack spacing over a round (which smooths ack compression over the round).
     pub fn bottleneck_rate(&self) -> u64 {
-        self.rate.get(self.round).max(self.spacing.get(self.round))
+        let train = match self.train_rate {
+            Some((rate, until)) if self.round <= until => rate,
+            _ => 0,
+        };
+        self.rate
+            .get(self.round)
+            .max(self.spacing.get(self.round))
+            .max(train)
     }
 
     /// Whether startup has ended.
@@ -243,9 +229,16 @@ impl DeliveryRate {
         4 * self.mtu
     }
 
-    /// Packets were sent at `now`.
-    pub fn on_sent(&mut self, now: Instant) {
+    /// `bytes` were sent at `now`.
+    pub fn on_sent(&mut self, now: Instant, bytes: u64) {
         self.last_sent = Some(now);
+        // No train: this flight started from idle, or the last one was too short to tell.
+        if self.mode == Mode::Startup && self.train.is_none() {
+            self.train = Some(Train::new(self.window));
+        }
+        if let Some(train) = &mut self.train {
+            train.on_sent(now, bytes);
+        }
         if self.idle {
             // A flight after an idle period: its rate samples start now, not at the last ack
             // before the pause (as in BBR), or the first round after a check-in 25 s ago would
@@ -296,6 +289,7 @@ impl DeliveryRate {
                 self.rate.update(self.round, rate);
             }
         }
+        self.measure_train(now, sent, bytes);
         match self.mode {
             Mode::Startup => {
                 // Grow on the per-packet samples; jump to what the ack spacing shows.
@@ -311,6 +305,26 @@ impl DeliveryRate {
     /// The acks of one datagram are processed: `in_flight` bytes are still unacknowledged.
     pub fn on_end_acks(&mut self, in_flight: u64) {
         self.idle = in_flight == 0;
+        if self.idle {
+            self.train = None;
+        }
+    }
+
+    /// Once the burst's acks show a bottleneck, startup is over: the window is the steady one
+    /// for that rate, and steady state's probing finds whatever the train missed. A flight too
+    /// short to tell (a connection's handshake, a check-in) lets the next one burst, even if a
+    /// few of its packets are still in flight.
+    fn measure_train(&mut self, now: Instant, sent: Instant, bytes: u64) {
+        let verdict = self.train.as_mut().and_then(|t| t.on_ack(now, sent, bytes));
+        match (verdict, self.mode) {
+            (Some(Verdict::Bottleneck(rate)), Mode::Startup) => {
+                // This round and the next: the packets sent at the train's rate are acked then.
+                self.train_rate = Some((rate, self.round + 1));
+                self.mode = Mode::Steady;
+            }
+            (Some(Verdict::TooShort), _) => self.train = None,
+            _ => {}
+        }
     }
 
     /// Whether the round's smallest RTT sample shows a standing queue. The round's minimum, not

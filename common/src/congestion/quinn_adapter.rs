@@ -23,8 +23,8 @@ impl ControllerFactory for Factory {
 struct Adapter(DeliveryRate);
 
 impl Controller for Adapter {
-    fn on_sent(&mut self, now: Instant, _bytes: u64, _last_packet_number: u64) {
-        self.0.on_sent(now);
+    fn on_sent(&mut self, now: Instant, bytes: u64, _last_packet_number: u64) {
+        self.0.on_sent(now, bytes);
     }
 
     fn on_ack(
@@ -64,7 +64,7 @@ impl Controller for Adapter {
     }
 
     fn window(&self) -> u64 {
-        self.0.window()
+        self.0.sending_window()
     }
 
     fn metrics(&self) -> ControllerMetrics {

@@ -1,0 +1,336 @@
+//! The first flight of a transfer sent as one burst, and the bottleneck rate its acks show.
+//!
+//! quinn paces every flight at 1.25 windows per round trip, so a paced flight's acks can only
+//! show the rate it was sent at, and startup learns the path one doubling per round: from a
+//! 147 KB window a 20 Mbit/s GEO path is full only in the fourth round (2.4 s), and the last
+//! doubling overshoots the modem's queue by a bandwidth-delay product. A burst is different:
+//! it leaves faster than any bottleneck, queues there, and comes out spaced at the bottleneck's
+//! rate — so do its acks (packet pair, here a train of a whole window). One round trip after
+//! the transfer starts the controller knows the path's rate instead of guessing at it.
+//!
+//! The burst is never more than the window startup would have sent anyway; it only skips the
+//! pacing of that one flight. A train is trusted only when its acks came back at most half as
+//! fast as its packets left (it really crossed a narrower link), over enough acks to average
+//! out the receiver's ack batching.
+
+use std::time::{Duration, Instant};
+
+/// The train's rate is measured from the ack that completes this share of it ...
+const SPAN_FROM: f64 = 0.125;
+/// ... to the ack that completes this share (the rest may be lost). Not from the first ack: a
+/// request's head often leaves a few milliseconds before its body, and jitter that never
+/// reorders (queues keep order) delays the later acks of a train more than its first.
+const SPAN_TO: f64 = 0.875;
+/// The span must hold at least this many acks ...
+const MIN_ACKS: u32 = 8;
+/// ... and last this long, or it says more about ack batching than about the path.
+const MIN_SPAN: Duration = Duration::from_millis(2);
+/// The span's packets came back at most this share of the rate they left at: a bottleneck.
+const SATURATED: f64 = 0.5;
+
+/// What the acks of a finished train showed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The burst crossed a bottleneck of this many bytes per second.
+    Bottleneck(u64),
+    /// The acks came back about as fast as the burst left, or too few to tell.
+    Unknown,
+    /// The flight ran out of data long before its budget (a handshake, a check-in): the next
+    /// flight may try again.
+    TooShort,
+}
+
+/// An ack in the train: when it arrived, when its packet left, how much was acked by then.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    at: Instant,
+    sent: Instant,
+    acked: u64,
+}
+
+/// One burst and its acks.
+#[derive(Clone, Debug)]
+pub(super) struct Train {
+    /// Bytes the burst may still send unpaced.
+    budget: u64,
+    sent: u64,
+    first_sent: Option<Instant>,
+    last_sent: Option<Instant>,
+    acked: u64,
+    /// Where the measured span starts, and its latest ack.
+    from: Option<Mark>,
+    to: Option<Mark>,
+    acks: u32,
+    /// Ack time against bytes acked over the span: its slope is the bottleneck's time per byte.
+    fit: Fit,
+    /// The burst ended (at its first ack) with budget left: the flight had no more to send.
+    app_limited: bool,
+    finished: bool,
+}
+
+impl Train {
+    /// A train of at most `budget` bytes (the window).
+    pub(super) fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            sent: 0,
+            first_sent: None,
+            last_sent: None,
+            acked: 0,
+            from: None,
+            to: None,
+            acks: 0,
+            fit: Fit::default(),
+            app_limited: false,
+            finished: false,
+        }
+    }
+
+    /// Whether the burst is still leaving (pacing and the window do not apply to it).
+    pub(super) fn bursting(&self) -> bool {
+        !self.finished && self.budget > 0
+    }
+
+    /// `bytes` were sent at `now`.
+    pub(super) fn on_sent(&mut self, now: Instant, bytes: u64) {
+        if !self.bursting() {
+            return;
+        }
+        self.first_sent.get_or_insert(now);
+        self.last_sent = Some(now);
+        self.sent += bytes;
+        self.budget = self.budget.saturating_sub(bytes);
+    }
+
+    /// A packet sent at `sent` was acknowledged at `now`. Returns the verdict once, when most of
+    /// the burst is acknowledged (or a packet sent after it is).
+    pub(super) fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64) -> Option<Verdict> {
+        let (Some(first_sent), Some(last_sent)) = (self.first_sent, self.last_sent) else {
+            return None;
+        };
+        if self.finished || sent < first_sent {
+            return None;
+        }
+        // The burst ends at its first ack: what is sent later is clocked by acks, not a burst.
+        if self.budget > 0 && self.acked == 0 {
+            self.app_limited = true;
+        }
+        self.budget = 0;
+        let after_train = sent > last_sent;
+        if !after_train {
+            self.count_ack(Mark {
+                at: now,
+                sent,
+                acked: self.acked + bytes,
+            });
+        }
+        if !(self.acked as f64 >= self.sent as f64 * SPAN_TO || after_train) {
+            return None;
+        }
+        self.finished = true;
+        Some(self.verdict())
+    }
+
+    fn count_ack(&mut self, mark: Mark) {
+        self.acked = mark.acked;
+        match self.from {
+            // Packets acknowledged by the same ack frame as the span's first belong to its start.
+            Some(from) if from.at == mark.at => self.from = Some(mark),
+            Some(from) => {
+                self.to = Some(mark);
+                self.acks += 1;
+                let x = (mark.acked - from.acked) as f64;
+                self.fit
+                    .add(x, mark.at.duration_since(from.at).as_secs_f64());
+            }
+            None if self.acked as f64 >= self.sent as f64 * SPAN_FROM => {
+                self.from = Some(mark);
+                self.fit.add(0.0, 0.0);
+            }
+            None => {}
+        }
+    }
+
+    fn verdict(&self) -> Verdict {
+        let too_short = if self.app_limited {
+            Verdict::TooShort
+        } else {
+            Verdict::Unknown
+        };
+        let (Some(from), Some(to)) = (self.from, self.to) else {
+            return too_short;
+        };
+        if self.acks < MIN_ACKS {
+            return too_short;
+        }
+        let ack_span = to.at.saturating_duration_since(from.at);
+        if ack_span < MIN_SPAN {
+            return Verdict::Unknown;
+        }
+        let send_span = to.sent.saturating_duration_since(from.sent);
+        if send_span.as_secs_f64() > ack_span.as_secs_f64() * SATURATED {
+            return Verdict::Unknown;
+        }
+        match self.fit.slope() {
+            Some(seconds_per_byte) if seconds_per_byte > 0.0 => {
+                Verdict::Bottleneck((1.0 / seconds_per_byte) as u64)
+            }
+            _ => Verdict::Unknown,
+        }
+    }
+}
+
+/// A least-squares line through (bytes acked, ack time). Not the span's two ends: a receiver
+/// that falls behind acks a clump late and then catches up, and the ends alone read that as a
+/// faster link (40 % faster in the `congestion` bench); the fit weighs every ack.
+#[derive(Clone, Debug, Default)]
+struct Fit {
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+}
+
+impl Fit {
+    fn add(&mut self, x: f64, y: f64) {
+        self.n += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+    }
+
+    fn slope(&self) -> Option<f64> {
+        let spread = self.n * self.xx - self.x * self.x;
+        (spread > 0.0).then(|| (self.n * self.xy - self.x * self.y) / spread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PACKET: u64 = 1200;
+
+    /// A 100-packet burst sent `send_gap` apart, acked in pairs `spacing` apart from `rtt` on.
+    fn run(send_gap: Duration, spacing: Duration) -> Option<Verdict> {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let mut train = Train::new(100 * PACKET);
+        for i in 0..100u32 {
+            assert!(train.bursting());
+            train.on_sent(epoch + send_gap * i, PACKET);
+        }
+        assert!(!train.bursting());
+        let rtt = Duration::from_millis(600);
+        let mut verdict = None;
+        for pair in 0..50u32 {
+            let sent = epoch + send_gap * (2 * pair);
+            let at = epoch + rtt + spacing * pair;
+            for _ in 0..2 {
+                if let Some(v) = train.on_ack(at, sent, PACKET) {
+                    assert!(verdict.is_none(), "a second verdict");
+                    verdict = Some(v);
+                }
+            }
+        }
+        verdict
+    }
+
+    #[test]
+    fn acks_spaced_by_a_bottleneck_show_its_rate() {
+        // Two 1,200-byte packets every 0.96 ms: 2.5 MB/s, a 20 Mbit/s link.
+        let burst = Duration::from_micros(10);
+        let Some(Verdict::Bottleneck(rate)) = run(burst, Duration::from_micros(960)) else {
+            panic!("no bottleneck found");
+        };
+        assert!((2_400_000..=2_600_000).contains(&rate), "rate {rate}");
+    }
+
+    #[test]
+    fn acks_as_fast_as_the_burst_show_nothing() {
+        // A link faster than the sender: the acks come back as the burst left (a pair every
+        // 0.2 ms), over a span long enough to measure.
+        let gap = Duration::from_micros(100);
+        assert_eq!(run(gap, 2 * gap), Some(Verdict::Unknown));
+    }
+
+    #[test]
+    fn the_verdict_waits_for_most_of_the_train() {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let mut train = Train::new(20 * PACKET);
+        for _ in 0..20 {
+            train.on_sent(epoch, PACKET);
+        }
+        let rtt = Duration::from_millis(600);
+        for i in 0..17 {
+            let at = epoch + rtt + Duration::from_millis(i);
+            assert_eq!(
+                train.on_ack(at, epoch, PACKET),
+                None,
+                "after {} acks",
+                i + 1
+            );
+        }
+        let verdict = train.on_ack(epoch + rtt + Duration::from_millis(17), epoch, PACKET);
+        assert!(
+            matches!(verdict, Some(Verdict::Bottleneck(_))),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn a_head_sent_before_the_body_does_not_stretch_the_train() {
+        // The request's head leaves 46 ms before a 100-packet body burst (the product's
+        // `docker load`); acks of the body come 0.48 ms apart per packet (2.5 MB/s).
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let rtt = Duration::from_millis(600);
+        let gap = Duration::from_millis(46);
+        let mut train = Train::new(101 * PACKET);
+        train.on_sent(epoch, PACKET);
+        for _ in 0..100 {
+            train.on_sent(epoch + gap, PACKET);
+        }
+        assert_eq!(train.on_ack(epoch + rtt, epoch, PACKET), None);
+        let mut verdict = None;
+        for i in 0..100u32 {
+            let at = epoch + gap + rtt + Duration::from_micros(480) * i;
+            verdict = verdict.or(train.on_ack(at, epoch + gap, PACKET));
+        }
+        let Some(Verdict::Bottleneck(rate)) = verdict else {
+            panic!("no bottleneck found: {verdict:?}");
+        };
+        assert!((2_400_000..=2_600_000).contains(&rate), "rate {rate}");
+    }
+
+    #[test]
+    fn a_short_flight_shows_nothing() {
+        // A check-in: two packets and their ack, far below the window the train may use.
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let mut train = Train::new(100 * PACKET);
+        train.on_sent(epoch, 2 * PACKET);
+        let at = epoch + Duration::from_millis(600);
+        assert_eq!(train.on_ack(at, epoch, 2 * PACKET), Some(Verdict::TooShort));
+        assert!(!train.bursting());
+    }
+
+    #[test]
+    fn the_burst_ends_at_its_first_ack() {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let mut train = Train::new(100 * PACKET);
+        for _ in 0..20 {
+            train.on_sent(epoch, PACKET);
+        }
+        let at = epoch + Duration::from_millis(600);
+        assert_eq!(train.on_ack(at, epoch, PACKET), None);
+        assert!(
+            !train.bursting(),
+            "sends clocked by acks are not part of the burst"
+        );
+    }
+}
