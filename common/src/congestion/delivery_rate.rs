@@ -32,6 +32,7 @@
 
 mod config;
 mod max_filter;
+mod min_rtt;
 mod train;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use std::time::{Duration, Instant};
 
 pub use config::DeliveryRateConfig;
 use max_filter::MaxFilter;
+use min_rtt::MinRtt;
 use train::{Train, Verdict};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
@@ -126,10 +128,13 @@ pub struct DeliveryRate {
     round_app_limited: bool,
     /// The smallest RTT sample of the round.
     round_min_rtt: Option<Duration>,
+    /// The smallest RTT sample of the last round.
+    last_round_min_rtt: Option<Duration>,
     /// The largest RTT sample of the round.
     round_max_rtt: Duration,
-    /// The path's minimum RTT, as quinn last reported it.
+    /// The path's minimum RTT, from `path_min_rtt`.
     min_rtt: Duration,
+    path_min_rtt: MinRtt,
     rate: MaxFilter,
     /// Per-round ack-spacing rates: the bottleneck's rate as soon as a burst crosses it.
     spacing: MaxFilter,
@@ -172,8 +177,10 @@ impl DeliveryRate {
             round_acks: 0,
             round_app_limited: false,
             round_min_rtt: None,
+            last_round_min_rtt: None,
             round_max_rtt: Duration::ZERO,
             min_rtt: Duration::ZERO,
+            path_min_rtt: MinRtt::default(),
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
             train_rate: None,
@@ -260,15 +267,8 @@ impl DeliveryRate {
         });
     }
 
-    /// A packet of `bytes` sent at `sent` was acknowledged at `now`; `min_rtt` is the path's.
-    pub fn on_ack(
-        &mut self,
-        now: Instant,
-        sent: Instant,
-        bytes: u64,
-        app_limited: bool,
-        min_rtt: Duration,
-    ) {
+    /// A packet of `bytes` sent at `sent` was acknowledged at `now`.
+    pub fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
         self.idle = false;
         self.delivered += bytes;
         self.round_delivered += bytes;
@@ -280,6 +280,10 @@ impl DeliveryRate {
             self.end_round();
         }
         self.count_round_ack(now, sent, bytes, app_limited);
+        let quiet = app_limited || self.mode == Mode::Startup;
+        let explained = self.queue_explains_round_trips();
+        self.path_min_rtt.on_sample(now, sent, quiet, explained);
+        let min_rtt = self.path_min_rtt.get();
         self.min_rtt = min_rtt;
         self.exit_startup_early();
         let rate = self.sample(now, sent);
@@ -300,10 +304,37 @@ impl DeliveryRate {
             }
             Mode::Steady => self.window = self.steady_window(self.bottleneck_rate(), min_rtt),
         }
+        if self.path_min_rtt.probing() {
+            self.window = self.window.min(self.probe_window());
+        }
     }
 
-    /// The acks of one datagram are processed: `in_flight` bytes are still unacknowledged.
-    pub fn on_end_acks(&mut self, in_flight: u64) {
+    /// Whether the last round's smallest round trip is no longer than the window lasts at the
+    /// bottleneck rate (plus a tenth, for jitter): a queue of the sender's own explains it.
+    /// At steady state the window keeps the round trip near that length by design; a round
+    /// trip well beyond it means the path itself got longer.
+    fn queue_explains_round_trips(&self) -> bool {
+        let (Some(round_min), rate) = (self.last_round_min_rtt, self.bottleneck_rate()) else {
+            return true;
+        };
+        if rate == 0 {
+            return true;
+        }
+        let reach = Duration::from_secs_f64(self.window as f64 / rate as f64);
+        round_min <= reach + reach / 10
+    }
+
+    /// The window while the minimum round trip is re-measured: half a bandwidth-delay product,
+    /// so the bottleneck's queue drains.
+    fn probe_window(&self) -> u64 {
+        self.window_for(self.bottleneck_rate(), self.min_rtt, 0.5)
+    }
+
+    /// The acks of one datagram are processed at `now`: `in_flight` bytes are still
+    /// unacknowledged.
+    pub fn on_end_acks(&mut self, now: Instant, in_flight: u64) {
+        self.path_min_rtt
+            .on_in_flight(now, in_flight, self.probe_window());
         self.idle = in_flight == 0;
         if self.idle {
             self.train = None;
@@ -391,7 +422,7 @@ impl DeliveryRate {
         self.round_app_limited = false;
         let (delivered, lost) = (self.round_delivered, self.round_lost);
         let queue_building = self.queue_is_building();
-        self.round_min_rtt = None;
+        self.last_round_min_rtt = self.round_min_rtt.take();
         self.round_max_rtt = Duration::ZERO;
         self.round_delivered = 0;
         self.round_lost = 0;

@@ -33,19 +33,20 @@ impl Controller for Adapter {
         sent: Instant,
         bytes: u64,
         app_limited: bool,
-        rtt: &RttEstimator,
+        _rtt: &RttEstimator,
     ) {
-        self.0.on_ack(now, sent, bytes, app_limited, rtt.min());
+        // Not quinn's minimum round trip: it never expires (see `delivery_rate::min_rtt`).
+        self.0.on_ack(now, sent, bytes, app_limited);
     }
 
     fn on_end_acks(
         &mut self,
-        _now: Instant,
+        now: Instant,
         in_flight: u64,
         _app_limited: bool,
         _largest_packet_num_acked: Option<u64>,
     ) {
-        self.0.on_end_acks(in_flight);
+        self.0.on_end_acks(now, in_flight);
     }
 
     fn on_congestion_event(

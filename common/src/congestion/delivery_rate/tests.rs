@@ -17,6 +17,17 @@ struct Link {
     one_way: Duration,
     queue: u64,
     loss: f64,
+    /// From this time on, each way takes this much longer (a satellite hand-over, a reroute).
+    step: Option<(Duration, Duration)>,
+}
+
+impl Link {
+    fn rtt_at(&self, now: Duration) -> Duration {
+        match self.step {
+            Some((at, extra)) if now >= at => (self.one_way + extra) * 2,
+            _ => self.one_way * 2,
+        }
+    }
 }
 
 const GEO: Link = Link {
@@ -24,6 +35,7 @@ const GEO: Link = Link {
     one_way: Duration::from_millis(300),
     queue: 750_000,
     loss: 0.01,
+    step: None,
 };
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,7 +57,6 @@ struct Run {
 #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
 fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) -> Run {
     let epoch = Instant::now();
-    let min_rtt = link.one_way * 2;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events: BinaryHeap<Reverse<(Duration, Event)>> = BinaryHeap::new();
     let (mut now, mut link_free, mut next_send) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -60,7 +71,7 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
         let next_event = events.peek().map(|Reverse((at, _))| *at);
         if can_send && next_event.is_none_or(|at| next_send <= at) {
             now = now.max(next_send);
-            next_send = pacer.send(now, window, min_rtt);
+            next_send = pacer.send(now, window, link.rtt_at(now));
             controller.on_sent(epoch + now, PACKET);
             in_flight += PACKET;
             unsent = unsent.saturating_sub(PACKET);
@@ -70,11 +81,14 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
                 overflowed_in_steady += 1;
             }
             if rng.random_bool(link.loss) || overflows {
-                events.push(Reverse((now + min_rtt, Event::Lost)));
+                events.push(Reverse((now + link.rtt_at(now), Event::Lost)));
                 continue;
             }
             link_free = link_free.max(now) + Duration::from_secs_f64(PACKET as f64 / link.rate);
-            events.push(Reverse((link_free + min_rtt, Event::Acked { sent: now })));
+            events.push(Reverse((
+                link_free + link.rtt_at(now),
+                Event::Acked { sent: now },
+            )));
             continue;
         }
         let Some(Reverse((at, event))) = events.pop() else {
@@ -97,7 +111,7 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
         match event {
             Event::Acked { sent } => {
                 delivered += PACKET;
-                controller.on_ack(epoch + now, epoch + sent, PACKET, false, min_rtt);
+                controller.on_ack(epoch + now, epoch + sent, PACKET, false);
             }
             Event::Lost => {
                 lost += 1;
@@ -106,7 +120,7 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
                 controller.on_congestion_event(PACKET, false);
             }
         }
-        controller.on_end_acks(in_flight);
+        controller.on_end_acks(epoch + now, in_flight);
     }
     Run {
         elapsed: now,
@@ -218,7 +232,7 @@ fn a_second_transfer_after_idle_starts_at_the_learned_rate() {
     for i in 0..50u64 {
         let sent = epoch + Duration::from_secs(25 * i);
         idle.on_sent(sent, 60);
-        idle.on_ack(sent + GEO.one_way * 2, sent, 60, true, GEO.one_way * 2);
+        idle.on_ack(sent + GEO.one_way * 2, sent, 60, true);
     }
     assert_eq!(idle.bottleneck_rate(), rate);
     let second = transfer(&GEO, 10 << 20, idle, 5);
@@ -248,6 +262,7 @@ fn a_slow_narrow_link_is_not_flooded() {
         one_way: Duration::from_millis(150),
         queue: 20_000,
         loss: 0.3,
+        step: None,
     };
     let size = 256 << 10;
     let run = transfer(&link, size, fresh(), 7);
@@ -266,7 +281,7 @@ fn flight(controller: &mut DeliveryRate, sent: Instant, acked: Instant, count: u
         controller.on_sent(sent, PACKET);
     }
     for _ in 0..count {
-        controller.on_ack(acked, sent, PACKET, false, GEO.one_way * 2);
+        controller.on_ack(acked, sent, PACKET, false);
     }
 }
 
@@ -278,8 +293,8 @@ fn a_flight_after_idle_measures_from_its_own_start() {
     let rtt = GEO.one_way * 2;
     // A check-in, then 25 s of silence with nothing in flight.
     controller.on_sent(epoch, 60);
-    controller.on_ack(epoch + rtt, epoch, 60, true, rtt);
-    controller.on_end_acks(0);
+    controller.on_ack(epoch + rtt, epoch, 60, true);
+    controller.on_end_acks(epoch + rtt, 0);
     let start = epoch + Duration::from_secs(25);
     flight(&mut controller, start, start + rtt, 12);
     // 12 packets in one round trip: 24 KB/s, not 12 packets over the 25 s pause (600 B/s).
@@ -302,7 +317,7 @@ fn second_round(queued: Duration) -> DeliveryRate {
         controller.on_sent(epoch + gap * i, PACKET);
     }
     for i in 0..12 {
-        controller.on_ack(epoch + rtt + gap * i, epoch + gap * i, PACKET, false, rtt);
+        controller.on_ack(epoch + rtt + gap * i, epoch + gap * i, PACKET, false);
     }
     let next = epoch + rtt;
     for _ in 0..100 {
@@ -310,7 +325,7 @@ fn second_round(queued: Duration) -> DeliveryRate {
     }
     for i in 0..50 {
         let delay = if i < 25 { Duration::ZERO } else { queued };
-        controller.on_ack(next + rtt + delay, next, PACKET, false, rtt);
+        controller.on_ack(next + rtt + delay, next, PACKET, false);
     }
     assert!(controller.in_startup());
     controller
@@ -352,6 +367,55 @@ fn a_satellite_first_flight_finds_the_rate_in_one_round_trip() {
     assert!(
         run.elapsed < Duration::from_secs(6),
         "10 MB took {:?}",
+        run.elapsed
+    );
+}
+
+/// A LEO-like uplink: 20 Mbit/s, 30 ms, a 250 KB queue, 1 % loss.
+const LEO: Link = Link {
+    rate: 20e6 / 8.0,
+    one_way: Duration::from_millis(15),
+    queue: 250_000,
+    loss: 0.01,
+    step: None,
+};
+
+#[test]
+fn a_path_that_gets_longer_mid_transfer_is_still_filled() {
+    // 3 s in, each way takes 25 ms longer (30 → 80 ms): a window sized from the old minimum
+    // no longer fills the pipe. With the lifetime minimum this transfer took 74 s.
+    let link = Link {
+        step: Some((Duration::from_secs(3), Duration::from_millis(25))),
+        ..LEO
+    };
+    let size = 40 << 20;
+    let run = transfer(&link, size, fresh(), 9);
+    let ideal = size as f64 / link.rate;
+    assert!(
+        run.elapsed.as_secs_f64() < ideal * 1.15,
+        "took {:?}, ideal {ideal:.1} s",
+        run.elapsed
+    );
+    assert!(run.controller.min_rtt >= Duration::from_millis(80));
+}
+
+#[test]
+fn re_measuring_the_minimum_does_not_ratchet_the_queue() {
+    // 40 s of lossless transfer: the minimum expires eight times under load. Each probe must
+    // find the empty path's 30 ms, not the sender's own queue.
+    let link = Link { loss: 0.0, ..LEO };
+    let size = 100 << 20;
+    let run = transfer(&link, size, fresh(), 10);
+    let min_rtt = run.controller.min_rtt;
+    assert!(
+        min_rtt < Duration::from_millis(33),
+        "minimum {min_rtt:?} on a 30 ms path"
+    );
+    assert_eq!(run.overflowed_in_steady, 0, "{} lost", run.lost);
+    let ideal = size as f64 / link.rate;
+    assert!(
+        run.elapsed.as_secs_f64() < ideal * 1.06,
+        "took {:?}, ideal {ideal:.1} s (probes cost throughput)",
         run.elapsed
     );
 }
