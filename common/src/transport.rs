@@ -76,10 +76,12 @@ pub const RFC9002_INITIAL_WINDOW: u64 = 14_720;
 /// The hub's initial window on satellite paths: ten times RFC 9002's. At 600 ms a 10-packet
 /// start needs about four more round trips (2.4 s) to reach a 20 Mbit/s bandwidth-delay product
 /// (1.5 MB); a transfer starting on the long-lived, mostly idle hub ↔ agent connection has no
-/// rate to resume from. quinn paces the first window over the handshake's round trip, so it leaves
-/// at 1.25 × 147 KB / 0.6 s ≈ 2.4 Mbit/s: a tenth of the BDP, under the downlink of any GEO plan.
-/// Measured with the `congestion` bench (geo-satellite, 10 MB down after 10 s of small exchanges):
-/// 8.35 s from 14.7 KB, 7.31 s from 73.6 KB, 6.63 s from 147 KB. The cost is on slow paths that
+/// rate to resume from. The delivery-rate controller sends this first window as one burst and
+/// reads the link's rate from its acks (`congestion::delivery_rate`), so 147 KB is also the
+/// train that measures the path: a tenth of the BDP, well inside a GEO modem's 750 KB queue.
+/// Measured with the `congestion` bench (geo-satellite, 10 MB down after 10 s of small exchanges),
+/// when this window was still paced: 8.35 s from 14.7 KB, 7.31 s from 73.6 KB, 6.63 s from
+/// 147 KB; as a burst, 5.84–5.91 s. The cost is on slow paths that
 /// also pick `satellite` for their round trip: EDGE (240 kbit/s, 30 KB queue) overflows its queue
 /// once (1 MB down: 41.9 s from 14.7 KB, 44.7 s from 147 KB; see BENCHMARKS.md).
 pub const SATELLITE_HUB_INITIAL_WINDOW: u64 = 10 * RFC9002_INITIAL_WINDOW;
