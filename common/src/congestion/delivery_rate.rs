@@ -67,6 +67,8 @@ const AGGREGATION_PACKETS: u64 = 4;
 /// A round's ack spacing is a rate sample only with this many acks over at least this span.
 const MIN_ACKS_FOR_ACK_RATE: u32 = 8;
 const MIN_ACK_RATE_SPAN: Duration = Duration::from_millis(2);
+/// Rounds in a row that outlast the window before the minimum round trip is re-measured.
+const UNEXPLAINED_ROUNDS: u32 = 4;
 /// What quinn is told the window is while a burst leaves: above `u32::MAX` its pacer stands
 /// aside (quinn-proto 0.11's `Pacer::delay`), and the burst's own budget bounds what is sent.
 /// quinn reads the window once per datagram and reports sends once per GSO batch, so a burst
@@ -104,6 +106,8 @@ pub struct DeliveryRate {
     last_sent: Option<Instant>,
     /// Nothing was in flight after the last acks: the next send starts a fresh flight.
     idle: bool,
+    /// When the first packet of the current flight left an empty pipe.
+    sent_into_empty_pipe: Option<Instant>,
     /// Send time of the packet acknowledged last.
     last_acked_sent: Option<Instant>,
     /// Busy rounds so far: the filter's clock.
@@ -128,8 +132,8 @@ pub struct DeliveryRate {
     round_app_limited: bool,
     /// The smallest RTT sample of the round.
     round_min_rtt: Option<Duration>,
-    /// The smallest RTT sample of the last round.
-    last_round_min_rtt: Option<Duration>,
+    /// Rounds in a row whose smallest RTT outlasted the window at the bottleneck rate.
+    unexplained_rounds: u32,
     /// The largest RTT sample of the round.
     round_max_rtt: Duration,
     /// The path's minimum RTT, from `path_min_rtt`.
@@ -162,6 +166,7 @@ impl DeliveryRate {
             marks: VecDeque::new(),
             last_sent: None,
             idle: true,
+            sent_into_empty_pipe: None,
             last_acked_sent: None,
             round: 0,
             round_ends_after: None,
@@ -177,7 +182,7 @@ impl DeliveryRate {
             round_acks: 0,
             round_app_limited: false,
             round_min_rtt: None,
-            last_round_min_rtt: None,
+            unexplained_rounds: 0,
             round_max_rtt: Duration::ZERO,
             min_rtt: Duration::ZERO,
             path_min_rtt: MinRtt::default(),
@@ -247,6 +252,7 @@ impl DeliveryRate {
             train.on_sent(now, bytes);
         }
         if self.idle {
+            self.sent_into_empty_pipe.get_or_insert(now);
             // A flight after an idle period: its rate samples start now, not at the last ack
             // before the pause (as in BBR), or the first round after a check-in 25 s ago would
             // measure a few bytes over 25 s and hold startup back.
@@ -280,9 +286,9 @@ impl DeliveryRate {
             self.end_round();
         }
         self.count_round_ack(now, sent, bytes, app_limited);
-        let quiet = app_limited || self.mode == Mode::Startup;
         let explained = self.queue_explains_round_trips();
-        self.path_min_rtt.on_sample(now, sent, quiet, explained);
+        self.path_min_rtt
+            .on_sample(now, sent, app_limited, explained);
         let min_rtt = self.path_min_rtt.get();
         self.min_rtt = min_rtt;
         self.exit_startup_early();
@@ -309,19 +315,25 @@ impl DeliveryRate {
         }
     }
 
-    /// Whether the last round's smallest round trip is no longer than the window lasts at the
-    /// bottleneck rate (plus a tenth, for jitter): a queue of the sender's own explains it.
-    /// At steady state the window keeps the round trip near that length by design; a round
-    /// trip well beyond it means the path itself got longer.
+    /// Whether recent rounds' smallest round trips are no longer than the window lasts at the
+    /// bottleneck rate (plus a tenth): a queue of the sender's own explains them. At steady
+    /// state the window keeps the round trip near that length by design; rounds well beyond it,
+    /// [`UNEXPLAINED_ROUNDS`] in a row, mean the path itself got longer. One round is not
+    /// enough: with ±20 ms of jitter (`flaky-cellular`) a round's minimum exceeds it now and
+    /// then, and probing on each cost that link's upload half its rate.
     fn queue_explains_round_trips(&self) -> bool {
-        let (Some(round_min), rate) = (self.last_round_min_rtt, self.bottleneck_rate()) else {
-            return true;
-        };
-        if rate == 0 {
-            return true;
+        self.unexplained_rounds < UNEXPLAINED_ROUNDS
+    }
+
+    /// Whether a round whose smallest round trip was `round_min` outlasted the window.
+    fn outlasts_window(&self, round_min: Duration) -> bool {
+        match self.bottleneck_rate() {
+            0 => false,
+            rate => {
+                let reach = Duration::from_secs_f64(self.window as f64 / rate as f64);
+                round_min > reach + reach / 10
+            }
         }
-        let reach = Duration::from_secs_f64(self.window as f64 / rate as f64);
-        round_min <= reach + reach / 10
     }
 
     /// The window while the minimum round trip is re-measured: half a bandwidth-delay product,
@@ -337,6 +349,7 @@ impl DeliveryRate {
             .on_in_flight(now, in_flight, self.probe_window());
         self.idle = in_flight == 0;
         if self.idle {
+            self.sent_into_empty_pipe = None;
             self.train = None;
         }
     }
@@ -422,7 +435,12 @@ impl DeliveryRate {
         self.round_app_limited = false;
         let (delivered, lost) = (self.round_delivered, self.round_lost);
         let queue_building = self.queue_is_building();
-        self.last_round_min_rtt = self.round_min_rtt.take();
+        if let Some(round_min) = self.round_min_rtt.take() {
+            self.unexplained_rounds = match self.outlasts_window(round_min) {
+                true => self.unexplained_rounds.saturating_add(1),
+                false => 0,
+            };
+        }
         self.round_max_rtt = Duration::ZERO;
         self.round_delivered = 0;
         self.round_lost = 0;

@@ -6,9 +6,11 @@
 //! than the last and the rate estimate decays. On the `leo-satellite` link a `docker load` that
 //! started after a delay step ran at 9 Mbit/s of 100 for the whole transfer.
 //!
-//! So the minimum expires after [`MinRtt::window`] (BBR's rule). A sample taken while the sender is not
-//! loading the path (idle check-ins, app-limited flights, startup) simply replaces an expired
-//! minimum: it carries no queue of ours. Under load every sample carries our own standing
+//! So the minimum expires after [`MinRtt::window`] (BBR's rule). If a packet that left an empty
+//! pipe (the first of a flight after nothing was in flight: a check-in) was among the samples
+//! since, their smallest replaces the expired minimum: at least one of them carried no queue of
+//! ours. Not any app-limited packet: one sent at the tail of a transfer waits behind the whole
+//! queue (`flaky-cellular` took a 452 ms sample so). Under load every sample carries our own standing
 //! queue, and adopting one would grow the window, the queue and the next sample (a ratchet).
 //! A loaded sample that the sender's own queue explains (shorter than its window lasts at the
 //! bottleneck rate) keeps the old minimum: the window still fills the pipe. A longer one means
@@ -31,6 +33,9 @@ const PROBE_TIME: Duration = Duration::from_millis(200);
 pub(super) struct MinRtt {
     value: Option<Duration>,
     measured_at: Option<Instant>,
+    /// The smallest sample since `measured_at`, and whether one of them left an empty pipe.
+    candidate: Option<Duration>,
+    quiet_seen: bool,
     probe: Option<Probe>,
 }
 
@@ -58,8 +63,8 @@ impl MinRtt {
         EXPIRY.max(self.get() * EXPIRY_ROUND_TRIPS)
     }
 
-    /// A packet sent at `sent` was acknowledged at `now`. `quiet`: the sender was not keeping
-    /// the path loaded (app-limited, or in startup before any queue of its own). `explained`:
+    /// A packet sent at `sent` was acknowledged at `now`. `quiet`: it left an empty pipe (the
+    /// first packet of a flight after nothing was in flight, such as a check-in). `explained`:
     /// the round trips of late are no longer than the sender's own queue accounts for.
     pub(super) fn on_sample(&mut self, now: Instant, sent: Instant, quiet: bool, explained: bool) {
         let rtt = now.saturating_duration_since(sent);
@@ -79,14 +84,18 @@ impl MinRtt {
         let expired = self
             .measured_at
             .is_none_or(|at| now.saturating_duration_since(at) > self.window());
-        if self.value.is_none_or(|value| rtt <= value) || (expired && quiet) {
+        self.candidate = Some(self.candidate.map_or(rtt, |min| min.min(rtt)));
+        self.quiet_seen |= quiet;
+        if self.value.is_none_or(|value| rtt <= value) {
             self.set(rtt, now);
+        } else if let (true, true, Some(candidate)) = (expired, self.quiet_seen, self.candidate) {
+            // The window's smallest sample, not the quiet one alone: on a jittery path a
+            // single sample lands anywhere in ±85 ms (`flaky-cellular`).
+            self.set(candidate, now);
         } else if expired && !explained {
+            // While the sender's own queue explains the round trips, the window still fills the
+            // pipe and no probe is needed (probing at every expiry cost 3 % of a GEO upload).
             self.probe = Some(Probe::default());
-        } else if expired {
-            // The sender's own queue explains the round trips, and the window still fills the
-            // pipe: no probe needed (probing every 9 s cost 3 % of a GEO upload's rate).
-            self.measured_at = Some(now);
         }
     }
 
@@ -102,6 +111,8 @@ impl MinRtt {
     fn set(&mut self, rtt: Duration, now: Instant) {
         self.value = Some(rtt);
         self.measured_at = Some(now);
+        self.candidate = None;
+        self.quiet_seen = false;
         self.probe = None;
     }
 }
@@ -140,6 +151,20 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_minimum_becomes_the_smallest_sample_since() {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let t = Instant::now();
+        let mut min = MinRtt::default();
+        min.on_sample(t + ms(30), t, false, true);
+        // Jitter: loaded samples at 60 and 90 ms, then past the expiry a check-in at 120 ms.
+        min.on_sample(t + ms(1_060), t + ms(1_000), false, true);
+        min.on_sample(t + ms(2_090), t + ms(2_000), false, true);
+        let later = t + ms(30) + EXPIRY + ms(1);
+        min.on_sample(later + ms(120), later, true, true);
+        assert_eq!(min.get(), ms(60));
+    }
+
+    #[test]
     fn an_expired_minimum_under_load_is_re_measured_by_a_probe() {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
@@ -171,9 +196,9 @@ mod tests {
         min.on_sample(later + ms(55), later, false, true);
         assert!(!min.probing());
         assert_eq!(min.get(), ms(30));
-        // Renewed: the next loaded sample within the window starts nothing either.
-        min.on_sample(later + ms(1_100), later + ms(1_000), false, true);
-        assert!(!min.probing());
+        // Still expired: rounds that the queue no longer explains start the probe at once.
+        min.on_sample(later + ms(1_100), later + ms(1_000), false, false);
+        assert!(min.probing());
     }
 
     #[test]
