@@ -151,6 +151,22 @@ impl NetemSocket {
         Ok(Arc::new(Self::new(inner, profile, side, seed)))
     }
 
+    /// A quinn client endpoint on this socket, dialing with `config`: every datagram it sends or
+    /// receives crosses the link.
+    pub fn client_endpoint(
+        self: Arc<Self>,
+        config: quinn::ClientConfig,
+    ) -> io::Result<quinn::Endpoint> {
+        let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            None,
+            self,
+            Arc::new(TokioRuntime),
+        )?;
+        endpoint.set_default_client_config(config);
+        Ok(endpoint)
+    }
+
     /// A handle to change the link or read counters.
     pub fn control(&self) -> NetemSocketControl {
         NetemSocketControl {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use outpost_netem::control::Controllable;
 use outpost_netem::{NetemSocket, Profile, Side};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime};
+use quinn::{ClientConfig, Endpoint, ServerConfig};
 
 fn tls() -> (ServerConfig, ClientConfig) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
@@ -57,14 +57,7 @@ async fn quic_over_a_decorated_socket_pays_the_delay_and_survives_exact_drops() 
     let socket =
         NetemSocket::bind("127.0.0.1:0".parse().unwrap(), &profile, Side::Device, 9).unwrap();
     let control = socket.control();
-    let mut client = Endpoint::new_with_abstract_socket(
-        EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(TokioRuntime),
-    )
-    .unwrap();
-    client.set_default_client_config(client_config);
+    let client = socket.client_endpoint(client_config).unwrap();
 
     let conn = tokio::time::timeout(Duration::from_secs(10), async {
         client.connect(server_addr, "localhost").unwrap().await

@@ -26,9 +26,7 @@ use outpost_common::transport::{self, Role, TransportProfile};
 use outpost_netem::model::{Capacity, LinkConfig};
 use outpost_netem::{NetemSocket, Profile, Side};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use quinn::{
-    ClientConfig, Endpoint, EndpointConfig, RecvStream, SendStream, ServerConfig, TokioRuntime,
-};
+use quinn::{ClientConfig, Endpoint, RecvStream, SendStream, ServerConfig};
 
 /// The warm-up's answer: about a `docker ps` reply.
 const WARM_ANSWER: usize = 2048;
@@ -284,14 +282,7 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
         options.seed,
     )
     .unwrap();
-    let mut client = Endpoint::new_with_abstract_socket(
-        EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(TokioRuntime),
-    )
-    .unwrap();
-    client.set_default_client_config(client_config);
+    let client = socket.client_endpoint(client_config).unwrap();
     let conn = tokio::time::timeout(options.timeout, async {
         client.connect(server_addr, "localhost").unwrap().await
     })

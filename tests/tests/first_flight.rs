@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use outpost_common::transport::{self, Role};
 use outpost_netem::{NetemSocket, Profile, Side};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use quinn::{ClientConfig, Endpoint, EndpointConfig, ServerConfig, TokioRuntime};
+use quinn::{ClientConfig, Endpoint, ServerConfig};
 
 /// GEO without loss or jitter: the first flight's timing is then the sender's alone.
 const LINK: &str = r#"
@@ -69,14 +69,7 @@ async fn the_satellite_first_flight_leaves_as_one_burst() {
     let profile = Profile::from_toml("geo-lossless", LINK, std::path::Path::new(".")).unwrap();
     let socket =
         NetemSocket::bind("127.0.0.1:0".parse().unwrap(), &profile, Side::Device, 1).unwrap();
-    let mut client = Endpoint::new_with_abstract_socket(
-        EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(TokioRuntime),
-    )
-    .unwrap();
-    client.set_default_client_config(client_config);
+    let client = socket.client_endpoint(client_config).unwrap();
     let conn = client
         .connect(server_addr, "localhost")
         .unwrap()
