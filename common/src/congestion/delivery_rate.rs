@@ -136,8 +136,7 @@ pub struct DeliveryRate {
     unexplained_rounds: u32,
     /// The largest RTT sample of the round.
     round_max_rtt: Duration,
-    /// The path's minimum RTT, from `path_min_rtt`.
-    min_rtt: Duration,
+    /// The path's minimum RTT.
     path_min_rtt: MinRtt,
     rate: MaxFilter,
     /// Per-round ack-spacing rates: the bottleneck's rate as soon as a burst crosses it.
@@ -149,7 +148,7 @@ pub struct DeliveryRate {
     full_rate: u64,
     rounds_without_growth: u32,
     /// The current flight's burst while startup has not measured the path yet.
-    train: Option<Train>,
+    train: Option<Box<Train>>,
 }
 
 impl DeliveryRate {
@@ -184,7 +183,6 @@ impl DeliveryRate {
             round_min_rtt: None,
             unexplained_rounds: 0,
             round_max_rtt: Duration::ZERO,
-            min_rtt: Duration::ZERO,
             path_min_rtt: MinRtt::default(),
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
@@ -246,7 +244,7 @@ impl DeliveryRate {
         self.last_sent = Some(now);
         // No train: this flight started from idle, or the last one was too short to tell.
         if self.mode == Mode::Startup && self.train.is_none() {
-            self.train = Some(Train::new(self.window));
+            self.train = Some(Box::new(Train::new(self.window)));
         }
         if let Some(train) = &mut self.train {
             train.on_sent(now, bytes);
@@ -290,7 +288,6 @@ impl DeliveryRate {
         self.path_min_rtt
             .on_sample(now, sent, app_limited, explained);
         let min_rtt = self.path_min_rtt.get();
-        self.min_rtt = min_rtt;
         self.exit_startup_early();
         let rate = self.sample(now, sent);
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
@@ -339,7 +336,7 @@ impl DeliveryRate {
     /// The window while the minimum round trip is re-measured: half a bandwidth-delay product,
     /// so the bottleneck's queue drains.
     fn probe_window(&self) -> u64 {
-        self.window_for(self.bottleneck_rate(), self.min_rtt, 0.5)
+        self.window_for(self.bottleneck_rate(), self.path_min_rtt.get(), 0.5)
     }
 
     /// The acks of one datagram are processed at `now`: `in_flight` bytes are still
@@ -378,14 +375,14 @@ impl DeliveryRate {
         else {
             return false;
         };
-        let queued = round_min.saturating_sub(self.min_rtt);
+        let queued = round_min.saturating_sub(self.path_min_rtt.get());
         self.round_acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
     }
 
     /// The queueing delay above the minimum RTT that says the pipe is full, once there is one.
     fn queue_delay_threshold(&self) -> Option<Duration> {
-        let threshold = self.min_rtt.mul_f64(STARTUP_QUEUE_SHARE);
-        (!self.min_rtt.is_zero()).then(|| threshold.max(QUEUE_DELAY_FLOOR))
+        let threshold = self.path_min_rtt.get().mul_f64(STARTUP_QUEUE_SHARE);
+        (!self.path_min_rtt.get().is_zero()).then(|| threshold.max(QUEUE_DELAY_FLOOR))
     }
 
     fn count_round_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
@@ -473,7 +470,7 @@ impl DeliveryRate {
     fn overflowing(&self, delivered: u64, lost: u64) -> bool {
         let queued = self
             .queue_delay_threshold()
-            .is_some_and(|threshold| self.round_max_rtt > self.min_rtt + threshold);
+            .is_some_and(|threshold| self.round_max_rtt > self.path_min_rtt.get() + threshold);
         queued
             && lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
             && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu

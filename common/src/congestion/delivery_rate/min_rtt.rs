@@ -36,7 +36,8 @@ pub(super) struct MinRtt {
     /// The smallest sample since `measured_at`, and whether one of them left an empty pipe.
     candidate: Option<Duration>,
     quiet_seen: bool,
-    probe: Option<Probe>,
+    /// Boxed: every hub-side connection has a controller, and probes are rare.
+    probe: Option<Box<Probe>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,7 +96,7 @@ impl MinRtt {
         } else if expired && !explained {
             // While the sender's own queue explains the round trips, the window still fills the
             // pipe and no probe is needed (probing at every expiry cost 3 % of a GEO upload).
-            self.probe = Some(Probe::default());
+            self.probe = Some(Box::default());
         }
     }
 
