@@ -137,7 +137,50 @@ pub struct Hub {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// One answer of the hub's API: status, headers and the raw body.
+#[derive(Debug)]
+pub struct ApiAnswer {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body, unparsed.
+    pub body: Vec<u8>,
+}
+
 impl Hub {
+    /// One HTTPS call to the hub's API (`path` from the root, e.g. `/api/endpoints`) with its
+    /// admin token and CA, blocking: what any API client sees, headers included.
+    pub fn api_call(&self, method: &str, path: &str, body: Option<Value>) -> ApiAnswer {
+        let read = |name: &str| std::fs::read(self.data_dir.join(name)).expect(name);
+        let token = String::from_utf8(read("admin.token")).expect("admin token");
+        let ca = reqwest::Certificate::from_pem(&read("ca.pem")).expect("hub CA");
+        let base = String::from_utf8(read("api.url")).expect("api.url");
+        let url = format!("{}{path}", base.trim());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .add_root_certificate(ca)
+                .build()
+                .expect("HTTPS client");
+            let mut request = client
+                .request(method.parse().expect("HTTP method"), &url)
+                .bearer_auth(token.trim());
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("the API answers");
+            ApiAnswer {
+                status: response.status().as_u16(),
+                headers: response.headers().clone(),
+                body: response.bytes().await.expect("the body").to_vec(),
+            }
+        })
+    }
+
     /// A new hub in a fresh directory on free loopback ports, with a 1 s check-in interval.
     pub fn start() -> Self {
         Self::start_with_flags(&[])

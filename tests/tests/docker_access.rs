@@ -312,28 +312,14 @@ fn the_demo_with_a_satellite_link_puts_the_device_behind_the_emulator() {
 
 /// The headers of `GET /_ping` on endpoint `id`'s engine through the hub, with the admin token.
 fn ping_headers(hub: &Hub, id: u64) -> reqwest::header::HeaderMap {
-    let read = |name: &str| std::fs::read(hub.data_dir.join(name)).unwrap();
-    let token = String::from_utf8(read("admin.token")).unwrap();
-    let ca = reqwest::Certificate::from_pem(&read("ca.pem")).unwrap();
-    let url = format!("https://{}/api/endpoints/{id}/docker/_ping", hub.api_addr);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .build()
-            .unwrap();
-        let response = client
-            .get(url)
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{response:?}");
-        response.headers().clone()
-    })
+    let answer = hub.api_call("GET", &format!("/api/endpoints/{id}/docker/_ping"), None);
+    assert_eq!(
+        answer.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.headers
 }
 
 #[test]

@@ -36,41 +36,17 @@ struct Answer {
     body: Value,
 }
 
-/// A raw HTTPS call to the hub's API with its admin token.
+/// A call to the hub's API as a client sees it.
 fn api(hub: &Hub, method: &str, path: &str, body: Option<Value>) -> Answer {
-    let read = |name: &str| std::fs::read(hub.data_dir.join(name)).expect(name);
-    let token = String::from_utf8(read("admin.token")).unwrap();
-    let ca = reqwest::Certificate::from_pem(&read("ca.pem")).unwrap();
-    let url = format!(
-        "{}{path}",
-        String::from_utf8(read("api.url")).unwrap().trim()
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .build()
-            .unwrap();
-        let mut request = client
-            .request(method.parse().unwrap(), &url)
-            .bearer_auth(token.trim());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the API answers");
-        let total_header = response
-            .headers()
+    let answer = hub.api_call(method, path, body);
+    Answer {
+        status: answer.status,
+        total_header: answer
+            .headers
             .get("x-total-count")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        Answer {
-            status: response.status().as_u16(),
-            total_header,
-            body: response.json().await.unwrap_or(Value::Null),
-        }
-    })
+            .map(|v| v.to_str().unwrap().parse().unwrap()),
+        body: serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+    }
 }
 
 #[test]
