@@ -33,7 +33,7 @@ use snapshots::SnapshotGate;
 mod control;
 pub mod snapshots;
 pub use control::{Control, ControlQueue, Refused};
-pub use snapshots::{SnapshotRefused, MAX_STORED_SNAPSHOT};
+pub use snapshots::{SnapshotCounts, SnapshotRefused, MAX_STORED_SNAPSHOT};
 
 /// How stale an endpoint's stored last check-in may get while it stays connected: what a hub crash
 /// (not a clean shutdown, which writes everything) loses of "last seen". At 25,000 agents this is
@@ -298,6 +298,11 @@ impl LiveSession {
         snapshot: EngineSnapshot,
     ) -> Result<EngineSnapshot, SnapshotRefused> {
         lock(&self.state).snapshots.admit(now, snapshot)
+    }
+
+    /// Snapshots this session sent, by outcome.
+    pub fn snapshot_counts(&self) -> SnapshotCounts {
+        lock(&self.state).snapshots.counts()
     }
 
     /// The agent returned to standby: back to standby windows, the grant returns to the budget.

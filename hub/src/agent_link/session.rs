@@ -70,6 +70,10 @@ pub(super) async fn run(
     session.control().close();
     session.enter_standby();
     ctx.registry.remove(&session);
+    let snapshots = session.snapshot_counts();
+    if snapshots.refused > 0 {
+        warn!(endpoint = %session.endpoint, snapshots.admitted, snapshots.refused, "snapshots over the allowance were refused on this session");
+    }
     info!(endpoint = %session.endpoint, "agent disconnected");
     result
 }

@@ -115,7 +115,16 @@ impl SnapshotRefused {
 pub struct SnapshotGate {
     pending: bool,
     bucket: TokenBucket,
-    refused: u64,
+    counts: SnapshotCounts,
+}
+
+/// Snapshots a session sent, by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    /// Admitted for storing.
+    pub admitted: u64,
+    /// Refused (over the rate or the size).
+    pub refused: u64,
 }
 
 impl SnapshotGate {
@@ -129,7 +138,7 @@ impl SnapshotGate {
         Self {
             pending,
             bucket: TokenBucket::new(capacity, period, 1, now),
-            refused: 0,
+            counts: SnapshotCounts::default(),
         }
     }
 
@@ -137,7 +146,7 @@ impl SnapshotGate {
     pub fn approve(&mut self, now: Instant) {
         if self.pending {
             *self = Self {
-                refused: self.refused,
+                counts: self.counts,
                 ..Self::new(false, now)
             };
         }
@@ -150,24 +159,30 @@ impl SnapshotGate {
         mut snapshot: EngineSnapshot,
     ) -> Result<EngineSnapshot, SnapshotRefused> {
         if !self.bucket.take(now) {
-            self.refused += 1;
+            self.counts.refused += 1;
             return Err(SnapshotRefused::OverRate {
-                refused: self.refused,
+                refused: self.counts.refused,
             });
         }
         snapshot.sanitize();
         if self.pending {
-            return Ok(snapshot.fit(PENDING_SNAPSHOT_BUDGET));
+            snapshot = snapshot.fit(PENDING_SNAPSHOT_BUDGET);
         }
         let bytes = snapshot.encoded_len();
         if bytes > SNAPSHOT_BUDGET {
-            self.refused += 1;
+            self.counts.refused += 1;
             return Err(SnapshotRefused::Oversize {
                 bytes,
-                refused: self.refused,
+                refused: self.counts.refused,
             });
         }
+        self.counts.admitted += 1;
         Ok(snapshot)
+    }
+
+    /// Snapshots of this session so far, by outcome.
+    pub fn counts(&self) -> SnapshotCounts {
+        self.counts
     }
 }
 
@@ -229,6 +244,8 @@ mod tests {
             .admit(start + 25 * SECOND, snapshot("a", 1))
             .unwrap_err();
         assert_eq!(refused.refused(), 788 - 3 + 1);
+        let counts = gate.counts();
+        assert_eq!((counts.admitted, counts.refused), (3, 788 - 3 + 1));
 
         // An agent at its own pace, for an hour.
         let mut gate = SnapshotGate::new(false, start);
