@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
     for c in &snapshot.containers {
         assert!(c.names.len() <= MAX_NAMES);
         assert!(c.names.iter().all(|n| safe(n)));
-        assert!([&c.id, &c.image, &c.state, &c.status].iter().all(|t| safe(t)));
+        assert!([&c.id, &c.image, &c.state, &c.status]
+            .iter()
+            .all(|t| safe(t)));
     }
     let budget = 2048 + usize::from(budget) * (SNAPSHOT_BUDGET - 2048) / 255;
     let fitted = snapshot.clone().fit(budget);
