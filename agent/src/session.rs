@@ -160,7 +160,7 @@ async fn serve(
     let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, hub_tx));
     let snapshots = Snapshots::new(defaults.docker.clone());
     if defaults.snapshot_on_connect {
-        snapshots.take();
+        session.request_snapshot(Instant::now().into_std());
     }
     let acks = AckTimer::new(defaults.observer.clone());
     let route = RouteWatch::new(conn.remote_address(), defaults.watch_route);
@@ -302,7 +302,8 @@ impl AckTimer {
 }
 
 /// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed
-/// back through a channel to be sent on the control stream.
+/// back through a channel to be sent on the control stream. The session paces them
+/// ([`AgentEvent::TakeSnapshot`]); [`snapshot::take`] trims each to the hub's budget.
 struct Snapshots {
     docker: DockerHost,
     taken: mpsc::Sender<EngineSnapshot>,
@@ -349,9 +350,9 @@ async fn carry_out(
         AgentEvent::EnterStandby => {
             conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
             wire::write_frame(send, &AgentMessage::Standby).await?;
-            snapshots.take();
             info!("back to standby");
         }
+        AgentEvent::TakeSnapshot => snapshots.take(),
         AgentEvent::HubSilent { missed } => {
             warn!(missed, "the hub has not acknowledged the last check-ins");
         }

@@ -13,10 +13,14 @@
 //! - **Summon → active**: the first summon opens stream credit; every summon is answered `Ready`.
 //! - **Standby**: when no proxy stream is open and nothing moved for `standby_after`, credit drops
 //!   back to zero.
+//! - **Snapshots**: one at each return to standby (and when the driver asks, at connect), at most
+//!   one per [`MIN_SNAPSHOT_INTERVAL`]: a request inside the interval is deferred to its end, and
+//!   requests that pile up meanwhile are one snapshot.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::snapshot::MIN_SNAPSHOT_INTERVAL;
 use crate::wire::{Datagram, SessionSettings};
 
 /// Timing of one agent session.
@@ -61,6 +65,8 @@ pub enum AgentEvent {
         /// Consecutive misses.
         missed: u32,
     },
+    /// Read the engine and send a snapshot (control stream).
+    TakeSnapshot,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +89,8 @@ pub struct AgentSession {
     open_streams: u32,
     last_activity: Instant,
     rtt: Option<Duration>,
+    last_snapshot: Option<Instant>,
+    snapshot_due: Option<Instant>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<AgentEvent>,
 }
@@ -102,6 +110,8 @@ impl AgentSession {
             open_streams: 0,
             last_activity: now,
             rtt: None,
+            last_snapshot: None,
+            snapshot_due: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -158,6 +168,15 @@ impl AgentSession {
         self.send_checkin(now);
     }
 
+    /// A snapshot is wanted: now, or at the end of the [`MIN_SNAPSHOT_INTERVAL`] since the last.
+    pub fn request_snapshot(&mut self, now: Instant) {
+        let earliest = self
+            .last_snapshot
+            .map_or(now, |last| last + MIN_SNAPSHOT_INTERVAL);
+        self.snapshot_due.get_or_insert(earliest);
+        self.take_snapshot_if_due(now);
+    }
+
     /// Time has reached (or passed) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(in_flight) = self.in_flight {
@@ -172,8 +191,10 @@ impl AgentSession {
             if now >= deadline {
                 self.mode = Mode::Standby;
                 self.events.push_back(AgentEvent::EnterStandby);
+                self.request_snapshot(now);
             }
         }
+        self.take_snapshot_if_due(now);
     }
 
     /// The next datagram to send.
@@ -193,6 +214,7 @@ impl AgentSession {
             Some(self.next_checkin),
             ack_deadline,
             self.standby_deadline(),
+            self.snapshot_due,
         ]
         .into_iter()
         .flatten()
@@ -227,6 +249,14 @@ impl AgentSession {
     fn standby_deadline(&self) -> Option<Instant> {
         (self.mode == Mode::Active && self.open_streams == 0)
             .then(|| self.last_activity + self.config.standby_after)
+    }
+
+    fn take_snapshot_if_due(&mut self, now: Instant) {
+        if self.snapshot_due.is_some_and(|due| now >= due) {
+            self.snapshot_due = None;
+            self.last_snapshot = Some(now);
+            self.events.push_back(AgentEvent::TakeSnapshot);
+        }
     }
 
     fn set_interval(&mut self, interval: Duration) {

@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use outpost_common::snapshot::EngineSnapshot;
 use outpost_common::stream::MAX_STREAMS_PER_DEVICE;
 use outpost_common::wire::CloseCode;
 use outpost_common::{AgentId, EndpointId};
-use serde::Serialize;
-use thiserror::Error;
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
@@ -27,50 +26,19 @@ use crate::agent_link::interval::CheckinTuner;
 use crate::agent_link::windows::{WindowBudget, WindowGrant};
 use crate::proxy::ping::PingCache;
 use crate::store::LivenessUpdate;
+use snapshots::SnapshotGate;
 
 mod control;
+pub mod snapshots;
+mod view;
 pub use control::{Control, ControlQueue, Refused};
+pub use snapshots::{SnapshotCounts, SnapshotRefused, MAX_STORED_SNAPSHOT};
+pub use view::{LiveView, Status, SummonError, WireCounts};
 
 /// How stale an endpoint's stored last check-in may get while it stays connected: what a hub crash
 /// (not a clean shutdown, which writes everything) loses of "last seen". At 25,000 agents this is
 /// ~42 rows a second instead of one per check-in (1,000 a second at a 25 s interval).
 pub const LIVENESS_CHECKPOINT: Duration = Duration::from_secs(10 * 60);
-
-/// What an admin sees of an endpoint's connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Enrolled through a fleet token, waiting for approval.
-    Pending,
-    /// Not connected, or silent for longer than the liveness bound.
-    Offline,
-    /// Connected, no stream credit.
-    Standby,
-    /// Connected and summoned.
-    Active,
-}
-
-/// Why a summon failed.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum SummonError {
-    /// The device has no live connection.
-    #[error("endpoint {0} is offline: the device is not connected to the hub")]
-    Offline(EndpointId),
-    /// The device waits for approval.
-    #[error(
-        "endpoint {0} is pending approval: approve it with `outpost-hub endpoint approve {0}`"
-    )]
-    Pending(EndpointId),
-    /// The device did not answer in time.
-    #[error("endpoint {0} did not answer the summon within {1:?}")]
-    Timeout(EndpointId, Duration),
-    /// The connection ended while waiting.
-    #[error("endpoint {0} disconnected while being summoned")]
-    Disconnected(EndpointId),
-    /// Control messages pile up unsent: the device is not reading its control stream.
-    #[error("endpoint {0} is not reading its control messages")]
-    Busy(EndpointId),
-}
 
 /// Mutable per-session state.
 #[derive(Debug)]
@@ -78,7 +46,10 @@ struct LiveState {
     /// When the session was established: proof of life until the first check-in lands.
     connected_at: Instant,
     last_checkin: Option<(Instant, SystemTime)>,
+    /// The remote address last seen (at a check-in or a control frame).
     remote: SocketAddr,
+    /// The remote address of the last check-in, for the tuner.
+    checkin_remote: SocketAddr,
     migrations: u64,
     active: bool,
     pending: bool,
@@ -91,6 +62,7 @@ struct LiveState {
     saved_live: bool,
     tuner: CheckinTuner,
     windows: Option<WindowGrant>,
+    snapshots: SnapshotGate,
     /// The connection's bytes were added to the endpoint's totals (it ended).
     wire_recorded: bool,
 }
@@ -120,55 +92,6 @@ pub struct LiveSession {
     ping: PingCache,
 }
 
-/// A point-in-time view of a live session for the API.
-#[derive(Clone, Debug)]
-pub struct LiveView {
-    /// Standby, active or (if silent too long) offline.
-    pub status: Status,
-    /// Last check-in wall-clock time.
-    pub last_checkin: Option<SystemTime>,
-    /// Current remote address.
-    pub remote_addr: SocketAddr,
-    /// QUIC's smoothed round-trip estimate.
-    pub rtt: Duration,
-    /// Migrations on this and earlier connections.
-    pub migrations: u64,
-    /// UDP traffic of the current connection, as the hub counts it.
-    pub wire: WireCounts,
-    /// Proxied Docker requests in flight.
-    pub proxy_streams: u32,
-    /// The check-in interval this agent was last told (shorter than the hub's when its NAT
-    /// forgets bindings sooner).
-    pub checkin_interval: Duration,
-    /// Whether the connection holds full flow-control windows from the hub's window budget.
-    pub full_windows: bool,
-}
-
-/// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct WireCounts {
-    /// Bytes the hub sent to the agent (UDP payload).
-    pub tx_bytes: u64,
-    /// Datagrams the hub sent.
-    pub tx_datagrams: u64,
-    /// Bytes the hub received from the agent (UDP payload).
-    pub rx_bytes: u64,
-    /// Datagrams the hub received.
-    pub rx_datagrams: u64,
-}
-
-impl WireCounts {
-    fn of(conn: &quinn::Connection) -> Self {
-        let stats = conn.stats();
-        Self {
-            tx_bytes: stats.udp_tx.bytes,
-            tx_datagrams: stats.udp_tx.datagrams,
-            rx_bytes: stats.udp_rx.bytes,
-            rx_datagrams: stats.udp_rx.datagrams,
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -194,6 +117,7 @@ impl LiveSession {
                 connected_at: now,
                 last_checkin: None,
                 remote,
+                checkin_remote: remote,
                 migrations,
                 active: false,
                 pending,
@@ -203,6 +127,7 @@ impl LiveSession {
                 saved_live: false,
                 tuner: CheckinTuner::new(checkin_interval, now),
                 windows: None,
+                snapshots: SnapshotGate::new(pending, now),
                 wire_recorded: false,
             }),
             summons: Mutex::new(HashMap::new()),
@@ -238,28 +163,38 @@ impl LiveSession {
     }
 
     /// A check-in arrived: note it, count a migration if the remote address changed, and adapt
-    /// the check-in interval.
+    /// the check-in interval to a change since the last check-in.
     pub fn record_checkin(&self, now: Instant) -> CheckIn {
         let remote = self.conn.remote_address();
         let mut state = lock(&self.state);
         state.last_checkin = Some((now, SystemTime::now()));
         state.unsaved_checkin = true;
-        let migrated = remote != state.remote;
-        if migrated {
-            state.remote = remote;
-            state.migrations += 1;
-            state.dirty = true;
-        }
-        state.tuner.handle_checkin(now, migrated);
+        let migrated = state.see(remote);
+        let rebound = std::mem::replace(&mut state.checkin_remote, remote) != remote;
+        state.tuner.handle_checkin(now, rebound);
         CheckIn {
             migrated,
             interval_s: state.tuner.interval_s(),
         }
     }
 
-    /// The agent reported `Ready` for summon `id`: it is active, and its connection gets full
-    /// windows if `budget` has a grant left.
-    pub fn resolve_summon(&self, id: u32, budget: &WindowBudget) {
+    /// Sample the connection's path between check-ins (each control frame): count a migration if
+    /// the remote address changed. Quinn tells of no path change, so migrations are counted
+    /// where the driver looks: two changes between samples count once.
+    pub fn note_path(&self) -> bool {
+        let remote = self.conn.remote_address();
+        lock(&self.state).see(remote)
+    }
+
+    /// The agent reported `Ready` for summon `id`. Only an answer to a summon the hub sent and
+    /// still waits for counts: the session is active and gets full windows if `budget` has a
+    /// grant left. Anything else (an unsolicited `Ready`, as from a pending device, or one after
+    /// its summon timed out) is ignored, and this returns false: windows are the hub's memory and
+    /// go only where an admin is waiting.
+    pub fn resolve_summon(&self, id: u32, budget: &WindowBudget) -> bool {
+        let Some(waiter) = lock(&self.summons).remove(&id) else {
+            return false;
+        };
         {
             let mut state = lock(&self.state);
             state.active = true;
@@ -267,9 +202,22 @@ impl LiveSession {
                 state.windows = budget.grant(&self.conn);
             }
         }
-        if let Some(waiter) = lock(&self.summons).remove(&id) {
-            let _ = waiter.send(());
-        }
+        let _ = waiter.send(());
+        true
+    }
+
+    /// The agent sent an engine snapshot: what to store, or why not ([`snapshots`]).
+    pub fn admit_snapshot(
+        &self,
+        now: Instant,
+        snapshot: EngineSnapshot,
+    ) -> Result<EngineSnapshot, SnapshotRefused> {
+        lock(&self.state).snapshots.admit(now, snapshot)
+    }
+
+    /// Snapshots this session sent, by outcome.
+    pub fn snapshot_counts(&self) -> SnapshotCounts {
+        lock(&self.state).snapshots.counts()
     }
 
     /// The agent returned to standby: back to standby windows, the grant returns to the budget.
@@ -284,7 +232,11 @@ impl LiveSession {
 
     /// An admin approved this pending device.
     pub fn approve(&self) -> bool {
-        let was_pending = std::mem::replace(&mut lock(&self.state).pending, false);
+        let was_pending = {
+            let mut state = lock(&self.state);
+            state.snapshots.approve(Instant::now());
+            std::mem::replace(&mut state.pending, false)
+        };
         was_pending && self.control.push(Control::Approved).is_ok()
     }
 
@@ -382,6 +334,17 @@ impl LiveSession {
 }
 
 impl LiveState {
+    /// The connection was seen at `remote`: count a migration if that is new.
+    fn see(&mut self, remote: SocketAddr) -> bool {
+        let moved = remote != self.remote;
+        if moved {
+            self.remote = remote;
+            self.migrations += 1;
+            self.dirty = true;
+        }
+        moved
+    }
+
     /// Heard from within `stale_after`: a check-in, or the connection itself until the first one.
     fn fresh(&self, now: Instant, stale_after: Duration) -> bool {
         let alive_at = self.last_checkin.map_or(self.connected_at, |(at, _)| at);

@@ -250,3 +250,54 @@ fn the_hub_sets_the_interval_but_not_below_the_floor() {
         Some(h.start + Duration::from_secs(40))
     );
 }
+
+fn snapshot_times(h: &Harness) -> Vec<u64> {
+    h.events
+        .iter()
+        .filter(|(_, e)| *e == AgentEvent::TakeSnapshot)
+        .map(|(t, _)| t.as_secs())
+        .collect()
+}
+
+#[test]
+fn each_return_to_standby_takes_a_snapshot() {
+    let mut h = Harness::new();
+    h.session.request_snapshot(h.now);
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(61));
+    h.session.handle_summon(h.now, 2);
+    h.run_until(Duration::from_secs(200));
+    assert_eq!(
+        snapshot_times(&h),
+        [0, 60, 121],
+        "at connect, then at each standby"
+    );
+}
+
+#[test]
+fn snapshots_are_at_least_the_minimum_interval_apart_and_piled_up_requests_are_one() {
+    let mut h = Harness::new();
+    h.session.handle_settings(SessionSettings {
+        checkin_interval_ms: 25_000,
+        standby_after_ms: 1_000,
+    });
+    // Summoned every two seconds for a minute: a standby (and a snapshot request) each time.
+    for second in (0..60).step_by(2) {
+        h.run_until(Duration::from_secs(second));
+        h.session.handle_summon(h.now, second as u32);
+    }
+    h.run_until(Duration::from_secs(100));
+    let taken = snapshot_times(&h);
+    let min = MIN_SNAPSHOT_INTERVAL.as_secs();
+    assert!(taken.windows(2).all(|w| w[1] - w[0] >= min), "{taken:?}");
+    assert_eq!(
+        taken.len(),
+        7,
+        "one at 1 s, then one per interval up to the last standby: {taken:?}"
+    );
+    assert_eq!(
+        taken.last(),
+        Some(&61),
+        "the last standby's state is sent, late, not lost"
+    );
+}

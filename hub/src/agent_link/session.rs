@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
+use outpost_common::snapshot::EngineSnapshot;
 use outpost_common::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
@@ -69,6 +70,10 @@ pub(super) async fn run(
     session.control().close();
     session.enter_standby();
     ctx.registry.remove(&session);
+    let snapshots = session.snapshot_counts();
+    if snapshots.refused > 0 {
+        warn!(endpoint = %session.endpoint, snapshots.admitted, snapshots.refused, "snapshots over the allowance were refused on this session");
+    }
     info!(endpoint = %session.endpoint, "agent disconnected");
     result
 }
@@ -194,19 +199,17 @@ async fn drive(
             datagram = conn.read_datagram() => answer_checkin(session, &datagram?)?,
             (recv, message) = &mut reading => {
                 reading.set(next_frame(recv));
+                if message.is_ok() && session.note_path() {
+                    info!(endpoint = %session.endpoint, remote = %conn.remote_address(), "connection migrated");
+                }
                 match message {
-                    Ok(AgentMessage::Ready { id }) => session.resolve_summon(id, &ctx.windows),
-                    Ok(AgentMessage::Standby) => session.enter_standby(),
-                    Ok(AgentMessage::Snapshot(snapshot)) => {
-                        // Informational: a store hiccup loses this snapshot, never the device's session.
-                        let id = session.endpoint;
-                        // Boxed: rare, and the snapshot would otherwise widen every session's task.
-                        let save = Box::pin(ctx.store.call(move |c| extras::save_snapshot(c, id, &snapshot)));
-                        match save.await {
-                            Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
-                            Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
+                    Ok(AgentMessage::Ready { id }) => {
+                        if !session.resolve_summon(id, &ctx.windows) {
+                            debug!(endpoint = %session.endpoint, id, "ignored a ready for no waiting summon");
                         }
                     }
+                    Ok(AgentMessage::Standby) => session.enter_standby(),
+                    Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(ctx, session, snapshot).await,
                     Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
                     Err(WireError::Closed) => return Ok(()),
                     Err(e) => {
@@ -217,6 +220,29 @@ async fn drive(
             }
             control = session.control().pop() => wire::write_frame(send, &HubMessage::from(control)).await?,
         }
+    }
+}
+
+/// Store an engine snapshot within the session's allowance. Informational: a refusal or a store
+/// hiccup loses this snapshot, never the device's session.
+async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: EngineSnapshot) {
+    let id = session.endpoint;
+    let snapshot = match session.admit_snapshot(Instant::now(), snapshot) {
+        Ok(snapshot) => snapshot,
+        // Logged at 1, 2, 4, 8, … refusals: a flood costs a few lines, not one per frame.
+        Err(refused) if refused.refused().is_power_of_two() => {
+            return warn!(endpoint = %id, "engine snapshot refused: {refused}")
+        }
+        Err(refused) => return debug!(endpoint = %id, "engine snapshot refused: {refused}"),
+    };
+    // Boxed: rare, and the snapshot would otherwise widen every session's task.
+    let save = Box::pin(
+        ctx.store
+            .call(move |c| extras::save_snapshot(c, id, &snapshot)),
+    );
+    match save.await {
+        Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
+        Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
     }
 }
 

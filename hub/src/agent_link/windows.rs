@@ -5,7 +5,8 @@
 //! agent). Every connection starts with the small standby windows of the hub's transport config
 //! ([`transport::HUB_STANDBY_WINDOW`]): enough for control frames, which the hub reads at once.
 //! When an agent is summoned and opens stream credit, its connection gets the profile's full
-//! windows, if the budget has a grant left; without one it keeps working at standby windows
+//! windows, if the budget has a grant left (only for a summon the hub sent: a `Ready` nobody asked
+//! for, as a pending device may send, gets nothing; see `LiveSession::resolve_summon`); without one it keeps working at standby windows
 //! (window / RTT of throughput) until a grant frees up at the next summon. A grant is returned when
 //! the agent goes back to standby or disconnects.
 //!

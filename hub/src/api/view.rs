@@ -34,7 +34,8 @@ pub struct EndpointView {
     pub remote_addr: Option<String>,
     /// Round trip to the agent in milliseconds, while connected.
     pub rtt_ms: Option<f64>,
-    /// Connection migrations (address changes) seen.
+    /// Connection migrations (address changes) seen, sampled at each check-in and control frame:
+    /// changes between two samples count once.
     pub migrations: u64,
     /// UDP traffic of the current connection, while connected.
     pub wire: Option<WireCounts>,
@@ -45,6 +46,8 @@ pub struct EndpointView {
     pub wire_total: WireTotal,
     /// Proxied Docker requests in flight.
     pub proxy_streams: u32,
+    /// Whether the connection holds full flow-control windows (granted only when summoned).
+    pub full_windows: bool,
     /// Times a certificate was issued to this endpoint.
     pub enroll_count: i64,
     /// Agent build version.
@@ -121,6 +124,7 @@ impl EndpointView {
                 rx_bytes: record.wire_rx_bytes + live.as_ref().map_or(0, |l| l.wire.rx_bytes),
             },
             proxy_streams: live.as_ref().map_or(0, |l| l.proxy_streams),
+            full_windows: live.as_ref().is_some_and(|l| l.full_windows),
             enroll_count: record.enroll_count,
             agent_version: record.agent_version.clone(),
             created_at: rfc3339_secs(record.created_at),

@@ -20,6 +20,14 @@ const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// The hub's end of a loopback connection, with what keeps it open.
 async fn hub_side(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connection) {
+    let (hub, agent, _) = connect(dir).await;
+    (hub, agent)
+}
+
+/// Both ends of a loopback connection, and the agent's endpoint (to rebind it, as a NAT does).
+async fn connect(
+    dir: &tempfile::TempDir,
+) -> (quinn::Connection, quinn::Connection, quinn::Endpoint) {
     let pki = HubPki::load_or_create(dir.path(), &[]).unwrap();
     let tls = QuicServerConfig::try_from(pki.server_config(&[ALPN]).unwrap()).unwrap();
     let server = quinn::Endpoint::server(
@@ -36,7 +44,7 @@ async fn hub_side(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connect
     let (agent, hub) = tokio::join!(dial, async {
         server.accept().await.unwrap().await.unwrap()
     });
-    (hub, agent.unwrap())
+    (hub, agent.unwrap(), client)
 }
 
 fn session(conn: quinn::Connection, id: u64) -> Arc<LiveSession> {
@@ -197,6 +205,25 @@ async fn the_connected_flag_follows_the_registry_view_with_one_write_per_change(
     );
 }
 
+/// Summon `session` as the API does and answer as its agent would; returns whether the `Ready`
+/// resolved the summon.
+async fn summon_and_answer(session: &Arc<LiveSession>, budget: &WindowBudget) -> bool {
+    let waiting = tokio::spawn({
+        let session = session.clone();
+        async move { session.summon(Duration::from_secs(5)).await }
+    });
+    let Control::Summon { id } = session.control().pop().await else {
+        panic!("expected a summon")
+    };
+    let resolved = session.resolve_summon(id, budget);
+    waiting.await.unwrap().unwrap();
+    resolved
+}
+
+fn full(session: &LiveSession) -> bool {
+    session.view(Instant::now(), INTERVAL).full_windows
+}
+
 #[tokio::test]
 async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,24 +232,86 @@ async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
     let mut sessions = Vec::new();
     for id in 0..2 {
         let (conn, agent) = hub_side(&dir).await;
-        let session = LiveSession::new(
-            EndpointId(id),
-            AgentId(Uuid::new_v4()),
-            conn,
-            false,
-            0,
-            INTERVAL,
-        );
-        sessions.push((session, agent));
+        sessions.push((session(conn, id), agent));
     }
-    let full = |s: &LiveSession| s.view(Instant::now(), INTERVAL).full_windows;
     let (first, second) = (&sessions[0].0, &sessions[1].0);
-    first.resolve_summon(1, &budget);
-    second.resolve_summon(1, &budget);
+    assert!(summon_and_answer(first, &budget).await);
+    assert!(summon_and_answer(second, &budget).await);
     assert!(full(first), "the first summoned device gets the grant");
     assert!(!full(second), "the second works at standby windows");
     first.enter_standby();
     assert!(!full(first), "standby returns the grant");
-    second.resolve_summon(2, &budget);
+    second.enter_standby();
+    assert!(summon_and_answer(second, &budget).await);
     assert!(full(second), "the next summon takes it");
+}
+
+#[tokio::test]
+async fn a_ready_the_hub_did_not_ask_for_takes_no_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = WindowBudget::new(0, &outpost_common::transport::CELLULAR);
+    let (conn, _agent) = hub_side(&dir).await;
+    let pending = Arc::new(LiveSession::new(
+        EndpointId(1),
+        AgentId(Uuid::new_v4()),
+        conn,
+        true,
+        0,
+        INTERVAL,
+    ));
+    // A pending device is never summoned, so any id it names is unsolicited.
+    for id in [0, 1, 2, u32::MAX] {
+        assert!(!pending.resolve_summon(id, &budget));
+    }
+    assert_eq!(
+        pending.summon(Duration::from_secs(1)).await,
+        Err(SummonError::Pending(EndpointId(1)))
+    );
+    assert!(!full(&pending));
+    assert_eq!(
+        pending.view(Instant::now(), INTERVAL).status,
+        Status::Pending
+    );
+
+    // An approved device's late answer to a summon that timed out is ignored too.
+    let (conn, _agent) = hub_side(&dir).await;
+    let approved = session(conn, 2);
+    let timed_out = approved.summon(Duration::from_millis(10)).await;
+    assert!(matches!(timed_out, Err(SummonError::Timeout(..))));
+    let Control::Summon { id } = approved.control().pop().await else {
+        panic!("expected a summon")
+    };
+    assert!(!approved.resolve_summon(id, &budget));
+    assert_eq!(
+        approved.view(Instant::now(), INTERVAL).status,
+        Status::Standby
+    );
+    // The one grant was never taken, so a real summon still gets it.
+    assert!(summon_and_answer(&approved, &budget).await);
+    assert!(full(&approved));
+}
+
+#[tokio::test]
+async fn every_rebind_seen_between_check_ins_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, agent, agent_endpoint) = connect(&dir).await;
+    let session = session(conn.clone(), 5);
+    let start = Instant::now();
+    assert!(!session.record_checkin(start).migrated);
+    // Eleven NAT rebinds, each followed by one packet (a control frame's, say) the driver samples.
+    for round in 1..=11u8 {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        agent_endpoint.rebind(socket).unwrap();
+        agent.send_datagram(vec![round].into()).unwrap();
+        assert_eq!(conn.read_datagram().await.unwrap()[..], [round]);
+        assert!(session.note_path(), "rebind {round} seen");
+    }
+    assert!(!session.note_path(), "no change, no count");
+    let view = session.view(start, STALE_AFTER);
+    assert_eq!(view.migrations, 11);
+    assert_eq!(view.remote_addr, conn.remote_address());
+    // The next check-in counts nothing more, while the tuner still hears of the new address.
+    let checkin = session.record_checkin(start + INTERVAL);
+    assert!(!checkin.migrated);
+    assert_eq!(session.view(start, STALE_AFTER).migrations, 11);
 }

@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 
-/// Replace an endpoint's snapshot.
+/// Replace an endpoint's snapshot: one the session admitted, so its JSON is at most
+/// [`MAX_STORED_SNAPSHOT`](crate::registry::MAX_STORED_SNAPSHOT) bytes.
 pub fn save_snapshot(
     conn: &Connection,
     id: EndpointId,
@@ -57,4 +58,75 @@ pub fn admin_cert_valid(conn: &Connection, serial: &str) -> Result<bool, StoreEr
         )
         .optional()?
         .unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_common::snapshot::{
+        ContainerSummary, MAX_LISTED_CONTAINERS, MAX_NAMES, SNAPSHOT_BUDGET,
+    };
+    use outpost_common::Secret;
+
+    use super::*;
+    use crate::registry::MAX_STORED_SNAPSHOT;
+    use crate::store::endpoints::{self, EndpointKind};
+    use crate::store::tests::{new_endpoint, open};
+
+    /// The worst a device can store within the hub's gate: every list at its cap, every text
+    /// filled to the encoded budget with the character JSON escapes (`"`), after sanitizing.
+    fn worst(text: &str) -> EngineSnapshot {
+        let mut snapshot = EngineSnapshot {
+            containers: vec![
+                ContainerSummary {
+                    names: vec![String::new(); MAX_NAMES],
+                    ..ContainerSummary::default()
+                };
+                MAX_LISTED_CONTAINERS
+            ],
+            ..EngineSnapshot::default()
+        };
+        let mut room = SNAPSHOT_BUDGET - snapshot.encoded_len();
+        // One-byte lengths grow to two at 128 bytes: fill in 127-byte pieces.
+        'fill: for container in &mut snapshot.containers {
+            for field in [
+                &mut container.image,
+                &mut container.status,
+                &mut container.id,
+            ] {
+                let take = room.min(127);
+                field.push_str(&text.repeat(take / text.len()));
+                room -= take;
+                if room < text.len() {
+                    break 'fill;
+                }
+            }
+        }
+        snapshot.sanitize();
+        snapshot
+    }
+
+    #[test]
+    fn a_stored_snapshot_is_at_most_the_stated_bound() {
+        let (_dir, store) = open();
+        let conn = store.lock();
+        let secret = Secret::generate();
+        let new = new_endpoint("kiosk", EndpointKind::Device, &secret, None);
+        let id = endpoints::create(&conn, &new, 0).unwrap().id;
+        for (what, snapshot) in [("quotes", worst("\"")), ("backslashes", worst("\\"))] {
+            assert!(snapshot.encoded_len() <= SNAPSHOT_BUDGET, "{what}");
+            save_snapshot(&conn, id, &snapshot).unwrap();
+            let stored: usize = conn
+                .query_row(
+                    "SELECT length(CAST(body AS BLOB)) FROM snapshots",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            println!(
+                "{what}: {} encoded bytes stored as {stored} bytes of JSON",
+                snapshot.encoded_len()
+            );
+            assert!(stored <= MAX_STORED_SNAPSHOT, "{what}: {stored}");
+        }
+    }
 }
