@@ -20,6 +20,7 @@ pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;
 pub mod rig;
+pub mod slow_clients;
 pub mod timed;
 
 /// Build the hub and agent binaries once per test process and return the directory holding them.
