@@ -300,7 +300,12 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
     let certs = hub.data_dir.parent().unwrap().join("revoked-cert");
     hub.admin_cert(&certs);
     let kept = hub.data_dir.parent().unwrap().join("kept-cert");
-    hub.admin_cert(&kept);
+    let issued = admin(
+        &hub,
+        &["admin-cert", "create", "--name", "kept", "--out"],
+        &kept,
+    );
+    assert!(issued.status.success(), "{issued:?}");
     let rt = runtime();
 
     let mut open = rt.block_on(keep_alive(&hub, Some(&certs)));
@@ -308,16 +313,21 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
     assert_eq!(rt.block_on(status(&mut open, "/api/endpoints", None)), 200);
     let streams = rt.block_on(open_streams(&hub, id, &container.name, Some(&certs), None));
 
-    let listed = admin(&hub, &["admin-cert", "list", "--json"]);
-    let certs_listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let serial = certs_listed[0]["serial"].as_str().unwrap().to_owned();
-    let revoked = admin(&hub, &["admin-cert", "revoke", &serial]);
+    let listed = admin(&hub, &["admin-cert", "list", "--json"], Path::new(""));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let revoked_one = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "admin");
+    let serial = revoked_one.unwrap()["serial"].as_str().unwrap().to_owned();
+    let revoked = admin(&hub, &["admin-cert", "revoke", &serial], Path::new(""));
     assert!(revoked.status.success(), "{revoked:?}");
     rt.block_on(streams.ended_within(WITHDRAWAL_BOUND));
 
     assert_eq!(rt.block_on(status(&mut open, "/api/endpoints", None)), 401);
     assert_eq!(rt.block_on(status(&mut other, "/api/endpoints", None)), 200);
-    let listed = admin(&hub, &["admin-cert", "list"]);
+    let listed = admin(&hub, &["admin-cert", "list"], Path::new(""));
     let table = String::from_utf8_lossy(&listed.stdout).into_owned();
     let row = table.lines().find(|l| l.contains(&serial)).unwrap();
     assert!(!row.trim_end().ends_with('-'), "not shown revoked: {row}");
@@ -338,7 +348,7 @@ fn a_rotated_admin_token_is_refused_on_open_connections_and_its_streams_end() {
     );
     let streams = rt.block_on(open_streams(&hub, id, &container.name, None, Some(&old)));
 
-    let rotated = admin(&hub, &["admin-token", "rotate"]);
+    let rotated = admin(&hub, &["admin-token", "rotate"], Path::new(""));
     assert!(rotated.status.success(), "{rotated:?}");
     rt.block_on(streams.ended_within(WITHDRAWAL_BOUND));
 
@@ -364,9 +374,11 @@ fn a_rotated_admin_token_is_refused_on_open_connections_and_its_streams_end() {
         .contains(&container.name));
 }
 
-fn admin(hub: &Hub, args: &[&str]) -> std::process::Output {
+/// `outpost-hub ARGS [PATH] --data-dir …` (an empty `path` is left out).
+fn admin(hub: &Hub, args: &[&str], path: &Path) -> std::process::Output {
     Command::new(outpost_tests::bin_dir().join("outpost-hub"))
         .args(args)
+        .args(Some(path).filter(|p| !p.as_os_str().is_empty()))
         .arg("--data-dir")
         .arg(&hub.data_dir)
         .output()

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use outpost_certs::ClientRole;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::credentials::{new_admin_token, write_admin_token};
+use super::credentials::{new_admin_token, write_admin_token, Withdrew};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::store::admin_creds::{self, AdminCertRecord};
@@ -80,7 +80,7 @@ pub(super) async fn list(
 pub(super) async fn revoke(
     State(ctx): State<Arc<HubContext>>,
     Path(cert): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(Extension<Withdrew>, Json<serde_json::Value>), ApiError> {
     let which = cert.clone();
     let revoked = ctx
         .store
@@ -94,14 +94,17 @@ pub(super) async fn revoke(
     }
     ctx.admin_credentials.certificates_revoked();
     info!(?revoked, "admin certificates revoked");
-    Ok(Json(serde_json::json!({ "revoked": revoked })))
+    Ok((
+        Extension(Withdrew),
+        Json(serde_json::json!({ "revoked": revoked })),
+    ))
 }
 
 /// A new admin token: written to DATA_DIR/admin.token first (nothing changes if that fails), then
 /// stored and swapped in; requests on the old token are refused and its open streams end.
 pub(super) async fn rotate_token(
     State(ctx): State<Arc<HubContext>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<(Extension<Withdrew>, Json<serde_json::Value>), ApiError> {
     let (token, hash) = new_admin_token();
     let file = ctx.admin_credentials.token_file().to_owned();
     write_admin_token(&file, &token).map_err(|e| {
@@ -115,7 +118,8 @@ pub(super) async fn rotate_token(
         .await?;
     ctx.admin_credentials.rotate_token(hash);
     info!("admin token rotated");
-    Ok(Json(
-        serde_json::json!({ "token": token, "written_to": file.display().to_string() }),
+    Ok((
+        Extension(Withdrew),
+        Json(serde_json::json!({ "token": token, "written_to": file.display().to_string() })),
     ))
 }

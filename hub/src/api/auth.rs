@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use outpost_certs::{client_identity, CertificateDer, ClientRole, Fingerprint};
 
-use super::credentials::{Credential, Revocation};
+use super::credentials::{Credential, Revocation, Withdrew};
 use super::until_revoked::UntilRevoked;
 use super::ApiError;
 use crate::context::HubContext;
@@ -72,6 +72,9 @@ pub(super) async fn require_admin(
     let revocation = Revocation::new(ctx, credential, changes);
     request.extensions_mut().insert(revocation.clone());
     let response = next.run(request).await;
+    if response.extensions().get::<Withdrew>().is_some() {
+        return Ok(response);
+    }
     Ok(response.map(|body| Body::new(UntilRevoked::new(body, revocation))))
 }
 

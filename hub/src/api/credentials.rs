@@ -89,6 +89,11 @@ impl AdminCredentials {
     }
 }
 
+/// Marks the answer of a request that withdrew credentials (perhaps its own): it is delivered
+/// whole, not ended by the withdrawal it reports.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Withdrew;
+
 /// The credential one request was admitted on.
 #[derive(Clone, Debug)]
 pub(crate) enum Credential {
