@@ -4,7 +4,6 @@
 //! keep-alive connection opened before, and the request's [`Revocation`] ends its stream when the
 //! credential is withdrawn while it runs ([`super::credentials`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,26 +13,27 @@ use axum::middleware::Next;
 use axum::response::Response;
 use outpost_certs::{client_identity, CertificateDer, ClientRole, Fingerprint};
 
+use super::connections::ConnectionSlot;
 use super::credentials::{Credential, Revocation, Withdrew};
 use super::until_revoked::UntilRevoked;
 use super::ApiError;
 use crate::context::HubContext;
 
 /// What a TLS connection showed of itself.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct ConnectionIdentity {
     /// The serial of the admin certificate it presented, valid at the handshake.
     certificate: Option<String>,
-    /// Set once it proved an admin credential (its certificate, or a request's): the connection
-    /// cap sheds connections without one first.
-    authenticated: Arc<AtomicBool>,
+    /// Its place under the connection cap, marked authenticated once it proved an admin
+    /// credential (its certificate, or a request's): the cap sheds connections without one first.
+    slot: ConnectionSlot,
 }
 
 /// Check a presented client certificate: an admin certificate of this hub, not revoked.
 pub(super) async fn connection_identity(
     ctx: &HubContext,
     peer: Option<&[CertificateDer<'static>]>,
-    authenticated: Arc<AtomicBool>,
+    slot: ConnectionSlot,
 ) -> ConnectionIdentity {
     let certificate = match peer
         .and_then(|chain| chain.first())
@@ -44,15 +44,12 @@ pub(super) async fn connection_identity(
     };
     let certificate = match certificate {
         Some(serial) if Credential::Certificate(serial.clone()).is_valid(ctx).await => {
-            authenticated.store(true, Ordering::Relaxed);
+            slot.authenticate();
             Some(serial)
         }
         _ => None,
     };
-    ConnectionIdentity {
-        certificate,
-        authenticated,
-    }
+    ConnectionIdentity { certificate, slot }
 }
 
 /// Reject requests without a valid admin credential; watch the credential of those let through.
@@ -62,15 +59,18 @@ pub(super) async fn require_admin(
     next: Next,
 ) -> Result<Response, ApiError> {
     let changes = ctx.admin_credentials.watch();
-    let identity = request
-        .extensions()
-        .get::<ConnectionIdentity>()
-        .cloned()
-        .unwrap_or_default();
+    let Some(identity) = request.extensions().get::<ConnectionIdentity>().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "request outside an API connection",
+        ));
+    };
     let credential = credential(&ctx, &identity, request.headers()).await?;
-    identity.authenticated.store(true, Ordering::Relaxed);
+    identity.slot.authenticate();
     let revocation = Revocation::new(ctx, credential, changes);
     request.extensions_mut().insert(revocation.clone());
+    // A hijacked connection outlives hyper's: the proxy holds its slot until the splice ends.
+    request.extensions_mut().insert(identity.slot);
     let response = next.run(request).await;
     if response.extensions().get::<Withdrew>().is_some() {
         return Ok(response);

@@ -2,7 +2,8 @@
 //! a task from accept on, TLS handshake included; past the cap the oldest connection that has not
 //! proved an admin credential is shed to make room, so a flood of silent or half-sent connections
 //! displaces only its own kind while admins' connections (and their `logs -f`) stay. When every
-//! connection is authenticated the newcomer itself is shed.
+//! connection is authenticated the newcomer itself is shed. A hijacked connection (`exec -it`)
+//! leaves hyper but keeps its place in the table until the splice ends ([`ConnectionSlot`]).
 //!
 //! The cap is the smaller of the configured one and what the open-file limit leaves after
 //! [`RESERVED_FDS`]: under `ulimit -n 256` the hub holds at most 192 API connections instead of
@@ -43,15 +44,31 @@ pub(super) struct ConnectionTable {
     next: std::sync::atomic::AtomicU64,
 }
 
-/// One admitted connection: its place in the table until dropped.
+/// One admitted connection.
 #[derive(Debug)]
 pub(super) struct Admitted {
-    id: u64,
-    table: Arc<ConnectionTable>,
-    /// Set when it proves an admin credential.
-    pub(super) authenticated: Arc<AtomicBool>,
+    /// Its place in the table.
+    pub(super) slot: ConnectionSlot,
     /// Resolves when it is shed.
     pub(super) shed: oneshot::Receiver<()>,
+}
+
+/// A connection's place in the table, held until the last clone drops.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionSlot(Arc<Slot>);
+
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    table: Arc<ConnectionTable>,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl ConnectionSlot {
+    /// It proved an admin credential: shed it only when nothing else can go.
+    pub(super) fn authenticate(&self) {
+        self.0.authenticated.store(true, Ordering::Relaxed);
+    }
 }
 
 impl ConnectionTable {
@@ -81,10 +98,13 @@ impl ConnectionTable {
                 None => break,
             }
         }
-        Admitted {
+        let slot = Slot {
             id,
             table: self.clone(),
             authenticated,
+        };
+        Admitted {
+            slot: ConnectionSlot(Arc::new(slot)),
             shed,
         }
     }
@@ -94,7 +114,7 @@ impl ConnectionTable {
     }
 }
 
-impl Drop for Admitted {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.table.lock().remove(&self.id);
     }
@@ -112,7 +132,7 @@ mod tests {
     fn the_oldest_unauthenticated_goes_first() {
         let table = Arc::new(ConnectionTable::default());
         let mut admin = table.admit(3);
-        admin.authenticated.store(true, Ordering::Relaxed);
+        admin.slot.authenticate();
         let mut first = table.admit(3);
         let mut second = table.admit(3);
         let mut third = table.admit(3);
@@ -129,7 +149,7 @@ mod tests {
         let table = Arc::new(ConnectionTable::default());
         let mut admins: Vec<_> = (0..2).map(|_| table.admit(2)).collect();
         for admin in &admins {
-            admin.authenticated.store(true, Ordering::Relaxed);
+            admin.slot.authenticate();
         }
         let mut newcomer = table.admit(2);
         assert!(shed(&mut newcomer));
@@ -138,6 +158,17 @@ mod tests {
         assert_eq!(table.lock().len(), 1);
         let mut next = table.admit(2);
         assert!(!shed(&mut next));
+    }
+
+    #[test]
+    fn a_held_slot_outlives_the_admitted_connection() {
+        let table = Arc::new(ConnectionTable::default());
+        let admitted = table.admit(4);
+        let hijacked = admitted.slot.clone();
+        drop(admitted);
+        assert_eq!(table.lock().len(), 1);
+        drop(hijacked);
+        assert_eq!(table.lock().len(), 0);
     }
 
     #[test]

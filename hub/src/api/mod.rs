@@ -9,7 +9,7 @@
 
 mod admin_certs;
 mod auth;
-mod connections;
+pub(crate) mod connections;
 pub(crate) mod credentials;
 mod endpoints;
 pub(crate) mod id;
@@ -20,7 +20,6 @@ mod until_revoked;
 mod view;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,7 +111,7 @@ pub async fn serve(
             acceptor: acceptor.clone(),
             app: app.clone(),
             ctx: ctx.clone(),
-            authenticated: admitted.authenticated.clone(),
+            slot: admitted.slot.clone(),
         };
         tokio::spawn(async move {
             tokio::select! {
@@ -128,7 +127,7 @@ struct Connection {
     acceptor: TlsAcceptor,
     app: Router,
     ctx: Arc<HubContext>,
-    authenticated: Arc<AtomicBool>,
+    slot: connections::ConnectionSlot,
 }
 
 impl Connection {
@@ -140,7 +139,7 @@ impl Connection {
             Err(_) => return debug!(%remote, "TLS handshake timed out"),
         };
         let peer = tls.get_ref().1.peer_certificates();
-        let identity = auth::connection_identity(&self.ctx, peer, self.authenticated).await;
+        let identity = auth::connection_identity(&self.ctx, peer, self.slot).await;
         let service = TowerToHyperService::new(self.app.layer(axum::Extension(identity)));
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

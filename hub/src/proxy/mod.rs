@@ -2,7 +2,8 @@
 //!
 //! Each proxied request gets its own QUIC bidirectional stream to the device, opened after the
 //! device is summoned: the stream preface and, right behind it without waiting a round trip,
-//! HTTP/1.1 spoken by a hyper client over the stream with the route prefix stripped; the agent's
+//! HTTP/1.1 spoken by a hyper client over the stream with the route prefix and what must not reach
+//! the device ([`headers`]) stripped; the agent's
 //! answer to the preface is read before the response ([`reply`]). Upgrades (`docker exec -it`, `attach`, `run -it`)
 //! are carried by joining the client's upgraded connection to the stream's. Bodies stream both ways
 //! through hyper with its bounded buffers; nothing is collected in memory.
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::api::connections::ConnectionSlot;
 use crate::api::credentials::Revocation;
 use crate::api::id::{CanonicalId, IdPath};
 use crate::api::ApiError;
@@ -51,6 +53,7 @@ pub(crate) async fn handle(
     State(ctx): State<Arc<HubContext>>,
     IdPath((CanonicalId(id), rest)): IdPath<(CanonicalId, String)>,
     Extension(revocation): Extension<Revocation>,
+    Extension(connection): Extension<ConnectionSlot>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
     let session = live_session(&ctx, id).await?;
@@ -93,7 +96,7 @@ pub(crate) async fn handle(
                 () = splice => {}
                 () = revocation.withdrawn() => debug!(request_id, "credential withdrawn: hijacked connection closed"),
             }
-            drop(slots);
+            drop((slots, connection));
         });
         return Ok(response.map(Body::new));
     }
