@@ -300,10 +300,10 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
     let certs = hub.data_dir.parent().unwrap().join("revoked-cert");
     hub.admin_cert(&certs);
     let kept = hub.data_dir.parent().unwrap().join("kept-cert");
+    let kept_dir = kept.to_str().unwrap();
     let issued = admin(
         &hub,
-        &["admin-cert", "create", "--name", "kept", "--out"],
-        &kept,
+        &["admin-cert", "create", "--name", "kept", "--out", kept_dir],
     );
     assert!(issued.status.success(), "{issued:?}");
     let rt = runtime();
@@ -313,7 +313,7 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
     assert_eq!(rt.block_on(status(&mut open, "/api/endpoints", None)), 200);
     let streams = rt.block_on(open_streams(&hub, id, &container.name, Some(&certs), None));
 
-    let listed = admin(&hub, &["admin-cert", "list", "--json"], Path::new(""));
+    let listed = admin(&hub, &["admin-cert", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let revoked_one = listed
         .as_array()
@@ -321,13 +321,13 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
         .iter()
         .find(|c| c["name"] == "admin");
     let serial = revoked_one.unwrap()["serial"].as_str().unwrap().to_owned();
-    let revoked = admin(&hub, &["admin-cert", "revoke", &serial], Path::new(""));
+    let revoked = admin(&hub, &["admin-cert", "revoke", &serial]);
     assert!(revoked.status.success(), "{revoked:?}");
     rt.block_on(streams.ended_within(WITHDRAWAL_BOUND));
 
     assert_eq!(rt.block_on(status(&mut open, "/api/endpoints", None)), 401);
     assert_eq!(rt.block_on(status(&mut other, "/api/endpoints", None)), 200);
-    let listed = admin(&hub, &["admin-cert", "list"], Path::new(""));
+    let listed = admin(&hub, &["admin-cert", "list"]);
     let table = String::from_utf8_lossy(&listed.stdout).into_owned();
     let row = table.lines().find(|l| l.contains(&serial)).unwrap();
     assert!(!row.trim_end().ends_with('-'), "not shown revoked: {row}");
@@ -348,7 +348,7 @@ fn a_rotated_admin_token_is_refused_on_open_connections_and_its_streams_end() {
     );
     let streams = rt.block_on(open_streams(&hub, id, &container.name, None, Some(&old)));
 
-    let rotated = admin(&hub, &["admin-token", "rotate"], Path::new(""));
+    let rotated = admin(&hub, &["admin-token", "rotate"]);
     assert!(rotated.status.success(), "{rotated:?}");
     rt.block_on(streams.ended_within(WITHDRAWAL_BOUND));
 
@@ -374,19 +374,21 @@ fn a_rotated_admin_token_is_refused_on_open_connections_and_its_streams_end() {
         .contains(&container.name));
 }
 
-/// `outpost-hub ARGS [PATH] --data-dir …` (an empty `path` is left out).
-fn admin(hub: &Hub, args: &[&str], path: &Path) -> std::process::Output {
+/// `outpost-hub ARGS --data-dir …`.
+fn admin(hub: &Hub, args: &[&str]) -> std::process::Output {
     Command::new(outpost_tests::bin_dir().join("outpost-hub"))
         .args(args)
-        .args(Some(path).filter(|p| !p.as_os_str().is_empty()))
         .arg("--data-dir")
         .arg(&hub.data_dir)
         .output()
         .unwrap()
 }
 
-/// A Docker engine that answers `{}` to everything and keeps every request head it was sent.
-fn recording_engine() -> (String, Arc<Mutex<Vec<String>>>) {
+/// What a fake engine answers to a request head.
+type Answer = fn(&str) -> String;
+
+/// A Docker engine that answers with `answer` and keeps every request head it was sent.
+fn recording_engine(answer: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let heads = Arc::new(Mutex::new(Vec::new()));
@@ -394,13 +396,13 @@ fn recording_engine() -> (String, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let heads = recorded.clone();
-            std::thread::spawn(move || serve_recorded(stream, &heads));
+            std::thread::spawn(move || serve_recorded(stream, &heads, answer));
         }
     });
     (addr, heads)
 }
 
-fn serve_recorded(stream: std::net::TcpStream, heads: &Mutex<Vec<String>>) {
+fn serve_recorded(stream: std::net::TcpStream, heads: &Mutex<Vec<String>>, answer: Answer) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -415,8 +417,12 @@ fn serve_recorded(stream: std::net::TcpStream, heads: &Mutex<Vec<String>>) {
                 break;
             }
         }
+        let body = answer(&head);
         heads.lock().unwrap().push(head);
-        let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.43\r\nContent-Length: 2\r\n\r\n{}";
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.43\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
         if writer.write_all(answer.as_bytes()).is_err() {
             return;
         }
@@ -426,7 +432,7 @@ fn serve_recorded(stream: std::net::TcpStream, heads: &Mutex<Vec<String>>) {
 #[test]
 fn hop_by_hop_and_credential_headers_do_not_reach_the_device() {
     let hub = Hub::start();
-    let (engine, heads) = recording_engine();
+    let (engine, heads) = recording_engine(|_| "{}".to_owned());
     let (id, _agent) = enrol(&hub, "recorded", &format!("tcp://{engine}"));
     let token = token(&hub);
     let rt = runtime();
@@ -540,4 +546,45 @@ fn cli_output_escapes_terminal_control_characters() {
         serde_json::from_slice(&hub.admin(&["show", "1", "--json"]).stdout)
             .expect("escaped JSON is still JSON");
     assert_eq!(json["name"], hostile.trim());
+}
+
+/// An engine version a hostile device reports: an OSC title change, a screen clear, DEL and an
+/// 8-bit CSI (C1), which serde_json leaves raw.
+const HOSTILE_VERSION: &str = "24.0\u{1b}]0;owned\u{7}\u{1b}[2J\u{7f}\u{9b}31m";
+
+#[test]
+fn device_supplied_strings_reach_the_terminal_escaped() {
+    let hub = Hub::start();
+    let (engine, _) = recording_engine(|head| {
+        let version = serde_json::json!({ "Version": HOSTILE_VERSION });
+        let asks_version = head.starts_with("GET /version");
+        if asks_version {
+            version.to_string()
+        } else {
+            "{}".to_owned()
+        }
+    });
+    let (id, _agent) = enrol(&hub, "hostile", &format!("tcp://{engine}"));
+    let shown = wait_for(Duration::from_secs(20), "the device's snapshot", || {
+        let shown = hub.show(id);
+        (shown["snapshot"]["engine_version"] != serde_json::Value::Null).then_some(shown)
+    });
+    // The hub may clean what it stores; whatever it kept of the controls must print escaped.
+    let stored = shown["snapshot"]["engine_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = id.to_string();
+    for args in [&["show", &id][..], &["show", &id, "--json"]] {
+        let out = hub.admin(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let raw = text.chars().find(|&c| c.is_control() && c != '\n');
+        assert_eq!(
+            raw, None,
+            "raw control character in `endpoint {args:?}`: {text:?}"
+        );
+        if stored.contains('\u{9b}') {
+            assert!(text.contains("\\u009b31m"), "{text}");
+        }
+    }
 }

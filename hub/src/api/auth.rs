@@ -71,7 +71,16 @@ pub(super) async fn require_admin(
     request.extensions_mut().insert(revocation.clone());
     // A hijacked connection outlives hyper's: the proxy holds its slot until the splice ends.
     request.extensions_mut().insert(identity.slot);
-    let response = next.run(request).await;
+    // An upload (`docker load`) answers only at its end: it stops when its credential goes. The
+    // handler is polled first, so a request that withdrew its own credential gets its answer.
+    let response = tokio::select! {
+        biased;
+        response = next.run(request) => response,
+        () = revocation.clone().withdrawn() => return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the admin credential of this request was revoked while it ran",
+        )),
+    };
     if response.extensions().get::<Withdrew>().is_some() {
         return Ok(response);
     }
