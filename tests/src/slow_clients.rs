@@ -1,8 +1,10 @@
 //! Slow clients of the hub's admin API: TLS connections that send half a request head and then
 //! hold still (slowloris). Each connection is watched by a task that reads until the hub closes
-//! it, so a test can count how many the hub still holds.
+//! it, so a test can count how many the hub still holds. Also the open-file limits the flood is
+//! measured against.
 
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,4 +111,27 @@ async fn half_open(
     tls.write_all(HALF_HEAD).await?;
     tls.flush().await?;
     Ok(tls)
+}
+
+/// The soft and hard open-file limits of process `pid`, from /proc.
+pub fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("/proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("/proc limits");
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Set process `pid`'s open-file limit with util-linux `prlimit` (`soft:hard`, or `soft:` alone).
+pub fn prlimit(pid: u32, nofile: &str) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={nofile}")])
+        .status()
+        .expect("prlimit (util-linux) on PATH");
+    assert!(status.success(), "prlimit --nofile={nofile}");
 }

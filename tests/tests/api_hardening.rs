@@ -3,11 +3,9 @@
 //! the attack and shows the refusal or the bound, and that an admin is still served.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock timing of real processes; test code
 
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt as _, Empty};
@@ -16,7 +14,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use outpost_tests::docker::{require_engine, unique, Container, DockerCli, TEST_IMAGE};
-use outpost_tests::slow_clients::{connect, hold_half_open, tls_config};
+use outpost_tests::fake_engine::recording_engine;
+use outpost_tests::slow_clients::{connect, hold_half_open, open_file_limits, prlimit, tls_config};
 use outpost_tests::{wait_for, Agent, Hub};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -166,28 +165,6 @@ fn the_connection_cap_sheds_unauthenticated_connections_first() {
         );
     }
     assert_eq!(hub.api_call("GET", "/api/endpoints", None).status, 200);
-}
-
-/// The soft and hard open-file limits of process `pid`.
-fn open_file_limits(pid: u32) -> (u64, u64) {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let numbers: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
-fn prlimit(pid: u32, nofile: &str) {
-    let status = Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--nofile={nofile}")])
-        .status()
-        .expect("prlimit (util-linux) on PATH");
-    assert!(status.success(), "prlimit --nofile={nofile}");
 }
 
 #[test]
@@ -382,51 +359,6 @@ fn admin(hub: &Hub, args: &[&str]) -> std::process::Output {
         .arg(&hub.data_dir)
         .output()
         .unwrap()
-}
-
-/// What a fake engine answers to a request head.
-type Answer = fn(&str) -> String;
-
-/// A Docker engine that answers with `answer` and keeps every request head it was sent.
-fn recording_engine(answer: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let heads = Arc::new(Mutex::new(Vec::new()));
-    let recorded = heads.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let heads = recorded.clone();
-            std::thread::spawn(move || serve_recorded(stream, &heads, answer));
-        }
-    });
-    (addr, heads)
-}
-
-fn serve_recorded(stream: std::net::TcpStream, heads: &Mutex<Vec<String>>, answer: Answer) {
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let body = answer(&head);
-        heads.lock().unwrap().push(head);
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nApi-Version: 1.43\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if writer.write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
 }
 
 #[test]
