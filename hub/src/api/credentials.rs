@@ -152,3 +152,27 @@ impl Revocation {
         std::future::pending().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotated_token_replaces_the_old_one_and_is_announced() {
+        let (old, old_hash) = new_admin_token();
+        let credentials = AdminCredentials::new(old_hash.0, PathBuf::from("admin.token"));
+        let mut changes = credentials.watch().0;
+        assert!(credentials.token_hash_matches(&Fingerprint::of(old.as_bytes()).0));
+
+        let (new, new_hash) = new_admin_token();
+        assert_ne!(old, new);
+        credentials.rotate_token(new_hash);
+        assert!(changes.has_changed().unwrap_or(false));
+        assert!(!credentials.token_hash_matches(&old_hash.0));
+        assert!(credentials.token_hash_matches(&Fingerprint::of(new.as_bytes()).0));
+
+        changes.mark_unchanged();
+        credentials.certificates_revoked();
+        assert!(changes.has_changed().unwrap_or(false));
+    }
+}
