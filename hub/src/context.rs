@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::agent_link::admission::Admission;
 use crate::agent_link::windows::WindowBudget;
+use crate::api::AdminCredentials;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -27,8 +28,8 @@ pub struct HubContext {
     pub session: SessionSettings,
     /// How long an admin request waits for a summoned device.
     pub summon_timeout: Duration,
-    /// SHA-256 of the admin bearer token.
-    pub admin_token_hash: [u8; 32],
+    /// The admin token (swappable) and the watch on admin credentials.
+    pub admin_credentials: AdminCredentials,
     /// Bounds concurrent enrolments (each signs a certificate and writes the store).
     pub enroll_slots: Semaphore,
     /// Bounds connections being set up (handshake to welcome).

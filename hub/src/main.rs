@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use clap::Parser;
-use outpost_hub::cli::{run_admin, run_admin_cert, Cli, Command};
-use outpost_hub::{demo, server};
+use outpost_hub::cli::{run_admin, run_admin_cert, run_admin_token, Cli, Command};
+use outpost_hub::{api, demo, server};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -37,10 +37,12 @@ async fn main() -> Result<()> {
         }
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
+        Command::AdminToken { api, command } => run_admin_token(&api, command).await,
     }
 }
 
 async fn serve(config: server::HubConfig) -> Result<()> {
+    raise_open_file_limit(config.max_api_connections);
     let data_dir = config.data_dir.clone();
     let hub = server::start(config).await?;
     let ca = data_dir.join("ca.pem");
@@ -82,7 +84,21 @@ async fn demo(
     hub.data_dir = data_dir;
     hub.agent_listen = agent_listen;
     hub.api_listen = api_listen;
+    raise_open_file_limit(hub.max_api_connections);
     demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
+}
+
+/// Every admin API connection is a descriptor: take the whole hard limit, and say what it allows.
+fn raise_open_file_limit(max_api_connections: usize) {
+    match api::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            before = limit.before,
+            now = limit.now,
+            api_connections = api::effective_cap(max_api_connections, limit.now),
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use outpost_certs::{Fingerprint, HubPki, PkiError};
 use outpost_common::transport::{Role, TransportProfile};
 use outpost_common::wire::{CloseCode, RestartNotice, SessionSettings, ALPN_ENROLL, ALPN_SESSION};
@@ -27,7 +25,7 @@ use crate::agent_link::socket::OneDatagramPerSend;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{endpoints, Store, StoreError};
+use crate::store::{admin_creds, endpoints, Store, StoreError};
 use crate::{agent_link, api};
 
 /// The resolved runtime configuration of a hub.
@@ -59,6 +57,8 @@ pub struct HubConfig {
     pub window_budget: u64,
     /// Proxied Docker requests in flight across all devices.
     pub max_proxy_streams: usize,
+    /// Admin API connections held at once (fewer under a low open-file limit).
+    pub max_api_connections: usize,
 }
 
 /// Why a hub could not start.
@@ -110,8 +110,6 @@ pub struct RunningHub {
     /// The API and the liveness flusher.
     tasks: Vec<JoinHandle<()>>,
 }
-
-const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
 
 /// Start a hub with `config`.
 pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
@@ -182,7 +180,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             standby_after_ms: millis(config.standby_after),
         },
         summon_timeout: config.summon_timeout,
-        admin_token_hash,
+        admin_credentials: api::AdminCredentials::new(admin_token_hash, dir.join("admin.token")),
         enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
         admission: Admission::new(config.admission),
         windows: WindowBudget::new(config.window_budget, &config.transport),
@@ -197,6 +195,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             api_tls,
             api::router(ctx.clone()),
             ctx.clone(),
+            config.max_api_connections,
         )),
         tokio::spawn(liveness_flusher(ctx.clone(), config.flush_interval)),
     ];
@@ -328,20 +327,13 @@ const RESET_KEY_SETTING: &str = "stateless_reset_key";
 
 fn admin_token(store: &Store, dir: &Path) -> Result<([u8; 32], Option<PathBuf>), StartError> {
     let conn = store.lock();
-    if let Some(hex) = endpoints::setting(&conn, ADMIN_TOKEN_SETTING)? {
-        if let Ok(hash) = hex.parse::<Fingerprint>() {
-            return Ok((hash.0, None));
-        }
-        warn!("stored admin token hash is unreadable; issuing a new admin token");
+    if let Some(hash) = admin_creds::admin_token_hash(&conn)? {
+        return Ok((hash.0, None));
     }
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let (token, hash) = api::new_admin_token();
     let path = dir.join("admin.token");
-    outpost_certs::write_private_file(&path, format!("{token}\n").as_bytes())?;
-    // A `Fingerprint` is SHA-256 with a hex form: exactly what the store keeps of the token.
-    let hash = Fingerprint::of(token.as_bytes());
-    endpoints::set_setting(&conn, ADMIN_TOKEN_SETTING, &hash.to_string())?;
+    api::write_admin_token(&path, &token)?;
+    admin_creds::set_admin_token_hash(&conn, &hash)?;
     Ok((hash.0, Some(path)))
 }
 

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod docker;
+pub mod fake_engine;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;
 pub mod raw_agent;
 pub mod rig;
+pub mod slow_clients;
 pub mod timed;
 
 /// Build the hub and agent binaries once per test process and return the directory holding them.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use outpost_common::token::JoinToken;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
+use super::id::{CanonicalId, IdPath};
 use super::labels::{parse_group, parse_tags};
 use super::view::EndpointView;
 use super::ApiError;
@@ -137,9 +138,8 @@ pub(super) fn not_found(id: EndpointId) -> ApiError {
 
 pub(super) async fn show(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = EndpointId(id);
     let view = view_of(&ctx, id).await?;
     let snapshot = ctx.store.call(move |c| extras::snapshot(c, id)).await?;
     let mut body = serde_json::to_value(view).unwrap_or_default();
@@ -149,9 +149,8 @@ pub(super) async fn show(
 
 pub(super) async fn approve(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = EndpointId(id);
     if !ctx.store.call(move |c| endpoints::approve(c, id)).await? {
         return Err(not_found(id));
     }
@@ -164,9 +163,8 @@ pub(super) async fn approve(
 
 pub(super) async fn remove(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = EndpointId(id);
     let removed = ctx
         .store
         .call(move |c| endpoints::remove(c, id, unix_now()))
@@ -183,9 +181,8 @@ pub(super) async fn remove(
 
 pub(super) async fn summon(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = EndpointId(id);
     let started = Instant::now();
     let session = match ctx.registry.get(id) {
         Some(session) => session,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use outpost_common::EndpointId;
@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer};
 use tracing::info;
 
 use super::endpoints::{not_found, view_of};
+use super::id::{CanonicalId, IdPath};
 use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
@@ -54,10 +55,9 @@ pub(super) struct PatchRequest {
 
 pub(super) async fn patch(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
     Json(request): Json<PatchRequest>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = EndpointId(id);
     let group = request
         .group
         .map(|g| parse_group(g.as_deref()))
@@ -96,10 +96,9 @@ pub(super) struct TagRequest {
 
 pub(super) async fn add_tag(
     State(ctx): State<Arc<HubContext>>,
-    Path(id): Path<u64>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
     Json(request): Json<TagRequest>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = EndpointId(id);
     let tag: Label = request
         .tag
         .parse()
@@ -124,9 +123,8 @@ pub(super) async fn add_tag(
 
 pub(super) async fn remove_tag(
     State(ctx): State<Arc<HubContext>>,
-    Path((id, tag)): Path<(u64, String)>,
+    IdPath((CanonicalId(id), tag)): IdPath<(CanonicalId, String)>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = EndpointId(id);
     let label = tag.parse::<Label>().ok();
     let (exists, removed) = ctx
         .store

@@ -1,15 +1,25 @@
 //! The admin HTTPS API: bearer-authenticated JSON over TLS (the hub's own certificate).
 //!
+//! Slow and silent clients are bounded three ways: a TLS handshake deadline, a header-read timeout
+//! (hyper needs a timer for it; without one it silently had none) that is also the keep-alive idle
+//! timeout, and a connection cap that sheds unauthenticated connections first ([`connections`]).
+//!
 //! Errors are Docker-style `{"message": …}` bodies with a fitting status, so the docker CLI (which
 //! will reach devices through this listener) and scripts print something a human can act on.
 
 mod admin_certs;
 mod auth;
+pub(crate) mod connections;
+pub(crate) mod credentials;
 mod endpoints;
+pub(crate) mod id;
 mod labels;
 mod list;
+mod nofile;
+mod until_revoked;
 mod view;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,19 +27,29 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use crate::context::HubContext;
 use crate::registry::SummonError;
 
+pub use connections::{effective_cap, DEFAULT_MAX_API_CONNECTIONS, RESERVED_FDS};
+pub use credentials::{new_admin_token, write_admin_token, AdminCredentials};
+pub use nofile::{raise_open_file_limit, OpenFileLimit};
 pub use view::EndpointView;
 
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a client has to send a request's head once the connection waits for one: after the
+/// TLS handshake, and again whenever it falls idle after a response (hyper 1.x restarts the timer
+/// there), so this is the keep-alive idle timeout too. A docker CLI writes a head at once; 10 s
+/// is ~16 round trips of a geostationary link. A response being streamed (`logs -f`) or an
+/// upgraded connection (`exec -it`) waits for no head, so neither is cut however quiet.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API's routes.
 pub fn router(ctx: Arc<HubContext>) -> Router {
@@ -45,7 +65,12 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/endpoints/{id}/tags/{tag}", delete(labels::remove_tag))
         .route("/api/endpoints/{id}/approve", post(endpoints::approve))
         .route("/api/endpoints/{id}/summon", post(endpoints::summon))
-        .route("/api/admin-certs", post(admin_certs::create))
+        .route(
+            "/api/admin-certs",
+            get(admin_certs::list).post(admin_certs::create),
+        )
+        .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
+        .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
         .route(
             "/api/endpoints/{id}/docker/{*rest}",
             any(crate::proxy::handle),
@@ -58,14 +83,17 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .with_state(ctx)
 }
 
-/// Serve `app` over TLS on `listener` until the task is dropped.
+/// Serve `app` over TLS on `listener` until the task is dropped, holding at most
+/// `max_connections` connections (fewer under a low open-file limit, see [`connections`]).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     ctx: Arc<HubContext>,
+    max_connections: usize,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let table = Arc::new(connections::ConnectionTable::default());
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -77,27 +105,51 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let ctx = ctx.clone();
+        let cap = effective_cap(max_connections, nofile::open_file_limit());
+        let mut admitted = table.admit(cap);
+        let connection = Connection {
+            acceptor: acceptor.clone(),
+            app: app.clone(),
+            ctx: ctx.clone(),
+            slot: admitted.slot.clone(),
+        };
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(TLS_HANDSHAKE_DEADLINE, acceptor.accept(tcp)).await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => return debug!(%remote, "TLS handshake failed: {e}"),
-                Err(_) => return debug!(%remote, "TLS handshake timed out"),
-            };
-            let identity =
-                auth::connection_identity(&ctx, tls.get_ref().1.peer_certificates()).await;
-            let service = TowerToHyperService::new(app.layer(axum::Extension(identity)));
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .with_upgrades()
-                .await;
-            if let Err(e) = served {
-                debug!(%remote, "HTTP connection ended: {e}");
+            tokio::select! {
+                _ = &mut admitted.shed => debug!(%remote, cap, "connection shed: the API connection cap was reached"),
+                () = connection.serve(tcp, remote) => {}
             }
         });
+    }
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    acceptor: TlsAcceptor,
+    app: Router,
+    ctx: Arc<HubContext>,
+    slot: connections::ConnectionSlot,
+}
+
+impl Connection {
+    async fn serve(self, tcp: TcpStream, remote: SocketAddr) {
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_DEADLINE, self.acceptor.accept(tcp));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return debug!(%remote, "TLS handshake failed: {e}"),
+            Err(_) => return debug!(%remote, "TLS handshake timed out"),
+        };
+        let peer = tls.get_ref().1.peer_certificates();
+        let identity = auth::connection_identity(&self.ctx, peer, self.slot).await;
+        let service = TowerToHyperService::new(self.app.layer(axum::Extension(identity)));
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+            .await;
+        if let Err(e) = served {
+            debug!(%remote, "HTTP connection ended: {e}");
+        }
     }
 }
 

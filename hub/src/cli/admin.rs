@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use reqwest::Method;
 use serde_json::Value;
 
+use super::escape::{escape_controls, escape_json};
 use super::{ApiArgs, EndpointCommand, ListArgs};
 
 /// A connection to a hub's admin API.
@@ -72,7 +73,7 @@ impl Api {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             let message = body["message"].as_str().unwrap_or("no message");
-            bail!("{} ({status})", message);
+            bail!("{} ({status})", escape_controls(message));
         }
         Ok(body)
     }
@@ -198,7 +199,7 @@ async fn set_group(api: &Api, id: u64, group: Value) -> Result<()> {
     Ok(())
 }
 
-fn url_escape(text: &str) -> String {
+pub(super) fn url_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -209,18 +210,19 @@ fn url_escape(text: &str) -> String {
         .collect()
 }
 
-fn print_json(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+pub(super) fn print_json(value: &Value) -> Result<()> {
+    println!("{}", escape_json(&serde_json::to_string_pretty(value)?));
     Ok(())
 }
 
-fn text(value: &Value) -> String {
+/// A field for a human: escaped ([`escape_controls`]), `-` when empty.
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape_controls(s).into_owned(),
         Value::Array(items) if items.is_empty() => "-".into(),
         Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+        other => escape_controls(&other.to_string()).into_owned(),
     }
 }
 
@@ -249,7 +251,7 @@ fn print_table(page: &Value) {
 fn print_fields(endpoint: &Value) {
     if let Some(fields) = endpoint.as_object() {
         for (key, value) in fields {
-            println!("{key:<14} {}", text(value));
+            println!("{:<14} {}", escape_controls(key), text(value));
         }
     }
 }

@@ -7,24 +7,10 @@ use anyhow::{bail, Context as _, Result};
 use reqwest::Method;
 
 use super::admin::Api;
-use super::{AdminCertCommand, ApiArgs};
+use super::escape::escape_controls;
 
-/// Run an admin-cert command.
-pub async fn run(args: &ApiArgs, command: AdminCertCommand) -> Result<()> {
-    let api = Api::connect(args)?;
-    match command {
-        AdminCertCommand::Create { out, name } => {
-            issue(&api, &out, &name).await?;
-            println!(
-                "admin certificate written to {dir}: export DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH={dir}",
-                dir = out.display()
-            );
-            Ok(())
-        }
-    }
-}
-
-async fn issue(api: &Api, out: &Path, name: &str) -> Result<()> {
+/// Issue an admin certificate into `out` (ca.pem, cert.pem, key.pem).
+pub(super) async fn issue(api: &Api, out: &Path, name: &str) -> Result<()> {
     let issued = api
         .call(
             Method::POST,
@@ -77,7 +63,8 @@ pub(super) async fn context(
         d = dir.display()
     );
     if print {
-        println!("docker context create {name} --docker '{docker}'");
+        let shown = escape_controls(&name);
+        println!("docker context create {shown} --docker '{docker}'");
         return Ok(());
     }
     let exists = std::process::Command::new("docker")
@@ -92,6 +79,9 @@ pub(super) async fn context(
     if !status.success() {
         bail!("docker context {verb} failed");
     }
-    println!("switch to it with: docker context use {name}");
+    println!(
+        "switch to it with: docker context use {}",
+        escape_controls(&name)
+    );
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! needs no flags at all.
 
 mod admin;
+mod credentials;
 mod docker_context;
 mod duration;
+mod escape;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use crate::agent_link::admission::AdmissionLimits;
 use crate::server::HubConfig;
 
 pub use admin::run as run_admin;
-pub use docker_context::run as run_admin_cert;
+pub use credentials::{run_admin_cert, run_admin_token};
 pub use duration::parse_duration;
 
 /// Outpost hub: manage Docker on remote devices over QUIC.
@@ -80,11 +82,40 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCertCommand,
     },
+    /// The admin bearer token.
+    AdminToken {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The token command.
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+}
+
+/// `outpost-hub admin-token …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Replace the admin token: the hub writes the new one to DATA_DIR/admin.token (0600), this
+    /// prints it once, and the old one stops working at once (its open streams end too).
+    Rotate,
 }
 
 /// `outpost-hub admin-cert …`.
 #[derive(Debug, Subcommand)]
 pub enum AdminCertCommand {
+    /// List the admin certificates this hub issued.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke admin certificates by serial or by name (every valid one with that name): requests
+    /// on them are refused from now on, on open connections too, and their streams end.
+    Revoke {
+        /// A serial (as `admin-cert list` shows it) or a name.
+        serial_or_name: String,
+    },
     /// Issue an admin certificate and write ca.pem, cert.pem and key.pem into a directory, so that
     /// `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=DIR` works.
     Create {
@@ -137,6 +168,10 @@ pub struct ServeArgs {
     /// it for fleets on long round trips (a set-up on a GEO path takes ~2.5 s of round trips).
     #[arg(long, default_value_t = AdmissionLimits::default().max_in_flight)]
     pub max_handshakes: usize,
+    /// Admin API connections held at once; past it the oldest unauthenticated one is shed. The hub
+    /// holds fewer when its open-file limit leaves less (see docs/architecture.md).
+    #[arg(long, default_value_t = crate::api::DEFAULT_MAX_API_CONNECTIONS)]
+    pub max_api_connections: usize,
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
     #[arg(long, default_value = "cellular", value_parser = parse_profile)]
     pub transport: TransportProfile,
@@ -159,6 +194,7 @@ impl ServeArgs {
             admission: AdmissionLimits::with_slots(self.max_handshakes),
             window_budget: self.window_budget_mib << 20,
             max_proxy_streams: self.max_proxy_streams,
+            max_api_connections: self.max_api_connections,
         }
     }
 }

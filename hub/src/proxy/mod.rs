@@ -2,7 +2,8 @@
 //!
 //! Each proxied request gets its own QUIC bidirectional stream to the device, opened after the
 //! device is summoned: the stream preface and, right behind it without waiting a round trip,
-//! HTTP/1.1 spoken by a hyper client over the stream with the route prefix stripped; the agent's
+//! HTTP/1.1 spoken by a hyper client over the stream with the route prefix and what must not reach
+//! the device ([`headers`]) stripped; the agent's
 //! answer to the preface is read before the response ([`reply`]). Upgrades (`docker exec -it`, `attach`, `run -it`)
 //! are carried by joining the client's upgraded connection to the stream's. Bodies stream both ways
 //! through hyper with its bounded buffers; nothing is collected in memory.
@@ -10,6 +11,7 @@
 //! A client that goes away drops its response body; hyper then drops the stream, QUIC resets it,
 //! and the agent closes the matching engine connection.
 
+mod headers;
 pub(crate) mod ping;
 mod reply;
 mod slots;
@@ -20,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
+use axum::Extension;
 use hyper_util::rt::TokioIo;
 use outpost_common::stream::{self, StreamHeader, StreamKind, MAX_STREAMS_PER_DEVICE};
 use outpost_common::EndpointId;
@@ -30,6 +33,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::api::connections::ConnectionSlot;
+use crate::api::credentials::Revocation;
+use crate::api::id::{CanonicalId, IdPath};
 use crate::api::ApiError;
 use crate::context::HubContext;
 use crate::registry::{LiveSession, Status};
@@ -45,10 +51,11 @@ static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 /// Proxy one request to endpoint `id`'s engine.
 pub(crate) async fn handle(
     State(ctx): State<Arc<HubContext>>,
-    Path((id, rest)): Path<(u64, String)>,
+    IdPath((CanonicalId(id), rest)): IdPath<(CanonicalId, String)>,
+    Extension(revocation): Extension<Revocation>,
+    Extension(connection): Extension<ConnectionSlot>,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let id = EndpointId(id);
     let session = live_session(&ctx, id).await?;
     let is_ping = ping::is_ping(request.method(), &rest);
     if is_ping {
@@ -69,7 +76,7 @@ pub(crate) async fn handle(
         }
     });
     let client_upgrade = upgrade::wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
-    let outbound = rewrite(request, id)?;
+    let outbound = rewrite(request, id, client_upgrade.is_some())?;
     let mut response = match sender.send_request(outbound).await {
         Ok(response) => response,
         Err(e) => {
@@ -85,8 +92,11 @@ pub(crate) async fn handle(
         let engine_upgrade = hyper::upgrade::on(&mut response);
         let splice = upgrade::splice(client_upgrade, engine_upgrade, request_id);
         tokio::spawn(async move {
-            splice.await;
-            drop(slots);
+            tokio::select! {
+                () = splice => {}
+                () = revocation.withdrawn() => debug!(request_id, "credential withdrawn: hijacked connection closed"),
+            }
+            drop((slots, connection));
         });
         return Ok(response.map(Body::new));
     }
@@ -190,27 +200,27 @@ async fn open_stream(
     Ok((tokio::io::join(recv, send), outcome))
 }
 
-/// Strip the route prefix, drop the admin credential, keep everything else.
-fn rewrite(request: Request, id: EndpointId) -> Result<Request, ApiError> {
+/// Strip the route prefix and what must not reach the device ([`headers`]), keep everything else.
+/// The route matched the prefix with the id's canonical spelling; a path that spells it otherwise
+/// (percent-encoded digits, which the router decodes) is not forwarded at all.
+fn rewrite(request: Request, id: EndpointId, upgrading: bool) -> Result<Request, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let prefix = format!("/api/endpoints/{id}/docker");
+    let prefix = format!("/api/endpoints/{id}/docker/");
     let path_and_query = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let rest = path_and_query
-        .strip_prefix(&prefix)
-        .unwrap_or(path_and_query);
-    let rest = if rest.starts_with('/') {
-        rest.to_owned()
-    } else {
-        format!("/{rest}")
+    let Some(rest) = path_and_query.strip_prefix(&prefix) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such API route (endpoint ids are decimal without leading zeros)",
+        ));
     };
-    parts.uri = rest
+    parts.uri = format!("/{rest}")
         .parse::<Uri>()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad Docker API path: {e}")))?;
-    parts.headers.remove(header::AUTHORIZATION);
+    headers::strip(&mut parts.headers, upgrading);
     parts
         .headers
         .insert(header::HOST, HeaderValue::from_static("docker"));

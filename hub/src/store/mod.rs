@@ -12,6 +12,7 @@
 //! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
 //! never waits for the writer.
 
+pub mod admin_creds;
 pub mod endpoints;
 pub mod extras;
 pub mod labels;

@@ -1,0 +1,113 @@
+//! Admin credentials in the store: the admin token's hash (a setting) and the admin client
+//! certificates' revocation. Issuing a certificate and checking one are in [`super::extras`].
+
+use outpost_certs::Fingerprint;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use super::{endpoints, StoreError};
+
+/// The settings row holding the SHA-256 of the admin bearer token.
+pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
+
+/// An issued admin certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdminCertRecord {
+    /// Serial number, as `CertSerial` displays it.
+    pub serial: String,
+    /// The name in the certificate.
+    pub name: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// Every admin certificate issued, oldest first.
+pub fn list_admin_certs(conn: &Connection) -> Result<Vec<AdminCertRecord>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT serial, name, issued_at, revoked_at FROM admin_certs ORDER BY issued_at, serial",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok(AdminCertRecord {
+            serial: r.get(0)?,
+            name: r.get(1)?,
+            issued_at: r.get(2)?,
+            revoked_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revoke the admin certificates whose serial or name is `serial_or_name` and that are still
+/// valid; returns their serials (empty when none matched).
+pub fn revoke_admin_certs(
+    conn: &Connection,
+    serial_or_name: &str,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare(
+        "UPDATE admin_certs SET revoked_at = ?2
+         WHERE (serial = ?1 OR name = ?1) AND revoked_at IS NULL RETURNING serial",
+    )?;
+    let serials = statement.query_map(params![serial_or_name, now], |r| r.get(0))?;
+    Ok(serials.collect::<Result<_, _>>()?)
+}
+
+/// The stored admin token hash, if one is stored and readable.
+pub fn admin_token_hash(conn: &Connection) -> Result<Option<Fingerprint>, StoreError> {
+    Ok(endpoints::setting(conn, ADMIN_TOKEN_SETTING)?.and_then(|hex| hex.parse().ok()))
+}
+
+/// Replace the admin token hash.
+pub fn set_admin_token_hash(conn: &Connection, hash: &Fingerprint) -> Result<(), StoreError> {
+    endpoints::set_setting(conn, ADMIN_TOKEN_SETTING, &hash.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{extras, Store};
+
+    #[test]
+    fn revoking_by_name_or_serial_revokes_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+        let conn = store.lock();
+        extras::record_admin_cert(&conn, "0a", "alice", 1).expect("record");
+        extras::record_admin_cert(&conn, "0b", "alice", 2).expect("record");
+        extras::record_admin_cert(&conn, "0c", "bob", 3).expect("record");
+        assert_eq!(
+            revoke_admin_certs(&conn, "alice", 10)
+                .expect("revoke")
+                .len(),
+            2
+        );
+        assert!(revoke_admin_certs(&conn, "alice", 11)
+            .expect("again")
+            .is_empty());
+        assert_eq!(
+            revoke_admin_certs(&conn, "0c", 12).expect("by serial"),
+            ["0c"]
+        );
+        assert!(!extras::admin_cert_valid(&conn, "0b").expect("valid?"));
+        let listed = list_admin_certs(&conn).expect("list");
+        let revoked: Vec<_> = listed.iter().map(|c| c.revoked_at).collect();
+        assert_eq!(revoked, [Some(10), Some(10), Some(12)]);
+    }
+
+    #[test]
+    fn the_token_hash_is_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+        let conn = store.lock();
+        assert_eq!(admin_token_hash(&conn).expect("read"), None);
+        for token in [b"first".as_slice(), b"second"] {
+            set_admin_token_hash(&conn, &Fingerprint::of(token)).expect("write");
+            assert_eq!(
+                admin_token_hash(&conn).expect("read"),
+                Some(Fingerprint::of(token))
+            );
+        }
+    }
+}
