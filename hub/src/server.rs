@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::agent_link::admission::{Admission, AdmissionLimits};
+use crate::agent_link::admission::{self, Admission, AdmissionLimits};
 use crate::agent_link::socket::OneDatagramPerSend;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
@@ -184,7 +184,10 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         summon_timeout: config.summon_timeout,
         admin_token_hash,
         enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
-        admission: Admission::new(config.admission),
+        admission: Admission::new(
+            config.admission,
+            admission::handshake_deadline(&config.transport),
+        ),
         windows: WindowBudget::new(config.window_budget, &config.transport),
         proxy_slots: Arc::new(Semaphore::new(config.max_proxy_streams)),
         max_proxy_streams: config.max_proxy_streams,
