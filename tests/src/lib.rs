@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod docker;
+pub mod flood;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;

@@ -10,7 +10,7 @@
 //!
 //! A client whose address is not yet validated gets a QUIC Retry whenever a flood is plausible
 //! ([`Admission::flood_plausible`]): [`AdmissionLimits::retry_above`] slots in use, any
-//! attempt waiting, or a handshake cut at its deadline in the last [`RECENT_TIMEOUTS`]. A Retry
+//! attempt waiting, or a handshake timed out in the last [`RECENT_TIMEOUTS`]. A Retry
 //! costs a real agent one round trip; a spoofed source never answers it, so it gets no hub state
 //! and no slot. With every slot taken the attempt waits for one ([`Waiting`]: round-robin by
 //! source prefix, so one network's flood does not push everyone else out) for at most
@@ -45,8 +45,8 @@ pub const HANDSHAKE_CPU_ALLOWANCE: Duration = Duration::from_secs(3);
 /// then the hub's first flight lost twice (its probe timeout starts at 3 RTTs and doubles: 3 +
 /// 6), as on a lossy satellite link.
 pub const HANDSHAKE_ROUND_TRIPS: u32 = 10;
-/// How long after a handshake was cut at its deadline the hub keeps asking unvalidated clients
-/// for a Retry: long enough that a silent sender cannot alternate between holding the slots it
+/// How long after a handshake timed out (at its deadline, or at the idle timeout the client asked
+/// for) the hub keeps asking unvalidated clients for a Retry: long enough that a silent sender cannot alternate between holding the slots it
 /// gets without a Retry and waiting for the Retry to stop.
 pub const RECENT_TIMEOUTS: Duration = Duration::from_secs(30);
 
@@ -137,7 +137,7 @@ pub struct AdmissionStats {
     pub refused: AtomicU64,
     /// Attempts that waited for a slot.
     pub waited: AtomicU64,
-    /// Handshakes cut at the deadline.
+    /// Handshakes that timed out.
     pub timed_out: AtomicU64,
 }
 
@@ -146,7 +146,7 @@ pub struct AdmissionStats {
 pub struct Admission {
     limits: AdmissionLimits,
     handshake_deadline: Duration,
-    /// When a handshake was last cut at its deadline.
+    /// When a handshake last timed out.
     last_timeout: Mutex<Option<Instant>>,
     slots: Arc<Semaphore>,
     draining: watch::Sender<bool>,
@@ -204,8 +204,8 @@ impl Admission {
     }
 
     /// Whether an unvalidated client should prove its address at `now`: slots in use from
-    /// [`AdmissionLimits::retry_above`], attempts `queued`, or a handshake cut at its deadline
-    /// within [`RECENT_TIMEOUTS`].
+    /// [`AdmissionLimits::retry_above`], attempts `queued`, or a handshake timed out within
+    /// [`RECENT_TIMEOUTS`].
     pub fn flood_plausible(&self, now: Instant, queued: bool) -> bool {
         queued || self.in_flight() >= self.limits.retry_above || self.timed_out_recently(now)
     }
@@ -240,7 +240,7 @@ impl Admission {
         self.stats.waited.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Count a handshake cut at its deadline at `now`.
+    /// Count a handshake that timed out at `now`.
     pub fn count_timed_out(&self, now: Instant) {
         self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         *self.last_timeout.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);

@@ -115,7 +115,8 @@ async fn connect(ctx: Arc<HubContext>, incoming: quinn::Incoming, slot: OwnedSem
 }
 
 /// The handshake of an admitted attempt, within the admission's deadline. One past its deadline
-/// is dropped, which closes it (quinn's implicit close); the caller then frees its slot.
+/// is dropped, which closes it (quinn's implicit close); the caller then frees its slot. Either
+/// timeout, ours or the idle timeout the client asked for, counts as a silent handshake.
 pub(crate) async fn handshake(
     admission: &Admission,
     incoming: quinn::Incoming,
@@ -123,13 +124,14 @@ pub(crate) async fn handshake(
     let remote = incoming.remote_address();
     match timeout(admission.handshake_deadline(), incoming).await {
         Ok(Ok(conn)) => Some(conn),
-        Ok(Err(e)) => {
-            debug!(%remote, "handshake failed: {e}");
+        // The client's own idle timeout (its transport parameter) ended the silence first.
+        Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => {
+            admission.count_timed_out(Instant::now());
+            debug!(%remote, "handshake timed out");
             None
         }
-        Err(_) => {
-            admission.count_timed_out(Instant::now());
-            debug!(%remote, "handshake cut at its deadline");
+        Ok(Err(e)) => {
+            debug!(%remote, "handshake failed: {e}");
             None
         }
     }
