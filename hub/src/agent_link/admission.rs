@@ -46,14 +46,15 @@ pub const HANDSHAKE_CPU_ALLOWANCE: Duration = Duration::from_secs(3);
 /// 6), as on a lossy satellite link.
 pub const HANDSHAKE_ROUND_TRIPS: u32 = 10;
 /// How long after a handshake timed out (at its deadline, or at the idle timeout the client asked
-/// for) the hub keeps asking unvalidated clients for a Retry: long enough that a silent sender cannot alternate between holding the slots it
-/// gets without a Retry and waiting for the Retry to stop.
+/// for) the hub keeps asking unvalidated clients for a Retry: a sender that never answers gets
+/// 16 slots without a Retry ([`AdmissionLimits::retry_above`]) for one deadline in 30 s at most.
 pub const RECENT_TIMEOUTS: Duration = Duration::from_secs(30);
 
 /// How long the hub waits for a handshake on `profile`: [`HANDSHAKE_CPU_ALLOWANCE`] plus
 /// [`HANDSHAKE_ROUND_TRIPS`] initial round trips. 3.5 s on `lan`, 6 s on `cellular`, 10 s on
 /// `satellite`; each is inside the agent's own handshake timeout (`10 × RTT + 15 s`), so the hub
-/// gives up first and the agent hears it.
+/// gives up first and the agent hears it. The hub's `--transport` (default `cellular`) should be
+/// the slowest profile its fleet dials with: a GEO agent's handshake on a `lan` hub has 3.5 s.
 pub fn handshake_deadline(profile: &TransportProfile) -> Duration {
     HANDSHAKE_CPU_ALLOWANCE + profile.initial_rtt * HANDSHAKE_ROUND_TRIPS
 }
