@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub mod docker;
 pub mod fake_engine;
+pub mod flood;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;

@@ -3,31 +3,66 @@
 //!
 //! A connection holds a handshake slot from its first packet until its session is set up (TLS
 //! handshake, certificate checked against the store, hello and welcome) or, for an enrolment, until
-//! the handshake ends (enrolments have their own limit). Above [`AdmissionLimits::retry_above`]
-//! slots in use, a client whose address is not yet validated gets a QUIC Retry: one extra round
-//! trip for a real agent, and a spoofed source never gets hub state. With every slot taken the
-//! attempt waits for one, oldest first ([`Waiting`]), for at most [`AdmissionLimits::max_wait`];
-//! beyond that, or with the queue full, it is refused (CONNECTION_REFUSED), so the agent backs
-//! off with full jitter and comes back later instead of waiting out its handshake timeout.
+//! the handshake ends (enrolments have their own limit). The handshake itself must finish within
+//! [`handshake_deadline`] (a few seconds, from the transport profile's round trip), or the hub
+//! drops it and frees the slot: without a deadline quinn keeps a silent handshake for the idle
+//! timeout (110 s), and ~1,100 Initials a minute held all 512 slots.
+//!
+//! A client whose address is not yet validated gets a QUIC Retry whenever a flood is plausible
+//! ([`Admission::flood_plausible`]): [`AdmissionLimits::retry_above`] slots in use, any
+//! attempt waiting, or a handshake timed out in the last [`RECENT_TIMEOUTS`]. A Retry
+//! costs a real agent one round trip; a spoofed source never answers it, so it gets no hub state
+//! and no slot. With every slot taken the attempt waits for one ([`Waiting`]: round-robin by
+//! source prefix, so one network's flood does not push everyone else out) for at most
+//! [`AdmissionLimits::max_wait`]; beyond that, or with the queue full, it is refused
+//! (CONNECTION_REFUSED), so the agent backs off with full jitter and comes back later instead of
+//! waiting out its handshake timeout.
 //!
 //! A stopping hub drains: it ignores new attempts instead of refusing them, so the agents'
 //! retransmitted first packets reach the next hub on the same port and their backoff does not
 //! grow during a restart.
 
+mod prefix;
 mod waiting;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use outpost_common::transport::TransportProfile;
 use tokio::sync::{watch, AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
+pub use prefix::SourcePrefix;
 pub use waiting::Waiting;
+
+/// Time a handshake may take on the hub beyond the network's round trips: its cryptography
+/// waiting for a busy CPU. In a reconnect storm on a 2-core hub a whole set-up (handshake, store
+/// check, hello) took about a second with 512 slots (`scale` bench); three leave room for a
+/// slower machine.
+pub const HANDSHAKE_CPU_ALLOWANCE: Duration = Duration::from_secs(3);
+/// Initial round trips a handshake may spend on the network: one for the flights themselves,
+/// then the hub's first flight lost twice (its probe timeout starts at 3 RTTs and doubles: 3 +
+/// 6), as on a lossy satellite link.
+pub const HANDSHAKE_ROUND_TRIPS: u32 = 10;
+/// How long after a handshake timed out (at its deadline, or at the idle timeout the client asked
+/// for) the hub keeps asking unvalidated clients for a Retry: a sender that never answers gets
+/// 16 slots without a Retry ([`AdmissionLimits::retry_above`]) for one deadline in 30 s at most.
+pub const RECENT_TIMEOUTS: Duration = Duration::from_secs(30);
+
+/// How long the hub waits for a handshake on `profile`: [`HANDSHAKE_CPU_ALLOWANCE`] plus
+/// [`HANDSHAKE_ROUND_TRIPS`] initial round trips. 3.5 s on `lan`, 6 s on `cellular`, 10 s on
+/// `satellite`; each is inside the agent's own handshake timeout (`10 × RTT + 15 s`), so the hub
+/// gives up first and the agent hears it. The hub's `--transport` (default `cellular`) should be
+/// the slowest profile its fleet dials with: a GEO agent's handshake on a `lan` hub has 3.5 s.
+pub fn handshake_deadline(profile: &TransportProfile) -> Duration {
+    HANDSHAKE_CPU_ALLOWANCE + profile.initial_rtt * HANDSHAKE_ROUND_TRIPS
+}
 
 /// How many new connections the hub sets up at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdmissionLimits {
-    /// Above this many in flight, unvalidated clients are asked to prove their address (Retry).
+    /// At this many in flight, unvalidated clients are asked to prove their address (Retry).
     pub retry_above: usize,
     /// In flight at most; more wait.
     pub max_in_flight: usize,
@@ -45,8 +80,11 @@ impl Default for AdmissionLimits {
     /// handshake timeout fired while the hub was still working for it (the `scale` bench: 1,369
     /// timeouts at 5,000 agents). 512 keep a set-up near a second. On long round trips a set-up
     /// takes ~2.5 s of waiting on the network (GEO: Retry, handshake, hello), so 512 slots allow
-    /// ~200 a second there; `--max-handshakes` raises them for such fleets. Retry starts at a
-    /// quarter of the slots, when the hub is visibly busy.
+    /// ~200 a second there; `--max-handshakes` raises them for such fleets.
+    ///
+    /// Retry from 16 slots in use: an idle hub's occasional reconnects (a few a second, each
+    /// holding a slot for a round trip or two) stay below it and pay no extra round trip, while a
+    /// silent sender without a real address holds at most 16 slots, for one deadline.
     ///
     /// Waiting: an agent gives up a handshake after `10 × initial RTT + 15 s` (15.5 s on the LAN
     /// profile, `agent/src/dial.rs`); 8 s of waiting plus a set-up of a few seconds under load
@@ -54,7 +92,7 @@ impl Default for AdmissionLimits {
     /// plus buffered retransmissions, bounded by quinn's incoming buffer limits): under 100 MiB.
     fn default() -> Self {
         Self {
-            retry_above: 128,
+            retry_above: RETRY_ABOVE,
             max_in_flight: 512,
             max_waiting: 32_768,
             max_wait: Duration::from_secs(8),
@@ -62,12 +100,16 @@ impl Default for AdmissionLimits {
     }
 }
 
+/// Slots in use from which unvalidated clients get a Retry (see [`AdmissionLimits::default`]).
+const RETRY_ABOVE: usize = 16;
+
 impl AdmissionLimits {
-    /// The default limits with `slots` set-ups at once (at least one), Retry above a quarter.
+    /// The default limits with `slots` set-ups at once (at least one); Retry from 16 in use, or
+    /// from a quarter of fewer slots.
     pub fn with_slots(slots: usize) -> Self {
         let slots = slots.max(1);
         Self {
-            retry_above: slots / 4,
+            retry_above: RETRY_ABOVE.min(slots / 4),
             max_in_flight: slots,
             ..Self::default()
         }
@@ -96,12 +138,17 @@ pub struct AdmissionStats {
     pub refused: AtomicU64,
     /// Attempts that waited for a slot.
     pub waited: AtomicU64,
+    /// Handshakes that timed out.
+    pub timed_out: AtomicU64,
 }
 
 /// The handshake slots of one hub.
 #[derive(Debug)]
 pub struct Admission {
     limits: AdmissionLimits,
+    handshake_deadline: Duration,
+    /// When a handshake last timed out.
+    last_timeout: Mutex<Option<Instant>>,
     slots: Arc<Semaphore>,
     draining: watch::Sender<bool>,
     /// What was decided so far.
@@ -109,10 +156,12 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Slots for `limits`.
-    pub fn new(limits: AdmissionLimits) -> Self {
+    /// Slots for `limits`, each handshake cut after `handshake_deadline`.
+    pub fn new(limits: AdmissionLimits, handshake_deadline: Duration) -> Self {
         Self {
             limits,
+            handshake_deadline,
+            last_timeout: Mutex::new(None),
             slots: Arc::new(Semaphore::new(limits.max_in_flight)),
             draining: watch::Sender::new(false),
             stats: AdmissionStats::default(),
@@ -122,6 +171,11 @@ impl Admission {
     /// The limits this admission applies.
     pub fn limits(&self) -> AdmissionLimits {
         self.limits
+    }
+
+    /// How long a handshake may take before the hub drops it.
+    pub fn handshake_deadline(&self) -> Duration {
+        self.handshake_deadline
     }
 
     /// Stop admitting: from now on every attempt is ignored.
@@ -150,14 +204,26 @@ impl Admission {
         self.limits.max_in_flight - self.slots.available_permits()
     }
 
-    /// Decide on an attempt whose address is `validated` (or not) and that `may_retry` (a client
-    /// that already answered a Retry may not be asked again); `queued` says whether earlier
-    /// attempts are waiting (they go first).
-    pub fn decide(&self, validated: bool, may_retry: bool, queued: bool) -> Verdict {
+    /// Whether an unvalidated client should prove its address at `now`: slots in use from
+    /// [`AdmissionLimits::retry_above`], attempts `queued`, or a handshake timed out within
+    /// [`RECENT_TIMEOUTS`].
+    pub fn flood_plausible(&self, now: Instant, queued: bool) -> bool {
+        queued || self.in_flight() >= self.limits.retry_above || self.timed_out_recently(now)
+    }
+
+    fn timed_out_recently(&self, now: Instant) -> bool {
+        let last = *self.last_timeout.lock().unwrap_or_else(|e| e.into_inner());
+        last.is_some_and(|last| now.saturating_duration_since(last) < RECENT_TIMEOUTS)
+    }
+
+    /// Decide at `now` on an attempt whose address is `validated` (or not) and that `may_retry` (a
+    /// client that already answered a Retry may not be asked again); `queued` says whether
+    /// earlier attempts are waiting (they go first).
+    pub fn decide(&self, now: Instant, validated: bool, may_retry: bool, queued: bool) -> Verdict {
         if self.draining() {
             return Verdict::Ignore;
         }
-        if !validated && may_retry && self.in_flight() >= self.limits.retry_above {
+        if !validated && may_retry && self.flood_plausible(now, queued) {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             return Verdict::Retry;
         }
@@ -173,6 +239,12 @@ impl Admission {
     /// Count an attempt that had to wait.
     pub fn count_waited(&self) {
         self.stats.waited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a handshake that timed out at `now`.
+    pub fn count_timed_out(&self, now: Instant) {
+        self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        *self.last_timeout.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
     }
 
     /// Count a refusal (queue full, or waited too long).

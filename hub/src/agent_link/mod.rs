@@ -1,5 +1,6 @@
 //! The QUIC side of the hub: one endpoint for every agent, admitting each new connection within the
-//! handshake limits and dispatching it by ALPN to enrolment or to a session.
+//! handshake limits (a slot, a deadline, Retry under load: see [`admission`]) and dispatching it by
+//! ALPN to enrolment or to a session.
 
 pub mod admission;
 mod enroll;
@@ -12,11 +13,11 @@ use std::sync::Arc;
 
 use outpost_common::wire::{CloseCode, ALPN_ENROLL, ALPN_SESSION};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info};
 
 use crate::context::HubContext;
-use admission::{Admission, Verdict, Waiting};
+use admission::{Admission, SourcePrefix, Verdict, Waiting};
 
 /// Memory for full flow-control windows of summoned agents, by default (`--window-budget`).
 pub const DEFAULT_WINDOW_BUDGET: u64 = 1024 * 1024 * 1024;
@@ -31,8 +32,8 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, ctx: Arc<HubContext>) {
 }
 
 /// Apply the admission limits to every attempt on `endpoint`: `admitted` gets each attempt with
-/// its handshake slot; attempts wait for a slot, oldest first, and are refused when they waited
-/// too long or the queue is full; once the hub drains, they are ignored.
+/// its handshake slot; attempts wait for a slot (round-robin by source prefix) and are refused when
+/// they waited too long or the queue is full; once the hub drains, they are ignored.
 pub(crate) async fn accept_loop(
     endpoint: &quinn::Endpoint,
     admission: &Admission,
@@ -77,7 +78,9 @@ fn admit(
     incoming: quinn::Incoming,
     waiting: &mut Waiting<quinn::Incoming>,
 ) -> Option<(quinn::Incoming, OwnedSemaphorePermit)> {
+    let now = Instant::now();
     let verdict = admission.decide(
+        now,
         incoming.remote_address_validated(),
         incoming.may_retry(),
         !waiting.is_empty(),
@@ -89,7 +92,7 @@ fn admit(
                 e.into_incoming().refuse();
             }
         }
-        Verdict::Wait => match waiting.push(Instant::now(), incoming) {
+        Verdict::Wait => match waiting.push(now, source_prefix(&incoming), incoming) {
             Ok(()) => admission.count_waited(),
             Err(incoming) => {
                 admission.count_refused();
@@ -101,11 +104,36 @@ fn admit(
     None
 }
 
+fn source_prefix(incoming: &quinn::Incoming) -> SourcePrefix {
+    incoming.remote_address().ip().into()
+}
+
 async fn connect(ctx: Arc<HubContext>, incoming: quinn::Incoming, slot: OwnedSemaphorePermit) {
+    if let Some(conn) = handshake(&ctx.admission, incoming).await {
+        dispatch(ctx, conn, slot).await;
+    }
+}
+
+/// The handshake of an admitted attempt, within the admission's deadline. One past its deadline
+/// is dropped, which closes it (quinn's implicit close); the caller then frees its slot. Either
+/// timeout, ours or the idle timeout the client asked for, counts as a silent handshake.
+pub(crate) async fn handshake(
+    admission: &Admission,
+    incoming: quinn::Incoming,
+) -> Option<quinn::Connection> {
     let remote = incoming.remote_address();
-    match incoming.await {
-        Ok(conn) => dispatch(ctx, conn, slot).await,
-        Err(e) => debug!(%remote, "handshake failed: {e}"),
+    match timeout(admission.handshake_deadline(), incoming).await {
+        Ok(Ok(conn)) => Some(conn),
+        // The client's own idle timeout (its transport parameter) ended the silence first.
+        Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => {
+            admission.count_timed_out(Instant::now());
+            debug!(%remote, "handshake timed out");
+            None
+        }
+        Ok(Err(e)) => {
+            debug!(%remote, "handshake failed: {e}");
+            None
+        }
     }
 }
 

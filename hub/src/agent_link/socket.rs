@@ -1,4 +1,5 @@
-//! The hub's UDP socket, as quinn sees it: the platform socket, sending one datagram per call.
+//! The hub's UDP socket, as quinn sees it: the platform socket, sending one datagram per call and
+//! stateless resets within a budget per destination network ([`reset_budget`]).
 //!
 //! quinn keeps, per connection, a transmit buffer as large as the biggest batch it ever sent, and
 //! a batch holds as many datagrams as the socket may send in one call (up to 10 with GSO). After a
@@ -12,15 +13,26 @@
 //! while the hub's two cores are busy with cryptography. With Linux's default 208 KiB the kernel
 //! dropped 86,000 of them in 30 s (`/proc/net/snmp` RcvbufErrors during the `scale` bench), and
 //! each drop costs an agent a retransmission timeout that doubles.
+//!
+//! quinn hands the endpoint's stateless responses to [`AsyncUdpSocket::try_send_response`] (our
+//! vendored patch, `vendor/README.md`). Of those, a stateless reset is the only one with a short
+//! header (RFC 9000 §17.3: the first bit clear; Retry, version negotiation and refusals are long
+//! headers), and only resets go through the budget: Retry and refusals answer connection attempts,
+//! which admission bounds.
+
+mod reset_budget;
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
+use tokio::time::Instant;
+
+use reset_budget::ResetBudget;
 
 /// Receive buffer asked for; Linux caps it at `net.core.rmem_max` (raise that on a busy hub).
 pub(crate) const RECEIVE_BUFFER: usize = 8 << 20;
@@ -42,24 +54,61 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
-/// `inner`, sending one datagram per call.
+/// `inner`, sending one datagram per call and stateless resets within their budget.
 #[derive(Debug)]
-pub(crate) struct OneDatagramPerSend(Arc<dyn AsyncUdpSocket>);
+pub(crate) struct HubSocket {
+    inner: Arc<dyn AsyncUdpSocket>,
+    resets: Mutex<ResetBudget>,
+}
 
-impl OneDatagramPerSend {
+impl HubSocket {
     /// Wrap a bound socket for the tokio runtime.
     pub(crate) fn wrap(socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
-        Ok(Arc::new(Self(quinn::TokioRuntime.wrap_udp_socket(socket)?)))
+        Ok(Arc::new(Self {
+            inner: quinn::TokioRuntime.wrap_udp_socket(socket)?,
+            resets: Mutex::new(ResetBudget::new(Instant::now())),
+        }))
+    }
+
+    /// Whether the reset to `to` fits the budget; drops are logged as a count, every ten seconds
+    /// at most.
+    fn reset_allowed(&self, to: SocketAddr) -> bool {
+        let now = Instant::now();
+        let mut budget = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        if budget.allow(now, to.ip()) {
+            return true;
+        }
+        if let Some(dropped) = budget.report(now) {
+            tracing::warn!(
+                dropped,
+                last_to = %to,
+                "stateless resets over budget dropped (a spoofed spray, or a crash under a large fleet)"
+            );
+        }
+        false
     }
 }
 
-impl AsyncUdpSocket for OneDatagramPerSend {
+/// Whether `datagram` is a stateless reset: among the endpoint's stateless responses, the only
+/// short-header packet.
+fn is_stateless_reset(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|first| first & 0x80 == 0)
+}
+
+impl AsyncUdpSocket for HubSocket {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
-        self.0.clone().create_io_poller()
+        self.inner.clone().create_io_poller()
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.0.try_send(transmit)
+        self.inner.try_send(transmit)
+    }
+
+    fn try_send_response(&self, transmit: &Transmit) -> io::Result<()> {
+        if is_stateless_reset(transmit.contents) && !self.reset_allowed(transmit.destination) {
+            return Ok(());
+        }
+        self.inner.try_send(transmit)
     }
 
     fn poll_recv(
@@ -68,11 +117,11 @@ impl AsyncUdpSocket for OneDatagramPerSend {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        self.0.poll_recv(cx, bufs, meta)
+        self.inner.poll_recv(cx, bufs, meta)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.inner.local_addr()
     }
 
     fn max_transmit_segments(&self) -> usize {
@@ -80,10 +129,10 @@ impl AsyncUdpSocket for OneDatagramPerSend {
     }
 
     fn max_receive_segments(&self) -> usize {
-        self.0.max_receive_segments()
+        self.inner.max_receive_segments()
     }
 
     fn may_fragment(&self) -> bool {
-        self.0.may_fragment()
+        self.inner.may_fragment()
     }
 }

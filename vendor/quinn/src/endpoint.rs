@@ -581,7 +581,9 @@ fn respond(transmit: proto::Transmit, response_buffer: &[u8], socket: &dyn Async
     // to transmit. This is morally equivalent to the packet getting
     // lost due to congestion further along the link, which
     // similarly relies on peer retries for recovery.
-    _ = socket.try_send(&udp_transmit(&transmit, &response_buffer[..transmit.size]));
+    //
+    // Outpost patch: through `try_send_response`, so the socket may drop it (see there).
+    _ = socket.try_send_response(&udp_transmit(&transmit, &response_buffer[..transmit.size]));
 }
 
 #[inline]

@@ -58,6 +58,16 @@ pub trait AsyncUdpSocket: Send + Sync + Debug + 'static {
     /// to register the calling task to be woken when a send should be attempted again.
     fn try_send(&self, transmit: &Transmit) -> io::Result<()>;
 
+    /// Send an endpoint's stateless response to a datagram from `transmit.destination` (a
+    /// stateless reset, Retry, version negotiation or refusal), or drop it
+    ///
+    /// Outpost patch: the endpoint sends these on its own, to any source address a datagram
+    /// claims, so a socket may bound them per destination (the hub limits stateless resets per
+    /// network). The default sends like [`try_send`](Self::try_send).
+    fn try_send_response(&self, transmit: &Transmit) -> io::Result<()> {
+        self.try_send(transmit)
+    }
+
     /// Receive UDP datagrams, or register to be woken if receiving may succeed in the future
     fn poll_recv(
         &self,

@@ -10,7 +10,7 @@ use outpost_common::wire::ALPN_ENROLL;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use super::*;
-use crate::agent_link::accept_loop;
+use crate::agent_link::{accept_loop, handshake};
 
 struct Rig {
     admission: Arc<Admission>,
@@ -19,9 +19,16 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-/// A server endpoint that admits with `limits` and holds each admitted connection's slot only
-/// for its handshake, and a client that trusts it.
+/// A deadline no loopback handshake comes near, for the tests not about it.
+const DEADLINE: Duration = Duration::from_secs(30);
+
 fn rig(limits: AdmissionLimits) -> Rig {
+    rig_with_deadline(limits, DEADLINE)
+}
+
+/// A server endpoint that admits with `limits` and holds each admitted connection's slot only
+/// for its handshake (cut at `deadline`), and a client that trusts it.
+fn rig_with_deadline(limits: AdmissionLimits, deadline: Duration) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let pki = HubPki::load_or_create(dir.path(), &[]).unwrap();
     let tls = QuicServerConfig::try_from(pki.server_config(&[ALPN_ENROLL]).unwrap()).unwrap();
@@ -35,15 +42,16 @@ fn rig(limits: AdmissionLimits) -> Rig {
     client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
         QuicClientConfig::try_from(tls).unwrap(),
     )));
-    let admission = Arc::new(Admission::new(limits));
+    let admission = Arc::new(Admission::new(limits, deadline));
     let accepting = (server.clone(), admission.clone());
     tokio::spawn(async move {
         let (server, admission) = accepting;
         accept_loop(&server, &admission, |incoming, slot| {
+            let admission = admission.clone();
             tokio::spawn(async move {
-                let conn = incoming.await;
+                let conn = handshake(&admission, incoming).await;
                 drop(slot);
-                if let Ok(conn) = conn {
+                if let Some(conn) = conn {
                     conn.closed().await;
                 }
             });
@@ -157,14 +165,18 @@ async fn an_attempt_that_waited_too_long_or_found_the_queue_full_is_refused() {
     }
     let second = rig.dial().await.unwrap_err();
     assert!(is_refusal(&second), "{second:?}");
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let first = first.await.unwrap().unwrap_err();
     assert!(is_refusal(&first), "{first:?}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "refused after its wait, not at a timeout"
     );
-    assert_eq!(rig.counts(), (0, 2));
+    assert_eq!(
+        rig.counts(),
+        (1, 2),
+        "with an attempt waiting, the second proved its address"
+    );
 }
 
 #[tokio::test]
@@ -177,34 +189,128 @@ async fn a_draining_hub_neither_admits_nor_refuses() {
     assert_eq!(rig.admission.in_flight(), 0);
 }
 
+#[tokio::test]
+async fn a_silent_handshake_is_cut_at_the_deadline_and_frees_its_slot() {
+    let rig = rig_with_deadline(
+        AdmissionLimits {
+            retry_above: 8,
+            ..AdmissionLimits::default()
+        },
+        Duration::from_millis(300),
+    );
+    // A real Initial, sent from a socket that never answers: the hub's first flight goes nowhere.
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let _attempt = rig
+        .client
+        .connect(relay.local_addr().unwrap(), HUB_SERVER_NAME)
+        .unwrap();
+    let mut initial = vec![0; 1500];
+    let len = relay.recv(&mut initial).await.unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent
+        .send_to(&initial[..len], rig.server.local_addr().unwrap())
+        .unwrap();
+    rig.settle(1).await;
+    rig.settle(0).await;
+    let stats = &rig.admission.stats;
+    assert_eq!(stats.timed_out.load(Ordering::Relaxed), 1);
+    assert_eq!(rig.counts(), (0, 0));
+    rig.dial().await.unwrap();
+    assert_eq!(rig.counts(), (1, 0), "after a cut handshake, Retry is on");
+}
+
+fn admission(retry_above: usize, max_in_flight: usize) -> Admission {
+    let limits = AdmissionLimits {
+        retry_above,
+        max_in_flight,
+        ..AdmissionLimits::default()
+    };
+    Admission::new(limits, DEADLINE)
+}
+
 #[test]
 fn a_validated_client_is_never_asked_to_retry() {
-    let admission = Admission::new(AdmissionLimits {
-        retry_above: 0,
-        max_in_flight: 2,
-        ..AdmissionLimits::default()
-    });
-    let first = admission.decide(true, true, false);
+    let admission = admission(0, 2);
+    let now = Instant::now();
+    let first = admission.decide(now, true, true, false);
     assert!(matches!(first, Verdict::Accept(_)));
-    let second = admission.decide(false, false, false);
+    let second = admission.decide(now, false, false, false);
     assert!(matches!(second, Verdict::Accept(_)));
     assert!(matches!(
-        admission.decide(false, true, false),
+        admission.decide(now, false, true, false),
         Verdict::Retry
     ));
     assert!(
-        matches!(admission.decide(true, true, false), Verdict::Wait),
+        matches!(admission.decide(now, true, true, false), Verdict::Wait),
         "both slots are held"
     );
 }
 
 #[test]
 fn attempts_queue_behind_earlier_ones_even_with_a_slot_free() {
-    let admission = Admission::new(AdmissionLimits::default());
-    assert!(matches!(admission.decide(true, true, true), Verdict::Wait));
+    let admission = Admission::new(AdmissionLimits::default(), DEADLINE);
+    let now = Instant::now();
+    assert!(matches!(
+        admission.decide(now, true, true, true),
+        Verdict::Wait
+    ));
     admission.drain();
     assert!(matches!(
-        admission.decide(true, true, false),
+        admission.decide(now, true, true, false),
         Verdict::Ignore
     ));
+}
+
+#[test]
+fn a_waiting_attempt_makes_every_unvalidated_client_retry() {
+    let admission = admission(16, 512);
+    let now = Instant::now();
+    assert!(!admission.flood_plausible(now, false), "an idle hub");
+    assert!(matches!(
+        admission.decide(now, false, true, true),
+        Verdict::Retry
+    ));
+    assert!(matches!(
+        admission.decide(now, false, true, false),
+        Verdict::Accept(_)
+    ));
+}
+
+#[test]
+fn retry_starts_at_retry_above_slots_in_use() {
+    let admission = admission(16, 512);
+    let now = Instant::now();
+    let _busy = admission.occupy(15);
+    assert!(!admission.flood_plausible(now, false));
+    let _one_more = admission.occupy(1);
+    assert!(admission.flood_plausible(now, false));
+}
+
+#[test]
+fn a_cut_handshake_keeps_retry_on_for_recent_timeouts() {
+    let admission = admission(16, 512);
+    let cut = Instant::now();
+    admission.count_timed_out(cut);
+    assert!(admission.flood_plausible(cut, false));
+    let almost = cut + RECENT_TIMEOUTS - Duration::from_millis(1);
+    assert!(matches!(
+        admission.decide(almost, false, true, false),
+        Verdict::Retry
+    ));
+    assert!(!admission.flood_plausible(cut + RECENT_TIMEOUTS, false));
+    assert_eq!(admission.stats.timed_out.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn the_deadline_follows_the_profiles_round_trip() {
+    use outpost_common::transport::{CELLULAR, LAN, SATELLITE};
+    assert_eq!(handshake_deadline(&LAN), Duration::from_millis(3_500));
+    assert_eq!(handshake_deadline(&CELLULAR), Duration::from_secs(6));
+    assert_eq!(handshake_deadline(&SATELLITE), Duration::from_secs(10));
+}
+
+#[test]
+fn with_slots_retries_from_sixteen_or_a_quarter() {
+    assert_eq!(AdmissionLimits::with_slots(4096).retry_above, 16);
+    assert_eq!(AdmissionLimits::with_slots(32).retry_above, 8);
 }
