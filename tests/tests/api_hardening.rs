@@ -181,10 +181,11 @@ fn under_a_low_open_file_limit_300_half_open_connections_do_not_stop_an_admin() 
     // A hard limit of 256 (`ulimit -n 256`), here set on the running hub.
     prlimit(hub.pid(), "256:256");
     let slow = hold_half_open(&hub.api_addr, &hub.data_dir, 300);
-    assert!(
-        slow.still_open() <= 192,
-        "{} held under a limit of 256",
-        slow.still_open()
+    // A shed connection's close reaches the client a moment after the newcomer was accepted.
+    wait_for(
+        Duration::from_secs(5),
+        "at most 192 held under a limit of 256",
+        || (slow.still_open() <= 192).then_some(()),
     );
     let answer = hub.api_call("GET", "/api/endpoints", None);
     assert_eq!(answer.status, 200);
