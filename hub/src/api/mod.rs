@@ -8,6 +8,7 @@ mod auth;
 mod endpoints;
 mod labels;
 mod list;
+mod reset;
 mod view;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/endpoints/{id}/tags/{tag}", delete(labels::remove_tag))
         .route("/api/endpoints/{id}/approve", post(endpoints::approve))
         .route("/api/endpoints/{id}/summon", post(endpoints::summon))
+        .route("/api/endpoints/{id}/reset", post(reset::reset))
         .route("/api/admin-certs", post(admin_certs::create))
         .route(
             "/api/endpoints/{id}/docker/{*rest}",

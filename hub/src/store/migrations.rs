@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
     // connection's UDP payload bytes are added when it ends.
     "ALTER TABLE endpoints ADD COLUMN wire_tx_bytes INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE endpoints ADD COLUMN wire_rx_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 6: the key each agent certificate certifies (SHA-256 of its SubjectPublicKeyInfo), so a
+    // bound device re-enrols only with the key on record. Older rows stay NULL: they prove
+    // nothing, and such a device re-enrols only after an admin's `endpoint reset`.
+    "ALTER TABLE certificates ADD COLUMN public_key BLOB;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

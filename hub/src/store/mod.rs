@@ -12,7 +12,9 @@
 //! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
 //! never waits for the writer.
 
+pub mod certs;
 pub mod endpoints;
+pub mod enroll;
 pub mod extras;
 pub mod labels;
 pub mod list;
@@ -138,5 +140,7 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod list_tests;
+#[cfg(test)]
+mod takeover_tests;
 #[cfg(test)]
 mod tests;
