@@ -19,6 +19,7 @@ pub mod docker;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;
+pub mod raw_enrol;
 pub mod rig;
 pub mod timed;
 
