@@ -6,7 +6,7 @@
 //! ([`present`]), not when it is issued, so a renewal reply lost on the way never locks a device
 //! out; presenting the old one again revokes the unused new one instead.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::endpoints::{cert_status, find, CertStatus, EndpointRecord};
 use super::StoreError;
@@ -114,29 +114,4 @@ pub fn reset(
     let record = find(&tx, id)?;
     tx.commit()?;
     Ok(record)
-}
-
-/// The serials and keys of an endpoint's unrevoked certificates, oldest first (tests, tools).
-pub fn unrevoked(
-    conn: &Connection,
-    id: EndpointId,
-) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT serial, public_key FROM certificates
-         WHERE endpoint_id = ?1 AND revoked_at IS NULL ORDER BY issued_at, rowid",
-    )?;
-    let rows = stmt.query_map([id.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-/// The serial of the endpoint's newest certificate, revoked or not.
-pub fn newest(conn: &Connection, id: EndpointId) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT serial FROM certificates WHERE endpoint_id = ?1
-             ORDER BY issued_at DESC, rowid DESC LIMIT 1",
-            [id.0 as i64],
-            |r| r.get(0),
-        )
-        .optional()?)
 }

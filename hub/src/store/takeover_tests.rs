@@ -107,7 +107,7 @@ fn the_same_key_re_enrols_and_supersedes_the_old_certificate() {
             .unwrap()
             .revoked
     );
-    assert_eq!(certs::unrevoked(&conn, ep).unwrap().len(), 1);
+    assert_eq!(unrevoked(&conn, ep).len(), 1);
 }
 
 #[test]
@@ -331,6 +331,20 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
         certs::renew(&mut conn, ep, "c1", &renewal("c5"), 7).unwrap(),
         Err(RenewRefusal::Revoked)
     );
-    let left = certs::unrevoked(&conn, ep).unwrap();
+    let left = unrevoked(&conn, ep);
     assert_eq!(left, vec![("c4".to_string(), Some(key_of(agent).to_vec()))]);
+}
+
+/// The serial and recorded key of each of `id`'s unrevoked certificates, oldest first.
+fn unrevoked(conn: &rusqlite::Connection, id: EndpointId) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT serial, public_key FROM certificates
+             WHERE endpoint_id = ?1 AND revoked_at IS NULL ORDER BY issued_at, rowid",
+        )
+        .unwrap();
+    let rows = stmt
+        .query_map([id.0 as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
 }
