@@ -236,7 +236,10 @@ async fn idle_enrolment_connections_are_bounded_and_closed_within_the_deadline()
     );
     tokio::task::block_in_place(|| {
         hub_ref.wait_status(id, "standby", Duration::from_secs(60));
-        eprintln!("the device was online {:?} after it started", started.elapsed());
+        eprintln!(
+            "the device was online {:?} after it started",
+            started.elapsed()
+        );
         drop(agent);
         let log = hub_ref.log();
         assert_eq!(log.matches("enrolment failed").count(), 0);
