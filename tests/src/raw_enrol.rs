@@ -1,9 +1,11 @@
-//! Speaking the enrolment protocol directly over QUIC, as an attacker would: no agent binary, any
+//! Speaking the enrolment (and session) protocol directly over QUIC, as an attacker would: no agent binary, any
 //! request, any number of connections held open for as long as the hub allows.
 
 use std::sync::Arc;
 
-use outpost_certs::{certs_from_pem, pinned_client_config, AgentKey, Fingerprint, HUB_SERVER_NAME};
+use outpost_certs::{
+    certs_from_pem, pinned_client_config, AgentKey, ClientAuth, Fingerprint, HUB_SERVER_NAME,
+};
 use outpost_common::token::JoinToken;
 use outpost_common::wire::{self, EnrollReply, EnrollRequest, ALPN_ENROLL, MAX_ENROLL_FRAME};
 use outpost_common::{AgentId, Secret};
@@ -12,9 +14,14 @@ use crate::Hub;
 
 /// A QUIC client endpoint that trusts `hub`'s CA (which is not secret) and speaks `alpn`.
 pub fn client(hub: &Hub, alpn: &[u8]) -> quinn::Endpoint {
+    client_with(hub, alpn, None)
+}
+
+/// Like [`client`], presenting `auth` (an agent's certificate chain and key) when given.
+pub fn client_with(hub: &Hub, alpn: &[u8], auth: Option<ClientAuth>) -> quinn::Endpoint {
     let ca = std::fs::read_to_string(hub.data_dir.join("ca.pem")).expect("hub ca.pem");
     let pin = Fingerprint::of(&certs_from_pem(&ca).expect("hub CA")[0]);
-    let (tls, _) = pinned_client_config(pin, None, &[alpn]).expect("client TLS");
+    let (tls, _) = pinned_client_config(pin, auth, &[alpn]).expect("client TLS");
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
     let mut endpoint =
         quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use outpost_agent::identity::Identity;
 use outpost_common::token::JoinToken;
-use outpost_common::wire::{CloseCode, EnrollReply, EnrollRequest, RefusalReason, ALPN_ENROLL};
+use outpost_common::wire::{
+    self, AgentMessage, CloseCode, EnrollReply, EnrollRequest, RefusalReason, ALPN_ENROLL,
+    ALPN_SESSION,
+};
 use outpost_common::{EndpointId, Secret};
 use outpost_tests::{raw_enrol, wait_for, Agent, Hub};
 
@@ -326,4 +329,47 @@ fn enrol_directly(hub: &Hub, key: &str, dir: &Path) -> String {
     };
     identity.save_enrollment(&enrolled).unwrap();
     std::fs::read_to_string(dir.join("agent.pem")).unwrap()
+}
+
+#[test]
+fn a_hello_with_an_escape_sequence_in_its_version_is_refused() {
+    let hub = Hub::start();
+    let (id, key) = hub.create_endpoint("terminal", &[]);
+    let dir = agent_dir(&hub, "terminal");
+    enrol_directly(&hub, &key, &dir);
+    let identity = Identity::load_or_create(&dir, None).unwrap();
+    let auth = (
+        identity.certificate().unwrap(),
+        identity.key.private_key_der(),
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let close = runtime.block_on(async {
+        let client = raw_enrol::client_with(&hub, ALPN_SESSION, Some(auth));
+        let conn = raw_enrol::connect(&client, &hub).await;
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let hello = AgentMessage::Hello {
+            agent_version: "1.0\x1b]0;owned\x07\x1b[2J".into(),
+        };
+        wire::write_frame(&mut send, &hello).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), conn.closed())
+            .await
+            .unwrap()
+    });
+    assert!(
+        matches!(close, quinn::ConnectionError::ApplicationClosed(_)),
+        "{close:?}"
+    );
+    let log = hub.log();
+    assert!(
+        log.contains("the agent version holds the control character U+001B"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("owned"),
+        "the escape sequence reached the log"
+    );
+    // The device itself, with its genuine version, is served.
+    let _agent = Agent::start(&dir, &[]);
+    let shown = hub.wait_status(id, "standby", ONLINE);
+    assert_eq!(shown["agent_version"], "test");
 }
