@@ -1,4 +1,5 @@
-//! Endpoint rows: creation, enrolment binding, approval, removal, certificates, liveness.
+//! Endpoint rows: creation, approval, removal, certificate status, liveness (enrolment decisions are
+//! in [`super::enroll`], the certificate life cycle in [`super::certs`]).
 
 use outpost_common::{AgentId, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
