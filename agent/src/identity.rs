@@ -137,6 +137,11 @@ impl Identity {
         Ok(())
     }
 
+    /// Where the issued certificate is kept (renewal replaces it there).
+    pub fn certificate_path(&self) -> PathBuf {
+        self.dir.join("agent.pem")
+    }
+
     /// The issued certificate chain.
     pub fn certificate(&self) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
         let path = self.dir.join("agent.pem");

@@ -7,6 +7,7 @@
 //! - [`session`]: the async driver around the I/O-free session state machine.
 //! - [`route`]: noticing a new local address, so an idle device tells the hub at once.
 //! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
+//! - [`renew`]: renewing the certificate over the session before it expires.
 //! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod enroll;
 pub mod identity;
 pub mod path;
 pub mod relay;
+pub mod renew;
 pub mod route;
 pub mod run;
 pub mod session;

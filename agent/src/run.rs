@@ -24,8 +24,8 @@ use crate::dial::{DialError, Dialer};
 use crate::docker_host::DockerHost;
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
-use crate::path;
 use crate::session::{self, Interruption, SessionDefaults, SessionEnd, SessionObserver};
+use crate::{path, renew};
 
 /// The agent's resolved runtime configuration.
 #[derive(Clone, Debug)]
@@ -70,6 +70,9 @@ pub enum AgentError {
     /// The hub revoked this device.
     #[error("{0}. Delete {1}/enrollment.json and enrol again with a new EDGE_KEY to rejoin")]
     Revoked(String, String),
+    /// The certificate expired before it was renewed.
+    #[error(transparent)]
+    Expired(#[from] renew::Expired),
 }
 
 impl AgentError {
@@ -79,6 +82,7 @@ impl AgentError {
             Self::Enroll(EnrollError::Refused(_)) => 2,
             Self::Enroll(EnrollError::Dial(DialError::WrongHub { .. })) | Self::Dial(_) => 3,
             Self::Revoked(..) => 4,
+            Self::Expired(_) => 5,
             _ => 1,
         }
     }
@@ -228,6 +232,27 @@ async fn enroll_until_done(
     }
 }
 
+/// Stop for good on an expired certificate; otherwise what renewing it takes on this session.
+fn session_renewal(
+    config: &AgentConfig,
+    identity: &Identity,
+    chain: &[outpost_certs::CertificateDer<'static>],
+) -> Result<Option<renew::Renewal>, SessionAttempt> {
+    let Some(leaf) = chain.first() else {
+        return Ok(None);
+    };
+    let now = std::time::SystemTime::now();
+    let dir = config.data_dir.display().to_string();
+    renew::check_expiry(leaf, now, &dir).map_err(|e| SessionAttempt::Final(e.into()))?;
+    Ok(renew::Renewal::prepare(
+        leaf,
+        &identity.key.public_key_der(),
+        identity.certificate_path(),
+        now,
+        || identity.key.csr_der(identity.agent_id.0).ok(),
+    ))
+}
+
 enum SessionAttempt {
     Final(AgentError),
     Retry(Interruption),
@@ -254,6 +279,7 @@ async fn connect_and_serve(
     let chain = identity
         .certificate()
         .map_err(|e| SessionAttempt::Final(e.into()))?;
+    let renewal = session_renewal(config, identity, &chain)?;
     let client = (chain, identity.key.private_key_der());
     let conn = match dialer
         .connect(&enrollment.hub_addrs, pin, Some(client), ALPN_SESSION)
@@ -282,6 +308,7 @@ async fn connect_and_serve(
         snapshot_on_connect: *snapshot_due,
         observer,
         watch_route,
+        renewal,
     };
     let mut new_addrs = None;
     let result = session::run(&conn, defaults, |welcome| {

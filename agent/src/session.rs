@@ -109,6 +109,8 @@ pub struct SessionDefaults {
     pub observer: Option<Arc<dyn SessionObserver>>,
     /// Check in at once when the local address that reaches the hub changes ([`crate::route`]).
     pub watch_route: bool,
+    /// Renewing the certificate this session connected with ([`crate::renew`]).
+    pub renewal: Option<crate::renew::Renewal>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -158,6 +160,7 @@ async fn serve(
     session.handle_settings(welcome.settings);
     let (hub_tx, hub_rx) = mpsc::channel(16);
     let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, hub_tx));
+    let hub_rx = crate::renew::attach(conn, &mut send, defaults.renewal.clone(), hub_rx).await?;
     let snapshots = Snapshots::new(defaults.docker.clone());
     if defaults.snapshot_on_connect {
         session.request_snapshot(Instant::now().into_std());
@@ -266,6 +269,7 @@ fn handle_hub_message(session: &mut AgentSession, message: HubMessage) -> Result
         HubMessage::Welcome(_) => {
             return Err(SessionEnd::Lost("the hub sent a second welcome".into()))
         }
+        HubMessage::Renewed { .. } => debug!("a renewed certificate this session did not ask for"),
     }
     Ok(())
 }

@@ -97,6 +97,8 @@ pub struct IssuedCert {
     pub serial: CertSerial,
     /// When it stops being valid (second precision, as in the certificate).
     pub not_after: SystemTime,
+    /// SHA-256 of the SubjectPublicKeyInfo it certifies.
+    pub public_key: Fingerprint,
 }
 
 impl IssuedCert {
@@ -105,6 +107,7 @@ impl IssuedCert {
         Ok(Self {
             serial: CertSerial::from_bytes(cert.raw_serial()),
             not_after: issue::not_after(&cert),
+            public_key: Fingerprint::of(cert.public_key().raw),
             der: CertificateDer::from(der),
         })
     }

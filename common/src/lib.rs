@@ -8,6 +8,7 @@
 //!   caller's clock so it can be tested with a virtual one.
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
+//! - [`text`]: the rule for text a device supplies (no control characters, bounded length).
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 //! - [`congestion`]: congestion controllers by name, and why loss-based ones fail on our links.
 //! - [`transport`]: named QUIC transport profiles (lan, cellular, satellite) with the reason for
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod session;
 pub mod snapshot;
 pub mod stream;
+pub mod text;
 pub mod token;
 pub mod transport;
 pub mod wire;

@@ -22,6 +22,10 @@
 //!   after the standby period without activity:
 //!   agent ── AgentMessage::Snapshot { engine summary } ──▶ hub
 //!   agent drops its stream credit to 0 ── AgentMessage::Standby ──▶ hub
+//!   once its certificate is past 2/3 of its life (a CSR for the same key):
+//!   agent ── AgentMessage::Renew { CSR } ──────▶ hub   (at most one outstanding per session)
+//!   agent ◀─ HubMessage::Renewed { cert } ────── hub   (used from the next connection on; the
+//!                                                     hub revokes the old one when it is)
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -30,6 +34,10 @@
 //! # Versions
 //! - 1: first version (enrolment, control stream, check-in datagrams, summon/standby, engine
 //!   snapshots; proxy streams are described in [`crate::stream`]).
+//! - 2: certificate renewal on the control stream (`AgentMessage::Renew`, `HubMessage::Renewed`)
+//!   and the enrolment refusal `TooManyPending`, each added at the end of its enum so every
+//!   version-1 message keeps its encoding. A version-1 peer cannot decode them: upgrade the hub
+//!   before its agents (a version-1 hub closes a session that sends `Renew`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,6 +161,8 @@ pub enum RefusalReason {
     Malformed,
     /// The hub is overloaded; the only refusal worth retrying.
     Busy,
+    /// The fleet token already has as many devices waiting for approval as the hub allows.
+    TooManyPending,
 }
 
 impl RefusalReason {
@@ -176,6 +186,11 @@ pub enum HubMessage {
     Approved,
     /// New session settings.
     Settings(SessionSettings),
+    /// The answer to [`AgentMessage::Renew`]: a new certificate for the same key.
+    Renewed {
+        /// The certificate (DER).
+        cert_der: Vec<u8>,
+    },
 }
 
 /// The hub's greeting on a new session.
@@ -217,6 +232,11 @@ pub enum AgentMessage {
     Standby,
     /// A fresh summary of the device's engine.
     Snapshot(crate::snapshot::EngineSnapshot),
+    /// Ask for a new certificate before the current one expires.
+    Renew {
+        /// PKCS#10 certificate signing request (DER) for the key of the current certificate.
+        csr_der: Vec<u8>,
+    },
 }
 
 /// Unreliable messages carried in QUIC datagrams.

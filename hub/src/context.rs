@@ -40,6 +40,10 @@ pub struct HubContext {
     pub proxy_slots: Arc<Semaphore>,
     /// The size of `proxy_slots`, for error messages.
     pub max_proxy_streams: usize,
+    /// Lifetime of the agent certificates the hub issues.
+    pub agent_cert_validity: Duration,
+    /// Devices a fleet token may have waiting for approval.
+    pub max_pending_per_fleet: u32,
 }
 
 impl HubContext {

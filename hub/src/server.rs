@@ -59,6 +59,10 @@ pub struct HubConfig {
     pub max_proxy_streams: usize,
     /// Admin API connections held at once (fewer under a low open-file limit).
     pub max_api_connections: usize,
+    /// Lifetime of issued agent certificates; agents renew at 2/3 of it.
+    pub agent_cert_validity: Duration,
+    /// Devices a fleet token may have waiting for approval; more are refused.
+    pub max_pending_per_fleet: u32,
 }
 
 /// Why a hub could not start.
@@ -189,6 +193,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         windows: WindowBudget::new(config.window_budget, &config.transport),
         proxy_slots: Arc::new(Semaphore::new(config.max_proxy_streams)),
         max_proxy_streams: config.max_proxy_streams,
+        agent_cert_validity: config.agent_cert_validity,
+        max_pending_per_fleet: config.max_pending_per_fleet,
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));

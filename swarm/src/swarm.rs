@@ -199,6 +199,7 @@ fn stopped_kind(e: &AgentError) -> String {
         AgentError::Enroll(_) => "enrolment refused",
         AgentError::Dial(_) => "wrong hub",
         AgentError::Revoked(..) => "revoked",
+        AgentError::Expired(_) => "certificate expired",
     };
     format!("agent stopped: {what}")
 }

@@ -22,6 +22,7 @@ pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;
 pub mod raw_agent;
+pub mod raw_enrol;
 pub mod rig;
 pub mod slow_clients;
 pub mod timed;

@@ -131,3 +131,14 @@ fn only_busy_refusals_are_retried() {
     assert!(RefusalReason::AlreadyBound.is_final());
     assert!(RefusalReason::BadSecret.is_final());
 }
+
+#[test]
+fn version_2_additions_leave_every_version_1_encoding_as_it_was() {
+    // Variant indexes are the encoding: the new variants went to the end of each enum.
+    assert_eq!(encode(&RefusalReason::Busy), [5]);
+    assert_eq!(encode(&RefusalReason::TooManyPending), [6]);
+    assert_eq!(encode(&HubMessage::Approved)[0], 2);
+    assert_eq!(encode(&HubMessage::Renewed { cert_der: vec![] }), [4, 0]);
+    assert_eq!(encode(&AgentMessage::Standby), [2]);
+    assert_eq!(encode(&AgentMessage::Renew { csr_der: vec![7] }), [4, 1, 7]);
+}

@@ -5,6 +5,7 @@
 pub mod admission;
 mod enroll;
 pub mod interval;
+mod renew;
 mod session;
 pub(crate) mod socket;
 pub mod windows;

@@ -121,6 +121,8 @@ async fn establish(
             "expected hello, got {hello:?}"
         )));
     };
+    outpost_common::text::device_text(&agent_version)
+        .map_err(|e| SessionError::Protocol(format!("the agent version {e}")))?;
     let session = Arc::new(LiveSession::new(
         endpoint,
         agent_id,
@@ -167,7 +169,7 @@ async fn authenticate(
     let lookup = serial.clone();
     let status = ctx
         .store
-        .call(move |c| endpoints::cert_status(c, &lookup))
+        .call(move |c| crate::store::certs::present(c, &lookup, crate::store::unix_now()))
         .await?;
     match status {
         Some(s) if !s.revoked && s.agent_id == Some(AgentId(uuid)) => {
@@ -210,6 +212,7 @@ async fn drive(
                     }
                     Ok(AgentMessage::Standby) => session.enter_standby(),
                     Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(ctx, session, snapshot).await,
+                    Ok(AgentMessage::Renew { csr_der }) => Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?,
                     Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
                     Err(WireError::Closed) => return Ok(()),
                     Err(e) => {

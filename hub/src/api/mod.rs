@@ -16,6 +16,7 @@ pub(crate) mod id;
 mod labels;
 mod list;
 mod nofile;
+mod reset;
 mod until_revoked;
 mod view;
 
@@ -71,6 +72,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         )
         .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
+        .route("/api/endpoints/{id}/reset", post(reset::reset))
         .route(
             "/api/endpoints/{id}/docker/{*rest}",
             any(crate::proxy::handle),

@@ -144,6 +144,10 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
             cert_dir,
             print,
         } => super::docker_context::context(&api, id, name, &cert_dir, print).await,
+        EndpointCommand::Reset { id } => print_json(
+            &api.call(Method::POST, &format!("/api/endpoints/{id}/reset"), None)
+                .await?,
+        ),
         EndpointCommand::Rm { id } => {
             let answer = api
                 .call(Method::DELETE, &format!("/api/endpoints/{id}"), None)

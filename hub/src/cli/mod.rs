@@ -175,6 +175,13 @@ pub struct ServeArgs {
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
     #[arg(long, default_value = "cellular", value_parser = parse_profile)]
     pub transport: TransportProfile,
+    /// Devices one fleet token may have waiting for approval; more are refused until an admin
+    /// approves or removes some.
+    #[arg(long, default_value_t = 100)]
+    pub max_pending_per_fleet: u32,
+    /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
+    #[arg(long, hide = true, default_value = "8760h", value_parser = parse_duration)]
+    pub agent_cert_validity: Duration,
 }
 
 impl ServeArgs {
@@ -195,6 +202,8 @@ impl ServeArgs {
             window_budget: self.window_budget_mib << 20,
             max_proxy_streams: self.max_proxy_streams,
             max_api_connections: self.max_api_connections,
+            agent_cert_validity: self.agent_cert_validity,
+            max_pending_per_fleet: self.max_pending_per_fleet,
         }
     }
 }
@@ -295,6 +304,12 @@ pub enum EndpointCommand {
     },
     /// Summon a device and print how long it took to be ready.
     Summon {
+        /// Endpoint id.
+        id: u64,
+    },
+    /// Reset an endpoint for a new device: unbinds its agent, revokes its certificates, closes
+    /// its connection and prints a new join token (the old one stops working).
+    Reset {
         /// Endpoint id.
         id: u64,
     },

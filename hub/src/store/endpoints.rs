@@ -1,12 +1,13 @@
-//! Endpoint rows: creation, enrolment binding, approval, removal, certificates, liveness.
+//! Endpoint rows: creation, approval, removal, certificate status, liveness (enrolment decisions are
+//! in [`super::enroll`], the certificate life cycle in [`super::certs`]).
 
-use outpost_common::wire::{Refusal, RefusalReason};
 use outpost_common::{AgentId, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 
-use super::{labels, StoreError};
+use super::StoreError;
+
+pub use super::enroll::{enroll, EnrollInput, EnrollOutcome};
 
 /// A device, or a fleet template whose token many devices may enrol with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,9 +92,9 @@ pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigne
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
 
 /// How many columns [`COLUMNS`] holds.
-const COLUMN_COUNT: usize = 18;
+pub(super) const COLUMN_COUNT: usize = 18;
 
-fn parse_agent(text: Option<String>) -> Option<AgentId> {
+pub(super) fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
 }
 
@@ -205,202 +206,6 @@ pub fn cert_status(conn: &Connection, serial: &str) -> Result<Option<CertStatus>
             },
         )
         .optional()?)
-}
-
-/// An enrolment to decide and, if accepted, record.
-#[derive(Clone, Debug)]
-pub struct EnrollInput {
-    /// Endpoint (or fleet) named by the token.
-    pub endpoint: EndpointId,
-    /// Hash of the presented secret.
-    pub secret_hash: [u8; 32],
-    /// The device's UUID.
-    pub agent_id: AgentId,
-    /// Agent build version.
-    pub agent_version: String,
-    /// Serial of the certificate prepared for it.
-    pub cert_serial: String,
-    /// Its expiry (Unix seconds).
-    pub cert_not_after: i64,
-}
-
-/// An accepted enrolment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EnrollOutcome {
-    /// The device endpoint the agent now is.
-    pub endpoint: EndpointId,
-    /// Waiting for approval.
-    pub pending: bool,
-}
-
-fn refuse(reason: RefusalReason, message: impl Into<String>) -> Refusal {
-    Refusal {
-        reason,
-        message: message.into(),
-    }
-}
-
-/// Decide an enrolment and, if accepted, bind the agent and record its certificate (superseding any
-/// earlier one), all in one transaction. A refusal changes nothing.
-pub fn enroll(
-    conn: &mut Connection,
-    input: &EnrollInput,
-    now: i64,
-) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let decision = decide(&tx, input, now)?;
-    if let Ok(outcome) = decision {
-        tx.execute(
-            "UPDATE certificates SET revoked_at = ?2 WHERE endpoint_id = ?1 AND revoked_at IS NULL",
-            params![outcome.endpoint.0 as i64, now],
-        )?;
-        tx.execute(
-            "INSERT INTO certificates (serial, endpoint_id, agent_id, issued_at, not_after)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                input.cert_serial,
-                outcome.endpoint.0 as i64,
-                input.agent_id.to_string(),
-                now,
-                input.cert_not_after
-            ],
-        )?;
-        tx.commit()?;
-    }
-    Ok(decision)
-}
-
-fn decide(
-    conn: &Connection,
-    input: &EnrollInput,
-    now: i64,
-) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
-    let target: Option<(EndpointRecord, Option<Vec<u8>>)> = conn
-        .query_row(
-            &format!("SELECT {COLUMNS}, secret_hash FROM endpoints WHERE id = ?1"),
-            [input.endpoint.0 as i64],
-            |row| Ok((from_row(row)?, row.get(COLUMN_COUNT)?)),
-        )
-        .optional()?;
-    let Some((target, Some(hash))) = target else {
-        return Ok(Err(refuse(
-            RefusalReason::UnknownEndpoint,
-            format!(
-                "endpoint {} does not exist on this hub (removed?); ask the admin for a new token",
-                input.endpoint
-            ),
-        )));
-    };
-    if !bool::from(hash.as_slice().ct_eq(&input.secret_hash[..])) {
-        return Ok(Err(refuse(
-            RefusalReason::BadSecret,
-            "the token's secret does not match this endpoint; ask the admin for a new token",
-        )));
-    }
-    let agent = input.agent_id.to_string();
-    let bound_elsewhere: Option<(i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, fleet_id FROM endpoints WHERE agent_id = ?1",
-            [&agent],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    match target.kind {
-        EndpointKind::Device => decide_device(conn, &target, input, bound_elsewhere, now),
-        EndpointKind::Fleet => decide_fleet(conn, &target, input, bound_elsewhere, now),
-    }
-}
-
-fn decide_device(
-    conn: &Connection,
-    target: &EndpointRecord,
-    input: &EnrollInput,
-    bound_elsewhere: Option<(i64, Option<i64>)>,
-    now: i64,
-) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
-    if let Some(expected) = target.preassigned.filter(|p| *p != input.agent_id) {
-        return Ok(Err(refuse(
-            RefusalReason::AgentIdMismatch,
-            format!(
-                "endpoint {} is reserved for agent {expected}, this agent is {}; check EDGE_ID",
-                target.id, input.agent_id
-            ),
-        )));
-    }
-    if let Some(bound) = target.agent_id.filter(|b| *b != input.agent_id) {
-        return Ok(Err(refuse(
-            RefusalReason::AlreadyBound,
-            format!("this token is already bound to another device (agent {bound}); a token enrols one device, ask the admin for a new one"),
-        )));
-    }
-    if let Some((other, _)) = bound_elsewhere.filter(|(id, _)| *id as u64 != target.id.0) {
-        return Ok(Err(refuse(
-            RefusalReason::AlreadyBound,
-            format!(
-                "agent {} is already enrolled as endpoint {other}; remove that endpoint first",
-                input.agent_id
-            ),
-        )));
-    }
-    conn.execute(
-        "UPDATE endpoints SET agent_id = ?2, enrolled_at = COALESCE(enrolled_at, ?3),
-             enroll_count = enroll_count + 1, agent_version = ?4 WHERE id = ?1",
-        params![
-            target.id.0 as i64,
-            input.agent_id.to_string(),
-            now,
-            input.agent_version
-        ],
-    )?;
-    Ok(Ok(EnrollOutcome {
-        endpoint: target.id,
-        pending: !target.approved,
-    }))
-}
-
-fn decide_fleet(
-    conn: &Connection,
-    fleet: &EndpointRecord,
-    input: &EnrollInput,
-    bound_elsewhere: Option<(i64, Option<i64>)>,
-    now: i64,
-) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
-    let agent = input.agent_id.to_string();
-    let member = match bound_elsewhere {
-        Some((id, Some(fleet_id))) if fleet_id as u64 == fleet.id.0 => EndpointId(id as u64),
-        Some((id, _)) => {
-            return Ok(Err(refuse(
-                RefusalReason::AlreadyBound,
-                format!(
-                "agent {agent} is already enrolled as endpoint {id}; remove that endpoint first"
-            ),
-            )))
-        }
-        None => {
-            let name = format!("{}-{}", fleet.name, &agent[..8]);
-            conn.execute(
-                "INSERT INTO endpoints (name, kind, fleet_id, agent_id, approved, created_at, enrolled_at, agent_version)
-                 VALUES (?1, 'device', ?2, ?3, 0, ?4, ?4, ?5)",
-                params![name, fleet.id.0 as i64, agent, now, input.agent_version],
-            )?;
-            let member = EndpointId(conn.last_insert_rowid() as u64);
-            labels::inherit(conn, fleet.id, member)?;
-            member
-        }
-    };
-    conn.execute(
-        "UPDATE endpoints SET enroll_count = enroll_count + 1 WHERE id = ?1",
-        [member.0 as i64],
-    )?;
-    let approved: bool = conn.query_row(
-        "SELECT approved FROM endpoints WHERE id = ?1",
-        [member.0 as i64],
-        |r| r.get(0),
-    )?;
-    Ok(Ok(EnrollOutcome {
-        endpoint: member,
-        pending: !approved,
-    }))
 }
 
 /// Liveness of one endpoint, written in batches.

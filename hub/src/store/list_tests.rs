@@ -155,13 +155,16 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set() {
 }
 
 fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointId {
+    let agent_id = AgentId::generate();
     let input = EnrollInput {
         endpoint: fleet,
         secret_hash: secret.hash(),
-        agent_id: AgentId::generate(),
+        agent_id,
         agent_version: "test".into(),
         cert_serial: format!("{:x}", rand_serial(conn)),
         cert_not_after: 2_000_000_000,
+        public_key: super::tests::key_of(agent_id),
+        max_pending: u32::MAX,
     };
     endpoints::enroll(conn, &input, 2)
         .unwrap()

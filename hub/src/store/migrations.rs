@@ -105,6 +105,10 @@ const MIGRATIONS: &[&str] = &[
     // connection's UDP payload bytes are added when it ends.
     "ALTER TABLE endpoints ADD COLUMN wire_tx_bytes INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE endpoints ADD COLUMN wire_rx_bytes INTEGER NOT NULL DEFAULT 0;",
+    // 6: the key each agent certificate certifies (SHA-256 of its SubjectPublicKeyInfo), so a
+    // bound device re-enrols only with the key on record. Older rows stay NULL: they prove
+    // nothing, and such a device re-enrols only after an admin's `endpoint reset`.
+    "ALTER TABLE certificates ADD COLUMN public_key BLOB;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.
@@ -180,5 +184,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!((checkin, connected), (500, false));
+    }
+
+    #[test]
+    fn a_version_5_database_keeps_its_certificates_with_no_key_recorded() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute(
+            "INSERT INTO certificates (serial, endpoint_id, agent_id, issued_at, not_after) \
+             VALUES ('aa', 1, 'x', 1, 2)",
+            [],
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let key: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT public_key FROM certificates WHERE serial = 'aa'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(key, None);
     }
 }

@@ -13,7 +13,9 @@
 //! never waits for the writer.
 
 pub mod admin_creds;
+pub mod certs;
 pub mod endpoints;
+pub mod enroll;
 pub mod extras;
 pub mod labels;
 pub mod list;
@@ -139,5 +141,7 @@ pub fn unix_now() -> i64 {
 
 #[cfg(test)]
 mod list_tests;
+#[cfg(test)]
+mod takeover_tests;
 #[cfg(test)]
 mod tests;

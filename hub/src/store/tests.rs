@@ -37,7 +37,16 @@ fn input(endpoint: EndpointId, secret: &Secret, agent: AgentId, serial: &str) ->
         agent_version: "test".into(),
         cert_serial: serial.into(),
         cert_not_after: 2_000_000_000,
+        public_key: key_of(agent),
+        max_pending: 100,
     }
+}
+
+/// A stand-in for the SHA-256 of an agent's public key: one key per agent.
+pub(super) fn key_of(agent: AgentId) -> [u8; 32] {
+    let mut key = [0; 32];
+    key[..16].copy_from_slice(agent.0.as_bytes());
+    key
 }
 
 #[test]
@@ -59,7 +68,8 @@ fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
         outcome,
         EnrollOutcome {
             endpoint: ep.id,
-            pending: false
+            pending: false,
+            superseded: false,
         }
     );
 
@@ -101,7 +111,7 @@ fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
         ),
         (
             input(EndpointId(999), &secret, reserved, "2"),
-            RefusalReason::UnknownEndpoint,
+            RefusalReason::BadSecret,
         ),
         (
             input(ep.id, &secret, other, "3"),

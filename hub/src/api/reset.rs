@@ -1,0 +1,68 @@
+//! `POST /api/endpoints/{id}/reset`: give an endpoint to a new device, or take it back from an
+//! impostor.
+//!
+//! A join token is a bearer secret; once one leaks, nothing the device can prove distinguishes the
+//! real device from the holder of the token and its key. The reset is the admin's way out: it
+//! unbinds the agent, revokes its certificates, closes its live session (the agent is told it was
+//! revoked) and replaces the token's secret, so the old token is dead and the new one, printed
+//! like `endpoint create` prints one, enrols the next device.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use outpost_common::token::JoinToken;
+use outpost_common::wire::CloseCode;
+use outpost_common::Secret;
+use serde::Serialize;
+use tracing::info;
+
+use super::endpoints::not_found;
+use super::id::{CanonicalId, IdPath};
+use super::ApiError;
+use crate::context::HubContext;
+use crate::store::{certs, unix_now, EndpointKind};
+
+#[derive(Debug, Serialize)]
+pub(super) struct Reset {
+    id: u64,
+    name: String,
+    kind: EndpointKind,
+    disconnected: bool,
+    edge_key: String,
+}
+
+pub(super) async fn reset(
+    State(ctx): State<Arc<HubContext>>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
+) -> Result<Json<Reset>, ApiError> {
+    let secret = Secret::generate();
+    let hash = secret.hash();
+    let record = ctx
+        .store
+        .call(move |c| certs::reset(c, id, &hash, unix_now()))
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    let live = ctx.registry.get(id);
+    if let Some(session) = &live {
+        session.close(
+            CloseCode::Revoked,
+            "this endpoint was reset by an administrator",
+        );
+    }
+    let disconnected = live.is_some();
+    info!(endpoint = %id, disconnected, "endpoint reset: agent unbound, certificates revoked, new token");
+    let token = JoinToken {
+        hub_addrs: ctx.hub_addrs.clone(),
+        ca_fingerprint: ctx.pki.ca_fingerprint().0,
+        endpoint: id,
+        secret,
+    };
+    Ok(Json(Reset {
+        id: id.0,
+        name: record.name,
+        kind: record.kind,
+        disconnected,
+        edge_key: token.encode(),
+    }))
+}

@@ -1,0 +1,117 @@
+//! The life of an agent's certificates after enrolment: renewal over the session, the switch to
+//! the renewed certificate, and an admin's reset of an endpoint.
+//!
+//! At most two certificates of an endpoint are unrevoked at once: the one its session presented
+//! and, after a renewal, the new one. The old one is revoked when the new one is first presented
+//! ([`present`]), not when it is issued, so a renewal reply lost on the way never locks a device
+//! out; presenting the old one again revokes the unused new one instead.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::endpoints::{cert_status, find, CertStatus, EndpointRecord};
+use super::StoreError;
+use outpost_common::EndpointId;
+
+/// A certificate the hub just issued, as the store records it.
+#[derive(Clone, Debug)]
+pub struct NewCert {
+    /// Its serial (hex).
+    pub serial: String,
+    /// Its expiry (Unix seconds).
+    pub not_after: i64,
+    /// SHA-256 of the SubjectPublicKeyInfo it certifies.
+    pub public_key: [u8; 32],
+}
+
+/// Look up the certificate a session presented and, when it is valid, make it the endpoint's
+/// only unrevoked certificate (a renewed certificate taking over from the old, or an old one
+/// presented again leaving a renewal unused). Returns the status before any change.
+pub fn present(
+    conn: &mut Connection,
+    serial: &str,
+    now: i64,
+) -> Result<Option<CertStatus>, StoreError> {
+    let Some(status) = cert_status(conn, serial)? else {
+        return Ok(None);
+    };
+    if !status.revoked {
+        conn.execute(
+            "UPDATE certificates SET revoked_at = ?3
+             WHERE endpoint_id = ?1 AND serial <> ?2 AND revoked_at IS NULL",
+            params![status.endpoint.0 as i64, serial, now],
+        )?;
+    }
+    Ok(Some(status))
+}
+
+/// Why a renewal was not recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenewRefusal {
+    /// The presented certificate is no longer valid for the endpoint.
+    Revoked,
+    /// A renewal is already outstanding: one per session.
+    Outstanding,
+}
+
+/// Record `new`, a renewal of the endpoint's certificate `presented`, unless the presented one was
+/// revoked meanwhile or a renewal already waits to be used.
+pub fn renew(
+    conn: &mut Connection,
+    endpoint: EndpointId,
+    presented: &str,
+    new: &NewCert,
+    now: i64,
+) -> Result<Result<(), RenewRefusal>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let status = cert_status(&tx, presented)?;
+    if status.is_none_or(|s| s.revoked || s.endpoint != endpoint) {
+        return Ok(Err(RenewRefusal::Revoked));
+    }
+    let others: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM certificates
+         WHERE endpoint_id = ?1 AND serial <> ?2 AND revoked_at IS NULL",
+        params![endpoint.0 as i64, presented],
+        |r| r.get(0),
+    )?;
+    if others > 0 {
+        return Ok(Err(RenewRefusal::Outstanding));
+    }
+    tx.execute(
+        "INSERT INTO certificates (serial, endpoint_id, agent_id, issued_at, not_after, public_key)
+         SELECT ?1, endpoint_id, agent_id, ?3, ?4, ?5 FROM certificates WHERE serial = ?2",
+        params![
+            new.serial,
+            presented,
+            now,
+            new.not_after,
+            &new.public_key[..]
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Ok(()))
+}
+
+/// Reset an endpoint for a new device: unbind its agent, revoke its certificates and replace its
+/// token's secret, so the old token (leaked, perhaps) is dead. Returns the row after the reset.
+pub fn reset(
+    conn: &mut Connection,
+    id: EndpointId,
+    secret_hash: &[u8; 32],
+    now: i64,
+) -> Result<Option<EndpointRecord>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let updated = tx.execute(
+        "UPDATE endpoints SET agent_id = NULL, secret_hash = ?2 WHERE id = ?1",
+        params![id.0 as i64, &secret_hash[..]],
+    )?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    tx.execute(
+        "UPDATE certificates SET revoked_at = ?2 WHERE endpoint_id = ?1 AND revoked_at IS NULL",
+        params![id.0 as i64, now],
+    )?;
+    let record = find(&tx, id)?;
+    tx.commit()?;
+    Ok(record)
+}
