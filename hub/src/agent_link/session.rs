@@ -63,7 +63,20 @@ pub(super) async fn run(
 ) -> Result<(), SessionError> {
     // Boxed, so the set-up's futures are freed once it is done and the task that lives as long as
     // the session holds only the driver's state.
-    let mut established = Box::pin(establish(ctx, &conn)).await?;
+    let mut established = match Box::pin(establish(ctx, &conn)).await {
+        Ok(established) => established,
+        Err(e) => {
+            // A broken hello (wrong first message, an agent version with control characters) is
+            // told apart from a hub going away.
+            if matches!(e, SessionError::Protocol(_)) {
+                conn.close(
+                    CloseCode::ProtocolViolation.as_varint(),
+                    e.to_string().as_bytes(),
+                );
+            }
+            return Err(e);
+        }
+    };
     drop(admission);
     let session = established.session.clone();
     let result = drive(ctx, &session, &mut established.send, established.recv).await;

@@ -34,7 +34,16 @@ pub fn present(
     let Some(status) = cert_status(conn, serial)? else {
         return Ok(None);
     };
-    if !status.revoked {
+    // Almost every session start presents the endpoint's only certificate: read before writing, so
+    // a reconnect storm (600 set-ups a second) does not take a write transaction each.
+    let superseded = !status.revoked
+        && conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM certificates
+             WHERE endpoint_id = ?1 AND serial <> ?2 AND revoked_at IS NULL)",
+            params![status.endpoint.0 as i64, serial],
+            |r| r.get::<_, bool>(0),
+        )?;
+    if superseded {
         conn.execute(
             "UPDATE certificates SET revoked_at = ?3
              WHERE endpoint_id = ?1 AND serial <> ?2 AND revoked_at IS NULL",
