@@ -193,7 +193,7 @@ async fn a_draining_hub_neither_admits_nor_refuses() {
 async fn a_silent_handshake_is_cut_at_the_deadline_and_frees_its_slot() {
     let rig = rig_with_deadline(
         AdmissionLimits {
-            retry_above: 8,
+            retry_above: 1,
             ..AdmissionLimits::default()
         },
         Duration::from_millis(300),
@@ -216,7 +216,12 @@ async fn a_silent_handshake_is_cut_at_the_deadline_and_frees_its_slot() {
     assert_eq!(stats.timed_out.load(Ordering::Relaxed), 1);
     assert_eq!(rig.counts(), (0, 0));
     rig.dial().await.unwrap();
-    assert_eq!(rig.counts(), (1, 0), "after a cut handshake, Retry is on");
+    // One cut is as many as the Retry-free slots here (1): a flood of them, so Retry is on.
+    assert_eq!(
+        rig.counts(),
+        (1, 0),
+        "after the cut handshakes, Retry is on"
+    );
 }
 
 fn admission(retry_above: usize, max_in_flight: usize) -> Admission {
@@ -287,18 +292,28 @@ fn retry_starts_at_retry_above_slots_in_use() {
 }
 
 #[test]
-fn a_cut_handshake_keeps_retry_on_for_recent_timeouts() {
+fn a_flood_of_cut_handshakes_keeps_retry_on_and_a_few_do_not() {
     let admission = admission(16, 512);
-    let cut = Instant::now();
-    admission.count_timed_out(cut);
-    assert!(admission.flood_plausible(cut, false));
-    let almost = cut + RECENT_TIMEOUTS - Duration::from_millis(1);
+    let start = Instant::now();
+    // A reconnect storm's few timeouts, spread over more than a window, never turn Retry on.
+    for i in 0..30u32 {
+        admission.count_timed_out(start + RECENT_TIMEOUTS / 10 * i);
+        assert!(!admission.flood_plausible(start + RECENT_TIMEOUTS / 10 * i, false));
+    }
+    // As many as retry_above within one window do, for the next window.
+    let flood = start + RECENT_TIMEOUTS * 4;
+    for i in 0..16 {
+        assert!(!admission.flood_plausible(flood, false), "{i} timeouts");
+        admission.count_timed_out(flood);
+    }
+    assert!(admission.flood_plausible(flood, false));
+    let almost = flood + RECENT_TIMEOUTS - Duration::from_millis(1);
     assert!(matches!(
         admission.decide(almost, false, true, false),
         Verdict::Retry
     ));
-    assert!(!admission.flood_plausible(cut + RECENT_TIMEOUTS, false));
-    assert_eq!(admission.stats.timed_out.load(Ordering::Relaxed), 1);
+    assert!(!admission.flood_plausible(flood + RECENT_TIMEOUTS, false));
+    assert_eq!(admission.stats.timed_out.load(Ordering::Relaxed), 46);
 }
 
 #[test]
@@ -310,7 +325,7 @@ fn the_deadline_follows_the_profiles_round_trip() {
 }
 
 #[test]
-fn with_slots_retries_from_sixteen_or_a_quarter() {
-    assert_eq!(AdmissionLimits::with_slots(4096).retry_above, 16);
+fn with_slots_retries_from_a_quarter_up_to_128() {
+    assert_eq!(AdmissionLimits::with_slots(4096).retry_above, 128);
     assert_eq!(AdmissionLimits::with_slots(32).retry_above, 8);
 }
