@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::agent_link::interval::CheckinTuner;
 use crate::agent_link::windows::{WindowBudget, WindowGrant};
 use crate::proxy::ping::PingCache;
-use crate::store::LivenessUpdate;
+use crate::store::{unix_seconds, LivenessUpdate};
 use snapshots::SnapshotGate;
 
 mod control;
@@ -65,6 +65,8 @@ struct LiveState {
     snapshots: SnapshotGate,
     /// The connection's bytes were added to the endpoint's totals (it ended).
     wire_recorded: bool,
+    /// The agent asked for a certificate renewal on this session (one is all it may ask).
+    renewal_asked: bool,
 }
 
 /// What the session answers a check-in with.
@@ -129,12 +131,19 @@ impl LiveSession {
                 windows: None,
                 snapshots: SnapshotGate::new(pending, now),
                 wire_recorded: false,
+                renewal_asked: false,
             }),
             summons: Mutex::new(HashMap::new()),
             next_summon: AtomicU32::new(1),
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
             ping: PingCache::default(),
         }
+    }
+
+    /// Note a renewal request: true for the session's first, false for any later one (which the
+    /// driver refuses before it costs a signature or a store write).
+    pub fn first_renewal(&self) -> bool {
+        !std::mem::replace(&mut lock(&self.state).renewal_asked, true)
     }
 
     /// The engine's last answer to the docker CLI's `/_ping` ([`crate::proxy::ping`]).
@@ -319,7 +328,7 @@ impl LiveSession {
         state.saved_live = live;
         Some(LivenessUpdate {
             id: self.endpoint,
-            last_checkin: state.last_checkin.map(|(_, wall)| unix_secs(wall)),
+            last_checkin: state.last_checkin.map(|(_, wall)| unix_seconds(wall)),
             addr: state.remote.to_string(),
             migrations: state.migrations as i64,
             connected: live,
@@ -350,12 +359,6 @@ impl LiveState {
         let alive_at = self.last_checkin.map_or(self.connected_at, |(at, _)| at);
         now.saturating_duration_since(alive_at) <= stale_after
     }
-}
-
-fn unix_secs(wall: SystemTime) -> i64 {
-    wall.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 /// All live sessions of this hub.

@@ -26,6 +26,7 @@ pub struct RawAgent {
     pub pending: bool,
     hub_addr: SocketAddr,
     pin: Fingerprint,
+    agent_id: AgentId,
     cert: CertificateDer<'static>,
     key: AgentKey,
 }
@@ -86,6 +87,7 @@ impl RawAgent {
             pending: enrolled.pending_approval,
             hub_addr,
             pin,
+            agent_id,
             cert: CertificateDer::from(enrolled.cert_der),
             key,
         })
@@ -113,10 +115,24 @@ impl RawAgent {
     }
 }
 
+impl RawAgent {
+    /// A certificate renewal request for this device's key, as the agent sends it.
+    pub fn renewal(&self) -> anyhow::Result<AgentMessage> {
+        Ok(AgentMessage::Renew {
+            csr_der: self.key.csr_der(self.agent_id.0)?,
+        })
+    }
+}
+
 impl RawSession {
     /// Send one control frame.
     pub async fn send(&mut self, message: &AgentMessage) -> anyhow::Result<()> {
         Ok(wire::write_frame(&mut self.send, message).await?)
+    }
+
+    /// Read the next control frame from the hub.
+    pub async fn read(&mut self) -> anyhow::Result<HubMessage> {
+        Ok(wire::read_frame(&mut self.recv, MAX_CONTROL_FRAME).await?)
     }
 
     /// Send one check-in datagram.

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use outpost_common::snapshot::{ContainerSummary, EngineSnapshot, PENDING_SNAPSHOT_BUDGET};
-use outpost_common::wire::AgentMessage;
+use outpost_common::wire::{AgentMessage, CloseCode, HubMessage};
 use outpost_hub::registry::MAX_STORED_SNAPSHOT;
 use outpost_tests::raw_agent::RawAgent;
 use outpost_tests::{wait_for, Agent, Hub};
@@ -228,4 +228,31 @@ async fn a_snapshot_flood_is_bounded_while_admins_and_real_agents_are_served() {
         shown["snapshot"]["containers"][0]["image"],
         Value::String("\"".repeat(60_000))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_gets_one_certificate_renewal_and_a_second_request_closes_it() {
+    let hub = blocking(Hub::start);
+    let (_, key) = blocking(|| hub.create_endpoint("renewing", &[]));
+    let raw = RawAgent::enrol(&hub, &key).await.unwrap();
+    let mut session = raw.connect().await.unwrap();
+    session.send(&raw.renewal().unwrap()).await.unwrap();
+    let renewed = tokio::time::timeout(Duration::from_secs(10), session.read())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(renewed, HubMessage::Renewed { .. }), "{renewed:?}");
+
+    // Asking again would cost the hub a signature and a store write each time: refused at once.
+    session.send(&raw.renewal().unwrap()).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), session.conn.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
+            if CloseCode::from_varint(c.error_code) == Some(CloseCode::ProtocolViolation)),
+        "{closed:?}"
+    );
+    // The device itself is still welcome on its next connection.
+    raw.connect().await.unwrap();
 }

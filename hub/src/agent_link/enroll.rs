@@ -29,7 +29,7 @@ use tracing::{debug, info};
 
 use crate::context::HubContext;
 use crate::store::enroll::{token_matches, INVALID_TOKEN};
-use crate::store::{endpoints, unix_now, EnrollInput, StoreError};
+use crate::store::{endpoints, unix_now, unix_seconds, EnrollInput, StoreError};
 use log_window::{LogWindow, Outcome};
 
 /// The whole exchange, from the handshake to the close. The request is one frame under 16 KiB and
@@ -184,13 +184,6 @@ async fn decide(
         pending_approval: outcome.pending,
         hub_addrs: ctx.hub_addrs.clone(),
     }))
-}
-
-/// Unix seconds of `time` (0 before the epoch), the store's unit.
-pub(super) fn unix_seconds(time: std::time::SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
 }
 
 fn refused(reason: RefusalReason, message: String) -> EnrollReply {

@@ -4,19 +4,18 @@
 //! The session's TLS handshake already proved the agent holds the presented certificate's key, so
 //! the CSR must be for that same key (a renewal never moves a device to a new key; that takes an
 //! admin's reset). The new certificate does not replace the old one until the agent connects
-//! with it ([`crate::store::certs`]), and a session gets at most one renewal: an agent that asks
-//! again costs one signature and is refused.
+//! with it ([`crate::store::certs`]). A session may ask once: a second request closes it as a
+//! protocol violation before it costs a signature or a store write.
 
 use outpost_certs::{cert_public_key, client_identity, ClientRole};
 use outpost_common::wire::{self, HubMessage, WireError};
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
-use super::enroll::unix_seconds;
 use crate::context::HubContext;
 use crate::registry::LiveSession;
 use crate::store::certs::{self, NewCert, RenewRefusal};
-use crate::store::unix_now;
+use crate::store::{unix_now, unix_seconds};
 
 /// Answer an [`outpost_common::wire::AgentMessage::Renew`]: a new certificate, or (refused, with
 /// the reason logged) nothing. Only a failure to write the answer ends the session.

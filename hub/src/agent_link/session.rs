@@ -225,7 +225,14 @@ async fn drive(
                     }
                     Ok(AgentMessage::Standby) => session.enter_standby(),
                     Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(ctx, session, snapshot).await,
-                    Ok(AgentMessage::Renew { csr_der }) => Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?,
+                    Ok(AgentMessage::Renew { csr_der }) => {
+                        if !session.first_renewal() {
+                            let e = SessionError::Protocol("a second certificate renewal on one session".into());
+                            conn.close(CloseCode::ProtocolViolation.as_varint(), e.to_string().as_bytes());
+                            return Err(e);
+                        }
+                        Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?
+                    }
                     Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
                     Err(WireError::Closed) => return Ok(()),
                     Err(e) => {
