@@ -53,16 +53,28 @@ pub fn plan(validity: Validity, now: SystemTime) -> Plan {
 /// The agent's certificate has expired: it cannot connect or renew.
 #[derive(Debug, Error)]
 #[error(
-    "this device's certificate expired {ago:?} ago (it was not renewed in time: the device was \
+    "this device's certificate expired {} ago (it was not renewed in time: the device was \
      offline at its renewal point). Delete {dir}/enrollment.json and run the agent with the \
      endpoint's EDGE_KEY to enrol again with the same key, or ask the admin for a new token \
-     (outpost-hub endpoint reset)"
+     (outpost-hub endpoint reset)",
+    human(*ago)
 )]
 pub struct Expired {
     /// How long ago.
     pub ago: Duration,
     /// The data directory.
     pub dir: String,
+}
+
+/// `span` in its largest whole unit a reader takes in at a glance: "3 days", "5 hours", "40 s".
+fn human(span: Duration) -> String {
+    let secs = span.as_secs();
+    match secs {
+        172_800.. => format!("{} days", secs / 86_400),
+        7_200.. => format!("{} hours", secs / 3_600),
+        120.. => format!("{} minutes", secs / 60),
+        _ => format!("{secs} s"),
+    }
 }
 
 /// What a session needs to renew the certificate it connects with.
@@ -232,6 +244,10 @@ mod tests {
         let err = check_expiry(&cert.der, later, "/data").unwrap_err();
         assert_eq!(err.ago, Duration::from_secs(5));
         assert!(err.to_string().contains("/data/enrollment.json"), "{err}");
+        assert!(err.to_string().contains("expired 5 s ago"), "{err}");
+        assert_eq!(human(Duration::from_secs(3 * 86_400 + 5)), "3 days");
+        assert_eq!(human(Duration::from_secs(5 * 3_600)), "5 hours");
+        assert_eq!(human(Duration::from_secs(600)), "10 minutes");
         let renewal = Renewal::prepare(
             &cert.der,
             &key.public_key_der(),
