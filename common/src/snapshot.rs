@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::is_unsafe_char;
 use crate::wire;
 
 /// Most containers listed in one snapshot; counts stay exact beyond it.
@@ -143,22 +144,15 @@ fn varint_len(n: usize) -> usize {
     (bits.max(1) as usize).div_ceil(7)
 }
 
-/// Whether a device may not put `c` in a text the hub shows: a control character (C0, DEL, C1:
-/// terminal escapes) or a bidirectional mark or override (text that displays other than it reads).
-fn unsafe_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
 /// `text` with every unsafe character (control, bidirectional override) replaced by `�`; borrowed
 /// when there was none.
 pub fn sanitize_text(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(unsafe_char) {
+    if !text.chars().any(is_unsafe_char) {
         return Cow::Borrowed(text);
     }
     let replaced = text
         .chars()
-        .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c });
+        .map(|c| if is_unsafe_char(c) { '\u{fffd}' } else { c });
     Cow::Owned(replaced.collect())
 }
 

@@ -31,15 +31,17 @@ pub fn device_text(text: &str) -> Result<&str, DeviceTextError> {
     if text.len() > MAX_DEVICE_TEXT {
         return Err(DeviceTextError::TooLong(text.len()));
     }
-    match text.chars().find(|c| is_forbidden(*c)) {
+    match text.chars().find(|c| is_unsafe_char(*c)) {
         Some(c) => Err(DeviceTextError::Control(c.into())),
         None => Ok(text),
     }
 }
 
+/// Whether a terminal could act on `c` instead of showing it, or show text other than it reads:
 /// C0, DEL and C1 controls (`char::is_control`), and the bidirectional marks, embeddings,
-/// overrides and isolates (U+200E-200F, U+202A-202E, U+2066-2069).
-fn is_forbidden(c: char) -> bool {
+/// overrides and isolates (U+200E-200F, U+202A-202E, U+2066-2069). The one rule the hub refuses
+/// ([`device_text`]), replaces (`snapshot::sanitize_text`) and escapes (the CLI's output) by.
+pub fn is_unsafe_char(c: char) -> bool {
     c.is_control()
         || matches!(c, '\u{200E}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

@@ -10,19 +10,16 @@
 
 use std::borrow::Cow;
 
-/// Whether a terminal could act on `c` rather than show it.
-fn is_control(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
+use outpost_common::text::is_unsafe_char;
 
 /// `text` with every control character written as `\uXXXX`.
 pub(super) fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_control) {
+    if !text.chars().any(is_unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if is_control(c) {
+        if is_unsafe_char(c) {
             out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
             out.push(c);
@@ -70,7 +67,7 @@ mod tests {
         let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
         assert!(pretty.contains('\u{7f}') && pretty.contains('\u{9b}'));
         let safe = escape_json(&pretty);
-        assert!(!safe.chars().any(|c| is_control(c) && c != '\n'));
+        assert!(!safe.chars().any(|c| is_unsafe_char(c) && c != '\n'));
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap_or_default();
         assert_eq!(back, value);
     }
