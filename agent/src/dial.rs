@@ -13,7 +13,7 @@ use std::time::Duration;
 use outpost_certs::{
     pinned_client_config, CertificateDer, ClientAuth, Fingerprint, PinReport, HUB_SERVER_NAME,
 };
-use outpost_common::transport::{Role, TransportProfile};
+use outpost_transport::profile::{Role, TransportProfile};
 use thiserror::Error;
 use tracing::debug;
 
@@ -261,7 +261,7 @@ impl Dialer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_common::transport::LAN;
+    use outpost_transport::profile::LAN;
 
     #[tokio::test]
     async fn a_dialer_on_a_shared_endpoint_dials_through_it() {

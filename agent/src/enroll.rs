@@ -1,11 +1,12 @@
 //! Enrolment: prove the token, present the device's UUID and CSR, receive a certificate.
 
 use outpost_certs::Fingerprint;
-use outpost_common::token::JoinToken;
-use outpost_common::wire::{
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{
     self, CloseCode, EnrollReply, EnrollRequest, Enrolled, Refusal, WireError, ALPN_ENROLL,
     MAX_ENROLL_FRAME,
 };
+use outpost_transport::close::CloseCodeVarint as _;
 use thiserror::Error;
 
 use crate::dial::{DialError, Dialer};
@@ -66,7 +67,7 @@ pub async fn enroll(
         agent_version: env!("CARGO_PKG_VERSION").into(),
     };
     let reply = exchange(&conn, &request).await;
-    conn.close(CloseCode::Done.as_varint(), b"");
+    conn.close(CloseCode::Done.to_varint(), b"");
     match reply.map_err(|e| EnrollError::Exchange(e.to_string()))? {
         EnrollReply::Accepted(enrolled) => Ok(enrolled),
         EnrollReply::Refused(refusal) => Err(EnrollError::Refused(refusal)),

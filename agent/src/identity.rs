@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use outpost_certs::{certs_from_pem, AgentKey, CertificateDer, Fingerprint, PkiError};
-use outpost_common::wire::Enrolled;
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::wire::Enrolled;
+use outpost_protocol::{AgentId, EndpointId};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

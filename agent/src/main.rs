@@ -7,9 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
-use outpost_common::token::JoinToken;
-use outpost_common::transport::TransportProfile;
-use outpost_common::AgentId;
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::AgentId;
+use outpost_transport::profile::TransportProfile;
 
 /// Outpost agent: dials the hub, keeps one QUIC connection, serves the local Docker engine.
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_common::transport::{TransportProfile, CELLULAR, LAN, SATELLITE};
+use outpost_transport::profile::{TransportProfile, CELLULAR, LAN, SATELLITE};
 
 /// Below this round trip the path is a LAN or metro link: LTE's best is ~40 ms.
 const LAN_BELOW: Duration = Duration::from_millis(30);

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use outpost_common::stream::{self, StreamKind, StreamRefusal, StreamReply};
+use outpost_protocol::stream::{self, StreamKind, StreamRefusal, StreamReply};
 use thiserror::Error;
 use tracing::debug;
 

@@ -11,11 +11,12 @@
 //! point. A certificate that expired anyway cannot be renewed: the agent stops with
 //! [`Expired`], which says how to re-enrol (the same key re-enrols with the endpoint's token).
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use outpost_certs::{cert_public_key, cert_validity, Fingerprint, Validity};
-use outpost_common::wire::{self, AgentMessage, CloseCode, HubMessage, WireError};
+use outpost_protocol::wire::{self, AgentMessage, CloseCode, HubMessage, WireError};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -186,7 +187,7 @@ async fn close_when_due(conn: quinn::Connection, due: SystemTime) {
         let left = due.duration_since(SystemTime::now()).unwrap_or_default();
         if left.is_zero() {
             info!("certificate past 2/3 of its life; reconnecting to renew it");
-            conn.close(CloseCode::Done.as_varint(), b"renewing the certificate");
+            conn.close(CloseCode::Done.to_varint(), b"renewing the certificate");
             return;
         }
         tokio::select! {

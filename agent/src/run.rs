@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::Fingerprint;
-use outpost_common::backoff::Backoff;
-use outpost_common::session::SessionConfig;
-use outpost_common::token::JoinToken;
-use outpost_common::transport::TransportProfile;
-use outpost_common::wire::ALPN_SESSION;
-use outpost_common::AgentId;
+use outpost_protocol::backoff::Backoff;
+use outpost_protocol::session::SessionConfig;
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::ALPN_SESSION;
+use outpost_protocol::AgentId;
+use outpost_transport::profile::TransportProfile;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -302,7 +302,7 @@ async fn connect_and_serve(
             standby_after: config.standby_after,
             ack_timeout: config.transport.initial_rtt * 4 + Duration::from_secs(1),
             max_missed_acks: 3,
-            stream_credit: outpost_common::stream::MAX_STREAMS_PER_DEVICE,
+            stream_credit: outpost_protocol::stream::MAX_STREAMS_PER_DEVICE,
         },
         docker: config.docker.clone(),
         snapshot_on_connect: *snapshot_due,

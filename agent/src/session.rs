@@ -1,16 +1,17 @@
-//! The thin async driver around [`outpost_common::session::AgentSession`]: it feeds the state machine
+//! The thin async driver around [`outpost_protocol::session::AgentSession`]: it feeds the state machine
 //! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
 //! then events, then sleep until the next deadline.
 //!
 //! A [`SessionObserver`] may watch it (the load tool times check-in acks for thousands of agents);
 //! the agent binary passes none.
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_common::session::{AgentEvent, AgentSession, SessionConfig};
-use outpost_common::wire::{
+use outpost_protocol::session::{AgentEvent, AgentSession, SessionConfig};
+use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, RestartNotice, Welcome, WireError,
     MAX_CONTROL_FRAME,
 };
@@ -23,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::docker_host::DockerHost;
 use crate::route::RouteWatch;
 use crate::{relay, snapshot};
-use outpost_common::snapshot::EngineSnapshot;
+use outpost_protocol::snapshot::EngineSnapshot;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);

@@ -30,7 +30,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
-use outpost_common::snapshot::{
+use outpost_protocol::snapshot::{
     clip, ContainerSummary, EngineSnapshot, MAX_LISTED_CONTAINERS, MAX_NAMES, SNAPSHOT_BUDGET,
 };
 use thiserror::Error;

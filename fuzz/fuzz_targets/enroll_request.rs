@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_common::text::{device_text, DeviceTextError, MAX_DEVICE_TEXT};
-use outpost_common::wire::{self, EnrollRequest, MAX_ENROLL_FRAME};
+use outpost_protocol::text::{device_text, DeviceTextError, MAX_DEVICE_TEXT};
+use outpost_protocol::wire::{self, EnrollRequest, MAX_ENROLL_FRAME};
 use outpost_fuzz::check_frame;
 
 /// `device_text` accepts exactly the short text without control characters, returns it unchanged,

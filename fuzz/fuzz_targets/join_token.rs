@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use outpost_common::token::{JoinToken, TokenError, MAX_TOKEN_LEN, TOKEN_VERSION};
+use outpost_protocol::token::{JoinToken, TokenError, MAX_TOKEN_LEN, TOKEN_VERSION};
 use outpost_fuzz::check_token;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_common::wire::{
+use outpost_protocol::wire::{
     AgentMessage, Datagram, EnrollReply, EnrollRequest, HubMessage, MAX_CONTROL_FRAME,
     MAX_DATAGRAM, MAX_ENROLL_FRAME,
 };

@@ -7,10 +7,10 @@
 use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
-use outpost_common::snapshot::{
+use outpost_protocol::snapshot::{
     sanitize_text, EngineSnapshot, MAX_LISTED_CONTAINERS, MAX_NAMES, SNAPSHOT_BUDGET,
 };
-use outpost_common::wire;
+use outpost_protocol::wire;
 
 fn safe(text: &str) -> bool {
     matches!(sanitize_text(text), Cow::Borrowed(_))

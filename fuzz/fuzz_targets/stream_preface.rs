@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_common::stream::MAGIC;
+use outpost_protocol::stream::MAGIC;
 use outpost_fuzz::{check_header, check_reply};
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use outpost_common::wire::{
+use outpost_protocol::wire::{
     AgentMessage, Datagram, EnrollReply, EnrollRequest, HubMessage, RestartNotice,
 };
 use outpost_fuzz::check_wire;

@@ -20,9 +20,9 @@ use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use outpost_common::stream::{self, PrefaceError, StreamHeader, StreamReply};
-use outpost_common::token::{JoinToken, TokenError, MAX_TOKEN_LEN};
-use outpost_common::wire::{self, WireError};
+use outpost_protocol::stream::{self, PrefaceError, StreamHeader, StreamReply};
+use outpost_protocol::token::{JoinToken, TokenError, MAX_TOKEN_LEN};
+use outpost_protocol::wire::{self, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, ReadBuf};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::HubPki;
-use outpost_common::wire::SessionSettings;
+use outpost_protocol::wire::SessionSettings;
 use tokio::sync::Semaphore;
 
 use crate::agent_link::admission::Admission;

@@ -2,7 +2,6 @@
 //! serves the admin HTTPS API.
 //!
 //! - [`server`]: start a hub from a resolved [`server::HubConfig`].
-//! - [`demo`]: a hub and a local device in one command, for a first look.
 //! - [`agent_link`]: the QUIC endpoint (admission, window budget, adaptive check-ins), enrolment and
 //!   per-agent session drivers.
 //! - [`registry`]: live sessions in memory (status, summon, revoke).
@@ -16,7 +15,6 @@ pub mod agent_link;
 pub mod api;
 pub mod cli;
 pub mod context;
-pub mod demo;
 mod proxy;
 pub mod registry;
 pub mod server;

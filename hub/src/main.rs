@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{run_admin, run_admin_cert, run_admin_token, Cli, Command};
-use outpost_hub::{api, demo, server};
+use outpost_hub::{api, server};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -18,23 +18,6 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
-        Command::Demo {
-            data_dir,
-            agent_listen,
-            api_listen,
-            docker_host,
-            link,
-            link_listen,
-        } => {
-            let link = match link {
-                Some(name) => Some(demo::DemoLink {
-                    profile: outpost_netem::Profile::load(&name)?,
-                    listen: link_listen,
-                }),
-                None => None,
-            };
-            demo(data_dir, agent_listen, api_listen, &docker_host, link).await
-        }
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
@@ -42,7 +25,7 @@ async fn main() -> Result<()> {
 }
 
 async fn serve(config: server::HubConfig) -> Result<()> {
-    raise_open_file_limit(config.max_api_connections);
+    api::raise_open_file_limit_and_log(config.max_api_connections);
     let data_dir = config.data_dir.clone();
     let hub = server::start(config).await?;
     let ca = data_dir.join("ca.pem");
@@ -66,39 +49,6 @@ async fn serve(config: server::HubConfig) -> Result<()> {
     eprintln!("outpost-hub: shutting down");
     hub.shutdown().await;
     Ok(())
-}
-
-async fn demo(
-    data_dir: std::path::PathBuf,
-    agent_listen: std::net::SocketAddr,
-    api_listen: std::net::SocketAddr,
-    docker_host: &str,
-    link: Option<demo::DemoLink>,
-) -> Result<()> {
-    let docker = outpost_agent::docker_host::DockerHost::parse(docker_host)?;
-    // The demo hub is a `serve` with its defaults, on the demo's directory and loopback listeners.
-    let Command::Serve(defaults) = Cli::parse_from(["outpost-hub", "serve"]).command else {
-        anyhow::bail!("serve defaults unavailable");
-    };
-    let mut hub = defaults.into_config();
-    hub.data_dir = data_dir;
-    hub.agent_listen = agent_listen;
-    hub.api_listen = api_listen;
-    raise_open_file_limit(hub.max_api_connections);
-    demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
-}
-
-/// Every admin API connection is a descriptor: take the whole hard limit, and say what it allows.
-fn raise_open_file_limit(max_api_connections: usize) {
-    match api::raise_open_file_limit() {
-        Ok(limit) => tracing::info!(
-            before = limit.before,
-            now = limit.now,
-            api_connections = api::effective_cap(max_api_connections, limit.now),
-            "open-file limit raised to the hard limit"
-        ),
-        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
-    }
 }
 
 async fn shutdown_signal() {

@@ -9,16 +9,17 @@
 //! endpoint list filters on, thus follows what [`LiveSession::view`] shows as of the last flush.
 //! [`Registry::take_all`] writes everything at shutdown.
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use outpost_common::snapshot::EngineSnapshot;
-use outpost_common::stream::MAX_STREAMS_PER_DEVICE;
-use outpost_common::wire::CloseCode;
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::stream::MAX_STREAMS_PER_DEVICE;
+use outpost_protocol::wire::CloseCode;
+use outpost_protocol::{AgentId, EndpointId};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
@@ -302,7 +303,7 @@ impl LiveSession {
 
     /// Close the connection with a reason the agent understands.
     pub fn close(&self, code: CloseCode, reason: &str) {
-        self.conn.close(code.as_varint(), reason.as_bytes());
+        self.conn.close(code.to_varint(), reason.as_bytes());
     }
 
     /// The liveness to write now, if any, with `live` what the store's `connected` flag should

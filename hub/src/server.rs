@@ -4,14 +4,17 @@
 //! cleared before the agent endpoint exists (a crash left its sessions' flags set) and again after a
 //! clean shutdown's last flush.
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{Fingerprint, HubPki, PkiError};
-use outpost_common::transport::{Role, TransportProfile};
-use outpost_common::wire::{CloseCode, RestartNotice, SessionSettings, ALPN_ENROLL, ALPN_SESSION};
+use outpost_protocol::wire::{
+    CloseCode, RestartNotice, SessionSettings, ALPN_ENROLL, ALPN_SESSION,
+};
+use outpost_transport::profile::{Role, TransportProfile};
 use rand::RngCore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -279,7 +282,7 @@ impl RunningHub {
         // stateless reset) or at its idle timeout. Connections still being set up are closed last.
         let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.endpoint.wait_idle()).await;
         self.endpoint
-            .close(CloseCode::Stopping.as_varint(), notice.encode().as_bytes());
+            .close(CloseCode::Stopping.to_varint(), notice.encode().as_bytes());
         self.listener.abort();
     }
 }

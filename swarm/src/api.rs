@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use outpost_common::token::JoinToken;
-use outpost_common::EndpointId;
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::EndpointId;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use thiserror::Error;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use outpost_common::transport::TransportProfile;
+use outpost_transport::profile::TransportProfile;
 
 /// What a swarm run does.
 #[derive(Clone, Debug)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use outpost_common::transport::TransportProfile;
 use outpost_swarm::{HubAccess, Phase, SwarmConfig};
+use outpost_transport::profile::TransportProfile;
 
 /// Outpost swarm: many real agents in one process, over a few UDP sockets.
 ///

@@ -21,10 +21,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use outpost_common::congestion::Controller;
-use outpost_common::transport::{self, Role, TransportProfile};
 use outpost_netem::model::{Capacity, LinkConfig};
 use outpost_netem::{NetemSocket, Profile, Side};
+use outpost_transport::congestion::Controller;
+use outpost_transport::profile::{self, Role, TransportProfile};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use quinn::{ClientConfig, Endpoint, RecvStream, SendStream, ServerConfig};
 
@@ -326,11 +326,11 @@ fn profile_rtt(profile: &Profile) -> Duration {
 /// The transport profile an agent on this link would pick.
 fn transport_for(rtt: Duration) -> TransportProfile {
     if rtt >= Duration::from_millis(400) {
-        transport::SATELLITE
+        profile::SATELLITE
     } else if rtt >= Duration::from_millis(20) {
-        transport::CELLULAR
+        profile::CELLULAR
     } else {
-        transport::LAN
+        profile::LAN
     }
 }
 

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use outpost_common::{EndpointId, Secret};
 use outpost_hub::store::{
     endpoints, labels, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
 };
+use outpost_protocol::{EndpointId, Secret};
 use outpost_tests::Hub;
 use serde_json::Value;
 use tokio::time::Instant;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
-use outpost_common::token::JoinToken;
-use outpost_common::transport;
+use outpost_protocol::token::JoinToken;
 use outpost_tests::Hub;
+use outpost_transport::profile;
 use serde_json::Value;
 
 struct Options {
@@ -186,7 +186,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         data_dir: dir.to_owned(),
         edge_key: Some(JoinToken::decode(key).unwrap()),
         edge_id: None,
-        transport: transport::LAN,
+        transport: profile::LAN,
         choose_transport: false,
         docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
         standby_after: Duration::from_secs(60),

@@ -80,7 +80,7 @@ impl Options {
     }
 }
 
-/// The QUIC transport profile for a link, by its round trip (see `common/src/transport.rs`).
+/// The QUIC transport profile for a link, by its round trip (see `transport/src/profile.rs`).
 fn transport_for(profile: &str) -> &'static str {
     match profile {
         "transparent" => "lan",

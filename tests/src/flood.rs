@@ -28,8 +28,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use outpost_certs::{pinned_client_config, Fingerprint, HUB_SERVER_NAME};
-use outpost_common::token::JoinToken;
-use outpost_common::wire::ALPN_ENROLL;
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::ALPN_ENROLL;
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, TokioRuntime, TransportErrorCode, UdpPoller};

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use outpost_certs::{certs_from_pem, pinned_client_config, AgentKey, Fingerprint, HUB_SERVER_NAME};
-use outpost_common::token::JoinToken;
-use outpost_common::wire::{
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{
     self, AgentMessage, Datagram, EnrollReply, EnrollRequest, HubMessage, Welcome, ALPN_ENROLL,
     ALPN_SESSION, MAX_CONTROL_FRAME, MAX_ENROLL_FRAME,
 };
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::{AgentId, EndpointId};
 use rustls::pki_types::CertificateDer;
 
 use crate::Hub;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use outpost_certs::{
     certs_from_pem, pinned_client_config, AgentKey, ClientAuth, Fingerprint, HUB_SERVER_NAME,
 };
-use outpost_common::token::JoinToken;
-use outpost_common::wire::{self, EnrollReply, EnrollRequest, ALPN_ENROLL, MAX_ENROLL_FRAME};
-use outpost_common::{AgentId, Secret};
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{self, EnrollReply, EnrollRequest, ALPN_ENROLL, MAX_ENROLL_FRAME};
+use outpost_protocol::{AgentId, Secret};
 
 use crate::Hub;
 

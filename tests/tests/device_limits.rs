@@ -5,11 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::time::Duration;
 
-use outpost_common::snapshot::{ContainerSummary, EngineSnapshot, PENDING_SNAPSHOT_BUDGET};
-use outpost_common::wire::{AgentMessage, CloseCode, HubMessage};
 use outpost_hub::registry::MAX_STORED_SNAPSHOT;
+use outpost_protocol::snapshot::{ContainerSummary, EngineSnapshot, PENDING_SNAPSHOT_BUDGET};
+use outpost_protocol::wire::{AgentMessage, CloseCode, HubMessage};
 use outpost_tests::raw_agent::RawAgent;
 use outpost_tests::{wait_for, Agent, Hub};
 use serde_json::{json, Value};

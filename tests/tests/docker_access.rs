@@ -210,11 +210,11 @@ fn back_to_back_requests_fit_a_limit_of_one() {
     }
 }
 
-/// Start `outpost-hub demo` with `extra` flags; returns the process and a docker CLI command
+/// Start `outpost-demo` with `extra` flags; returns the process and a docker CLI command
 /// with the environment the demo printed.
 fn start_demo(dir: &std::path::Path, extra: &[&str]) -> (std::process::Child, Vec<String>) {
-    let mut demo = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
-        .args(["demo", "--data-dir", dir.join("demo").to_str().unwrap()])
+    let mut demo = std::process::Command::new(outpost_tests::bin_dir().join("outpost-demo"))
+        .args(["--data-dir", dir.join("demo").to_str().unwrap()])
         .args([
             "--agent-listen",
             "127.0.0.1:0",
@@ -341,4 +341,26 @@ fn after_the_first_command_the_hub_answers_the_clis_ping_with_the_engines_header
     let engine_api = String::from_utf8_lossy(&engine.stdout).trim().to_owned();
     assert_eq!(cached["api-version"], engine_api.as_str());
     assert_eq!(cached["ostype"], first["ostype"]);
+}
+
+/// With no engine at its socket the demo used to start, and the pasted `docker ps` then failed:
+/// now it refuses at start and says how to fix it.
+#[test]
+fn the_demo_without_an_engine_says_so_and_how_to_fix_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(outpost_tests::bin_dir().join("outpost-demo"))
+        .args(["--data-dir", dir.path().join("demo").to_str().unwrap()])
+        .args(["--agent-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+        .args(["--docker-host", "unix:///nonexistent/docker.sock"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no Docker engine answers at unix:///nonexistent/docker.sock")
+            && stderr.contains("scripts/docker-setup.sh")
+            && stderr.contains("--docker-host"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing to paste without an engine");
 }

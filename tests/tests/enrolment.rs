@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_common::token::JoinToken;
+use outpost_protocol::token::JoinToken;
 use outpost_tests::{Agent, Hub};
 use serde_json::Value;
 

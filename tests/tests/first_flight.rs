@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outpost_common::transport::{self, Role};
 use outpost_netem::{NetemSocket, Profile, Side};
+use outpost_transport::profile::{self, Role};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use quinn::{ClientConfig, Endpoint, ServerConfig};
 
@@ -41,15 +41,15 @@ fn configs() -> (ServerConfig, ClientConfig) {
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
     let mut server = ServerConfig::with_single_cert(vec![der.clone()], key).unwrap();
-    let mut hub = Arc::try_unwrap(transport::SATELLITE.transport_config(Role::Hub)).unwrap();
+    let mut hub = Arc::try_unwrap(profile::SATELLITE.transport_config(Role::Hub)).unwrap();
     hub.max_concurrent_bidi_streams(4u32.into())
-        .receive_window(transport::SATELLITE.connection_window.into())
-        .send_window(transport::SATELLITE.send_window.into());
+        .receive_window(profile::SATELLITE.connection_window.into())
+        .send_window(profile::SATELLITE.send_window.into());
     server.transport_config(Arc::new(hub));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
-    client.transport_config(transport::SATELLITE.transport_config(Role::Agent));
+    client.transport_config(profile::SATELLITE.transport_config(Role::Agent));
     (server, client)
 }
 

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use outpost_common::token::JoinToken;
 use outpost_netem::control::Controllable;
 use outpost_netem::model::Capacity;
 use outpost_netem::Profile;
+use outpost_protocol::token::JoinToken;
 use outpost_tests::docker::{
     chatter, direct_logs, numbered_lines, require_engine, sha256_bytes, sha256_of, Image,
 };

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,12 +11,12 @@ use base64::Engine as _;
 use std::time::Duration;
 
 use outpost_certs::{certs_from_pem, pinned_client_config, Fingerprint, HUB_SERVER_NAME};
-use outpost_common::token::JoinToken;
-use outpost_common::wire::{
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{
     self, CloseCode, EnrollReply, EnrollRequest, RefusalReason, ALPN_ENROLL, ALPN_SESSION,
     MAX_ENROLL_FRAME,
 };
-use outpost_common::{AgentId, Secret};
+use outpost_protocol::{AgentId, Secret};
 use outpost_tests::{Agent, Hub};
 
 fn agent_dir(hub: &Hub, name: &str) -> std::path::PathBuf {

@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
-use outpost_common::token::JoinToken;
-use outpost_common::transport;
+use outpost_protocol::token::JoinToken;
 use outpost_swarm::api::HubApi;
 use outpost_swarm::HubAccess;
 use outpost_tests::Hub;
+use outpost_transport::profile;
 use tokio::time::Instant;
 
 const AGENTS: usize = 200;
@@ -98,7 +98,7 @@ fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
         data_dir: dir.to_owned(),
         edge_key: Some(key),
         edge_id: None,
-        transport: transport::LAN,
+        transport: profile::LAN,
         choose_transport: false,
         docker: DockerHost::parse("unix:///var/run/docker.sock").unwrap(),
         standby_after: Duration::from_secs(60),

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_common::transport;
 use outpost_swarm::api::HubApi;
 use outpost_swarm::{HubAccess, Phase, Report, SwarmConfig};
 use outpost_tests::Hub;
+use outpost_transport::profile;
 use tokio::sync::mpsc;
 
 #[derive(Clone, Copy)]
@@ -31,7 +31,7 @@ fn config(hub: &Hub, run: Run, data: &Path, reuse: bool) -> SwarmConfig {
         enrol_concurrency: 16,
         start_concurrency: 128,
         online_timeout: Duration::from_secs(120),
-        transport: transport::LAN,
+        transport: profile::LAN,
         name_prefix: "swarm-".into(),
         hub: HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
     }

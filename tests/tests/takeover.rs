@@ -6,16 +6,17 @@
 #![allow(clippy::disallowed_methods)] // wall-clock timing of real processes
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use outpost_agent::identity::Identity;
-use outpost_common::token::JoinToken;
-use outpost_common::wire::{
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, EnrollReply, EnrollRequest, RefusalReason, ALPN_ENROLL,
     ALPN_SESSION,
 };
-use outpost_common::{EndpointId, Secret};
+use outpost_protocol::{EndpointId, Secret};
 use outpost_tests::{raw_enrol, wait_for, Agent, Hub};
 
 const ONLINE: Duration = Duration::from_secs(20);

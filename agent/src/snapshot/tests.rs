@@ -4,7 +4,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use tokio::time::Instant;
 
-use outpost_common::wire::{self, AgentMessage, MAX_CONTROL_FRAME};
+use outpost_protocol::wire::{self, AgentMessage, MAX_CONTROL_FRAME};
 
 use super::*;
 

@@ -14,12 +14,13 @@
 
 mod log_window;
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use outpost_certs::ClientRole;
-use outpost_common::text::device_text;
-use outpost_common::wire::{
+use outpost_protocol::text::device_text;
+use outpost_protocol::wire::{
     self, CloseCode, EnrollReply, EnrollRequest, Enrolled, Refusal, RefusalReason, WireError,
     MAX_ENROLL_FRAME,
 };
@@ -64,14 +65,14 @@ pub(super) enum EnrollError {
 pub(super) async fn run(ctx: &HubContext, conn: &quinn::Connection) -> Result<(), EnrollError> {
     let deadline = Instant::now() + ENROLL_DEADLINE;
     let Ok(_slot) = ctx.enroll_slots.try_acquire() else {
-        conn.close(CloseCode::Busy.as_varint(), b"busy enrolling other devices");
+        conn.close(CloseCode::Busy.to_varint(), b"busy enrolling other devices");
         record(Outcome::Busy);
         return Ok(());
     };
     let outcome = match tokio::time::timeout_at(deadline, exchange(ctx, conn)).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(EnrollError::Store(e))) => {
-            conn.close(CloseCode::Busy.as_varint(), b"");
+            conn.close(CloseCode::Busy.to_varint(), b"");
             return Err(EnrollError::Store(e));
         }
         Ok(Err(e)) => {
@@ -84,7 +85,7 @@ pub(super) async fn run(ctx: &HubContext, conn: &quinn::Connection) -> Result<()
         // Let the reply reach the agent; it closes the connection once it has read it.
         let _ = tokio::time::timeout_at(deadline, conn.closed()).await;
     }
-    conn.close(CloseCode::Done.as_varint(), b"");
+    conn.close(CloseCode::Done.to_varint(), b"");
     if outcome != Outcome::Enrolled {
         record(outcome);
     }

@@ -10,9 +10,10 @@ mod session;
 pub(crate) mod socket;
 pub mod windows;
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::sync::Arc;
 
-use outpost_common::wire::{CloseCode, ALPN_ENROLL, ALPN_SESSION};
+use outpost_protocol::wire::{CloseCode, ALPN_ENROLL, ALPN_SESSION};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info};
@@ -155,7 +156,7 @@ async fn dispatch(ctx: Arc<HubContext>, conn: quinn::Connection, slot: OwnedSema
             }
         }
         _ => conn.close(
-            CloseCode::ProtocolViolation.as_varint(),
+            CloseCode::ProtocolViolation.to_varint(),
             b"unknown protocol",
         ),
     }

@@ -8,7 +8,7 @@
 //! protocol violation before it costs a signature or a store write.
 
 use outpost_certs::{cert_public_key, client_identity, ClientRole};
-use outpost_common::wire::{self, HubMessage, WireError};
+use outpost_protocol::wire::{self, HubMessage, WireError};
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
@@ -17,7 +17,7 @@ use crate::registry::LiveSession;
 use crate::store::certs::{self, NewCert, RenewRefusal};
 use crate::store::{unix_now, unix_seconds};
 
-/// Answer an [`outpost_common::wire::AgentMessage::Renew`]: a new certificate, or (refused, with
+/// Answer an [`outpost_protocol::wire::AgentMessage::Renew`]: a new certificate, or (refused, with
 /// the reason logged) nothing. Only a failure to write the answer ends the session.
 pub(super) async fn answer(
     ctx: &HubContext,

@@ -6,15 +6,16 @@
 //! future kept across iterations of the `select!` rather than a task of its own: one task per agent
 //! (plus quinn's connection driver), which matters at tens of thousands of agents.
 
+use outpost_transport::close::CloseCodeVarint as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
-use outpost_common::snapshot::EngineSnapshot;
-use outpost_common::wire::{
+use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::{AgentId, EndpointId};
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tokio::sync::OwnedSemaphorePermit;
@@ -70,7 +71,7 @@ pub(super) async fn run(
             // told apart from a hub going away.
             if matches!(e, SessionError::Protocol(_)) {
                 conn.close(
-                    CloseCode::ProtocolViolation.as_varint(),
+                    CloseCode::ProtocolViolation.to_varint(),
                     e.to_string().as_bytes(),
                 );
             }
@@ -110,7 +111,7 @@ async fn establish(
                 SessionError::Revoked(_) => CloseCode::Revoked,
                 _ => CloseCode::ProtocolViolation,
             };
-            conn.close(code.as_varint(), e.to_string().as_bytes());
+            conn.close(code.to_varint(), e.to_string().as_bytes());
             return Err(e);
         }
     };
@@ -134,7 +135,7 @@ async fn establish(
             "expected hello, got {hello:?}"
         )));
     };
-    outpost_common::text::device_text(&agent_version)
+    outpost_protocol::text::device_text(&agent_version)
         .map_err(|e| SessionError::Protocol(format!("the agent version {e}")))?;
     let session = Arc::new(LiveSession::new(
         endpoint,
@@ -228,7 +229,7 @@ async fn drive(
                     Ok(AgentMessage::Renew { csr_der }) => {
                         if !session.first_renewal() {
                             let e = SessionError::Protocol("a second certificate renewal on one session".into());
-                            conn.close(CloseCode::ProtocolViolation.as_varint(), e.to_string().as_bytes());
+                            conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
                             return Err(e);
                         }
                         Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?
@@ -236,7 +237,7 @@ async fn drive(
                     Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
                     Err(WireError::Closed) => return Ok(()),
                     Err(e) => {
-                        conn.close(CloseCode::ProtocolViolation.as_varint(), e.to_string().as_bytes());
+                        conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
                         return Err(e.into());
                     }
                 }

@@ -3,7 +3,7 @@
 //! What a peer can make the hub buffer is its QUIC window: the connection receive window (data the
 //! agent may send before the hub reads it) and the send window (data the hub queues towards the
 //! agent). Every connection starts with the small standby windows of the hub's transport config
-//! ([`transport::HUB_STANDBY_WINDOW`]): enough for control frames, which the hub reads at once.
+//! ([`profile::HUB_STANDBY_WINDOW`]): enough for control frames, which the hub reads at once.
 //! When an agent is summoned and opens stream credit, its connection gets the profile's full
 //! windows, if the budget has a grant left (only for a summon the hub sent: a `Ready` nobody asked
 //! for, as a pending device may send, gets nothing; see `LiveSession::resolve_summon`); without one it keeps working at standby windows
@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use outpost_common::transport::{self, TransportProfile};
+use outpost_transport::profile::{self, TransportProfile};
 use quinn::VarInt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -37,8 +37,8 @@ pub struct Windows {
 impl Windows {
     /// The standby windows every agent connection starts with.
     pub const STANDBY: Self = Self {
-        receive: transport::HUB_STANDBY_WINDOW,
-        send: transport::HUB_STANDBY_WINDOW,
+        receive: profile::HUB_STANDBY_WINDOW,
+        send: profile::HUB_STANDBY_WINDOW,
     };
 
     /// The full windows of a transport profile.
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_budget_holds_whole_grants_and_at_least_one() {
-        let profile = transport::CELLULAR;
+        let profile = profile::CELLULAR;
         let per_grant = cost(Windows::full(&profile));
         assert_eq!(
             WindowBudget::new(10 * per_grant + 1, &profile).max_grants(),
@@ -136,10 +136,8 @@ mod tests {
 
     #[test]
     fn the_default_budget_bounds_a_hub_of_25000_agents() {
-        let budget = WindowBudget::new(
-            crate::agent_link::DEFAULT_WINDOW_BUDGET,
-            &transport::CELLULAR,
-        );
+        let budget =
+            WindowBudget::new(crate::agent_link::DEFAULT_WINDOW_BUDGET, &profile::CELLULAR);
         let worst = budget.worst_case(25_000);
         // Standby windows for everyone plus the granted full windows: a few GiB, not 25,000 × 4 MiB.
         assert!(worst <= 4 * 1024 * MIB, "{} MiB", worst / MIB);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use outpost_common::EndpointId;
+use outpost_protocol::EndpointId;
 use serde::{Deserialize, Deserializer};
 use tracing::info;
 

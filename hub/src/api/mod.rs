@@ -39,7 +39,7 @@ use crate::registry::SummonError;
 
 pub use connections::{effective_cap, DEFAULT_MAX_API_CONNECTIONS, RESERVED_FDS};
 pub use credentials::{new_admin_token, write_admin_token, AdminCredentials};
-pub use nofile::{raise_open_file_limit, OpenFileLimit};
+pub use nofile::{raise_open_file_limit, raise_open_file_limit_and_log, OpenFileLimit};
 pub use view::EndpointView;
 
 /// How long a client has to finish the TLS handshake.

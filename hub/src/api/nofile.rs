@@ -27,6 +27,19 @@ pub fn raise_open_file_limit() -> Result<OpenFileLimit, nix::Error> {
     })
 }
 
+/// Raise the limit at a hub's start and log what it allows (or why it could not).
+pub fn raise_open_file_limit_and_log(max_api_connections: usize) {
+    match raise_open_file_limit() {
+        Ok(limit) => tracing::info!(
+            before = limit.before,
+            now = limit.now,
+            api_connections = super::effective_cap(max_api_connections, limit.now),
+            "open-file limit raised to the hard limit"
+        ),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 /// The soft open-file limit in force; read at each accept (one system call), so the cap follows a
 /// limit changed on the running hub with `prlimit --pid`.
 pub(super) fn open_file_limit() -> u64 {

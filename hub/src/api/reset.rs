@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use outpost_common::token::JoinToken;
-use outpost_common::wire::CloseCode;
-use outpost_common::Secret;
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::CloseCode;
+use outpost_protocol::Secret;
 use serde::Serialize;
 use tracing::info;
 

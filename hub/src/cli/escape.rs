@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use outpost_common::text::is_unsafe_char;
+use outpost_protocol::text::is_unsafe_char;
 
 /// `text` with every control character written as `\uXXXX`.
 pub(super) fn escape_controls(text: &str) -> Cow<'_, str> {

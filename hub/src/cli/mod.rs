@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use outpost_common::transport::{self, TransportProfile};
+use outpost_transport::profile::{self, TransportProfile};
 
 use crate::agent_link::admission::AdmissionLimits;
 use crate::server::HubConfig;
@@ -38,32 +38,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub.
     Serve(ServeArgs),
-    /// Try it: a hub on loopback plus this machine's Docker engine enrolled as a device.
-    Demo {
-        /// Where the demo keeps its state (reused when run again).
-        #[arg(long, default_value = "./outpost-demo")]
-        data_dir: PathBuf,
-        /// UDP address for the agent.
-        #[arg(long, default_value = "127.0.0.1:4433")]
-        agent_listen: SocketAddr,
-        /// TCP address of the API and the Docker proxy.
-        #[arg(long, default_value = "127.0.0.1:9443")]
-        api_listen: SocketAddr,
-        /// The local Docker engine the demo device serves.
-        #[arg(
-            long,
-            env = "DOCKER_HOST",
-            default_value = "unix:///var/run/docker.sock"
-        )]
-        docker_host: String,
-        /// Put the device behind an emulated link: a profile name (geo-satellite, leo-satellite,
-        /// lte, 3g, edge-2g, flaky-cellular; `outpost-netem profiles`) or a profile .toml file.
-        #[arg(long, value_name = "PROFILE")]
-        link: Option<String>,
-        /// UDP address of the emulated link's relay (with --link).
-        #[arg(long, default_value = "127.0.0.1:4434")]
-        link_listen: SocketAddr,
-    },
     /// Manage endpoints (devices) through the hub's API.
     Endpoint {
         /// How to reach the API.
@@ -210,7 +184,7 @@ impl ServeArgs {
 
 fn parse_profile(name: &str) -> Result<TransportProfile, String> {
     TransportProfile::by_name(name).ok_or_else(|| {
-        let names: Vec<_> = transport::PROFILES.iter().map(|p| p.name).collect();
+        let names: Vec<_> = profile::PROFILES.iter().map(|p| p.name).collect();
         format!(
             "unknown transport profile {name:?}; choose one of {}",
             names.join(", ")

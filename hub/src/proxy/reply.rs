@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use outpost_common::stream::{self, StreamReply};
+use outpost_protocol::stream::{self, StreamReply};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::{oneshot, watch};
 

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use outpost_common::wire::HubMessage;
+use outpost_protocol::wire::HubMessage;
 use tokio::sync::Notify;
 
 /// What the rest of the hub asks a session driver to tell its agent: the few control messages not

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use outpost_common::snapshot::{
+use outpost_protocol::snapshot::{
     EngineSnapshot, MIN_SNAPSHOT_INTERVAL, PENDING_SNAPSHOT_BUDGET, SNAPSHOT_BUDGET,
 };
 use thiserror::Error;
@@ -34,8 +34,8 @@ pub const PENDING_PERIOD: Duration = Duration::from_secs(10 * 60);
 /// (every text `"`, every list full) is 157,196 bytes (`store::extras`' test); before the gate a
 /// 261 KB frame of control bytes was stored as 1.5 MB.
 ///
-/// [`MAX_LISTED_CONTAINERS`]: outpost_common::snapshot::MAX_LISTED_CONTAINERS
-/// [`MAX_NAMES`]: outpost_common::snapshot::MAX_NAMES
+/// [`MAX_LISTED_CONTAINERS`]: outpost_protocol::snapshot::MAX_LISTED_CONTAINERS
+/// [`MAX_NAMES`]: outpost_protocol::snapshot::MAX_NAMES
 pub const MAX_STORED_SNAPSHOT: usize = 2 * SNAPSHOT_BUDGET + 32 * 1024;
 
 /// At most `capacity` events at once, refilled one per `period`.
@@ -188,7 +188,7 @@ impl SnapshotGate {
 
 #[cfg(test)]
 mod tests {
-    use outpost_common::snapshot::ContainerSummary;
+    use outpost_protocol::snapshot::ContainerSummary;
 
     use super::*;
 

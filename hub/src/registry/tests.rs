@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{pinned_client_config, HubPki, HUB_SERVER_NAME};
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::{AgentId, EndpointId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -228,7 +228,7 @@ fn full(session: &LiveSession) -> bool {
 async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
     let dir = tempfile::tempdir().unwrap();
     // A budget of nothing still holds one grant.
-    let budget = WindowBudget::new(0, &outpost_common::transport::CELLULAR);
+    let budget = WindowBudget::new(0, &outpost_transport::profile::CELLULAR);
     let mut sessions = Vec::new();
     for id in 0..2 {
         let (conn, agent) = hub_side(&dir).await;
@@ -249,7 +249,7 @@ async fn summoned_sessions_hold_full_windows_while_the_budget_lasts() {
 #[tokio::test]
 async fn a_ready_the_hub_did_not_ask_for_takes_no_grant() {
     let dir = tempfile::tempdir().unwrap();
-    let budget = WindowBudget::new(0, &outpost_common::transport::CELLULAR);
+    let budget = WindowBudget::new(0, &outpost_transport::profile::CELLULAR);
     let (conn, _agent) = hub_side(&dir).await;
     let pending = Arc::new(LiveSession::new(
         EndpointId(1),

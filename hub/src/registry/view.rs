@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use outpost_common::EndpointId;
+use outpost_protocol::EndpointId;
 use serde::Serialize;
 use thiserror::Error;
 

@@ -10,7 +10,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::endpoints::{cert_status, find, CertStatus, EndpointRecord};
 use super::StoreError;
-use outpost_common::EndpointId;
+use outpost_protocol::EndpointId;
 
 /// A certificate the hub just issued, as the store records it.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! Endpoint rows: creation, approval, removal, certificate status, liveness (enrolment decisions are
 //! in [`super::enroll`], the certificate life cycle in [`super::certs`]).
 
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::{AgentId, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 

@@ -12,8 +12,8 @@
 //! answered exactly like an unknown endpoint, after a comparison against a dummy hash, so the
 //! answer does not tell which endpoint ids exist.
 
-use outpost_common::wire::{Refusal, RefusalReason};
-use outpost_common::{AgentId, EndpointId};
+use outpost_protocol::wire::{Refusal, RefusalReason};
+use outpost_protocol::{AgentId, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use subtle::ConstantTimeEq;
 
@@ -29,7 +29,7 @@ pub struct EnrollInput {
     pub secret_hash: [u8; 32],
     /// The device's UUID.
     pub agent_id: AgentId,
-    /// Agent build version (already checked by [`outpost_common::text::device_text`]).
+    /// Agent build version (already checked by [`outpost_protocol::text::device_text`]).
     pub agent_version: String,
     /// Serial of the certificate prepared for it.
     pub cert_serial: String,

@@ -1,7 +1,7 @@
 //! Engine snapshots (the latest per endpoint) and admin client certificates.
 
-use outpost_common::snapshot::EngineSnapshot;
-use outpost_common::EndpointId;
+use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::EndpointId;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
@@ -62,10 +62,10 @@ pub fn admin_cert_valid(conn: &Connection, serial: &str) -> Result<bool, StoreEr
 
 #[cfg(test)]
 mod tests {
-    use outpost_common::snapshot::{
+    use outpost_protocol::snapshot::{
         ContainerSummary, MAX_LISTED_CONTAINERS, MAX_NAMES, SNAPSHOT_BUDGET,
     };
-    use outpost_common::Secret;
+    use outpost_protocol::Secret;
 
     use super::*;
     use crate::registry::MAX_STORED_SNAPSHOT;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use outpost_common::EndpointId;
+use outpost_protocol::EndpointId;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 

@@ -13,7 +13,7 @@
 //! `connected`, the flag the liveness flush sets while the hub holds a live session for the
 //! endpoint. Only the small set of summoned (active) devices is passed in from memory.
 
-use outpost_common::EndpointId;
+use outpost_protocol::EndpointId;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 

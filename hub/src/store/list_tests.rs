@@ -1,6 +1,6 @@
 //! The endpoint list: paging, sorting, search, status, groups and tags, and the query plans.
 
-use outpost_common::{AgentId, EndpointId, Secret};
+use outpost_protocol::{AgentId, EndpointId, Secret};
 use rusqlite::params_from_iter;
 use rusqlite::Connection;
 

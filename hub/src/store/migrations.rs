@@ -132,7 +132,7 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use outpost_common::EndpointId;
+    use outpost_protocol::EndpointId;
     use rusqlite::Connection;
 
     use super::{apply, MIGRATIONS};

@@ -1,8 +1,8 @@
 //! Store tests for issue #12: a bound device re-enrols only with its key, refusals tell nothing
 //! about other endpoints, the fleet pending cap, reset, and the certificate renewal life cycle.
 
-use outpost_common::wire::{Refusal, RefusalReason};
-use outpost_common::{AgentId, EndpointId, Secret};
+use outpost_protocol::wire::{Refusal, RefusalReason};
+use outpost_protocol::{AgentId, EndpointId, Secret};
 
 use super::certs::{self, NewCert, RenewRefusal};
 use super::endpoints::{self, EndpointKind, EnrollInput};

@@ -1,7 +1,7 @@
 //! Store tests against a real SQLite file in a temporary directory.
 
-use outpost_common::wire::RefusalReason;
-use outpost_common::{AgentId, EndpointId, Secret};
+use outpost_protocol::wire::RefusalReason;
+use outpost_protocol::{AgentId, EndpointId, Secret};
 
 use super::endpoints::{
     self, EndpointKind, EnrollInput, EnrollOutcome, LivenessUpdate, NewEndpoint,

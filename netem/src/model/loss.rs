@@ -46,6 +46,14 @@ pub struct LossConfig {
     pub gilbert_elliott: Option<GilbertElliott>,
 }
 
+impl LossConfig {
+    /// The long-run share of packets lost: independent and bursty loss combined.
+    pub fn expected_loss(&self) -> f64 {
+        let bursty = self.gilbert_elliott.map_or(0.0, |ge| ge.expected_loss());
+        1.0 - (1.0 - self.random) * (1.0 - bursty)
+    }
+}
+
 /// The Markov chain's state, kept across packets.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LossState {

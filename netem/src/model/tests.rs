@@ -509,3 +509,18 @@ fn same_seed_same_run_different_seed_different_run() {
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
 }
+
+#[test]
+fn expected_loss_combines_independent_and_bursty_loss() {
+    let config = LossConfig {
+        random: 0.1,
+        gilbert_elliott: Some(GilbertElliott {
+            p: 0.1,
+            r: 0.9,
+            one_minus_h: 1.0,
+            one_minus_k: 0.0,
+        }),
+    };
+    // Bursty alone loses p / (p + r) = 10 %; a packet survives both with 0.9 × 0.9.
+    assert!((config.expected_loss() - 0.19).abs() < 1e-9);
+}

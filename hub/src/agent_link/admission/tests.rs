@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{pinned_client_config, HubPki, HUB_SERVER_NAME};
-use outpost_common::wire::ALPN_ENROLL;
+use outpost_protocol::wire::ALPN_ENROLL;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use super::*;
@@ -318,7 +318,7 @@ fn a_flood_of_cut_handshakes_keeps_retry_on_and_a_few_do_not() {
 
 #[test]
 fn the_deadline_follows_the_profiles_round_trip() {
-    use outpost_common::transport::{CELLULAR, LAN, SATELLITE};
+    use outpost_transport::profile::{CELLULAR, LAN, SATELLITE};
     assert_eq!(handshake_deadline(&LAN), Duration::from_millis(3_500));
     assert_eq!(handshake_deadline(&CELLULAR), Duration::from_secs(6));
     assert_eq!(handshake_deadline(&SATELLITE), Duration::from_secs(10));

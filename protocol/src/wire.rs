@@ -78,23 +78,24 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
-    /// The code as a QUIC varint.
-    pub fn as_varint(self) -> quinn::VarInt {
-        quinn::VarInt::from_u32(self as u32)
+    /// Every code, for decoding.
+    const ALL: [Self; 6] = [
+        Self::Done,
+        Self::Revoked,
+        Self::Replaced,
+        Self::ProtocolViolation,
+        Self::Busy,
+        Self::Stopping,
+    ];
+
+    /// The code as sent in a QUIC `CONNECTION_CLOSE` frame.
+    pub fn code(self) -> u32 {
+        self as u32
     }
 
     /// Interpret a received close code.
-    pub fn from_varint(code: quinn::VarInt) -> Option<Self> {
-        [
-            Self::Done,
-            Self::Revoked,
-            Self::Replaced,
-            Self::ProtocolViolation,
-            Self::Busy,
-            Self::Stopping,
-        ]
-        .into_iter()
-        .find(|c| u64::from(*c as u32) == code.into_inner())
+    pub fn from_code(code: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| u64::from(c.code()) == code)
     }
 }
 

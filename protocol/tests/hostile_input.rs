@@ -23,17 +23,17 @@ use std::task::{Context, Poll, Waker};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use outpost_common::snapshot::{ContainerSummary, EngineSnapshot};
-use outpost_common::stream::{
+use outpost_protocol::snapshot::{ContainerSummary, EngineSnapshot};
+use outpost_protocol::stream::{
     self, PrefaceError, StreamHeader, StreamKind, StreamRefusal, StreamReply,
 };
-use outpost_common::token::{JoinToken, TokenError, MAX_TOKEN_LEN};
-use outpost_common::wire::{
+use outpost_protocol::token::{JoinToken, TokenError, MAX_TOKEN_LEN};
+use outpost_protocol::wire::{
     self, AgentMessage, Datagram, EnrollReply, EnrollRequest, Enrolled, HubMessage, Refusal,
     RefusalReason, SessionSettings, Welcome, WireError, MAX_CONTROL_FRAME, MAX_DATAGRAM,
     MAX_ENROLL_FRAME,
 };
-use outpost_common::{EndpointId, Secret};
+use outpost_protocol::{EndpointId, Secret};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, ReadBuf};
 

@@ -1,0 +1,87 @@
+//! `outpost-demo`: one command for a newcomer. A hub on loopback, this machine's Docker engine
+//! enrolled as a device through the real enrolment exchange (the agent runs in this process), an
+//! admin certificate, and the lines to paste so the stock docker CLI reaches the engine through
+//! hub → QUIC → agent. State lives in one directory, so running it again reuses it.
+//!
+//! Its own crate so that the hub does not depend on the agent or the link emulator.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use outpost_agent::docker_host::DockerHost;
+use outpost_hub::cli::{Cli, Command};
+
+/// Try Outpost: a hub on loopback plus this machine's Docker engine enrolled as a device.
+#[derive(Debug, Parser)]
+#[command(name = "outpost-demo", version, about)]
+struct DemoArgs {
+    /// Where the demo keeps its state (reused when run again).
+    #[arg(long, default_value = "./outpost-demo")]
+    data_dir: PathBuf,
+    /// UDP address for the agent.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    agent_listen: SocketAddr,
+    /// TCP address of the API and the Docker proxy.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    api_listen: SocketAddr,
+    /// The local Docker engine the demo device serves.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_host: String,
+    /// Put the device behind an emulated link: a profile name (geo-satellite, leo-satellite,
+    /// lte, 3g, edge-2g, flaky-cellular; `outpost-netem profiles`) or a profile .toml file.
+    #[arg(long, value_name = "PROFILE")]
+    link: Option<String>,
+    /// UDP address of the emulated link's relay (with --link).
+    #[arg(long, default_value = "127.0.0.1:4434")]
+    link_listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let args = DemoArgs::parse();
+    let docker = DockerHost::parse(&args.docker_host)?;
+    let link = match args.link {
+        Some(name) => Some(demo::DemoLink {
+            profile: outpost_netem::Profile::load(&name)?,
+            listen: args.link_listen,
+        }),
+        None => None,
+    };
+    // The demo hub is a `serve` with its defaults, on the demo's directory and loopback listeners.
+    let Command::Serve(defaults) = Cli::parse_from(["outpost-hub", "serve"]).command else {
+        anyhow::bail!("serve defaults unavailable");
+    };
+    let mut hub = defaults.into_config();
+    hub.data_dir = args.data_dir;
+    hub.agent_listen = args.agent_listen;
+    hub.api_listen = args.api_listen;
+    outpost_hub::api::raise_open_file_limit_and_log(hub.max_api_connections);
+    demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

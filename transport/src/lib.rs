@@ -1,0 +1,13 @@
+//! Outpost's QUIC transport: how the hub and the agent configure quinn for the links they run on.
+//!
+//! - [`profile`]: named transport profiles (lan, cellular, satellite) with the reason for every value.
+//! - [`congestion`]: congestion controllers by name, and why loss-based ones fail on our links.
+//! - [`close`]: the protocol's close codes as QUIC varints.
+//!
+//! The protocol itself (messages, framing, the session state machine) lives in `outpost-protocol`,
+//! which does not depend on quinn.
+#![warn(missing_docs)]
+
+pub mod close;
+pub mod congestion;
+pub mod profile;
