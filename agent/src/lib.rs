@@ -4,7 +4,7 @@
 //! - [`docker_host`]: the local engine address proxy streams are relayed to.
 //! - [`dial`]: reaching the pinned hub, with final and retryable failures told apart.
 //! - [`enroll`]: the one-time enrolment exchange.
-//! - [`session`]: the async driver around the I/O-free session state machine.
+//! - [`driver`]: the async driver around the I/O-free session state machine.
 //! - [`route`]: noticing a new local address, so an idle device tells the hub at once.
 //! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
 //! - [`renew`]: renewing the certificate over the session before it expires.
@@ -13,14 +13,14 @@
 
 pub mod dial;
 pub mod docker_host;
+pub mod driver;
 pub mod enroll;
 pub mod identity;
-pub mod path;
 pub mod relay;
 pub mod renew;
 pub mod route;
 pub mod run;
-pub mod session;
 pub mod snapshot;
+pub mod transport_choice;
 
 pub use run::{run, run_with, AgentConfig, AgentError, Hooks};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::Fingerprint;
+use outpost_protocol::agent_session::SessionTiming;
 use outpost_protocol::backoff::Backoff;
-use outpost_protocol::session::SessionConfig;
 use outpost_protocol::token::JoinToken;
 use outpost_protocol::wire::ALPN_SESSION;
 use outpost_protocol::AgentId;
@@ -22,10 +22,10 @@ use tracing::{info, warn};
 
 use crate::dial::{DialError, Dialer};
 use crate::docker_host::DockerHost;
+use crate::driver::{self, DriverSetup, Interruption, SessionEnd, SessionObserver};
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
-use crate::session::{self, Interruption, SessionDefaults, SessionEnd, SessionObserver};
-use crate::{path, renew};
+use crate::{renew, transport_choice};
 
 /// The agent's resolved runtime configuration.
 #[derive(Clone, Debug)]
@@ -38,7 +38,7 @@ pub struct AgentConfig {
     pub edge_id: Option<AgentId>,
     /// QUIC transport profile (with `choose_transport`, the first guess).
     pub transport: TransportProfile,
-    /// Pick the profile from the measured path (`--transport auto`, [`crate::path`]).
+    /// Pick the profile from the measured path (`--transport auto`, [`crate::transport_choice`]).
     pub choose_transport: bool,
     /// The local Docker engine.
     pub docker: DockerHost,
@@ -104,7 +104,7 @@ pub struct Hooks {
 pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
     let remembered = config
         .choose_transport
-        .then(|| path::remembered(&config.data_dir))
+        .then(|| transport_choice::remembered(&config.data_dir))
         .flatten();
     let profile = remembered.unwrap_or(config.transport);
     info!(
@@ -185,7 +185,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
 /// that profile's receive window now and dial with it from the next connection on.
 fn fit_profile_to_path(dialer: &mut Dialer, conn: &quinn::Connection, data_dir: &Path) {
     let rtt = conn.rtt();
-    let fitting = path::fitting(rtt);
+    let fitting = transport_choice::fitting(rtt);
     if fitting.name == dialer.profile().name {
         return;
     }
@@ -197,7 +197,7 @@ fn fit_profile_to_path(dialer: &mut Dialer, conn: &quinn::Connection, data_dir: 
     );
     conn.set_receive_window(quinn::VarInt::from_u32(fitting.connection_window));
     dialer.set_profile(fitting);
-    if let Err(e) = path::remember(data_dir, &fitting) {
+    if let Err(e) = transport_choice::remember(data_dir, &fitting) {
         warn!("cannot remember the transport profile: {e}");
     }
 }
@@ -293,11 +293,11 @@ async fn connect_and_serve(
     // The handshake's round trip decides only the very first choice: a handshake that waited in
     // a busy hub's admission queue reads seconds long. Later choices wait for the session's end,
     // when the smoothed round trip has seen many check-ins.
-    if config.choose_transport && path::remembered(&config.data_dir).is_none() {
+    if config.choose_transport && transport_choice::remembered(&config.data_dir).is_none() {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }
-    let defaults = SessionDefaults {
-        session: SessionConfig {
+    let defaults = DriverSetup {
+        session: SessionTiming {
             checkin_interval: config.transport.checkin_interval,
             standby_after: config.standby_after,
             ack_timeout: config.transport.initial_rtt * 4 + Duration::from_secs(1),
@@ -311,7 +311,7 @@ async fn connect_and_serve(
         renewal,
     };
     let mut new_addrs = None;
-    let result = session::run(&conn, defaults, |welcome| {
+    let result = driver::run(&conn, defaults, |welcome| {
         new_addrs = Some(welcome.hub_addrs.clone())
     })
     .await;

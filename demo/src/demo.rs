@@ -50,7 +50,7 @@ impl DemoLink {
     /// The transport profile a device on this link measures its way to (`--transport auto`),
     /// from the start: the demo shows the link, not the first connection's guess.
     fn transport(&self) -> TransportProfile {
-        outpost_agent::path::fitting(self.round_trip())
+        outpost_agent::transport_choice::fitting(self.round_trip())
     }
 }
 
@@ -277,7 +277,10 @@ mod tests {
         let clean = enrol_deadline(Some(&link_with(0.0, Duration::ZERO)));
         assert_eq!(clean, Duration::from_secs(10));
         let geo = enrol_deadline(Some(&link_with(0.01, Duration::from_millis(300))));
-        assert!(geo > Duration::from_secs(22) && geo < Duration::from_secs(25), "{geo:?}");
+        assert!(
+            geo > Duration::from_secs(22) && geo < Duration::from_secs(25),
+            "{geo:?}"
+        );
         // Enrolment over a 30 %-loss link was measured at ~24 s; the old fixed 10 s gave up.
         let lossy = enrol_deadline(Some(&link_with(0.3, Duration::from_millis(20))));
         assert!(lossy > Duration::from_secs(40), "{lossy:?}");

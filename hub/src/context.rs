@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::HubPki;
-use outpost_protocol::wire::SessionSettings;
+use outpost_protocol::wire::EndpointTiming;
 use tokio::sync::Semaphore;
 
 use crate::agent_link::admission::Admission;
@@ -25,7 +25,7 @@ pub struct HubContext {
     /// Addresses written into new join tokens and sent to agents.
     pub hub_addrs: Vec<String>,
     /// Check-in interval and standby period handed to agents.
-    pub session: SessionSettings,
+    pub session: EndpointTiming,
     /// How long an admin request waits for a summoned device.
     pub summon_timeout: Duration,
     /// The admin token (swappable) and the watch on admin credentials.

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{Fingerprint, HubPki, PkiError};
-use outpost_protocol::wire::{
-    CloseCode, RestartNotice, SessionSettings, ALPN_ENROLL, ALPN_SESSION,
-};
+use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
 use outpost_transport::profile::{Role, TransportProfile};
 use rand::RngCore;
 use thiserror::Error;
@@ -182,7 +180,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         registry: Registry::default(),
         pki,
         hub_addrs,
-        session: SessionSettings {
+        session: EndpointTiming {
             checkin_interval_ms: millis(config.checkin_interval),
             standby_after_ms: millis(config.standby_after),
         },

@@ -5,7 +5,7 @@
 //! - [`ids`]: role newtypes (`EndpointId`, `AgentId`, `Secret`).
 //! - [`token`]: the join token (`EDGE_KEY`) and its strict decoder.
 //! - [`wire`]: every message on the QUIC connection, its framing and limits, and the protocol flow.
-//! - [`session`]: the agent's session state machine (check-ins, summon, standby), driven by the
+//! - [`agent_session`]: the agent's session state machine (check-ins, summon, standby), driven by the
 //!   caller's clock so it can be tested with a virtual one.
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
@@ -13,9 +13,9 @@
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 #![warn(missing_docs)]
 
+pub mod agent_session;
 pub mod backoff;
 pub mod ids;
-pub mod session;
 pub mod snapshot;
 pub mod stream;
 pub mod text;

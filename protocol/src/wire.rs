@@ -186,7 +186,7 @@ pub enum HubMessage {
     /// A pending device was approved by an admin.
     Approved,
     /// New session settings.
-    Settings(SessionSettings),
+    Settings(EndpointTiming),
     /// The answer to [`AgentMessage::Renew`]: a new certificate for the same key.
     Renewed {
         /// The certificate (DER).
@@ -202,14 +202,14 @@ pub struct Welcome {
     /// Whether the device is still waiting for approval.
     pub pending_approval: bool,
     /// Check-in and standby timing.
-    pub settings: SessionSettings,
+    pub settings: EndpointTiming,
     /// Current hub addresses, for the agent to remember.
     pub hub_addrs: Vec<String>,
 }
 
 /// Session timing the hub sets per endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionSettings {
+pub struct EndpointTiming {
     /// Time between check-ins, in milliseconds.
     pub checkin_interval_ms: u32,
     /// Inactivity before the agent returns to standby, in milliseconds.

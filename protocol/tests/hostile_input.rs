@@ -29,9 +29,8 @@ use outpost_protocol::stream::{
 };
 use outpost_protocol::token::{JoinToken, TokenError, MAX_TOKEN_LEN};
 use outpost_protocol::wire::{
-    self, AgentMessage, Datagram, EnrollReply, EnrollRequest, Enrolled, HubMessage, Refusal,
-    RefusalReason, SessionSettings, Welcome, WireError, MAX_CONTROL_FRAME, MAX_DATAGRAM,
-    MAX_ENROLL_FRAME,
+    self, AgentMessage, Datagram, EndpointTiming, EnrollReply, EnrollRequest, Enrolled, HubMessage,
+    Refusal, RefusalReason, Welcome, WireError, MAX_CONTROL_FRAME, MAX_DATAGRAM, MAX_ENROLL_FRAME,
 };
 use outpost_protocol::{EndpointId, Secret};
 use serde::{de::DeserializeOwned, Serialize};
@@ -301,7 +300,7 @@ fn enrolment_messages_survive_hostile_frames() {
 
 #[test]
 fn session_messages_survive_hostile_frames() {
-    let settings = SessionSettings {
+    let settings = EndpointTiming {
         checkin_interval_ms: 25_000,
         standby_after_ms: 600_000,
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use outpost_agent::dial::DialError;
-use outpost_agent::session::{Interruption, SessionEnd, SessionObserver};
+use outpost_agent::driver::{Interruption, SessionEnd, SessionObserver};
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 

@@ -350,7 +350,12 @@ fn the_demo_without_an_engine_says_so_and_how_to_fix_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(outpost_tests::bin_dir().join("outpost-demo"))
         .args(["--data-dir", dir.path().join("demo").to_str().unwrap()])
-        .args(["--agent-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+        .args([
+            "--agent-listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
         .args(["--docker-host", "unix:///nonexistent/docker.sock"])
         .output()
         .unwrap();

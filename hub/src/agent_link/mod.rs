@@ -3,10 +3,10 @@
 //! ALPN to enrolment or to a session.
 
 pub mod admission;
+mod driver;
 mod enroll;
 pub mod interval;
 mod renew;
-mod session;
 pub(crate) mod socket;
 pub mod windows;
 
@@ -151,7 +151,7 @@ async fn dispatch(ctx: Arc<HubContext>, conn: quinn::Connection, slot: OwnedSema
             }
         }
         Some(ALPN_SESSION) => {
-            if let Err(e) = session::run(&ctx, conn, slot).await {
+            if let Err(e) = driver::run(&ctx, conn, slot).await {
                 info!(%remote, "session ended: {e}");
             }
         }

@@ -1,4 +1,4 @@
-//! The thin async driver around [`outpost_protocol::session::AgentSession`]: it feeds the state machine
+//! The thin async driver around [`outpost_protocol::agent_session::AgentSession`]: it feeds the state machine
 //! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
 //! then events, then sleep until the next deadline.
 //!
@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_protocol::session::{AgentEvent, AgentSession, SessionConfig};
+use outpost_protocol::agent_session::{AgentEvent, AgentSession, SessionTiming};
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, RestartNotice, Welcome, WireError,
     MAX_CONTROL_FRAME,
@@ -99,9 +99,9 @@ pub enum Interruption {
 
 /// What a session needs from the agent's configuration.
 #[derive(Clone, Debug)]
-pub struct SessionDefaults {
+pub struct DriverSetup {
     /// Initial session timing (the hub's welcome overrides it).
-    pub session: SessionConfig,
+    pub session: SessionTiming,
     /// The local engine proxy streams are relayed to.
     pub docker: DockerHost,
     /// Send an engine snapshot as soon as the session is up (first session after start or enrolment).
@@ -118,7 +118,7 @@ pub struct SessionDefaults {
 /// greeting (to persist new hub addresses).
 pub async fn run(
     conn: &quinn::Connection,
-    defaults: SessionDefaults,
+    defaults: DriverSetup,
     on_welcome: impl FnOnce(&Welcome),
 ) -> Result<(), SessionEnd> {
     serve(conn, defaults, on_welcome)
@@ -128,7 +128,7 @@ pub async fn run(
 
 async fn serve(
     conn: &quinn::Connection,
-    defaults: SessionDefaults,
+    defaults: DriverSetup,
     on_welcome: impl FnOnce(&Welcome),
 ) -> Result<(), SessionEnd> {
     let (mut send, mut recv) = conn.open_bi().await?;

@@ -21,11 +21,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::MIN_SNAPSHOT_INTERVAL;
-use crate::wire::{Datagram, SessionSettings};
+use crate::wire::{Datagram, EndpointTiming};
 
 /// Timing of one agent session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionConfig {
+pub struct SessionTiming {
     /// Time between check-ins (until the hub says otherwise).
     pub checkin_interval: Duration,
     /// Inactivity after which an active session returns to standby.
@@ -78,7 +78,7 @@ struct InFlight {
 /// The agent's side of one session connection.
 #[derive(Debug)]
 pub struct AgentSession {
-    config: SessionConfig,
+    config: SessionTiming,
     mode: Mode,
     next_seq: u32,
     next_checkin: Instant,
@@ -97,7 +97,7 @@ pub struct AgentSession {
 
 impl AgentSession {
     /// A new session on a fresh connection: the first check-in is due at once.
-    pub fn new(now: Instant, config: SessionConfig) -> Self {
+    pub fn new(now: Instant, config: SessionTiming) -> Self {
         Self {
             config,
             mode: Mode::Standby,
@@ -118,7 +118,7 @@ impl AgentSession {
     }
 
     /// Apply settings from the hub's welcome or a later update.
-    pub fn handle_settings(&mut self, settings: SessionSettings) {
+    pub fn handle_settings(&mut self, settings: EndpointTiming) {
         self.set_interval(Duration::from_millis(settings.checkin_interval_ms.into()));
         self.config.standby_after = Duration::from_millis(settings.standby_after_ms.into());
     }

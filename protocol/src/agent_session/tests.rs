@@ -5,8 +5,8 @@ use super::*;
 const INTERVAL: Duration = Duration::from_secs(25);
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn config() -> SessionConfig {
-    SessionConfig {
+fn config() -> SessionTiming {
+    SessionTiming {
         checkin_interval: INTERVAL,
         standby_after: Duration::from_secs(60),
         ack_timeout: ACK_TIMEOUT,
@@ -235,12 +235,12 @@ fn a_short_request_postpones_standby_and_a_new_summon_reopens_credit() {
 fn the_hub_sets_the_interval_but_not_below_the_floor() {
     let mut h = Harness::new();
     h.run_until(Duration::from_secs(1));
-    h.session.handle_settings(SessionSettings {
+    h.session.handle_settings(EndpointTiming {
         checkin_interval_ms: 10,
         standby_after_ms: 5_000,
     });
     assert_eq!(h.session.checkin_interval(), MIN_CHECKIN_INTERVAL);
-    h.session.handle_settings(SessionSettings {
+    h.session.handle_settings(EndpointTiming {
         checkin_interval_ms: 40_000,
         standby_after_ms: 5_000,
     });
@@ -277,7 +277,7 @@ fn each_return_to_standby_takes_a_snapshot() {
 #[test]
 fn snapshots_are_at_least_the_minimum_interval_apart_and_piled_up_requests_are_one() {
     let mut h = Harness::new();
-    h.session.handle_settings(SessionSettings {
+    h.session.handle_settings(EndpointTiming {
         checkin_interval_ms: 25_000,
         standby_after_ms: 1_000,
     });
