@@ -260,7 +260,7 @@ mod tests {
     use super::*;
 
     fn link_with(loss: f64, one_way: Duration) -> DemoLink {
-        let mut profile = outpost_netem::Profile::transparent();
+        let mut profile = Profile::transparent();
         for dir in [&mut profile.up, &mut profile.down] {
             dir.loss.random = loss;
             dir.delay.base = one_way;
