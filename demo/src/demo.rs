@@ -20,7 +20,7 @@ use tracing::warn;
 
 use outpost_hub::context::HubContext;
 use outpost_hub::server::{self, HubConfig};
-use outpost_hub::store::{endpoints, extras, unix_now, EndpointKind, NewEndpoint};
+use outpost_hub::store::{admin_creds, endpoints, unix_now, EndpointKind, NewEndpoint};
 
 /// What `demo` needs.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ async fn write_admin_cert(ctx: &HubContext, dir: &PathBuf) -> Result<()> {
     )?;
     let serial = cert.serial.to_string();
     ctx.store
-        .call(move |c| extras::record_admin_cert(c, &serial, "demo", unix_now()))
+        .call(move |c| admin_creds::record_admin_cert(c, &serial, "demo", unix_now()))
         .await?;
     std::fs::create_dir_all(dir)?;
     outpost_certs::write_public_file(&dir.join("ca.pem"), ctx.pki.ca_cert_pem().as_bytes())?;

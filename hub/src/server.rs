@@ -26,7 +26,7 @@ use crate::agent_link::socket::HubSocket;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{admin_creds, endpoints, Store, StoreError};
+use crate::store::{admin_creds, liveness, settings, Store, StoreError};
 use crate::{agent_link, api};
 
 /// The resolved runtime configuration of a hub.
@@ -153,7 +153,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open(&dir.join("hub.db"))?;
-    endpoints::clear_connected(&store.lock())?;
+    liveness::mark_all_disconnected(&store.lock())?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -268,8 +268,8 @@ impl RunningHub {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let last = self.ctx.store.call(move |c| {
-            endpoints::flush_liveness(c, &ctx.registry.take_all(now))?;
-            endpoints::clear_connected(c).map(drop)
+            liveness::write_liveness(c, &ctx.registry.take_all(now))?;
+            liveness::mark_all_disconnected(c).map(drop)
         });
         if let Err(e) = last.await {
             warn!("liveness not written at shutdown: {e}");
@@ -371,7 +371,7 @@ fn endpoint_config(store: &Store) -> Result<quinn::EndpointConfig, StartError> {
 
 fn endpoint_key(store: &Store) -> Result<[u8; 32], StartError> {
     let conn = store.lock();
-    let stored = endpoints::setting(&conn, RESET_KEY_SETTING)?
+    let stored = settings::setting(&conn, RESET_KEY_SETTING)?
         .and_then(|hex| hex.parse::<Fingerprint>().ok());
     let bytes = match stored {
         Some(key) => key.0,
@@ -379,7 +379,7 @@ fn endpoint_key(store: &Store) -> Result<[u8; 32], StartError> {
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
             // Thirty-two bytes with a hex form: the store keeps the key as a `Fingerprint`.
-            endpoints::set_setting(&conn, RESET_KEY_SETTING, &Fingerprint(bytes).to_string())?;
+            settings::set_setting(&conn, RESET_KEY_SETTING, &Fingerprint(bytes).to_string())?;
             bytes
         }
     };

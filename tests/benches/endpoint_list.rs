@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use outpost_hub::store::{
-    endpoints, labels, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
+    endpoints, labels, liveness, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
 };
 use outpost_protocol::{EndpointId, Secret};
 use outpost_tests::Hub;
@@ -117,7 +117,7 @@ fn liveness(path: &Path, n: usize) {
             wire_ended: None,
         })
         .collect();
-    endpoints::flush_liveness(&mut store.lock(), &updates).unwrap();
+    liveness::write_liveness(&mut store.lock(), &updates).unwrap();
 }
 
 /// A heavy liveness flush: every 5 s, one transaction writing `rows` liveness rows (rotating
@@ -151,7 +151,7 @@ fn flush_load(
                 })
                 .collect();
             next = (next + rows) % n;
-            endpoints::flush_liveness(&mut store.lock(), &batch).unwrap();
+            liveness::write_liveness(&mut store.lock(), &batch).unwrap();
             flushes += 1;
         }
         flushes

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
 use crate::registry::LiveSession;
-use crate::store::{endpoints, extras, StoreError};
+use crate::store::{endpoints, snapshots, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
@@ -262,7 +262,7 @@ async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: Engin
     // Boxed: rare, and the snapshot would otherwise widen every session's task.
     let save = Box::pin(
         ctx.store
-            .call(move |c| extras::save_snapshot(c, id, &snapshot)),
+            .call(move |c| snapshots::save_snapshot(c, id, &snapshot)),
     );
     match save.await {
         Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),

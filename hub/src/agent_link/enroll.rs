@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::context::HubContext;
-use crate::store::enroll::{token_matches, INVALID_TOKEN};
-use crate::store::{endpoints, unix_now, unix_seconds, EnrollInput, StoreError};
+use crate::store::enroll::{self, token_matches, INVALID_TOKEN};
+use crate::store::{unix_now, unix_seconds, EnrollInput, StoreError};
 use log_window::{LogWindow, Outcome};
 
 /// The whole exchange, from the handshake to the close. The request is one frame under 16 KiB and
@@ -163,7 +163,7 @@ async fn decide(
     };
     let decision = ctx
         .store
-        .call(move |conn| endpoints::enroll(conn, &input, unix_now()))
+        .call(move |conn| enroll::enroll(conn, &input, unix_now()))
         .await?;
     let outcome = match decision {
         Ok(outcome) => outcome,

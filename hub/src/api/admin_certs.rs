@@ -19,7 +19,7 @@ use super::credentials::{new_admin_token, write_admin_token, Withdrew};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::store::admin_creds::{self, AdminCertRecord};
-use crate::store::{extras, unix_now};
+use crate::store::unix_now;
 
 /// Admin certificates last a year.
 const ADMIN_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -56,7 +56,7 @@ pub(super) async fn create(
     let serial = cert.serial.to_string();
     let (record_serial, record_name) = (serial.clone(), name.clone());
     ctx.store
-        .call(move |c| extras::record_admin_cert(c, &record_serial, &record_name, unix_now()))
+        .call(move |c| admin_creds::record_admin_cert(c, &record_serial, &record_name, unix_now()))
         .await?;
     info!(%name, %serial, "admin certificate issued");
     Ok((

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::context::HubContext;
-use crate::store::extras;
+use crate::store::admin_creds;
 
 /// What admin credentials are worth right now: the token hash, and a counter of revocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl Credential {
             Self::Certificate(serial) => {
                 let serial = serial.clone();
                 ctx.store
-                    .read(move |c| extras::admin_cert_valid(c, &serial))
+                    .read(move |c| admin_creds::admin_cert_valid(c, &serial))
                     .await
                     .unwrap_or(false)
             }

@@ -17,7 +17,7 @@ use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::SummonError;
-use crate::store::{endpoints, extras, labels, unix_now, EndpointKind, NewEndpoint};
+use crate::store::{endpoints, labels, snapshots, unix_now, EndpointKind, NewEndpoint};
 
 /// Longest endpoint name accepted.
 const MAX_NAME: usize = 128;
@@ -141,7 +141,7 @@ pub(super) async fn show(
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let view = view_of(&ctx, id).await?;
-    let snapshot = ctx.store.call(move |c| extras::snapshot(c, id)).await?;
+    let snapshot = ctx.store.call(move |c| snapshots::snapshot(c, id)).await?;
     let mut body = serde_json::to_value(view).unwrap_or_default();
     body["snapshot"] = serde_json::to_value(snapshot).unwrap_or_default();
     Ok(Json(body))

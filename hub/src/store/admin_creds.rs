@@ -1,11 +1,11 @@
 //! Admin credentials in the store: the admin token's hash (a setting) and the admin client
-//! certificates' revocation. Issuing a certificate and checking one are in [`super::extras`].
+//! certificates: recorded at issue, checked on each request, revoked by an admin.
 
 use outpost_certs::Fingerprint;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{endpoints, StoreError};
+use super::{settings, StoreError};
 
 /// The settings row holding the SHA-256 of the admin bearer token.
 pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
@@ -56,27 +56,53 @@ pub fn revoke_admin_certs(
 
 /// The stored admin token hash, if one is stored and readable.
 pub fn admin_token_hash(conn: &Connection) -> Result<Option<Fingerprint>, StoreError> {
-    Ok(endpoints::setting(conn, ADMIN_TOKEN_SETTING)?.and_then(|hex| hex.parse().ok()))
+    Ok(settings::setting(conn, ADMIN_TOKEN_SETTING)?.and_then(|hex| hex.parse().ok()))
 }
 
 /// Replace the admin token hash.
 pub fn set_admin_token_hash(conn: &Connection, hash: &Fingerprint) -> Result<(), StoreError> {
-    endpoints::set_setting(conn, ADMIN_TOKEN_SETTING, &hash.to_string())
+    settings::set_setting(conn, ADMIN_TOKEN_SETTING, &hash.to_string())
+}
+
+/// Record an issued admin certificate.
+pub fn record_admin_cert(
+    conn: &Connection,
+    serial: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO admin_certs (serial, name, issued_at) VALUES (?1, ?2, ?3)",
+        params![serial, name, now],
+    )?;
+    Ok(())
+}
+
+/// Whether an admin certificate was issued by this hub and is not revoked.
+pub fn admin_cert_valid(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT revoked_at IS NULL FROM admin_certs WHERE serial = ?1",
+            [serial],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{extras, Store};
+    use crate::store::Store;
 
     #[test]
     fn revoking_by_name_or_serial_revokes_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("hub.db")).expect("store");
         let conn = store.lock();
-        extras::record_admin_cert(&conn, "0a", "alice", 1).expect("record");
-        extras::record_admin_cert(&conn, "0b", "alice", 2).expect("record");
-        extras::record_admin_cert(&conn, "0c", "bob", 3).expect("record");
+        record_admin_cert(&conn, "0a", "alice", 1).expect("record");
+        record_admin_cert(&conn, "0b", "alice", 2).expect("record");
+        record_admin_cert(&conn, "0c", "bob", 3).expect("record");
         assert_eq!(
             revoke_admin_certs(&conn, "alice", 10)
                 .expect("revoke")
@@ -90,7 +116,7 @@ mod tests {
             revoke_admin_certs(&conn, "0c", 12).expect("by serial"),
             ["0c"]
         );
-        assert!(!extras::admin_cert_valid(&conn, "0b").expect("valid?"));
+        assert!(!admin_cert_valid(&conn, "0b").expect("valid?"));
         let listed = list_admin_certs(&conn).expect("list");
         let revoked: Vec<_> = listed.iter().map(|c| c.revoked_at).collect();
         assert_eq!(revoked, [Some(10), Some(10), Some(12)]);

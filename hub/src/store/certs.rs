@@ -6,11 +6,11 @@
 //! ([`present`]), not when it is issued, so a renewal reply lost on the way never locks a device
 //! out; presenting the old one again revokes the unused new one instead.
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::endpoints::{cert_status, find, CertStatus, EndpointRecord};
+use super::endpoints::{find, parse_agent, EndpointRecord};
 use super::StoreError;
-use outpost_protocol::EndpointId;
+use outpost_protocol::{AgentId, EndpointId};
 
 /// A certificate the hub just issued, as the store records it.
 #[derive(Clone, Debug)]
@@ -123,4 +123,32 @@ pub fn reset(
     let record = find(&tx, id)?;
     tx.commit()?;
     Ok(record)
+}
+
+/// What the store knows of a presented client certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertStatus {
+    /// The endpoint it was issued for.
+    pub endpoint: EndpointId,
+    /// The agent it was issued to.
+    pub agent_id: Option<AgentId>,
+    /// Revoked (endpoint removed, or superseded by a newer enrolment).
+    pub revoked: bool,
+}
+
+/// Look a certificate up by serial.
+pub fn cert_status(conn: &Connection, serial: &str) -> Result<Option<CertStatus>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT endpoint_id, agent_id, revoked_at IS NOT NULL FROM certificates WHERE serial = ?1",
+            [serial],
+            |row| {
+                Ok(CertStatus {
+                    endpoint: EndpointId(row.get::<_, i64>(0)? as u64),
+                    agent_id: parse_agent(row.get(1)?),
+                    revoked: row.get(2)?,
+                })
+            },
+        )
+        .optional()?)
 }

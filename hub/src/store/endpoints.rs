@@ -1,13 +1,12 @@
-//! Endpoint rows: creation, approval, removal, certificate status, liveness (enrolment decisions are
-//! in [`super::enroll`], the certificate life cycle in [`super::certs`]).
+//! Endpoint rows: creation, lookup, approval, removal. Enrolment (binding an agent) is in
+//! [`super::enroll`], certificates in [`super::certs`], batched liveness in [`super::liveness`],
+//! engine snapshots in [`super::snapshots`], hub settings in [`super::settings`].
 
 use outpost_protocol::{AgentId, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 
 use super::StoreError;
-
-pub use super::enroll::{enroll, EnrollInput, EnrollOutcome};
 
 /// A device, or a fleet template whose token many devices may enrol with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -178,110 +177,4 @@ pub fn remove(
     tx.execute("DELETE FROM endpoints WHERE id = ?1", [id.0 as i64])?;
     tx.commit()?;
     Ok(Some(record))
-}
-
-/// What the store knows of a presented client certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CertStatus {
-    /// The endpoint it was issued for.
-    pub endpoint: EndpointId,
-    /// The agent it was issued to.
-    pub agent_id: Option<AgentId>,
-    /// Revoked (endpoint removed, or superseded by a newer enrolment).
-    pub revoked: bool,
-}
-
-/// Look a certificate up by serial.
-pub fn cert_status(conn: &Connection, serial: &str) -> Result<Option<CertStatus>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT endpoint_id, agent_id, revoked_at IS NOT NULL FROM certificates WHERE serial = ?1",
-            [serial],
-            |row| {
-                Ok(CertStatus {
-                    endpoint: EndpointId(row.get::<_, i64>(0)? as u64),
-                    agent_id: parse_agent(row.get(1)?),
-                    revoked: row.get(2)?,
-                })
-            },
-        )
-        .optional()?)
-}
-
-/// Liveness of one endpoint, written in batches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LivenessUpdate {
-    /// Which endpoint.
-    pub id: EndpointId,
-    /// Last check-in (Unix seconds), if the session had one.
-    pub last_checkin: Option<i64>,
-    /// Last remote address.
-    pub addr: String,
-    /// Migrations so far.
-    pub migrations: i64,
-    /// Whether the hub holds a live session for it: connected and checked in within the liveness
-    /// bound. What the list's status filters read.
-    pub connected: bool,
-    /// A connection ended: its UDP payload bytes (hub → agent, agent → hub), added to the
-    /// endpoint's totals.
-    pub wire_ended: Option<(u64, u64)>,
-}
-
-/// Write a batch of liveness updates in one transaction, in order (a departure followed by a
-/// reconnection in the same batch ends connected). A check-in older than the stored one is kept
-/// out, so a stored check-in never moves back in time.
-pub fn flush_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
-    if updates.is_empty() {
-        return Ok(());
-    }
-    let tx = conn.transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "UPDATE endpoints SET
-                 last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
-                                THEN last_checkin ELSE ?2 END,
-                 last_addr = ?3, migrations = ?4, connected = ?5,
-                 wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7
-             WHERE id = ?1",
-        )?;
-        for update in updates {
-            let (tx_bytes, rx_bytes) = update.wire_ended.unwrap_or_default();
-            stmt.execute(params![
-                update.id.0 as i64,
-                update.last_checkin,
-                update.addr,
-                update.migrations,
-                update.connected,
-                tx_bytes as i64,
-                rx_bytes as i64
-            ])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// Mark every endpoint disconnected: at start, before any session exists (a crash left the flags
-/// of its sessions set), and after a clean shutdown. Returns how many were marked connected.
-pub fn clear_connected(conn: &Connection) -> Result<usize, StoreError> {
-    Ok(conn.execute("UPDATE endpoints SET connected = 0 WHERE connected = 1", [])?)
-}
-
-/// Read a setting.
-pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
-        .optional()?)
-}
-
-/// Write a setting.
-pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )?;
-    Ok(())
 }

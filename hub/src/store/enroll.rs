@@ -128,7 +128,7 @@ pub fn enroll(
     now: i64,
 ) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let decision = decide(&tx, input, now)?;
+    let decision = bind_agent(&tx, input, now)?;
     let Ok(outcome) = decision else {
         return Ok(decision);
     };
@@ -155,7 +155,10 @@ pub fn enroll(
     }))
 }
 
-fn decide(
+/// Check the token and the agent, and if the enrolment may go ahead bind the agent: writes the
+/// endpoint's binding (a device) or a new pending member (a fleet). The caller's transaction
+/// rolls a refusal back.
+fn bind_agent(
     conn: &Connection,
     input: &EnrollInput,
     now: i64,
@@ -182,8 +185,8 @@ fn decide(
         )
         .optional()?;
     match target.kind {
-        EndpointKind::Device => decide_device(conn, &target, input, bound, now),
-        EndpointKind::Fleet => decide_fleet(conn, &target, input, bound, now),
+        EndpointKind::Device => bind_device(conn, &target, input, bound, now),
+        EndpointKind::Fleet => bind_fleet_member(conn, &target, input, bound, now),
     }
 }
 
@@ -207,7 +210,9 @@ fn proves_key(
     })
 }
 
-fn decide_device(
+/// Bind the agent to a device endpoint (writes `agent_id`, enrolment time and count), unless it
+/// is reserved for another agent, bound to another, or the key does not prove a re-enrolment.
+fn bind_device(
     conn: &Connection,
     target: &EndpointRecord,
     input: &EnrollInput,
@@ -249,7 +254,9 @@ fn decide_device(
     }))
 }
 
-fn decide_fleet(
+/// Bind the agent as a member of a fleet: its existing member (writes the enrolment count) if the
+/// key proves it, else a new pending member ([`new_member`]).
+fn bind_fleet_member(
     conn: &Connection,
     fleet: &EndpointRecord,
     input: &EnrollInput,

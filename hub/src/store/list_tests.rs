@@ -4,9 +4,11 @@ use outpost_protocol::{AgentId, EndpointId, Secret};
 use rusqlite::params_from_iter;
 use rusqlite::Connection;
 
-use super::endpoints::{self, EndpointKind, EnrollInput, LivenessUpdate};
+use super::endpoints::{self, EndpointKind};
+use super::enroll::{self, EnrollInput};
 use super::labels::{self, Label, LabelError, TagAdded, MAX_TAGS};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
+use super::liveness::{self, LivenessUpdate};
 use super::tests::{new_endpoint, open};
 
 fn device(conn: &Connection, name: &str, created_at: i64) -> EndpointId {
@@ -23,7 +25,7 @@ fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: b
         connected,
         wire_ended: None,
     };
-    endpoints::flush_liveness(conn, &[update]).unwrap();
+    liveness::write_liveness(conn, &[update]).unwrap();
 }
 
 /// A session that checked in at `at` and has since gone.
@@ -147,7 +149,7 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set() {
     );
 
     // A restart forgets every session until the agents are back.
-    assert_eq!(endpoints::clear_connected(&conn).unwrap(), 3);
+    assert_eq!(liveness::mark_all_disconnected(&conn).unwrap(), 3);
     assert_eq!(with(online(vec![])), (vec![], 0));
     assert_eq!(with(StatusFilter::Offline).1, 4);
     let record = endpoints::find(&conn, long_connected).unwrap().unwrap();
@@ -166,10 +168,7 @@ fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointI
         public_key: super::tests::key_of(agent_id),
         max_pending: u32::MAX,
     };
-    endpoints::enroll(conn, &input, 2)
-        .unwrap()
-        .unwrap()
-        .endpoint
+    enroll::enroll(conn, &input, 2).unwrap().unwrap().endpoint
 }
 
 fn rand_serial(conn: &Connection) -> i64 {
@@ -295,7 +294,7 @@ fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connect
         connected,
         wire_ended: None,
     };
-    endpoints::flush_liveness(
+    liveness::write_liveness(
         &mut conn,
         &[update(10, true), update(20, false), update(20, true)],
     )

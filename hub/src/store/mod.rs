@@ -16,10 +16,12 @@ pub mod admin_creds;
 pub mod certs;
 pub mod endpoints;
 pub mod enroll;
-pub mod extras;
 pub mod labels;
 pub mod list;
+pub mod liveness;
 mod migrations;
+pub mod settings;
+pub mod snapshots;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,12 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
-pub use endpoints::{
-    CertStatus, EndpointKind, EndpointRecord, EnrollInput, EnrollOutcome, LivenessUpdate,
-    NewEndpoint,
-};
+pub use certs::CertStatus;
+pub use endpoints::{EndpointKind, EndpointRecord, NewEndpoint};
+pub use enroll::{EnrollInput, EnrollOutcome};
 pub use labels::{Label, LabelError, TagAdded};
 pub use list::{ListQuery, Sort, SortKey, StatusFilter};
+pub use liveness::LivenessUpdate;
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -113,7 +115,7 @@ impl Store {
     {
         self.call(move |conn| {
             let updates = take();
-            endpoints::flush_liveness(conn, &updates)?;
+            liveness::write_liveness(conn, &updates)?;
             Ok(updates.len())
         })
         .await

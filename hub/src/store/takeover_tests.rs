@@ -5,8 +5,8 @@ use outpost_protocol::wire::{Refusal, RefusalReason};
 use outpost_protocol::{AgentId, EndpointId, Secret};
 
 use super::certs::{self, NewCert, RenewRefusal};
-use super::endpoints::{self, EndpointKind, EnrollInput};
-use super::enroll::{token_matches, INVALID_TOKEN};
+use super::endpoints::{self, EndpointKind};
+use super::enroll::{self, token_matches, EnrollInput, INVALID_TOKEN};
 use super::tests::{key_of, new_endpoint, open};
 
 fn attempt(
@@ -29,7 +29,7 @@ fn attempt(
 }
 
 fn refusal(conn: &mut rusqlite::Connection, input: &EnrollInput) -> Refusal {
-    endpoints::enroll(conn, input, 5).unwrap().unwrap_err()
+    enroll::enroll(conn, input, 5).unwrap().unwrap_err()
 }
 
 fn device(conn: &rusqlite::Connection, secret: &Secret) -> EndpointId {
@@ -49,7 +49,7 @@ fn the_bound_uuid_with_another_key_is_refused_and_changes_nothing() {
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
     let real = AgentId::generate();
-    endpoints::enroll(
+    enroll::enroll(
         &mut conn,
         &attempt(ep, &secret, real, key_of(real), "real"),
         2,
@@ -64,13 +64,8 @@ fn the_bound_uuid_with_another_key_is_refused_and_changes_nothing() {
         "{}",
         refused.message
     );
-    assert!(endpoints::cert_status(&conn, "fake").unwrap().is_none());
-    assert!(
-        !endpoints::cert_status(&conn, "real")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "fake").unwrap().is_none());
+    assert!(!certs::cert_status(&conn, "real").unwrap().unwrap().revoked);
     // Another UUID gets the very same answer: the refusal does not confirm the bound UUID.
     let other = refusal(
         &mut conn,
@@ -86,14 +81,14 @@ fn the_same_key_re_enrols_and_supersedes_the_old_certificate() {
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
     let agent = AgentId::generate();
-    endpoints::enroll(
+    enroll::enroll(
         &mut conn,
         &attempt(ep, &secret, agent, key_of(agent), "one"),
         2,
     )
     .unwrap()
     .unwrap();
-    let again = endpoints::enroll(
+    let again = enroll::enroll(
         &mut conn,
         &attempt(ep, &secret, agent, key_of(agent), "two"),
         3,
@@ -101,12 +96,7 @@ fn the_same_key_re_enrols_and_supersedes_the_old_certificate() {
     .unwrap()
     .unwrap();
     assert!(again.superseded);
-    assert!(
-        endpoints::cert_status(&conn, "one")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "one").unwrap().unwrap().revoked);
     assert_eq!(unrevoked(&conn, ep).len(), 1);
 }
 
@@ -117,7 +107,7 @@ fn a_certificate_without_a_recorded_key_proves_nothing() {
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
     let agent = AgentId::generate();
-    endpoints::enroll(
+    enroll::enroll(
         &mut conn,
         &attempt(ep, &secret, agent, key_of(agent), "old"),
         2,
@@ -151,7 +141,7 @@ fn a_fleet_member_re_enrols_only_with_its_key_and_agent_ids_are_never_named() {
     .unwrap()
     .id;
     let member = AgentId::generate();
-    let first = endpoints::enroll(
+    let first = enroll::enroll(
         &mut conn,
         &attempt(fleet, &secret, member, key_of(member), "m1"),
         2,
@@ -215,7 +205,7 @@ fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved() {
     let mut members = Vec::new();
     for serial in ["p1", "p2"] {
         let agent = AgentId::generate();
-        let outcome = endpoints::enroll(
+        let outcome = enroll::enroll(
             &mut conn,
             &attempt(fleet, &secret, agent, key_of(agent), serial),
             2,
@@ -233,7 +223,7 @@ fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved() {
     assert!(refused.reason.is_final());
     // A pending member that lost its reply still gets through at the cap.
     let (agent, _) = members[0];
-    assert!(endpoints::enroll(
+    assert!(enroll::enroll(
         &mut conn,
         &attempt(fleet, &secret, agent, key_of(agent), "p1b"),
         3
@@ -241,7 +231,7 @@ fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved() {
     .unwrap()
     .is_ok());
     assert!(endpoints::approve(&conn, members[1].1).unwrap());
-    assert!(endpoints::enroll(
+    assert!(enroll::enroll(
         &mut conn,
         &attempt(fleet, &secret, third, key_of(third), "p3"),
         4
@@ -257,7 +247,7 @@ fn a_reset_unbinds_revokes_and_kills_the_old_token() {
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
     let old = AgentId::generate();
-    endpoints::enroll(&mut conn, &attempt(ep, &secret, old, key_of(old), "o"), 2)
+    enroll::enroll(&mut conn, &attempt(ep, &secret, old, key_of(old), "o"), 2)
         .unwrap()
         .unwrap();
     let fresh = Secret::generate();
@@ -265,12 +255,12 @@ fn a_reset_unbinds_revokes_and_kills_the_old_token() {
         .unwrap()
         .unwrap();
     assert_eq!(record.agent_id, None);
-    assert!(endpoints::cert_status(&conn, "o").unwrap().unwrap().revoked);
+    assert!(certs::cert_status(&conn, "o").unwrap().unwrap().revoked);
     let dead = refusal(&mut conn, &attempt(ep, &secret, old, key_of(old), "o2"));
     assert_eq!(dead.message, INVALID_TOKEN);
     let new = AgentId::generate();
     assert!(
-        endpoints::enroll(&mut conn, &attempt(ep, &fresh, new, key_of(new), "n"), 4)
+        enroll::enroll(&mut conn, &attempt(ep, &fresh, new, key_of(new), "n"), 4)
             .unwrap()
             .is_ok()
     );
@@ -286,7 +276,7 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
     let agent = AgentId::generate();
-    endpoints::enroll(
+    enroll::enroll(
         &mut conn,
         &attempt(ep, &secret, agent, key_of(agent), "c1"),
         2,
@@ -308,12 +298,7 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
     );
     // The reply was lost: the old certificate is presented again and the unused one goes.
     assert!(!certs::present(&mut conn, "c1", 4).unwrap().unwrap().revoked);
-    assert!(
-        endpoints::cert_status(&conn, "c2")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "c2").unwrap().unwrap().revoked);
     assert_eq!(
         certs::renew(&mut conn, ep, "c1", &renewal("c4"), 5).unwrap(),
         Ok(())
@@ -321,12 +306,7 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
     // The new one is used: the old one is revoked.
     let status = certs::present(&mut conn, "c4", 6).unwrap().unwrap();
     assert_eq!((status.endpoint, status.revoked), (ep, false));
-    assert!(
-        endpoints::cert_status(&conn, "c1")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "c1").unwrap().unwrap().revoked);
     assert_eq!(
         certs::renew(&mut conn, ep, "c1", &renewal("c5"), 7).unwrap(),
         Err(RenewRefusal::Revoked)

@@ -3,10 +3,11 @@
 use outpost_protocol::wire::RefusalReason;
 use outpost_protocol::{AgentId, EndpointId, Secret};
 
-use super::endpoints::{
-    self, EndpointKind, EnrollInput, EnrollOutcome, LivenessUpdate, NewEndpoint,
-};
+use super::certs;
+use super::endpoints::{self, EndpointKind, NewEndpoint};
+use super::enroll::{self, EnrollInput, EnrollOutcome};
 use super::list::{self, ListQuery, StatusFilter};
+use super::liveness::{self, LivenessUpdate};
 use super::Store;
 
 pub(super) fn open() -> (tempfile::TempDir, Store) {
@@ -61,7 +62,7 @@ fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
     )
     .unwrap();
     let first = AgentId::generate();
-    let outcome = endpoints::enroll(&mut conn, &input(ep.id, &secret, first, "aa"), 2)
+    let outcome = enroll::enroll(&mut conn, &input(ep.id, &secret, first, "aa"), 2)
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -74,20 +75,15 @@ fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
     );
 
     let intruder = AgentId::generate();
-    let refusal = endpoints::enroll(&mut conn, &input(ep.id, &secret, intruder, "bb"), 3)
+    let refusal = enroll::enroll(&mut conn, &input(ep.id, &secret, intruder, "bb"), 3)
         .unwrap()
         .unwrap_err();
     assert_eq!(refusal.reason, RefusalReason::AlreadyBound);
     let record = endpoints::find(&conn, ep.id).unwrap().unwrap();
     assert_eq!(record.agent_id, Some(first));
     assert_eq!(record.enroll_count, 1);
-    assert!(endpoints::cert_status(&conn, "bb").unwrap().is_none());
-    assert!(
-        !endpoints::cert_status(&conn, "aa")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "bb").unwrap().is_none());
+    assert!(!certs::cert_status(&conn, "aa").unwrap().unwrap().revoked);
 }
 
 #[test]
@@ -119,16 +115,14 @@ fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
         ),
     ];
     for (attempt, expected) in cases {
-        let refusal = endpoints::enroll(&mut conn, &attempt, 2)
-            .unwrap()
-            .unwrap_err();
+        let refusal = enroll::enroll(&mut conn, &attempt, 2).unwrap().unwrap_err();
         assert_eq!(refusal.reason, expected, "{}", refusal.message);
     }
     assert_eq!(
         endpoints::find(&conn, ep.id).unwrap().unwrap().agent_id,
         None
     );
-    let ok = endpoints::enroll(&mut conn, &input(ep.id, &secret, reserved, "4"), 3).unwrap();
+    let ok = enroll::enroll(&mut conn, &input(ep.id, &secret, reserved, "4"), 3).unwrap();
     assert!(ok.is_ok());
 }
 
@@ -144,24 +138,14 @@ fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
     )
     .unwrap();
     let agent = AgentId::generate();
-    endpoints::enroll(&mut conn, &input(ep.id, &secret, agent, "old"), 2)
+    enroll::enroll(&mut conn, &input(ep.id, &secret, agent, "old"), 2)
         .unwrap()
         .unwrap();
-    endpoints::enroll(&mut conn, &input(ep.id, &secret, agent, "new"), 3)
+    enroll::enroll(&mut conn, &input(ep.id, &secret, agent, "new"), 3)
         .unwrap()
         .unwrap();
-    assert!(
-        endpoints::cert_status(&conn, "old")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
-    assert!(
-        !endpoints::cert_status(&conn, "new")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "old").unwrap().unwrap().revoked);
+    assert!(!certs::cert_status(&conn, "new").unwrap().unwrap().revoked);
     assert_eq!(
         endpoints::find(&conn, ep.id).unwrap().unwrap().enroll_count,
         2
@@ -181,13 +165,13 @@ fn fleet_devices_land_pending_once_each_until_approved() {
     .unwrap();
     let a = AgentId::generate();
     let b = AgentId::generate();
-    let first = endpoints::enroll(&mut conn, &input(fleet.id, &secret, a, "a1"), 2)
+    let first = enroll::enroll(&mut conn, &input(fleet.id, &secret, a, "a1"), 2)
         .unwrap()
         .unwrap();
-    let second = endpoints::enroll(&mut conn, &input(fleet.id, &secret, b, "b1"), 2)
+    let second = enroll::enroll(&mut conn, &input(fleet.id, &secret, b, "b1"), 2)
         .unwrap()
         .unwrap();
-    let again = endpoints::enroll(&mut conn, &input(fleet.id, &secret, a, "a2"), 3)
+    let again = enroll::enroll(&mut conn, &input(fleet.id, &secret, a, "a2"), 3)
         .unwrap()
         .unwrap();
     assert!(first.pending && second.pending);
@@ -219,7 +203,7 @@ fn removal_revokes_every_certificate_of_the_endpoint() {
         1,
     )
     .unwrap();
-    endpoints::enroll(
+    enroll::enroll(
         &mut conn,
         &input(ep.id, &secret, AgentId::generate(), "s1"),
         2,
@@ -227,12 +211,7 @@ fn removal_revokes_every_certificate_of_the_endpoint() {
     .unwrap()
     .unwrap();
     assert!(endpoints::remove(&mut conn, ep.id, 3).unwrap().is_some());
-    assert!(
-        endpoints::cert_status(&conn, "s1")
-            .unwrap()
-            .unwrap()
-            .revoked
-    );
+    assert!(certs::cert_status(&conn, "s1").unwrap().unwrap().revoked);
     assert!(endpoints::find(&conn, ep.id).unwrap().is_none());
     assert!(endpoints::remove(&mut conn, ep.id, 4).unwrap().is_none());
 }
@@ -260,7 +239,7 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
             connected: true,
             wire_ended: None,
         };
-        endpoints::flush_liveness(&mut conn, &[update]).unwrap();
+        liveness::write_liveness(&mut conn, &[update]).unwrap();
         id
     };
     let store = Store::open(&path).unwrap();
@@ -296,7 +275,7 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
         update(None),
         update(Some((30, 4))),
     ];
-    endpoints::flush_liveness(&mut conn, &batch).unwrap();
+    liveness::write_liveness(&mut conn, &batch).unwrap();
     let record = endpoints::find(&conn, id).unwrap().unwrap();
     assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
 }

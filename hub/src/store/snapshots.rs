@@ -1,4 +1,4 @@
-//! Engine snapshots (the latest per endpoint) and admin client certificates.
+//! Engine snapshots: the latest one per endpoint, as the session admitted it.
 
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::EndpointId;
@@ -32,32 +32,6 @@ pub fn snapshot(conn: &Connection, id: EndpointId) -> Result<Option<EngineSnapsh
         )
         .optional()?;
     Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
-}
-
-/// Record an issued admin certificate.
-pub fn record_admin_cert(
-    conn: &Connection,
-    serial: &str,
-    name: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO admin_certs (serial, name, issued_at) VALUES (?1, ?2, ?3)",
-        params![serial, name, now],
-    )?;
-    Ok(())
-}
-
-/// Whether an admin certificate was issued by this hub and is not revoked.
-pub fn admin_cert_valid(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT revoked_at IS NULL FROM admin_certs WHERE serial = ?1",
-            [serial],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(false))
 }
 
 #[cfg(test)]
