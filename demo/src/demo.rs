@@ -18,8 +18,9 @@ use outpost_protocol::{EndpointId, Secret};
 use outpost_transport::profile::{self, TransportProfile};
 use tracing::warn;
 
+use outpost_hub::config::HubConfig;
 use outpost_hub::context::HubContext;
-use outpost_hub::server::{self, HubConfig};
+use outpost_hub::server;
 use outpost_hub::store::{admin_creds, endpoints, unix_now, EndpointKind, NewEndpoint};
 
 /// What `demo` needs.

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use outpost_agent::docker_host::DockerHost;
-use outpost_hub::cli::{Cli, Command};
+use outpost_hub::config::HubConfig;
 
 /// Try Outpost: a hub on loopback plus this machine's Docker engine enrolled as a device.
 #[derive(Debug, Parser)]
@@ -64,13 +64,11 @@ async fn main() -> Result<()> {
         None => None,
     };
     // The demo hub is a `serve` with its defaults, on the demo's directory and loopback listeners.
-    let Command::Serve(defaults) = Cli::parse_from(["outpost-hub", "serve"]).command else {
-        anyhow::bail!("serve defaults unavailable");
+    let hub = HubConfig {
+        agent_listen: args.agent_listen,
+        api_listen: args.api_listen,
+        ..HubConfig::new(args.data_dir)
     };
-    let mut hub = defaults.into_config();
-    hub.data_dir = args.data_dir;
-    hub.agent_listen = args.agent_listen;
-    hub.api_listen = args.api_listen;
     outpost_hub::api::raise_open_file_limit_and_log(hub.max_api_connections);
     demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
 }

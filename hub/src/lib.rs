@@ -1,7 +1,8 @@
 //! The Outpost hub: accepts agents over QUIC, keeps their sessions, stores endpoints in SQLite and
 //! serves the admin HTTPS API.
 //!
-//! - [`server`]: start a hub from a resolved [`server::HubConfig`].
+//! - [`config`]: a hub's configuration, every default a named constant.
+//! - [`server`]: start a hub from a resolved [`config::HubConfig`].
 //! - [`agent_link`]: the QUIC endpoint (admission, window budget, adaptive check-ins), enrolment and
 //!   per-agent session drivers.
 //! - [`registry`]: live sessions in memory (status, summon, revoke).
@@ -14,6 +15,7 @@
 pub mod agent_link;
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod context;
 mod proxy;
 pub mod registry;

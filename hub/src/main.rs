@@ -24,7 +24,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn serve(config: server::HubConfig) -> Result<()> {
+async fn serve(config: outpost_hub::config::HubConfig) -> Result<()> {
     api::raise_open_file_limit_and_log(config.max_api_connections);
     let data_dir = config.data_dir.clone();
     let hub = server::start(config).await?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use outpost_certs::{Fingerprint, HubPki, PkiError};
 use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
-use outpost_transport::profile::{Role, TransportProfile};
+use outpost_transport::profile::Role;
 use rand::RngCore;
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -21,50 +21,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::agent_link::admission::{self, Admission, AdmissionLimits};
+use crate::agent_link::admission::{self, Admission};
 use crate::agent_link::socket::HubSocket;
 use crate::agent_link::windows::{self, WindowBudget};
+use crate::config::HubConfig;
 use crate::context::HubContext;
 use crate::registry::Registry;
 use crate::store::{admin_creds, liveness, settings, Store, StoreError};
 use crate::{agent_link, api};
-
-/// The resolved runtime configuration of a hub.
-#[derive(Clone, Debug)]
-pub struct HubConfig {
-    /// Where the CA, keys, admin token and database live.
-    pub data_dir: PathBuf,
-    /// UDP address for agents.
-    pub agent_listen: SocketAddr,
-    /// TCP address for the admin API.
-    pub api_listen: SocketAddr,
-    /// `host:port` addresses written into join tokens; derived from the bound socket when empty.
-    pub public_addrs: Vec<String>,
-    /// Check-in interval handed to agents.
-    pub checkin_interval: Duration,
-    /// Inactivity before a summoned agent returns to standby.
-    pub standby_after: Duration,
-    /// How long an admin request waits for a summoned device.
-    pub summon_timeout: Duration,
-    /// QUIC transport values for the hub side.
-    pub transport: TransportProfile,
-    /// How often liveness is written to the store.
-    pub flush_interval: Duration,
-    /// Enrolments handled at once; more are told the hub is busy.
-    pub max_concurrent_enrollments: usize,
-    /// New connections set up at once, and when to ask for address validation first.
-    pub admission: AdmissionLimits,
-    /// Bytes of flow-control windows granted to summoned agents beyond their standby windows.
-    pub window_budget: u64,
-    /// Proxied Docker requests in flight across all devices.
-    pub max_proxy_streams: usize,
-    /// Admin API connections held at once (fewer under a low open-file limit).
-    pub max_api_connections: usize,
-    /// Lifetime of issued agent certificates; agents renew at 2/3 of it.
-    pub agent_cert_validity: Duration,
-    /// Devices a fleet token may have waiting for approval; more are refused.
-    pub max_pending_per_fleet: u32,
-}
 
 /// Why a hub could not start.
 #[derive(Debug, Error)]

@@ -1,6 +1,34 @@
 //! Human durations on the command line: `500ms`, `25s`, `2m`, `1h` (a bare number is seconds).
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
+
+/// A duration as the command line writes it, so a flag's default prints from its constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Display for HumanDuration {
+    /// The largest unit that divides it exactly: `25s`, `2m`, `8760h`, `500ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        match ms {
+            0 => write!(f, "0s"),
+            _ if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
+            _ if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
+            _ if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),
+            _ => write!(f, "{ms}ms"),
+        }
+    }
+}
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_duration(text).map(Self)
+    }
+}
 
 /// Parse a duration such as `25s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -37,5 +65,13 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn a_default_prints_as_it_parses() {
+        for text in ["25s", "2m", "8760h", "500ms", "0s"] {
+            let parsed: HumanDuration = text.parse().unwrap();
+            assert_eq!(parsed.to_string(), text);
+        }
     }
 }

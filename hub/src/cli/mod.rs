@@ -12,17 +12,16 @@ mod escape;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use outpost_transport::profile::{self, TransportProfile};
 
 use crate::agent_link::admission::AdmissionLimits;
-use crate::server::HubConfig;
+use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
 pub use credentials::{run_admin_cert, run_admin_token};
-pub use duration::parse_duration;
+pub use duration::{parse_duration, HumanDuration};
 
 /// Outpost hub: manage Docker on remote devices over QUIC.
 #[derive(Debug, Parser)]
@@ -106,13 +105,13 @@ pub enum AdminCertCommand {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory for the CA, keys, admin token and database.
-    #[arg(long, env = "OUTPOST_DATA_DIR", default_value = "./outpost-data")]
+    #[arg(long, env = "OUTPOST_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// UDP address agents connect to.
-    #[arg(long, default_value = "0.0.0.0:4433")]
+    #[arg(long, default_value_t = config::DEFAULT_AGENT_LISTEN)]
     pub agent_listen: SocketAddr,
     /// TCP address of the admin HTTPS API.
-    #[arg(long, default_value = "0.0.0.0:9443")]
+    #[arg(long, default_value_t = config::DEFAULT_API_LISTEN)]
     pub api_listen: SocketAddr,
     /// Address agents should dial (`host:port`), written into join tokens; repeat for several.
     /// Default: this host's name and 127.0.0.1 on the agent port.
@@ -123,16 +122,16 @@ pub struct ServeArgs {
     )]
     pub public_addrs: Vec<String>,
     /// Check-in interval handed to agents (the NAT keepalive), e.g. `25s`.
-    #[arg(long, default_value = "25s", value_parser = parse_duration)]
-    pub checkin_interval: Duration,
+    #[arg(long, default_value_t = HumanDuration(config::DEFAULT_CHECKIN_INTERVAL))]
+    pub checkin_interval: HumanDuration,
     /// Inactivity after which a summoned agent returns to standby, e.g. `60s`.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub standby_after: Duration,
+    #[arg(long, default_value_t = HumanDuration(config::DEFAULT_STANDBY_AFTER))]
+    pub standby_after: HumanDuration,
     /// How long an admin request waits for a summoned device.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    pub summon_timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(config::DEFAULT_SUMMON_TIMEOUT))]
+    pub summon_timeout: HumanDuration,
     /// Proxied Docker requests in flight across all devices; more are refused with a clear error.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = config::DEFAULT_MAX_PROXY_STREAMS)]
     pub max_proxy_streams: usize,
     /// MiB of flow-control windows for summoned agents beyond their standby windows: bounds the
     /// hub's buffer memory (see docs/architecture.md); agents beyond it transfer at standby windows.
@@ -147,37 +146,35 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = crate::api::DEFAULT_MAX_API_CONNECTIONS)]
     pub max_api_connections: usize,
     /// QUIC transport profile for the hub side: lan, cellular or satellite.
-    #[arg(long, default_value = "cellular", value_parser = parse_profile)]
+    #[arg(long, default_value = config::DEFAULT_TRANSPORT.name, value_parser = parse_profile)]
     pub transport: TransportProfile,
     /// Devices one fleet token may have waiting for approval; more are refused until an admin
     /// approves or removes some.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = config::DEFAULT_MAX_PENDING_PER_FLEET)]
     pub max_pending_per_fleet: u32,
     /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
-    #[arg(long, hide = true, default_value = "8760h", value_parser = parse_duration)]
-    pub agent_cert_validity: Duration,
+    #[arg(long, hide = true, default_value_t = HumanDuration(config::DEFAULT_AGENT_CERT_VALIDITY))]
+    pub agent_cert_validity: HumanDuration,
 }
 
 impl ServeArgs {
     /// Resolve into the runtime configuration.
     pub fn into_config(self) -> HubConfig {
         HubConfig {
-            data_dir: self.data_dir,
             agent_listen: self.agent_listen,
             api_listen: self.api_listen,
             public_addrs: self.public_addrs,
-            checkin_interval: self.checkin_interval,
-            standby_after: self.standby_after,
-            summon_timeout: self.summon_timeout,
+            checkin_interval: self.checkin_interval.0,
+            standby_after: self.standby_after.0,
+            summon_timeout: self.summon_timeout.0,
             transport: self.transport,
-            flush_interval: Duration::from_secs(5),
-            max_concurrent_enrollments: 64,
             admission: AdmissionLimits::with_slots(self.max_handshakes),
             window_budget: self.window_budget_mib << 20,
             max_proxy_streams: self.max_proxy_streams,
             max_api_connections: self.max_api_connections,
-            agent_cert_validity: self.agent_cert_validity,
+            agent_cert_validity: self.agent_cert_validity.0,
             max_pending_per_fleet: self.max_pending_per_fleet,
+            ..HubConfig::new(self.data_dir)
         }
     }
 }
@@ -341,4 +338,19 @@ pub struct ListArgs {
     /// Rows per page.
     #[arg(long, default_value_t = 100)]
     pub per_page: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_without_flags_is_the_config_defaults() {
+        let Command::Serve(args) = Cli::parse_from(["outpost-hub", "serve"]).command else {
+            panic!("not serve");
+        };
+        let from_flags = args.into_config();
+        let defaults = HubConfig::new(PathBuf::from(config::DEFAULT_DATA_DIR));
+        assert_eq!(format!("{from_flags:?}"), format!("{defaults:?}"));
+    }
 }

@@ -1,0 +1,105 @@
+//! A hub's runtime configuration, with every default a named constant and the reason for it.
+//!
+//! `outpost-hub serve` layers its flags over [`HubConfig::new`]; the demo and tests start from the
+//! same defaults and change only what they must (a directory, loopback listeners).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use outpost_transport::profile::{self, TransportProfile};
+
+use crate::agent_link::admission::AdmissionLimits;
+
+/// Where a hub keeps its state unless told otherwise: beside where it was started.
+pub const DEFAULT_DATA_DIR: &str = "./outpost-data";
+/// The UDP port agents dial: QUIC's customary 4433, on every interface (the hub sits in a DMZ).
+pub const DEFAULT_AGENT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433);
+/// The admin API and Docker proxy: 9443, beside Docker's own TLS port 2376 habits.
+pub const DEFAULT_API_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9443);
+/// Check-ins are the NAT keepalive (QUIC keep-alive is off): 25 s stays inside the 30 s UDP binding
+/// timeout that carrier NATs commonly apply (the transport profiles' named link fact).
+pub const DEFAULT_CHECKIN_INTERVAL: Duration = Duration::from_secs(25);
+/// A summoned device returns to standby (no stream credit, small windows) after a minute without
+/// requests: long enough for an admin's next command, short enough to give the memory back.
+pub const DEFAULT_STANDBY_AFTER: Duration = Duration::from_secs(60);
+/// An admin request waits this long for a summoned device: a summon takes about one round trip,
+/// and a device that just lost its link needs a check-in interval or so to come back.
+pub const DEFAULT_SUMMON_TIMEOUT: Duration = Duration::from_secs(15);
+/// Proxied Docker requests in flight across all devices (each holds a QUIC stream and buffers).
+pub const DEFAULT_MAX_PROXY_STREAMS: usize = 4096;
+/// The hub's side of every connection assumes a cellular path unless told: the fleet we serve.
+pub const DEFAULT_TRANSPORT: TransportProfile = profile::CELLULAR;
+/// How often the registry's liveness changes are written: a list filtered on status is at most
+/// this stale (the list runs a flush itself for status filters).
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// Enrolments handled at once (each signs a certificate and writes a transaction); more are told
+/// the hub is busy and retry with backoff.
+pub const MAX_CONCURRENT_ENROLLMENTS: usize = 64;
+/// Devices one fleet token may have waiting for approval, so a leaked fleet token cannot fill the
+/// store with pending rows.
+pub const DEFAULT_MAX_PENDING_PER_FLEET: u32 = 100;
+/// Agent certificates live a year; agents renew at two thirds of it over their session.
+pub const DEFAULT_AGENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The resolved runtime configuration of a hub.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Where the CA, keys, admin token and database live.
+    pub data_dir: PathBuf,
+    /// UDP address for agents.
+    pub agent_listen: SocketAddr,
+    /// TCP address for the admin API.
+    pub api_listen: SocketAddr,
+    /// `host:port` addresses written into join tokens; derived from the bound socket when empty.
+    pub public_addrs: Vec<String>,
+    /// Check-in interval handed to agents.
+    pub checkin_interval: Duration,
+    /// Inactivity before a summoned agent returns to standby.
+    pub standby_after: Duration,
+    /// How long an admin request waits for a summoned device.
+    pub summon_timeout: Duration,
+    /// QUIC transport values for the hub side.
+    pub transport: TransportProfile,
+    /// How often liveness is written to the store.
+    pub flush_interval: Duration,
+    /// Enrolments handled at once; more are told the hub is busy.
+    pub max_concurrent_enrollments: usize,
+    /// New connections set up at once, and when to ask for address validation first.
+    pub admission: AdmissionLimits,
+    /// Bytes of flow-control windows granted to summoned agents beyond their standby windows.
+    pub window_budget: u64,
+    /// Proxied Docker requests in flight across all devices.
+    pub max_proxy_streams: usize,
+    /// Admin API connections held at once (fewer under a low open-file limit).
+    pub max_api_connections: usize,
+    /// Lifetime of issued agent certificates; agents renew at 2/3 of it.
+    pub agent_cert_validity: Duration,
+    /// Devices a fleet token may have waiting for approval; more are refused.
+    pub max_pending_per_fleet: u32,
+}
+
+impl HubConfig {
+    /// A hub with every default, keeping its state in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            agent_listen: DEFAULT_AGENT_LISTEN,
+            api_listen: DEFAULT_API_LISTEN,
+            public_addrs: Vec::new(),
+            checkin_interval: DEFAULT_CHECKIN_INTERVAL,
+            standby_after: DEFAULT_STANDBY_AFTER,
+            summon_timeout: DEFAULT_SUMMON_TIMEOUT,
+            transport: DEFAULT_TRANSPORT,
+            flush_interval: FLUSH_INTERVAL,
+            max_concurrent_enrollments: MAX_CONCURRENT_ENROLLMENTS,
+            admission: AdmissionLimits::default(),
+            window_budget: crate::agent_link::DEFAULT_WINDOW_BUDGET,
+            max_proxy_streams: DEFAULT_MAX_PROXY_STREAMS,
+            max_api_connections: crate::api::DEFAULT_MAX_API_CONNECTIONS,
+            agent_cert_validity: DEFAULT_AGENT_CERT_VALIDITY,
+            max_pending_per_fleet: DEFAULT_MAX_PENDING_PER_FLEET,
+        }
+    }
+}
