@@ -8,6 +8,11 @@
 //!
 //! The profile directory is found, in order, from `OUTPOST_NETEM_PROFILES`, the crate's source
 //! tree at build time, and `profiles/` next to the running binary.
+//!
+//! A profile names its mahimahi traces by a path relative to its own file (the shipped ones are
+//! in `netem/traces/`, so `../traces/NAME`), never to the working directory, and a trace that is
+//! not there fails the load with its path. Traces used to be looked up outside the repository as
+//! well, and on a clone without them the tests skipped `lte-trace` and still passed.
 
 mod raw;
 
@@ -18,8 +23,6 @@ use crate::model::{Capacity, LinkConfig, NatConfig};
 
 /// Environment variable naming the profile directory.
 pub const PROFILES_ENV: &str = "OUTPOST_NETEM_PROFILES";
-/// Environment variable naming a directory of mahimahi traces that profiles refer to by file name.
-pub const TRACES_ENV: &str = "OUTPOST_NETEM_TRACES";
 
 /// A named, two-direction link profile.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +88,7 @@ impl Profile {
         Self::from_toml(&name, &text, dir)
     }
 
-    /// Parses profile text; `dir` is where relative trace names are looked up first.
+    /// Parses profile text; relative trace paths are relative to `dir`.
     pub fn from_toml(name: &str, text: &str, dir: &Path) -> Result<Self, ProfileError> {
         raw::parse(name, text, dir)
     }
@@ -173,18 +176,6 @@ pub fn list(dir: &Path) -> Result<Vec<String>, ProfileError> {
         .collect();
     names.sort();
     Ok(names)
-}
-
-/// Where a trace named in a profile is looked for: next to the profile, in
-/// `$OUTPOST_NETEM_TRACES`, in `netem/traces`, and in the workspace's sibling `shared/traces`.
-pub(crate) fn trace_candidates(profile_dir: &Path, name: &str) -> Vec<PathBuf> {
-    let mut dirs = vec![profile_dir.to_owned()];
-    if let Some(dir) = std::env::var_os(TRACES_ENV) {
-        dirs.push(PathBuf::from(dir));
-    }
-    dirs.push(profile_dir.join("../traces"));
-    dirs.push(profile_dir.join("../../../shared/traces"));
-    dirs.into_iter().map(|d| d.join(name)).collect()
 }
 
 #[cfg(test)]

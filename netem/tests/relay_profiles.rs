@@ -107,13 +107,8 @@ async fn every_profile_has_its_rtt_and_loss() {
     let dir = outpost_netem::profile::profiles_dir().unwrap();
     let mut profiles = Vec::new();
     for name in outpost_netem::profile::list(&dir).unwrap() {
-        match Profile::load_from(&dir, &name) {
-            Ok(p) => profiles.push(p),
-            Err(e) if name == "lte-trace" => {
-                eprintln!("SKIP {name}: {e} (shared/traces is absent)")
-            }
-            Err(e) => panic!("{name}: {e}"),
-        }
+        let profile = Profile::load_from(&dir, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        profiles.push(profile);
     }
     assert!(
         profiles.len() >= 7,

@@ -358,15 +358,9 @@ fn trace_parse_errors() {
 
 #[test]
 fn recorded_trace_replays_exactly() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/traces/Verizon-LTE-short.down");
-    let Ok(trace) = Trace::load(&path) else {
-        eprintln!(
-            "SKIP: recorded trace not found at {} (shared/traces is absent)",
-            path.display()
-        );
-        return;
-    };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("traces/Verizon-LTE-short.down");
+    let trace = Trace::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let trace = Arc::new(trace);
     let config = LinkConfig {
         capacity: Capacity::Trace(trace.clone()),

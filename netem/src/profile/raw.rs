@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{trace_candidates, Profile};
+use super::Profile;
 use crate::error::ProfileError;
 use crate::model::{
     Capacity, DelayConfig, DelayStep, GilbertElliott, JitterDistribution, LinkConfig, LossConfig,
@@ -280,12 +280,7 @@ fn capacity(
 }
 
 fn load_trace(ctx: &Ctx<'_>, name: &str) -> Result<Trace, ProfileError> {
-    let candidates = trace_candidates(ctx.dir, name);
-    let path = candidates
-        .iter()
-        .find(|p| p.is_file())
-        .unwrap_or(&candidates[0]);
-    Trace::load(path).map_err(|source| ProfileError::Trace {
+    Trace::load(&ctx.dir.join(name)).map_err(|source| ProfileError::Trace {
         name: ctx.name.to_owned(),
         source,
     })

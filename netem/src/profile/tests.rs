@@ -24,14 +24,38 @@ fn every_shipped_profile_loads() {
         );
     }
     for name in names {
-        if name == "lte-trace" && !dir().join("../../../shared/traces").is_dir() {
-            eprintln!("SKIP lte-trace: shared/traces absent");
-            continue;
-        }
         let p = Profile::load_from(&dir(), &name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(p.name, name);
         assert!(!p.description.is_empty(), "{name} has no description");
     }
+}
+
+#[test]
+fn the_trace_profile_replays_the_shipped_traces() {
+    let p = Profile::load_from(&dir(), "lte-trace").unwrap();
+    for (direction, config) in [("up", &p.up), ("down", &p.down)] {
+        let Capacity::Trace(trace) = &config.capacity else {
+            panic!("lte-trace {direction}: {:?}", config.capacity);
+        };
+        assert!(
+            trace.len() > 10_000,
+            "{direction}: {} opportunities",
+            trace.len()
+        );
+    }
+}
+
+#[test]
+fn a_profile_naming_a_missing_trace_fails_with_its_path() {
+    let text = "[down]\ntrace = \"../traces/no-such.down\"\n";
+    let err = Profile::from_toml("gone", text, &dir()).unwrap_err();
+    let path = dir().join("../traces/no-such.down");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("profile gone: cannot read trace ")
+            && message.contains(&path.display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]

@@ -17,7 +17,9 @@
 //! more than [`STARTUP_LOSS_EXIT`] of what it delivered, or when the rate stops growing by a
 //! quarter for [`FULL_PIPE_ROUNDS`] rounds. The first two are checked on every ack and loss, not
 //! only when a round ends: on a 600 ms path the rest of a round in startup sends about a
-//! bandwidth-delay product more into a queue that is already full.
+//! bandwidth-delay product more into a queue that is already full. Which of these ended it (or
+//! the burst) is kept as a [`StartupExit`]. What a round measured lives in a [`RoundStats`] that
+//! starts over at each round's end.
 //!
 //! Idle periods (check-ins only) are app-limited: their rounds do not age the rate filter, so the
 //! first transfer after an hour of standby starts at the rate the link last delivered instead of
@@ -33,6 +35,8 @@
 mod config;
 mod max_filter;
 mod min_rtt;
+mod round;
+mod startup_exit;
 mod train;
 
 use std::collections::VecDeque;
@@ -42,6 +46,8 @@ use std::time::{Duration, Instant};
 pub use config::DeliveryRateConfig;
 use max_filter::MaxFilter;
 use min_rtt::MinRtt;
+use round::{RoundStats, MIN_ACKS_FOR_ACK_RATE};
+pub use startup_exit::StartupExit;
 use train::{Train, Verdict};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
@@ -64,9 +70,6 @@ pub(crate) const STARTUP_QUEUE_SHARE: f64 = 0.25;
 pub(crate) const QUEUE_DELAY_FLOOR: Duration = Duration::from_millis(15);
 /// Room for acks that arrive in bursts (Wi-Fi, cellular schedulers), in packets.
 const AGGREGATION_PACKETS: u64 = 4;
-/// A round's ack spacing is a rate sample only with this many acks over at least this span.
-const MIN_ACKS_FOR_ACK_RATE: u32 = 8;
-const MIN_ACK_RATE_SPAN: Duration = Duration::from_millis(2);
 /// Rounds in a row that outlast the window before the minimum round trip is re-measured.
 const UNEXPLAINED_ROUNDS: u32 = 4;
 /// What quinn is told the window is while a burst leaves: above `u32::MAX` its pacer stands
@@ -80,7 +83,7 @@ const MAX_MARKS: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Startup,
-    Steady,
+    Steady(StartupExit),
 }
 
 /// What had been delivered when packets were sent at `sent`.
@@ -114,28 +117,12 @@ pub struct DeliveryRate {
     round: u64,
     /// A round ends when a packet sent at or after this time is acknowledged.
     round_ends_after: Option<Instant>,
-    /// Whether any sample in the current round was not app-limited.
-    round_busy: bool,
-    /// Bytes delivered and lost in the current round.
-    round_delivered: u64,
-    round_lost: u64,
+    /// The current round's acks and losses, taken when it ends.
+    this_round: RoundStats,
     /// Bytes delivered in the last round.
     last_round_delivered: u64,
-    /// Acks in the current round: the first one's time and the bytes acked after it.
-    round_first_ack: Option<Instant>,
-    round_last_ack: Option<Instant>,
-    /// Send times of the packets acknowledged this round: first ack's, and the latest.
-    round_first_sent: Option<Instant>,
-    round_last_sent: Option<Instant>,
-    round_acked_after_first: u64,
-    round_acks: u32,
-    round_app_limited: bool,
-    /// The smallest RTT sample of the round.
-    round_min_rtt: Option<Duration>,
     /// Rounds in a row whose smallest RTT outlasted the window at the bottleneck rate.
     unexplained_rounds: u32,
-    /// The largest RTT sample of the round.
-    round_max_rtt: Duration,
     /// The path's minimum RTT.
     path_min_rtt: MinRtt,
     rate: MaxFilter,
@@ -169,20 +156,9 @@ impl DeliveryRate {
             last_acked_sent: None,
             round: 0,
             round_ends_after: None,
-            round_busy: false,
-            round_delivered: 0,
-            round_lost: 0,
+            this_round: RoundStats::default(),
             last_round_delivered: 0,
-            round_first_ack: None,
-            round_last_ack: None,
-            round_first_sent: None,
-            round_last_sent: None,
-            round_acked_after_first: 0,
-            round_acks: 0,
-            round_app_limited: false,
-            round_min_rtt: None,
             unexplained_rounds: 0,
-            round_max_rtt: Duration::ZERO,
             path_min_rtt: MinRtt::default(),
             rate: MaxFilter::default(),
             spacing: MaxFilter::default(),
@@ -230,9 +206,24 @@ impl DeliveryRate {
             .max(train)
     }
 
-    /// Whether startup has ended.
+    /// Whether the controller is still in startup.
     pub fn in_startup(&self) -> bool {
         self.mode == Mode::Startup
+    }
+
+    /// Why startup ended, once it has (until persistent congestion starts it over).
+    pub fn startup_exit(&self) -> Option<StartupExit> {
+        match self.mode {
+            Mode::Startup => None,
+            Mode::Steady(reason) => Some(reason),
+        }
+    }
+
+    /// Startup is over for `reason`; the first reason found is the one kept.
+    fn leave_startup(&mut self, reason: StartupExit) {
+        if self.mode == Mode::Startup {
+            self.mode = Mode::Steady(reason);
+        }
     }
 
     fn min_window(&self) -> u64 {
@@ -275,15 +266,15 @@ impl DeliveryRate {
     pub fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
         self.idle = false;
         self.delivered += bytes;
-        self.round_delivered += bytes;
+        self.this_round.delivered += bytes;
         self.delivered_at = Some(now);
         if !app_limited {
-            self.round_busy = true;
+            self.this_round.busy = true;
         }
         if self.round_ends_after.is_none_or(|end| sent > end) {
             self.end_round();
         }
-        self.count_round_ack(now, sent, bytes, app_limited);
+        self.this_round.count_ack(now, sent, bytes, app_limited);
         let explained = self.queue_explains_round_trips();
         self.path_min_rtt
             .on_sample(now, sent, app_limited, explained);
@@ -305,7 +296,7 @@ impl DeliveryRate {
                 let jump = self.steady_window(self.spacing.get(self.round), min_rtt);
                 self.window = self.window.max(grown).max(jump);
             }
-            Mode::Steady => self.window = self.steady_window(self.bottleneck_rate(), min_rtt),
+            Mode::Steady(_) => self.window = self.steady_window(self.bottleneck_rate(), min_rtt),
         }
         if self.path_min_rtt.probing() {
             self.window = self.window.min(self.probe_window());
@@ -361,7 +352,7 @@ impl DeliveryRate {
             (Some(Verdict::Bottleneck(rate)), Mode::Startup) => {
                 // This round and the next: the packets sent at the train's rate are acked then.
                 self.train_rate = Some((rate, self.round + 1));
-                self.mode = Mode::Steady;
+                self.leave_startup(StartupExit::BurstMeasured);
             }
             (Some(Verdict::TooShort), _) => self.train = None,
             _ => {}
@@ -371,12 +362,13 @@ impl DeliveryRate {
     /// Whether the round's smallest RTT sample shows a standing queue. The round's minimum, not
     /// each sample: per-packet jitter (±10 ms on LTE) would end startup at a tenth of the rate.
     fn queue_is_building(&self) -> bool {
-        let (Some(round_min), Some(threshold)) = (self.round_min_rtt, self.queue_delay_threshold())
+        let (Some(round_min), Some(threshold)) =
+            (self.this_round.min_rtt, self.queue_delay_threshold())
         else {
             return false;
         };
         let queued = round_min.saturating_sub(self.path_min_rtt.get());
-        self.round_acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
+        self.this_round.acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
     }
 
     /// The queueing delay above the minimum RTT that says the pipe is full, once there is one.
@@ -385,77 +377,31 @@ impl DeliveryRate {
         (!self.path_min_rtt.get().is_zero()).then(|| threshold.max(QUEUE_DELAY_FLOOR))
     }
 
-    fn count_round_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
-        self.round_acks += 1;
-        self.round_last_ack = Some(now);
-        let rtt = now.saturating_duration_since(sent);
-        self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |min| min.min(rtt)));
-        self.round_max_rtt = self.round_max_rtt.max(rtt);
-        self.round_first_sent.get_or_insert(sent);
-        self.round_last_sent = self.round_last_sent.max(Some(sent));
-        match self.round_first_ack {
-            None => self.round_first_ack = Some(now),
-            // Packets acknowledged by the round's first ack frame arrived before the span began.
-            Some(first) if first == now => {}
-            Some(_) => self.round_acked_after_first += bytes,
-        }
-        if app_limited {
-            self.round_app_limited = true;
-        }
-    }
-
-    /// The rate acks arrived at over a round. A burst that crosses the bottleneck leaves it
-    /// spaced at the bottleneck's rate (packet pair), so this knows the path's rate a round or
-    /// two before the per-packet samples do.
-    /// The span is the longer of the acks' and the sends' (as in BBR's rate samples): acks
-    /// bunched by the receiver or the network can never show more than the sender sent.
-    fn round_ack_rate(&self) -> Option<u64> {
-        let acks = self
-            .round_last_ack?
-            .checked_duration_since(self.round_first_ack?)?;
-        let sends = self
-            .round_last_sent?
-            .saturating_duration_since(self.round_first_sent?);
-        let span = acks.max(sends);
-        if self.round_acks < MIN_ACKS_FOR_ACK_RATE || span < MIN_ACK_RATE_SPAN {
-            return None;
-        }
-        Some((self.round_acked_after_first as f64 / span.as_secs_f64()) as u64)
-    }
-
+    /// The round ends: its ack spacing and smallest round trip are counted, and in startup a
+    /// queue or a rate that stopped growing ends startup. An overflowing queue is caught within
+    /// the round ([`Self::exit_startup_early`]), while the round's largest round trip is known.
     fn end_round(&mut self) {
         self.round_ends_after = self.last_sent;
+        let queue_building = self.queue_is_building();
+        let ended = std::mem::take(&mut self.this_round);
         // A whole round's acks: jitter that bunches a few acks averages out over a round trip.
-        if let (Some(rate), false) = (self.round_ack_rate(), self.round_app_limited) {
+        if let (Some(rate), false) = (ended.ack_rate(), ended.app_limited) {
             self.spacing.update(self.round, rate);
         }
-        self.round_app_limited = false;
-        let (delivered, lost) = (self.round_delivered, self.round_lost);
-        let queue_building = self.queue_is_building();
-        if let Some(round_min) = self.round_min_rtt.take() {
+        if let Some(round_min) = ended.min_rtt {
             self.unexplained_rounds = match self.outlasts_window(round_min) {
                 true => self.unexplained_rounds.saturating_add(1),
                 false => 0,
             };
         }
-        self.round_max_rtt = Duration::ZERO;
-        self.round_delivered = 0;
-        self.round_lost = 0;
-        self.round_first_ack = None;
-        self.round_last_ack = None;
-        self.round_first_sent = None;
-        self.round_last_sent = None;
-        self.round_acked_after_first = 0;
-        self.round_acks = 0;
-        if !self.round_busy {
+        if !ended.busy {
             return;
         }
-        self.round_busy = false;
         self.round += 1;
-        self.last_round_delivered = delivered;
+        self.last_round_delivered = ended.delivered;
         if self.mode == Mode::Startup {
-            if self.overflowing(delivered, lost) || queue_building {
-                self.mode = Mode::Steady;
+            if queue_building {
+                self.leave_startup(StartupExit::QueueDelay);
             } else {
                 self.check_full_pipe();
             }
@@ -470,7 +416,7 @@ impl DeliveryRate {
     fn overflowing(&self, delivered: u64, lost: u64) -> bool {
         let queued = self
             .queue_delay_threshold()
-            .is_some_and(|threshold| self.round_max_rtt > self.path_min_rtt.get() + threshold);
+            .is_some_and(|threshold| self.this_round.max_rtt > self.path_min_rtt.get() + threshold);
         queued
             && lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
             && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu
@@ -483,10 +429,14 @@ impl DeliveryRate {
         // Against at least what the last round delivered: early in a round a short burst of
         // loss (a cell edge, flaky-cellular's bursts) is a large share of the little delivered
         // so far, and ended startup at a fraction of the rate.
-        let delivered = self.round_delivered.max(self.last_round_delivered);
-        let signal = self.queue_is_building() || self.overflowing(delivered, self.round_lost);
-        if self.mode == Mode::Startup && self.round_busy && signal {
-            self.mode = Mode::Steady;
+        if self.mode != Mode::Startup || !self.this_round.busy {
+            return;
+        }
+        let delivered = self.this_round.delivered.max(self.last_round_delivered);
+        if self.queue_is_building() {
+            self.leave_startup(StartupExit::QueueDelay);
+        } else if self.overflowing(delivered, self.this_round.lost) {
+            self.leave_startup(StartupExit::QueueOverflow);
         }
     }
 
@@ -499,7 +449,7 @@ impl DeliveryRate {
         }
         self.rounds_without_growth += 1;
         if self.rounds_without_growth >= FULL_PIPE_ROUNDS {
-            self.mode = Mode::Steady;
+            self.leave_startup(StartupExit::RatePlateau);
         }
     }
 
@@ -538,7 +488,7 @@ impl DeliveryRate {
     /// Loss: random loss is not congestion here; only persistent congestion (an outage, or a
     /// path that changed under us) resets the controller.
     pub fn on_congestion_event(&mut self, lost_bytes: u64, persistent: bool) {
-        self.round_lost += lost_bytes;
+        self.this_round.lost += lost_bytes;
         self.exit_startup_early();
         if persistent {
             *self = Self::new(self.config.clone(), self.mtu as u16);

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::TransportConfig;
 
-pub use delivery_rate::{DeliveryRate, DeliveryRateConfig};
+pub use delivery_rate::{DeliveryRate, DeliveryRateConfig, StartupExit};
 
 /// A congestion controller by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -175,7 +175,11 @@ fn fills_a_lossy_geo_path_near_link_rate() {
         "10 MB took {:?}",
         run.elapsed
     );
-    assert!(!run.controller.in_startup());
+    assert_eq!(
+        run.controller.startup_exit(),
+        Some(StartupExit::BurstMeasured),
+        "the first flight's 12 packets cross the 20 Mbit/s bottleneck as a train"
+    );
     let rate = run.controller.bottleneck_rate() as f64;
     assert!(
         rate > GEO.rate * 0.9 && rate < GEO.rate * 1.2,
@@ -246,8 +250,10 @@ fn a_second_transfer_after_idle_starts_at_the_learned_rate() {
 fn persistent_congestion_starts_over_from_a_small_window() {
     let mut run = transfer(&GEO, 4 << 20, fresh(), 6).controller;
     assert!(run.window() > 100_000);
+    assert_eq!(run.startup_exit(), Some(StartupExit::BurstMeasured));
     run.on_congestion_event(0, true);
     assert!(run.in_startup());
+    assert_eq!(run.startup_exit(), None);
     assert_eq!(run.window(), 4 * 1200);
     assert_eq!(run.bottleneck_rate(), 0);
 }
@@ -264,6 +270,7 @@ fn a_slow_narrow_link_is_not_flooded() {
     };
     let size = 256 << 10;
     let run = transfer(&link, size, fresh(), 7);
+    assert_eq!(run.controller.startup_exit(), Some(StartupExit::QueueDelay));
     // Each packet crosses 1/(1 - 0.3) times on average; allow slack for startup.
     let ideal = size as f64 / 0.7 / link.rate + 0.3;
     assert!(
@@ -335,7 +342,7 @@ fn startup_ends_within_the_round_that_overflows() {
     // overflowed, and the rest of the round would only add to it.
     let mut controller = second_round(Duration::from_millis(200));
     controller.on_congestion_event(10 * PACKET, false);
-    assert!(!controller.in_startup());
+    assert_eq!(controller.startup_exit(), Some(StartupExit::QueueOverflow));
 }
 
 #[test]
@@ -344,6 +351,32 @@ fn a_loss_burst_without_a_queue_does_not_end_startup() {
     let mut controller = second_round(Duration::ZERO);
     controller.on_congestion_event(10 * PACKET, false);
     assert!(controller.in_startup());
+    assert_eq!(controller.startup_exit(), None);
+}
+
+#[test]
+fn a_rate_that_stops_growing_ends_startup() {
+    // A paced sender that has only 12 packets per round trip to send (not app-limited: the
+    // application keeps the stream full, the link is what is slow): no queue and no loss, so
+    // only the rate standing still for FULL_PIPE_ROUNDS rounds ends startup.
+    let mut controller = fresh();
+    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+    let epoch = Instant::now();
+    let rtt = GEO.one_way * 2;
+    let gap = Duration::from_millis(1);
+    for round in 0..6u32 {
+        let start = epoch + rtt * round;
+        for i in 0..12 {
+            controller.on_sent(start + gap * i, PACKET);
+        }
+        for i in 0..12 {
+            controller.on_ack(start + rtt + gap * i, start + gap * i, PACKET, false);
+        }
+        if controller.startup_exit().is_some() {
+            break;
+        }
+    }
+    assert_eq!(controller.startup_exit(), Some(StartupExit::RatePlateau));
 }
 
 #[test]
@@ -354,6 +387,10 @@ fn a_satellite_first_flight_finds_the_rate_in_one_round_trip() {
         ..DeliveryRateConfig::default()
     };
     let run = transfer(&GEO, 10 << 20, DeliveryRate::new(Arc::new(config), 1200), 8);
+    assert_eq!(
+        run.controller.startup_exit(),
+        Some(StartupExit::BurstMeasured)
+    );
     let bdp = GEO.rate * 0.6;
     // Paced startup overshot to about 3 BDP here and finished in 6.4-6.8 s; the burst's acks
     // give the steady window after one round trip.
@@ -437,7 +474,7 @@ fn only_rounds_in_a_row_that_outlast_the_window_start_a_probe() {
     // (50.9 s for 2 MB in the `congestion` bench, 21.4 s with this rule).
     let link = Link { loss: 0.0, ..LEO };
     let mut controller = transfer(&link, 4 << 20, fresh(), 12).controller;
-    assert!(!controller.in_startup());
+    assert_eq!(controller.startup_exit(), Some(StartupExit::BurstMeasured));
     #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
     let mut at = Instant::now() + Duration::from_secs(60);
     for rtt in [40, 100, 40, 40, 100, 40, 100, 100, 100, 40] {
