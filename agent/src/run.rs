@@ -153,7 +153,9 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             watch_route,
         );
         let outcome = outcome(session.await, observer.as_deref());
-        match reconnect.after(outcome, started.elapsed(), &mut rand::rng()) {
+        // The generator is drawn from before the sleep: it must not be held across an await.
+        let next = reconnect.after(outcome, started.elapsed(), &mut rand::rng());
+        match next {
             Next::Stop(e) => return Err(e),
             Next::Retry(delay) => {
                 info!(
@@ -233,7 +235,8 @@ async fn enroll_until_done(
         } else {
             Outcome::Lost
         };
-        match reconnect.after(failed, Duration::ZERO, &mut rand::rng()) {
+        let next = reconnect.after(failed, Duration::ZERO, &mut rand::rng());
+        match next {
             Next::Stop(e) => return Err(e),
             Next::Retry(delay) => {
                 warn!(?delay, "enrolment failed, retrying: {message}");

@@ -62,7 +62,10 @@ fn setup(docker: DockerHost) -> DriverSetup {
 
 async fn next_checkin(hub: &quinn::Connection) -> u32 {
     loop {
-        let bytes = hub.read_datagram().await.unwrap();
+        let bytes = hub
+            .read_datagram()
+            .await
+            .expect("the connection ended before the next check-in");
         if let Ok(Datagram::CheckIn { seq }) = wire::decode(&bytes) {
             return seq;
         }
