@@ -2,6 +2,10 @@
 //! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
 //! then events, then sleep until the next deadline.
 //!
+//! No `select!` branch awaits I/O: control frames are queued and written from a branch of their
+//! own, and frames are read the same way, each by a future pinned across iterations that owns its
+//! half of the control stream while it runs (`driver/outbox.rs`).
+//!
 //! A [`SessionObserver`] may watch it (the load tool times check-in acks for thousands of agents);
 //! the agent binary passes none.
 
@@ -24,10 +28,10 @@ use tracing::{debug, info, warn};
 use crate::docker_host::DockerHost;
 use crate::route::RouteWatch;
 use crate::{relay, renew, snapshot};
-
-mod outbox;
 use outbox::{Backlog, Outbox};
 use outpost_protocol::snapshot::EngineSnapshot;
+
+mod outbox;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -154,10 +158,13 @@ async fn serve(
     let mut session = AgentSession::new(Instant::now().into_std(), defaults.session);
     session.handle_settings(welcome.settings);
     let mut outbox = Outbox::default();
-    let renewing = renew::attach(conn, defaults.renewal.clone()).map(|(request, requested)| {
-        let _ = outbox.push(&request); // the first frame: the queue is empty
-        requested
-    });
+    let renewing = match renew::attach(conn, defaults.renewal.clone()) {
+        Some((request, requested)) => {
+            outbox.push(&request)?;
+            Some(requested)
+        }
+        None => None,
+    };
     if defaults.snapshot_on_connect {
         session.request_snapshot(Instant::now().into_std());
     }
