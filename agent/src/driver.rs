@@ -2,6 +2,10 @@
 //! what arrives (acks, summons, timers) and carries out what it asks, in a fixed order — datagrams,
 //! then events, then sleep until the next deadline.
 //!
+//! No `select!` branch awaits I/O: control frames are queued and written from a branch of their
+//! own, and frames are read the same way, each by a future pinned across iterations that owns its
+//! half of the control stream while it runs (`driver/outbox.rs`).
+//!
 //! A [`SessionObserver`] may watch it (the load tool times check-in acks for thousands of agents);
 //! the agent binary passes none.
 
@@ -23,8 +27,11 @@ use tracing::{debug, info, warn};
 
 use crate::docker_host::DockerHost;
 use crate::route::RouteWatch;
-use crate::{relay, snapshot};
+use crate::{relay, renew, snapshot};
+use outbox::{Backlog, Outbox};
 use outpost_protocol::snapshot::EngineSnapshot;
+
+mod outbox;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -111,7 +118,7 @@ pub struct DriverSetup {
     /// Check in at once when the local address that reaches the hub changes ([`crate::route`]).
     pub watch_route: bool,
     /// Renewing the certificate this session connected with ([`crate::renew`]).
-    pub renewal: Option<crate::renew::Renewal>,
+    pub renewal: Option<renew::Renewal>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -131,21 +138,12 @@ async fn serve(
     defaults: DriverSetup,
     on_welcome: impl FnOnce(&Welcome),
 ) -> Result<(), SessionEnd> {
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let (mut send, recv) = conn.open_bi().await?;
     let hello = AgentMessage::Hello {
         agent_version: env!("CARGO_PKG_VERSION").into(),
     };
     wire::write_frame(&mut send, &hello).await?;
-    let first = tokio::select! {
-        first = tokio::time::timeout(WELCOME_DEADLINE, wire::read_frame::<HubMessage, _>(&mut recv, MAX_CONTROL_FRAME)) => first,
-        closed = conn.closed() => return Err(closed.into()),
-    };
-    let first = first.map_err(|_| SessionEnd::Lost("no welcome from the hub".into()))?;
-    let HubMessage::Welcome(welcome) = first? else {
-        return Err(SessionEnd::Lost(
-            "the hub did not start with a welcome".into(),
-        ));
-    };
+    let (recv, welcome) = welcome(conn, recv).await?;
     on_welcome(&welcome);
     if let Some(observer) = &defaults.observer {
         observer.established();
@@ -159,27 +157,45 @@ async fn serve(
     }
     let mut session = AgentSession::new(Instant::now().into_std(), defaults.session);
     session.handle_settings(welcome.settings);
-    let (hub_tx, hub_rx) = mpsc::channel(16);
-    let reader = tokio::spawn(wire::forward_frames(recv, MAX_CONTROL_FRAME, hub_tx));
-    let hub_rx = crate::renew::attach(conn, &mut send, defaults.renewal.clone(), hub_rx).await?;
-    let snapshots = Snapshots::new(defaults.docker.clone());
+    let mut outbox = Outbox::default();
+    let renewing = match renew::attach(conn, defaults.renewal.clone()) {
+        Some((request, requested)) => {
+            outbox.push(&request)?;
+            Some(requested)
+        }
+        None => None,
+    };
     if defaults.snapshot_on_connect {
         session.request_snapshot(Instant::now().into_std());
     }
-    let acks = AckTimer::new(defaults.observer.clone());
-    let route = RouteWatch::new(conn.remote_address(), defaults.watch_route);
-    let result = drive(
+    let driver = Driver {
         conn,
-        &mut session,
-        &mut send,
-        hub_rx,
-        snapshots,
-        acks,
-        route,
-    )
-    .await;
-    reader.abort();
-    result
+        session,
+        outbox,
+        snapshots: Snapshots::new(defaults.docker.clone()),
+        route: RouteWatch::new(conn.remote_address(), defaults.watch_route),
+        observer: defaults.observer,
+        renewing,
+    };
+    driver.drive(send, recv).await
+}
+
+/// The hub's welcome, the first frame it sends, with the stream handed back for the rest.
+async fn welcome(
+    conn: &quinn::Connection,
+    recv: quinn::RecvStream,
+) -> Result<(quinn::RecvStream, Welcome), SessionEnd> {
+    let first = tokio::select! {
+        first = tokio::time::timeout(WELCOME_DEADLINE, wire::next_frame::<HubMessage, _>(recv, MAX_CONTROL_FRAME)) => first,
+        closed = conn.closed() => return Err(closed.into()),
+    };
+    let (recv, first) = first.map_err(|_| SessionEnd::Lost("no welcome from the hub".into()))?;
+    let HubMessage::Welcome(welcome) = first? else {
+        return Err(SessionEnd::Lost(
+            "the hub did not start with a welcome".into(),
+        ));
+    };
+    Ok((recv, welcome))
 }
 
 /// Prefer the connection's close reason (a revocation, say) over the stream error it caused.
@@ -190,120 +206,171 @@ fn ended(conn: &quinn::Connection, error: SessionEnd) -> SessionEnd {
     }
 }
 
-async fn drive(
-    conn: &quinn::Connection,
-    session: &mut AgentSession,
-    send: &mut quinn::SendStream,
-    mut hub: mpsc::Receiver<Result<HubMessage, WireError>>,
-    mut snapshots: Snapshots,
-    mut acks: AckTimer,
-    mut route: RouteWatch,
-) -> Result<(), SessionEnd> {
-    let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
-    loop {
-        while let Some(datagram) = session.poll_transmit() {
-            acks.sent(&datagram);
-            if let Err(e) = conn.send_datagram(wire::encode(&datagram).into()) {
+impl From<Backlog> for SessionEnd {
+    fn from(e: Backlog) -> Self {
+        Self::Lost(e.to_string())
+    }
+}
+
+/// One welcomed session: the state machine and what carries out its decisions.
+struct Driver<'c> {
+    conn: &'c quinn::Connection,
+    session: AgentSession,
+    outbox: Outbox,
+    snapshots: Snapshots,
+    route: RouteWatch,
+    observer: Option<Arc<dyn SessionObserver>>,
+    renewing: Option<renew::Requested>,
+}
+
+impl Driver<'_> {
+    /// The loop: send what the session asks, queue its control frames, then wait for whichever
+    /// comes first. Reads and writes of the control stream are futures pinned across iterations,
+    /// each owning its half of the stream while it runs, so no branch ever awaits I/O.
+    async fn drive(
+        mut self,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> Result<(), SessionEnd> {
+        let conn = self.conn;
+        let (closed_tx, mut closed_rx) = mpsc::channel::<()>(64);
+        let mut reading = Box::pin(wire::next_frame(recv, MAX_CONTROL_FRAME));
+        // Starts with nothing to write; `idle` holds the stream whenever no write runs.
+        let mut writing = Box::pin(outbox::write_all(send, Vec::new()));
+        let mut idle = None;
+        loop {
+            self.transmit();
+            while let Some(event) = self.session.poll_event() {
+                self.carry_out(event)?;
+            }
+            if let Some(send) = idle.take() {
+                match self.outbox.take() {
+                    Some(bytes) => writing.set(outbox::write_all(send, bytes)),
+                    None => idle = Some(send),
+                }
+            }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(Instant::from_std)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => self.session.handle_timeout(Instant::now().into_std()),
+                datagram = conn.read_datagram() => self.on_datagram(&datagram?),
+                (recv, message) = &mut reading => {
+                    reading.set(wire::next_frame(recv, MAX_CONTROL_FRAME));
+                    match message {
+                        Ok(message) => self.on_hub_message(message)?,
+                        Err(WireError::Closed) => return Err(conn.closed().await.into()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                (send, written) = &mut writing, if idle.is_none() => {
+                    written?;
+                    idle = Some(send);
+                }
+                stream = conn.accept_bi() => {
+                    let (send, recv) = stream?;
+                    self.session.handle_stream_opened(Instant::now().into_std());
+                    debug!(open = self.session.open_streams(), "proxy stream opened");
+                    relay_stream(send, recv, self.snapshots.docker.clone(), closed_tx.clone());
+                }
+                Some(snapshot) = self.snapshots.ready.recv() => {
+                    debug!(containers = snapshot.containers.len(), "sending engine snapshot");
+                    self.outbox.push(&AgentMessage::Snapshot(snapshot))?;
+                }
+                Some(()) = closed_rx.recv() => {
+                    self.session.handle_stream_closed(Instant::now().into_std());
+                    info!(open = self.session.open_streams(), "proxy stream closed");
+                }
+                source = self.route.changed() => {
+                    info!(?source, "the local address that reaches the hub changed; checking in now");
+                    self.session.handle_path_change(Instant::now().into_std());
+                }
+                closed = conn.closed() => return Err(closed.into()),
+            }
+        }
+    }
+
+    /// Send the check-ins the session asks for (a datagram never waits).
+    fn transmit(&mut self) {
+        while let Some(datagram) = self.session.poll_transmit() {
+            if let Err(e) = self.conn.send_datagram(wire::encode(&datagram).into()) {
                 debug!("check-in not sent: {e}");
             }
         }
-        while let Some(event) = session.poll_event() {
-            carry_out(conn, send, event, &snapshots).await?;
-        }
-        let deadline = session
-            .poll_timeout()
-            .map(Instant::from_std)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => session.handle_timeout(Instant::now().into_std()),
-            datagram = conn.read_datagram() => {
-                match wire::decode::<Datagram>(&datagram?) {
-                    Ok(datagram) => {
-                        acks.received(&datagram);
-                        session.handle_datagram(Instant::now().into_std(), datagram);
-                    }
-                    Err(e) => warn!("ignoring a malformed datagram from the hub: {e}"),
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8]) {
+        match wire::decode::<Datagram>(bytes) {
+            Ok(datagram) => {
+                self.session
+                    .handle_datagram(Instant::now().into_std(), datagram);
+                let sample = self.session.poll_rtt_sample();
+                if let (Some(observer), Some(rtt)) = (&self.observer, sample) {
+                    observer.checkin_acked(rtt);
                 }
             }
-            message = hub.recv() => match message {
-                Some(Ok(message)) => handle_hub_message(session, message)?,
-                Some(Err(WireError::Closed)) | None => return Err(conn.closed().await.into()),
-                Some(Err(e)) => return Err(e.into()),
+            Err(e) => warn!("ignoring a malformed datagram from the hub: {e}"),
+        }
+    }
+
+    fn on_hub_message(&mut self, message: HubMessage) -> Result<(), SessionEnd> {
+        let now = Instant::now().into_std();
+        match message {
+            HubMessage::Summon { id } => self.session.handle_summon(now, id),
+            HubMessage::Approved => info!("an administrator approved this device"),
+            HubMessage::Settings(settings) => self.session.handle_settings(settings),
+            HubMessage::Welcome(_) => {
+                return Err(SessionEnd::Lost("the hub sent a second welcome".into()))
+            }
+            HubMessage::Renewed { cert_der } => match &self.renewing {
+                Some(requested) => requested.answered(&cert_der),
+                None => debug!("a renewed certificate this session did not ask for"),
             },
-            stream = conn.accept_bi() => {
-                let (send, recv) = stream?;
-                session.handle_stream_opened(Instant::now().into_std());
-                debug!(open = session.open_streams(), "proxy stream opened");
-                let docker = snapshots.docker.clone();
-                let closed = closed_tx.clone();
-                tokio::spawn(async move {
-                    match relay::serve(send, recv, &docker).await {
-                        Ok(moved) => debug!(?moved, "proxy stream done"),
-                        Err(e) => info!("proxy stream ended: {e}"),
-                    }
-                    let _ = closed.send(()).await;
-                });
-            }
-            Some(snapshot) = snapshots.ready.recv() => {
-                debug!(containers = snapshot.containers.len(), "sending engine snapshot");
-                wire::write_frame(send, &AgentMessage::Snapshot(snapshot)).await?;
-            }
-            Some(()) = closed_rx.recv() => {
-                session.handle_stream_closed(Instant::now().into_std());
-                info!(open = session.open_streams(), "proxy stream closed");
-            }
-            source = route.changed() => {
-                info!(?source, "the local address that reaches the hub changed; checking in now");
-                session.handle_path_change(Instant::now().into_std());
-            }
-            closed = conn.closed() => return Err(closed.into()),
         }
+        Ok(())
+    }
+
+    /// Do what the session decided; control frames are queued, never awaited here.
+    fn carry_out(&mut self, event: AgentEvent) -> Result<(), Backlog> {
+        match event {
+            AgentEvent::GrantStreams(count) => {
+                self.conn
+                    .set_max_concurrent_bi_streams(VarInt::from_u32(count));
+            }
+            AgentEvent::SendReady(id) => {
+                debug!(id, "summoned");
+                self.outbox.push(&AgentMessage::Ready { id })?;
+            }
+            AgentEvent::EnterStandby => {
+                self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
+                self.outbox.push(&AgentMessage::Standby)?;
+                info!("back to standby");
+            }
+            AgentEvent::TakeSnapshot => self.snapshots.take(),
+            AgentEvent::HubSilent { missed } => {
+                warn!(missed, "the hub has not acknowledged the last check-ins");
+            }
+        }
+        Ok(())
     }
 }
 
-fn handle_hub_message(session: &mut AgentSession, message: HubMessage) -> Result<(), SessionEnd> {
-    let now = Instant::now().into_std();
-    match message {
-        HubMessage::Summon { id } => session.handle_summon(now, id),
-        HubMessage::Approved => info!("an administrator approved this device"),
-        HubMessage::Settings(settings) => session.handle_settings(settings),
-        HubMessage::Welcome(_) => {
-            return Err(SessionEnd::Lost("the hub sent a second welcome".into()))
+/// Relay one proxy stream on its own task; `closed` hears when it ends.
+fn relay_stream(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    docker: DockerHost,
+    closed: mpsc::Sender<()>,
+) {
+    tokio::spawn(async move {
+        match relay::serve(send, recv, &docker).await {
+            Ok(moved) => debug!(?moved, "proxy stream done"),
+            Err(e) => info!("proxy stream ended: {e}"),
         }
-        HubMessage::Renewed { .. } => debug!("a renewed certificate this session did not ask for"),
-    }
-    Ok(())
-}
-
-/// Times check-ins for the observer: the last one sent, matched against acks by sequence number.
-struct AckTimer {
-    observer: Option<Arc<dyn SessionObserver>>,
-    last: Option<(u32, Instant)>,
-}
-
-impl AckTimer {
-    fn new(observer: Option<Arc<dyn SessionObserver>>) -> Self {
-        Self {
-            observer,
-            last: None,
-        }
-    }
-
-    fn sent(&mut self, datagram: &Datagram) {
-        if let (Some(_), Datagram::CheckIn { seq }) = (&self.observer, datagram) {
-            self.last = Some((*seq, Instant::now()));
-        }
-    }
-
-    fn received(&mut self, datagram: &Datagram) {
-        let (Some(observer), Datagram::Ack { seq, .. }) = (&self.observer, datagram) else {
-            return;
-        };
-        if let Some((_, sent)) = self.last.filter(|(sent_seq, _)| sent_seq == seq) {
-            observer.checkin_acked(sent.elapsed());
-            self.last = None;
-        }
-    }
+        let _ = closed.send(()).await;
+    });
 }
 
 /// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed
@@ -338,29 +405,5 @@ impl Snapshots {
     }
 }
 
-async fn carry_out(
-    conn: &quinn::Connection,
-    send: &mut quinn::SendStream,
-    event: AgentEvent,
-    snapshots: &Snapshots,
-) -> Result<(), SessionEnd> {
-    match event {
-        AgentEvent::GrantStreams(count) => {
-            conn.set_max_concurrent_bi_streams(VarInt::from_u32(count));
-        }
-        AgentEvent::SendReady(id) => {
-            debug!(id, "summoned");
-            wire::write_frame(send, &AgentMessage::Ready { id }).await?;
-        }
-        AgentEvent::EnterStandby => {
-            conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
-            wire::write_frame(send, &AgentMessage::Standby).await?;
-            info!("back to standby");
-        }
-        AgentEvent::TakeSnapshot => snapshots.take(),
-        AgentEvent::HubSilent { missed } => {
-            warn!(missed, "the hub has not acknowledged the last check-ins");
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

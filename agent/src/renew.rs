@@ -16,17 +16,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use outpost_certs::{cert_public_key, cert_validity, Fingerprint, Validity};
-use outpost_protocol::wire::{self, AgentMessage, CloseCode, HubMessage, WireError};
+use outpost_protocol::wire::{AgentMessage, CloseCode};
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 /// The longest single wait of the renewal timer; the wall clock is read again after it (a device
 /// that booted with a wrong clock corrects it later).
 const RECHECK: Duration = Duration::from_secs(24 * 3600);
-
-/// What control frames from the hub arrive as (see [`wire::forward_frames`]).
-type HubFrames = mpsc::Receiver<Result<HubMessage, WireError>>;
 
 /// When to renew a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,44 +138,36 @@ pub fn check_expiry(leaf: &[u8], now: SystemTime, dir: &str) -> Result<(), Expir
     }
 }
 
-/// Start the renewal on a welcomed session: ask now and take the reply out of the hub's frames,
-/// or close the connection when the renewal point passes during the session.
-pub async fn attach(
-    conn: &quinn::Connection,
-    send: &mut quinn::SendStream,
-    renewal: Option<Renewal>,
-    hub: HubFrames,
-) -> Result<HubFrames, WireError> {
-    let Some(renewal) = renewal else {
-        return Ok(hub);
-    };
-    match renewal.plan {
-        Plan::Now => {
-            let csr_der = renewal.csr_der.clone();
-            wire::write_frame(send, &AgentMessage::Renew { csr_der }).await?;
-            info!("certificate past 2/3 of its life; renewal requested");
-            Ok(intercept(hub, renewal))
-        }
-        Plan::At(due) => {
-            tokio::spawn(close_when_due(conn.clone(), due));
-            Ok(hub)
-        }
+/// A renewal asked for on this session, waiting for the hub's `Renewed`.
+#[derive(Debug)]
+pub struct Requested(Renewal);
+
+impl Requested {
+    /// The hub's answer arrived: store the certificate if it is for this device's key.
+    pub fn answered(&self, cert_der: &[u8]) {
+        self.0.store(cert_der);
     }
 }
 
-/// The hub's frames without the `Renewed` answer, which is stored here.
-fn intercept(mut hub: HubFrames, renewal: Renewal) -> HubFrames {
-    let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
-        while let Some(frame) = hub.recv().await {
-            if let Ok(HubMessage::Renewed { cert_der }) = &frame {
-                renewal.store(cert_der);
-            } else if tx.send(frame).await.is_err() {
-                return;
-            }
+/// Start the renewal on a welcomed session: when it is due, the `Renew` request for the driver to
+/// send and what takes the answer; otherwise close the connection when the renewal point passes
+/// during the session.
+pub fn attach(
+    conn: &quinn::Connection,
+    renewal: Option<Renewal>,
+) -> Option<(AgentMessage, Requested)> {
+    let renewal = renewal?;
+    match renewal.plan {
+        Plan::Now => {
+            let csr_der = renewal.csr_der.clone();
+            info!("certificate past 2/3 of its life; renewal requested");
+            Some((AgentMessage::Renew { csr_der }, Requested(renewal)))
         }
-    });
-    rx
+        Plan::At(due) => {
+            tokio::spawn(close_when_due(conn.clone(), due));
+            None
+        }
+    }
 }
 
 async fn close_when_due(conn: quinn::Connection, due: SystemTime) {

@@ -1,6 +1,7 @@
-//! The agent's life: enrol once, then keep a session up for as long as the process runs, with
-//! exponential backoff and full jitter between attempts. Refusals are final and end the process
-//! with their reason; network failures never are.
+//! The agent's life: enrol once, then keep a session up for as long as the process runs. When to
+//! dial again, and when to stop, is [`outpost_protocol::reconnect`]'s decision (backoff with full
+//! jitter, reset after a stable session, a stopping hub's restart spread; refusals are final and
+//! end the process with their reason, network failures never are); this loop dials and sleeps.
 //!
 //! [`run_with`] takes [`Hooks`]: a dialer (perhaps on a shared socket) and an observer, so a load
 //! tool can run thousands of real agents in one process; [`run`] is the agent binary's plain case.
@@ -12,6 +13,7 @@ use std::time::Duration;
 use outpost_certs::Fingerprint;
 use outpost_protocol::agent_session::SessionTiming;
 use outpost_protocol::backoff::Backoff;
+use outpost_protocol::reconnect::{Next, Outcome, Reconnect};
 use outpost_protocol::token::JoinToken;
 use outpost_protocol::wire::ALPN_SESSION;
 use outpost_protocol::AgentId;
@@ -129,10 +131,11 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     } = hooks;
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
-    let mut backoff = Backoff::new(config.backoff_base, config.backoff_cap);
+    let backoff = Backoff::new(config.backoff_base, config.backoff_cap);
+    let mut reconnect = Reconnect::new(backoff, config.stable_after);
     if identity.enrollment.is_none() {
         let token = config.edge_key.as_ref().ok_or(AgentError::NoToken)?;
-        enroll_until_done(&mut dialer, &mut identity, token, &mut backoff).await?;
+        enroll_until_done(&mut dialer, &mut identity, token, &mut reconnect).await?;
     } else if config.edge_key.is_some() {
         info!("already enrolled; the given EDGE_KEY is not needed and is ignored");
     }
@@ -149,35 +152,43 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             observer.clone(),
             watch_route,
         );
-        let mut hub_stopping = None;
-        match session.await {
-            Ok(()) => {}
-            Err(SessionAttempt::Final(e)) => return Err(e),
-            Err(SessionAttempt::Retry(why)) => {
-                warn!("{why}");
-                if let Interruption::Session(SessionEnd::HubStopping { spread }) = &why {
-                    hub_stopping = Some(*spread);
-                }
-                if let Some(observer) = &observer {
-                    observer.interrupted(&why);
-                }
+        let outcome = outcome(session.await, observer.as_deref());
+        // The generator is drawn from before the sleep: it must not be held across an await.
+        let next = reconnect.after(outcome, started.elapsed(), &mut rand::rng());
+        match next {
+            Next::Stop(e) => return Err(e),
+            Next::Retry(delay) => {
+                info!(
+                    ?delay,
+                    attempt = reconnect.attempts(),
+                    "reconnecting after backoff"
+                );
+                tokio::time::sleep(delay).await;
             }
         }
-        if started.elapsed() >= config.stable_after {
-            backoff.reset();
+    }
+}
+
+/// What the reconnect policy needs to know of a session attempt; an interruption is logged and
+/// told to the observer.
+fn outcome(
+    attempt: Result<(), SessionAttempt>,
+    observer: Option<&dyn SessionObserver>,
+) -> Outcome<AgentError> {
+    let why = match attempt {
+        Ok(()) => return Outcome::Lost,
+        Err(SessionAttempt::Final(e)) => return Outcome::Final(e),
+        Err(SessionAttempt::Retry(why)) => why,
+    };
+    warn!("{why}");
+    if let Some(observer) = observer {
+        observer.interrupted(&why);
+    }
+    match why {
+        Interruption::Session(SessionEnd::HubStopping { spread }) => {
+            Outcome::HubStopping { spread }
         }
-        // A stopping hub sized the window its fleet should come back in; the backoff is for
-        // failures, and this was none.
-        let delay = match hub_stopping {
-            Some(spread) => uniform_up_to(spread),
-            None => backoff.next_delay(&mut rand::rng()),
-        };
-        info!(
-            ?delay,
-            attempt = backoff.attempts(),
-            "reconnecting after backoff"
-        );
-        tokio::time::sleep(delay).await;
+        Interruption::Session(_) | Interruption::Dial(_) => Outcome::Lost,
     }
 }
 
@@ -202,30 +213,33 @@ fn fit_profile_to_path(dialer: &mut Dialer, conn: &quinn::Connection, data_dir: 
     }
 }
 
-/// A moment drawn uniformly from `[0, spread]`.
-fn uniform_up_to(spread: Duration) -> Duration {
-    let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rand::Rng::random_range(&mut rand::rng(), 0..=nanos))
-}
-
 async fn enroll_until_done(
     dialer: &mut Dialer,
     identity: &mut Identity,
     token: &JoinToken,
-    backoff: &mut Backoff,
+    reconnect: &mut Reconnect,
 ) -> Result<(), AgentError> {
     loop {
-        match enroll(dialer, identity, token).await {
+        let e = match enroll(dialer, identity, token).await {
             Ok(enrolled) => {
                 identity.save_enrollment(&enrolled)?;
                 info!(endpoint = %enrolled.endpoint, pending = enrolled.pending_approval, "enrolled");
-                backoff.reset();
+                reconnect.succeeded();
                 return Ok(());
             }
-            Err(e) if e.is_final() => return Err(AgentError::Enroll(e)),
-            Err(e) => {
-                let delay = backoff.next_delay(&mut rand::rng());
-                warn!(?delay, "enrolment failed, retrying: {e}");
+            Err(e) => e,
+        };
+        let message = e.to_string();
+        let failed = if e.is_final() {
+            Outcome::Final(AgentError::Enroll(e))
+        } else {
+            Outcome::Lost
+        };
+        let next = reconnect.after(failed, Duration::ZERO, &mut rand::rng());
+        match next {
+            Next::Stop(e) => return Err(e),
+            Next::Retry(delay) => {
+                warn!(?delay, "enrolment failed, retrying: {message}");
                 tokio::time::sleep(delay).await;
             }
         }

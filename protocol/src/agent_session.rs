@@ -10,6 +10,10 @@
 //!   check-in whose ack does not come back within the ack timeout is retried sooner, with the delay
 //!   doubling per miss up to the interval; after `max_missed_acks` misses in a row it reports the hub
 //!   silent once (the driver logs it; QUIC's idle timeout decides whether the connection is dead).
+//! - **Round trips**: an ack is timed only against the check-in it names, and only while that
+//!   check-in is the one in flight. A retry is a new check-in with its own sequence number, so a
+//!   late ack of the missed one is no sample (Karn's rule: an ack that could answer either send
+//!   says nothing about the path); [`AgentSession::poll_rtt_sample`] hands each sample out once.
 //! - **Summon → active**: the first summon opens stream credit; every summon is answered `Ready`.
 //! - **Standby**: when no proxy stream is open and nothing moved for `standby_after`, credit drops
 //!   back to zero.
@@ -89,6 +93,7 @@ pub struct AgentSession {
     open_streams: u32,
     last_activity: Instant,
     rtt: Option<Duration>,
+    rtt_sample: Option<Duration>,
     last_snapshot: Option<Instant>,
     snapshot_due: Option<Instant>,
     transmits: VecDeque<Datagram>,
@@ -110,6 +115,7 @@ impl AgentSession {
             open_streams: 0,
             last_activity: now,
             rtt: None,
+            rtt_sample: None,
             last_snapshot: None,
             snapshot_due: None,
             transmits: VecDeque::new(),
@@ -129,7 +135,9 @@ impl AgentSession {
             return;
         };
         if let Some(in_flight) = self.in_flight.filter(|f| f.seq == seq) {
-            self.rtt = Some(now.saturating_duration_since(in_flight.sent));
+            let rtt = now.saturating_duration_since(in_flight.sent);
+            self.rtt = Some(rtt);
+            self.rtt_sample = Some(rtt);
             self.in_flight = None;
         }
         // Any ack, even a late one, proves the hub is there.
@@ -219,6 +227,12 @@ impl AgentSession {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The round trip of a check-in acknowledged since the last call: sent once and answered
+    /// while still in flight (a late ack of a retried one is none).
+    pub fn poll_rtt_sample(&mut self) -> Option<Duration> {
+        self.rtt_sample.take()
     }
 
     /// Standby or active.

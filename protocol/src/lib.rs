@@ -11,11 +11,14 @@
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
 //! - [`text`]: the rule for text a device supplies (no control characters, bounded length).
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
+//! - [`reconnect`]: the agent's reconnect policy (final or retryable, reset after a stable session,
+//!   a stopping hub's restart spread) as a plain decision.
 #![warn(missing_docs)]
 
 pub mod agent_session;
 pub mod backoff;
 pub mod ids;
+pub mod reconnect;
 pub mod snapshot;
 pub mod stream;
 pub mod text;

@@ -338,24 +338,17 @@ where
     decode(&body)
 }
 
-/// Read frames from `reader` into `tx` until the stream ends, fails, or the receiver goes away. The
-/// last item sent is the error that ended it. Frame reads are not cancel-safe, so a session driver
-/// runs this as its own task and `select!`s on the channel instead.
-pub async fn forward_frames<T, R>(
-    mut reader: R,
-    max: usize,
-    tx: tokio::sync::mpsc::Sender<Result<T, WireError>>,
-) where
+/// Read the next frame and hand `reader` back with it. [`read_frame`] is not cancel-safe (a frame
+/// half read when its future is dropped is lost), so a session driver keeps this future pinned
+/// across its `select!` loop and starts the next one with the reader it returns: a frame is
+/// never cut, and no task or channel sits between the stream and the driver.
+pub async fn next_frame<T, R>(mut reader: R, max: usize) -> (R, Result<T, WireError>)
+where
     T: DeserializeOwned,
     R: AsyncRead + Unpin,
 {
-    loop {
-        let frame = read_frame(&mut reader, max).await;
-        let failed = frame.is_err();
-        if tx.send(frame).await.is_err() || failed {
-            return;
-        }
-    }
+    let frame = read_frame(&mut reader, max).await;
+    (reader, frame)
 }
 
 /// Write one frame.

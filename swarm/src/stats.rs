@@ -26,9 +26,18 @@ pub struct Stats {
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
+/// Largest latency a histogram tells apart, in microseconds: an hour, far above any summon timeout
+/// or check-in round trip; a larger sample is counted as this.
+const MAX_MICROS: u64 = 3_600_000_000;
+
 fn histogram() -> Mutex<Histogram<u64>> {
-    // Microseconds, three significant figures.
-    Mutex::new(Histogram::new(3).expect("hdrhistogram supports 3 significant figures"))
+    // Microseconds, three significant figures, bounds fixed up front: `saturating_record` never
+    // resizes an auto-resizing histogram, so `Histogram::new` (bounds 1..2) clamped every sample
+    // above 2.047 ms to 2 µs and reported a round trip faster than loopback UDP.
+    Mutex::new(
+        Histogram::new_with_bounds(1, MAX_MICROS, 3)
+            .expect("hdrhistogram supports these bounds at 3 significant figures"),
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -259,5 +268,22 @@ impl fmt::Display for Report {
             writeln!(f, "  {count:>8}  {kind}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_of_milliseconds_and_seconds_are_recorded_as_they_are() {
+        let histogram = histogram();
+        for ms in [1, 5, 40, 2_500] {
+            record(&histogram, Duration::from_millis(ms));
+        }
+        let percentiles = Percentiles::of(&lock(&histogram));
+        assert_eq!(percentiles.count, 4);
+        assert!((percentiles.p50 - 5.0).abs() < 0.01, "{percentiles:?}");
+        assert!((percentiles.max - 2_500.0).abs() < 2.5, "{percentiles:?}");
     }
 }

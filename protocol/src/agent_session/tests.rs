@@ -113,6 +113,42 @@ fn checks_in_at_once_then_every_interval() {
 }
 
 #[test]
+fn only_a_checkin_answered_while_in_flight_is_timed_never_a_late_ack_after_its_retry() {
+    let start = Harness::new().start;
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    let ack = |seq| Datagram::Ack {
+        seq,
+        interval_s: INTERVAL.as_secs() as u16,
+    };
+    let mut session = AgentSession::new(start, config());
+    session.handle_timeout(start);
+    assert_eq!(session.poll_transmit(), Some(Datagram::CheckIn { seq: 0 }));
+    // Missed at 2 s, retried 2 s later as check-in 1.
+    session.handle_timeout(at(2_000));
+    session.handle_timeout(at(4_000));
+    assert_eq!(session.poll_transmit(), Some(Datagram::CheckIn { seq: 1 }));
+    // Check-in 0's ack arrives 1 ms after the retry left: no sample (it would read 1 ms).
+    session.handle_datagram(at(4_001), ack(0));
+    assert_eq!(session.poll_rtt_sample(), None);
+    session.handle_datagram(at(4_300), ack(1));
+    assert_eq!(
+        session.poll_rtt_sample(),
+        Some(Duration::from_millis(300)),
+        "the retry's own ack times the retry"
+    );
+    assert_eq!(session.poll_rtt_sample(), None, "each sample once");
+    // A check-in sent once and answered is timed from its send.
+    let next = at(4_000) + INTERVAL;
+    session.handle_timeout(next);
+    assert_eq!(session.poll_transmit(), Some(Datagram::CheckIn { seq: 2 }));
+    session.handle_datagram(next + Duration::from_millis(45), ack(2));
+    assert_eq!(session.poll_rtt_sample(), Some(Duration::from_millis(45)));
+    // A duplicate ack is no second sample.
+    session.handle_datagram(next + Duration::from_millis(50), ack(2));
+    assert_eq!(session.poll_rtt_sample(), None);
+}
+
+#[test]
 fn a_new_local_address_checks_in_at_once_and_restarts_the_rhythm() {
     let mut h = Harness::new();
     h.run_until(Duration::from_secs(30));

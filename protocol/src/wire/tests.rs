@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 
 fn sample_request() -> EnrollRequest {
@@ -65,6 +67,28 @@ async fn split_reads_are_reassembled() {
     let decoded: AgentMessage = read_frame(&mut server, MAX_CONTROL_FRAME).await.unwrap();
     writer.await.unwrap();
     assert_eq!(decoded, message);
+}
+
+#[tokio::test]
+async fn a_pinned_next_frame_keeps_a_half_read_frame_and_hands_the_reader_back() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut bytes = encode_frame(&HubMessage::Summon { id: 1 });
+    bytes.extend(encode_frame(&HubMessage::Summon { id: 2 }));
+    let (mut hub, agent) = tokio::io::duplex(64);
+    hub.write_all(&bytes[..3]).await.unwrap();
+    let mut reading = Box::pin(next_frame::<HubMessage, _>(agent, MAX_CONTROL_FRAME));
+    // Polled once, then another `select!` branch wins: the three bytes stay inside the future.
+    let interrupted = tokio::time::timeout(Duration::ZERO, &mut reading).await;
+    assert!(interrupted.is_err(), "the frame is not complete yet");
+    hub.write_all(&bytes[3..]).await.unwrap();
+    drop(hub);
+    let (agent, first) = (&mut reading).await;
+    assert_eq!(first.unwrap(), HubMessage::Summon { id: 1 });
+    reading.set(next_frame(agent, MAX_CONTROL_FRAME));
+    let (agent, second) = (&mut reading).await;
+    assert_eq!(second.unwrap(), HubMessage::Summon { id: 2 });
+    reading.set(next_frame(agent, MAX_CONTROL_FRAME));
+    assert!(matches!((&mut reading).await.1, Err(WireError::Closed)));
 }
 
 #[test]
