@@ -34,6 +34,19 @@ pub enum EndpointStatus {
     Fleet,
 }
 
+impl EndpointStatus {
+    /// The word the API uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Offline => "offline",
+            Self::Standby => "standby",
+            Self::Active => "active",
+            Self::Fleet => "fleet",
+        }
+    }
+}
+
 /// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireCounts {
@@ -349,7 +362,10 @@ mod tests {
             (&set, r#"{"group":"lab","tags":["a"]}"#),
         ] {
             assert_eq!(serde_json::to_string(patch).ok().as_deref(), Some(json));
-            assert_eq!(serde_json::from_str::<EndpointPatch>(json).ok().as_ref(), Some(patch));
+            assert_eq!(
+                serde_json::from_str::<EndpointPatch>(json).ok().as_ref(),
+                Some(patch)
+            );
         }
     }
 
@@ -389,8 +405,11 @@ mod tests {
             snapshot: None,
         };
         let json = serde_json::to_value(&detail).unwrap_or_default();
-        assert_eq!(json["status"], "standby");
+        assert_eq!(json["status"], EndpointStatus::Standby.as_str());
         assert_eq!(json["snapshot"], serde_json::Value::Null);
-        assert_eq!(serde_json::from_value::<EndpointDetail>(json).ok(), Some(detail));
+        assert_eq!(
+            serde_json::from_value::<EndpointDetail>(json).ok(),
+            Some(detail)
+        );
     }
 }

@@ -30,6 +30,7 @@ use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use outpost_api::ErrorBody;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
@@ -40,7 +41,6 @@ use crate::registry::SummonError;
 pub use connections::{effective_cap, DEFAULT_MAX_API_CONNECTIONS, RESERVED_FDS};
 pub use credentials::{new_admin_token, write_admin_token, AdminCredentials};
 pub use nofile::{raise_open_file_limit, raise_open_file_limit_and_log, OpenFileLimit};
-pub use view::EndpointView;
 
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -174,7 +174,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "message": self.message }));
+        let body = Json(ErrorBody {
+            message: self.message,
+        });
         (self.status, body).into_response()
     }
 }
