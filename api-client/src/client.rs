@@ -75,6 +75,17 @@ impl ApiClient {
             .await
     }
 
+    /// How many endpoints have `status` (`pending`, `offline`, `online`, `standby`, `active`):
+    /// the total of a one-row page.
+    pub async fn count(&self, status: &str) -> Result<u64, ApiError> {
+        let query = ListQuery {
+            status: Some(status.into()),
+            per_page: Some("1".into()),
+            ..ListQuery::default()
+        };
+        Ok(self.list(&query).await?.total)
+    }
+
     /// `GET /api/endpoints/{id}`: one endpoint with its engine's last snapshot.
     pub async fn show(&self, id: u64) -> Result<EndpointDetail, ApiError> {
         self.call(Method::GET, &format!("/api/endpoints/{id}"))

@@ -51,6 +51,14 @@ impl ApiError {
         }
     }
 
+    /// The hub's message, if it answered with an error that carried one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Self::Status { message, .. } => message.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether the same request can never succeed: a client error other than "too many", or a
     /// client that cannot be built.
     pub fn is_final(&self) -> bool {
