@@ -15,6 +15,7 @@ pub mod agent_link;
 pub mod api;
 pub mod cli;
 pub mod context;
+mod ping_cache;
 mod proxy;
 pub mod registry;
 pub mod server;

@@ -11,6 +11,7 @@ mod admin_certs;
 mod auth;
 pub(crate) mod connections;
 pub(crate) mod credentials;
+mod docker;
 mod endpoints;
 pub(crate) mod id;
 mod labels;
@@ -73,10 +74,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
         .route("/api/endpoints/{id}/reset", post(reset::reset))
-        .route(
-            "/api/endpoints/{id}/docker/{*rest}",
-            any(crate::proxy::handle),
-        )
+        .route("/api/endpoints/{id}/docker/{*rest}", any(docker::handle))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
