@@ -4,6 +4,9 @@
 //! (hyper needs a timer for it; without one it silently had none) that is also the keep-alive idle
 //! timeout, and a connection cap that sheds unauthenticated connections first ([`connections`]).
 //!
+//! Request and response bodies are `outpost_api`'s types, which the admin CLI, the load tool and
+//! the tests read too, so a field cannot change on one side only.
+//!
 //! Errors are Docker-style `{"message": …}` bodies with a fitting status, so the docker CLI (which
 //! will reach devices through this listener) and scripts print something a human can act on.
 
