@@ -17,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+mod ping_cache;
 mod proxy;
 pub mod registry;
 pub mod server;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use outpost_agent::dial::Dialer;
 use outpost_agent::enroll::{enroll, EnrollError};
 use outpost_agent::identity::{Identity, IdentityError};
+use outpost_api::ApiClient;
 use outpost_protocol::backoff::Backoff;
 use outpost_protocol::EndpointId;
 use outpost_transport::profile::TransportProfile;
@@ -16,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::HubApi;
+use crate::api;
 use crate::stats::Stats;
 
 /// Attempts per agent at each of endpoint creation and enrolment before giving up on it.
@@ -66,7 +67,7 @@ pub struct Fleet {
 #[derive(Clone, Debug)]
 pub struct Enroller {
     /// The admin API, to create endpoints.
-    pub api: HubApi,
+    pub api: ApiClient,
     /// The agents' transport profile.
     pub transport: TransportProfile,
     /// Shared client sockets; agent `i` uses socket `i % len`.
@@ -164,7 +165,7 @@ impl Enroller {
         let name = format!("{}{index}", self.name_prefix);
         let mut attempts = Attempts::new();
         let created = loop {
-            match self.api.create_endpoint(&name).await {
+            match api::create_device(&self.api, &name).await {
                 Ok(created) => break created,
                 Err(e) if attempts.again(e.is_final()).await => {}
                 Err(e) => return Err(format!("create endpoint: {}", e.kind())),

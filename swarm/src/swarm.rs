@@ -7,13 +7,14 @@ use std::time::Duration;
 use outpost_agent::dial::Dialer;
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run_with, AgentConfig, AgentError, Hooks};
+use outpost_api::{ApiClient, ApiError};
 use thiserror::Error;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::api::{ApiError, HubApi};
+use crate::api;
 use crate::config::SwarmConfig;
 use crate::fleet::{self, Enroller, FleetError, Member, Plan};
 use crate::stats::{AgentWatch, Report, Stats};
@@ -74,7 +75,7 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
     mut on_phase: impl FnMut(Phase),
 ) -> Result<Report, SwarmError> {
-    let api = HubApi::new(&config.hub, API_TIMEOUT)?;
+    let api = api::connect(&config.hub, API_TIMEOUT)?;
     let sockets = (0..config.sockets.max(1))
         .map(|_| shared_socket())
         .collect::<Result<Vec<_>, _>>()
@@ -216,7 +217,7 @@ async fn wait_online(stats: &Stats, count: usize, timeout: Duration) -> bool {
 }
 
 /// Summon `count` members spread evenly over the fleet, one at a time; returns the failures.
-async fn summon_sample(api: &HubApi, members: &[Member], count: usize, stats: &Stats) -> usize {
+async fn summon_sample(api: &ApiClient, members: &[Member], count: usize, stats: &Stats) -> usize {
     if count == 0 || members.is_empty() {
         return 0;
     }
@@ -224,8 +225,8 @@ async fn summon_sample(api: &HubApi, members: &[Member], count: usize, stats: &S
     let mut failed = 0;
     for member in members.iter().step_by(step).take(count) {
         let started = Instant::now();
-        match api.summon(member.endpoint).await {
-            Ok(()) => stats.summoned(started.elapsed()),
+        match api.summon(member.endpoint.0).await {
+            Ok(_) => stats.summoned(started.elapsed()),
             Err(e) => {
                 failed += 1;
                 stats.error(format!("summon: {}", e.kind()));

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use outpost_api::{ApiClient, ListQuery};
 use outpost_hub::store::{
     endpoints, labels, liveness, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
 };
@@ -158,51 +159,20 @@ fn flush_load(
     })
 }
 
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
+/// One list call; returns the total and the rows.
+async fn list(api: &ApiClient, query: &ListQuery) -> (u64, usize) {
+    let page = api.list(query).await.unwrap();
+    (page.total, page.items.len())
 }
 
-impl Api {
-    fn new(hub: &Hub) -> Self {
-        let ca = std::fs::read(hub.data_dir.join("ca.pem")).unwrap();
-        let token = std::fs::read_to_string(hub.data_dir.join("admin.token")).unwrap();
-        let base = std::fs::read_to_string(hub.data_dir.join("api.url")).unwrap();
-        Self {
-            base: base.trim().to_owned(),
-            token: token.trim().to_owned(),
-            client: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// GET a list; returns the total (header and body must agree) and the rows.
-    async fn list(&self, query: &str) -> (u64, usize) {
-        let url = format!("{}/api/endpoints?{query}", self.base);
-        let response = self
-            .client
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{query}: {}",
-            response.status()
-        );
-        let header: u64 = response.headers()["x-total-count"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["total"].as_u64(), Some(header), "{query}");
-        (header, body["items"].as_array().unwrap().len())
-    }
+/// A query string of the mix (`sort=name&page=3`) as the client's query.
+fn list_query(text: &str) -> ListQuery {
+    let pairs: serde_json::Map<String, Value> = text
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_owned(), Value::from(value)))
+        .collect();
+    serde_json::from_value(Value::Object(pairs)).unwrap()
 }
 
 /// The query mix: (kind, query string).
@@ -259,20 +229,21 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = (options.flush_rows > 0)
         .then(|| flush_load(&db, options.endpoints, options.flush_rows, stop.clone()));
-    let api = Api::new(&hub);
+    let api = hub.api();
 
     let mix = queries(options.endpoints);
+    let parsed: Vec<ListQuery> = mix.iter().map(|(_, text)| list_query(text)).collect();
     let mut results: Vec<(Histogram<u64>, u64, usize)> = mix
         .iter()
         .map(|_| (Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), 0, 0))
         .collect();
-    for (_, query) in &mix {
-        api.list(query).await; // warm the connection and the page cache
+    for query in &parsed {
+        list(&api, query).await; // warm the connection and the page cache
     }
     for _ in 0..options.rounds {
-        for ((_, query), (histogram, total, rows)) in mix.iter().zip(&mut results) {
+        for (query, (histogram, total, rows)) in parsed.iter().zip(&mut results) {
             let start = Instant::now();
-            (*total, *rows) = api.list(query).await;
+            (*total, *rows) = list(&api, query).await;
             histogram
                 .record(start.elapsed().as_micros() as u64)
                 .unwrap();

@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
+use outpost_api::{ApiClient, ListQuery, NewEndpoint};
 use outpost_protocol::token::JoinToken;
+use outpost_tests::admin_api::{all_endpoints, WireSum};
+use outpost_tests::proc_stats::ProcSample;
 use outpost_tests::Hub;
 use outpost_transport::profile;
-use serde_json::Value;
 
 struct Options {
     agents: usize,
@@ -66,121 +68,6 @@ fn options() -> Options {
     options
 }
 
-struct Api {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn new(hub: &Hub) -> Self {
-        let ca = std::fs::read(hub.data_dir.join("ca.pem")).unwrap();
-        let token = std::fs::read_to_string(hub.data_dir.join("admin.token")).unwrap();
-        Self {
-            base: format!("https://{}", hub.api_addr),
-            token: token.trim().to_owned(),
-            client: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap();
-        assert!(status.is_success(), "{path}: {status} {value}");
-        value
-    }
-
-    /// A GET that may fail (the hub is restarting).
-    async fn try_call(&self, path: &str) -> Option<Value> {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
-    }
-
-    async fn all_endpoints(&self) -> Vec<Value> {
-        let mut items = Vec::new();
-        for page in 1.. {
-            let got = self
-                .call(
-                    reqwest::Method::GET,
-                    &format!("/api/endpoints?page={page}&per_page=1000"),
-                    None,
-                )
-                .await;
-            let batch = got["items"].as_array().cloned().unwrap_or_default();
-            let done = batch.len() < 1000;
-            items.extend(batch);
-            if done {
-                break;
-            }
-        }
-        items
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of stat (1-based) are utime and stime; after the name we start at field 3.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz: f64 = String::from_utf8(
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    ticks as f64 / hz
-}
-
-#[derive(Default, Clone, Copy)]
-struct Wire {
-    bytes: u64,
-    datagrams: u64,
-}
-
-fn wire_total(endpoints: &[Value]) -> Wire {
-    let mut total = Wire::default();
-    for e in endpoints {
-        let w = &e["wire"];
-        total.bytes += w["tx_bytes"].as_u64().unwrap_or(0) + w["rx_bytes"].as_u64().unwrap_or(0);
-        total.datagrams +=
-            w["tx_datagrams"].as_u64().unwrap_or(0) + w["rx_datagrams"].as_u64().unwrap_or(0);
-    }
-    total
-}
-
 fn agent_config(dir: &Path, key: &str) -> AgentConfig {
     AgentConfig {
         data_dir: dir.to_owned(),
@@ -218,21 +105,17 @@ fn main() {
     let mut hub = Hub::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
     let pid = hub.pid();
     std::thread::sleep(Duration::from_secs(1));
-    let rss_empty = rss_kib(pid);
+    let rss_empty = ProcSample::take(pid).unwrap().rss_kib;
     runtime.block_on(measure(&options, &mut hub, &flags, tmp.path(), rss_empty));
 }
 
 /// Poll the API until `n` endpoints are in standby, within `limit`.
-async fn all_in_standby(api: &Api, n: usize, limit: Duration) {
+async fn all_in_standby(api: &ApiClient, n: usize, limit: Duration) {
     let online = async {
         loop {
-            if let Some(list) = api
-                .try_call("/api/endpoints?status=standby&per_page=1")
-                .await
-            {
-                if list["total"].as_u64() == Some(n as u64) {
-                    break;
-                }
+            // Fails while the hub restarts.
+            if api.count("standby").await.ok() == Some(n as u64) {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -243,7 +126,7 @@ async fn all_in_standby(api: &Api, n: usize, limit: Duration) {
 }
 
 /// Restart the hub and time how long until every agent is back.
-async fn restart(hub: &mut Hub, flags: &[&str], api: &Api, n: usize) -> Duration {
+async fn restart(hub: &mut Hub, flags: &[&str], api: &ApiClient, n: usize) -> Duration {
     tokio::task::block_in_place(|| hub.stop());
     let started = Instant::now();
     tokio::task::block_in_place(|| hub.restart_with(flags));
@@ -252,23 +135,16 @@ async fn restart(hub: &mut Hub, flags: &[&str], api: &Api, n: usize) -> Duration
 }
 
 async fn measure(options: &Options, hub: &mut Hub, flags: &[&str], tmp: &Path, rss_empty: u64) {
-    let api = Api::new(hub);
+    let api = hub.api();
+    let all = || async { all_endpoints(&api, &ListQuery::default()).await.unwrap() };
     let pid = hub.pid();
     let n = options.agents;
     let enrol_started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
-        let created = api
-            .call(
-                reqwest::Method::POST,
-                "/api/endpoints",
-                Some(serde_json::json!({ "name": format!("idle-{i}") })),
-            )
-            .await;
-        let config = agent_config(
-            &tmp.join(format!("agent-{i}")),
-            created["edge_key"].as_str().unwrap(),
-        );
+        let new = NewEndpoint::device(format!("idle-{i}"));
+        let created = api.create_endpoint(&new).await.unwrap();
+        let config = agent_config(&tmp.join(format!("agent-{i}")), &created.edge_key);
         tasks.push(tokio::spawn(run(config)));
     }
     all_in_standby(&api, n, Duration::from_secs(120 + n as u64 / 10)).await;
@@ -276,36 +152,27 @@ async fn measure(options: &Options, hub: &mut Hub, flags: &[&str], tmp: &Path, r
     // Let connection start-up (handshake, path MTU probes: ~15 KB per agent) finish before measuring.
     tokio::time::sleep(Duration::from_secs(10)).await;
 
-    let before = wire_total(&api.all_endpoints().await);
-    let cpu_before = cpu_seconds(pid);
+    let before = WireSum::of(&all().await);
+    let cpu_before = ProcSample::take(pid).unwrap();
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
-    let cpu = (cpu_seconds(pid) - cpu_before) / window.elapsed().as_secs_f64();
-    let after_list = api.all_endpoints().await;
-    let after = wire_total(&after_list);
+    let cpu_after = ProcSample::take(pid).unwrap();
+    let cpu = cpu_after.cpu_since(&cpu_before) / window.elapsed().as_secs_f64();
+    let after = WireSum::of(&all().await);
     let secs = window.elapsed().as_secs_f64();
-    let rss = rss_kib(pid);
+    let rss = ProcSample::take(pid).unwrap().rss_kib;
 
     let mut client_side = Histogram::<u64>::new(3).unwrap();
     let mut hub_side = Histogram::<u64>::new(3).unwrap();
-    let endpoints = api.all_endpoints().await;
+    let endpoints = all().await;
     let step = (endpoints.len() / options.summons.max(1)).max(1);
     for endpoint in endpoints.iter().step_by(step).take(options.summons) {
-        let id = endpoint["id"].as_u64().unwrap();
         let started = Instant::now();
-        let answer = api
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/endpoints/{id}/summon"),
-                None,
-            )
-            .await;
+        let answer = api.summon(endpoint.id).await.unwrap();
         client_side
             .record(started.elapsed().as_micros() as u64)
             .unwrap();
-        hub_side
-            .record((answer["ready_ms"].as_f64().unwrap() * 1000.0) as u64)
-            .unwrap();
+        hub_side.record((answer.ready_ms * 1000.0) as u64).unwrap();
     }
     let restarted = if options.restart {
         Some(restart(hub, flags, &api, n).await)

@@ -21,10 +21,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use outpost_swarm::api::HubApi;
+use outpost_api::{ApiClient, ListQuery};
 use outpost_swarm::HubAccess;
+use outpost_tests::admin_api::{all_endpoints, WireSum};
+use outpost_tests::proc_stats::ProcSample;
 use outpost_tests::Hub;
-use reqwest::Method;
 use serde_json::Value;
 
 struct Options {
@@ -73,53 +74,8 @@ fn options() -> Options {
     options
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Fields 14 and 15 of stat (1-based) are utime and stime; after the name we start at field 3.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-#[derive(Default, Clone, Copy)]
-struct Wire {
-    bytes: u64,
-    datagrams: u64,
-}
-
-async fn wire_total(api: &HubApi) -> Wire {
-    let mut total = Wire::default();
-    for page in 1.. {
-        let path = format!("/api/endpoints?page={page}&per_page=1000");
-        let got = api.call(Method::GET, &path, None).await.unwrap();
-        let items = got["items"].as_array().cloned().unwrap_or_default();
-        for w in items.iter().map(|e| &e["wire"]) {
-            let count = |key: &str| w[key].as_u64().unwrap_or(0);
-            total.bytes += count("tx_bytes") + count("rx_bytes");
-            total.datagrams += count("tx_datagrams") + count("rx_datagrams");
-        }
-        if items.len() < 1000 {
-            break;
-        }
-    }
-    total
+async fn wire_total(api: &ApiClient) -> WireSum {
+    WireSum::of(&all_endpoints(api, &ListQuery::default()).await.unwrap())
 }
 
 /// The swarm as a child process, its stdout read line by line on a thread.
@@ -223,8 +179,8 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
     ];
     let mut hub = Hub::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
     std::thread::sleep(Duration::from_secs(1));
-    let rss_empty = rss_kib(hub.pid());
-    let api = HubApi::new(
+    let rss_empty = ProcSample::take(hub.pid()).unwrap().rss_kib;
+    let api = outpost_swarm::api::connect(
         &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
         Duration::from_secs(60),
     )
@@ -239,13 +195,15 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
 
     let before = runtime.block_on(wire_total(&api));
     let (hub_pid, swarm_pid) = (hub.pid(), swarm.child.id());
-    let (hub_cpu0, swarm_cpu0) = (cpu_seconds(hub_pid), cpu_seconds(swarm_pid));
+    let sample = |pid| ProcSample::take(pid).unwrap();
+    let (hub0, swarm0) = (sample(hub_pid), sample(swarm_pid));
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(options.seconds));
     let secs = window.elapsed().as_secs_f64();
-    let hub_cpu = (cpu_seconds(hub_pid) - hub_cpu0) / secs;
-    let swarm_cpu = (cpu_seconds(swarm_pid) - swarm_cpu0) / secs;
-    let rss = rss_kib(hub_pid);
+    let (hub1, swarm1) = (sample(hub_pid), sample(swarm_pid));
+    let hub_cpu = hub1.cpu_since(&hub0) / secs;
+    let swarm_cpu = swarm1.cpu_since(&swarm0) / secs;
+    let rss = hub1.rss_kib;
     let after = runtime.block_on(wire_total(&api));
     let list_p99_ms = runtime.block_on(list_p99(&api, options.lists));
 
@@ -279,18 +237,18 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
 }
 
 /// p99 of `GET /api/endpoints` (the first page, default parameters), in milliseconds.
-async fn list_p99(api: &HubApi, samples: usize) -> f64 {
+async fn list_p99(api: &ApiClient, samples: usize) -> f64 {
     let mut took = Histogram::<u64>::new(3).unwrap();
     for _ in 0..samples {
         let started = Instant::now();
-        api.call(Method::GET, "/api/endpoints", None).await.unwrap();
+        api.list(&ListQuery::default()).await.unwrap();
         took.record(started.elapsed().as_micros() as u64).unwrap();
     }
     took.value_at_quantile(0.99) as f64 / 1000.0
 }
 
 /// Wait until the hub lists all `n` endpoints as online (standby or active).
-async fn all_online(api: &HubApi, n: usize) {
+async fn all_online(api: &ApiClient, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let online =

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use serde_json::Value;
+use outpost_api::{EndpointCreated, EndpointDetail};
+use serde::de::DeserializeOwned;
 
 use crate::docker::DOCKER_SOCKET;
 use crate::l3_rig::{NsProcess, Rig, RigExec, Side, AGENT_IP, HUB_IP};
@@ -80,8 +81,8 @@ impl RigHub {
         command
     }
 
-    /// An admin command that must succeed and print JSON.
-    pub fn admin_json(&self, args: &[&str]) -> Value {
+    /// An admin command that must succeed and print the API's answer as JSON.
+    pub fn admin_json<T: DeserializeOwned>(&self, args: &[&str]) -> T {
         let out: Output = self
             .endpoint_command(args)
             .output()
@@ -96,16 +97,14 @@ impl RigHub {
 
     /// Create an endpoint; returns its id and join token.
     pub fn create_endpoint(&self, name: &str) -> (u64, String) {
-        let created = self.admin_json(&["create", "--name", name]);
-        let id = created["id"].as_u64().expect("id");
-        let key = created["edge_key"].as_str().expect("edge_key").to_owned();
-        (id, key)
+        let created: EndpointCreated = self.admin_json(&["create", "--name", name]);
+        (created.id, created.edge_key)
     }
 
     /// The endpoint's status (`offline`, `standby`, `active`…).
     pub fn status(&self, id: u64) -> String {
-        let shown = self.admin_json(&["show", &id.to_string(), "--json"]);
-        shown["status"].as_str().unwrap_or_default().to_owned()
+        let shown: EndpointDetail = self.admin_json(&["show", &id.to_string(), "--json"]);
+        shown.endpoint.status.as_str().to_owned()
     }
 
     /// Polls until the endpoint shows `status`; false after `timeout`.

@@ -13,14 +13,17 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use outpost_api::EndpointCreated;
 use serde_json::Value;
 
+pub mod admin_api;
 pub mod docker;
 pub mod fake_engine;
 pub mod flood;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;
+pub mod proc_stats;
 pub mod raw_agent;
 pub mod raw_enrol;
 pub mod rig;
@@ -355,10 +358,9 @@ impl Hub {
     pub fn create_endpoint(&self, name: &str, extra: &[&str]) -> (u64, String) {
         let mut args = vec!["create", "--name", name];
         args.extend_from_slice(extra);
-        let created = self.admin_json(&args);
-        let id = created["id"].as_u64().expect("id");
-        let key = created["edge_key"].as_str().expect("edge_key").to_owned();
-        (id, key)
+        let created: EndpointCreated =
+            serde_json::from_value(self.admin_json(&args)).expect("create prints the endpoint");
+        (created.id, created.edge_key)
     }
 
     /// `outpost-hub admin-cert create --out DIR`: an admin client certificate in Docker's layout.

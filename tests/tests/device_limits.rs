@@ -8,12 +8,14 @@
 use outpost_transport::close::CloseCodeVarint as _;
 use std::time::Duration;
 
+use outpost_api::NewEndpoint;
 use outpost_hub::registry::MAX_STORED_SNAPSHOT;
 use outpost_protocol::snapshot::{ContainerSummary, EngineSnapshot, PENDING_SNAPSHOT_BUDGET};
 use outpost_protocol::wire::{AgentMessage, CloseCode, HubMessage};
 use outpost_tests::raw_agent::RawAgent;
 use outpost_tests::{wait_for, Agent, Hub};
-use serde_json::{json, Value};
+use reqwest::StatusCode;
+use serde_json::Value;
 use tokio::time::Instant;
 
 /// Run a blocking harness call (processes, HTTPS) from the async test.
@@ -117,8 +119,8 @@ async fn an_unsolicited_ready_from_a_pending_device_gets_no_grant_and_no_stream(
     );
 
     // Nothing summons a pending device or opens a stream to it.
-    let summon = blocking(|| hub.api_call("POST", &format!("/api/endpoints/{id}/summon"), None));
-    assert_eq!(summon.status, 409);
+    let summon = hub.api().summon(id).await.unwrap_err();
+    assert_eq!(summon.status(), Some(StatusCode::CONFLICT), "{summon}");
     let ping = blocking(|| hub.api_call("GET", &format!("/api/endpoints/{id}/docker/_ping"), None));
     assert_eq!(ping.status, 409, "{}", String::from_utf8_lossy(&ping.body));
     let opened = tokio::time::timeout(Duration::from_secs(2), session.conn.accept_bi()).await;
@@ -129,8 +131,7 @@ async fn an_unsolicited_ready_from_a_pending_device_gets_no_grant_and_no_stream(
 
     // The one grant is still there for a real device's summon.
     let _agent = blocking(|| real_agent(&hub, real_id, &real_key));
-    let path = format!("/api/endpoints/{real_id}/summon");
-    assert_eq!(blocking(|| hub.api_call("POST", &path, None)).status, 200);
+    hub.api().summon(real_id).await.unwrap();
     assert_eq!(blocking(|| hub.show(real_id))["full_windows"], true);
 
     session.send.finish().unwrap();
@@ -173,20 +174,13 @@ async fn a_snapshot_flood_is_bounded_while_admins_and_real_agents_are_served() {
 
     // While it runs: admin writes stay prompt, and the real agent answers summons.
     let mut latencies = Vec::new();
-    let summon = format!("/api/endpoints/{real_id}/summon");
     while !flood.is_finished() {
         let started = Instant::now();
-        let name = format!("admin-{}", latencies.len());
-        let created =
-            blocking(|| hub.api_call("POST", "/api/endpoints", Some(json!({ "name": name }))));
-        assert_eq!(
-            created.status,
-            201,
-            "{}",
-            String::from_utf8_lossy(&created.body)
-        );
+        let new = NewEndpoint::device(format!("admin-{}", latencies.len()));
+        let api = blocking(|| hub.api());
+        api.create_endpoint(&new).await.unwrap();
         latencies.push(started.elapsed());
-        assert_eq!(blocking(|| hub.api_call("POST", &summon, None)).status, 200);
+        api.summon(real_id).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (_session, sent, took) = flood.await.unwrap();

@@ -27,8 +27,9 @@ use std::time::Duration;
 
 use outpost_agent::docker_host::DockerHost;
 use outpost_agent::{run, AgentConfig};
+use outpost_api::ApiClient;
 use outpost_protocol::token::JoinToken;
-use outpost_swarm::api::HubApi;
+use outpost_swarm::api;
 use outpost_swarm::HubAccess;
 use outpost_tests::Hub;
 use outpost_transport::profile;
@@ -78,7 +79,7 @@ impl SessionClock {
 }
 
 /// Wait until every agent is in standby on the hub's list.
-async fn wait_all_standby(api: &HubApi, timeout: Duration) {
+async fn wait_all_standby(api: &ApiClient, timeout: Duration) {
     let started = Instant::now();
     loop {
         let standby = api.count("standby").await.unwrap();
@@ -139,11 +140,13 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_notice() {
     let tmp = tempfile::tempdir().unwrap();
     let mut hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
     let access = HubAccess::from_hub_dir(&hub.data_dir).unwrap();
-    let api = HubApi::new(&access, Duration::from_secs(30)).unwrap();
+    let api = api::connect(&access, Duration::from_secs(30)).unwrap();
     let enrol = Instant::now();
     let mut agents = Vec::new();
     for i in 0..AGENTS {
-        let created = api.create_endpoint(&format!("fleet-{i}")).await.unwrap();
+        let created = api::create_device(&api, &format!("fleet-{i}"))
+            .await
+            .unwrap();
         let config = agent_config(&tmp.path().join(format!("agent-{i}")), created.token);
         agents.push(tokio::spawn(run(config)));
     }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use outpost_swarm::api::HubApi;
+use outpost_api::ListQuery;
 use outpost_swarm::{HubAccess, Phase, Report, SwarmConfig};
 use outpost_tests::Hub;
 use outpost_transport::profile;
@@ -40,7 +40,7 @@ fn config(hub: &Hub, run: Run, data: &Path, reuse: bool) -> SwarmConfig {
 /// Run the swarm against `hub`; while it holds, check the hub's list every second: every endpoint
 /// online, none offline. Returns the swarm's report and how many times the list was checked.
 async fn swarm_against(hub: &Hub, run: Run) -> (Report, u32) {
-    let api = HubApi::new(
+    let api = outpost_swarm::api::connect(
         &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
         Duration::from_secs(30),
     )
@@ -152,17 +152,13 @@ async fn a_second_run_reuses_the_enrolled_identities() {
     assert_eq!((again.enrolled, again.reused), (5, 20), "{again}");
     assert!(again.all_online_seconds.is_some(), "{again}");
     assert_eq!(again.summons_failed, 0, "{again}");
-    let api = HubApi::new(
-        &HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let all = api
-        .call(reqwest::Method::GET, "/api/endpoints?per_page=1", None)
-        .await
-        .unwrap();
+    let one_row = ListQuery {
+        per_page: Some("1".into()),
+        ..ListQuery::default()
+    };
+    let all = hub.api().list(&one_row).await.unwrap();
     assert_eq!(
-        all["total"], 25,
+        all.total, 25,
         "one endpoint per identity, none created twice"
     );
 }

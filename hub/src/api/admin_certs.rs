@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
+use outpost_api::{AdminCert, AdminCertIssued, AdminCertsRevoked, AdminTokenRotated, NewAdminCert};
 use outpost_certs::ClientRole;
-use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::credentials::{new_admin_token, write_admin_token, Withdrew};
@@ -24,24 +24,10 @@ use crate::store::unix_now;
 /// Admin certificates last a year.
 const ADMIN_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
-#[derive(Debug, Deserialize)]
-pub(super) struct CreateRequest {
-    name: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct Created {
-    name: String,
-    serial: String,
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
 pub(super) async fn create(
     State(ctx): State<Arc<HubContext>>,
-    Json(request): Json<CreateRequest>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
+    Json(request): Json<NewAdminCert>,
+) -> Result<(StatusCode, Json<AdminCertIssued>), ApiError> {
     let name = request.name.trim().to_owned();
     let role = ClientRole::Admin(name.clone());
     let (cert, key_pem) = ctx
@@ -61,7 +47,7 @@ pub(super) async fn create(
     info!(%name, %serial, "admin certificate issued");
     Ok((
         StatusCode::CREATED,
-        Json(Created {
+        Json(AdminCertIssued {
             name,
             serial,
             ca_pem: ctx.pki.ca_cert_pem(),
@@ -73,14 +59,24 @@ pub(super) async fn create(
 
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
-) -> Result<Json<Vec<AdminCertRecord>>, ApiError> {
-    Ok(Json(ctx.store.read(admin_creds::list_admin_certs).await?))
+) -> Result<Json<Vec<AdminCert>>, ApiError> {
+    let records = ctx.store.read(admin_creds::list_admin_certs).await?;
+    Ok(Json(records.into_iter().map(admin_cert).collect()))
+}
+
+fn admin_cert(record: AdminCertRecord) -> AdminCert {
+    AdminCert {
+        serial: record.serial,
+        name: record.name,
+        issued_at: record.issued_at,
+        revoked_at: record.revoked_at,
+    }
 }
 
 pub(super) async fn revoke(
     State(ctx): State<Arc<HubContext>>,
     Path(cert): Path<String>,
-) -> Result<(Extension<Withdrew>, Json<serde_json::Value>), ApiError> {
+) -> Result<(Extension<Withdrew>, Json<AdminCertsRevoked>), ApiError> {
     let which = cert.clone();
     let revoked = ctx
         .store
@@ -94,17 +90,14 @@ pub(super) async fn revoke(
     }
     ctx.admin_credentials.certificates_revoked();
     info!(?revoked, "admin certificates revoked");
-    Ok((
-        Extension(Withdrew),
-        Json(serde_json::json!({ "revoked": revoked })),
-    ))
+    Ok((Extension(Withdrew), Json(AdminCertsRevoked { revoked })))
 }
 
 /// A new admin token: written to DATA_DIR/admin.token first (nothing changes if that fails), then
 /// stored and swapped in; requests on the old token are refused and its open streams end.
 pub(super) async fn rotate_token(
     State(ctx): State<Arc<HubContext>>,
-) -> Result<(Extension<Withdrew>, Json<serde_json::Value>), ApiError> {
+) -> Result<(Extension<Withdrew>, Json<AdminTokenRotated>), ApiError> {
     let (token, hash) = new_admin_token();
     let file = ctx.admin_credentials.token_file().to_owned();
     write_admin_token(&file, &token).map_err(|e| {
@@ -120,6 +113,9 @@ pub(super) async fn rotate_token(
     info!("admin token rotated");
     Ok((
         Extension(Withdrew),
-        Json(serde_json::json!({ "token": token, "written_to": file.display().to_string() })),
+        Json(AdminTokenRotated {
+            token,
+            written_to: file.display().to_string(),
+        }),
     ))
 }

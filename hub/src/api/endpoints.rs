@@ -5,15 +5,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use outpost_api::{Endpoint, EndpointCreated, EndpointDetail, EndpointStatus, Removed, Summoned};
 use outpost_protocol::token::JoinToken;
 use outpost_protocol::{AgentId, EndpointId, Secret};
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
 use super::id::{CanonicalId, IdPath};
 use super::labels::{parse_group, parse_tags};
-use super::view::EndpointView;
+use super::view::{self, kind};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::SummonError;
@@ -22,32 +22,10 @@ use crate::store::{endpoints, labels, snapshots, unix_now, EndpointKind, NewEndp
 /// Longest endpoint name accepted.
 const MAX_NAME: usize = 128;
 
-#[derive(Debug, Deserialize)]
-pub(super) struct CreateRequest {
-    name: String,
-    agent_id: Option<String>,
-    #[serde(default)]
-    fleet: bool,
-    group: Option<String>,
-    #[serde(default)]
-    tags: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct Created {
-    id: u64,
-    name: String,
-    kind: EndpointKind,
-    agent_id: Option<String>,
-    group: Option<String>,
-    tags: Vec<String>,
-    edge_key: String,
-}
-
 pub(super) async fn create(
     State(ctx): State<Arc<HubContext>>,
-    Json(request): Json<CreateRequest>,
-) -> Result<(StatusCode, Json<Created>), ApiError> {
+    Json(request): Json<outpost_api::NewEndpoint>,
+) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
     let name = request.name.trim().to_owned();
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(ApiError::new(
@@ -104,10 +82,10 @@ pub(super) async fn create(
     info!(endpoint = %record.id, name = %record.name, kind = ?record.kind, "endpoint created");
     Ok((
         StatusCode::CREATED,
-        Json(Created {
+        Json(EndpointCreated {
             id: record.id.0,
             name: record.name,
-            kind: record.kind,
+            kind: kind(record.kind),
             agent_id: preassigned.map(|a| a.to_string()),
             group: record.group,
             tags: record.tags,
@@ -116,7 +94,7 @@ pub(super) async fn create(
     ))
 }
 
-pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<EndpointView, ApiError> {
+pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<Endpoint, ApiError> {
     let record = ctx
         .store
         .call(move |c| endpoints::find(c, id))
@@ -126,7 +104,7 @@ pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<Endpoint
         .registry
         .get(id)
         .map(|s| s.view(Instant::now(), ctx.stale_after()));
-    Ok(EndpointView::new(&record, live))
+    Ok(view::endpoint(&record, live))
 }
 
 pub(super) fn not_found(id: EndpointId) -> ApiError {
@@ -139,18 +117,16 @@ pub(super) fn not_found(id: EndpointId) -> ApiError {
 pub(super) async fn show(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let view = view_of(&ctx, id).await?;
+) -> Result<Json<EndpointDetail>, ApiError> {
+    let endpoint = view_of(&ctx, id).await?;
     let snapshot = ctx.store.call(move |c| snapshots::snapshot(c, id)).await?;
-    let mut body = serde_json::to_value(view).unwrap_or_default();
-    body["snapshot"] = serde_json::to_value(snapshot).unwrap_or_default();
-    Ok(Json(body))
+    Ok(Json(EndpointDetail { endpoint, snapshot }))
 }
 
 pub(super) async fn approve(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-) -> Result<Json<EndpointView>, ApiError> {
+) -> Result<Json<Endpoint>, ApiError> {
     if !ctx.store.call(move |c| endpoints::approve(c, id)).await? {
         return Err(not_found(id));
     }
@@ -164,7 +140,7 @@ pub(super) async fn approve(
 pub(super) async fn remove(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let removed = ctx
         .store
         .call(move |c| endpoints::remove(c, id, unix_now()))
@@ -174,15 +150,16 @@ pub(super) async fn remove(
     }
     let disconnected = ctx.registry.revoke(id);
     info!(endpoint = %id, disconnected, "endpoint removed, certificates revoked");
-    Ok(Json(
-        serde_json::json!({ "removed": id.0, "disconnected": disconnected }),
-    ))
+    Ok(Json(Removed {
+        removed: id.0,
+        disconnected,
+    }))
 }
 
 pub(super) async fn summon(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Summoned>, ApiError> {
     let started = Instant::now();
     let session = match ctx.registry.get(id) {
         Some(session) => session,
@@ -193,7 +170,9 @@ pub(super) async fn summon(
     };
     session.summon(ctx.summon_timeout).await?;
     let ready_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(Json(
-        serde_json::json!({ "id": id.0, "status": "active", "ready_ms": ready_ms }),
-    ))
+    Ok(Json(Summoned {
+        id: id.0,
+        status: EndpointStatus::Active,
+        ready_ms,
+    }))
 }

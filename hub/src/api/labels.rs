@@ -7,13 +7,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use outpost_api::{Endpoint, EndpointPatch, NewTag};
 use outpost_protocol::EndpointId;
-use serde::{Deserialize, Deserializer};
 use tracing::info;
 
 use super::endpoints::{not_found, view_of};
 use super::id::{CanonicalId, IdPath};
-use super::view::EndpointView;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::store::labels::{self, MAX_TAGS};
@@ -40,24 +39,11 @@ pub(super) fn parse_tags(texts: &[String]) -> Result<Vec<Label>, ApiError> {
         .collect()
 }
 
-/// A field that may be absent (leave as is), `null` (clear) or a value (set).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct PatchRequest {
-    #[serde(default, deserialize_with = "present")]
-    group: Option<Option<String>>,
-    tags: Option<Vec<String>>,
-}
-
 pub(super) async fn patch(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-    Json(request): Json<PatchRequest>,
-) -> Result<Json<EndpointView>, ApiError> {
+    Json(request): Json<EndpointPatch>,
+) -> Result<Json<Endpoint>, ApiError> {
     let group = request
         .group
         .map(|g| parse_group(g.as_deref()))
@@ -88,17 +74,11 @@ pub(super) async fn patch(
     Ok(Json(view_of(&ctx, id).await?))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct TagRequest {
-    tag: String,
-}
-
 pub(super) async fn add_tag(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-    Json(request): Json<TagRequest>,
-) -> Result<Json<EndpointView>, ApiError> {
+    Json(request): Json<NewTag>,
+) -> Result<Json<Endpoint>, ApiError> {
     let tag: Label = request
         .tag
         .parse()
@@ -124,7 +104,7 @@ pub(super) async fn add_tag(
 pub(super) async fn remove_tag(
     State(ctx): State<Arc<HubContext>>,
     IdPath((CanonicalId(id), tag)): IdPath<(CanonicalId, String)>,
-) -> Result<Json<EndpointView>, ApiError> {
+) -> Result<Json<Endpoint>, ApiError> {
     let label = tag.parse::<Label>().ok();
     let (exists, removed) = ctx
         .store

@@ -21,10 +21,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use outpost_api::{ListQuery as ListParams, Page};
 use tokio::time::Instant;
 
-use super::view::EndpointView;
+use super::view;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::Status;
@@ -41,42 +41,20 @@ const MAX_SEARCH: usize = 128;
 /// The total count of a list, as the Docker-ecosystem APIs send it.
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListParams {
-    page: Option<String>,
-    per_page: Option<String>,
-    search: Option<String>,
-    status: Option<String>,
-    group: Option<String>,
-    tag: Option<String>,
-    kind: Option<String>,
-    sort: Option<String>,
-    order: Option<String>,
-}
-
-impl ListParams {
-    /// An empty value (`?status=`, as an HTML form sends) counts as absent.
-    fn without_empty(self) -> Self {
-        let given = |v: Option<String>| v.filter(|s| !s.is_empty());
-        Self {
-            page: given(self.page),
-            per_page: given(self.per_page),
-            search: given(self.search),
-            status: given(self.status),
-            group: given(self.group),
-            tag: given(self.tag),
-            kind: given(self.kind),
-            sort: given(self.sort),
-            order: given(self.order),
-        }
+/// An empty value (`?status=`, as an HTML form sends) counts as absent.
+fn without_empty(params: ListParams) -> ListParams {
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    ListParams {
+        page: given(params.page),
+        per_page: given(params.per_page),
+        search: given(params.search),
+        status: given(params.status),
+        group: given(params.group),
+        tag: given(params.tag),
+        kind: given(params.kind),
+        sort: given(params.sort),
+        order: given(params.order),
     }
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct Page {
-    items: Vec<EndpointView>,
-    total: u64,
 }
 
 fn bad(message: String) -> ApiError {
@@ -157,7 +135,7 @@ fn status_filter(ctx: &HubContext, word: StatusWord) -> StatusFilter {
 }
 
 fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
-    let params = params.without_empty();
+    let params = without_empty(params);
     let status = params
         .status
         .as_deref()
@@ -228,7 +206,7 @@ pub(super) async fn list(
     let stale = ctx.stale_after();
     let items = records
         .iter()
-        .map(|r| EndpointView::new(r, ctx.registry.get(r.id).map(|s| s.view(now, stale))))
+        .map(|r| view::endpoint(r, ctx.registry.get(r.id).map(|s| s.view(now, stale))))
         .collect();
     Ok((
         [(X_TOTAL_COUNT.clone(), total.to_string())],

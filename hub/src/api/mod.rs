@@ -4,6 +4,9 @@
 //! (hyper needs a timer for it; without one it silently had none) that is also the keep-alive idle
 //! timeout, and a connection cap that sheds unauthenticated connections first ([`connections`]).
 //!
+//! Request and response bodies are `outpost_api`'s types, which the admin CLI, the load tool and
+//! the tests read too, so a field cannot change on one side only.
+//!
 //! Errors are Docker-style `{"message": …}` bodies with a fitting status, so the docker CLI (which
 //! will reach devices through this listener) and scripts print something a human can act on.
 
@@ -11,6 +14,7 @@ mod admin_certs;
 mod auth;
 pub(crate) mod connections;
 pub(crate) mod credentials;
+mod docker;
 mod endpoints;
 pub(crate) mod id;
 mod labels;
@@ -30,6 +34,7 @@ use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use outpost_api::ErrorBody;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
@@ -40,7 +45,6 @@ use crate::registry::SummonError;
 pub use connections::{effective_cap, DEFAULT_MAX_API_CONNECTIONS, RESERVED_FDS};
 pub use credentials::{new_admin_token, write_admin_token, AdminCredentials};
 pub use nofile::{raise_open_file_limit, raise_open_file_limit_and_log, OpenFileLimit};
-pub use view::EndpointView;
 
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
@@ -73,10 +77,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
         .route("/api/endpoints/{id}/reset", post(reset::reset))
-        .route(
-            "/api/endpoints/{id}/docker/{*rest}",
-            any(crate::proxy::handle),
-        )
+        .route("/api/endpoints/{id}/docker/{*rest}", any(docker::handle))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -174,7 +175,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "message": self.message }));
+        let body = Json(ErrorBody {
+            message: self.message,
+        });
         (self.status, body).into_response()
     }
 }

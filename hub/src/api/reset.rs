@@ -11,31 +11,23 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
+use outpost_api::EndpointReset;
 use outpost_protocol::token::JoinToken;
 use outpost_protocol::wire::CloseCode;
 use outpost_protocol::Secret;
-use serde::Serialize;
 use tracing::info;
 
 use super::endpoints::not_found;
 use super::id::{CanonicalId, IdPath};
+use super::view::kind;
 use super::ApiError;
 use crate::context::HubContext;
-use crate::store::{certs, unix_now, EndpointKind};
-
-#[derive(Debug, Serialize)]
-pub(super) struct Reset {
-    id: u64,
-    name: String,
-    kind: EndpointKind,
-    disconnected: bool,
-    edge_key: String,
-}
+use crate::store::{certs, unix_now};
 
 pub(super) async fn reset(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
-) -> Result<Json<Reset>, ApiError> {
+) -> Result<Json<EndpointReset>, ApiError> {
     let secret = Secret::generate();
     let hash = secret.hash();
     let record = ctx
@@ -58,10 +50,10 @@ pub(super) async fn reset(
         endpoint: id,
         secret,
     };
-    Ok(Json(Reset {
+    Ok(Json(EndpointReset {
         id: id.0,
         name: record.name,
-        kind: record.kind,
+        kind: kind(record.kind),
         disconnected,
         edge_key: token.encode(),
     }))

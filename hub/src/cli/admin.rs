@@ -1,21 +1,14 @@
 //! The admin client behind `outpost-hub endpoint …`: resolves where the API is and how to trust it,
-//! calls it, and prints JSON or a table.
+//! calls it through [`outpost_api::ApiClient`], and prints JSON or a table.
 
 use std::path::Path;
 
-use anyhow::{bail, Context as _, Result};
-use reqwest::Method;
-use serde_json::Value;
+use anyhow::{Context as _, Result};
+use outpost_api::{ApiClient, ApiError, EndpointDetail, ListQuery, Page, NO_MESSAGE};
+use serde::Serialize;
 
 use super::escape::{escape_controls, escape_json};
 use super::{ApiArgs, EndpointCommand, ListArgs};
-
-/// A connection to a hub's admin API.
-pub(super) struct Api {
-    pub(super) base: String,
-    token: String,
-    client: reqwest::Client,
-}
 
 fn read_trimmed(path: &Path, what: &str) -> Result<String> {
     Ok(std::fs::read_to_string(path)
@@ -24,64 +17,51 @@ fn read_trimmed(path: &Path, what: &str) -> Result<String> {
         .to_owned())
 }
 
-impl Api {
-    pub(super) fn connect(args: &ApiArgs) -> Result<Self> {
-        let base = match &args.api {
-            Some(url) => url.clone(),
-            None => read_trimmed(&args.data_dir.join("api.url"), "api")?,
-        };
-        let token = match &args.token {
-            Some(token) => token.clone(),
-            None => read_trimmed(&args.data_dir.join("admin.token"), "token")?,
-        };
-        let ca_path = args
-            .ca
-            .clone()
-            .unwrap_or_else(|| args.data_dir.join("ca.pem"));
-        let ca = std::fs::read(&ca_path).with_context(|| {
-            format!(
-                "cannot read the hub CA certificate {} (pass --ca)",
-                ca_path.display()
-            )
-        })?;
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca)?)
-            .build()?;
-        Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-            client,
-        })
-    }
+/// A client of the API `args` point at.
+pub(super) fn connect(args: &ApiArgs) -> Result<ApiClient> {
+    let base = match &args.api {
+        Some(url) => url.clone(),
+        None => read_trimmed(&args.data_dir.join("api.url"), "api")?,
+    };
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => read_trimmed(&args.data_dir.join("admin.token"), "token")?,
+    };
+    let ca_path = args
+        .ca
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("ca.pem"));
+    let ca = std::fs::read(&ca_path).with_context(|| {
+        format!(
+            "cannot read the hub CA certificate {} (pass --ca)",
+            ca_path.display()
+        )
+    })?;
+    ApiClient::new(&base, &token, &ca).map_err(|e| failed(&base, e))
+}
 
-    pub(super) async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.client.request(method, &url).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
+/// An API failure as the admin reads it: the hub's message (escaped) and status, or why the hub
+/// could not be reached.
+pub(super) fn failed(base: &str, error: ApiError) -> anyhow::Error {
+    match error {
+        ApiError::Status {
+            status, message, ..
+        } => {
+            let message = message.as_deref().unwrap_or(NO_MESSAGE);
+            anyhow::anyhow!("{} ({status})", escape_controls(message))
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the hub API at {}", self.base))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = body["message"].as_str().unwrap_or("no message");
-            bail!("{} ({status})", escape_controls(message));
+        ApiError::Transport { source, .. } => {
+            anyhow::Error::from(source).context(format!("cannot reach the hub API at {base}"))
         }
-        Ok(body)
+        ApiError::Client(source) => source.into(),
+        other @ ApiError::BadReply { .. } => other.into(),
     }
 }
 
 /// Run an endpoint command.
 pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
-    let api = Api::connect(args)?;
+    let api = connect(args)?;
+    let failed = |e| failed(api.base_url(), e);
     match command {
         EndpointCommand::Create {
             name,
@@ -90,52 +70,52 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
             group,
             tags,
         } => {
-            let body = serde_json::json!({
-                "name": name, "agent_id": agent_id, "fleet": fleet, "group": group, "tags": tags,
-            });
-            print_json(&api.call(Method::POST, "/api/endpoints", Some(body)).await?)
+            let new = outpost_api::NewEndpoint {
+                name,
+                agent_id,
+                fleet,
+                group,
+                tags,
+            };
+            print_json(&api.create_endpoint(&new).await.map_err(failed)?)
         }
         EndpointCommand::List(args) => list(&api, args).await,
         EndpointCommand::Tag { id, tag } => {
-            let body = serde_json::json!({ "tag": tag });
-            let path = format!("/api/endpoints/{id}/tags");
-            let shown = api.call(Method::POST, &path, Some(body)).await?;
-            println!("endpoint {id} tags: {}", text(&shown["tags"]));
+            let shown = api.tag(id, &tag).await.map_err(failed)?;
+            println!("endpoint {id} tags: {}", texts(&shown.tags));
             Ok(())
         }
         EndpointCommand::Untag { id, tag } => {
-            let path = format!("/api/endpoints/{id}/tags/{}", url_escape(&tag));
-            let shown = api.call(Method::DELETE, &path, None).await?;
-            println!("endpoint {id} tags: {}", text(&shown["tags"]));
+            let shown = api.untag(id, &tag).await.map_err(failed)?;
+            println!("endpoint {id} tags: {}", texts(&shown.tags));
             Ok(())
         }
-        EndpointCommand::Group { id, group } => set_group(&api, id, Value::String(group)).await,
-        EndpointCommand::Ungroup { id } => set_group(&api, id, Value::Null).await,
+        EndpointCommand::Group { id, group } => {
+            let shown = api.group(id, &group).await.map_err(failed)?;
+            println!("endpoint {id} group: {}", text(shown.group.as_deref()));
+            Ok(())
+        }
+        EndpointCommand::Ungroup { id } => {
+            let shown = api.ungroup(id).await.map_err(failed)?;
+            println!("endpoint {id} group: {}", text(shown.group.as_deref()));
+            Ok(())
+        }
         EndpointCommand::Show { id, json } => {
-            let endpoint = api
-                .call(Method::GET, &format!("/api/endpoints/{id}"), None)
-                .await?;
+            let endpoint = api.show(id).await.map_err(failed)?;
             if json {
                 print_json(&endpoint)
             } else {
-                print_fields(&endpoint);
-                Ok(())
+                print_fields(&endpoint)
             }
         }
         EndpointCommand::Approve { id } => {
-            api.call(Method::POST, &format!("/api/endpoints/{id}/approve"), None)
-                .await?;
+            api.approve(id).await.map_err(failed)?;
             println!("endpoint {id} approved");
             Ok(())
         }
         EndpointCommand::Summon { id } => {
-            let answer = api
-                .call(Method::POST, &format!("/api/endpoints/{id}/summon"), None)
-                .await?;
-            println!(
-                "endpoint {id} ready in {:.1} ms",
-                answer["ready_ms"].as_f64().unwrap_or_default()
-            );
+            let answer = api.summon(id).await.map_err(failed)?;
+            println!("endpoint {id} ready in {:.1} ms", answer.ready_ms);
             Ok(())
         }
         EndpointCommand::Context {
@@ -144,15 +124,10 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
             cert_dir,
             print,
         } => super::docker_context::context(&api, id, name, &cert_dir, print).await,
-        EndpointCommand::Reset { id } => print_json(
-            &api.call(Method::POST, &format!("/api/endpoints/{id}/reset"), None)
-                .await?,
-        ),
+        EndpointCommand::Reset { id } => print_json(&api.reset(id).await.map_err(failed)?),
         EndpointCommand::Rm { id } => {
-            let answer = api
-                .call(Method::DELETE, &format!("/api/endpoints/{id}"), None)
-                .await?;
-            let note = if answer["disconnected"] == Value::Bool(true) {
+            let answer = api.remove(id).await.map_err(failed)?;
+            let note = if answer.disconnected {
                 ", its connection closed"
             } else {
                 ""
@@ -163,29 +138,23 @@ pub async fn run(args: &ApiArgs, command: EndpointCommand) -> Result<()> {
     }
 }
 
-async fn list(api: &Api, args: ListArgs) -> Result<()> {
+async fn list(api: &ApiClient, args: ListArgs) -> Result<()> {
     let order = if args.desc { "desc" } else { "asc" };
-    let mut path = format!(
-        "/api/endpoints?page={}&per_page={}&sort={}&order={order}",
-        args.page,
-        args.per_page,
-        url_escape(&args.sort)
-    );
-    let filters = [
-        ("status", args.status),
-        ("search", args.search),
-        ("group", args.group),
-        ("tag", args.tag),
-    ];
-    for (key, value) in filters {
-        if let Some(value) = value {
-            path.push_str(&format!("&{key}={}", url_escape(&value)));
-        }
-    }
-    if args.fleets {
-        path.push_str("&kind=fleet");
-    }
-    let page = api.call(Method::GET, &path, None).await?;
+    let query = ListQuery {
+        page: Some(args.page.to_string()),
+        per_page: Some(args.per_page.to_string()),
+        sort: Some(args.sort),
+        order: Some(order.into()),
+        status: args.status,
+        search: args.search,
+        group: args.group,
+        tag: args.tag,
+        kind: args.fleets.then(|| "fleet".into()),
+    };
+    let page = api
+        .list(&query)
+        .await
+        .map_err(|e| failed(api.base_url(), e))?;
     if args.json {
         print_json(&page)
     } else {
@@ -194,68 +163,72 @@ async fn list(api: &Api, args: ListArgs) -> Result<()> {
     }
 }
 
-async fn set_group(api: &Api, id: u64, group: Value) -> Result<()> {
-    let body = serde_json::json!({ "group": group });
-    let shown = api
-        .call(Method::PATCH, &format!("/api/endpoints/{id}"), Some(body))
-        .await?;
-    println!("endpoint {id} group: {}", text(&shown["group"]));
+/// Pretty JSON of what the hub answered, keys sorted, control characters escaped.
+pub(super) fn print_json(answer: &impl Serialize) -> Result<()> {
+    let value = serde_json::to_value(answer)?;
+    println!("{}", escape_json(&serde_json::to_string_pretty(&value)?));
     Ok(())
 }
 
-pub(super) fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A field for a human: escaped ([`escape_controls`]), `-` when absent.
+pub(super) fn text(value: Option<&str>) -> String {
+    value.map_or_else(|| "-".into(), |s| escape_controls(s).into_owned())
 }
 
-pub(super) fn print_json(value: &Value) -> Result<()> {
-    println!("{}", escape_json(&serde_json::to_string_pretty(value)?));
-    Ok(())
+/// A list for a human: escaped items joined by `,`, `-` when empty.
+pub(super) fn texts(values: &[String]) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let escaped: Vec<_> = values.iter().map(|v| escape_controls(v)).collect();
+    escaped.join(",")
 }
 
-/// A field for a human: escaped ([`escape_controls`]), `-` when empty.
-pub(super) fn text(value: &Value) -> String {
+/// A JSON value for a human: strings and lists as [`text`] and [`texts`] print them, anything
+/// else as its JSON.
+fn json_text(value: &serde_json::Value) -> String {
     match value {
-        Value::Null => "-".into(),
-        Value::String(s) => escape_controls(s).into_owned(),
-        Value::Array(items) if items.is_empty() => "-".into(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => escape_controls(s).into_owned(),
+        serde_json::Value::Array(items) if items.is_empty() => "-".into(),
+        serde_json::Value::Array(items) => {
+            items.iter().map(json_text).collect::<Vec<_>>().join(",")
+        }
         other => escape_controls(&other.to_string()).into_owned(),
     }
 }
 
-fn print_table(page: &Value) {
+fn print_table(page: &Page) {
     println!(
         "{:<6} {:<24} {:<8} {:<16} {:<24} {:<36} {:<26} {:<22} {:>8}",
         "ID", "NAME", "STATUS", "GROUP", "TAGS", "AGENT", "LAST CHECK-IN", "ADDRESS", "RTT ms"
     );
-    for item in page["items"].as_array().into_iter().flatten() {
+    for item in &page.items {
+        let rtt = item
+            .rtt_ms
+            .map(|ms| serde_json::Value::from(ms).to_string());
         println!(
             "{:<6} {:<24} {:<8} {:<16} {:<24} {:<36} {:<26} {:<22} {:>8}",
-            text(&item["id"]),
-            text(&item["name"]),
-            text(&item["status"]),
-            text(&item["group"]),
-            text(&item["tags"]),
-            text(&item["agent_id"]),
-            text(&item["last_checkin"]),
-            text(&item["remote_addr"]),
-            text(&item["rtt_ms"]),
+            item.id,
+            text(Some(&item.name)),
+            item.status.as_str(),
+            text(item.group.as_deref()),
+            texts(&item.tags),
+            text(item.agent_id.as_deref()),
+            text(item.last_checkin.as_deref()),
+            text(item.remote_addr.as_deref()),
+            text(rtt.as_deref()),
         );
     }
-    println!("({} in all)", text(&page["total"]));
+    println!("({} in all)", page.total);
 }
 
-fn print_fields(endpoint: &Value) {
-    if let Some(fields) = endpoint.as_object() {
-        for (key, value) in fields {
-            println!("{:<14} {}", escape_controls(key), text(value));
+/// `endpoint show`: every field of the answer, one per line, in the order of its JSON's keys.
+fn print_fields(endpoint: &EndpointDetail) -> Result<()> {
+    if let serde_json::Value::Object(fields) = serde_json::to_value(endpoint)? {
+        for (key, value) in &fields {
+            println!("{:<14} {}", escape_controls(key), json_text(value));
         }
     }
+    Ok(())
 }

@@ -4,58 +4,41 @@
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use reqwest::Method;
+use outpost_api::ApiClient;
 
-use super::admin::Api;
+use super::admin::failed;
 use super::escape::escape_controls;
 
 /// Issue an admin certificate into `out` (ca.pem, cert.pem, key.pem).
-pub(super) async fn issue(api: &Api, out: &Path, name: &str) -> Result<()> {
+pub(super) async fn issue(api: &ApiClient, out: &Path, name: &str) -> Result<()> {
     let issued = api
-        .call(
-            Method::POST,
-            "/api/admin-certs",
-            Some(serde_json::json!({ "name": name })),
-        )
-        .await?;
+        .create_admin_cert(name)
+        .await
+        .map_err(|e| failed(api.base_url(), e))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    for (file, field) in [("ca.pem", "ca_pem"), ("cert.pem", "cert_pem")] {
-        let text = issued[field]
-            .as_str()
-            .context("the hub's answer lacks a PEM")?;
-        outpost_certs::write_public_file(&out.join(file), text.as_bytes())?;
+    for (file, pem) in [("ca.pem", &issued.ca_pem), ("cert.pem", &issued.cert_pem)] {
+        outpost_certs::write_public_file(&out.join(file), pem.as_bytes())?;
     }
-    let key = issued["key_pem"]
-        .as_str()
-        .context("the hub's answer lacks the key")?;
-    outpost_certs::write_private_file(&out.join("key.pem"), key.as_bytes())?;
+    outpost_certs::write_private_file(&out.join("key.pem"), issued.key_pem.as_bytes())?;
     Ok(())
 }
 
 /// `endpoint context ID`: make sure an admin certificate exists, then create or update the context.
 pub(super) async fn context(
-    api: &Api,
+    api: &ApiClient,
     id: u64,
     name: Option<String>,
     cert_dir: &Path,
     print: bool,
 ) -> Result<()> {
-    let endpoint = api
-        .call(Method::GET, &format!("/api/endpoints/{id}"), None)
-        .await?;
-    let name = match name {
-        Some(name) => name,
-        None => endpoint["name"]
-            .as_str()
-            .context("endpoint without a name")?
-            .to_owned(),
-    };
+    let shown = api.show(id).await.map_err(|e| failed(api.base_url(), e))?;
+    let name = name.unwrap_or(shown.endpoint.name);
     if !cert_dir.join("key.pem").exists() {
         issue(api, cert_dir, "docker-context").await?;
     }
     let dir = std::fs::canonicalize(cert_dir)?;
     let hub = api
-        .base
+        .base_url()
         .trim_start_matches("https://")
         .trim_end_matches('/');
     let docker = format!(

@@ -10,6 +10,9 @@
 //!
 //! A client that goes away drops its response body; hyper then drops the stream, QUIC resets it,
 //! and the agent closes the matching engine connection.
+//!
+//! The API's route (`crate::api`: authentication, canonical ids, the status of each
+//! [`ProxyError`]) calls [`forward`]; nothing here knows the API, so the dependency runs one way.
 
 mod headers;
 pub(crate) mod ping;
@@ -17,15 +20,15 @@ mod reply;
 mod slots;
 mod upgrade;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
-use axum::Extension;
 use hyper_util::rt::TokioIo;
 use outpost_protocol::stream::{self, StreamHeader, StreamKind, MAX_STREAMS_PER_DEVICE};
 use outpost_protocol::EndpointId;
@@ -33,13 +36,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::api::connections::ConnectionSlot;
-use crate::api::credentials::Revocation;
-use crate::api::id::{CanonicalId, IdPath};
-use crate::api::ApiError;
 use crate::context::HubContext;
-use crate::registry::{LiveSession, Status};
-use crate::store::endpoints;
+use crate::registry::{LiveSession, Status, SummonError};
+use crate::store::{endpoints, StoreError};
 
 /// How long to wait for stream credit from a device the hub believes active before summoning again.
 const CREDIT_DEADLINE: Duration = Duration::from_secs(2);
@@ -48,28 +47,85 @@ const STREAM_REPLY_DEADLINE: Duration = Duration::from_secs(30);
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
-/// Proxy one request to endpoint `id`'s engine.
-pub(crate) async fn handle(
-    State(ctx): State<Arc<HubContext>>,
-    IdPath((CanonicalId(id), rest)): IdPath<(CanonicalId, String)>,
-    Extension(revocation): Extension<Revocation>,
-    Extension(connection): Extension<ConnectionSlot>,
+/// Why a request could not be carried to the device's engine. Each message says what the admin
+/// can do; the API answers it with a fitting status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProxyError {
+    /// No endpoint has this id.
+    #[error("endpoint {0} does not exist")]
+    NoEndpoint(EndpointId),
+    /// The device has no live session, or its check-ins stopped.
+    #[error("endpoint {id} ({name}) is offline: the device is not connected to the hub; it will be reachable when its agent reconnects")]
+    Offline {
+        /// The endpoint.
+        id: EndpointId,
+        /// Its name.
+        name: String,
+    },
+    /// The device could not be summoned.
+    #[error(transparent)]
+    Summon(#[from] SummonError),
+    /// The device serves its most requests at once already.
+    #[error("endpoint {0} already has {max} Docker requests in flight, the most one device serves at once; retry when some finish", max = MAX_STREAMS_PER_DEVICE)]
+    DeviceBusy(EndpointId),
+    /// The hub carries its most proxied requests at once already (`--max-proxy-streams`).
+    #[error("the hub is carrying its maximum of {0} proxied Docker requests; retry shortly")]
+    HubBusy(usize),
+    /// The device's connection failed while the stream was opened.
+    #[error("endpoint {id} disconnected: {reason}")]
+    Disconnected {
+        /// The endpoint.
+        id: EndpointId,
+        /// The connection's error.
+        reason: String,
+    },
+    /// A summoned device granted no stream in time.
+    #[error("endpoint {id} granted no stream within {within:?}")]
+    NoStream {
+        /// The endpoint.
+        id: EndpointId,
+        /// How long the hub waited.
+        within: Duration,
+    },
+    /// The device's engine (or the agent in front of it) did not answer as HTTP; how, in words.
+    #[error("{0}")]
+    Engine(String),
+    /// The path spells the endpoint id other than canonically (percent-encoded digits).
+    #[error("no such API route (endpoint ids are decimal without leading zeros)")]
+    NotCanonical,
+    /// What follows `/docker/` is not a valid request target.
+    #[error("bad Docker API path: {0}")]
+    BadPath(axum::http::uri::InvalidUri),
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Proxy one request to endpoint `id`'s engine; `rest` is its path after `/docker/`. A hijacked
+/// connection (`exec -it`) keeps `hold` until it closes, and closes when `withdrawn` resolves (its
+/// credential was revoked).
+pub(crate) async fn forward(
+    ctx: &HubContext,
+    id: EndpointId,
+    rest: &str,
     mut request: Request,
-) -> Result<Response, ApiError> {
-    let session = live_session(&ctx, id).await?;
-    let is_ping = ping::is_ping(request.method(), &rest);
+    withdrawn: impl Future<Output = ()> + Send + 'static,
+    hold: impl Send + 'static,
+) -> Result<Response, ProxyError> {
+    let session = live_session(ctx, id).await?;
+    let is_ping = ping::is_ping(request.method(), rest);
     if is_ping {
-        if let Some(answer) = ping::answer(session.ping_cache(), Instant::now()) {
+        if let Some(answer) = session.ping_cache().answer(Instant::now()) {
             return Ok(answer);
         }
     }
     session.summon(ctx.summon_timeout).await?;
-    let slots = acquire(&ctx, &session)?;
+    let slots = acquire(ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
-    let (io, outcome) = open_stream(&ctx, &session, request_id).await?;
+    let (io, outcome) = open_stream(ctx, &session, request_id).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| bad_gateway(format!("HTTP to the device's engine failed: {e}")))?;
+        .map_err(|e| ProxyError::Engine(format!("HTTP to the device's engine failed: {e}")))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             debug!(request_id, "proxied connection ended: {e}");
@@ -81,7 +137,7 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(e) => {
             let refused = reply::refusal(outcome, STREAM_REPLY_DEADLINE).await;
-            return Err(bad_gateway(refused.unwrap_or_else(|| {
+            return Err(ProxyError::Engine(refused.unwrap_or_else(|| {
                 format!("the device's engine did not answer: {e}")
             })));
         }
@@ -94,14 +150,16 @@ pub(crate) async fn handle(
         tokio::spawn(async move {
             tokio::select! {
                 () = splice => {}
-                () = revocation.withdrawn() => debug!(request_id, "credential withdrawn: hijacked connection closed"),
+                () = withdrawn => debug!(request_id, "credential withdrawn: hijacked connection closed"),
             }
-            drop((slots, connection));
+            drop((slots, hold));
         });
         return Ok(response.map(Body::new));
     }
     if is_ping && response.status() == StatusCode::OK {
-        ping::remember(session.ping_cache(), response.headers(), Instant::now());
+        session
+            .ping_cache()
+            .remember(response.headers(), Instant::now());
     }
     Ok(response.map(|body| Body::new(slots::HoldingBody::new(body, slots))))
 }
@@ -109,7 +167,7 @@ pub(crate) async fn handle(
 /// The device's live session, or an immediate answer saying why there is none. A session whose
 /// check-ins stopped (the device lost power without closing) counts as offline too: the request
 /// fails at once instead of waiting for a summon that cannot be answered.
-async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSession>, ApiError> {
+async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSession>, ProxyError> {
     let live = ctx.registry.get(id).filter(|session| {
         session.view(Instant::now(), ctx.stale_after()).status != Status::Offline
     });
@@ -118,39 +176,25 @@ async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSessio
     }
     let record = ctx.store.call(move |c| endpoints::find(c, id)).await?;
     Err(match record {
-        None => ApiError::new(StatusCode::NOT_FOUND, format!("endpoint {id} does not exist")),
-        Some(record) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("endpoint {id} ({}) is offline: the device is not connected to the hub; it will be reachable when its agent reconnects", record.name),
-        ),
+        None => ProxyError::NoEndpoint(id),
+        Some(record) => ProxyError::Offline {
+            id,
+            name: record.name,
+        },
     })
 }
 
-fn bad_gateway(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, message)
-}
-
 /// Both limits, per device and per hub, or a clear refusal.
-fn acquire(ctx: &HubContext, session: &LiveSession) -> Result<slots::Slots, ApiError> {
-    let device = session.proxy_slots().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "endpoint {} already has {} Docker requests in flight, the most one device serves at once; retry when some finish",
-                session.endpoint,
-                MAX_STREAMS_PER_DEVICE
-            ),
-        )
-    })?;
-    let hub = ctx.proxy_slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the hub is carrying its maximum of {} proxied Docker requests; retry shortly",
-                ctx.max_proxy_streams
-            ),
-        )
-    })?;
+fn acquire(ctx: &HubContext, session: &LiveSession) -> Result<slots::Slots, ProxyError> {
+    let device = session
+        .proxy_slots()
+        .try_acquire_owned()
+        .map_err(|_| ProxyError::DeviceBusy(session.endpoint))?;
+    let hub = ctx
+        .proxy_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ProxyError::HubBusy(ctx.max_proxy_streams))?;
     Ok((device, hub))
 }
 
@@ -162,12 +206,10 @@ async fn open_stream(
     ctx: &HubContext,
     session: &LiveSession,
     request_id: u64,
-) -> Result<(StreamIo, watch::Receiver<reply::Outcome>), ApiError> {
-    let lost = |e: &dyn std::fmt::Display| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("endpoint {} disconnected: {e}", session.endpoint),
-        )
+) -> Result<(StreamIo, watch::Receiver<reply::Outcome>), ProxyError> {
+    let lost = |e: &dyn std::fmt::Display| ProxyError::Disconnected {
+        id: session.endpoint,
+        reason: e.to_string(),
     };
     let conn = session.connection();
     let opened = match tokio::time::timeout(CREDIT_DEADLINE, conn.open_bi()).await {
@@ -177,14 +219,9 @@ async fn open_stream(
             session.summon(ctx.summon_timeout).await?;
             tokio::time::timeout(ctx.summon_timeout, conn.open_bi())
                 .await
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        format!(
-                            "endpoint {} granted no stream within {:?}",
-                            session.endpoint, ctx.summon_timeout
-                        ),
-                    )
+                .map_err(|_| ProxyError::NoStream {
+                    id: session.endpoint,
+                    within: ctx.summon_timeout,
                 })?
         }
     };
@@ -203,7 +240,7 @@ async fn open_stream(
 /// Strip the route prefix and what must not reach the device ([`headers`]), keep everything else.
 /// The route matched the prefix with the id's canonical spelling; a path that spells it otherwise
 /// (percent-encoded digits, which the router decodes) is not forwarded at all.
-fn rewrite(request: Request, id: EndpointId, upgrading: bool) -> Result<Request, ApiError> {
+fn rewrite(request: Request, id: EndpointId, upgrading: bool) -> Result<Request, ProxyError> {
     let (mut parts, body) = request.into_parts();
     let prefix = format!("/api/endpoints/{id}/docker/");
     let path_and_query = parts
@@ -212,14 +249,11 @@ fn rewrite(request: Request, id: EndpointId, upgrading: bool) -> Result<Request,
         .map(|p| p.as_str())
         .unwrap_or("/");
     let Some(rest) = path_and_query.strip_prefix(&prefix) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no such API route (endpoint ids are decimal without leading zeros)",
-        ));
+        return Err(ProxyError::NotCanonical);
     };
     parts.uri = format!("/{rest}")
         .parse::<Uri>()
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad Docker API path: {e}")))?;
+        .map_err(ProxyError::BadPath)?;
     headers::strip(&mut parts.headers, upgrading);
     parts
         .headers

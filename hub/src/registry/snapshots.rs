@@ -14,7 +14,7 @@
 //! [`PENDING_PERIOD`] and its snapshot is trimmed to [`PENDING_SNAPSHOT_BUDGET`].
 //!
 //! What is stored is sanitized and bounded ([`EngineSnapshot::sanitize`]), so its JSON is at most
-//! [`MAX_STORED_SNAPSHOT`] bytes (`store::extras` measures the worst case).
+//! [`MAX_STORED_SNAPSHOT`] bytes (`store::snapshots` measures the worst case).
 
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ pub const PENDING_PERIOD: Duration = Duration::from_secs(10 * 60);
 /// The most bytes of JSON one stored snapshot takes: twice the encoded budget (a `"` or `\` is
 /// escaped to two bytes; control characters, which would take six, are gone) plus the field names
 /// of [`MAX_LISTED_CONTAINERS`] entries of [`MAX_NAMES`] names each. The worst case measured
-/// (every text `"`, every list full) is 157,196 bytes (`store::extras`' test); before the gate a
+/// (every text `"`, every list full) is 157,196 bytes (`store::snapshots`' test); before the gate a
 /// 261 KB frame of control bytes was stored as 1.5 MB.
 ///
 /// [`MAX_LISTED_CONTAINERS`]: outpost_protocol::snapshot::MAX_LISTED_CONTAINERS

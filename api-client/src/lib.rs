@@ -1,0 +1,20 @@
+//! The Outpost hub's admin API, shared by the hub and every client of it.
+//!
+//! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
+//!   these, so server and clients cannot drift apart; this part knows nothing of the hub (no axum,
+//!   no SQLite).
+//! - [`ApiClient`]: a typed async client on reqwest, one method per call, used by the
+//!   `outpost-hub` admin commands, the load tool, the end-to-end tests and the benches.
+//! - [`ApiError`]: why a call failed, with the hub's status and message kept.
+//!
+//! The client is written by hand rather than generated (progenitor and the like need an OpenAPI
+//! document, which the hub does not publish): a dozen calls, each a few lines over the shared types.
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+pub mod types;
+
+pub use client::ApiClient;
+pub use error::{ApiError, NO_MESSAGE};
+pub use types::*;

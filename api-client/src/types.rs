@@ -1,0 +1,415 @@
+//! The admin API's request and response bodies, as the hub serializes and parses them.
+//!
+//! The hub's handlers answer with exactly these types and parse requests into them, so a field
+//! renamed here changes server and clients together. Times are RFC 3339 text (or Unix seconds
+//! where the store keeps them so), ids plain numbers, and absent values `null`: what `--json`
+//! prints and scripts read.
+
+use outpost_protocol::snapshot::EngineSnapshot;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// What an endpoint stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// One managed device.
+    Device,
+    /// A fleet token's template; each device enrolling with it becomes a pending device.
+    Fleet,
+}
+
+/// Where an endpoint stands, as the hub sees it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointStatus {
+    /// Enrolled through a fleet token, waiting for an admin's approval.
+    Pending,
+    /// No live session, or its check-ins stopped.
+    Offline,
+    /// Connected with its standby windows; a summon wakes it.
+    Standby,
+    /// Summoned: ready for Docker requests.
+    Active,
+    /// A fleet token, which never connects itself.
+    Fleet,
+}
+
+impl EndpointStatus {
+    /// The word the API uses for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Offline => "offline",
+            Self::Standby => "standby",
+            Self::Active => "active",
+            Self::Fleet => "fleet",
+        }
+    }
+}
+
+/// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCounts {
+    /// Bytes the hub sent to the agent (UDP payload).
+    pub tx_bytes: u64,
+    /// Datagrams the hub sent.
+    pub tx_datagrams: u64,
+    /// Bytes the hub received from the agent (UDP payload).
+    pub rx_bytes: u64,
+    /// Datagrams the hub received.
+    pub rx_datagrams: u64,
+}
+
+/// Bytes on the wire over an endpoint's lifetime (hub's point of view, UDP payload).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTotal {
+    /// Sent to the agent.
+    pub tx_bytes: u64,
+    /// Received from the agent.
+    pub rx_bytes: u64,
+}
+
+/// An endpoint: its stored record merged with its live session, if any.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Endpoint id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Device or fleet token.
+    pub kind: EndpointKind,
+    /// Where it stands now.
+    pub status: EndpointStatus,
+    /// The bound agent's UUID.
+    pub agent_id: Option<String>,
+    /// The fleet a device enrolled through.
+    pub fleet_id: Option<u64>,
+    /// The group it is in.
+    pub group: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Last check-in, RFC 3339.
+    pub last_checkin: Option<String>,
+    /// The agent's current (or last known) address.
+    pub remote_addr: Option<String>,
+    /// Round trip to the agent in milliseconds, while connected.
+    pub rtt_ms: Option<f64>,
+    /// Connection migrations (address changes) seen, sampled at each check-in and control frame:
+    /// changes between two samples count once.
+    pub migrations: u64,
+    /// UDP traffic of the current connection, while connected.
+    pub wire: Option<WireCounts>,
+    /// UDP payload bytes over all of the endpoint's connections, the live one included: what a
+    /// metered link was charged for. Finished connections are stored as they end (visible after
+    /// the next liveness flush, ≤ 5 s); a hub crash loses the counts of the connections it had
+    /// open, and a connection replaced by the same device's newer one is not counted.
+    pub wire_total: WireTotal,
+    /// Proxied Docker requests in flight.
+    pub proxy_streams: u32,
+    /// Whether the connection holds full flow-control windows (granted only when summoned).
+    pub full_windows: bool,
+    /// Times a certificate was issued to this endpoint.
+    pub enroll_count: i64,
+    /// Agent build version.
+    pub agent_version: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_at: Option<String>,
+    /// First enrolment, RFC 3339.
+    pub enrolled_at: Option<String>,
+}
+
+/// `GET /api/endpoints/{id}`: the endpoint and its engine's last snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EndpointDetail {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// The last engine summary its agent sent.
+    pub snapshot: Option<EngineSnapshot>,
+}
+
+/// `POST /api/endpoints`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEndpoint {
+    /// Display name, 1 to 128 characters once trimmed.
+    pub name: String,
+    /// Only the agent with this UUID may enrol.
+    pub agent_id: Option<String>,
+    /// A fleet token: many devices may enrol, each waits for approval.
+    #[serde(default)]
+    pub fleet: bool,
+    /// Its group (fleet devices inherit it).
+    pub group: Option<String>,
+    /// Its tags (fleet devices inherit them).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl NewEndpoint {
+    /// A device endpoint named `name`, with nothing else set.
+    pub fn device(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The answer to `POST /api/endpoints`: the endpoint and its join token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointCreated {
+    /// Endpoint id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Device or fleet token.
+    pub kind: EndpointKind,
+    /// The pre-assigned agent UUID.
+    pub agent_id: Option<String>,
+    /// Its group.
+    pub group: Option<String>,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// The join token (EDGE_KEY) a device enrols with.
+    pub edge_key: String,
+}
+
+/// `GET /api/endpoints` parameters. Each is text, as in the query string: the hub checks them and
+/// answers a bad one with a 400 that names the parameter and what it accepts. Absent means the
+/// default (page 1, 100 per page, sorted by creation, ascending, devices only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// 1-based page number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Rows per page, 1 to 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<String>,
+    /// Name substring, ASCII case ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    /// `pending`, `offline`, `online` (standby or active), `standby` or `active`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Only endpoints in this group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Only endpoints with this tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `device` or `fleet`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `name`, `created` or `last_checkin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// `asc` or `desc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+}
+
+/// One page of `GET /api/endpoints`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// The page's endpoints.
+    pub items: Vec<Endpoint>,
+    /// How many match in all (also the `X-Total-Count` header).
+    pub total: u64,
+}
+
+/// A field that may be absent (leave as is), `null` (clear) or a value (set).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/endpoints/{id}`: set the group and/or replace the tags.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatch {
+    /// Absent: leave the group; `Some(None)`: take it out of its group; `Some(name)`: move it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub group: Option<Option<String>>,
+    /// Absent: leave the tags; present: replace them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// `POST /api/endpoints/{id}/tags`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTag {
+    /// The tag to add.
+    pub tag: String,
+}
+
+/// The answer to `POST /api/endpoints/{id}/summon`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summoned {
+    /// Endpoint id.
+    pub id: u64,
+    /// Always active: the device is ready.
+    pub status: EndpointStatus,
+    /// From the request to the device's readiness, in milliseconds.
+    pub ready_ms: f64,
+}
+
+/// The answer to `DELETE /api/endpoints/{id}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Endpoint id.
+    pub removed: u64,
+    /// Whether a live session was closed.
+    pub disconnected: bool,
+}
+
+/// The answer to `POST /api/endpoints/{id}/reset`: the new join token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointReset {
+    /// Endpoint id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Device or fleet token.
+    pub kind: EndpointKind,
+    /// Whether a live session was closed.
+    pub disconnected: bool,
+    /// The new join token; the old one no longer enrols.
+    pub edge_key: String,
+}
+
+/// `POST /api/admin-certs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAdminCert {
+    /// The name recorded in the certificate.
+    pub name: String,
+}
+
+/// The answer to `POST /api/admin-certs`, in Docker's TLS file layout. The key is generated by the
+/// hub and handed over this once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCertIssued {
+    /// The name in the certificate.
+    pub name: String,
+    /// Its serial.
+    pub serial: String,
+    /// The hub CA (ca.pem).
+    pub ca_pem: String,
+    /// The certificate (cert.pem).
+    pub cert_pem: String,
+    /// Its private key (key.pem).
+    pub key_pem: String,
+}
+
+/// One admin certificate of `GET /api/admin-certs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCert {
+    /// Serial number.
+    pub serial: String,
+    /// The name in the certificate.
+    pub name: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// The answer to `DELETE /api/admin-certs/{serial or name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCertsRevoked {
+    /// Serials revoked.
+    pub revoked: Vec<String>,
+}
+
+/// The answer to `POST /api/admin-token/rotate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTokenRotated {
+    /// The new token, shown this once.
+    pub token: String,
+    /// Where the hub wrote it.
+    pub written_to: String,
+}
+
+/// Every error answer: Docker-style, so the docker CLI prints the message too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_tells_leave_clear_and_set_apart() {
+        let leave = EndpointPatch::default();
+        let clear = EndpointPatch {
+            group: Some(None),
+            tags: None,
+        };
+        let set = EndpointPatch {
+            group: Some(Some("lab".into())),
+            tags: Some(vec!["a".into()]),
+        };
+        for (patch, json) in [
+            (&leave, "{}"),
+            (&clear, r#"{"group":null}"#),
+            (&set, r#"{"group":"lab","tags":["a"]}"#),
+        ] {
+            assert_eq!(serde_json::to_string(patch).ok().as_deref(), Some(json));
+            assert_eq!(
+                serde_json::from_str::<EndpointPatch>(json).ok().as_ref(),
+                Some(patch)
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_request_fields_are_refused() {
+        assert!(serde_json::from_str::<EndpointPatch>(r#"{"grop":"x"}"#).is_err());
+        assert!(serde_json::from_str::<NewTag>(r#"{"tag":"x","y":1}"#).is_err());
+        assert!(serde_json::from_str::<ListQuery>(r#"{"pge":"1"}"#).is_err());
+    }
+
+    #[test]
+    fn a_detail_is_the_endpoint_with_its_snapshot_beside_its_fields() {
+        let endpoint = Endpoint {
+            id: 7,
+            name: "kiosk".into(),
+            kind: EndpointKind::Device,
+            status: EndpointStatus::Standby,
+            agent_id: None,
+            fleet_id: None,
+            group: None,
+            tags: vec![],
+            last_checkin: None,
+            remote_addr: None,
+            rtt_ms: Some(0.25),
+            migrations: 0,
+            wire: None,
+            wire_total: WireTotal::default(),
+            proxy_streams: 0,
+            full_windows: false,
+            enroll_count: 1,
+            agent_version: None,
+            created_at: None,
+            enrolled_at: None,
+        };
+        let detail = EndpointDetail {
+            endpoint,
+            snapshot: None,
+        };
+        let json = serde_json::to_value(&detail).unwrap_or_default();
+        assert_eq!(json["status"], EndpointStatus::Standby.as_str());
+        assert_eq!(json["snapshot"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::from_value::<EndpointDetail>(json).ok(),
+            Some(detail)
+        );
+    }
+}
