@@ -2,8 +2,9 @@
 //! admin types and checks both what the CLI prints and what the engine (asked directly) did.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use outpost_tests::docker::{
     direct, require_engine, sha256_of, unique, Cleanup, Container, DockerCli, TEST_IMAGE,
@@ -44,6 +45,54 @@ fn text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// How long a streaming command may take to print its next expected line: far beyond the
+/// sub-second the local engine and loopback link need, so only a broken stream reaches it.
+const NEXT_LINE: Duration = Duration::from_secs(30);
+
+/// A streaming command's stdout, read line by line on a thread so that every read is bounded:
+/// a stream that stops delivering fails the test with what it was waiting for, never hangs it.
+struct Lines(mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(stdout: impl Read + Send + 'static) -> Self {
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self(receive)
+    }
+
+    /// The next line, within [`NEXT_LINE`].
+    fn next(&self, what: &str) -> String {
+        match self.0.recv_timeout(NEXT_LINE) {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no line within {NEXT_LINE:?} while waiting for {what}")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the stream ended while waiting for {what}")
+            }
+        }
+    }
+
+    /// Skips lines until one equal to `wanted`; returns the lines skipped.
+    fn until(&self, wanted: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        loop {
+            let line = self.next(&format!("`{wanted}` (after {skipped:?})"));
+            if line == wanted {
+                return skipped;
+            }
+            skipped.push(line);
+        }
+    }
 }
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -116,12 +165,12 @@ fn logs_follow_delivers_lines_while_the_container_writes() {
     );
     let name = container.name.clone();
     let mut follower = d.docker.spawn(&["logs", "-f", &name]);
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert_eq!(first, "line 0");
+    let lines = Lines::of(follower.stdout.take().unwrap());
+    assert_eq!(lines.next("line 0"), "line 0");
     // Later lines are written after `logs -f` started: they arrive as the container writes them.
     for expected in 1..6 {
-        assert_eq!(lines.next().unwrap().unwrap(), format!("line {expected}"));
+        let expected = format!("line {expected}");
+        assert_eq!(lines.next(&expected), expected);
     }
     follower.kill().unwrap();
     follower.wait().unwrap();
@@ -195,8 +244,8 @@ fn attach_carries_stdin_and_stdout_of_a_running_container() {
         .unwrap();
     let mut stdin = attach.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, b"through the hub\n").unwrap();
-    let mut lines = BufReader::new(attach.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "got:through the hub");
+    let lines = Lines::of(attach.stdout.take().unwrap());
+    assert_eq!(lines.next("the echoed line"), "got:through the hub");
     drop(stdin);
     assert!(attach.wait().unwrap().success());
 }
@@ -207,19 +256,25 @@ fn events_stream_reports_a_container_start() {
     let name = unique("events");
     let mut cleanup = Cleanup::default();
     cleanup.add(&name);
+    // Events since a second before the container exists: whether the stream is established
+    // before `docker run` or after it, the engine sends the create (live or replayed), so the
+    // test needs no guess at when the stream is up.
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() - Duration::from_secs(1);
     let mut events = d.docker.spawn(&[
         "events",
+        "--since",
+        &since.as_secs().to_string(),
         "--filter",
         &format!("container={name}"),
         "--format",
         "{{.Action}}",
     ]);
-    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
-    // Give the event stream a moment to be established before the event happens.
-    std::thread::sleep(Duration::from_millis(500));
+    let lines = Lines::of(events.stdout.take().unwrap());
     direct(&["run", "--name", &name, TEST_IMAGE, "true"]);
-    let first = lines.next().unwrap().unwrap();
-    assert_eq!(first, "create");
+    assert_eq!(lines.next("the create event"), "create");
+    // The stream has delivered, so it is up: an event from now on must arrive live.
+    direct(&["rm", &name]);
+    lines.until("destroy");
     events.kill().unwrap();
     events.wait().unwrap();
 }
@@ -346,8 +401,8 @@ fn a_killed_logs_follower_releases_its_stream_on_both_sides() {
     );
     let name = container.name.clone();
     let mut follower = d.docker.spawn(&["logs", "-f", &name]);
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "tick");
+    let lines = Lines::of(follower.stdout.take().unwrap());
+    assert_eq!(lines.next("the first tick"), "tick");
     assert_eq!(d.hub.show(d.id)["proxy_streams"], 1);
     follower.kill().unwrap();
     follower.wait().unwrap();

