@@ -27,7 +27,7 @@ use crate::agent_link::windows::{self, WindowBudget};
 use crate::context::HubContext;
 use crate::registry::Registry;
 use crate::store::{admin_creds, endpoints, Store, StoreError};
-use crate::{agent_link, api};
+use crate::{agent_link, api, liveness};
 
 /// The resolved runtime configuration of a hub.
 #[derive(Clone, Debug)]
@@ -207,7 +207,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             ctx.clone(),
             config.max_api_connections,
         )),
-        tokio::spawn(liveness_flusher(ctx.clone(), config.flush_interval)),
+        tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(
@@ -401,30 +401,6 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
         path: dir.to_owned(),
         source,
     })
-}
-
-async fn liveness_flusher(ctx: Arc<HubContext>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if let Err(e) = flush_liveness(&ctx).await {
-            warn!("liveness not written: {e}");
-        }
-    }
-}
-
-/// Write what the registry reports dirty now (see [`Registry::take_dirty`]): the periodic flush,
-/// and a status query's, so the list's `connected` flags match the registry as of the query.
-/// Taken under the store's writer, so two flushes write in the order they took. Returns how many
-/// rows were written.
-pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
-    let now = Instant::now();
-    let stale_after = ctx.stale_after();
-    let taker = ctx.clone();
-    ctx.store
-        .write_liveness(move || taker.registry.take_dirty(now, stale_after))
-        .await
 }
 
 #[cfg(test)]

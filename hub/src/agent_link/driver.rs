@@ -1,12 +1,18 @@
 //! One agent session: authenticate the certificate against the store, then drive the control stream
 //! and the check-in datagrams until the connection ends.
 //!
-//! The driver is thin: one loop per connection answers check-ins, forwards summons and records what
-//! the agent reports. Frame reads are not cancel-safe, so the read of the next control frame is one
-//! future kept across iterations of the `select!` rather than a task of its own: one task per agent
-//! (plus quinn's connection driver), which matters at tens of thousands of agents.
+//! The driver is thin: one loop per connection feeds the session ([`crate::session`], through its
+//! registry handle) what arrives and carries out what it answers: acks, window grants, frames to
+//! send. Frame reads are not cancel-safe, so the read of the next control frame is one future kept
+//! across iterations of the `select!` rather than a task of its own: one task per agent (plus
+//! quinn's connection driver), which matters at tens of thousands of agents. Writes are the same
+//! shape the other way ([`super::outbox`]): no branch awaits a write, so a write parked on the
+//! agent's flow control never stops acks, summons or standby.
 
 use outpost_transport::close::CloseCodeVarint as _;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +28,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::outbox::{self, Outbox};
+use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::LiveSession;
+use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, extras, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
@@ -64,7 +73,7 @@ pub(super) async fn run(
 ) -> Result<(), SessionError> {
     // Boxed, so the set-up's futures are freed once it is done and the task that lives as long as
     // the session holds only the driver's state.
-    let mut established = match Box::pin(establish(ctx, &conn)).await {
+    let established = match Box::pin(establish(ctx, &conn)).await {
         Ok(established) => established,
         Err(e) => {
             // A broken hello (wrong first message, an agent version with control characters) is
@@ -79,8 +88,12 @@ pub(super) async fn run(
         }
     };
     drop(admission);
-    let session = established.session.clone();
-    let result = drive(ctx, &session, &mut established.send, established.recv).await;
+    let Established {
+        session,
+        send,
+        recv,
+    } = established;
+    let result = drive(ctx, &session, send, recv).await;
     session.control().close();
     session.enter_standby();
     ctx.registry.remove(&session);
@@ -201,49 +214,130 @@ async fn next_frame(
     (recv, frame)
 }
 
+/// What the pinned write future yields, or never, while nothing is being written.
+async fn written<F: Future>(writing: Pin<&mut Option<F>>) -> F::Output {
+    match writing.as_pin_mut() {
+        Some(write) => write.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the driver holds besides the streams: frames to write and the session's window grant.
+struct Driving<'a> {
+    ctx: &'a HubContext,
+    session: &'a LiveSession,
+    conn: quinn::Connection,
+    outbox: Outbox,
+    /// Full flow-control windows, while the session holds them; dropping returns them.
+    grant: Option<WindowGrant>,
+}
+
+/// Feed the session what the connection brings and carry out what it asks, in one loop whose
+/// branches never await a write: frames go to the outbox and leave from the write branch.
 async fn drive(
     ctx: &HubContext,
     session: &LiveSession,
-    send: &mut quinn::SendStream,
+    send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> Result<(), SessionError> {
-    let conn = session.connection().clone();
+    let mut driving = Driving {
+        ctx,
+        session,
+        conn: session.connection().clone(),
+        outbox: Outbox::default(),
+        grant: None,
+    };
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(next_frame(recv));
+    // The send stream is either idle here or owned by the write in progress.
+    let mut idle = Some(send);
+    let mut writing = pin!(None);
     loop {
+        if let Some(send) = idle.take() {
+            match driving.outbox.pop() {
+                Some(frame) => writing.set(Some(outbox::write(send, frame))),
+                None => idle = Some(send),
+            }
+        }
         tokio::select! {
-            datagram = conn.read_datagram() => answer_checkin(session, &datagram?)?,
+            datagram = driving.conn.read_datagram() => answer_checkin(session, &datagram?)?,
             (recv, message) = &mut reading => {
                 reading.set(next_frame(recv));
-                if message.is_ok() && session.note_path() {
-                    info!(endpoint = %session.endpoint, remote = %conn.remote_address(), "connection migrated");
-                }
-                match message {
-                    Ok(AgentMessage::Ready { id }) => {
-                        if !session.resolve_summon(id, &ctx.windows) {
-                            debug!(endpoint = %session.endpoint, id, "ignored a ready for no waiting summon");
-                        }
-                    }
-                    Ok(AgentMessage::Standby) => session.enter_standby(),
-                    Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(ctx, session, snapshot).await,
-                    Ok(AgentMessage::Renew { csr_der }) => {
-                        if !session.first_renewal() {
-                            let e = SessionError::Protocol("a second certificate renewal on one session".into());
-                            conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
-                            return Err(e);
-                        }
-                        Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?
-                    }
-                    Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
-                    Err(WireError::Closed) => return Ok(()),
-                    Err(e) => {
-                        conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
-                        return Err(e.into());
-                    }
+                if driving.on_message(message).await?.is_break() {
+                    return Ok(());
                 }
             }
-            control = session.control().pop() => wire::write_frame(send, &HubMessage::from(control)).await?,
+            control = session.control().pop(), if driving.outbox.has_room() => {
+                driving.outbox.push(&HubMessage::from(control));
+            }
+            (send, result) = written(writing.as_mut()), if writing.is_some() => {
+                result?;
+                writing.set(None);
+                idle = Some(send);
+            }
         }
+    }
+}
+
+impl Driving<'_> {
+    /// Act on one control frame (or the stream's end: [`ControlFlow::Break`]).
+    async fn on_message(
+        &mut self,
+        message: Result<AgentMessage, WireError>,
+    ) -> Result<ControlFlow<()>, SessionError> {
+        let session = self.session;
+        if message.is_ok() && session.note_path() {
+            info!(endpoint = %session.endpoint, remote = %self.conn.remote_address(), "connection migrated");
+        }
+        match message {
+            Ok(AgentMessage::Ready { id }) => self.on_ready(id),
+            Ok(AgentMessage::Standby) => {
+                if session.enter_standby() == WindowChange::Release {
+                    self.grant = None;
+                }
+            }
+            Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(self.ctx, session, snapshot).await,
+            Ok(AgentMessage::Renew { csr_der }) => {
+                if session.renewal() == Renewal::Again {
+                    return Err(self.violation(SessionError::Protocol(
+                        "a second certificate renewal on one session".into(),
+                    )));
+                }
+                let answer = Box::pin(super::renew::answer(self.ctx, session, csr_der)).await;
+                if let Some(answer) = answer {
+                    self.outbox.push(&answer);
+                }
+            }
+            Ok(AgentMessage::Hello { .. }) => {
+                return Err(SessionError::Protocol("second hello".into()))
+            }
+            Err(WireError::Closed) => return Ok(ControlFlow::Break(())),
+            Err(e) => return Err(self.violation(e.into())),
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// A `Ready`: only an answer to a waiting summon counts, and may take full windows.
+    fn on_ready(&mut self, id: u32) {
+        match self.session.resolve_summon(id) {
+            None => debug!(endpoint = %self.session.endpoint, id, "ignored a ready for no waiting summon"),
+            Some(WindowChange::Grant) => {
+                self.grant = self.ctx.windows.grant(&self.conn);
+                if self.grant.is_some() {
+                    self.session.windows_granted();
+                }
+            }
+            Some(WindowChange::Keep | WindowChange::Release) => {}
+        }
+    }
+
+    /// Close the connection as a protocol violation, telling the agent why.
+    fn violation(&self, e: SessionError) -> SessionError {
+        self.conn.close(
+            CloseCode::ProtocolViolation.to_varint(),
+            e.to_string().as_bytes(),
+        );
+        e
     }
 }
 
