@@ -296,7 +296,9 @@ impl Driving<'_> {
                     self.grant = None;
                 }
             }
-            Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(self.ctx, session, snapshot).await,
+            Ok(AgentMessage::Snapshot(snapshot)) => {
+                store_snapshot(self.ctx, session, snapshot).await
+            }
             Ok(AgentMessage::Renew { csr_der }) => {
                 if session.renewal() == Renewal::Again {
                     return Err(self.violation(SessionError::Protocol(
@@ -320,7 +322,9 @@ impl Driving<'_> {
     /// A `Ready`: only an answer to a waiting summon counts, and may take full windows.
     fn on_ready(&mut self, id: u32) {
         match self.session.resolve_summon(id) {
-            None => debug!(endpoint = %self.session.endpoint, id, "ignored a ready for no waiting summon"),
+            None => {
+                debug!(endpoint = %self.session.endpoint, id, "ignored a ready for no waiting summon")
+            }
             Some(WindowChange::Grant) => {
                 self.grant = self.ctx.windows.grant(&self.conn);
                 if self.grant.is_some() {

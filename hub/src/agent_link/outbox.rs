@@ -71,13 +71,26 @@ mod tests {
         let mut outbox = Outbox::default();
         assert!(outbox.has_room());
         outbox.push(&HubMessage::Summon { id: 1 });
-        assert!(!outbox.has_room(), "a second control frame stays in the control queue");
+        assert!(
+            !outbox.has_room(),
+            "a second control frame stays in the control queue"
+        );
         // A renewal answer is queued whatever waits (one per session).
         outbox.push(&HubMessage::Approved);
-        assert_eq!(outbox.pop(), Some(wire::encode_frame(&HubMessage::Summon { id: 1 })));
-        assert_eq!(outbox.pop(), Some(wire::encode_frame(&HubMessage::Approved)));
+        assert_eq!(
+            outbox.pop(),
+            Some(wire::encode_frame(&HubMessage::Summon { id: 1 }))
+        );
+        assert_eq!(
+            outbox.pop(),
+            Some(wire::encode_frame(&HubMessage::Approved))
+        );
         assert_eq!(outbox.pop(), None);
         assert!(outbox.has_room());
-        assert_eq!(outbox.frames.capacity(), 0, "drained, it holds no allocation");
+        assert_eq!(
+            outbox.frames.capacity(),
+            0,
+            "drained, it holds no allocation"
+        );
     }
 }

@@ -103,8 +103,7 @@ impl LiveSession {
     /// A check-in arrived at `now` ([`HubSession::handle_checkin`]).
     pub fn record_checkin(&self, now: Instant) -> CheckIn {
         let remote = self.conn.remote_address();
-        self.state()
-            .handle_checkin(now, SystemTime::now(), remote)
+        self.state().handle_checkin(now, SystemTime::now(), remote)
     }
 
     /// Sample the connection's path between check-ins ([`HubSession::handle_path`]).

@@ -245,7 +245,12 @@ impl<W> HubSession<W> {
 
     /// A check-in arrived at `now` (`wall` on the wall clock) from `remote`: note it, count a
     /// migration if the address changed, and adapt the interval to a rebinding since the last one.
-    pub fn handle_checkin(&mut self, now: Instant, wall: SystemTime, remote: SocketAddr) -> CheckIn {
+    pub fn handle_checkin(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        remote: SocketAddr,
+    ) -> CheckIn {
         self.last_checkin = Some((now, wall));
         self.saved.unsaved_checkin = true;
         let migrated = self.handle_path(remote);
