@@ -10,9 +10,7 @@
 //! agent's flow control never stops acks, summons or standby.
 
 use outpost_transport::close::CloseCodeVarint as _;
-use std::future::Future;
-use std::ops::ControlFlow;
-use std::pin::{pin, Pin};
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +26,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::outbox::{self, Outbox};
+use super::outbox::Outbox;
 use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::LiveSession;
@@ -214,14 +212,6 @@ async fn next_frame(
     (recv, frame)
 }
 
-/// What the pinned write future yields, or never, while nothing is being written.
-async fn written<F: Future>(writing: Pin<&mut Option<F>>) -> F::Output {
-    match writing.as_pin_mut() {
-        Some(write) => write.await,
-        None => std::future::pending().await,
-    }
-}
-
 /// What the driver holds besides the streams: frames to write and the session's window grant.
 struct Driving<'a> {
     ctx: &'a HubContext,
@@ -232,12 +222,24 @@ struct Driving<'a> {
     grant: Option<WindowGrant>,
 }
 
+/// What a control frame leaves to do after [`Driving::on_message`].
+enum Next {
+    /// Read the next frame.
+    Read,
+    /// The agent closed its control stream: the session ends.
+    End,
+    /// Store this snapshot (a store write).
+    Snapshot(EngineSnapshot),
+    /// Answer this renewal request (a signature and a store write).
+    Renew(Vec<u8>),
+}
+
 /// Feed the session what the connection brings and carry out what it asks, in one loop whose
 /// branches never await a write: frames go to the outbox and leave from the write branch.
 async fn drive(
     ctx: &HubContext,
     session: &LiveSession,
-    send: quinn::SendStream,
+    mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> Result<(), SessionError> {
     let mut driving = Driving {
@@ -249,42 +251,36 @@ async fn drive(
     };
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(next_frame(recv));
-    // The send stream is either idle here or owned by the write in progress.
-    let mut idle = Some(send);
-    let mut writing = pin!(None);
     loop {
-        if let Some(send) = idle.take() {
-            match driving.outbox.pop() {
-                Some(frame) => writing.set(Some(outbox::write(send, frame))),
-                None => idle = Some(send),
-            }
-        }
         tokio::select! {
             datagram = driving.conn.read_datagram() => answer_checkin(session, &datagram?)?,
             (recv, message) = &mut reading => {
                 reading.set(next_frame(recv));
-                if driving.on_message(message).await?.is_break() {
-                    return Ok(());
+                match driving.on_message(message)? {
+                    Next::Read => {}
+                    Next::End => return Ok(()),
+                    Next::Snapshot(snapshot) => store_snapshot(ctx, session, snapshot).await,
+                    Next::Renew(csr_der) => {
+                        if let Some(answer) = Box::pin(super::renew::answer(ctx, session, csr_der)).await {
+                            driving.outbox.push(&answer);
+                        }
+                    }
                 }
             }
             control = session.control().pop(), if driving.outbox.has_room() => {
                 driving.outbox.push(&HubMessage::from(control));
             }
-            (send, result) = written(writing.as_mut()), if writing.is_some() => {
-                result?;
-                writing.set(None);
-                idle = Some(send);
-            }
+            written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => written?,
         }
     }
 }
 
 impl Driving<'_> {
-    /// Act on one control frame (or the stream's end: [`ControlFlow::Break`]).
-    async fn on_message(
+    /// Act on one control frame, or the stream's end; what needs the store is left to the caller.
+    fn on_message(
         &mut self,
         message: Result<AgentMessage, WireError>,
-    ) -> Result<ControlFlow<()>, SessionError> {
+    ) -> Result<Next, SessionError> {
         let session = self.session;
         if message.is_ok() && session.note_path() {
             info!(endpoint = %session.endpoint, remote = %self.conn.remote_address(), "connection migrated");
@@ -296,27 +292,22 @@ impl Driving<'_> {
                     self.grant = None;
                 }
             }
-            Ok(AgentMessage::Snapshot(snapshot)) => {
-                store_snapshot(self.ctx, session, snapshot).await
-            }
+            Ok(AgentMessage::Snapshot(snapshot)) => return Ok(Next::Snapshot(snapshot)),
             Ok(AgentMessage::Renew { csr_der }) => {
                 if session.renewal() == Renewal::Again {
                     return Err(self.violation(SessionError::Protocol(
                         "a second certificate renewal on one session".into(),
                     )));
                 }
-                let answer = Box::pin(super::renew::answer(self.ctx, session, csr_der)).await;
-                if let Some(answer) = answer {
-                    self.outbox.push(&answer);
-                }
+                return Ok(Next::Renew(csr_der));
             }
             Ok(AgentMessage::Hello { .. }) => {
                 return Err(SessionError::Protocol("second hello".into()))
             }
-            Err(WireError::Closed) => return Ok(ControlFlow::Break(())),
+            Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }
-        Ok(ControlFlow::Continue(()))
+        Ok(Next::Read)
     }
 
     /// A `Ready`: only an answer to a waiting summon counts, and may take full windows.
