@@ -252,25 +252,36 @@ async fn drive(
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(next_frame(recv));
     loop {
-        tokio::select! {
-            datagram = driving.conn.read_datagram() => answer_checkin(session, &datagram?)?,
+        // The select only decides; the store's work is awaited after it, so the branch outputs
+        // are not held across that await (the task lives as long as the session).
+        let next = tokio::select! {
+            datagram = driving.conn.read_datagram() => {
+                answer_checkin(session, &datagram?)?;
+                Next::Read
+            }
             (recv, message) = &mut reading => {
                 reading.set(next_frame(recv));
-                match driving.on_message(message)? {
-                    Next::Read => {}
-                    Next::End => return Ok(()),
-                    Next::Snapshot(snapshot) => store_snapshot(ctx, session, snapshot).await,
-                    Next::Renew(csr_der) => {
-                        if let Some(answer) = Box::pin(super::renew::answer(ctx, session, csr_der)).await {
-                            driving.outbox.push(&answer);
-                        }
-                    }
-                }
+                driving.on_message(message)?
             }
             control = session.control().pop(), if driving.outbox.has_room() => {
                 driving.outbox.push(&HubMessage::from(control));
+                Next::Read
             }
-            written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => written?,
+            written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => {
+                written?;
+                Next::Read
+            }
+        };
+        match next {
+            Next::Read => {}
+            Next::End => return Ok(()),
+            Next::Snapshot(snapshot) => store_snapshot(ctx, session, snapshot).await,
+            Next::Renew(csr_der) => {
+                let answer = Box::pin(super::renew::answer(ctx, session, csr_der)).await;
+                if let Some(answer) = answer {
+                    driving.outbox.push(&answer);
+                }
+            }
         }
     }
 }
