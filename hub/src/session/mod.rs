@@ -22,17 +22,24 @@
 //!   or one after its summon was given up changes nothing.
 //! - **Windows**: an answered summon asks for full windows ([`WindowChange::Grant`]) unless the
 //!   session holds them; the driver tries the budget and reports a grant
-//!   ([`HubSession::handle_windows_granted`]). Standby asks for them back ([`WindowChange::Release`]).
+//!   ([`HubSession::handle_windows_granted`]). Standby asks for them back
+//!   ([`WindowChange::Release`]).
 //! - **Saving**: a durable change (new connection, address, migrations) is written at the next
 //!   flush, a change of [`Liveness`] too, check-ins only every [`LIVENESS_CHECKPOINT`]; the final
 //!   flush ([`Flush::Final`]) writes what is unsaved, disconnected, and asks once for the
 //!   connection's wire totals.
 //!
 //! ```text
-//!            handle_summon ──► Summon::Send{id} ──► waiting{id}
-//!   Standby ◄──────────────────────────────────────────┐   │ handle_ready(id)
-//!      ▲  handle_standby (Release)                      │   ▼
-//!      └───────────────────────────────────────────── Active (Grant if the budget allows)
+//!             handle_summon               handle_ready(id)
+//!   Standby ─────────────────► waiting ─────────────────────► Active  (again: Summon::Active)
+//!      ▲      Summon::Send{id}    │       Ready::Answered,       │
+//!      │                          │       WindowChange::Grant    │
+//!      ├──────────────────────────┘                              │
+//!      │   handle_summon_given_up (a later Ready is Unsolicited) │
+//!      └─────────────────────────────────────────────────────────┘
+//!            handle_standby: WindowChange::Release if granted
+//!
+//!   A pending device stays in Standby: handle_summon answers Summon::Pending until approval.
 //! ```
 
 use std::collections::HashMap;
