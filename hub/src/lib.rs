@@ -5,7 +5,8 @@
 //! - [`server`]: start a hub from a resolved [`config::HubConfig`].
 //! - [`agent_link`]: the QUIC endpoint (admission, window budget, adaptive check-ins), enrolment and
 //!   per-agent session drivers.
-//! - [`registry`]: live sessions in memory (status, summon, revoke).
+//! - [`session`]: the hub's side of one agent session, as a state machine without I/O.
+//! - [`registry`]: live sessions in memory, a map of handles (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
 //! - [`api`]: the admin HTTPS API.
 //! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
@@ -17,8 +18,10 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+mod liveness;
 mod ping_cache;
 mod proxy;
 pub mod registry;
 pub mod server;
+pub mod session;
 pub mod store;

@@ -27,8 +27,8 @@ use crate::agent_link::windows::{self, WindowBudget};
 use crate::config::HubConfig;
 use crate::context::HubContext;
 use crate::registry::Registry;
-use crate::store::{admin_creds, liveness, settings, Store, StoreError};
-use crate::{agent_link, api};
+use crate::store::{self, admin_creds, settings, Store, StoreError};
+use crate::{agent_link, api, liveness};
 
 /// Why a hub could not start.
 #[derive(Debug, Error)]
@@ -117,7 +117,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open(&dir.join("hub.db"))?;
-    liveness::mark_all_disconnected(&store.lock())?;
+    store::liveness::mark_all_disconnected(&store.lock())?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -171,7 +171,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             ctx.clone(),
             config.max_api_connections,
         )),
-        tokio::spawn(liveness_flusher(ctx.clone(), config.flush_interval)),
+        tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(
@@ -232,8 +232,8 @@ impl RunningHub {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let last = self.ctx.store.call(move |c| {
-            liveness::write_liveness(c, &ctx.registry.take_all(now))?;
-            liveness::mark_all_disconnected(c).map(drop)
+            store::liveness::write_liveness(c, &ctx.registry.take_all(now))?;
+            store::liveness::mark_all_disconnected(c).map(drop)
         });
         if let Err(e) = last.await {
             warn!("liveness not written at shutdown: {e}");
@@ -365,30 +365,6 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
         path: dir.to_owned(),
         source,
     })
-}
-
-async fn liveness_flusher(ctx: Arc<HubContext>, every: Duration) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        if let Err(e) = flush_liveness(&ctx).await {
-            warn!("liveness not written: {e}");
-        }
-    }
-}
-
-/// Write what the registry reports dirty now (see [`Registry::take_dirty`]): the periodic flush,
-/// and a status query's, so the list's `connected` flags match the registry as of the query.
-/// Taken under the store's writer, so two flushes write in the order they took. Returns how many
-/// rows were written.
-pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
-    let now = Instant::now();
-    let stale_after = ctx.stale_after();
-    let taker = ctx.clone();
-    ctx.store
-        .write_liveness(move || taker.registry.take_dirty(now, stale_after))
-        .await
 }
 
 #[cfg(test)]

@@ -50,11 +50,14 @@ fn dial(
     pin: Fingerprint,
     client: Option<outpost_certs::ClientAuth>,
     alpn: &[u8],
+    transport: quinn::TransportConfig,
 ) -> anyhow::Result<quinn::Connecting> {
     let (tls, _) = pinned_client_config(pin, client, &[alpn])?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
     Ok(endpoint.connect(hub, HUB_SERVER_NAME)?)
 }
 
@@ -74,7 +77,7 @@ impl RawAgent {
             csr_der: key.csr_der(agent_id.0)?,
             agent_version: "raw-test-agent".into(),
         };
-        let conn = dial(hub_addr, pin, None, ALPN_ENROLL)?.await?;
+        let conn = dial(hub_addr, pin, None, ALPN_ENROLL, Default::default())?.await?;
         let (mut send, mut recv) = conn.open_bi().await?;
         send.write_all(&wire::encode_frame(&request)).await?;
         let reply = wire::read_frame(&mut recv, MAX_ENROLL_FRAME).await?;
@@ -95,8 +98,23 @@ impl RawAgent {
 
     /// Connect with the issued certificate, say hello and read the welcome.
     pub async fn connect(&self) -> anyhow::Result<RawSession> {
+        self.connect_with(quinn::TransportConfig::default()).await
+    }
+
+    /// [`Self::connect`] with `transport` (a small stream window plays an agent that reads slowly).
+    pub async fn connect_with(
+        &self,
+        transport: quinn::TransportConfig,
+    ) -> anyhow::Result<RawSession> {
         let client = (vec![self.cert.clone()], self.key.private_key_der());
-        let conn = dial(self.hub_addr, self.pin, Some(client), ALPN_SESSION)?.await?;
+        let conn = dial(
+            self.hub_addr,
+            self.pin,
+            Some(client),
+            ALPN_SESSION,
+            transport,
+        )?
+        .await?;
         let (mut send, mut recv) = conn.open_bi().await?;
         let hello = AgentMessage::Hello {
             agent_version: "raw-test-agent".into(),

@@ -1,12 +1,16 @@
 //! One agent session: authenticate the certificate against the store, then drive the control stream
 //! and the check-in datagrams until the connection ends.
 //!
-//! The driver is thin: one loop per connection answers check-ins, forwards summons and records what
-//! the agent reports. Frame reads are not cancel-safe, so the read of the next control frame is one
-//! future kept across iterations of the `select!` rather than a task of its own: one task per agent
-//! (plus quinn's connection driver), which matters at tens of thousands of agents.
+//! The driver is thin: one loop per connection feeds the session ([`crate::session`], through its
+//! registry handle) what arrives and carries out what it answers: acks, window grants, frames to
+//! send. Frame reads are not cancel-safe, so the read of the next control frame is one future kept
+//! across iterations of the `select!` rather than a task of its own: one task per agent (plus
+//! quinn's connection driver), which matters at tens of thousands of agents. Writes are the same
+//! shape the other way ([`super::outbox`]): no branch awaits a write, so a write parked on the
+//! agent's flow control never stops acks, summons or standby.
 
 use outpost_transport::close::CloseCodeVarint as _;
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +26,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::outbox::Outbox;
+use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::LiveSession;
+use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, snapshots, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
@@ -64,7 +71,7 @@ pub(super) async fn run(
 ) -> Result<(), SessionError> {
     // Boxed, so the set-up's futures are freed once it is done and the task that lives as long as
     // the session holds only the driver's state.
-    let mut established = match Box::pin(establish(ctx, &conn)).await {
+    let established = match Box::pin(establish(ctx, &conn)).await {
         Ok(established) => established,
         Err(e) => {
             // A broken hello (wrong first message, an agent version with control characters) is
@@ -79,8 +86,12 @@ pub(super) async fn run(
         }
     };
     drop(admission);
-    let session = established.session.clone();
-    let result = drive(ctx, &session, &mut established.send, established.recv).await;
+    let Established {
+        session,
+        send,
+        recv,
+    } = established;
+    let result = drive(ctx, &session, send, recv).await;
     session.control().close();
     session.enter_standby();
     ctx.registry.remove(&session);
@@ -193,57 +204,138 @@ async fn authenticate(
     }
 }
 
-/// The next control frame, with the stream handed back for the read after it.
-async fn next_frame(
-    mut recv: quinn::RecvStream,
-) -> (quinn::RecvStream, Result<AgentMessage, WireError>) {
-    let frame = wire::read_frame(&mut recv, MAX_CONTROL_FRAME).await;
-    (recv, frame)
+/// What the driver holds besides the streams: frames to write and the session's window grant.
+struct Driving<'a> {
+    ctx: &'a HubContext,
+    session: &'a LiveSession,
+    conn: quinn::Connection,
+    outbox: Outbox,
+    /// Full flow-control windows, while the session holds them; dropping returns them.
+    grant: Option<WindowGrant>,
 }
 
+/// What a control frame leaves to do after [`Driving::on_message`].
+enum Next {
+    /// Read the next frame.
+    Read,
+    /// The agent closed its control stream: the session ends.
+    End,
+    /// Store this snapshot (a store write).
+    Snapshot(EngineSnapshot),
+    /// Answer this renewal request (a signature and a store write).
+    Renew(Vec<u8>),
+}
+
+/// Feed the session what the connection brings and carry out what it asks, in one loop whose
+/// branches never await a write: frames go to the outbox and leave from the write branch.
 async fn drive(
     ctx: &HubContext,
     session: &LiveSession,
-    send: &mut quinn::SendStream,
+    mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> Result<(), SessionError> {
-    let conn = session.connection().clone();
+    let mut driving = Driving {
+        ctx,
+        session,
+        conn: session.connection().clone(),
+        outbox: Outbox::default(),
+        grant: None,
+    };
     // One allocation for the whole session: `set` reuses it for each frame.
-    let mut reading = Box::pin(next_frame(recv));
+    let mut reading = Box::pin(wire::next_frame::<AgentMessage, _>(recv, MAX_CONTROL_FRAME));
     loop {
-        tokio::select! {
-            datagram = conn.read_datagram() => answer_checkin(session, &datagram?)?,
+        // The select only decides; the store's work is awaited after it, so the branch outputs
+        // are not held across that await (the task lives as long as the session).
+        let next = tokio::select! {
+            datagram = driving.conn.read_datagram() => {
+                answer_checkin(session, &datagram?)?;
+                Next::Read
+            }
             (recv, message) = &mut reading => {
-                reading.set(next_frame(recv));
-                if message.is_ok() && session.note_path() {
-                    info!(endpoint = %session.endpoint, remote = %conn.remote_address(), "connection migrated");
-                }
-                match message {
-                    Ok(AgentMessage::Ready { id }) => {
-                        if !session.resolve_summon(id, &ctx.windows) {
-                            debug!(endpoint = %session.endpoint, id, "ignored a ready for no waiting summon");
-                        }
-                    }
-                    Ok(AgentMessage::Standby) => session.enter_standby(),
-                    Ok(AgentMessage::Snapshot(snapshot)) => store_snapshot(ctx, session, snapshot).await,
-                    Ok(AgentMessage::Renew { csr_der }) => {
-                        if !session.first_renewal() {
-                            let e = SessionError::Protocol("a second certificate renewal on one session".into());
-                            conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
-                            return Err(e);
-                        }
-                        Box::pin(super::renew::answer(ctx, session, send, csr_der)).await?
-                    }
-                    Ok(AgentMessage::Hello { .. }) => return Err(SessionError::Protocol("second hello".into())),
-                    Err(WireError::Closed) => return Ok(()),
-                    Err(e) => {
-                        conn.close(CloseCode::ProtocolViolation.to_varint(), e.to_string().as_bytes());
-                        return Err(e.into());
-                    }
+                reading.set(wire::next_frame(recv, MAX_CONTROL_FRAME));
+                driving.on_message(message)?
+            }
+            control = session.control().pop(), if driving.outbox.has_room() => {
+                driving.outbox.push(&HubMessage::from(control));
+                Next::Read
+            }
+            written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => {
+                written?;
+                Next::Read
+            }
+        };
+        match next {
+            Next::Read => {}
+            Next::End => return Ok(()),
+            Next::Snapshot(snapshot) => store_snapshot(ctx, session, snapshot).await,
+            Next::Renew(csr_der) => {
+                let answer = Box::pin(super::renew::answer(ctx, session, csr_der)).await;
+                if let Some(answer) = answer {
+                    driving.outbox.push(&answer);
                 }
             }
-            control = session.control().pop() => wire::write_frame(send, &HubMessage::from(control)).await?,
         }
+    }
+}
+
+impl Driving<'_> {
+    /// Act on one control frame, or the stream's end; what needs the store is left to the caller.
+    fn on_message(
+        &mut self,
+        message: Result<AgentMessage, WireError>,
+    ) -> Result<Next, SessionError> {
+        let session = self.session;
+        if message.is_ok() && session.note_path() {
+            info!(endpoint = %session.endpoint, remote = %self.conn.remote_address(), "connection migrated");
+        }
+        match message {
+            Ok(AgentMessage::Ready { id }) => self.on_ready(id),
+            Ok(AgentMessage::Standby) => {
+                if session.enter_standby() == WindowChange::Release {
+                    self.grant = None;
+                }
+            }
+            Ok(AgentMessage::Snapshot(snapshot)) => return Ok(Next::Snapshot(snapshot)),
+            Ok(AgentMessage::Renew { csr_der }) => {
+                if session.renewal() == Renewal::Again {
+                    return Err(self.violation(SessionError::Protocol(
+                        "a second certificate renewal on one session".into(),
+                    )));
+                }
+                return Ok(Next::Renew(csr_der));
+            }
+            Ok(AgentMessage::Hello { .. }) => {
+                return Err(SessionError::Protocol("second hello".into()))
+            }
+            Err(WireError::Closed) => return Ok(Next::End),
+            Err(e) => return Err(self.violation(e.into())),
+        }
+        Ok(Next::Read)
+    }
+
+    /// A `Ready`: only an answer to a waiting summon counts, and may take full windows.
+    fn on_ready(&mut self, id: u32) {
+        match self.session.resolve_summon(id) {
+            None => {
+                debug!(endpoint = %self.session.endpoint, id, "ignored a ready for no waiting summon")
+            }
+            Some(WindowChange::Grant) => {
+                self.grant = self.ctx.windows.grant(&self.conn);
+                if self.grant.is_some() {
+                    self.session.windows_granted();
+                }
+            }
+            Some(WindowChange::Keep | WindowChange::Release) => {}
+        }
+    }
+
+    /// Close the connection as a protocol violation, telling the agent why.
+    fn violation(&self, e: SessionError) -> SessionError {
+        self.conn.close(
+            CloseCode::ProtocolViolation.to_varint(),
+            e.to_string().as_bytes(),
+        );
+        e
     }
 }
 

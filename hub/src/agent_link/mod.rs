@@ -5,7 +5,7 @@
 pub mod admission;
 mod driver;
 mod enroll;
-pub mod interval;
+mod outbox;
 mod renew;
 pub(crate) mod socket;
 pub mod windows;

@@ -8,7 +8,7 @@
 //! protocol violation before it costs a signature or a store write.
 
 use outpost_certs::{cert_public_key, client_identity, ClientRole};
-use outpost_protocol::wire::{self, HubMessage, WireError};
+use outpost_protocol::wire::HubMessage;
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
@@ -17,22 +17,21 @@ use crate::registry::LiveSession;
 use crate::store::certs::{self, NewCert, RenewRefusal};
 use crate::store::{unix_now, unix_seconds};
 
-/// Answer an [`outpost_protocol::wire::AgentMessage::Renew`]: a new certificate, or (refused, with
-/// the reason logged) nothing. Only a failure to write the answer ends the session.
+/// Answer an [`outpost_protocol::wire::AgentMessage::Renew`]: the frame carrying a new
+/// certificate, or (refused, with the reason logged) nothing.
 pub(super) async fn answer(
     ctx: &HubContext,
     session: &LiveSession,
-    send: &mut quinn::SendStream,
     csr_der: Vec<u8>,
-) -> Result<(), WireError> {
+) -> Option<HubMessage> {
     match issue(ctx, session, &csr_der).await {
         Ok(cert_der) => {
             info!(endpoint = %session.endpoint, "certificate renewed");
-            wire::write_frame(send, &HubMessage::Renewed { cert_der }).await
+            Some(HubMessage::Renewed { cert_der })
         }
         Err(why) => {
             warn!(endpoint = %session.endpoint, "certificate renewal refused: {why}");
-            Ok(())
+            None
         }
     }
 }

@@ -6,9 +6,10 @@
 //! ([`profile::HUB_STANDBY_WINDOW`]): enough for control frames, which the hub reads at once.
 //! When an agent is summoned and opens stream credit, its connection gets the profile's full
 //! windows, if the budget has a grant left (only for a summon the hub sent: a `Ready` nobody asked
-//! for, as a pending device may send, gets nothing; see `LiveSession::resolve_summon`); without one it keeps working at standby windows
-//! (window / RTT of throughput) until a grant frees up at the next summon. A grant is returned when
-//! the agent goes back to standby or disconnects.
+//! for, as a pending device may send, gets nothing; the session decides, see
+//! [`crate::session::HubSession::handle_ready`]); without one it keeps working at standby windows
+//! (window / RTT of throughput) until a grant frees up at the next summon. The session driver
+//! holds the [`WindowGrant`] and returns it when the agent goes back to standby or disconnects.
 //!
 //! So with N agents connected and G grants, the hub's flow-control memory is at most
 //! `N × cost(standby) + G × cost(full)`, where [`cost`] counts what quinn may really hold for a

@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use super::view;
 use super::ApiError;
 use crate::context::HubContext;
+use crate::liveness;
 use crate::registry::Status;
-use crate::server;
 use crate::store::list::{self, MAX_PER_PAGE};
 use crate::store::{Label, ListQuery, Sort, SortKey, StatusFilter};
 
@@ -199,7 +199,7 @@ pub(super) async fn list(
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = query(&ctx, params)?;
     if reads_connected(query.status.as_ref()) {
-        server::flush_liveness(&ctx).await?;
+        liveness::flush_liveness(&ctx).await?;
     }
     let (records, total) = ctx.store.read(move |c| list::list(c, &query)).await?;
     let now = Instant::now();

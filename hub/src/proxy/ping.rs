@@ -7,9 +7,6 @@
 
 use axum::http::Method;
 
-/// The session's cache, where the registry names it (it lives in [`crate::ping_cache`]).
-pub(crate) use crate::ping_cache::PingCache;
-
 /// Whether `method` and the engine path `rest` (after `/docker/`) are a ping.
 pub(crate) fn is_ping(method: &Method, rest: &str) -> bool {
     if method != Method::GET && method != Method::HEAD {

@@ -101,24 +101,43 @@ impl ControlQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::task::{Context, Poll, Wake, Waker};
 
-    #[tokio::test]
-    async fn messages_arrive_in_order_and_a_waiting_reader_wakes() {
-        let queue = Arc::new(ControlQueue::default());
-        let reader = tokio::spawn({
-            let queue = queue.clone();
-            async move { (queue.pop().await, queue.pop().await) }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    /// A waker that records being woken: the reader's state is observed, not waited for.
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Woken>, Waker) {
+        let woken = Arc::new(Woken::default());
+        (woken.clone(), Waker::from(woken))
+    }
+
+    #[test]
+    fn messages_arrive_in_order_and_a_waiting_reader_wakes() {
+        let queue = ControlQueue::default();
+        let (woken, waker) = waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut pop = pin!(queue.pop());
+        assert!(pop.as_mut().poll(&mut cx).is_pending(), "the reader waits");
         queue.push(Control::Summon { id: 1 }).unwrap();
         queue.push(Control::Approved).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), reader)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got, (Control::Summon { id: 1 }, Control::Approved));
+        assert!(woken.0.load(Ordering::SeqCst), "the push woke the reader");
+        assert_eq!(
+            pop.as_mut().poll(&mut cx),
+            Poll::Ready(Control::Summon { id: 1 })
+        );
+        let mut next = pin!(queue.pop());
+        assert_eq!(next.as_mut().poll(&mut cx), Poll::Ready(Control::Approved));
     }
 
     #[test]
@@ -133,13 +152,17 @@ mod tests {
         assert_eq!(queue.lock().items.capacity(), 0, "closing frees the queue");
     }
 
-    #[tokio::test]
-    async fn a_reader_cancelled_while_waiting_loses_nothing() {
+    #[test]
+    fn a_reader_cancelled_while_waiting_loses_nothing() {
         let queue = ControlQueue::default();
-        let waited = tokio::time::timeout(Duration::from_millis(20), queue.pop()).await;
-        assert!(waited.is_err());
+        let (_, waker) = waker();
+        let mut cx = Context::from_waker(&waker);
+        {
+            let mut cancelled = pin!(queue.pop());
+            assert!(cancelled.as_mut().poll(&mut cx).is_pending());
+        }
         queue.push(Control::Approved).unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), queue.pop()).await;
-        assert_eq!(got.unwrap(), Control::Approved);
+        let mut pop = pin!(queue.pop());
+        assert_eq!(pop.as_mut().poll(&mut cx), Poll::Ready(Control::Approved));
     }
 }

@@ -80,15 +80,3 @@ pub struct WireCounts {
     /// Datagrams the hub received.
     pub rx_datagrams: u64,
 }
-
-impl WireCounts {
-    pub(super) fn of(conn: &quinn::Connection) -> Self {
-        let stats = conn.stats();
-        Self {
-            tx_bytes: stats.udp_tx.bytes,
-            tx_datagrams: stats.udp_tx.datagrams,
-            rx_bytes: stats.udp_rx.bytes,
-            rx_datagrams: stats.udp_rx.datagrams,
-        }
-    }
-}

@@ -1,0 +1,229 @@
+//! The handle of one live session: the `quinn::Connection`, the control queue towards the agent's
+//! driver, and a lock around the session's state machine ([`HubSession`]). What the rest of the hub
+//! (API, proxy, driver) holds of a connected agent.
+
+use outpost_transport::close::CloseCodeVarint as _;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::stream::MAX_STREAMS_PER_DEVICE;
+use outpost_protocol::wire::CloseCode;
+use outpost_protocol::{AgentId, EndpointId};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::time::Instant;
+
+use super::control::{Control, ControlQueue, Refused};
+use super::Entry;
+use crate::ping_cache::PingCache;
+use crate::session::{
+    CheckIn, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts, SnapshotRefused,
+    Status, Summon, SummonError, WindowChange, WireCounts,
+};
+use crate::store::LivenessUpdate;
+
+/// One connected agent.
+#[derive(Debug)]
+pub struct LiveSession {
+    /// The endpoint the agent's certificate maps to.
+    pub endpoint: EndpointId,
+    /// The agent.
+    pub agent_id: AgentId,
+    conn: quinn::Connection,
+    control: ControlQueue,
+    state: Mutex<HubSession<oneshot::Sender<()>>>,
+    proxy_slots: Arc<Semaphore>,
+    ping: PingCache,
+}
+
+impl LiveSession {
+    /// A session for a freshly authenticated connection.
+    pub fn new(
+        endpoint: EndpointId,
+        agent_id: AgentId,
+        conn: quinn::Connection,
+        pending: bool,
+        migrations: u64,
+        checkin_interval: Duration,
+    ) -> Self {
+        let state = HubSession::new(
+            endpoint,
+            Instant::now(),
+            conn.remote_address(),
+            pending,
+            migrations,
+            checkin_interval,
+        );
+        Self {
+            endpoint,
+            agent_id,
+            conn,
+            control: ControlQueue::default(),
+            state: Mutex::new(state),
+            proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
+            ping: PingCache::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubSession<oneshot::Sender<()>>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Note a renewal request: the session's first, or a later one (which the driver refuses
+    /// before it costs a signature or a store write).
+    pub fn renewal(&self) -> Renewal {
+        self.state().handle_renewal()
+    }
+
+    /// The engine's last answer to the docker CLI's `/_ping` ([`crate::proxy::ping`]).
+    pub(crate) fn ping_cache(&self) -> &PingCache {
+        &self.ping
+    }
+
+    /// The control messages waiting for the session driver.
+    pub fn control(&self) -> &ControlQueue {
+        &self.control
+    }
+
+    /// The QUIC connection.
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The per-device limit on proxied requests in flight.
+    pub fn proxy_slots(&self) -> Arc<Semaphore> {
+        self.proxy_slots.clone()
+    }
+
+    /// Proxied requests in flight now.
+    pub fn proxy_streams(&self) -> u32 {
+        MAX_STREAMS_PER_DEVICE - self.proxy_slots.available_permits() as u32
+    }
+
+    /// A check-in arrived at `now` ([`HubSession::handle_checkin`]).
+    pub fn record_checkin(&self, now: Instant) -> CheckIn {
+        let remote = self.conn.remote_address();
+        self.state().handle_checkin(now, SystemTime::now(), remote)
+    }
+
+    /// Sample the connection's path between check-ins ([`HubSession::handle_path`]).
+    pub fn note_path(&self) -> bool {
+        let remote = self.conn.remote_address();
+        self.state().handle_path(remote)
+    }
+
+    /// The agent reported `Ready` for summon `id`: wake the summoner and say what the windows
+    /// need, or `None` for a `Ready` no summon waits for ([`HubSession::handle_ready`]).
+    pub fn resolve_summon(&self, id: u32) -> Option<WindowChange> {
+        let answered = self.state().handle_ready(id);
+        match answered {
+            Ready::Unsolicited => None,
+            Ready::Answered { waiter, windows } => {
+                let _ = waiter.send(());
+                Some(windows)
+            }
+        }
+    }
+
+    /// The window budget granted the full windows an answered summon asked for.
+    pub fn windows_granted(&self) {
+        self.state().handle_windows_granted();
+    }
+
+    /// The agent sent an engine snapshot: what to store, or why not.
+    pub fn admit_snapshot(
+        &self,
+        now: Instant,
+        snapshot: EngineSnapshot,
+    ) -> Result<EngineSnapshot, SnapshotRefused> {
+        self.state().handle_snapshot(now, snapshot)
+    }
+
+    /// Snapshots this session sent, by outcome.
+    pub fn snapshot_counts(&self) -> SnapshotCounts {
+        self.state().snapshot_counts()
+    }
+
+    /// The agent returned to standby: whether its full windows go back to the budget.
+    pub fn enter_standby(&self) -> WindowChange {
+        self.state().handle_standby()
+    }
+
+    /// An admin approved this pending device.
+    pub fn approve(&self) -> bool {
+        let was_pending = self.state().handle_approval(Instant::now());
+        was_pending && self.control.push(Control::Approved).is_ok()
+    }
+
+    /// The status an admin sees, with `stale_after` the liveness bound.
+    pub fn view(&self, now: Instant, stale_after: Duration) -> LiveView {
+        let link = Link {
+            rtt: self.conn.rtt(),
+            wire: wire_counts(&self.conn),
+            proxy_streams: self.proxy_streams(),
+        };
+        self.state().view(now, stale_after, link)
+    }
+
+    /// Ask the agent to open stream credit and wait for its `Ready`.
+    pub async fn summon(&self, timeout: Duration) -> Result<(), SummonError> {
+        let (tx, rx) = oneshot::channel();
+        let id = match self.state().handle_summon(tx) {
+            Summon::Pending => return Err(SummonError::Pending(self.endpoint)),
+            Summon::Active => return Ok(()),
+            Summon::Send { id } => id,
+        };
+        if let Err(refused) = self.control.push(Control::Summon { id }) {
+            self.state().handle_summon_given_up(id);
+            return Err(match refused {
+                Refused::Full => SummonError::Busy(self.endpoint),
+                Refused::Closed => SummonError::Disconnected(self.endpoint),
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SummonError::Disconnected(self.endpoint)),
+            Err(_) => {
+                self.state().handle_summon_given_up(id);
+                Err(SummonError::Timeout(self.endpoint, timeout))
+            }
+        }
+    }
+
+    /// Close the connection with a reason the agent understands.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.conn.close(code.to_varint(), reason.as_bytes());
+    }
+}
+
+impl Entry for LiveSession {
+    fn endpoint(&self) -> EndpointId {
+        self.endpoint
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        Self::close(self, code, reason);
+    }
+
+    fn save(&self, now: Instant, flush: Flush) -> Option<LivenessUpdate> {
+        let save = self.state().poll_save(now, flush)?;
+        Some(save.into_update(|| {
+            let wire = wire_counts(&self.conn);
+            (wire.tx_bytes, wire.rx_bytes)
+        }))
+    }
+
+    fn status(&self, now: Instant, stale_after: Duration) -> Status {
+        self.state().status(now, stale_after)
+    }
+}
+
+fn wire_counts(conn: &quinn::Connection) -> WireCounts {
+    let stats = conn.stats();
+    WireCounts {
+        tx_bytes: stats.udp_tx.bytes,
+        tx_datagrams: stats.udp_tx.datagrams,
+        rx_bytes: stats.udp_rx.bytes,
+        rx_datagrams: stats.udp_rx.datagrams,
+    }
+}
