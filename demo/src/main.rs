@@ -46,14 +46,7 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    outpost_hub::cli::init_logging();
     let args = DemoArgs::parse();
     let docker = DockerHost::parse(&args.docker_host)?;
     let link = match args.link {
@@ -70,16 +63,9 @@ async fn main() -> Result<()> {
         ..HubConfig::new(args.data_dir)
     };
     outpost_hub::api::raise_open_file_limit_and_log(hub.max_api_connections);
-    demo::run(demo::DemoConfig { hub, docker, link }, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    demo::run(
+        demo::DemoConfig { hub, docker, link },
+        outpost_hub::server::shutdown_signal(),
+    )
+    .await
 }

@@ -7,14 +7,7 @@ use outpost_hub::{api, server};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    outpost_hub::cli::init_logging();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
@@ -45,19 +38,8 @@ async fn serve(config: outpost_hub::config::HubConfig) -> Result<()> {
         "outpost-hub: attach a device: outpost-hub endpoint create --name NAME --data-dir {dir}, then on the device: EDGE_KEY=<edge_key> outpost-agent",
         dir = data_dir.display()
     );
-    shutdown_signal().await;
+    server::shutdown_signal().await;
     eprintln!("outpost-hub: shutting down");
     hub.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -367,6 +367,18 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
     })
 }
 
+/// Resolves at SIGINT (ctrl-c) or SIGTERM: when a hub (or the demo) should stop cleanly.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,19 @@ pub use admin::run as run_admin;
 pub use credentials::{run_admin_cert, run_admin_token};
 pub use duration::{parse_duration, HumanDuration};
 
+/// Log to stderr for an operator: `RUST_LOG` if set, else info with quinn's chatter at warn;
+/// colours only on a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// Outpost hub: manage Docker on remote devices over QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-hub", version, about, args_override_self = true)]
