@@ -94,6 +94,7 @@ pub(super) async fn run(
     let result = drive(ctx, &session, send, recv).await;
     session.control().close();
     session.enter_standby();
+    session.release_summoners();
     ctx.registry.remove(&session);
     let snapshots = session.snapshot_counts();
     if snapshots.refused > 0 {

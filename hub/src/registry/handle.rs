@@ -149,6 +149,13 @@ impl LiveSession {
         self.state().handle_standby()
     }
 
+    /// The session ended: summoners still waiting learn it now (`SummonError::Disconnected`), not
+    /// at their timeout.
+    pub fn release_summoners(&self) {
+        let waiters = self.state().handle_ended();
+        drop(waiters);
+    }
+
     /// An admin approved this pending device.
     pub fn approve(&self) -> bool {
         let was_pending = self.state().handle_approval(Instant::now());

@@ -326,6 +326,12 @@ impl<W> HubSession<W> {
         self.full_windows = true;
     }
 
+    /// The session ended: every summon still waiting is answered by dropping its waiter, which the
+    /// summoner reads as "disconnected" at once instead of waiting out its timeout.
+    pub fn handle_ended(&mut self) -> Vec<W> {
+        std::mem::take(&mut self.summons).into_values().collect()
+    }
+
     /// The agent returned to standby (or the session ended).
     pub fn handle_standby(&mut self) -> WindowChange {
         self.active = false;

@@ -130,6 +130,22 @@ fn concurrent_summons_are_each_answered_by_their_own_ready() {
 }
 
 #[test]
+fn a_session_that_ends_hands_back_every_waiting_summoner() {
+    let mut h = Harness::approved();
+    assert_eq!(h.session.handle_summon(10), Summon::Send { id: 1 });
+    assert_eq!(h.session.handle_summon(20), Summon::Send { id: 2 });
+    let mut waiters = h.session.handle_ended();
+    waiters.sort_unstable();
+    assert_eq!(waiters, [10, 20]);
+    assert_eq!(h.session.summons.capacity(), 0, "no summon waits: no table");
+    assert_eq!(
+        h.session.handle_ready(1),
+        Ready::Unsolicited,
+        "a late Ready wakes nobody"
+    );
+}
+
+#[test]
 fn an_unsolicited_ready_changes_nothing() {
     let mut pending = Harness::new(true);
     // A pending device is never summoned, so any id it names is unsolicited.
