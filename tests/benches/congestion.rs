@@ -128,14 +128,14 @@ fn tls(
     hub.max_concurrent_bidi_streams(4u32.into())
         .receive_window(transport.connection_window.into())
         .send_window(transport.send_window.into());
-    controller.apply(&mut hub, hub_initial_window);
+    controller.apply(&mut hub, hub_initial_window, None);
     server.transport_config(Arc::new(hub));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der).unwrap();
     let mut client = ClientConfig::with_root_certificates(Arc::new(roots)).unwrap();
     let mut agent = Arc::try_unwrap(transport.transport_config(Role::Agent)).unwrap();
     agent.max_concurrent_bidi_streams(4u32.into());
-    controller.apply(&mut agent, transport.initial_window(Role::Agent));
+    controller.apply(&mut agent, transport.initial_window(Role::Agent), None);
     client.transport_config(Arc::new(agent));
     (server, client)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
-use crate::congestion::Controller;
+use crate::congestion::{Controller, PathMemory};
 
 /// The shortest NAT binding timeout we design for (home gateways measured at 30 s; carriers vary,
 /// many are longer). Something must cross the NAT more often than this.
@@ -22,6 +22,14 @@ pub const OUTAGE_TO_RIDE_OUT: Duration = Duration::from_secs(60);
 pub const GEO_RTT: Duration = Duration::from_millis(600);
 /// Typical LTE round trip under load.
 pub const CELLULAR_RTT: Duration = Duration::from_millis(100);
+
+/// How soon a sender notices that a path is back after an outage: while nothing is acknowledged,
+/// probes go out at most this far apart instead of doubling their interval without bound (quinn's
+/// `max_probe_interval`, an Outpost patch: vendor/README.md). Unbounded, a 5 s outage on a 100 ms
+/// path left the path unused for up to 6 s after it returned, and on GEO for 5.5 s. The cost while
+/// a transfer waits out an outage is one or two probe packets per interval (≤ 3 KB/s); an idle
+/// connection has nothing in flight and sends no probes at all.
+pub const PROBE_INTERVAL_DURING_OUTAGE: Duration = Duration::from_secs(1);
 
 /// Check-in interval: below the NAT binding timeout with margin for one lost check-in's retry
 /// (the session retries an unacked check-in within a few seconds).
@@ -161,6 +169,16 @@ impl TransportProfile {
 
     /// The quinn transport config for this profile and role.
     pub fn transport_config(&self, role: Role) -> Arc<TransportConfig> {
+        self.build(role, None)
+    }
+
+    /// The config for one connection, whose path estimate `memory` carries from the last
+    /// connection to the next (Careful Resume, `congestion::PathMemory`).
+    pub fn connection_config(&self, role: Role, memory: PathMemory) -> Arc<TransportConfig> {
+        self.build(role, Some(memory))
+    }
+
+    fn build(&self, role: Role, memory: Option<PathMemory>) -> Arc<TransportConfig> {
         let mut config = TransportConfig::default();
         config
             .initial_rtt(self.initial_rtt)
@@ -171,6 +189,7 @@ impl TransportProfile {
             .stream_receive_window(VarInt::from_u32(self.stream_window))
             .receive_window(VarInt::from_u32(self.connection_window))
             .send_window(self.send_window.into())
+            .max_probe_interval(Some(PROBE_INTERVAL_DURING_OUTAGE))
             .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
             .datagram_send_buffer_size(DATAGRAM_BUFFER)
             .max_concurrent_uni_streams(VarInt::from_u32(0));
@@ -182,7 +201,7 @@ impl TransportProfile {
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
         self.congestion
-            .apply(&mut config, self.initial_window(role));
+            .apply(&mut config, self.initial_window(role), memory);
         if role == Role::Hub {
             config
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))

@@ -26,7 +26,9 @@
 //! from a 15 KB window — what matters most on a 600 ms path. A flight that starts with nothing in
 //! flight measures its rate from its own first send, not from the last ack before the pause
 //! (BBR's rule). Only persistent congestion (every packet lost for several PTOs: an outage) resets
-//! the controller to startup.
+//! the controller to startup, and when the first round trip after it shows the same path, the
+//! controller resumes at the rate it had ([`resume`]; also how a new connection resumes a saved
+//! [`PathEstimate`]).
 //!
 //! Sampling follows the delivery-rate draft (draft-cheng-iccrg-delivery-rate-estimation): each
 //! send time remembers how much had been delivered by then, and an ack of a packet sent at `t`
@@ -35,6 +37,7 @@
 mod config;
 mod max_filter;
 mod min_rtt;
+mod resume;
 mod round;
 mod startup_exit;
 mod train;
@@ -46,6 +49,8 @@ use std::time::{Duration, Instant};
 pub use config::DeliveryRateConfig;
 use max_filter::MaxFilter;
 use min_rtt::MinRtt;
+use resume::Resume;
+pub use resume::{PathEstimate, ResumeKind, ResumeRecord, ResumeStats};
 use round::{RoundStats, MIN_ACKS_FOR_ACK_RATE};
 pub use startup_exit::StartupExit;
 use train::{Train, Verdict};
@@ -60,7 +65,7 @@ pub(crate) const FULL_PIPE_GROWTH: f64 = 1.25;
 /// round trips show a queue: the bottleneck queue is overflowing.
 pub(crate) const STARTUP_LOSS_EXIT: f64 = 0.05;
 /// ... and more than this many packets: one random loss in a small early round is not a queue.
-const STARTUP_LOSS_EXIT_PACKETS: u64 = 8;
+pub(crate) const STARTUP_LOSS_EXIT_PACKETS: u64 = 8;
 /// Startup ends as soon as an ack shows this much queueing delay above the minimum round trip
 /// (or [`QUEUE_DELAY_FLOOR`], for short paths with jitter): the pipe is full and the rest of
 /// the window is only filling a queue (HyStart's delay signal). Loss says the same a round later,
@@ -77,6 +82,14 @@ const UNEXPLAINED_ROUNDS: u32 = 4;
 /// quinn reads the window once per datagram and reports sends once per GSO batch, so a burst
 /// overshoots its budget by at most one batch (10 datagrams).
 const UNPACED_WINDOW: u64 = 1 << 40;
+/// A flight that leaves an empty pipe in steady state may put this many bandwidth-delay products
+/// in flight before its first ack. quinn paces a window at 1.25 windows per round trip, so the
+/// steady window (1.25 BDP + 25 ms) sent from an empty pipe leaves at ~1.6 × the rate, and the
+/// bottleneck's queue takes the difference until acks arrive: on GEO that overflowed the
+/// modem's 750 KB queue and lost ~1,000 packets of a resumed transfer's first round (the
+/// virtual-clock link in `resume_tests`). One BDP leaves at 1.25 × the rate and queues at most
+/// a fifth of a BDP; from the first ack on, the flight is ack-clocked and the steady window holds.
+const FIRST_FLIGHT_GAIN: f64 = 1.0;
 /// Send-time marks kept at most; marks for packets that were lost are dropped oldest first.
 const MAX_MARKS: usize = 4096;
 
@@ -109,6 +122,8 @@ pub struct DeliveryRate {
     last_sent: Option<Instant>,
     /// Nothing was in flight after the last acks: the next send starts a fresh flight.
     idle: bool,
+    /// A flight left an empty pipe and none of it has been acknowledged yet.
+    flight_unacked: bool,
     /// When the first packet of the current flight left an empty pipe.
     sent_into_empty_pipe: Option<Instant>,
     /// Send time of the packet acknowledged last.
@@ -136,6 +151,10 @@ pub struct DeliveryRate {
     rounds_without_growth: u32,
     /// The current flight's burst while startup has not measured the path yet.
     train: Option<Box<Train>>,
+    /// The latest ack's time and round trip.
+    latest_rtt: Option<(Instant, Duration)>,
+    /// A rate waiting to be resumed, or lent after a resume.
+    resume: Resume,
 }
 
 impl DeliveryRate {
@@ -152,6 +171,7 @@ impl DeliveryRate {
             marks: VecDeque::new(),
             last_sent: None,
             idle: true,
+            flight_unacked: false,
             sent_into_empty_pipe: None,
             last_acked_sent: None,
             round: 0,
@@ -166,6 +186,8 @@ impl DeliveryRate {
             full_rate: 0,
             rounds_without_growth: 0,
             train: None,
+            latest_rtt: None,
+            resume: Resume::default(),
         }
     }
 
@@ -179,23 +201,35 @@ impl DeliveryRate {
         self.window
     }
 
-    /// What may be in flight now: the window, or [`UNPACED_WINDOW`] while a flight in startup
-    /// leaves as one burst (see [`train`]).
+    /// What may be in flight now: the window, [`UNPACED_WINDOW`] while a flight in startup
+    /// leaves as one burst (see [`train`]), or at most [`FIRST_FLIGHT_GAIN`] bandwidth-delay
+    /// products while a flight from an empty pipe waits for its first ack.
     pub fn sending_window(&self) -> u64 {
         let bursting = match &self.train {
             Some(train) => train.bursting(),
             None => self.idle,
         };
-        if self.mode == Mode::Startup && bursting {
-            UNPACED_WINDOW
-        } else {
-            self.window
+        match self.mode {
+            Mode::Startup if bursting => UNPACED_WINDOW,
+            Mode::Steady(_) if self.flight_unacked || self.idle => {
+                let rate = self.bottleneck_rate();
+                let first_flight =
+                    self.window_for(rate, self.path_min_rtt.get(), FIRST_FLIGHT_GAIN);
+                self.window.min(first_flight)
+            }
+            _ => self.window,
         }
     }
 
-    /// The bottleneck rate estimate in bytes per second: the larger of the per-packet delivery
-    /// rate and the ack spacing over a round (which smooths ack compression over the round).
+    /// The bottleneck rate estimate in bytes per second: what the path was measured to deliver,
+    /// or a rate lent by a resume while its loan runs.
     pub fn bottleneck_rate(&self) -> u64 {
+        self.measured_rate().max(self.resume.lent_rate(self.round))
+    }
+
+    /// The larger of the per-packet delivery rate and the ack spacing over a round (which
+    /// smooths ack compression over the round), or a first burst's train.
+    fn measured_rate(&self) -> u64 {
         let train = match self.train_rate {
             Some((rate, until)) if self.round <= until => rate,
             _ => 0,
@@ -204,6 +238,11 @@ impl DeliveryRate {
             .get(self.round)
             .max(self.spacing.get(self.round))
             .max(train)
+    }
+
+    /// Busy round trips so far.
+    pub fn rounds(&self) -> u64 {
+        self.round
     }
 
     /// Whether the controller is still in startup.
@@ -216,13 +255,6 @@ impl DeliveryRate {
         match self.mode {
             Mode::Startup => None,
             Mode::Steady(reason) => Some(reason),
-        }
-    }
-
-    /// Startup is over for `reason`; the first reason found is the one kept.
-    fn leave_startup(&mut self, reason: StartupExit) {
-        if self.mode == Mode::Startup {
-            self.mode = Mode::Steady(reason);
         }
     }
 
@@ -241,6 +273,7 @@ impl DeliveryRate {
             train.on_sent(now, bytes);
         }
         if self.idle {
+            self.flight_unacked = true;
             self.sent_into_empty_pipe.get_or_insert(now);
             // A flight after an idle period: its rate samples start now, not at the last ack
             // before the pause (as in BBR), or the first round after a check-in 25 s ago would
@@ -265,6 +298,7 @@ impl DeliveryRate {
     /// A packet of `bytes` sent at `sent` was acknowledged at `now`.
     pub fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
         self.idle = false;
+        self.flight_unacked = false;
         self.delivered += bytes;
         self.this_round.delivered += bytes;
         self.delivered_at = Some(now);
@@ -273,6 +307,11 @@ impl DeliveryRate {
         }
         if self.round_ends_after.is_none_or(|end| sent > end) {
             self.end_round();
+        }
+        let rtt = now.saturating_duration_since(sent);
+        self.latest_rtt = Some((now, rtt));
+        if self.resume_pending() {
+            self.check_resume(now, rtt);
         }
         self.this_round.count_ack(now, sent, bytes, app_limited);
         let explained = self.queue_explains_round_trips();
@@ -283,6 +322,7 @@ impl DeliveryRate {
         let rate = self.sample(now, sent);
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
+            self.resume.on_sample(rate);
             if !app_limited || rate > self.bottleneck_rate() {
                 self.rate.update(self.round, rate);
             }
@@ -359,24 +399,6 @@ impl DeliveryRate {
         }
     }
 
-    /// Whether the round's smallest RTT sample shows a standing queue. The round's minimum, not
-    /// each sample: per-packet jitter (±10 ms on LTE) would end startup at a tenth of the rate.
-    fn queue_is_building(&self) -> bool {
-        let (Some(round_min), Some(threshold)) =
-            (self.this_round.min_rtt, self.queue_delay_threshold())
-        else {
-            return false;
-        };
-        let queued = round_min.saturating_sub(self.path_min_rtt.get());
-        self.this_round.acks >= MIN_ACKS_FOR_ACK_RATE && queued > threshold
-    }
-
-    /// The queueing delay above the minimum RTT that says the pipe is full, once there is one.
-    fn queue_delay_threshold(&self) -> Option<Duration> {
-        let threshold = self.path_min_rtt.get().mul_f64(STARTUP_QUEUE_SHARE);
-        (!self.path_min_rtt.get().is_zero()).then(|| threshold.max(QUEUE_DELAY_FLOOR))
-    }
-
     /// The round ends: its ack spacing and smallest round trip are counted, and in startup a
     /// queue or a rate that stopped growing ends startup. An overflowing queue is caught within
     /// the round ([`Self::exit_startup_early`]), while the round's largest round trip is known.
@@ -397,6 +419,8 @@ impl DeliveryRate {
         if !ended.busy {
             return;
         }
+        self.resume
+            .on_round_end(self.round, ended.ack_rate().unwrap_or(0));
         self.round += 1;
         self.last_round_delivered = ended.delivered;
         if self.mode == Mode::Startup {
@@ -405,51 +429,6 @@ impl DeliveryRate {
             } else {
                 self.check_full_pipe();
             }
-        }
-    }
-
-    /// Whether a round that delivered `delivered` bytes and lost `lost` shows the bottleneck's
-    /// queue overflowing rather than random loss: an overflowing queue also delays what it
-    /// delivers. A burst of loss at the path's minimum round trip (a fade, a cell edge, 12 of
-    /// the hub's first 48 packets after a GEO upload in the `congestion` bench) is not a full
-    /// pipe, and ending startup on it left a 10 MB download at a tenth of the rate for 10 s.
-    fn overflowing(&self, delivered: u64, lost: u64) -> bool {
-        let queued = self
-            .queue_delay_threshold()
-            .is_some_and(|threshold| self.this_round.max_rtt > self.path_min_rtt.get() + threshold);
-        queued
-            && lost as f64 > delivered as f64 * STARTUP_LOSS_EXIT
-            && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu
-    }
-
-    /// Leave startup as soon as an ack or a loss shows the pipe full, without waiting for the
-    /// round to end: on a 600 ms path startup's window grows by half the link's bandwidth-delay
-    /// product in the rest of a round, all of it overflowing the queue.
-    fn exit_startup_early(&mut self) {
-        // Against at least what the last round delivered: early in a round a short burst of
-        // loss (a cell edge, flaky-cellular's bursts) is a large share of the little delivered
-        // so far, and ended startup at a fraction of the rate.
-        if self.mode != Mode::Startup || !self.this_round.busy {
-            return;
-        }
-        let delivered = self.this_round.delivered.max(self.last_round_delivered);
-        if self.queue_is_building() {
-            self.leave_startup(StartupExit::QueueDelay);
-        } else if self.overflowing(delivered, self.this_round.lost) {
-            self.leave_startup(StartupExit::QueueOverflow);
-        }
-    }
-
-    fn check_full_pipe(&mut self) {
-        let rate = self.bottleneck_rate();
-        if rate as f64 >= self.full_rate as f64 * FULL_PIPE_GROWTH {
-            self.full_rate = rate;
-            self.rounds_without_growth = 0;
-            return;
-        }
-        self.rounds_without_growth += 1;
-        if self.rounds_without_growth >= FULL_PIPE_ROUNDS {
-            self.leave_startup(StartupExit::RatePlateau);
         }
     }
 
@@ -485,14 +464,14 @@ impl DeliveryRate {
         target.max(self.min_window())
     }
 
-    /// Loss: random loss is not congestion here; only persistent congestion (an outage, or a
-    /// path that changed under us) resets the controller.
-    pub fn on_congestion_event(&mut self, lost_bytes: u64, persistent: bool) {
+    /// Loss at `now`: random loss is not congestion here; only persistent congestion (an
+    /// outage, or a path that changed under us) resets the controller, to resume at the old rate
+    /// if the path turns out to be the same ([`resume`]).
+    pub fn on_congestion_event(&mut self, now: Instant, lost_bytes: u64, persistent: bool) {
         self.this_round.lost += lost_bytes;
         self.exit_startup_early();
         if persistent {
-            *self = Self::new(self.config.clone(), self.mtu as u16);
-            self.window = self.min_window();
+            self.on_persistent_congestion(now);
         }
     }
 
@@ -503,5 +482,7 @@ impl DeliveryRate {
     }
 }
 
+#[cfg(test)]
+mod resume_tests;
 #[cfg(test)]
 mod tests;

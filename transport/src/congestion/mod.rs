@@ -7,8 +7,11 @@
 //! controller sizes its window from what the path delivered, not from what it lost.
 //!
 //! [`Controller`] names the choices so profiles, flags and the `congestion` bench can pick one.
+//! A connection's [`PathMemory`] carries its path estimate from one connection to the next, and
+//! [`delivery_rate_of`] reads the controller's state (its decisions) for traces and tests.
 
 mod delivery_rate;
+mod path_memory;
 mod quinn_adapter;
 
 use std::sync::Arc;
@@ -16,7 +19,21 @@ use std::sync::Arc;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::TransportConfig;
 
-pub use delivery_rate::{DeliveryRate, DeliveryRateConfig, StartupExit};
+pub use delivery_rate::{
+    DeliveryRate, DeliveryRateConfig, PathEstimate, ResumeKind, ResumeRecord, ResumeStats,
+    StartupExit,
+};
+pub use path_memory::PathMemory;
+
+/// A copy of the delivery-rate controller's state on `connection`, if it runs one.
+pub fn delivery_rate_of(connection: &quinn::Connection) -> Option<DeliveryRate> {
+    let adapter = connection
+        .congestion_state()
+        .into_any()
+        .downcast::<quinn_adapter::Adapter>()
+        .ok()?;
+    Some(adapter.controller().clone())
+}
 
 /// A congestion controller by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +73,14 @@ impl Controller {
     }
 
     /// Install this controller in a quinn transport config, starting from `initial_window` bytes.
-    pub fn apply(self, config: &mut TransportConfig, initial_window: u64) {
+    /// With `memory` (one connection's config), the delivery-rate controller resumes from the
+    /// memory's offer and records what it measures there; the others ignore it.
+    pub fn apply(
+        self,
+        config: &mut TransportConfig,
+        initial_window: u64,
+        memory: Option<PathMemory>,
+    ) {
         match self {
             Self::Cubic => {
                 let mut cubic = CubicConfig::default();
@@ -78,9 +102,10 @@ impl Controller {
                     initial_window,
                     ..DeliveryRateConfig::default()
                 };
-                config.congestion_controller_factory(Arc::new(quinn_adapter::Factory(Arc::new(
-                    delivery_rate,
-                ))))
+                config.congestion_controller_factory(Arc::new(quinn_adapter::Factory {
+                    config: Arc::new(delivery_rate),
+                    memory,
+                }))
             }
         };
     }

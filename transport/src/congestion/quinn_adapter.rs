@@ -1,4 +1,5 @@
-//! [`DeliveryRate`] behind quinn's controller traits: the adapter only translates arguments.
+//! [`DeliveryRate`] behind quinn's controller traits: the adapter translates arguments, hands the
+//! controller a [`PathMemory`]'s offer and records its measurements there.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -7,24 +8,43 @@ use std::time::Instant;
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 use quinn_proto::RttEstimator;
 
-use super::{DeliveryRate, DeliveryRateConfig};
+use super::{DeliveryRate, DeliveryRateConfig, PathMemory};
 
-/// Builds a [`DeliveryRate`] per connection.
+/// Builds a [`DeliveryRate`] per connection, sharing `memory` with it when there is one (a
+/// factory with memory belongs to one connection's transport config).
 #[derive(Debug)]
-pub(super) struct Factory(pub(super) Arc<DeliveryRateConfig>);
+pub(super) struct Factory {
+    pub(super) config: Arc<DeliveryRateConfig>,
+    pub(super) memory: Option<PathMemory>,
+}
 
 impl ControllerFactory for Factory {
     fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
-        Box::new(Adapter(DeliveryRate::new(self.0.clone(), current_mtu)))
+        Box::new(Adapter {
+            controller: DeliveryRate::new(self.config.clone(), current_mtu),
+            memory: self.memory.clone(),
+            recorded_round: 0,
+        })
     }
 }
 
 #[derive(Clone, Debug)]
-struct Adapter(DeliveryRate);
+pub(super) struct Adapter {
+    controller: DeliveryRate,
+    memory: Option<PathMemory>,
+    /// The round of the last estimate recorded in `memory`: one record per busy round.
+    recorded_round: u64,
+}
+
+impl Adapter {
+    pub(super) fn controller(&self) -> &DeliveryRate {
+        &self.controller
+    }
+}
 
 impl Controller for Adapter {
     fn on_sent(&mut self, now: Instant, bytes: u64, _last_packet_number: u64) {
-        self.0.on_sent(now, bytes);
+        self.controller.on_sent(now, bytes);
     }
 
     fn on_ack(
@@ -36,7 +56,7 @@ impl Controller for Adapter {
         _rtt: &RttEstimator,
     ) {
         // Not quinn's minimum round trip: it never expires (see `delivery_rate::min_rtt`).
-        self.0.on_ack(now, sent, bytes, app_limited);
+        self.controller.on_ack(now, sent, bytes, app_limited);
     }
 
     fn on_end_acks(
@@ -46,32 +66,43 @@ impl Controller for Adapter {
         _app_limited: bool,
         _largest_packet_num_acked: Option<u64>,
     ) {
-        self.0.on_end_acks(now, in_flight);
+        self.controller.on_end_acks(now, in_flight);
+        let Some(memory) = &self.memory else { return };
+        if let Some(offer) = memory.take_offer() {
+            self.controller.offer_resume(offer);
+        }
+        let round = self.controller.rounds();
+        if round != self.recorded_round {
+            self.recorded_round = round;
+            if let Some(estimate) = self.controller.path_estimate() {
+                memory.record(estimate);
+            }
+        }
     }
 
     fn on_congestion_event(
         &mut self,
-        _now: Instant,
+        now: Instant,
         _sent: Instant,
         is_persistent_congestion: bool,
         lost_bytes: u64,
     ) {
-        self.0
-            .on_congestion_event(lost_bytes, is_persistent_congestion);
+        self.controller
+            .on_congestion_event(now, lost_bytes, is_persistent_congestion);
     }
 
     fn on_mtu_update(&mut self, new_mtu: u16) {
-        self.0.on_mtu_update(new_mtu);
+        self.controller.on_mtu_update(new_mtu);
     }
 
     fn window(&self) -> u64 {
-        self.0.sending_window()
+        self.controller.sending_window()
     }
 
     fn metrics(&self) -> ControllerMetrics {
         let mut metrics = ControllerMetrics::default();
-        metrics.congestion_window = self.0.window();
-        metrics.pacing_rate = Some(self.0.bottleneck_rate() * 8);
+        metrics.congestion_window = self.controller.window();
+        metrics.pacing_rate = Some(self.controller.bottleneck_rate() * 8);
         metrics
     }
 
@@ -80,7 +111,7 @@ impl Controller for Adapter {
     }
 
     fn initial_window(&self) -> u64 {
-        self.0.initial_window()
+        self.controller.initial_window()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {

@@ -49,6 +49,13 @@ struct Probe {
 }
 
 impl MinRtt {
+    /// A minimum of `rtt`, measured at `now` (a resumed path's).
+    pub(super) fn starting_at(now: Instant, rtt: Duration) -> Self {
+        let mut min = Self::default();
+        min.set(rtt, now);
+        min
+    }
+
     /// The minimum round trip, zero before the first sample.
     pub(super) fn get(&self) -> Duration {
         self.value.unwrap_or_default()

@@ -12,13 +12,13 @@ use super::*;
 
 const PACKET: u64 = 1200;
 
-struct Link {
-    rate: f64,
-    one_way: Duration,
-    queue: u64,
-    loss: f64,
+pub(super) struct Link {
+    pub(super) rate: f64,
+    pub(super) one_way: Duration,
+    pub(super) queue: u64,
+    pub(super) loss: f64,
     /// From this time on, each way takes this much longer (a satellite hand-over, a reroute).
-    step: Option<(Duration, Duration)>,
+    pub(super) step: Option<(Duration, Duration)>,
 }
 
 impl Link {
@@ -30,7 +30,7 @@ impl Link {
     }
 }
 
-const GEO: Link = Link {
+pub(super) const GEO: Link = Link {
     rate: 20e6 / 8.0,
     one_way: Duration::from_millis(300),
     queue: 750_000,
@@ -44,19 +44,31 @@ enum Event {
     Lost,
 }
 
-struct Run {
-    elapsed: Duration,
+pub(super) struct Run {
+    pub(super) elapsed: Duration,
+    /// The virtual clock's instant when the transfer ended.
+    pub(super) ended_at: Instant,
     largest_window: u64,
-    lost: u64,
+    pub(super) lost: u64,
     /// Packets the queue dropped that were sent after startup ended.
-    overflowed_in_steady: u64,
-    controller: DeliveryRate,
+    pub(super) overflowed_in_steady: u64,
+    pub(super) controller: DeliveryRate,
 }
 
 /// Send `total` bytes through `link` with `controller`, from virtual time zero.
 #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) -> Run {
-    let epoch = Instant::now();
+fn transfer(link: &Link, total: u64, controller: DeliveryRate, seed: u64) -> Run {
+    transfer_at(Instant::now(), link, total, controller, seed)
+}
+
+/// [`transfer`] on a virtual clock that starts at `epoch` (after a previous transfer's end).
+pub(super) fn transfer_at(
+    epoch: Instant,
+    link: &Link,
+    total: u64,
+    mut controller: DeliveryRate,
+    seed: u64,
+) -> Run {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events: BinaryHeap<Reverse<(Duration, Event)>> = BinaryHeap::new();
     let (mut now, mut link_free, mut next_send) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -115,13 +127,14 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
                 lost += 1;
                 // The lost bytes are sent again.
                 unsent += PACKET;
-                controller.on_congestion_event(PACKET, false);
+                controller.on_congestion_event(epoch + now, PACKET, false);
             }
         }
         controller.on_end_acks(epoch + now, in_flight);
     }
     Run {
         elapsed: now,
+        ended_at: epoch + now,
         largest_window,
         lost,
         overflowed_in_steady,
@@ -134,7 +147,7 @@ fn transfer(link: &Link, total: u64, mut controller: DeliveryRate, seed: u64) ->
 #[derive(Default)]
 struct Pacer {
     tokens: f64,
-    refilled: Duration,
+    refilled: Option<Duration>,
 }
 
 impl Pacer {
@@ -147,11 +160,12 @@ impl Pacer {
         let capacity = (window as f64 * 0.002 / rtt.as_secs_f64())
             .clamp(10.0 * PACKET as f64, 256.0 * PACKET as f64);
         let rate = 1.25 * window as f64 / rtt.as_secs_f64();
-        if self.refilled.is_zero() {
-            self.tokens = capacity;
-        }
-        self.tokens = (self.tokens + (now - self.refilled).as_secs_f64() * rate).min(capacity);
-        self.refilled = now;
+        let since = match self.refilled {
+            Some(refilled) => (now - refilled).as_secs_f64(),
+            None => f64::INFINITY,
+        };
+        self.tokens = (self.tokens + since * rate).min(capacity);
+        self.refilled = Some(now);
         self.tokens -= PACKET as f64;
         if self.tokens >= 0.0 {
             return now;
@@ -160,7 +174,7 @@ impl Pacer {
     }
 }
 
-fn fresh() -> DeliveryRate {
+pub(super) fn fresh() -> DeliveryRate {
     DeliveryRate::new(Arc::new(DeliveryRateConfig::default()), 1200)
 }
 
@@ -251,7 +265,8 @@ fn persistent_congestion_starts_over_from_a_small_window() {
     let mut run = transfer(&GEO, 4 << 20, fresh(), 6).controller;
     assert!(run.window() > 100_000);
     assert_eq!(run.startup_exit(), Some(StartupExit::BurstMeasured));
-    run.on_congestion_event(0, true);
+    #[allow(clippy::disallowed_methods)] // a time after the transfer, with no ack at it
+    run.on_congestion_event(Instant::now() + Duration::from_secs(60), 0, true);
     assert!(run.in_startup());
     assert_eq!(run.startup_exit(), None);
     assert_eq!(run.window(), 4 * 1200);
@@ -341,7 +356,8 @@ fn startup_ends_within_the_round_that_overflows() {
     // A fifth of the round lost at once while its acks waited 200 ms in a queue: the queue
     // overflowed, and the rest of the round would only add to it.
     let mut controller = second_round(Duration::from_millis(200));
-    controller.on_congestion_event(10 * PACKET, false);
+    #[allow(clippy::disallowed_methods)] // not persistent: the time is not used
+    controller.on_congestion_event(Instant::now(), 10 * PACKET, false);
     assert_eq!(controller.startup_exit(), Some(StartupExit::QueueOverflow));
 }
 
@@ -349,7 +365,8 @@ fn startup_ends_within_the_round_that_overflows() {
 fn a_loss_burst_without_a_queue_does_not_end_startup() {
     // The same loss at the path's minimum round trip: a fade, not a full pipe.
     let mut controller = second_round(Duration::ZERO);
-    controller.on_congestion_event(10 * PACKET, false);
+    #[allow(clippy::disallowed_methods)] // not persistent: the time is not used
+    controller.on_congestion_event(Instant::now(), 10 * PACKET, false);
     assert!(controller.in_startup());
     assert_eq!(controller.startup_exit(), None);
 }

@@ -1,0 +1,89 @@
+//! What a connection's path delivered, shared between its controller and whoever keeps it across
+//! connections: the hub per device (in its store, so it survives a hub restart), the agent for
+//! its own uplink. The next connection from the same device is offered the estimate and resumes
+//! at it once a round trip confirms the path is the same (Careful Resume; see
+//! `delivery_rate::resume`).
+//!
+//! quinn builds a connection's controller from the transport config's factory, which knows
+//! nothing of the device: the device is known only after the handshake, from its certificate. So
+//! each connection's config carries its own [`PathMemory`], and the hub fills it in once it knows
+//! whose connection it is; the controller picks the offer up at its next ack.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::PathEstimate;
+
+/// One connection's path estimate: the offer it may resume from and the latest it measured.
+#[derive(Clone, Debug, Default)]
+pub struct PathMemory(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set while an offer waits, so the controller's per-ack check is one atomic load.
+    offered: AtomicBool,
+    offer: Mutex<Option<PathEstimate>>,
+    latest: Mutex<Option<PathEstimate>>,
+}
+
+impl PathMemory {
+    /// Offer the connection's controller a previous connection's estimate.
+    pub fn offer(&self, estimate: PathEstimate) {
+        *lock(&self.0.offer) = Some(estimate);
+        self.0.offered.store(true, Ordering::Release);
+    }
+
+    /// What the connection's path delivered, once its controller measured it.
+    pub fn latest(&self) -> Option<PathEstimate> {
+        *lock(&self.0.latest)
+    }
+
+    /// The waiting offer, taken (the controller's side).
+    pub(super) fn take_offer(&self) -> Option<PathEstimate> {
+        if !self.0.offered.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        lock(&self.0.offer).take()
+    }
+
+    /// A new measurement (the controller's side).
+    pub(super) fn record(&self, estimate: PathEstimate) {
+        *lock(&self.0.latest) = Some(estimate);
+    }
+}
+
+/// The estimates are plain values: a panic elsewhere cannot leave them half-written.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn an_offer_is_taken_once() {
+        let memory = PathMemory::default();
+        assert_eq!(memory.take_offer(), None);
+        let estimate = PathEstimate {
+            rate: 2_500_000,
+            min_rtt: Duration::from_millis(600),
+        };
+        memory.clone().offer(estimate);
+        assert_eq!(memory.take_offer(), Some(estimate));
+        assert_eq!(memory.take_offer(), None);
+    }
+
+    #[test]
+    fn the_latest_measurement_is_read_by_any_clone() {
+        let memory = PathMemory::default();
+        let estimate = PathEstimate {
+            rate: 625_000,
+            min_rtt: Duration::from_millis(100),
+        };
+        memory.record(estimate);
+        assert_eq!(memory.clone().latest(), Some(estimate));
+    }
+}
