@@ -13,6 +13,7 @@ use std::time::Duration;
 use outpost_certs::{
     pinned_client_config, CertificateDer, ClientAuth, Fingerprint, PinReport, HUB_SERVER_NAME,
 };
+use outpost_transport::congestion::{PathEstimate, PathMemory};
 use outpost_transport::profile::{Role, TransportProfile};
 use thiserror::Error;
 use tracing::debug;
@@ -62,6 +63,11 @@ pub struct Dialer {
     profile: TransportProfile,
     handshake_timeout: Duration,
     tls: Option<CachedTls>,
+    /// The current connection's path estimate, shared with its congestion controller ...
+    path: PathMemory,
+    /// ... and the last uplink estimate any connection measured: the next one resumes from it
+    /// once its handshake's round trip matches (Careful Resume, `congestion::PathMemory`).
+    uplink: Option<PathEstimate>,
 }
 
 /// The client configuration of the last dial, reused while the pin, client certificate and ALPN
@@ -96,6 +102,8 @@ impl Dialer {
             profile,
             handshake_timeout: handshake_timeout(&profile),
             tls: None,
+            path: PathMemory::default(),
+            uplink: None,
         }
     }
 
@@ -167,7 +175,8 @@ impl Dialer {
         client: Option<ClientAuth>,
         alpn: &[u8],
     ) -> Result<quinn::Connection, DialError> {
-        let (config, report) = self.client_config(pin, client, alpn)?;
+        let (mut config, report) = self.client_config(pin, client, alpn)?;
+        config.transport_config(self.next_connection_config());
         let mut last = String::from("no address resolved");
         for addr in addrs {
             let targets = match tokio::net::lookup_host(addr.as_str()).await {
@@ -192,6 +201,20 @@ impl Dialer {
             addrs: addrs.to_vec(),
             last,
         })
+    }
+
+    /// The transport config of the next connection: its own path memory, offered the uplink
+    /// estimate the last connection measured.
+    fn next_connection_config(&mut self) -> Arc<quinn::TransportConfig> {
+        if let Some(estimate) = self.path.latest() {
+            self.uplink = Some(estimate);
+        }
+        self.path = PathMemory::default();
+        if let Some(estimate) = self.uplink {
+            self.path.offer(estimate);
+        }
+        self.profile
+            .connection_config(Role::Agent, self.path.clone())
     }
 
     /// The cached configuration if it still fits, else a new one (which is then cached).

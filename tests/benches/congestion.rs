@@ -10,7 +10,8 @@
 //! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
 //! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
 //! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
-//! trip and losses every N ms during the transfers (where the time goes); `--transfers N` runs
+//! trip, losses and the delivery-rate controller's decisions (startup exit, outages, resumes)
+//! every N ms during the transfers (where the time goes); `--transfers N` runs
 //! the download N times on the same connection, each after the warm-up (the later ones show what
 //! the controller remembers across idle periods); `--initial-window BYTES` overrides the hub's
 //! initial congestion window (the transport profile's otherwise).
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use outpost_netem::model::{Capacity, LinkConfig};
 use outpost_netem::{NetemSocket, Profile, Side};
-use outpost_transport::congestion::Controller;
+use outpost_transport::congestion::{delivery_rate_of, Controller};
 use outpost_transport::profile::{self, Role, TransportProfile};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use quinn::{ClientConfig, Endpoint, RecvStream, SendStream, ServerConfig};
@@ -208,7 +209,7 @@ async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
         };
         let stats = conn.stats();
         eprintln!(
-            "  t={:>5.2}s cwnd={:>8} sent={:>9} rtt={:>4}ms min_rtt={:>4}ms lost={:>4} events={}",
+            "  t={:>5.2}s cwnd={:>8} sent={:>9} rtt={:>4}ms min_rtt={:>4}ms lost={:>4} events={}{}",
             start.elapsed().as_secs_f64(),
             stats.path.cwnd,
             stats.udp_tx.bytes,
@@ -216,8 +217,32 @@ async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
             stats.path.min_rtt.as_millis(),
             stats.path.lost_packets,
             stats.path.congestion_events,
+            decisions(&conn),
         );
     }
+}
+
+/// The delivery-rate controller's decisions, for `--trace-ms`: why startup ended, outages,
+/// resumes (refused, retreated) and the last resume's lent and measured rates.
+fn decisions(conn: &quinn::Connection) -> String {
+    let Some(controller) = delivery_rate_of(conn) else {
+        return String::new();
+    };
+    let resume = controller.resume_stats();
+    let last = resume.last.map_or(String::new(), |last| {
+        format!(
+            " last={:?} lent={}B/s measured={}B/s rounds={}",
+            last.kind, last.lent, last.measured, last.rounds
+        )
+    });
+    format!(
+        " exit={:?} outages={} resumed={} refused={} retreated={}{last}",
+        controller.startup_exit(),
+        resume.outages,
+        resume.resumed,
+        resume.refused,
+        resume.retreated,
+    )
 }
 
 /// The product's hub ↔ agent connection before a transfer: mostly idle, a small exchange (a
