@@ -258,7 +258,8 @@ impl TransportConfig {
         self
     }
 
-    /// Longest interval between probe timeouts while nothing is acknowledged (Outpost patch)
+    /// Longest interval between probe timeouts while nothing is acknowledged, once the handshake
+    /// is complete (Outpost patch)
     ///
     /// Each probe timeout doubles the next (RFC 9002, 6.2.1), so after an outage of a few seconds
     /// the path may be back long before the next probe notices it: a 5 s outage on a 100 ms path

@@ -1830,17 +1830,7 @@ impl Connection {
 
     fn pto_time_and_space(&self, now: Instant) -> Option<(Instant, SpaceId)> {
         let backoff = 2u32.pow(self.pto_count.min(MAX_BACKOFF_EXPONENT));
-        // Outpost patch: the doubling stops at `max_probe_interval`, but never below one
-        // unbacked-off probe timeout.
-        let limit = self
-            .config
-            .max_probe_interval
-            .map(|limit| limit.max(self.pto(SpaceId::Data)));
-        let limited = |duration: Duration| match limit {
-            Some(limit) => duration.min(limit),
-            None => duration,
-        };
-        let mut duration = limited(self.path.rtt.pto_base() * backoff);
+        let mut duration = self.path.rtt.pto_base() * backoff;
 
         if self.path.in_flight.ack_eliciting == 0 {
             debug_assert!(!self.peer_completed_address_validation());
@@ -1863,7 +1853,11 @@ impl Connection {
                 }
                 // Include max_ack_delay and backoff for ApplicationData.
                 duration += self.ack_frequency.max_ack_delay_for_pto() * backoff;
-                duration = limited(duration);
+                // Outpost patch: once the handshake is done, the doubling stops at
+                // `max_probe_interval`, but never below one unbacked-off probe timeout.
+                if let Some(limit) = self.config.max_probe_interval {
+                    duration = duration.min(limit.max(self.pto(SpaceId::Data)));
+                }
             }
             let last_ack_eliciting = match self.spaces[space].time_of_last_ack_eliciting_packet {
                 Some(time) => time,
