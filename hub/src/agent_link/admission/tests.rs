@@ -317,6 +317,27 @@ fn a_flood_of_cut_handshakes_keeps_retry_on_and_a_few_do_not() {
 }
 
 #[test]
+fn a_slot_freed_by_a_timeout_lets_no_unvalidated_attempt_in_without_a_retry() {
+    let admission = admission(16, 512);
+    let now = Instant::now();
+    let mut held: Vec<_> = (0..16).map(|_| admission.occupy(1)).collect();
+    assert!(admission.flood_plausible(now, false));
+    while let Some(slot) = held.pop() {
+        drop(slot);
+        admission.count_timed_out(now);
+        assert!(
+            admission.flood_plausible(now, false),
+            "{} slots held",
+            held.len()
+        );
+    }
+    // Once the window has passed, only the flood flag (set at the sixteenth timeout) remains;
+    // after it, an idle hub admits without a Retry again.
+    assert!(admission.flood_plausible(now + RECENT_TIMEOUTS / 2, false));
+    assert!(!admission.flood_plausible(now + RECENT_TIMEOUTS, false));
+}
+
+#[test]
 fn the_deadline_follows_the_profiles_round_trip() {
     use outpost_transport::profile::{CELLULAR, LAN, SATELLITE};
     assert_eq!(handshake_deadline(&LAN), Duration::from_millis(3_500));
