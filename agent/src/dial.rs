@@ -43,15 +43,6 @@ pub enum DialError {
         /// The last failure.
         last: String,
     },
-    /// Told to give up on silence, the dial heard nothing back from any address (retryable): a
-    /// restarting hub not back yet.
-    #[error("no answer from the hub at {addrs:?} within {waited:?}")]
-    Unanswered {
-        /// The addresses tried.
-        addrs: Vec<String>,
-        /// How long each address had to answer.
-        waited: Duration,
-    },
     /// The local TLS/QUIC configuration is unusable.
     #[error("local TLS configuration: {0}")]
     Config(String),
@@ -60,7 +51,7 @@ pub enum DialError {
 impl DialError {
     /// Whether retrying can help.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::Unreachable { .. } | Self::Unanswered { .. })
+        !matches!(self, Self::Unreachable { .. })
     }
 }
 
@@ -77,10 +68,6 @@ pub struct Dialer {
     /// ... and the last uplink estimate any connection measured: the next one resumes from it
     /// once its handshake's round trip matches (Careful Resume, `congestion::PathMemory`).
     uplink: Option<PathEstimate>,
-    /// The last session's smoothed round trip, for [`Self::answer_deadline`].
-    path_rtt: Option<Duration>,
-    /// Give up when nothing answers within [`Self::answer_deadline`].
-    give_up_unanswered: bool,
 }
 
 /// The client configuration of the last dial, reused while the pin, client certificate and ALPN
@@ -98,16 +85,6 @@ struct TlsKey {
     chain: Option<Vec<CertificateDer<'static>>>,
     alpn: Vec<u8>,
 }
-
-/// Time a dial told to give up on silence allows the hub beyond the round trips: a hub that is up
-/// answers a first packet within a few milliseconds of CPU, and a loaded machine adds some. Every
-/// millisecond of it lets more agents whose moment fell while no hub was there retransmit into
-/// the new hub as it starts: with 300 ms, 13 of 200 agents arrived in its first 100 ms (fair
-/// share 4; `reconnect_spread` test on a loaded machine).
-const ANSWER_ALLOWANCE: Duration = Duration::from_millis(100);
-/// Round trips a dial told to give up on silence waits for the hub's first answer: one for the
-/// answer, one more for a Retry the hub may ask first.
-const ANSWER_ROUND_TRIPS: u32 = 2;
 
 /// Several round trips on the slowest path, plus loss recovery, plus the time a busy hub may hold
 /// the attempt before its handshake starts (the hub's admission waits at most 8 s,
@@ -127,8 +104,6 @@ impl Dialer {
             tls: None,
             path: PathMemory::default(),
             uplink: None,
-            path_rtt: None,
-            give_up_unanswered: false,
         }
     }
 
@@ -147,26 +122,6 @@ impl Dialer {
                 .transport_config(profile.transport_config(Role::Agent));
         }
         self.profile = profile;
-    }
-
-    /// Remember the round trip a session measured: a dial that gives up on silence waits a few of
-    /// them.
-    pub fn note_path_rtt(&mut self, rtt: Duration) {
-        self.path_rtt = Some(rtt);
-    }
-
-    /// Whether the next dials give up when nothing answers within [`Self::answer_deadline`]
-    /// (the redial after a restart notice: `Reconnect::give_up_unanswered`).
-    pub fn set_give_up_unanswered(&mut self, give_up: bool) {
-        self.give_up_unanswered = give_up;
-    }
-
-    /// How long a dial that gives up on silence waits for the hub's first answer:
-    /// [`ANSWER_ROUND_TRIPS`] of the last session's round trip (the profile's initial one before
-    /// any session) plus [`ANSWER_ALLOWANCE`].
-    pub fn answer_deadline(&self) -> Duration {
-        let rtt = self.path_rtt.unwrap_or(self.profile.initial_rtt);
-        rtt * ANSWER_ROUND_TRIPS + ANSWER_ALLOWANCE
     }
 
     /// A dialer that connects through `endpoint`, a client endpoint possibly shared with other
@@ -223,7 +178,6 @@ impl Dialer {
         let (mut config, report) = self.client_config(pin, client, alpn)?;
         config.transport_config(self.next_connection_config());
         let mut last = String::from("no address resolved");
-        let (mut tried, mut unanswered) = (0, 0);
         for addr in addrs {
             let targets = match tokio::net::lookup_host(addr.as_str()).await {
                 Ok(targets) => targets.collect::<Vec<_>>(),
@@ -233,27 +187,15 @@ impl Dialer {
                 }
             };
             for target in targets {
-                tried += 1;
                 match self.try_one(target, &config, &report, pin).await {
                     Ok(conn) => return Ok(conn),
                     Err(DialError::Unreachable { last: why, .. }) => {
                         debug!(%target, "dial failed: {why}");
                         last = format!("{target}: {why}");
                     }
-                    Err(DialError::Unanswered { waited, .. }) => {
-                        debug!(%target, "no answer within {waited:?}");
-                        last = format!("{target}: no answer within {waited:?}");
-                        unanswered += 1;
-                    }
                     Err(final_error) => return Err(final_error),
                 }
             }
-        }
-        if tried > 0 && unanswered == tried {
-            return Err(DialError::Unanswered {
-                addrs: addrs.to_vec(),
-                waited: self.answer_deadline(),
-            });
         }
         Err(DialError::Unreachable {
             addrs: addrs.to_vec(),
@@ -317,22 +259,9 @@ impl Dialer {
         };
         let endpoint = self.endpoint_for(target)?;
         report.clear();
-        let mut connecting = endpoint
+        let connecting = endpoint
             .connect_with(config.clone(), target, HUB_SERVER_NAME)
             .map_err(|e| unreachable(e.to_string()))?;
-        if self.give_up_unanswered {
-            let waited = self.answer_deadline();
-            // The hub's first flight carries its TLS handshake data; dropping the attempt closes it.
-            if tokio::time::timeout(waited, connecting.handshake_data())
-                .await
-                .is_err()
-            {
-                return Err(DialError::Unanswered {
-                    addrs: vec![target.to_string()],
-                    waited,
-                });
-            }
-        }
         let result = tokio::time::timeout(self.handshake_timeout, connecting).await;
         if let Some(presented) = report.mismatch() {
             return Err(DialError::WrongHub {
@@ -363,37 +292,5 @@ mod tests {
         let mut dialer = Dialer::on_endpoint(LAN, shared.clone()).unwrap();
         let used = dialer.endpoint_for("127.0.0.1:9".parse().unwrap()).unwrap();
         assert_eq!(used.local_addr().unwrap(), shared.local_addr().unwrap());
-    }
-
-    #[tokio::test]
-    async fn a_dial_told_to_give_up_on_silence_does_so_within_its_deadline() {
-        // A UDP port that receives and never answers: a hub not started yet.
-        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addrs = vec![silent.local_addr().unwrap().to_string()];
-        let pin = Fingerprint::of(b"any hub");
-        let mut dialer = Dialer::new(LAN);
-        dialer.note_path_rtt(Duration::from_millis(20));
-        assert_eq!(dialer.answer_deadline(), Duration::from_millis(140));
-        dialer.set_give_up_unanswered(true);
-        let started = tokio::time::Instant::now();
-        let error = dialer
-            .connect(&addrs, pin, None, b"test")
-            .await
-            .unwrap_err();
-        let took = started.elapsed();
-        assert!(
-            matches!(&error, DialError::Unanswered { waited, .. } if *waited == Duration::from_millis(140)),
-            "{error:?}"
-        );
-        assert!(!error.is_final());
-        assert!(took < Duration::from_secs(1), "{took:?}");
-        // Not told to, the dial keeps retransmitting for its handshake timeout.
-        dialer.set_give_up_unanswered(false);
-        let waiting = tokio::time::timeout(
-            Duration::from_secs(1),
-            dialer.connect(&addrs, pin, None, b"test"),
-        )
-        .await;
-        assert!(waiting.is_err(), "still waiting after a second");
     }
 }

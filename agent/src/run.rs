@@ -144,7 +144,6 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     let mut snapshot_due = true;
     loop {
         let started = Instant::now();
-        dialer.set_give_up_unanswered(reconnect.give_up_unanswered());
         let session = connect_and_serve(
             &config,
             &mut dialer,
@@ -189,7 +188,6 @@ fn outcome(
         Interruption::Session(SessionEnd::HubStopping { spread }) => {
             Outcome::HubStopping { spread }
         }
-        Interruption::Dial(DialError::Unanswered { .. }) => Outcome::Unanswered,
         Interruption::Session(_) | Interruption::Dial(_) => Outcome::Lost,
     }
 }
@@ -331,7 +329,6 @@ async fn connect_and_serve(
         new_addrs = Some(welcome.hub_addrs.clone())
     })
     .await;
-    dialer.note_path_rtt(conn.rtt());
     if config.choose_transport {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }

@@ -13,12 +13,6 @@
 //! - **Restart spread.** A stopping hub's [`RestartNotice`](crate::wire::RestartNotice) sizes the
 //!   window its fleet should come back in (fleet size / the rate a hub sets sessions up); the agent
 //!   redials at a moment drawn uniformly from it. That was no failure: the backoff does not grow.
-//! - **Not back yet.** A redial within the spread that nothing answers (the old hub still draining,
-//!   the new one not started) gives up at once ([`Outcome::Unanswered`]) and draws again from the
-//!   same spread, up to [`UNANSWERED_REDRAWS`] times. Waiting instead would retransmit its first
-//!   packet into the new hub the moment it starts, together with every other agent whose moment
-//!   fell while no hub was there: with the hub down for a second, a fifth of a 200-agent fleet
-//!   arrived within 0.6 s of its start, 12 in one 100 ms (fair share 4; `reconnect_spread` test).
 
 use std::time::Duration;
 
@@ -36,17 +30,9 @@ pub enum Outcome<E> {
         /// The window the moment is drawn from.
         spread: Duration,
     },
-    /// Nothing answered the dial (only a dial told to give up on silence, after a restart notice,
-    /// ends this way).
-    Unanswered,
     /// Retrying cannot succeed: stop with this reason.
     Final(E),
 }
-
-/// How often a restarting hub's agent draws a new moment from its spread when nothing answered,
-/// before it dials as after any failure (waiting for an answer, then backing off): a hub that
-/// stays down longer than three spreads is down, not restarting.
-pub const UNANSWERED_REDRAWS: u32 = 3;
 
 /// What the agent does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +48,6 @@ pub enum Next<E> {
 pub struct Reconnect {
     backoff: Backoff,
     stable_after: Duration,
-    /// The spread of the last restart notice and the redraws left, while its hub is not back.
-    restart: Option<(Duration, u32)>,
 }
 
 impl Reconnect {
@@ -72,7 +56,6 @@ impl Reconnect {
         Self {
             backoff,
             stable_after,
-            restart: None,
         }
     }
 
@@ -88,30 +71,9 @@ impl Reconnect {
         }
         match outcome {
             Outcome::Final(reason) => Next::Stop(reason),
-            Outcome::HubStopping { spread } => {
-                self.restart = Some((spread, UNANSWERED_REDRAWS));
-                Next::Retry(uniform_up_to(spread, rng))
-            }
-            Outcome::Unanswered => match &mut self.restart {
-                Some((spread, redraws)) if *redraws > 0 => {
-                    *redraws -= 1;
-                    Next::Retry(uniform_up_to(*spread, rng))
-                }
-                _ => self.back_off(rng),
-            },
-            Outcome::Lost => self.back_off(rng),
+            Outcome::HubStopping { spread } => Next::Retry(uniform_up_to(spread, rng)),
+            Outcome::Lost => Next::Retry(self.backoff.next_delay(rng)),
         }
-    }
-
-    fn back_off<E>(&mut self, rng: &mut impl Rng) -> Next<E> {
-        self.restart = None;
-        Next::Retry(self.backoff.next_delay(rng))
-    }
-
-    /// Whether the next dial should give up when nothing answers it ([`Outcome::Unanswered`]): it
-    /// is a redial within a restart notice's spread, with redraws left.
-    pub fn give_up_unanswered(&self) -> bool {
-        self.restart.is_some_and(|(_, redraws)| redraws > 0)
     }
 
     /// The attempt succeeded for good (an enrolment was accepted): start again from the base.

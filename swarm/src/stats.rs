@@ -152,7 +152,6 @@ fn interruption_kind(cause: &Interruption) -> String {
             let reason = last.split(": ").nth(1).unwrap_or("unknown");
             format!("dial: unreachable: {reason}")
         }
-        Interruption::Dial(DialError::Unanswered { .. }) => "dial: unanswered".into(),
         Interruption::Dial(e) => format!("dial: {e}"),
         Interruption::Session(SessionEnd::Lost(why)) => {
             format!("session lost: {}", why.split(':').next().unwrap_or(why))

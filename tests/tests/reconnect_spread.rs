@@ -11,9 +11,8 @@
 //! A stopping hub closes each session with close code `Stopping` and a notice sized to its fleet:
 //! for 200 agents the floor, [`NOTICE_SPREAD`] (`MIN_RECONNECT_SPREAD` in `hub/src/server.rs`).
 //! Each agent redials at a moment drawn uniformly from it; one that meets no hub (the old one
-//! draining, the new one not up) gives up within 100 ms and draws again from the spread, which
-//! only widens it (retransmitted into the new hub instead, the agents whose moments fell in a
-//! one-second restart arrived within 0.6 s of its start, 12 in one 100 ms). 200 uniform draws over 5 s have a span close to 5 s (below 2.5 s with
+//! draining, the new one not up) is retransmitted into the new one or backs off, which only
+//! widens the spread. 200 uniform draws over 5 s have a span close to 5 s (below 2.5 s with
 //! probability 200 × 0.5¹⁹⁹, nil) and a standard deviation of 5 s / √12 ≈ 1.44 s. Without the
 //! notice (or jitter) all 200 would land within a few milliseconds of each other. The test asserts
 //! that every agent heard the notice, a span of at least half the spread, a standard deviation of
@@ -210,15 +209,9 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_notice() {
         spread >= 0.5 * base / 12f64.sqrt(),
         "reconnect times' standard deviation is only {spread:.2} s"
     );
-    let per_window: Vec<usize> = (0..offsets[offsets.len() - 1].div_euclid(window) as usize + 1)
-        .map(|i| {
-            let (from, to) = (i as f64 * window, (i + 1) as f64 * window);
-            offsets.iter().filter(|o| (from..to).contains(*o)).count()
-        })
-        .collect();
     assert!(
         crowd as f64 <= 4.0 * fair,
-        "{crowd} agents reconnected within one 100 ms window; per 100 ms from the restart: {per_window:?}"
+        "{crowd} agents reconnected within one 100 ms window"
     );
     for agent in &agents {
         agent.abort();

@@ -85,52 +85,6 @@ fn a_stopping_hub_spreads_the_redial_over_its_window_and_the_backoff_stays() {
 }
 
 #[test]
-fn an_unanswered_redial_draws_again_from_the_spread_then_backs_off() {
-    let mut reconnect = policy();
-    let mut rng = StdRng::seed_from_u64(5);
-    assert!(!reconnect.give_up_unanswered(), "no notice yet");
-    let spread = Duration::from_secs(300);
-    let stopping = Outcome::<&str>::HubStopping { spread };
-    reconnect.after(stopping, BRIEF, &mut rng);
-    let mut redraws = Vec::new();
-    while reconnect.give_up_unanswered() {
-        redraws.push(delay(reconnect.after(
-            Outcome::Unanswered,
-            Duration::ZERO,
-            &mut rng,
-        )));
-    }
-    assert_eq!(redraws.len(), UNANSWERED_REDRAWS as usize);
-    assert!(redraws.iter().all(|d| *d <= spread));
-    assert!(
-        redraws.iter().any(|d| *d > CAP),
-        "drawn from the spread, not the backoff: {redraws:?}"
-    );
-    assert_eq!(reconnect.attempts(), 0, "a hub not back yet is no failure");
-    // Out of redraws, the dial waits for an answer; if even that fails, the backoff takes over.
-    let after = delay(reconnect.after(lost(), Duration::ZERO, &mut rng));
-    assert!(after <= BASE, "{after:?}");
-    assert_eq!(reconnect.attempts(), 1);
-    assert!(!reconnect.give_up_unanswered());
-}
-
-#[test]
-fn a_lost_dial_after_a_notice_ends_the_redraws() {
-    let mut reconnect = policy();
-    let mut rng = StdRng::seed_from_u64(6);
-    let stopping = Outcome::<&str>::HubStopping {
-        spread: Duration::from_secs(5),
-    };
-    reconnect.after(stopping, BRIEF, &mut rng);
-    assert!(reconnect.give_up_unanswered());
-    reconnect.after(lost(), BRIEF, &mut rng);
-    assert!(!reconnect.give_up_unanswered());
-    let unanswered = delay(reconnect.after(Outcome::Unanswered, BRIEF, &mut rng));
-    assert!(unanswered <= BASE * 2, "backed off: {unanswered:?}");
-    assert_eq!(reconnect.attempts(), 2);
-}
-
-#[test]
 fn a_stopping_hub_after_a_stable_session_also_resets_the_backoff() {
     let mut reconnect = policy();
     let mut rng = StdRng::seed_from_u64(4);
