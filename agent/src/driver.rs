@@ -255,7 +255,11 @@ impl Driver<'_> {
                 .map(Instant::from_std)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => self.session.handle_timeout(Instant::now().into_std()),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now().into_std();
+                    self.session.handle_received(now, conn.stats().frame_rx.stream);
+                    self.session.handle_timeout(now);
+                }
                 datagram = conn.read_datagram() => self.on_datagram(&datagram?),
                 (recv, message) = &mut reading => {
                     reading.set(wire::next_frame(recv, MAX_CONTROL_FRAME));

@@ -17,6 +17,15 @@
 //! - **Summon → active**: the first summon opens stream credit; every summon is answered `Ready`.
 //! - **Standby**: when no proxy stream is open and nothing moved for `standby_after`, credit drops
 //!   back to zero.
+//! - **Silence while streams are open**: a device that only receives (an image coming down) sends
+//!   nothing but acks, and acks answer packets. When its NAT rebinds mid-transfer the hub's packets
+//!   go to the old mapping, nothing arrives, no ack leaves from the new one, and the hub never
+//!   learns the new address: the transfer stalled until the next check-in, up to an interval
+//!   (`flaky-cellular` congestion bench, session 7). So while a proxy stream is open, the session
+//!   checks in after [`SILENCE_PROBE`] without a received stream frame (the driver reports the
+//!   connection's count, [`AgentSession::handle_received`]; acks of the check-ins themselves do not
+//!   count), then after twice that, and so on up to the interval: a stream that is merely quiet
+//!   costs a handful of check-ins, not one a second.
 //! - **Snapshots**: one at each return to standby (and when the driver asks, at connect), at most
 //!   one per [`MIN_SNAPSHOT_INTERVAL`]: a request inside the interval is deferred to its end, and
 //!   requests that pile up meanwhile are one snapshot.
@@ -45,6 +54,10 @@ pub struct SessionTiming {
 /// Shortest check-in interval the agent accepts from a hub, so a misconfigured hub cannot make a
 /// fleet flood a metered link.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a session with open proxy streams may receive nothing before it checks in, so that a
+/// rebound NAT mapping or a returning path is heard from within about a second.
+pub const SILENCE_PROBE: Duration = Duration::from_secs(1);
 
 /// Whether the hub may open proxy streams right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +109,11 @@ pub struct AgentSession {
     rtt_sample: Option<Duration>,
     last_snapshot: Option<Instant>,
     snapshot_due: Option<Instant>,
+    /// Stream frames the connection has received, the wait before the next silence check-in,
+    /// and when that is due (only with streams open).
+    received: u64,
+    silence_wait: Duration,
+    silence_probe_at: Instant,
     transmits: VecDeque<Datagram>,
     events: VecDeque<AgentEvent>,
 }
@@ -118,6 +136,9 @@ impl AgentSession {
             rtt_sample: None,
             last_snapshot: None,
             snapshot_due: None,
+            received: 0,
+            silence_wait: SILENCE_PROBE,
+            silence_probe_at: now + SILENCE_PROBE,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -159,6 +180,9 @@ impl AgentSession {
 
     /// The hub opened a proxy stream.
     pub fn handle_stream_opened(&mut self, now: Instant) {
+        if self.open_streams == 0 {
+            self.restart_silence(now);
+        }
         self.open_streams += 1;
         self.last_activity = now;
     }
@@ -167,6 +191,15 @@ impl AgentSession {
     pub fn handle_stream_closed(&mut self, now: Instant) {
         self.open_streams = self.open_streams.saturating_sub(1);
         self.last_activity = now;
+    }
+
+    /// The connection has received `stream_frames` in all by `now` (the driver reads its counter
+    /// before each timeout); a change ends a silence.
+    pub fn handle_received(&mut self, now: Instant, stream_frames: u64) {
+        if stream_frames != self.received {
+            self.received = stream_frames;
+            self.restart_silence(now);
+        }
     }
 
     /// The device's route to the hub changed (a new local address): check in now, so the hub
@@ -191,6 +224,11 @@ impl AgentSession {
             if now >= in_flight.sent + self.config.ack_timeout {
                 self.on_ack_missed(in_flight.sent);
             }
+        }
+        if self.silence_probe_due().is_some_and(|due| now >= due) {
+            self.silence_wait = self.silence_wait.saturating_mul(2);
+            self.silence_probe_at = now + self.silence_wait;
+            self.send_checkin(now);
         }
         if now >= self.next_checkin {
             self.send_checkin(now);
@@ -223,6 +261,7 @@ impl AgentSession {
             ack_deadline,
             self.standby_deadline(),
             self.snapshot_due,
+            self.silence_probe_due(),
         ]
         .into_iter()
         .flatten()
@@ -263,6 +302,19 @@ impl AgentSession {
     fn standby_deadline(&self) -> Option<Instant> {
         (self.mode == Mode::Active && self.open_streams == 0)
             .then(|| self.last_activity + self.config.standby_after)
+    }
+
+    /// When a silence with streams open next calls for a check-in: [`SILENCE_PROBE`] after the last
+    /// received stream frame (or the first stream's opening), then after twice as long as the
+    /// previous wait, until the regular check-in comes as soon.
+    fn silence_probe_due(&self) -> Option<Instant> {
+        (self.open_streams > 0 && self.silence_wait < self.config.checkin_interval)
+            .then_some(self.silence_probe_at)
+    }
+
+    fn restart_silence(&mut self, now: Instant) {
+        self.silence_wait = SILENCE_PROBE;
+        self.silence_probe_at = now + SILENCE_PROBE;
     }
 
     fn take_snapshot_if_due(&mut self, now: Instant) {

@@ -219,6 +219,46 @@ fn summon_grants_credit_once_and_answers_every_summon() {
 }
 
 #[test]
+fn a_transfer_that_goes_silent_checks_in_within_a_second_then_ever_less_often() {
+    let mut h = Harness::new();
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(10));
+    h.session.handle_stream_opened(h.now);
+    // Data arrives every 100 ms until 20 s, then nothing (a NAT rebound under a download).
+    for tenth in 101..=200u64 {
+        h.run_until(Duration::from_millis(tenth * 100));
+        h.session.handle_received(h.now, tenth);
+    }
+    h.run_until(Duration::from_secs(90));
+    // 1, 2, 4, 8 and 16 s into the silence; a 32 s wait would outlast the interval, so the
+    // regular rhythm takes over. The acks of these check-ins do not end the silence.
+    assert_eq!(h.checkin_times(), [0, 21, 23, 27, 35, 51, 76]);
+    // Data again ends the silence: the next probe is a second after it (the rhythm's is at 101).
+    h.session.handle_received(h.now, 201);
+    h.run_until(Duration::from_millis(91_500));
+    assert_eq!(h.checkin_times(), [0, 21, 23, 27, 35, 51, 76, 91]);
+}
+
+#[test]
+fn a_quiet_stream_opened_long_after_the_start_is_probed_once_at_a_time() {
+    let mut h = Harness::new();
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(300));
+    h.session.handle_stream_opened(h.now);
+    h.run_until(Duration::from_secs(330));
+    // No burst of overdue probes: the silence counts from the stream's opening.
+    assert_eq!(
+        h.checkin_times(),
+        [0, 25, 50, 75, 100, 125, 150, 175, 200, 225, 250, 275, 300, 301, 303, 307, 315]
+    );
+    // Without open streams nothing but the rhythm.
+    h.session.handle_stream_closed(h.now);
+    let before = h.sent.len();
+    h.run_until(Duration::from_secs(356));
+    assert_eq!(h.sent.len(), before + 1);
+}
+
+#[test]
 fn standby_countdown_starts_when_the_last_stream_closes() {
     let mut h = Harness::new();
     h.session.handle_summon(h.now, 1);
