@@ -69,6 +69,37 @@ pub struct WireTotal {
     pub rx_bytes: u64,
 }
 
+/// A path as a connection's congestion controller measured it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathMeasure {
+    /// Bottleneck delivery rate, bytes per second.
+    pub rate_bytes_per_s: u64,
+    /// Minimum round trip, milliseconds.
+    pub min_rtt_ms: f64,
+    /// When it was measured, RFC 3339.
+    pub measured_at: Option<String>,
+}
+
+/// How the hub's sender resumed a rate on the live connection instead of starting over.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumes {
+    /// Outages the sender saw with a rate worth resuming.
+    pub outages: u32,
+    /// Rates resumed after their round-trip check (after an outage, or from the saved path).
+    pub resumed: u32,
+    /// Rates not resumed: the round trip showed another path.
+    pub refused: u32,
+    /// Resumes ended early: the path delivered under half of the resumed rate.
+    pub retreated: u32,
+    /// The last resumed rate came from the device's saved path (Careful Resume across
+    /// connections) rather than from before an outage.
+    pub last_from_saved_path: bool,
+    /// The last resumed rate and what the path then delivered, bytes per second.
+    pub last_lent: Option<u64>,
+    /// What the path delivered while the last resumed rate was lent, bytes per second.
+    pub last_measured: Option<u64>,
+}
+
 /// An endpoint: its stored record merged with its live session, if any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -116,6 +147,13 @@ pub struct Endpoint {
     pub created_at: Option<String>,
     /// First enrolment, RFC 3339.
     pub enrolled_at: Option<String>,
+    /// The path the device's last finished connection measured; its next connection resumes
+    /// from it once the round trip matches (Careful Resume).
+    #[serde(default)]
+    pub saved_path: Option<PathMeasure>,
+    /// The hub's resumes on the live connection, while connected.
+    #[serde(default)]
+    pub resumes: Option<Resumes>,
 }
 
 /// `GET /api/endpoints/{id}`: the endpoint and its engine's last snapshot.
@@ -399,6 +437,8 @@ mod tests {
             agent_version: None,
             created_at: None,
             enrolled_at: None,
+            saved_path: None,
+            resumes: None,
         };
         let detail = EndpointDetail {
             endpoint,

@@ -14,7 +14,8 @@
 //! every N ms during the transfers (where the time goes); `--transfers N` runs
 //! the download N times on the same connection, each after the warm-up (the later ones show what
 //! the controller remembers across idle periods); `--initial-window BYTES` overrides the hub's
-//! initial congestion window (the transport profile's otherwise).
+//! initial congestion window (the transport profile's otherwise); `--outage-s N` takes the link
+//! down for N seconds halfway through each download.
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real transfers
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
@@ -22,8 +23,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use outpost_netem::control::Controllable;
 use outpost_netem::model::{Capacity, LinkConfig};
+use outpost_netem::socket::NetemSocketControl;
 use outpost_netem::{NetemSocket, Profile, Side};
+use outpost_protocol::agent_session::SILENCE_PROBE;
 use outpost_transport::congestion::{delivery_rate_of, Controller};
 use outpost_transport::profile::{self, Role, TransportProfile};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -50,6 +54,8 @@ struct Options {
     transfers: usize,
     /// Overrides the transport profile's initial window on the hub side.
     initial_window: Option<u64>,
+    /// An outage of this long in each download once the device has received half of it.
+    outage: Option<Duration>,
 }
 
 fn options() -> Options {
@@ -75,6 +81,7 @@ fn options() -> Options {
         trace: None,
         transfers: 1,
         initial_window: None,
+        outage: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -100,6 +107,9 @@ fn options() -> Options {
                 options.initial_window = Some(value.parse().expect("--initial-window BYTES"))
             }
             "--transfers" => options.transfers = value.parse().expect("--transfers N"),
+            "--outage-s" => {
+                options.outage = Some(Duration::from_secs(value.parse().expect("--outage-s N")))
+            }
             "--warm-s" => options.warm = Duration::from_secs(value.parse().expect("seconds")),
             "--trace-ms" => {
                 options.trace = Some(Duration::from_millis(value.parse().expect("--trace-ms N")))
@@ -259,7 +269,49 @@ async fn warm_up(conn: &quinn::Connection, warm: Duration) {
     }
 }
 
+/// The device's side of the agent's silence check-ins (`outpost_protocol::agent_session`): with a
+/// transfer running and no stream frame received for a second, send a datagram (then after 2, 4, 8
+/// and 16 s of silence), so that a NAT that rebound under a download learns the new mapping and
+/// the hub the new address, as the agent's check-in does in the product.
+async fn check_in_when_silent(conn: quinn::Connection) {
+    let mut seen = conn.stats().frame_rx.stream;
+    let mut wait = SILENCE_PROBE;
+    loop {
+        tokio::time::sleep(wait).await;
+        let now = conn.stats().frame_rx.stream;
+        if now == seen {
+            let _ = conn.send_datagram(b"check-in".to_vec().into());
+            wait = (wait * 2).min(SILENCE_PROBE * 16);
+        } else {
+            seen = now;
+            wait = SILENCE_PROBE;
+        }
+    }
+}
+
+/// Take the link down for `length` once the device has received half of a `size` download.
+async fn outage_halfway(
+    conn: quinn::Connection,
+    link: NetemSocketControl,
+    size: usize,
+    length: Duration,
+) {
+    let from = conn.stats().udp_rx.bytes;
+    while conn.stats().udp_rx.bytes < from + size as u64 / 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("  outage of {length:?} now");
+    link.outage(length);
+}
+
 async fn transfer(conn: &quinn::Connection, down: bool, size: usize) -> Duration {
+    let silence = tokio::spawn(check_in_when_silent(conn.clone()));
+    let took = transfer_timed(conn, down, size).await;
+    silence.abort();
+    took
+}
+
+async fn transfer_timed(conn: &quinn::Connection, down: bool, size: usize) -> Duration {
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     if down {
@@ -307,6 +359,7 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
         options.seed,
     )
     .unwrap();
+    let link = socket.control();
     let client = socket.client_endpoint(client_config).unwrap();
     let conn = tokio::time::timeout(options.timeout, async {
         client.connect(server_addr, "localhost").unwrap().await
@@ -324,8 +377,19 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
     if options.down {
         for _ in 0..options.transfers {
             warm_up(&conn, options.warm).await;
+            let outage = options.outage.map(|length| {
+                tokio::spawn(outage_halfway(
+                    conn.clone(),
+                    link.clone(),
+                    options.size,
+                    length,
+                ))
+            });
             let took = tokio::time::timeout(options.timeout, transfer(&conn, true, options.size));
             down.push(took.await.ok());
+            if let Some(outage) = outage {
+                outage.abort();
+            }
         }
     }
     if options.up && !options.up_first {

@@ -116,6 +116,7 @@ fn liveness(path: &Path, n: usize) {
             migrations: 0,
             connected: connected(id),
             wire_ended: None,
+            path_ended: None,
         })
         .collect();
     liveness::write_liveness(&mut store.lock(), &updates).unwrap();
@@ -148,6 +149,7 @@ fn flush_load(
                         migrations: 0,
                         connected: connected(id),
                         wire_ended: None,
+                        path_ended: None,
                     }
                 })
                 .collect();

@@ -10,14 +10,23 @@
 //! # The spread
 //! A stopping hub closes each session with close code `Stopping` and a notice sized to its fleet:
 //! for 200 agents the floor, [`NOTICE_SPREAD`] (`MIN_RECONNECT_SPREAD` in `hub/src/server.rs`).
-//! Each agent redials at a moment drawn uniformly from it; one that meets no hub (the old one
-//! draining, the new one not up) is retransmitted into the new one or backs off, which only
-//! widens the spread. 200 uniform draws over 5 s have a span close to 5 s (below 2.5 s with
-//! probability 200 × 0.5¹⁹⁹, nil) and a standard deviation of 5 s / √12 ≈ 1.44 s. Without the
-//! notice (or jitter) all 200 would land within a few milliseconds of each other. The test asserts
-//! that every agent heard the notice, a span of at least half the spread, a standard deviation of
-//! at least half of spread / √12, and no 100 ms window holding more than four times its fair
-//! share (200 × 0.1 s / 5 s = 4 agents).
+//! Each agent redials at a moment drawn uniformly from it. One whose moment falls while no hub is
+//! there (the old one draining, the new one not up) is retransmitted into the new one as it
+//! starts: those agents arrive together, within a few of their probe timeouts (150 ms doubling on
+//! `lan`) of the new hub's start. That echo of the downtime is by design: the spread is the fleet
+//! over the hub's set-up rate, so the agents whose moments fell in the downtime are what the hub
+//! sets up in that much time (giving up on silence and drawing again removed it here, and doubled
+//! a 25,000-agent restart, to 84 s, because a hub busy with the storm answers late too). On a
+//! loaded machine the restart takes 0.4–1 s of the 5 s spread, and the first 100 ms after it held
+//! up to 17 agents (CI) of a fair share of 4.
+//!
+//! 200 uniform draws over 5 s have a span close to 5 s (below 2.5 s with probability
+//! 200 × 0.5¹⁹⁹, nil) and a standard deviation of 5 s / √12 ≈ 1.44 s. Without the notice (or
+//! jitter) all 200 would land within a few milliseconds of each other. The test asserts that every
+//! agent heard the notice, a span of at least half the spread, a standard deviation of at least
+//! half of spread / √12, and, after the downtime's echo (twice the downtime plus 0.5 s from the
+//! restart), no 100 ms window holding more than four times its fair share
+//! (200 × 0.1 s / 5 s = 4 agents).
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::io::Write;
@@ -186,11 +195,13 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_notice() {
     let span = offsets[offsets.len() - 1] - offsets[0];
     let spread = stdev(&offsets);
     let window = 0.1;
-    let crowd = densest(&offsets, window);
+    let echo = 2.0 * down_for.as_secs_f64() + 0.5;
+    let after_echo: Vec<f64> = offsets.iter().copied().filter(|o| *o >= echo).collect();
+    let crowd = densest(&after_echo, window);
     let base = NOTICE_SPREAD.as_secs_f64();
     let fair = AGENTS as f64 * window / base;
     println!(
-        "hub down for {down_for:?}; reconnects from {:.2} s to {:.2} s after the restart began: span {span:.2} s, stdev {spread:.2} s, at most {crowd} in any 100 ms (fair share {fair:.1})",
+        "hub down for {down_for:?}; reconnects from {:.2} s to {:.2} s after the restart began: span {span:.2} s, stdev {spread:.2} s, at most {crowd} in any 100 ms after {echo:.2} s (fair share {fair:.1})",
         offsets[0],
         offsets[offsets.len() - 1]
     );
@@ -209,9 +220,15 @@ async fn hub_restart_with_200_agents_all_reconnect_spread_over_the_notice() {
         spread >= 0.5 * base / 12f64.sqrt(),
         "reconnect times' standard deviation is only {spread:.2} s"
     );
+    let per_window: Vec<usize> = (0..=(offsets[offsets.len() - 1] / window) as usize)
+        .map(|i| {
+            let (from, to) = (i as f64 * window, (i + 1) as f64 * window);
+            offsets.iter().filter(|o| (from..to).contains(*o)).count()
+        })
+        .collect();
     assert!(
         crowd as f64 <= 4.0 * fair,
-        "{crowd} agents reconnected within one 100 ms window"
+        "{crowd} agents reconnected within one 100 ms window after {echo:.2} s; per 100 ms from the restart: {per_window:?}"
     );
     for agent in &agents {
         agent.abort();

@@ -20,6 +20,7 @@ use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
 use outpost_protocol::{AgentId, EndpointId};
+use outpost_transport::congestion::{path_memory_of, PathEstimate};
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tokio::sync::OwnedSemaphorePermit;
@@ -35,6 +36,11 @@ use crate::store::{endpoints, snapshots, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
+/// How old a device's saved path may be for its next connection to resume from it (Careful
+/// Resume): a day, since a kiosk may be summoned once a day. Staleness within it costs little:
+/// the controller resumes only when the new connection's round trip matches the saved one, and
+/// ends the loan after a round that delivers under half of it.
+const SAVED_PATH_LIFETIME_S: i64 = 24 * 3600;
 
 /// Why a session ended.
 #[derive(Debug, Error)]
@@ -149,6 +155,12 @@ async fn establish(
     };
     outpost_protocol::text::device_text(&agent_version)
         .map_err(|e| SessionError::Protocol(format!("the agent version {e}")))?;
+    if let (Some(estimate), Some(path)) =
+        (path_to_resume(ctx, endpoint, &record), path_memory_of(conn))
+    {
+        debug!(%endpoint, rate = estimate.rate, min_rtt = ?estimate.min_rtt, "offering the device's last path to the controller");
+        path.offer(estimate);
+    }
     let session = Arc::new(LiveSession::new(
         endpoint,
         agent_id,
@@ -171,6 +183,26 @@ async fn establish(
         send,
         recv,
     })
+}
+
+/// The path a new connection from `endpoint` may resume from: what the connection it replaces
+/// measured (a reconnect the hub has not noticed yet, whose final save is superseded), else what
+/// the store kept of the last finished one, if it is under [`SAVED_PATH_LIFETIME_S`] old.
+fn path_to_resume(
+    ctx: &HubContext,
+    endpoint: EndpointId,
+    record: &endpoints::EndpointRecord,
+) -> Option<PathEstimate> {
+    let replaced = ctx
+        .registry
+        .get(endpoint)
+        .and_then(|session| session.path_estimate());
+    let oldest = crate::store::unix_now() - SAVED_PATH_LIFETIME_S;
+    let saved = record
+        .path
+        .filter(|saved| saved.measured_at >= oldest)
+        .map(|saved| saved.estimate);
+    replaced.or(saved)
 }
 
 async fn authenticate(

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use outpost_api::{Endpoint, EndpointKind, EndpointStatus, WireCounts, WireTotal};
+use outpost_api::{
+    Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes, WireCounts, WireTotal,
+};
+use outpost_transport::congestion::{ResumeKind, ResumeStats};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -43,6 +46,20 @@ fn wire(counts: registry::WireCounts) -> WireCounts {
         tx_datagrams: counts.tx_datagrams,
         rx_bytes: counts.rx_bytes,
         rx_datagrams: counts.rx_datagrams,
+    }
+}
+
+fn resumes(stats: ResumeStats) -> Resumes {
+    Resumes {
+        outages: stats.outages,
+        resumed: stats.resumed,
+        refused: stats.refused,
+        retreated: stats.retreated,
+        last_from_saved_path: stats
+            .last
+            .is_some_and(|last| last.kind == ResumeKind::SavedPath),
+        last_lent: stats.last.map(|last| last.lent),
+        last_measured: stats.last.map(|last| last.measured),
     }
 }
 
@@ -88,5 +105,11 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
         agent_version: record.agent_version.clone(),
         created_at: rfc3339_secs(record.created_at),
         enrolled_at: record.enrolled_at.and_then(rfc3339_secs),
+        saved_path: record.path.map(|saved| PathMeasure {
+            rate_bytes_per_s: saved.estimate.rate,
+            min_rtt_ms: rtt(saved.estimate.min_rtt),
+            measured_at: rfc3339_secs(saved.measured_at),
+        }),
+        resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
     }
 }

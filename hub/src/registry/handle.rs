@@ -10,6 +10,7 @@ use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::stream::MAX_STREAMS_PER_DEVICE;
 use outpost_protocol::wire::CloseCode;
 use outpost_protocol::{AgentId, EndpointId};
+use outpost_transport::congestion::{delivery_rate_of, path_memory_of, PathEstimate};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::time::Instant;
 
@@ -17,10 +18,11 @@ use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
 use crate::ping_cache::PingCache;
 use crate::session::{
-    CheckIn, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts, SnapshotRefused,
-    Status, Summon, SummonError, WindowChange, WireCounts,
+    CheckIn, ConnectionEnd, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts,
+    SnapshotRefused, Status, Summon, SummonError, WindowChange, WireCounts,
 };
-use crate::store::LivenessUpdate;
+use crate::store::endpoints::SavedPath;
+use crate::store::{unix_seconds, LivenessUpdate};
 
 /// One connected agent.
 #[derive(Debug)]
@@ -63,6 +65,11 @@ impl LiveSession {
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
             ping: PingCache::default(),
         }
+    }
+
+    /// What the connection's congestion controller (on its current path) has measured so far.
+    pub fn path_estimate(&self) -> Option<PathEstimate> {
+        path_memory_of(&self.conn)?.latest()
     }
 
     fn state(&self) -> MutexGuard<'_, HubSession<oneshot::Sender<()>>> {
@@ -168,6 +175,7 @@ impl LiveSession {
             rtt: self.conn.rtt(),
             wire: wire_counts(&self.conn),
             proxy_streams: self.proxy_streams(),
+            resumes: delivery_rate_of(&self.conn).map(|controller| controller.resume_stats()),
         };
         self.state().view(now, stale_after, link)
     }
@@ -216,7 +224,13 @@ impl Entry for LiveSession {
         let save = self.state().poll_save(now, flush)?;
         Some(save.into_update(|| {
             let wire = wire_counts(&self.conn);
-            (wire.tx_bytes, wire.rx_bytes)
+            ConnectionEnd {
+                wire: (wire.tx_bytes, wire.rx_bytes),
+                path: self.path_estimate().map(|estimate| SavedPath {
+                    estimate,
+                    measured_at: unix_seconds(SystemTime::now()),
+                }),
+            }
         }))
     }
 

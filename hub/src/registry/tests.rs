@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use super::*;
-use crate::session::HubSession;
+use crate::session::{ConnectionEnd, HubSession};
 
 const INTERVAL: Duration = Duration::from_secs(25);
 /// The hub's liveness bound at that interval (`HubContext::stale_after`).
@@ -58,7 +58,10 @@ impl Entry for FakeSession {
 
     fn save(&self, now: Instant, flush: Flush) -> Option<LivenessUpdate> {
         let save = lock(&self.state).poll_save(now, flush)?;
-        Some(save.into_update(|| (1, 2)))
+        Some(save.into_update(|| ConnectionEnd {
+            wire: (1, 2),
+            path: None,
+        }))
     }
 
     fn status(&self, now: Instant, stale_after: Duration) -> Status {

@@ -47,8 +47,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_transport::congestion::ResumeStats;
 use tokio::time::Instant;
 
+use crate::store::endpoints::SavedPath;
 use crate::store::{unix_seconds, LivenessUpdate};
 use interval::CheckinTuner;
 use snapshots::SnapshotGate;
@@ -150,16 +152,27 @@ pub struct Save {
     record_wire: bool,
 }
 
+/// What a finished connection leaves in the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionEnd {
+    /// UDP payload bytes (sent, received).
+    pub wire: (u64, u64),
+    /// The path it measured, if it carried enough to measure one.
+    pub path: Option<SavedPath>,
+}
+
 impl Save {
-    /// The row to write; `wire` gives the connection's (sent, received) UDP bytes, asked only on
-    /// the one save that records them.
-    pub fn into_update(self, wire: impl FnOnce() -> (u64, u64)) -> LivenessUpdate {
+    /// The row to write; `ended` tells what the finished connection leaves, asked only on the one
+    /// save that records it.
+    pub fn into_update(self, ended: impl FnOnce() -> ConnectionEnd) -> LivenessUpdate {
         let Self {
             mut update,
             record_wire,
         } = self;
         if record_wire {
-            update.wire_ended = Some(wire());
+            let ended = ended();
+            update.wire_ended = Some(ended.wire);
+            update.path_ended = ended.path;
         }
         update
     }
@@ -174,6 +187,8 @@ pub struct Link {
     pub wire: WireCounts,
     /// Proxied requests in flight.
     pub proxy_streams: u32,
+    /// The congestion controller's resumes.
+    pub resumes: Option<ResumeStats>,
 }
 
 /// The hub's state of one agent session; `W` is what a waiting summoner is woken through.
@@ -404,6 +419,7 @@ impl<W> HubSession<W> {
             proxy_streams: link.proxy_streams,
             checkin_interval: self.tuner.interval(),
             full_windows: self.full_windows,
+            resumes: link.resumes,
         }
     }
 
@@ -434,6 +450,7 @@ impl<W> HubSession<W> {
             migrations: self.migrations as i64,
             connected: liveness == Liveness::Live,
             wire_ended: None,
+            path_ended: None,
         };
         Some(Save {
             update,

@@ -50,7 +50,10 @@ impl Harness {
 
     fn save(&mut self, flush: Flush) -> Option<LivenessUpdate> {
         let save = self.session.poll_save(self.now, flush)?;
-        Some(save.into_update(|| (11, 22)))
+        Some(save.into_update(|| ConnectionEnd {
+            wire: (11, 22),
+            path: None,
+        }))
     }
 
     /// Summon and answer at once: the window change the answer asks for.
@@ -75,6 +78,7 @@ impl Harness {
             rtt: Duration::ZERO,
             wire: WireCounts::default(),
             proxy_streams: 0,
+            resumes: None,
         };
         self.session.view(self.now, STALE_AFTER, link).full_windows
     }
@@ -231,6 +235,7 @@ fn migrations_are_counted_at_check_ins_and_between_them() {
         rtt: Duration::ZERO,
         wire: WireCounts::default(),
         proxy_streams: 0,
+        resumes: None,
     };
     let view = h.session.view(h.now, STALE_AFTER, link);
     assert_eq!((view.migrations, view.remote_addr), (11, addr(1011)));
@@ -330,7 +335,7 @@ fn the_final_flush_writes_disconnected_with_the_wire_totals_once() {
         again
             .into_update(|| {
                 asked = true;
-                (0, 0)
+                ConnectionEnd::default()
             })
             .wire_ended,
         None

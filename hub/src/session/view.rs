@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::EndpointId;
+use outpost_transport::congestion::ResumeStats;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -66,6 +67,9 @@ pub struct LiveView {
     pub checkin_interval: Duration,
     /// Whether the connection holds full flow-control windows from the hub's window budget.
     pub full_windows: bool,
+    /// The hub's congestion controller's resumes on this connection (delivery-rate controller
+    /// only).
+    pub resumes: Option<ResumeStats>,
 }
 
 /// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).

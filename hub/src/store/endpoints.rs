@@ -2,7 +2,10 @@
 //! [`super::enroll`], certificates in [`super::certs`], batched liveness in [`super::liveness`],
 //! engine snapshots in [`super::snapshots`], hub settings in [`super::settings`].
 
+use std::time::Duration;
+
 use outpost_protocol::{AgentId, EndpointId};
+use outpost_transport::congestion::PathEstimate;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 
@@ -75,23 +78,49 @@ pub struct EndpointRecord {
     pub wire_tx_bytes: u64,
     /// UDP payload bytes the hub received from it over all its finished connections.
     pub wire_rx_bytes: u64,
+    /// The path its last connection measured, if any.
+    pub path: Option<SavedPath>,
     /// The group it is in.
     pub group: Option<String>,
     /// Its tags, by name.
     pub tags: Vec<String>,
 }
 
+/// A device's path as its last connection measured it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SavedPath {
+    /// Bottleneck rate and minimum round trip.
+    pub estimate: PathEstimate,
+    /// When it was measured (Unix seconds).
+    pub measured_at: i64,
+}
+
+fn saved_path(
+    rate: Option<i64>,
+    min_rtt_us: Option<i64>,
+    measured_at: Option<i64>,
+) -> Option<SavedPath> {
+    let (rate, min_rtt_us, measured_at) = (rate?, min_rtt_us?, measured_at?);
+    Some(SavedPath {
+        estimate: PathEstimate {
+            rate: u64::try_from(rate).ok()?,
+            min_rtt: Duration::from_micros(u64::try_from(min_rtt_us).ok()?),
+        },
+        measured_at,
+    })
+}
+
 /// The columns [`from_row`] reads, group and tags resolved to names; a query on `endpoints`
 /// selects these first.
 pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
      approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
-     migrations, wire_tx_bytes, wire_rx_bytes, \
+     migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
      (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
 
 /// How many columns [`COLUMNS`] holds.
-pub(super) const COLUMN_COUNT: usize = 18;
+pub(super) const COLUMN_COUNT: usize = 21;
 
 pub(super) fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
@@ -120,8 +149,9 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
         migrations: row.get(13)?,
         wire_tx_bytes: row.get::<_, i64>(14)? as u64,
         wire_rx_bytes: row.get::<_, i64>(15)? as u64,
-        group: row.get(16)?,
-        tags: serde_json::from_str(&row.get::<_, String>(17)?).unwrap_or_default(),
+        path: saved_path(row.get(16)?, row.get(17)?, row.get(18)?),
+        group: row.get(19)?,
+        tags: serde_json::from_str(&row.get::<_, String>(20)?).unwrap_or_default(),
     })
 }
 

@@ -24,6 +24,7 @@ fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: b
         migrations: 0,
         connected,
         wire_ended: None,
+        path_ended: None,
     };
     liveness::write_liveness(conn, &[update]).unwrap();
 }
@@ -293,6 +294,7 @@ fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connect
         migrations: 0,
         connected,
         wire_ended: None,
+        path_ended: None,
     };
     liveness::write_liveness(
         &mut conn,

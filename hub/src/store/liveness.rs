@@ -6,6 +6,7 @@ use rusqlite::{params, Connection};
 
 use outpost_protocol::EndpointId;
 
+use super::endpoints::SavedPath;
 use super::StoreError;
 
 /// Liveness of one endpoint, written in batches.
@@ -25,6 +26,8 @@ pub struct LivenessUpdate {
     /// A connection ended: its UDP payload bytes (hub → agent, agent → hub), added to the
     /// endpoint's totals.
     pub wire_ended: Option<(u64, u64)>,
+    /// A connection ended having measured its path: kept for the device's next connection.
+    pub path_ended: Option<SavedPath>,
 }
 
 /// Write a batch of liveness updates in one transaction, in order (a departure followed by a
@@ -41,11 +44,15 @@ pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Resu
                  last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
                                 THEN last_checkin ELSE ?2 END,
                  last_addr = ?3, migrations = ?4, connected = ?5,
-                 wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7
+                 wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,
+                 path_rate = COALESCE(?8, path_rate),
+                 path_min_rtt_us = COALESCE(?9, path_min_rtt_us),
+                 path_measured_at = COALESCE(?10, path_measured_at)
              WHERE id = ?1",
         )?;
         for update in updates {
             let (tx_bytes, rx_bytes) = update.wire_ended.unwrap_or_default();
+            let path = update.path_ended;
             stmt.execute(params![
                 update.id.0 as i64,
                 update.last_checkin,
@@ -53,7 +60,10 @@ pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Resu
                 update.migrations,
                 update.connected,
                 tx_bytes as i64,
-                rx_bytes as i64
+                rx_bytes as i64,
+                path.map(|p| i64::try_from(p.estimate.rate).unwrap_or(i64::MAX)),
+                path.map(|p| i64::try_from(p.estimate.min_rtt.as_micros()).unwrap_or(i64::MAX)),
+                path.map(|p| p.measured_at)
             ])?;
         }
     }

@@ -109,6 +109,12 @@ const MIGRATIONS: &[&str] = &[
     // bound device re-enrols only with the key on record. Older rows stay NULL: they prove
     // nothing, and such a device re-enrols only after an admin's `endpoint reset`.
     "ALTER TABLE certificates ADD COLUMN public_key BLOB;",
+    // 7: the path each device's last connection measured (bottleneck rate, minimum round trip,
+    // when), so the next connection, after a reconnect or a hub restart, resumes at that rate once
+    // its round trip matches (Careful Resume, `outpost_transport::congestion::PathMemory`).
+    "ALTER TABLE endpoints ADD COLUMN path_rate INTEGER;
+    ALTER TABLE endpoints ADD COLUMN path_min_rtt_us INTEGER;
+    ALTER TABLE endpoints ADD COLUMN path_measured_at INTEGER;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -1,10 +1,13 @@
 //! Store tests against a real SQLite file in a temporary directory.
 
+use std::time::Duration;
+
 use outpost_protocol::wire::RefusalReason;
 use outpost_protocol::{AgentId, EndpointId, Secret};
+use outpost_transport::congestion::PathEstimate;
 
 use super::certs;
-use super::endpoints::{self, EndpointKind, NewEndpoint};
+use super::endpoints::{self, EndpointKind, NewEndpoint, SavedPath};
 use super::enroll::{self, EnrollInput, EnrollOutcome};
 use super::list::{self, ListQuery, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
@@ -238,6 +241,7 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
             migrations: 3,
             connected: true,
             wire_ended: None,
+            path_ended: None,
         };
         liveness::write_liveness(&mut conn, &[update]).unwrap();
         id
@@ -267,6 +271,7 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
         migrations: 0,
         connected: wire_ended.is_none(),
         wire_ended,
+        path_ended: None,
     };
     // A live checkpoint adds nothing; two ended connections add up.
     let batch = [
@@ -278,6 +283,48 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
     liveness::write_liveness(&mut conn, &batch).unwrap();
     let record = endpoints::find(&conn, id).unwrap().unwrap();
     assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
+}
+
+#[test]
+fn a_measured_path_is_kept_until_a_later_connection_measures_another() {
+    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+    let secret = Secret::generate();
+    let mut conn = store.lock();
+    let id = endpoints::create(
+        &conn,
+        &new_endpoint("geo", EndpointKind::Device, &secret, None),
+        1,
+    )
+    .unwrap()
+    .id;
+    assert_eq!(endpoints::find(&conn, id).unwrap().unwrap().path, None);
+    let measured = |rate: u64, at: i64| SavedPath {
+        estimate: PathEstimate {
+            rate,
+            min_rtt: Duration::from_micros(600_123),
+        },
+        measured_at: at,
+    };
+    let ended = |path_ended| LivenessUpdate {
+        id,
+        last_checkin: Some(7),
+        addr: "127.0.0.1:9".into(),
+        migrations: 0,
+        connected: false,
+        wire_ended: Some((1, 1)),
+        path_ended,
+    };
+    liveness::write_liveness(&mut conn, &[ended(Some(measured(2_500_000, 100)))]).unwrap();
+    let path = endpoints::find(&conn, id).unwrap().unwrap().path;
+    assert_eq!(path, Some(measured(2_500_000, 100)));
+    // A connection that carried too little to measure leaves the last measurement in place.
+    liveness::write_liveness(&mut conn, &[ended(None)]).unwrap();
+    assert_eq!(endpoints::find(&conn, id).unwrap().unwrap().path, path);
+    liveness::write_liveness(&mut conn, &[ended(Some(measured(600_000, 200)))]).unwrap();
+    assert_eq!(
+        endpoints::find(&conn, id).unwrap().unwrap().path,
+        Some(measured(600_000, 200))
+    );
 }
 
 #[test]

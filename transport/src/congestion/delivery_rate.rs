@@ -308,6 +308,7 @@ impl DeliveryRate {
         if self.round_ends_after.is_none_or(|end| sent > end) {
             self.end_round();
         }
+        self.resume.on_acked(sent, self.round);
         let rtt = now.saturating_duration_since(sent);
         self.latest_rtt = Some((now, rtt));
         if self.resume_pending() {

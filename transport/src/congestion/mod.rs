@@ -35,6 +35,17 @@ pub fn delivery_rate_of(connection: &quinn::Connection) -> Option<DeliveryRate> 
     Some(adapter.controller().clone())
 }
 
+/// The path memory of the delivery-rate controller on `connection`'s current path, if it runs one:
+/// offer it a saved estimate, read what it measured.
+pub fn path_memory_of(connection: &quinn::Connection) -> Option<PathMemory> {
+    let adapter = connection
+        .congestion_state()
+        .into_any()
+        .downcast::<quinn_adapter::Adapter>()
+        .ok()?;
+    Some(adapter.memory().clone())
+}
+
 /// A congestion controller by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Controller {
@@ -73,8 +84,9 @@ impl Controller {
     }
 
     /// Install this controller in a quinn transport config, starting from `initial_window` bytes.
-    /// With `memory` (one connection's config), the delivery-rate controller resumes from the
-    /// memory's offer and records what it measures there; the others ignore it.
+    /// The delivery-rate controller resumes from its path memory's offer and records what it
+    /// measures there: `memory` if given (one connection's config, shared by the controllers of
+    /// all its paths), else a memory of its own ([`path_memory_of`]). The others ignore it.
     pub fn apply(
         self,
         config: &mut TransportConfig,

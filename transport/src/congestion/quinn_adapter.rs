@@ -11,7 +11,8 @@ use quinn_proto::RttEstimator;
 use super::{DeliveryRate, DeliveryRateConfig, PathMemory};
 
 /// Builds a [`DeliveryRate`] per connection, sharing `memory` with it when there is one (a
-/// factory with memory belongs to one connection's transport config).
+/// factory with memory belongs to one connection's transport config), else with a memory of its
+/// own.
 #[derive(Debug)]
 pub(super) struct Factory {
     pub(super) config: Arc<DeliveryRateConfig>,
@@ -22,7 +23,7 @@ impl ControllerFactory for Factory {
     fn build(self: Arc<Self>, _now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         Box::new(Adapter {
             controller: DeliveryRate::new(self.config.clone(), current_mtu),
-            memory: self.memory.clone(),
+            memory: self.memory.clone().unwrap_or_default(),
             recorded_round: 0,
         })
     }
@@ -31,7 +32,7 @@ impl ControllerFactory for Factory {
 #[derive(Clone, Debug)]
 pub(super) struct Adapter {
     controller: DeliveryRate,
-    memory: Option<PathMemory>,
+    memory: PathMemory,
     /// The round of the last estimate recorded in `memory`: one record per busy round.
     recorded_round: u64,
 }
@@ -39,6 +40,10 @@ pub(super) struct Adapter {
 impl Adapter {
     pub(super) fn controller(&self) -> &DeliveryRate {
         &self.controller
+    }
+
+    pub(super) fn memory(&self) -> &PathMemory {
+        &self.memory
     }
 }
 
@@ -67,7 +72,7 @@ impl Controller for Adapter {
         _largest_packet_num_acked: Option<u64>,
     ) {
         self.controller.on_end_acks(now, in_flight);
-        let Some(memory) = &self.memory else { return };
+        let memory = &self.memory;
         if let Some(offer) = memory.take_offer() {
             self.controller.offer_resume(offer);
         }

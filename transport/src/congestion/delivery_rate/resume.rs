@@ -24,8 +24,12 @@ use std::time::{Duration, Instant};
 use super::min_rtt::MinRtt;
 use super::{DeliveryRate, Mode, StartupExit};
 
-/// Busy rounds a lent rate counts for after a resume: the round it resumed in (whose acks are of
-/// packets sent before) and two sent at the lent rate, whose own samples take over.
+/// Busy rounds a lent rate counts for after the first ack of a packet sent under it: that round
+/// (a flight from an empty pipe, whose samples show at most about half the rate) and two more,
+/// whose own samples take over. Rounds before that one are acks of packets sent before the resume
+/// (stragglers of the outage, retransmissions): they say nothing of the lent rate, and judging
+/// them retreated from a path that delivered the full rate (`careful_resume` test on the GEO relay,
+/// one run in three before).
 const LOAN_ROUNDS: u64 = 2;
 /// A round trip this much longer than the saved minimum (plus [`RTT_SLACK`]) is another path. A
 /// loaded round trip carries up to a quarter of the minimum of the sender's own queue plus
@@ -96,8 +100,10 @@ pub struct ResumeStats {
 #[derive(Clone, Copy, Debug)]
 struct Loan {
     rate: u64,
-    /// The round the resume happened in: its acks are of packets sent before.
-    from_round: u64,
+    /// When the rate was lent.
+    resumed_at: Instant,
+    /// The round of the first ack of a packet sent since `resumed_at`: the loan's first.
+    from_round: Option<u64>,
     /// The largest sample in the current round.
     round_best: u64,
 }
@@ -114,14 +120,34 @@ impl Resume {
     /// The lent rate, while the loan runs.
     pub(super) fn lent_rate(&self, round: u64) -> u64 {
         match self.loan {
-            Some(loan) if round <= loan.from_round + LOAN_ROUNDS => loan.rate,
+            Some(loan)
+                if loan
+                    .from_round
+                    .is_none_or(|from| round <= from + LOAN_ROUNDS) =>
+            {
+                loan.rate
+            }
             _ => 0,
+        }
+    }
+
+    /// A packet sent at `sent` was acknowledged in round `round`: the first sent since the resume
+    /// starts the loan's rounds.
+    pub(super) fn on_acked(&mut self, sent: Instant, round: u64) {
+        if let Some(loan) = self
+            .loan
+            .as_mut()
+            .filter(|loan| loan.from_round.is_none() && sent >= loan.resumed_at)
+        {
+            loan.from_round = Some(round);
         }
     }
 
     /// A delivery-rate sample.
     pub(super) fn on_sample(&mut self, rate: u64) {
-        let Some(loan) = &mut self.loan else { return };
+        let Some(loan) = self.loan.as_mut().filter(|loan| loan.from_round.is_some()) else {
+            return;
+        };
         loan.round_best = loan.round_best.max(rate);
         if let Some(last) = &mut self.stats.last {
             last.measured = last.measured.max(rate);
@@ -135,20 +161,21 @@ impl Resume {
     pub(super) fn on_round_end(&mut self, round: u64, ack_rate: u64) {
         let Some(loan) = &mut self.loan else { return };
         let best = std::mem::take(&mut loan.round_best).max(ack_rate);
+        let Some(from) = loan.from_round else { return };
         if let Some(last) = &mut self.stats.last {
-            last.rounds = round + 1 - loan.from_round;
+            last.rounds = round + 1 - from;
             last.measured = last.measured.max(best);
         }
-        if round > loan.from_round && (best as f64) < loan.rate as f64 * RETREAT_SHARE {
+        if round > from && (best as f64) < loan.rate as f64 * RETREAT_SHARE {
             self.stats.retreated += 1;
             self.loan = None;
-        } else if round >= loan.from_round + LOAN_ROUNDS {
+        } else if round >= from + LOAN_ROUNDS {
             self.loan = None;
         }
     }
 
     /// The round-trip check of a pending estimate: lends its rate if `rtt` matches.
-    fn check(&mut self, rtt: Duration, round: u64) -> Option<PathEstimate> {
+    fn check(&mut self, now: Instant, rtt: Duration) -> Option<PathEstimate> {
         let (estimate, kind) = self.pending.take()?;
         if !estimate.matches(rtt) {
             self.stats.refused += 1;
@@ -163,7 +190,8 @@ impl Resume {
         });
         self.loan = Some(Loan {
             rate: estimate.rate,
-            from_round: round,
+            resumed_at: now,
+            from_round: None,
             round_best: 0,
         });
         Some(estimate)
@@ -220,7 +248,7 @@ impl DeliveryRate {
 
     /// A round trip of `rtt` measured at `now`: a pending estimate is lent if it matches.
     pub(super) fn check_resume(&mut self, now: Instant, rtt: Duration) {
-        let Some(estimate) = self.resume.check(rtt, self.round) else {
+        let Some(estimate) = self.resume.check(now, rtt) else {
             return;
         };
         self.path_min_rtt = MinRtt::starting_at(now, estimate.min_rtt.min(rtt));

@@ -48,6 +48,11 @@ fn handshaken(at: Instant) -> DeliveryRate {
     controller
 }
 
+#[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+fn origin() -> Instant {
+    Instant::now()
+}
+
 fn near(value: u64, expected: u64, share: f64) -> bool {
     (value as f64 - expected as f64).abs() <= expected as f64 * share
 }
@@ -209,4 +214,73 @@ fn the_round_trip_check_allows_a_queue_and_jitter_but_not_another_path() {
 #[test]
 fn a_connection_that_never_filled_its_pipe_has_no_estimate() {
     assert_eq!(fresh().path_estimate(), None);
+}
+
+#[test]
+fn acks_of_packets_sent_before_the_resume_neither_judge_nor_age_the_loan() {
+    let at = origin();
+    let mut controller = handshaken(at);
+    let rate = GEO.rate as u64;
+    controller.offer_resume(PathEstimate {
+        rate,
+        min_rtt: GEO.one_way * 2,
+    });
+    let resumed_at = at + GEO.one_way * 2;
+    let before = resumed_at - Duration::from_millis(1);
+    let after = resumed_at + Duration::from_millis(1);
+    // Two busy rounds of stragglers (the outage's last packets, retransmissions): no samples, too
+    // few acks for a rate. Judged, they would have ended the loan.
+    for round in 0..2 {
+        controller.resume.on_acked(before, round);
+        controller.resume.on_sample(rate / 50);
+        controller.resume.on_round_end(round, 0);
+    }
+    assert_eq!(controller.resume_stats().retreated, 0);
+    assert_eq!(
+        controller.resume.lent_rate(5),
+        rate,
+        "the loan has not started aging"
+    );
+    // The lent flight: its first round measures from an empty pipe, unjudged; the next delivers.
+    controller.resume.on_acked(after, 2);
+    controller.resume.on_sample(rate * 2 / 5);
+    controller.resume.on_round_end(2, 0);
+    controller.resume.on_acked(after, 3);
+    controller.resume.on_sample(rate * 9 / 10);
+    controller.resume.on_round_end(3, rate);
+    assert_eq!(controller.resume.lent_rate(4), rate);
+    controller.resume.on_round_end(4, rate);
+    assert_eq!(
+        controller.resume.lent_rate(5),
+        0,
+        "two rounds after its first, the loan is over"
+    );
+    let last = controller.resume_stats().last.expect("a resume");
+    assert_eq!(
+        (
+            last.rounds,
+            last.measured,
+            controller.resume_stats().retreated
+        ),
+        (3, rate, 0)
+    );
+}
+
+#[test]
+fn a_lent_round_that_delivers_under_half_ends_the_loan_at_once() {
+    let at = origin();
+    let mut controller = handshaken(at);
+    let rate = GEO.rate as u64;
+    controller.offer_resume(PathEstimate {
+        rate,
+        min_rtt: GEO.one_way * 2,
+    });
+    let after = at + GEO.one_way * 2 + Duration::from_millis(1);
+    controller.resume.on_acked(after, 0);
+    controller.resume.on_round_end(0, rate / 4);
+    controller.resume.on_acked(after, 1);
+    controller.resume.on_sample(rate / 4);
+    controller.resume.on_round_end(1, rate / 3);
+    assert_eq!(controller.resume_stats().retreated, 1);
+    assert_eq!(controller.resume.lent_rate(1), 0);
 }
