@@ -5,7 +5,8 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench link_profiles -- \
 //!     [--profiles transparent,lte,...] [--size-mb 10] [--samples 5] [--idle-s 75] \
-//!     [--min-transfer-s 60] [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1]
+//!     [--min-transfer-s 60] [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1] \
+//!     [--reconnect-before-load]
 //! ```
 //!
 //! Each profile gets a fresh rig (`netem/rig.sh`, userspace router): the hub and the docker CLI
@@ -16,11 +17,15 @@
 //! says otherwise, so the bench re-runs unchanged as the transport work lands. The baseline's TCP
 //! congestion control is the host's default (`net.ipv4.tcp_congestion_control`, often `bbr` or
 //! `cubic`) unless `--tcp-cc` sets it on the rig's routes; the tables say which one ran.
+//! `--reconnect-before-load` restarts the agent (killed, as a device that lost power) between
+//! Outpost's `save` and `load`, so the load runs on a new connection: the hub's first transfer
+//! after a reconnect, which Careful Resume starts at the rate the last connection measured.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
 mod report;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -47,6 +52,7 @@ struct Options {
     transport: Option<String>,
     tcp_cc: Option<String>,
     seed: u64,
+    reconnect_before_load: bool,
 }
 
 impl Options {
@@ -76,6 +82,7 @@ impl Options {
             transport: value("--transport"),
             tcp_cc: value("--tcp-cc"),
             seed: number("--seed", 1),
+            reconnect_before_load: args.iter().any(|a| a == "--reconnect-before-load"),
         }
     }
 }
@@ -322,7 +329,8 @@ fn plan(name: &str, options: &Options, image: &TestImage) -> Row {
 
 /// One profile's rig with both paths running; fields drop in order, the rig last.
 struct Bench {
-    _agent: NsProcess,
+    agent: RefCell<Option<NsProcess>>,
+    agent_key: String,
     hub: RigHub,
     id: u64,
     tls: TlsEngine,
@@ -357,13 +365,30 @@ impl Bench {
             return None;
         }
         Some(Self {
-            _agent: agent,
+            agent: RefCell::new(Some(agent)),
+            agent_key: key,
             hub,
             id,
             tls,
             dir,
             rig,
         })
+    }
+
+    /// Kill the agent and start it again on its identity; true once it is back in standby on a
+    /// new connection.
+    fn reconnect_agent(&self, transport: &str) -> bool {
+        drop(self.agent.borrow_mut().take());
+        let agent = start_agent(
+            &self.rig,
+            &self.dir.path().join("agent"),
+            &self.agent_key,
+            transport,
+        );
+        *self.agent.borrow_mut() = Some(agent);
+        std::thread::sleep(Duration::from_secs(1));
+        self.hub
+            .reaches_status(self.id, "standby", Duration::from_secs(120))
     }
 
     fn paths<'a>(&'a self, options: &'a Options) -> Paths<'a> {
@@ -385,7 +410,7 @@ fn latencies(paths: &Paths<'_>, row: &mut Row, container: &str) {
     }
 }
 
-fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage) {
+fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage, before_load: &dyn Fn() -> bool) {
     let save_timeout = transfer_timeout(paths.options, row.ideal_save);
     let load_timeout = transfer_timeout(paths.options, row.ideal_load);
     for (i, outpost) in [true, false].into_iter().enumerate() {
@@ -394,6 +419,9 @@ fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage) {
             row.profile
         );
         row.save[i] = paths.save(outpost, image, save_timeout);
+        if outpost && paths.options.reconnect_before_load && !before_load() {
+            row.note = "the agent did not come back after its restart".into();
+        }
         eprintln!(
             "[{}] load, outpost={outpost}, timeout {load_timeout:?}",
             row.profile
@@ -415,7 +443,10 @@ fn measure(name: &str, options: &Options, image: &TestImage, container: &str) ->
     row.summon = summons(&bench.hub, bench.id, options);
     eprintln!("[{name}] idle window {:?}", options.idle);
     row.idle = idle_rate(&bench.rig, &bench.hub, bench.id, options.idle);
-    transfers(&paths, &mut row, image);
+    let transport = row.transport.clone();
+    transfers(&paths, &mut row, image, &|| {
+        bench.reconnect_agent(&transport)
+    });
     let settle = Duration::from_secs(90);
     if !bench.hub.reaches_status(bench.id, "standby", settle) {
         row.note = format!(
