@@ -17,9 +17,10 @@
 //! says otherwise, so the bench re-runs unchanged as the transport work lands. The baseline's TCP
 //! congestion control is the host's default (`net.ipv4.tcp_congestion_control`, often `bbr` or
 //! `cubic`) unless `--tcp-cc` sets it on the rig's routes; the tables say which one ran.
-//! `--reconnect-before-load` restarts the agent (killed, as a device that lost power) between
-//! Outpost's `save` and `load`, so the load runs on a new connection: the hub's first transfer
-//! after a reconnect, which Careful Resume starts at the rate the last connection measured.
+//! `--reconnect-before-load` runs Outpost's `load` once more before the timed one, then restarts
+//! the agent (killed, as a device that lost power), so the timed load is a new connection's first
+//! transfer after one that measured the downlink: Careful Resume starts it at that rate. The
+//! first connection's load is given in the profile's note.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
@@ -30,6 +31,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use outpost_api::EndpointDetail;
 use outpost_netem::model::Capacity;
 use outpost_netem::{LinkConfig, Profile};
 use outpost_tests::docker::{direct, require_engine, unique, Container, TEST_IMAGE};
@@ -236,7 +238,22 @@ impl Paths<'_> {
             eprintln!("docker load failed: {}", run.stderr_text());
         }
         image.restore();
+        if outpost {
+            self.print_resumes();
+        }
         Transfer::from_run(&run, bytes, image.tar_bytes)
+    }
+
+    /// The hub's controller's resumes on the device's connection and the path saved for it, to
+    /// tell a load that resumed at a saved rate from one that started cold.
+    fn print_resumes(&self) {
+        let shown: EndpointDetail = self
+            .hub
+            .admin_json(&["show", &self.id.to_string(), "--json"]);
+        eprintln!(
+            "  hub controller: resumes {:?}; saved path {:?}",
+            shown.endpoint.resumes, shown.endpoint.saved_path
+        );
     }
 }
 
@@ -419,8 +436,13 @@ fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage, before_load: &
             row.profile
         );
         row.save[i] = paths.save(outpost, image, save_timeout);
-        if outpost && paths.options.reconnect_before_load && !before_load() {
-            row.note = "the agent did not come back after its restart".into();
+        if outpost && paths.options.reconnect_before_load {
+            let first = paths.load(outpost, image, load_timeout);
+            eprintln!("[{}] load before the reconnect: {first}", row.profile);
+            row.note = match before_load() {
+                true => format!("Outpost's load on the first connection: {first}; the table's is the next connection's first transfer"),
+                false => "the agent did not come back after its restart".into(),
+            };
         }
         eprintln!(
             "[{}] load, outpost={outpost}, timeout {load_timeout:?}",
