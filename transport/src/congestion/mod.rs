@@ -27,23 +27,22 @@ pub use path_memory::PathMemory;
 
 /// A copy of the delivery-rate controller's state on `connection`, if it runs one.
 pub fn delivery_rate_of(connection: &quinn::Connection) -> Option<DeliveryRate> {
-    let adapter = connection
-        .congestion_state()
-        .into_any()
-        .downcast::<quinn_adapter::Adapter>()
-        .ok()?;
-    Some(adapter.controller().clone())
+    Some(adapter_of(connection)?.controller().clone())
 }
 
 /// The path memory of the delivery-rate controller on `connection`'s current path, if it runs one:
 /// offer it a saved estimate, read what it measured.
 pub fn path_memory_of(connection: &quinn::Connection) -> Option<PathMemory> {
-    let adapter = connection
+    Some(adapter_of(connection)?.memory().clone())
+}
+
+/// A copy of the delivery-rate adapter on `connection`'s current path, if it runs one.
+fn adapter_of(connection: &quinn::Connection) -> Option<Box<quinn_adapter::Adapter>> {
+    connection
         .congestion_state()
         .into_any()
         .downcast::<quinn_adapter::Adapter>()
-        .ok()?;
-    Some(adapter.memory().clone())
+        .ok()
 }
 
 /// A congestion controller by name.

@@ -216,16 +216,22 @@ fn a_connection_that_never_filled_its_pipe_has_no_estimate() {
     assert_eq!(fresh().path_estimate(), None);
 }
 
-#[test]
-fn acks_of_packets_sent_before_the_resume_neither_judge_nor_age_the_loan() {
+/// A new GEO connection resumed from a saved estimate of the link's rate at its handshake's ack:
+/// the controller and that moment.
+fn resumed_on_geo() -> (DeliveryRate, Instant) {
     let at = origin();
     let mut controller = handshaken(at);
-    let rate = GEO.rate as u64;
     controller.offer_resume(PathEstimate {
-        rate,
+        rate: GEO.rate as u64,
         min_rtt: GEO.one_way * 2,
     });
-    let resumed_at = at + GEO.one_way * 2;
+    (controller, at + GEO.one_way * 2)
+}
+
+#[test]
+fn acks_of_packets_sent_before_the_resume_neither_judge_nor_age_the_loan() {
+    let (mut controller, resumed_at) = resumed_on_geo();
+    let rate = GEO.rate as u64;
     let before = resumed_at - Duration::from_millis(1);
     let after = resumed_at + Duration::from_millis(1);
     // Two busy rounds of stragglers (the outage's last packets, retransmissions): no samples, too
@@ -268,14 +274,9 @@ fn acks_of_packets_sent_before_the_resume_neither_judge_nor_age_the_loan() {
 
 #[test]
 fn a_lent_round_that_delivers_under_half_ends_the_loan_at_once() {
-    let at = origin();
-    let mut controller = handshaken(at);
+    let (mut controller, resumed_at) = resumed_on_geo();
     let rate = GEO.rate as u64;
-    controller.offer_resume(PathEstimate {
-        rate,
-        min_rtt: GEO.one_way * 2,
-    });
-    let after = at + GEO.one_way * 2 + Duration::from_millis(1);
+    let after = resumed_at + Duration::from_millis(1);
     controller.resume.on_acked(after, 0);
     controller.resume.on_round_end(0, rate / 4);
     controller.resume.on_acked(after, 1);
