@@ -124,11 +124,12 @@ pub(crate) async fn handshake(
     incoming: quinn::Incoming,
 ) -> Option<quinn::Connection> {
     let remote = incoming.remote_address();
+    let validated = incoming.remote_address_validated();
     match timeout(admission.handshake_deadline(), incoming).await {
         Ok(Ok(conn)) => Some(conn),
         // The client's own idle timeout (its transport parameter) ended the silence first.
         Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => {
-            admission.count_timed_out(Instant::now());
+            admission.count_timed_out(Instant::now(), validated);
             debug!(%remote, "handshake timed out");
             None
         }

@@ -297,14 +297,14 @@ fn a_flood_of_cut_handshakes_keeps_retry_on_and_a_few_do_not() {
     let start = Instant::now();
     // A reconnect storm's few timeouts, spread over more than a window, never turn Retry on.
     for i in 0..30u32 {
-        admission.count_timed_out(start + RECENT_TIMEOUTS / 10 * i);
+        admission.count_timed_out(start + RECENT_TIMEOUTS / 10 * i, true);
         assert!(!admission.flood_plausible(start + RECENT_TIMEOUTS / 10 * i, false));
     }
     // As many as retry_above within one window do, for the next window.
     let flood = start + RECENT_TIMEOUTS * 4;
     for i in 0..16 {
         assert!(!admission.flood_plausible(flood, false), "{i} timeouts");
-        admission.count_timed_out(flood);
+        admission.count_timed_out(flood, true);
     }
     assert!(admission.flood_plausible(flood, false));
     let almost = flood + RECENT_TIMEOUTS - Duration::from_millis(1);
@@ -324,7 +324,7 @@ fn a_slot_freed_by_a_timeout_lets_no_unvalidated_attempt_in_without_a_retry() {
     assert!(admission.flood_plausible(now, false));
     while let Some(slot) = held.pop() {
         drop(slot);
-        admission.count_timed_out(now);
+        admission.count_timed_out(now, false);
         assert!(
             admission.flood_plausible(now, false),
             "{} slots held",
@@ -335,6 +335,25 @@ fn a_slot_freed_by_a_timeout_lets_no_unvalidated_attempt_in_without_a_retry() {
     // after it, an idle hub admits without a Retry again.
     assert!(admission.flood_plausible(now + RECENT_TIMEOUTS / 2, false));
     assert!(!admission.flood_plausible(now + RECENT_TIMEOUTS, false));
+}
+
+#[test]
+fn a_validated_handshake_cut_by_a_busy_hub_frees_its_slot_for_good() {
+    let admission = admission(16, 512);
+    let now = Instant::now();
+    let mut held: Vec<_> = (0..16).map(|_| admission.occupy(1)).collect();
+    held.truncate(15);
+    admission.count_timed_out(now, true);
+    assert!(
+        !admission.flood_plausible(now, false),
+        "a restart storm's slow handshake is no flood"
+    );
+    drop(held.pop());
+    admission.count_timed_out(now, false);
+    assert!(
+        !admission.flood_plausible(now, false),
+        "14 in flight and one Retry-free cut"
+    );
 }
 
 #[test]
