@@ -103,7 +103,7 @@ pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<Endpoint
     let live = ctx
         .registry
         .get(id)
-        .map(|s| s.view(Instant::now(), ctx.stale_after()));
+        .map(|s| s.detail_view(Instant::now(), ctx.stale_after()));
     Ok(view::endpoint(&record, live))
 }
 

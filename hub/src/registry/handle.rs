@@ -169,15 +169,24 @@ impl LiveSession {
         was_pending && self.control.push(Control::Approved).is_ok()
     }
 
-    /// The status an admin sees, with `stale_after` the liveness bound.
+    /// The status an admin sees, with `stale_after` the liveness bound. Without the controller's
+    /// resumes: reading them copies the whole controller (quinn hands out a clone), which the
+    /// proxy's per-request status check and each row of the list need not pay.
     pub fn view(&self, now: Instant, stale_after: Duration) -> LiveView {
         let link = Link {
             rtt: self.conn.rtt(),
             wire: wire_counts(&self.conn),
             proxy_streams: self.proxy_streams(),
-            resumes: delivery_rate_of(&self.conn).map(|controller| controller.resume_stats()),
         };
         self.state().view(now, stale_after, link)
+    }
+
+    /// [`Self::view`] with the congestion controller's resumes, for one endpoint's detail.
+    pub fn detail_view(&self, now: Instant, stale_after: Duration) -> LiveView {
+        LiveView {
+            resumes: delivery_rate_of(&self.conn).map(|controller| controller.resume_stats()),
+            ..self.view(now, stale_after)
+        }
     }
 
     /// Ask the agent to open stream credit and wait for its `Ready`.

@@ -47,7 +47,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::snapshot::EngineSnapshot;
-use outpost_transport::congestion::ResumeStats;
 use tokio::time::Instant;
 
 use crate::store::endpoints::SavedPath;
@@ -187,8 +186,6 @@ pub struct Link {
     pub wire: WireCounts,
     /// Proxied requests in flight.
     pub proxy_streams: u32,
-    /// The congestion controller's resumes.
-    pub resumes: Option<ResumeStats>,
 }
 
 /// The hub's state of one agent session; `W` is what a waiting summoner is woken through.
@@ -419,7 +416,7 @@ impl<W> HubSession<W> {
             proxy_streams: link.proxy_streams,
             checkin_interval: self.tuner.interval(),
             full_windows: self.full_windows,
-            resumes: link.resumes,
+            resumes: None,
         }
     }
 

@@ -78,7 +78,6 @@ impl Harness {
             rtt: Duration::ZERO,
             wire: WireCounts::default(),
             proxy_streams: 0,
-            resumes: None,
         };
         self.session.view(self.now, STALE_AFTER, link).full_windows
     }
@@ -235,7 +234,6 @@ fn migrations_are_counted_at_check_ins_and_between_them() {
         rtt: Duration::ZERO,
         wire: WireCounts::default(),
         proxy_streams: 0,
-        resumes: None,
     };
     let view = h.session.view(h.now, STALE_AFTER, link);
     assert_eq!((view.migrations, view.remote_addr), (11, addr(1011)));

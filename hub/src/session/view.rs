@@ -67,8 +67,8 @@ pub struct LiveView {
     pub checkin_interval: Duration,
     /// Whether the connection holds full flow-control windows from the hub's window budget.
     pub full_windows: bool,
-    /// The hub's congestion controller's resumes on this connection (delivery-rate controller
-    /// only).
+    /// The hub's congestion controller's resumes on this connection: only in one endpoint's
+    /// detail (`LiveSession::detail_view`) and with the delivery-rate controller.
     pub resumes: Option<ResumeStats>,
 }
 
