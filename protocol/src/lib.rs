@@ -9,6 +9,7 @@
 //!   caller's clock so it can be tested with a virtual one.
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
+//! - [`stack`]: a Compose stack as a device receives it (normalised by the hub), its digests.
 //! - [`text`]: the rule for text a device supplies (no control characters, bounded length).
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 //! - [`reconnect`]: the agent's reconnect policy (final or retryable, reset after a stable session,
@@ -20,6 +21,7 @@ pub mod backoff;
 pub mod ids;
 pub mod reconnect;
 pub mod snapshot;
+pub mod stack;
 pub mod stream;
 pub mod text;
 pub mod token;

@@ -1,0 +1,152 @@
+use super::*;
+
+fn service(name: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: name.to_owned(),
+        image: "nginx:1.27".to_owned(),
+        command: None,
+        entrypoint: None,
+        environment: vec![("MODE".to_owned(), "kiosk".to_owned())],
+        ports: vec![PortBinding {
+            host_ip: None,
+            host_port: Some(8080),
+            container_port: 80,
+            protocol: PortProtocol::Tcp,
+        }],
+        mounts: vec![],
+        restart: RestartPolicy::UnlessStopped,
+        healthcheck: None,
+        labels: vec![],
+        depends_on: vec![],
+        user: None,
+        working_dir: None,
+        devices: vec![],
+        privileged: false,
+        logging: None,
+    }
+}
+
+fn stack() -> StackSpec {
+    let mut web = service("web");
+    web.depends_on = vec!["db".to_owned()];
+    web.mounts = vec![Mount {
+        source: MountSource::Volume("data".to_owned()),
+        target: "/data".to_owned(),
+        read_only: false,
+    }];
+    StackSpec {
+        project: "pos".to_owned(),
+        version: 1,
+        services: vec![service("db"), web],
+        volumes: vec!["data".to_owned()],
+    }
+}
+
+#[test]
+fn a_well_formed_stack_passes_and_round_trips() {
+    let spec = stack();
+    assert_eq!(spec.check(), Ok(()));
+    let decoded: StackSpec = wire::decode(&wire::encode(&spec)).unwrap();
+    assert_eq!(decoded, spec);
+    assert_eq!(spec.volume_name("data"), "pos_data");
+}
+
+#[test]
+fn start_order_and_volumes_are_checked() {
+    let mut spec = stack();
+    spec.services.reverse();
+    assert_eq!(
+        spec.check(),
+        Err(StackError::StartOrder {
+            service: "web".to_owned(),
+            dependency: "db".to_owned()
+        })
+    );
+    let mut spec = stack();
+    spec.volumes.clear();
+    assert!(matches!(
+        spec.check(),
+        Err(StackError::UndeclaredVolume { volume, .. }) if volume == "data"
+    ));
+    let mut spec = stack();
+    spec.services[1].name = "db".to_owned();
+    spec.services[1].depends_on.clear();
+    assert_eq!(
+        spec.check(),
+        Err(StackError::DuplicateService("db".to_owned()))
+    );
+}
+
+#[test]
+fn names_the_engine_would_refuse_are_refused() {
+    for bad in [
+        "",
+        "Pos",
+        "-pos",
+        "pos/evil",
+        "pos stack",
+        &"p".repeat(MAX_NAME + 1),
+    ] {
+        let mut spec = stack();
+        spec.project = bad.to_owned();
+        assert!(
+            matches!(
+                spec.check(),
+                Err(StackError::BadName {
+                    what: "project",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    let mut spec = stack();
+    spec.services[0].name = "../db".to_owned();
+    assert!(matches!(
+        spec.check(),
+        Err(StackError::BadName {
+            what: "service",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn service_count_and_size_are_bounded() {
+    let mut spec = stack();
+    spec.services.clear();
+    assert_eq!(spec.check(), Err(StackError::ServiceCount(0)));
+    let mut spec = stack();
+    spec.services[0].environment = vec![("BIG".to_owned(), "x".repeat(MAX_STACK_BYTES))];
+    assert!(matches!(spec.check(), Err(StackError::TooLarge(n)) if n > MAX_STACK_BYTES));
+}
+
+#[test]
+fn config_hash_changes_with_the_service_only() {
+    let spec = stack();
+    let mut changed = spec.clone();
+    changed.version = 2;
+    changed.services[1].image = "nginx:1.28".to_owned();
+    assert_eq!(
+        spec.services[0].config_hash(),
+        changed.services[0].config_hash()
+    );
+    assert_ne!(
+        spec.services[1].config_hash(),
+        changed.services[1].config_hash()
+    );
+    assert_eq!(spec.services[0].config_hash().len(), 64);
+}
+
+#[test]
+fn desired_state_digest_names_the_content() {
+    let empty = DesiredState::default();
+    let one = DesiredState {
+        stacks: vec![stack()],
+    };
+    let mut other = one.clone();
+    other.stacks[0].version = 2;
+    assert_ne!(empty.digest(), one.digest());
+    assert_ne!(one.digest(), other.digest());
+    assert_eq!(one.digest(), one.clone().digest());
+}
