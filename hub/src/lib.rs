@@ -8,6 +8,7 @@
 //! - [`session`]: the hub's side of one agent session, as a state machine without I/O.
 //! - [`registry`]: live sessions in memory, a map of handles (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
+//! - [`stacks`]: Compose files read and checked into the stack versions devices run.
 //! - [`api`]: the admin HTTPS API.
 //! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
@@ -24,4 +25,5 @@ mod proxy;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod stacks;
 pub mod store;
