@@ -6,6 +6,9 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
+use crate::stacks::{
+    NewStackVersion, StackDetail, StackListQuery, StackPage, StackRemoved, StackVersionSaved,
+};
 use crate::types::{
     AdminCert, AdminCertIssued, AdminCertsRevoked, AdminTokenRotated, EndpointCreated,
     EndpointDetail, EndpointPatch, EndpointReset, ErrorBody, ListQuery, NewAdminCert, NewEndpoint,
@@ -180,6 +183,36 @@ impl ApiClient {
     /// `POST /api/admin-token/rotate`: a new admin token; this client's own stops working.
     pub async fn rotate_admin_token(&self) -> Result<AdminTokenRotated, ApiError> {
         self.call(Method::POST, "/api/admin-token/rotate").await
+    }
+
+    /// `POST /api/stacks`: store a Compose file as the stack's next version (or find it unchanged).
+    pub async fn save_stack(&self, new: &NewStackVersion) -> Result<StackVersionSaved, ApiError> {
+        let path = "/api/stacks";
+        self.send(path, self.request(Method::POST, path).json(new))
+            .await
+    }
+
+    /// `GET /api/stacks`: one page of stacks, by name.
+    pub async fn stacks(&self, query: &StackListQuery) -> Result<StackPage, ApiError> {
+        let path = "/api/stacks";
+        self.send(path, self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    /// `GET /api/stacks/{name}`: the history and one version (the newest when `version` is None).
+    pub async fn stack(&self, name: &str, version: Option<u32>) -> Result<StackDetail, ApiError> {
+        let path = format!("/api/stacks/{}", path_segment(name));
+        let mut request = self.request(Method::GET, &path);
+        if let Some(version) = version {
+            request = request.query(&[("version", version)]);
+        }
+        self.send(&path, request).await
+    }
+
+    /// `DELETE /api/stacks/{name}`: remove the stack and every version.
+    pub async fn remove_stack(&self, name: &str) -> Result<StackRemoved, ApiError> {
+        let path = format!("/api/stacks/{}", path_segment(name));
+        self.call(Method::DELETE, &path).await
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

@@ -1,5 +1,6 @@
 //! The Outpost hub's admin API, shared by the hub and every client of it.
 //!
+//! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions).
 //! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
 //!   these, so server and clients cannot drift apart; this part knows nothing of the hub (no axum,
 //!   no SQLite).
@@ -13,8 +14,10 @@
 
 mod client;
 mod error;
+pub mod stacks;
 pub mod types;
 
 pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
+pub use stacks::*;
 pub use types::*;

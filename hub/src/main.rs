@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use outpost_hub::cli::{run_admin, run_admin_cert, run_admin_token, Cli, Command};
+use outpost_hub::cli::{run_admin, run_admin_cert, run_admin_token, run_stack, Cli, Command};
 use outpost_hub::{api, server};
 
 #[tokio::main]
@@ -12,6 +12,7 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
+        Command::Stack { api, command } => run_stack(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
     }

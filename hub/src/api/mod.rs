@@ -21,6 +21,7 @@ mod labels;
 mod list;
 mod nofile;
 mod reset;
+mod stacks;
 mod until_revoked;
 mod view;
 
@@ -78,6 +79,11 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
         .route("/api/endpoints/{id}/reset", post(reset::reset))
         .route("/api/endpoints/{id}/docker/{*rest}", any(docker::handle))
+        .route("/api/stacks", get(stacks::list).post(stacks::save))
+        .route(
+            "/api/stacks/{name}",
+            get(stacks::show).delete(stacks::remove),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

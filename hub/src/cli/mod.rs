@@ -9,6 +9,7 @@ mod credentials;
 mod docker_context;
 mod duration;
 mod escape;
+mod stack;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::config::{self, HubConfig};
 pub use admin::run as run_admin;
 pub use credentials::{run_admin_cert, run_admin_token};
 pub use duration::{parse_duration, HumanDuration};
+pub use stack::{run as run_stack, StackCommand};
 
 /// Log to stderr for an operator: `RUST_LOG` if set, else info with quinn's chatter at warn;
 /// colours only on a terminal.
@@ -58,6 +60,15 @@ pub enum Command {
         /// The endpoint command.
         #[command(subcommand)]
         command: EndpointCommand,
+    },
+    /// Compose stacks: versions stored on the hub for devices to run.
+    Stack {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The stack command.
+        #[command(subcommand)]
+        command: StackCommand,
     },
     /// Admin client certificates (for the docker CLI's TLS convention).
     AdminCert {

@@ -252,9 +252,11 @@ fn mount(context: &Context<'_>, volume: &Volumes) -> Result<Mount, String> {
     let source = match source {
         None => MountSource::Anonymous,
         Some(path) if path.starts_with('/') => MountSource::Bind(path),
-        Some(path) if path.starts_with('.') || path.starts_with('~') => return Err(format!(
+        Some(path) if path.starts_with('.') || path.starts_with('~') => {
+            return Err(format!(
             "bind source {path:?} is relative; on a device only absolute host paths mean something"
-        )),
+        ))
+        }
         Some(name) if context.volumes.contains(&name) => MountSource::Volume(name),
         Some(name) => {
             return Err(format!(

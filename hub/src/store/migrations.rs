@@ -115,6 +115,23 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE endpoints ADD COLUMN path_rate INTEGER;
     ALTER TABLE endpoints ADD COLUMN path_min_rtt_us INTEGER;
     ALTER TABLE endpoints ADD COLUMN path_measured_at INTEGER;",
+    // 8: stacks and their immutable versions. A version is stored once (the Compose file as sent,
+    // for `stack show`, and the normalised spec devices receive, postcard) and shared by every
+    // device that runs it; its digest names the content.
+    "CREATE TABLE stacks (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE stack_versions (
+        stack_id INTEGER NOT NULL REFERENCES stacks(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        compose TEXT NOT NULL,
+        spec BLOB NOT NULL,
+        PRIMARY KEY (stack_id, version)
+    );",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

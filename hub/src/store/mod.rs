@@ -3,7 +3,7 @@
 //! What lives here: endpoints (devices and fleet templates) with their groups and tags, the hash of
 //! each join token's secret, agent bindings, issued certificates and their revocation, and batched
 //! liveness (whether a live session exists, the last address, a last check-in refreshed every few
-//! minutes). What does not: per-check-in state, which lives in the session registry and reaches
+//! minutes), and stacks with their immutable versions. What does not: per-check-in state, which lives in the session registry and reaches
 //! the store only when it changes what an admin can filter on.
 //!
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
@@ -22,6 +22,7 @@ pub mod liveness;
 mod migrations;
 pub mod settings;
 pub mod snapshots;
+pub mod stacks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +51,9 @@ pub enum StoreError {
         /// Newest version this build knows.
         known: i64,
     },
+    /// A stored value does not decode (a database edited by hand, or a bug).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
     /// A blocking task was cancelled (the hub is shutting down).
     #[error("store task failed: {0}")]
     Join(String),

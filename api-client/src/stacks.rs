@@ -1,0 +1,108 @@
+//! Stack request and response bodies (`/api/stacks`).
+
+use std::collections::BTreeMap;
+
+use outpost_protocol::stack::StackSpec;
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/stacks`: a Compose file to store as the stack's next version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewStackVersion {
+    /// The stack's name, which is the Compose project name on every device.
+    pub name: String,
+    /// The Compose file.
+    pub compose: String,
+    /// The stack's env file: variables for `${…}` in the Compose file (Compose's `--env-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
+    /// Every service `env_file` the Compose file names, by the path as written, with its content.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_files: BTreeMap<String, String>,
+}
+
+/// What `POST /api/stacks` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackVersionSaved {
+    /// The stack.
+    pub name: String,
+    /// The version the file is (new, or the latest one when nothing changed).
+    pub version: u32,
+    /// False when the file compiles to exactly the latest version: nothing was stored.
+    pub created: bool,
+    /// SHA-256 (hex) of the version's content.
+    pub digest: String,
+    /// Its services, in start order.
+    pub services: Vec<String>,
+}
+
+/// One stack in `GET /api/stacks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackSummary {
+    /// The stack's name.
+    pub name: String,
+    /// Its newest version.
+    pub latest_version: u32,
+    /// How many versions it has.
+    pub versions: u32,
+    /// When the stack was created (Unix seconds).
+    pub created_at: i64,
+    /// When its newest version was created (Unix seconds).
+    pub updated_at: i64,
+}
+
+/// One page of `GET /api/stacks`, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackPage {
+    /// The page's stacks.
+    pub items: Vec<StackSummary>,
+    /// How many stacks there are (also the `X-Total-Count` header).
+    pub total: u64,
+}
+
+/// One version in a stack's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackVersionInfo {
+    /// The version.
+    pub version: u32,
+    /// When it was created (Unix seconds).
+    pub created_at: i64,
+    /// SHA-256 (hex) of its content.
+    pub digest: String,
+}
+
+/// `GET /api/stacks/{name}[?version=N]`: the stack's history and one version in full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackDetail {
+    /// The stack's name.
+    pub name: String,
+    /// Every version, oldest first.
+    pub versions: Vec<StackVersionInfo>,
+    /// The version shown below (the newest unless one was asked for).
+    pub version: u32,
+    /// That version's Compose file as it was sent.
+    pub compose: String,
+    /// That version as devices receive it.
+    pub spec: StackSpec,
+}
+
+/// `DELETE /api/stacks/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackRemoved {
+    /// The stack.
+    pub name: String,
+    /// How many versions went with it.
+    pub versions: u32,
+}
+
+/// `GET /api/stacks` parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackListQuery {
+    /// 1-based page number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    /// Rows per page, 1 to 1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<String>,
+}

@@ -1,0 +1,261 @@
+//! `outpost-hub stack …`: store Compose files as stack versions, list, show and remove them.
+//!
+//! `stack create` sends the file as written, the `--env-file` for `${…}`, and every service
+//! `env_file` it names, read from beside the Compose file (as Compose resolves them): the hub
+//! reads and checks it all, so a refusal names the key and line before anything is stored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use outpost_api::{ApiClient, NewStackVersion, StackListQuery};
+
+use super::admin::{connect, failed, print_json, text};
+use super::escape::escape_controls;
+use super::ApiArgs;
+
+/// `outpost-hub stack …`.
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Store a Compose file as the stack's next version (v1 for a new stack). A file that reads
+    /// the same as the latest version stores nothing.
+    Create {
+        /// The stack's name: the Compose project name on every device.
+        name: String,
+        /// The Compose file.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+        /// Variables for `${…}` in the file (`KEY=value` lines), as Compose's `--env-file`.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the stacks.
+    List {
+        /// Page (from 1).
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Stacks per page.
+        #[arg(long, default_value_t = 100)]
+        per_page: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a stack's versions and one version's Compose file (the newest unless --version).
+    Show {
+        /// The stack's name.
+        name: String,
+        /// The version to show.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print JSON, with the version as devices receive it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stack and every version.
+    Rm {
+        /// The stack's name.
+        name: String,
+    },
+}
+
+/// Run a stack command.
+pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
+    let api = connect(args)?;
+    let failed = |e| failed(api.base_url(), e);
+    match command {
+        StackCommand::Create {
+            name,
+            file,
+            env_file,
+            json,
+        } => {
+            let new = read_stack(name, &file, env_file.as_deref())?;
+            let saved = api.save_stack(&new).await.map_err(failed)?;
+            if json {
+                return print_json(&saved);
+            }
+            let what = if saved.created {
+                "stored"
+            } else {
+                "unchanged, already"
+            };
+            println!(
+                "stack {} {what} as version {} ({} services: {})",
+                text(Some(&saved.name)),
+                saved.version,
+                saved.services.len(),
+                saved.services.join(", ")
+            );
+            Ok(())
+        }
+        StackCommand::List {
+            page,
+            per_page,
+            json,
+        } => list(&api, page, per_page, json).await,
+        StackCommand::Show {
+            name,
+            version,
+            json,
+        } => {
+            let detail = api.stack(&name, version).await.map_err(failed)?;
+            if json {
+                return print_json(&detail);
+            }
+            println!("stack {}", text(Some(&detail.name)));
+            for v in &detail.versions {
+                let shown = if v.version == detail.version {
+                    "  <- shown"
+                } else {
+                    ""
+                };
+                println!(
+                    "  v{:<4} created {}  digest {}{shown}",
+                    v.version,
+                    v.created_at,
+                    &v.digest[..12]
+                );
+            }
+            println!("--- version {} ---", detail.version);
+            for line in detail.compose.lines() {
+                println!("{}", escape_controls(line));
+            }
+            Ok(())
+        }
+        StackCommand::Rm { name } => {
+            let removed = api.remove_stack(&name).await.map_err(failed)?;
+            println!(
+                "stack {} removed with {} versions",
+                text(Some(&removed.name)),
+                removed.versions
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn list(api: &ApiClient, page: u32, per_page: u32, json: bool) -> Result<()> {
+    let query = StackListQuery {
+        page: Some(page.to_string()),
+        per_page: Some(per_page.to_string()),
+    };
+    let stacks = api
+        .stacks(&query)
+        .await
+        .map_err(|e| failed(api.base_url(), e))?;
+    if json {
+        return print_json(&stacks);
+    }
+    println!(
+        "{:<32} {:>7} {:>9} {:>12}",
+        "NAME", "LATEST", "VERSIONS", "UPDATED"
+    );
+    for stack in &stacks.items {
+        println!(
+            "{:<32} {:>7} {:>9} {:>12}",
+            text(Some(&stack.name)),
+            stack.latest_version,
+            stack.versions,
+            stack.updated_at
+        );
+    }
+    println!("({} in all)", stacks.total);
+    Ok(())
+}
+
+/// The request for `stack create`: the file, the env file, and every service `env_file` the
+/// file names, read relative to the Compose file's directory.
+fn read_stack(name: String, file: &Path, env_file: Option<&Path>) -> Result<NewStackVersion> {
+    let compose = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the Compose file {}", file.display()))?;
+    let env_file = env_file
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the env file {}", path.display()))
+        })
+        .transpose()?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut env_files = BTreeMap::new();
+    for path in service_env_files(&compose) {
+        let full = base.join(&path);
+        let content = std::fs::read_to_string(&full).with_context(|| {
+            format!(
+                "the Compose file names env_file {path}, and {} is not readable",
+                full.display()
+            )
+        })?;
+        env_files.insert(path, content);
+    }
+    Ok(NewStackVersion {
+        name,
+        compose,
+        env_file,
+        env_files,
+    })
+}
+
+/// Every `services.*.env_file` path the file names. A file this cannot read names none: the hub
+/// then refuses it with the line, which says more than this could.
+fn service_env_files(compose: &str) -> Vec<String> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(compose) else {
+        return vec![];
+    };
+    let services = doc.get("services").and_then(|s| s.as_mapping());
+    let mut paths = Vec::new();
+    for service in services.into_iter().flat_map(|s| s.values()) {
+        match service.get("env_file") {
+            Some(serde_yaml::Value::String(path)) => paths.push(path.clone()),
+            Some(serde_yaml::Value::Sequence(items)) => {
+                paths.extend(items.iter().filter_map(|i| i.as_str().map(str::to_owned)));
+            }
+            _ => {}
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_are_found_in_both_forms() {
+        let compose = "services:\n  a:\n    env_file: one.env\n  b:\n    env_file: [two.env, sub/three.env]\n  c:\n    image: x\n";
+        assert_eq!(
+            service_env_files(compose),
+            ["one.env", "two.env", "sub/three.env"]
+        );
+        assert!(service_env_files("not: [yaml").is_empty());
+    }
+
+    #[test]
+    fn create_reads_env_files_beside_the_compose_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let compose = dir.path().join("compose.yml");
+        std::fs::write(
+            &compose,
+            "services:\n  a:\n    image: x\n    env_file: site.env\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("site.env"), "A=1\n").unwrap();
+        let vars = dir.path().join("vars.env");
+        std::fs::write(&vars, "TAG=2\n").unwrap();
+        let new = read_stack("pos".into(), &compose, Some(&vars)).unwrap();
+        assert_eq!(
+            new.env_files.get("site.env").map(String::as_str),
+            Some("A=1\n")
+        );
+        assert_eq!(new.env_file.as_deref(), Some("TAG=2\n"));
+        std::fs::remove_file(dir.path().join("site.env")).unwrap();
+        let error = read_stack("pos".into(), &compose, None).unwrap_err();
+        assert!(
+            error.to_string().contains("names env_file site.env"),
+            "{error}"
+        );
+    }
+}
