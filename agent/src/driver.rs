@@ -332,6 +332,13 @@ impl Driver<'_> {
                 Some(requested) => requested.answered(&cert_der),
                 None => debug!("a renewed certificate this session did not ask for"),
             },
+            // A hub sends stacks only to an agent whose check-ins name an applied state, which
+            // this one does not send yet (wire version 3).
+            HubMessage::Desired(_) => {
+                return Err(SessionEnd::Lost(
+                    "the hub sent stacks to an agent that never reported any".into(),
+                ))
+            }
         }
         Ok(())
     }

@@ -24,15 +24,19 @@ use thiserror::Error;
 
 use crate::wire;
 
-/// Most encoded bytes of one stack version: a quarter of a control frame, so a device's desired
-/// state (a few stacks) fits one frame. A Compose file of a dozen services is ~2–5 KB encoded.
-pub const MAX_STACK_BYTES: usize = wire::MAX_CONTROL_FRAME / 4;
+/// Most encoded bytes of one stack version: an eighth of a control frame, so a device's whole
+/// desired state ([`MAX_STACKS_PER_DEVICE`] stacks) fits one frame. A Compose file of a dozen
+/// services is ~2–5 KB encoded.
+pub const MAX_STACK_BYTES: usize = wire::MAX_CONTROL_FRAME / 8;
 
 /// Most services in one stack.
 pub const MAX_SERVICES: usize = 64;
 
-/// Most stacks one device runs at once.
-pub const MAX_STACKS_PER_DEVICE: usize = 8;
+/// Most stacks one device runs at once: six at [`MAX_STACK_BYTES`] leave a quarter of the frame.
+pub const MAX_STACKS_PER_DEVICE: usize = 6;
+
+/// Longest reason in a status report (an engine's error message, cut by the agent).
+pub const MAX_REASON: usize = 512;
 
 /// Longest project or service name (Compose and the engine accept more; container names built
 /// from them must stay readable in `docker ps`).
@@ -204,10 +208,62 @@ pub struct DesiredState {
     pub stacks: Vec<StackSpec>,
 }
 
-/// The short name of a [`DesiredState`]: the first 8 bytes of its SHA-256. A device's check-in
-/// carries the one it has applied; 2⁻⁶⁴ is no risk for one device's successive states.
+/// The short name of a [`DesiredState`]: the first 8 bytes of its SHA-256 (8 bytes on the wire,
+/// where a varint of a random u64 would take 10). A device's check-in carries the one it has
+/// applied; 2⁻⁶⁴ is no risk for one device's successive states.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct StateDigest(pub u64);
+pub struct StateDigest(pub [u8; 8]);
+
+/// Where a device is with one stack of its desired state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Received, not started (another stack is being applied).
+    Queued,
+    /// Pulling images, bytes so far of those with a known size.
+    Pulling {
+        /// Bytes pulled.
+        done: u64,
+        /// Bytes to pull, as far as the engine has said.
+        total: u64,
+    },
+    /// Images present; containers being replaced.
+    Starting,
+    /// Every container running; some healthcheck not yet passing (or the soak not over).
+    Running,
+    /// Every container running, and healthy where it has a healthcheck.
+    Healthy,
+    /// The apply failed and the previous version runs again; the engine's reason.
+    Failed {
+        /// Why, at most [`MAX_REASON`] bytes.
+        reason: String,
+    },
+    /// A container of the applied version died or was removed; the agent re-applies it.
+    Drifted {
+        /// What changed, at most [`MAX_REASON`] bytes.
+        reason: String,
+    },
+}
+
+/// A device's report on its desired state, sent when a phase changes (pull progress at most once
+/// a second).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackReport {
+    /// The desired state reported on.
+    pub state: StateDigest,
+    /// One entry per stack of that state.
+    pub stacks: Vec<StackStatus>,
+}
+
+/// One stack in a [`StackReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackStatus {
+    /// The stack's project name.
+    pub project: String,
+    /// The version.
+    pub version: u32,
+    /// Where the device is with it.
+    pub phase: Phase,
+}
 
 /// Why a stack breaks the rules both sides rely on.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -245,6 +301,9 @@ pub enum StackError {
     /// The encoding passes [`MAX_STACK_BYTES`].
     #[error("the stack encodes to {0} bytes, more than the {MAX_STACK_BYTES} allowed")]
     TooLarge(usize),
+    /// More than [`MAX_STACKS_PER_DEVICE`] stacks for one device, or one project twice.
+    #[error("a device runs at most {MAX_STACKS_PER_DEVICE} stacks, each once")]
+    TooManyStacks,
 }
 
 impl StackSpec {
@@ -325,7 +384,21 @@ impl DesiredState {
         let full = Sha256::digest(wire::encode(self));
         let mut first = [0u8; 8];
         first.copy_from_slice(&full[..8]);
-        StateDigest(u64::from_be_bytes(first))
+        StateDigest(first)
+    }
+
+    /// Every stack's rules, at most [`MAX_STACKS_PER_DEVICE`] stacks, each project once: what
+    /// makes the state fit one control frame.
+    pub fn check(&self) -> Result<(), StackError> {
+        let projects_unique = self
+            .stacks
+            .iter()
+            .enumerate()
+            .all(|(i, s)| self.stacks[..i].iter().all(|e| e.project != s.project));
+        if self.stacks.len() > MAX_STACKS_PER_DEVICE || !projects_unique {
+            return Err(StackError::TooManyStacks);
+        }
+        self.stacks.iter().try_for_each(StackSpec::check)
     }
 }
 

@@ -26,6 +26,11 @@
 //!   agent ── AgentMessage::Renew { CSR } ──────▶ hub   (at most one outstanding per session)
 //!   agent ◀─ HubMessage::Renewed { cert } ────── hub   (used from the next connection on; the
 //!                                                     hub revokes the old one when it is)
+//!   stacks (version 3): every check-in names the desired state the agent has applied
+//!   agent ── Datagram::CheckInApplied { seq, applied } ──▶ hub
+//!   when it is not what the device should run, the hub sends the whole state:
+//!   agent ◀─ HubMessage::Desired(state) ──────── hub
+//!   agent ── AgentMessage::StackStatus(report) ─▶ hub   (on each phase change)
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -38,6 +43,10 @@
 //!   and the enrolment refusal `TooManyPending`, each added at the end of its enum so every
 //!   version-1 message keeps its encoding. A version-1 peer cannot decode them: upgrade the hub
 //!   before its agents (a version-1 hub closes a session that sends `Renew`).
+//! - 3: stacks ([`crate::stack`]): `Datagram::CheckInApplied`, `HubMessage::Desired` and
+//!   `AgentMessage::StackStatus`, again each at the end of its enum. A hub sends `Desired` only on
+//!   a session whose agent has sent `CheckInApplied`, so older agents are never sent what they
+//!   cannot read.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -192,6 +201,9 @@ pub enum HubMessage {
         /// The certificate (DER).
         cert_der: Vec<u8>,
     },
+    /// Everything the device should run (version 3); at most one control frame by
+    /// [`DesiredState::check`](crate::stack::DesiredState::check).
+    Desired(crate::stack::DesiredState),
 }
 
 /// The hub's greeting on a new session.
@@ -238,6 +250,8 @@ pub enum AgentMessage {
         /// PKCS#10 certificate signing request (DER) for the key of the current certificate.
         csr_der: Vec<u8>,
     },
+    /// Where the device is with its desired state (version 3).
+    StackStatus(crate::stack::StackReport),
 }
 
 /// Unreliable messages carried in QUIC datagrams.
@@ -254,6 +268,13 @@ pub enum Datagram {
         seq: u32,
         /// The check-in interval the hub wants, in seconds.
         interval_s: u16,
+    },
+    /// Agent → hub (version 3): still here, and running the desired state `applied` names.
+    CheckInApplied {
+        /// Increases by one per check-in.
+        seq: u32,
+        /// The desired state last applied in full (the empty state's digest before any).
+        applied: crate::stack::StateDigest,
     },
 }
 

@@ -340,6 +340,11 @@ impl Driving<'_> {
             Ok(AgentMessage::Hello { .. }) => {
                 return Err(SessionError::Protocol("second hello".into()))
             }
+            Ok(AgentMessage::StackStatus(_)) => {
+                return Err(self.violation(SessionError::Protocol(
+                    "a stack report, and this hub sent no stacks".into(),
+                )))
+            }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }
@@ -398,7 +403,8 @@ async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: Engin
 /// Note a check-in and ack it with the agent's current interval.
 fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<(), SessionError> {
     let seq = match wire::decode::<Datagram>(bytes) {
-        Ok(Datagram::CheckIn { seq }) => seq,
+        // Which state a version-3 agent has applied matters once the hub sends stacks.
+        Ok(Datagram::CheckIn { seq } | Datagram::CheckInApplied { seq, .. }) => seq,
         Ok(other) => {
             return Err(SessionError::Protocol(format!(
                 "unexpected datagram {other:?}"

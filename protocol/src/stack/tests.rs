@@ -150,3 +150,36 @@ fn desired_state_digest_names_the_content() {
     assert_ne!(one.digest(), other.digest());
     assert_eq!(one.digest(), one.clone().digest());
 }
+
+#[test]
+fn a_full_desired_state_fits_one_control_frame() {
+    let mut big = stack();
+    // One service carrying as much as a stack may: MAX_STACK_BYTES less a little.
+    big.services[0].environment = vec![("FILL".to_owned(), "x".repeat(MAX_STACK_BYTES - 400))];
+    assert_eq!(big.check(), Ok(()));
+    let stacks: Vec<StackSpec> = (0..MAX_STACKS_PER_DEVICE)
+        .map(|i| StackSpec {
+            project: format!("p{i}"),
+            ..big.clone()
+        })
+        .collect();
+    let state = DesiredState { stacks };
+    assert_eq!(state.check(), Ok(()));
+    let frame = wire::encode_frame(&wire::HubMessage::Desired(state.clone()));
+    assert!(
+        frame.len() <= wire::MAX_CONTROL_FRAME,
+        "{} bytes",
+        frame.len()
+    );
+
+    let mut seven = state.clone();
+    seven.stacks.push(StackSpec {
+        project: "p7".to_owned(),
+        ..stack()
+    });
+    assert_eq!(seven.check(), Err(StackError::TooManyStacks));
+    let mut twice = state;
+    twice.stacks.truncate(2);
+    twice.stacks[1].project = "p0".to_owned();
+    assert_eq!(twice.check(), Err(StackError::TooManyStacks));
+}

@@ -166,3 +166,43 @@ fn version_2_additions_leave_every_version_1_encoding_as_it_was() {
     assert_eq!(encode(&AgentMessage::Standby), [2]);
     assert_eq!(encode(&AgentMessage::Renew { csr_der: vec![7] }), [4, 1, 7]);
 }
+
+#[test]
+fn version_3_check_ins_stay_within_the_idle_budget() {
+    let applied = encode(&Datagram::CheckInApplied {
+        seq: u32::MAX,
+        applied: crate::stack::StateDigest([0xff; 8]),
+    });
+    // 1 variant byte, a 5-byte varint, 8 digest bytes: 8 more than a version-2 check-in.
+    assert_eq!(applied.len(), 14, "{applied:?}");
+    assert!(applied.len() <= MAX_DATAGRAM);
+    assert_eq!(
+        encode_datagram(&Datagram::CheckInApplied {
+            seq: 7,
+            applied: crate::stack::StateDigest([1; 8]),
+        })
+        .len(),
+        10
+    );
+}
+
+#[test]
+fn version_3_messages_leave_earlier_encodings_alone() {
+    // The variants appended in version 3 sit after every older one: an older message's bytes,
+    // and so what an older peer reads, do not change.
+    assert_eq!(encode(&Datagram::CheckIn { seq: 5 }), [0, 5]);
+    assert_eq!(encode(&HubMessage::Summon { id: 9 }), [1, 9]);
+    assert_eq!(encode(&AgentMessage::Standby), [2]);
+    let desired = HubMessage::Desired(crate::stack::DesiredState::default());
+    assert_eq!(encode(&desired), [5, 0]);
+    let report = AgentMessage::StackStatus(crate::stack::StackReport {
+        state: crate::stack::StateDigest([0; 8]),
+        stacks: vec![],
+    });
+    assert_eq!(encode(&report)[0], 5);
+    assert_eq!(
+        decode::<AgentMessage>(&encode(&report)).unwrap(),
+        report,
+        "round trip"
+    );
+}
