@@ -2,8 +2,9 @@
 # Brings up a real Docker engine and the end-to-end tests' image, so that the
 # tests can drive the stock `docker` CLI against a real `dockerd`.
 #
-#   1. installs Debian's docker.io (dockerd, containerd, runc, tini) and
-#      busybox-static when they are missing;
+#   1. installs Debian's docker.io (dockerd, containerd, runc, tini),
+#      busybox-static and docker-compose (1.29, the Python one: an older
+#      client the hub must keep serving) when they are missing;
 #   2. starts dockerd in the background when no engine answers on
 #      /var/run/docker.sock, and waits until it does;
 #   3. imports the test image (outpost-test/busybox:latest) from a root
@@ -72,6 +73,8 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 # The image needs the static busybox (the `busybox` package's is dynamic).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+# Debian's docker-compose 1.29 (docker-py 5, TLS 1.2): tests/tests/compose_client.rs.
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ "${#missing[@]}" -gt 0 ]; then
   note "installing ${missing[*]} ..."
   # Keep the package's init script from starting a dockerd with its own
@@ -95,6 +98,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
 [ -x /bin/busybox ] || die "/bin/busybox not found after installing busybox-static"
+command -v docker-compose >/dev/null 2>&1 || die "docker-compose not found after installing docker-compose"
 
 DOCKER=$(command -v docker || true)
 [ -n "$DOCKER" ] || die "no docker CLI on PATH"

@@ -14,6 +14,7 @@ use x509_parser::prelude::FromDer;
 
 use crate::issue::{self, ServerNames};
 use crate::pem::{certs_from_pem_named, read_text, write_private_file, write_public_file};
+use crate::tls::Listener;
 use crate::{cert_to_pem, CertSerial, ClientRole, Fingerprint, PkiError};
 
 const CA_CERT: &str = "ca.pem";
@@ -188,7 +189,7 @@ impl HubPki {
         PrivateKeyDer::Pkcs8(self.server_key.clone_key())
     }
 
-    /// A rustls server config (ring, TLS 1.3 only) for QUIC and HTTPS listeners.
+    /// A rustls server config (ring, TLS 1.3 only) for the agents' QUIC endpoint.
     ///
     /// It presents [`server_chain`](Self::server_chain) and offers `alpn`. Client certificates
     /// are optional (enrolment connections have none) but, when presented, must chain to this CA
@@ -196,7 +197,16 @@ impl HubPki {
     /// may do anything is the caller's decision (see `peer_certificates()`), as is checking the
     /// certificate's serial against the revocation list.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, PkiError> {
-        crate::tls::server_config(self.server_chain(), self.server_key(), &self.ca.der, alpn)
+        let (chain, key) = (self.server_chain(), self.server_key());
+        crate::tls::server_config(chain, key, &self.ca.der, alpn, Listener::Quic)
+    }
+
+    /// The admin HTTPS listener's config (ALPN `http/1.1`): as [`server_config`](Self::server_config)
+    /// but accepting TLS 1.2 as well as 1.3, since the listener stands in for `dockerd` and must
+    /// serve the Docker clients it serves (docker-py 5, Debian's `docker-compose` 1.29, pins 1.2).
+    pub fn https_server_config(&self) -> Result<rustls::ServerConfig, PkiError> {
+        let (chain, key) = (self.server_chain(), self.server_key());
+        crate::tls::server_config(chain, key, &self.ca.der, &[b"http/1.1"], Listener::Https)
     }
 
     /// Issue a client certificate for the key in a PKCS#10 certificate signing request (DER).

@@ -3,7 +3,8 @@
 //!
 //! Why this crate exists: identity is the one thing the reference design got wrong (a shared,
 //! long-lived string trusted on first use, with the hub's URL baked in). Here every device holds
-//! its own key, proven at enrolment with a CSR, and every connection after that is mutual TLS 1.3.
+//! its own key, proven at enrolment with a CSR, and every agent connection after that is mutual TLS
+//! 1.3 (the admin HTTPS listener also accepts TLS 1.2, for older Docker clients).
 //! Agents do not trust the hub by name or by a public CA: they pin the SHA-256 fingerprint of the
 //! hub's CA certificate, carried in the join token. Every hub server certificate carries the fixed
 //! name [`HUB_SERVER_NAME`], so the address an agent dials (NAT'd, a raw IP, changed since the token
@@ -18,7 +19,8 @@
 //! data directory. Keys are mode 0600; every file is written atomically (temporary file + rename).
 //!
 //! # Crypto
-//! ECDSA P-256 keys, the rustls `ring` provider, TLS 1.3 only.
+//! ECDSA P-256 keys, the rustls `ring` provider, TLS 1.3 only — except the admin HTTPS listener
+//! ([`HubPki::https_server_config`]), which accepts TLS 1.2 with rustls's ECDHE + AEAD suites.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -1,8 +1,17 @@
 //! rustls configurations: the hub's server side, the agent's pinned client side, and a plain
 //! "trust exactly this CA" client for admin tools.
 //!
-//! All use the ring provider and TLS 1.3 only (QUIC requires 1.3; the HTTPS listener has no
-//! older clients to serve).
+//! All use the ring provider. Everything is TLS 1.3 only except one server config: the HTTPS
+//! listener's ([`Listener::Https`]) accepts TLS 1.2 too,
+//! because the admin listener stands in for `dockerd` and must serve the clients `dockerd` serves:
+//! docker-py 5 (Debian's `docker-compose` 1.29) pins TLS 1.2 and would be refused before it sent a
+//! byte. QUIC requires 1.3, so the agents' configs (hub and agent side) never offer 1.2, and our
+//! own admin tools ([`ca_client_config`]) speak 1.3.
+//!
+//! TLS 1.2 here is only what rustls implements: ECDHE key exchange with AEAD suites (AES-GCM,
+//! ChaCha20-Poly1305), no RSA key exchange, CBC or renegotiation; and this config also demands
+//! the extended master secret (RFC 7627), so a 1.2 session (and a ticket resuming it) is bound to
+//! its own handshake, client certificate included.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,11 +38,35 @@ fn alpn_list(alpn: &[&[u8]]) -> Vec<Vec<u8>> {
     alpn.iter().map(|p| p.to_vec()).collect()
 }
 
+/// Which listener a hub server config is for: its TLS versions follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The agents' QUIC endpoint: TLS 1.3 only (QUIC requires it).
+    Quic,
+    /// The admin HTTPS listener: TLS 1.2 and 1.3, as `dockerd` accepts (docker-py 5 pins 1.2).
+    Https,
+}
+
+impl Listener {
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static HTTPS: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static QUIC: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            Self::Quic => &QUIC,
+            Self::Https => &HTTPS,
+        }
+    }
+}
+
+/// The hub's server config for `listener` offering `alpn`; client certificates optional, checked
+/// against `ca_der`.
 pub(crate) fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca_der: &CertificateDer<'static>,
     alpn: &[&[u8]],
+    listener: Listener,
 ) -> Result<ServerConfig, PkiError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
@@ -43,17 +76,23 @@ pub(crate) fn server_config(
             .allow_unauthenticated()
             .build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_protocol_versions(listener.versions())?
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = alpn_list(alpn);
+    // Only a TLS 1.2 handshake reads this: without the extended master secret a man in the middle
+    // can give two 1.2 sessions one master secret and carry a client's certificate authentication
+    // into its own (the triple-handshake attack). The clients that pin 1.2 send it (OpenSSL, and
+    // so Python, since 1.1.0; Go since 1.21).
+    config.require_ems = true;
     // Stateless resumption: a reconnecting agent presents a ticket sealed with a key only this
     // process holds, skipping the certificate signature and chain checks on both sides and the
     // certificates on the wire. The ticket carries the client certificate chain, so the hub still
     // sees (and checks against its store) which agent it is. Nothing is kept per ticket, so the
     // stateful cache goes; one ticket is enough for an agent that holds one connection at a time.
     // Early data stays off (`max_early_data_size` 0): nothing an agent sends first is safe to
-    // replay blindly.
+    // replay blindly. A TLS 1.2 client of an HTTPS listener resumes with the same ticketer
+    // (RFC 5077 tickets, also carrying its client certificate).
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     config.send_tls13_tickets = 1;
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

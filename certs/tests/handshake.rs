@@ -1,4 +1,5 @@
-//! Real TLS 1.3 handshakes between rustls client and server connections, pumped in memory.
+//! Real TLS handshakes between rustls client and server connections, pumped in memory: TLS 1.3
+//! everywhere, and TLS 1.2 for old Docker clients on the hub's HTTPS listener only.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +11,7 @@ use outpost_certs::{
     HubPki, PinReport, PkiError, HUB_SERVER_NAME,
 };
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConnection};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use uuid::Uuid;
 
 const ALPN: &[u8] = b"outpost/1";
@@ -36,9 +37,14 @@ fn hub(dir: &tempfile::TempDir) -> HubPki {
 
 /// Connect `config` to `hub`'s server config, dialling `name`, and run the handshake.
 fn connect(hub: &HubPki, config: ClientConfig, name: &str) -> Handshake {
-    let server_config = Arc::new(hub.server_config(&[ALPN]).unwrap());
+    connect_to(hub.server_config(&[ALPN]).unwrap(), Arc::new(config), name)
+}
+
+/// Connect `config` to `server_config`, dialling `name`, and run the handshake.
+fn connect_to(server_config: ServerConfig, config: Arc<ClientConfig>, name: &str) -> Handshake {
+    let server_config = Arc::new(server_config);
     let name = ServerName::try_from(name.to_owned()).unwrap();
-    let mut client = Connection::from(ClientConnection::new(Arc::new(config), name).unwrap());
+    let mut client = Connection::from(ClientConnection::new(config, name).unwrap());
     let mut server = Connection::from(ServerConnection::new(server_config).unwrap());
     let result = pump(&mut client, &mut server);
     Handshake {
@@ -142,14 +148,13 @@ fn an_impostor_cannot_borrow_the_pinned_ca_certificate() {
     let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (hub, impostor) = (hub(&ours), hub(&theirs));
     let chain = vec![impostor.server_chain()[0].clone(), hub.ca_cert_der()];
-    let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, impostor.server_key())
-    .unwrap();
+    let server_config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, impostor.server_key())
+            .unwrap();
 
     let (config, report) = pinned(&hub, None);
     let name = ServerName::try_from(HUB_SERVER_NAME).unwrap();
@@ -322,6 +327,160 @@ async fn a_reconnecting_agent_resumes_and_the_hub_still_sees_its_certificate() {
             resumed.load(Ordering::SeqCst),
             attempt,
             "every connection after the first resumes"
+        );
+    }
+}
+
+/// The ALPN the hub's admin HTTPS listener offers.
+const HTTPS: &[u8] = b"http/1.1";
+
+/// A client like docker-py 5 (Debian's `docker-compose` 1.29): TLS 1.2 only, no ALPN, trusting
+/// the hub CA, with or without an admin certificate.
+fn tls12_client(hub: &HubPki, client: Option<ClientAuth>) -> Arc<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(hub.ca_cert_der()).unwrap();
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots);
+    Arc::new(match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+fn admin_client_auth(hub: &HubPki, name: &str) -> ClientAuth {
+    let (issued, key_pem) = hub
+        .issue_client_cert_with_key(&ClientRole::Admin(name.to_owned()), DAY)
+        .unwrap();
+    let key = outpost_certs::private_key_from_pem(&key_pem).unwrap();
+    (vec![issued.der], key)
+}
+
+/// The negotiated suite is TLS 1.2's modern kind: ephemeral ECDH, an AEAD cipher.
+fn assert_modern_tls12(conn: &Connection) {
+    assert_eq!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let suite = format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite());
+    assert!(suite.starts_with("TLS_ECDHE_ECDSA_WITH_"), "{suite}");
+    assert!(
+        suite.ends_with("_GCM_SHA256")
+            || suite.ends_with("_GCM_SHA384")
+            || suite.contains("CHACHA20_POLY1305"),
+        "{suite}"
+    );
+}
+
+#[test]
+fn an_old_docker_client_on_tls12_reaches_the_https_listener_with_its_admin_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let server = || hub.https_server_config().unwrap();
+
+    let with_cert = tls12_client(&hub, Some(admin_client_auth(&hub, "ops")));
+    let hs = connect_to(server(), with_cert, "127.0.0.1");
+    hs.result.unwrap();
+    assert_modern_tls12(&hs.server);
+    assert_eq!(
+        peer_identity(&hs.server),
+        Some(ClientRole::Admin("ops".to_owned()))
+    );
+
+    // Without a certificate the handshake completes too (a bearer token may follow); the API then
+    // sees no peer certificate.
+    let hs = connect_to(server(), tls12_client(&hub, None), "localhost");
+    hs.result.unwrap();
+    assert_modern_tls12(&hs.server);
+    assert!(hs.server.peer_certificates().is_none());
+
+    // The stock CLI and our own tools still get TLS 1.3 from the same listener.
+    let modern = ca_client_config(&hub.ca_cert_pem(), None, &[HTTPS]).unwrap();
+    let hs = connect_to(server(), Arc::new(modern), "localhost");
+    hs.result.unwrap();
+    assert_eq!(
+        hs.server.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+}
+
+#[test]
+fn on_tls12_the_https_listener_rejects_a_client_certificate_from_another_hub() {
+    let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (hub, other) = (hub(&ours), hub(&theirs));
+    let foreign = tls12_client(&hub, Some(admin_client_auth(&other, "intruder")));
+    let (side, error) = connect_to(hub.https_server_config().unwrap(), foreign, "localhost")
+        .result
+        .unwrap_err();
+    assert_eq!(side, Side::Server);
+    assert!(
+        matches!(error, rustls::Error::InvalidCertificate(_)),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_tls12_admin_resumes_with_a_ticket_and_the_hub_still_sees_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let server = hub.https_server_config().unwrap();
+    // One client config (and so one session cache) across both connections, as a client process
+    // keeps; the second handshake presents the ticket from the first.
+    let client = tls12_client(&hub, Some(admin_client_auth(&hub, "ops")));
+    let first = connect_to(server.clone(), client.clone(), "localhost");
+    first.result.unwrap();
+    assert_eq!(
+        first.server.handshake_kind(),
+        Some(rustls::HandshakeKind::Full)
+    );
+
+    let again = connect_to(server, client, "localhost");
+    again.result.unwrap();
+    assert_eq!(
+        again.server.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
+    assert_modern_tls12(&again.server);
+    assert_eq!(
+        peer_identity(&again.server),
+        Some(ClientRole::Admin("ops".to_owned()))
+    );
+}
+
+#[test]
+fn the_agents_configs_refuse_tls12() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    // The agents' QUIC configs, whatever they offer (the hub offers enrolment and session
+    // together): TLS 1.3 only, even with HTTP among the protocols or no ALPN at all.
+    let configs: [&[&[u8]]; 4] = [
+        &[ALPN],
+        &[b"outpost-enroll/1", b"outpost-session/1"],
+        &[HTTPS, ALPN],
+        &[],
+    ];
+    for alpn in configs {
+        let agent = agent_client_auth(&hub, Uuid::new_v4());
+        let old = tls12_client(&hub, Some(agent));
+        let mut hs = connect_to(hub.server_config(alpn).unwrap(), old, "localhost");
+        let (side, error) = hs.result.unwrap_err();
+        assert_eq!(side, Side::Server, "{alpn:?}");
+        assert!(
+            matches!(
+                error,
+                rustls::Error::PeerIncompatible(
+                    rustls::PeerIncompatible::Tls12NotOfferedOrEnabled
+                        | rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+                )
+            ),
+            "{alpn:?}: {error:?}"
+        );
+        // The client hears why: a protocol_version alert, what docker-py printed before.
+        assert_eq!(
+            transfer(&mut hs.server, &mut hs.client).unwrap_err(),
+            rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)
         );
     }
 }

@@ -137,7 +137,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(bind_error)?;
-    let api_tls = Arc::new(pki.server_config(&[b"http/1.1"])?);
+    let api_tls = Arc::new(pki.https_server_config()?);
 
     let ctx = Arc::new(HubContext {
         store,
