@@ -22,7 +22,7 @@ use tracing::info;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::stacks::{compile, ComposeError, ComposeInput};
-use crate::store::stacks::{self, Saved, StackVersionRecord};
+use crate::store::stacks::{self, Removed, Saved, StackVersionRecord};
 
 /// Stacks per page unless asked.
 const DEFAULT_PER_PAGE: u32 = 100;
@@ -201,13 +201,17 @@ pub(super) async fn remove(
     Path(name): Path<String>,
 ) -> Result<Json<StackRemoved>, ApiError> {
     let lookup = name.clone();
-    let versions = ctx
-        .store
-        .call(move |c| stacks::remove(c, &lookup))
-        .await?
-        .ok_or_else(|| no_stack(&name))?;
-    info!(stack = %name, versions, "stack removed");
-    Ok(Json(StackRemoved { name, versions }))
+    match ctx.store.call(move |c| stacks::remove(c, &lookup)).await? {
+        Removed::Done(versions) => {
+            info!(stack = %name, versions, "stack removed");
+            Ok(Json(StackRemoved { name, versions }))
+        }
+        Removed::Deployed(devices) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("stack {name:?} is deployed to {devices} devices and cannot be removed while any should run it"),
+        )),
+        Removed::Missing => Err(no_stack(&name)),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

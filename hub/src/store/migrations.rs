@@ -132,6 +132,23 @@ const MIGRATIONS: &[&str] = &[
         spec BLOB NOT NULL,
         PRIMARY KEY (stack_id, version)
     );",
+    // 9: what each device should run (one version per stack) and the last phase it reported for
+    // it. The device's desired state is these rows' specs; a stack assigned to any device cannot
+    // be removed (the foreign key, and `stack rm` says so first).
+    "CREATE TABLE deployments (
+        endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        stack_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        assigned_at INTEGER NOT NULL,
+        phase TEXT NOT NULL DEFAULT 'queued',
+        reason TEXT,
+        pull_done INTEGER,
+        pull_total INTEGER,
+        reported_at INTEGER,
+        PRIMARY KEY (endpoint_id, stack_id),
+        FOREIGN KEY (stack_id, version) REFERENCES stack_versions(stack_id, version)
+    );
+    CREATE INDEX deployments_stack ON deployments(stack_id, version);",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

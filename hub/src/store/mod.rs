@@ -14,6 +14,7 @@
 
 pub mod admin_creds;
 pub mod certs;
+pub mod deployments;
 pub mod endpoints;
 pub mod enroll;
 pub mod labels;

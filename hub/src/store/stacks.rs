@@ -208,9 +208,19 @@ pub fn list(
     Ok((rows, total))
 }
 
-/// Remove stack `name` with every version; how many versions went, `None` if there was no such
-/// stack.
-pub fn remove(conn: &mut Connection, name: &str) -> Result<Option<u32>, StoreError> {
+/// What removing a stack did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// Gone, with this many versions.
+    Done(u32),
+    /// Refused: this many devices should run it.
+    Deployed(u64),
+    /// No such stack.
+    Missing,
+}
+
+/// Remove stack `name` with every version, unless a device should run it.
+pub fn remove(conn: &mut Connection, name: &str) -> Result<Removed, StoreError> {
     let tx = conn.transaction()?;
     let versions: Option<u32> = tx
         .query_row(
@@ -220,11 +230,16 @@ pub fn remove(conn: &mut Connection, name: &str) -> Result<Option<u32>, StoreErr
             |r| r.get(0),
         )
         .optional()?;
-    if versions.is_some() {
-        tx.execute("DELETE FROM stacks WHERE name = ?1", [name])?;
+    let Some(versions) = versions else {
+        return Ok(Removed::Missing);
+    };
+    let devices = super::deployments::devices_running(&tx, name)?;
+    if devices > 0 {
+        return Ok(Removed::Deployed(devices));
     }
+    tx.execute("DELETE FROM stacks WHERE name = ?1", [name])?;
     tx.commit()?;
-    Ok(versions)
+    Ok(Removed::Done(versions))
 }
 
 fn digest_of(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
@@ -319,8 +334,8 @@ mod tests {
         let mut conn = store.lock();
         save(&mut conn, "a:1");
         save(&mut conn, "a:2");
-        assert_eq!(remove(&mut conn, "pos").unwrap(), Some(2));
-        assert_eq!(remove(&mut conn, "pos").unwrap(), None);
+        assert_eq!(remove(&mut conn, "pos").unwrap(), Removed::Done(2));
+        assert_eq!(remove(&mut conn, "pos").unwrap(), Removed::Missing);
         assert!(history(&conn, "pos").unwrap().is_empty());
         let Saved::Created(again) = save(&mut conn, "a:1") else {
             panic!("a removed name starts over")
