@@ -9,6 +9,7 @@
 //! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
 //! - [`renew`]: renewing the certificate over the session before it expires.
 //! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
+//! - [`stack`]: applying a stack (a normalised Compose project) all or nothing, observing it.
 #![warn(missing_docs)]
 
 pub mod dial;
@@ -21,6 +22,7 @@ pub mod renew;
 pub mod route;
 pub mod run;
 pub mod snapshot;
+pub mod stack;
 pub mod transport_choice;
 
 pub use run::{run, run_with, AgentConfig, AgentError, Hooks};
