@@ -21,10 +21,11 @@ use outpost_protocol::wire::{
 };
 use quinn::VarInt;
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::deploy::{DeployStatus, Deployer};
 use crate::docker_host::DockerHost;
 use crate::route::RouteWatch;
 use crate::{relay, renew, snapshot};
@@ -119,6 +120,8 @@ pub struct DriverSetup {
     pub watch_route: bool,
     /// Renewing the certificate this session connected with ([`crate::renew`]).
     pub renewal: Option<renew::Renewal>,
+    /// The agent's stack worker, when it applies stacks ([`crate::deploy`]).
+    pub deployer: Option<Arc<Deployer>>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -168,6 +171,16 @@ async fn serve(
     if defaults.snapshot_on_connect {
         session.request_snapshot(Instant::now().into_std());
     }
+    let deploying = defaults.deployer.map(|deployer| {
+        let mut status = deployer.status();
+        let now = status.borrow_and_update().clone();
+        session.set_applied(now.applied);
+        // The hub learns at once how the last state ended, even if it ended while disconnected.
+        if let Some(report) = now.report {
+            outbox.push(&AgentMessage::StackStatus(report))?;
+        }
+        Ok::<_, Backlog>(Deploying { deployer, status })
+    });
     let driver = Driver {
         conn,
         session,
@@ -176,6 +189,7 @@ async fn serve(
         route: RouteWatch::new(conn.remote_address(), defaults.watch_route),
         observer: defaults.observer,
         renewing,
+        deploying: deploying.transpose()?,
     };
     driver.drive(send, recv).await
 }
@@ -221,6 +235,23 @@ struct Driver<'c> {
     route: RouteWatch,
     observer: Option<Arc<dyn SessionObserver>>,
     renewing: Option<renew::Requested>,
+    deploying: Option<Deploying>,
+}
+
+/// The stack worker as one session sees it.
+struct Deploying {
+    deployer: Arc<Deployer>,
+    status: watch::Receiver<DeployStatus>,
+}
+
+/// The worker's next status, or never without a worker (or once it has stopped).
+async fn next_status(deploying: &mut Option<Deploying>) -> DeployStatus {
+    if let Some(d) = deploying {
+        if d.status.changed().await.is_ok() {
+            return d.status.borrow_and_update().clone();
+        }
+    }
+    std::future::pending().await
 }
 
 impl Driver<'_> {
@@ -287,6 +318,12 @@ impl Driver<'_> {
                     self.session.handle_stream_closed(Instant::now().into_std());
                     info!(open = self.session.open_streams(), "proxy stream closed");
                 }
+                status = next_status(&mut self.deploying) => {
+                    self.session.set_applied(status.applied);
+                    if let Some(report) = status.report {
+                        self.outbox.push(&AgentMessage::StackStatus(report))?;
+                    }
+                }
                 source = self.route.changed() => {
                     info!(?source, "the local address that reaches the hub changed; checking in now");
                     self.session.handle_path_change(Instant::now().into_std());
@@ -333,12 +370,15 @@ impl Driver<'_> {
                 None => debug!("a renewed certificate this session did not ask for"),
             },
             // A hub sends stacks only to an agent whose check-ins name an applied state, which
-            // this one does not send yet (wire version 3).
-            HubMessage::Desired(_) => {
-                return Err(SessionEnd::Lost(
-                    "the hub sent stacks to an agent that never reported any".into(),
-                ))
-            }
+            // an agent without a stack worker never sends.
+            HubMessage::Desired(state) => match &self.deploying {
+                Some(deploying) => deploying.deployer.offer(state),
+                None => {
+                    return Err(SessionEnd::Lost(
+                        "the hub sent stacks to an agent that applies none".into(),
+                    ))
+                }
+            },
         }
         Ok(())
     }

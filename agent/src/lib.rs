@@ -2,6 +2,7 @@
 //!
 //! - [`identity`]: UUID, key pair, certificate and enrolment record on disk.
 //! - [`docker_host`]: the local engine address proxy streams are relayed to.
+//! - [`deploy`]: the stack worker: applies what the hub says the device should run, watches it.
 //! - [`dial`]: reaching the pinned hub, with final and retryable failures told apart.
 //! - [`enroll`]: the one-time enrolment exchange.
 //! - [`driver`]: the async driver around the I/O-free session state machine.
@@ -12,6 +13,7 @@
 //! - [`stack`]: applying a stack (a normalised Compose project) all or nothing, observing it.
 #![warn(missing_docs)]
 
+pub mod deploy;
 pub mod dial;
 pub mod docker_host;
 pub mod driver;

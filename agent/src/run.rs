@@ -22,6 +22,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::deploy::Deployer;
 use crate::dial::{DialError, Dialer};
 use crate::docker_host::DockerHost;
 use crate::driver::{self, DriverSetup, Interruption, SessionEnd, SessionObserver};
@@ -100,6 +101,9 @@ pub struct Hooks {
     /// Watch the route to the hub and check in when the local address changes (a real device;
     /// not a load tool running thousands of agents on one host).
     pub watch_route: bool,
+    /// Apply the stacks the hub sends ([`crate::deploy`]); an agent without announces none and
+    /// is sent none.
+    pub stacks: bool,
 }
 
 /// Run the agent until a final error.
@@ -118,6 +122,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         dialer: Dialer::new(profile),
         observer: None,
         watch_route: true,
+        stacks: true,
     };
     run_with(config, hooks).await
 }
@@ -128,6 +133,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
         mut dialer,
         observer,
         watch_route,
+        stacks,
     } = hooks;
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
@@ -142,6 +148,13 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     // The hub gets a snapshot on the first session this process establishes (after start or
     // enrolment); later ones come at each return to standby.
     let mut snapshot_due = true;
+    // One stack worker for the agent's life: an apply outlives the session that started it.
+    let deployer = stacks.then(|| {
+        Arc::new(Deployer::start(
+            config.docker.clone(),
+            config.data_dir.join("stacks"),
+        ))
+    });
     loop {
         let started = Instant::now();
         let session = connect_and_serve(
@@ -151,6 +164,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             &mut snapshot_due,
             observer.clone(),
             watch_route,
+            deployer.clone(),
         );
         let outcome = outcome(session.await, observer.as_deref());
         // The generator is drawn from before the sleep: it must not be held across an await.
@@ -279,6 +293,7 @@ async fn connect_and_serve(
     snapshot_due: &mut bool,
     observer: Option<Arc<dyn SessionObserver>>,
     watch_route: bool,
+    deployer: Option<Arc<Deployer>>,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -323,6 +338,7 @@ async fn connect_and_serve(
         observer,
         watch_route,
         renewal,
+        deployer,
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {

@@ -106,3 +106,23 @@ pub struct StackListQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_page: Option<String>,
 }
+
+/// One stack a device should run, with its last reported phase (`endpoint show`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStack {
+    /// The stack.
+    pub stack: String,
+    /// The version it should run.
+    pub version: u32,
+    /// Where it is with it: `queued` until it reports, then `pulling`, `starting`, `running`,
+    /// `healthy`, `failed` or `drifted`.
+    pub phase: String,
+    /// Why, for `failed` and `drifted` (the engine's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Bytes pulled and to pull, while `pulling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<[u64; 2]>,
+    /// When it last reported (Unix seconds).
+    pub reported_at: Option<i64>,
+}

@@ -164,6 +164,9 @@ pub struct EndpointDetail {
     pub endpoint: Endpoint,
     /// The last engine summary its agent sent.
     pub snapshot: Option<EngineSnapshot>,
+    /// The stacks it should run, with where it is with each, by stack name.
+    #[serde(default)]
+    pub stacks: Vec<crate::stacks::DeviceStack>,
 }
 
 /// `POST /api/endpoints`.
@@ -443,6 +446,7 @@ mod tests {
         let detail = EndpointDetail {
             endpoint,
             snapshot: None,
+            stacks: vec![],
         };
         let json = serde_json::to_value(&detail).unwrap_or_default();
         assert_eq!(json["status"], EndpointStatus::Standby.as_str());

@@ -34,6 +34,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::MIN_SNAPSHOT_INTERVAL;
+use crate::stack::StateDigest;
 use crate::wire::{Datagram, EndpointTiming};
 
 /// Timing of one agent session.
@@ -114,6 +115,8 @@ pub struct AgentSession {
     received: u64,
     silence_wait: Duration,
     silence_probe_at: Instant,
+    /// The desired state this device runs, once the agent applies stacks (check-ins name it).
+    applied: Option<StateDigest>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<AgentEvent>,
 }
@@ -139,6 +142,7 @@ impl AgentSession {
             received: 0,
             silence_wait: SILENCE_PROBE,
             silence_probe_at: now + SILENCE_PROBE,
+            applied: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -207,6 +211,13 @@ impl AgentSession {
     /// sending to the old address, and a summon would wait for the next check-in.
     pub fn handle_path_change(&mut self, now: Instant) {
         self.send_checkin(now);
+    }
+
+    /// The desired state the device now runs: from here on every check-in names it
+    /// ([`Datagram::CheckInApplied`]), which also tells the hub this agent applies stacks. An agent
+    /// that never calls this sends version-2 check-ins and is never sent stacks.
+    pub fn set_applied(&mut self, applied: StateDigest) {
+        self.applied = Some(applied);
     }
 
     /// A snapshot is wanted: now, or at the end of the [`MIN_SNAPSHOT_INTERVAL`] since the last.
@@ -339,7 +350,10 @@ impl AgentSession {
     fn send_checkin(&mut self, now: Instant) {
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.transmits.push_back(Datagram::CheckIn { seq });
+        self.transmits.push_back(match self.applied {
+            Some(applied) => Datagram::CheckInApplied { seq, applied },
+            None => Datagram::CheckIn { seq },
+        });
         self.in_flight = Some(InFlight { seq, sent: now });
         self.last_sent = Some(now);
         self.next_checkin = now + self.config.checkin_interval;

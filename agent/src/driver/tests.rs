@@ -57,6 +57,7 @@ fn setup(docker: DockerHost) -> DriverSetup {
         observer: None,
         watch_route: false,
         renewal: None,
+        deployer: None,
     }
 }
 

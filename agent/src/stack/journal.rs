@@ -144,7 +144,7 @@ fn applied_path(dir: &Path, project: &str) -> PathBuf {
     dir.join(format!("{project}{APPLIED_SUFFIX}"))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ApplyError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ApplyError> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|source| io_error("create", dir, source))?;
     }
@@ -153,7 +153,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ApplyError> {
     Ok(outpost_certs::write_private_file(path, &bytes)?)
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ApplyError> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ApplyError> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),

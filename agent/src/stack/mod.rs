@@ -38,6 +38,7 @@ mod fixtures;
 pub use apply::{apply, last_applied, recover, remove};
 pub use engine::STOP_TIMEOUT;
 pub use error::ApplyError;
+pub(crate) use journal::{read_json, write_json};
 pub use observe::{observe, ContainerState, Health, ServiceHealth, StackHealth};
 
 /// What an apply reports while it runs.

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
 use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::stack::StackReport;
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
@@ -31,6 +32,7 @@ use super::outbox::Outbox;
 use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::LiveSession;
+use crate::session::delivery::Deliver;
 use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, snapshots, StoreError};
 
@@ -257,6 +259,10 @@ enum Next {
     Snapshot(EngineSnapshot),
     /// Answer this renewal request (a signature and a store write).
     Renew(Vec<u8>),
+    /// Read the device's desired state and send it if the agent runs another (a store read).
+    Deliver,
+    /// Keep this stack report (a store write).
+    Report(StackReport),
 }
 
 /// Feed the session what the connection brings and carry out what it asks, in one loop whose
@@ -281,16 +287,26 @@ async fn drive(
         // are not held across that await (the task lives as long as the session).
         let next = tokio::select! {
             datagram = driving.conn.read_datagram() => {
-                answer_checkin(session, &datagram?)?;
-                Next::Read
+                match answer_checkin(session, &datagram?)? {
+                    Deliver::ReadDesired => Next::Deliver,
+                    Deliver::Nothing => Next::Read,
+                }
             }
             (recv, message) = &mut reading => {
                 reading.set(wire::next_frame(recv, MAX_CONTROL_FRAME));
                 driving.on_message(message)?
             }
             control = session.control().pop(), if driving.outbox.has_room() => {
-                driving.outbox.push(&HubMessage::from(control));
-                Next::Read
+                match control.message() {
+                    Some(message) => {
+                        driving.outbox.push(&message);
+                        Next::Read
+                    }
+                    None => match session.desired_changed() {
+                        Deliver::ReadDesired => Next::Deliver,
+                        Deliver::Nothing => Next::Read,
+                    },
+                }
             }
             written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => {
                 written?;
@@ -306,6 +322,14 @@ async fn drive(
                 if let Some(answer) = answer {
                     driving.outbox.push(&answer);
                 }
+            }
+            Next::Deliver => {
+                if let Some(state) = Box::pin(super::deliver::desired_to_send(ctx, session)).await {
+                    driving.outbox.push(&HubMessage::Desired(state));
+                }
+            }
+            Next::Report(report) => {
+                Box::pin(super::deliver::keep_report(ctx, session, report)).await
             }
         }
     }
@@ -340,11 +364,7 @@ impl Driving<'_> {
             Ok(AgentMessage::Hello { .. }) => {
                 return Err(SessionError::Protocol("second hello".into()))
             }
-            Ok(AgentMessage::StackStatus(_)) => {
-                return Err(self.violation(SessionError::Protocol(
-                    "a stack report, and this hub sent no stacks".into(),
-                )))
-            }
+            Ok(AgentMessage::StackStatus(report)) => return Ok(Next::Report(report)),
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }
@@ -400,11 +420,12 @@ async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: Engin
     }
 }
 
-/// Note a check-in and ack it with the agent's current interval.
-fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<(), SessionError> {
-    let seq = match wire::decode::<Datagram>(bytes) {
-        // Which state a version-3 agent has applied matters once the hub sends stacks.
-        Ok(Datagram::CheckIn { seq } | Datagram::CheckInApplied { seq, .. }) => seq,
+/// Note a check-in and ack it with the agent's current interval; what it says of the agent's
+/// stacks may ask for a delivery.
+fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<Deliver, SessionError> {
+    let (seq, deliver) = match wire::decode::<Datagram>(bytes) {
+        Ok(Datagram::CheckIn { seq }) => (seq, Deliver::Nothing),
+        Ok(Datagram::CheckInApplied { seq, applied }) => (seq, session.note_applied(applied)),
         Ok(other) => {
             return Err(SessionError::Protocol(format!(
                 "unexpected datagram {other:?}"
@@ -424,5 +445,5 @@ fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<(), SessionErro
     if let Err(e) = conn.send_datagram(wire::encode_datagram(&ack).into()) {
         debug!(endpoint = %session.endpoint, "ack not sent: {e}");
     }
-    Ok(())
+    Ok(deliver)
 }

@@ -3,6 +3,7 @@
 //! ALPN to enrolment or to a session.
 
 pub mod admission;
+mod deliver;
 mod driver;
 mod enroll;
 mod outbox;

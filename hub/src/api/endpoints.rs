@@ -17,7 +17,9 @@ use super::view::{self, kind};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::registry::SummonError;
-use crate::store::{endpoints, labels, snapshots, unix_now, EndpointKind, NewEndpoint};
+use crate::store::{
+    deployments, endpoints, labels, snapshots, unix_now, EndpointKind, NewEndpoint,
+};
 
 /// Longest endpoint name accepted.
 const MAX_NAME: usize = 128;
@@ -119,8 +121,21 @@ pub(super) async fn show(
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<EndpointDetail>, ApiError> {
     let endpoint = view_of(&ctx, id).await?;
-    let snapshot = ctx.store.call(move |c| snapshots::snapshot(c, id)).await?;
-    Ok(Json(EndpointDetail { endpoint, snapshot }))
+    let (snapshot, deployed) = ctx
+        .store
+        .read(move |c| {
+            Ok((
+                snapshots::snapshot(c, id)?,
+                deployments::deployments_of(c, id)?,
+            ))
+        })
+        .await?;
+    let stacks = deployed.into_iter().map(view::device_stack).collect();
+    Ok(Json(EndpointDetail {
+        endpoint,
+        snapshot,
+        stacks,
+    }))
 }
 
 pub(super) async fn approve(

@@ -4,13 +4,16 @@
 use std::time::{Duration, SystemTime};
 
 use outpost_api::{
-    Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes, WireCounts, WireTotal,
+    DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes, WireCounts,
+    WireTotal,
 };
+use outpost_protocol::stack::Phase;
 use outpost_transport::congestion::{ResumeKind, ResumeStats};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::registry::{self, LiveView, Status};
+use crate::store::deployments::DeploymentRow;
 use crate::store::{self, EndpointRecord};
 
 fn rfc3339_secs(secs: i64) -> Option<String> {
@@ -111,5 +114,26 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             measured_at: rfc3339_secs(saved.measured_at),
         }),
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
+    }
+}
+
+/// A deployment as `endpoint show` lists it.
+pub(super) fn device_stack(row: DeploymentRow) -> DeviceStack {
+    let (phase, reason, pulled) = match row.phase {
+        Phase::Queued => ("queued", None, None),
+        Phase::Pulling { done, total } => ("pulling", None, Some([done, total])),
+        Phase::Starting => ("starting", None, None),
+        Phase::Running => ("running", None, None),
+        Phase::Healthy => ("healthy", None, None),
+        Phase::Failed { reason } => ("failed", Some(reason), None),
+        Phase::Drifted { reason } => ("drifted", Some(reason), None),
+    };
+    DeviceStack {
+        stack: row.stack,
+        version: row.version,
+        phase: phase.to_owned(),
+        reason,
+        pulled,
+        reported_at: row.reported_at,
     }
 }

@@ -1,4 +1,5 @@
-//! The control messages the rest of the hub queues towards one agent (summons, approval).
+//! The control messages the rest of the hub queues towards one agent (summons, approval, a new
+//! desired state).
 //!
 //! A tokio channel allocates a block of 32 slots and its bookkeeping up front, ~1 KB per agent
 //! (heaptrack on the hub at 2,000 agents), for a queue that is empty almost always. This one is a
@@ -21,13 +22,18 @@ pub enum Control {
     },
     /// The pending device was approved.
     Approved,
+    /// What the device should run changed: the driver reads it and sends it if the agent runs
+    /// something else (`session::delivery`).
+    DesiredChanged,
 }
 
-impl From<Control> for HubMessage {
-    fn from(control: Control) -> Self {
-        match control {
-            Control::Summon { id } => Self::Summon { id },
-            Control::Approved => Self::Approved,
+impl Control {
+    /// The frame to send as it is, or `None` for what the driver must look up first.
+    pub fn message(self) -> Option<HubMessage> {
+        match self {
+            Self::Summon { id } => Some(HubMessage::Summon { id }),
+            Self::Approved => Some(HubMessage::Approved),
+            Self::DesiredChanged => None,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::stack::StateDigest;
 use outpost_protocol::stream::MAX_STREAMS_PER_DEVICE;
 use outpost_protocol::wire::CloseCode;
 use outpost_protocol::{AgentId, EndpointId};
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
 use crate::ping_cache::PingCache;
+use crate::session::delivery::Deliver;
 use crate::session::{
     CheckIn, ConnectionEnd, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts,
     SnapshotRefused, Status, Summon, SummonError, WindowChange, WireCounts,
@@ -74,6 +76,21 @@ impl LiveSession {
 
     fn state(&self) -> MutexGuard<'_, HubSession<oneshot::Sender<()>>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A check-in named the state the agent runs ([`HubSession::handle_applied`]).
+    pub fn note_applied(&self, applied: StateDigest) -> Deliver {
+        self.state().handle_applied(applied)
+    }
+
+    /// What the device should run changed ([`HubSession::handle_desired_changed`]).
+    pub fn desired_changed(&self) -> Deliver {
+        self.state().handle_desired_changed()
+    }
+
+    /// The desired state was read: whether to send it ([`HubSession::handle_desired`]).
+    pub fn desired_read(&self, desired: StateDigest) -> bool {
+        self.state().handle_desired(desired)
     }
 
     /// Note a renewal request: the session's first, or a later one (which the driver refuses

@@ -51,9 +51,12 @@ use tokio::time::Instant;
 
 use crate::store::endpoints::SavedPath;
 use crate::store::{unix_seconds, LivenessUpdate};
+use delivery::{Deliver, Delivery};
 use interval::CheckinTuner;
+use outpost_protocol::stack::StateDigest;
 use snapshots::SnapshotGate;
 
+pub mod delivery;
 pub mod interval;
 pub mod snapshots;
 mod view;
@@ -209,6 +212,7 @@ pub struct HubSession<W> {
     next_summon: u32,
     /// The agent asked for a certificate renewal on this session.
     renewal_asked: bool,
+    delivery: Delivery,
     saved: Saved,
 }
 
@@ -252,6 +256,7 @@ impl<W> HubSession<W> {
             summons: HashMap::new(),
             next_summon: 1,
             renewal_asked: false,
+            delivery: Delivery::default(),
             saved: Saved {
                 dirty: true,
                 unsaved_checkin: false,
@@ -352,6 +357,21 @@ impl<W> HubSession<W> {
         } else {
             WindowChange::Keep
         }
+    }
+
+    /// A check-in named the state the agent runs ([`delivery`]).
+    pub fn handle_applied(&mut self, applied: StateDigest) -> Deliver {
+        self.delivery.handle_applied(applied, !self.pending)
+    }
+
+    /// What the device should run changed ([`delivery`]).
+    pub fn handle_desired_changed(&mut self) -> Deliver {
+        self.delivery.handle_changed(!self.pending)
+    }
+
+    /// The device's desired state, as read for [`Deliver::ReadDesired`]: whether to send it.
+    pub fn handle_desired(&mut self, desired: StateDigest) -> bool {
+        self.delivery.handle_desired(desired)
     }
 
     /// The agent asked for a certificate renewal.

@@ -377,3 +377,29 @@ fn snapshots_are_at_least_the_minimum_interval_apart_and_piled_up_requests_are_o
         "the last standby's state is sent, late, not lost"
     );
 }
+
+#[test]
+fn check_ins_name_the_applied_state_once_the_agent_applies_stacks() {
+    let start = Harness::new().start;
+    let mut session = AgentSession::new(start, config());
+    session.handle_timeout(start);
+    assert_eq!(
+        session.poll_transmit(),
+        Some(Datagram::CheckIn { seq: 0 }),
+        "an agent without stacks sends version-2 check-ins"
+    );
+    let applied = StateDigest([7; 8]);
+    session.set_applied(applied);
+    session.handle_datagram(
+        start,
+        Datagram::Ack {
+            seq: 0,
+            interval_s: INTERVAL.as_secs() as u16,
+        },
+    );
+    session.handle_timeout(start + INTERVAL);
+    assert_eq!(
+        session.poll_transmit(),
+        Some(Datagram::CheckInApplied { seq: 1, applied })
+    );
+}

@@ -1,0 +1,50 @@
+//! The store's half of stack delivery for one session: read the device's desired state when the
+//! session asks ([`crate::session::delivery`]), keep the reports the agent sends.
+//!
+//! Both are awaited by the session driver after its `select!`, like snapshots and renewals: a
+//! slow disk delays this agent's next frame, never another agent's.
+
+use outpost_protocol::stack::{DesiredState, StackReport};
+use tracing::{debug, info, warn};
+
+use crate::context::HubContext;
+use crate::registry::LiveSession;
+use crate::store::deployments;
+
+/// The device's desired state if the agent should be sent it now. A store failure sends nothing;
+/// the next check-in asks again.
+pub(super) async fn desired_to_send(
+    ctx: &HubContext,
+    session: &LiveSession,
+) -> Option<DesiredState> {
+    let id = session.endpoint;
+    let state = match ctx
+        .store
+        .read(move |c| deployments::desired_state(c, id))
+        .await
+    {
+        Ok(state) => state,
+        Err(e) => {
+            warn!(endpoint = %id, "desired state not read: {e}");
+            return None;
+        }
+    };
+    if !session.desired_read(state.digest()) {
+        return None;
+    }
+    info!(endpoint = %id, stacks = state.stacks.len(), "sending the desired state");
+    Some(state)
+}
+
+/// Keep a stack report for the deployments it is about.
+pub(super) async fn keep_report(ctx: &HubContext, session: &LiveSession, report: StackReport) {
+    let id = session.endpoint;
+    let kept = ctx
+        .store
+        .call(move |c| deployments::record_report(c, id, &report))
+        .await;
+    match kept {
+        Ok(updated) => debug!(endpoint = %id, updated, "stack report kept"),
+        Err(e) => warn!(endpoint = %id, "stack report not kept: {e}"),
+    }
+}
