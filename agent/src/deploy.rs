@@ -19,7 +19,9 @@
 //!   state stays the old one. Stacks the state no longer names are removed, their volumes kept.
 //! - Every [`DRIFT_CHECK`] the applied stacks are observed: a container gone or stopped is
 //!   reported `Drifted` and re-applied (only its service changes); once every service runs, and
-//!   where it has a healthcheck is healthy, the stack is `Healthy`.
+//!   where it has a healthcheck is healthy, the stack is `Healthy`. A service the engine declares
+//!   unhealthy is reported `Failed` (a rollout counts it), and keeps running: rolling a started
+//!   version back on health is not built yet.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -279,6 +281,13 @@ impl Worker {
                         .await
                 }
                 Ok(health) if is_healthy(&health) => Phase::Healthy,
+                Ok(health) if unhealthy(&health).is_some() => {
+                    all_healthy = false;
+                    let service = unhealthy(&health).unwrap_or_default();
+                    Phase::Failed {
+                        reason: format!("service {service} is unhealthy (its healthcheck fails)"),
+                    }
+                }
                 Ok(_) => {
                     all_healthy = false;
                     Phase::Running
@@ -345,6 +354,15 @@ fn is_healthy(health: &StackHealth) -> bool {
         .services
         .iter()
         .all(|s| matches!(s.health, None | Some(Health::Healthy)))
+}
+
+/// The first service whose healthcheck the engine has declared failing.
+fn unhealthy(health: &StackHealth) -> Option<&str> {
+    health
+        .services
+        .iter()
+        .find(|s| s.health == Some(Health::Unhealthy))
+        .map(|s| s.service.as_str())
 }
 
 fn drift_reason(health: &StackHealth) -> String {

@@ -7,7 +7,8 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::stacks::{
-    NewStackVersion, StackDetail, StackListQuery, StackPage, StackRemoved, StackVersionSaved,
+    NewRollout, NewStackVersion, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary,
+    StackDetail, StackListQuery, StackPage, StackRemoved, StackVersionSaved,
 };
 use crate::types::{
     AdminCert, AdminCertIssued, AdminCertsRevoked, AdminTokenRotated, EndpointCreated,
@@ -213,6 +214,44 @@ impl ApiClient {
     pub async fn remove_stack(&self, name: &str) -> Result<StackRemoved, ApiError> {
         let path = format!("/api/stacks/{}", path_segment(name));
         self.call(Method::DELETE, &path).await
+    }
+
+    /// `POST /api/rollouts`: start rolling a stack version out.
+    pub async fn start_rollout(&self, new: &NewRollout) -> Result<RolloutSummary, ApiError> {
+        let path = "/api/rollouts";
+        self.send(path, self.request(Method::POST, path).json(new))
+            .await
+    }
+
+    /// `GET /api/rollouts`: one page of rollouts, newest first.
+    pub async fn rollouts(&self, query: &StackListQuery) -> Result<RolloutPage, ApiError> {
+        let path = "/api/rollouts";
+        self.send(path, self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    /// `GET /api/rollouts/{id}`: state, counts and one page of targets.
+    pub async fn rollout(
+        &self,
+        id: i64,
+        query: &StackListQuery,
+    ) -> Result<RolloutDetail, ApiError> {
+        let path = format!("/api/rollouts/{id}");
+        self.send(&path, self.request(Method::GET, &path).query(query))
+            .await
+    }
+
+    /// `POST /api/rollouts/{id}/{pause|resume|abort}`.
+    pub async fn control_rollout(
+        &self,
+        id: i64,
+        action: &str,
+        note: &str,
+    ) -> Result<RolloutSummary, ApiError> {
+        let path = format!("/api/rollouts/{id}/{}", path_segment(action));
+        let body = PauseRollout { note: note.into() };
+        self.send(&path, self.request(Method::POST, &path).json(&body))
+            .await
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

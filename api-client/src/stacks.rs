@@ -126,3 +126,108 @@ pub struct DeviceStack {
     /// When it last reported (Unix seconds).
     pub reported_at: Option<i64>,
 }
+
+/// `POST /api/rollouts`: roll a stack version out to devices.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRollout {
+    /// The stack.
+    pub stack: String,
+    /// The version (the newest when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Devices in any of these groups…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// …or with any of these tags…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// …or these endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<u64>,
+    /// Wave sizes, cumulative (`1%,10%,100%`, `1,100%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<String>,
+    /// Failures that pause the rollout (`5%`, `0`, `3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<String>,
+    /// How long a device must stay healthy to count as done (`2m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<String>,
+}
+
+/// A rollout's state and counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutSummary {
+    /// Its id.
+    pub id: i64,
+    /// The stack.
+    pub stack: String,
+    /// The version it rolls out.
+    pub version: u32,
+    /// `running`, `paused`, `completed` or `aborted`.
+    pub state: String,
+    /// Why it is paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Waves started, of how many.
+    pub wave: u32,
+    /// Waves in its plan.
+    pub waves: u32,
+    /// The plan as given (`waves`, `max_failures`, `soak`).
+    pub plan: String,
+    /// Targets by state (`waiting`, `queued`, `pulling`, `starting`, `running`, `soaking`,
+    /// `healthy`, `failed`, `drifted`, `lost`), plus `offline` across them and `total`.
+    pub counts: BTreeMap<String, u32>,
+    /// When it started (Unix seconds).
+    pub created_at: i64,
+}
+
+/// One page of `GET /api/rollouts`, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutPage {
+    /// The page's rollouts.
+    pub items: Vec<RolloutSummary>,
+    /// How many there are (also `X-Total-Count`).
+    pub total: u64,
+}
+
+/// One target in `GET /api/rollouts/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutTarget {
+    /// The device.
+    pub endpoint: u64,
+    /// The wave it was assigned in.
+    pub wave: Option<u32>,
+    /// Its state (as in the counts).
+    pub state: String,
+    /// Bytes pulled and to pull, while pulling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<[u64; 2]>,
+    /// Online now.
+    pub online: bool,
+    /// When its state began (Unix seconds).
+    pub since: i64,
+    /// The last reason it gave (a failure's engine message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/rollouts/{id}?page=&per_page=`: the summary and one page of targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutDetail {
+    /// State and counts.
+    #[serde(flatten)]
+    pub summary: RolloutSummary,
+    /// The page's targets, in rollout order.
+    pub targets: Vec<RolloutTarget>,
+}
+
+/// `POST /api/rollouts/{id}/pause`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRollout {
+    /// Why, for whoever looks next.
+    #[serde(default)]
+    pub note: String,
+}

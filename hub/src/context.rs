@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use crate::agent_link::admission::Admission;
 use crate::agent_link::windows::WindowBudget;
 use crate::api::AdminCredentials;
+use crate::fleet::Fleet;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -44,6 +45,8 @@ pub struct HubContext {
     pub agent_cert_validity: Duration,
     /// Devices a fleet token may have waiting for approval.
     pub max_pending_per_fleet: u32,
+    /// Rollouts in progress.
+    pub fleet: Fleet,
 }
 
 impl HubContext {

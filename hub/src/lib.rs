@@ -9,6 +9,9 @@
 //! - [`registry`]: live sessions in memory, a map of handles (status, summon, revoke).
 //! - [`store`]: durable state in SQLite.
 //! - [`stacks`]: Compose files read and checked into the stack versions devices run.
+//! - [`fleet`]: rollouts at run time: fed reports, presence and a tick; their decisions written.
+//! - [`rollout`]: a stack version spreading over devices wave by wave, as a state machine without
+//!   I/O (plan parsing, soak, failure threshold, offline devices, late joiners).
 //! - [`api`]: the admin HTTPS API.
 //! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
@@ -19,10 +22,12 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod fleet;
 mod liveness;
 mod ping_cache;
 mod proxy;
 pub mod registry;
+pub mod rollout;
 pub mod server;
 pub mod session;
 pub mod stacks;

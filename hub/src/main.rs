@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use clap::Parser;
-use outpost_hub::cli::{run_admin, run_admin_cert, run_admin_token, run_stack, Cli, Command};
+use outpost_hub::cli::{
+    run_admin, run_admin_cert, run_admin_token, run_rollout, run_stack, Cli, Command,
+};
 use outpost_hub::{api, server};
 
 #[tokio::main]
@@ -13,6 +15,7 @@ async fn main() -> Result<()> {
         Command::Serve(args) => serve(args.into_config()).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::Stack { api, command } => run_stack(&api, command).await,
+        Command::Rollout { api, command } => run_rollout(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
     }

@@ -26,6 +26,7 @@ use crate::agent_link::socket::HubSocket;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::config::HubConfig;
 use crate::context::HubContext;
+use crate::fleet;
 use crate::registry::Registry;
 use crate::store::{self, admin_creds, settings, Store, StoreError};
 use crate::{agent_link, api, liveness};
@@ -139,6 +140,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     .map_err(bind_error)?;
     let api_tls = Arc::new(pki.https_server_config()?);
 
+    let fleet = fleet::Fleet::restore(&store)?;
     let ctx = Arc::new(HubContext {
         store,
         registry: Registry::default(),
@@ -160,6 +162,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         max_proxy_streams: config.max_proxy_streams,
         agent_cert_validity: config.agent_cert_validity,
         max_pending_per_fleet: config.max_pending_per_fleet,
+        fleet,
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -172,6 +175,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             config.max_api_connections,
         )),
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
+        tokio::spawn(fleet::run_ticker(ctx.clone())),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(

@@ -1,5 +1,6 @@
 //! The store's half of stack delivery for one session: read the device's desired state when the
-//! session asks ([`crate::session::delivery`]), keep the reports the agent sends.
+//! session asks ([`crate::session::delivery`]), keep the reports the agent sends and hand them to
+//! the rollouts ([`crate::fleet`]).
 //!
 //! Both are awaited by the session driver after its `select!`, like snapshots and renewals: a
 //! slow disk delays this agent's next frame, never another agent's.
@@ -36,9 +37,10 @@ pub(super) async fn desired_to_send(
     Some(state)
 }
 
-/// Keep a stack report for the deployments it is about.
+/// Keep a stack report for the deployments it is about, and tell the rollouts.
 pub(super) async fn keep_report(ctx: &HubContext, session: &LiveSession, report: StackReport) {
     let id = session.endpoint;
+    ctx.fleet.report(id, report.clone());
     let kept = ctx
         .store
         .call(move |c| deployments::record_report(c, id, &report))

@@ -99,11 +99,16 @@ pub(super) async fn run(
         send,
         recv,
     } = established;
+    ctx.fleet.presence(session.endpoint, true);
     let result = drive(ctx, &session, send, recv).await;
     session.control().close();
     session.enter_standby();
     session.release_summoners();
     ctx.registry.remove(&session);
+    // A session replaced by the device's newer one leaves the device online.
+    if ctx.registry.get(session.endpoint).is_none() {
+        ctx.fleet.presence(session.endpoint, false);
+    }
     let snapshots = session.snapshot_counts();
     if snapshots.refused > 0 {
         warn!(endpoint = %session.endpoint, snapshots.admitted, snapshots.refused, "snapshots over the allowance were refused on this session");

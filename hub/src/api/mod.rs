@@ -21,6 +21,7 @@ mod labels;
 mod list;
 mod nofile;
 mod reset;
+mod rollouts;
 mod stacks;
 mod until_revoked;
 mod view;
@@ -84,6 +85,9 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
             "/api/stacks/{name}",
             get(stacks::show).delete(stacks::remove),
         )
+        .route("/api/rollouts", get(rollouts::list).post(rollouts::start))
+        .route("/api/rollouts/{id}", get(rollouts::show))
+        .route("/api/rollouts/{id}/{action}", post(rollouts::control))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

@@ -9,6 +9,7 @@ mod credentials;
 mod docker_context;
 mod duration;
 mod escape;
+mod rollout;
 mod stack;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use crate::config::{self, HubConfig};
 pub use admin::run as run_admin;
 pub use credentials::{run_admin_cert, run_admin_token};
 pub use duration::{parse_duration, HumanDuration};
+pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
 
 /// Log to stderr for an operator: `RUST_LOG` if set, else info with quinn's chatter at warn;
@@ -69,6 +71,15 @@ pub enum Command {
         /// The stack command.
         #[command(subcommand)]
         command: StackCommand,
+    },
+    /// Rollouts of stacks to devices (`stack deploy` starts one).
+    Rollout {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The rollout command.
+        #[command(subcommand)]
+        command: RolloutCommand,
     },
     /// Admin client certificates (for the docker CLI's TLS convention).
     AdminCert {

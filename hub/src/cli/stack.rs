@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use outpost_api::{ApiClient, NewStackVersion, StackListQuery};
+use outpost_api::{ApiClient, NewRollout, NewStackVersion, StackListQuery};
 
 use super::admin::{connect, failed, print_json, text};
 use super::escape::escape_controls;
@@ -56,10 +56,36 @@ pub enum StackCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a stack and every version.
+    /// Remove a stack and every version (refused while devices should run it).
     Rm {
         /// The stack's name.
         name: String,
+    },
+    /// Roll a version out to devices, wave by wave: `pos` (the newest version) or `pos:3`.
+    Deploy {
+        /// `NAME` or `NAME:VERSION`.
+        stack: String,
+        /// Devices in this group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Devices with this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// This endpoint (repeatable).
+        #[arg(long = "endpoint")]
+        endpoints: Vec<u64>,
+        /// Wave sizes, cumulative (`1%,10%,100%`, `1,100%`); the hub's default when absent.
+        #[arg(long)]
+        waves: Option<String>,
+        /// Failures that pause the rollout (`5%`, `0`, `3`).
+        #[arg(long)]
+        max_failures: Option<String>,
+        /// How long a device must stay healthy to count as done (`2m`).
+        #[arg(long)]
+        soak: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -127,6 +153,42 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             }
             Ok(())
         }
+        StackCommand::Deploy {
+            stack,
+            groups,
+            tags,
+            endpoints,
+            waves,
+            max_failures,
+            soak,
+            json,
+        } => {
+            let (stack, version) = stack_and_version(&stack)?;
+            let new = NewRollout {
+                stack,
+                version,
+                groups,
+                tags,
+                endpoints,
+                waves,
+                max_failures,
+                soak,
+            };
+            let started = api.start_rollout(&new).await.map_err(failed)?;
+            if json {
+                return print_json(&started);
+            }
+            println!(
+                "rollout {} started: {}:{} to {} devices ({}); follow it with `outpost-hub rollout show {}`",
+                started.id,
+                text(Some(&started.stack)),
+                started.version,
+                started.counts.get("total").copied().unwrap_or_default(),
+                started.plan,
+                started.id
+            );
+            Ok(())
+        }
         StackCommand::Rm { name } => {
             let removed = api.remove_stack(&name).await.map_err(failed)?;
             println!(
@@ -166,6 +228,19 @@ async fn list(api: &ApiClient, page: u32, per_page: u32, json: bool) -> Result<(
     }
     println!("({} in all)", stacks.total);
     Ok(())
+}
+
+/// `pos` or `pos:3`.
+fn stack_and_version(text: &str) -> Result<(String, Option<u32>)> {
+    match text.split_once(':') {
+        None => Ok((text.to_owned(), None)),
+        Some((name, version)) => {
+            let version = version
+                .parse()
+                .with_context(|| format!("{text:?}: the version after ':' is a number"))?;
+            Ok((name.to_owned(), Some(version)))
+        }
+    }
 }
 
 /// The request for `stack create`: the file, the env file, and every service `env_file` the

@@ -149,6 +149,27 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (stack_id, version) REFERENCES stack_versions(stack_id, version)
     );
     CREATE INDEX deployments_stack ON deployments(stack_id, version);",
+    // 10: rollouts. The controller's own fields and each target's record are kept as JSON
+    // (`crate::rollout::persist`): a report rewrites one target row, not the rollout. The
+    // selector is kept so a device that joins a group or tag later can be matched.
+    "CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stack_id INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        selector TEXT NOT NULL,
+        record TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        FOREIGN KEY (stack_id, version) REFERENCES stack_versions(stack_id, version)
+    );
+    CREATE INDEX rollouts_active ON rollouts(active) WHERE active = 1;
+    CREATE TABLE rollout_targets (
+        rollout_id INTEGER NOT NULL REFERENCES rollouts(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        endpoint_id INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, position)
+    );",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

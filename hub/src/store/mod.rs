@@ -21,6 +21,7 @@ pub mod labels;
 pub mod list;
 pub mod liveness;
 mod migrations;
+pub mod rollouts;
 pub mod settings;
 pub mod snapshots;
 pub mod stacks;

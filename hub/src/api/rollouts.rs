@@ -1,0 +1,279 @@
+//! Rollouts through the API: `POST /api/rollouts` starts one, `GET /api/rollouts` pages through
+//! them (newest first), `GET /api/rollouts/{id}` shows counts by state and a page of targets,
+//! `POST /api/rollouts/{id}/{pause|resume|abort}` steers it.
+//!
+//! A rollout in progress is read from its controller in memory ([`crate::fleet`]); a finished
+//! one from its rows, rebuilt the way a restarted hub rebuilds it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::Json;
+use outpost_api::{
+    NewRollout, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary, RolloutTarget,
+    StackListQuery,
+};
+use outpost_protocol::stack::Phase;
+
+use super::ApiError;
+use crate::cli::parse_duration;
+use crate::context::HubContext;
+use crate::fleet::{Command, FleetError};
+use crate::rollout::{Counts, Plan, Rollout, RolloutState, TargetRow};
+use crate::store::rollouts::{self, Selector, StoredRollout};
+use crate::store::{stacks, unix_seconds};
+
+static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+
+/// Targets per page unless asked.
+const DEFAULT_PER_PAGE: u32 = 100;
+/// Most targets or rollouts per page.
+const MAX_PER_PAGE: u32 = 1000;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        let status = match &e {
+            FleetError::Unknown(_) | FleetError::NoDevice => StatusCode::BAD_REQUEST,
+            FleetError::NoVersion(..) | FleetError::NotActive(_) => StatusCode::NOT_FOUND,
+            FleetError::Busy(_) | FleetError::Control(_) => StatusCode::CONFLICT,
+            FleetError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+/// The plan a request asks for, every absent part its default.
+fn plan_of(request: &NewRollout) -> Result<Plan, ApiError> {
+    let mut plan = Plan::default();
+    if let Some(waves) = &request.waves {
+        plan.waves = waves.parse().map_err(|e| bad(format!("waves: {e}")))?;
+    }
+    if let Some(max) = &request.max_failures {
+        plan.max_failures = max.parse().map_err(|e| bad(format!("max_failures: {e}")))?;
+    }
+    if let Some(soak) = &request.soak {
+        plan.soak = parse_duration(soak).map_err(|e| bad(format!("soak: {e}")))?;
+    }
+    Ok(plan)
+}
+
+pub(super) async fn start(
+    State(ctx): State<Arc<HubContext>>,
+    Json(request): Json<NewRollout>,
+) -> Result<(StatusCode, Json<RolloutSummary>), ApiError> {
+    let plan = plan_of(&request)?;
+    let selector = Selector {
+        groups: request.groups.clone(),
+        tags: request.tags.clone(),
+        endpoints: request.endpoints.clone(),
+    };
+    if selector == Selector::default() {
+        return Err(bad(
+            "say which devices: at least one group, tag or endpoint",
+        ));
+    }
+    let stack = request.stack.clone();
+    let version = match request.version {
+        Some(version) => version,
+        None => ctx
+            .store
+            .read(move |c| stacks::version(c, &stack, None))
+            .await?
+            .map(|v| v.version)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no stack named {:?}", request.stack),
+                )
+            })?,
+    };
+    let id = ctx
+        .fleet
+        .start(&ctx, request.stack.clone(), version, selector, plan)
+        .await?;
+    Ok((StatusCode::CREATED, Json(summary_of(&ctx, id).await?)))
+}
+
+pub(super) async fn list(
+    State(ctx): State<Arc<HubContext>>,
+    query: Result<Query<StackListQuery>, QueryRejection>,
+) -> Result<([(HeaderName, String); 1], Json<RolloutPage>), ApiError> {
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    let (offset, per_page) = page(&query)?;
+    let (stored, total) = ctx
+        .store
+        .read(move |c| rollouts::list(c, offset, per_page))
+        .await?;
+    let mut items = Vec::with_capacity(stored.len());
+    for rollout in stored {
+        let (summary, _) = view(&ctx, rollout, 0, 0).await?;
+        items.push(summary);
+    }
+    Ok((
+        [(X_TOTAL_COUNT.clone(), total.to_string())],
+        Json(RolloutPage { items, total }),
+    ))
+}
+
+pub(super) async fn show(
+    State(ctx): State<Arc<HubContext>>,
+    Path(id): Path<i64>,
+    query: Result<Query<StackListQuery>, QueryRejection>,
+) -> Result<([(HeaderName, String); 1], Json<RolloutDetail>), ApiError> {
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
+    let (offset, per_page) = page(&query)?;
+    let stored = find(&ctx, id).await?;
+    let (summary, targets) = view(&ctx, stored, offset as usize, per_page as usize).await?;
+    let total = summary.counts.get("total").copied().unwrap_or_default();
+    Ok((
+        [(X_TOTAL_COUNT.clone(), total.to_string())],
+        Json(RolloutDetail { summary, targets }),
+    ))
+}
+
+pub(super) async fn control(
+    State(ctx): State<Arc<HubContext>>,
+    Path((id, action)): Path<(i64, String)>,
+    Json(body): Json<PauseRollout>,
+) -> Result<Json<RolloutSummary>, ApiError> {
+    let command = match action.as_str() {
+        "pause" => Command::Pause(body.note),
+        "resume" => Command::Resume,
+        "abort" => Command::Abort,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no rollout action {other:?}: use pause, resume or abort"),
+            ))
+        }
+    };
+    find(&ctx, id).await?;
+    ctx.fleet.command(&ctx, id, command).await?;
+    Ok(Json(summary_of(&ctx, id).await?))
+}
+
+async fn find(ctx: &HubContext, id: i64) -> Result<StoredRollout, ApiError> {
+    ctx.store
+        .read(move |c| rollouts::find(c, id))
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no rollout {id}")))
+}
+
+async fn summary_of(ctx: &HubContext, id: i64) -> Result<RolloutSummary, ApiError> {
+    let stored = find(ctx, id).await?;
+    Ok(view(ctx, stored, 0, 0).await?.0)
+}
+
+fn page(query: &StackListQuery) -> Result<(u64, u32), ApiError> {
+    let number = |name: &str, text: &Option<String>, default: u32, max: u32| {
+        let Some(text) = text.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(default);
+        };
+        match text.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(bad(format!(
+                "{name} must be a whole number from 1 to {max}, got {text:?}"
+            ))),
+        }
+    };
+    let page = number("page", &query.page, 1, u32::MAX)?;
+    let per_page = number("per_page", &query.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
+    Ok((u64::from(page - 1) * u64::from(per_page), per_page))
+}
+
+/// The summary and `limit` targets from `offset`: from the controller in memory when the
+/// rollout is in progress, else from its rows.
+async fn view(
+    ctx: &HubContext,
+    stored: StoredRollout,
+    offset: usize,
+    limit: usize,
+) -> Result<(RolloutSummary, Vec<RolloutTarget>), ApiError> {
+    let read = |rollout: &Rollout| {
+        let targets = rollout
+            .rows()
+            .skip(offset)
+            .take(limit)
+            .map(target)
+            .collect();
+        (summary(&stored, rollout), targets)
+    };
+    if let Some(view) = ctx.fleet.with_active(stored.id, read).await {
+        return Ok(view);
+    }
+    let id = stored.id;
+    let rows = ctx.store.read(move |c| rollouts::targets(c, id)).await?;
+    let rollout = Rollout::restore(stored.record.clone(), rows, |_| false, SystemTime::now())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(read(&rollout))
+}
+
+fn summary(stored: &StoredRollout, rollout: &Rollout) -> RolloutSummary {
+    let (state, reason) = match rollout.state() {
+        RolloutState::Running => ("running", None),
+        RolloutState::Paused(why) => ("paused", Some(why.to_string())),
+        RolloutState::Completed => ("completed", None),
+        RolloutState::Aborted => ("aborted", None),
+    };
+    let plan = rollout.plan();
+    RolloutSummary {
+        id: stored.id,
+        stack: stored.stack.clone(),
+        version: stored.version,
+        state: state.to_owned(),
+        reason,
+        wave: rollout.wave(),
+        waves: plan.waves.count() as u32,
+        plan: format!(
+            "waves {} max-failures {} soak {}",
+            plan.waves,
+            plan.max_failures,
+            crate::cli::HumanDuration(plan.soak)
+        ),
+        counts: counts(&rollout.counts()),
+        created_at: stored.created_at,
+    }
+}
+
+fn counts(counts: &Counts) -> BTreeMap<String, u32> {
+    [
+        ("waiting", counts.waiting),
+        ("queued", counts.queued),
+        ("pulling", counts.pulling),
+        ("starting", counts.starting),
+        ("running", counts.running),
+        ("soaking", counts.soaking),
+        ("healthy", counts.healthy),
+        ("failed", counts.failed),
+        ("drifted", counts.drifted),
+        ("lost", counts.lost),
+        ("offline", counts.offline),
+        ("total", counts.total()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn target(row: TargetRow<'_>) -> RolloutTarget {
+    RolloutTarget {
+        endpoint: row.endpoint.0,
+        wave: row.wave,
+        state: row.state.as_str().to_owned(),
+        pulled: match row.phase {
+            Phase::Pulling { done, total } => Some([*done, *total]),
+            _ => None,
+        },
+        online: row.online,
+        since: unix_seconds(row.since),
+        reason: row.reason.map(str::to_owned),
+    }
+}

@@ -1,0 +1,397 @@
+//! Rollouts at run time: the controllers of every rollout not yet finished
+//! ([`crate::rollout::Rollout`]), what feeds them (device reports, presence, a one-second tick
+//! for soak and lost timers) and what carries out their decisions (deployments written, sessions
+//! told their desired state changed, records saved).
+//!
+//! One async lock serialises every decision with its writes: a poll's assignments and the save
+//! that follows it go to the store in one transaction, in the order they were decided, so a
+//! restarted hub finds both or neither ([`crate::rollout::persist`]).
+//!
+//! Reports and presence changes are not fed one by one: a session driver only queues them
+//! ([`Fleet::report`], [`Fleet::presence`], no lock, no await) and each tick feeds the whole queue,
+//! in arrival order, then writes one transaction per rollout that changed. Ten thousand devices
+//! reporting in the same second cost one transaction, not ten thousand, and a reconnect storm
+//! never waits on the store for a rollout's sake.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::time::{Duration, SystemTime};
+
+use outpost_protocol::stack::{Phase, StackReport};
+use outpost_protocol::EndpointId;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::context::HubContext;
+use crate::registry::Control;
+use crate::rollout::{ControlError, Plan, Rollout, RolloutState};
+use crate::store::deployments::{self, Assigned};
+use crate::store::rollouts::{self, Selector};
+use crate::store::{Store, StoreError};
+
+/// How often queued reports are fed and soak and lost timers looked at.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Most reports and presence changes waiting for a tick; past it new ones are dropped (and
+/// counted in the log). A device sends a few reports per apply and progress once a second at
+/// most, so 200,000 is seconds of a 25,000-device fleet at its busiest; only a flood reaches it.
+const MAX_QUEUED: usize = 200_000;
+
+/// What happened to a device, waiting for the next tick.
+#[derive(Debug)]
+enum Event {
+    Report(EndpointId, StackReport),
+    Presence(EndpointId, bool),
+}
+
+/// A rollout not yet finished.
+#[derive(Debug)]
+struct Active {
+    stack: String,
+    version: u32,
+    rollout: Rollout,
+}
+
+/// The rollouts in progress.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    active: Mutex<HashMap<i64, Active>>,
+    queued: std::sync::Mutex<Vec<(Event, SystemTime)>>,
+}
+
+/// Why a rollout could not be started or changed.
+#[derive(Debug, Error)]
+pub enum FleetError {
+    /// The selection names groups, tags or endpoints that do not exist.
+    #[error("no such {}", .0.join(", "))]
+    Unknown(Vec<String>),
+    /// Nothing matches the selection.
+    #[error("no device matches the selection")]
+    NoDevice,
+    /// No such stack version.
+    #[error("stack {0:?} has no version {1}")]
+    NoVersion(String, u32),
+    /// No such rollout, or it has finished.
+    #[error("no rollout {0} in progress")]
+    NotActive(i64),
+    /// Another rollout of the stack is still running or paused.
+    #[error("rollout {0} of this stack is still in progress; abort it or let it complete first")]
+    Busy(i64),
+    /// The controller refused (already paused, not paused, …).
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An admin's command on a rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Stop assigning, with a note.
+    Pause(String),
+    /// Go on (accepting the failures so far).
+    Resume,
+    /// Stop for good; devices keep what they were given.
+    Abort,
+}
+
+impl Fleet {
+    /// The rollouts a hub left unfinished, rebuilt from the store; every device starts offline
+    /// (none is connected yet) and comes online as its session is set up.
+    pub fn restore(store: &Store) -> Result<Self, StoreError> {
+        let now = SystemTime::now();
+        let mut active = HashMap::new();
+        for (stored, targets) in rollouts::load_active(&store.lock())? {
+            match Rollout::restore(stored.record, targets, |_| false, now) {
+                Ok(rollout) => {
+                    let entry = Active {
+                        stack: stored.stack,
+                        version: stored.version,
+                        rollout,
+                    };
+                    active.insert(stored.id, entry);
+                }
+                Err(e) => warn!(
+                    rollout = stored.id,
+                    "rollout not resumed, its rows do not fit: {e}"
+                ),
+            }
+        }
+        Ok(Self {
+            active: Mutex::new(active),
+            queued: std::sync::Mutex::default(),
+        })
+    }
+
+    /// Start rolling `version` of `stack` out to what `selector` matches; the rollout's id.
+    pub async fn start(
+        &self,
+        ctx: &HubContext,
+        stack: String,
+        version: u32,
+        selector: Selector,
+        plan: Plan,
+    ) -> Result<i64, FleetError> {
+        let lookup = (stack.clone(), selector.clone());
+        let (targets, unknown, exists) = ctx
+            .store
+            .read(move |c| {
+                let (targets, unknown) = rollouts::resolve(c, &lookup.1)?;
+                let exists = crate::store::stacks::version(c, &lookup.0, Some(version))?.is_some();
+                Ok((targets, unknown, exists))
+            })
+            .await?;
+        if !exists {
+            return Err(FleetError::NoVersion(stack, version));
+        }
+        if !unknown.is_empty() {
+            return Err(FleetError::Unknown(unknown));
+        }
+        if targets.is_empty() {
+            return Err(FleetError::NoDevice);
+        }
+        // Devices that can answer first: the first wave's canary is then one that reports.
+        let mut ordered: Vec<(EndpointId, bool)> = targets
+            .into_iter()
+            .map(|id| (id, ctx.registry.get(id).is_some()))
+            .collect();
+        ordered.sort_by_key(|(id, online)| (!online, id.0));
+        let now = SystemTime::now();
+        let mut active = self.active.lock().await;
+        let same_stack: Vec<i64> = active
+            .iter()
+            .filter(|(_, a)| a.stack == stack)
+            .map(|(id, _)| *id)
+            .collect();
+        if let Some(busy) = same_stack
+            .iter()
+            .find(|id| active[*id].rollout.state() != &RolloutState::Completed)
+        {
+            return Err(FleetError::Busy(*busy));
+        }
+        let mut rollout = Rollout::new(plan, ordered, now);
+        let poll = rollout.poll(now);
+        let save = rollout.poll_save();
+        let (name, sel) = (stack.clone(), selector);
+        let assign = poll.assign.clone();
+        let retired = same_stack.clone();
+        let id = ctx
+            .store
+            .call(move |c| {
+                let tx = c.transaction()?;
+                for old in &retired {
+                    rollouts::retire(&tx, *old)?;
+                }
+                let id = rollouts::create(&tx, &name, version, &sel, &save)?;
+                let unchanged = assign_all(&tx, &name, version, &assign)?;
+                tx.commit()?;
+                Ok((id, unchanged))
+            })
+            .await?;
+        let (id, unchanged) = id;
+        feed_unchanged(&mut rollout, unchanged, now);
+        for old in &same_stack {
+            active.remove(old);
+        }
+        tell(ctx, &poll.assign);
+        info!(rollout = id, %stack, version, devices = rollout.counts().total(), "rollout started");
+        active.insert(
+            id,
+            Active {
+                stack,
+                version,
+                rollout,
+            },
+        );
+        Ok(id)
+    }
+
+    /// A device reported on its stacks: fed at the next tick.
+    pub fn report(&self, endpoint: EndpointId, report: StackReport) {
+        self.queue(Event::Report(endpoint, report));
+    }
+
+    /// A device's session began (`online`) or ended: fed at the next tick.
+    pub fn presence(&self, endpoint: EndpointId, online: bool) {
+        self.queue(Event::Presence(endpoint, online));
+    }
+
+    fn queue(&self, event: Event) {
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        if queued.len() < MAX_QUEUED {
+            queued.push((event, SystemTime::now()));
+        } else if queued.len() == MAX_QUEUED {
+            warn!("rollout events arrive faster than they are fed; dropping until the next tick");
+        }
+    }
+
+    /// Feed what was queued, in order, and let timers fire (soak ends, devices lost).
+    pub async fn tick(&self, ctx: &HubContext) {
+        let events =
+            std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        self.each(ctx, |active| {
+            for (event, at) in &events {
+                match event {
+                    Event::Report(endpoint, report) => {
+                        let status = report
+                            .stacks
+                            .iter()
+                            .find(|s| s.project == active.stack && s.version == active.version);
+                        if let Some(status) = status {
+                            active
+                                .rollout
+                                .handle_report(*endpoint, status.phase.clone(), *at);
+                        }
+                    }
+                    Event::Presence(endpoint, online) => {
+                        active.rollout.handle_presence(*endpoint, *online, *at);
+                    }
+                }
+            }
+            true
+        })
+        .await;
+    }
+
+    /// Pause, resume or abort rollout `id`.
+    pub async fn command(
+        &self,
+        ctx: &HubContext,
+        id: i64,
+        command: Command,
+    ) -> Result<(), FleetError> {
+        let now = SystemTime::now();
+        let mut active = self.active.lock().await;
+        let entry = active.get_mut(&id).ok_or(FleetError::NotActive(id))?;
+        match command {
+            Command::Pause(note) => entry.rollout.pause(note)?,
+            Command::Resume => entry.rollout.resume(now)?,
+            Command::Abort => entry.rollout.abort()?,
+        }
+        carry_out(ctx, id, entry, now).await?;
+        if finished(entry.rollout.state()) {
+            active.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// A rollout's controller view, if it is in progress: counts and rows come from memory.
+    pub async fn with_active<T>(&self, id: i64, f: impl FnOnce(&Rollout) -> T) -> Option<T> {
+        self.active.lock().await.get(&id).map(|a| f(&a.rollout))
+    }
+
+    /// Feed every rollout with `feed` (true: it changed or may have), then carry out its poll.
+    async fn each(&self, ctx: &HubContext, mut feed: impl FnMut(&mut Active) -> bool) {
+        let now = SystemTime::now();
+        let mut active = self.active.lock().await;
+        let mut done = Vec::new();
+        for (id, entry) in active.iter_mut() {
+            if !feed(entry) {
+                continue;
+            }
+            if let Err(e) = carry_out(ctx, *id, entry, now).await {
+                warn!(rollout = id, "rollout decision not written: {e}");
+            }
+            if finished(entry.rollout.state()) {
+                done.push(*id);
+            }
+        }
+        for id in done {
+            active.remove(&id);
+        }
+    }
+}
+
+/// Poll the rollout, write what it decided and what changed in one transaction, then tell the
+/// sessions of the devices it assigned.
+async fn carry_out(
+    ctx: &HubContext,
+    id: i64,
+    entry: &mut Active,
+    now: SystemTime,
+) -> Result<(), StoreError> {
+    let poll = entry.rollout.poll(now);
+    let save = entry.rollout.poll_save();
+    if poll.assign.is_empty() && save.rollout.is_none() && save.targets.is_empty() {
+        return Ok(());
+    }
+    if let Some(state) = &poll.state {
+        info!(rollout = id, stack = %entry.stack, version = entry.version, ?state, "rollout state changed");
+    }
+    let active = !finished(entry.rollout.state());
+    let (stack, version, assign) = (entry.stack.clone(), entry.version, poll.assign.clone());
+    let unchanged = ctx
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let unchanged = assign_all(&tx, &stack, version, &assign)?;
+            rollouts::save(&tx, id, &save, active)?;
+            tx.commit()?;
+            Ok(unchanged)
+        })
+        .await?;
+    // Written at the next tick, with whatever it decides.
+    feed_unchanged(&mut entry.rollout, unchanged, now);
+    tell(ctx, &poll.assign);
+    Ok(())
+}
+
+/// Feed the last reports of devices that already ran what they were assigned.
+fn feed_unchanged(rollout: &mut Rollout, unchanged: Vec<(EndpointId, Phase)>, now: SystemTime) {
+    for (endpoint, phase) in unchanged {
+        if phase != Phase::Queued {
+            rollout.handle_report(endpoint, phase, now);
+        }
+    }
+}
+
+/// Make `version` of `stack` what each of `endpoints` should run. A device that already should
+/// sends no new report, so its last one is handed back to feed the rollout.
+fn assign_all(
+    conn: &rusqlite::Connection,
+    stack: &str,
+    version: u32,
+    endpoints: &[EndpointId],
+) -> Result<Vec<(EndpointId, Phase)>, StoreError> {
+    let mut unchanged = Vec::new();
+    for endpoint in endpoints {
+        if deployments::assign(conn, *endpoint, stack, version)? == Assigned::Unchanged {
+            let current = deployments::deployments_of(conn, *endpoint)?
+                .into_iter()
+                .find(|d| d.stack == stack);
+            if let Some(current) = current {
+                unchanged.push((*endpoint, current.phase));
+            }
+        }
+    }
+    Ok(unchanged)
+}
+
+/// Tell the live sessions of `endpoints` that what they should run changed; an offline device
+/// is sent its state at its next session.
+fn tell(ctx: &HubContext, endpoints: &[EndpointId]) {
+    for endpoint in endpoints {
+        if let Some(session) = ctx.registry.get(*endpoint) {
+            // A full queue means the driver is not reading it; the next check-in delivers anyway.
+            let _ = session.control().push(Control::DesiredChanged);
+        }
+    }
+}
+
+/// An aborted rollout is done with. A completed one stays in memory: devices that were offline
+/// still converge and its rows follow them, until a newer rollout of its stack retires it.
+fn finished(state: &RolloutState) -> bool {
+    matches!(state, RolloutState::Aborted)
+}
+
+/// Run [`Fleet::tick`] every [`TICK`] until the hub stops.
+pub async fn run_ticker(ctx: std::sync::Arc<HubContext>) {
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        ctx.fleet.tick(&ctx).await;
+    }
+}

@@ -1,0 +1,246 @@
+//! Rollouts as the store keeps them: the controller's fields and one row per target, both JSON
+//! of `crate::rollout`'s records, so a restarted hub rebuilds every rollout not yet finished
+//! ([`load_active`]) and carries on where it was.
+
+use outpost_protocol::EndpointId;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::{unix_now, StoreError};
+use crate::rollout::{RolloutRecord, Save, TargetRecord};
+
+/// Which devices a rollout aims at: any in one of the groups, with one of the tags, or named.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Tag names.
+    pub tags: Vec<String>,
+    /// Endpoint ids.
+    pub endpoints: Vec<u64>,
+}
+
+/// A stored rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRollout {
+    /// Its id.
+    pub id: i64,
+    /// The stack.
+    pub stack: String,
+    /// The version it rolls out.
+    pub version: u32,
+    /// What it aims at.
+    pub selector: Selector,
+    /// The controller's fields.
+    pub record: RolloutRecord,
+    /// When it started (Unix seconds).
+    pub created_at: i64,
+}
+
+/// Store a new rollout with its first save; its id.
+pub fn create(
+    conn: &Connection,
+    stack: &str,
+    version: u32,
+    selector: &Selector,
+    save: &Save,
+) -> Result<i64, StoreError> {
+    let record = save
+        .rollout
+        .as_ref()
+        .ok_or_else(|| StoreError::Corrupt("a new rollout without its record".into()))?;
+    conn.execute(
+        "INSERT INTO rollouts (stack_id, version, selector, record, active, created_at)
+         SELECT id, ?2, ?3, ?4, 1, ?5 FROM stacks WHERE name = ?1",
+        params![stack, version, json(selector), json(record), unix_now()],
+    )?;
+    let id = conn.last_insert_rowid();
+    write_targets(conn, id, &save.targets)?;
+    Ok(id)
+}
+
+/// Write what changed; `active` false once the rollout is aborted.
+pub fn save(conn: &Connection, id: i64, save: &Save, active: bool) -> Result<(), StoreError> {
+    if let Some(record) = &save.rollout {
+        conn.execute(
+            "UPDATE rollouts SET record = ?2, active = ?3 WHERE id = ?1",
+            params![id, json(record), active],
+        )?;
+    }
+    write_targets(conn, id, &save.targets)
+}
+
+fn write_targets(conn: &Connection, id: i64, targets: &[TargetRecord]) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO rollout_targets (rollout_id, position, endpoint_id, record)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (rollout_id, position) DO UPDATE SET record = excluded.record",
+    )?;
+    for target in targets {
+        statement.execute(params![
+            id,
+            target.position,
+            target.endpoint.0 as i64,
+            json(target)
+        ])?;
+    }
+    Ok(())
+}
+
+/// Take a completed rollout out of the active set (a newer rollout of its stack replaces it).
+pub fn retire(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    conn.execute("UPDATE rollouts SET active = 0 WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// One rollout's own row.
+pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredRollout>, StoreError> {
+    conn.query_row(&select("WHERE r.id = ?1"), [id], row)
+        .optional()?
+        .transpose()
+}
+
+/// Every rollout, newest first, a page at a time, and how many there are.
+pub fn list(
+    conn: &Connection,
+    offset: u64,
+    limit: u32,
+) -> Result<(Vec<StoredRollout>, u64), StoreError> {
+    let total: u64 = conn.query_row("SELECT COUNT(*) FROM rollouts", [], |r| r.get(0))?;
+    let mut statement = conn.prepare(&select("ORDER BY r.id DESC LIMIT ?1 OFFSET ?2"))?;
+    let rows = statement
+        .query_map(params![limit, offset], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
+}
+
+/// Rollouts still running or paused, with their targets, for a hub that starts.
+pub fn load_active(
+    conn: &Connection,
+) -> Result<Vec<(StoredRollout, Vec<TargetRecord>)>, StoreError> {
+    let mut statement = conn.prepare(&select("WHERE r.active = 1 ORDER BY r.id"))?;
+    let rollouts = statement
+        .query_map([], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rollouts
+        .into_iter()
+        .map(|rollout| {
+            let rollout = rollout?;
+            let targets = targets(conn, rollout.id)?;
+            Ok((rollout, targets))
+        })
+        .collect()
+}
+
+/// One rollout's targets, in order.
+pub fn targets(conn: &Connection, id: i64) -> Result<Vec<TargetRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT record FROM rollout_targets WHERE rollout_id = ?1 ORDER BY position",
+    )?;
+    let rows = statement.query_map([id], |r| r.get::<_, String>(0))?;
+    rows.map(|text| parse(&text?)).collect()
+}
+
+fn select(rest: &str) -> String {
+    format!(
+        "SELECT r.id, s.name, r.version, r.selector, r.record, r.created_at
+         FROM rollouts r JOIN stacks s ON s.id = r.stack_id {rest}"
+    )
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreError>> {
+    let (id, stack, version, selector, record, created_at): (
+        i64,
+        String,
+        u32,
+        String,
+        String,
+        i64,
+    ) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    );
+    Ok((|| {
+        Ok(StoredRollout {
+            id,
+            stack,
+            version,
+            selector: parse(&selector)?,
+            record: parse(&record)?,
+            created_at,
+        })
+    })())
+}
+
+fn json(value: &impl Serialize) -> String {
+    // Plain data into a String has no failure mode.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("a rollout row: {e}")))
+}
+
+/// Ids of the devices matching `selector` (devices only, in id order), and the groups and tags it
+/// names that do not exist.
+pub fn resolve(
+    conn: &Connection,
+    selector: &Selector,
+) -> Result<(Vec<EndpointId>, Vec<String>), StoreError> {
+    let mut unknown = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for group in &selector.groups {
+        let found = collect(conn, "SELECT e.id FROM endpoints e JOIN groups g ON g.id = e.group_id WHERE g.name = ?1 AND e.kind = 'device'", group)?;
+        match exists(conn, "groups", group)? {
+            true => ids.extend(found),
+            false => unknown.push(format!("group {group:?}")),
+        }
+    }
+    for tag in &selector.tags {
+        let found = collect(conn, "SELECT e.id FROM endpoints e JOIN endpoint_tags t ON t.endpoint_id = e.id JOIN tags g ON g.id = t.tag_id WHERE g.name = ?1 AND e.kind = 'device'", tag)?;
+        match exists(conn, "tags", tag)? {
+            true => ids.extend(found),
+            false => unknown.push(format!("tag {tag:?}")),
+        }
+    }
+    for id in &selector.endpoints {
+        let device: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM endpoints WHERE id = ?1 AND kind = 'device'",
+                [*id as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match device {
+            Some(id) => {
+                ids.insert(id);
+            }
+            None => unknown.push(format!("endpoint {id}")),
+        }
+    }
+    Ok((
+        ids.into_iter().map(|id| EndpointId(id as u64)).collect(),
+        unknown,
+    ))
+}
+
+fn collect(conn: &Connection, sql: &str, name: &str) -> Result<Vec<i64>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map([name], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn exists(conn: &Connection, table: &str, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT 1 FROM {table} WHERE name = ?1"),
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

@@ -1,0 +1,242 @@
+//! A stack rolled out through the whole product (issue #15): the real hub stores it, a rollout
+//! assigns it, the hub delivers it over the agent's QUIC session, the real agent applies it to the
+//! real engine and reports back, and `rollout show` / `endpoint show` say what the engine runs.
+//!
+//! - v1 (two services: one with a healthcheck, a named volume and a published port) ends
+//!   `healthy` and `completed`; the engine runs both services with Compose's labels.
+//! - v2 changes one service only: the other keeps its container.
+//! - v3 names an image that does not exist: the device reports the engine's message, the
+//!   rollout (`--waves 1,100% --max-failures 0`) pauses saying so, and v2 still runs.
+//! - Removing a container by hand: the device reports drift, re-applies, and is healthy again.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary, StackVersionSaved};
+use outpost_tests::docker::{direct, require_engine, TEST_IMAGE};
+use outpost_tests::{bin_dir, wait_for, Agent, Hub};
+
+/// Long enough for an apply on a busy machine (no pull: the image is local).
+const CONVERGE: Duration = Duration::from_secs(90);
+
+const PROJECT_LABEL: &str = "com.docker.compose.project";
+
+fn hub_cli(hub: &Hub, args: &[&str]) -> Output {
+    Command::new(bin_dir().join("outpost-hub"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(&hub.data_dir)
+        .output()
+        .unwrap()
+}
+
+fn hub_json<T: serde::de::DeserializeOwned>(hub: &Hub, args: &[&str]) -> T {
+    let out = hub_cli(hub, args);
+    assert!(
+        out.status.success(),
+        "outpost-hub {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A stack whose services exit at once on SIGTERM (busybox `sleep` and `httpd` as PID 1 ignore
+/// it, and every replace would wait out the stop timeout).
+fn compose(port: u16, web_env: &str, db_image: &str) -> String {
+    format!(
+        "services:
+  db:
+    image: {db_image}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]
+    volumes: [\"data:/data\"]
+  web:
+    image: {TEST_IMAGE}
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; mkdir -p /www; httpd -f -p 80 -h /www & wait\"]
+    environment:
+      MODE: {web_env}
+    ports: [\"127.0.0.1:{port}:80\"]
+    depends_on: [db]
+    healthcheck:
+      test: [\"CMD-SHELL\", \"true\"]
+      interval: 1s
+      retries: 2
+volumes:
+  data: {{}}
+"
+    )
+}
+
+fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
+    let file = dir.join("compose.yml");
+    std::fs::write(&file, compose).unwrap();
+    let file = file.display().to_string();
+    hub_json(hub, &["stack", "create", name, "--file", &file, "--json"])
+}
+
+fn deploy(hub: &Hub, stack: &str, id: u64, plan: &[&str]) -> i64 {
+    let id = id.to_string();
+    let mut args = vec!["stack", "deploy", stack, "--endpoint", &id, "--json"];
+    args.extend_from_slice(plan);
+    hub_json::<RolloutSummary>(hub, &args).id
+}
+
+fn rollout(hub: &Hub, id: i64) -> RolloutDetail {
+    hub_json(hub, &["rollout", "show", &id.to_string(), "--json"])
+}
+
+/// Wait for the rollout to reach `state`, printing its last view if it does not.
+fn wait_rollout(hub: &Hub, id: i64, state: &str) -> RolloutDetail {
+    let mut last = None;
+    let found = outpost_tests::wait_for_result(CONVERGE, || {
+        let detail = rollout(hub, id);
+        let done = detail.summary.state == state;
+        last = Some(detail.clone());
+        done.then_some(detail)
+    });
+    found.unwrap_or_else(|| panic!("rollout {id} never became {state}: {last:#?}"))
+}
+
+/// `service container-id` of the project's running containers, by name.
+fn running(project: &str) -> Vec<(String, String)> {
+    let filter = format!("label={PROJECT_LABEL}={project}");
+    let out = direct(&[
+        "ps",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+    ]);
+    let mut rows: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(s, id)| (s.to_owned(), id.to_owned()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Removes the project from the engine whatever happens to the test.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={PROJECT_LABEL}={}", self.0);
+        let out = direct(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = direct(&["rm", "-f", id]);
+        }
+        let _ = direct(&["network", "rm", &format!("{}_default", self.0)]);
+        let _ = direct(&["volume", "rm", &format!("{}_data", self.0)]);
+    }
+}
+
+#[test]
+fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
+    require_engine();
+    let hub = Hub::start();
+    let (endpoint, key) = hub.create_endpoint("kiosk", &[]);
+    let agent_dir = hub.data_dir.parent().unwrap().join("agent");
+    let _agent = Agent::start(
+        &agent_dir,
+        &[
+            ("EDGE_KEY", &key),
+            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        ],
+    );
+    hub.wait_status(endpoint, "standby", Duration::from_secs(20));
+    let project = format!("pos{}", std::process::id());
+    let _cleanup = Cleanup(project.clone());
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+
+    // v1: rolled out, applied, healthy.
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "one", TEST_IMAGE),
+    );
+    let first = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
+    let done = wait_rollout(&hub, first, "completed");
+    assert_eq!(done.summary.counts["healthy"], 1, "{done:#?}");
+    assert_eq!(done.targets[0].state, "healthy");
+    let v1 = running(&project);
+    let services: Vec<&str> = v1.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        services,
+        ["db", "web"],
+        "both services run under the project's label"
+    );
+    let detail: EndpointDetail =
+        hub_json(&hub, &["endpoint", "show", &endpoint.to_string(), "--json"]);
+    assert_eq!(detail.stacks.len(), 1);
+    assert_eq!(
+        (detail.stacks[0].version, detail.stacks[0].phase.as_str()),
+        (1, "healthy")
+    );
+
+    // v2 changes web only: db keeps its container.
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "two", TEST_IMAGE),
+    );
+    let second = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
+    wait_rollout(&hub, second, "completed");
+    let v2 = running(&project);
+    assert_eq!(v2[0], v1[0], "db was not touched");
+    assert_ne!(v2[1].1, v1[1].1, "web was replaced");
+
+    // v3 names an image the engine cannot get: the rollout pauses with the engine's message and
+    // v2 still runs, untouched.
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "two", "outpost-test/does-not-exist:3"),
+    );
+    let third = deploy(
+        &hub,
+        &project,
+        endpoint,
+        &["--waves", "1,100%", "--max-failures", "0", "--soak", "2s"],
+    );
+    let paused = wait_rollout(&hub, third, "paused");
+    let reason = paused.summary.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("wave 1: 1 of 1 devices failed") && reason.contains("does-not-exist"),
+        "the pause names the failure and the engine's message: {reason}"
+    );
+    assert_eq!(paused.targets[0].state, "failed");
+    assert_eq!(
+        running(&project),
+        v2,
+        "the previous version still runs, the same containers"
+    );
+
+    // Drift: v2 is what the device runs; put it back as the desired state, then remove a
+    // container by hand. (Aborting v3 first: one rollout of a stack at a time.)
+    hub_json::<RolloutSummary>(&hub, &["rollout", "abort", &third.to_string(), "--json"]);
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "two", TEST_IMAGE),
+    );
+    let fourth = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
+    wait_rollout(&hub, fourth, "completed");
+    let web = running(&project)[1].1.clone();
+    let removed = direct(&["rm", "-f", &web]);
+    assert!(removed.status.success());
+    let repaired = wait_for(CONVERGE, "the drifted service to be re-created", || {
+        let now = running(&project);
+        (now.len() == 2 && now[1].1 != web).then_some(now)
+    });
+    assert_eq!(
+        repaired[0], v2[0],
+        "only the removed service was re-created"
+    );
+}
