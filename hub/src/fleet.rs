@@ -43,6 +43,8 @@ const MAX_QUEUED: usize = 200_000;
 enum Event {
     Report(EndpointId, StackReport),
     Presence(EndpointId, bool),
+    /// The device's group or tags changed, or it was created with some: it may join rollouts.
+    Labelled(EndpointId),
 }
 
 /// A rollout not yet finished.
@@ -50,6 +52,7 @@ enum Event {
 struct Active {
     stack: String,
     version: u32,
+    selector: Selector,
     rollout: Rollout,
 }
 
@@ -109,6 +112,7 @@ impl Fleet {
                     let entry = Active {
                         stack: stored.stack,
                         version: stored.version,
+                        selector: stored.selector,
                         rollout,
                     };
                     active.insert(stored.id, entry);
@@ -174,7 +178,7 @@ impl Fleet {
         let mut rollout = Rollout::new(plan, ordered, now);
         let poll = rollout.poll(now);
         let save = rollout.poll_save();
-        let (name, sel) = (stack.clone(), selector);
+        let (name, sel) = (stack.clone(), selector.clone());
         let assign = poll.assign.clone();
         let retired = same_stack.clone();
         let id = ctx
@@ -202,6 +206,7 @@ impl Fleet {
             Active {
                 stack,
                 version,
+                selector,
                 rollout,
             },
         );
@@ -218,6 +223,12 @@ impl Fleet {
         self.queue(Event::Presence(endpoint, online));
     }
 
+    /// A device's group or tags changed (or it enrolled with some): it joins every rollout whose
+    /// selection now matches it, at the next tick.
+    pub fn labelled(&self, endpoint: EndpointId) {
+        self.queue(Event::Labelled(endpoint));
+    }
+
     fn queue(&self, event: Event) {
         let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
         if queued.len() < MAX_QUEUED {
@@ -231,6 +242,7 @@ impl Fleet {
     pub async fn tick(&self, ctx: &HubContext) {
         let events =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        let labels = labels_of(ctx, &events).await;
         self.each(ctx, |active| {
             for (event, at) in &events {
                 match event {
@@ -247,6 +259,15 @@ impl Fleet {
                     }
                     Event::Presence(endpoint, online) => {
                         active.rollout.handle_presence(*endpoint, *online, *at);
+                    }
+                    Event::Labelled(endpoint) => {
+                        let joins = labels.get(endpoint).is_some_and(|(group, tags)| {
+                            active.selector.matches(*endpoint, group.as_deref(), tags)
+                        });
+                        if joins {
+                            let online = ctx.registry.get(*endpoint).is_some();
+                            active.rollout.add_target(*endpoint, online, *at);
+                        }
                     }
                 }
             }
@@ -302,6 +323,41 @@ impl Fleet {
             active.remove(&id);
         }
     }
+}
+
+/// The group and tags of every device a queued event says was labelled.
+async fn labels_of(
+    ctx: &HubContext,
+    events: &[(Event, SystemTime)],
+) -> HashMap<EndpointId, (Option<String>, Vec<String>)> {
+    let ids: Vec<EndpointId> = events
+        .iter()
+        .filter_map(|(event, _)| match event {
+            Event::Labelled(id) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if ids.is_empty() {
+        return HashMap::new();
+    }
+    let read = ctx
+        .store
+        .read(move |c| {
+            let mut labels = HashMap::new();
+            for id in ids {
+                if let Some(record) = crate::store::endpoints::find(c, id)? {
+                    if record.kind == crate::store::EndpointKind::Device {
+                        labels.insert(id, (record.group, record.tags));
+                    }
+                }
+            }
+            Ok(labels)
+        })
+        .await;
+    read.unwrap_or_else(|e| {
+        warn!("labels of joining devices not read: {e}");
+        HashMap::new()
+    })
 }
 
 /// Poll the rollout, write what it decided and what changed in one transaction, then tell the

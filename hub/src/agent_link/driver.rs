@@ -369,7 +369,12 @@ impl Driving<'_> {
             Ok(AgentMessage::Hello { .. }) => {
                 return Err(SessionError::Protocol("second hello".into()))
             }
-            Ok(AgentMessage::StackStatus(report)) => return Ok(Next::Report(report)),
+            Ok(AgentMessage::StackStatus(report)) => {
+                if let Err(refused) = session.admit_report(&report) {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())));
+                }
+                return Ok(Next::Report(report));
+            }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }

@@ -178,6 +178,8 @@ async fn decide(
         }
     }
     info!(%remote, agent = %request.agent_id, endpoint = %outcome.endpoint, pending = outcome.pending, "enrolled");
+    // A fleet member starts with the fleet's group and tags: rollouts aimed at them take it in.
+    ctx.fleet.labelled(outcome.endpoint);
     Ok(EnrollReply::Accepted(Enrolled {
         endpoint: outcome.endpoint,
         cert_der: cert.der.to_vec(),

@@ -82,6 +82,9 @@ pub(super) async fn create(
         secret,
     };
     info!(endpoint = %record.id, name = %record.name, kind = ?record.kind, "endpoint created");
+    if record.kind == EndpointKind::Device && (record.group.is_some() || !record.tags.is_empty()) {
+        ctx.fleet.labelled(record.id);
+    }
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated {

@@ -71,6 +71,7 @@ pub(super) async fn patch(
         return Err(not_found(id));
     }
     info!(endpoint = %id, "endpoint labels changed");
+    ctx.fleet.labelled(id);
     Ok(Json(view_of(&ctx, id).await?))
 }
 
@@ -91,6 +92,7 @@ pub(super) async fn add_tag(
     {
         TagAdded::Done => {
             info!(endpoint = %id, %tag, "tag added");
+            ctx.fleet.labelled(id);
             Ok(Json(view_of(&ctx, id).await?))
         }
         TagAdded::NoEndpoint => Err(not_found(id)),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::snapshot::EngineSnapshot;
-use outpost_protocol::stack::StateDigest;
+use outpost_protocol::stack::{StackReport, StateDigest};
 use outpost_protocol::stream::MAX_STREAMS_PER_DEVICE;
 use outpost_protocol::wire::CloseCode;
 use outpost_protocol::{AgentId, EndpointId};
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
 use crate::ping_cache::PingCache;
-use crate::session::delivery::Deliver;
+use crate::session::delivery::{Deliver, ReportRefused};
 use crate::session::{
     CheckIn, ConnectionEnd, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts,
     SnapshotRefused, Status, Summon, SummonError, WindowChange, WireCounts,
@@ -86,6 +86,11 @@ impl LiveSession {
     /// What the device should run changed ([`HubSession::handle_desired_changed`]).
     pub fn desired_changed(&self) -> Deliver {
         self.state().handle_desired_changed()
+    }
+
+    /// A stack report arrived: whether to keep it ([`HubSession::handle_report`]).
+    pub fn admit_report(&self, report: &StackReport) -> Result<(), ReportRefused> {
+        self.state().handle_report(Instant::now(), report)
     }
 
     /// The desired state was read: whether to send it ([`HubSession::handle_desired`]).

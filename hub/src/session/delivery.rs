@@ -12,8 +12,65 @@
 //!   pushed again until a new session (the next connection retries it) or a new assignment.
 //! - An agent whose check-ins never name a state (version 2, or the load tool) is never sent one,
 //!   nor is a device waiting for approval.
+//!
+//! Reports cost a store write each, so a session may send [`REPORT_BURST`] back to back and one
+//! per [`REPORT_PERIOD`] after ([`ReportGate`]). The agent's worker coalesces its status and sends
+//! pull progress once a second, so a real agent stays far below; a session past the rate, or a
+//! report on more stacks than a device may run, is closed as a protocol violation. Nothing is
+//! lost by that: an agent sends its latest report again as its next session starts.
 
-use outpost_protocol::stack::StateDigest;
+use std::time::Duration;
+
+use outpost_protocol::stack::{StackReport, StateDigest, MAX_STACKS_PER_DEVICE};
+use thiserror::Error;
+use tokio::time::Instant;
+
+use super::snapshots::TokenBucket;
+
+/// Reports a session may send back to back: an apply of six stacks whose images are local
+/// changes phase ~20 times within a second.
+pub const REPORT_BURST: u32 = 32;
+/// One more report per this long.
+pub const REPORT_PERIOD: Duration = Duration::from_millis(500);
+
+/// Why a stack report ends the session.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum ReportRefused {
+    /// More reports than [`REPORT_BURST`] plus one per [`REPORT_PERIOD`].
+    #[error("stack reports faster than {REPORT_BURST} at once and one per {REPORT_PERIOD:?}")]
+    OverRate,
+    /// More stacks than a device runs.
+    #[error("a stack report on {0} stacks; a device runs at most {MAX_STACKS_PER_DEVICE}")]
+    TooManyStacks(usize),
+}
+
+/// The allowance of stack reports of one session.
+#[derive(Clone, Copy, Debug)]
+pub struct ReportGate(TokenBucket);
+
+impl ReportGate {
+    /// A full allowance at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self(TokenBucket::new(
+            REPORT_BURST,
+            REPORT_PERIOD,
+            REPORT_BURST,
+            now,
+        ))
+    }
+
+    /// Whether `report`, arriving at `now`, may be kept.
+    pub fn admit(&mut self, now: Instant, report: &StackReport) -> Result<(), ReportRefused> {
+        if report.stacks.len() > MAX_STACKS_PER_DEVICE {
+            return Err(ReportRefused::TooManyStacks(report.stacks.len()));
+        }
+        if self.0.take(now) {
+            Ok(())
+        } else {
+            Err(ReportRefused::OverRate)
+        }
+    }
+}
 
 /// What the driver must do for delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +135,42 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+    use outpost_protocol::stack::{Phase, StackStatus};
+
     use super::*;
+
+    #[test]
+    fn reports_are_held_to_a_burst_and_a_rate() {
+        let start = Instant::now();
+        let mut gate = ReportGate::new(start);
+        let report = StackReport {
+            state: V1,
+            stacks: vec![],
+        };
+        for _ in 0..REPORT_BURST {
+            assert_eq!(gate.admit(start, &report), Ok(()));
+        }
+        assert_eq!(gate.admit(start, &report), Err(ReportRefused::OverRate));
+        assert_eq!(gate.admit(start + REPORT_PERIOD, &report), Ok(()));
+        assert_eq!(
+            gate.admit(start + REPORT_PERIOD, &report),
+            Err(ReportRefused::OverRate)
+        );
+        let status = StackStatus {
+            project: "p".to_owned(),
+            version: 1,
+            phase: Phase::Healthy,
+        };
+        let wide = StackReport {
+            state: V1,
+            stacks: vec![status; MAX_STACKS_PER_DEVICE + 1],
+        };
+        let later = start + REPORT_PERIOD * 100;
+        assert_eq!(
+            gate.admit(later, &wide),
+            Err(ReportRefused::TooManyStacks(MAX_STACKS_PER_DEVICE + 1))
+        );
+    }
 
     const EMPTY: StateDigest = StateDigest([0; 8]);
     const V1: StateDigest = StateDigest([1; 8]);

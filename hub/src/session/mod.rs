@@ -51,9 +51,9 @@ use tokio::time::Instant;
 
 use crate::store::endpoints::SavedPath;
 use crate::store::{unix_seconds, LivenessUpdate};
-use delivery::{Deliver, Delivery};
+use delivery::{Deliver, Delivery, ReportGate, ReportRefused};
 use interval::CheckinTuner;
-use outpost_protocol::stack::StateDigest;
+use outpost_protocol::stack::{StackReport, StateDigest};
 use snapshots::SnapshotGate;
 
 pub mod delivery;
@@ -213,6 +213,7 @@ pub struct HubSession<W> {
     /// The agent asked for a certificate renewal on this session.
     renewal_asked: bool,
     delivery: Delivery,
+    reports: ReportGate,
     saved: Saved,
 }
 
@@ -257,6 +258,7 @@ impl<W> HubSession<W> {
             next_summon: 1,
             renewal_asked: false,
             delivery: Delivery::default(),
+            reports: ReportGate::new(now),
             saved: Saved {
                 dirty: true,
                 unsaved_checkin: false,
@@ -372,6 +374,15 @@ impl<W> HubSession<W> {
     /// The device's desired state, as read for [`Deliver::ReadDesired`]: whether to send it.
     pub fn handle_desired(&mut self, desired: StateDigest) -> bool {
         self.delivery.handle_desired(desired)
+    }
+
+    /// A stack report arrived: whether to keep it ([`delivery`]; a refusal ends the session).
+    pub fn handle_report(
+        &mut self,
+        now: Instant,
+        report: &StackReport,
+    ) -> Result<(), ReportRefused> {
+        self.reports.admit(now, report)
     }
 
     /// The agent asked for a certificate renewal.

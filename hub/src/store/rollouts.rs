@@ -20,6 +20,18 @@ pub struct Selector {
     pub endpoints: Vec<u64>,
 }
 
+impl Selector {
+    /// Whether a device with this id, group and tags is selected (names match without regard to
+    /// ASCII case, as the store matches them).
+    pub fn matches(&self, id: EndpointId, group: Option<&str>, tags: &[String]) -> bool {
+        self.endpoints.contains(&id.0)
+            || group.is_some_and(|g| self.groups.iter().any(|s| s.eq_ignore_ascii_case(g)))
+            || tags
+                .iter()
+                .any(|t| self.tags.iter().any(|s| s.eq_ignore_ascii_case(t)))
+    }
+}
+
 /// A stored rollout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRollout {

@@ -1,0 +1,86 @@
+//! What an enrolled but hostile device may cost the hub through stacks (issue #15): each report is
+//! a store write, so a report flood, or a report on more stacks than a device runs, closes the
+//! session as a protocol violation — and a real device's rollout is served meanwhile.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use outpost_transport::close::CloseCodeVarint as _;
+use std::time::Duration;
+
+use outpost_hub::session::delivery::REPORT_BURST;
+use outpost_protocol::stack::{
+    Phase, StackReport, StackStatus, StateDigest, MAX_STACKS_PER_DEVICE,
+};
+use outpost_protocol::wire::{AgentMessage, CloseCode};
+use outpost_tests::raw_agent::{RawAgent, RawSession};
+use outpost_tests::Hub;
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+fn report(stacks: usize) -> AgentMessage {
+    let status = StackStatus {
+        project: "pos".to_owned(),
+        version: 1,
+        phase: Phase::Pulling { done: 1, total: 2 },
+    };
+    AgentMessage::StackStatus(StackReport {
+        state: StateDigest([9; 8]),
+        stacks: vec![status; stacks],
+    })
+}
+
+/// The close the hub sent, within 10 s.
+async fn closed_as_violation(session: &RawSession) -> String {
+    let closed = tokio::time::timeout(Duration::from_secs(10), session.conn.closed())
+        .await
+        .expect("the hub closes the session");
+    match &closed {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if CloseCode::from_varint(close.error_code) == Some(CloseCode::ProtocolViolation) =>
+        {
+            String::from_utf8_lossy(&close.reason).into_owned()
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_flood_and_an_oversized_report_close_the_session_and_others_are_served() {
+    let hub = blocking(Hub::start);
+    let (_, key) = blocking(|| hub.create_endpoint("flooder", &[]));
+    let (other, _) = blocking(|| hub.create_endpoint("other", &[]));
+    let raw = RawAgent::enrol(&hub, &key).await.unwrap();
+
+    // Twice the burst, back to back: the hub keeps the burst's worth, then closes.
+    let mut session = raw.connect().await.unwrap();
+    for _ in 0..2 * REPORT_BURST {
+        if session.send(&report(1)).await.is_err() {
+            break;
+        }
+    }
+    let reason = closed_as_violation(&session).await;
+    assert!(reason.contains("stack reports faster than"), "{reason}");
+
+    // A report on more stacks than a device runs is refused at once.
+    let mut session = raw.connect().await.unwrap();
+    session
+        .send(&report(MAX_STACKS_PER_DEVICE + 1))
+        .await
+        .unwrap();
+    let reason = closed_as_violation(&session).await;
+    assert!(reason.contains("a device runs at most"), "{reason}");
+
+    // The device may come back (a real agent re-sends its last report on its next session), and
+    // the hub serves everyone else throughout.
+    let mut session = raw.connect().await.unwrap();
+    session.send(&report(1)).await.unwrap();
+    let shown = blocking(|| hub.show(other));
+    assert_eq!(shown["name"], "other");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), session.conn.closed())
+            .await
+            .is_err(),
+        "one report is fine"
+    );
+}
