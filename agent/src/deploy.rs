@@ -93,6 +93,40 @@ impl Deployer {
         Self { desired, status }
     }
 
+    /// A stand-in for the load tool (`outpost-swarm --stacks stand-in`), labelled as such in its
+    /// reports' absence of any engine work: every state offered is reported healthy and applied at
+    /// once, so thousands of simulated devices exercise the hub's delivery and rollouts.
+    pub fn stand_in() -> Self {
+        let (desired, mut desired_rx) = watch::channel::<Option<DesiredState>>(None);
+        let (status_tx, status_rx) = watch::channel(DeployStatus {
+            applied: DesiredState::default().digest(),
+            report: None,
+        });
+        tokio::spawn(async move {
+            while desired_rx.changed().await.is_ok() {
+                let Some(state) = desired_rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let report = StackReport {
+                    state: state.digest(),
+                    stacks: state
+                        .stacks
+                        .iter()
+                        .map(|s| status(s, Phase::Healthy))
+                        .collect(),
+                };
+                status_tx.send_replace(DeployStatus {
+                    applied: report.state,
+                    report: Some(report),
+                });
+            }
+        });
+        Self {
+            desired,
+            status: status_rx,
+        }
+    }
+
     /// What the hub says the device should run; a newer offer replaces one not yet started.
     pub fn offer(&self, state: DesiredState) {
         self.desired.send_replace(Some(state));

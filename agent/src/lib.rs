@@ -27,4 +27,4 @@ pub mod snapshot;
 pub mod stack;
 pub mod transport_choice;
 
-pub use run::{run, run_with, AgentConfig, AgentError, Hooks};
+pub use run::{run, run_with, AgentConfig, AgentError, Hooks, Stacks};

@@ -101,9 +101,20 @@ pub struct Hooks {
     /// Watch the route to the hub and check in when the local address changes (a real device;
     /// not a load tool running thousands of agents on one host).
     pub watch_route: bool,
-    /// Apply the stacks the hub sends ([`crate::deploy`]); an agent without announces none and
-    /// is sent none.
-    pub stacks: bool,
+    /// Whether and how the stacks the hub sends are applied ([`crate::deploy`]).
+    pub stacks: Stacks,
+}
+
+/// How an agent treats the stacks the hub sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stacks {
+    /// Not at all: its check-ins name no applied state, so the hub sends none.
+    Off,
+    /// Applied on the device's engine.
+    Engine,
+    /// A stand-in for the load tool only: every state is reported healthy at once and no engine
+    /// is touched, so the hub's side of a rollout can be measured at fleet scale.
+    StandIn,
 }
 
 /// Run the agent until a final error.
@@ -122,7 +133,7 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         dialer: Dialer::new(profile),
         observer: None,
         watch_route: true,
-        stacks: true,
+        stacks: Stacks::Engine,
     };
     run_with(config, hooks).await
 }
@@ -149,12 +160,14 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     // enrolment); later ones come at each return to standby.
     let mut snapshot_due = true;
     // One stack worker for the agent's life: an apply outlives the session that started it.
-    let deployer = stacks.then(|| {
-        Arc::new(Deployer::start(
+    let deployer = match stacks {
+        Stacks::Off => None,
+        Stacks::Engine => Some(Arc::new(Deployer::start(
             config.docker.clone(),
             config.data_dir.join("stacks"),
-        ))
-    });
+        ))),
+        Stacks::StandIn => Some(Arc::new(Deployer::stand_in())),
+    };
     loop {
         let started = Instant::now();
         let session = connect_and_serve(

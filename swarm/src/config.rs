@@ -28,6 +28,8 @@ pub struct SwarmConfig {
     pub online_timeout: Duration,
     /// The agents' QUIC transport profile.
     pub transport: TransportProfile,
+    /// Whether the agents take stacks (a stand-in that reports every state healthy, no engine).
+    pub stacks: outpost_agent::Stacks,
     /// Endpoint names are this prefix and the agent's index.
     pub name_prefix: String,
     /// The hub's admin API.

@@ -48,6 +48,10 @@ struct Args {
     /// Endpoint names: this prefix and the agent's index.
     #[arg(long, default_value = "swarm-")]
     name_prefix: String,
+    /// Take stacks with a stand-in that reports every desired state healthy at once and touches
+    /// no engine (for measuring the hub's rollouts at fleet scale): `off` or `stand-in`.
+    #[arg(long, default_value = "off", value_parser = ["off", "stand-in"])]
+    stacks: String,
     /// The hub's data directory, for api.url, admin.token and ca.pem (on the hub's machine).
     #[arg(long, env = "OUTPOST_DATA_DIR")]
     hub_data_dir: Option<PathBuf>,
@@ -161,6 +165,11 @@ fn resolve(args: Args) -> anyhow::Result<SwarmConfig> {
         start_concurrency: args.start_concurrency,
         online_timeout: Duration::from_secs(args.online_timeout),
         transport,
+        stacks: if args.stacks == "stand-in" {
+            outpost_agent::Stacks::StandIn
+        } else {
+            outpost_agent::Stacks::Off
+        },
         name_prefix: args.name_prefix,
         hub,
     })

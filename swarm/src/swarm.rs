@@ -164,7 +164,7 @@ async fn start(
             dialer,
             observer: Some(Arc::new(watch)),
             watch_route: false,
-            stacks: false,
+            stacks: config.stacks,
         };
         let agent = agent_config(config, &member.dir, docker.clone());
         let stats = stats.clone();

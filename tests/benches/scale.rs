@@ -14,10 +14,6 @@
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real processes
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
-use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -25,6 +21,7 @@ use outpost_api::{ApiClient, ListQuery};
 use outpost_swarm::HubAccess;
 use outpost_tests::admin_api::{all_endpoints, WireSum};
 use outpost_tests::proc_stats::ProcSample;
+use outpost_tests::swarm_child::SwarmChild;
 use outpost_tests::Hub;
 use serde_json::Value;
 
@@ -78,64 +75,6 @@ async fn wire_total(api: &ApiClient) -> WireSum {
     WireSum::of(&all_endpoints(api, &ListQuery::default()).await.unwrap())
 }
 
-/// The swarm as a child process, its stdout read line by line on a thread.
-struct Swarm {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Swarm {
-    fn start(hub: &Hub, data: &Path, agents: usize, options: &Options) -> Self {
-        let mut child = Command::new(outpost_tests::bin_dir().join("outpost-swarm"))
-            .args(["--agents", &agents.to_string()])
-            .args(["--sockets", &options.sockets.to_string()])
-            .args(["--summons", &options.summons.to_string()])
-            .args(["--seconds", "86400", "--online-timeout", "1800"])
-            .args(["--enrol-concurrency", "64", "--transport", "lan", "--json"])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--hub-data-dir")
-            .arg(&hub.data_dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start outpost-swarm");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                eprintln!("  swarm: {}", &line[..line.len().min(200)]);
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Wait for a line starting with `prefix`.
-    fn wait_for(&self, prefix: &str) -> String {
-        loop {
-            let line = self.lines.recv().expect("the swarm ended early");
-            if line.starts_with(prefix) {
-                return line;
-            }
-        }
-    }
-
-    /// Stop holding (SIGINT), and return the JSON report.
-    fn finish(mut self) -> Value {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let report = self.wait_for("{");
-        let _ = self.child.wait();
-        serde_json::from_str(&report).unwrap()
-    }
-}
-
 struct Row {
     agents: usize,
     rss_kib: u64,
@@ -186,7 +125,9 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
     )
     .unwrap();
     let started = Instant::now();
-    let swarm = Swarm::start(&hub, &tmp.path().join("swarm"), n, options);
+    let (sockets, summons) = (options.sockets.to_string(), options.summons.to_string());
+    let swarm_flags = ["--sockets", &sockets, "--summons", &summons];
+    let swarm = SwarmChild::start(&hub, &tmp.path().join("swarm"), n, &swarm_flags);
     swarm.wait_for("phase online");
     let enrol_online_s = started.elapsed().as_secs_f64();
     swarm.wait_for("phase summons-done");

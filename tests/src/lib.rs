@@ -28,6 +28,7 @@ pub mod raw_agent;
 pub mod raw_enrol;
 pub mod rig;
 pub mod slow_clients;
+pub mod swarm_child;
 pub mod timed;
 
 /// Build the hub and agent binaries once per test process and return the directory holding them.

@@ -31,6 +31,7 @@ fn config(hub: &Hub, run: Run, data: &Path, reuse: bool) -> SwarmConfig {
         enrol_concurrency: 16,
         start_concurrency: 128,
         online_timeout: Duration::from_secs(120),
+        stacks: outpost_agent::Stacks::Off,
         transport: profile::LAN,
         name_prefix: "swarm-".into(),
         hub: HubAccess::from_hub_dir(&hub.data_dir).unwrap(),
