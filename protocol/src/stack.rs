@@ -371,6 +371,29 @@ impl StackSpec {
 }
 
 impl ServiceSpec {
+    /// A service that runs `image` as the image says: no command, environment, ports, mounts or
+    /// healthcheck of its own, restart `no` (Compose's defaults for a service with only `image`).
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            image: image.into(),
+            command: None,
+            entrypoint: None,
+            environment: vec![],
+            ports: vec![],
+            mounts: vec![],
+            restart: RestartPolicy::No,
+            healthcheck: None,
+            labels: vec![],
+            depends_on: vec![],
+            user: None,
+            working_dir: None,
+            devices: vec![],
+            privileged: false,
+            logging: None,
+        }
+    }
+
     /// Compose's `com.docker.compose.config-hash` for this service: SHA-256 (hex) of its encoding.
     /// Any change to the service changes it; nothing outside the service does.
     pub fn config_hash(&self) -> String {

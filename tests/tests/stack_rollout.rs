@@ -186,7 +186,27 @@ fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
         &compose(port, "two", TEST_IMAGE),
     );
     let second = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
-    wait_rollout(&hub, second, "completed");
+    // Followed until it stops running (no terminal here: a summary line per change, then the last).
+    let followed = Command::new("timeout")
+        .arg(CONVERGE.as_secs().to_string())
+        .arg(bin_dir().join("outpost-hub"))
+        .args([
+            "rollout",
+            "show",
+            &second.to_string(),
+            "--follow",
+            "--data-dir",
+        ])
+        .arg(&hub.data_dir)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&followed.stdout);
+    assert!(followed.status.success(), "{printed}");
+    let last = printed.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(" completed ") && last.contains("healthy 1"),
+        "{printed}"
+    );
     let v2 = running(&project);
     assert_eq!(v2[0], v1[0], "db was not touched");
     assert_ne!(v2[1].1, v1[1].1, "web was replaced");

@@ -232,22 +232,9 @@ impl Drop for TestStack {
 fn service(name: &str, program: &[&str]) -> ServiceSpec {
     let script = format!("trap 'exit 0' TERM; {} & wait", program.join(" "));
     ServiceSpec {
-        name: name.to_owned(),
-        image: IMAGE.to_owned(),
         command: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
-        entrypoint: None,
         environment: vec![("ROLE".to_owned(), name.to_owned())],
-        ports: vec![],
-        mounts: vec![],
-        restart: RestartPolicy::No,
-        healthcheck: None,
-        labels: vec![],
-        depends_on: vec![],
-        user: None,
-        working_dir: None,
-        devices: vec![],
-        privileged: false,
-        logging: None,
+        ..ServiceSpec::new(name, IMAGE)
     }
 }
 

@@ -61,7 +61,13 @@ fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
 }
 
-fn number(name: &str, text: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+/// A whole number parameter from 1 to `max`, `default` when absent; a 400 naming it otherwise.
+pub(super) fn number(
+    name: &str,
+    text: Option<&str>,
+    default: u32,
+    max: u32,
+) -> Result<u32, ApiError> {
     let Some(text) = text else {
         return Ok(default);
     };

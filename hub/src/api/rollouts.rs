@@ -19,6 +19,7 @@ use outpost_api::{
 };
 use outpost_protocol::stack::Phase;
 
+use super::stacks::page_of;
 use super::ApiError;
 use crate::cli::parse_duration;
 use crate::context::HubContext;
@@ -28,11 +29,6 @@ use crate::store::rollouts::{self, Selector, StoredRollout};
 use crate::store::{stacks, unix_seconds};
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
-
-/// Targets per page unless asked.
-const DEFAULT_PER_PAGE: u32 = 100;
-/// Most targets or rollouts per page.
-const MAX_PER_PAGE: u32 = 1000;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -107,7 +103,7 @@ pub(super) async fn list(
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<RolloutPage>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page(&query)?;
+    let (offset, per_page) = page_of(&query)?;
     let (stored, total) = ctx
         .store
         .read(move |c| rollouts::list(c, offset, per_page))
@@ -129,7 +125,7 @@ pub(super) async fn show(
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<RolloutDetail>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page(&query)?;
+    let (offset, per_page) = page_of(&query)?;
     let stored = find(&ctx, id).await?;
     let (summary, targets) = view(&ctx, stored, offset as usize, per_page as usize).await?;
     let total = summary.counts.get("total").copied().unwrap_or_default();
@@ -170,23 +166,6 @@ async fn find(ctx: &HubContext, id: i64) -> Result<StoredRollout, ApiError> {
 async fn summary_of(ctx: &HubContext, id: i64) -> Result<RolloutSummary, ApiError> {
     let stored = find(ctx, id).await?;
     Ok(view(ctx, stored, 0, 0).await?.0)
-}
-
-fn page(query: &StackListQuery) -> Result<(u64, u32), ApiError> {
-    let number = |name: &str, text: &Option<String>, default: u32, max: u32| {
-        let Some(text) = text.as_deref().filter(|t| !t.is_empty()) else {
-            return Ok(default);
-        };
-        match text.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(bad(format!(
-                "{name} must be a whole number from 1 to {max}, got {text:?}"
-            ))),
-        }
-    };
-    let page = number("page", &query.page, 1, u32::MAX)?;
-    let per_page = number("per_page", &query.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
-    Ok((u64::from(page - 1) * u64::from(per_page), per_page))
 }
 
 /// The summary and `limit` targets from `offset`: from the controller in memory when the

@@ -19,14 +19,15 @@ use outpost_protocol::stack::{StackError, StackSpec};
 use serde::Deserialize;
 use tracing::info;
 
+use super::list::number;
 use super::ApiError;
 use crate::context::HubContext;
 use crate::stacks::{compile, ComposeError, ComposeInput};
 use crate::store::stacks::{self, Removed, Saved, StackVersionRecord};
 
-/// Stacks per page unless asked.
+/// Stacks, rollouts or a rollout's devices per page unless asked.
 const DEFAULT_PER_PAGE: u32 = 100;
-/// Most stacks per page.
+/// Most of them per page.
 const MAX_PER_PAGE: u32 = 1000;
 
 static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
@@ -107,14 +108,7 @@ pub(super) async fn list(
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<StackPage>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let page = number("page", query.page.as_deref(), 1, u32::MAX)?;
-    let per_page = number(
-        "per_page",
-        query.per_page.as_deref(),
-        DEFAULT_PER_PAGE,
-        MAX_PER_PAGE,
-    )?;
-    let offset = u64::from(page - 1) * u64::from(per_page);
+    let (offset, per_page) = page_of(&query)?;
     let (rows, total) = ctx
         .store
         .read(move |c| stacks::list(c, offset, per_page))
@@ -135,16 +129,17 @@ pub(super) async fn list(
     ))
 }
 
-fn number(name: &str, text: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
-        return Ok(default);
-    };
-    match text.parse::<u32>() {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(bad(format!(
-            "{name} must be a whole number from 1 to {max}, got {text:?}"
-        ))),
-    }
+/// Offset and size of the page `query` asks for (an empty parameter counts as absent).
+pub(super) fn page_of(query: &StackListQuery) -> Result<(u64, u32), ApiError> {
+    let given = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
+    let page = number("page", given(&query.page).as_deref(), 1, u32::MAX)?;
+    let per_page = number(
+        "per_page",
+        given(&query.per_page).as_deref(),
+        DEFAULT_PER_PAGE,
+        MAX_PER_PAGE,
+    )?;
+    Ok((u64::from(page - 1) * u64::from(per_page), per_page))
 }
 
 /// `?version=N`.

@@ -1,7 +1,11 @@
-//! `outpost-hub rollout …`: list, show and steer rollouts (`stack deploy` starts them).
+//! `outpost-hub rollout …`: list, show (or follow, with an `indicatif` bar) and steer rollouts
+//! (`stack deploy` starts them).
+
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
 use outpost_api::{ApiClient, RolloutSummary, StackListQuery};
 
 use super::admin::{connect, failed, print_json, text};
@@ -35,6 +39,9 @@ pub enum RolloutCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Follow it with a progress bar until it completes, pauses or is aborted.
+        #[arg(long, conflicts_with = "json")]
+        follow: bool,
     },
     /// Stop assigning devices.
     Pause {
@@ -86,10 +93,14 @@ pub async fn run(args: &ApiArgs, command: RolloutCommand) -> Result<()> {
             Ok(())
         }
         RolloutCommand::Show {
+            id, follow: true, ..
+        } => follow(&api, id).await,
+        RolloutCommand::Show {
             id,
             page,
             per_page,
             json,
+            follow: false,
         } => show(&api, id, query(page, per_page), json).await,
         RolloutCommand::Pause { id, note, json } => control(&api, id, "pause", &note, json).await,
         RolloutCommand::Resume { id, json } => control(&api, id, "resume", "", json).await,
@@ -136,6 +147,43 @@ async fn show(api: &ApiClient, id: i64, query: StackListQuery, json: bool) -> Re
     Ok(())
 }
 
+/// How often `--follow` asks the hub.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+
+/// `rollout show --follow`: a bar of settled devices (healthy, failed or lost) over all, with the
+/// counts by state beside it, until the rollout stops running; then its summary line. Without a
+/// terminal indicatif draws nothing, so the summary line is printed at each change instead.
+async fn follow(api: &ApiClient, id: i64) -> Result<()> {
+    let one = query(1, 1);
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} settled  {msg}")
+            .map_err(|e| anyhow::anyhow!("progress style: {e}"))?,
+    );
+    let mut last = None;
+    loop {
+        let detail = api
+            .rollout(id, &one)
+            .await
+            .map_err(|e| failed(api.base_url(), e))?;
+        let summary = detail.summary;
+        let count = |state: &str| summary.counts.get(state).copied().unwrap_or_default();
+        bar.set_length(count("total").into());
+        bar.set_position((count("healthy") + count("failed") + count("lost")).into());
+        bar.set_message(counts_text(&summary));
+        if bar.is_hidden() && last.as_ref() != Some(&summary) {
+            print_summary(&summary);
+        }
+        if summary.state != "running" {
+            bar.finish_and_clear();
+            print_summary(&summary);
+            return Ok(());
+        }
+        last = Some(summary);
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    }
+}
+
 async fn control(api: &ApiClient, id: i64, action: &str, note: &str, json: bool) -> Result<()> {
     let summary = api
         .control_rollout(id, action, note)
@@ -148,13 +196,18 @@ async fn control(api: &ApiClient, id: i64, action: &str, note: &str, json: bool)
     Ok(())
 }
 
-fn print_summary(rollout: &RolloutSummary) {
+/// The non-zero counts by state: `healthy 9950, failed 10, …`.
+fn counts_text(rollout: &RolloutSummary) -> String {
     let counts: Vec<String> = rollout
         .counts
         .iter()
         .filter(|(state, n)| **n > 0 && state.as_str() != "total")
         .map(|(state, n)| format!("{state} {n}"))
         .collect();
+    counts.join(", ")
+}
+
+fn print_summary(rollout: &RolloutSummary) {
     println!(
         "rollout {} {}:{} {} (wave {} of {}; {}) {} devices: {}",
         rollout.id,
@@ -165,7 +218,7 @@ fn print_summary(rollout: &RolloutSummary) {
         rollout.waves,
         rollout.plan,
         rollout.counts.get("total").copied().unwrap_or_default(),
-        counts.join(", ")
+        counts_text(rollout)
     );
     if let Some(reason) = &rollout.reason {
         println!("  why: {}", text(Some(reason)));

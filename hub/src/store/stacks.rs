@@ -250,7 +250,7 @@ fn digest_of(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::stack::{RestartPolicy, ServiceSpec};
+    use outpost_protocol::stack::ServiceSpec;
 
     use super::*;
     use crate::store::tests::open;
@@ -259,24 +259,7 @@ mod tests {
         StackSpec {
             project: "pos".to_owned(),
             version,
-            services: vec![ServiceSpec {
-                name: "web".to_owned(),
-                image: image.to_owned(),
-                command: None,
-                entrypoint: None,
-                environment: vec![],
-                ports: vec![],
-                mounts: vec![],
-                restart: RestartPolicy::No,
-                healthcheck: None,
-                labels: vec![],
-                depends_on: vec![],
-                user: None,
-                working_dir: None,
-                devices: vec![],
-                privileged: false,
-                logging: None,
-            }],
+            services: vec![ServiceSpec::new("web", image)],
             volumes: vec![],
         }
     }

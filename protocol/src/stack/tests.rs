@@ -2,10 +2,6 @@ use super::*;
 
 fn service(name: &str) -> ServiceSpec {
     ServiceSpec {
-        name: name.to_owned(),
-        image: "nginx:1.27".to_owned(),
-        command: None,
-        entrypoint: None,
         environment: vec![("MODE".to_owned(), "kiosk".to_owned())],
         ports: vec![PortBinding {
             host_ip: None,
@@ -13,16 +9,8 @@ fn service(name: &str) -> ServiceSpec {
             container_port: 80,
             protocol: PortProtocol::Tcp,
         }],
-        mounts: vec![],
         restart: RestartPolicy::UnlessStopped,
-        healthcheck: None,
-        labels: vec![],
-        depends_on: vec![],
-        user: None,
-        working_dir: None,
-        devices: vec![],
-        privileged: false,
-        logging: None,
+        ..ServiceSpec::new(name, "nginx:1.27")
     }
 }
 

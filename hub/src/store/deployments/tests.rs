@@ -1,4 +1,4 @@
-use outpost_protocol::stack::{RestartPolicy, ServiceSpec, StackStatus, StateDigest};
+use outpost_protocol::stack::{ServiceSpec, StackStatus, StateDigest};
 use outpost_protocol::Secret;
 
 use super::*;
@@ -10,24 +10,7 @@ fn spec(project: &str, image: &str, version: u32) -> StackSpec {
     StackSpec {
         project: project.to_owned(),
         version,
-        services: vec![ServiceSpec {
-            name: "app".to_owned(),
-            image: image.to_owned(),
-            command: None,
-            entrypoint: None,
-            environment: vec![],
-            ports: vec![],
-            mounts: vec![],
-            restart: RestartPolicy::No,
-            healthcheck: None,
-            labels: vec![],
-            depends_on: vec![],
-            user: None,
-            working_dir: None,
-            devices: vec![],
-            privileged: false,
-            logging: None,
-        }],
+        services: vec![ServiceSpec::new("app", image)],
         volumes: vec![],
     }
 }
