@@ -101,6 +101,30 @@ pub enum Command {
     },
 }
 
+/// One page of a list, and how to print it (`stack list`, `rollout list`, `rollout show`).
+#[derive(Clone, Copy, Debug, Args)]
+pub struct PageArgs {
+    /// Page (from 1).
+    #[arg(long, default_value_t = 1)]
+    pub page: u32,
+    /// Rows per page (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub per_page: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl PageArgs {
+    /// The page as the API's list query.
+    pub fn query(self) -> outpost_api::StackListQuery {
+        outpost_api::StackListQuery {
+            page: Some(self.page.to_string()),
+            per_page: Some(self.per_page.to_string()),
+        }
+    }
+}
+
 /// `outpost-hub admin-token …`.
 #[derive(Debug, Subcommand)]
 pub enum AdminTokenCommand {

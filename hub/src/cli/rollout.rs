@@ -9,36 +9,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outpost_api::{ApiClient, RolloutSummary, StackListQuery};
 
 use super::admin::{connect, failed, print_json, text};
-use super::ApiArgs;
+use super::{ApiArgs, PageArgs};
 
 /// `outpost-hub rollout …`.
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
     /// List rollouts, newest first.
-    List {
-        /// Page (from 1).
-        #[arg(long, default_value_t = 1)]
-        page: u32,
-        /// Rollouts per page.
-        #[arg(long, default_value_t = 100)]
-        per_page: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List(PageArgs),
     /// A rollout's state, counts by state and one page of its devices.
     Show {
         /// The rollout.
         id: i64,
-        /// Page of devices (from 1).
-        #[arg(long, default_value_t = 1)]
-        page: u32,
-        /// Devices per page.
-        #[arg(long, default_value_t = 100)]
-        per_page: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// The page of devices.
+        #[command(flatten)]
+        page: PageArgs,
         /// Follow it with a progress bar until it completes, pauses or is aborted.
         #[arg(long, conflicts_with = "json")]
         follow: bool,
@@ -77,13 +61,9 @@ pub async fn run(args: &ApiArgs, command: RolloutCommand) -> Result<()> {
     let api = connect(args)?;
     let failed = |e| failed(api.base_url(), e);
     match command {
-        RolloutCommand::List {
-            page,
-            per_page,
-            json,
-        } => {
-            let rollouts = api.rollouts(&query(page, per_page)).await.map_err(failed)?;
-            if json {
+        RolloutCommand::List(page) => {
+            let rollouts = api.rollouts(&page.query()).await.map_err(failed)?;
+            if page.json {
                 return print_json(&rollouts);
             }
             for rollout in &rollouts.items {
@@ -98,29 +78,20 @@ pub async fn run(args: &ApiArgs, command: RolloutCommand) -> Result<()> {
         RolloutCommand::Show {
             id,
             page,
-            per_page,
-            json,
             follow: false,
-        } => show(&api, id, query(page, per_page), json).await,
+        } => show(&api, id, page).await,
         RolloutCommand::Pause { id, note, json } => control(&api, id, "pause", &note, json).await,
         RolloutCommand::Resume { id, json } => control(&api, id, "resume", "", json).await,
         RolloutCommand::Abort { id, json } => control(&api, id, "abort", "", json).await,
     }
 }
 
-fn query(page: u32, per_page: u32) -> StackListQuery {
-    StackListQuery {
-        page: Some(page.to_string()),
-        per_page: Some(per_page.to_string()),
-    }
-}
-
-async fn show(api: &ApiClient, id: i64, query: StackListQuery, json: bool) -> Result<()> {
+async fn show(api: &ApiClient, id: i64, page: PageArgs) -> Result<()> {
     let detail = api
-        .rollout(id, &query)
+        .rollout(id, &page.query())
         .await
         .map_err(|e| failed(api.base_url(), e))?;
-    if json {
+    if page.json {
         return print_json(&detail);
     }
     print_summary(&detail.summary);
@@ -154,7 +125,10 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// counts by state beside it, until the rollout stops running; then its summary line. Without a
 /// terminal indicatif draws nothing, so the summary line is printed at each change instead.
 async fn follow(api: &ApiClient, id: i64) -> Result<()> {
-    let one = query(1, 1);
+    let one = StackListQuery {
+        page: None,
+        per_page: Some("1".into()),
+    };
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} settled  {msg}")

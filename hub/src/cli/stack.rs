@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::Subcommand;
-use outpost_api::{ApiClient, NewRollout, NewStackVersion, StackListQuery};
+use outpost_api::{ApiClient, NewRollout, NewStackVersion};
 
 use super::admin::{connect, failed, print_json, text};
 use super::escape::escape_controls;
-use super::ApiArgs;
+use super::{ApiArgs, PageArgs};
 
 /// `outpost-hub stack …`.
 #[derive(Debug, Subcommand)]
@@ -34,17 +34,7 @@ pub enum StackCommand {
         json: bool,
     },
     /// List the stacks.
-    List {
-        /// Page (from 1).
-        #[arg(long, default_value_t = 1)]
-        page: u32,
-        /// Stacks per page.
-        #[arg(long, default_value_t = 100)]
-        per_page: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    List(PageArgs),
     /// Show a stack's versions and one version's Compose file (the newest unless --version).
     Show {
         /// The stack's name.
@@ -119,11 +109,7 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             );
             Ok(())
         }
-        StackCommand::List {
-            page,
-            per_page,
-            json,
-        } => list(&api, page, per_page, json).await,
+        StackCommand::List(page) => list(&api, page).await,
         StackCommand::Show {
             name,
             version,
@@ -201,16 +187,12 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
     }
 }
 
-async fn list(api: &ApiClient, page: u32, per_page: u32, json: bool) -> Result<()> {
-    let query = StackListQuery {
-        page: Some(page.to_string()),
-        per_page: Some(per_page.to_string()),
-    };
+async fn list(api: &ApiClient, page: PageArgs) -> Result<()> {
     let stacks = api
-        .stacks(&query)
+        .stacks(&page.query())
         .await
         .map_err(|e| failed(api.base_url(), e))?;
-    if json {
+    if page.json {
         return print_json(&stacks);
     }
     println!(
