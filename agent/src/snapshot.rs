@@ -307,7 +307,7 @@ fn clip_text(text: &str) -> String {
 }
 
 /// An error and its sources, `: `-joined, skipping a source its parent already quotes.
-fn cause(err: &dyn std::error::Error) -> String {
+pub(crate) fn cause(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

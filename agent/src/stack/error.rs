@@ -96,7 +96,7 @@ pub(crate) fn engine_message(err: &bollard::errors::Error) -> String {
     match err {
         Error::DockerResponseServerError { message, .. } => message.clone(),
         Error::DockerStreamError { error } => error.clone(),
-        other => cause_chain(other),
+        other => crate::snapshot::cause(other),
     }
 }
 
@@ -109,20 +109,6 @@ pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
             ..
         }
     )
-}
-
-fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let said = inner.to_string();
-        if !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]
