@@ -379,6 +379,12 @@ impl Driver<'_> {
                     ))
                 }
             },
+            // A hub sends jobs only to an agent that announced it runs them.
+            HubMessage::Job(_) | HubMessage::JobAck { .. } => {
+                return Err(SessionEnd::Lost(
+                    "the hub sent a job to an agent that runs none".into(),
+                ))
+            }
         }
         Ok(())
     }

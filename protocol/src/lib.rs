@@ -10,6 +10,7 @@
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
 //! - [`stack`]: a Compose stack as a device receives it (normalised by the hub), its digests.
+//! - [`job`]: a command run once on each device of a selection, its result and output capture.
 //! - [`text`]: the rule for text a device supplies (no control characters, bounded length).
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 //! - [`reconnect`]: the agent's reconnect policy (final or retryable, reset after a stable session,
@@ -19,6 +20,7 @@
 pub mod agent_session;
 pub mod backoff;
 pub mod ids;
+pub mod job;
 pub mod reconnect;
 pub mod snapshot;
 pub mod stack;

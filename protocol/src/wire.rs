@@ -31,6 +31,11 @@
 //!   when it is not what the device should run, the hub sends the whole state:
 //!   agent ◀─ HubMessage::Desired(state) ──────── hub
 //!   agent ── AgentMessage::StackStatus(report) ─▶ hub   (on each phase change)
+//!   jobs (version 4, [`crate::job`]): an agent that runs them says so once per session
+//!   agent ── AgentMessage::Features(JOBS) ─────▶ hub
+//!   agent ◀─ HubMessage::Job(order) ──────────── hub
+//!   agent ── AgentMessage::JobStarted, JobResult ─▶ hub   (the result until acknowledged)
+//!   agent ◀─ HubMessage::JobAck { id } ───────── hub
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -47,6 +52,10 @@
 //!   `AgentMessage::StackStatus`, again each at the end of its enum. A hub sends `Desired` only on
 //!   a session whose agent has sent `CheckInApplied`, so older agents are never sent what they
 //!   cannot read.
+//! - 4: jobs ([`crate::job`]): `AgentMessage::{Features, JobStarted, JobResult}` and
+//!   `HubMessage::{Job, JobAck}`, at the ends of their enums. A hub sends a job only to a session
+//!   whose agent announced `Features::JOBS`; a version-3 hub closes a session that announces it, so
+//!   (as for version 2) upgrade the hub before its agents.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -204,6 +213,14 @@ pub enum HubMessage {
     /// Everything the device should run (version 3); at most one control frame by
     /// [`DesiredState::check`](crate::stack::DesiredState::check).
     Desired(crate::stack::DesiredState),
+    /// Run a job (version 4), sent only to a session that announced
+    /// [`Features::JOBS`](crate::job::Features::JOBS).
+    Job(crate::job::JobOrder),
+    /// The job's result is stored (version 4): the agent may forget it.
+    JobAck {
+        /// The job.
+        id: u64,
+    },
 }
 
 /// The hub's greeting on a new session.
@@ -252,6 +269,15 @@ pub enum AgentMessage {
     },
     /// Where the device is with its desired state (version 3).
     StackStatus(crate::stack::StackReport),
+    /// What this agent can do (version 4), once per session after `Hello`.
+    Features(crate::job::Features),
+    /// A job has started (version 4).
+    JobStarted {
+        /// The job.
+        id: u64,
+    },
+    /// A job has ended (version 4); sent again on each new session until the hub acknowledges it.
+    JobResult(crate::job::JobResult),
 }
 
 /// Unreliable messages carried in QUIC datagrams.

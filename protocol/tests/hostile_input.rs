@@ -23,6 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use outpost_protocol::job::{Features, JobOrder, JobOutcome, JobResult, JobSpec};
 use outpost_protocol::snapshot::{ContainerSummary, EngineSnapshot};
 use outpost_protocol::stream::{
     self, PrefaceError, StreamHeader, StreamKind, StreamRefusal, StreamReply,
@@ -317,6 +318,17 @@ fn session_messages_survive_hostile_frames() {
         summon,
         HubMessage::Approved,
         HubMessage::Settings(settings),
+        HubMessage::Job(JobOrder {
+            id: u64::MAX,
+            spec: JobSpec::Exec {
+                container: "web".into(),
+                cmd: vec!["sh".into(), "-c".into(), "df -h".into()],
+                user: Some("root".into()),
+            },
+            expires_in_ms: 86_400_000,
+            timeout_ms: 600_000,
+        }),
+        HubMessage::JobAck { id: 1 << 40 },
     ];
     attack(3, &hub, MAX_CONTROL_FRAME, 15_000);
     // A small limit makes the oversize path reachable with lengths the inputs actually carry.
@@ -342,6 +354,16 @@ fn session_messages_survive_hostile_frames() {
         AgentMessage::Ready { id: 9 },
         AgentMessage::Standby,
         AgentMessage::Snapshot(snapshot),
+        AgentMessage::Features(Features::JOBS),
+        AgentMessage::JobStarted { id: 7 },
+        AgentMessage::JobResult(JobResult {
+            id: 7,
+            outcome: JobOutcome::Failed("no such container: web".into()),
+            head: b"partial output".to_vec(),
+            tail: vec![],
+            output_bytes: 14,
+            duration_ms: 1_250,
+        }),
     ];
     attack(5, &agent, MAX_CONTROL_FRAME, 15_000);
     let ack = Datagram::Ack {

@@ -375,6 +375,15 @@ impl Driving<'_> {
                 }
                 return Ok(Next::Report(report));
             }
+            Ok(
+                AgentMessage::Features(_)
+                | AgentMessage::JobStarted { .. }
+                | AgentMessage::JobResult(_),
+            ) => {
+                return Err(self.violation(SessionError::Protocol(
+                    "jobs (wire version 4) are not served by this hub".into(),
+                )))
+            }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }

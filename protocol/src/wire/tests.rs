@@ -206,3 +206,26 @@ fn version_3_messages_leave_earlier_encodings_alone() {
         "round trip"
     );
 }
+
+#[test]
+fn version_4_messages_leave_earlier_encodings_alone() {
+    let desired = HubMessage::Desired(crate::stack::DesiredState::default());
+    assert_eq!(encode(&desired), [5, 0]);
+    assert_eq!(encode(&HubMessage::JobAck { id: 3 }), [7, 3]);
+    assert_eq!(
+        encode(&AgentMessage::Features(crate::job::Features::JOBS)),
+        [6, 1]
+    );
+    assert_eq!(encode(&AgentMessage::JobStarted { id: 3 }), [7, 3]);
+    let order = HubMessage::Job(crate::job::JobOrder {
+        id: 9,
+        spec: crate::job::JobSpec::Run {
+            image: "busybox".into(),
+            cmd: vec!["true".into()],
+        },
+        expires_in_ms: 1,
+        timeout_ms: 2,
+    });
+    assert_eq!(encode(&order)[0], 6);
+    assert_eq!(decode::<HubMessage>(&encode(&order)).unwrap(), order);
+}
