@@ -47,6 +47,8 @@ pub struct HubContext {
     pub max_pending_per_fleet: u32,
     /// Rollouts in progress.
     pub fleet: Fleet,
+    /// Jobs in progress.
+    pub jobs: crate::jobs::Jobs,
 }
 
 impl HubContext {

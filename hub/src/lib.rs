@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod fleet;
+pub mod jobs;
 mod liveness;
 mod ping_cache;
 mod proxy;

@@ -141,6 +141,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let api_tls = Arc::new(pki.https_server_config()?);
 
     let fleet = fleet::Fleet::restore(&store)?;
+    let jobs = crate::jobs::Jobs::restore(&store)?;
     let ctx = Arc::new(HubContext {
         store,
         registry: Registry::default(),
@@ -163,6 +164,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         agent_cert_validity: config.agent_cert_validity,
         max_pending_per_fleet: config.max_pending_per_fleet,
         fleet,
+        jobs,
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -176,6 +178,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         )),
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
         tokio::spawn(fleet::run_ticker(ctx.clone())),
+        tokio::spawn(crate::jobs::run_ticker(ctx.clone())),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(

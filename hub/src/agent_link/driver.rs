@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::outbox::Outbox;
 use super::windows::WindowGrant;
 use crate::context::HubContext;
-use crate::registry::LiveSession;
+use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
 use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, snapshots, StoreError};
@@ -108,6 +108,7 @@ pub(super) async fn run(
     // A session replaced by the device's newer one leaves the device online.
     if ctx.registry.get(session.endpoint).is_none() {
         ctx.fleet.presence(session.endpoint, false);
+        ctx.jobs.offline(session.endpoint);
     }
     let snapshots = session.snapshot_counts();
     if snapshots.refused > 0 {
@@ -307,10 +308,7 @@ async fn drive(
                         driving.outbox.push(&message);
                         Next::Read
                     }
-                    None => match session.desired_changed() {
-                        Deliver::ReadDesired => Next::Deliver,
-                        Deliver::Nothing => Next::Read,
-                    },
+                    None => driving.on_lookup(control),
                 }
             }
             written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => {
@@ -375,19 +373,45 @@ impl Driving<'_> {
                 }
                 return Ok(Next::Report(report));
             }
-            Ok(
-                AgentMessage::Features(_)
-                | AgentMessage::JobStarted { .. }
-                | AgentMessage::JobResult(_),
-            ) => {
-                return Err(self.violation(SessionError::Protocol(
-                    "jobs (wire version 4) are not served by this hub".into(),
-                )))
+            Ok(AgentMessage::Features(features)) => match session.announce(features) {
+                Ok(true) => self.ctx.jobs.online(session.endpoint),
+                Ok(false) => {}
+                Err(refused) => {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())))
+                }
+            },
+            Ok(AgentMessage::JobStarted { id }) => {
+                if let Err(refused) = session.admit_job_message(None) {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())));
+                }
+                self.ctx.jobs.started(session.endpoint, id);
+            }
+            Ok(AgentMessage::JobResult(result)) => {
+                if let Err(refused) = session.admit_job_message(Some(&result)) {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())));
+                }
+                self.ctx.jobs.result(session.endpoint, result);
             }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }
         Ok(Next::Read)
+    }
+
+    /// A control message the driver must look something up for.
+    fn on_lookup(&mut self, control: Control) -> Next {
+        match control {
+            Control::Job { id } => {
+                if let Some(order) = self.ctx.jobs.order(id) {
+                    self.outbox.push(&HubMessage::Job(order));
+                }
+                Next::Read
+            }
+            _ => match self.session.desired_changed() {
+                Deliver::ReadDesired => Next::Deliver,
+                Deliver::Nothing => Next::Read,
+            },
+        }
     }
 
     /// A `Ready`: only an answer to a waiting summon counts, and may take full windows.

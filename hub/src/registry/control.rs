@@ -1,5 +1,5 @@
 //! The control messages the rest of the hub queues towards one agent (summons, approval, a new
-//! desired state).
+//! desired state, jobs).
 //!
 //! A tokio channel allocates a block of 32 slots and its bookkeeping up front, ~1 KB per agent
 //! (heaptrack on the hub at 2,000 agents), for a queue that is empty almost always. This one is a
@@ -25,6 +25,16 @@ pub enum Control {
     /// What the device should run changed: the driver reads it and sends it if the agent runs
     /// something else (`session::delivery`).
     DesiredChanged,
+    /// Send job `id` ([`crate::jobs`]): the driver asks for the order, with the time left.
+    Job {
+        /// The job.
+        id: u64,
+    },
+    /// The device's result of job `id` is stored.
+    JobAck {
+        /// The job.
+        id: u64,
+    },
 }
 
 impl Control {
@@ -33,7 +43,8 @@ impl Control {
         match self {
             Self::Summon { id } => Some(HubMessage::Summon { id }),
             Self::Approved => Some(HubMessage::Approved),
-            Self::DesiredChanged => None,
+            Self::JobAck { id } => Some(HubMessage::JobAck { id }),
+            Self::DesiredChanged | Self::Job { .. } => None,
         }
     }
 }

@@ -93,6 +93,23 @@ impl LiveSession {
         self.state().handle_report(Instant::now(), report)
     }
 
+    /// The agent announced what it can do: whether it runs jobs
+    /// ([`HubSession::handle_features`]).
+    pub fn announce(
+        &self,
+        features: outpost_protocol::job::Features,
+    ) -> Result<bool, crate::session::jobs::JobRefused> {
+        self.state().handle_features(Instant::now(), features)
+    }
+
+    /// A job message arrived: whether to keep it ([`HubSession::handle_job_message`]).
+    pub fn admit_job_message(
+        &self,
+        result: Option<&outpost_protocol::job::JobResult>,
+    ) -> Result<(), crate::session::jobs::JobRefused> {
+        self.state().handle_job_message(Instant::now(), result)
+    }
+
     /// The desired state was read: whether to send it ([`HubSession::handle_desired`]).
     pub fn desired_read(&self, desired: StateDigest) -> bool {
         self.state().handle_desired(desired)

@@ -53,11 +53,13 @@ use crate::store::endpoints::SavedPath;
 use crate::store::{unix_seconds, LivenessUpdate};
 use delivery::{Deliver, Delivery, ReportGate, ReportRefused};
 use interval::CheckinTuner;
+use jobs::{JobGate, JobRefused};
 use outpost_protocol::stack::{StackReport, StateDigest};
 use snapshots::SnapshotGate;
 
 pub mod delivery;
 pub mod interval;
+pub mod jobs;
 pub mod snapshots;
 mod view;
 pub use snapshots::{SnapshotCounts, SnapshotRefused, MAX_STORED_SNAPSHOT};
@@ -214,6 +216,7 @@ pub struct HubSession<W> {
     renewal_asked: bool,
     delivery: Delivery,
     reports: ReportGate,
+    jobs: JobGate,
     saved: Saved,
 }
 
@@ -259,6 +262,7 @@ impl<W> HubSession<W> {
             renewal_asked: false,
             delivery: Delivery::default(),
             reports: ReportGate::new(now),
+            jobs: JobGate::default(),
             saved: Saved {
                 dirty: true,
                 unsaved_checkin: false,
@@ -383,6 +387,27 @@ impl<W> HubSession<W> {
         report: &StackReport,
     ) -> Result<(), ReportRefused> {
         self.reports.admit(now, report)
+    }
+
+    /// The agent announced what it can do: whether it runs jobs ([`jobs`]; a refusal ends the
+    /// session).
+    pub fn handle_features(
+        &mut self,
+        now: Instant,
+        features: outpost_protocol::job::Features,
+    ) -> Result<bool, JobRefused> {
+        // A device waiting for approval runs nothing; approved mid-session, it runs jobs from
+        // its next session on.
+        Ok(self.jobs.announce(now, features)? && !self.pending)
+    }
+
+    /// A job message arrived, with its result if it is one: whether to keep it ([`jobs`]).
+    pub fn handle_job_message(
+        &mut self,
+        now: Instant,
+        result: Option<&outpost_protocol::job::JobResult>,
+    ) -> Result<(), JobRefused> {
+        self.jobs.admit(now, result)
     }
 
     /// The agent asked for a certificate renewal.

@@ -170,6 +170,34 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL,
         PRIMARY KEY (rollout_id, position)
     );",
+    // 11: jobs. The specification is stored once (postcard); each target's row holds its state
+    // and, once the device reports, its outcome (JSON) and kept output.
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        spec BLOB NOT NULL,
+        summary TEXT NOT NULL,
+        selector TEXT NOT NULL,
+        concurrency INTEGER NOT NULL,
+        timeout_ms INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        cancelled_at INTEGER,
+        finished_at INTEGER
+    );
+    CREATE INDEX jobs_open ON jobs(id) WHERE finished_at IS NULL;
+    CREATE TABLE job_targets (
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        endpoint_id INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        outcome TEXT,
+        head BLOB,
+        tail BLOB,
+        output_bytes INTEGER,
+        duration_ms INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (job_id, endpoint_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX job_targets_state ON job_targets(job_id, state);",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -17,6 +17,7 @@ pub mod certs;
 pub mod deployments;
 pub mod endpoints;
 pub mod enroll;
+pub mod jobs;
 pub mod labels;
 pub mod list;
 pub mod liveness;
