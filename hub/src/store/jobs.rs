@@ -276,7 +276,7 @@ pub fn output(
     );
     let found = conn
         .query_row(&sql, params![job, endpoint.0 as i64], |r| {
-            Ok((target_row(r)?, r.get(8)?, r.get(9)?))
+            Ok((target_row(r)?, r.get(7)?, r.get(8)?))
         })
         .optional()?;
     found
@@ -361,3 +361,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredJob, StoreError>>
         })
     })())
 }
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;
