@@ -181,6 +181,7 @@ impl Fleet {
         let (name, sel) = (stack.clone(), selector.clone());
         let assign = poll.assign.clone();
         let retired = same_stack.clone();
+        let counts = rollout.counts();
         let id = ctx
             .store
             .call(move |c| {
@@ -188,7 +189,7 @@ impl Fleet {
                 for old in &retired {
                     rollouts::retire(&tx, *old)?;
                 }
-                let id = rollouts::create(&tx, &name, version, &sel, &save)?;
+                let id = rollouts::create(&tx, &name, version, &sel, &save, &counts)?;
                 let unchanged = assign_all(&tx, &name, version, &assign)?;
                 tx.commit()?;
                 Ok((id, unchanged))
@@ -378,12 +379,13 @@ async fn carry_out(
     }
     let active = !finished(entry.rollout.state());
     let (stack, version, assign) = (entry.stack.clone(), entry.version, poll.assign.clone());
+    let counts = entry.rollout.counts();
     let unchanged = ctx
         .store
         .call(move |c| {
             let tx = c.transaction()?;
             let unchanged = assign_all(&tx, &stack, version, &assign)?;
-            rollouts::save(&tx, id, &save, active)?;
+            rollouts::save(&tx, id, &save, active, &counts)?;
             tx.commit()?;
             Ok(unchanged)
         })

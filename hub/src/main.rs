@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
-    run_admin, run_admin_cert, run_admin_token, run_rollout, run_stack, Cli, Command,
+    run_admin, run_admin_cert, run_admin_token, run_job, run_rollout, run_stack, Cli, Command,
 };
 use outpost_hub::{api, server};
 
@@ -16,6 +16,7 @@ async fn main() -> Result<()> {
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::Stack { api, command } => run_stack(&api, command).await,
         Command::Rollout { api, command } => run_rollout(&api, command).await,
+        Command::Job { api, command } => run_job(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
     }

@@ -17,6 +17,7 @@ pub(crate) mod credentials;
 mod docker;
 mod endpoints;
 pub(crate) mod id;
+mod jobs;
 mod labels;
 mod list;
 mod nofile;
@@ -88,6 +89,10 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/rollouts", get(rollouts::list).post(rollouts::start))
         .route("/api/rollouts/{id}", get(rollouts::show))
         .route("/api/rollouts/{id}/{action}", post(rollouts::control))
+        .route("/api/jobs", get(jobs::list).post(jobs::create))
+        .route("/api/jobs/{id}", get(jobs::show))
+        .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))
+        .route("/api/jobs/{id}/cancel", post(jobs::cancel))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

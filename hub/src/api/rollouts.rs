@@ -110,8 +110,7 @@ pub(super) async fn list(
         .await?;
     let mut items = Vec::with_capacity(stored.len());
     for rollout in stored {
-        let (summary, _) = view(&ctx, rollout, 0, 0).await?;
-        items.push(summary);
+        items.push(listed(&ctx, rollout).await?);
     }
     Ok((
         [(X_TOTAL_COUNT.clone(), total.to_string())],
@@ -168,6 +167,22 @@ async fn summary_of(ctx: &HubContext, id: i64) -> Result<RolloutSummary, ApiErro
     Ok(view(ctx, stored, 0, 0).await?.0)
 }
 
+/// A rollout's summary for the list: from the controller in memory, else from the record and the
+/// counts saved with it (no target row is read unless a hub that did not keep counts saved it).
+async fn listed(ctx: &HubContext, stored: StoredRollout) -> Result<RolloutSummary, ApiError> {
+    if let Some(summary) = ctx
+        .fleet
+        .with_active(stored.id, |r| summary(&stored, r))
+        .await
+    {
+        return Ok(summary);
+    }
+    match stored.counts {
+        Some(counts) => Ok(summary_of_record(&stored, &counts)),
+        None => Ok(view(ctx, stored, 0, 0).await?.0),
+    }
+}
+
 /// The summary and `limit` targets from `offset`: from the controller in memory when the
 /// rollout is in progress, else from its rows.
 async fn view(
@@ -196,20 +211,40 @@ async fn view(
 }
 
 fn summary(stored: &StoredRollout, rollout: &Rollout) -> RolloutSummary {
-    let (state, reason) = match rollout.state() {
+    summary_with(
+        stored,
+        rollout.state(),
+        rollout.wave(),
+        rollout.plan(),
+        &rollout.counts(),
+    )
+}
+
+fn summary_of_record(stored: &StoredRollout, counts: &Counts) -> RolloutSummary {
+    let record = &stored.record;
+    summary_with(stored, &record.state, record.wave, &record.plan, counts)
+}
+
+fn summary_with(
+    stored: &StoredRollout,
+    state: &RolloutState,
+    wave: u32,
+    plan: &Plan,
+    counts: &Counts,
+) -> RolloutSummary {
+    let (state, reason) = match state {
         RolloutState::Running => ("running", None),
         RolloutState::Paused(why) => ("paused", Some(why.to_string())),
         RolloutState::Completed => ("completed", None),
         RolloutState::Aborted => ("aborted", None),
     };
-    let plan = rollout.plan();
     RolloutSummary {
         id: stored.id,
         stack: stored.stack.clone(),
         version: stored.version,
         state: state.to_owned(),
         reason,
-        wave: rollout.wave(),
+        wave,
         waves: plan.waves.count() as u32,
         plan: format!(
             "waves {} max-failures {} soak {}",
@@ -217,12 +252,12 @@ fn summary(stored: &StoredRollout, rollout: &Rollout) -> RolloutSummary {
             plan.max_failures,
             crate::cli::HumanDuration(plan.soak)
         ),
-        counts: counts(&rollout.counts()),
+        counts: counts_map(counts),
         created_at: stored.created_at,
     }
 }
 
-fn counts(counts: &Counts) -> BTreeMap<String, u32> {
+fn counts_map(counts: &Counts) -> BTreeMap<String, u32> {
     [
         ("waiting", counts.waiting),
         ("queued", counts.queued),

@@ -1,4 +1,5 @@
-//! Human durations on the command line: `500ms`, `25s`, `2m`, `1h` (a bare number is seconds).
+//! Human durations on the command line and in API bodies: `500ms`, `25s`, `2m`, `1h`, `30d` (a
+//! bare number is seconds).
 
 use std::fmt;
 use std::str::FromStr;
@@ -40,18 +41,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let value: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 500ms, 25s, 2m or 1h"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(value),
-        "" | "s" => Duration::from_secs(value),
-        "m" => Duration::from_secs(value * 60),
-        "h" => Duration::from_secs(value * 3600),
+    if unit == "ms" {
+        return Ok(Duration::from_millis(value));
+    }
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
             ))
         }
     };
-    Ok(duration)
+    value
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long a duration"))
 }
 
 #[cfg(test)]
@@ -63,8 +70,11 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("25"), Ok(Duration::from_secs(25)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5w").unwrap_err().contains("unknown unit"));
+        let huge = parse_duration("18446744073709551615h");
+        assert!(huge.unwrap_err().contains("too long"), "no overflow");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod credentials;
 mod docker_context;
 mod duration;
 mod escape;
+mod job;
 mod rollout;
 mod stack;
 
@@ -24,6 +25,7 @@ use crate::config::{self, HubConfig};
 pub use admin::run as run_admin;
 pub use credentials::{run_admin_cert, run_admin_token};
 pub use duration::{parse_duration, HumanDuration};
+pub use job::{run as run_job, JobCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
 
@@ -81,6 +83,16 @@ pub enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Jobs: a command, a one-shot container or an Engine API call run once on each device of a
+    /// selection.
+    Job {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The job command.
+        #[command(subcommand)]
+        command: JobCommand,
+    },
     /// Admin client certificates (for the docker CLI's TLS convention).
     AdminCert {
         /// How to reach the API.
@@ -101,7 +113,8 @@ pub enum Command {
     },
 }
 
-/// One page of a list, and how to print it (`stack list`, `rollout list`, `rollout show`).
+/// One page of a list, and how to print it (`stack list`, `rollout list`, `rollout show`, `job list`,
+/// `job show`).
 #[derive(Clone, Copy, Debug, Args)]
 pub struct PageArgs {
     /// Page (from 1).

@@ -91,8 +91,9 @@ impl Tally {
     }
 }
 
-/// How many targets are in each state, for `rollout show`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How many targets are in each state, for `rollout show` (and kept with the rollout's record,
+/// so a list of finished rollouts reads no target rows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counts {
     /// In a wave not yet started.
     pub waiting: u32,

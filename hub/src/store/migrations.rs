@@ -198,6 +198,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, endpoint_id)
     ) WITHOUT ROWID;
     CREATE INDEX job_targets_state ON job_targets(job_id, state);",
+    // 12: a rollout's counts by state (JSON), written with every save, so listing rollouts reads
+    // one row each, not every target of the finished ones. NULL for rollouts saved before.
+    "ALTER TABLE rollouts ADD COLUMN counts TEXT;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{unix_now, StoreError};
-use crate::rollout::{RolloutRecord, Save, TargetRecord};
+use crate::rollout::{Counts, RolloutRecord, Save, TargetRecord};
 
 /// Which devices a rollout aims at: any in one of the groups, with one of the tags, or named.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,40 +45,60 @@ pub struct StoredRollout {
     pub selector: Selector,
     /// The controller's fields.
     pub record: RolloutRecord,
+    /// Its counts by state at the last save (`None` if saved by a hub before they were kept).
+    pub counts: Option<Counts>,
     /// When it started (Unix seconds).
     pub created_at: i64,
 }
 
-/// Store a new rollout with its first save; its id.
+/// Store a new rollout with its first save and counts; its id.
 pub fn create(
     conn: &Connection,
     stack: &str,
     version: u32,
     selector: &Selector,
     save: &Save,
+    counts: &Counts,
 ) -> Result<i64, StoreError> {
     let record = save
         .rollout
         .as_ref()
         .ok_or_else(|| StoreError::Corrupt("a new rollout without its record".into()))?;
     conn.execute(
-        "INSERT INTO rollouts (stack_id, version, selector, record, active, created_at)
-         SELECT id, ?2, ?3, ?4, 1, ?5 FROM stacks WHERE name = ?1",
-        params![stack, version, json(selector), json(record), unix_now()],
+        "INSERT INTO rollouts (stack_id, version, selector, record, counts, active, created_at)
+         SELECT id, ?2, ?3, ?4, ?5, 1, ?6 FROM stacks WHERE name = ?1",
+        params![
+            stack,
+            version,
+            json(selector),
+            json(record),
+            json(counts),
+            unix_now()
+        ],
     )?;
     let id = conn.last_insert_rowid();
     write_targets(conn, id, &save.targets)?;
     Ok(id)
 }
 
-/// Write what changed; `active` false once the rollout is aborted.
-pub fn save(conn: &Connection, id: i64, save: &Save, active: bool) -> Result<(), StoreError> {
-    if let Some(record) = &save.rollout {
-        conn.execute(
-            "UPDATE rollouts SET record = ?2, active = ?3 WHERE id = ?1",
-            params![id, json(record), active],
-        )?;
-    }
+/// Write what changed and the counts now; `active` false once the rollout is aborted.
+pub fn save(
+    conn: &Connection,
+    id: i64,
+    save: &Save,
+    active: bool,
+    counts: &Counts,
+) -> Result<(), StoreError> {
+    match &save.rollout {
+        Some(record) => conn.execute(
+            "UPDATE rollouts SET record = ?2, active = ?3, counts = ?4 WHERE id = ?1",
+            params![id, json(record), active, json(counts)],
+        )?,
+        None => conn.execute(
+            "UPDATE rollouts SET counts = ?2 WHERE id = ?1",
+            params![id, json(counts)],
+        )?,
+    };
     write_targets(conn, id, &save.targets)
 }
 
@@ -155,7 +175,7 @@ pub fn targets(conn: &Connection, id: i64) -> Result<Vec<TargetRecord>, StoreErr
 
 fn select(rest: &str) -> String {
     format!(
-        "SELECT r.id, s.name, r.version, r.selector, r.record, r.created_at
+        "SELECT r.id, s.name, r.version, r.selector, r.record, r.created_at, r.counts
          FROM rollouts r JOIN stacks s ON s.id = r.stack_id {rest}"
     )
 }
@@ -176,6 +196,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreErr
         r.get(4)?,
         r.get(5)?,
     );
+    let counts: Option<String> = r.get(6)?;
     Ok((|| {
         Ok(StoredRollout {
             id,
@@ -183,6 +204,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreErr
             version,
             selector: parse(&selector)?,
             record: parse(&record)?,
+            counts: counts.as_deref().map(parse).transpose()?,
             created_at,
         })
     })())
@@ -255,4 +277,81 @@ fn exists(conn: &Connection, table: &str, name: &str) -> Result<bool, StoreError
         )
         .optional()?
         .is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use outpost_protocol::stack::{ServiceSpec, StackSpec};
+
+    use super::*;
+    use crate::rollout::{Plan, RolloutState};
+    use crate::store::stacks;
+    use crate::store::tests::open;
+
+    fn record(state: RolloutState) -> Save {
+        Save {
+            rollout: Some(RolloutRecord {
+                plan: Plan::default(),
+                state,
+                wave: 1,
+                reached: 1,
+            }),
+            targets: vec![],
+        }
+    }
+
+    #[test]
+    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows() {
+        let (_dir, store) = open();
+        let mut conn = store.lock();
+        let spec = |v| StackSpec {
+            project: "pos".into(),
+            version: v,
+            services: vec![ServiceSpec::new("web", "busybox")],
+            volumes: vec![],
+        };
+        stacks::save_version(&mut conn, "pos", "x", |v| Ok::<_, String>(spec(v)))
+            .unwrap()
+            .unwrap();
+        let start = Counts {
+            queued: 3,
+            ..Counts::default()
+        };
+        let id = create(
+            &conn,
+            "pos",
+            1,
+            &Selector::default(),
+            &record(RolloutState::Running),
+            &start,
+        )
+        .unwrap();
+        assert_eq!(find(&conn, id).unwrap().unwrap().counts, Some(start));
+        let later = Counts {
+            healthy: 2,
+            failed: 1,
+            ..Counts::default()
+        };
+        save(&conn, id, &Save::default(), true, &later).unwrap();
+        assert_eq!(
+            find(&conn, id).unwrap().unwrap().counts,
+            Some(later),
+            "a save of rows only"
+        );
+        let done = Counts {
+            healthy: 3,
+            ..Counts::default()
+        };
+        save(&conn, id, &record(RolloutState::Completed), true, &done).unwrap();
+        let (listed, _) = list(&conn, 0, 10).unwrap();
+        assert_eq!(listed[0].counts, Some(done));
+        assert_eq!(listed[0].record.state, RolloutState::Completed);
+        conn.execute("UPDATE rollouts SET counts = NULL", [])
+            .unwrap();
+        assert_eq!(
+            find(&conn, id).unwrap().unwrap().counts,
+            None,
+            "saved before counts were kept"
+        );
+    }
 }
