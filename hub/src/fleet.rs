@@ -8,8 +8,9 @@
 //! restarted hub finds both or neither ([`crate::rollout::persist`]).
 //!
 //! Reports and presence changes are not fed one by one: a session driver only queues them
-//! ([`Fleet::report`], [`Fleet::presence`], no lock, no await) and each tick feeds the whole queue,
-//! in arrival order, then writes one transaction per rollout that changed. Ten thousand devices
+//! ([`Fleet::report`], [`Fleet::presence`], no lock, no await) and each tick stores the queued
+//! reports in one transaction, feeds the whole queue in arrival order, then writes one transaction
+//! per rollout that changed. Ten thousand devices
 //! reporting in the same second cost one transaction, not ten thousand, and a reconnect storm
 //! never waits on the store for a rollout's sake.
 
@@ -21,7 +22,7 @@ use outpost_protocol::stack::{Phase, StackReport};
 use outpost_protocol::EndpointId;
 use thiserror::Error;
 use tokio::sync::Mutex;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
 use crate::registry::Control;
@@ -243,6 +244,7 @@ impl Fleet {
     pub async fn tick(&self, ctx: &HubContext) {
         let events =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
+        keep_reports(ctx, &events).await;
         let labels = labels_of(ctx, &events).await;
         self.each(ctx, |active| {
             for (event, at) in &events {
@@ -323,6 +325,38 @@ impl Fleet {
         for id in done {
             active.remove(&id);
         }
+    }
+}
+
+/// Store the queued reports for the deployments they are about (each device's endpoint view),
+/// all in one transaction, before the rollouts are fed. A failed write loses this second's
+/// reports from the view only: each agent reports again as its next session starts.
+async fn keep_reports(ctx: &HubContext, events: &[(Event, SystemTime)]) {
+    let reports: Vec<(EndpointId, StackReport)> = events
+        .iter()
+        .filter_map(|(event, _)| match event {
+            Event::Report(id, report) => Some((*id, report.clone())),
+            _ => None,
+        })
+        .collect();
+    if reports.is_empty() {
+        return;
+    }
+    let count = reports.len();
+    let kept = ctx
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            for (id, report) in &reports {
+                deployments::record_report(&tx, *id, report)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await;
+    match kept {
+        Ok(()) => debug!(reports = count, "stack reports kept"),
+        Err(e) => warn!(reports = count, "stack reports not kept: {e}"),
     }
 }
 

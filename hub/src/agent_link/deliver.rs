@@ -1,12 +1,12 @@
 //! The store's half of stack delivery for one session: read the device's desired state when the
-//! session asks ([`crate::session::delivery`]), keep the reports the agent sends and hand them to
-//! the rollouts ([`crate::fleet`]).
+//! session asks ([`crate::session::delivery`]). The reports the agent sends go to the fleet's
+//! queue ([`crate::fleet::Fleet::report`]), which stores each second's reports in one transaction.
 //!
-//! Both are awaited by the session driver after its `select!`, like snapshots and renewals: a
+//! The read is awaited by the session driver after its `select!`, like snapshots and renewals: a
 //! slow disk delays this agent's next frame, never another agent's.
 
-use outpost_protocol::stack::{DesiredState, StackReport};
-use tracing::{debug, info, warn};
+use outpost_protocol::stack::DesiredState;
+use tracing::{info, warn};
 
 use crate::context::HubContext;
 use crate::registry::LiveSession;
@@ -35,18 +35,4 @@ pub(super) async fn desired_to_send(
     }
     info!(endpoint = %id, stacks = state.stacks.len(), "sending the desired state");
     Some(state)
-}
-
-/// Keep a stack report for the deployments it is about, and tell the rollouts.
-pub(super) async fn keep_report(ctx: &HubContext, session: &LiveSession, report: StackReport) {
-    let id = session.endpoint;
-    ctx.fleet.report(id, report.clone());
-    let kept = ctx
-        .store
-        .call(move |c| deployments::record_report(c, id, &report))
-        .await;
-    match kept {
-        Ok(updated) => debug!(endpoint = %id, updated, "stack report kept"),
-        Err(e) => warn!(endpoint = %id, "stack report not kept: {e}"),
-    }
 }

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
 use outpost_protocol::snapshot::EngineSnapshot;
-use outpost_protocol::stack::StackReport;
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
@@ -267,8 +266,6 @@ enum Next {
     Renew(Vec<u8>),
     /// Read the device's desired state and send it if the agent runs another (a store read).
     Deliver,
-    /// Keep this stack report (a store write).
-    Report(StackReport),
 }
 
 /// Feed the session what the connection brings and carry out what it asks, in one loop whose
@@ -331,9 +328,6 @@ async fn drive(
                     driving.outbox.push(&HubMessage::Desired(state));
                 }
             }
-            Next::Report(report) => {
-                Box::pin(super::deliver::keep_report(ctx, session, report)).await
-            }
         }
     }
 }
@@ -371,7 +365,9 @@ impl Driving<'_> {
                 if let Err(refused) = session.admit_report(&report) {
                     return Err(self.violation(SessionError::Protocol(refused.to_string())));
                 }
-                return Ok(Next::Report(report));
+                // Kept and fed to the rollouts at the fleet's next tick, in one transaction with
+                // every other report of that second.
+                self.ctx.fleet.report(session.endpoint, report);
             }
             Ok(AgentMessage::Features(features)) => match session.announce(features) {
                 Ok(true) => self.ctx.jobs.online(session.endpoint),
@@ -466,9 +462,9 @@ async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: Engin
 /// Note a check-in and ack it with the agent's current interval; what it says of the agent's
 /// stacks may ask for a delivery.
 fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<Deliver, SessionError> {
-    let (seq, deliver) = match wire::decode::<Datagram>(bytes) {
-        Ok(Datagram::CheckIn { seq }) => (seq, Deliver::Nothing),
-        Ok(Datagram::CheckInApplied { seq, applied }) => (seq, session.note_applied(applied)),
+    let (seq, applied) = match wire::decode::<Datagram>(bytes) {
+        Ok(Datagram::CheckIn { seq }) => (seq, None),
+        Ok(Datagram::CheckInApplied { seq, applied }) => (seq, Some(applied)),
         Ok(other) => {
             return Err(SessionError::Protocol(format!(
                 "unexpected datagram {other:?}"
@@ -477,7 +473,7 @@ fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<Deliver, Sessio
         Err(e) => return Err(SessionError::Protocol(format!("bad datagram: {e}"))),
     };
     let conn = session.connection();
-    let checkin = session.record_checkin(Instant::now());
+    let (checkin, deliver) = session.record_checkin(Instant::now(), applied);
     if checkin.migrated {
         info!(endpoint = %session.endpoint, remote = %conn.remote_address(), interval_s = checkin.interval_s, "connection migrated");
     }
