@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
+use crate::jobs::{JobDetail, JobOutput, JobPage, JobShowQuery, JobSummary, NewJob};
 use crate::stacks::{
     NewRollout, NewStackVersion, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary,
     StackDetail, StackListQuery, StackPage, StackRemoved, StackVersionSaved,
@@ -251,6 +252,39 @@ impl ApiClient {
         let path = format!("/api/rollouts/{id}/{}", path_segment(action));
         let body = PauseRollout { note: note.into() };
         self.send(&path, self.request(Method::POST, &path).json(&body))
+            .await
+    }
+
+    /// `POST /api/jobs`: run something once on every device of a selection.
+    pub async fn create_job(&self, new: &NewJob) -> Result<JobSummary, ApiError> {
+        let path = "/api/jobs";
+        self.send(path, self.request(Method::POST, path).json(new))
+            .await
+    }
+
+    /// `GET /api/jobs`: one page of jobs, newest first.
+    pub async fn jobs(&self, query: &StackListQuery) -> Result<JobPage, ApiError> {
+        let path = "/api/jobs";
+        self.send(path, self.request(Method::GET, path).query(query))
+            .await
+    }
+
+    /// `GET /api/jobs/{id}`: state, counts and one page of devices (those in one state if asked).
+    pub async fn job(&self, id: i64, query: &JobShowQuery) -> Result<JobDetail, ApiError> {
+        let path = format!("/api/jobs/{id}");
+        self.send(&path, self.request(Method::GET, &path).query(query))
+            .await
+    }
+
+    /// `GET /api/jobs/{id}/devices/{endpoint}`: one device's result and kept output.
+    pub async fn job_output(&self, id: i64, endpoint: u64) -> Result<JobOutput, ApiError> {
+        self.call(Method::GET, &format!("/api/jobs/{id}/devices/{endpoint}"))
+            .await
+    }
+
+    /// `POST /api/jobs/{id}/cancel`: devices that have not started it will not.
+    pub async fn cancel_job(&self, id: i64) -> Result<JobSummary, ApiError> {
+        self.call(Method::POST, &format!("/api/jobs/{id}/cancel"))
             .await
     }
 

@@ -1,6 +1,8 @@
 //! The Outpost hub's admin API, shared by the hub and every client of it.
 //!
-//! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions).
+//! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions) and
+//!   `/api/rollouts`.
+//! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
 //! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
 //!   these, so server and clients cannot drift apart; this part knows nothing of the hub (no axum,
 //!   no SQLite).
@@ -14,10 +16,12 @@
 
 mod client;
 mod error;
+pub mod jobs;
 pub mod stacks;
 pub mod types;
 
 pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
+pub use jobs::*;
 pub use stacks::*;
 pub use types::*;

@@ -135,44 +135,37 @@ enum WhatArgs {
 
 /// Run a job command.
 pub async fn run(args: &ApiArgs, command: JobCommand) -> Result<()> {
-    if let JobCommand::Run(run) = &command {
-        // A bad job is refused before anything else, a hub that cannot be reached included.
-        what_of(&run.what)?;
-    }
-    let api = connect(args)?;
+    let api = || connect(args);
     match command {
-        JobCommand::Run(run) => create(&api, *run).await,
-        JobCommand::List(page) => list(&api, page).await,
+        JobCommand::Run(run) => {
+            // A bad job is refused before anything else, an unreachable hub included.
+            let what = what_of(&run.what)?;
+            create(&api()?, *run, what).await
+        }
+        JobCommand::List(page) => list(&api()?, page).await,
         JobCommand::Show {
             id, follow: true, ..
-        } => follow(&api, id).await,
+        } => follow(&api()?, id).await,
         JobCommand::Show {
             id,
             device: Some(endpoint),
             page,
             ..
-        } => device_output(&api, id, endpoint, page.json).await,
+        } => device_output(&api()?, id, endpoint, page.json).await,
         JobCommand::Show {
             id, state, page, ..
-        } => show(&api, id, state, page).await,
-        JobCommand::Cancel { id, json } => {
-            let summary = api
-                .cancel_job(id)
-                .await
-                .map_err(|e| failed(api.base_url(), e))?;
-            if json {
-                return print_json(&summary);
-            }
-            print_summary(&summary);
-            Ok(())
-        }
+        } => show(&api()?, id, state, page).await,
+        JobCommand::Cancel { id, json } => cancel(&api()?, id, json).await,
     }
 }
 
 /// The job written after `--`, checked as the hub checks it.
 fn what_of(words: &[String]) -> Result<JobWhat> {
-    let line = WhatLine::try_parse_from(words)
-        .map_err(|e| anyhow!("what to run (after --) is not understood: {}", e.render()))?;
+    let line = WhatLine::try_parse_from(words).map_err(|e| {
+        let message = e.to_string();
+        let message = message.trim_start_matches("error: ").trim_end();
+        anyhow!("what to run (after --) is not understood: {message}")
+    })?;
     let what = match line.what {
         WhatArgs::Exec {
             user,
@@ -217,12 +210,12 @@ fn engine_of(words: &[String]) -> Result<JobWhat> {
     })
 }
 
-async fn create(api: &ApiClient, run: RunArgs) -> Result<()> {
+async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
     let new = NewJob {
         groups: run.groups,
         tags: run.tags,
         endpoints: run.endpoints,
-        what: what_of(&run.what)?,
+        what,
         expires: run.expires,
         concurrency: run.concurrency,
         timeout: run.timeout,
@@ -241,6 +234,18 @@ async fn create(api: &ApiClient, run: RunArgs) -> Result<()> {
         text(Some(&job.what)),
         job.id
     );
+    Ok(())
+}
+
+async fn cancel(api: &ApiClient, id: i64, json: bool) -> Result<()> {
+    let summary = api
+        .cancel_job(id)
+        .await
+        .map_err(|e| failed(api.base_url(), e))?;
+    if json {
+        return print_json(&summary);
+    }
+    print_summary(&summary);
     Ok(())
 }
 
@@ -299,7 +304,7 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
         text(job.finished_at.map(|t| t.to_string()).as_deref()),
         texts(&job.groups),
         texts(&job.tags),
-        text(Some(&ids(&job.endpoints))),
+        texts(&job.endpoints.iter().map(u64::to_string).collect::<Vec<_>>()),
     );
     println!(
         "{:<10} {:<24} {:<9} {:>9}  OUTCOME",
@@ -318,16 +323,12 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
     Ok(())
 }
 
-fn ids(endpoints: &[u64]) -> String {
-    let ids: Vec<_> = endpoints.iter().map(u64::to_string).collect();
-    ids.join(",")
-}
-
 fn duration_text(device: &JobDevice) -> String {
-    device.duration_ms.map_or_else(
-        || "-".into(),
-        |ms| format!("{:.1}s", Duration::from_millis(ms).as_secs_f64()),
-    )
+    match device.duration_ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) => format!("{:.1}s", Duration::from_millis(ms).as_secs_f64()),
+    }
 }
 
 /// `job show ID --device EP`: the device's row, then its output with what was not kept marked.
@@ -340,15 +341,19 @@ async fn device_output(api: &ApiClient, id: i64, endpoint: u64, json: bool) -> R
         return print_json(&output);
     }
     let device = &output.device;
-    println!(
-        "job {id} on endpoint {} ({}): {}, {}, ran {}, {} output bytes",
+    let mut line = format!(
+        "job {id} on endpoint {} ({}): {}",
         device.endpoint,
         text(device.name.as_deref()),
-        device.state,
-        text(device.outcome.as_deref()),
-        duration_text(device),
-        output.output_bytes
+        device.state
     );
+    if let Some(outcome) = &device.outcome {
+        line += &format!(", {}", text(Some(outcome)));
+    }
+    if device.duration_ms.is_some() {
+        line += &format!(" after {}", duration_text(device));
+    }
+    println!("{line}; {} output bytes", output.output_bytes);
     print_output(&output);
     Ok(())
 }
