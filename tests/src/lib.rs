@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod admin_api;
 pub mod docker;
+pub mod dockerd;
 pub mod fake_engine;
 pub mod flood;
 pub mod l3_paths;
