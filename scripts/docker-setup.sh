@@ -163,7 +163,10 @@ if ! engine_up; then
     # --ip-masq=false: no docker0 bridge, so containers on the default network
     # get only loopback, as with `--network none` (no registry is reachable and
     # nothing may go to non-loopback addresses), `docker run` without flags
-    # still works, and dockerd leaves firewall rules and sysctls alone.
+    # still works, and dockerd leaves firewall rules and sysctls alone. Networks
+    # it makes (a Compose project's default network) take their subnets from
+    # 198.19.0.0/16, inside the test range; the extra engines of
+    # tests/src/dockerd.rs use 198.18.0.0/16.
     flags=(
       --host="unix://$SOCK"
       --pidfile="$PIDFILE"
@@ -173,6 +176,7 @@ if ! engine_up; then
       --ip6tables=false
       --ip-forward=false
       --ip-masq=false
+      --default-address-pool=base=198.19.0.0/16,size=24
       --exec-opt=native.cgroupdriver=cgroupfs
     )
     echo "=== $(date -u +%FT%TZ) docker-setup: starting dockerd ${flags[*]} (netns: ${NETNS})" >>"$LOG"

@@ -7,7 +7,7 @@
 //! `scripts/docker-setup.sh` runs the main one), with its own data root, exec root (and so its own
 //! containerd), pid file and socket, no default bridge and no firewall rules. Its Compose networks
 //! come from `198.18.X.0/20` (`/24`s), X distinct per instance: test traffic stays on loopback or
-//! in 198.18.0.0/15. The test image is loaded into it from the main engine, so nothing is pulled.
+//! in 198.18.0.0/16 (the main engine has 198.19.0.0/16). The test image is loaded into it from the main engine, so nothing is pulled.
 //!
 //! Where it lives: `/tmp/outpost-dockerd/NN` (short, since a unix socket path has 108 bytes), NN
 //! a slot in 0..32 that also picks the address pool. A slot is claimed by renaming a directory
@@ -29,8 +29,9 @@ use crate::wait_for_result;
 
 /// Where the slots are.
 const BASE: &str = "/tmp/outpost-dockerd";
-/// Slots, one `/20` of 198.18.0.0/15 each.
-const SLOTS: u32 = 32;
+/// Slots, one `/20` of 198.18.0.0/16 each (the main engine's networks come from 198.19.0.0/16,
+/// `scripts/docker-setup.sh`).
+const SLOTS: u32 = 16;
 /// How long an engine may take to answer after it starts.
 const READY: Duration = Duration::from_secs(60);
 /// How long it may take to stop after SIGTERM (its containers are removed first).
@@ -258,9 +259,9 @@ impl Drop for Dockerd {
     }
 }
 
-/// `198.18.0.0/15` as 32 `/20`s: slot 17 is `198.19.16.0/20`.
+/// `198.18.0.0/16` as 16 `/20`s: slot 3 is `198.18.48.0/20`.
 fn pool(slot: u32) -> String {
-    format!("198.{}.{}.0/20", 18 + slot / 16, (slot % 16) * 16)
+    format!("198.18.{}.0/20", slot * 16)
 }
 
 /// Whether this dockerd knows `--ip6tables` (20.10 does).
@@ -449,12 +450,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pools_stay_inside_198_18_0_0_15_and_do_not_overlap() {
+    fn pools_stay_inside_198_18_0_0_16_and_do_not_overlap() {
         assert_eq!(pool(0), "198.18.0.0/20");
         assert_eq!(pool(1), "198.18.16.0/20");
-        assert_eq!(pool(15), "198.18.240.0/20");
-        assert_eq!(pool(16), "198.19.0.0/20");
-        assert_eq!(pool(SLOTS - 1), "198.19.240.0/20");
+        assert_eq!(pool(SLOTS - 1), "198.18.240.0/20");
         let all: HashSet<String> = (0..SLOTS).map(pool).collect();
         assert_eq!(all.len(), SLOTS as usize);
     }
