@@ -7,7 +7,8 @@
 //! `scripts/docker-setup.sh` runs the main one), with its own data root, exec root (and so its own
 //! containerd), pid file and socket, no default bridge and no firewall rules. Its Compose networks
 //! come from `198.18.X.0/20` (`/24`s), X distinct per instance: test traffic stays on loopback or
-//! in 198.18.0.0/16 (the main engine has 198.19.0.0/16). The test image is loaded into it from the main engine, so nothing is pulled.
+//! in 198.18.0.0/16 (the main engine has 198.19.0.0/16). The test image is loaded into it from
+//! the main engine, so nothing is pulled.
 //!
 //! Where it lives: `/tmp/outpost-dockerd/NN` (short, since a unix socket path has 108 bytes), NN
 //! a slot in 0..32 that also picks the address pool. A slot is claimed by renaming a directory
