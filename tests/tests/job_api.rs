@@ -107,7 +107,7 @@ fn refusals_name_the_problem_and_store_nothing() {
     ];
     for expires in ["0s", "40d"] {
         let body = json!({"endpoints": [kiosk], "what": prune, "expires": expires});
-        cases.push((body, "is out of range (1m to 30d)"));
+        cases.push((body, "is out of range (10s to 30d)"));
     }
     for (body, expected) in cases {
         let answer = hub.api_call("POST", "/api/jobs", Some(body.clone()));

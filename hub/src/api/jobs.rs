@@ -50,8 +50,8 @@ struct Limit {
 const EXPIRES: Limit = Limit {
     name: "expires",
     default: Duration::from_secs(24 * 3600),
-    range: Duration::from_secs(60)..=Duration::from_secs(30 * 86_400),
-    range_text: "1m to 30d",
+    range: Duration::from_secs(10)..=Duration::from_secs(30 * 86_400),
+    range_text: "10s to 30d",
 };
 
 /// How long one device may run a job: an image prune on a slow SD card takes minutes.

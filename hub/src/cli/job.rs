@@ -74,7 +74,7 @@ pub struct RunArgs {
     /// This endpoint (repeatable).
     #[arg(long = "endpoint")]
     endpoints: Vec<u64>,
-    /// How long devices that have not started it may still be sent it, from 1m to 30d (the
+    /// How long devices that have not started it may still be sent it, from 10s to 30d (the
     /// hub's default: 24h).
     #[arg(long)]
     expires: Option<String>,
