@@ -27,11 +27,14 @@ use tracing::{debug, info, warn};
 
 use crate::deploy::{DeployStatus, Deployer};
 use crate::docker_host::DockerHost;
+use crate::job::JobRunner;
 use crate::route::RouteWatch;
 use crate::{relay, renew, snapshot};
+use jobs::Jobs;
 use outbox::{Backlog, Outbox};
 use outpost_protocol::snapshot::EngineSnapshot;
 
+mod jobs;
 mod outbox;
 
 /// How long the hub has to answer the hello.
@@ -122,6 +125,8 @@ pub struct DriverSetup {
     pub renewal: Option<renew::Renewal>,
     /// The agent's stack worker, when it applies stacks ([`crate::deploy`]).
     pub deployer: Option<Arc<Deployer>>,
+    /// The agent's job runner, when it runs jobs ([`crate::job`]).
+    pub jobs: Option<JobRunner>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -181,6 +186,10 @@ async fn serve(
         }
         Ok::<_, Backlog>(Deploying { deployer, status })
     });
+    let jobs = defaults
+        .jobs
+        .map(|runner| Jobs::open(runner, &mut outbox))
+        .transpose()?;
     let driver = Driver {
         conn,
         session,
@@ -190,6 +199,7 @@ async fn serve(
         observer: defaults.observer,
         renewing,
         deploying: deploying.transpose()?,
+        jobs,
     };
     driver.drive(send, recv).await
 }
@@ -236,6 +246,7 @@ struct Driver<'c> {
     observer: Option<Arc<dyn SessionObserver>>,
     renewing: Option<renew::Requested>,
     deploying: Option<Deploying>,
+    jobs: Option<Jobs>,
 }
 
 /// The stack worker as one session sees it.
@@ -324,6 +335,9 @@ impl Driver<'_> {
                         self.outbox.push(&AgentMessage::StackStatus(report))?;
                     }
                 }
+                message = jobs::next_message(&mut self.jobs), if jobs::room(&self.outbox) => {
+                    self.outbox.push(&message)?;
+                }
                 source = self.route.changed() => {
                     info!(?source, "the local address that reaches the hub changed; checking in now");
                     self.session.handle_path_change(Instant::now().into_std());
@@ -379,14 +393,17 @@ impl Driver<'_> {
                     ))
                 }
             },
-            // A hub sends jobs only to an agent that announced it runs them.
-            HubMessage::Job(_) | HubMessage::JobAck { .. } => {
-                return Err(SessionEnd::Lost(
-                    "the hub sent a job to an agent that runs none".into(),
-                ))
-            }
+            HubMessage::Job(order) => self.jobs()?.runner.offer(order),
+            HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
         }
         Ok(())
+    }
+
+    /// The job runner; a hub sends jobs only to an agent that announced it runs them.
+    fn jobs(&self) -> Result<&Jobs, SessionEnd> {
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| SessionEnd::Lost("the hub sent a job to an agent that runs none".into()))
     }
 
     /// Do what the session decided; control frames are queued, never awaited here.

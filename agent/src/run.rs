@@ -28,6 +28,7 @@ use crate::docker_host::DockerHost;
 use crate::driver::{self, DriverSetup, Interruption, SessionEnd, SessionObserver};
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
+use crate::job::JobRunner;
 use crate::{renew, transport_choice};
 
 /// The agent's resolved runtime configuration.
@@ -110,7 +111,7 @@ pub struct Hooks {
 pub enum Stacks {
     /// Not at all: its check-ins name no applied state, so the hub sends none.
     Off,
-    /// Applied on the device's engine.
+    /// Applied on the device's engine, which also runs the hub's jobs ([`crate::job`]).
     Engine,
     /// A stand-in for the load tool only: every state is reported healthy at once and no engine
     /// is touched, so the hub's side of a rollout can be measured at fleet scale.
@@ -159,15 +160,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
     // The hub gets a snapshot on the first session this process establishes (after start or
     // enrolment); later ones come at each return to standby.
     let mut snapshot_due = true;
-    // One stack worker for the agent's life: an apply outlives the session that started it.
-    let deployer = match stacks {
-        Stacks::Off => None,
-        Stacks::Engine => Some(Arc::new(Deployer::start(
-            config.docker.clone(),
-            config.data_dir.join("stacks"),
-        ))),
-        Stacks::StandIn => Some(Arc::new(Deployer::stand_in())),
-    };
+    let workers = Workers::start(&config, stacks);
     loop {
         let started = Instant::now();
         let session = connect_and_serve(
@@ -177,7 +170,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             &mut snapshot_due,
             observer.clone(),
             watch_route,
-            deployer.clone(),
+            workers.clone(),
         );
         let outcome = outcome(session.await, observer.as_deref());
         // The generator is drawn from before the sleep: it must not be held across an await.
@@ -193,6 +186,38 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// The workers that outlive sessions: an apply, or a job, outlives the session that started it.
+#[derive(Clone, Debug)]
+struct Workers {
+    deployer: Option<Arc<Deployer>>,
+    jobs: Option<JobRunner>,
+}
+
+impl Workers {
+    /// Stacks as `stacks` says; jobs only where stacks are applied on a real engine (the load
+    /// tool's stand-in, and an agent without stacks, announce none).
+    fn start(config: &AgentConfig, stacks: Stacks) -> Self {
+        let deployer = match stacks {
+            Stacks::Off => None,
+            Stacks::Engine => Some(Arc::new(Deployer::start(
+                config.docker.clone(),
+                config.data_dir.join("stacks"),
+            ))),
+            Stacks::StandIn => Some(Arc::new(Deployer::stand_in())),
+        };
+        let jobs = match stacks {
+            Stacks::Engine => {
+                let dir = config.data_dir.join("jobs");
+                JobRunner::start(config.docker.clone(), &dir)
+                    .inspect_err(|e| warn!("this device runs no jobs: {e}"))
+                    .ok()
+            }
+            Stacks::Off | Stacks::StandIn => None,
+        };
+        Self { deployer, jobs }
     }
 }
 
@@ -306,7 +331,7 @@ async fn connect_and_serve(
     snapshot_due: &mut bool,
     observer: Option<Arc<dyn SessionObserver>>,
     watch_route: bool,
-    deployer: Option<Arc<Deployer>>,
+    workers: Workers,
 ) -> Result<(), SessionAttempt> {
     let enrollment = identity
         .enrollment
@@ -351,7 +376,8 @@ async fn connect_and_serve(
         observer,
         watch_route,
         renewal,
-        deployer,
+        deployer: workers.deployer,
+        jobs: workers.jobs,
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {

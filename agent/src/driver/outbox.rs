@@ -11,9 +11,11 @@
 //!
 //! The queue is bounded by count, [`MAX_QUEUED`] frames. What the agent sends is few and paced: a
 //! `Ready` per summon (the hub queues at most 16 summons at once), a `Standby` per return to
-//! standby, a snapshot at most once per 10 s, one `Renew` per session. While the hub reads, one
-//! write in flight leaves a handful queued at most; 32 frames waiting means the hub has stopped
-//! reading its control stream, and the session is over (the next one starts clean).
+//! standby, a snapshot at most once per 10 s, one `Renew` per session, a stack status per phase
+//! change. Job messages, which can come in bursts (a thousand held results at a session's start),
+//! are taken only while fewer than [`JOB_ROOM`] frames wait (`driver/jobs.rs`). While the hub
+//! reads, one write in flight leaves a handful queued at most; 32 frames waiting means the hub
+//! has stopped reading its control stream, and the session is over (the next one starts clean).
 
 use std::collections::VecDeque;
 
@@ -23,6 +25,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Frames waiting at most (see the module docs for why 32 never fills while the hub reads).
 pub(crate) const MAX_QUEUED: usize = 32;
+
+/// Job messages join the queue only while fewer frames than this wait, so they never fill it.
+pub(crate) const JOB_ROOM: usize = 8;
 
 /// The hub has stopped reading the control stream.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -43,6 +48,11 @@ impl Outbox {
         }
         self.frames.push_back(wire::encode_frame(message));
         Ok(())
+    }
+
+    /// Frames waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
     }
 
     /// Every waiting frame, in order, as one buffer: a burst is one write.

@@ -1,9 +1,12 @@
 //! The driver against a scripted hub on a real loopback QUIC connection.
 #![allow(clippy::unwrap_used)]
 
+use std::ops::RangeInclusive;
+use std::path::Path;
 use std::sync::Arc;
 
 use outpost_certs::{pinned_client_config, HubPki, HUB_SERVER_NAME};
+use outpost_protocol::job::{EngineMethod, Features, JobOrder, JobOutcome, JobSpec};
 use outpost_protocol::wire::{read_frame, EndpointTiming, ALPN_SESSION};
 use outpost_protocol::EndpointId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -58,7 +61,28 @@ fn setup(docker: DockerHost) -> DriverSetup {
         watch_route: false,
         renewal: None,
         deployer: None,
+        jobs: None,
     }
+}
+
+/// The hub's side of the session's start: the hello read, the welcome sent.
+async fn greet(hub: &quinn::Connection) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut to_agent, mut from_agent) = hub.accept_bi().await.unwrap();
+    let hello: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
+        .await
+        .unwrap();
+    assert!(matches!(hello, AgentMessage::Hello { .. }), "{hello:?}");
+    let welcome = HubMessage::Welcome(Welcome {
+        endpoint: EndpointId(1),
+        pending_approval: false,
+        settings: EndpointTiming {
+            checkin_interval_ms: 1_000,
+            standby_after_ms: 600_000,
+        },
+        hub_addrs: Vec::new(),
+    });
+    wire::write_frame(&mut to_agent, &welcome).await.unwrap();
+    (to_agent, from_agent)
 }
 
 async fn next_checkin(hub: &quinn::Connection) -> u32 {
@@ -83,21 +107,7 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
     let docker = DockerHost::Unix(dir.path().join("docker.sock"));
     let agent = tokio::spawn(async move { run(&agent, setup(docker), |_| {}).await });
 
-    let (mut to_agent, mut from_agent) = hub.accept_bi().await.unwrap();
-    let hello: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
-        .await
-        .unwrap();
-    assert!(matches!(hello, AgentMessage::Hello { .. }), "{hello:?}");
-    let welcome = HubMessage::Welcome(Welcome {
-        endpoint: EndpointId(1),
-        pending_approval: false,
-        settings: EndpointTiming {
-            checkin_interval_ms: 1_000,
-            standby_after_ms: 600_000,
-        },
-        hub_addrs: Vec::new(),
-    });
-    wire::write_frame(&mut to_agent, &welcome).await.unwrap();
+    let (mut to_agent, mut from_agent) = greet(&hub).await;
 
     // The snapshot's length arrives, and then the rest of it waits for credit.
     let announced = from_agent.read_u32().await.unwrap() as usize;
@@ -138,5 +148,138 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
         .await
         .unwrap();
     assert_eq!(ready, AgentMessage::Ready { id: 7 });
+    agent.abort();
+}
+
+/// An Engine API job: the engine is absent in these tests, so it fails saying so.
+fn ping(id: u64) -> JobOrder {
+    JobOrder {
+        id,
+        spec: JobSpec::Engine {
+            method: EngineMethod::Get,
+            path: "/_ping".to_owned(),
+            body: Vec::new(),
+        },
+        expires_in_ms: 60_000,
+        timeout_ms: 10_000,
+    }
+}
+
+async fn next_message(from_agent: &mut quinn::RecvStream) -> AgentMessage {
+    let read = read_frame(from_agent, MAX_CONTROL_FRAME);
+    tokio::time::timeout(PATIENCE, read).await.unwrap().unwrap()
+}
+
+fn failed(message: &AgentMessage, id: u64) -> bool {
+    matches!(message, AgentMessage::JobResult(r) if r.id == id && matches!(r.outcome, JobOutcome::Failed(_)))
+}
+
+/// Leave the results of jobs `ids` held in `journal`, as an agent that ran them and restarted
+/// would find them.
+async fn hold_results(docker: &DockerHost, journal: &Path, ids: RangeInclusive<u64>) {
+    let before = JobRunner::start(docker.clone(), journal).unwrap();
+    let mut mail = before.attach();
+    let count = ids.clone().count();
+    for id in ids {
+        before.offer(ping(id));
+    }
+    let mut ended = 0;
+    while ended < count {
+        if let AgentMessage::JobResult(_) = mail.recv().await.unwrap() {
+            ended += 1;
+        }
+    }
+}
+
+/// A result held from before (the agent restarted) goes right after the announcement; an order
+/// is started and answered; an acknowledgement lets the journal forget the result.
+#[tokio::test]
+async fn jobs_are_announced_then_held_results_resent_and_orders_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let docker = DockerHost::Unix(dir.path().join("docker.sock"));
+    let journal = dir.path().join("jobs");
+    hold_results(&docker, &journal, 1..=1).await;
+    let (hub, agent) = connect(&dir).await;
+    let mut jobs = setup(docker.clone());
+    jobs.snapshot_on_connect = false;
+    jobs.jobs = Some(JobRunner::start(docker, &journal).unwrap());
+    let agent = tokio::spawn(async move { run(&agent, jobs, |_| {}).await });
+
+    let (mut to_agent, mut from_agent) = greet(&hub).await;
+    let features = next_message(&mut from_agent).await;
+    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    assert!(failed(&next_message(&mut from_agent).await, 1), "held");
+    wire::write_frame(&mut to_agent, &HubMessage::JobAck { id: 1 })
+        .await
+        .unwrap();
+    wire::write_frame(&mut to_agent, &HubMessage::Job(ping(2)))
+        .await
+        .unwrap();
+
+    let started = next_message(&mut from_agent).await;
+    assert_eq!(started, AgentMessage::JobStarted { id: 2 });
+    let ended = next_message(&mut from_agent).await;
+    let AgentMessage::JobResult(result) = &ended else {
+        panic!("{ended:?}");
+    };
+    let JobOutcome::Failed(reason) = &result.outcome else {
+        panic!("{result:?}");
+    };
+    assert!(reason.contains("not reachable"), "{reason}");
+    let forgotten = async {
+        while !journal.join("1.done").exists() || journal.join("1.result").exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    assert!(tokio::time::timeout(PATIENCE, forgotten).await.is_ok());
+    agent.abort();
+}
+
+/// A hub that sends a job to an agent that announced none breaks the protocol.
+#[tokio::test]
+async fn an_agent_without_a_runner_ends_the_session_on_a_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, agent) = connect(&dir).await;
+    let mut plain = setup(DockerHost::Unix(dir.path().join("docker.sock")));
+    plain.snapshot_on_connect = false;
+    let agent = tokio::spawn(async move { run(&agent, plain, |_| {}).await });
+
+    let (mut to_agent, _from_agent) = greet(&hub).await;
+    wire::write_frame(&mut to_agent, &HubMessage::Job(ping(1)))
+        .await
+        .unwrap();
+
+    let ended = tokio::time::timeout(PATIENCE, agent)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&ended, Err(SessionEnd::Lost(why)) if why.contains("runs none")),
+        "{ended:?}"
+    );
+}
+
+/// More held results than the outbox has room for go out as the hub reads them (its window is a
+/// few bytes): the session neither drops one nor ends on a full outbox.
+#[tokio::test]
+async fn a_thousand_held_results_are_sent_as_the_hub_reads_them() {
+    const HELD: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let docker = DockerHost::Unix(dir.path().join("docker.sock"));
+    let journal = dir.path().join("jobs");
+    hold_results(&docker, &journal, 1..=HELD).await;
+    let (hub, agent) = connect(&dir).await;
+    let mut jobs = setup(docker.clone());
+    jobs.snapshot_on_connect = false;
+    jobs.jobs = Some(JobRunner::start(docker, &journal).unwrap());
+    let agent = tokio::spawn(async move { run(&agent, jobs, |_| {}).await });
+
+    let (_to_agent, mut from_agent) = greet(&hub).await;
+    let features = next_message(&mut from_agent).await;
+    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    for id in 1..=HELD {
+        assert!(failed(&next_message(&mut from_agent).await, id), "{id}");
+    }
+    assert!(!agent.is_finished(), "the session is up");
     agent.abort();
 }
