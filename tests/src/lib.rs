@@ -334,6 +334,28 @@ impl Hub {
         self.child.take().expect("running")
     }
 
+    /// `outpost-hub ARGS…` against this hub (its data directory first, so a job's own `--`
+    /// cannot swallow it).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        command_in(self.netns(), binary("outpost-hub"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .output()
+            .expect("run outpost-hub")
+    }
+
+    /// `outpost-hub ARGS…` that must succeed and print JSON of type `T`.
+    pub fn cli_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "outpost-hub {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("the command prints JSON")
+    }
+
     /// Run an admin command (`outpost-hub endpoint …`) against this hub.
     pub fn admin(&self, args: &[&str]) -> Output {
         command_in(self.netns(), binary("outpost-hub"))

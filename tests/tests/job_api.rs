@@ -6,33 +6,20 @@
 //! is a conflict, a missing job or device a 404, and the hub serves throughout.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use outpost_api::{JobDetail, JobOutput, JobPage, JobSummary};
-use outpost_tests::{bin_dir, wait_for, Hub};
+use outpost_tests::{wait_for, Hub};
 use serde_json::{json, Value};
 
-/// `outpost-hub job ARGS…` against `hub` (the connection flags go first: after `--` everything
-/// is the job).
+/// `outpost-hub job ARGS…` against `hub`.
 fn job(hub: &Hub, args: &[&str]) -> Output {
-    Command::new(bin_dir().join("outpost-hub"))
-        .arg("job")
-        .arg("--data-dir")
-        .arg(&hub.data_dir)
-        .args(args)
-        .output()
-        .unwrap()
+    hub.cli(&[&["job"], args].concat())
 }
 
 fn job_json<T: serde::de::DeserializeOwned>(hub: &Hub, args: &[&str]) -> T {
-    let out = job(hub, args);
-    assert!(
-        out.status.success(),
-        "job {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    hub.cli_json(&[&["job"], args].concat())
 }
 
 /// The CLI failed, saying `expected`.

@@ -10,12 +10,11 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use outpost_api::{JobDetail, JobOutput, JobSummary};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
-use outpost_tests::{bin_dir, wait_for_result, Agent, Hub};
+use outpost_tests::{wait_for_result, Agent, Hub};
 
 /// Long enough for a session, a tick and a job on a busy machine.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -23,30 +22,8 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// The shortest expiry the hub accepts: the device that never connects waits this long.
 const EXPIRES: Duration = Duration::from_secs(10);
 
-/// `outpost-hub job <verb> --data-dir DIR <rest>`: the directory before the job's own `--`.
-fn hub_cli(hub: &Hub, args: &[&str]) -> Output {
-    let (verb, rest) = args.split_at(2);
-    Command::new(bin_dir().join("outpost-hub"))
-        .args(verb)
-        .arg("--data-dir")
-        .arg(&hub.data_dir)
-        .args(rest)
-        .output()
-        .unwrap()
-}
-
-fn hub_json<T: serde::de::DeserializeOwned>(hub: &Hub, args: &[&str]) -> T {
-    let out = hub_cli(hub, args);
-    assert!(
-        out.status.success(),
-        "outpost-hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn show(hub: &Hub, id: i64) -> JobDetail {
-    hub_json(hub, &["job", "show", &id.to_string(), "--json"])
+    hub.cli_json(&["job", "show", &id.to_string(), "--json"])
 }
 
 /// Wait until `done` holds for the job, printing its last view if it never does.
@@ -95,21 +72,18 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
     hub.wait_status(online, "standby", Duration::from_secs(20));
 
     let expires = format!("{}s", EXPIRES.as_secs());
-    let created: JobSummary = hub_json(
-        &hub,
-        &[
-            "job",
-            "run",
-            "--tag",
-            "kiosk",
-            "--expires",
-            &expires,
-            "--json",
-            "--",
-            "POST",
-            "/images/prune",
-        ],
-    );
+    let created: JobSummary = hub.cli_json(&[
+        "job",
+        "run",
+        "--tag",
+        "kiosk",
+        "--expires",
+        &expires,
+        "--json",
+        "--",
+        "POST",
+        "/images/prune",
+    ]);
     assert_eq!(created.counts["total"], 3, "{created:#?}");
     let prune = created.id;
 
@@ -119,17 +93,14 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
     let answered = device(&detail, online);
     assert_eq!(answered.http_status, Some(200), "{answered:#?}");
     assert_eq!(device(&detail, late).state, "queued", "offline: waits");
-    let output: JobOutput = hub_json(
-        &hub,
-        &[
-            "job",
-            "show",
-            &prune.to_string(),
-            "--device",
-            &online.to_string(),
-            "--json",
-        ],
-    );
+    let output: JobOutput = hub.cli_json(&[
+        "job",
+        "show",
+        &prune.to_string(),
+        "--device",
+        &online.to_string(),
+        "--json",
+    ]);
     assert!(
         output.head.contains("SpaceReclaimed"),
         "the engine's answer is the output: {output:#?}"
@@ -155,39 +126,33 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
     // A one-shot container that prints and fails.
     let script = "echo to-stdout; echo to-stderr >&2; exit 3";
     let online_id = online.to_string();
-    let run: JobSummary = hub_json(
-        &hub,
-        &[
-            "job",
-            "run",
-            "--endpoint",
-            &online_id,
-            "--json",
-            "--",
-            "run",
-            "--rm",
-            TEST_IMAGE,
-            "sh",
-            "-c",
-            script,
-        ],
-    );
+    let run: JobSummary = hub.cli_json(&[
+        "job",
+        "run",
+        "--endpoint",
+        &online_id,
+        "--json",
+        "--",
+        "run",
+        "--rm",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
     let failed = wait_job(&hub, run.id, "failed with exit 3", |d| {
         device(d, online).state == "failed"
     });
     assert_eq!(device(&failed, online).exit_code, Some(3), "{failed:#?}");
     let printed = |hub: &Hub| -> JobOutput {
-        hub_json(
-            hub,
-            &[
-                "job",
-                "show",
-                &run.id.to_string(),
-                "--device",
-                &online_id,
-                "--json",
-            ],
-        )
+        hub.cli_json(&[
+            "job",
+            "show",
+            &run.id.to_string(),
+            "--device",
+            &online_id,
+            "--json",
+        ])
     };
     let before = printed(&hub);
     assert!(

@@ -21,34 +21,19 @@ use std::time::{Duration, Instant};
 use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary, StackDetail, StackVersionSaved};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
-use outpost_tests::{bin_dir, wait_for, wait_for_result, Agent, AgentOptions, Hub};
+use outpost_tests::{wait_for, wait_for_result, Agent, AgentOptions, Hub};
 
 /// Long enough for an apply and a soak on a busy machine (no pull: every engine has the image).
 const CONVERGE: Duration = Duration::from_secs(60);
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
 
-fn hub_json<T: serde::de::DeserializeOwned>(hub: &Hub, args: &[&str]) -> T {
-    let out = Command::new(bin_dir().join("outpost-hub"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&hub.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "outpost-hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
     let file = dir.join("compose.yml");
     std::fs::write(&file, compose).unwrap();
     let file = file.display().to_string();
     let saved: StackVersionSaved =
-        hub_json(hub, &["stack", "create", name, "--file", &file, "--json"]);
+        hub.cli_json(&["stack", "create", name, "--file", &file, "--json"]);
     assert!(saved.created, "a new version: {saved:?}");
     saved
 }
@@ -58,14 +43,14 @@ fn deploy(hub: &Hub, stack: &str, target: &[&str]) -> i64 {
     let mut args = vec!["stack", "deploy", stack];
     args.extend_from_slice(target);
     args.extend_from_slice(&["--soak", "2s", "--json"]);
-    hub_json::<RolloutSummary>(hub, &args).id
+    hub.cli_json::<RolloutSummary>(&args).id
 }
 
 /// Wait for rollout `id` to complete, printing its last view if it does not.
 fn wait_completed(hub: &Hub, id: i64) -> RolloutDetail {
     let mut last = None;
     let done = wait_for_result(CONVERGE, || {
-        let detail: RolloutDetail = hub_json(hub, &["rollout", "show", &id.to_string(), "--json"]);
+        let detail: RolloutDetail = hub.cli_json(&["rollout", "show", &id.to_string(), "--json"]);
         let done = detail.summary.state == "completed";
         last = Some(detail.clone());
         done.then_some(detail)
@@ -76,17 +61,14 @@ fn wait_completed(hub: &Hub, id: i64) -> RolloutDetail {
 /// Each service's `com.docker.compose.config-hash`, from the version the hub stored: what an
 /// engine runs is matched against the hub's own record, not against itself.
 fn hashes(hub: &Hub, stack: &str, version: u32) -> BTreeMap<String, String> {
-    let detail: StackDetail = hub_json(
-        hub,
-        &[
-            "stack",
-            "show",
-            stack,
-            "--version",
-            &version.to_string(),
-            "--json",
-        ],
-    );
+    let detail: StackDetail = hub.cli_json(&[
+        "stack",
+        "show",
+        stack,
+        "--version",
+        &version.to_string(),
+        "--json",
+    ]);
     detail
         .spec
         .services
@@ -424,7 +406,7 @@ fn mix(
 /// The device's own report of stack `stack`: `(version, phase)`.
 fn reported(hub: &Hub, endpoint: u64, stack: &str) -> Option<(u32, String)> {
     let detail: EndpointDetail =
-        hub_json(hub, &["endpoint", "show", &endpoint.to_string(), "--json"]);
+        hub.cli_json(&["endpoint", "show", &endpoint.to_string(), "--json"]);
     let found = detail.stacks.iter().find(|s| s.stack == stack)?;
     Some((found.version, found.phase.clone()))
 }

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary, StackVersionSaved};
@@ -23,25 +23,6 @@ use outpost_tests::{bin_dir, wait_for, Agent, Hub};
 const CONVERGE: Duration = Duration::from_secs(90);
 
 const PROJECT_LABEL: &str = "com.docker.compose.project";
-
-fn hub_cli(hub: &Hub, args: &[&str]) -> Output {
-    Command::new(bin_dir().join("outpost-hub"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(&hub.data_dir)
-        .output()
-        .unwrap()
-}
-
-fn hub_json<T: serde::de::DeserializeOwned>(hub: &Hub, args: &[&str]) -> T {
-    let out = hub_cli(hub, args);
-    assert!(
-        out.status.success(),
-        "outpost-hub {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// A stack whose services exit at once on SIGTERM (busybox `sleep` and `httpd` as PID 1 ignore
 /// it, and every replace would wait out the stop timeout).
@@ -73,18 +54,18 @@ fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
     let file = dir.join("compose.yml");
     std::fs::write(&file, compose).unwrap();
     let file = file.display().to_string();
-    hub_json(hub, &["stack", "create", name, "--file", &file, "--json"])
+    hub.cli_json(&["stack", "create", name, "--file", &file, "--json"])
 }
 
 fn deploy(hub: &Hub, stack: &str, id: u64, plan: &[&str]) -> i64 {
     let id = id.to_string();
     let mut args = vec!["stack", "deploy", stack, "--endpoint", &id, "--json"];
     args.extend_from_slice(plan);
-    hub_json::<RolloutSummary>(hub, &args).id
+    hub.cli_json::<RolloutSummary>(&args).id
 }
 
 fn rollout(hub: &Hub, id: i64) -> RolloutDetail {
-    hub_json(hub, &["rollout", "show", &id.to_string(), "--json"])
+    hub.cli_json(&["rollout", "show", &id.to_string(), "--json"])
 }
 
 /// Wait for the rollout to reach `state`, printing its last view if it does not.
@@ -171,7 +152,7 @@ fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
         "both services run under the project's label"
     );
     let detail: EndpointDetail =
-        hub_json(&hub, &["endpoint", "show", &endpoint.to_string(), "--json"]);
+        hub.cli_json(&["endpoint", "show", &endpoint.to_string(), "--json"]);
     assert_eq!(detail.stacks.len(), 1);
     assert_eq!(
         (detail.stacks[0].version, detail.stacks[0].phase.as_str()),
@@ -240,7 +221,7 @@ fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
 
     // Drift: v2 is what the device runs; put it back as the desired state, then remove a
     // container by hand. (Aborting v3 first: one rollout of a stack at a time.)
-    hub_json::<RolloutSummary>(&hub, &["rollout", "abort", &third.to_string(), "--json"]);
+    hub.cli_json::<RolloutSummary>(&["rollout", "abort", &third.to_string(), "--json"]);
     save(
         &hub,
         dir.path(),

@@ -36,7 +36,7 @@ use tracing::warn;
 
 use super::engine_call;
 use crate::docker_host::DockerHost;
-use crate::snapshot::{cause, engine_client, SnapshotError};
+use crate::snapshot::{engine_client, SnapshotError};
 
 /// The label every one-shot job container carries, with the job's id as its value.
 pub const JOB_LABEL: &str = "outpost.job";
@@ -75,16 +75,7 @@ pub(crate) enum JobError {
 
 impl From<EngineError> for JobError {
     fn from(err: EngineError) -> Self {
-        Self::Engine(engine_words(&err))
-    }
-}
-
-/// The engine's own message when it sent one, else the client's account of what failed.
-fn engine_words(err: &EngineError) -> String {
-    match err {
-        EngineError::DockerResponseServerError { message, .. } => message.clone(),
-        EngineError::DockerStreamError { error } => error.clone(),
-        other => cause(other),
+        Self::Engine(crate::stack::engine_message(&err))
     }
 }
 
@@ -248,11 +239,9 @@ async fn create_pulling(
 
 /// Pull `image`: the tag it names, `latest` for a bare name (not every tag of the repository).
 async fn pull(docker: &Docker, image: &str) -> Result<(), JobError> {
-    let last_component = image.rsplit('/').next().unwrap_or(image);
-    let reference = if image.contains('@') || last_component.contains(':') {
-        image.to_owned()
-    } else {
-        format!("{image}:latest")
+    let reference = match crate::stack::tag_to_pull(image) {
+        Some(tag) => format!("{image}:{tag}"),
+        None => image.to_owned(),
     };
     let options = CreateImageOptionsBuilder::default()
         .from_image(&reference)

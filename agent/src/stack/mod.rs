@@ -32,6 +32,9 @@ mod observe;
 mod plan;
 mod pull;
 
+pub(crate) use error::engine_message;
+pub(crate) use pull::tag_to_pull;
+
 #[cfg(test)]
 mod fixtures;
 

@@ -86,7 +86,7 @@ fn pull_error(image: &str, err: &bollard::errors::Error) -> ApplyError {
 
 /// The tag to ask for: `latest` for a bare name (the engine would otherwise pull every tag of
 /// the repository), none when the reference names its tag or digest.
-fn tag_to_pull(image: &str) -> Option<&'static str> {
+pub(crate) fn tag_to_pull(image: &str) -> Option<&'static str> {
     let last_component = image.rsplit('/').next().unwrap_or(image);
     let named = image.contains('@') || last_component.contains(':');
     (!named).then_some("latest")
