@@ -40,6 +40,9 @@ pub const MAX_CONCURRENT_ENROLLMENTS: usize = 64;
 /// Devices one fleet token may have waiting for approval, so a leaked fleet token cannot fill the
 /// store with pending rows.
 pub const DEFAULT_MAX_PENDING_PER_FLEET: u32 = 100;
+/// How long a finished job is kept: a month of a daily job on 10,000 devices printing a few KB is
+/// a few GB at most, and a month covers a monthly audit of what ran where.
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Agent certificates live a year; agents renew at two thirds of it over their session.
 pub const DEFAULT_AGENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -78,6 +81,8 @@ pub struct HubConfig {
     pub agent_cert_validity: Duration,
     /// Devices a fleet token may have waiting for approval; more are refused.
     pub max_pending_per_fleet: u32,
+    /// How long a finished job's results and output are kept.
+    pub job_retention: Duration,
 }
 
 impl HubConfig {
@@ -100,6 +105,7 @@ impl HubConfig {
             max_api_connections: crate::api::DEFAULT_MAX_API_CONNECTIONS,
             agent_cert_validity: DEFAULT_AGENT_CERT_VALIDITY,
             max_pending_per_fleet: DEFAULT_MAX_PENDING_PER_FLEET,
+            job_retention: DEFAULT_JOB_RETENTION,
         }
     }
 }

@@ -178,7 +178,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         )),
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
         tokio::spawn(fleet::run_ticker(ctx.clone())),
-        tokio::spawn(crate::jobs::run_ticker(ctx.clone())),
+        tokio::spawn(crate::jobs::run_ticker(ctx.clone(), config.job_retention)),
     ];
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(

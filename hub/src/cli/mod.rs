@@ -224,6 +224,10 @@ pub struct ServeArgs {
     /// approves or removes some.
     #[arg(long, default_value_t = config::DEFAULT_MAX_PENDING_PER_FLEET)]
     pub max_pending_per_fleet: u32,
+    /// How long a finished job's results and output are kept (a job's output is up to 128 KiB
+    /// per device).
+    #[arg(long, default_value_t = HumanDuration(config::DEFAULT_JOB_RETENTION))]
+    pub job_retention: HumanDuration,
     /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
     #[arg(long, hide = true, default_value_t = HumanDuration(config::DEFAULT_AGENT_CERT_VALIDITY))]
     pub agent_cert_validity: HumanDuration,
@@ -246,6 +250,7 @@ impl ServeArgs {
             max_api_connections: self.max_api_connections,
             agent_cert_validity: self.agent_cert_validity.0,
             max_pending_per_fleet: self.max_pending_per_fleet,
+            job_retention: self.job_retention.0,
             ..HubConfig::new(self.data_dir)
         }
     }

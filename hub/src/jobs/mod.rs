@@ -436,12 +436,34 @@ impl Jobs {
     }
 }
 
-/// Run [`Jobs::tick`] every [`TICK`] until the hub stops.
-pub async fn run_ticker(ctx: std::sync::Arc<HubContext>) {
+/// How often jobs finished longer ago than the retention are removed.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Run [`Jobs::tick`] every [`TICK`] until the hub stops, and remove jobs that finished more than
+/// `retention` ago (with their results and output) at start and every [`PRUNE_EVERY`].
+pub async fn run_ticker(ctx: std::sync::Arc<HubContext>, retention: Duration) {
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
         ticks.tick().await;
         ctx.jobs.tick(&ctx).await;
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(tokio::time::Instant::now());
+            prune(&ctx, retention).await;
+        }
+    }
+}
+
+async fn prune(ctx: &HubContext, retention: Duration) {
+    let before = crate::store::unix_now() - retention.as_secs() as i64;
+    match ctx
+        .store
+        .call(move |c| jobs::prune_finished(c, before))
+        .await
+    {
+        Ok(0) => {}
+        Ok(removed) => info!(removed, "jobs past their retention removed"),
+        Err(e) => warn!("old jobs not removed: {e}"),
     }
 }

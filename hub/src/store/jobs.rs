@@ -185,6 +185,20 @@ pub fn cancel(conn: &Connection, job: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Remove jobs that finished before `finished_before` (Unix seconds), their rows and output with
+/// them; how many jobs went. Open jobs are never removed, however old.
+pub fn prune_finished(conn: &Connection, finished_before: i64) -> Result<usize, StoreError> {
+    conn.execute(
+        "DELETE FROM job_targets WHERE job_id IN
+             (SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1)",
+        [finished_before],
+    )?;
+    Ok(conn.execute(
+        "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        [finished_before],
+    )?)
+}
+
 /// One job's own row.
 pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredJob>, StoreError> {
     conn.query_row(&select("WHERE id = ?1"), [id], row)

@@ -180,3 +180,45 @@ fn a_restarted_hub_reloads_only_jobs_not_finished_with_their_states() {
         ]
     );
 }
+
+#[test]
+fn pruning_removes_jobs_finished_before_the_cut_with_their_rows_and_keeps_the_rest() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    let ids = devices(&conn, 2);
+    let old = create(&conn, &prune(), &ids).unwrap();
+    record_result(
+        &conn,
+        ids[0],
+        &result(old, JobOutcome::Exited(0), b"old output"),
+    )
+    .unwrap();
+    finish(&conn, old).unwrap();
+    conn.execute("UPDATE jobs SET finished_at = 100 WHERE id = ?1", [old])
+        .unwrap();
+    let recent = create(&conn, &prune(), &ids).unwrap();
+    finish(&conn, recent).unwrap();
+    let open_job = create(&conn, &prune(), &ids).unwrap();
+    conn.execute("UPDATE jobs SET created_at = 1 WHERE id = ?1", [open_job])
+        .unwrap();
+    assert_eq!(prune_finished(&conn, 1_000).unwrap(), 1);
+    assert_eq!(find(&conn, old).unwrap(), None);
+    assert_eq!(
+        output(&conn, old, ids[0]).unwrap(),
+        None,
+        "its output went too"
+    );
+    let left: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM job_targets WHERE job_id = ?1",
+            [old],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    assert!(find(&conn, recent).unwrap().is_some());
+    assert!(
+        find(&conn, open_job).unwrap().is_some(),
+        "open jobs stay however old"
+    );
+}
