@@ -22,6 +22,9 @@
 //!   where it has a healthcheck is healthy, the stack is `Healthy`. A service the engine declares
 //!   unhealthy is reported `Failed` (a rollout counts it), and keeps running: rolling a started
 //!   version back on health is not built yet.
+//! - A failed apply is `Failed` when nothing changed (a pull failed; a first deploy) and
+//!   `RolledBack` when the engine refused a step after containers were replaced and the previous
+//!   version runs again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -212,7 +215,7 @@ impl Worker {
         };
         self.publish(Some(report.clone()));
         for index in 0..target.stacks.len() {
-            if let Err(reason) = self
+            if let Err(failed) = self
                 .apply_one(docker, &target.stacks[index], &mut report, index)
                 .await
             {
@@ -224,7 +227,7 @@ impl Worker {
                         ),
                     };
                 }
-                report.stacks[index].phase = Phase::Failed { reason };
+                report.stacks[index].phase = failed;
                 self.publish(Some(report));
                 return;
             }
@@ -258,7 +261,7 @@ impl Worker {
         spec: &StackSpec,
         report: &mut StackReport,
         index: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Phase> {
         let status = self.status.clone();
         let mut last_progress = self.last_progress;
         let mut shown = report.clone();
@@ -294,7 +297,12 @@ impl Worker {
             }
             Err(e) => {
                 warn!(project = %spec.project, version = spec.version, "stack not applied: {e}");
-                Err(clip(&e.to_string()))
+                let had_previous = self
+                    .applied
+                    .stacks
+                    .iter()
+                    .any(|s| s.project == spec.project);
+                Err(failure_phase(&e, had_previous))
             }
         }
     }
@@ -410,6 +418,17 @@ fn drift_reason(health: &StackHealth) -> String {
     parts.join(", ")
 }
 
+/// How a failed apply is reported: `RolledBack` when the engine refused a step after the new
+/// version's containers started replacing a version that ran before (which runs again now),
+/// `Failed` when nothing was changed (a pull, a check) or there was no previous version.
+fn failure_phase(error: &stack::ApplyError, had_previous: bool) -> Phase {
+    let reason = clip(&error.to_string());
+    match error {
+        stack::ApplyError::Engine { .. } if had_previous => Phase::RolledBack { reason },
+        _ => Phase::Failed { reason },
+    }
+}
+
 /// At most [`MAX_REASON`] bytes, cut at a character boundary.
 fn clip(text: &str) -> String {
     let mut end = text.len().min(MAX_REASON);
@@ -437,4 +456,45 @@ fn read_applied(state_dir: &Path) -> DesiredState {
 /// Record `state` (atomically, private to the agent: stacks carry environment values).
 fn write_applied(state_dir: &Path, state: &DesiredState) -> Result<(), stack::ApplyError> {
     stack::write_json(&applied_path(state_dir), state)
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    fn refused() -> stack::ApplyError {
+        stack::ApplyError::Engine {
+            action: "start container",
+            target: "pos-web-1".into(),
+            message: "port is already allocated".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_step_over_a_previous_version_is_a_rollback() {
+        assert_eq!(
+            failure_phase(&refused(), true),
+            Phase::RolledBack {
+                reason: "start container pos-web-1: port is already allocated".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_first_deploy_or_a_failed_pull_changed_nothing_and_is_a_failure() {
+        assert!(matches!(
+            failure_phase(&refused(), false),
+            Phase::Failed { .. }
+        ));
+        let pull = stack::ApplyError::Pull {
+            image: "busybox:nope".into(),
+            message: "manifest unknown".into(),
+        };
+        assert_eq!(
+            failure_phase(&pull, true),
+            Phase::Failed {
+                reason: "pull busybox:nope: manifest unknown".into()
+            }
+        );
+    }
 }

@@ -232,7 +232,9 @@ pub enum Phase {
     Running,
     /// Every container running, and healthy where it has a healthcheck.
     Healthy,
-    /// The apply failed and the previous version runs again; the engine's reason.
+    /// It could not be applied and nothing was changed (an image could not be pulled, the engine
+    /// refused a first deploy), or a service of the applied version is unhealthy: whatever ran
+    /// before runs on. The engine's reason.
     Failed {
         /// Why, at most [`MAX_REASON`] bytes.
         reason: String,
@@ -240,6 +242,12 @@ pub enum Phase {
     /// A container of the applied version died or was removed; the agent re-applies it.
     Drifted {
         /// What changed, at most [`MAX_REASON`] bytes.
+        reason: String,
+    },
+    /// The new version's containers were being started, the engine refused a step, and the
+    /// previous version runs again (last in the enum: added after the first version-3 agents).
+    RolledBack {
+        /// The engine's reason, at most [`MAX_REASON`] bytes.
         reason: String,
     },
 }

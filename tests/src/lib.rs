@@ -334,13 +334,15 @@ impl Hub {
         self.child.take().expect("running")
     }
 
-    /// `outpost-hub ARGS…` against this hub (its data directory first, so a job's own `--`
-    /// cannot swallow it).
+    /// `outpost-hub GROUP ARGS…` against this hub: its data directory goes right after the
+    /// command group (`job`, `stack`, …), so a job's own `--` cannot swallow it.
     pub fn cli(&self, args: &[&str]) -> Output {
+        let (group, rest) = args.split_at(args.len().min(1));
         command_in(self.netns(), binary("outpost-hub"))
+            .args(group)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(args)
+            .args(rest)
             .output()
             .expect("run outpost-hub")
     }

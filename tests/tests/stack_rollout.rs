@@ -9,6 +9,8 @@
 //! - v3 names an image that does not exist: the device reports the engine's message, the
 //!   rollout (`--waves 1,100% --max-failures 0`) pauses saying so, and v2 still runs.
 //! - Removing a container by hand: the device reports drift, re-applies, and is healthy again.
+//! - v5 names a device the host lacks: the engine refuses web's new container, the device puts
+//!   the previous one back and reports `rolled_back` with the engine's words.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::Path;
@@ -240,5 +242,36 @@ fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
     assert_eq!(
         repaired[0], v2[0],
         "only the removed service was re-created"
+    );
+
+    // A version the engine refuses after web's container was replaced (a device that does not
+    // exist): the device puts the previous web back and reports `rolled_back` with the engine's
+    // words; the rollout pauses on it.
+    let missing_device = compose(port, "two", TEST_IMAGE).replace(
+        "    depends_on: [db]",
+        "    depends_on: [db]\n    devices: [\"/dev/outpost-missing:/dev/outpost-missing\"]",
+    );
+    save(&hub, dir.path(), &project, &missing_device);
+    let fifth = deploy(
+        &hub,
+        &project,
+        endpoint,
+        &["--waves", "1,100%", "--max-failures", "0", "--soak", "2s"],
+    );
+    let paused = wait_rollout(&hub, fifth, "paused");
+    let target = &paused.targets[0];
+    assert_eq!(target.state, "rolled_back", "{paused:#?}");
+    assert!(
+        target
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("outpost-missing")),
+        "the engine's reason: {paused:#?}"
+    );
+    assert_eq!(paused.summary.counts["rolled_back"], 1);
+    assert_eq!(
+        running(&project),
+        repaired,
+        "the previous version runs again, in its own containers"
     );
 }

@@ -267,6 +267,7 @@ fn counts_map(counts: &Counts) -> BTreeMap<String, u32> {
         ("soaking", counts.soaking),
         ("healthy", counts.healthy),
         ("failed", counts.failed),
+        ("rolled_back", counts.rolled_back),
         ("drifted", counts.drifted),
         ("lost", counts.lost),
         ("offline", counts.offline),

@@ -127,6 +127,7 @@ pub(super) fn device_stack(row: DeploymentRow) -> DeviceStack {
         Phase::Healthy => ("healthy", None, None),
         Phase::Failed { reason } => ("failed", Some(reason), None),
         Phase::Drifted { reason } => ("drifted", Some(reason), None),
+        Phase::RolledBack { reason } => ("rolled_back", Some(reason), None),
     };
     DeviceStack {
         stack: row.stack,

@@ -73,7 +73,7 @@ impl Tally {
     }
 
     pub(super) fn counts(&self) -> Counts {
-        let [waiting, queued, pulling, starting, running, soaking, healthy, failed, drifted, lost] =
+        let [waiting, queued, pulling, starting, running, soaking, healthy, failed, rolled_back, drifted, lost] =
             self.states;
         Counts {
             waiting,
@@ -84,6 +84,7 @@ impl Tally {
             soaking,
             healthy,
             failed,
+            rolled_back,
             drifted,
             lost,
             offline: self.offline,
@@ -94,6 +95,7 @@ impl Tally {
 /// How many targets are in each state, for `rollout show` (and kept with the rollout's record,
 /// so a list of finished rollouts reads no target rows).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counts {
     /// In a wave not yet started.
     pub waiting: u32,
@@ -111,6 +113,8 @@ pub struct Counts {
     pub healthy: u32,
     /// Reported failure.
     pub failed: u32,
+    /// Started, failed, and back on the previous version.
+    pub rolled_back: u32,
     /// Re-applying after a container died or was removed.
     pub drifted: u32,
     /// Offline too long after starting the new version.
@@ -130,6 +134,7 @@ impl Counts {
             + self.soaking
             + self.healthy
             + self.failed
+            + self.rolled_back
             + self.drifted
             + self.lost
     }

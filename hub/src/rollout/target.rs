@@ -29,8 +29,11 @@ pub enum TargetState {
     Soaking,
     /// Healthy for the whole soak: done.
     Healthy,
-    /// The device reported the apply failed (and runs the previous version again).
+    /// The device reported the version could not be applied (nothing changed) or is unhealthy.
     Failed,
+    /// The device started the version, the engine refused a step, and it runs the previous
+    /// version again: a failure.
+    RolledBack,
     /// A container of the new version died or was removed; the agent re-applies it.
     Drifted,
     /// Went offline after starting the new version and stayed away past
@@ -40,7 +43,7 @@ pub enum TargetState {
 
 impl TargetState {
     /// Every state, in the order `rollout show` lists them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Waiting,
         Self::Queued,
         Self::Pulling,
@@ -49,6 +52,7 @@ impl TargetState {
         Self::Soaking,
         Self::Healthy,
         Self::Failed,
+        Self::RolledBack,
         Self::Drifted,
         Self::Lost,
     ];
@@ -64,6 +68,7 @@ impl TargetState {
             Self::Soaking => "soaking",
             Self::Healthy => "healthy",
             Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
             Self::Drifted => "drifted",
             Self::Lost => "lost",
         }
@@ -147,6 +152,7 @@ impl TargetRecord {
             Phase::Healthy if self.soaked => TargetState::Healthy,
             Phase::Healthy => TargetState::Soaking,
             Phase::Failed { .. } => TargetState::Failed,
+            Phase::RolledBack { .. } => TargetState::RolledBack,
             Phase::Drifted { .. } => TargetState::Drifted,
         }
     }
@@ -164,7 +170,10 @@ impl TargetRecord {
     pub(super) fn settled(&self) -> bool {
         matches!(
             self.state(),
-            TargetState::Healthy | TargetState::Failed | TargetState::Lost
+            TargetState::Healthy
+                | TargetState::Failed
+                | TargetState::RolledBack
+                | TargetState::Lost
         )
     }
 
@@ -186,7 +195,10 @@ impl TargetRecord {
 
     /// Counts against the failure threshold.
     pub(super) fn failing(&self) -> bool {
-        matches!(self.state(), TargetState::Failed | TargetState::Lost) && !self.forgiven
+        matches!(
+            self.state(),
+            TargetState::Failed | TargetState::RolledBack | TargetState::Lost
+        ) && !self.forgiven
     }
 
     /// Heard from (presence or a report) at `now`: no longer offline or lost, and settled if
@@ -208,7 +220,9 @@ impl TargetRecord {
             self.healthy_since = None;
             self.soaked = false;
         }
-        if let Phase::Failed { reason } | Phase::Drifted { reason } = &phase {
+        if let Phase::Failed { reason } | Phase::Drifted { reason } | Phase::RolledBack { reason } =
+            &phase
+        {
             self.reason = Some(reason.clone());
         }
         self.phase = phase;

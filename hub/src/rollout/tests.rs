@@ -128,6 +128,7 @@ pub(super) fn count_of(counts: &Counts, state: TargetState) -> u32 {
         TargetState::Healthy => counts.healthy,
         TargetState::Failed => counts.failed,
         TargetState::Drifted => counts.drifted,
+        TargetState::RolledBack => counts.rolled_back,
         TargetState::Lost => counts.lost,
     }
 }
@@ -200,6 +201,33 @@ fn a_first_deploy_pauses_when_its_canary_fails_and_says_why() {
     assert_eq!(
         f.row(1).reason,
         Some("pull access denied for registry.example/pos")
+    );
+}
+
+#[test]
+fn a_device_that_rolled_back_counts_as_a_failure_and_says_why() {
+    let mut f = Fleet::new("1,100%", "0", 5);
+    assert_eq!(f.assigns(), [id(1)]);
+    f.report(1, Phase::Starting);
+    f.report(
+        1,
+        Phase::RolledBack {
+            reason: "start container pos-web-1: port is already allocated".to_owned(),
+        },
+    );
+    let poll = f.poll();
+    assert!(poll.assign.is_empty());
+    assert!(
+        matches!(poll.state, Some(RolloutState::Paused(_))),
+        "{:?}",
+        poll.state
+    );
+    let counts = f.rollout.counts();
+    assert_eq!((counts.rolled_back, counts.failed), (1, 0));
+    assert_eq!(f.row(1).state, TargetState::RolledBack);
+    assert_eq!(
+        f.row(1).reason,
+        Some("start container pos-web-1: port is already allocated")
     );
 }
 

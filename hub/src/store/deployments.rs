@@ -171,6 +171,7 @@ fn phase_columns(phase: &Phase) -> (&'static str, Option<String>, Option<u64>, O
         Phase::Healthy => ("healthy", None, None, None),
         Phase::Failed { reason } => ("failed", Some(printable(reason)), None, None),
         Phase::Drifted { reason } => ("drifted", Some(printable(reason)), None, None),
+        Phase::RolledBack { reason } => ("rolled_back", Some(printable(reason)), None, None),
     }
 }
 
@@ -192,6 +193,7 @@ fn phase_of(
         "healthy" => Phase::Healthy,
         "failed" => Phase::Failed { reason: reason() },
         "drifted" => Phase::Drifted { reason: reason() },
+        "rolled_back" => Phase::RolledBack { reason: reason() },
         other => return Err(StoreError::Corrupt(format!("deployment phase {other:?}"))),
     })
 }

@@ -229,3 +229,14 @@ fn version_4_messages_leave_earlier_encodings_alone() {
     assert_eq!(encode(&order)[0], 6);
     assert_eq!(decode::<HubMessage>(&encode(&order)).unwrap(), order);
 }
+
+#[test]
+fn a_rollback_is_the_last_phase_so_earlier_phases_keep_their_encoding() {
+    use crate::stack::Phase;
+    assert_eq!(encode(&Phase::Queued), [0]);
+    assert_eq!(encode(&Phase::Drifted { reason: "x".into() }), [6, 1, b'x']);
+    assert_eq!(
+        encode(&Phase::RolledBack { reason: "x".into() }),
+        [7, 1, b'x']
+    );
+}
