@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use outpost_api::{JobDetail, JobOutput, JobSummary};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
-use outpost_tests::{wait_for_result, Agent, Hub};
+use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
 
 /// Long enough for a session, a tick and a job on a busy machine.
 const SETTLE: Duration = Duration::from_secs(60);
@@ -68,7 +68,8 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
     let (online, online_key) = hub.create_endpoint("kiosk-a", &tag);
     let (late, late_key) = hub.create_endpoint("kiosk-b", &tag);
     let (never, _) = hub.create_endpoint("kiosk-c", &tag);
-    let _a = start_agent(&agent_dir(&hub, "agent-a"), &online_key);
+    let dir_a = agent_dir(&hub, "agent-a");
+    let _a = start_agent(&dir_a, &online_key);
     hub.wait_status(online, "standby", Duration::from_secs(20));
 
     let expires = format!("{}s", EXPIRES.as_secs());
@@ -93,6 +94,11 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
     let answered = device(&detail, online);
     assert_eq!(answered.http_status, Some(200), "{answered:#?}");
     assert_eq!(device(&detail, late).state, "queued", "offline: waits");
+    // The hub acknowledged the stored result: the agent let go of it (a done marker is left).
+    let done = dir_a.join("jobs").join(format!("{prune}.done"));
+    wait_for(SETTLE, "the agent to be told its result is stored", || {
+        done.exists().then_some(())
+    });
     let output: JobOutput = hub.cli_json(&[
         "job",
         "show",

@@ -403,6 +403,13 @@ impl Driving<'_> {
                 }
                 Next::Read
             }
+            // A few bytes each, at most a session's allowance of results (`session::jobs`).
+            Control::JobAcks => {
+                for id in self.ctx.jobs.take_acks(self.session.endpoint) {
+                    self.outbox.push(&HubMessage::JobAck { id });
+                }
+                Next::Read
+            }
             _ => match self.session.desired_changed() {
                 Deliver::ReadDesired => Next::Deliver,
                 Deliver::Nothing => Next::Read,

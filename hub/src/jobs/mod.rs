@@ -7,7 +7,7 @@
 //! hear (an agent that runs jobs connected or left, a job started, a result — no lock held across
 //! an await, no store call), and a one-second tick feeds the queue, writes every result and state
 //! change in one transaction, then tells the sessions: `Control::Job` to send a job,
-//! `Control::JobAck` once a result is stored. A result is acknowledged only after its commit, and
+//! `Control::JobAcks` once results are stored. A result is acknowledged only after its commit, and
 //! the agent keeps it until then, so a crash between the two costs a resend, never a result.
 //!
 //! A restarted hub reloads the jobs not yet finished; targets that were sent the job are sent it
@@ -170,6 +170,8 @@ pub struct Jobs {
     queue: Mutex<Queue>,
     /// Devices whose live session announced that its agent runs jobs.
     capable: Mutex<HashSet<EndpointId>>,
+    /// Stored results not yet acknowledged to their device, taken by its session driver.
+    acks: Mutex<HashMap<EndpointId, Vec<u64>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -293,8 +295,15 @@ impl Jobs {
         self.queue(Event::Online(endpoint), 0);
     }
 
-    /// The device's session ended (whether or not it ran jobs).
+    /// The acknowledgements waiting for the device's session.
+    pub fn take_acks(&self, endpoint: EndpointId) -> Vec<u64> {
+        lock(&self.acks).remove(&endpoint).unwrap_or_default()
+    }
+
+    /// The device's session ended (whether or not it ran jobs). Its waiting acknowledgements
+    /// go: the agent sends those results again on its next session.
     pub fn offline(&self, endpoint: EndpointId) {
+        lock(&self.acks).remove(&endpoint);
         if lock(&self.capable).remove(&endpoint) {
             self.queue(Event::Offline(endpoint), 0);
         }
@@ -330,24 +339,23 @@ impl Jobs {
     pub async fn tick(&self, ctx: &HubContext) {
         let events = std::mem::take(&mut *lock(&self.queue)).events;
         let (results, polls) = self.feed(events, SystemTime::now());
-        if results.is_empty()
-            && polls
-                .iter()
-                .all(|(_, p)| p.changes.is_empty() && !p.finished)
-        {
-            return self.send(ctx, &polls, &[]);
+        let mut sends = Vec::with_capacity(polls.len());
+        let mut to_save = Vec::new();
+        for (id, poll) in polls {
+            if !poll.changes.is_empty() || poll.finished {
+                to_save.push((id, poll.changes, poll.finished));
+            }
+            sends.push((id, poll.send));
         }
-        let to_store = results.clone();
-        let to_save: Vec<(i64, Vec<_>, bool)> = polls
-            .iter()
-            .map(|(id, poll)| (*id, poll.changes.clone(), poll.finished))
-            .collect();
+        if results.is_empty() && to_save.is_empty() {
+            return self.send(ctx, &sends, &[]);
+        }
         let written = ctx
             .store
             .call(move |c| {
                 let tx = c.transaction()?;
                 let mut stored = Vec::new();
-                for (endpoint, result) in &to_store {
+                for (endpoint, result) in &results {
                     if jobs::record_result(&tx, *endpoint, result)? {
                         stored.push((*endpoint, result.id));
                     }
@@ -363,12 +371,12 @@ impl Jobs {
             })
             .await;
         match written {
-            Ok(acked) => self.send(ctx, &polls, &acked),
+            Ok(acked) => self.send(ctx, &sends, &acked),
             // Nothing acknowledged: agents send their results again on their next session. The
             // orders go out all the same (a device runs a job once however often it is sent).
             Err(e) => {
                 warn!("job results and states not written: {e}");
-                self.send(ctx, &polls, &[]);
+                self.send(ctx, &sends, &[]);
             }
         }
     }
@@ -413,15 +421,29 @@ impl Jobs {
     }
 
     /// Queue the orders the polls decided and the acknowledgements of stored results.
-    fn send(&self, ctx: &HubContext, polls: &[(i64, dispatch::Poll)], acked: &[(EndpointId, u64)]) {
+    fn send(
+        &self,
+        ctx: &HubContext,
+        sends: &[(i64, Vec<EndpointId>)],
+        acked: &[(EndpointId, u64)],
+    ) {
+        let mut waiting = lock(&self.acks);
         for (endpoint, id) in acked {
-            if let Some(session) = ctx.registry.get(*endpoint) {
-                // Not queued: the agent sends the result again next session, stored once.
-                let _ = session.control().push(Control::JobAck { id: *id });
+            let Some(session) = ctx.registry.get(*endpoint) else {
+                continue;
+            };
+            let ids = waiting.entry(*endpoint).or_default();
+            ids.push(*id);
+            // One wake-up per batch, so acknowledgements never crowd a summon out of the queue.
+            // Not queued: the session is ending or its driver stalled; the agent sends those
+            // results again next session (stored once).
+            if ids.len() == 1 && session.control().push(Control::JobAcks).is_err() {
+                waiting.remove(endpoint);
             }
         }
-        for (id, poll) in polls {
-            for endpoint in &poll.send {
+        drop(waiting);
+        for (id, endpoints) in sends {
+            for endpoint in endpoints {
                 let queued = ctx
                     .registry
                     .get(*endpoint)

@@ -30,11 +30,9 @@ pub enum Control {
         /// The job.
         id: u64,
     },
-    /// The device's result of job `id` is stored.
-    JobAck {
-        /// The job.
-        id: u64,
-    },
+    /// Results of the device's jobs are stored: the driver takes the acknowledgements waiting
+    /// ([`crate::jobs::Jobs::take_acks`]), however many, and sends them.
+    JobAcks,
 }
 
 impl Control {
@@ -43,8 +41,7 @@ impl Control {
         match self {
             Self::Summon { id } => Some(HubMessage::Summon { id }),
             Self::Approved => Some(HubMessage::Approved),
-            Self::JobAck { id } => Some(HubMessage::JobAck { id }),
-            Self::DesiredChanged | Self::Job { .. } => None,
+            Self::DesiredChanged | Self::Job { .. } | Self::JobAcks => None,
         }
     }
 }
