@@ -8,6 +8,8 @@
 //! - An agent killed (SIGKILL) while it applies v2 — its old container half-way through a slow
 //!   stop — leaves the engine with one version, never a mix of two, at every moment the engine is
 //!   looked at from the kill until the restarted agent (same data directory) has v2 healthy.
+//! - A device offline when the rollout started, and one put in the group after it started,
+//!   converge at the first check-in of their sessions.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock sampling from a plain test thread
 
@@ -278,6 +280,72 @@ fn a_stack_rolls_out_to_three_agents_each_with_its_own_engine_and_v2_keeps_the_u
 }
 
 // --- (b) an agent killed mid-apply ------------------------------------------------------------
+
+// --- offline devices and late joiners --------------------------------------------------------
+
+/// Longer than any wait below: a device that converged within it did so on the first check-in
+/// of its session, not on a later one.
+const LONG_CHECKIN: &str = "300s";
+
+/// A device that was offline when the rollout started, and one put in the group after it
+/// started, each converge as soon as they connect: at the first check-in of their session (the
+/// check-in interval is longer than the test waits).
+#[test]
+fn a_device_offline_during_the_rollout_and_one_that_joins_later_converge_when_they_connect() {
+    require_engine();
+    let engines = Dockerd::start_many(3);
+    let hub = Hub::start_with_flags(&["--checkin-interval", LONG_CHECKIN]);
+    let base = hub.data_dir.parent().unwrap().to_owned();
+    let group = ["--group", "stores"];
+    let (online, online_key) = hub.create_endpoint("store-online", &group);
+    let (offline, offline_key) = hub.create_endpoint("store-offline", &group);
+    let _first = agent_on(&base.join("agent-online"), &engines[0], Some(&online_key));
+    hub.wait_status(online, "standby", Duration::from_secs(20));
+    let project = "pos";
+    let dir = tempfile::tempdir().unwrap();
+    save(&hub, dir.path(), project, &fleet_compose("one"));
+    let v1 = hashes(&hub, project, 1);
+    let rollout = deploy(&hub, project, &group);
+    let done = wait_completed(&hub, rollout);
+    let state = |detail: &RolloutDetail, id: u64| {
+        let target = detail.targets.iter().find(|t| t.endpoint == id);
+        target.map(|t| t.state.clone()).unwrap_or_default()
+    };
+    assert_eq!(state(&done, online), "healthy", "{done:#?}");
+    assert_ne!(
+        state(&done, offline),
+        "healthy",
+        "never connected: {done:#?}"
+    );
+
+    // A device put in the group after the rollout started joins it.
+    let (late, late_key) = hub.create_endpoint("store-late", &group);
+    let _second = agent_on(&base.join("agent-offline"), &engines[1], Some(&offline_key));
+    let _third = agent_on(&base.join("agent-late"), &engines[2], Some(&late_key));
+    let connected = Instant::now();
+    let all = wait_for_result(CONVERGE, || {
+        let detail: RolloutDetail =
+            hub.cli_json(&["rollout", "show", &rollout.to_string(), "--json"]);
+        [online, offline, late]
+            .iter()
+            .all(|id| state(&detail, *id) == "healthy")
+            .then_some(detail)
+    });
+    let all = all.unwrap_or_else(|| panic!("not all three healthy within {CONVERGE:?}"));
+    eprintln!(
+        "both converged {:?} after their agents started",
+        connected.elapsed()
+    );
+    assert_eq!(all.summary.counts.get("healthy"), Some(&3), "{all:#?}");
+    for engine in &engines[1..] {
+        let rows = rows(engine, project).unwrap();
+        let seen: BTreeMap<String, String> = running(&rows)
+            .iter()
+            .map(|r| (r.service.clone(), r.hash.clone()))
+            .collect();
+        assert_eq!(seen, v1, "{} runs v1: {rows:#?}", engine.host());
+    }
+}
 
 /// web: unchanged across versions. worker: slow to stop (it takes 6 s after SIGTERM, within the
 /// agent's 10 s stop timeout), saying so in its log; `RELEASE` is what v2 changes.

@@ -2,9 +2,9 @@
 //! assigns it, the hub delivers it over the agent's QUIC session, the real agent applies it to the
 //! real engine and reports back, and `rollout show` / `endpoint show` say what the engine runs.
 //!
-//! - v1 (two services: one with a healthcheck, a named volume and a published port), rolled out
-//!   to a group, ends `healthy` and `completed`; the engine runs both services with Compose's
-//!   labels. A device that joins the group afterwards is given v1 (offline, it waits queued).
+//! - v1 (two services: one with a healthcheck, a named volume and a published port) ends
+//!   `healthy` and `completed`; the engine runs both services with Compose's labels. (Groups,
+//!   offline devices and late joiners: `stack_fleet.rs`.)
 //! - v2 changes one service only: the other keeps its container.
 //! - v3 names an image that does not exist: the device reports the engine's message, the
 //!   rollout (`--waves 1,100% --max-failures 0`) pauses saying so, and v2 still runs.
