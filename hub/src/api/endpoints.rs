@@ -149,7 +149,10 @@ pub(super) async fn approve(
         return Err(not_found(id));
     }
     if let Some(session) = ctx.registry.get(id) {
-        session.approve();
+        // An agent that announced jobs while it waited is sent them from now on.
+        if session.approve() && session.runs_jobs() {
+            ctx.jobs.online(id);
+        }
     }
     info!(endpoint = %id, "endpoint approved");
     Ok(Json(view_of(&ctx, id).await?))

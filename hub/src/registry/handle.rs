@@ -204,7 +204,12 @@ impl LiveSession {
         drop(waiters);
     }
 
-    /// An admin approved this pending device.
+    /// Whether this session is sent jobs ([`HubSession::runs_jobs`]).
+    pub fn runs_jobs(&self) -> bool {
+        self.state().runs_jobs()
+    }
+
+    /// An admin approved this pending device: true if it was pending and its agent is told.
     pub fn approve(&self) -> bool {
         let was_pending = self.state().handle_approval(Instant::now());
         was_pending && self.control.push(Control::Approved).is_ok()

@@ -61,6 +61,13 @@ impl JobGate {
         Ok(features.contains(Features::JOBS))
     }
 
+    /// Whether the agent announced that it runs jobs.
+    pub fn runs_jobs(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|a| a.features.contains(Features::JOBS))
+    }
+
     /// Whether a job message arriving at `now` (with its result, if it is one) may be kept.
     pub fn admit(&mut self, now: Instant, result: Option<&JobResult>) -> Result<(), JobRefused> {
         let announced = self

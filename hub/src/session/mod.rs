@@ -396,9 +396,13 @@ impl<W> HubSession<W> {
         now: Instant,
         features: outpost_protocol::job::Features,
     ) -> Result<bool, JobRefused> {
-        // A device waiting for approval runs nothing; approved mid-session, it runs jobs from
-        // its next session on.
+        // A device waiting for approval runs nothing until it is approved (`runs_jobs` then).
         Ok(self.jobs.announce(now, features)? && !self.pending)
+    }
+
+    /// Whether the agent announced jobs and the device is approved: it may be sent jobs.
+    pub fn runs_jobs(&self) -> bool {
+        self.jobs.runs_jobs() && !self.pending
     }
 
     /// A job message arrived, with its result if it is one: whether to keep it ([`jobs`]).

@@ -358,3 +358,19 @@ fn approval_tells_the_agent_once_and_opens_summons() {
     assert_eq!(h.status(), Status::Standby);
     assert_eq!(h.session.handle_summon(1), Summon::Send { id: 1 });
 }
+
+#[test]
+fn a_pending_device_is_sent_jobs_only_once_approved() {
+    use outpost_protocol::job::Features;
+    let mut h = Harness::new(true);
+    assert_eq!(h.session.handle_features(h.now, Features::JOBS), Ok(false));
+    assert!(!h.session.runs_jobs(), "pending: no jobs");
+    assert!(h.session.handle_approval(h.now));
+    assert!(h.session.runs_jobs(), "approved: jobs from now on");
+    let mut without = Harness::approved();
+    without
+        .session
+        .handle_features(without.now, Features::default())
+        .unwrap();
+    assert!(!without.session.runs_jobs(), "it never said it runs jobs");
+}
