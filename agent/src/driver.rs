@@ -395,6 +395,7 @@ impl Driver<'_> {
             },
             HubMessage::Job(order) => self.jobs()?.runner.offer(order),
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
+            HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
         }
         Ok(())
     }

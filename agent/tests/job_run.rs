@@ -291,6 +291,74 @@ async fn a_one_shot_container_past_its_timeout_is_timed_out_and_removed() {
 }
 
 #[tokio::test]
+async fn a_cancelled_one_shot_container_is_stopped_and_removed_keeping_its_output() {
+    let mut device = Device::new();
+    let id = job_id(8);
+    device
+        .runner
+        .offer(order(id, one_shot("echo started; sleep 60")));
+    while !device.started.contains(&id) {
+        match device.next().await {
+            AgentMessage::JobStarted { id } => device.started.push(id),
+            other => panic!("before its start: {other:?}"),
+        }
+    }
+    let name = container_name(id);
+    for _ in 0..100 {
+        if docker(&["logs", &name]).stdout.starts_with(b"started") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    device.runner.cancel(id);
+    let result = device.result(id).await;
+
+    assert_eq!(result.outcome, JobOutcome::Cancelled);
+    // What the attach stream had delivered by the cancel (the engine's log may be ahead of it).
+    let kept = text(&result);
+    assert!(
+        "started\n".starts_with(&kept),
+        "what it printed before: {kept:?}"
+    );
+    assert!(
+        result.duration_ms < 30_000,
+        "stopped, not waited out: {result:?}"
+    );
+    assert!(!container_exists(&name), "stopped and removed");
+}
+
+#[tokio::test]
+async fn a_job_cancelled_while_it_waits_for_a_slot_never_runs() {
+    let target = Target::start("cancel");
+    let mut device = Device::new();
+    let blockers: Vec<u64> = (0..MAX_RUNNING as u64).map(|n| job_id(30 + n)).collect();
+    for id in &blockers {
+        device
+            .runner
+            .offer(order(*id, exec(&target.name, "sleep 2")));
+    }
+    let waiting = job_id(40);
+    device
+        .runner
+        .offer(order(waiting, exec(&target.name, "touch /tmp/cancelled")));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    device.runner.cancel(waiting);
+    let cancelled = device.result(waiting).await;
+
+    assert_eq!(cancelled.outcome, JobOutcome::Cancelled);
+    for id in &blockers {
+        assert_eq!(device.result(*id).await.outcome, JobOutcome::Exited(0));
+    }
+    assert!(!device.started.contains(&waiting), "{:?}", device.started);
+    let look = device
+        .run(job_id(41), exec(&target.name, "test -e /tmp/cancelled"))
+        .await;
+    assert_eq!(look.outcome, JobOutcome::Exited(1), "nothing ran");
+}
+
+#[tokio::test]
 async fn an_order_that_expires_before_a_slot_frees_runs_nothing() {
     let target = Target::start("expiry");
     let mut device = Device::new();

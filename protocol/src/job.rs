@@ -272,6 +272,8 @@ pub enum JobOutcome {
     Expired,
     /// The agent stopped (killed, restarted) while the job ran; it is not run again.
     Interrupted,
+    /// An admin cancelled it before it started, or while a one-shot container ran it (stopped).
+    Cancelled,
 }
 
 impl JobOutcome {

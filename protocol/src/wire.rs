@@ -36,6 +36,7 @@
 //!   agent ◀─ HubMessage::Job(order) ──────────── hub
 //!   agent ── AgentMessage::JobStarted, JobResult ─▶ hub   (the result until acknowledged)
 //!   agent ◀─ HubMessage::JobAck { id } ───────── hub
+//!   agent ◀─ HubMessage::JobCancel { id } ────── hub   (an admin cancelled it)
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -53,7 +54,7 @@
 //!   a session whose agent has sent `CheckInApplied`, so older agents are never sent what they
 //!   cannot read.
 //! - 4: jobs ([`crate::job`]): `AgentMessage::{Features, JobStarted, JobResult}` and
-//!   `HubMessage::{Job, JobAck}`, at the ends of their enums. A hub sends a job only to a session
+//!   `HubMessage::{Job, JobAck, JobCancel}`, at the ends of their enums. A hub sends a job only to a session
 //!   whose agent announced `Features::JOBS`; a version-3 hub closes a session that announces it, so
 //!   (as for version 2) upgrade the hub before its agents.
 
@@ -218,6 +219,12 @@ pub enum HubMessage {
     Job(crate::job::JobOrder),
     /// The job's result is stored (version 4): the agent may forget it.
     JobAck {
+        /// The job.
+        id: u64,
+    },
+    /// An admin cancelled the job (version 4): not started, it never will; a one-shot container
+    /// running it is stopped. Its result says `Cancelled`.
+    JobCancel {
         /// The job.
         id: u64,
     },

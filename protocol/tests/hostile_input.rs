@@ -329,6 +329,7 @@ fn session_messages_survive_hostile_frames() {
             timeout_ms: 600_000,
         }),
         HubMessage::JobAck { id: 1 << 40 },
+        HubMessage::JobCancel { id: 9 },
     ];
     attack(3, &hub, MAX_CONTROL_FRAME, 15_000);
     // A small limit makes the oversize path reachable with lengths the inputs actually carry.

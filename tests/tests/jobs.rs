@@ -6,6 +6,7 @@
 //!   offline when the job was created runs it when it connects, and a device that never connects
 //!   shows `expired` once the job expires. The job then finishes.
 //! - A one-shot container (`run --rm`) that prints and exits 3: `failed`, exit 3, its output kept.
+//! - `job cancel` of a one-shot container that runs: stopped and removed, the device `cancelled`.
 //! - Every result, output included, survives a hub restart.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use outpost_api::{JobDetail, JobOutput, JobSummary};
-use outpost_tests::docker::{require_engine, TEST_IMAGE};
+use outpost_tests::docker::{direct, require_engine, TEST_IMAGE};
 use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
 
 /// Long enough for a session, a tick and a job on a busy machine.
@@ -165,6 +166,36 @@ fn a_job_reaches_online_late_and_never_seen_devices_and_its_results_survive_a_re
         before.head.contains("to-stdout") && before.head.contains("to-stderr"),
         "{before:#?}"
     );
+
+    // Cancelling stops a one-shot container that runs the job.
+    let sleeper: JobSummary = hub.cli_json(&[
+        "job",
+        "run",
+        "--endpoint",
+        &online_id,
+        "--json",
+        "--",
+        "run",
+        TEST_IMAGE,
+        "sleep",
+        "120",
+    ]);
+    wait_job(&hub, sleeper.id, "running", |d| {
+        device(d, online).state == "running"
+    });
+    let cancelled = hub.cli(&["job", "cancel", &sleeper.id.to_string()]);
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    let stopped = wait_job(&hub, sleeper.id, "cancelled on the device", |d| {
+        device(d, online).state == "cancelled" && d.summary.finished_at.is_some()
+    });
+    assert_eq!(
+        device(&stopped, online).outcome.as_deref(),
+        Some("cancelled"),
+        "{stopped:#?}"
+    );
+    let name = outpost_agent::job::container_name(sleeper.id as u64);
+    let left = direct(&["ps", "-aq", "--filter", &format!("name=^{name}$")]);
+    assert!(left.stdout.is_empty(), "its container is gone: {left:?}");
 
     // Results and output survive a restart of the hub.
     hub.restart();

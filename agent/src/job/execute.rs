@@ -31,6 +31,7 @@ use outpost_protocol::job::{
 };
 use outpost_protocol::text::is_unsafe_char;
 use thiserror::Error;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -94,15 +95,20 @@ struct Traces {
     container: Option<String>,
 }
 
-/// Run `order` on the engine at `host` within its timeout; never fails (a failure is a result).
-pub(crate) async fn perform(host: &DockerHost, order: &JobOrder) -> JobResult {
+/// Run `order` on the engine at `host` within its timeout, unless `cancel` is signalled first;
+/// never fails (a failure is a result). Cut short either way, the output so far is kept and a
+/// one-shot container is removed.
+pub(crate) async fn perform(host: &DockerHost, order: &JobOrder, cancel: &Notify) -> JobResult {
     let started = Instant::now();
     let mut traces = Traces::default();
     let limit = Duration::from_millis(order.timeout_ms);
-    let outcome = match tokio::time::timeout(limit, attempt(host, order, &mut traces)).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => JobOutcome::Failed(reason(&e.to_string())),
-        Err(_) => JobOutcome::TimedOut,
+    let outcome = tokio::select! {
+        finished = tokio::time::timeout(limit, attempt(host, order, &mut traces)) => match finished {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => JobOutcome::Failed(reason(&e.to_string())),
+            Err(_) => JobOutcome::TimedOut,
+        },
+        () = cancel.notified() => JobOutcome::Cancelled,
     };
     let duration = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Some(container) = &traces.container {

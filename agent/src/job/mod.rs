@@ -31,12 +31,13 @@ mod execute;
 mod journal;
 mod mail;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::job::{JobOrder, JobOutcome, JobResult, OutputCapture};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -56,6 +57,10 @@ pub const MAX_RUNNING: usize = 4;
 /// The refusal of an order beyond [`MAX_UNACKED`].
 const FULL: &str = "too many unacknowledged job results on this device";
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The handle sessions share: offer orders, acknowledge results, carry what it has for the hub.
 #[derive(Clone, Debug)]
 pub struct JobRunner {
@@ -68,6 +73,9 @@ struct Shared {
     dir: PathBuf,
     desk: Mutex<Desk>,
     slots: Semaphore,
+    /// A cancel signal per job waiting for a slot or running (a stored permit if the cancel
+    /// comes before the job waits on it).
+    cancels: Mutex<HashMap<u64, Arc<Notify>>>,
 }
 
 /// The journal and what the session in attendance has yet to be told, behind one lock: a result
@@ -104,6 +112,7 @@ impl JobRunner {
             dir: dir.to_owned(),
             desk: Mutex::new(desk),
             slots: Semaphore::new(MAX_RUNNING),
+            cancels: Mutex::default(),
         };
         Ok(Self {
             shared: Arc::new(shared),
@@ -115,6 +124,17 @@ impl JobRunner {
         let received = Instant::now();
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move { shared.take(order, received).await });
+    }
+
+    /// An admin cancelled `id`: if it waits for a slot it never runs; a one-shot container running
+    /// it is stopped and removed; an exec runs on (the engine cannot stop one), its output no
+    /// longer read. Either way the result is [`JobOutcome::Cancelled`]. A job not here is left be.
+    pub fn cancel(&self, id: u64) {
+        let signal = lock(&self.shared.cancels).get(&id).cloned();
+        match signal {
+            Some(signal) => signal.notify_one(),
+            None => debug!(job = id, "a cancel for no job waiting or running"),
+        }
     }
 
     /// The hub stored the result of `id`: forget it, remember the job was done.
@@ -139,7 +159,7 @@ impl JobRunner {
 
 impl Shared {
     fn desk(&self) -> MutexGuard<'_, Desk> {
-        self.desk.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.desk)
     }
 
     async fn take(&self, order: JobOrder, received: Instant) {
@@ -169,16 +189,26 @@ impl Shared {
         self.desk().post(Note::Unjournaled(result));
     }
 
-    /// Wait for a slot, run the job in it (or not at all once expired), journal how it ended.
+    /// Wait for a slot, run the job in it (or not at all once expired or cancelled), journal how
+    /// it ended.
     async fn run(&self, order: JobOrder, received: Instant) {
-        let result = match self.slot(&order, received).await {
-            Some(_slot) => {
-                info!(job = order.id, spec = %order.spec.summary(), "job started");
-                self.desk().post(Note::Started(order.id));
-                execute::perform(&self.host, &order).await
+        let cancel = Arc::new(Notify::new());
+        lock(&self.cancels).insert(order.id, Arc::clone(&cancel));
+        let result = tokio::select! {
+            biased;
+            () = cancel.notified() => {
+                OutputCapture::default().finish(order.id, JobOutcome::Cancelled, 0)
             }
-            None => OutputCapture::default().finish(order.id, JobOutcome::Expired, 0),
+            slot = self.slot(&order, received) => match slot {
+                Some(_slot) => {
+                    info!(job = order.id, spec = %order.spec.summary(), "job started");
+                    self.desk().post(Note::Started(order.id));
+                    execute::perform(&self.host, &order, &cancel).await
+                }
+                None => OutputCapture::default().finish(order.id, JobOutcome::Expired, 0),
+            },
         };
+        lock(&self.cancels).remove(&order.id);
         info!(job = result.id, outcome = ?result.outcome, "job ended");
         self.finish(result);
     }

@@ -336,6 +336,7 @@ fn outcome_text(outcome: &JobOutcome) -> String {
         JobOutcome::TimedOut => "timed out".to_owned(),
         JobOutcome::Expired => "expired before it started".to_owned(),
         JobOutcome::Interrupted => "interrupted (the agent stopped while it ran)".to_owned(),
+        JobOutcome::Cancelled => "cancelled".to_owned(),
     }
 }
 

@@ -9,7 +9,9 @@
 //! - At `expires_at` the targets never sent, or sent and never started, are *expired*; targets
 //!   that started and stay silent until `expires_at + timeout` are *lost*. A result that arrives
 //!   later still replaces either (it is what the device did).
-//! - Cancelling expires nothing: targets not yet started are *cancelled*, running ones finish.
+//! - Cancelling expires nothing: targets not yet started are *cancelled*; devices that hold the
+//!   job are told, and a running one reports how it ended (a one-shot container it stops ends
+//!   *cancelled*).
 //! - The job is finished when every target has settled.
 
 use std::collections::BTreeMap;
@@ -155,13 +157,21 @@ impl Dispatch {
         }
     }
 
-    /// An admin cancelled the job: targets not yet started will not run it.
-    pub fn cancel(&mut self) {
+    /// An admin cancelled the job: targets not yet started will not run it. The online devices
+    /// that were sent it or run it, to be told.
+    pub fn cancel(&mut self) -> Vec<EndpointId> {
         self.cancelled = true;
+        let holding = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.online && t.state.holds_the_job())
+            .map(|(id, _)| *id)
+            .collect();
         self.settle_where(
             |state| matches!(state, TargetState::Queued | TargetState::Sent),
             TargetState::Cancelled,
         );
+        holding
     }
 
     /// Expire what is due, send the job to as many online targets as the concurrency allows, and

@@ -140,7 +140,12 @@ fn cancelling_stops_what_has_not_started_and_lets_running_ones_finish() {
     }
     job.poll(at(1));
     job.started(EndpointId(1));
-    job.cancel();
+    job.offline(EndpointId(5));
+    assert_eq!(
+        job.cancel(),
+        ids(1..3),
+        "online devices holding it: running 1, sent 2"
+    );
     let poll = job.poll(at(2));
     assert_eq!(poll.send, vec![], "nothing more is sent");
     assert_eq!(count(&job, TargetState::Cancelled), 4);

@@ -60,7 +60,7 @@ pub enum TargetState {
     Expired,
     /// It started, and no result came by expiry plus its timeout.
     Lost,
-    /// Cancelled before the device started it.
+    /// Cancelled before the device started it, or stopped by the cancel (a one-shot container).
     Cancelled,
 }
 
@@ -100,6 +100,7 @@ impl TargetState {
     pub fn of(outcome: &JobOutcome) -> Self {
         match outcome {
             JobOutcome::Expired => Self::Expired,
+            JobOutcome::Cancelled => Self::Cancelled,
             outcome if outcome.succeeded() => Self::Succeeded,
             _ => Self::Failed,
         }
@@ -257,10 +258,17 @@ impl Jobs {
     pub async fn cancel(&self, ctx: &HubContext, id: i64) -> Result<(), JobError> {
         let stored = ctx.store.read(move |c| jobs::find(c, id)).await?;
         let stored = stored.ok_or(JobError::NotFound(id))?;
-        match lock(&self.open).get_mut(&id) {
+        let holding = match lock(&self.open).get_mut(&id) {
             Some(open) => open.dispatch.cancel(),
             None if stored.finished_at.is_some() => return Err(JobError::Finished(id)),
-            None => {}
+            None => Vec::new(),
+        };
+        // Devices that may have the job: one that has not started it never will, a one-shot
+        // container running it is stopped (an exec runs on; its result still comes).
+        for endpoint in holding {
+            if let Some(session) = ctx.registry.get(endpoint) {
+                let _ = session.control().push(Control::JobCancel { id: id as u64 });
+            }
         }
         ctx.store.call(move |c| jobs::cancel(c, id)).await?;
         info!(job = id, "job cancelled");

@@ -33,6 +33,11 @@ pub enum Control {
     /// Results of the device's jobs are stored: the driver takes the acknowledgements waiting
     /// ([`crate::jobs::Jobs::take_acks`]), however many, and sends them.
     JobAcks,
+    /// An admin cancelled job `id`.
+    JobCancel {
+        /// The job.
+        id: u64,
+    },
 }
 
 impl Control {
@@ -41,6 +46,7 @@ impl Control {
         match self {
             Self::Summon { id } => Some(HubMessage::Summon { id }),
             Self::Approved => Some(HubMessage::Approved),
+            Self::JobCancel { id } => Some(HubMessage::JobCancel { id }),
             Self::DesiredChanged | Self::Job { .. } | Self::JobAcks => None,
         }
     }

@@ -212,6 +212,7 @@ fn version_4_messages_leave_earlier_encodings_alone() {
     let desired = HubMessage::Desired(crate::stack::DesiredState::default());
     assert_eq!(encode(&desired), [5, 0]);
     assert_eq!(encode(&HubMessage::JobAck { id: 3 }), [7, 3]);
+    assert_eq!(encode(&HubMessage::JobCancel { id: 3 }), [8, 3]);
     assert_eq!(
         encode(&AgentMessage::Features(crate::job::Features::JOBS)),
         [6, 1]
