@@ -18,7 +18,9 @@
 //!   failed stack runs its previous version again, the rest keep what they ran) and the applied
 //!   state stays the old one. Stacks the state no longer names are removed, their volumes kept.
 //! - Every [`DRIFT_CHECK`] the applied stacks are observed: a container gone or stopped is
-//!   reported `Drifted` and re-applied (only its service changes); once every service runs, and
+//!   reported `Drifted` and re-applied (only its service changes) — or, for a stack the hub's
+//!   order says to report only (`--on-drift report`), reported `Drifted` and left as it is until
+//!   someone repairs it by hand or the hub sends another order; once every service runs, and
 //!   where it has a healthcheck is healthy, the stack is `Healthy`. A service the engine declares
 //!   unhealthy is reported `Failed` (a rollout counts it), and keeps running: rolling a started
 //!   version back on health is not built yet.
@@ -31,15 +33,19 @@ use std::time::Duration;
 
 use bollard::Docker;
 use outpost_protocol::stack::{
-    DesiredState, Phase, StackReport, StackSpec, StackStatus, StateDigest, MAX_REASON,
+    DesiredOrder, DesiredState, Phase, StackReport, StackSpec, StateDigest,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::docker_host::DockerHost;
 use crate::snapshot::engine_client;
-use crate::stack::{self, Health, Progress, RemoveVolumes, StackHealth};
+use crate::stack::{self, Progress, RemoveVolumes};
+use phases::{clip, drift_reason, failure_phase, is_healthy, status, unhealthy};
+
+mod phases;
 
 /// How often an applied state is observed for drift and health. Each look is two engine calls
 /// per stack on the device's own socket; 30 s finds a container an operator removed by hand
@@ -71,7 +77,7 @@ pub struct DeployStatus {
 /// The handle sessions hold: hand over a desired state, watch the status.
 #[derive(Debug)]
 pub struct Deployer {
-    desired: watch::Sender<Option<DesiredState>>,
+    desired: watch::Sender<Option<DesiredOrder>>,
     status: watch::Receiver<DeployStatus>,
 }
 
@@ -88,7 +94,7 @@ impl Deployer {
             host: docker,
             state_dir,
             applied,
-            healthy: false,
+            settled: false,
             status: status_tx,
             last_progress: None,
         };
@@ -100,19 +106,20 @@ impl Deployer {
     /// reports' absence of any engine work: every state offered is reported healthy and applied at
     /// once, so thousands of simulated devices exercise the hub's delivery and rollouts.
     pub fn stand_in() -> Self {
-        let (desired, mut desired_rx) = watch::channel::<Option<DesiredState>>(None);
+        let (desired, mut desired_rx) = watch::channel::<Option<DesiredOrder>>(None);
         let (status_tx, status_rx) = watch::channel(DeployStatus {
             applied: DesiredState::default().digest(),
             report: None,
         });
         tokio::spawn(async move {
             while desired_rx.changed().await.is_ok() {
-                let Some(state) = desired_rx.borrow_and_update().clone() else {
+                let Some(order) = desired_rx.borrow_and_update().clone() else {
                     continue;
                 };
                 let report = StackReport {
-                    state: state.digest(),
-                    stacks: state
+                    state: order.digest(),
+                    stacks: order
+                        .state
                         .stacks
                         .iter()
                         .map(|s| status(s, Phase::Healthy))
@@ -131,8 +138,8 @@ impl Deployer {
     }
 
     /// What the hub says the device should run; a newer offer replaces one not yet started.
-    pub fn offer(&self, state: DesiredState) {
-        self.desired.send_replace(Some(state));
+    pub fn offer(&self, order: DesiredOrder) {
+        self.desired.send_replace(Some(order));
     }
 
     /// The worker's status, for a session to forward.
@@ -144,15 +151,16 @@ impl Deployer {
 struct Worker {
     host: DockerHost,
     state_dir: PathBuf,
-    applied: DesiredState,
-    /// Whether the last look found every applied stack healthy.
-    healthy: bool,
+    applied: DesiredOrder,
+    /// Whether the last look found nothing that may still change by itself: every applied
+    /// stack healthy, or drifted with its drift only reported.
+    settled: bool,
     status: watch::Sender<DeployStatus>,
     last_progress: Option<Instant>,
 }
 
 impl Worker {
-    async fn run(mut self, mut desired: watch::Receiver<Option<DesiredState>>) {
+    async fn run(mut self, mut desired: watch::Receiver<Option<DesiredOrder>>) {
         let docker = self.engine().await;
         match stack::recover(&docker, &self.state_dir).await {
             Ok(recovered) if !recovered.is_empty() => {
@@ -162,7 +170,7 @@ impl Worker {
             Err(e) => warn!("could not settle an interrupted apply: {e}"),
         }
         loop {
-            let wait = if self.healthy {
+            let wait = if self.settled {
                 DRIFT_CHECK
             } else {
                 HEALTH_CHECK
@@ -177,7 +185,7 @@ impl Worker {
                         self.reach(&docker, target).await;
                     }
                 }
-                () = tokio::time::sleep(wait), if !self.applied.stacks.is_empty() => {
+                () = tokio::time::sleep(wait), if !self.applied.state.stacks.is_empty() => {
                     self.look(&docker).await;
                 }
             }
@@ -197,13 +205,33 @@ impl Worker {
         }
     }
 
-    /// Apply `target` unless it is what runs.
-    async fn reach(&mut self, docker: &Docker, target: DesiredState) {
-        let digest = target.digest();
+    /// Apply `order` unless it is what runs (a new drift policy alone changes no container).
+    async fn reach(&mut self, docker: &Docker, order: DesiredOrder) {
+        let digest = order.digest();
         if digest == self.applied.digest() {
             self.look(docker).await;
             return;
         }
+        if let Err(e) = order.check() {
+            warn!("the hub's desired state breaks the rules: {e}");
+            let failed = Phase::Failed {
+                reason: clip(&format!("the desired state was refused: {e}")),
+            };
+            let stacks = order.state.stacks.iter();
+            let stacks = stacks.map(|s| status(s, failed.clone())).collect();
+            self.publish(Some(StackReport {
+                state: digest,
+                stacks,
+            }));
+            return;
+        }
+        if order.state == self.applied.state {
+            info!(report_drift = ?order.report_drift, "a new drift policy for the applied stacks");
+            self.adopt(order);
+            self.look(docker).await;
+            return;
+        }
+        let target = &order.state;
         info!(stacks = target.stacks.len(), "applying a new desired state");
         let mut report = StackReport {
             state: digest,
@@ -234,6 +262,7 @@ impl Worker {
         }
         for gone in self
             .applied
+            .state
             .stacks
             .iter()
             .filter(|s| !target.stacks.iter().any(|t| t.project == s.project))
@@ -244,14 +273,20 @@ impl Worker {
                 warn!(project = %gone.project, "a stack no longer wanted was not removed: {e}");
             }
         }
-        self.applied = target;
+        self.adopt(order);
+        self.publish(Some(report));
+        self.look(docker).await;
+    }
+
+    /// `order` is applied in full: record it and name it from the next check-in on.
+    fn adopt(&mut self, order: DesiredOrder) {
+        let digest = order.digest();
+        self.applied = order;
         if let Err(e) = write_applied(&self.state_dir, &self.applied) {
             warn!("the applied state was not recorded: {e}");
         }
-        self.healthy = false;
+        self.settled = false;
         self.status.send_modify(|s| s.applied = digest);
-        self.publish(Some(report));
-        self.look(docker).await;
     }
 
     /// Apply one stack of the state, reporting its phases into `report`.
@@ -299,6 +334,7 @@ impl Worker {
                 warn!(project = %spec.project, version = spec.version, "stack not applied: {e}");
                 let had_previous = self
                     .applied
+                    .state
                     .stacks
                     .iter()
                     .any(|s| s.project == spec.project);
@@ -307,43 +343,49 @@ impl Worker {
         }
     }
 
-    /// Observe the applied state: re-apply what drifted, report health.
+    /// Observe the applied state: re-apply what drifted (report what is to be only reported),
+    /// report health.
     async fn look(&mut self, docker: &Docker) {
         let digest = self.applied.digest();
         let mut report = StackReport {
             state: digest,
-            stacks: Vec::with_capacity(self.applied.stacks.len()),
+            stacks: Vec::with_capacity(self.applied.state.stacks.len()),
         };
-        let mut all_healthy = true;
-        for spec in self.applied.stacks.clone() {
+        let mut all_settled = true;
+        for spec in self.applied.state.stacks.clone() {
             let phase = match stack::observe(docker, &spec).await {
+                Ok(health) if health.drifted() && self.applied.reports_drift(&spec.project) => {
+                    Phase::Drifted {
+                        reason: clip(&drift_reason(&health)),
+                    }
+                }
                 Ok(health) if health.drifted() => {
-                    all_healthy = false;
+                    all_settled = false;
                     self.repair(docker, &spec, drift_reason(&health), &report)
                         .await
                 }
                 Ok(health) if is_healthy(&health) => Phase::Healthy,
                 Ok(health) if unhealthy(&health).is_some() => {
-                    all_healthy = false;
+                    all_settled = false;
                     let service = unhealthy(&health).unwrap_or_default();
                     Phase::Failed {
                         reason: format!("service {service} is unhealthy (its healthcheck fails)"),
                     }
                 }
                 Ok(_) => {
-                    all_healthy = false;
+                    all_settled = false;
                     Phase::Running
                 }
                 Err(e) => {
-                    all_healthy = false;
+                    all_settled = false;
                     warn!(project = %spec.project, "could not observe the stack: {e}");
                     Phase::Running
                 }
             };
             report.stacks.push(status(&spec, phase));
         }
-        self.healthy = all_healthy;
-        if !self.applied.stacks.is_empty() {
+        self.settled = all_settled;
+        if !self.applied.state.stacks.is_empty() {
             self.publish(Some(report));
         }
     }
@@ -382,119 +424,70 @@ impl Worker {
     }
 }
 
-fn status(spec: &StackSpec, phase: Phase) -> StackStatus {
-    StackStatus {
-        project: spec.project.clone(),
-        version: spec.version,
-        phase,
-    }
-}
-
-/// Every service runs this version, and where it has a healthcheck is healthy.
-fn is_healthy(health: &StackHealth) -> bool {
-    health
-        .services
-        .iter()
-        .all(|s| matches!(s.health, None | Some(Health::Healthy)))
-}
-
-/// The first service whose healthcheck the engine has declared failing.
-fn unhealthy(health: &StackHealth) -> Option<&str> {
-    health
-        .services
-        .iter()
-        .find(|s| s.health == Some(Health::Unhealthy))
-        .map(|s| s.service.as_str())
-}
-
-fn drift_reason(health: &StackHealth) -> String {
-    let mut parts: Vec<String> = health
-        .services
-        .iter()
-        .filter(|s| s.drifted())
-        .map(|s| format!("{}: {:?}", s.service, s.state))
-        .collect();
-    parts.extend(health.strays.iter().map(|c| format!("stray container {c}")));
-    parts.join(", ")
-}
-
-/// How a failed apply is reported: `RolledBack` when the engine refused a step after the new
-/// version's containers started replacing a version that ran before (which runs again now),
-/// `Failed` when nothing was changed (a pull, a check) or there was no previous version.
-fn failure_phase(error: &stack::ApplyError, had_previous: bool) -> Phase {
-    let reason = clip(&error.to_string());
-    match error {
-        stack::ApplyError::Engine { .. } if had_previous => Phase::RolledBack { reason },
-        _ => Phase::Failed { reason },
-    }
-}
-
-/// At most [`MAX_REASON`] bytes, cut at a character boundary.
-fn clip(text: &str) -> String {
-    let mut end = text.len().min(MAX_REASON);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
-}
-
 fn applied_path(state_dir: &Path) -> PathBuf {
     state_dir.join("state.json")
 }
 
-/// The state last applied in full; the empty state when none was (or its record is unreadable,
-/// which the next desired state repairs).
-fn read_applied(state_dir: &Path) -> DesiredState {
-    stack::read_json(&applied_path(state_dir))
-        .unwrap_or_else(|e| {
-            warn!("the applied state record is unreadable ({e}); starting from none");
-            None
-        })
-        .unwrap_or_default()
+/// The applied order as `state.json` keeps it: the state's own fields, so a record written
+/// before drift policies (`{"stacks": …}`) reads as an order that re-applies everything.
+#[derive(Serialize, Deserialize)]
+struct AppliedRecord {
+    stacks: Vec<StackSpec>,
+    #[serde(default)]
+    report_drift: Vec<String>,
 }
 
-/// Record `state` (atomically, private to the agent: stacks carry environment values).
-fn write_applied(state_dir: &Path, state: &DesiredState) -> Result<(), stack::ApplyError> {
-    stack::write_json(&applied_path(state_dir), state)
+/// The order last applied in full; the empty state when none was (or its record is
+/// unreadable, which the next desired state repairs).
+fn read_applied(state_dir: &Path) -> DesiredOrder {
+    let record: Option<AppliedRecord> =
+        stack::read_json(&applied_path(state_dir)).unwrap_or_else(|e| {
+            warn!("the applied state record is unreadable ({e}); starting from none");
+            None
+        });
+    record.map_or_else(DesiredOrder::default, |r| DesiredOrder {
+        state: DesiredState { stacks: r.stacks },
+        report_drift: r.report_drift,
+    })
+}
+
+/// Record `order` (atomically, private to the agent: stacks carry environment values).
+fn write_applied(state_dir: &Path, order: &DesiredOrder) -> Result<(), stack::ApplyError> {
+    let record = AppliedRecord {
+        stacks: order.state.stacks.clone(),
+        report_drift: order.report_drift.clone(),
+    };
+    stack::write_json(&applied_path(state_dir), &record)
 }
 
 #[cfg(test)]
-mod failure_tests {
+mod record_tests {
+    use outpost_protocol::stack::ServiceSpec;
+
     use super::*;
 
-    fn refused() -> stack::ApplyError {
-        stack::ApplyError::Engine {
-            action: "start container",
-            target: "pos-web-1".into(),
-            message: "port is already allocated".into(),
-        }
-    }
-
     #[test]
-    fn a_refused_step_over_a_previous_version_is_a_rollback() {
-        assert_eq!(
-            failure_phase(&refused(), true),
-            Phase::RolledBack {
-                reason: "start container pos-web-1: port is already allocated".into()
-            }
-        );
-    }
-
-    #[test]
-    fn a_first_deploy_or_a_failed_pull_changed_nothing_and_is_a_failure() {
-        assert!(matches!(
-            failure_phase(&refused(), false),
-            Phase::Failed { .. }
-        ));
-        let pull = stack::ApplyError::Pull {
-            image: "busybox:nope".into(),
-            message: "manifest unknown".into(),
+    fn the_applied_order_survives_a_restart_and_an_older_record_reapplies_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let pos = StackSpec {
+            project: "pos".into(),
+            version: 3,
+            services: vec![ServiceSpec::new("web", "nginx:1.27")],
+            volumes: vec![],
         };
-        assert_eq!(
-            failure_phase(&pull, true),
-            Phase::Failed {
-                reason: "pull busybox:nope: manifest unknown".into()
-            }
-        );
+        let order = DesiredOrder {
+            state: DesiredState { stacks: vec![pos] },
+            report_drift: vec!["pos".into()],
+        };
+        write_applied(dir.path(), &order).unwrap();
+        assert_eq!(read_applied(dir.path()), order);
+
+        let before_policies =
+            serde_json::json!({ "stacks": serde_json::to_value(&order.state.stacks).unwrap() });
+        std::fs::write(applied_path(dir.path()), before_policies.to_string()).unwrap();
+        let read = read_applied(dir.path());
+        assert_eq!(read.state, order.state);
+        assert!(read.report_drift.is_empty(), "an older record re-applies");
+        assert_eq!(read.digest(), order.state.digest(), "and names what it did");
     }
 }

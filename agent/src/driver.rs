@@ -30,7 +30,7 @@ use crate::docker_host::DockerHost;
 use crate::job::JobRunner;
 use crate::route::RouteWatch;
 use crate::{relay, renew, snapshot};
-use jobs::Jobs;
+use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
 use outpost_protocol::snapshot::EngineSnapshot;
 
@@ -186,10 +186,11 @@ async fn serve(
         }
         Ok::<_, Backlog>(Deploying { deployer, status })
     });
-    let jobs = defaults
-        .jobs
-        .map(|runner| Jobs::open(runner, &mut outbox))
-        .transpose()?;
+    let deploys = deploying.is_some();
+    if let Some(features) = features(deploys, defaults.jobs.is_some()) {
+        outbox.push(&AgentMessage::Features(features))?;
+    }
+    let jobs = defaults.jobs.map(Jobs::open);
     let driver = Driver {
         conn,
         session,
@@ -383,21 +384,21 @@ impl Driver<'_> {
                 Some(requested) => requested.answered(&cert_der),
                 None => debug!("a renewed certificate this session did not ask for"),
             },
-            // A hub sends stacks only to an agent whose check-ins name an applied state, which
-            // an agent without a stack worker never sends.
-            HubMessage::Desired(state) => match &self.deploying {
-                Some(deploying) => deploying.deployer.offer(state),
-                None => {
-                    return Err(SessionEnd::Lost(
-                        "the hub sent stacks to an agent that applies none".into(),
-                    ))
-                }
-            },
+            HubMessage::Desired(state) => self.deploying()?.deployer.offer(state.into()),
+            HubMessage::DesiredOrder(order) => self.deploying()?.deployer.offer(order),
             HubMessage::Job(order) => self.jobs()?.runner.offer(order),
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
             HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
         }
         Ok(())
+    }
+
+    /// The stack worker; a hub sends stacks only to an agent whose check-ins name an applied
+    /// state, which an agent without a stack worker never sends.
+    fn deploying(&self) -> Result<&Deploying, SessionEnd> {
+        self.deploying.as_ref().ok_or_else(|| {
+            SessionEnd::Lost("the hub sent stacks to an agent that applies none".into())
+        })
     }
 
     /// The job runner; a hub sends jobs only to an agent that announced it runs them.

@@ -154,6 +154,9 @@ pub struct NewRollout {
     /// How long a device must stay healthy to count as done (`2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soak: Option<String>,
+    /// What a device does when the stack drifts: `reapply` (the default) or `report`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_drift: Option<String>,
 }
 
 /// A rollout's state and counts.
@@ -174,7 +177,7 @@ pub struct RolloutSummary {
     pub wave: u32,
     /// Waves in its plan.
     pub waves: u32,
-    /// The plan as given (`waves`, `max_failures`, `soak`).
+    /// The plan as given (`waves`, `max_failures`, `soak`, `on_drift`).
     pub plan: String,
     /// Targets by state (`waiting`, `queued`, `pulling`, `starting`, `running`, `soaking`,
     /// `healthy`, `failed`, `drifted`, `lost`), plus `offline` across them and `total`.

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
 use crate::registry::Control;
-use crate::rollout::{ControlError, Plan, Rollout, RolloutState};
+use crate::rollout::{ControlError, OnDrift, Plan, Rollout, RolloutState};
 use crate::store::deployments::{self, Assigned};
 use crate::store::rollouts::{self, Selector};
 use crate::store::{Store, StoreError};
@@ -183,6 +183,7 @@ impl Fleet {
         let assign = poll.assign.clone();
         let retired = same_stack.clone();
         let counts = rollout.counts();
+        let on_drift = rollout.plan().on_drift;
         let id = ctx
             .store
             .call(move |c| {
@@ -191,7 +192,7 @@ impl Fleet {
                     rollouts::retire(&tx, *old)?;
                 }
                 let id = rollouts::create(&tx, &name, version, &sel, &save, &counts)?;
-                let unchanged = assign_all(&tx, &name, version, &assign)?;
+                let unchanged = assign_all(&tx, &name, version, on_drift, &assign)?;
                 tx.commit()?;
                 Ok((id, unchanged))
             })
@@ -414,11 +415,12 @@ async fn carry_out(
     let active = !finished(entry.rollout.state());
     let (stack, version, assign) = (entry.stack.clone(), entry.version, poll.assign.clone());
     let counts = entry.rollout.counts();
+    let on_drift = entry.rollout.plan().on_drift;
     let unchanged = ctx
         .store
         .call(move |c| {
             let tx = c.transaction()?;
-            let unchanged = assign_all(&tx, &stack, version, &assign)?;
+            let unchanged = assign_all(&tx, &stack, version, on_drift, &assign)?;
             rollouts::save(&tx, id, &save, active, &counts)?;
             tx.commit()?;
             Ok(unchanged)
@@ -445,11 +447,15 @@ fn assign_all(
     conn: &rusqlite::Connection,
     stack: &str,
     version: u32,
+    on_drift: OnDrift,
     endpoints: &[EndpointId],
 ) -> Result<Vec<(EndpointId, Phase)>, StoreError> {
     let mut unchanged = Vec::new();
+    let report_drift = on_drift == OnDrift::Report;
     for endpoint in endpoints {
-        if deployments::assign(conn, *endpoint, stack, version)? == Assigned::Unchanged {
+        if deployments::assign(conn, *endpoint, stack, version, report_drift)?
+            == Assigned::Unchanged
+        {
             let current = deployments::deployments_of(conn, *endpoint)?
                 .into_iter()
                 .find(|d| d.stack == stack);

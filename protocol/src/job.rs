@@ -52,6 +52,14 @@ pub struct Features(pub u32);
 impl Features {
     /// The agent runs jobs against its engine.
     pub const JOBS: Self = Self(1);
+    /// The agent reads [`HubMessage::DesiredOrder`](crate::wire::HubMessage::DesiredOrder)
+    /// (version 5): some stacks' drift only reported.
+    pub const DRIFT_REPORT: Self = Self(2);
+
+    /// Every bit of either.
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Self) -> bool {

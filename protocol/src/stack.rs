@@ -11,6 +11,11 @@
 //!   service whose hash is unchanged from the running container keeps its container.
 //! - [`StackSpec::digest`] names one version's content; [`DesiredState::digest`] names everything a
 //!   device should run in 8 bytes, small enough for every check-in to carry the one applied.
+//! - [`DesiredOrder`] (version 5) adds how each stack's drift is handled: re-applied (the
+//!   default, and all a version-3 agent knows) or only reported (`--on-drift report`, for a
+//!   device a technician works on by hand). Its digest covers the policy, so changing it alone
+//!   reaches the device like a new version; with nothing report-only it is the state's digest,
+//!   so agents of either version name the same digest for the same assignment.
 //!
 //! Limits: a bundle travels in one control frame ([`MAX_CONTROL_FRAME`]), so the hub refuses a
 //! stack whose encoding passes [`MAX_STACK_BYTES`], and [`StackSpec::check`] holds the structural
@@ -312,6 +317,10 @@ pub enum StackError {
     /// More than [`MAX_STACKS_PER_DEVICE`] stacks for one device, or one project twice.
     #[error("a device runs at most {MAX_STACKS_PER_DEVICE} stacks, each once")]
     TooManyStacks,
+    /// A [`DesiredOrder`]'s report-only list names a project its state does not run, names one
+    /// twice, or is out of order.
+    #[error("drift policy for {0:?}, which is not a stack of the state (or is named twice)")]
+    DriftPolicy(String),
 }
 
 impl StackSpec {
@@ -430,6 +439,60 @@ impl DesiredState {
             return Err(StackError::TooManyStacks);
         }
         self.stacks.iter().try_for_each(StackSpec::check)
+    }
+}
+
+/// What the device should run, and which of its stacks' drift it only reports (version 5: sent
+/// as [`HubMessage::DesiredOrder`](crate::wire::HubMessage::DesiredOrder) to an agent that
+/// announced [`Features::DRIFT_REPORT`](crate::job::Features::DRIFT_REPORT)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredOrder {
+    /// The stacks.
+    pub state: DesiredState,
+    /// Projects of `state` whose drift is reported and left alone, sorted; every other stack
+    /// is re-applied when it drifts.
+    pub report_drift: Vec<String>,
+}
+
+impl DesiredOrder {
+    /// The order's short digest: the state's own when every stack is re-applied on drift (what a
+    /// version-3 agent, which only knows re-applying, names for the same assignment).
+    pub fn digest(&self) -> StateDigest {
+        if self.report_drift.is_empty() {
+            return self.state.digest();
+        }
+        let full = Sha256::digest(wire::encode(self));
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&full[..8]);
+        StateDigest(first)
+    }
+
+    /// The state's rules, and a report-only list of its own projects, sorted, each once.
+    pub fn check(&self) -> Result<(), StackError> {
+        self.state.check()?;
+        for (i, project) in self.report_drift.iter().enumerate() {
+            let known = self.state.stacks.iter().any(|s| &s.project == project);
+            let in_order = i == 0 || self.report_drift[i - 1] < *project;
+            if !known || !in_order {
+                return Err(StackError::DriftPolicy(project.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `project`'s drift is only reported.
+    pub fn reports_drift(&self, project: &str) -> bool {
+        self.report_drift.iter().any(|p| p == project)
+    }
+}
+
+impl From<DesiredState> for DesiredOrder {
+    /// A version-3 order: every stack re-applied on drift.
+    fn from(state: DesiredState) -> Self {
+        Self {
+            state,
+            report_drift: vec![],
+        }
     }
 }
 

@@ -37,6 +37,9 @@
 //!   agent ── AgentMessage::JobStarted, JobResult ─▶ hub   (the result until acknowledged)
 //!   agent ◀─ HubMessage::JobAck { id } ───────── hub
 //!   agent ◀─ HubMessage::JobCancel { id } ────── hub   (an admin cancelled it)
+//!   drift policy (version 5): an agent announcing Features(DRIFT_REPORT) is sent, in place of
+//!   `Desired`, the state with the stacks whose drift it only reports
+//!   agent ◀─ HubMessage::DesiredOrder(order) ──── hub
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -57,6 +60,9 @@
 //!   `HubMessage::{Job, JobAck, JobCancel}`, at the ends of their enums. A hub sends a job only to a session
 //!   whose agent announced `Features::JOBS`; a version-3 hub closes a session that announces it, so
 //!   (as for version 2) upgrade the hub before its agents.
+//! - 5: drift policy ([`crate::stack::DesiredOrder`]): `HubMessage::DesiredOrder` at the end of
+//!   its enum and the feature bit `DRIFT_REPORT`. A version-4 hub ignores the bit and goes on
+//!   sending `Desired` (every stack re-applied), whose digest an agent names as before.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -228,6 +234,11 @@ pub enum HubMessage {
         /// The job.
         id: u64,
     },
+    /// Everything the device should run and which stacks' drift it only reports (version 5),
+    /// sent instead of [`HubMessage::Desired`] to a session that announced
+    /// [`Features::DRIFT_REPORT`](crate::job::Features::DRIFT_REPORT);
+    /// [`DesiredOrder::check`](crate::stack::DesiredOrder::check) bounds it like `Desired`.
+    DesiredOrder(crate::stack::DesiredOrder),
 }
 
 /// The hub's greeting on a new session.

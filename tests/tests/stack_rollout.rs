@@ -8,7 +8,8 @@
 //! - v2 changes one service only: the other keeps its container.
 //! - v3 names an image that does not exist: the device reports the engine's message, the
 //!   rollout (`--waves 1,100% --max-failures 0`) pauses saying so, and v2 still runs.
-//! - Removing a container by hand: the device reports drift, re-applies, and is healthy again.
+//! - Removing a container by hand: the device reports drift, re-applies, and is healthy again;
+//!   under `--on-drift report` it reports the drift and leaves the device as it is.
 //! - v5 names a device the host lacks: the engine refuses web's new container, the device puts
 //!   the previous one back and reports `rolled_back` with the engine's words.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -101,6 +102,21 @@ fn running(project: &str) -> Vec<(String, String)> {
     rows
 }
 
+/// A device named `name` with a real agent on the main engine, connected.
+fn device(hub: &Hub, name: &str) -> (u64, Agent) {
+    let (endpoint, key) = hub.create_endpoint(name, &[]);
+    let agent_dir = hub.data_dir.parent().unwrap().join("agent");
+    let agent = Agent::start(
+        &agent_dir,
+        &[
+            ("EDGE_KEY", &key),
+            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        ],
+    );
+    hub.wait_status(endpoint, "standby", Duration::from_secs(20));
+    (endpoint, agent)
+}
+
 /// Removes the project from the engine whatever happens to the test.
 struct Cleanup(String);
 
@@ -120,16 +136,7 @@ impl Drop for Cleanup {
 fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
     require_engine();
     let hub = Hub::start();
-    let (endpoint, key) = hub.create_endpoint("kiosk", &[]);
-    let agent_dir = hub.data_dir.parent().unwrap().join("agent");
-    let _agent = Agent::start(
-        &agent_dir,
-        &[
-            ("EDGE_KEY", &key),
-            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
-        ],
-    );
-    hub.wait_status(endpoint, "standby", Duration::from_secs(20));
+    let (endpoint, _agent) = device(&hub, "kiosk");
     let project = format!("pos{}", std::process::id());
     let _cleanup = Cleanup(project.clone());
     let port = 20_000 + (std::process::id() % 20_000) as u16;
@@ -274,4 +281,64 @@ fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
         repaired,
         "the previous version runs again, in its own containers"
     );
+}
+
+/// `--on-drift report`: a container removed by hand is reported `drifted` and left alone; the
+/// same version deployed again with `--on-drift reapply` (the policy alone changed) re-creates it.
+#[test]
+fn drift_is_only_reported_under_on_drift_report_until_the_policy_changes() {
+    require_engine();
+    let hub = Hub::start();
+    let (endpoint, _agent) = device(&hub, "till");
+    let project = format!("till{}", std::process::id());
+    let _cleanup = Cleanup(project.clone());
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "one", TEST_IMAGE),
+    );
+
+    let reported = deploy(
+        &hub,
+        &project,
+        endpoint,
+        &["--soak", "2s", "--on-drift", "report"],
+    );
+    let done = wait_rollout(&hub, reported, "completed");
+    assert!(done.summary.plan.contains("on-drift report"), "{done:#?}");
+    let v1 = running(&project);
+    let web = v1[1].1.clone();
+    assert!(direct(&["rm", "-f", &web]).status.success());
+
+    let drifted = wait_for(CONVERGE, "the device to report the drift", || {
+        let detail = rollout(&hub, reported);
+        (detail.targets[0].state == "drifted").then_some(detail)
+    });
+    let reason = drifted.targets[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("web"),
+        "the drift names the service: {reason}"
+    );
+    // Re-applying would have re-created web within a second or two of the report.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        running(&project),
+        v1[..1],
+        "web left as the technician left it, db untouched"
+    );
+    let detail: EndpointDetail =
+        hub.cli_json(&["endpoint", "show", &endpoint.to_string(), "--json"]);
+    assert_eq!(detail.stacks[0].phase, "drifted", "{detail:#?}");
+
+    // The same version, re-applied on drift: only the policy changed, and that reaches the
+    // device like a new version.
+    let reapplied = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
+    let done = wait_rollout(&hub, reapplied, "completed");
+    assert!(done.summary.plan.contains("on-drift reapply"), "{done:#?}");
+    let repaired = running(&project);
+    assert_eq!(repaired.len(), 2, "web is back: {repaired:?}");
+    assert_eq!(repaired[0], v1[0], "db kept its container");
 }

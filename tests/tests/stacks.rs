@@ -1,13 +1,15 @@
 //! Stacks through the real CLI and API (issue #15): a Compose file becomes version 1, an
 //! unchanged file stores nothing, a changed one becomes version 2, and every refusal — an
 //! unsupported key, malformed YAML, an unset variable, a bad name, a missing env file — is a 400
-//! (or a clear CLI error) naming the problem, with nothing stored and the hub still serving.
+//! (or a clear CLI error) naming the problem, with nothing stored and the hub still serving. A
+//! deploy that names an unknown group, tag, endpoint or version, a plan that does not parse, or
+//! no devices at all starts no rollout and says why.
 #![allow(clippy::unwrap_used)] // test code
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use outpost_api::{StackDetail, StackPage, StackVersionSaved};
+use outpost_api::{RolloutPage, RolloutSummary, StackDetail, StackPage, StackVersionSaved};
 use outpost_tests::{bin_dir, Hub};
 use serde_json::json;
 
@@ -55,6 +57,22 @@ fn write_files(dir: &Path, compose: &str) -> (String, String) {
     (
         dir.join("compose.yml").display().to_string(),
         dir.join("vars.env").display().to_string(),
+    )
+}
+
+/// `stack create pos` from `file` and `vars`.
+fn create_pos(hub: &Hub, file: &str, vars: &str) -> StackVersionSaved {
+    stack_json(
+        hub,
+        &[
+            "create",
+            "pos",
+            "--file",
+            file,
+            "--env-file",
+            vars,
+            "--json",
+        ],
     )
 }
 
@@ -200,17 +218,72 @@ fn refusals_name_the_problem_and_store_nothing() {
 
     // The hub still serves: a good file is stored.
     std::fs::write(dir.path().join("site.env"), "SITE=x\n").unwrap();
-    let saved: StackVersionSaved = stack_json(
+    let saved = create_pos(&hub, &file, &vars);
+    assert_eq!(saved.version, 1);
+}
+
+#[test]
+fn deploy_refusals_name_the_problem_and_start_no_rollout() {
+    let hub = Hub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, vars) = write_files(dir.path(), V1);
+    create_pos(&hub, &file, &vars);
+    let (kiosk, _) = hub.create_endpoint("kiosk", &[]);
+    let kiosk = kiosk.to_string();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--group", "stores-xx"], "no such group \"stores-xx\""),
+        (&["--tag", "nowhere"], "no such tag \"nowhere\""),
+        (&["--endpoint", "999"], "no such endpoint 999"),
+        (&[], "say which devices"),
+        (&["--endpoint", &kiosk, "--waves", "10%"], "end with 100%"),
+        (
+            &["--endpoint", &kiosk, "--max-failures", "x"],
+            "max_failures",
+        ),
+        (&["--endpoint", &kiosk, "--soak", "soon"], "soak"),
+        (
+            &["--endpoint", &kiosk, "--on-drift", "ignore"],
+            "on-drift \"ignore\": use reapply or report",
+        ),
+    ];
+    for (selection, expected) in cases {
+        let mut args = vec!["deploy", "pos"];
+        args.extend_from_slice(selection);
+        let out = stack(&hub, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{selection:?}: accepted");
+        assert!(stderr.contains("(400 Bad Request)"), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in {stderr}"
+        );
+    }
+    let out = stack(&hub, &["deploy", "pos:7", "--endpoint", &kiosk]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stack \"pos\" has no version 7"),
+        "{stderr}"
+    );
+    let rollouts = Command::new(bin_dir().join("outpost-hub"))
+        .args(["rollout", "list", "--json", "--data-dir"])
+        .arg(&hub.data_dir)
+        .output()
+        .unwrap();
+    let page: RolloutPage = serde_json::from_slice(&rollouts.stdout).unwrap();
+    assert_eq!(page.total, 0, "no rollout started");
+
+    // The hub still serves: a good deploy starts one.
+    let started: RolloutSummary = stack_json(
         &hub,
         &[
-            "create",
+            "deploy",
             "pos",
-            "--file",
-            &file,
-            "--env-file",
-            &vars,
+            "--endpoint",
+            &kiosk,
+            "--on-drift",
+            "report",
             "--json",
         ],
     );
-    assert_eq!(saved.version, 1);
+    assert!(started.plan.contains("on-drift report"), "{started:?}");
 }

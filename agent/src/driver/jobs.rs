@@ -1,5 +1,6 @@
-//! The session's side of jobs ([`crate::job`]): announce them, hand the runner what the hub
-//! orders and acknowledges, and queue what the runner has for the hub.
+//! The session's side of jobs ([`crate::job`]): hand the runner what the hub orders and
+//! acknowledges, and queue what the runner has for the hub (the session announces the feature,
+//! [`features`]).
 //!
 //! The runner's messages join the outbox only while fewer than [`JOB_ROOM`] frames wait: a
 //! session that starts with a thousand held results sends them as the hub reads them, while a
@@ -8,7 +9,7 @@
 use outpost_protocol::job::Features;
 use outpost_protocol::wire::AgentMessage;
 
-use super::outbox::{Backlog, Outbox, JOB_ROOM};
+use super::outbox::{Outbox, JOB_ROOM};
 use crate::job::{JobMail, JobRunner};
 
 /// The runner as one session sees it.
@@ -19,13 +20,25 @@ pub(super) struct Jobs {
 }
 
 impl Jobs {
-    /// Announce [`Features::JOBS`] and start carrying the runner's messages, the results it
-    /// holds first.
-    pub(super) fn open(runner: JobRunner, outbox: &mut Outbox) -> Result<Self, Backlog> {
-        outbox.push(&AgentMessage::Features(Features::JOBS))?;
+    /// Start carrying the runner's messages, the results it holds first.
+    pub(super) fn open(runner: JobRunner) -> Self {
         let mail = runner.attach();
-        Ok(Self { runner, mail })
+        Self { runner, mail }
     }
+}
+
+/// What this agent announces once per session: drift policies when it applies stacks, jobs when
+/// it runs them; `None` for an agent that does neither (a version-3 hub closes a session that
+/// announces anything).
+pub(super) fn features(deploys: bool, runs_jobs: bool) -> Option<Features> {
+    let mut features = Features::default();
+    if deploys {
+        features = features.with(Features::DRIFT_REPORT);
+    }
+    if runs_jobs {
+        features = features.with(Features::JOBS);
+    }
+    (features != Features::default()).then_some(features)
 }
 
 /// The runner's next message for the hub; never without a runner.

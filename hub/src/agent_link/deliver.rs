@@ -4,8 +4,11 @@
 //!
 //! The read is awaited by the session driver after its `select!`, like snapshots and renewals: a
 //! slow disk delays this agent's next frame, never another agent's.
+//!
+//! An agent that announced drift policies is sent the whole order and names its digest; an
+//! older one is sent the stacks alone, names their digest, and re-applies whatever drifts.
 
-use outpost_protocol::stack::DesiredState;
+use outpost_protocol::wire::HubMessage;
 use tracing::{info, warn};
 
 use crate::context::HubContext;
@@ -14,25 +17,28 @@ use crate::store::deployments;
 
 /// The device's desired state if the agent should be sent it now. A store failure sends nothing;
 /// the next check-in asks again.
-pub(super) async fn desired_to_send(
-    ctx: &HubContext,
-    session: &LiveSession,
-) -> Option<DesiredState> {
+pub(super) async fn desired_to_send(ctx: &HubContext, session: &LiveSession) -> Option<HubMessage> {
     let id = session.endpoint;
-    let state = match ctx
+    let order = match ctx
         .store
         .read(move |c| deployments::desired_state(c, id))
         .await
     {
-        Ok(state) => state,
+        Ok(order) => order,
         Err(e) => {
             warn!(endpoint = %id, "desired state not read: {e}");
             return None;
         }
     };
-    if !session.desired_read(state.digest()) {
+    let stacks = order.state.stacks.len();
+    let (digest, message) = if session.reads_drift_policy() {
+        (order.digest(), HubMessage::DesiredOrder(order))
+    } else {
+        (order.state.digest(), HubMessage::Desired(order.state))
+    };
+    if !session.desired_read(digest) {
         return None;
     }
-    info!(endpoint = %id, stacks = state.stacks.len(), "sending the desired state");
-    Some(state)
+    info!(endpoint = %id, stacks, "sending the desired state");
+    Some(message)
 }

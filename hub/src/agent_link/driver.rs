@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
+use outpost_protocol::job::Features;
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
@@ -324,8 +325,9 @@ async fn drive(
                 }
             }
             Next::Deliver => {
-                if let Some(state) = Box::pin(super::deliver::desired_to_send(ctx, session)).await {
-                    driving.outbox.push(&HubMessage::Desired(state));
+                if let Some(message) = Box::pin(super::deliver::desired_to_send(ctx, session)).await
+                {
+                    driving.outbox.push(&message);
                 }
             }
         }
@@ -369,13 +371,22 @@ impl Driving<'_> {
                 // every other report of that second.
                 self.ctx.fleet.report(session.endpoint, report);
             }
-            Ok(AgentMessage::Features(features)) => match session.announce(features) {
-                Ok(true) => self.ctx.jobs.online(session.endpoint),
-                Ok(false) => {}
-                Err(refused) => {
-                    return Err(self.violation(SessionError::Protocol(refused.to_string())))
+            Ok(AgentMessage::Features(features)) => {
+                match session.announce(features) {
+                    Ok(true) => self.ctx.jobs.online(session.endpoint),
+                    Ok(false) => {}
+                    Err(refused) => {
+                        return Err(self.violation(SessionError::Protocol(refused.to_string())))
+                    }
                 }
-            },
+                // A check-in may have been answered before the announcement, with the digest
+                // an older agent would name: read the order again.
+                if features.contains(Features::DRIFT_REPORT)
+                    && session.desired_changed() == Deliver::ReadDesired
+                {
+                    return Ok(Next::Deliver);
+                }
+            }
             Ok(AgentMessage::JobStarted { id }) => {
                 if let Err(refused) = session.admit_job_message(None) {
                     return Err(self.violation(SessionError::Protocol(refused.to_string())));

@@ -58,6 +58,11 @@ fn plan_of(request: &NewRollout) -> Result<Plan, ApiError> {
     if let Some(soak) = &request.soak {
         plan.soak = parse_duration(soak).map_err(|e| bad(format!("soak: {e}")))?;
     }
+    if let Some(on_drift) = &request.on_drift {
+        plan.on_drift = on_drift
+            .parse()
+            .map_err(|e| bad(format!("on_drift: {e}")))?;
+    }
     Ok(plan)
 }
 
@@ -247,10 +252,11 @@ fn summary_with(
         wave,
         waves: plan.waves.count() as u32,
         plan: format!(
-            "waves {} max-failures {} soak {}",
+            "waves {} max-failures {} soak {} on-drift {}",
             plan.waves,
             plan.max_failures,
-            crate::cli::HumanDuration(plan.soak)
+            crate::cli::HumanDuration(plan.soak),
+            plan.on_drift
         ),
         counts: counts_map(counts),
         created_at: stored.created_at,

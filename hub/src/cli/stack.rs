@@ -73,6 +73,10 @@ pub enum StackCommand {
         /// How long a device must stay healthy to count as done (`2m`).
         #[arg(long)]
         soak: Option<String>,
+        /// When a container of the stack dies or is removed: `reapply` it (the default) or only
+        /// `report` it, for devices someone works on by hand.
+        #[arg(long, value_name = "reapply|report")]
+        on_drift: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -147,6 +151,7 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             waves,
             max_failures,
             soak,
+            on_drift,
             json,
         } => {
             let (stack, version) = stack_and_version(&stack)?;
@@ -159,6 +164,7 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
                 waves,
                 max_failures,
                 soak,
+                on_drift,
             };
             let started = api.start_rollout(&new).await.map_err(failed)?;
             if json {

@@ -209,6 +209,11 @@ impl LiveSession {
         self.state().runs_jobs()
     }
 
+    /// Whether this session is sent drift policies ([`HubSession::reads_drift_policy`]).
+    pub fn reads_drift_policy(&self) -> bool {
+        self.state().reads_drift_policy()
+    }
+
     /// An admin approved this pending device: true if it was pending and its agent is told.
     pub fn approve(&self) -> bool {
         let was_pending = self.state().handle_approval(Instant::now());

@@ -64,7 +64,7 @@ impl Rollout {
         let first = self
             .targets
             .iter()
-            .filter(|target| target.failing())
+            .filter(|target| target.failing(self.plan.on_drift))
             .min_by_key(|target| (target.since, target.position));
         let Some(first) = first else {
             return;
@@ -145,13 +145,13 @@ impl Rollout {
         at: SystemTime,
         change: impl FnOnce(&mut TargetRecord),
     ) {
-        let before = Mark::of(&self.targets[i], self.wave);
+        let before = Mark::of(&self.targets[i], self.wave, self.plan.on_drift);
         let target = &mut self.targets[i];
         change(target);
         if target.state() != before.state() {
             target.since = at;
         }
-        let after = Mark::of(target, self.wave);
+        let after = Mark::of(target, self.wave, self.plan.on_drift);
         self.tally.remove(before);
         self.tally.add(after);
         self.schedule(i);
@@ -172,7 +172,7 @@ impl Rollout {
     /// When `target` changes by itself: its soak ends (online, healthy), or it is lost (offline
     /// after starting). Never for a target waiting or settled.
     fn deadline_of(&self, target: &TargetRecord) -> Option<SystemTime> {
-        if !target.assigned() || target.settled() {
+        if !target.assigned() || target.settled(self.plan.on_drift) {
             return None;
         }
         match (target.offline_since, target.healthy_since) {

@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use persist::{RestoreError, RolloutRecord, Save};
-pub use plan::{MaxFailures, Plan, PlanError, Share, Waves};
+pub use plan::{MaxFailures, OnDrift, Plan, PlanError, Share, Waves};
 pub use tally::Counts;
 use tally::{Mark, Tally};
 pub use target::{TargetRecord, TargetRow, TargetState};
@@ -250,7 +250,9 @@ impl Rollout {
         for i in 0..rollout.targets.len() {
             let target = &rollout.targets[i];
             rollout.index.insert(target.endpoint, i);
-            rollout.tally.add(Mark::of(target, wave));
+            rollout
+                .tally
+                .add(Mark::of(target, wave, rollout.plan.on_drift));
             if target.joined && !target.assigned() {
                 rollout.joiners.push(i);
             }
@@ -339,7 +341,8 @@ impl Rollout {
         let i = self.targets.len();
         let mut record = TargetRecord::waiting(i as u32, endpoint, online, now);
         record.joined = true;
-        self.tally.add(Mark::of(&record, self.wave));
+        self.tally
+            .add(Mark::of(&record, self.wave, self.plan.on_drift));
         self.targets.push(record);
         self.deadline.push(None);
         self.index.insert(endpoint, i);
@@ -367,7 +370,7 @@ impl Rollout {
         }
         // O(N) once per resume, which only an admin does.
         let failing: Vec<usize> = (0..self.targets.len())
-            .filter(|&i| self.targets[i].failing())
+            .filter(|&i| self.targets[i].failing(self.plan.on_drift))
             .collect();
         for i in failing {
             self.update(i, now, |target| target.forgiven = true);

@@ -64,6 +64,9 @@ pub enum PlanError {
     /// More than [`MAX_WAVES`] waves.
     #[error("{0} waves; at most {MAX_WAVES}")]
     TooManyWaves(usize),
+    /// An `--on-drift` that is neither `reapply` nor `report`.
+    #[error("on-drift {0:?}: use reapply or report")]
+    OnDrift(String),
 }
 
 /// A size: a count of devices, or a share of them in hundredths of a percent.
@@ -291,6 +294,51 @@ impl From<MaxFailures> for String {
     }
 }
 
+/// What a device does when a container of the stack dies or is removed (`--on-drift`).
+///
+/// `Reapply` (the default) puts the stack back as deployed. `Report` leaves the device as it is
+/// and says so — for devices a technician works on by hand, where the agent recreating a
+/// container they just stopped would fight them. A drifted device under `Report` is settled
+/// (nothing will repair it by itself) and counts as a failure of its wave, so a rollout that
+/// breaks such devices pauses instead of waiting on them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Re-apply the stack.
+    #[default]
+    Reapply,
+    /// Report the drift, change nothing.
+    Report,
+}
+
+impl OnDrift {
+    /// How the API and the CLI write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reapply => "reapply",
+            Self::Report => "report",
+        }
+    }
+}
+
+impl FromStr for OnDrift {
+    type Err = PlanError;
+
+    fn from_str(text: &str) -> Result<Self, PlanError> {
+        match text {
+            "reapply" => Ok(Self::Reapply),
+            "report" => Ok(Self::Report),
+            other => Err(PlanError::OnDrift(other.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for OnDrift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything `stack deploy` decides about how a version spreads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -300,6 +348,9 @@ pub struct Plan {
     pub max_failures: MaxFailures,
     /// How long a device must stay healthy to count as done.
     pub soak: Duration,
+    /// What its devices do on drift (rollouts saved before the policy re-apply).
+    #[serde(default)]
+    pub on_drift: OnDrift,
 }
 
 impl Default for Plan {
@@ -308,6 +359,7 @@ impl Default for Plan {
             waves: Waves::default(),
             max_failures: MaxFailures::default(),
             soak: DEFAULT_SOAK,
+            on_drift: OnDrift::default(),
         }
     }
 }

@@ -126,8 +126,10 @@ fn a_stored_plan_reads_back_and_a_tampered_one_is_refused() {
         waves: waves("1,10%,100%"),
         max_failures: "2%".parse().unwrap(),
         soak: Duration::from_secs(300),
+        on_drift: OnDrift::Report,
     };
     let json = serde_json::to_string(&plan).unwrap();
+    assert!(json.contains("\"on_drift\":\"report\""), "{json}");
     assert!(
         json.contains("\"1,10%,100%\""),
         "waves stored as typed: {json}"
@@ -135,4 +137,22 @@ fn a_stored_plan_reads_back_and_a_tampered_one_is_refused() {
     assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
     let tampered = json.replace("1,10%,100%", "1,10%");
     assert!(serde_json::from_str::<Plan>(&tampered).is_err());
+    let before_policies = json.replace(",\"on_drift\":\"report\"", "");
+    let read = serde_json::from_str::<Plan>(&before_policies).unwrap();
+    assert_eq!(
+        read.on_drift,
+        OnDrift::Reapply,
+        "rollouts saved before re-apply"
+    );
+}
+
+#[test]
+fn on_drift_is_reapply_or_report() {
+    assert_eq!("report".parse(), Ok(OnDrift::Report));
+    assert_eq!("reapply".parse(), Ok(OnDrift::Reapply));
+    assert_eq!(
+        "ignore".parse::<OnDrift>().unwrap_err().to_string(),
+        "on-drift \"ignore\": use reapply or report"
+    );
+    assert_eq!(Plan::default().on_drift, OnDrift::Reapply);
 }

@@ -5,6 +5,7 @@
 //! Every change to a target goes through [`super::Rollout`]'s one update path, which takes the
 //! target's [`Mark`] before and after and moves the counters by the difference.
 
+use super::plan::OnDrift;
 use super::target::{TargetRecord, TargetState};
 
 /// What one target contributes to the counters.
@@ -20,15 +21,15 @@ pub(super) struct Mark {
 }
 
 impl Mark {
-    /// `target`'s contribution while the rollout is in wave `wave`.
-    pub(super) fn of(target: &TargetRecord, wave: u32) -> Self {
+    /// `target`'s contribution while the rollout is in wave `wave` under `on_drift`.
+    pub(super) fn of(target: &TargetRecord, wave: u32, on_drift: OnDrift) -> Self {
         Self {
             state: target.state(),
             offline: !target.online(),
             assigned: target.assigned(),
-            blocking: target.blocking(),
-            failing: target.failing(),
-            settled_in_wave: target.wave == Some(wave) && target.settled(),
+            blocking: target.blocking(on_drift),
+            failing: target.failing(on_drift),
+            settled_in_wave: target.wave == Some(wave) && target.settled(on_drift),
         }
     }
 

@@ -12,6 +12,8 @@ use outpost_protocol::stack::Phase;
 use outpost_protocol::EndpointId;
 use serde::{Deserialize, Serialize};
 
+use super::plan::OnDrift;
+
 /// Where one target is, as `rollout show` counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TargetState {
@@ -166,15 +168,21 @@ impl TargetRecord {
         self.wave.is_some()
     }
 
-    /// Done with, for its wave: healthy for the soak, failed, or lost.
-    pub(super) fn settled(&self) -> bool {
+    /// Done with, for its wave: healthy for the soak, failed, or lost — or drifted where drift
+    /// is only reported, which nothing on the device will repair.
+    pub(super) fn settled(&self, on_drift: OnDrift) -> bool {
         matches!(
             self.state(),
             TargetState::Healthy
                 | TargetState::Failed
                 | TargetState::RolledBack
                 | TargetState::Lost
-        )
+        ) || self.drift_stays(on_drift)
+    }
+
+    /// Drifted, and left so by the policy: a failure of the kind an admin must look at.
+    fn drift_stays(&self, on_drift: OnDrift) -> bool {
+        on_drift == OnDrift::Report && self.state() == TargetState::Drifted
     }
 
     /// The device has replaced containers with the new version's: from here on, what it does
@@ -189,16 +197,17 @@ impl TargetRecord {
     /// Holds its wave back: assigned, not settled, and either online (it will answer) or
     /// started (its silence may be the version's fault). An offline device that has not started
     /// changed nothing yet, so waiting for it would say nothing about the version.
-    pub(super) fn blocking(&self) -> bool {
-        self.assigned() && !self.settled() && (self.online() || self.started())
+    pub(super) fn blocking(&self, on_drift: OnDrift) -> bool {
+        self.assigned() && !self.settled(on_drift) && (self.online() || self.started())
     }
 
     /// Counts against the failure threshold.
-    pub(super) fn failing(&self) -> bool {
-        matches!(
+    pub(super) fn failing(&self, on_drift: OnDrift) -> bool {
+        (matches!(
             self.state(),
             TargetState::Failed | TargetState::RolledBack | TargetState::Lost
-        ) && !self.forgiven
+        ) || self.drift_stays(on_drift))
+            && !self.forgiven
     }
 
     /// Heard from (presence or a report) at `now`: no longer offline or lost, and settled if

@@ -45,6 +45,7 @@ impl Fleet {
             waves: waves.parse().unwrap(),
             max_failures: max_failures.parse().unwrap(),
             soak: SOAK,
+            on_drift: OnDrift::Reapply,
         };
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Self {
@@ -52,6 +53,17 @@ impl Fleet {
             rollout: Rollout::new(plan, targets, now),
             assigned: Vec::new(),
         }
+    }
+
+    /// Like [`Fleet::new`], its devices only reporting drift (`--on-drift report`).
+    pub(super) fn reporting_drift(waves: &str, max_failures: &str, n: u64) -> Self {
+        let mut fleet = Self::new(waves, max_failures, n);
+        let plan = Plan {
+            on_drift: OnDrift::Report,
+            ..fleet.rollout.plan().clone()
+        };
+        fleet.rollout = Rollout::new(plan, (1..=n).map(|i| (id(i), true)), fleet.now);
+        fleet
     }
 
     pub(super) fn wait(&mut self, by: Duration) {
@@ -175,6 +187,38 @@ fn waves_go_out_in_order_each_once_the_previous_has_soaked() {
         ids(1..=100),
         "each device assigned once, in order"
     );
+}
+
+#[test]
+fn drift_the_policy_leaves_alone_is_a_failure_that_pauses_the_wave() {
+    let drifted = || Phase::Drifted {
+        reason: "web: Exited".to_owned(),
+    };
+    // Re-applied, drift is a passing phase: the device is repairing itself, the wave waits.
+    let mut f = Fleet::new("1,100%", "0", 3);
+    assert_eq!(f.assigns(), [id(1)]);
+    f.report(1, drifted());
+    assert_eq!(f.poll().state, None);
+    assert_eq!(f.rollout.holdup(), Some(Holdup::Unsettled(1)));
+
+    // Only reported, nothing will repair it: it settles as a failure and the rollout pauses.
+    let mut f = Fleet::reporting_drift("1,100%", "0", 3);
+    assert_eq!(f.assigns(), [id(1)]);
+    f.report(1, drifted());
+    let Some(RolloutState::Paused(reason)) = f.poll().state else {
+        panic!("expected a pause")
+    };
+    assert_eq!(
+        reason.to_string(),
+        "wave 1: 1 of 1 devices failed (max 0): endpoint 1: web: Exited"
+    );
+    assert_eq!(f.state_of(1), TargetState::Drifted, "shown as what it is");
+
+    // Someone repairs it by hand and resumes: the rollout goes on.
+    f.report(1, Phase::Healthy);
+    f.rollout.resume(f.now).unwrap();
+    f.wait(SOAK);
+    assert_eq!(f.assigns(), ids(2..=3));
 }
 
 #[test]

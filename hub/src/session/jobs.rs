@@ -61,6 +61,13 @@ impl JobGate {
         Ok(features.contains(Features::JOBS))
     }
 
+    /// What the agent announced; nothing before it does.
+    pub fn features(&self) -> Features {
+        self.0
+            .as_ref()
+            .map_or_else(Features::default, |a| a.features)
+    }
+
     /// Whether the agent announced that it runs jobs.
     pub fn runs_jobs(&self) -> bool {
         self.0

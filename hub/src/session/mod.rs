@@ -405,6 +405,14 @@ impl<W> HubSession<W> {
         self.jobs.runs_jobs() && !self.pending
     }
 
+    /// Whether the agent reads drift policies (`HubMessage::DesiredOrder`, version 5); if not,
+    /// it is sent `Desired` and re-applies every stack that drifts.
+    pub fn reads_drift_policy(&self) -> bool {
+        self.jobs
+            .features()
+            .contains(outpost_protocol::job::Features::DRIFT_REPORT)
+    }
+
     /// A job message arrived, with its result if it is one: whether to keep it ([`jobs`]).
     pub fn handle_job_message(
         &mut self,

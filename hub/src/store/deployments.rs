@@ -3,7 +3,7 @@
 //! versions (stored once, never copied per device).
 
 use outpost_protocol::snapshot::sanitize_text;
-use outpost_protocol::stack::{DesiredState, Phase, StackReport, StackSpec, MAX_REASON};
+use outpost_protocol::stack::{DesiredOrder, Phase, StackReport, StackSpec, MAX_REASON};
 use outpost_protocol::{wire, EndpointId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -25,7 +25,8 @@ pub struct DeploymentRow {
 /// What assigning did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Assigned {
-    /// The device should now run the version (its phase starts over at `Queued`).
+    /// The device should now run the version, or handle its drift differently (its phase
+    /// starts over at `Queued`).
     Changed,
     /// It already should.
     Unchanged,
@@ -33,12 +34,14 @@ pub enum Assigned {
     Missing,
 }
 
-/// Make `version` of stack `stack` what `endpoint` should run.
+/// Make `version` of stack `stack` what `endpoint` should run, its drift re-applied or (with
+/// `report_drift`) only reported.
 pub fn assign(
     conn: &Connection,
     endpoint: EndpointId,
     stack: &str,
     version: u32,
+    report_drift: bool,
 ) -> Result<Assigned, StoreError> {
     let stack_id: Option<i64> = conn
         .query_row(
@@ -53,13 +56,21 @@ pub fn assign(
         return Ok(Assigned::Missing);
     };
     let changed = conn.execute(
-        "INSERT INTO deployments (endpoint_id, stack_id, version, assigned_at)
-         VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO deployments (endpoint_id, stack_id, version, assigned_at, report_drift)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (endpoint_id, stack_id) DO UPDATE SET
              version = excluded.version, assigned_at = excluded.assigned_at, phase = 'queued',
-             reason = NULL, pull_done = NULL, pull_total = NULL, reported_at = NULL
-         WHERE deployments.version != excluded.version",
-        params![endpoint.0 as i64, stack_id, version, unix_now()],
+             reason = NULL, pull_done = NULL, pull_total = NULL, reported_at = NULL,
+             report_drift = excluded.report_drift
+         WHERE deployments.version != excluded.version
+             OR deployments.report_drift != excluded.report_drift",
+        params![
+            endpoint.0 as i64,
+            stack_id,
+            version,
+            unix_now(),
+            report_drift
+        ],
     )?;
     Ok(if changed > 0 {
         Assigned::Changed
@@ -68,23 +79,29 @@ pub fn assign(
     })
 }
 
-/// Everything `endpoint` should run, by stack name.
-pub fn desired_state(conn: &Connection, endpoint: EndpointId) -> Result<DesiredState, StoreError> {
+/// Everything `endpoint` should run, by stack name, and which stacks' drift it only reports.
+pub fn desired_state(conn: &Connection, endpoint: EndpointId) -> Result<DesiredOrder, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT v.spec FROM deployments d
+        "SELECT v.spec, d.report_drift FROM deployments d
          JOIN stacks s ON s.id = d.stack_id
          JOIN stack_versions v ON v.stack_id = d.stack_id AND v.version = d.version
          WHERE d.endpoint_id = ?1 ORDER BY s.name",
     )?;
-    let specs = statement.query_map([endpoint.0 as i64], |r| r.get::<_, Vec<u8>>(0))?;
-    let stacks = specs
-        .map(|spec| {
-            let spec = spec?;
-            wire::decode::<StackSpec>(&spec)
-                .map_err(|e| StoreError::Corrupt(format!("a deployed stack version: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(DesiredState { stacks })
+    let rows = statement.query_map([endpoint.0 as i64], |r| {
+        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?))
+    })?;
+    let mut order = DesiredOrder::default();
+    for row in rows {
+        let (spec, report_drift) = row?;
+        let spec = wire::decode::<StackSpec>(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("a deployed stack version: {e}")))?;
+        if report_drift {
+            order.report_drift.push(spec.project.clone());
+        }
+        order.state.stacks.push(spec);
+    }
+    order.report_drift.sort();
+    Ok(order)
 }
 
 /// Record a device's report: each stack's phase, for the version it should run (a report on an

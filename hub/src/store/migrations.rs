@@ -201,6 +201,8 @@ const MIGRATIONS: &[&str] = &[
     // 12: a rollout's counts by state (JSON), written with every save, so listing rollouts reads
     // one row each, not every target of the finished ones. NULL for rollouts saved before.
     "ALTER TABLE rollouts ADD COLUMN counts TEXT;",
+    // 13: a deployment whose drift the device only reports (`--on-drift report`).
+    "ALTER TABLE deployments ADD COLUMN report_drift INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -159,6 +159,17 @@ fn a_full_desired_state_fits_one_control_frame() {
         "{} bytes",
         frame.len()
     );
+    let every_stack_reported = DesiredOrder {
+        report_drift: state.stacks.iter().map(|s| s.project.clone()).collect(),
+        state: state.clone(),
+    };
+    assert_eq!(every_stack_reported.check(), Ok(()));
+    let frame = wire::encode_frame(&wire::HubMessage::DesiredOrder(every_stack_reported));
+    assert!(
+        frame.len() <= wire::MAX_CONTROL_FRAME,
+        "{} bytes",
+        frame.len()
+    );
 
     let mut seven = state.clone();
     seven.stacks.push(StackSpec {
@@ -170,4 +181,70 @@ fn a_full_desired_state_fits_one_control_frame() {
     twice.stacks.truncate(2);
     twice.stacks[1].project = "p0".to_owned();
     assert_eq!(twice.check(), Err(StackError::TooManyStacks));
+}
+
+#[test]
+fn an_order_that_reapplies_everything_has_the_states_digest() {
+    let state = DesiredState {
+        stacks: vec![stack()],
+    };
+    let reapply = DesiredOrder::from(state.clone());
+    assert_eq!(
+        reapply.digest(),
+        state.digest(),
+        "what a version-3 agent names"
+    );
+    let report = DesiredOrder {
+        state: state.clone(),
+        report_drift: vec!["pos".to_owned()],
+    };
+    assert_ne!(
+        report.digest(),
+        state.digest(),
+        "the policy alone is a change"
+    );
+    assert!(report.reports_drift("pos") && !reapply.reports_drift("pos"));
+    let decoded: DesiredOrder = wire::decode(&wire::encode(&report)).unwrap();
+    assert_eq!(decoded, report);
+}
+
+#[test]
+fn a_drift_policy_names_each_stack_of_the_state_once_in_order() {
+    let other = StackSpec {
+        project: "signage".to_owned(),
+        ..stack()
+    };
+    let state = DesiredState {
+        stacks: vec![stack(), other],
+    };
+    let order = |names: &[&str]| DesiredOrder {
+        state: state.clone(),
+        report_drift: names.iter().map(|n| (*n).to_owned()).collect(),
+    };
+    assert_eq!(order(&["pos", "signage"]).check(), Ok(()));
+    assert_eq!(
+        order(&["kiosk"]).check(),
+        Err(StackError::DriftPolicy("kiosk".to_owned())),
+        "not a stack of the state"
+    );
+    assert_eq!(
+        order(&["pos", "pos"]).check(),
+        Err(StackError::DriftPolicy("pos".to_owned()))
+    );
+    assert_eq!(
+        order(&["signage", "pos"]).check(),
+        Err(StackError::DriftPolicy("pos".to_owned()))
+    );
+    let mut seven = order(&[]);
+    seven.state.stacks = (0..=MAX_STACKS_PER_DEVICE)
+        .map(|i| StackSpec {
+            project: format!("p{i}"),
+            ..stack()
+        })
+        .collect();
+    assert_eq!(
+        seven.check(),
+        Err(StackError::TooManyStacks),
+        "the state's rules too"
+    );
 }

@@ -241,3 +241,20 @@ fn a_rollback_is_the_last_phase_so_earlier_phases_keep_their_encoding() {
         [7, 1, b'x']
     );
 }
+
+#[test]
+fn version_5_messages_leave_earlier_encodings_alone() {
+    let desired = HubMessage::Desired(crate::stack::DesiredState::default());
+    assert_eq!(encode(&desired), [5, 0]);
+    assert_eq!(encode(&HubMessage::JobCancel { id: 3 }), [8, 3]);
+    let order = HubMessage::DesiredOrder(crate::stack::DesiredOrder {
+        state: crate::stack::DesiredState::default(),
+        report_drift: vec!["pos".into()],
+    });
+    assert_eq!(encode(&order), [9, 0, 1, 3, b'p', b'o', b's']);
+    assert_eq!(decode::<HubMessage>(&encode(&order)).unwrap(), order);
+    let both = crate::job::Features::JOBS.with(crate::job::Features::DRIFT_REPORT);
+    assert_eq!(encode(&AgentMessage::Features(both)), [6, 3]);
+    assert!(both.contains(crate::job::Features::JOBS));
+    assert!(!crate::job::Features::JOBS.contains(crate::job::Features::DRIFT_REPORT));
+}

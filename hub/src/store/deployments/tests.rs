@@ -1,4 +1,4 @@
-use outpost_protocol::stack::{ServiceSpec, StackStatus, StateDigest};
+use outpost_protocol::stack::{DesiredOrder, ServiceSpec, StackStatus, StateDigest};
 use outpost_protocol::Secret;
 
 use super::*;
@@ -50,30 +50,81 @@ fn a_device_runs_what_is_assigned_one_version_per_stack() {
     let kiosk = device(&conn, "kiosk");
     assert_eq!(
         desired_state(&conn, kiosk).unwrap(),
-        DesiredState::default()
+        DesiredOrder::default()
     );
 
     assert_eq!(
-        assign(&conn, kiosk, "signage", 1).unwrap(),
+        assign(&conn, kiosk, "signage", 1, false).unwrap(),
         Assigned::Changed
     );
-    assert_eq!(assign(&conn, kiosk, "pos", 1).unwrap(), Assigned::Changed);
-    assert_eq!(assign(&conn, kiosk, "pos", 1).unwrap(), Assigned::Unchanged);
-    let state = desired_state(&conn, kiosk).unwrap();
+    assert_eq!(
+        assign(&conn, kiosk, "pos", 1, false).unwrap(),
+        Assigned::Changed
+    );
+    assert_eq!(
+        assign(&conn, kiosk, "pos", 1, false).unwrap(),
+        Assigned::Unchanged
+    );
+    let state = desired_state(&conn, kiosk).unwrap().state;
     assert_eq!(state.stacks, [pos_v1, signage.clone()], "by stack name");
 
-    assert_eq!(assign(&conn, kiosk, "pos", 2).unwrap(), Assigned::Changed);
-    let upgraded = desired_state(&conn, kiosk).unwrap();
+    assert_eq!(
+        assign(&conn, kiosk, "pos", 2, false).unwrap(),
+        Assigned::Changed
+    );
+    let upgraded = desired_state(&conn, kiosk).unwrap().state;
     assert_eq!(upgraded.stacks, [pos_v2, signage]);
     assert_ne!(upgraded.digest(), state.digest());
 
-    assert_eq!(assign(&conn, kiosk, "pos", 9).unwrap(), Assigned::Missing);
-    assert_eq!(assign(&conn, kiosk, "ghost", 1).unwrap(), Assigned::Missing);
     assert_eq!(
-        assign(&conn, EndpointId(999), "pos", 1).unwrap(),
+        assign(&conn, kiosk, "pos", 9, false).unwrap(),
+        Assigned::Missing
+    );
+    assert_eq!(
+        assign(&conn, kiosk, "ghost", 1, false).unwrap(),
+        Assigned::Missing
+    );
+    assert_eq!(
+        assign(&conn, EndpointId(999), "pos", 1, false).unwrap(),
         Assigned::Missing
     );
     assert_eq!(devices_running(&conn, "pos").unwrap(), 1);
+}
+
+#[test]
+fn a_drift_policy_is_part_of_what_a_device_should_run() {
+    let (_dir, store) = open();
+    let mut conn = store.lock();
+    stored(&mut conn, "pos", "pos:1");
+    stored(&mut conn, "signage", "sign:1");
+    let kiosk = device(&conn, "kiosk");
+    assign(&conn, kiosk, "signage", 1, true).unwrap();
+    assign(&conn, kiosk, "pos", 1, false).unwrap();
+    record_report(&conn, kiosk, &report("pos", 1, Phase::Healthy)).unwrap();
+    let order = desired_state(&conn, kiosk).unwrap();
+    assert_eq!(order.report_drift, ["signage"]);
+    assert_eq!(order.check(), Ok(()));
+
+    // The same version with the other policy is a change: its phase starts over.
+    assert_eq!(
+        assign(&conn, kiosk, "pos", 1, true).unwrap(),
+        Assigned::Changed
+    );
+    assert_eq!(
+        deployments_of(&conn, kiosk).unwrap()[0].phase,
+        Phase::Queued
+    );
+    let both = desired_state(&conn, kiosk).unwrap();
+    assert_eq!(both.report_drift, ["pos", "signage"], "sorted");
+    assert_eq!(
+        both.state, order.state,
+        "the stacks themselves are unchanged"
+    );
+    assert_ne!(both.digest(), order.digest());
+    assert_eq!(
+        assign(&conn, kiosk, "pos", 1, true).unwrap(),
+        Assigned::Unchanged
+    );
 }
 
 #[test]
@@ -83,7 +134,7 @@ fn reports_update_the_assigned_version_only() {
     stored(&mut conn, "pos", "pos:1");
     stored(&mut conn, "pos", "pos:2");
     let kiosk = device(&conn, "kiosk");
-    assign(&conn, kiosk, "pos", 2).unwrap();
+    assign(&conn, kiosk, "pos", 2, false).unwrap();
 
     let pulling = Phase::Pulling {
         done: 10,
@@ -123,7 +174,7 @@ fn reports_update_the_assigned_version_only() {
     assert!(reason.len() <= MAX_REASON);
 
     // A new assignment starts the phase over.
-    assign(&conn, kiosk, "pos", 1).unwrap();
+    assign(&conn, kiosk, "pos", 1, false).unwrap();
     let rows = deployments_of(&conn, kiosk).unwrap();
     assert_eq!(
         (rows[0].version, &rows[0].phase, rows[0].reported_at),
@@ -137,7 +188,7 @@ fn removing_an_endpoint_removes_its_deployments() {
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     let kiosk = device(&conn, "kiosk");
-    assign(&conn, kiosk, "pos", 1).unwrap();
+    assign(&conn, kiosk, "pos", 1, false).unwrap();
     conn.execute("DELETE FROM endpoints WHERE id = ?1", [kiosk.0 as i64])
         .unwrap();
     assert_eq!(devices_running(&conn, "pos").unwrap(), 0);
@@ -150,10 +201,10 @@ fn a_deployed_stack_cannot_be_removed() {
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     let kiosk = device(&conn, "kiosk");
-    assign(&conn, kiosk, "pos", 1).unwrap();
+    assign(&conn, kiosk, "pos", 1, false).unwrap();
     assert_eq!(remove(&mut conn, "pos").unwrap(), Removed::Deployed(1));
     assert_eq!(
-        desired_state(&conn, kiosk).unwrap().stacks.len(),
+        desired_state(&conn, kiosk).unwrap().state.stacks.len(),
         1,
         "nothing removed"
     );
