@@ -21,19 +21,25 @@
 //!   reported `Drifted` and re-applied (only its service changes) — or, for a stack the hub's
 //!   order says to report only (`--on-drift report`), reported `Drifted` and left as it is until
 //!   someone repairs it by hand or the hub sends another order; once every service runs, and
-//!   where it has a healthcheck is healthy, the stack is `Healthy`. A service the engine declares
-//!   unhealthy is reported `Failed` (a rollout counts it), and keeps running: rolling a started
-//!   version back on health is not built yet.
+//!   where it has a healthcheck is healthy, the stack is `Healthy`. A new version the engine
+//!   declares unhealthy before it was ever healthy is rolled back to the version it replaced
+//!   (`RolledBack`); one that was healthy, or a first deploy, is reported `Failed` and keeps
+//!   running ([`looks`]).
 //! - A failed apply is `Failed` when nothing changed (a pull failed; a first deploy) and
 //!   `RolledBack` when the engine refused a step after containers were replaced and the previous
-//!   version runs again.
+//!   version runs again. Either is reported for the version the hub asked for until another
+//!   order arrives, whatever runs meanwhile.
+//! - Known gap: when a later stack of a multi-stack order fails, the earlier ones were applied
+//!   but the applied state stays the old one: the next look puts their old versions back (as
+//!   drift), a first deploy among them runs on unobserved, and the hub's rows for their new
+//!   versions stay where they were until the order is retried (the next session).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
 use outpost_protocol::stack::{
-    DesiredOrder, DesiredState, Phase, StackReport, StackSpec, StateDigest,
+    DesiredOrder, DesiredState, Phase, StackReport, StackSpec, StackStatus, StateDigest,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -43,8 +49,9 @@ use tracing::{info, warn};
 use crate::docker_host::DockerHost;
 use crate::snapshot::engine_client;
 use crate::stack::{self, Progress, RemoveVolumes};
-use phases::{clip, drift_reason, failure_phase, is_healthy, status, unhealthy};
+use phases::{clip, failure_phase, status};
 
+mod looks;
 mod phases;
 
 /// How often an applied state is observed for drift and health. Each look is two engine calls
@@ -84,7 +91,7 @@ pub struct Deployer {
 impl Deployer {
     /// Start the worker on the engine at `docker`, keeping its files in `state_dir`.
     pub fn start(docker: DockerHost, state_dir: PathBuf) -> Self {
-        let applied = read_applied(&state_dir);
+        let (applied, replaced) = read_applied(&state_dir);
         let (desired, desired_rx) = watch::channel(None);
         let (status_tx, status) = watch::channel(DeployStatus {
             applied: applied.digest(),
@@ -94,6 +101,8 @@ impl Deployer {
             host: docker,
             state_dir,
             applied,
+            replaced,
+            failures: Vec::new(),
             settled: false,
             status: status_tx,
             last_progress: None,
@@ -152,6 +161,12 @@ struct Worker {
     host: DockerHost,
     state_dir: PathBuf,
     applied: DesiredOrder,
+    /// The versions the last order replaced, until each new one is first seen healthy: a new
+    /// version the engine declares unhealthy before that is rolled back to them ([`looks`]).
+    replaced: Vec<StackSpec>,
+    /// How the last order's failed stacks ended, for the versions the hub asked for: reported in
+    /// place of what runs until another order arrives ([`looks`]).
+    failures: Vec<StackStatus>,
     /// Whether the last look found nothing that may still change by itself: every applied
     /// stack healthy, or drifted with its drift only reported.
     settled: bool,
@@ -212,13 +227,15 @@ impl Worker {
             self.look(docker).await;
             return;
         }
+        self.failures.clear();
         if let Err(e) = order.check() {
             warn!("the hub's desired state breaks the rules: {e}");
             let failed = Phase::Failed {
                 reason: clip(&format!("the desired state was refused: {e}")),
             };
             let stacks = order.state.stacks.iter();
-            let stacks = stacks.map(|s| status(s, failed.clone())).collect();
+            self.failures = stacks.map(|s| status(s, failed.clone())).collect();
+            let stacks = self.failures.clone();
             self.publish(Some(StackReport {
                 state: digest,
                 stacks,
@@ -256,6 +273,7 @@ impl Worker {
                     };
                 }
                 report.stacks[index].phase = failed;
+                self.failures = report.stacks[index..].to_vec();
                 self.publish(Some(report));
                 return;
             }
@@ -273,6 +291,7 @@ impl Worker {
                 warn!(project = %gone.project, "a stack no longer wanted was not removed: {e}");
             }
         }
+        self.replaced = replaced_by(&self.applied.state, target);
         self.adopt(order);
         self.publish(Some(report));
         self.look(docker).await;
@@ -282,11 +301,16 @@ impl Worker {
     fn adopt(&mut self, order: DesiredOrder) {
         let digest = order.digest();
         self.applied = order;
-        if let Err(e) = write_applied(&self.state_dir, &self.applied) {
-            warn!("the applied state was not recorded: {e}");
-        }
+        self.record();
         self.settled = false;
         self.status.send_modify(|s| s.applied = digest);
+    }
+
+    /// Keep the applied order and the versions it replaced on disk.
+    fn record(&self) {
+        if let Err(e) = write_applied(&self.state_dir, &self.applied, &self.replaced) {
+            warn!("the applied state was not recorded: {e}");
+        }
     }
 
     /// Apply one stack of the state, reporting its phases into `report`.
@@ -343,78 +367,6 @@ impl Worker {
         }
     }
 
-    /// Observe the applied state: re-apply what drifted (report what is to be only reported),
-    /// report health.
-    async fn look(&mut self, docker: &Docker) {
-        let digest = self.applied.digest();
-        let mut report = StackReport {
-            state: digest,
-            stacks: Vec::with_capacity(self.applied.state.stacks.len()),
-        };
-        let mut all_settled = true;
-        for spec in self.applied.state.stacks.clone() {
-            let phase = match stack::observe(docker, &spec).await {
-                Ok(health) if health.drifted() && self.applied.reports_drift(&spec.project) => {
-                    Phase::Drifted {
-                        reason: clip(&drift_reason(&health)),
-                    }
-                }
-                Ok(health) if health.drifted() => {
-                    all_settled = false;
-                    self.repair(docker, &spec, drift_reason(&health), &report)
-                        .await
-                }
-                Ok(health) if is_healthy(&health) => Phase::Healthy,
-                Ok(health) if unhealthy(&health).is_some() => {
-                    all_settled = false;
-                    let service = unhealthy(&health).unwrap_or_default();
-                    Phase::Failed {
-                        reason: format!("service {service} is unhealthy (its healthcheck fails)"),
-                    }
-                }
-                Ok(_) => {
-                    all_settled = false;
-                    Phase::Running
-                }
-                Err(e) => {
-                    all_settled = false;
-                    warn!(project = %spec.project, "could not observe the stack: {e}");
-                    Phase::Running
-                }
-            };
-            report.stacks.push(status(&spec, phase));
-        }
-        self.settled = all_settled;
-        if !self.applied.state.stacks.is_empty() {
-            self.publish(Some(report));
-        }
-    }
-
-    /// Report `spec` drifted, then apply it again (only what departs from it changes).
-    async fn repair(
-        &mut self,
-        docker: &Docker,
-        spec: &StackSpec,
-        reason: String,
-        so_far: &StackReport,
-    ) -> Phase {
-        warn!(project = %spec.project, %reason, "the stack drifted; applying it again");
-        let mut drifted = so_far.clone();
-        drifted.stacks.push(status(
-            spec,
-            Phase::Drifted {
-                reason: clip(&reason),
-            },
-        ));
-        self.publish(Some(drifted));
-        match stack::apply(docker, &self.state_dir, spec, |_| {}).await {
-            Ok(_) => Phase::Running,
-            Err(e) => Phase::Failed {
-                reason: clip(&format!("re-applying after drift ({reason}): {e}")),
-            },
-        }
-    }
-
     fn publish(&self, report: Option<StackReport>) {
         self.status.send_if_modified(|s| {
             let changed = s.report != report;
@@ -429,35 +381,65 @@ fn applied_path(state_dir: &Path) -> PathBuf {
 }
 
 /// The applied order as `state.json` keeps it: the state's own fields, so a record written
-/// before drift policies (`{"stacks": …}`) reads as an order that re-applies everything.
+/// before drift policies (`{"stacks": …}`) reads as an order that re-applies everything and
+/// replaced nothing.
 #[derive(Serialize, Deserialize)]
 struct AppliedRecord {
     stacks: Vec<StackSpec>,
     #[serde(default)]
     report_drift: Vec<String>,
+    #[serde(default)]
+    replaced: Vec<StackSpec>,
 }
 
-/// The order last applied in full; the empty state when none was (or its record is
-/// unreadable, which the next desired state repairs).
-fn read_applied(state_dir: &Path) -> DesiredOrder {
+/// The order last applied in full and the versions it replaced; the empty state when none was
+/// (or its record is unreadable, which the next desired state repairs).
+fn read_applied(state_dir: &Path) -> (DesiredOrder, Vec<StackSpec>) {
     let record: Option<AppliedRecord> =
         stack::read_json(&applied_path(state_dir)).unwrap_or_else(|e| {
             warn!("the applied state record is unreadable ({e}); starting from none");
             None
         });
-    record.map_or_else(DesiredOrder::default, |r| DesiredOrder {
-        state: DesiredState { stacks: r.stacks },
-        report_drift: r.report_drift,
-    })
+    let Some(record) = record else {
+        return (DesiredOrder::default(), Vec::new());
+    };
+    let order = DesiredOrder {
+        state: DesiredState {
+            stacks: record.stacks,
+        },
+        report_drift: record.report_drift,
+    };
+    (order, record.replaced)
 }
 
-/// Record `order` (atomically, private to the agent: stacks carry environment values).
-fn write_applied(state_dir: &Path, order: &DesiredOrder) -> Result<(), stack::ApplyError> {
+/// Record `order` and what it `replaced` (atomically, private to the agent: stacks carry
+/// environment values).
+fn write_applied(
+    state_dir: &Path,
+    order: &DesiredOrder,
+    replaced: &[StackSpec],
+) -> Result<(), stack::ApplyError> {
     let record = AppliedRecord {
         stacks: order.state.stacks.clone(),
         report_drift: order.report_drift.clone(),
+        replaced: replaced.to_vec(),
     };
     stack::write_json(&applied_path(state_dir), &record)
+}
+
+/// The specs of `before` that `after` changes (same project, other content).
+fn replaced_by(before: &DesiredState, after: &DesiredState) -> Vec<StackSpec> {
+    before
+        .stacks
+        .iter()
+        .filter(|old| {
+            after
+                .stacks
+                .iter()
+                .any(|new| new.project == old.project && new != *old)
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -479,13 +461,18 @@ mod record_tests {
             state: DesiredState { stacks: vec![pos] },
             report_drift: vec!["pos".into()],
         };
-        write_applied(dir.path(), &order).unwrap();
-        assert_eq!(read_applied(dir.path()), order);
+        let replaced = vec![StackSpec {
+            version: 2,
+            ..order.state.stacks[0].clone()
+        }];
+        write_applied(dir.path(), &order, &replaced).unwrap();
+        assert_eq!(read_applied(dir.path()), (order.clone(), replaced));
 
         let before_policies =
             serde_json::json!({ "stacks": serde_json::to_value(&order.state.stacks).unwrap() });
         std::fs::write(applied_path(dir.path()), before_policies.to_string()).unwrap();
-        let read = read_applied(dir.path());
+        let (read, replaced) = read_applied(dir.path());
+        assert!(replaced.is_empty());
         assert_eq!(read.state, order.state);
         assert!(read.report_drift.is_empty(), "an older record re-applies");
         assert_eq!(read.digest(), order.state.digest(), "and names what it did");

@@ -249,8 +249,9 @@ pub enum Phase {
         /// What changed, at most [`MAX_REASON`] bytes.
         reason: String,
     },
-    /// The new version's containers were being started, the engine refused a step, and the
-    /// previous version runs again (last in the enum: added after the first version-3 agents).
+    /// The new version's containers were being started and the engine refused a step, or the
+    /// new version turned unhealthy before it was ever healthy: the previous version runs again
+    /// (last in the enum: added after the first version-3 agents).
     RolledBack {
         /// The engine's reason, at most [`MAX_REASON`] bytes.
         reason: String,

@@ -10,6 +10,7 @@
 //!   rollout (`--waves 1,100% --max-failures 0`) pauses saying so, and v2 still runs.
 //! - Removing a container by hand: the device reports drift, re-applies, and is healthy again;
 //!   under `--on-drift report` it reports the drift and leaves the device as it is.
+//! - A new version whose healthcheck fails is rolled back to the one it replaced.
 //! - v5 names a device the host lacks: the engine refuses web's new container, the device puts
 //!   the previous one back and reports `rolled_back` with the engine's words.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -341,4 +342,76 @@ fn drift_is_only_reported_under_on_drift_report_until_the_policy_changes() {
     let repaired = running(&project);
     assert_eq!(repaired.len(), 2, "web is back: {repaired:?}");
     assert_eq!(repaired[0], v1[0], "db kept its container");
+}
+
+/// A new version whose healthcheck fails before it was ever healthy is rolled back to the one it
+/// replaced; the device reports `rolled_back` for the new version and keeps saying so while the
+/// old one runs healthy.
+#[test]
+fn an_unhealthy_new_version_is_rolled_back_to_the_one_it_replaced() {
+    require_engine();
+    let hub = Hub::start();
+    let (endpoint, _agent) = device(&hub, "signage");
+    let project = format!("sign{}", std::process::id());
+    let _cleanup = Cleanup(project.clone());
+    let port = 30_000 + (std::process::id() % 10_000) as u16;
+    let dir = tempfile::tempdir().unwrap();
+    save(
+        &hub,
+        dir.path(),
+        &project,
+        &compose(port, "one", TEST_IMAGE),
+    );
+    let first = deploy(&hub, &project, endpoint, &["--soak", "2s"]);
+    wait_rollout(&hub, first, "completed");
+    let v1 = running(&project);
+    let v1_web_hash = config_hash(&v1[1].1);
+
+    let failing = compose(port, "two", TEST_IMAGE).replace(
+        "test: [\"CMD-SHELL\", \"true\"]",
+        "test: [\"CMD-SHELL\", \"false\"]",
+    );
+    save(&hub, dir.path(), &project, &failing);
+    let second = deploy(
+        &hub,
+        &project,
+        endpoint,
+        &["--waves", "1,100%", "--max-failures", "0", "--soak", "2s"],
+    );
+    let paused = wait_rollout(&hub, second, "paused");
+    let target = &paused.targets[0];
+    assert_eq!(target.state, "rolled_back", "{paused:#?}");
+    let reason = target.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("service web is unhealthy") && reason.contains("version 1 runs again"),
+        "{reason}"
+    );
+    let after = running(&project);
+    assert_eq!(after[0], v1[0], "db was never touched");
+    assert_eq!(
+        config_hash(&after[1].1),
+        v1_web_hash,
+        "web runs version 1's configuration again"
+    );
+
+    // Version 1 runs healthy now; the device still reports version 2 rolled back.
+    std::thread::sleep(Duration::from_secs(5));
+    let detail: EndpointDetail =
+        hub.cli_json(&["endpoint", "show", &endpoint.to_string(), "--json"]);
+    assert_eq!(
+        (detail.stacks[0].version, detail.stacks[0].phase.as_str()),
+        (2, "rolled_back"),
+        "{detail:#?}"
+    );
+}
+
+/// The Compose config hash label of a container.
+fn config_hash(container: &str) -> String {
+    let out = direct(&[
+        "inspect",
+        "--format",
+        "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
+        container,
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
