@@ -3,8 +3,10 @@
 # tests can drive the stock `docker` CLI against a real `dockerd`.
 #
 #   1. installs Debian's docker.io (dockerd, containerd, runc, tini),
-#      busybox-static and docker-compose (1.29, the Python one: an older
-#      client the hub must keep serving) when they are missing;
+#      busybox-static, docker-compose (1.29, the Python one: an older
+#      client the hub must keep serving) and docker-registry (2.8, the
+#      registry a test runs itself behind an emulated link; its service is
+#      never started) when they are missing;
 #   2. starts dockerd in the background when no engine answers on
 #      /var/run/docker.sock, and waits until it does;
 #   3. imports the test image (outpost-test/busybox:latest) from a root
@@ -75,6 +77,9 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 # Debian's docker-compose 1.29 (docker-py 5, TLS 1.2): tests/tests/compose_client.rs.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# Debian's registry 2.8, which tests/src/registry.rs runs in a rig's namespace
+# (tests/tests/stack_pull_outage.rs): a pull across an emulated link.
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 if [ "${#missing[@]}" -gt 0 ]; then
   note "installing ${missing[*]} ..."
   # Keep the package's init script from starting a dockerd with its own
@@ -99,6 +104,7 @@ fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
 [ -x /bin/busybox ] || die "/bin/busybox not found after installing busybox-static"
 command -v docker-compose >/dev/null 2>&1 || die "docker-compose not found after installing docker-compose"
+command -v docker-registry >/dev/null 2>&1 || die "docker-registry not found after installing docker-registry"
 
 DOCKER=$(command -v docker || true)
 [ -n "$DOCKER" ] || die "no docker CLI on PATH"

@@ -17,6 +17,9 @@
 //! its containerd, shims and containers killed, its mounts undone, the directory removed — and
 //! reused. Dropping a [`Dockerd`] removes its containers and networks, stops it (SIGTERM, then
 //! SIGKILL) and removes its directory.
+//!
+//! [`Dockerd::start_in_netns`] (`dockerd/netns.rs`) runs one in an existing namespace instead
+//! (a rig's agent side), with extra flags and a pool clear of the rig's addresses.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -27,6 +30,8 @@ use std::time::Duration;
 
 use crate::docker::{DOCKER_SOCKET, TEST_IMAGE};
 use crate::wait_for_result;
+
+mod netns;
 
 /// Where the slots are.
 const BASE: &str = "/tmp/outpost-dockerd";
@@ -44,16 +49,23 @@ pub struct Dockerd {
     child: Option<Child>,
     root: PathBuf,
     slot: u32,
+    /// Where it runs: `None` in a namespace of its own, else an existing one.
+    place: Option<netns::Place>,
 }
 
 impl Dockerd {
     /// Start one engine with the test image loaded; panics (with its log) if it does not answer.
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    fn launch(place: Option<netns::Place>) -> Self {
         let (root, slot) = claim_slot();
         let mut engine = Self {
             child: None,
             root,
             slot,
+            place,
         };
         engine.child = Some(engine.spawn());
         engine.wait_ready();
@@ -79,7 +91,10 @@ impl Dockerd {
 
     /// The pool its networks' subnets come from (`198.18.X.0/20`).
     pub fn address_pool(&self) -> String {
-        pool(self.slot)
+        match self.place {
+            None => pool(self.slot),
+            Some(_) => netns::pool(self.slot),
+        }
     }
 
     /// A `docker` CLI command against this engine.
@@ -124,7 +139,7 @@ impl Dockerd {
     }
 
     /// `dockerd` in a new network namespace with loopback up (and forwarding on there only, which
-    /// keeps the engine from warning on every `run`).
+    /// keeps the engine from warning on every `run`), or in its [`netns::Place`].
     fn spawn(&self) -> Child {
         let config = self.root.join("daemon.json");
         // Its own (empty) configuration: nothing from /etc/docker/daemon.json.
@@ -150,8 +165,19 @@ impl Dockerd {
         if has_ip6tables_flag() {
             flags.push("--ip6tables=false".to_owned());
         }
-        Command::new("unshare")
-            .args(["--net", "sh", "-c"])
+        let mut command = match &self.place {
+            None => {
+                let mut unshare = Command::new("unshare");
+                unshare.arg("--net");
+                unshare
+            }
+            Some(place) => {
+                flags.extend(place.extra.iter().cloned());
+                place.enter()
+            }
+        };
+        command
+            .args(["sh", "-c"])
             .arg(
                 "ip link set lo up && echo 1 >/proc/sys/net/ipv4/ip_forward || exit 70; \
                  exec dockerd \"$@\"",
@@ -162,7 +188,7 @@ impl Dockerd {
             .stdout(log.try_clone().expect("dockerd log"))
             .stderr(log)
             .spawn()
-            .expect("start dockerd (docker.io) in a network namespace of its own")
+            .expect("start dockerd (docker.io) in a network namespace")
     }
 
     fn wait_ready(&mut self) {

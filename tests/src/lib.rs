@@ -27,6 +27,7 @@ pub mod link;
 pub mod proc_stats;
 pub mod raw_agent;
 pub mod raw_enrol;
+pub mod registry;
 pub mod rig;
 pub mod slow_clients;
 pub mod swarm_child;

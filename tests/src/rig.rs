@@ -25,14 +25,19 @@ fn script(name: &str) -> PathBuf {
 }
 
 impl Rig {
-    /// Bring a rig up under `prefix` with `profile` (a name or a `.toml` path). Panics with advice
-    /// where network namespaces cannot be made (the tests need root).
+    /// Bring a rig up under `prefix` with `profile` (a name or a `.toml` path), always on the
+    /// userspace emulator: [`Rig::ctl`] talks to its control socket, which a kernel-netem rig
+    /// (chosen by default where `sch_netem` exists) would not have. Panics with advice where
+    /// network namespaces cannot be made (the tests need root).
     pub fn up(prefix: &str, profile: &str) -> Self {
         let rig = Self {
             prefix: prefix.to_owned(),
             state: tempfile::tempdir().expect("rig state dir"),
         };
-        rig.run("rig.sh", &["up", "--profile", profile]);
+        rig.run(
+            "rig.sh",
+            &["up", "--profile", profile, "--mode", "userspace"],
+        );
         rig
     }
 

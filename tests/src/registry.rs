@@ -1,0 +1,121 @@
+//! A real image registry for the end-to-end tests: Debian's `docker-registry` (distribution 2.8,
+//! installed by `scripts/docker-setup.sh`) serving plain HTTP from a temporary directory, run
+//! inside a network namespace the test made (a rig's hub side), so that an engine on the rig's
+//! agent side pulls across the emulated link. Nothing else can reach it, and it reaches nothing.
+//!
+//! The registry is the test's own process (`ip netns exec` execs it, so the child's pid is the
+//! registry's); dropping a [`Registry`] stops it (SIGTERM, then SIGKILL) and removes its storage.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::{command_in, wait_for_result};
+
+/// How long the registry may take to listen.
+const READY: Duration = Duration::from_secs(20);
+/// How long it may take to stop after SIGTERM.
+const STOP: Duration = Duration::from_secs(10);
+
+/// A running `docker-registry serve`; stopped when dropped.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Serve on `addr` (`198.18.0.1:5000`: an address of namespace `netns`) with empty storage;
+    /// panics with the registry's log if it does not listen within [`READY`].
+    pub fn start_in_netns(netns: &str, addr: &str) -> Self {
+        let dir = tempfile::tempdir().expect("registry directory");
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, config_yaml(&dir.path().join("data"), addr))
+            .expect("registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = command_in(Some(netns), "docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("registry log"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is installed (scripts/docker-setup.sh)");
+        let mut registry = Self {
+            child,
+            addr: addr.to_owned(),
+            dir,
+        };
+        registry.wait_listening();
+        registry
+    }
+
+    /// `host:port`, as image references name it.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The registry's log so far (one line per request).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn wait_listening(&mut self) {
+        let listening = format!("listening on {}", self.addr);
+        let outcome = wait_for_result(READY, || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(Err(status));
+            }
+            self.log().contains(&listening).then_some(Ok(()))
+        });
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(status)) => panic!("docker-registry exited ({status}):\n{}", self.log()),
+            None => panic!(
+                "docker-registry did not listen on {} within {READY:?}:\n{}",
+                self.addr,
+                self.log()
+            ),
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            if wait_for_result(STOP, || self.child.try_wait().ok().flatten()).is_none() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Filesystem storage under `root`, deletes allowed, plain HTTP on `addr`, no storage health
+/// check (it would only log), no redirects to other hosts.
+fn config_yaml(root: &std::path::Path, addr: &str) -> String {
+    format!(
+        "version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+http:
+  addr: {addr}
+health:
+  storagedriver:
+    enabled: false
+",
+        root = root.display()
+    )
+}
