@@ -30,6 +30,7 @@ pub mod raw_enrol;
 pub mod registry;
 pub mod rig;
 pub mod slow_clients;
+pub mod stacks;
 pub mod swarm_child;
 pub mod timed;
 

@@ -20,81 +20,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary, StackDetail, StackVersionSaved};
+use outpost_api::{EndpointDetail, RolloutDetail, StackVersionSaved};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
+use outpost_tests::stacks::{self, config_hashes, project_rows, ProjectRow as Row};
 use outpost_tests::{wait_for, wait_for_result, Agent, AgentOptions, Hub};
 
 /// Long enough for an apply and a soak on a busy machine (no pull: every engine has the image).
 const CONVERGE: Duration = Duration::from_secs(60);
 
-const PROJECT_LABEL: &str = "com.docker.compose.project";
-
+/// `stack create`, which must store a new version.
 fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
-    let file = dir.join("compose.yml");
-    std::fs::write(&file, compose).unwrap();
-    let file = file.display().to_string();
-    let saved: StackVersionSaved =
-        hub.cli_json(&["stack", "create", name, "--file", &file, "--json"]);
+    let saved = stacks::save(hub, dir, name, compose);
     assert!(saved.created, "a new version: {saved:?}");
     saved
 }
 
 /// `stack deploy NAME <target…> --soak 2s`: the rollout's id.
 fn deploy(hub: &Hub, stack: &str, target: &[&str]) -> i64 {
-    let mut args = vec!["stack", "deploy", stack];
-    args.extend_from_slice(target);
-    args.extend_from_slice(&["--soak", "2s", "--json"]);
-    hub.cli_json::<RolloutSummary>(&args).id
+    stacks::deploy(hub, stack, &[target, &["--soak", "2s"]].concat())
 }
 
 /// Wait for rollout `id` to complete, printing its last view if it does not.
 fn wait_completed(hub: &Hub, id: i64) -> RolloutDetail {
-    let mut last = None;
-    let done = wait_for_result(CONVERGE, || {
-        let detail: RolloutDetail = hub.cli_json(&["rollout", "show", &id.to_string(), "--json"]);
-        let done = detail.summary.state == "completed";
-        last = Some(detail.clone());
-        done.then_some(detail)
-    });
-    done.unwrap_or_else(|| panic!("rollout {id} did not complete within {CONVERGE:?}: {last:#?}"))
-}
-
-/// Each service's `com.docker.compose.config-hash`, from the version the hub stored: what an
-/// engine runs is matched against the hub's own record, not against itself.
-fn hashes(hub: &Hub, stack: &str, version: u32) -> BTreeMap<String, String> {
-    let detail: StackDetail = hub.cli_json(&[
-        "stack",
-        "show",
-        stack,
-        "--version",
-        &version.to_string(),
-        "--json",
-    ]);
-    detail
-        .spec
-        .services
-        .iter()
-        .map(|s| (s.name.clone(), s.config_hash()))
-        .collect()
-}
-
-/// One of the project's containers as the engine lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Row {
-    id: String,
-    name: String,
-    service: String,
-    hash: String,
-    /// `running`, `exited`, `created`…
-    state: String,
-    /// `Up 3 seconds (healthy)`…
-    status: String,
+    stacks::wait_rollout_state(hub, id, "completed", CONVERGE)
 }
 
 /// Every container of `project` on `engine`, stopped ones too, by service.
 fn rows(engine: &Dockerd, project: &str) -> Option<Vec<Row>> {
-    EngineView(engine.host()).rows(project)
+    project_rows(&engine.host(), project)
 }
 
 fn running(rows: &[Row]) -> Vec<&Row> {
@@ -198,7 +152,7 @@ fn a_stack_rolls_out_to_three_agents_each_with_its_own_engine_and_v2_keeps_the_u
 
     // v1 to the group: every device healthy, the rollout completed.
     save(&hub, dir.path(), project, &fleet_compose("one"));
-    let v1_hashes = hashes(&hub, project, 1);
+    let v1_hashes = config_hashes(&hub, project, 1);
     let first = deploy(&hub, project, &["--group", "stores"]);
     let done = wait_completed(&hub, first);
     assert_eq!(done.summary.counts.get("healthy"), Some(&3), "{done:#?}");
@@ -249,7 +203,7 @@ fn a_stack_rolls_out_to_three_agents_each_with_its_own_engine_and_v2_keeps_the_u
 
     // v2 changes web only: on every engine db keeps its container, web is replaced.
     save(&hub, dir.path(), project, &fleet_compose("two"));
-    let v2_hashes = hashes(&hub, project, 2);
+    let v2_hashes = config_hashes(&hub, project, 2);
     assert_eq!(v2_hashes["db"], v1_hashes["db"]);
     assert_ne!(v2_hashes["web"], v1_hashes["web"]);
     let second = deploy(&hub, project, &["--group", "stores"]);
@@ -304,7 +258,7 @@ fn a_device_offline_during_the_rollout_and_one_that_joins_later_converge_when_th
     let project = "pos";
     let dir = tempfile::tempdir().unwrap();
     save(&hub, dir.path(), project, &fleet_compose("one"));
-    let v1 = hashes(&hub, project, 1);
+    let v1 = config_hashes(&hub, project, 1);
     let rollout = deploy(&hub, project, &group);
     let done = wait_completed(&hub, rollout);
     let state = |detail: &RolloutDetail, id: u64| {
@@ -390,10 +344,9 @@ impl Sampler {
         let host = engine.host();
         let project = project.to_owned();
         let thread = std::thread::spawn(move || {
-            let engine = EngineView(host);
             let (mut samples, mut failures) = (Vec::new(), 0);
             while !flag.load(Ordering::Relaxed) {
-                match engine.rows(&project) {
+                match project_rows(&host, &project) {
                     Some(rows) => samples.push(Sample {
                         at: from.elapsed(),
                         rows,
@@ -410,43 +363,6 @@ impl Sampler {
     fn finish(self) -> (Vec<Sample>, u32) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
-    }
-}
-
-/// An engine's address (a [`Dockerd`]'s, which a sampling thread cannot borrow): lists the
-/// project's containers.
-struct EngineView(String);
-
-impl EngineView {
-    fn rows(&self, project: &str) -> Option<Vec<Row>> {
-        let filter = format!("label={PROJECT_LABEL}={project}");
-        let format = "{{.ID}}\t{{.Names}}\t{{.Label \"com.docker.compose.service\"}}\t\
-                      {{.Label \"com.docker.compose.config-hash\"}}\t{{.State}}\t{{.Status}}";
-        let out = Command::new("docker")
-            .args(["-H", &self.0, "ps", "-a", "--no-trunc", "--filter", &filter])
-            .args(["--format", format])
-            .env_remove("DOCKER_CONTEXT")
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let mut rows: Vec<Row> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                (f.len() == 6).then(|| Row {
-                    id: f[0].to_owned(),
-                    name: f[1].to_owned(),
-                    service: f[2].to_owned(),
-                    hash: f[3].to_owned(),
-                    state: f[4].to_owned(),
-                    status: f[5].to_owned(),
-                })
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
-        Some(rows)
     }
 }
 
@@ -497,7 +413,7 @@ fn an_agent_killed_mid_apply_leaves_one_version_running_and_its_restart_ends_on_
 
     // v1 healthy.
     save(&hub, dir.path(), project, &slow_compose("one"));
-    let v1_hashes = hashes(&hub, project, 1);
+    let v1_hashes = config_hashes(&hub, project, 1);
     wait_completed(&hub, deploy(&hub, project, &target));
     let v1 = rows(&engine, project).unwrap();
     let seen: BTreeMap<String, String> = v1
@@ -511,7 +427,7 @@ fn an_agent_killed_mid_apply_leaves_one_version_running_and_its_restart_ends_on_
     // v2 changes the worker. The device reports it is applying v2, and the engine is stopping
     // the old worker (its trap has run): kill the agent there.
     save(&hub, dir.path(), project, &slow_compose("two"));
-    let v2_hashes = hashes(&hub, project, 2);
+    let v2_hashes = config_hashes(&hub, project, 2);
     assert_eq!(v2_hashes["web"], v1_hashes["web"]);
     assert_ne!(v2_hashes["worker"], v1_hashes["worker"]);
     let second = deploy(&hub, project, &target);
@@ -617,6 +533,7 @@ fn a_mix_is_two_versions_running_a_service_twice_or_a_stranger() {
         name: format!("till-{service}-{id}"),
         service: service.to_owned(),
         hash: hash.to_owned(),
+        image: String::new(),
         state: state.to_owned(),
         status: String::new(),
     };

@@ -34,12 +34,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use outpost_api::{RolloutDetail, RolloutSummary, RolloutTarget, StackDetail, StackVersionSaved};
+use outpost_api::{RolloutDetail, RolloutTarget};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::registry::Registry;
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
+use outpost_tests::stacks::{self, project_rows, ProjectRow as Row};
+use outpost_tests::{wait_for, Agent, Hub};
 
 /// Bytes of random data in the big image's top layer.
 const BLOB_BYTES: u64 = 25_000_000;
@@ -61,7 +62,6 @@ const CONVERGE: Duration = Duration::from_secs(60);
 /// The whole v2 rollout: the pull (~20 s), the outage and TCP's backed-off retransmission.
 const SETTLE: Duration = Duration::from_secs(300);
 const PROJECT: &str = "depot";
-const PROJECT_LABEL: &str = "com.docker.compose.project";
 
 fn registry_addr() -> String {
     format!("{HUB_IP}:5000")
@@ -162,38 +162,23 @@ impl Depot {
     /// Store the next version of the stack; each service's config hash in it, from the hub's
     /// own record.
     fn save(&self, compose: &str) -> BTreeMap<String, String> {
-        let file = self.dir.path().join("compose.yml");
-        std::fs::write(&file, compose).unwrap();
-        let file = file.display().to_string();
-        let saved: StackVersionSaved = self
-            .hub
-            .cli_json(&["stack", "create", PROJECT, "--file", &file, "--json"]);
-        let version = saved.version.to_string();
-        let detail: StackDetail =
-            self.hub
-                .cli_json(&["stack", "show", PROJECT, "--version", &version, "--json"]);
-        let services = detail.spec.services.iter();
-        services
-            .map(|s| (s.name.clone(), s.config_hash()))
-            .collect()
+        let saved = stacks::save(&self.hub, self.dir.path(), PROJECT, compose);
+        stacks::config_hashes(&self.hub, PROJECT, saved.version)
     }
 
     /// `stack deploy --endpoint ID --soak 2s`: the rollout's id.
     fn deploy(&self) -> i64 {
         let endpoint = self.endpoint.to_string();
-        let args = ["stack", "deploy", PROJECT, "--endpoint", &endpoint];
-        let args = [&args[..], &["--soak", "2s", "--json"]].concat();
-        self.hub.cli_json::<RolloutSummary>(&args).id
-    }
-
-    fn rollout(&self, id: i64) -> RolloutDetail {
-        self.hub
-            .cli_json(&["rollout", "show", &id.to_string(), "--json"])
+        stacks::deploy(
+            &self.hub,
+            PROJECT,
+            &["--endpoint", &endpoint, "--soak", "2s"],
+        )
     }
 
     /// The device's target in rollout `id`.
     fn target(&self, id: i64) -> RolloutTarget {
-        self.rollout(id).targets.remove(0)
+        stacks::rollout(&self.hub, id).targets.remove(0)
     }
 
     /// Wait until rollout `id` is no longer `running`, showing `watch` each view of the device.
@@ -203,15 +188,10 @@ impl Depot {
         within: Duration,
         mut watch: impl FnMut(&RolloutTarget),
     ) -> RolloutDetail {
-        let mut last = None;
-        let settled = wait_for_result(within, || {
-            let detail = self.rollout(id);
+        stacks::wait_rollout(&self.hub, id, within, |detail| {
             watch(&detail.targets[0]);
-            let settled = detail.summary.state != "running";
-            last = Some(detail.clone());
-            settled.then_some(detail)
-        });
-        settled.unwrap_or_else(|| panic!("rollout {id} still running after {within:?}: {last:#?}"))
+            detail.summary.state != "running"
+        })
     }
 
     /// Deploy v1 (the test image only) and see it healthy: the engine's containers and the
@@ -264,37 +244,7 @@ impl Depot {
 
     /// `docker ps -a` on the engine, the project's containers only, by service.
     fn rows(&self) -> Vec<Row> {
-        let filter = format!("label={PROJECT_LABEL}={PROJECT}");
-        let format = "{{.ID}}\t{{.Names}}\t{{.Label \"com.docker.compose.service\"}}\t\
-                      {{.Label \"com.docker.compose.config-hash\"}}\t{{.Image}}\t{{.State}}\t\
-                      {{.Status}}";
-        let listed = self.engine.ok(&[
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--filter",
-            &filter,
-            "--format",
-            format,
-        ]);
-        let mut rows: Vec<Row> = listed
-            .lines()
-            .map(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                assert_eq!(f.len(), 7, "{line}");
-                Row {
-                    id: f[0].to_owned(),
-                    name: f[1].to_owned(),
-                    service: f[2].to_owned(),
-                    hash: f[3].to_owned(),
-                    image: f[4].to_owned(),
-                    state: f[5].to_owned(),
-                    status: f[6].to_owned(),
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
-        rows
+        project_rows(&self.engine.host(), PROJECT).expect("the engine answers")
     }
 
     /// What the registry served of the big image: its blob requests, as it logged them.
@@ -314,20 +264,6 @@ impl Depot {
         let retries = log.lines().filter(|l| l.contains("retrying"));
         retries.map(str::to_owned).collect()
     }
-}
-
-/// One of the project's containers as the engine lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Row {
-    id: String,
-    name: String,
-    service: String,
-    hash: String,
-    image: String,
-    /// `running`, `exited`, `created`…
-    state: String,
-    /// `Up 3 seconds (healthy)`…
-    status: String,
 }
 
 /// Which version the engine runs.

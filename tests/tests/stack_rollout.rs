@@ -15,18 +15,16 @@
 //!   the previous one back and reports `rolled_back` with the engine's words.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary, StackVersionSaved};
-use outpost_tests::docker::{direct, require_engine, TEST_IMAGE};
+use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary};
+use outpost_tests::docker::{direct, require_engine, DOCKER_SOCKET, TEST_IMAGE};
+use outpost_tests::stacks::{self, project_rows, rollout, save, PROJECT_LABEL};
 use outpost_tests::{bin_dir, wait_for, Agent, Hub};
 
 /// Long enough for an apply on a busy machine (no pull: the image is local).
 const CONVERGE: Duration = Duration::from_secs(90);
-
-const PROJECT_LABEL: &str = "com.docker.compose.project";
 
 /// A stack whose services exit at once on SIGTERM (busybox `sleep` and `httpd` as PID 1 ignore
 /// it, and every replace would wait out the stop timeout).
@@ -54,53 +52,25 @@ volumes:
     )
 }
 
-fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
-    let file = dir.join("compose.yml");
-    std::fs::write(&file, compose).unwrap();
-    let file = file.display().to_string();
-    hub.cli_json(&["stack", "create", name, "--file", &file, "--json"])
-}
-
+/// `stack deploy STACK --endpoint ID PLAN…`: the rollout's id.
 fn deploy(hub: &Hub, stack: &str, id: u64, plan: &[&str]) -> i64 {
     let id = id.to_string();
-    let mut args = vec!["stack", "deploy", stack, "--endpoint", &id, "--json"];
+    let mut args = vec!["--endpoint", id.as_str()];
     args.extend_from_slice(plan);
-    hub.cli_json::<RolloutSummary>(&args).id
-}
-
-fn rollout(hub: &Hub, id: i64) -> RolloutDetail {
-    hub.cli_json(&["rollout", "show", &id.to_string(), "--json"])
+    stacks::deploy(hub, stack, &args)
 }
 
 /// Wait for the rollout to reach `state`, printing its last view if it does not.
 fn wait_rollout(hub: &Hub, id: i64, state: &str) -> RolloutDetail {
-    let mut last = None;
-    let found = outpost_tests::wait_for_result(CONVERGE, || {
-        let detail = rollout(hub, id);
-        let done = detail.summary.state == state;
-        last = Some(detail.clone());
-        done.then_some(detail)
-    });
-    found.unwrap_or_else(|| panic!("rollout {id} never became {state}: {last:#?}"))
+    stacks::wait_rollout_state(hub, id, state, CONVERGE)
 }
 
-/// `service container-id` of the project's running containers, by name.
+/// `service container-id` of the project's running containers, by service.
 fn running(project: &str) -> Vec<(String, String)> {
-    let filter = format!("label={PROJECT_LABEL}={project}");
-    let out = direct(&[
-        "ps",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
-    ]);
-    let mut rows: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(s, id)| (s.to_owned(), id.to_owned()))
-        .collect();
-    rows.sort();
-    rows
+    let engine = format!("unix://{DOCKER_SOCKET}");
+    let rows = project_rows(&engine, project).expect("the engine answers");
+    let live = rows.into_iter().filter(|r| r.state == "running");
+    live.map(|r| (r.service, r.id)).collect()
 }
 
 /// A device named `name` with a real agent on the main engine, connected.
