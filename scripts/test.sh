@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 # The Docker proxy tests drive the real docker CLI against a real dockerd with a local test image.
 scripts/docker-setup.sh
+# The metrics test scrapes the hub with a real Prometheus (Debian's package).
+scripts/metrics-setup.sh
 
 # The end-to-end tests start the real binaries; build them before the test harnesses.
 cargo build --workspace --bins --quiet

@@ -46,6 +46,13 @@ pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// Agent certificates live a year; agents renew at two thirds of it over their session.
 pub const DEFAULT_AGENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The mirror keeps this many bytes of blobs before evicting the least recently used: room for a
+/// few dozen images of a typical fleet's few hundred MiB each on a DMZ machine's disk.
+pub const DEFAULT_MIRROR_MAX_BYTES: u64 = 20 << 30;
+/// A tag's digest is believed this long before the upstream is asked again: a moved tag is noticed
+/// within a minute, and a fleet pulling one image asks the upstream once, not once per device.
+pub const MIRROR_TAG_TTL: Duration = Duration::from_secs(60);
+
 /// The resolved runtime configuration of a hub.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -83,6 +90,11 @@ pub struct HubConfig {
     pub max_pending_per_fleet: u32,
     /// How long a finished job's results and output are kept.
     pub job_retention: Duration,
+    /// A plain-HTTP listener serving only `GET /metrics`, for a scraper on a private interface;
+    /// `None` (the default): the admin API's `/metrics`, behind the admin credential, only.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The registry mirror: upstreams, credentials file, size limit.
+    pub mirror: crate::mirror::config::MirrorConfig,
 }
 
 impl HubConfig {
@@ -106,6 +118,8 @@ impl HubConfig {
             agent_cert_validity: DEFAULT_AGENT_CERT_VALIDITY,
             max_pending_per_fleet: DEFAULT_MAX_PENDING_PER_FLEET,
             job_retention: DEFAULT_JOB_RETENTION,
+            metrics_listen: None,
+            mirror: crate::mirror::config::MirrorConfig::default(),
         }
     }
 }

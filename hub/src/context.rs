@@ -49,6 +49,10 @@ pub struct HubContext {
     pub fleet: Fleet,
     /// Jobs in progress.
     pub jobs: crate::jobs::Jobs,
+    /// The Prometheus series.
+    pub metrics: crate::metrics::Metrics,
+    /// The registry mirror served under `/v2/`.
+    pub mirror: crate::mirror::Mirror,
 }
 
 impl HubContext {

@@ -13,6 +13,8 @@
 //! - [`rollout`]: a stack version spreading over devices wave by wave, as a state machine without
 //!   I/O (plan parsing, soak, failure threshold, offline devices, late joiners).
 //! - [`api`]: the admin HTTPS API.
+//! - [`metrics`]: Prometheus series of the fleet, on `/metrics`.
+//! - [`mirror`]: the pull-through registry mirror, on `/v2/`.
 //! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
@@ -25,6 +27,8 @@ pub mod context;
 pub mod fleet;
 pub mod jobs;
 mod liveness;
+pub mod metrics;
+pub mod mirror;
 mod ping_cache;
 mod proxy;
 pub mod registry;

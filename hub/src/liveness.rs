@@ -31,7 +31,12 @@ pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, Store
     let now = Instant::now();
     let stale_after = ctx.stale_after();
     let taker = ctx.clone();
-    ctx.store
+    let written = ctx
+        .store
         .write_liveness(move || taker.registry.take_dirty(now, stale_after))
-        .await
+        .await;
+    if let Ok(rows) = written {
+        ctx.metrics.flushed(now.elapsed(), rows);
+    }
+    written
 }

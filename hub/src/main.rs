@@ -31,6 +31,9 @@ async fn serve(config: outpost_hub::config::HubConfig) -> Result<()> {
         "outpost-hub: agents on udp {}, admin API on https://{}",
         hub.agent_addr, hub.api_addr
     );
+    if let Some(addr) = hub.metrics_addr {
+        eprintln!("outpost-hub: metrics on http://{addr}/metrics");
+    }
     eprintln!("outpost-hub: hub CA certificate: {}", ca.display());
     match &hub.new_admin_token {
         Some(path) => eprintln!("outpost-hub: new admin token written to {}", path.display()),

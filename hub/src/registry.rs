@@ -136,6 +136,14 @@ impl<S: Entry> Registry<S> {
             .collect()
     }
 
+    /// The status of every live session (with `stale_after`): what the metrics count.
+    pub fn statuses(&self, now: Instant, stale_after: Duration) -> Vec<Status> {
+        lock(&self.sessions)
+            .values()
+            .map(|s| s.status(now, stale_after))
+            .collect()
+    }
+
     /// Number of live sessions.
     pub fn len(&self) -> usize {
         lock(&self.sessions).len()

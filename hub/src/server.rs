@@ -1,8 +1,8 @@
-//! Start a hub: data dir, PKI, store, admin token, the QUIC endpoint for agents, the HTTPS API and
-//! the liveness flusher. Listeners bind before anything is spawned, so a test can start many hubs
-//! on port 0 in one process and read the bound addresses back. The store's `connected` flags are
-//! cleared before the agent endpoint exists (a crash left its sessions' flags set) and again after a
-//! clean shutdown's last flush.
+//! Start a hub: data dir, PKI, store, admin token, the QUIC endpoint for agents, the HTTPS API,
+//! the liveness flusher and, if asked for, the metrics listener. Listeners bind before anything is
+//! spawned, so a test can start many hubs on port 0 in one process and read the bound addresses
+//! back. The store's `connected` flags are cleared before the agent endpoint exists (a crash left
+//! its sessions' flags set) and again after a clean shutdown's last flush.
 
 use outpost_transport::close::CloseCodeVarint as _;
 use std::net::SocketAddr;
@@ -27,6 +27,7 @@ use crate::agent_link::windows::{self, WindowBudget};
 use crate::config::HubConfig;
 use crate::context::HubContext;
 use crate::fleet;
+use crate::metrics::{self, Metrics};
 use crate::registry::Registry;
 use crate::store::{self, admin_creds, settings, Store, StoreError};
 use crate::{agent_link, api, liveness};
@@ -58,6 +59,9 @@ pub enum StartError {
         /// The failure.
         source: std::io::Error,
     },
+    /// The registry mirror could not open (its credentials file, its directory).
+    #[error("registry mirror: {0}")]
+    Mirror(#[from] crate::mirror::error::MirrorOpenError),
     /// The TLS configuration was rejected by QUIC.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -70,6 +74,8 @@ pub struct RunningHub {
     pub agent_addr: SocketAddr,
     /// Bound TCP address of the API.
     pub api_addr: SocketAddr,
+    /// Bound TCP address of the metrics listener, if the hub has one.
+    pub metrics_addr: Option<SocketAddr>,
     /// Shared state.
     pub ctx: Arc<HubContext>,
     /// Set when this start created the admin token (first start).
@@ -77,7 +83,7 @@ pub struct RunningHub {
     endpoint: quinn::Endpoint,
     /// The agent listener: it keeps running while the hub drains.
     listener: JoinHandle<()>,
-    /// The API and the liveness flusher.
+    /// The API, the liveness flusher, the tickers and the metrics listener.
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -110,6 +116,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             addr: config.api_listen,
             source,
         })?;
+    let metrics_listener = bind_metrics(config.metrics_listen).await?;
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
     let hub_addrs = if config.public_addrs.is_empty() {
         default_public_addrs(agent_addr)
     } else {
@@ -131,10 +139,11 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         addr: agent_addr,
         source,
     };
+    let metrics = Metrics::new();
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
         endpoint_config(&store)?,
         Some(server_config),
-        HubSocket::wrap(socket).map_err(bind_error)?,
+        HubSocket::wrap(socket, metrics.wire()).map_err(bind_error)?,
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(bind_error)?;
@@ -165,10 +174,12 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         max_pending_per_fleet: config.max_pending_per_fleet,
         fleet,
         jobs,
+        metrics,
+        mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(api::serve(
             api_listener,
             api_tls,
@@ -180,6 +191,10 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(fleet::run_ticker(ctx.clone())),
         tokio::spawn(crate::jobs::run_ticker(ctx.clone(), config.job_retention)),
     ];
+    if let Some((listener, addr)) = metrics_listener {
+        info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");
+        tasks.push(tokio::spawn(metrics::http::serve(listener, ctx.clone())));
+    }
     info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
     info!(
         full_window_grants = ctx.windows.max_grants(),
@@ -190,6 +205,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     Ok(RunningHub {
         agent_addr,
         api_addr,
+        metrics_addr,
         ctx,
         new_admin_token,
         endpoint,
@@ -254,6 +270,21 @@ impl RunningHub {
             .close(CloseCode::Stopping.to_varint(), notice.encode().as_bytes());
         self.listener.abort();
     }
+}
+
+/// The metrics listener, bound before anything is spawned (a test passes port 0 and reads it back).
+async fn bind_metrics(
+    addr: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let error = |source| StartError::Bind {
+        what: "metrics (TCP)",
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok(Some((listener, bound)))
 }
 
 fn millis(d: Duration) -> u32 {

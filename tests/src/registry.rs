@@ -3,6 +3,9 @@
 //! inside a network namespace the test made (a rig's hub side), so that an engine on the rig's
 //! agent side pulls across the emulated link. Nothing else can reach it, and it reaches nothing.
 //!
+//! `start_local` runs one on a loopback port of the test's own namespace instead, optionally with
+//! htpasswd Basic auth (the mirror's upstream in `tests/tests/mirror.rs`).
+//!
 //! The registry is the test's own process (`ip netns exec` execs it, so the child's pid is the
 //! registry's); dropping a [`Registry`] stops it (SIGTERM, then SIGKILL) and removes its storage.
 
@@ -28,12 +31,25 @@ impl Registry {
     /// Serve on `addr` (`198.18.0.1:5000`: an address of namespace `netns`) with empty storage;
     /// panics with the registry's log if it does not listen within [`READY`].
     pub fn start_in_netns(netns: &str, addr: &str) -> Self {
+        Self::launch(Some(netns), addr, None)
+    }
+
+    /// Serve on `addr` (a free loopback port) in the test's own namespace, with HTTP Basic auth
+    /// against `htpasswd` (bcrypt entries) when given.
+    pub fn start_local(addr: &str, htpasswd: Option<&std::path::Path>) -> Self {
+        Self::launch(None, addr, htpasswd)
+    }
+
+    fn launch(netns: Option<&str>, addr: &str, htpasswd: Option<&std::path::Path>) -> Self {
         let dir = tempfile::tempdir().expect("registry directory");
         let config = dir.path().join("config.yml");
-        std::fs::write(&config, config_yaml(&dir.path().join("data"), addr))
-            .expect("registry config");
+        let mut yaml = config_yaml(&dir.path().join("data"), addr);
+        if let Some(path) = htpasswd {
+            yaml.push_str(&auth_yaml(path));
+        }
+        std::fs::write(&config, yaml).expect("registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = command_in(Some(netns), "docker-registry")
+        let child = command_in(netns, "docker-registry")
             .arg("serve")
             .arg(&config)
             .stdin(Stdio::null())
@@ -93,6 +109,18 @@ impl Drop for Registry {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Basic auth against an htpasswd file (the registry accepts only bcrypt entries).
+fn auth_yaml(htpasswd: &std::path::Path) -> String {
+    format!(
+        "auth:
+  htpasswd:
+    realm: outpost-test
+    path: {}
+",
+        htpasswd.display()
+    )
 }
 
 /// Filesystem storage under `root`, deletes allowed, plain HTTP on `addr`, no storage health

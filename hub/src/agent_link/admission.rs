@@ -135,9 +135,13 @@ pub enum Verdict {
     Ignore,
 }
 
-/// Counts of what admission decided, for tests and logs.
+/// Counts of what admission decided, for tests, logs and the metrics.
 #[derive(Debug, Default)]
 pub struct AdmissionStats {
+    /// Handshakes that finished within their deadline.
+    pub accepted: AtomicU64,
+    /// Attempts waiting for a slot now (the accept loop's queue).
+    pub waiting: AtomicU64,
     /// Retries sent.
     pub retried: AtomicU64,
     /// Connections refused.
@@ -261,6 +265,16 @@ impl Admission {
         self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         let mut timeouts = self.timeouts.lock().unwrap_or_else(|e| e.into_inner());
         timeouts.record(now, self.limits.retry_above.max(1), validated);
+    }
+
+    /// Count a handshake that finished.
+    pub fn count_accepted(&self) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Note how many attempts wait for a slot now.
+    pub fn note_waiting(&self, waiting: usize) {
+        self.stats.waiting.store(waiting as u64, Ordering::Relaxed);
     }
 
     /// Count a refusal (queue full, or waited too long).

@@ -291,7 +291,7 @@ async fn drive(
         // are not held across that await (the task lives as long as the session).
         let next = tokio::select! {
             datagram = driving.conn.read_datagram() => {
-                match answer_checkin(session, &datagram?)? {
+                match answer_checkin(ctx, session, &datagram?)? {
                     Deliver::ReadDesired => Next::Deliver,
                     Deliver::Nothing => Next::Read,
                 }
@@ -479,7 +479,11 @@ async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: Engin
 
 /// Note a check-in and ack it with the agent's current interval; what it says of the agent's
 /// stacks may ask for a delivery.
-fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<Deliver, SessionError> {
+fn answer_checkin(
+    ctx: &HubContext,
+    session: &LiveSession,
+    bytes: &[u8],
+) -> Result<Deliver, SessionError> {
     let (seq, applied) = match wire::decode::<Datagram>(bytes) {
         Ok(Datagram::CheckIn { seq }) => (seq, None),
         Ok(Datagram::CheckInApplied { seq, applied }) => (seq, Some(applied)),
@@ -492,6 +496,7 @@ fn answer_checkin(session: &LiveSession, bytes: &[u8]) -> Result<Deliver, Sessio
     };
     let conn = session.connection();
     let (checkin, deliver) = session.record_checkin(Instant::now(), applied);
+    ctx.metrics.checkin(conn.rtt(), checkin.lag);
     if checkin.migrated {
         info!(endpoint = %session.endpoint, remote = %conn.remote_address(), interval_s = checkin.interval_s, "connection migrated");
     }

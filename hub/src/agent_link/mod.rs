@@ -71,6 +71,7 @@ pub(crate) async fn accept_loop(
             admission.count_refused();
             incoming.refuse();
         }
+        admission.note_waiting(waiting.len());
     }
 }
 
@@ -127,7 +128,10 @@ pub(crate) async fn handshake(
     let remote = incoming.remote_address();
     let validated = incoming.remote_address_validated();
     match timeout(admission.handshake_deadline(), incoming).await {
-        Ok(Ok(conn)) => Some(conn),
+        Ok(Ok(conn)) => {
+            admission.count_accepted();
+            Some(conn)
+        }
         // The client's own idle timeout (its transport parameter) ended the silence first.
         Ok(Err(quinn::ConnectionError::TimedOut)) | Err(_) => {
             admission.count_timed_out(Instant::now(), validated);

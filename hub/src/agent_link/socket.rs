@@ -1,5 +1,6 @@
 //! The hub's UDP socket, as quinn sees it: the platform socket, sending one datagram per call and
-//! stateless resets within a budget per destination network ([`reset_budget`]).
+//! stateless resets within a budget per destination network ([`reset_budget`]), and counting
+//! the bytes it carries for the metrics (two atomic adds per call, so no lock per packet).
 //!
 //! quinn keeps, per connection, a transmit buffer as large as the biggest batch it ever sent, and
 //! a batch holds as many datagrams as the socket may send in one call (up to 10 with GSO). After a
@@ -32,6 +33,7 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
 use tokio::time::Instant;
 
+use crate::metrics::WireBytes;
 use reset_budget::ResetBudget;
 
 /// Receive buffer asked for; Linux caps it at `net.core.rmem_max` (raise that on a busy hub).
@@ -54,20 +56,32 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket)
 }
 
-/// `inner`, sending one datagram per call and stateless resets within their budget.
+/// `inner`, sending one datagram per call and stateless resets within their budget, counting
+/// the bytes it carries.
 #[derive(Debug)]
 pub(crate) struct HubSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     resets: Mutex<ResetBudget>,
+    bytes: WireBytes,
 }
 
 impl HubSocket {
-    /// Wrap a bound socket for the tokio runtime.
-    pub(crate) fn wrap(socket: std::net::UdpSocket) -> io::Result<Arc<dyn AsyncUdpSocket>> {
+    /// Wrap a bound socket for the tokio runtime, adding what it carries to `bytes`.
+    pub(crate) fn wrap(
+        socket: std::net::UdpSocket,
+        bytes: WireBytes,
+    ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         Ok(Arc::new(Self {
             inner: quinn::TokioRuntime.wrap_udp_socket(socket)?,
             resets: Mutex::new(ResetBudget::new(Instant::now())),
+            bytes,
         }))
+    }
+
+    fn send(&self, transmit: &Transmit) -> io::Result<()> {
+        self.inner.try_send(transmit)?;
+        self.bytes.sent(transmit.contents.len());
+        Ok(())
     }
 
     /// Whether the reset to `to` fits the budget; drops are logged as a count, every ten seconds
@@ -101,14 +115,14 @@ impl AsyncUdpSocket for HubSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)
+        self.send(transmit)
     }
 
     fn try_send_response(&self, transmit: &Transmit) -> io::Result<()> {
         if is_stateless_reset(transmit.contents) && !self.reset_allowed(transmit.destination) {
             return Ok(());
         }
-        self.inner.try_send(transmit)
+        self.send(transmit)
     }
 
     fn poll_recv(
@@ -117,7 +131,12 @@ impl AsyncUdpSocket for HubSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        self.inner.poll_recv(cx, bufs, meta)
+        let received = self.inner.poll_recv(cx, bufs, meta);
+        if let Poll::Ready(Ok(count)) = received {
+            let bytes = meta.iter().take(count).map(|m| m.len).sum();
+            self.bytes.received(bytes);
+        }
+        received
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
 use super::connections::ConnectionSlot;
@@ -24,9 +24,14 @@ pub(super) async fn handle(
     Extension(revocation): Extension<Revocation>,
     Extension(connection): Extension<ConnectionSlot>,
     request: Request,
-) -> Result<Response, ApiError> {
+) -> Response {
     let withdrawn = revocation.withdrawn();
-    Ok(proxy::forward(&ctx, id, &rest, request, withdrawn, connection).await?)
+    let response = match proxy::forward(&ctx, id, &rest, request, withdrawn, connection).await {
+        Ok(response) => response,
+        Err(refused) => ApiError::from(refused).into_response(),
+    };
+    ctx.metrics.proxied(response.status());
+    response
 }
 
 impl From<ProxyError> for ApiError {

@@ -189,7 +189,8 @@ pub(super) async fn summon(
             return Err(SummonError::Offline(id).into());
         }
     };
-    session.summon(ctx.summon_timeout).await?;
+    let waited = session.summon(ctx.summon_timeout).await?;
+    ctx.metrics.summoned(waited);
     let ready_ms = started.elapsed().as_secs_f64() * 1e3;
     Ok(Json(Summoned {
         id: id.0,

@@ -93,6 +93,8 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/metrics", get(crate::metrics::http::scrape))
+        .merge(crate::mirror::http::router(ctx.mirror.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),

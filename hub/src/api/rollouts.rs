@@ -264,24 +264,13 @@ fn summary_with(
 }
 
 fn counts_map(counts: &Counts) -> BTreeMap<String, u32> {
-    [
-        ("waiting", counts.waiting),
-        ("queued", counts.queued),
-        ("pulling", counts.pulling),
-        ("starting", counts.starting),
-        ("running", counts.running),
-        ("soaking", counts.soaking),
-        ("healthy", counts.healthy),
-        ("failed", counts.failed),
-        ("rolled_back", counts.rolled_back),
-        ("drifted", counts.drifted),
-        ("lost", counts.lost),
-        ("offline", counts.offline),
-        ("total", counts.total()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    let overlapping = [("offline", counts.offline), ("total", counts.total())];
+    counts
+        .by_state()
+        .into_iter()
+        .chain(overlapping)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 fn target(row: TargetRow<'_>) -> RolloutTarget {

@@ -10,6 +10,7 @@ mod docker_context;
 mod duration;
 mod escape;
 mod job;
+mod registry_flag;
 mod rollout;
 mod stack;
 
@@ -228,6 +229,22 @@ pub struct ServeArgs {
     /// per device).
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_JOB_RETENTION))]
     pub job_retention: HumanDuration,
+    /// Also serve `GET /metrics` (Prometheus) in plain HTTP on this TCP address, e.g. a private
+    /// interface's `10.0.0.2:9464`; without it the admin API's `/metrics` (admin credential) only.
+    #[arg(long, env = "OUTPOST_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// An upstream registry for the hub's pull-through mirror (`/v2/` on the admin API), e.g.
+    /// `https://registry.example:5000`; repeat for several. The first serves names without a
+    /// registry host (`library/busybox`), another the names that start with its host.
+    #[arg(long = "registry", value_parser = registry_flag::RegistryUrlParser)]
+    pub registries: Vec<reqwest::Url>,
+    /// Credentials for the upstream registries: lines `HOST USER PASSWORD` (HOST as in the
+    /// `--registry` URL, `host[:port]`); never put them in the URL.
+    #[arg(long)]
+    pub registry_credentials: Option<PathBuf>,
+    /// GiB of blobs the mirror keeps; past it the least recently used are evicted.
+    #[arg(long, default_value_t = config::DEFAULT_MIRROR_MAX_BYTES >> 30)]
+    pub mirror_max_gib: u64,
     /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
     #[arg(long, hide = true, default_value_t = HumanDuration(config::DEFAULT_AGENT_CERT_VALIDITY))]
     pub agent_cert_validity: HumanDuration,
@@ -251,6 +268,13 @@ impl ServeArgs {
             agent_cert_validity: self.agent_cert_validity.0,
             max_pending_per_fleet: self.max_pending_per_fleet,
             job_retention: self.job_retention.0,
+            metrics_listen: self.metrics_listen,
+            mirror: crate::mirror::config::MirrorConfig {
+                upstreams: self.registries,
+                credentials_file: self.registry_credentials,
+                max_bytes: self.mirror_max_gib.saturating_mul(1 << 30),
+                ..Default::default()
+            },
             ..HubConfig::new(self.data_dir)
         }
     }

@@ -119,7 +119,8 @@ pub(crate) async fn forward(
             return Ok(answer);
         }
     }
-    session.summon(ctx.summon_timeout).await?;
+    let waited = session.summon(ctx.summon_timeout).await?;
+    ctx.metrics.summoned(waited);
     let slots = acquire(ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
     let (io, outcome) = open_stream(ctx, &session, request_id).await?;
@@ -216,7 +217,8 @@ async fn open_stream(
         Ok(opened) => opened,
         Err(_) => {
             session.enter_standby();
-            session.summon(ctx.summon_timeout).await?;
+            let waited = session.summon(ctx.summon_timeout).await?;
+            ctx.metrics.summoned(waited);
             tokio::time::timeout(ctx.summon_timeout, conn.open_bi())
                 .await
                 .map_err(|_| ProxyError::NoStream {

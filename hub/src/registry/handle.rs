@@ -240,14 +240,16 @@ impl LiveSession {
         }
     }
 
-    /// Ask the agent to open stream credit and wait for its `Ready`.
-    pub async fn summon(&self, timeout: Duration) -> Result<(), SummonError> {
+    /// Ask the agent to open stream credit and wait for its `Ready`: how long it took, or `None`
+    /// when the device was active already (nothing was sent).
+    pub async fn summon(&self, timeout: Duration) -> Result<Option<Duration>, SummonError> {
         let (tx, rx) = oneshot::channel();
         let id = match self.state().handle_summon(tx) {
             Summon::Pending => return Err(SummonError::Pending(self.endpoint)),
-            Summon::Active => return Ok(()),
+            Summon::Active => return Ok(None),
             Summon::Send { id } => id,
         };
+        let sent = Instant::now();
         if let Err(refused) = self.control.push(Control::Summon { id }) {
             self.state().handle_summon_given_up(id);
             return Err(match refused {
@@ -256,7 +258,7 @@ impl LiveSession {
             });
         }
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(Some(sent.elapsed())),
             Ok(Err(_)) => Err(SummonError::Disconnected(self.endpoint)),
             Err(_) => {
                 self.state().handle_summon_given_up(id);

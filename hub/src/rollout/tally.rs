@@ -125,6 +125,24 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Each state's name (as `rollout show` prints it) and count; `offline` overlaps them and is
+    /// not among them.
+    pub fn by_state(&self) -> [(&'static str, u32); 11] {
+        [
+            ("waiting", self.waiting),
+            ("queued", self.queued),
+            ("pulling", self.pulling),
+            ("starting", self.starting),
+            ("running", self.running),
+            ("soaking", self.soaking),
+            ("healthy", self.healthy),
+            ("failed", self.failed),
+            ("rolled_back", self.rolled_back),
+            ("drifted", self.drifted),
+            ("lost", self.lost),
+        ]
+    }
+
     /// Every target: the sum over the states (`offline` overlaps them).
     pub fn total(&self) -> u32 {
         self.waiting

@@ -99,6 +99,9 @@ pub struct CheckIn {
     pub migrated: bool,
     /// The interval for the ack, in seconds.
     pub interval_s: u16,
+    /// How much later than the interval it was told this check-in came (zero when sooner: a
+    /// retry, a probe); `None` for the session's first.
+    pub lag: Option<Duration>,
 }
 
 /// What an admin's summon needs.
@@ -281,6 +284,11 @@ impl<W> HubSession<W> {
         wall: SystemTime,
         remote: SocketAddr,
     ) -> CheckIn {
+        let since = |(then, _)| now.saturating_duration_since(then);
+        let lag = self
+            .last_checkin
+            .map(since)
+            .map(|gap| gap.saturating_sub(self.tuner.interval()));
         self.last_checkin = Some((now, wall));
         self.saved.unsaved_checkin = true;
         let migrated = self.handle_path(remote);
@@ -289,6 +297,7 @@ impl<W> HubSession<W> {
         CheckIn {
             migrated,
             interval_s: self.tuner.interval_s(),
+            lag,
         }
     }
 

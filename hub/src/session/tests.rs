@@ -263,6 +263,17 @@ fn the_interval_shortens_when_the_nat_forgets_between_check_ins() {
 }
 
 #[test]
+fn a_check_ins_lag_is_how_late_it_came_past_its_interval() {
+    let mut h = Harness::approved();
+    assert_eq!(h.checkin(1000).lag, None, "the session's first");
+    h.now += INTERVAL + Duration::from_millis(300);
+    assert_eq!(h.checkin(1000).lag, Some(Duration::from_millis(300)));
+    // A retry or a probe comes sooner than the interval: not late at all.
+    h.now += Duration::from_secs(2);
+    assert_eq!(h.checkin(1000).lag, Some(Duration::ZERO));
+}
+
+#[test]
 fn a_new_session_is_written_once_then_check_ins_only_at_checkpoints() {
     let mut h = Harness::approved();
     let first = h.save(PERIODIC).expect("a new connection is written");

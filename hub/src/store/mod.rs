@@ -13,6 +13,7 @@
 //! never waits for the writer.
 
 pub mod admin_creds;
+pub mod census;
 pub mod certs;
 pub mod deployments;
 pub mod endpoints;

@@ -1,0 +1,294 @@
+//! The hub's pull-through mirror of container registries (issue #16, the hub's part).
+//!
+//! Images are nearly all the bytes a fleet moves, and many devices reach only the hub. The mirror
+//! fetches each blob from its upstream registry **at most once** however many devices want it at
+//! the same moment ([`flight`]), keeps it content-addressed under the data directory, verified by
+//! digest before anyone can read it ([`store`]), and serves it back with byte ranges so a transfer
+//! cut by an outage resumes instead of starting over ([`http`]). Manifests are kept by digest and
+//! tags believed for a minute ([`manifests`]), so a moved tag is noticed and an unreachable
+//! upstream still leaves the last known image pullable.
+//!
+//! - [`config`]: upstream URLs (credentials only from a file, never in a URL), size limit.
+//! - [`name`], [`digest`], [`range`]: the bounded parsers of request input.
+//! - [`upstream`]: the distribution API client with Basic and token auth.
+//! - [`store`] and [`lru`]: blobs on disk, eviction least recently used first.
+//! - [`flight`]: one upstream fetch per blob at a time.
+//! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
+//! - [`counters`]: fetches, bytes, hits and misses.
+
+pub mod config;
+pub mod counters;
+pub mod digest;
+pub mod error;
+pub mod flight;
+pub mod http;
+pub mod lru;
+pub mod manifests;
+pub mod name;
+pub mod range;
+pub mod store;
+pub mod upstream;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use config::{authority, read_credentials, MirrorConfig};
+use counters::{Count, Counters, MirrorCounters};
+use digest::Digest;
+use error::{MirrorError, MirrorOpenError};
+use flight::{Flights, Joined};
+use manifests::{Manifest, ManifestStore, TagCache, TagKey};
+use name::{split_host, Reference, RepoPath};
+use store::{BlobReader, BlobStore};
+use upstream::Upstream;
+
+/// Which upstream a request's name goes to, and the repository there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The upstream's index in the configuration.
+    pub upstream: usize,
+    /// The repository on it.
+    pub repo: RepoPath,
+}
+
+/// The mirror: what the rest of the hub uses. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    upstreams: Vec<Upstream>,
+    blobs: BlobStore,
+    manifests: ManifestStore,
+    tags: TagCache,
+    flights: Flights,
+    counters: Counters,
+}
+
+impl Mirror {
+    /// Open the mirror under `<data_dir>/mirror` with `config`'s upstreams, reading their
+    /// credentials file if there is one.
+    pub fn open(config: &MirrorConfig, data_dir: &Path) -> Result<Self, MirrorOpenError> {
+        let root = data_dir.join("mirror");
+        let credentials = match &config.credentials_file {
+            Some(path) => read_credentials(path)?,
+            None => Vec::new(),
+        };
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|url| {
+                let host = authority(url);
+                let found = credentials
+                    .iter()
+                    .find(|(h, _)| *h == host)
+                    .map(|(_, c)| c.clone());
+                info!(upstream = %url, credentials = found.is_some(), "mirror upstream");
+                Upstream::new(url.clone(), found)
+                    .map_err(|detail| MirrorOpenError::Client { host, detail })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (host, _) in &credentials {
+            if !upstreams.iter().any(|u| u.host() == host) {
+                warn!(%host, "registry credentials for a host that is no --registry; unused");
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                upstreams,
+                blobs: BlobStore::open(&root, config.max_bytes)?,
+                manifests: ManifestStore::open(&root)?,
+                tags: TagCache::new(config.tag_ttl),
+                flights: Flights::default(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The upstream and repository for a requested name: a name starting with an upstream's host
+    /// goes to it, any other name without a host to the first upstream.
+    pub fn route(&self, name: &str) -> Result<Route, MirrorError> {
+        let requested = split_host(name)?;
+        let upstream = match requested.host {
+            Some(host) => self.inner.upstreams.iter().position(|u| u.host() == host),
+            None => (!self.inner.upstreams.is_empty()).then_some(0),
+        };
+        let upstream = upstream.ok_or_else(|| MirrorError::NameUnknown(name.to_owned()))?;
+        Ok(Route {
+            upstream,
+            repo: RepoPath::parse(requested.rest)?,
+        })
+    }
+
+    /// The manifest `reference` of `route`: from the store when its digest is known (a tag's for
+    /// the TTL), else from the upstream; the last known one when the upstream fails.
+    pub async fn manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+    ) -> Result<Manifest, MirrorError> {
+        let inner = &self.inner;
+        let key = match reference {
+            Reference::Digest(digest) => return self.manifest_by_digest(route, digest).await,
+            Reference::Tag(tag) => TagKey {
+                upstream: route.upstream,
+                repo: route.repo.as_str().to_owned(),
+                tag: tag.clone(),
+            },
+        };
+        if let Some(digest) = inner.tags.fresh(&key, Instant::now()) {
+            if let Some(manifest) = inner.manifests.get(&digest).await? {
+                inner.counters.add(Count::Hit, 1);
+                return Ok(manifest);
+            }
+        }
+        match self.fetch_manifest(route, reference).await {
+            Ok(manifest) => {
+                inner
+                    .tags
+                    .record(key, manifest.digest.clone(), Instant::now());
+                Ok(manifest)
+            }
+            Err(e) => self.stale_manifest(&key, e).await,
+        }
+    }
+
+    /// Blob `digest` of `route`, open and held against eviction: from the store, else fetched once
+    /// from the upstream (joining a fetch already running).
+    pub async fn blob(&self, route: &Route, digest: &Digest) -> Result<BlobReader, MirrorError> {
+        let inner = &self.inner;
+        if let Some(reader) = inner.blobs.open_blob(digest).await? {
+            inner.counters.add(Count::Hit, 1);
+            return Ok(reader);
+        }
+        inner.counters.add(Count::Miss, 1);
+        // Twice: a blob evicted between its fetch and this open (a store under pressure) is
+        // fetched once more, not reported missing.
+        for _ in 0..2 {
+            self.fetch_blob(route, digest).await?;
+            if let Some(reader) = inner.blobs.open_blob(digest).await? {
+                return Ok(reader);
+            }
+        }
+        Err(MirrorError::FetchLost)
+    }
+
+    /// What the mirror has done since the hub started, and what it holds.
+    pub fn counters(&self) -> MirrorCounters {
+        self.inner.counters.read(self.inner.blobs.usage())
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        route: &Route,
+        digest: &Digest,
+    ) -> Result<Manifest, MirrorError> {
+        if let Some(manifest) = self.inner.manifests.get(digest).await? {
+            self.inner.counters.add(Count::Hit, 1);
+            return Ok(manifest);
+        }
+        self.fetch_manifest(route, &Reference::Digest(digest.clone()))
+            .await
+    }
+
+    async fn fetch_manifest(
+        &self,
+        route: &Route,
+        reference: &Reference,
+    ) -> Result<Manifest, MirrorError> {
+        let inner = &self.inner;
+        inner.counters.add(Count::Miss, 1);
+        inner.counters.add(Count::ManifestFetch, 1);
+        let fetched = inner.upstreams[route.upstream]
+            .manifest(&route.repo, reference)
+            .await;
+        if let Err(upstream::UpstreamError::ManifestDigest { .. }) = &fetched {
+            inner.counters.add(Count::Refused, 1);
+        }
+        let manifest = fetched?;
+        inner
+            .counters
+            .add(Count::UpstreamBytes, manifest.bytes.len() as u64);
+        inner.manifests.put(&manifest).await?;
+        Ok(manifest)
+    }
+
+    /// The upstream failed to resolve a tag: serve its last digest if that manifest is kept.
+    async fn stale_manifest(
+        &self,
+        key: &TagKey,
+        error: MirrorError,
+    ) -> Result<Manifest, MirrorError> {
+        if matches!(error, MirrorError::ManifestUnknown(_)) {
+            return Err(error);
+        }
+        let Some(digest) = self.inner.tags.last(key) else {
+            return Err(error);
+        };
+        match self.inner.manifests.get(&digest).await? {
+            Some(manifest) => {
+                warn!(repo = %key.repo, tag = %key.tag, %digest, "serving the last known manifest: {error}");
+                Ok(manifest)
+            }
+            None => Err(error),
+        }
+    }
+
+    /// Make sure blob `digest` is in the store: lead a fetch or wait for the one running.
+    async fn fetch_blob(&self, route: &Route, digest: &Digest) -> Result<(), MirrorError> {
+        let leader = match self.inner.flights.join(digest) {
+            Joined::Follower(receiver) => return flight::wait(receiver).await,
+            Joined::Leader(leader) => leader,
+        };
+        let (mirror, route, digest) = (self.clone(), route.clone(), digest.clone());
+        let task = tokio::spawn(async move {
+            let outcome = mirror.fetch_blob_once(&route, &digest).await;
+            mirror
+                .inner
+                .flights
+                .finish(&digest, &leader, outcome.clone());
+            outcome
+        });
+        task.await.unwrap_or(Err(MirrorError::FetchLost))
+    }
+
+    /// The leader's fetch: upstream into the store, verified; nothing kept on any failure.
+    async fn fetch_blob_once(&self, route: &Route, digest: &Digest) -> Result<(), MirrorError> {
+        let inner = &self.inner;
+        // The blob may have landed between this request's look and its leadership.
+        if inner.blobs.open_blob(digest).await?.is_some() {
+            return Ok(());
+        }
+        inner.counters.add(Count::BlobFetch, 1);
+        let upstream = &inner.upstreams[route.upstream];
+        let mut writer = inner.blobs.begin(digest.clone()).await?;
+        let fetched = upstream.blob(&route.repo, digest, &mut writer).await;
+        inner.counters.add(Count::UpstreamBytes, writer.written());
+        fetched?;
+        match writer.commit().await {
+            Ok(size) => {
+                info!(%digest, size, upstream = %upstream.host(), repo = %route.repo.as_str(), "mirrored a blob");
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, store::StoreError::DigestMismatch { .. }) {
+                    inner.counters.add(Count::Refused, 1);
+                }
+                warn!(upstream = %upstream.host(), repo = %route.repo.as_str(), "blob refused: {e}");
+                Err(upstream::UpstreamError::Store {
+                    host: upstream.host().to_owned(),
+                    source: e,
+                }
+                .into())
+            }
+        }
+    }
+}
