@@ -155,6 +155,19 @@ fn three_devices_pull_an_image_through_the_hub_and_each_blob_crosses_once() {
     block_on(pull(client.clone(), image.clone()));
     let (layer_digest, layer) = &image.blobs[2];
     assert_eq!(upstream_gets(&registry, layer_digest), 1);
+    // The hub's metrics say what the registry's log says.
+    let metrics = block_on(async {
+        let response = client.get("/metrics", &[]).await;
+        response.text().await.expect("the metrics")
+    });
+    let blob_fetches = format!(
+        "outpost_hub_mirror_upstream_fetches_total{{kind=\"blob\"}} {}",
+        image.blobs.len()
+    );
+    assert!(
+        metrics.contains(&blob_fetches),
+        "{blob_fetches} in:\n{metrics}"
+    );
 
     block_on(async {
         // A transfer cut at byte 100,000 resumes there.

@@ -7,7 +7,8 @@
 //! the devices (`sum(outpost_hub_devices)`); online is `status=~"standby|active"`.
 //!
 //! Rollout and job progress are summed over the rollouts and jobs in memory, whose ids the store
-//! lists; each keeps its counts up to date already.
+//! lists; each keeps its counts up to date already. The mirror's series are its own counters
+//! (`crate::mirror::counters`).
 
 use std::collections::BTreeMap;
 use std::fmt::Error;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::context::HubContext;
 use crate::jobs::TargetState;
+use crate::mirror::counters::MirrorCounters;
 use crate::registry::Status;
 use crate::rollout::{Counts, Rollout, RolloutState};
 use crate::store::census::{self, Census};
@@ -44,6 +46,7 @@ pub(super) struct Reading {
     rollout_targets: Counts,
     jobs_open: u64,
     job_targets: BTreeMap<TargetState, u64>,
+    mirror: MirrorCounters,
 }
 
 impl Reading {
@@ -55,6 +58,7 @@ impl Reading {
         reading.read_links(ctx);
         reading.read_rollouts(ctx, &census.active_rollouts).await;
         reading.read_jobs(ctx, &census.open_jobs);
+        reading.mirror = ctx.mirror.counters();
         Ok(reading)
     }
 
@@ -190,6 +194,27 @@ const ROLLOUT_TARGETS_OFFLINE: Named = (
     "Of those targets, how many are offline now (in any state).",
 );
 const JOBS_OPEN: Named = ("outpost_hub_jobs_open", "Jobs not yet finished.");
+const MIRROR_FETCHES: Named = (
+    "outpost_hub_mirror_upstream_fetches",
+    "Fetches from the mirror's upstream registries, by kind (blob, manifest).",
+);
+const MIRROR_UPSTREAM_BYTES: Named = (
+    "outpost_hub_mirror_upstream_bytes",
+    "Bytes received from the mirror's upstream registries.",
+);
+const MIRROR_REQUESTS: Named = (
+    "outpost_hub_mirror_requests",
+    "Mirror requests by whether the store answered them (hit) or an upstream had to (miss).",
+);
+const MIRROR_REFUSED: Named = (
+    "outpost_hub_mirror_refused",
+    "Upstream answers refused because their bytes were not their digest.",
+);
+const MIRROR_STORED_BYTES: Named = (
+    "outpost_hub_mirror_stored_bytes",
+    "Bytes of blobs the mirror holds.",
+);
+const MIRROR_STORED_BLOBS: Named = ("outpost_hub_mirror_stored_blobs", "Blobs the mirror holds.");
 const JOB_TARGETS: Named = (
     "outpost_hub_job_targets",
     "Devices of the open jobs by state, summed over the jobs.",
@@ -199,7 +224,8 @@ impl Collector for Reading {
     fn encode(&self, mut out: DescriptorEncoder) -> Result<(), Error> {
         self.encode_fleet(&mut out)?;
         self.encode_links(&mut out)?;
-        self.encode_progress(&mut out)
+        self.encode_progress(&mut out)?;
+        self.encode_mirror(&mut out)
     }
 }
 
@@ -231,6 +257,24 @@ impl Reading {
             .map(|(s, n)| (s.as_str(), *n))
             .collect();
         family(out, JOB_TARGETS, "state", &jobs)
+    }
+}
+
+impl Reading {
+    fn encode_mirror(&self, out: &mut DescriptorEncoder) -> Result<(), Error> {
+        let m = &self.mirror;
+        let fetches = [("blob", m.blob_fetches), ("manifest", m.manifest_fetches)];
+        counters(out, MIRROR_FETCHES, "kind", &fetches)?;
+        counter(out, MIRROR_UPSTREAM_BYTES, m.upstream_bytes)?;
+        counters(
+            out,
+            MIRROR_REQUESTS,
+            "result",
+            &[("hit", m.hits), ("miss", m.misses)],
+        )?;
+        counter(out, MIRROR_REFUSED, m.refused)?;
+        gauge(out, MIRROR_STORED_BYTES, m.stored_bytes)?;
+        gauge(out, MIRROR_STORED_BLOBS, m.stored_blobs)
     }
 }
 
