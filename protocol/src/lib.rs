@@ -13,6 +13,8 @@
 //! - [`job`]: a command run once on each device of a selection, its result and output capture.
 //! - [`text`]: the rule for text a device supplies (no control characters, bounded length).
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
+//! - [`registry`]: what a registry request is made of (names, references, digests, byte ranges),
+//!   parsed and bounded for the hub's mirror and the agent's loopback registry.
 //! - [`reconnect`]: the agent's reconnect policy (final or retryable, reset after a stable session,
 //!   a stopping hub's restart spread) as a plain decision.
 #![warn(missing_docs)]
@@ -22,6 +24,7 @@ pub mod backoff;
 pub mod ids;
 pub mod job;
 pub mod reconnect;
+pub mod registry;
 pub mod snapshot;
 pub mod stack;
 pub mod stream;

@@ -24,6 +24,9 @@ use std::task::{Context, Poll, Waker};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use outpost_protocol::job::{Features, JobOrder, JobOutcome, JobResult, JobSpec};
+use outpost_protocol::registry::digest::Digest;
+use outpost_protocol::registry::name::{split_host, NameError, Reference, RepoPath, MAX_NAME_LEN};
+use outpost_protocol::registry::range::{self, RangeRequest};
 use outpost_protocol::snapshot::{ContainerSummary, EngineSnapshot};
 use outpost_protocol::stream::{
     self, PrefaceError, StreamHeader, StreamKind, StreamRefusal, StreamReply,
@@ -446,4 +449,66 @@ fn join_tokens_survive_hostile_text_and_bytes() {
             "cut at {cut}"
         );
     }
+}
+
+/// What the `registry_input` fuzz target asserts, on mangled registry request text.
+fn check_registry_text(text: &str, size: u64) {
+    if let Ok(path) = RepoPath::parse(text) {
+        let path = path.as_str();
+        assert!(path.len() <= MAX_NAME_LEN, "{path:?}");
+        assert!(
+            !path.starts_with('/') && !path.ends_with('/') && !path.contains(".."),
+            "{path:?}"
+        );
+    }
+    let _ = split_host(text);
+    if let Ok(Reference::Tag(tag)) = Reference::parse(text) {
+        assert!(!tag.contains('/') && !tag.contains(':'), "{tag:?}");
+    }
+    if let Ok(digest) = Digest::parse(text) {
+        let hex = digest.hex();
+        assert_eq!(hex.len(), 64);
+        assert!(
+            hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+            "{hex:?}"
+        );
+    }
+    if let RangeRequest::Part(part) = range::parse(Some(text), size) {
+        assert!(
+            part.start <= part.end && part.end < size,
+            "{text:?}: {part:?}"
+        );
+        assert_eq!(part.byte_count(), part.end - part.start + 1);
+    }
+}
+
+#[test]
+fn registry_request_text_survives_hostile_input() {
+    let mut rng = Rng(9);
+    let samples: Vec<Vec<u8>> = [
+        "library/busybox",
+        "registry.example:5000/pos/web__worker-1",
+        "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "v1.2.3-rc_1",
+        "bytes=100000-",
+        "bytes=-500",
+        "bytes=0-0",
+        "../../etc/passwd",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    for _ in 0..20_000 {
+        let bytes = hostile(&mut rng, &samples, 0..0);
+        let size = rng.below(1 << 20) as u64;
+        check_registry_text(&String::from_utf8_lossy(&bytes), size);
+    }
+    assert!(RepoPath::parse("../../etc/passwd").is_err());
+    assert!(Digest::parse("sha256:../../../../etc/passwd").is_err());
+    let long = format!("{}a", "a/".repeat(128));
+    assert_eq!(RepoPath::parse(&long), Err(NameError::TooLong));
+    assert!(
+        RepoPath::parse(&long[2..]).is_ok(),
+        "255 characters are allowed"
+    );
 }

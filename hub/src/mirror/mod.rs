@@ -9,23 +9,23 @@
 //! upstream still leaves the last known image pullable.
 //!
 //! - [`config`]: upstream URLs (credentials only from a file, never in a URL), size limit.
-//! - [`name`], [`digest`], [`range`]: the bounded parsers of request input.
+//! - [`name`], [`digest`], [`range`]: the bounded parsers of request input, shared with the agent
+//!   from `outpost_protocol::registry` (where `fuzz/` covers them).
 //! - [`upstream`]: the distribution API client with Basic and token auth.
 //! - [`store`] and [`lru`]: blobs on disk, eviction least recently used first.
 //! - [`flight`]: one upstream fetch per blob at a time.
 //! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
 //! - [`counters`]: fetches, bytes, hits and misses.
 
+pub use outpost_protocol::registry::{digest, name, range};
+
 pub mod config;
 pub mod counters;
-pub mod digest;
 pub mod error;
 pub mod flight;
 pub mod http;
 pub mod lru;
 pub mod manifests;
-pub mod name;
-pub mod range;
 pub mod store;
 pub mod upstream;
 

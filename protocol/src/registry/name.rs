@@ -4,7 +4,7 @@
 //! A name is path components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` joined by `/`, at most 255
 //! characters in all (the spec's bound). The first component may instead be the host of a
 //! configured upstream (`registry.example:5000/pos/web`); which upstream, if any, is decided by
-//! [`super::upstream::Upstreams::route`].
+//! the hub's mirror (`Upstreams::route`).
 
 use thiserror::Error;
 
