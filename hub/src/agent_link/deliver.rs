@@ -31,13 +31,16 @@ pub(super) async fn desired_to_send(ctx: &HubContext, session: &LiveSession) -> 
         }
     };
     let stacks = order.state.stacks.len();
-    let (digest, message) = if session.reads_drift_policy() {
-        (order.digest(), HubMessage::DesiredOrder(order))
-    } else {
-        (order.state.digest(), HubMessage::Desired(order.state))
+    let unheeded = (!session.reads_drift_policy()).then(|| order.report_drift.clone());
+    let (digest, message) = match unheeded {
+        None => (order.digest(), HubMessage::DesiredOrder(order)),
+        Some(_) => (order.state.digest(), HubMessage::Desired(order.state)),
     };
     if !session.desired_read(digest) {
         return None;
+    }
+    if let Some(projects) = unheeded.filter(|p| !p.is_empty()) {
+        warn!(endpoint = %id, ?projects, "this agent predates drift policies: it will re-apply these stacks when they drift, not only report it; upgrade the agent");
     }
     info!(endpoint = %id, stacks, "sending the desired state");
     Some(message)
