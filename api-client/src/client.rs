@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
+use crate::access::{NewToken, TokenInfo, TokenIssued};
 use crate::jobs::{JobDetail, JobOutput, JobPage, JobShowQuery, JobSummary, NewJob};
 use crate::stacks::{
     NewRollout, NewStackVersion, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary,
@@ -161,10 +162,9 @@ impl ApiClient {
     }
 
     /// `POST /api/admin-certs`: a new admin client certificate with its key.
-    pub async fn create_admin_cert(&self, name: &str) -> Result<AdminCertIssued, ApiError> {
+    pub async fn create_admin_cert(&self, new: &NewAdminCert) -> Result<AdminCertIssued, ApiError> {
         let path = "/api/admin-certs";
-        let body = NewAdminCert { name: name.into() };
-        self.send(path, self.request(Method::POST, path).json(&body))
+        self.send(path, self.request(Method::POST, path).json(new))
             .await
     }
 
@@ -185,6 +185,24 @@ impl ApiClient {
     /// `POST /api/admin-token/rotate`: a new admin token; this client's own stops working.
     pub async fn rotate_admin_token(&self) -> Result<AdminTokenRotated, ApiError> {
         self.call(Method::POST, "/api/admin-token/rotate").await
+    }
+
+    /// `POST /api/tokens`: a named API token with a role and scope, shown this once.
+    pub async fn create_token(&self, new: &NewToken) -> Result<TokenIssued, ApiError> {
+        let path = "/api/tokens";
+        self.send(path, self.request(Method::POST, path).json(new))
+            .await
+    }
+
+    /// `GET /api/tokens`: every named token, oldest first (hashes only, never a token).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ApiError> {
+        self.call(Method::GET, "/api/tokens").await
+    }
+
+    /// `DELETE /api/tokens/{name}`: revoke the live token with this name.
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenInfo, ApiError> {
+        let path = format!("/api/tokens/{}", path_segment(name));
+        self.call(Method::DELETE, &path).await
     }
 
     /// `POST /api/stacks`: store a Compose file as the stack's next version (or find it unchanged).

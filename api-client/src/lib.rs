@@ -1,5 +1,6 @@
 //! The Outpost hub's admin API, shared by the hub and every client of it.
 //!
+//! - [`access`]: the bodies of `/api/tokens`, and the role and scope of a credential.
 //! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions) and
 //!   `/api/rollouts`.
 //! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
@@ -14,12 +15,14 @@
 //! document, which the hub does not publish): a dozen calls, each a few lines over the shared types.
 #![warn(missing_docs)]
 
+pub mod access;
 mod client;
 mod error;
 pub mod jobs;
 pub mod stacks;
 pub mod types;
 
+pub use access::*;
 pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
 pub use jobs::*;

@@ -18,6 +18,7 @@ use outpost_protocol::{EndpointId, Secret};
 use outpost_transport::profile::{self, TransportProfile};
 use tracing::warn;
 
+use outpost_hub::access::Principal;
 use outpost_hub::config::HubConfig;
 use outpost_hub::context::HubContext;
 use outpost_hub::server;
@@ -246,8 +247,12 @@ async fn write_admin_cert(ctx: &HubContext, dir: &PathBuf) -> Result<()> {
         Duration::from_secs(365 * 24 * 3600),
     )?;
     let serial = cert.serial.to_string();
+    let who = Principal {
+        name: "demo".into(),
+        ..Principal::bootstrap()
+    };
     ctx.store
-        .call(move |c| admin_creds::record_admin_cert(c, &serial, "demo", unix_now()))
+        .call(move |c| admin_creds::record_admin_cert(c, &serial, &who, unix_now()))
         .await?;
     std::fs::create_dir_all(dir)?;
     outpost_certs::write_public_file(&dir.join("ca.pem"), ctx.pki.ca_cert_pem().as_bytes())?;

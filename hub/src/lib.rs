@@ -19,6 +19,7 @@
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod agent_link;
 pub mod api;
 pub mod cli;

@@ -166,8 +166,20 @@ impl Hub {
     /// One HTTPS call to the hub's API (`path` from the root, e.g. `/api/endpoints`) with its
     /// admin token and CA, blocking: what any API client sees, headers included.
     pub fn api_call(&self, method: &str, path: &str, body: Option<Value>) -> ApiAnswer {
+        let token =
+            std::fs::read_to_string(self.data_dir.join("admin.token")).expect("admin token");
+        self.api_call_as(&token, method, path, body)
+    }
+
+    /// [`Hub::api_call`] with another bearer token (a named one, or a malformed one).
+    pub fn api_call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> ApiAnswer {
         let read = |name: &str| std::fs::read(self.data_dir.join(name)).expect(name);
-        let token = String::from_utf8(read("admin.token")).expect("admin token");
         let ca = reqwest::Certificate::from_pem(&read("ca.pem")).expect("hub CA");
         let base = String::from_utf8(read("api.url")).expect("api.url");
         let url = format!("{}{path}", base.trim());

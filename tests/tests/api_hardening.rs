@@ -313,6 +313,55 @@ fn a_revoked_admin_certificate_is_refused_on_open_connections_and_its_streams_en
 }
 
 #[test]
+fn a_revoked_named_token_is_refused_on_open_connections_and_its_streams_end() {
+    let hub = Hub::start();
+    let (id, _agent) = engine_device(&hub);
+    let container = echo_container(&DockerCli::for_endpoint(&hub, id));
+    let named = |name: &str| {
+        let out = admin(&hub, &["token", "create", name, "--role", "operator"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (doomed, kept) = (named("doomed"), named("kept"));
+    let rt = runtime();
+    let mut open = rt.block_on(keep_alive(&hub, None));
+    assert_eq!(
+        rt.block_on(status(&mut open, "/api/endpoints", Some(&doomed))),
+        200
+    );
+    let streams = rt.block_on(open_streams(&hub, id, &container.name, None, Some(&doomed)));
+
+    let revoked = admin(&hub, &["token", "revoke", "doomed"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    rt.block_on(streams.ended_within(WITHDRAWAL_BOUND));
+
+    assert_eq!(
+        rt.block_on(status(&mut open, "/api/endpoints", Some(&doomed))),
+        401
+    );
+    assert_eq!(
+        rt.block_on(status(&mut open, "/api/endpoints", Some(&kept))),
+        200,
+        "the other token on the same connection still works"
+    );
+    let again = admin(&hub, &["token", "revoke", "doomed"]);
+    assert!(!again.status.success(), "revoked twice");
+    let listed = admin(&hub, &["token", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let revoked_at: Vec<bool> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["revoked_at"].is_number())
+        .collect();
+    assert_eq!(revoked_at, [true, false]);
+    assert!(
+        !listed.to_string().contains(&kept),
+        "a token is never listed"
+    );
+}
+
+#[test]
 fn a_rotated_admin_token_is_refused_on_open_connections_and_its_streams_end() {
     let hub = Hub::start();
     let (id, _agent) = engine_device(&hub);

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -16,7 +17,8 @@ use outpost_certs::ClientRole;
 use tracing::info;
 
 use super::credentials::{new_admin_token, write_admin_token, Withdrew};
-use super::ApiError;
+use super::{tokens, ApiError};
+use crate::access::{credential_name, Principal};
 use crate::context::HubContext;
 use crate::store::admin_creds::{self, AdminCertRecord};
 use crate::store::unix_now;
@@ -26,9 +28,19 @@ const ADMIN_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(super) async fn create(
     State(ctx): State<Arc<HubContext>>,
-    Json(request): Json<NewAdminCert>,
+    request: Result<Json<NewAdminCert>, JsonRejection>,
 ) -> Result<(StatusCode, Json<AdminCertIssued>), ApiError> {
-    let name = request.name.trim().to_owned();
+    let Json(request) =
+        request.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let name = credential_name(&request.name)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (access, scope) =
+        tokens::role_and_scope(&ctx, request.role.as_deref(), request.scope.as_ref()).await?;
+    let who = Principal {
+        name: name.clone(),
+        role: access,
+        scope,
+    };
     let role = ClientRole::Admin(name.clone());
     let (cert, key_pem) = ctx
         .pki
@@ -40,11 +52,12 @@ pub(super) async fn create(
             )
         })?;
     let serial = cert.serial.to_string();
-    let (record_serial, record_name) = (serial.clone(), name.clone());
+    let record_serial = serial.clone();
+    let recorded = who.clone();
     ctx.store
-        .call(move |c| admin_creds::record_admin_cert(c, &record_serial, &record_name, unix_now()))
+        .call(move |c| admin_creds::record_admin_cert(c, &record_serial, &recorded, unix_now()))
         .await?;
-    info!(%name, %serial, "admin certificate issued");
+    info!(%name, %serial, role = %who.role, "admin certificate issued");
     Ok((
         StatusCode::CREATED,
         Json(AdminCertIssued {
@@ -68,6 +81,8 @@ fn admin_cert(record: AdminCertRecord) -> AdminCert {
     AdminCert {
         serial: record.serial,
         name: record.name,
+        role: record.role.to_string(),
+        scope: record.scope.as_ref().map(tokens::scope_body),
         issued_at: record.issued_at,
         revoked_at: record.revoked_at,
     }
@@ -88,7 +103,7 @@ pub(super) async fn revoke(
             format!("no valid admin certificate has serial or name {cert:?}"),
         ));
     }
-    ctx.admin_credentials.certificates_revoked();
+    ctx.admin_credentials.credentials_revoked();
     info!(?revoked, "admin certificates revoked");
     Ok((Extension(Withdrew), Json(AdminCertsRevoked { revoked })))
 }

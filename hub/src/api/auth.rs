@@ -1,8 +1,11 @@
-//! Admin authentication: a bearer token or an admin client certificate issued by this hub and not
-//! revoked (Docker's own TLS convention: `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=dir`). Both are
-//! checked on every request, so a revoked certificate or a rotated token is refused on a
-//! keep-alive connection opened before, and the request's [`Revocation`] ends its stream when the
-//! credential is withdrawn while it runs ([`super::credentials`]).
+//! Admin authentication and authorization: a bearer token (the bootstrap admin token or a named
+//! one) or an admin client certificate issued by this hub and not revoked (Docker's own TLS
+//! convention: `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=dir`). Both are checked on every request, so
+//! a revoked certificate or token is refused on a keep-alive connection opened before, and the
+//! request's [`Revocation`] ends its stream when the credential is withdrawn while it runs
+//! ([`super::credentials`]). The credential's [`Principal`] must then hold the role and reach the
+//! device the route needs ([`crate::access::need`]); it rides on the request for the handlers that
+//! narrow a selection to its scope.
 
 use std::sync::Arc;
 
@@ -17,7 +20,10 @@ use super::connections::ConnectionSlot;
 use super::credentials::{Credential, Revocation, Withdrew};
 use super::until_revoked::UntilRevoked;
 use super::ApiError;
+use crate::access::need::{self, Reach};
+use crate::access::Principal;
 use crate::context::HubContext;
+use crate::store::access;
 
 /// What a TLS connection showed of itself.
 #[derive(Clone, Debug)]
@@ -65,8 +71,16 @@ pub(super) async fn require_admin(
             "request outside an API connection",
         ));
     };
-    let credential = credential(&ctx, &identity, request.headers()).await?;
+    let credential = credential(&ctx, &identity, request.headers())?;
+    let Some(principal) = credential.principal(&ctx).await else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            refusal(&credential),
+        ));
+    };
     identity.slot.authenticate();
+    authorize(&ctx, &principal, request.method(), request.uri().path()).await?;
+    request.extensions_mut().insert(principal);
     let revocation = Revocation::new(ctx, credential, changes);
     request.extensions_mut().insert(revocation.clone());
     // A hijacked connection outlives hyper's: the proxy holds its slot until the splice ends.
@@ -87,37 +101,46 @@ pub(super) async fn require_admin(
     Ok(response.map(|body| Body::new(UntilRevoked::new(body, revocation))))
 }
 
+/// Why a credential that parsed is refused.
+fn refusal(credential: &Credential) -> String {
+    match credential {
+        Credential::Certificate(serial) => format!("admin certificate {serial} was revoked"),
+        Credential::Token(_) => "the admin token is not valid for this hub".to_owned(),
+        Credential::Named(_) => {
+            "the token is not valid for this hub (revoked, or never issued here)".to_owned()
+        }
+    }
+}
+
+/// Longest bearer token read; Outpost's are 43 or 47 characters.
+const MAX_TOKEN: usize = 128;
+
+/// Prefix of named API tokens, so the hub (and a secret scanner) tells them from the bootstrap one.
+pub(super) const NAMED_TOKEN_PREFIX: &str = "opt_";
+
 /// The credential a request is admitted on: the connection's certificate while it is valid, else
 /// the bearer token.
-async fn credential(
+fn credential(
     ctx: &HubContext,
     identity: &ConnectionIdentity,
     headers: &HeaderMap,
 ) -> Result<Credential, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let presented = bearer(headers)?;
     if let Some(serial) = &identity.certificate {
-        let certificate = Credential::Certificate(serial.clone());
-        if certificate.is_valid(ctx).await {
-            return Ok(certificate);
-        }
         if presented.is_none() {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!("admin certificate {serial} was revoked"),
-            ));
+            return Ok(Credential::Certificate(serial.clone()));
         }
     }
     let Some(token) = presented else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "authentication required: send `Authorization: Bearer <admin token>` (the hub wrote it to DATA_DIR/admin.token) or use an admin client certificate (outpost-hub admin-cert create)",
+            "authentication required: send `Authorization: Bearer <token>` (the hub wrote its admin token to DATA_DIR/admin.token; `outpost-hub token create` makes named ones) or use an admin client certificate (outpost-hub admin-cert create)",
         ));
     };
     let hash = Fingerprint::of(token.as_bytes()).0;
+    if token.starts_with(NAMED_TOKEN_PREFIX) {
+        return Ok(Credential::Named(hash));
+    }
     if !ctx.admin_credentials.token_hash_matches(&hash) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -125,4 +148,77 @@ async fn credential(
         ));
     }
     Ok(Credential::Token(hash))
+}
+
+/// The bearer token of `Authorization`, if one is sent; a 400 for one that cannot be a token.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = |why: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the Authorization header is malformed: {why}"),
+        )
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| malformed("it is not printable ASCII"))?;
+    let Some(token) = text.strip_prefix("Bearer ").map(str::trim) else {
+        return Ok(None);
+    };
+    if token.is_empty() || token.len() > MAX_TOKEN {
+        return Err(malformed(&format!(
+            "a bearer token is 1 to {MAX_TOKEN} characters"
+        )));
+    }
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if !token.bytes().all(base64url) {
+        return Err(malformed(
+            "a bearer token holds only letters, digits, '-' and '_'",
+        ));
+    }
+    Ok(Some(token))
+}
+
+/// Refuse a request its principal may not make: too weak a role (403 naming both), a fleet-wide
+/// route for a scoped credential, or a device outside its scope (403 saying which scope).
+async fn authorize(
+    ctx: &HubContext,
+    principal: &Principal,
+    method: &axum::http::Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let need = need::of(method, path);
+    let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
+    if principal.role < need.role {
+        return Err(forbidden(format!(
+            "credential {:?} has role {}; {method} {path} needs {}",
+            principal.name, principal.role, need.role
+        )));
+    }
+    let Some(scope) = &principal.scope else {
+        return Ok(());
+    };
+    match need.reach {
+        Reach::Anywhere | Reach::Selection => Ok(()),
+        Reach::Fleet => Err(forbidden(format!(
+            "credential {:?} is scoped ({scope}); {method} {path} reaches the whole fleet",
+            principal.name
+        ))),
+        Reach::Device(id) => {
+            let owned = scope.clone();
+            let inside = ctx
+                .store
+                .read(move |c| access::endpoint_in_scope(c, id.0, &owned))
+                .await?;
+            if inside {
+                return Ok(());
+            }
+            Err(forbidden(format!(
+                "endpoint {} is outside the scope of credential {:?} ({scope})",
+                id.0, principal.name
+            )))
+        }
+    }
 }

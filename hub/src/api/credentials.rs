@@ -1,13 +1,13 @@
 //! The admin credentials a running hub accepts, and how their withdrawal reaches open connections.
 //!
-//! Two kinds: the bearer token (the hub keeps its SHA-256 and compares in constant time) and admin
-//! client certificates issued by this hub (checked against the store's revocation on every
-//! request, not once per TLS connection). Rotating the token or revoking a certificate publishes a
-//! new [`Epoch`]; every request in flight holds a [`Revocation`] that wakes on each epoch, checks
-//! its own credential again and, when that is gone, ends the request's response stream or
-//! upgraded connection (`docker logs -f`, `exec -it`) at once.
-//!
-//! Roles and scopes belong on top of [`Credential`]; this module only knows valid or not.
+//! Three kinds: the bootstrap admin token (the hub keeps its SHA-256 and compares in constant
+//! time), named API tokens (SHA-256 in the store) and admin client certificates issued by this hub
+//! (checked against the store's revocation on every request, not once per TLS connection). Each
+//! resolves to a [`Principal`]: a name, a role and a scope. Rotating the token or revoking a named
+//! token or a certificate publishes a new [`Epoch`]; every request in flight holds a
+//! [`Revocation`] that wakes on each epoch, checks its own credential again and, when that is gone,
+//! ends the request's response stream or upgraded connection (`docker logs -f`, `exec -it`) at
+//! once.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,8 +19,9 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
+use crate::access::Principal;
 use crate::context::HubContext;
-use crate::store::admin_creds;
+use crate::store::access;
 
 /// What admin credentials are worth right now: the token hash, and a counter of revocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,8 +79,8 @@ impl AdminCredentials {
         self.epoch.send_modify(|e| e.token_hash = hash.0);
     }
 
-    /// Certificates were revoked in the store: requests on them end.
-    pub fn certificates_revoked(&self) {
+    /// Named tokens or certificates were revoked in the store: requests on them end.
+    pub fn credentials_revoked(&self) {
         self.epoch.send_modify(|e| e.revocations += 1);
     }
 
@@ -97,25 +98,43 @@ pub(crate) struct Withdrew;
 /// The credential one request was admitted on.
 #[derive(Clone, Debug)]
 pub(crate) enum Credential {
-    /// The bearer token with this hash.
+    /// The bootstrap admin token with this hash.
     Token([u8; 32]),
+    /// The named API token with this hash.
+    Named([u8; 32]),
     /// The admin certificate with this serial.
     Certificate(String),
 }
 
 impl Credential {
-    /// Whether the hub still accepts it.
-    pub(crate) async fn is_valid(&self, ctx: &HubContext) -> bool {
-        match self {
-            Self::Token(hash) => ctx.admin_credentials.token_hash_matches(hash),
+    /// Who it is, while the hub still accepts it.
+    pub(crate) async fn principal(&self, ctx: &HubContext) -> Option<Principal> {
+        let found = match self {
+            Self::Token(hash) => {
+                return ctx
+                    .admin_credentials
+                    .token_hash_matches(hash)
+                    .then(Principal::bootstrap)
+            }
+            Self::Named(hash) => {
+                let hex = Fingerprint(*hash).to_string();
+                ctx.store
+                    .read(move |c| access::token_principal(c, &hex))
+                    .await
+            }
             Self::Certificate(serial) => {
                 let serial = serial.clone();
                 ctx.store
-                    .read(move |c| admin_creds::admin_cert_valid(c, &serial))
+                    .read(move |c| access::certificate_principal(c, &serial))
                     .await
-                    .unwrap_or(false)
             }
-        }
+        };
+        found.ok().flatten()
+    }
+
+    /// Whether the hub still accepts it.
+    pub(crate) async fn is_valid(&self, ctx: &HubContext) -> bool {
+        self.principal(ctx).await.is_some()
     }
 }
 
@@ -172,7 +191,7 @@ mod tests {
         assert!(credentials.token_hash_matches(&Fingerprint::of(new.as_bytes()).0));
 
         changes.mark_unchanged();
-        credentials.certificates_revoked();
+        credentials.credentials_revoked();
         assert!(changes.has_changed().unwrap_or(false));
     }
 }

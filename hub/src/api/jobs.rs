@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use outpost_api::{
     JobDetail, JobDevice, JobOutput, JobPage, JobShowQuery, JobSummary, StackListQuery,
 };
@@ -25,8 +25,10 @@ use outpost_protocol::job::JobOutcome;
 use outpost_protocol::EndpointId;
 use rusqlite::Connection;
 
+use super::scoped;
 use super::stacks::page_of;
 use super::ApiError;
+use crate::access::Principal;
 use crate::cli::{parse_duration, HumanDuration};
 use crate::context::HubContext;
 use crate::jobs::{JobError, TargetState};
@@ -87,10 +89,12 @@ impl From<JobError> for ApiError {
 
 pub(super) async fn create(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     request: Result<Json<outpost_api::NewJob>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let Json(request) = request.map_err(|e| bad(e.body_text()))?;
     let job = new_job(&request, unix_now())?;
+    scoped::check_selection(&ctx, &principal, &job.selector, "the job").await?;
     let (id, _) = ctx.jobs.create(&ctx, job).await?;
     Ok((StatusCode::CREATED, Json(summary_of(&ctx, id).await?)))
 }
@@ -143,14 +147,16 @@ fn duration(limit: &Limit, given: Option<&str>) -> Result<Duration, ApiError> {
 
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<JobPage>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let (offset, per_page) = page_of(&query)?;
+    let scope = principal.scope;
     let (stored, total) = ctx
         .store
         .read(move |c| {
-            let (page, total) = jobs::list(c, offset, per_page)?;
+            let (page, total) = jobs::list(c, offset, per_page, scope.as_ref())?;
             let counted = page
                 .into_iter()
                 .map(|job| Ok((jobs::counts(c, job.id)?, job)))
@@ -170,6 +176,7 @@ pub(super) async fn list(
 
 pub(super) async fn show(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     query: Result<Query<JobShowQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<JobDetail>), ApiError> {
@@ -191,6 +198,7 @@ pub(super) async fn show(
         })
         .await?
         .ok_or(JobError::NotFound(id))?;
+    scoped::check_selection(&ctx, &principal, &job.job.selector, &format!("job {id}")).await?;
     let matching: u32 = match state {
         Some(state) => counts.get(&state).copied().unwrap_or_default(),
         None => counts.values().sum(),
@@ -246,8 +254,12 @@ pub(super) async fn output(
 
 pub(super) async fn cancel(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
 ) -> Result<Json<JobSummary>, ApiError> {
+    let found = ctx.store.read(move |c| jobs::find(c, id)).await?;
+    let job = found.ok_or(JobError::NotFound(id))?;
+    scoped::check_selection(&ctx, &principal, &job.job.selector, &format!("job {id}")).await?;
     ctx.jobs.cancel(&ctx, id).await?;
     Ok(Json(summary_of(&ctx, id).await?))
 }

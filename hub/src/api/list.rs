@@ -7,6 +7,8 @@
 //! is `{"items": [...], "total": N}` and the `X-Total-Count` header carries the total too. A bad
 //! value is a 400 whose message names the parameter and what it accepts.
 //!
+//! A scoped credential lists only the endpoints in its scope, and the total counts only those.
+//!
 //! Status is answered from the store's `connected` flag (approved and connected = online), which
 //! the liveness flush keeps equal to the registry's view: set when a session goes live, cleared
 //! when it departs or falls silent past the liveness bound (`stale_after`). Before an `online`,
@@ -20,12 +22,13 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use outpost_api::{ListQuery as ListParams, Page};
 use tokio::time::Instant;
 
 use super::view;
 use super::ApiError;
+use crate::access::{Principal, Scope};
 use crate::context::HubContext;
 use crate::liveness;
 use crate::registry::Status;
@@ -140,7 +143,11 @@ fn status_filter(ctx: &HubContext, word: StatusWord) -> StatusFilter {
     }
 }
 
-fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
+fn query(
+    ctx: &HubContext,
+    params: ListParams,
+    scope: Option<Scope>,
+) -> Result<ListQuery, ApiError> {
     let params = without_empty(params);
     let status = params
         .status
@@ -186,6 +193,7 @@ fn query(ctx: &HubContext, params: ListParams) -> Result<ListQuery, ApiError> {
             false,
             &[("device", false), ("fleet", true)],
         )?,
+        scope,
         sort: Sort { key, descending },
     })
 }
@@ -200,10 +208,11 @@ fn reads_connected(status: Option<&StatusFilter>) -> bool {
 
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<Page>), ApiError> {
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
-    let query = query(&ctx, params)?;
+    let query = query(&ctx, params, principal.scope)?;
     if reads_connected(query.status.as_ref()) {
         liveness::flush_liveness(&ctx).await?;
     }

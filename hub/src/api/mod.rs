@@ -23,7 +23,9 @@ mod list;
 mod nofile;
 mod reset;
 mod rollouts;
+mod scoped;
 mod stacks;
+mod tokens;
 mod until_revoked;
 mod view;
 
@@ -79,6 +81,8 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         )
         .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
+        .route("/api/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/tokens/{name}", delete(tokens::revoke))
         .route("/api/endpoints/{id}/reset", post(reset::reset))
         .route("/api/endpoints/{id}/docker/{*rest}", any(docker::handle))
         .route("/api/stacks", get(stacks::list).post(stacks::save))

@@ -12,15 +12,17 @@ use std::time::SystemTime;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::Json;
+use axum::{Extension, Json};
 use outpost_api::{
     NewRollout, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary, RolloutTarget,
     StackListQuery,
 };
 use outpost_protocol::stack::Phase;
 
+use super::scoped;
 use super::stacks::page_of;
 use super::ApiError;
+use crate::access::Principal;
 use crate::cli::parse_duration;
 use crate::context::HubContext;
 use crate::fleet::{Command, FleetError};
@@ -68,6 +70,7 @@ fn plan_of(request: &NewRollout) -> Result<Plan, ApiError> {
 
 pub(super) async fn start(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     Json(request): Json<NewRollout>,
 ) -> Result<(StatusCode, Json<RolloutSummary>), ApiError> {
     let plan = plan_of(&request)?;
@@ -81,6 +84,7 @@ pub(super) async fn start(
             "say which devices: at least one group, tag or endpoint",
         ));
     }
+    scoped::check_selection(&ctx, &principal, &selector, "the rollout").await?;
     let stack = request.stack.clone();
     let version = match request.version {
         Some(version) => version,
@@ -105,13 +109,15 @@ pub(super) async fn start(
 
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<RolloutPage>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let (offset, per_page) = page_of(&query)?;
+    let scope = principal.scope;
     let (stored, total) = ctx
         .store
-        .read(move |c| rollouts::list(c, offset, per_page))
+        .read(move |c| rollouts::list(c, offset, per_page, scope.as_ref()))
         .await?;
     let mut items = Vec::with_capacity(stored.len());
     for rollout in stored {
@@ -125,12 +131,13 @@ pub(super) async fn list(
 
 pub(super) async fn show(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     query: Result<Query<StackListQuery>, QueryRejection>,
 ) -> Result<([(HeaderName, String); 1], Json<RolloutDetail>), ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let (offset, per_page) = page_of(&query)?;
-    let stored = find(&ctx, id).await?;
+    let stored = find_for(&ctx, &principal, id).await?;
     let (summary, targets) = view(&ctx, stored, offset as usize, per_page as usize).await?;
     let total = summary.counts.get("total").copied().unwrap_or_default();
     Ok((
@@ -141,6 +148,7 @@ pub(super) async fn show(
 
 pub(super) async fn control(
     State(ctx): State<Arc<HubContext>>,
+    Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
     Json(body): Json<PauseRollout>,
 ) -> Result<Json<RolloutSummary>, ApiError> {
@@ -155,7 +163,7 @@ pub(super) async fn control(
             ))
         }
     };
-    find(&ctx, id).await?;
+    find_for(&ctx, &principal, id).await?;
     ctx.fleet.command(&ctx, id, command).await?;
     Ok(Json(summary_of(&ctx, id).await?))
 }
@@ -165,6 +173,18 @@ async fn find(ctx: &HubContext, id: i64) -> Result<StoredRollout, ApiError> {
         .read(move |c| rollouts::find(c, id))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no rollout {id}")))
+}
+
+/// Rollout `id`, when the principal's scope covers its selection.
+async fn find_for(
+    ctx: &HubContext,
+    principal: &Principal,
+    id: i64,
+) -> Result<StoredRollout, ApiError> {
+    let stored = find(ctx, id).await?;
+    let what = format!("rollout {id}");
+    scoped::check_selection(ctx, principal, &stored.selector, &what).await?;
+    Ok(stored)
 }
 
 async fn summary_of(ctx: &HubContext, id: i64) -> Result<RolloutSummary, ApiError> {

@@ -4,15 +4,15 @@
 use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
-use outpost_api::ApiClient;
+use outpost_api::{ApiClient, NewAdminCert};
 
 use super::admin::failed;
 use super::escape::escape_controls;
 
 /// Issue an admin certificate into `out` (ca.pem, cert.pem, key.pem).
-pub(super) async fn issue(api: &ApiClient, out: &Path, name: &str) -> Result<()> {
+pub(super) async fn issue(api: &ApiClient, out: &Path, new: &NewAdminCert) -> Result<()> {
     let issued = api
-        .create_admin_cert(name)
+        .create_admin_cert(new)
         .await
         .map_err(|e| failed(api.base_url(), e))?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -34,7 +34,12 @@ pub(super) async fn context(
     let shown = api.show(id).await.map_err(|e| failed(api.base_url(), e))?;
     let name = name.unwrap_or(shown.endpoint.name);
     if !cert_dir.join("key.pem").exists() {
-        issue(api, cert_dir, "docker-context").await?;
+        let new = NewAdminCert {
+            name: "docker-context".into(),
+            role: None,
+            scope: None,
+        };
+        issue(api, cert_dir, &new).await?;
     }
     let dir = std::fs::canonicalize(cert_dir)?;
     let hub = api

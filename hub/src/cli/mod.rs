@@ -24,7 +24,7 @@ use crate::agent_link::admission::AdmissionLimits;
 use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
-pub use credentials::{run_admin_cert, run_admin_token};
+pub use credentials::{run_admin_cert, run_admin_token, run_token};
 pub use duration::{parse_duration, HumanDuration};
 pub use job::{run as run_job, JobCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
@@ -103,6 +103,15 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCertCommand,
     },
+    /// Named API tokens, each with a role (viewer, operator, admin) and an optional scope.
+    Token {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The token command.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The admin bearer token.
     AdminToken {
         /// How to reach the API.
@@ -170,6 +179,58 @@ pub enum AdminCertCommand {
         out: PathBuf,
         /// Name recorded in the certificate.
         #[arg(long, default_value = "admin")]
+        name: String,
+        /// What it may do and where.
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+}
+
+/// A credential's role and scope on the command line.
+#[derive(Clone, Debug, Args)]
+pub struct GrantArgs {
+    /// `viewer` (read), `operator` (also the Docker proxy, jobs, rollouts, stacks) or `admin`.
+    #[arg(long, default_value = "admin")]
+    pub role: String,
+    /// Reach only devices in this group (repeat for more; with --tag, devices in either).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Reach only devices with this tag (repeat for more).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+impl GrantArgs {
+    /// The scope asked for, `None` (the whole fleet) when no group or tag is given.
+    pub fn scope(&self) -> Option<outpost_api::Scope> {
+        let scoped = !self.groups.is_empty() || !self.tags.is_empty();
+        scoped.then(|| outpost_api::Scope {
+            groups: self.groups.clone(),
+            tags: self.tags.clone(),
+        })
+    }
+}
+
+/// `outpost-hub token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it (only this once: the hub keeps its hash).
+    Create {
+        /// Its name, shown in lists and audit records.
+        name: String,
+        /// What it may do and where.
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// List the tokens (names, roles, scopes; never the tokens).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by name: its requests are refused from now on, on open connections too.
+    Revoke {
+        /// The token's name.
         name: String,
     },
 }

@@ -1,11 +1,14 @@
 //! Admin credentials in the store: the admin token's hash (a setting) and the admin client
-//! certificates: recorded at issue, checked on each request, revoked by an admin.
+//! certificates: recorded at issue with their role and scope, checked on each request
+//! ([`super::access::certificate_principal`]), revoked by an admin.
 
 use outpost_certs::Fingerprint;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use serde::Serialize;
 
+use super::access::{parse_role, parse_scope, scope_json};
 use super::{settings, StoreError};
+use crate::access::{Principal, Role, Scope};
 
 /// The settings row holding the SHA-256 of the admin bearer token.
 pub const ADMIN_TOKEN_SETTING: &str = "admin_token_sha256";
@@ -17,6 +20,12 @@ pub struct AdminCertRecord {
     pub serial: String,
     /// The name in the certificate.
     pub name: String,
+    /// Its role.
+    #[serde(skip)]
+    pub role: Role,
+    /// Its scope.
+    #[serde(skip)]
+    pub scope: Option<Scope>,
     /// Unix seconds.
     pub issued_at: i64,
     /// Unix seconds, when revoked.
@@ -26,17 +35,31 @@ pub struct AdminCertRecord {
 /// Every admin certificate issued, oldest first.
 pub fn list_admin_certs(conn: &Connection) -> Result<Vec<AdminCertRecord>, StoreError> {
     let mut statement = conn.prepare(
-        "SELECT serial, name, issued_at, revoked_at FROM admin_certs ORDER BY issued_at, serial",
+        "SELECT serial, name, role, scope, issued_at, revoked_at FROM admin_certs
+         ORDER BY issued_at, serial",
     )?;
     let rows = statement.query_map([], |r| {
-        Ok(AdminCertRecord {
-            serial: r.get(0)?,
-            name: r.get(1)?,
-            issued_at: r.get(2)?,
-            revoked_at: r.get(3)?,
-        })
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.map(|row| {
+        let (serial, name, role, scope, issued_at, revoked_at) = row?;
+        Ok(AdminCertRecord {
+            serial,
+            name,
+            role: parse_role(&role)?,
+            scope: parse_scope(scope)?,
+            issued_at,
+            revoked_at,
+        })
+    })
+    .collect()
 }
 
 /// Revoke the admin certificates whose serial or name is `serial_or_name` and that are still
@@ -64,30 +87,25 @@ pub fn set_admin_token_hash(conn: &Connection, hash: &Fingerprint) -> Result<(),
     settings::set_setting(conn, ADMIN_TOKEN_SETTING, &hash.to_string())
 }
 
-/// Record an issued admin certificate.
+/// Record an issued admin certificate: who it is.
 pub fn record_admin_cert(
     conn: &Connection,
     serial: &str,
-    name: &str,
+    who: &Principal,
     now: i64,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO admin_certs (serial, name, issued_at) VALUES (?1, ?2, ?3)",
-        params![serial, name, now],
+        "INSERT INTO admin_certs (serial, name, role, scope, issued_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            serial,
+            who.name,
+            who.role.as_str(),
+            scope_json(who.scope.as_ref()),
+            now
+        ],
     )?;
     Ok(())
-}
-
-/// Whether an admin certificate was issued by this hub and is not revoked.
-pub fn admin_cert_valid(conn: &Connection, serial: &str) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT revoked_at IS NULL FROM admin_certs WHERE serial = ?1",
-            [serial],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -95,14 +113,23 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
+    fn admin(name: &str) -> Principal {
+        Principal {
+            name: name.into(),
+            role: Role::Admin,
+            scope: None,
+        }
+    }
+
     #[test]
     fn revoking_by_name_or_serial_revokes_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("hub.db")).expect("store");
         let conn = store.lock();
-        record_admin_cert(&conn, "0a", "alice", 1).expect("record");
-        record_admin_cert(&conn, "0b", "alice", 2).expect("record");
-        record_admin_cert(&conn, "0c", "bob", 3).expect("record");
+        let (alice, bob) = (admin("alice"), admin("bob"));
+        record_admin_cert(&conn, "0a", &alice, 1).expect("record");
+        record_admin_cert(&conn, "0b", &alice, 2).expect("record");
+        record_admin_cert(&conn, "0c", &bob, 3).expect("record");
         assert_eq!(
             revoke_admin_certs(&conn, "alice", 10)
                 .expect("revoke")
@@ -116,7 +143,8 @@ mod tests {
             revoke_admin_certs(&conn, "0c", 12).expect("by serial"),
             ["0c"]
         );
-        assert!(!admin_cert_valid(&conn, "0b").expect("valid?"));
+        let valid = |serial| super::super::access::certificate_principal(&conn, serial);
+        assert_eq!(valid("0b").expect("valid?"), None);
         let listed = list_admin_certs(&conn).expect("list");
         let revoked: Vec<_> = listed.iter().map(|c| c.revoked_at).collect();
         assert_eq!(revoked, [Some(10), Some(10), Some(12)]);

@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use outpost_protocol::job::{JobOutcome, JobResult, JobSpec};
 use outpost_protocol::snapshot::sanitize_text;
 use outpost_protocol::{wire, EndpointId};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::rollouts::Selector;
-use super::{unix_now, StoreError};
+use super::{access, unix_now, StoreError};
+use crate::access::Scope;
 use crate::jobs::TargetState;
 
 /// A job as it is created.
@@ -206,16 +208,26 @@ pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredJob>, StoreError>
         .transpose()
 }
 
-/// Every job, newest first, a page at a time, and how many there are.
+/// Every job, newest first, a page at a time, and how many there are; with a scope, only those
+/// whose selection stays inside it.
 pub fn list(
     conn: &Connection,
     offset: u64,
     limit: u32,
+    scope: Option<&Scope>,
 ) -> Result<(Vec<StoredJob>, u64), StoreError> {
-    let total: u64 = conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0))?;
-    let mut statement = conn.prepare_cached(&select("ORDER BY id DESC LIMIT ?1 OFFSET ?2"))?;
+    let (within, mut args) = access::where_within("selector", scope);
+    let total: u64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM jobs {within}"),
+        params_from_iter(&args),
+        |r| r.get(0),
+    )?;
+    args.extend([Value::from(limit), Value::from(offset as i64)]);
+    let mut statement = conn.prepare_cached(&select(&format!(
+        "{within} ORDER BY id DESC LIMIT ? OFFSET ?"
+    )))?;
     let rows = statement
-        .query_map(params![limit, offset], row)?
+        .query_map(params_from_iter(&args), row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }

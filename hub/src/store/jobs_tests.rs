@@ -149,7 +149,7 @@ fn pages_filter_by_state_and_list_newest_first() {
         page.iter().map(|r| r.endpoint).collect::<Vec<_>>(),
         ids[2..4]
     );
-    let (jobs, total) = list(&conn, 0, 10).unwrap();
+    let (jobs, total) = list(&conn, 0, 10, None).unwrap();
     assert_eq!(total, 2);
     assert_eq!(
         jobs.iter().map(|j| j.id).collect::<Vec<_>>(),

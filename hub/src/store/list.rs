@@ -18,7 +18,8 @@ use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
 use super::endpoints::{from_row, EndpointRecord, COLUMNS};
-use super::StoreError;
+use super::{access, StoreError};
+use crate::access::Scope;
 
 /// Most rows one page may hold.
 pub const MAX_PER_PAGE: u32 = 1000;
@@ -40,6 +41,8 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// List fleet templates instead of devices.
     pub fleets: bool,
+    /// Only endpoints in this scope (a scoped credential's list).
+    pub scope: Option<Scope>,
     /// Order of the rows.
     pub sort: Sort,
 }
@@ -166,6 +169,10 @@ fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
              WHERE tag_id = (SELECT id FROM tags WHERE name = ?))",
             [Value::Text(tag.clone())],
         );
+    }
+    if let Some(scope) = &query.scope {
+        let (clause, args) = access::endpoint_clause(scope);
+        filter.and(&clause, args);
     }
     if let Some(status) = &query.status {
         let connected = if in_sort_order {

@@ -346,6 +346,7 @@ fn combinations() -> Vec<ListQuery> {
                         group: group.map(String::from),
                         tag: tag.map(String::from),
                         fleets: false,
+                        scope: None,
                         sort: Sort { key, descending },
                     });
                 }

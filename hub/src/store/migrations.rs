@@ -203,6 +203,21 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE rollouts ADD COLUMN counts TEXT;",
     // 13: a deployment whose drift the device only reports (`--on-drift report`).
     "ALTER TABLE deployments ADD COLUMN report_drift INTEGER NOT NULL DEFAULT 0;",
+    // 14: named API tokens (stored hashed) and a role and scope for every credential. A scope is
+    // JSON `{"groups": [...], "tags": [...]}`, NULL for the whole fleet. A revoked token keeps its
+    // row (who held what, for the audit trail), so only live names are unique.
+    "CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        scope TEXT,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
+    ALTER TABLE admin_certs ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
+    ALTER TABLE admin_certs ADD COLUMN scope TEXT;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

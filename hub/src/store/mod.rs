@@ -12,6 +12,7 @@
 //! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
 //! never waits for the writer.
 
+pub mod access;
 pub mod admin_creds;
 pub mod census;
 pub mod certs;
@@ -153,6 +154,8 @@ pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
         .unwrap_or_default()
 }
 
+#[cfg(test)]
+mod access_tests;
 #[cfg(test)]
 mod list_tests;
 #[cfg(test)]

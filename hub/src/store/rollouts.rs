@@ -3,10 +3,12 @@
 //! ([`load_active`]) and carries on where it was.
 
 use outpost_protocol::EndpointId;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::{unix_now, StoreError};
+use super::{access, unix_now, StoreError};
+use crate::access::Scope;
 use crate::rollout::{Counts, RolloutRecord, Save, TargetRecord};
 
 /// Which devices a rollout aims at: any in one of the groups, with one of the tags, or named.
@@ -132,16 +134,26 @@ pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredRollout>, StoreEr
         .transpose()
 }
 
-/// Every rollout, newest first, a page at a time, and how many there are.
+/// Every rollout, newest first, a page at a time, and how many there are; with a scope, only those
+/// whose selection stays inside it.
 pub fn list(
     conn: &Connection,
     offset: u64,
     limit: u32,
+    scope: Option<&Scope>,
 ) -> Result<(Vec<StoredRollout>, u64), StoreError> {
-    let total: u64 = conn.query_row("SELECT COUNT(*) FROM rollouts", [], |r| r.get(0))?;
-    let mut statement = conn.prepare(&select("ORDER BY r.id DESC LIMIT ?1 OFFSET ?2"))?;
+    let (within, mut args) = access::where_within("r.selector", scope);
+    let total: u64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM rollouts r {within}"),
+        params_from_iter(&args),
+        |r| r.get(0),
+    )?;
+    args.extend([Value::from(limit), Value::from(offset as i64)]);
+    let mut statement = conn.prepare(&select(&format!(
+        "{within} ORDER BY r.id DESC LIMIT ? OFFSET ?"
+    )))?;
     let rows = statement
-        .query_map(params![limit, offset], row)?
+        .query_map(params_from_iter(&args), row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }
@@ -343,7 +355,7 @@ mod tests {
             ..Counts::default()
         };
         save(&conn, id, &record(RolloutState::Completed), true, &done).unwrap();
-        let (listed, _) = list(&conn, 0, 10).unwrap();
+        let (listed, _) = list(&conn, 0, 10, None).unwrap();
         assert_eq!(listed[0].counts, Some(done));
         assert_eq!(listed[0].record.state, RolloutState::Completed);
         conn.execute("UPDATE rollouts SET counts = NULL", [])
