@@ -7,6 +7,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::access::{NewToken, TokenInfo, TokenIssued};
+use crate::audit::{AuditPage, AuditQuery};
 use crate::jobs::{JobDetail, JobOutput, JobPage, JobShowQuery, JobSummary, NewJob};
 use crate::stacks::{
     NewRollout, NewStackVersion, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary,
@@ -203,6 +204,13 @@ impl ApiClient {
     pub async fn revoke_token(&self, name: &str) -> Result<TokenInfo, ApiError> {
         let path = format!("/api/tokens/{}", path_segment(name));
         self.call(Method::DELETE, &path).await
+    }
+
+    /// `GET /api/audit`: one page of audit records, newest first.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, ApiError> {
+        let path = "/api/audit";
+        self.send(path, self.request(Method::GET, path).query(query))
+            .await
     }
 
     /// `POST /api/stacks`: store a Compose file as the stack's next version (or find it unchanged).

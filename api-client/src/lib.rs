@@ -1,6 +1,7 @@
 //! The Outpost hub's admin API, shared by the hub and every client of it.
 //!
 //! - [`access`]: the bodies of `/api/tokens`, and the role and scope of a credential.
+//! - [`audit`]: the bodies of `/api/audit`.
 //! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions) and
 //!   `/api/rollouts`.
 //! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod audit;
 mod client;
 mod error;
 pub mod jobs;
@@ -23,6 +25,7 @@ pub mod stacks;
 pub mod types;
 
 pub use access::*;
+pub use audit::*;
 pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
 pub use jobs::*;

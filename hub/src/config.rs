@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_PENDING_PER_FLEET: u32 = 100;
 /// How long a finished job is kept: a month of a daily job on 10,000 devices printing a few KB is
 /// a few GB at most, and a month covers a monthly audit of what ran where.
 pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// How long audit records are kept: a year of a busy fleet (10,000 state-changing calls a day, ~150
+/// bytes a row) is well under a GB, and a year is what an annual audit asks for.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86_400);
 /// Agent certificates live a year; agents renew at two thirds of it over their session.
 pub const DEFAULT_AGENT_CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -90,6 +93,8 @@ pub struct HubConfig {
     pub max_pending_per_fleet: u32,
     /// How long a finished job's results and output are kept.
     pub job_retention: Duration,
+    /// How long audit records are kept.
+    pub audit_retention: Duration,
     /// A plain-HTTP listener serving only `GET /metrics`, for a scraper on a private interface;
     /// `None` (the default): the admin API's `/metrics`, behind the admin credential, only.
     pub metrics_listen: Option<SocketAddr>,
@@ -118,6 +123,7 @@ impl HubConfig {
             agent_cert_validity: DEFAULT_AGENT_CERT_VALIDITY,
             max_pending_per_fleet: DEFAULT_MAX_PENDING_PER_FLEET,
             job_retention: DEFAULT_JOB_RETENTION,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
             metrics_listen: None,
             mirror: crate::mirror::config::MirrorConfig::default(),
         }

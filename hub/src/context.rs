@@ -51,6 +51,8 @@ pub struct HubContext {
     pub jobs: crate::jobs::Jobs,
     /// The Prometheus series.
     pub metrics: crate::metrics::Metrics,
+    /// The audit trail's queue.
+    pub audit: crate::audit::Audit,
     /// The registry mirror served under `/v2/`.
     pub mirror: crate::mirror::Mirror,
 }

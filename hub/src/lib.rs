@@ -22,6 +22,7 @@
 pub mod access;
 pub mod agent_link;
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
-    run_admin, run_admin_cert, run_admin_token, run_job, run_rollout, run_stack, run_token, Cli,
-    Command,
+    run_admin, run_admin_cert, run_admin_token, run_audit, run_job, run_rollout, run_stack,
+    run_token, Cli, Command,
 };
 use outpost_hub::{api, server};
 
@@ -21,6 +21,7 @@ async fn main() -> Result<()> {
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
         Command::Token { api, command } => run_token(&api, command).await,
+        Command::Audit { api, command } => run_audit(&api, command).await,
     }
 }
 

@@ -151,6 +151,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
 
     let fleet = fleet::Fleet::restore(&store)?;
     let jobs = crate::jobs::Jobs::restore(&store)?;
+    let (audit, audit_records) = crate::audit::Audit::new();
     let ctx = Arc::new(HubContext {
         store,
         registry: Registry::default(),
@@ -175,6 +176,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         fleet,
         jobs,
         metrics,
+        audit,
         mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
     });
     write_api_url(dir, api_addr)?;
@@ -190,6 +192,11 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
         tokio::spawn(fleet::run_ticker(ctx.clone())),
         tokio::spawn(crate::jobs::run_ticker(ctx.clone(), config.job_retention)),
+        tokio::spawn(crate::audit::writer::run(
+            ctx.clone(),
+            audit_records,
+            config.audit_retention,
+        )),
     ];
     if let Some((listener, addr)) = metrics_listener {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");

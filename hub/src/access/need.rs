@@ -145,6 +145,7 @@ mod tests {
             "/api/tokens/ci",
             "/api/admin-certs",
             "/api/admin-certs/x",
+            "/api/audit",
         ] {
             check(Method::GET, path, Role::Admin, Reach::Fleet);
             check(Method::DELETE, path, Role::Admin, Reach::Fleet);

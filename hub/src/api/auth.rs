@@ -13,15 +13,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use outpost_certs::{client_identity, CertificateDer, ClientRole, Fingerprint};
 
 use super::connections::ConnectionSlot;
 use super::credentials::{Credential, Revocation, Withdrew};
 use super::until_revoked::UntilRevoked;
 use super::ApiError;
-use crate::access::need::{self, Reach};
+use crate::access::need::{self, Need, Reach};
 use crate::access::Principal;
+use crate::audit::{Audit, Call, CountedRequest, CountedResponse};
 use crate::context::HubContext;
 use crate::store::access;
 
@@ -58,47 +59,109 @@ pub(super) async fn connection_identity(
     ConnectionIdentity { certificate, slot }
 }
 
-/// Reject requests without a valid admin credential; watch the credential of those let through.
+/// Reject requests without a valid admin credential or the role and scope their route needs;
+/// watch the credential of those let through, and audit the state-changing ones.
 pub(super) async fn require_admin(
     State(ctx): State<Arc<HubContext>>,
     mut request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
     let changes = ctx.admin_credentials.watch();
     let Some(identity) = request.extensions().get::<ConnectionIdentity>().cloned() else {
-        return Err(ApiError::new(
+        return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "request outside an API connection",
-        ));
+        )
+        .into_response();
     };
-    let credential = credential(&ctx, &identity, request.headers())?;
-    let Some(principal) = credential.principal(&ctx).await else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            refusal(&credential),
-        ));
+    let (credential, principal) = match authenticate(&ctx, &identity, request.headers()).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.into_response(),
     };
     identity.slot.authenticate();
-    authorize(&ctx, &principal, request.method(), request.uri().path()).await?;
-    request.extensions_mut().insert(principal);
-    let revocation = Revocation::new(ctx, credential, changes);
+    let need = need::of(request.method(), request.uri().path());
+    let audit =
+        Audit::records(request.method()).then(|| ctx.audit.begin(call(&principal, need, &request)));
+    if let Some(audit) = &audit {
+        request.extensions_mut().insert(audit.clone());
+        request = request.map(|body| Body::new(CountedRequest::new(body, audit.clone())));
+    }
+    let answer = match authorize(
+        &ctx,
+        &principal,
+        need,
+        request.method(),
+        request.uri().path(),
+    )
+    .await
+    {
+        Ok(()) => {
+            request.extensions_mut().insert(principal);
+            let revocation = Revocation::new(ctx, credential, changes);
+            // A hijacked connection outlives hyper's: the proxy holds its slot until the splice ends.
+            request.extensions_mut().insert(identity.slot);
+            serve(request, next, revocation).await
+        }
+        Err(refused) => refused.into_response(),
+    };
+    match audit {
+        Some(audit) => {
+            audit.answered(answer.status().as_u16());
+            answer.map(|body| Body::new(CountedResponse::new(body, audit)))
+        }
+        None => answer,
+    }
+}
+
+/// The credential a request presents and who it is, or why it is refused (400 or 401).
+async fn authenticate(
+    ctx: &HubContext,
+    identity: &ConnectionIdentity,
+    headers: &HeaderMap,
+) -> Result<(Credential, Principal), ApiError> {
+    let credential = credential(ctx, identity, headers)?;
+    match credential.principal(ctx).await {
+        Some(principal) => Ok((credential, principal)),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            refusal(&credential),
+        )),
+    }
+}
+
+/// What the audit trail records of a call: who, the device, method, path and query.
+fn call(principal: &Principal, need: Need, request: &Request) -> Call {
+    let uri = request.uri();
+    Call {
+        who: principal.name.clone(),
+        endpoint: match need.reach {
+            Reach::Device(id) => Some(id.0),
+            _ => None,
+        },
+        method: request.method().to_string(),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
+    }
+}
+
+/// Run an admitted request, ending it when its credential is withdrawn.
+async fn serve(mut request: Request, next: Next, revocation: Revocation) -> Response {
     request.extensions_mut().insert(revocation.clone());
-    // A hijacked connection outlives hyper's: the proxy holds its slot until the splice ends.
-    request.extensions_mut().insert(identity.slot);
     // An upload (`docker load`) answers only at its end: it stops when its credential goes. The
     // handler is polled first, so a request that withdrew its own credential gets its answer.
     let response = tokio::select! {
         biased;
         response = next.run(request) => response,
-        () = revocation.clone().withdrawn() => return Err(ApiError::new(
+        () = revocation.clone().withdrawn() => return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "the admin credential of this request was revoked while it ran",
-        )),
+        ).into_response(),
     };
     if response.extensions().get::<Withdrew>().is_some() {
-        return Ok(response);
+        return response;
     }
-    Ok(response.map(|body| Body::new(UntilRevoked::new(body, revocation))))
+    response.map(|body| Body::new(UntilRevoked::new(body, revocation)))
 }
 
 /// Why a credential that parsed is refused.
@@ -186,10 +249,10 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 async fn authorize(
     ctx: &HubContext,
     principal: &Principal,
+    need: Need,
     method: &axum::http::Method,
     path: &str,
 ) -> Result<(), ApiError> {
-    let need = need::of(method, path);
     let forbidden = |why: String| ApiError::new(StatusCode::FORBIDDEN, why);
     if principal.role < need.role {
         return Err(forbidden(format!(

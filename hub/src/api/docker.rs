@@ -13,20 +13,29 @@ use super::connections::ConnectionSlot;
 use super::credentials::Revocation;
 use super::id::{CanonicalId, IdPath};
 use super::ApiError;
+use crate::audit::AuditHandle;
 use crate::context::HubContext;
 use crate::proxy::{self, ProxyError};
 
 /// Proxy one request to endpoint `id`'s engine. A hijacked connection keeps its place under the
-/// connection cap until it closes, and closes when its credential is withdrawn.
+/// connection cap and its audit record until it closes, and closes when its credential is
+/// withdrawn.
 pub(super) async fn handle(
     State(ctx): State<Arc<HubContext>>,
     IdPath((CanonicalId(id), rest)): IdPath<(CanonicalId, String)>,
     Extension(revocation): Extension<Revocation>,
     Extension(connection): Extension<ConnectionSlot>,
+    audit: Option<Extension<AuditHandle>>,
     request: Request,
 ) -> Response {
     let withdrawn = revocation.withdrawn();
-    let response = match proxy::forward(&ctx, id, &rest, request, withdrawn, connection).await {
+    let closed = move |up, down| {
+        drop(connection);
+        if let Some(Extension(audit)) = audit {
+            audit.spliced(up, down);
+        }
+    };
+    let response = match proxy::forward(&ctx, id, &rest, request, withdrawn, closed).await {
         Ok(response) => response,
         Err(refused) => ApiError::from(refused).into_response(),
     };

@@ -11,6 +11,7 @@
 //! will reach devices through this listener) and scripts print something a human can act on.
 
 mod admin_certs;
+mod audit;
 mod auth;
 pub(crate) mod connections;
 pub(crate) mod credentials;
@@ -82,6 +83,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/admin-certs/{cert}", delete(admin_certs::revoke))
         .route("/api/admin-token/rotate", post(admin_certs::rotate_token))
         .route("/api/tokens", get(tokens::list).post(tokens::create))
+        .route("/api/audit", get(audit::list))
         .route("/api/tokens/{name}", delete(tokens::revoke))
         .route("/api/endpoints/{id}/reset", post(reset::reset))
         .route("/api/endpoints/{id}/docker/{*rest}", any(docker::handle))

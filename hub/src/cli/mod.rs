@@ -5,6 +5,7 @@
 //! needs no flags at all.
 
 mod admin;
+mod audit;
 mod credentials;
 mod docker_context;
 mod duration;
@@ -24,6 +25,7 @@ use crate::agent_link::admission::AdmissionLimits;
 use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
+pub use audit::{run as run_audit, AuditCommand};
 pub use credentials::{run_admin_cert, run_admin_token, run_token};
 pub use duration::{parse_duration, HumanDuration};
 pub use job::{run as run_job, JobCommand};
@@ -93,6 +95,15 @@ pub enum Command {
         /// The job command.
         #[command(subcommand)]
         command: JobCommand,
+    },
+    /// The audit trail: every state-changing call, who made it, on which device.
+    Audit {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The audit command.
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Admin client certificates (for the docker CLI's TLS convention).
     AdminCert {
@@ -290,6 +301,9 @@ pub struct ServeArgs {
     /// per device).
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_JOB_RETENTION))]
     pub job_retention: HumanDuration,
+    /// How long audit records (every state-changing call) are kept.
+    #[arg(long, default_value_t = HumanDuration(config::DEFAULT_AUDIT_RETENTION))]
+    pub audit_retention: HumanDuration,
     /// Also serve `GET /metrics` (Prometheus) in plain HTTP on this TCP address, e.g. a private
     /// interface's `10.0.0.2:9464`; without it the admin API's `/metrics` (admin credential) only.
     #[arg(long, env = "OUTPOST_METRICS_LISTEN")]
@@ -329,6 +343,7 @@ impl ServeArgs {
             agent_cert_validity: self.agent_cert_validity.0,
             max_pending_per_fleet: self.max_pending_per_fleet,
             job_retention: self.job_retention.0,
+            audit_retention: self.audit_retention.0,
             metrics_listen: self.metrics_listen,
             mirror: crate::mirror::config::MirrorConfig {
                 upstreams: self.registries,

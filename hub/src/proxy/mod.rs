@@ -102,15 +102,16 @@ pub(crate) enum ProxyError {
 }
 
 /// Proxy one request to endpoint `id`'s engine; `rest` is its path after `/docker/`. A hijacked
-/// connection (`exec -it`) keeps `hold` until it closes, and closes when `withdrawn` resolves (its
-/// credential was revoked).
+/// connection (`exec -it`) keeps `closed` until it closes, then calls it with the bytes that
+/// crossed from the client and to it; it closes when `withdrawn` resolves (its credential was
+/// revoked).
 pub(crate) async fn forward(
     ctx: &HubContext,
     id: EndpointId,
     rest: &str,
     mut request: Request,
     withdrawn: impl Future<Output = ()> + Send + 'static,
-    hold: impl Send + 'static,
+    closed: impl FnOnce(u64, u64) + Send + 'static,
 ) -> Result<Response, ProxyError> {
     let session = live_session(ctx, id).await?;
     let is_ping = ping::is_ping(request.method(), rest);
@@ -149,11 +150,15 @@ pub(crate) async fn forward(
         let engine_upgrade = hyper::upgrade::on(&mut response);
         let splice = upgrade::splice(client_upgrade, engine_upgrade, request_id);
         tokio::spawn(async move {
-            tokio::select! {
-                () = splice => {}
-                () = withdrawn => debug!(request_id, "credential withdrawn: hijacked connection closed"),
-            }
-            drop((slots, hold));
+            let (up, down) = tokio::select! {
+                crossed = splice => crossed,
+                () = withdrawn => {
+                    debug!(request_id, "credential withdrawn: hijacked connection closed");
+                    (0, 0)
+                }
+            };
+            drop(slots);
+            closed(up, down);
         });
         return Ok(response.map(Body::new));
     }

@@ -20,16 +20,25 @@ pub(super) fn wants_upgrade(request: &Request) -> bool {
         })
 }
 
-/// Join the two upgraded connections.
-pub(super) async fn splice(client: OnUpgrade, engine: OnUpgrade, request_id: u64) {
+/// Join the two upgraded connections; the bytes that crossed from the client and to it.
+pub(super) async fn splice(client: OnUpgrade, engine: OnUpgrade, request_id: u64) -> (u64, u64) {
     let (client, engine) = match tokio::try_join!(client, engine) {
         Ok(both) => both,
-        Err(e) => return debug!(request_id, "upgrade failed: {e}"),
+        Err(e) => {
+            debug!(request_id, "upgrade failed: {e}");
+            return (0, 0);
+        }
     };
     let mut client = TokioIo::new(client);
     let mut engine = TokioIo::new(engine);
     match tokio::io::copy_bidirectional(&mut client, &mut engine).await {
-        Ok((up, down)) => debug!(request_id, up, down, "hijacked connection closed"),
-        Err(e) => debug!(request_id, "hijacked connection ended: {e}"),
+        Ok((up, down)) => {
+            debug!(request_id, up, down, "hijacked connection closed");
+            (up, down)
+        }
+        Err(e) => {
+            debug!(request_id, "hijacked connection ended: {e}");
+            (0, 0)
+        }
     }
 }

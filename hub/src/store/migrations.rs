@@ -218,6 +218,24 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_at IS NULL;
     ALTER TABLE admin_certs ADD COLUMN role TEXT NOT NULL DEFAULT 'admin';
     ALTER TABLE admin_certs ADD COLUMN scope TEXT;",
+    // 15: the audit trail, append-only: one row per state-changing call (`crate::audit`), found by
+    // time, by credential or by device, each newest first.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        who TEXT NOT NULL,
+        endpoint_id INTEGER,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        bytes_in INTEGER NOT NULL,
+        bytes_out INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        hijacked INTEGER NOT NULL
+    );
+    CREATE INDEX audit_at ON audit(at_ms);
+    CREATE INDEX audit_who ON audit(who, at_ms);
+    CREATE INDEX audit_endpoint ON audit(endpoint_id, at_ms) WHERE endpoint_id IS NOT NULL;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

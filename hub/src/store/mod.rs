@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod admin_creds;
+pub mod audit;
 pub mod census;
 pub mod certs;
 pub mod deployments;
