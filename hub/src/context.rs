@@ -53,6 +53,8 @@ pub struct HubContext {
     pub metrics: crate::metrics::Metrics,
     /// The registry mirror served under `/v2/`.
     pub mirror: crate::mirror::Mirror,
+    /// Where alerts for webhooks are raised.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl HubContext {

@@ -176,6 +176,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         jobs,
         metrics,
         mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
+        alerts: crate::alerts::Alerts::default(),
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -190,6 +191,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
         tokio::spawn(fleet::run_ticker(ctx.clone())),
         tokio::spawn(crate::jobs::run_ticker(ctx.clone(), config.job_retention)),
+        tokio::spawn(crate::alerts::run_watch(ctx.clone())),
+        tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
     ];
     if let Some((listener, addr)) = metrics_listener {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");
