@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use outpost_api::{WebhookCreated, WebhookDelivery};
+use outpost_netem::control::Controllable;
 use outpost_netem::Profile;
 use outpost_tests::link::{DeviceOptions, RelayedDevice};
 use outpost_tests::Hub;
