@@ -262,6 +262,8 @@ async fn a_device_cut_off_past_its_threshold_alerts_once_and_a_flapping_one_neve
         Vec::<Value>::new(),
         "the flapping device raised alerts"
     );
+    let flapped = flaky.link.counters().up.dropped_outage;
+    assert!(flapped > 0, "the flaky link had no outage while watched");
 
     let deliveries: Vec<WebhookDelivery> =
         tokio::task::block_in_place(|| cut.hub.cli_json(&["webhook", "deliveries", "2", "--json"]));

@@ -20,11 +20,11 @@ use crate::store::webhooks;
 /// How often certificate expiry is checked: expiry is weeks away when it matters.
 const CERT_CHECK_EVERY: Duration = Duration::from_secs(3_600);
 
-/// The alert being queued: its name, the device it is about and its own fields.
+/// The alert being queued: its name, the device it is about and its own fields (an object).
 struct Alert {
     event: &'static str,
     endpoint: Option<EndpointId>,
-    fields: Map<String, Value>,
+    fields: Value,
 }
 
 /// Run the watch until the hub stops.
@@ -111,36 +111,34 @@ async fn feed_liveness(
 }
 
 async fn raise_change(ctx: &HubContext, change: Change) {
-    match change {
-        Change::Offline { endpoint, since_ms } => {
-            let mut fields = Map::new();
-            fields.insert("offline_since".into(), rfc3339_ms(since_ms).into());
-            let alert = Alert {
+    let (endpoint, alert, outage) = match change {
+        Change::Offline { endpoint, since_ms } => (
+            endpoint,
+            Alert {
                 event: "offline",
                 endpoint: Some(endpoint),
-                fields,
-            };
-            queue(ctx, alert, Some((endpoint, Some(since_ms)))).await;
-        }
+                fields: json!({ "offline_since": rfc3339_ms(since_ms) }),
+            },
+            Some(since_ms),
+        ),
         Change::Online {
             endpoint,
             since_ms,
             back_ms,
-        } => {
-            let mut fields = Map::new();
-            fields.insert("offline_since".into(), rfc3339_ms(since_ms).into());
-            fields.insert(
-                "offline_for_secs".into(),
-                ((back_ms - since_ms) / 1000).into(),
-            );
-            let alert = Alert {
+        } => (
+            endpoint,
+            Alert {
                 event: "online",
                 endpoint: Some(endpoint),
-                fields,
-            };
-            queue(ctx, alert, Some((endpoint, None))).await;
-        }
-    }
+                fields: json!({
+                    "offline_since": rfc3339_ms(since_ms),
+                    "offline_for_secs": (back_ms - since_ms) / 1000,
+                }),
+            },
+            None,
+        ),
+    };
+    queue(ctx, alert, Some((endpoint, outage))).await;
 }
 
 fn alert_of(event: Event) -> Alert {
@@ -163,9 +161,6 @@ fn alert_of(event: Event) -> Alert {
         ),
         Event::Job { job } => ("job", json!({ "job": job, "state": "finished" })),
     };
-    let Value::Object(fields) = fields else {
-        unreachable!("json! of an object")
-    };
     Alert {
         event,
         endpoint: None,
@@ -185,12 +180,10 @@ async fn check_certs(ctx: &HubContext) {
         Err(e) => return warn!("alerts: certificate expiry not read: {e}"),
     };
     for (endpoint, not_after) in expiring {
-        let mut fields = Map::new();
-        fields.insert("not_after".into(), rfc3339_ms(not_after * 1000).into());
         let alert = Alert {
             event: "cert-expiring",
             endpoint: Some(endpoint),
-            fields,
+            fields: json!({ "not_after": rfc3339_ms(not_after * 1000) }),
         };
         if queue(ctx, alert, None).await > 0 {
             let warned = ctx
@@ -222,7 +215,9 @@ async fn queue(ctx: &HubContext, alert: Alert, outage: Option<(EndpointId, Optio
                 };
                 body.insert("endpoint".into(), json!({ "id": id.0, "name": name }));
             }
-            body.extend(alert.fields);
+            if let Value::Object(fields) = alert.fields {
+                body.extend(fields);
+            }
             if let Some((id, since_ms)) = outage {
                 webhooks::set_outage(c, id, since_ms)?;
             }

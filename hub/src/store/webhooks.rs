@@ -410,3 +410,7 @@ pub fn cert_warned(conn: &Connection, id: EndpointId, not_after: i64) -> Result<
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "webhooks_tests.rs"]
+mod tests;
