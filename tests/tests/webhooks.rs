@@ -323,3 +323,69 @@ fn bad_webhook_input_is_refused_naming_the_problem() {
     let listed = ok(&hub, &["webhook", "list", "--json"]);
     assert_eq!(listed.trim(), "[]", "nothing was added");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_rollout_and_a_finished_job_are_told_to_their_webhooks_only() {
+    let receiver = Receiver::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    receiver.serve(listener);
+    let hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (rollout, job) = tokio::task::block_in_place(|| {
+        subscribe(
+            &hub,
+            &receiver,
+            &format!("{base}/ops"),
+            "ops",
+            "rollout,job",
+        );
+        subscribe(&hub, &receiver, &format!("{base}/down"), "down", "offline");
+        let (id, _) = hub.create_endpoint("kiosk", &[]);
+        let id = id.to_string();
+        outpost_tests::stacks::save(
+            &hub,
+            tmp.path(),
+            "web",
+            "services:\n  web:\n    image: busybox\n",
+        );
+        let rollout = outpost_tests::stacks::deploy(&hub, "web", &["--endpoint", &id]);
+        ok(
+            &hub,
+            &["rollout", "pause", &rollout.to_string(), "--note", "lunch"],
+        );
+        let job: outpost_api::JobSummary = hub.cli_json(&[
+            "job",
+            "run",
+            "--endpoint",
+            &id,
+            "--json",
+            "--",
+            "GET",
+            "/info",
+        ]);
+        ok(&hub, &["job", "cancel", &job.id.to_string()]);
+        (rollout, job.id)
+    });
+
+    let paused = receiver
+        .wait("ops", "rollout", Duration::from_secs(20))
+        .await;
+    assert!(paused.verified, "{paused:?}");
+    assert_eq!(paused.body["rollout"], json!(rollout));
+    assert_eq!(
+        (&paused.body["stack"], &paused.body["state"]),
+        (&json!("web"), &json!("paused"))
+    );
+    assert!(
+        paused.body["reason"].as_str().unwrap().contains("lunch"),
+        "{paused:?}"
+    );
+    let finished = receiver.wait("ops", "job", Duration::from_secs(20)).await;
+    assert!(finished.verified, "{finished:?}");
+    assert_eq!(finished.body["job"], json!(job));
+    assert!(
+        receiver.events("down").is_empty(),
+        "offline has no subscriber here"
+    );
+}
