@@ -95,13 +95,6 @@ impl Outages {
         }
     }
 
-    /// The device no longer exists: nothing more is raised for it.
-    pub fn forget(&mut self, endpoint: EndpointId) {
-        if let Some(Outage::Waiting { deadline_ms, .. }) = self.down.remove(&endpoint) {
-            self.deadlines.remove(&(deadline_ms, endpoint));
-        }
-    }
-
     /// Raise `Offline` for every outage whose threshold has passed by `now_ms`.
     pub fn handle_timeout(&mut self, now_ms: i64) {
         while let Some(&(deadline_ms, endpoint)) = self.deadlines.first() {
@@ -236,11 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn a_restored_alert_owes_its_online_and_a_forgotten_device_raises_nothing() {
+    fn a_restored_alert_owes_its_online_and_is_not_raised_again() {
         let mut outages = Outages::default();
         outages.restore_alerted(EndpointId(3), 5 * SEC);
-        outages.handle_down(0, EndpointId(4), THRESHOLD);
-        outages.forget(EndpointId(4));
+        outages.handle_down(60 * SEC, EndpointId(3), THRESHOLD);
         outages.handle_timeout(3_600 * SEC);
         outages.handle_up(3_600 * SEC, EndpointId(3));
         assert_eq!(

@@ -30,14 +30,7 @@ struct Alert {
 /// Run the watch until the hub stops.
 pub(crate) async fn run_watch(ctx: Arc<HubContext>) {
     let mut outages = Outages::default();
-    match ctx.store.read(webhooks::alerted_outages).await {
-        Ok(alerted) => {
-            for (endpoint, since_ms) in alerted {
-                outages.restore_alerted(endpoint, since_ms);
-            }
-        }
-        Err(e) => warn!("alerts: outages that raised offline not read: {e}"),
-    }
+    restore(&ctx, &mut outages).await;
     let mut cert_check = tokio::time::interval(CERT_CHECK_EVERY);
     cert_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -58,6 +51,33 @@ pub(crate) async fn run_watch(ctx: Arc<HubContext>) {
         for event in events {
             queue(&ctx, alert_of(event), None).await;
         }
+    }
+}
+
+/// What a starting hub knows: the outages that raised `offline` (their `online` is owed), and
+/// every other enrolled device as down from now until its session is seen. This runs before the
+/// inbox is first read, so a session that came up meanwhile clears its device right after.
+async fn restore(ctx: &HubContext, outages: &mut Outages) {
+    match ctx.store.read(webhooks::alerted_outages).await {
+        Ok(alerted) => {
+            for (endpoint, since_ms) in alerted {
+                outages.restore_alerted(endpoint, since_ms);
+            }
+        }
+        Err(e) => warn!("alerts: outages that raised offline not read: {e}"),
+    }
+    let devices = ctx
+        .store
+        .read(|c| webhooks::enrolled_devices(c, DEFAULT_OFFLINE_AFTER))
+        .await;
+    match devices {
+        Ok(devices) => {
+            let now = unix_ms();
+            for (endpoint, threshold) in devices {
+                outages.handle_down(now, endpoint, threshold);
+            }
+        }
+        Err(e) => warn!("alerts: devices not read; those that stay dark are not reported: {e}"),
     }
 }
 

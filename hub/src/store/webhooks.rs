@@ -343,6 +343,32 @@ pub fn offline_thresholds(
     Ok(out)
 }
 
+/// Every enrolled, approved device not in an outage that already raised `offline`, with its
+/// threshold as [`offline_thresholds`] gives it: what a starting hub counts as down until it sees
+/// each one's session, so a device that stays dark across a restart is still reported.
+pub fn enrolled_devices(
+    conn: &Connection,
+    fallback: Duration,
+) -> Result<Vec<(EndpointId, Duration)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT e.id, COALESCE(t.after_ms,
+                               (SELECT after_ms FROM alert_thresholds WHERE group_name = ''))
+         FROM endpoints e
+         LEFT JOIN groups g ON g.id = e.group_id
+         LEFT JOIN alert_thresholds t ON t.group_name = g.name
+         WHERE e.kind = 'device' AND e.approved = 1 AND e.agent_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM alert_outages a WHERE a.endpoint_id = e.id)",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let after: Option<i64> = r.get(1)?;
+        Ok((
+            EndpointId(r.get::<_, i64>(0)? as u64),
+            after.map_or(fallback, |ms| Duration::from_millis(ms.max(0) as u64)),
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// An endpoint's name, if it exists.
 pub fn endpoint_name(conn: &Connection, id: EndpointId) -> Result<Option<String>, StoreError> {
     Ok(conn

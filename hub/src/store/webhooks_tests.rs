@@ -167,3 +167,27 @@ fn an_alerted_outage_is_kept_until_its_online() {
     set_outage(&conn, EndpointId(4), None).unwrap();
     assert!(alerted_outages(&conn).unwrap().is_empty());
 }
+
+#[test]
+fn a_starting_hub_counts_enrolled_devices_not_already_alerted() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    let enrolled = [device(&conn, "a"), device(&conn, "b"), device(&conn, "c")];
+    device(&conn, "never-enrolled");
+    for (n, id) in enrolled.iter().enumerate() {
+        conn.execute(
+            "UPDATE endpoints SET agent_id = ?2 WHERE id = ?1",
+            params![id.0 as i64, format!("agent-{n}")],
+        )
+        .unwrap();
+    }
+    set_outage(&conn, enrolled[2], Some(1)).unwrap();
+    set_threshold(&conn, "", Duration::from_secs(45)).unwrap();
+    assert_eq!(
+        enrolled_devices(&conn, Duration::from_secs(600)).unwrap(),
+        vec![
+            (enrolled[0], Duration::from_secs(45)),
+            (enrolled[1], Duration::from_secs(45))
+        ]
+    );
+}
