@@ -6,7 +6,9 @@
 //! - Meanwhile a device behind `flaky-cellular` (a 5 s outage a minute) raises nothing in three
 //!   minutes with the same threshold.
 //! - A receiver that is not listening when the `offline` is raised gets it once it comes up: the
-//!   delivery is retried, and `webhook deliveries` shows the failed attempts.
+//!   delivery is retried, and `webhook deliveries` shows the failed attempts; a delivery queued
+//!   before a hub restart is still delivered after it (the queue is in the store).
+//! - A paused rollout and a finished job reach the webhook subscribed to them, and no other.
 //! - Bad input is refused with a 400 that names the problem.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -388,4 +390,47 @@ async fn a_paused_rollout_and_a_finished_job_are_told_to_their_webhooks_only() {
         receiver.events("down").is_empty(),
         "offline has no subscriber here"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_queued_while_the_receiver_is_down_survives_a_hub_restart() {
+    let receiver = Receiver::default();
+    // The receiver's port, taken and given back: nothing listens there until after the restart.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut hub = tokio::task::spawn_blocking(Hub::start).await.unwrap();
+    let job = tokio::task::block_in_place(|| {
+        let webhook = subscribe(&hub, &receiver, &format!("http://{addr}/ops"), "ops", "job");
+        let (id, _) = hub.create_endpoint("kiosk", &[]);
+        let job: outpost_api::JobSummary = hub.cli_json(&[
+            "job",
+            "run",
+            "--endpoint",
+            &id.to_string(),
+            "--json",
+            "--",
+            "GET",
+            "/info",
+        ]);
+        ok(&hub, &["job", "cancel", &job.id.to_string()]);
+        // Tried and failed at least once before the restart.
+        outpost_tests::wait_for(Duration::from_secs(20), "a failed attempt", || {
+            let deliveries: Vec<WebhookDelivery> =
+                hub.cli_json(&["webhook", "deliveries", &webhook.to_string(), "--json"]);
+            deliveries
+                .first()
+                .filter(|d| d.attempts >= 1 && d.state == "pending")
+                .map(|d| assert!(d.last_error.is_some(), "{d:?}"))
+        });
+        hub.restart();
+        job.id
+    });
+    receiver.serve(TcpListener::bind(addr).await.unwrap());
+    let finished = receiver.wait("ops", "job", Duration::from_secs(60)).await;
+    assert!(finished.verified, "{finished:?}");
+    assert_eq!(finished.body["job"], json!(job));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.events("ops").len(), 1, "delivered once");
 }
