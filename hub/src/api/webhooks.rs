@@ -124,7 +124,7 @@ pub(super) async fn set_threshold(
     Ok(Json(threshold(group, after)))
 }
 
-/// A webhook URL: absolute `http://` or `https://` with a host.
+/// A webhook URL: absolute `http://` or `https://` with a host and no credentials.
 fn parse_url(text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.len() > MAX_URL {
@@ -142,6 +142,13 @@ fn parse_url(text: &str) -> Result<String, ApiError> {
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad(format!("the webhook URL {text:?} has no host")));
+    }
+    // The URL is listed and logged; the signature, not a password in it, authenticates the hub.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "the webhook URL carries credentials (user:password@): leave them out, the \
+             receiver checks X-Outpost-Signature instead",
+        ));
     }
     Ok(url.to_string())
 }
@@ -244,6 +251,7 @@ mod tests {
         assert!(parse_url("http://127.0.0.1:9/x").is_ok());
         assert!(message(parse_url("ftp://x/y")).contains("not http(s)"));
         assert!(message(parse_url("alerts.example/hook")).contains("not a URL"));
+        assert!(message(parse_url("https://u:p@alerts.example/")).contains("credentials"));
         assert!(
             message(parse_url(&format!("https://x/{}", "a".repeat(MAX_URL)))).contains("longer")
         );
