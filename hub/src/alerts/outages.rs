@@ -229,6 +229,27 @@ mod tests {
     }
 
     #[test]
+    fn a_hundred_thousand_devices_dropping_at_once_alert_only_for_those_still_down() {
+        let mut outages = Outages::default();
+        for id in 0..100_000 {
+            outages.handle_down(0, EndpointId(id), THRESHOLD);
+        }
+        for id in (0..100_000).step_by(2) {
+            outages.handle_up(5 * SEC, EndpointId(id));
+        }
+        assert_eq!(outages.deadlines.len(), 50_000);
+        outages.handle_timeout(19 * SEC);
+        assert_eq!(outages.poll_change(), None);
+        outages.handle_timeout(20 * SEC);
+        let changes = drain(&mut outages);
+        assert_eq!(changes.len(), 50_000);
+        assert!(changes
+            .iter()
+            .all(|c| matches!(c, Change::Offline { endpoint, .. } if endpoint.0 % 2 == 1)));
+        assert_eq!(outages.poll_timeout(), None);
+    }
+
+    #[test]
     fn a_restored_alert_owes_its_online_and_is_not_raised_again() {
         let mut outages = Outages::default();
         outages.restore_alerted(EndpointId(3), 5 * SEC);
