@@ -10,6 +10,7 @@
 //!   delivery is retried, and `webhook deliveries` shows the failed attempts; a delivery queued
 //!   before a hub restart is still delivered after it (the queue is in the store).
 //! - A paused rollout and a finished job reach the webhook subscribed to them, and no other.
+//! - A device certificate expiring within 30 days is told once, not again after a restart.
 //! - Bad input is refused with a 400 that names the problem.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -446,4 +447,51 @@ async fn a_delivery_queued_while_the_receiver_is_down_survives_a_hub_restart() {
     assert_eq!(finished.body["job"], json!(job));
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.events("ops").len(), 1, "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_certificate_expiring_within_a_month_is_told_once() {
+    let receiver = Receiver::default();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    receiver.serve(listener);
+    let short_lived = ["--agent-cert-validity", "10d"];
+    let mut hub = tokio::task::spawn_blocking(move || Hub::start_with_flags(&short_lived))
+        .await
+        .unwrap();
+    let id = tokio::task::block_in_place(|| {
+        subscribe(
+            &hub,
+            &receiver,
+            &format!("{base}/certs"),
+            "certs",
+            "cert-expiring",
+        );
+        let (id, key) = hub.create_endpoint("kiosk", &[]);
+        let dir = hub.data_dir.parent().unwrap().join("agent");
+        let agent = outpost_tests::Agent::start(
+            &dir,
+            &[
+                ("EDGE_KEY", key.as_str()),
+                ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ],
+        );
+        hub.wait_status(id, "standby", Duration::from_secs(20));
+        drop(agent);
+        // The check runs at start and hourly: a restart runs it now.
+        hub.restart_with(&short_lived);
+        id
+    });
+    let expiring = receiver
+        .wait("certs", "cert-expiring", Duration::from_secs(20))
+        .await;
+    assert!(expiring.verified, "{expiring:?}");
+    assert_eq!(
+        expiring.body["endpoint"],
+        json!({ "id": id, "name": "kiosk" })
+    );
+    assert!(expiring.body["not_after"].is_string(), "{expiring:?}");
+    tokio::task::block_in_place(|| hub.restart_with(&short_lived));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.events("certs").len(), 1, "warned once per expiry");
 }
