@@ -39,22 +39,43 @@ struct Args {
     /// satellite.
     #[arg(long, default_value = "auto")]
     transport: String,
+    /// Log format on stderr: text, or json (one object a line, for a log shipper).
+    #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, `target`).
+    Json,
+}
+
+/// Log to stderr: `RUST_LOG` if set, else info with quinn's chatter at warn.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,quinn=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let args = Args::parse();
+    let format = args.log_format;
+    init_logging(format);
     let config = match resolve(args) {
         Ok(config) => config,
         Err(message) => {
-            eprintln!("outpost-agent: {message}");
+            fatal(format, &message);
             return ExitCode::from(64);
         }
     };
@@ -64,16 +85,25 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("outpost-agent: cannot start the runtime: {e}");
+            fatal(format, &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("outpost-agent: {e}");
+            fatal(format, &e.to_string());
             ExitCode::from(e.exit_code() as u8)
         }
+    }
+}
+
+/// Why the agent stops, as its last stderr line: plain text, or a JSON log line so that every
+/// line a log shipper reads parses.
+fn fatal(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("outpost-agent: {message}"),
+        LogFormat::Json => tracing::error!("{message}"),
     }
 }
 

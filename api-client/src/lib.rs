@@ -5,6 +5,7 @@
 //! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions) and
 //!   `/api/rollouts`.
 //! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
+//! - [`webhooks`]: the bodies of `/api/webhooks` (alerts) and the client's calls for them.
 //! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
 //!   these, so server and clients cannot drift apart; this part knows nothing of the hub (no axum,
 //!   no SQLite).
@@ -23,6 +24,7 @@ mod error;
 pub mod jobs;
 pub mod stacks;
 pub mod types;
+pub mod webhooks;
 
 pub use access::*;
 pub use audit::*;
@@ -31,3 +33,4 @@ pub use error::{ApiError, NO_MESSAGE};
 pub use jobs::*;
 pub use stacks::*;
 pub use types::*;
+pub use webhooks::*;

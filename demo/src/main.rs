@@ -46,7 +46,7 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    outpost_hub::cli::init_logging();
+    outpost_hub::cli::init_logging(outpost_hub::cli::LogFormat::Text);
     let args = DemoArgs::parse();
     let docker = DockerHost::parse(&args.docker_host)?;
     let link = match args.link {

@@ -55,6 +55,8 @@ pub struct HubContext {
     pub audit: crate::audit::Audit,
     /// The registry mirror served under `/v2/`.
     pub mirror: crate::mirror::Mirror,
+    /// Where alerts for webhooks are raised.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl HubContext {

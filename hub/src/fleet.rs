@@ -411,6 +411,15 @@ async fn carry_out(
     }
     if let Some(state) = &poll.state {
         info!(rollout = id, stack = %entry.stack, version = entry.version, ?state, "rollout state changed");
+        if let RolloutState::Paused(reason) = state {
+            ctx.alerts.emit(crate::alerts::Event::Rollout {
+                rollout: id,
+                stack: entry.stack.clone(),
+                version: entry.version,
+                failed: matches!(reason, crate::rollout::PauseReason::Failures { .. }),
+                reason: reason.to_string(),
+            });
+        }
     }
     let active = !finished(entry.rollout.state());
     let (stack, version, assign) = (entry.stack.clone(), entry.version, poll.assign.clone());

@@ -15,12 +15,15 @@
 //! - [`api`]: the admin HTTPS API.
 //! - [`metrics`]: Prometheus series of the fleet, on `/metrics`.
 //! - [`mirror`]: the pull-through registry mirror, on `/v2/`.
+//! - [`alerts`]: webhooks told of offline devices, paused rollouts, finished jobs, expiring
+//!   certificates; signed, queued in the store, retried.
 //! - `proxy` (private): the Docker API proxy behind `/api/endpoints/{id}/docker/…`.
 //! - [`cli`]: the `outpost-hub` command line, including the admin client.
 #![warn(missing_docs)]
 
 pub mod access;
 pub mod agent_link;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod cli;

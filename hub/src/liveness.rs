@@ -1,6 +1,7 @@
 //! Writing the registry's liveness to the store: a batch every `flush_interval` (5 s by default),
 //! and on demand before a status query, so the endpoint list's `connected` flags match the
-//! registry as of the query. Its own module so the API and the server both call it without the
+//! registry as of the query. The same updates feed the offline alerts (`crate::alerts`), so they
+//! cost no query of their own. Its own module so the API and the server both call it without the
 //! API depending on the server.
 
 use std::sync::Arc;
@@ -33,7 +34,11 @@ pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, Store
     let taker = ctx.clone();
     let written = ctx
         .store
-        .write_liveness(move || taker.registry.take_dirty(now, stale_after))
+        .write_liveness(move || {
+            let updates = taker.registry.take_dirty(now, stale_after);
+            taker.alerts.liveness(&updates);
+            updates
+        })
         .await;
     if let Ok(rows) = written {
         ctx.metrics.flushed(now.elapsed(), rows);

@@ -4,16 +4,16 @@ use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
     run_admin, run_admin_cert, run_admin_token, run_audit, run_job, run_rollout, run_stack,
-    run_token, Cli, Command,
+    run_token, run_webhook, Cli, Command, LogFormat,
 };
 use outpost_hub::{api, server};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    outpost_hub::cli::init_logging();
     let cli = Cli::parse();
+    outpost_hub::cli::init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args.into_config()).await,
+        Command::Serve(args) => serve(args.into_config(), cli.log_format).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::Stack { api, command } => run_stack(&api, command).await,
         Command::Rollout { api, command } => run_rollout(&api, command).await,
@@ -22,35 +22,53 @@ async fn main() -> Result<()> {
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
         Command::Token { api, command } => run_token(&api, command).await,
         Command::Audit { api, command } => run_audit(&api, command).await,
+        Command::Webhook { api, command } => run_webhook(&api, command).await,
     }
 }
 
-async fn serve(config: outpost_hub::config::HubConfig) -> Result<()> {
+/// A start-up line for the operator: plain on a text log, a log event on a JSON one (so every
+/// stderr line parses).
+fn say(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("outpost-hub: {message}"),
+        LogFormat::Json => tracing::info!("{message}"),
+    }
+}
+
+async fn serve(config: outpost_hub::config::HubConfig, format: LogFormat) -> Result<()> {
     api::raise_open_file_limit_and_log(config.max_api_connections);
     let data_dir = config.data_dir.clone();
     let hub = server::start(config).await?;
     let ca = data_dir.join("ca.pem");
-    eprintln!(
-        "outpost-hub: agents on udp {}, admin API on https://{}",
-        hub.agent_addr, hub.api_addr
+    say(
+        format,
+        &format!(
+            "agents on udp {}, admin API on https://{}",
+            hub.agent_addr, hub.api_addr
+        ),
     );
     if let Some(addr) = hub.metrics_addr {
-        eprintln!("outpost-hub: metrics on http://{addr}/metrics");
+        say(format, &format!("metrics on http://{addr}/metrics"));
     }
-    eprintln!("outpost-hub: hub CA certificate: {}", ca.display());
+    say(format, &format!("hub CA certificate: {}", ca.display()));
     match &hub.new_admin_token {
-        Some(path) => eprintln!("outpost-hub: new admin token written to {}", path.display()),
-        None => eprintln!(
-            "outpost-hub: admin token: {} (from first start)",
-            data_dir.join("admin.token").display()
+        Some(path) => say(
+            format,
+            &format!("new admin token written to {}", path.display()),
+        ),
+        None => say(
+            format,
+            &format!(
+                "admin token: {} (from first start)",
+                data_dir.join("admin.token").display()
+            ),
         ),
     }
-    eprintln!(
-        "outpost-hub: attach a device: outpost-hub endpoint create --name NAME --data-dir {dir}, then on the device: EDGE_KEY=<edge_key> outpost-agent",
-        dir = data_dir.display()
+    say(format, &format!("attach a device: outpost-hub endpoint create --name NAME --data-dir {dir}, then on the device: EDGE_KEY=<edge_key> outpost-agent",
+        dir = data_dir.display())
     );
     server::shutdown_signal().await;
-    eprintln!("outpost-hub: shutting down");
+    say(format, "shutting down");
     hub.shutdown().await;
     Ok(())
 }

@@ -178,6 +178,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         metrics,
         audit,
         mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
+        alerts: crate::alerts::Alerts::default(),
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -197,6 +198,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             audit_records,
             config.audit_retention,
         )),
+        tokio::spawn(crate::alerts::run_watch(ctx.clone())),
+        tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
     ];
     if let Some((listener, addr)) = metrics_listener {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");

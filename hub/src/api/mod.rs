@@ -29,6 +29,7 @@ mod stacks;
 mod tokens;
 mod until_revoked;
 mod view;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +100,13 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/api/webhooks/{id}", delete(webhooks::remove))
+        .route("/api/webhooks/deliveries", get(webhooks::deliveries))
+        .route(
+            "/api/webhooks/thresholds",
+            get(webhooks::thresholds).put(webhooks::set_threshold),
+        )
         .route("/metrics", get(crate::metrics::http::scrape))
         .merge(crate::mirror::http::router(ctx.mirror.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })

@@ -14,6 +14,7 @@ mod job;
 mod registry_flag;
 mod rollout;
 mod stack;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,24 +32,48 @@ pub use duration::{parse_duration, HumanDuration};
 pub use job::{run as run_job, JobCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
+pub use webhook::{run as run_webhook, WebhookCommand};
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, the event's other
+    /// fields, `target`), for a log shipper.
+    Json,
+}
 
 /// Log to stderr for an operator: `RUST_LOG` if set, else info with quinn's chatter at warn;
-/// colours only on a terminal.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// as text (colours only on a terminal) or one JSON object a line.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,quinn=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Outpost hub: manage Docker on remote devices over QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "outpost-hub", version, about, args_override_self = true)]
 pub struct Cli {
+    /// Log format on stderr: text, or json (one object a line).
+    #[arg(
+        long,
+        global = true,
+        env = "OUTPOST_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -122,6 +147,16 @@ pub enum Command {
         /// The token command.
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Webhooks: signed JSON alerts (device offline and back, rollout paused, job finished,
+    /// certificate expiring) POSTed to URLs, with every delivery recorded.
+    Webhook {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The webhook command.
+        #[command(subcommand)]
+        command: WebhookCommand,
     },
     /// The admin bearer token.
     AdminToken {

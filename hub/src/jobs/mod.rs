@@ -358,6 +358,7 @@ impl Jobs {
         if results.is_empty() && to_save.is_empty() {
             return self.send(ctx, &sends, &[]);
         }
+        let finished: Vec<i64> = to_save.iter().filter(|s| s.2).map(|s| s.0).collect();
         let written = ctx
             .store
             .call(move |c| {
@@ -378,6 +379,9 @@ impl Jobs {
                 Ok(stored)
             })
             .await;
+        for job in finished {
+            ctx.alerts.emit(crate::alerts::Event::Job { job });
+        }
         match written {
             Ok(acked) => self.send(ctx, &sends, &acked),
             // Nothing acknowledged: agents send their results again on their next session. The

@@ -236,6 +236,52 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit(at_ms);
     CREATE INDEX audit_who ON audit(who, at_ms);
     CREATE INDEX audit_endpoint ON audit(endpoint_id, at_ms) WHERE endpoint_id IS NOT NULL;",
+    // 16: webhooks (`crate::alerts`): the subscriptions with their signing secrets; each event once
+    // (its JSON body) and one delivery row per event and webhook, so a restarted hub retries
+    // what was not delivered; a partial index finds the due ones. Offline thresholds by group
+    // (the empty name is the default), the outages that raised `offline` (their `online` is
+    // owed across a restart) and the certificate expiry each device was warned of.
+    "CREATE TABLE webhooks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        url TEXT NOT NULL,
+        events TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id INTEGER NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event_id INTEGER NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER,
+        gave_up_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_ms)
+        WHERE next_attempt_ms IS NOT NULL;
+    CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, id);
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_id);
+    CREATE TABLE alert_thresholds (
+        group_name TEXT PRIMARY KEY COLLATE NOCASE,
+        after_ms INTEGER NOT NULL
+    );
+    CREATE TABLE alert_outages (
+        endpoint_id INTEGER PRIMARY KEY,
+        since_ms INTEGER NOT NULL
+    );
+    CREATE TABLE alert_cert_expiry (
+        endpoint_id INTEGER PRIMARY KEY,
+        not_after INTEGER NOT NULL
+    );",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -365,9 +365,9 @@ async fn read_limited(
     Ok(Bytes::from(body))
 }
 
-/// TLS for `https://` upstreams: the system's CA store (where an operator installs a private
-/// registry's CA), rustls on ring like the rest of the hub.
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+/// TLS for `https://` upstreams (and webhook receivers): the system's CA store (where an operator
+/// installs a private registry's CA), rustls on ring like the rest of the hub.
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     let (added, ignored) =
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
