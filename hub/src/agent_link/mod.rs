@@ -6,6 +6,7 @@ pub mod admission;
 mod deliver;
 mod driver;
 mod enroll;
+mod fetch;
 mod outbox;
 mod renew;
 pub(crate) mod socket;

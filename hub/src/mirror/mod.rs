@@ -181,6 +181,16 @@ impl Mirror {
         Err(MirrorError::FetchLost)
     }
 
+    /// Whether any upstream is configured: only then do agents get fetch streams.
+    pub fn serves(&self) -> bool {
+        !self.inner.upstreams.is_empty()
+    }
+
+    /// Count what the hub's fetch streams did ([`crate::agent_link`]).
+    pub fn count(&self, which: Count, n: u64) {
+        self.inner.counters.add(which, n);
+    }
+
     /// What the mirror has done since the hub started, and what it holds.
     pub fn counters(&self) -> MirrorCounters {
         self.inner.counters.read(self.inner.blobs.usage())
