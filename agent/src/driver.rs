@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 use crate::deploy::{DeployStatus, Deployer};
 use crate::docker_host::DockerHost;
 use crate::job::JobRunner;
+use crate::loopback::HubLink;
 use crate::route::RouteWatch;
 use crate::{relay, renew, snapshot};
 use jobs::{features, Jobs};
@@ -127,6 +128,8 @@ pub struct DriverSetup {
     pub deployer: Option<Arc<Deployer>>,
     /// The agent's job runner, when it runs jobs ([`crate::job`]).
     pub jobs: Option<JobRunner>,
+    /// The loopback registry's link to the hub, when it serves one ([`crate::loopback`]).
+    pub registry: Option<HubLink>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -187,7 +190,8 @@ async fn serve(
         Ok::<_, Backlog>(Deploying { deployer, status })
     });
     let deploys = deploying.is_some();
-    if let Some(features) = features(deploys, defaults.jobs.is_some()) {
+    let registry = defaults.registry.is_some();
+    if let Some(features) = features(deploys, defaults.jobs.is_some(), registry) {
         outbox.push(&AgentMessage::Features(features))?;
     }
     let jobs = defaults.jobs.map(Jobs::open);
@@ -201,6 +205,7 @@ async fn serve(
         renewing,
         deploying: deploying.transpose()?,
         jobs,
+        registry: defaults.registry.map(Registry),
     };
     driver.drive(send, recv).await
 }
@@ -248,6 +253,17 @@ struct Driver<'c> {
     renewing: Option<renew::Requested>,
     deploying: Option<Deploying>,
     jobs: Option<Jobs>,
+    registry: Option<Registry>,
+}
+
+/// The loopback registry's link, attached while this session's hub grants fetch streams and
+/// detached when the session ends, however it ends.
+struct Registry(HubLink);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
 }
 
 /// The stack worker as one session sees it.
@@ -389,6 +405,13 @@ impl Driver<'_> {
             HubMessage::Job(order) => self.jobs()?.runner.offer(order),
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
             HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
+            HubMessage::Registry { streams } => match &self.registry {
+                Some(Registry(link)) => {
+                    info!(streams, "the hub serves its registry mirror to this device");
+                    link.attach(self.conn.clone());
+                }
+                None => debug!("the hub offered a registry this agent does not serve"),
+            },
         }
         Ok(())
     }

@@ -1,0 +1,65 @@
+//! The device's loopback registry (issue #16 item 2): the engine pulls `127.0.0.1:PORT/<name>`
+//! from the agent, and the agent fetches what the engine lacks from the hub's mirror over QUIC
+//! fetch streams ([`outpost_protocol::fetch`]), resuming cut blobs from the byte they stopped at.
+//!
+//! Why a registry and not an image load: the engine then pulls as usual, asks only for the layers
+//! it does not have, verifies them itself, and every tool on the device (`docker pull`, compose)
+//! works unchanged; the agent only has to be a small, read-only distribution API server.
+//!
+//! - [`http`]: the distribution API routes the engine calls.
+//! - [`fetch`]: fetch streams over the current session ([`HubLink`]), with resume and retry.
+//! - [`resume`]: where to ask from and whether to try again, without I/O.
+//! - [`store`]: blobs on disk, `.partial` while they arrive, verified before they are served.
+//!
+//! On by default at [`DEFAULT_LISTEN`] (`--registry-listen`, `off` to disable): a fixed, documented
+//! address means a stack or an operator can name `127.0.0.1:5380/<image>` on every device without
+//! asking each agent where it listens. An agent whose port is taken logs it and runs without one;
+//! a hub without a mirror grants no fetch streams, and the registry answers the engine 503.
+
+pub mod fetch;
+mod http;
+pub mod resume;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fetch::HubLink;
+use store::LocalBlobs;
+use tracing::{info, warn};
+
+/// Where the registry listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5380";
+
+/// What the registry's requests share.
+#[derive(Debug)]
+struct Loopback {
+    link: HubLink,
+    blobs: LocalBlobs,
+}
+
+/// Bind `addr` and serve the registry from `<data_dir>/registry` in the background; the returned
+/// link is handed to each session. `None` (logged) when the address or the directory is unusable.
+pub fn start(addr: SocketAddr, data_dir: &Path) -> Option<HubLink> {
+    let blobs = LocalBlobs::open(data_dir)
+        .inspect_err(|e| warn!("this device runs no loopback registry: {e}"))
+        .ok()?;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .inspect_err(|e| warn!(%addr, "this device runs no loopback registry: {e}"))
+        .ok()?;
+    let link = HubLink::default();
+    let registry = Arc::new(Loopback {
+        link: link.clone(),
+        blobs,
+    });
+    info!(%addr, "loopback registry listening");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, http::router(registry)).await {
+            warn!("loopback registry stopped: {e}");
+        }
+    });
+    Some(link)
+}
