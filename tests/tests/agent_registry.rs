@@ -11,7 +11,7 @@
 //! link is transparent, and removed, so the pull must fetch its top layer again.
 //!
 //! Mid-layer the link goes dark for a few seconds (QUIC waits it out), then the agent is killed
-//! like a power cut — the pull through the hub fails with it — and restarted. The `.partial` file
+//! like a power cut — the admin abandons that pull — and restarted. The `.partial` file
 //! it left is where the second pull's transfer starts: the hub logs a blob resumed from that
 //! offset. Afterwards the image is on the device's engine and runs, the registry's access log
 //! shows each blob fetched once, and the bytes the kernel counted on the device's link are within
@@ -253,10 +253,10 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     );
     d.agent.kill();
     let kept = d.partial_len().unwrap();
-    let failed = wait_for(Duration::from_secs(60), "the first pull to fail", || {
-        first.try_wait().unwrap()
-    });
-    assert!(!failed.success(), "the first pull failed with its agent");
+    // The admin gives up on the first pull (the hub notices the dead connection only at its
+    // idle timeout); the engine lost its client with the agent and cancelled its own pull.
+    first.kill().unwrap();
+    first.wait().unwrap();
     eprintln!("agent killed with {kept} bytes of the layer on disk");
 
     // The agent comes back; a second pull finishes from where the first stopped.
