@@ -17,6 +17,9 @@
 //! shows each blob fetched once, and the bytes the kernel counted on the device's link are within
 //! 5 % of the blobs that had to cross (UDP payload; the figures are printed).
 //!
+//! While the layer flows, `docker ps` through the hub is timed against idle: fetch streams are sent
+//! at a lower priority than proxy streams, and the test allows two round trips (one measured).
+//!
 //! A second test needs no rig: a blob whose bytes do not match its digest (the mirror's
 //! corrupting test upstream from `mirror.rs`, a labelled test double) is refused by the agent's
 //! registry with `DIGEST_INVALID`, and nothing of it is kept on the device.
@@ -49,6 +52,8 @@ queue = \"256KB\"
 rate = \"8mbit\"
 queue = \"256KB\"
 ";
+/// The link's round trip in [`SLOW`].
+const RTT: Duration = Duration::from_millis(40);
 /// The agent's registry, at its documented default.
 const LOOPBACK: &str = "127.0.0.1:5380";
 const REPO: &str = "outpost/big";
@@ -170,6 +175,19 @@ impl Device {
             .collect()
     }
 
+    /// The median of three `docker ps` through the hub.
+    fn ps_latency(&self) -> Duration {
+        let mut times: Vec<Duration> = (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                self.docker.ok(&["ps"]);
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[1]
+    }
+
     fn pull(&self) -> Child {
         let image = format!("{LOOPBACK}/{REPO}:1");
         let mut command = self.docker.command(&["pull", &image]);
@@ -235,10 +253,21 @@ fn upstream_gets(registry: &Registry, digest: &str) -> usize {
 fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     let started = Instant::now();
     let mut d = Device::start();
+    let idle = d.ps_latency();
     let before = d.link_bytes();
 
     // First pull: the layer starts to flow; the link goes dark, then the agent dies mid-layer.
     let mut first = d.pull();
+    wait_for(Duration::from_secs(60), "the layer to flow", || {
+        (d.partial_len()? >= LAYER_BYTES / 6).then_some(())
+    });
+    // Fetch streams yield to proxy streams: an admin's `docker ps` meanwhile.
+    let busy = d.ps_latency();
+    eprintln!("docker ps through the hub: idle {idle:?}, during the transfer {busy:?}");
+    assert!(
+        busy <= idle + 2 * RTT,
+        "docker ps waited behind the layer: idle {idle:?}, busy {busy:?}"
+    );
     let third = LAYER_BYTES / 3;
     wait_for(Duration::from_secs(60), "a third of the layer", || {
         (d.partial_len()? >= third).then_some(())
