@@ -56,6 +56,12 @@ pub fn start(addr: SocketAddr, data_dir: &Path) -> Option<HubLink> {
         blobs,
     });
     info!(%addr, "loopback registry listening");
+    let sweeping = registry.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sweeping.blobs.sweep(std::time::SystemTime::now()).await {
+            warn!("cannot sweep the registry's blobs: {e}");
+        }
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, http::router(registry)).await {
             warn!("loopback registry stopped: {e}");

@@ -187,6 +187,11 @@ async fn blob_once(
     }
     blobs.promote(digest).await?;
     info!(%digest, size = found.size, "blob verified");
+    match blobs.sweep(std::time::SystemTime::now()).await {
+        Ok(0) => {}
+        Ok(removed) => info!(removed, "removed blobs past their keeping"),
+        Err(e) => warn!("cannot sweep the registry's blobs: {e}"),
+    }
     Ok(())
 }
 

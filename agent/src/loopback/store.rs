@@ -8,14 +8,35 @@
 //! final paths only, so it never reads part of a blob or a blob that failed its digest. One
 //! transfer per blob at a time ([`LocalBlobs::lock`]), so two engine requests never append to the
 //! same file.
+//!
+//! The engine keeps its own copy of every layer it pulled, so the agent's is only needed while a
+//! pull may still ask for it: [`LocalBlobs::sweep`] removes complete blobs a day after they were
+//! verified ([`KEEP_COMPLETE`]) and partial ones a week after their last byte ([`KEEP_PARTIAL`]),
+//! so a device's disk holds each image about twice for a day, not for ever.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
 
 use outpost_protocol::registry::digest::{Digest, Hasher};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
+
+/// How long a verified blob stays for the engine's retries and other pulls of it.
+pub const KEEP_COMPLETE: Duration = Duration::from_secs(24 * 3600);
+/// How long a partial blob waits for its transfer to go on.
+pub const KEEP_PARTIAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Whether a blob file named `name`, last written at `modified`, is past its keeping at `now`.
+pub fn expired(name: &str, modified: SystemTime, now: SystemTime) -> bool {
+    let keep = if name.ends_with(".partial") {
+        KEEP_PARTIAL
+    } else {
+        KEEP_COMPLETE
+    };
+    now.duration_since(modified).is_ok_and(|age| age >= keep)
+}
 
 /// Why the local store could not keep or hand out a blob.
 #[derive(Debug, Error)]
@@ -135,7 +156,38 @@ impl LocalBlobs {
         let complete = self.complete_path(digest);
         tokio::fs::rename(&partial, &complete)
             .await
+            .map_err(io_error(&complete))?;
+        // Its keeping starts now, not at the partial file's last byte (perhaps days ago).
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&complete)
+            .await
+            .map_err(io_error(&complete))?;
+        let file = file.into_std().await;
+        file.set_modified(SystemTime::now())
             .map_err(io_error(&complete))
+    }
+
+    /// Remove the blob files past their keeping at `now` (never one a transfer holds: a
+    /// transfer's partial file is written within [`KEEP_PARTIAL`], and a complete file's time is
+    /// set when it is verified); returns how many went.
+    pub async fn sweep(&self, now: SystemTime) -> Result<usize, LocalStoreError> {
+        let mut entries = tokio::fs::read_dir(&self.dir)
+            .await
+            .map_err(io_error(&self.dir))?;
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await.map_err(io_error(&self.dir))? {
+            let modified = entry.metadata().await.and_then(|m| m.modified());
+            let name = entry.file_name();
+            if modified.is_ok_and(|m| expired(&name.to_string_lossy(), m, now)) {
+                let path = entry.path();
+                tokio::fs::remove_file(&path)
+                    .await
+                    .map_err(io_error(&path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Hold the one transfer of `digest`; a second request for it waits here, then finds it
@@ -202,6 +254,53 @@ mod tests {
         let (_, size) = reopened.open_complete(&digest).await.unwrap().unwrap();
         assert_eq!(size, bytes.len() as u64);
         assert_eq!(reopened.held(&digest).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn complete_blobs_go_after_a_day_partial_ones_after_a_week() {
+        let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = |d: Duration| then + d;
+        assert!(!expired(
+            "abc",
+            then,
+            later(KEEP_COMPLETE - Duration::from_secs(1))
+        ));
+        assert!(expired("abc", then, later(KEEP_COMPLETE)));
+        assert!(!expired("abc.partial", then, later(KEEP_COMPLETE)));
+        assert!(expired("abc.partial", then, later(KEEP_PARTIAL)));
+        // A clock that went backwards keeps everything.
+        assert!(!expired("abc", then, then - Duration::from_secs(1)));
+    }
+
+    #[tokio::test]
+    async fn a_sweep_removes_only_what_is_past_its_keeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let bytes = b"a verified layer".to_vec();
+        let digest = Digest::of(&bytes);
+        blobs
+            .append(&digest)
+            .await
+            .unwrap()
+            .write_all(&bytes)
+            .await
+            .unwrap();
+        blobs.promote(&digest).await.unwrap();
+        let other = Digest::of(b"still arriving");
+        blobs
+            .append(&other)
+            .await
+            .unwrap()
+            .write_all(b"still")
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        assert_eq!(blobs.sweep(now).await.unwrap(), 0);
+        assert_eq!(blobs.sweep(now + KEEP_COMPLETE).await.unwrap(), 1);
+        assert!(blobs.open_complete(&digest).await.unwrap().is_none());
+        assert_eq!(blobs.held(&other).await.unwrap(), 5);
+        assert_eq!(blobs.sweep(now + KEEP_PARTIAL).await.unwrap(), 1);
+        assert_eq!(blobs.held(&other).await.unwrap(), 0);
     }
 
     #[tokio::test]
