@@ -30,13 +30,14 @@ use crate::docker_host::DockerHost;
 use crate::job::JobRunner;
 use crate::loopback::HubLink;
 use crate::route::RouteWatch;
-use crate::{relay, renew, snapshot};
+use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
-use outpost_protocol::snapshot::EngineSnapshot;
+use snapshots::Snapshots;
 
 mod jobs;
 mod outbox;
+mod snapshots;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -470,38 +471,6 @@ fn relay_stream(
         }
         let _ = closed.send(()).await;
     });
-}
-
-/// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed
-/// back through a channel to be sent on the control stream. The session paces them
-/// ([`AgentEvent::TakeSnapshot`]); [`snapshot::take`] trims each to the hub's budget.
-struct Snapshots {
-    docker: DockerHost,
-    taken: mpsc::Sender<EngineSnapshot>,
-    ready: mpsc::Receiver<EngineSnapshot>,
-}
-
-impl Snapshots {
-    fn new(docker: DockerHost) -> Self {
-        let (taken, ready) = mpsc::channel(1);
-        Self {
-            docker,
-            taken,
-            ready,
-        }
-    }
-
-    fn take(&self) {
-        let docker = self.docker.clone();
-        let taken = self.taken.clone();
-        tokio::spawn(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            let _ = taken.send(snapshot::take_from(&docker, now).await).await;
-        });
-    }
 }
 
 #[cfg(test)]

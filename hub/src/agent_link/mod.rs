@@ -9,6 +9,7 @@ mod enroll;
 mod fetch;
 mod outbox;
 mod renew;
+mod reports;
 pub(crate) mod socket;
 pub mod windows;
 
