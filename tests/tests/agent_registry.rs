@@ -13,7 +13,7 @@
 //! Mid-layer the link goes dark for a few seconds (QUIC waits it out), then the agent is killed
 //! like a power cut — the admin abandons that pull — and restarted. The `.partial` file
 //! it left is where the second pull's transfer starts: the hub logs a blob resumed from that
-//! offset. Afterwards the image is on the device's engine and runs, the registry's access log
+//! offset, and counts it (`outpost_hub_mirror_agent_fetches_total{start="resumed"}`). Afterwards the image is on the device's engine and runs, the registry's access log
 //! shows each blob fetched once, and the bytes the kernel counted on the device's link are within
 //! 5 % of the blobs that had to cross (UDP payload; the figures are printed).
 //!
@@ -188,6 +188,25 @@ impl Device {
         times[1]
     }
 
+    /// The hub's Prometheus text, from inside its namespace.
+    fn metrics(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.hub.data_dir.join(name)).unwrap();
+        let out = command_in(self.hub.netns(), "curl")
+            .arg("-sf")
+            .arg("--cacert")
+            .arg(self.hub.data_dir.join("ca.pem"))
+            .arg("-H")
+            .arg(format!(
+                "Authorization: Bearer {}",
+                read("admin.token").trim()
+            ))
+            .arg(format!("{}/metrics", read("api.url").trim()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET /metrics: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     fn pull(&self) -> Child {
         let image = format!("{LOOPBACK}/{REPO}:1");
         let mut command = self.docker.command(&["pull", &image]);
@@ -311,6 +330,18 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
         );
     }
     assert_eq!(d.partial_len(), None, "no partial file is left");
+    // The hub's counters say the same: one upstream fetch per blob, a resumed agent fetch.
+    let metrics = d.metrics();
+    let fetched = format!(
+        "outpost_hub_mirror_upstream_fetches_total{{kind=\"blob\"}} {}\n",
+        blobs.len()
+    );
+    assert!(metrics.contains(&fetched), "{fetched} in:\n{metrics}");
+    let resumed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("outpost_hub_mirror_agent_fetches_total{start=\"resumed\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(resumed >= Some(1), "a resumed agent fetch in:\n{metrics}");
 
     // The engine has the image and runs it.
     let image = format!("{LOOPBACK}/{REPO}:1");
