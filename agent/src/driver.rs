@@ -33,6 +33,7 @@ use crate::route::RouteWatch;
 use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
+use outpost_protocol::fetch::check_upstreams;
 use snapshots::Snapshots;
 
 mod jobs;
@@ -406,10 +407,20 @@ impl Driver<'_> {
             HubMessage::Job(order) => self.jobs()?.runner.offer(order),
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
             HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
-            HubMessage::Registry { streams } => match &self.registry {
+            HubMessage::Registry { streams, upstreams } => match &self.registry {
                 Some(Registry(link)) => {
-                    info!(streams, "the hub serves its registry mirror to this device");
-                    link.attach(self.conn.clone());
+                    let upstreams = if check_upstreams(&upstreams) {
+                        upstreams
+                    } else {
+                        warn!("the hub named upstream hosts that are no image name prefixes");
+                        Vec::new()
+                    };
+                    info!(
+                        streams,
+                        ?upstreams,
+                        "the hub serves its registry mirror to this device"
+                    );
+                    link.attach(self.conn.clone(), upstreams);
                 }
                 None => debug!("the hub offered a registry this agent does not serve"),
             },

@@ -32,6 +32,19 @@ use tracing::{info, warn};
 /// Where the registry listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5380";
 
+/// The name `image` is pulled by through the registry at `listen` when the hub's default
+/// upstream is `default_host`: `127.0.0.1:5380/pos/web:4` for `registry.example/pos/web:4`.
+/// `None` for an image from another registry (the hub would route its name elsewhere) or named
+/// by digest (it could not be tagged with its own name afterwards).
+pub fn loopback_name(image: &str, default_host: &str, listen: SocketAddr) -> Option<String> {
+    if image.contains('@') {
+        return None;
+    }
+    let (first, rest) = image.split_once('/')?;
+    let is_host = first.contains('.') || first.contains(':') || first == "localhost";
+    (is_host && first == default_host).then(|| format!("{listen}/{rest}"))
+}
+
 /// What the registry's requests share.
 #[derive(Debug)]
 struct Loopback {
@@ -50,7 +63,7 @@ pub fn start(addr: SocketAddr, data_dir: &Path) -> Option<HubLink> {
         .and_then(tokio::net::TcpListener::from_std)
         .inspect_err(|e| warn!(%addr, "this device runs no loopback registry: {e}"))
         .ok()?;
-    let link = HubLink::default();
+    let link = HubLink::new(addr);
     let registry = Arc::new(Loopback {
         link: link.clone(),
         blobs,
@@ -68,4 +81,30 @@ pub fn start(addr: SocketAddr, data_dir: &Path) -> Option<HubLink> {
         }
     });
     Some(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_images_of_the_default_upstream_go_through_the_registry() {
+        let listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap();
+        let host = "198.18.0.1:5000";
+        assert_eq!(
+            loopback_name("198.18.0.1:5000/outpost/big:1", host, listen).as_deref(),
+            Some("127.0.0.1:5380/outpost/big:1")
+        );
+        assert_eq!(
+            loopback_name("198.18.0.1:5000/outpost/big@sha256:00", host, listen),
+            None
+        );
+        assert_eq!(
+            loopback_name("elsewhere.example/outpost/big:1", host, listen),
+            None
+        );
+        // Docker Hub names carry no host: they are not the default upstream's.
+        assert_eq!(loopback_name("outpost/big:1", host, listen), None);
+        assert_eq!(loopback_name("busybox", host, listen), None);
+    }
 }

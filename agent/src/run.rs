@@ -205,11 +205,15 @@ impl Workers {
     /// tool's stand-in, and an agent without stacks, announce none); the loopback registry where
     /// configured.
     fn start(config: &AgentConfig, stacks: Stacks) -> Self {
+        let registry = config
+            .registry_listen
+            .and_then(|addr| crate::loopback::start(addr, &config.data_dir));
         let deployer = match stacks {
             Stacks::Off => None,
             Stacks::Engine => Some(Arc::new(Deployer::start(
                 config.docker.clone(),
                 config.data_dir.join("stacks"),
+                registry.clone(),
             ))),
             Stacks::StandIn => Some(Arc::new(Deployer::stand_in())),
         };
@@ -222,9 +226,6 @@ impl Workers {
             }
             Stacks::Off | Stacks::StandIn => None,
         };
-        let registry = config
-            .registry_listen
-            .and_then(|addr| crate::loopback::start(addr, &config.data_dir));
         Self {
             deployer,
             jobs,

@@ -45,6 +45,18 @@ pub const MAX_FETCH_STREAMS: u32 = 4;
 pub const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
 /// Longest media type passed through.
 pub const MAX_MEDIA_TYPE: usize = 255;
+/// Most upstream hosts a hub names in `HubMessage::Registry`.
+pub const MAX_UPSTREAMS: usize = 16;
+
+/// Whether the upstream hosts a hub named are usable as image name prefixes: at most
+/// [`MAX_UPSTREAMS`], each a lowercase `host[:port]` of at most 255 characters.
+pub fn check_upstreams(upstreams: &[String]) -> bool {
+    let host_char = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-:".contains(&b);
+    upstreams.len() <= MAX_UPSTREAMS
+        && upstreams
+            .iter()
+            .all(|h| !h.is_empty() && h.len() <= 255 && h.bytes().all(host_char))
+}
 
 /// What one fetch stream asks for, as it travels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -254,6 +254,9 @@ pub enum HubMessage {
     Registry {
         /// Fetch streams the agent may have open at once.
         streams: u32,
+        /// The mirrored registries' `host[:port]`, the default (names without a host) first;
+        /// an agent checks them with [`crate::fetch::check_upstreams`].
+        upstreams: Vec<String>,
     },
 }
 

@@ -17,6 +17,9 @@
 //! shows each blob fetched once, and the bytes the kernel counted on the device's link are within
 //! 5 % of the blobs that had to cross (UDP payload; the figures are printed).
 //!
+//! Then a stack naming the image by its upstream name (`198.18.0.1:5000/outpost/big:1`) is
+//! deployed: the agent pulls it through its registry as well and tags it with that name.
+//!
 //! While the layer flows, `docker ps` through the hub is timed against idle: fetch streams are sent
 //! at a lower priority than proxy streams, and the test allows two round trips (one measured).
 //!
@@ -37,6 +40,7 @@ use outpost_tests::dockerd::Dockerd;
 use outpost_tests::oci::sha256;
 use outpost_tests::registry::{CorruptingUpstream, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
+use outpost_tests::stacks;
 use outpost_tests::{command_in, wait_for, Agent, AgentOptions, Hub};
 
 /// The random bytes of the big image's top layer.
@@ -68,6 +72,7 @@ struct Device {
     agent: Agent,
     agent_dir: PathBuf,
     key: String,
+    id: u64,
     hub: Hub,
     docker: DockerCli,
     engine: Dockerd,
@@ -105,6 +110,7 @@ impl Device {
             agent: start_agent(&rig, &agent_dir, &key, &engine),
             agent_dir,
             key,
+            id,
             docker: DockerCli::for_endpoint(&hub, id),
             hub,
             engine,
@@ -349,6 +355,31 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
         .engine
         .ok(&["run", "--rm", &image, "stat", "-c", "%s", "/blob"]);
     assert_eq!(size.trim(), LAYER_BYTES.to_string());
+
+    // A stack naming the image by its upstream name pulls it through the agent's registry too
+    // (only the manifest crosses: the engine has the layers) and runs it under that name.
+    let upstream_image = format!("{}/{REPO}:1", upstream_addr());
+    let compose = format!(
+        "services:\n  app:\n    image: {upstream_image}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n"
+    );
+    stacks::save(&d.hub, d.dir.path(), "depot", &compose);
+    let endpoint = d.id.to_string();
+    let rollout = stacks::deploy(&d.hub, "depot", &["--endpoint", &endpoint, "--soak", "1s"]);
+    let done = stacks::wait_rollout(&d.hub, rollout, Duration::from_secs(90), |r| {
+        r.summary.state != "running"
+    });
+    assert_eq!(
+        done.summary.state,
+        "completed",
+        "{done:#?}\n{}",
+        d.agent.log()
+    );
+    assert!(
+        d.agent.log().contains("pulled through the hub's mirror"),
+        "{}",
+        d.agent.log()
+    );
+    d.engine.ok(&["image", "inspect", &upstream_image]);
 
     // The device's link carried the blobs once, plus the transport's framing.
     let (rx, tx, packets) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);

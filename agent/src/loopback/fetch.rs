@@ -5,6 +5,7 @@
 //! connection whose hub granted fetch streams, and a transfer that loses its stream waits for the
 //! next one and asks again from where its file ends ([`super::resume`]).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use outpost_protocol::fetch::{self, Fetch, FetchError, FetchRefusal, Found, Wanted};
@@ -59,33 +60,55 @@ impl LoopbackError {
     }
 }
 
-/// The connection fetch streams go on, while a session whose hub serves a registry is up.
+/// The connection fetch streams go on, while a session whose hub serves a registry is up, and
+/// where the registry listens.
 #[derive(Clone, Debug)]
-pub struct HubLink(watch::Sender<Option<quinn::Connection>>);
+pub struct HubLink {
+    granted: watch::Sender<Option<Granted>>,
+    listen: SocketAddr,
+}
 
-impl Default for HubLink {
-    fn default() -> Self {
-        Self(watch::Sender::new(None))
-    }
+/// A session's grant: its connection and the hosts its hub mirrors (the default first).
+#[derive(Clone, Debug)]
+struct Granted {
+    conn: quinn::Connection,
+    upstreams: Vec<String>,
 }
 
 impl HubLink {
-    /// The hub granted fetch streams on `conn`.
-    pub fn attach(&self, conn: quinn::Connection) {
-        self.0.send_replace(Some(conn));
+    /// A link for the registry listening on `listen`, with no session yet.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            granted: watch::Sender::new(None),
+            listen,
+        }
+    }
+
+    /// The hub granted fetch streams on `conn`, mirroring `upstreams` (checked by the caller).
+    pub fn attach(&self, conn: quinn::Connection, upstreams: Vec<String>) {
+        self.granted.send_replace(Some(Granted { conn, upstreams }));
     }
 
     /// The session ended.
     pub fn detach(&self) {
-        self.0.send_replace(None);
+        self.granted.send_replace(None);
+    }
+
+    /// The name to pull `image` by through this registry, while a session's hub mirrors the
+    /// registry it comes from ([`super::loopback_name`]).
+    pub fn loopback_name(&self, image: &str) -> Option<String> {
+        let granted = self.granted.borrow();
+        let upstreams = &granted.as_ref()?.upstreams;
+        super::loopback_name(image, upstreams.first()?, self.listen)
     }
 
     /// The current connection, waiting up to [`LINK_WAIT`] for one.
     async fn connection(&self) -> Result<quinn::Connection, LoopbackError> {
-        let mut watching = self.0.subscribe();
-        let ready = watching.wait_for(|c| c.as_ref().is_some_and(|c| c.close_reason().is_none()));
+        let mut watching = self.granted.subscribe();
+        let ready =
+            watching.wait_for(|g| g.as_ref().is_some_and(|g| g.conn.close_reason().is_none()));
         let found = match tokio::time::timeout(LINK_WAIT, ready).await {
-            Ok(Ok(conn)) => conn.clone(),
+            Ok(Ok(granted)) => granted.as_ref().map(|g| g.conn.clone()),
             _ => None,
         };
         found.ok_or(LoopbackError::NoHub)

@@ -43,6 +43,7 @@ pub(super) fn offer(ctx: &HubContext, conn: &quinn::Connection) -> Option<HubMes
     conn.set_max_concurrent_bi_streams(VarInt::from_u32(1 + MAX_FETCH_STREAMS));
     Some(HubMessage::Registry {
         streams: MAX_FETCH_STREAMS,
+        upstreams: ctx.mirror.upstream_hosts(),
     })
 }
 

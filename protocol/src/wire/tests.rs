@@ -261,8 +261,11 @@ fn version_5_messages_leave_earlier_encodings_alone() {
 
 #[test]
 fn version_6_messages_leave_earlier_encodings_alone() {
-    let registry = HubMessage::Registry { streams: 4 };
-    assert_eq!(encode(&registry), [10, 4]);
+    let registry = HubMessage::Registry {
+        streams: 4,
+        upstreams: vec!["r.io".into()],
+    };
+    assert_eq!(encode(&registry), [10, 4, 1, 4, b'r', b'.', b'i', b'o']);
     assert_eq!(decode::<HubMessage>(&encode(&registry)).unwrap(), registry);
     let all = crate::job::Features::JOBS
         .with(crate::job::Features::DRIFT_REPORT)
