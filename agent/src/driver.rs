@@ -207,7 +207,10 @@ async fn serve(
         renewing,
         deploying: deploying.transpose()?,
         jobs,
-        registry: defaults.registry.map(Registry),
+        registry: defaults.registry.map(|link| {
+            link.session_started();
+            Registry(link)
+        }),
     };
     driver.drive(send, recv).await
 }

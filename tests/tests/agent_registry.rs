@@ -449,6 +449,41 @@ fn a_blob_that_fails_its_digest_is_refused_and_never_kept_on_the_device() {
     );
 }
 
+#[test]
+fn a_hub_without_a_mirror_grants_nothing_and_the_engine_is_told_at_once() {
+    // What a hub that predates fetch streams does too: it ignores the REGISTRY bit.
+    let hub = Hub::start();
+    let (_, key) = hub.create_endpoint("plain", &[]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let agent_dir = hub.data_dir.parent().unwrap().join("agent");
+    let agent = Agent::start(
+        &agent_dir,
+        &[("EDGE_KEY", &key), ("OUTPOST_REGISTRY_LISTEN", &listen)],
+    );
+    wait_for(Duration::from_secs(30), "a session", || {
+        agent.log().contains("session established").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(6));
+    let asked = Instant::now();
+    let url = format!("http://{listen}/v2/pos/web/manifests/1");
+    let (status, body) = block_on(async {
+        let response = reqwest::get(&url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("UNAVAILABLE") && body.contains("--registry"),
+        "{body}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(!agent.log().contains("the hub serves its registry mirror"));
+    assert!(!agent.log().contains("reconnecting"), "the session stays up");
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

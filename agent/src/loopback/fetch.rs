@@ -22,6 +22,10 @@ use super::store::{LocalBlobs, LocalStoreError};
 
 /// How long a request waits for a session whose hub serves a registry.
 const LINK_WAIT: Duration = Duration::from_secs(60);
+/// How long after a session is up its hub has to grant fetch streams (it answers the feature
+/// announcement at once: a round trip); past this, the hub serves none (a hub without a mirror,
+/// or one that predates them) and requests are refused without waiting.
+const GRANT_GRACE: Duration = Duration::from_secs(5);
 
 /// Why the loopback registry could not answer from the hub.
 #[derive(Debug, Error)]
@@ -65,6 +69,8 @@ impl LoopbackError {
 #[derive(Clone, Debug)]
 pub struct HubLink {
     granted: watch::Sender<Option<Granted>>,
+    /// When the current session, if any, came up without a grant yet.
+    ungranted_since: watch::Sender<Option<Instant>>,
     listen: SocketAddr,
 }
 
@@ -80,17 +86,25 @@ impl HubLink {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             granted: watch::Sender::new(None),
+            ungranted_since: watch::Sender::new(None),
             listen,
         }
     }
 
+    /// A session is up; its hub has announced nothing yet.
+    pub fn session_started(&self) {
+        self.ungranted_since.send_replace(Some(Instant::now()));
+    }
+
     /// The hub granted fetch streams on `conn`, mirroring `upstreams` (checked by the caller).
     pub fn attach(&self, conn: quinn::Connection, upstreams: Vec<String>) {
+        self.ungranted_since.send_replace(None);
         self.granted.send_replace(Some(Granted { conn, upstreams }));
     }
 
     /// The session ended.
     pub fn detach(&self) {
+        self.ungranted_since.send_replace(None);
         self.granted.send_replace(None);
     }
 
@@ -102,12 +116,18 @@ impl HubLink {
         super::loopback_name(image, upstreams.first()?, self.listen)
     }
 
-    /// The current connection, waiting up to [`LINK_WAIT`] for one.
+    /// The current connection, waiting up to [`LINK_WAIT`] for one; at once [`LoopbackError::NoHub`]
+    /// when the session's hub let [`GRANT_GRACE`] pass without a grant.
     async fn connection(&self) -> Result<quinn::Connection, LoopbackError> {
+        let since = *self.ungranted_since.borrow();
+        let wait = match since {
+            Some(since) => GRANT_GRACE.saturating_sub(since.elapsed()),
+            None => LINK_WAIT,
+        };
         let mut watching = self.granted.subscribe();
         let ready =
             watching.wait_for(|g| g.as_ref().is_some_and(|g| g.conn.close_reason().is_none()));
-        let found = match tokio::time::timeout(LINK_WAIT, ready).await {
+        let found = match tokio::time::timeout(wait, ready).await {
             Ok(Ok(granted)) => granted.as_ref().map(|g| g.conn.clone()),
             _ => None,
         };
