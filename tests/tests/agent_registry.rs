@@ -481,7 +481,10 @@ fn a_hub_without_a_mirror_grants_nothing_and_the_engine_is_told_at_once() {
         asked.elapsed()
     );
     assert!(!agent.log().contains("the hub serves its registry mirror"));
-    assert!(!agent.log().contains("reconnecting"), "the session stays up");
+    assert!(
+        !agent.log().contains("reconnecting"),
+        "the session stays up"
+    );
 }
 
 /// A free loopback port (bound, read, released).

@@ -170,7 +170,10 @@ fn a_reply_that_does_not_fit_its_request_is_refused() {
 
 #[test]
 fn upstream_hosts_are_bounded_and_lowercase() {
-    assert!(check_upstreams(&["198.18.0.1:5000".into(), "registry.example".into()]));
+    assert!(check_upstreams(&[
+        "198.18.0.1:5000".into(),
+        "registry.example".into()
+    ]));
     assert!(!check_upstreams(&["Registry.example".into()]));
     assert!(!check_upstreams(&["a/b".into()]));
     assert!(!check_upstreams(&[String::new()]));
