@@ -47,6 +47,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::docker_host::DockerHost;
+use crate::loopback::HubLink;
 use crate::snapshot::engine_client;
 use crate::stack::{self, Progress, RemoveVolumes};
 use phases::{clip, failure_phase, status};
@@ -89,8 +90,9 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    /// Start the worker on the engine at `docker`, keeping its files in `state_dir`.
-    pub fn start(docker: DockerHost, state_dir: PathBuf) -> Self {
+    /// Start the worker on the engine at `docker`, keeping its files in `state_dir`, pulling
+    /// through `mirror` (the loopback registry) where it can.
+    pub fn start(docker: DockerHost, state_dir: PathBuf, mirror: Option<HubLink>) -> Self {
         let (applied, replaced) = read_applied(&state_dir);
         let (desired, desired_rx) = watch::channel(None);
         let (status_tx, status) = watch::channel(DeployStatus {
@@ -100,6 +102,7 @@ impl Deployer {
         let worker = Worker {
             host: docker,
             state_dir,
+            mirror,
             applied,
             replaced,
             failures: Vec::new(),
@@ -160,6 +163,7 @@ impl Deployer {
 struct Worker {
     host: DockerHost,
     state_dir: PathBuf,
+    mirror: Option<HubLink>,
     applied: DesiredOrder,
     /// The versions the last order replaced, until each new one is first seen healthy: a new
     /// version the engine declares unhealthy before that is rolled back to them ([`looks`]).
@@ -346,7 +350,8 @@ impl Worker {
                 status.send_modify(|s| s.report = Some(next));
             }
         };
-        let outcome = stack::apply(docker, &self.state_dir, spec, progress).await;
+        let mirror = self.mirror.as_ref();
+        let outcome = stack::apply(docker, &self.state_dir, spec, mirror, progress).await;
         self.last_progress = last_progress;
         match outcome {
             Ok(applied) => {

@@ -28,14 +28,17 @@ use tracing::{debug, info, warn};
 use crate::deploy::{DeployStatus, Deployer};
 use crate::docker_host::DockerHost;
 use crate::job::JobRunner;
+use crate::loopback::HubLink;
 use crate::route::RouteWatch;
-use crate::{relay, renew, snapshot};
+use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
-use outpost_protocol::snapshot::EngineSnapshot;
+use outpost_protocol::fetch::check_upstreams;
+use snapshots::Snapshots;
 
 mod jobs;
 mod outbox;
+mod snapshots;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -127,6 +130,8 @@ pub struct DriverSetup {
     pub deployer: Option<Arc<Deployer>>,
     /// The agent's job runner, when it runs jobs ([`crate::job`]).
     pub jobs: Option<JobRunner>,
+    /// The loopback registry's link to the hub, when it serves one ([`crate::loopback`]).
+    pub registry: Option<HubLink>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -187,7 +192,8 @@ async fn serve(
         Ok::<_, Backlog>(Deploying { deployer, status })
     });
     let deploys = deploying.is_some();
-    if let Some(features) = features(deploys, defaults.jobs.is_some()) {
+    let registry = defaults.registry.is_some();
+    if let Some(features) = features(deploys, defaults.jobs.is_some(), registry) {
         outbox.push(&AgentMessage::Features(features))?;
     }
     let jobs = defaults.jobs.map(Jobs::open);
@@ -201,6 +207,10 @@ async fn serve(
         renewing,
         deploying: deploying.transpose()?,
         jobs,
+        registry: defaults.registry.map(|link| {
+            link.session_started();
+            Registry(link)
+        }),
     };
     driver.drive(send, recv).await
 }
@@ -248,6 +258,17 @@ struct Driver<'c> {
     renewing: Option<renew::Requested>,
     deploying: Option<Deploying>,
     jobs: Option<Jobs>,
+    registry: Option<Registry>,
+}
+
+/// The loopback registry's link, attached while this session's hub grants fetch streams and
+/// detached when the session ends, however it ends.
+struct Registry(HubLink);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
 }
 
 /// The stack worker as one session sees it.
@@ -389,6 +410,23 @@ impl Driver<'_> {
             HubMessage::Job(order) => self.jobs()?.runner.offer(order),
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
             HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
+            HubMessage::Registry { streams, upstreams } => match &self.registry {
+                Some(Registry(link)) => {
+                    let upstreams = if check_upstreams(&upstreams) {
+                        upstreams
+                    } else {
+                        warn!("the hub named upstream hosts that are no image name prefixes");
+                        Vec::new()
+                    };
+                    info!(
+                        streams,
+                        ?upstreams,
+                        "the hub serves its registry mirror to this device"
+                    );
+                    link.attach(self.conn.clone(), upstreams);
+                }
+                None => debug!("the hub offered a registry this agent does not serve"),
+            },
         }
         Ok(())
     }
@@ -447,38 +485,6 @@ fn relay_stream(
         }
         let _ = closed.send(()).await;
     });
-}
-
-/// Engine snapshots are taken off the driver (a slow engine must not stall check-ins) and handed
-/// back through a channel to be sent on the control stream. The session paces them
-/// ([`AgentEvent::TakeSnapshot`]); [`snapshot::take`] trims each to the hub's budget.
-struct Snapshots {
-    docker: DockerHost,
-    taken: mpsc::Sender<EngineSnapshot>,
-    ready: mpsc::Receiver<EngineSnapshot>,
-}
-
-impl Snapshots {
-    fn new(docker: DockerHost) -> Self {
-        let (taken, ready) = mpsc::channel(1);
-        Self {
-            docker,
-            taken,
-            ready,
-        }
-    }
-
-    fn take(&self) {
-        let docker = self.docker.clone();
-        let taken = self.taken.clone();
-        tokio::spawn(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            let _ = taken.send(snapshot::take_from(&docker, now).await).await;
-        });
-    }
 }
 
 #[cfg(test)]

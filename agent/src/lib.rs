@@ -8,6 +8,7 @@
 //! - [`driver`]: the async driver around the I/O-free session state machine.
 //! - [`route`]: noticing a new local address, so an idle device tells the hub at once.
 //! - [`relay`]: proxy streams from the hub relayed byte for byte to the local engine.
+//! - [`loopback`]: the device's registry on 127.0.0.1, fed from the hub's mirror over QUIC.
 //! - [`job`]: the job runner: runs what the hub orders at most once, keeps results until stored.
 //! - [`renew`]: renewing the certificate over the session before it expires.
 //! - [`run`]: the agent's life: enrol once, then stay connected with backoff.
@@ -21,6 +22,7 @@ pub mod driver;
 pub mod enroll;
 pub mod identity;
 pub mod job;
+pub mod loopback;
 pub mod relay;
 pub mod renew;
 pub mod route;

@@ -42,6 +42,10 @@ struct Args {
     /// Log format on stderr: text, or json (one object a line, for a log shipper).
     #[arg(long, env = "OUTPOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where the device's loopback registry listens (`docker pull 127.0.0.1:5380/<image>` pulls
+    /// through the hub's mirror), or `off`.
+    #[arg(long, env = "OUTPOST_REGISTRY_LISTEN", default_value = outpost_agent::loopback::DEFAULT_LISTEN)]
+    registry_listen: String,
 }
 
 /// How log lines are written to stderr.
@@ -135,6 +139,19 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         )
     })?;
     let docker = DockerHost::parse(&args.docker_host).map_err(|e| e.to_string())?;
+    let registry_listen = match args.registry_listen.as_str() {
+        "off" => None,
+        addr => {
+            let parsed: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| format!("--registry-listen {addr:?}: {e} (IP:PORT, or off)"))?;
+            // The engine trusts plain HTTP only on loopback, and the images are no one else's.
+            if !parsed.ip().is_loopback() {
+                return Err(format!("--registry-listen {addr}: only a loopback address"));
+            }
+            Some(parsed)
+        }
+    };
     Ok(AgentConfig {
         data_dir: args.data_dir,
         edge_key,
@@ -146,5 +163,6 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(60),
         stable_after: Duration::from_secs(60),
+        registry_listen,
     })
 }

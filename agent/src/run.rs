@@ -29,6 +29,7 @@ use crate::driver::{self, DriverSetup, Interruption, SessionEnd, SessionObserver
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
 use crate::job::JobRunner;
+use crate::loopback::HubLink;
 use crate::{renew, transport_choice};
 
 /// The agent's resolved runtime configuration.
@@ -54,6 +55,8 @@ pub struct AgentConfig {
     pub backoff_cap: Duration,
     /// A session that lasted this long resets the backoff.
     pub stable_after: Duration,
+    /// Where the loopback registry listens ([`crate::loopback`]); `None` for none.
+    pub registry_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the agent stopped.
@@ -194,17 +197,23 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
 struct Workers {
     deployer: Option<Arc<Deployer>>,
     jobs: Option<JobRunner>,
+    registry: Option<HubLink>,
 }
 
 impl Workers {
     /// Stacks as `stacks` says; jobs only where stacks are applied on a real engine (the load
-    /// tool's stand-in, and an agent without stacks, announce none).
+    /// tool's stand-in, and an agent without stacks, announce none); the loopback registry where
+    /// configured.
     fn start(config: &AgentConfig, stacks: Stacks) -> Self {
+        let registry = config
+            .registry_listen
+            .and_then(|addr| crate::loopback::start(addr, &config.data_dir));
         let deployer = match stacks {
             Stacks::Off => None,
             Stacks::Engine => Some(Arc::new(Deployer::start(
                 config.docker.clone(),
                 config.data_dir.join("stacks"),
+                registry.clone(),
             ))),
             Stacks::StandIn => Some(Arc::new(Deployer::stand_in())),
         };
@@ -217,7 +226,11 @@ impl Workers {
             }
             Stacks::Off | Stacks::StandIn => None,
         };
-        Self { deployer, jobs }
+        Self {
+            deployer,
+            jobs,
+            registry,
+        }
     }
 }
 
@@ -378,6 +391,7 @@ async fn connect_and_serve(
         renewal,
         deployer: workers.deployer,
         jobs: workers.jobs,
+        registry: workers.registry,
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {

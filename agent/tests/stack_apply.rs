@@ -22,7 +22,7 @@ async fn a_two_service_stack_is_applied_as_a_compose_project_and_becomes_healthy
     let spec = stack.v1();
     let (events, progress) = recorder();
 
-    let applied = apply(&stack.docker, stack.dir(), &spec, progress)
+    let applied = apply(&stack.docker, stack.dir(), &spec, None, progress)
         .await
         .unwrap();
 
@@ -71,7 +71,7 @@ async fn a_two_service_stack_is_applied_as_a_compose_project_and_becomes_healthy
 #[tokio::test]
 async fn changing_one_service_of_a_stack_keeps_the_others_container() {
     let stack = TestStack::new("update").await;
-    apply(&stack.docker, stack.dir(), &stack.v1(), |_| {})
+    apply(&stack.docker, stack.dir(), &stack.v1(), None, |_| {})
         .await
         .unwrap();
     let before = stack.ids().await;
@@ -81,7 +81,7 @@ async fn changing_one_service_of_a_stack_keeps_the_others_container() {
         .environment
         .push(("MODE".to_owned(), "v2".to_owned()));
 
-    let applied = apply(&stack.docker, stack.dir(), &v2, |_| {})
+    let applied = apply(&stack.docker, stack.dir(), &v2, None, |_| {})
         .await
         .unwrap();
 
@@ -104,7 +104,7 @@ async fn changing_one_service_of_a_stack_keeps_the_others_container() {
 #[tokio::test]
 async fn a_service_dropped_from_a_stack_is_removed() {
     let stack = TestStack::new("drop").await;
-    apply(&stack.docker, stack.dir(), &stack.v1(), |_| {})
+    apply(&stack.docker, stack.dir(), &stack.v1(), None, |_| {})
         .await
         .unwrap();
     let before = stack.ids().await;
@@ -112,7 +112,7 @@ async fn a_service_dropped_from_a_stack_is_removed() {
     v2.version = 2;
     v2.services.truncate(1);
 
-    let applied = apply(&stack.docker, stack.dir(), &v2, |_| {})
+    let applied = apply(&stack.docker, stack.dir(), &v2, None, |_| {})
         .await
         .unwrap();
 
@@ -127,7 +127,7 @@ async fn a_service_dropped_from_a_stack_is_removed() {
 async fn a_stack_version_with_a_missing_image_fails_with_the_engines_message_and_keeps_v1() {
     let stack = TestStack::new("pull").await;
     let v1 = stack.v1();
-    apply(&stack.docker, stack.dir(), &v1, |_| {})
+    apply(&stack.docker, stack.dir(), &v1, None, |_| {})
         .await
         .unwrap();
     let before = stack.ids().await;
@@ -135,7 +135,7 @@ async fn a_stack_version_with_a_missing_image_fails_with_the_engines_message_and
     v2.version = 2;
     v2.services[1].image = "outpost-test/does-not-exist:1".to_owned();
 
-    let err = apply(&stack.docker, stack.dir(), &v2, |_| {})
+    let err = apply(&stack.docker, stack.dir(), &v2, None, |_| {})
         .await
         .unwrap_err();
 
@@ -157,7 +157,7 @@ async fn a_stack_version_with_a_missing_image_fails_with_the_engines_message_and
 async fn a_stack_version_whose_second_service_cannot_start_is_rolled_back() {
     let stack = TestStack::new("rollback").await;
     let v1 = stack.v1();
-    apply(&stack.docker, stack.dir(), &v1, |_| {})
+    apply(&stack.docker, stack.dir(), &v1, None, |_| {})
         .await
         .unwrap();
     let before = stack.ids().await;
@@ -167,7 +167,7 @@ async fn a_stack_version_whose_second_service_cannot_start_is_rolled_back() {
         .push(("MODE".to_owned(), "v2".to_owned()));
     let (events, progress) = recorder();
 
-    let err = apply(&stack.docker, stack.dir(), &v2, progress)
+    let err = apply(&stack.docker, stack.dir(), &v2, None, progress)
         .await
         .unwrap_err();
 
@@ -217,7 +217,7 @@ async fn a_first_stack_version_that_fails_leaves_nothing_behind() {
     let stack = TestStack::new("first").await;
     let spec = broken(&stack.v1());
 
-    let err = apply(&stack.docker, stack.dir(), &spec, |_| {})
+    let err = apply(&stack.docker, stack.dir(), &spec, None, |_| {})
         .await
         .unwrap_err();
 
@@ -239,7 +239,7 @@ async fn a_first_stack_version_that_fails_leaves_nothing_behind() {
 #[tokio::test]
 async fn an_agent_killed_mid_stack_apply_recovers_the_old_version() {
     let stack = TestStack::new("crash").await;
-    apply(&stack.docker, stack.dir(), &stack.v1(), |_| {})
+    apply(&stack.docker, stack.dir(), &stack.v1(), None, |_| {})
         .await
         .unwrap();
     let before = stack.ids().await;
@@ -287,7 +287,7 @@ async fn an_agent_killed_mid_stack_apply_recovers_the_old_version() {
 #[tokio::test]
 async fn an_agent_killed_after_a_stack_apply_committed_finishes_it() {
     let stack = TestStack::new("commit").await;
-    apply(&stack.docker, stack.dir(), &stack.v1(), |_| {})
+    apply(&stack.docker, stack.dir(), &stack.v1(), None, |_| {})
         .await
         .unwrap();
     let mut v2 = stack.v1();
@@ -324,7 +324,7 @@ async fn an_agent_killed_after_a_stack_apply_committed_finishes_it() {
 async fn observe_reports_stack_drift_when_a_container_is_removed_or_stopped_by_hand() {
     let stack = TestStack::new("drift").await;
     let spec = stack.v1();
-    apply(&stack.docker, stack.dir(), &spec, |_| {})
+    apply(&stack.docker, stack.dir(), &spec, None, |_| {})
         .await
         .unwrap();
     assert!(!observe(&stack.docker, &spec).await.unwrap().drifted());
@@ -340,7 +340,7 @@ async fn observe_reports_stack_drift_when_a_container_is_removed_or_stopped_by_h
     );
     assert!(seen.services[0].current, "still db's version, only stopped");
     assert_eq!(seen.services[1].state, ContainerState::Missing);
-    let applied = apply(&stack.docker, stack.dir(), &spec, |_| {})
+    let applied = apply(&stack.docker, stack.dir(), &spec, None, |_| {})
         .await
         .unwrap();
     assert_eq!(
@@ -355,7 +355,7 @@ async fn observe_reports_stack_drift_when_a_container_is_removed_or_stopped_by_h
 async fn remove_takes_a_stack_away_and_keeps_its_data_unless_asked() {
     let stack = TestStack::new("remove").await;
     let spec = stack.v1();
-    apply(&stack.docker, stack.dir(), &spec, |_| {})
+    apply(&stack.docker, stack.dir(), &spec, None, |_| {})
         .await
         .unwrap();
     let volume = spec.volume_name("data");

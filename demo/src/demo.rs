@@ -100,6 +100,7 @@ pub(crate) async fn run(
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(5),
         stable_after: Duration::from_secs(60),
+        registry_listen: None,
     };
     let mut agent_task = tokio::spawn(async move {
         if let Err(e) = run_agent(agent).await {

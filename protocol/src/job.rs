@@ -55,6 +55,9 @@ impl Features {
     /// The agent reads [`HubMessage::DesiredOrder`](crate::wire::HubMessage::DesiredOrder)
     /// (version 5): some stacks' drift only reported.
     pub const DRIFT_REPORT: Self = Self(2);
+    /// The agent runs a loopback registry and fetches from the hub's mirror over fetch streams
+    /// ([`crate::fetch`], version 6).
+    pub const REGISTRY: Self = Self(4);
 
     /// Every bit of either.
     pub fn with(self, other: Self) -> Self {

@@ -8,6 +8,8 @@
 //! - [`agent_session`]: the agent's session state machine (check-ins, summon, standby), driven by the
 //!   caller's clock so it can be tested with a virtual one.
 //! - [`stream`]: the preface of each proxy stream (hub → agent) and the agent's answer.
+//! - [`fetch`]: fetch streams (agent → hub): a manifest or a blob from the hub's mirror, resumed
+//!   from a byte offset.
 //! - [`snapshot`]: the engine summary an agent sends before going to standby.
 //! - [`stack`]: a Compose stack as a device receives it (normalised by the hub), its digests.
 //! - [`job`]: a command run once on each device of a selection, its result and output capture.
@@ -21,6 +23,7 @@
 
 pub mod agent_session;
 pub mod backoff;
+pub mod fetch;
 pub mod ids;
 pub mod job;
 pub mod reconnect;

@@ -9,7 +9,8 @@
 //!   both close the connection; a refusal is final, the agent exits with its reason.
 //!
 //! session (ALPN outpost-session/1, mutual TLS with the issued certificate)
-//!   agent opens the control stream (bidirectional, the only stream an agent may open):
+//!   agent opens the control stream (bidirectional; the only stream an agent may open, except
+//!   fetch streams from version 6):
 //!   agent ── AgentMessage::Hello ─────────────▶ hub
 //!   agent ◀─ HubMessage::Welcome { settings } ── hub
 //!   every check-in interval (datagrams, unreliable: the next one supersedes a lost one):
@@ -40,6 +41,10 @@
 //!   drift policy (version 5): an agent announcing Features(DRIFT_REPORT) is sent, in place of
 //!   `Desired`, the state with the stacks whose drift it only reports
 //!   agent ◀─ HubMessage::DesiredOrder(order) ──── hub
+//!   registry (version 6, [`crate::fetch`]): an agent announcing Features(REGISTRY) to a hub
+//!   with a mirror is granted stream credit and told so; it then opens fetch streams
+//!   agent ◀─ HubMessage::Registry { streams } ──── hub
+//!   agent ══ fetch stream (manifest or blob from an offset) ══▶ hub
 //! ```
 //!
 //! Framing on streams: a 4-byte big-endian length, checked against the stream's limit *before* the
@@ -63,6 +68,10 @@
 //! - 5: drift policy ([`crate::stack::DesiredOrder`]): `HubMessage::DesiredOrder` at the end of
 //!   its enum and the feature bit `DRIFT_REPORT`. A version-4 hub ignores the bit and goes on
 //!   sending `Desired` (every stack re-applied), whose digest an agent names as before.
+//! - 6: the agent's loopback registry ([`crate::fetch`]): the feature bit `REGISTRY` and
+//!   `HubMessage::Registry` at the end of its enum. A hub sends it only to a session that
+//!   announced the bit, and a version-5 hub ignores the bit and grants no stream credit, so its
+//!   agents' registries answer the engine "the hub serves no registry" and open no stream.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -239,6 +248,16 @@ pub enum HubMessage {
     /// [`Features::DRIFT_REPORT`](crate::job::Features::DRIFT_REPORT);
     /// [`DesiredOrder::check`](crate::stack::DesiredOrder::check) bounds it like `Desired`.
     DesiredOrder(crate::stack::DesiredOrder),
+    /// The hub serves its mirror over fetch streams (version 6, [`crate::fetch`]): sent once to a
+    /// session that announced [`Features::REGISTRY`](crate::job::Features::REGISTRY), after the
+    /// hub raised the agent's bidirectional stream credit by `streams`.
+    Registry {
+        /// Fetch streams the agent may have open at once.
+        streams: u32,
+        /// The mirrored registries' `host[:port]`, the default (names without a host) first;
+        /// an agent checks them with [`crate::fetch::check_upstreams`].
+        upstreams: Vec<String>,
+    },
 }
 
 /// The hub's greeting on a new session.

@@ -333,6 +333,10 @@ fn session_messages_survive_hostile_frames() {
         }),
         HubMessage::JobAck { id: 1 << 40 },
         HubMessage::JobCancel { id: 9 },
+        HubMessage::Registry {
+            streams: 4,
+            upstreams: vec!["198.18.0.1:5000".into(), "registry.example".into()],
+        },
     ];
     attack(3, &hub, MAX_CONTROL_FRAME, 15_000);
     // A small limit makes the oversize path reachable with lengths the inputs actually carry.

@@ -191,6 +191,7 @@ fn agent_config(config: &SwarmConfig, dir: &Path, docker: DockerHost) -> AgentCo
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(60),
         stable_after: Duration::from_secs(60),
+        registry_listen: None,
     }
 }
 

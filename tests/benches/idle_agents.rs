@@ -80,6 +80,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         backoff_base: Duration::from_secs(1),
         backoff_cap: Duration::from_secs(30),
         stable_after: Duration::from_secs(60),
+        registry_listen: None,
     }
 }
 

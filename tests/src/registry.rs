@@ -3,6 +3,8 @@
 //! inside a network namespace the test made (a rig's hub side), so that an engine on the rig's
 //! agent side pulls across the emulated link. Nothing else can reach it, and it reaches nothing.
 //!
+//! [`CorruptingUpstream`] is the labelled test double of an upstream whose blobs fail their digest.
+//!
 //! `start_local` runs one on a loopback port of the test's own namespace instead, optionally with
 //! htpasswd Basic auth (the mirror's upstream in `tests/tests/mirror.rs`).
 //!
@@ -10,6 +12,8 @@
 //! registry's); dropping a [`Registry`] stops it (SIGTERM, then SIGKILL) and removes its storage.
 
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{command_in, wait_for_result};
@@ -108,6 +112,53 @@ impl Drop for Registry {
             }
         }
         let _ = self.child.wait();
+    }
+}
+
+/// A test double, labelled as one: an upstream on loopback that answers every blob with the
+/// wrong bytes, after a second (so other requests run while it is in flight), counting the
+/// requests. The mirror must refuse what it sends.
+#[derive(Debug)]
+pub struct CorruptingUpstream {
+    /// `host:port`.
+    pub addr: String,
+    /// GETs answered so far.
+    pub gets: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl CorruptingUpstream {
+    /// Listen on a free loopback port.
+    pub fn start() -> Self {
+        use axum::routing::get;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let gets = Arc::new(AtomicUsize::new(0));
+        let counter = gets.clone();
+        let app = axum::Router::new().route(
+            "/v2/{*path}",
+            get(move || {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    "corrupted bytes"
+                }
+            }),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            addr,
+            gets,
+            _runtime: runtime,
+        }
     }
 }
 

@@ -9,13 +9,13 @@
 //! with only loopback (scripts/docker-setup.sh) and cannot reach the hub's listener; the engine's
 //! pull from an agent's loopback registry is the next part of issue #16.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_tests::admin_api::block_on;
 use outpost_tests::oci::{push, random_image, sha256, Image, SCHEMA2};
-use outpost_tests::registry::Registry;
+use outpost_tests::registry::{CorruptingUpstream, Registry};
 use outpost_tests::Hub;
 use serde_json::Value;
 
@@ -349,46 +349,4 @@ fn a_registry_with_basic_auth_is_mirrored_and_the_password_never_logged() {
         !log.contains(PASSWORD),
         "the password reached the hub's log"
     );
-}
-
-/// An upstream on loopback that answers every blob with the wrong bytes, after a second (so
-/// other requests run while it is in flight), counting the requests.
-struct CorruptingUpstream {
-    addr: String,
-    gets: Arc<AtomicUsize>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl CorruptingUpstream {
-    fn start() -> Self {
-        use axum::routing::get;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let gets = Arc::new(AtomicUsize::new(0));
-        let counter = gets.clone();
-        let app = axum::Router::new().route(
-            "/v2/{*path}",
-            get(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    "corrupted bytes"
-                }
-            }),
-        );
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("address").to_string();
-        runtime.spawn(async move { axum::serve(listener, app).await });
-        Self {
-            addr,
-            gets,
-            _runtime: runtime,
-        }
-    }
 }

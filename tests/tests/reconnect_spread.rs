@@ -115,6 +115,7 @@ fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
         backoff_base: BASE,
         backoff_cap: CAP,
         stable_after: STABLE,
+        registry_listen: None,
     }
 }
 

@@ -93,7 +93,8 @@ impl Worker {
             },
         ));
         self.publish(Some(drifted));
-        match stack::apply(docker, &self.state_dir, spec, |_| {}).await {
+        let mirror = self.mirror.as_ref();
+        match stack::apply(docker, &self.state_dir, spec, mirror, |_| {}).await {
             Ok(_) => Phase::Running,
             Err(e) => Phase::Failed {
                 reason: clip(&format!("re-applying after drift ({reason}): {e}")),
@@ -118,7 +119,8 @@ impl Worker {
         };
         let previous = self.replaced.remove(index);
         warn!(project = %spec.project, version = spec.version, %reason, previous = previous.version, "rolling an unhealthy new version back");
-        let phase = match stack::apply(docker, &self.state_dir, &previous, |_| {}).await {
+        let mirror = self.mirror.as_ref();
+        let phase = match stack::apply(docker, &self.state_dir, &previous, mirror, |_| {}).await {
             Ok(_) => {
                 let version = previous.version;
                 let running = self.applied.state.stacks.iter_mut();

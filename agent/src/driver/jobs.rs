@@ -28,10 +28,13 @@ impl Jobs {
 }
 
 /// What this agent announces once per session: drift policies when it applies stacks, jobs when
-/// it runs them; `None` for an agent that does neither (a version-3 hub closes a session that
-/// announces anything).
-pub(super) fn features(deploys: bool, runs_jobs: bool) -> Option<Features> {
+/// it runs them, a loopback registry when it serves one; `None` for an agent that does none of
+/// these (a version-3 hub closes a session that announces anything).
+pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option<Features> {
     let mut features = Features::default();
+    if registry {
+        features = features.with(Features::REGISTRY);
+    }
     if deploys {
         features = features.with(Features::DRIFT_REPORT);
     }

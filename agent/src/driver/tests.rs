@@ -62,6 +62,7 @@ fn setup(docker: DockerHost) -> DriverSetup {
         renewal: None,
         deployer: None,
         jobs: None,
+        registry: None,
     }
 }
 

@@ -27,6 +27,7 @@ use super::journal::{self, Journal, Phase};
 use super::plan::{plan, Plan, Step};
 use super::pull::pull_missing;
 use super::{Applied, Progress, Recovered, RemoveVolumes};
+use crate::loopback::HubLink;
 
 /// Apply `spec` to the engine behind `docker`, keeping the agent's files in `state_dir` (an
 /// absolute path: it also labels the containers as the project's working directory).
@@ -34,12 +35,14 @@ use super::{Applied, Progress, Recovered, RemoveVolumes};
 /// On success the engine runs exactly `spec`. On failure it runs the version it ran before,
 /// unless the error is [`ApplyError::RollbackFailed`]; then the journal is kept and [`recover`]
 /// (at the next agent start, or the next apply of this project) finishes the rollback. `progress`
-/// hears about pulls and each service as it is kept or started. One apply at a time per project:
+/// hears about pulls and each service as it is kept or started. Images of the registry the hub
+/// mirrors come through `mirror`, the agent's loopback registry, when there is one. One apply at a time per project:
 /// the caller serialises them.
 pub async fn apply(
     docker: &Docker,
     state_dir: &Path,
     spec: &StackSpec,
+    mirror: Option<&HubLink>,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<Applied, ApplyError> {
     spec.check().map_err(|source| ApplyError::Invalid {
@@ -47,7 +50,7 @@ pub async fn apply(
         source,
     })?;
     recover_project(docker, state_dir, &spec.project).await?;
-    pull_missing(docker, spec, &mut progress).await?;
+    pull_missing(docker, spec, mirror, &mut progress).await?;
     let found = engine::list_project(docker, &spec.project).await?;
     let plan = plan(spec, found);
     let network_existed = engine::network_exists(docker, &spec.project).await?;

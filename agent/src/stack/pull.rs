@@ -5,27 +5,52 @@
 //!
 //! Progress is the bytes downloaded over the bytes known so far, summed over layers; the total
 //! grows as the engine learns each layer's size, as it does in `docker pull`.
+//!
+//! An image of the registry the hub mirrors by default is pulled through the agent's loopback
+//! registry ([`crate::loopback`]) while the session's hub serves it: over the hub's QUIC session,
+//! resumed across outages, each layer fetched upstream once for the whole fleet. It is then tagged
+//! with its own name (and the loopback name removed), so the stack's containers name it as
+//! written. If that pull fails the engine pulls directly, as it would without a hub mirror.
 
 use std::collections::BTreeMap;
 
 use bollard::models::CreateImageInfo;
-use bollard::query_parameters::CreateImageOptionsBuilder;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use bollard::Docker;
 use futures_util::StreamExt;
 use outpost_protocol::stack::StackSpec;
 
+use tracing::{info, warn};
+
 use super::error::{engine_message, is_not_found, ApplyError};
 use super::Progress;
+use crate::loopback::HubLink;
 
-/// Pull every image of `spec` the engine lacks, in service order, reporting progress.
+/// Pull every image of `spec` the engine lacks, in service order, reporting progress; through
+/// `mirror` where it serves the image's registry.
 pub(crate) async fn pull_missing(
     docker: &Docker,
     spec: &StackSpec,
+    mirror: Option<&HubLink>,
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<(), ApplyError> {
     for image in distinct_images(spec) {
         if !is_present(docker, image).await? {
-            pull(docker, image, progress).await?;
+            let through = mirror.and_then(|m| m.loopback_name(image));
+            match through {
+                Some(local) => {
+                    if let Err(e) = pull_through(docker, &local, image, progress).await {
+                        warn!(
+                            image,
+                            "pull through the hub's mirror failed, pulling directly: {e}"
+                        );
+                        pull(docker, image, image, progress).await?;
+                    }
+                }
+                None => pull(docker, image, image, progress).await?,
+            }
             progress(Progress::Pulled {
                 image: image.to_owned(),
             });
@@ -52,9 +77,51 @@ async fn is_present(docker: &Docker, image: &str) -> Result<bool, ApplyError> {
     }
 }
 
+/// Pull `local` (the loopback registry's name of `image`), then name it `image`.
+async fn pull_through(
+    docker: &Docker,
+    local: &str,
+    image: &str,
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<(), ApplyError> {
+    // An admin's own pull of the loopback name keeps it; the stack's goes after the tag.
+    let had_local = is_present(docker, local).await?;
+    pull(docker, local, image, progress).await?;
+    let (repo, tag) = repo_and_tag(image);
+    let options = TagImageOptionsBuilder::default()
+        .repo(repo)
+        .tag(tag)
+        .build();
+    docker
+        .tag_image(local, Some(options))
+        .await
+        .map_err(|err| pull_error(image, &err))?;
+    // Only the loopback name goes: the image keeps its own.
+    let untag = RemoveImageOptionsBuilder::default().noprune(true).build();
+    if !had_local {
+        if let Err(err) = docker.remove_image(local, Some(untag), None).await {
+            warn!(local, "the loopback name stays: {}", engine_message(&err));
+        }
+    }
+    info!(image, "pulled through the hub's mirror");
+    Ok(())
+}
+
+/// `registry.example:5000/pos/web:4` → (`registry.example:5000/pos/web`, `4`); `latest` when
+/// the name has no tag.
+fn repo_and_tag(image: &str) -> (&str, &str) {
+    let last_component = image.rsplit('/').next().unwrap_or(image);
+    match last_component.rsplit_once(':') {
+        Some((_, tag)) => (&image[..image.len() - tag.len() - 1], tag),
+        None => (image, "latest"),
+    }
+}
+
+/// Pull `image`, reporting progress as `shown`.
 async fn pull(
     docker: &Docker,
     image: &str,
+    shown: &str,
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<(), ApplyError> {
     let mut options = CreateImageOptionsBuilder::default().from_image(image);
@@ -68,7 +135,7 @@ async fn pull(
         if layers.note(&info) {
             let (done, total) = layers.sum();
             progress(Progress::Pulling {
-                image: image.to_owned(),
+                image: shown.to_owned(),
                 done,
                 total,
             });
@@ -171,6 +238,19 @@ mod tests {
         };
         assert!(!layers.note(&status));
         assert_eq!(layers.sum(), (0, 0));
+    }
+
+    #[test]
+    fn an_image_is_tagged_back_with_its_own_name() {
+        assert_eq!(
+            repo_and_tag("r.example:5000/pos/web:4"),
+            ("r.example:5000/pos/web", "4")
+        );
+        assert_eq!(
+            repo_and_tag("r.example:5000/pos/web"),
+            ("r.example:5000/pos/web", "latest")
+        );
+        assert_eq!(repo_and_tag("busybox:1.36"), ("busybox", "1.36"));
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl TestStack {
         let (docker, dir, spec) = (self.docker.clone(), self.dir().to_owned(), spec.clone());
         tokio::spawn(async move {
             let die = |event: Progress| assert_ne!(event, at, "killed");
-            apply(&docker, &dir, &spec, die).await
+            apply(&docker, &dir, &spec, None, die).await
         })
     }
 

@@ -18,23 +18,24 @@ use outpost_certs::{client_identity, ClientRole};
 use outpost_protocol::job::Features;
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::wire::{
-    self, AgentMessage, CloseCode, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
+    self, AgentMessage, CloseCode, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
 use outpost_protocol::{AgentId, EndpointId};
 use outpost_transport::congestion::{path_memory_of, PathEstimate};
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::fetch::FetchStreams;
 use super::outbox::Outbox;
+use super::reports::{answer_checkin, store_snapshot};
 use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
 use crate::session::{Renewal, WindowChange};
-use crate::store::{endpoints, snapshots, StoreError};
+use crate::store::{endpoints, StoreError};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
@@ -251,8 +252,13 @@ struct Driving<'a> {
     session: &'a LiveSession,
     conn: quinn::Connection,
     outbox: Outbox,
-    /// Full flow-control windows, while the session holds them; dropping returns them.
+    /// Full flow-control windows, while a summon or a fetch stream holds them; dropping returns
+    /// them.
     grant: Option<WindowGrant>,
+    /// Whether the summon's side holds `grant` (the session knows it as granted).
+    summon_grant: bool,
+    /// Fetch streams ([`super::fetch`]); while any is open, the grant stays.
+    fetches: FetchStreams,
 }
 
 /// What a control frame leaves to do after [`Driving::on_message`].
@@ -283,6 +289,8 @@ async fn drive(
         conn: session.connection().clone(),
         outbox: Outbox::default(),
         grant: None,
+        summon_grant: false,
+        fetches: FetchStreams::default(),
     };
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(wire::next_frame::<AgentMessage, _>(recv, MAX_CONTROL_FRAME));
@@ -311,6 +319,17 @@ async fn drive(
             }
             written = poll_fn(|cx| driving.outbox.poll_write(cx, &mut send)), if !driving.outbox.is_empty() => {
                 written?;
+                Next::Read
+            }
+            // Only fetch streams: the agent has credit for more than its control stream only
+            // after `HubMessage::Registry`.
+            stream = driving.conn.accept_bi() => {
+                let (send, recv) = stream?;
+                driving.fetch_opened(send, recv);
+                Next::Read
+            }
+            () = driving.fetches.closed() => {
+                driving.settle_grant();
                 Next::Read
             }
         };
@@ -348,7 +367,8 @@ impl Driving<'_> {
             Ok(AgentMessage::Ready { id }) => self.on_ready(id),
             Ok(AgentMessage::Standby) => {
                 if session.enter_standby() == WindowChange::Release {
-                    self.grant = None;
+                    self.summon_grant = false;
+                    self.settle_grant();
                 }
             }
             Ok(AgentMessage::Snapshot(snapshot)) => return Ok(Next::Snapshot(snapshot)),
@@ -378,6 +398,9 @@ impl Driving<'_> {
                     Err(refused) => {
                         return Err(self.violation(SessionError::Protocol(refused.to_string())))
                     }
+                }
+                if features.contains(Features::REGISTRY) {
+                    self.offer_registry();
                 }
                 // A check-in may have been answered before the announcement, with the digest
                 // an older agent would name: read the order again.
@@ -435,12 +458,38 @@ impl Driving<'_> {
                 debug!(endpoint = %self.session.endpoint, id, "ignored a ready for no waiting summon")
             }
             Some(WindowChange::Grant) => {
-                self.grant = self.ctx.windows.grant(&self.conn);
+                if self.grant.is_none() {
+                    self.grant = self.ctx.windows.grant(&self.conn);
+                }
                 if self.grant.is_some() {
+                    self.summon_grant = true;
                     self.session.windows_granted();
                 }
             }
             Some(WindowChange::Keep | WindowChange::Release) => {}
+        }
+    }
+
+    /// A hub with a mirror grants an agent that runs a loopback registry its fetch streams.
+    fn offer_registry(&mut self) {
+        if let Some(offer) = super::fetch::offer(self.ctx, &self.conn) {
+            self.outbox.push(&offer);
+        }
+    }
+
+    /// A fetch stream opened: served on its own task, with full windows while any is open.
+    fn fetch_opened(&mut self, send: quinn::SendStream, recv: quinn::RecvStream) {
+        if self.grant.is_none() {
+            self.grant = self.ctx.windows.grant(&self.conn);
+        }
+        let (mirror, endpoint) = (self.ctx.mirror.clone(), self.session.endpoint);
+        self.fetches.spawn(mirror, endpoint, send, recv);
+    }
+
+    /// Return the full windows once neither a summon nor a fetch stream holds them.
+    fn settle_grant(&mut self) {
+        if !self.summon_grant && self.fetches.open() == 0 {
+            self.grant = None;
         }
     }
 
@@ -452,60 +501,4 @@ impl Driving<'_> {
         );
         e
     }
-}
-
-/// Store an engine snapshot within the session's allowance. Informational: a refusal or a store
-/// hiccup loses this snapshot, never the device's session.
-async fn store_snapshot(ctx: &HubContext, session: &LiveSession, snapshot: EngineSnapshot) {
-    let id = session.endpoint;
-    let snapshot = match session.admit_snapshot(Instant::now(), snapshot) {
-        Ok(snapshot) => snapshot,
-        // Logged at 1, 2, 4, 8, … refusals: a flood costs a few lines, not one per frame.
-        Err(refused) if refused.refused().is_power_of_two() => {
-            return warn!(endpoint = %id, "engine snapshot refused: {refused}")
-        }
-        Err(refused) => return debug!(endpoint = %id, "engine snapshot refused: {refused}"),
-    };
-    // Boxed: rare, and the snapshot would otherwise widen every session's task.
-    let save = Box::pin(
-        ctx.store
-            .call(move |c| snapshots::save_snapshot(c, id, &snapshot)),
-    );
-    match save.await {
-        Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
-        Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
-    }
-}
-
-/// Note a check-in and ack it with the agent's current interval; what it says of the agent's
-/// stacks may ask for a delivery.
-fn answer_checkin(
-    ctx: &HubContext,
-    session: &LiveSession,
-    bytes: &[u8],
-) -> Result<Deliver, SessionError> {
-    let (seq, applied) = match wire::decode::<Datagram>(bytes) {
-        Ok(Datagram::CheckIn { seq }) => (seq, None),
-        Ok(Datagram::CheckInApplied { seq, applied }) => (seq, Some(applied)),
-        Ok(other) => {
-            return Err(SessionError::Protocol(format!(
-                "unexpected datagram {other:?}"
-            )))
-        }
-        Err(e) => return Err(SessionError::Protocol(format!("bad datagram: {e}"))),
-    };
-    let conn = session.connection();
-    let (checkin, deliver) = session.record_checkin(Instant::now(), applied);
-    ctx.metrics.checkin(conn.rtt(), checkin.lag);
-    if checkin.migrated {
-        info!(endpoint = %session.endpoint, remote = %conn.remote_address(), interval_s = checkin.interval_s, "connection migrated");
-    }
-    let ack = Datagram::Ack {
-        seq,
-        interval_s: checkin.interval_s,
-    };
-    if let Err(e) = conn.send_datagram(wire::encode_datagram(&ack).into()) {
-        debug!(endpoint = %session.endpoint, "ack not sent: {e}");
-    }
-    Ok(deliver)
 }

@@ -6,8 +6,10 @@ pub mod admission;
 mod deliver;
 mod driver;
 mod enroll;
+mod fetch;
 mod outbox;
 mod renew;
+mod reports;
 pub(crate) mod socket;
 pub mod windows;
 

@@ -214,6 +214,14 @@ const MIRROR_STORED_BYTES: Named = (
     "outpost_hub_mirror_stored_bytes",
     "Bytes of blobs the mirror holds.",
 );
+const MIRROR_AGENT_FETCHES: Named = (
+    "outpost_hub_mirror_agent_fetches",
+    "Fetch streams agents opened, by where they started (zero, or resumed past byte 0).",
+);
+const MIRROR_AGENT_BYTES: Named = (
+    "outpost_hub_mirror_agent_bytes",
+    "Bytes sent to agents' loopback registries on fetch streams.",
+);
 const MIRROR_STORED_BLOBS: Named = ("outpost_hub_mirror_stored_blobs", "Blobs the mirror holds.");
 const JOB_TARGETS: Named = (
     "outpost_hub_job_targets",
@@ -273,6 +281,10 @@ impl Reading {
             &[("hit", m.hits), ("miss", m.misses)],
         )?;
         counter(out, MIRROR_REFUSED, m.refused)?;
+        let from_zero = m.agent_fetches.saturating_sub(m.resumed_fetches);
+        let starts = [("zero", from_zero), ("resumed", m.resumed_fetches)];
+        counters(out, MIRROR_AGENT_FETCHES, "start", &starts)?;
+        counter(out, MIRROR_AGENT_BYTES, m.agent_bytes)?;
         gauge(out, MIRROR_STORED_BYTES, m.stored_bytes)?;
         gauge(out, MIRROR_STORED_BLOBS, m.stored_blobs)
     }

@@ -12,6 +12,9 @@ pub struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     refused: AtomicU64,
+    agent_fetches: AtomicU64,
+    resumed_fetches: AtomicU64,
+    agent_bytes: AtomicU64,
 }
 
 /// A reading of [`Counters`] plus what the store holds.
@@ -29,6 +32,12 @@ pub struct MirrorCounters {
     pub misses: u64,
     /// Upstream answers refused because their bytes were not their digest.
     pub refused: u64,
+    /// Fetch streams agents opened (manifests and blobs).
+    pub agent_fetches: u64,
+    /// Of those, blob fetches that resumed from a byte past 0.
+    pub resumed_fetches: u64,
+    /// Bytes sent to agents on fetch streams.
+    pub agent_bytes: u64,
     /// Bytes of blobs in the store.
     pub stored_bytes: u64,
     /// Blobs in the store.
@@ -50,6 +59,12 @@ pub enum Count {
     Miss,
     /// An upstream answer was refused for its digest.
     Refused,
+    /// An agent opened a fetch stream.
+    AgentFetch,
+    /// An agent's blob fetch started past byte 0.
+    ResumedFetch,
+    /// Bytes went to an agent on a fetch stream.
+    AgentBytes,
 }
 
 impl Counters {
@@ -62,6 +77,9 @@ impl Counters {
             Count::Hit => &self.hits,
             Count::Miss => &self.misses,
             Count::Refused => &self.refused,
+            Count::AgentFetch => &self.agent_fetches,
+            Count::ResumedFetch => &self.resumed_fetches,
+            Count::AgentBytes => &self.agent_bytes,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -76,6 +94,9 @@ impl Counters {
             hits: get(&self.hits),
             misses: get(&self.misses),
             refused: get(&self.refused),
+            agent_fetches: get(&self.agent_fetches),
+            resumed_fetches: get(&self.resumed_fetches),
+            agent_bytes: get(&self.agent_bytes),
             stored_bytes,
             stored_blobs: stored_blobs as u64,
         }

@@ -181,6 +181,23 @@ impl Mirror {
         Err(MirrorError::FetchLost)
     }
 
+    /// Whether any upstream is configured: only then do agents get fetch streams.
+    pub fn serves(&self) -> bool {
+        !self.inner.upstreams.is_empty()
+    }
+
+    /// The upstreams' `host[:port]`, the default first (at most
+    /// [`outpost_protocol::fetch::MAX_UPSTREAMS`], as agents read them).
+    pub fn upstream_hosts(&self) -> Vec<String> {
+        let hosts = self.inner.upstreams.iter().map(|u| u.host().to_owned());
+        hosts.take(outpost_protocol::fetch::MAX_UPSTREAMS).collect()
+    }
+
+    /// Count what the hub's fetch streams did ([`crate::agent_link`]).
+    pub fn count(&self, which: Count, n: u64) {
+        self.inner.counters.add(which, n);
+    }
+
     /// What the mirror has done since the hub started, and what it holds.
     pub fn counters(&self) -> MirrorCounters {
         self.inner.counters.read(self.inner.blobs.usage())

@@ -258,3 +258,19 @@ fn version_5_messages_leave_earlier_encodings_alone() {
     assert!(both.contains(crate::job::Features::JOBS));
     assert!(!crate::job::Features::JOBS.contains(crate::job::Features::DRIFT_REPORT));
 }
+
+#[test]
+fn version_6_messages_leave_earlier_encodings_alone() {
+    let registry = HubMessage::Registry {
+        streams: 4,
+        upstreams: vec!["r.io".into()],
+    };
+    assert_eq!(encode(&registry), [10, 4, 1, 4, b'r', b'.', b'i', b'o']);
+    assert_eq!(decode::<HubMessage>(&encode(&registry)).unwrap(), registry);
+    let all = crate::job::Features::JOBS
+        .with(crate::job::Features::DRIFT_REPORT)
+        .with(crate::job::Features::REGISTRY);
+    assert_eq!(encode(&AgentMessage::Features(all)), [6, 7]);
+    // Earlier variants keep their indices.
+    assert_eq!(encode(&HubMessage::JobCancel { id: 3 }), [8, 3]);
+}
