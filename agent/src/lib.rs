@@ -23,6 +23,7 @@ pub mod enroll;
 pub mod identity;
 pub mod job;
 pub mod loopback;
+pub mod metrics;
 pub mod relay;
 pub mod renew;
 pub mod route;

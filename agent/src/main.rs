@@ -46,6 +46,10 @@ struct Args {
     /// through the hub's mirror), or `off`.
     #[arg(long, env = "OUTPOST_REGISTRY_LISTEN", default_value = outpost_agent::loopback::DEFAULT_LISTEN)]
     registry_listen: String,
+    /// Serve the agent's own Prometheus series at `http://ADDR/metrics` (a loopback address,
+    /// e.g. 127.0.0.1:9465); off by default.
+    #[arg(long, env = "OUTPOST_AGENT_METRICS")]
+    metrics: Option<String>,
 }
 
 /// How log lines are written to stderr.
@@ -141,17 +145,14 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
     let docker = DockerHost::parse(&args.docker_host).map_err(|e| e.to_string())?;
     let registry_listen = match args.registry_listen.as_str() {
         "off" => None,
-        addr => {
-            let parsed: std::net::SocketAddr = addr
-                .parse()
-                .map_err(|e| format!("--registry-listen {addr:?}: {e} (IP:PORT, or off)"))?;
-            // The engine trusts plain HTTP only on loopback, and the images are no one else's.
-            if !parsed.ip().is_loopback() {
-                return Err(format!("--registry-listen {addr}: only a loopback address"));
-            }
-            Some(parsed)
-        }
+        // The engine trusts plain HTTP only on loopback, and the images are no one else's.
+        addr => Some(loopback_addr("--registry-listen", addr)?),
     };
+    let metrics_listen = args
+        .metrics
+        .as_deref()
+        .map(|addr| loopback_addr("--metrics", addr))
+        .transpose()?;
     Ok(AgentConfig {
         data_dir: args.data_dir,
         edge_key,
@@ -164,5 +165,17 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         backoff_cap: Duration::from_secs(60),
         stable_after: Duration::from_secs(60),
         registry_listen,
+        metrics_listen,
     })
+}
+
+/// `addr` as a loopback socket address, or why not.
+fn loopback_addr(flag: &str, addr: &str) -> Result<std::net::SocketAddr, String> {
+    let parsed: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("{flag} {addr:?}: {e} (IP:PORT)"))?;
+    if !parsed.ip().is_loopback() {
+        return Err(format!("{flag} {addr}: only a loopback address"));
+    }
+    Ok(parsed)
 }

@@ -57,6 +57,8 @@ pub struct AgentConfig {
     pub stable_after: Duration,
     /// Where the loopback registry listens ([`crate::loopback`]); `None` for none.
     pub registry_listen: Option<std::net::SocketAddr>,
+    /// Where the agent's own metrics are served ([`crate::metrics`]); `None` for nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the agent stopped.
@@ -133,9 +135,10 @@ pub async fn run(config: AgentConfig) -> Result<(), AgentError> {
         measured = remembered.is_some(),
         "transport profile"
     );
+    let metrics = config.metrics_listen.and_then(crate::metrics::start);
     let hooks = Hooks {
         dialer: Dialer::new(profile),
-        observer: None,
+        observer: metrics.map(|m| m as Arc<dyn SessionObserver>),
         watch_route: true,
         stacks: Stacks::Engine,
     };

@@ -101,6 +101,7 @@ pub(crate) async fn run(
         backoff_cap: Duration::from_secs(5),
         stable_after: Duration::from_secs(60),
         registry_listen: None,
+        metrics_listen: None,
     };
     let mut agent_task = tokio::spawn(async move {
         if let Err(e) = run_agent(agent).await {

@@ -192,6 +192,7 @@ fn agent_config(config: &SwarmConfig, dir: &Path, docker: DockerHost) -> AgentCo
         backoff_cap: Duration::from_secs(60),
         stable_after: Duration::from_secs(60),
         registry_listen: None,
+        metrics_listen: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         backoff_cap: Duration::from_secs(30),
         stable_after: Duration::from_secs(60),
         registry_listen: None,
+        metrics_listen: None,
     }
 }
 

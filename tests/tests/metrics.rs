@@ -2,7 +2,8 @@
 //! watches the fleet: a device created shows offline, its agent connecting turns it to standby
 //! and the check-ins start counting, a `docker ps` through the hub summons it (active, one summon
 //! timed, answers counted by class), killing its agent brings it back to offline, and a rollout
-//! and a job aimed at it count it. The admin API's `/metrics` answers only an admin.
+//! and a job aimed at it count it. The admin API's `/metrics` answers only an admin. The agent's own
+//! series (`--metrics`), scraped by Prometheus too, follow its session through a hub restart.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::time::Duration;
@@ -135,6 +136,40 @@ fn at_least(prometheus: &Prometheus, promql: &str, value: f64) {
 
 /// A stack for the rollout: never applied (its agent is gone).
 const COMPOSE: &str = "services:\n  web:\n    image: outpost-test/busybox:latest\n";
+
+#[test]
+fn prometheus_watches_an_agent_lose_its_hub_and_come_back() {
+    let mut hub = Hub::start();
+    let (id, key) = hub.create_endpoint("kiosk", &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = format!("127.0.0.1:{port}");
+    let dir = hub.data_dir.parent().unwrap().join("agent");
+    let _agent = Agent::start(
+        &dir,
+        &[("EDGE_KEY", &key), ("OUTPOST_AGENT_METRICS", &target)],
+    );
+    hub.wait_status(id, "standby", Duration::from_secs(20));
+    let prometheus = Prometheus::scraping(&target);
+    exactly(&prometheus, "outpost_agent_connected", 1.0);
+    exactly(&prometheus, "outpost_agent_sessions_total", 1.0);
+    at_least(&prometheus, "outpost_agent_checkins_total", 2.0);
+    at_least(&prometheus, "outpost_agent_checkin_rtt_seconds_count", 2.0);
+
+    hub.stop();
+    exactly(&prometheus, "outpost_agent_connected", 0.0);
+    at_least(
+        &prometheus,
+        "outpost_agent_interruptions_total{cause=\"session\"}",
+        1.0,
+    );
+    hub.restart();
+    exactly(&prometheus, "outpost_agent_sessions_total", 2.0);
+    exactly(&prometheus, "outpost_agent_connected", 1.0);
+}
 
 #[test]
 fn the_admin_api_serves_metrics_to_an_admin_only() {

@@ -116,6 +116,7 @@ fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
         backoff_cap: CAP,
         stable_after: STABLE,
         registry_listen: None,
+        metrics_listen: None,
     }
 }
 
