@@ -27,7 +27,10 @@ use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
 pub use audit::{run as run_audit, AuditCommand};
-pub use credentials::{run_admin_cert, run_admin_token, run_token};
+pub use credentials::{
+    run_admin_cert, run_admin_token, run_token, AdminCertCommand, AdminTokenCommand, GrantArgs,
+    TokenCommand,
+};
 pub use duration::{parse_duration, HumanDuration};
 pub use job::{run as run_job, JobCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
@@ -192,93 +195,6 @@ impl PageArgs {
             per_page: Some(self.per_page.to_string()),
         }
     }
-}
-
-/// `outpost-hub admin-token …`.
-#[derive(Debug, Subcommand)]
-pub enum AdminTokenCommand {
-    /// Replace the admin token: the hub writes the new one to DATA_DIR/admin.token (0600), this
-    /// prints it once, and the old one stops working at once (its open streams end too).
-    Rotate,
-}
-
-/// `outpost-hub admin-cert …`.
-#[derive(Debug, Subcommand)]
-pub enum AdminCertCommand {
-    /// List the admin certificates this hub issued.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke admin certificates by serial or by name (every valid one with that name): requests
-    /// on them are refused from now on, on open connections too, and their streams end.
-    Revoke {
-        /// A serial (as `admin-cert list` shows it) or a name.
-        serial_or_name: String,
-    },
-    /// Issue an admin certificate and write ca.pem, cert.pem and key.pem into a directory, so that
-    /// `DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=DIR` works.
-    Create {
-        /// Directory to write into (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Name recorded in the certificate.
-        #[arg(long, default_value = "admin")]
-        name: String,
-        /// What it may do and where.
-        #[command(flatten)]
-        grant: GrantArgs,
-    },
-}
-
-/// A credential's role and scope on the command line.
-#[derive(Clone, Debug, Args)]
-pub struct GrantArgs {
-    /// `viewer` (read), `operator` (also the Docker proxy, jobs, rollouts, stacks) or `admin`.
-    #[arg(long, default_value = "admin")]
-    pub role: String,
-    /// Reach only devices in this group (repeat for more; with --tag, devices in either).
-    #[arg(long = "group")]
-    pub groups: Vec<String>,
-    /// Reach only devices with this tag (repeat for more).
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-}
-
-impl GrantArgs {
-    /// The scope asked for, `None` (the whole fleet) when no group or tag is given.
-    pub fn scope(&self) -> Option<outpost_api::Scope> {
-        let scoped = !self.groups.is_empty() || !self.tags.is_empty();
-        scoped.then(|| outpost_api::Scope {
-            groups: self.groups.clone(),
-            tags: self.tags.clone(),
-        })
-    }
-}
-
-/// `outpost-hub token …`.
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Make a token and print it (only this once: the hub keeps its hash).
-    Create {
-        /// Its name, shown in lists and audit records.
-        name: String,
-        /// What it may do and where.
-        #[command(flatten)]
-        grant: GrantArgs,
-    },
-    /// List the tokens (names, roles, scopes; never the tokens).
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Revoke a token by name: its requests are refused from now on, on open connections too.
-    Revoke {
-        /// The token's name.
-        name: String,
-    },
 }
 
 /// `outpost-hub serve`.
