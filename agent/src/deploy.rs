@@ -69,6 +69,14 @@ const ENGINE_RETRY: Duration = Duration::from_secs(10);
 /// Least time between two pull-progress reports: each is a control frame to the hub.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
+/// Longest wait before a deferred apply is tried again, whatever the hub said: an admin who
+/// raises a spent budget sees the device go on within this, not at the next period.
+const DEFERRED_RECHECK: Duration = Duration::from_secs(300);
+
+/// Spread of retries after a deferral, so a fleet whose budgets reset at the same moment does not
+/// ask at once.
+const DEFERRED_SPREAD: Duration = Duration::from_secs(30);
+
 /// Longest one engine request of an apply may take. A pull is one request for its whole length,
 /// and on a slow link a large image takes hours; the engine itself gives up on a dead registry.
 const APPLY_REQUEST_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
@@ -109,6 +117,8 @@ impl Deployer {
             settled: false,
             status: status_tx,
             last_progress: None,
+            retry_at: None,
+            deferred: None,
         };
         tokio::spawn(worker.run(desired_rx));
         Self { desired, status }
@@ -176,6 +186,10 @@ struct Worker {
     settled: bool,
     status: watch::Sender<DeployStatus>,
     last_progress: Option<Instant>,
+    /// When the hub said a deferred apply may go on (seconds since the Unix epoch).
+    retry_at: Option<u64>,
+    /// An order the hub deferred (a spent byte budget), and when to try it again.
+    deferred: Option<(DesiredOrder, Instant)>,
 }
 
 impl Worker {
@@ -207,6 +221,12 @@ impl Worker {
                 () = tokio::time::sleep(wait), if !self.applied.state.stacks.is_empty() => {
                     self.look(&docker).await;
                 }
+                () = retry_deferred(self.deferred.as_ref()), if self.deferred.is_some() => {
+                    if let Some((order, _)) = self.deferred.take() {
+                        info!("trying a deferred apply again");
+                        self.reach(&docker, order).await;
+                    }
+                }
             }
         }
     }
@@ -232,6 +252,7 @@ impl Worker {
             return;
         }
         self.failures.clear();
+        self.deferred = None;
         if let Err(e) = order.check() {
             warn!("the hub's desired state breaks the rules: {e}");
             let failed = Phase::Failed {
@@ -275,6 +296,10 @@ impl Worker {
                             target.stacks[index].project
                         ),
                     };
+                }
+                if let Phase::Deferred { .. } = failed {
+                    let retry = retry_instant(self.retry_at.take());
+                    self.deferred = Some((order.clone(), retry));
                 }
                 report.stacks[index].phase = failed;
                 self.failures = report.stacks[index..].to_vec();
@@ -359,6 +384,21 @@ impl Worker {
                 report.stacks[index].phase = Phase::Running;
                 Ok(())
             }
+            Err(stack::ApplyError::Deferred {
+                message, retry_at, ..
+            }) => {
+                info!(project = %spec.project, version = spec.version, retry_at, "stack deferred: {message}");
+                let (done, total) = match shown.stacks[index].phase {
+                    Phase::Pulling { done, total } => (done, total),
+                    _ => (0, 0),
+                };
+                self.retry_at = Some(retry_at);
+                Err(Phase::Deferred {
+                    reason: clip(&message),
+                    done,
+                    total,
+                })
+            }
             Err(e) => {
                 warn!(project = %spec.project, version = spec.version, "stack not applied: {e}");
                 let had_previous = self
@@ -379,6 +419,29 @@ impl Worker {
             changed
         });
     }
+}
+
+/// Sleeps until a deferred order's retry; never, without one (the branch is off then).
+async fn retry_deferred(deferred: Option<&(DesiredOrder, Instant)>) {
+    match deferred {
+        Some((_, at)) => tokio::time::sleep_until(*at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When to try a deferred apply again: when the hub said (seconds since the Unix epoch), at most
+/// [`DEFERRED_RECHECK`] from now, plus up to [`DEFERRED_SPREAD`] of jitter.
+fn retry_instant(retry_at: Option<u64>) -> Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let wait = retry_at
+        .map(|at| Duration::from_secs(at.saturating_sub(now_unix)))
+        .unwrap_or(DEFERRED_RECHECK)
+        .min(DEFERRED_RECHECK);
+    let jitter = DEFERRED_SPREAD.mul_f64(rand::random::<f64>());
+    Instant::now() + wait + jitter
 }
 
 fn applied_path(state_dir: &Path) -> PathBuf {

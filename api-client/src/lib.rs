@@ -23,6 +23,7 @@ mod client;
 mod error;
 pub mod jobs;
 pub mod stacks;
+pub mod traffic;
 pub mod types;
 pub mod webhooks;
 
@@ -32,5 +33,6 @@ pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
 pub use jobs::*;
 pub use stacks::*;
+pub use traffic::*;
 pub use types::*;
 pub use webhooks::*;

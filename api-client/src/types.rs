@@ -167,6 +167,9 @@ pub struct EndpointDetail {
     /// The stacks it should run, with where it is with each, by stack name.
     #[serde(default)]
     pub stacks: Vec<crate::stacks::DeviceStack>,
+    /// Its bytes this budget period, by class, with the budget that applies.
+    #[serde(default)]
+    pub traffic: Option<crate::traffic::Traffic>,
 }
 
 /// `POST /api/endpoints`.
@@ -457,6 +460,7 @@ mod tests {
             endpoint,
             snapshot: None,
             stacks: vec![],
+            traffic: None,
         };
         let json = serde_json::to_value(&detail).unwrap_or_default();
         assert_eq!(json["status"], EndpointStatus::Standby.as_str());

@@ -100,6 +100,8 @@ pub struct HubConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The registry mirror: upstreams, credentials file, size limit.
     pub mirror: crate::mirror::config::MirrorConfig,
+    /// The period byte budgets cover: calendar months by default.
+    pub budget_period: crate::traffic::period::BudgetPeriod,
 }
 
 impl HubConfig {
@@ -126,6 +128,7 @@ impl HubConfig {
             audit_retention: DEFAULT_AUDIT_RETENTION,
             metrics_listen: None,
             mirror: crate::mirror::config::MirrorConfig::default(),
+            budget_period: crate::traffic::period::BudgetPeriod::Month,
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct HubContext {
     pub mirror: crate::mirror::Mirror,
     /// Where alerts for webhooks are raised.
     pub alerts: crate::alerts::Alerts,
+    /// Bytes per device and class, and the budget period.
+    pub traffic: crate::traffic::Traffic,
 }
 
 impl HubContext {

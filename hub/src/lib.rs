@@ -42,3 +42,4 @@ pub mod server;
 pub mod session;
 pub mod stacks;
 pub mod store;
+pub mod traffic;

@@ -67,6 +67,11 @@ impl<S> Default for Registry<S> {
 }
 
 impl<S: Entry> Registry<S> {
+    /// Every live session now (the traffic flush walks them without holding the map).
+    pub fn all(&self) -> Vec<Arc<S>> {
+        lock(&self.sessions).values().cloned().collect()
+    }
+
     /// Register a session; a previous session of the same endpoint is closed as replaced.
     pub fn insert(&self, session: Arc<S>) {
         let old = lock(&self.sessions).insert(session.endpoint(), session);

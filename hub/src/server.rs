@@ -179,6 +179,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         audit,
         mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
         alerts: crate::alerts::Alerts::default(),
+        traffic: crate::traffic::Traffic::new(config.budget_period),
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -200,6 +201,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         )),
         tokio::spawn(crate::alerts::run_watch(ctx.clone())),
         tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
+        tokio::spawn(crate::traffic::run_flusher(ctx.clone())),
     ];
     if let Some((listener, addr)) = metrics_listener {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");
@@ -259,6 +261,9 @@ impl RunningHub {
             .close_all(CloseCode::Stopping, &notice.encode());
         for task in &self.tasks {
             task.abort();
+        }
+        if let Err(e) = crate::traffic::flush(&self.ctx).await {
+            warn!("traffic counts not written at shutdown: {e}");
         }
         // One call, so no flush lands after it; the flags of sessions still being set up when the
         // hub began draining (never written, or written by a flush already running) are cleared too.

@@ -141,7 +141,40 @@ pub enum FetchRefusal {
     Corrupt,
     /// The hub serves no registry.
     Unavailable,
+    /// Background transfers to this device are held back, not failed: ask again at `retry_at`
+    /// (seconds since the Unix epoch; sooner is refused again, at the cost of a round trip).
+    /// Sent only to agents that announced [`Features::DEFERRAL`](crate::job::Features::DEFERRAL).
+    Deferred {
+        /// What holds them back.
+        cause: DeferCause,
+        /// When to ask again.
+        retry_at: u64,
+    },
 }
+
+/// Why the hub holds a device's background transfers back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeferCause {
+    /// The device's byte budget for the period is spent.
+    Budget,
+    /// Outside the device's transfer window.
+    Window,
+}
+
+impl DeferCause {
+    /// The word the endpoint view and a deferred phase show: `budget` or `window`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Budget => "budget",
+            Self::Window => "window",
+        }
+    }
+}
+
+/// The stream error code with which the hub ends a blob it stops sending part-way because the
+/// device's background transfers are now deferred; asking again from the bytes received gets
+/// the [`FetchRefusal::Deferred`] with its retry time.
+pub const DEFERRED_RESET: u32 = 0x0d;
 
 /// Why a fetch preface could not be read.
 #[derive(Debug, Error)]

@@ -58,6 +58,11 @@ impl Features {
     /// The agent runs a loopback registry and fetches from the hub's mirror over fetch streams
     /// ([`crate::fetch`], version 6).
     pub const REGISTRY: Self = Self(4);
+    /// The agent understands [`FetchRefusal::Deferred`](crate::fetch::FetchRefusal::Deferred)
+    /// and reports a stack it holds back as
+    /// [`Phase::Deferred`](crate::stack::Phase::Deferred): the hub may defer its background
+    /// transfers (a byte budget spent, outside a transfer window) instead of refusing them.
+    pub const DEFERRAL: Self = Self(32);
 
     /// Every bit of either.
     pub fn with(self, other: Self) -> Self {

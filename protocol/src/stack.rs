@@ -256,6 +256,19 @@ pub enum Phase {
         /// The engine's reason, at most [`MAX_REASON`] bytes.
         reason: String,
     },
+    /// Pulling is held back by the hub (the device's byte budget is spent, or it is outside its
+    /// transfer window): not a failure; the agent tries again when the hub said to, and the
+    /// pull goes on from the byte where it stopped (last in the enum: added with
+    /// [`Features::DEFERRAL`](crate::job::Features::DEFERRAL); only a hub that defers sends
+    /// the agent into it).
+    Deferred {
+        /// Why, as the hub put it, at most [`MAX_REASON`] bytes.
+        reason: String,
+        /// Bytes pulled so far.
+        done: u64,
+        /// Bytes to pull, as far as the engine has said.
+        total: u64,
+    },
 }
 
 /// A device's report on its desired state, sent when a phase changes (pull progress at most once

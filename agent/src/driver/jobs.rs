@@ -33,7 +33,7 @@ impl Jobs {
 pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option<Features> {
     let mut features = Features::default();
     if registry {
-        features = features.with(Features::REGISTRY);
+        features = features.with(Features::REGISTRY).with(Features::DEFERRAL);
     }
     if deploys {
         features = features.with(Features::DRIFT_REPORT);

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use outpost_protocol::fetch::{self, Fetch, FetchError, FetchRefusal, Found, Wanted};
+use outpost_protocol::fetch::{self, DeferCause, Fetch, FetchError, FetchRefusal, Found, Wanted};
 use outpost_protocol::registry::digest::Digest;
 use outpost_protocol::registry::name::Reference;
 use thiserror::Error;
@@ -71,7 +71,20 @@ pub struct HubLink {
     granted: watch::Sender<Option<Granted>>,
     /// When the current session, if any, came up without a grant yet.
     ungranted_since: watch::Sender<Option<Instant>>,
+    /// The hub's last word that background transfers wait, until a blob is served again.
+    deferral: watch::Sender<Option<Deferral>>,
     listen: SocketAddr,
+}
+
+/// The hub holds this device's background transfers back (a spent budget, outside a window).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deferral {
+    /// Why.
+    pub cause: DeferCause,
+    /// When the hub said to ask again (seconds since the Unix epoch).
+    pub retry_at: u64,
+    /// The hub's words.
+    pub message: String,
 }
 
 /// A session's grant: its connection and the hosts its hub mirrors (the default first).
@@ -87,8 +100,14 @@ impl HubLink {
         Self {
             granted: watch::Sender::new(None),
             ungranted_since: watch::Sender::new(None),
+            deferral: watch::Sender::new(None),
             listen,
         }
+    }
+
+    /// The hub's deferral of background transfers, if its last answer to a blob was one.
+    pub fn deferral(&self) -> Option<Deferral> {
+        self.deferral.borrow().clone()
     }
 
     /// A session is up; its hub has announced nothing yet.
@@ -278,7 +297,27 @@ async fn open(link: &HubLink, fetch: &Fetch) -> Result<(Found, quinn::RecvStream
     let request = fetch::encode_request(&fetch.to_request());
     send.write_all(&request).await.map_err(stream_error)?;
     let _ = send.finish();
-    match fetch::check_reply(fetch, fetch::read_reply(&mut recv).await?)? {
+    let reply = fetch::check_reply(fetch, fetch::read_reply(&mut recv).await?)?;
+    if matches!(fetch.wanted, Wanted::Blob { .. }) {
+        let deferral = match &reply {
+            Err((FetchRefusal::Deferred { cause, retry_at }, message)) => Some(Deferral {
+                cause: *cause,
+                retry_at: *retry_at,
+                message: message.clone(),
+            }),
+            _ => None,
+        };
+        if let Some(deferral) = &deferral {
+            info!(
+                cause = deferral.cause.as_str(),
+                retry_at = deferral.retry_at,
+                "the hub defers this device's image transfers: {}",
+                deferral.message
+            );
+        }
+        link.deferral.send_replace(deferral);
+    }
+    match reply {
         Ok(found) => Ok((found, recv)),
         Err((reason, message)) => Err(LoopbackError::Refused { reason, message }),
     }

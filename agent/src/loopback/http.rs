@@ -167,6 +167,12 @@ fn failure(unknown: &str, e: &LoopbackError) -> Response {
             ..
         } => (StatusCode::BAD_GATEWAY, "DIGEST_INVALID"),
         LoopbackError::NoHub => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        // The engine reports `toomanyrequests: deferred: budget …`; the stack worker tells a
+        // deferral from a failure by the link's record of it, not by these words.
+        LoopbackError::Refused {
+            reason: FetchRefusal::Deferred { .. },
+            ..
+        } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         _ => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
     };
     error(status, code, &e.to_string())

@@ -31,6 +31,18 @@ pub enum ApplyError {
         /// The engine's message.
         message: String,
     },
+    /// The hub holds this device's image transfers back (its byte budget for the period is spent,
+    /// or it is outside its transfer window); no container was touched, what arrived of the
+    /// image is kept, and the apply is tried again at `retry_at`. Not a failure.
+    #[error("pull {image}: {message}")]
+    Deferred {
+        /// The image reference as the spec names it.
+        image: String,
+        /// The hub's words (`deferred: budget: …`).
+        message: String,
+        /// When the hub said to ask again (seconds since the Unix epoch).
+        retry_at: u64,
+    },
     /// The engine refused one step (create, start, stop, rename, …) and the apply was rolled back.
     #[error("{action} {target}: {message}")]
     Engine {

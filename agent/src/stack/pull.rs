@@ -10,7 +10,9 @@
 //! registry ([`crate::loopback`]) while the session's hub serves it: over the hub's QUIC session,
 //! resumed across outages, each layer fetched upstream once for the whole fleet. It is then tagged
 //! with its own name (and the loopback name removed), so the stack's containers name it as
-//! written. If that pull fails the engine pulls directly, as it would without a hub mirror.
+//! written. If that pull fails the engine pulls directly, as it would without a hub mirror —
+//! unless the hub deferred it (a spent byte budget): then the apply waits for the hub, with
+//! what arrived kept.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +44,15 @@ pub(crate) async fn pull_missing(
             match through {
                 Some(local) => {
                     if let Err(e) = pull_through(docker, &local, image, progress).await {
+                        // A deferred pull waits for the hub: pulling directly would spend the
+                        // very bytes the hub is holding back.
+                        if let Some(deferral) = mirror.and_then(HubLink::deferral) {
+                            return Err(ApplyError::Deferred {
+                                image: image.to_owned(),
+                                message: deferral.message,
+                                retry_at: deferral.retry_at,
+                            });
+                        }
                         warn!(
                             image,
                             "pull through the hub's mirror failed, pulling directly: {e}"

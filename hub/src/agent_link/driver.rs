@@ -36,6 +36,7 @@ use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
 use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, StoreError};
+use crate::traffic::tally::{Class, Direction};
 
 /// How long a new connection has to open its control stream and say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(20);
@@ -102,6 +103,7 @@ pub(super) async fn run(
     } = established;
     ctx.fleet.presence(session.endpoint, true);
     let result = drive(ctx, &session, send, recv).await;
+    ctx.traffic.session_ended(&session);
     session.control().close();
     session.enter_standby();
     session.release_summoners();
@@ -248,8 +250,8 @@ async fn authenticate(
 
 /// What the driver holds besides the streams: frames to write and the session's window grant.
 struct Driving<'a> {
-    ctx: &'a HubContext,
-    session: &'a LiveSession,
+    ctx: &'a Arc<HubContext>,
+    session: &'a Arc<LiveSession>,
     conn: quinn::Connection,
     outbox: Outbox,
     /// Full flow-control windows, while a summon or a fetch stream holds them; dropping returns
@@ -278,8 +280,8 @@ enum Next {
 /// Feed the session what the connection brings and carry out what it asks, in one loop whose
 /// branches never await a write: frames go to the outbox and leave from the write branch.
 async fn drive(
-    ctx: &HubContext,
-    session: &LiveSession,
+    ctx: &Arc<HubContext>,
+    session: &Arc<LiveSession>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) -> Result<(), SessionError> {
@@ -346,7 +348,10 @@ async fn drive(
             Next::Deliver => {
                 if let Some(message) = Box::pin(super::deliver::desired_to_send(ctx, session)).await
                 {
-                    driving.outbox.push(&message);
+                    let bytes = driving.outbox.push(&message);
+                    session
+                        .traffic()
+                        .add(Class::Stacks, Direction::Down, bytes as u64);
                 }
             }
         }
@@ -371,7 +376,13 @@ impl Driving<'_> {
                     self.settle_grant();
                 }
             }
-            Ok(AgentMessage::Snapshot(snapshot)) => return Ok(Next::Snapshot(snapshot)),
+            Ok(AgentMessage::Snapshot(snapshot)) => {
+                let bytes = wire::encode(&snapshot).len() as u64;
+                session
+                    .traffic()
+                    .add(Class::Snapshots, Direction::Up, bytes);
+                return Ok(Next::Snapshot(snapshot));
+            }
             Ok(AgentMessage::Renew { csr_der }) => {
                 if session.renewal() == Renewal::Again {
                     return Err(self.violation(SessionError::Protocol(
@@ -384,6 +395,8 @@ impl Driving<'_> {
                 return Err(SessionError::Protocol("second hello".into()))
             }
             Ok(AgentMessage::StackStatus(report)) => {
+                let bytes = wire::encode(&report).len() as u64;
+                session.traffic().add(Class::Stacks, Direction::Up, bytes);
                 if let Err(refused) = session.admit_report(&report) {
                     return Err(self.violation(SessionError::Protocol(refused.to_string())));
                 }
@@ -482,8 +495,8 @@ impl Driving<'_> {
         if self.grant.is_none() {
             self.grant = self.ctx.windows.grant(&self.conn);
         }
-        let (mirror, endpoint) = (self.ctx.mirror.clone(), self.session.endpoint);
-        self.fetches.spawn(mirror, endpoint, send, recv);
+        self.fetches
+            .spawn(self.ctx.clone(), self.session.clone(), send, recv);
     }
 
     /// Return the full windows once neither a summon nor a fetch stream holds them.

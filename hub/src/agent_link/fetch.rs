@@ -9,15 +9,17 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use outpost_protocol::fetch::{
-    self, Fetch, FetchError, FetchRefusal, FetchReply, Wanted, MAX_FETCH_STREAMS,
+    self, DeferCause, Fetch, FetchError, FetchRefusal, FetchReply, Wanted, DEFERRED_RESET,
+    MAX_FETCH_STREAMS,
 };
 use outpost_protocol::wire::HubMessage;
-use outpost_protocol::EndpointId;
 use quinn::VarInt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::context::HubContext;
 use crate::mirror::counters::Count;
@@ -25,13 +27,16 @@ use crate::mirror::error::MirrorError;
 use crate::mirror::store::StoreError;
 use crate::mirror::upstream::UpstreamError;
 use crate::mirror::Mirror;
+use crate::registry::LiveSession;
+use crate::traffic::tally::{Class, Direction};
+use crate::traffic::{self, Budgeted};
 
 /// How long an agent has to send its request once it opened the stream.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 /// Fetch streams go after proxy streams (priority 0) when both have bytes to send.
 pub(super) const FETCH_PRIORITY: i32 = -1;
-/// Bytes read from the mirror's file per write.
-const CHUNK: usize = 64 << 10;
+/// Bytes read from the mirror's file per write, each checked against the budget first.
+const CHUNK: usize = traffic::BUDGET_CHUNK as usize;
 
 /// Grant `conn`'s agent its fetch streams if this hub mirrors a registry: the message that says so.
 pub(super) fn offer(ctx: &HubContext, conn: &quinn::Connection) -> Option<HubMessage> {
@@ -64,18 +69,18 @@ impl Default for FetchStreams {
 }
 
 impl FetchStreams {
-    /// Serve a new stream on a task of its own.
+    /// Serve a new stream of `session` on a task of its own.
     pub(super) fn spawn(
         &mut self,
-        mirror: Mirror,
-        endpoint: EndpointId,
+        ctx: Arc<HubContext>,
+        session: Arc<LiveSession>,
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
         self.open += 1;
         let done = self.done.0.clone();
         tokio::spawn(async move {
-            serve(mirror, endpoint, send, recv).await;
+            serve(&ctx, &session, send, recv).await;
             let _ = done.send(()).await;
         });
     }
@@ -93,20 +98,35 @@ impl FetchStreams {
     }
 }
 
-/// Serve one fetch stream on `mirror`; returns when the stream is done, however it ended.
+/// Serve one fetch stream from the mirror; returns when the stream is done, however it ended.
 async fn serve(
-    mirror: Mirror,
-    endpoint: EndpointId,
+    ctx: &HubContext,
+    session: &Arc<LiveSession>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    let endpoint = session.endpoint;
     // Only fails on a stream already reset, which the first write reports.
     let _ = send.set_priority(FETCH_PRIORITY);
-    mirror.count(Count::AgentFetch, 1);
+    ctx.mirror.count(Count::AgentFetch, 1);
     let read = tokio::time::timeout(REQUEST_DEADLINE, fetch::read_request(&mut recv)).await;
     let outcome = match read {
-        Ok(Ok(request)) => answer(&mirror, &request, &mut send).await,
-        Ok(Err(e)) => refuse(&mut send, FetchRefusal::Invalid, &e.to_string()).await,
+        Ok(Ok(request)) => {
+            let asked = fetch::encode_request(&request.to_request()).len() as u64;
+            session.traffic().add(Class::Images, Direction::Up, asked);
+            let mut sink = Sink {
+                send: &mut send,
+                session,
+            };
+            answer(ctx, &request, &mut sink).await
+        }
+        Ok(Err(e)) => {
+            let mut sink = Sink {
+                send: &mut send,
+                session,
+            };
+            sink.refuse(FetchRefusal::Invalid, &e.to_string()).await
+        }
         Err(_) => return debug!(%endpoint, "fetch stream closed: no request in time"),
     };
     match outcome {
@@ -117,41 +137,72 @@ async fn serve(
     }
 }
 
+/// The stream's sending half, counting what it sends to the device as image bytes.
+struct Sink<'a> {
+    send: &'a mut quinn::SendStream,
+    session: &'a Arc<LiveSession>,
+}
+
+impl Sink<'_> {
+    async fn reply(&mut self, reply: &FetchReply) -> Result<(), FetchError> {
+        let mut encoded = Vec::new();
+        fetch::write_reply(&mut encoded, reply).await?;
+        self.write(&encoded).await
+    }
+
+    /// Count `bytes` (when handed to the connection, which is when a budget must count them),
+    /// then write them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
+        let traffic = self.session.traffic();
+        traffic.add(Class::Images, Direction::Down, bytes.len() as u64);
+        self.send.write_all(bytes).await.map_err(io)
+    }
+
+    async fn refuse(&mut self, reason: FetchRefusal, message: &str) -> Result<(), FetchError> {
+        let reply = FetchReply::Refused {
+            reason,
+            message: message.to_owned(),
+        };
+        self.reply(&reply).await
+    }
+}
+
 /// Answer a checked request: the reply, then the bytes it promises.
-async fn answer(
-    mirror: &Mirror,
-    request: &Fetch,
-    send: &mut quinn::SendStream,
-) -> Result<(), FetchError> {
+async fn answer(ctx: &HubContext, request: &Fetch, sink: &mut Sink<'_>) -> Result<(), FetchError> {
+    let mirror = &ctx.mirror;
     let route = match mirror.route(&request.name) {
         Ok(route) => route,
-        Err(e) => return refuse_for(send, &e).await,
+        Err(e) => return refuse_for(sink, &e).await,
     };
     match &request.wanted {
         Wanted::Manifest(reference) => {
             let manifest = match mirror.manifest(&route, reference).await {
                 Ok(manifest) => manifest,
-                Err(e) => return refuse_for(send, &e).await,
+                Err(e) => return refuse_for(sink, &e).await,
             };
             let reply = FetchReply::Found {
                 digest: manifest.digest.as_str().to_owned(),
                 size: manifest.bytes.len() as u64,
                 media_type: manifest.media_type.clone(),
             };
-            fetch::write_reply(send, &reply).await?;
-            send.write_all(&manifest.bytes).await.map_err(io)?;
+            sink.reply(&reply).await?;
+            sink.write(&manifest.bytes).await?;
             mirror.count(Count::AgentBytes, manifest.bytes.len() as u64);
             Ok(())
         }
         Wanted::Blob { digest, offset } => {
             let mut reader = match mirror.blob(&route, digest).await {
                 Ok(reader) => reader,
-                Err(e) => return refuse_for(send, &e).await,
+                Err(e) => return refuse_for(sink, &e).await,
             };
             let size = reader.size;
             if *offset > size {
                 let message = format!("offset {offset} is past the blob's {size} bytes");
-                return refuse(send, FetchRefusal::Invalid, &message).await;
+                return sink.refuse(FetchRefusal::Invalid, &message).await;
+            }
+            let budget = budget_of(ctx, sink.session).await;
+            if let Some(budgeted) = budget.as_ref().filter(|b| !has_room(b, sink.session)) {
+                return defer(sink, budgeted).await;
             }
             if *offset > 0 {
                 mirror.count(Count::ResumedFetch, 1);
@@ -162,21 +213,41 @@ async fn answer(
                 size,
                 media_type: "application/octet-stream".into(),
             };
-            fetch::write_reply(send, &reply).await?;
+            sink.reply(&reply).await?;
             reader
                 .seek(*offset)
                 .await
                 .map_err(|e| io(std::io::Error::other(e)))?;
-            copy(mirror, &mut reader, send).await
+            copy(mirror, &mut reader, sink, budget.as_ref()).await
         }
     }
 }
 
-/// The rest of the blob, counted as it goes (a cut transfer counts what was sent).
+/// The device's budget, if one is set; a store that cannot say holds nothing back (the bytes
+/// are still counted).
+async fn budget_of(ctx: &HubContext, session: &Arc<LiveSession>) -> Option<Budgeted> {
+    match traffic::allowance(ctx, session).await {
+        Ok(budget) => budget,
+        Err(e) => {
+            warn!(endpoint = %session.endpoint, "the device's budget could not be read: {e}");
+            None
+        }
+    }
+}
+
+/// Whether a chunk still fits in the budget, with the session as it is now.
+fn has_room(budgeted: &Budgeted, session: &LiveSession) -> bool {
+    budgeted.allowance.fits(&session.tally(), CHUNK as u64)
+}
+
+/// The rest of the blob, counted as it goes (a cut transfer counts what was sent). Where the
+/// budget runs out the stream is reset with [`DEFERRED_RESET`]: the agent keeps what arrived and
+/// asks again from there, and is told it is deferred.
 async fn copy(
     mirror: &Mirror,
     reader: &mut crate::mirror::store::BlobReader,
-    send: &mut quinn::SendStream,
+    sink: &mut Sink<'_>,
+    budget: Option<&Budgeted>,
 ) -> Result<(), FetchError> {
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -184,12 +255,39 @@ async fn copy(
         if n == 0 {
             return Ok(());
         }
-        send.write_all(&buf[..n]).await.map_err(io)?;
+        if let Some(budgeted) = budget.filter(|b| !has_room(b, sink.session)) {
+            info!(endpoint = %sink.session.endpoint, budget = budgeted.allowance.budget, "budget spent part-way through a blob: deferred");
+            let _ = sink.send.reset(VarInt::from_u32(DEFERRED_RESET));
+            return Ok(());
+        }
+        sink.write(&buf[..n]).await?;
         mirror.count(Count::AgentBytes, n as u64);
     }
 }
 
-async fn refuse_for(send: &mut quinn::SendStream, error: &MirrorError) -> Result<(), FetchError> {
+/// Tell the agent its background transfers wait for the next period. An agent that cannot take
+/// a deferral is told the mirror is unavailable, with the same words.
+async fn defer(sink: &mut Sink<'_>, budgeted: &Budgeted) -> Result<(), FetchError> {
+    let retry_at = u64::try_from(budgeted.next_start).unwrap_or_default();
+    let message = format!(
+        "deferred: budget: {} bytes a period set on {} are spent; transfers resume at {}",
+        budgeted.allowance.budget,
+        budgeted.scope,
+        crate::api::rfc3339_secs(budgeted.next_start).unwrap_or_default(),
+    );
+    info!(endpoint = %sink.session.endpoint, "{message}");
+    let reason = if sink.session.takes_deferrals() {
+        FetchRefusal::Deferred {
+            cause: DeferCause::Budget,
+            retry_at,
+        }
+    } else {
+        FetchRefusal::Unavailable
+    };
+    sink.refuse(reason, &message).await
+}
+
+async fn refuse_for(sink: &mut Sink<'_>, error: &MirrorError) -> Result<(), FetchError> {
     let reason = match error {
         MirrorError::NameUnknown(_)
         | MirrorError::ManifestUnknown(_)
@@ -200,7 +298,7 @@ async fn refuse_for(send: &mut quinn::SendStream, error: &MirrorError) -> Result
         MirrorError::Store(_) | MirrorError::FetchLost => FetchRefusal::Unavailable,
     };
     info!("fetch refused ({reason:?}): {error}");
-    refuse(send, reason, &error.to_string()).await
+    sink.refuse(reason, &error.to_string()).await
 }
 
 /// Whether the upstream sent bytes that were not their digest.
@@ -213,18 +311,6 @@ fn corrupt(error: &UpstreamError) -> bool {
                 ..
             }
     )
-}
-
-async fn refuse(
-    send: &mut quinn::SendStream,
-    reason: FetchRefusal,
-    message: &str,
-) -> Result<(), FetchError> {
-    let reply = FetchReply::Refused {
-        reason,
-        message: message.to_owned(),
-    };
-    fetch::write_reply(send, &reply).await
 }
 
 fn io(e: impl Into<std::io::Error>) -> FetchError {

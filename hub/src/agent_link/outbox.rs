@@ -46,9 +46,12 @@ impl Outbox {
         self.frames.is_empty()
     }
 
-    /// Queue `message` to be written after the frames before it.
-    pub(super) fn push(&mut self, message: &HubMessage) {
-        self.frames.push_back(wire::encode_frame(message));
+    /// Queue `message` to be written after the frames before it; returns the frame's bytes.
+    pub(super) fn push(&mut self, message: &HubMessage) -> usize {
+        let frame = wire::encode_frame(message);
+        let len = frame.len();
+        self.frames.push_back(frame);
+        len
     }
 
     /// Write what waits, as far as `send` takes it now; ready once everything is written.

@@ -134,10 +134,12 @@ pub(super) async fn show(
         })
         .await?;
     let stacks = deployed.into_iter().map(view::device_stack).collect();
+    let traffic = super::budgets::traffic_of(&ctx, id).await?;
     Ok(Json(EndpointDetail {
         endpoint,
         snapshot,
         stacks,
+        traffic: Some(traffic),
     }))
 }
 

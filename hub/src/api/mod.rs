@@ -13,6 +13,7 @@
 mod admin_certs;
 mod audit;
 mod auth;
+mod budgets;
 pub(crate) mod connections;
 pub(crate) mod credentials;
 mod docker;
@@ -29,6 +30,7 @@ mod stacks;
 mod tokens;
 mod until_revoked;
 mod view;
+pub(crate) use view::rfc3339_secs;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -100,6 +102,10 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route(
+            "/api/budgets",
+            get(budgets::list).put(budgets::set).delete(budgets::remove),
+        )
         .route("/api/webhooks", get(webhooks::list).post(webhooks::add))
         .route("/api/webhooks/{id}", delete(webhooks::remove))
         .route("/api/webhooks/deliveries", get(webhooks::deliveries))

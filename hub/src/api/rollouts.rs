@@ -299,7 +299,9 @@ fn target(row: TargetRow<'_>) -> RolloutTarget {
         wave: row.wave,
         state: row.state.as_str().to_owned(),
         pulled: match row.phase {
-            Phase::Pulling { done, total } => Some([*done, *total]),
+            Phase::Pulling { done, total } | Phase::Deferred { done, total, .. } => {
+                Some([*done, *total])
+            }
             _ => None,
         },
         online: row.online,

@@ -16,7 +16,8 @@ use crate::registry::{self, LiveView, Status};
 use crate::store::deployments::DeploymentRow;
 use crate::store::{self, EndpointRecord};
 
-fn rfc3339_secs(secs: i64) -> Option<String> {
+/// Unix seconds as RFC 3339 (UTC).
+pub(crate) fn rfc3339_secs(secs: i64) -> Option<String> {
     OffsetDateTime::from_unix_timestamp(secs)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
@@ -128,6 +129,11 @@ pub(super) fn device_stack(row: DeploymentRow) -> DeviceStack {
         Phase::Failed { reason } => ("failed", Some(reason), None),
         Phase::Drifted { reason } => ("drifted", Some(reason), None),
         Phase::RolledBack { reason } => ("rolled_back", Some(reason), None),
+        Phase::Deferred {
+            reason,
+            done,
+            total,
+        } => ("deferred", Some(reason), Some([done, total])),
     };
     DeviceStack {
         stack: row.stack,

@@ -6,6 +6,7 @@
 
 mod admin;
 mod audit;
+mod budget;
 mod credentials;
 mod docker_context;
 mod duration;
@@ -27,6 +28,7 @@ use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
 pub use audit::{run as run_audit, AuditCommand};
+pub use budget::{run as run_budget, BudgetCommand};
 pub use credentials::{
     run_admin_cert, run_admin_token, run_token, AdminCertCommand, AdminTokenCommand, GrantArgs,
     TokenCommand,
@@ -161,6 +163,16 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Byte budgets a period per device (the fleet, a group or one device): past one, image
+    /// transfers wait for the next period.
+    Budget {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The budget command.
+        #[command(subcommand)]
+        command: BudgetCommand,
+    },
     /// The admin bearer token.
     AdminToken {
         /// How to reach the API.
@@ -271,6 +283,10 @@ pub struct ServeArgs {
     /// GiB of blobs the mirror keeps; past it the least recently used are evicted.
     #[arg(long, default_value_t = config::DEFAULT_MIRROR_MAX_BYTES >> 30)]
     pub mirror_max_gib: u64,
+    /// The period byte budgets cover (`budget set`): `month` (calendar months, UTC), or a span
+    /// such as `1d` or `90s` counted from the Unix epoch, for labs and tests.
+    #[arg(long, default_value = "month")]
+    pub budget_period: crate::traffic::period::BudgetPeriod,
     /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
     #[arg(long, hide = true, default_value_t = HumanDuration(config::DEFAULT_AGENT_CERT_VALIDITY))]
     pub agent_cert_validity: HumanDuration,
@@ -302,6 +318,7 @@ impl ServeArgs {
                 max_bytes: self.mirror_max_gib.saturating_mul(1 << 30),
                 ..Default::default()
             },
+            budget_period: self.budget_period,
             ..HubConfig::new(self.data_dir)
         }
     }

@@ -27,6 +27,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 use thiserror::Error;
@@ -59,6 +60,7 @@ pub struct Metrics {
     wire: WireBytes,
     flushes: DurationHistogram,
     flushed_rows: Counter,
+    traffic: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,7 @@ impl Metrics {
             // A few rows (ms) to a reconnect storm's thousands waiting for the writer (s).
             flushes: DurationHistogram::new(exponential_buckets(0.001, 2.0, 15)),
             flushed_rows: Counter::default(),
+            traffic: Family::default(),
         };
         metrics.register();
         metrics
@@ -130,6 +133,13 @@ impl Metrics {
             "Liveness rows the flushes wrote",
             self.flushed_rows.clone(),
         );
+        r.register_with_unit(
+            "outpost_hub_device_traffic",
+            "Bytes the devices' sessions carried, by class and direction, added at each traffic \
+             flush (every 5 minutes, and as sessions end)",
+            Unit::Bytes,
+            self.traffic.clone(),
+        );
     }
 
     /// The counters the agents' socket adds its bytes to.
@@ -162,6 +172,17 @@ impl Metrics {
     pub fn flushed(&self, took: Duration, rows: usize) {
         self.flushes.observe(took);
         self.flushed_rows.inc_by(rows as u64);
+    }
+
+    /// A traffic flush added `up` and `down` bytes of `class` (`crate::traffic::tally::Class`).
+    pub fn traffic(&self, class: &'static str, up: u64, down: u64) {
+        for (direction, bytes) in [("up", up), ("down", down)] {
+            if bytes > 0 {
+                self.traffic
+                    .get_or_create(&[("class", class), ("direction", direction)])
+                    .inc_by(bytes);
+            }
+        }
     }
 
     /// The whole exposition: the event series, then what the hub reads now.

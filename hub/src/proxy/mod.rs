@@ -39,6 +39,8 @@ use tracing::debug;
 use crate::context::HubContext;
 use crate::registry::{LiveSession, Status, SummonError};
 use crate::store::{endpoints, StoreError};
+use crate::traffic::counted::Counted;
+use crate::traffic::tally::Class;
 
 /// How long to wait for stream credit from a device the hub believes active before summoning again.
 const CREDIT_DEADLINE: Duration = Duration::from_secs(2);
@@ -204,13 +206,13 @@ fn acquire(ctx: &HubContext, session: &LiveSession) -> Result<slots::Slots, Prox
     Ok((device, hub))
 }
 
-type StreamIo = tokio::io::Join<reply::AfterReply, quinn::SendStream>;
+type StreamIo = Counted<tokio::io::Join<reply::AfterReply, quinn::SendStream>>;
 
 /// Open a stream, re-summoning once if the device has no stream credit left: its `Standby` may
 /// still be in flight when the hub believed it active, and QUIC would wait for credit forever.
 async fn open_stream(
     ctx: &HubContext,
-    session: &LiveSession,
+    session: &Arc<LiveSession>,
     request_id: u64,
 ) -> Result<(StreamIo, watch::Receiver<reply::Outcome>), ProxyError> {
     let lost = |e: &dyn std::fmt::Display| ProxyError::Disconnected {
@@ -241,7 +243,11 @@ async fn open_stream(
         .await
         .map_err(|e| lost(&e))?;
     let (recv, outcome) = reply::after_reply(recv, STREAM_REPLY_DEADLINE);
-    Ok((tokio::io::join(recv, send), outcome))
+    let io = tokio::io::join(recv, send);
+    Ok((
+        Counted::new(io, session.clone(), Class::Interactive),
+        outcome,
+    ))
 }
 
 /// Strip the route prefix and what must not reach the device ([`headers`]), keep everything else.

@@ -25,6 +25,8 @@ use crate::session::{
 };
 use crate::store::endpoints::SavedPath;
 use crate::store::{unix_seconds, LivenessUpdate};
+use crate::traffic::tally::{Tally, UpDown};
+use crate::traffic::SessionTraffic;
 
 /// One connected agent.
 #[derive(Debug)]
@@ -38,6 +40,7 @@ pub struct LiveSession {
     state: Mutex<HubSession<oneshot::Sender<()>>>,
     proxy_slots: Arc<Semaphore>,
     ping: PingCache,
+    traffic: SessionTraffic,
 }
 
 impl LiveSession {
@@ -66,7 +69,27 @@ impl LiveSession {
             state: Mutex::new(state),
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
             ping: PingCache::default(),
+            traffic: SessionTraffic::default(),
         }
+    }
+
+    /// The bytes this session's streams carried, by class, and what a flush last wrote.
+    pub fn traffic(&self) -> &SessionTraffic {
+        &self.traffic
+    }
+
+    /// What this session has cost so far: the wire, and each counted class.
+    pub fn tally(&self) -> Tally {
+        let wire = wire_counts(&self.conn);
+        self.traffic.counters.tally(UpDown {
+            up: wire.rx_bytes,
+            down: wire.tx_bytes,
+        })
+    }
+
+    /// Whether the agent understands a deferral ([`HubSession::takes_deferrals`]).
+    pub fn takes_deferrals(&self) -> bool {
+        self.state().takes_deferrals()
     }
 
     /// What the connection's congestion controller (on its current path) has measured so far.

@@ -74,12 +74,13 @@ impl Tally {
     }
 
     pub(super) fn counts(&self) -> Counts {
-        let [waiting, queued, pulling, starting, running, soaking, healthy, failed, rolled_back, drifted, lost] =
+        let [waiting, queued, pulling, deferred, starting, running, soaking, healthy, failed, rolled_back, drifted, lost] =
             self.states;
         Counts {
             waiting,
             queued,
             pulling,
+            deferred,
             starting,
             running,
             soaking,
@@ -104,6 +105,8 @@ pub struct Counts {
     pub queued: u32,
     /// Pulling images.
     pub pulling: u32,
+    /// Pulling held back by a byte budget or a transfer window.
+    pub deferred: u32,
     /// Replacing containers.
     pub starting: u32,
     /// Running, some healthcheck not yet passing.
@@ -127,11 +130,12 @@ pub struct Counts {
 impl Counts {
     /// Each state's name (as `rollout show` prints it) and count; `offline` overlaps them and is
     /// not among them.
-    pub fn by_state(&self) -> [(&'static str, u32); 11] {
+    pub fn by_state(&self) -> [(&'static str, u32); TargetState::ALL.len()] {
         [
             ("waiting", self.waiting),
             ("queued", self.queued),
             ("pulling", self.pulling),
+            ("deferred", self.deferred),
             ("starting", self.starting),
             ("running", self.running),
             ("soaking", self.soaking),
@@ -148,6 +152,7 @@ impl Counts {
         self.waiting
             + self.queued
             + self.pulling
+            + self.deferred
             + self.starting
             + self.running
             + self.soaking

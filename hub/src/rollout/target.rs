@@ -23,6 +23,9 @@ pub enum TargetState {
     Queued,
     /// Pulling images. Never a failure, however long it takes.
     Pulling,
+    /// Pulling is held back by the device's byte budget or transfer window: not a failure, and
+    /// it holds its wave back like a pull.
+    Deferred,
     /// Replacing containers.
     Starting,
     /// Every container running, some healthcheck not yet passing.
@@ -45,10 +48,11 @@ pub enum TargetState {
 
 impl TargetState {
     /// Every state, in the order `rollout show` lists them.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Waiting,
         Self::Queued,
         Self::Pulling,
+        Self::Deferred,
         Self::Starting,
         Self::Running,
         Self::Soaking,
@@ -65,6 +69,7 @@ impl TargetState {
             Self::Waiting => "waiting",
             Self::Queued => "queued",
             Self::Pulling => "pulling",
+            Self::Deferred => "deferred",
             Self::Starting => "starting",
             Self::Running => "running",
             Self::Soaking => "soaking",
@@ -149,6 +154,7 @@ impl TargetRecord {
         match self.phase {
             Phase::Queued => TargetState::Queued,
             Phase::Pulling { .. } => TargetState::Pulling,
+            Phase::Deferred { .. } => TargetState::Deferred,
             Phase::Starting => TargetState::Starting,
             Phase::Running => TargetState::Running,
             Phase::Healthy if self.soaked => TargetState::Healthy,
@@ -229,8 +235,10 @@ impl TargetRecord {
             self.healthy_since = None;
             self.soaked = false;
         }
-        if let Phase::Failed { reason } | Phase::Drifted { reason } | Phase::RolledBack { reason } =
-            &phase
+        if let Phase::Failed { reason }
+        | Phase::Drifted { reason }
+        | Phase::RolledBack { reason }
+        | Phase::Deferred { reason, .. } = &phase
         {
             self.reason = Some(reason.clone());
         }

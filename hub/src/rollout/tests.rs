@@ -134,6 +134,7 @@ pub(super) fn count_of(counts: &Counts, state: TargetState) -> u32 {
         TargetState::Waiting => counts.waiting,
         TargetState::Queued => counts.queued,
         TargetState::Pulling => counts.pulling,
+        TargetState::Deferred => counts.deferred,
         TargetState::Starting => counts.starting,
         TargetState::Running => counts.running,
         TargetState::Soaking => counts.soaking,

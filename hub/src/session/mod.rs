@@ -422,6 +422,15 @@ impl<W> HubSession<W> {
             .contains(outpost_protocol::job::Features::DRIFT_REPORT)
     }
 
+    /// Whether the agent understands a deferral of its background transfers
+    /// ([`Features::DEFERRAL`](outpost_protocol::job::Features::DEFERRAL)); if not, a spent
+    /// budget refuses its fetches as unavailable.
+    pub fn takes_deferrals(&self) -> bool {
+        self.jobs
+            .features()
+            .contains(outpost_protocol::job::Features::DEFERRAL)
+    }
+
     /// A job message arrived, with its result if it is one: whether to keep it ([`jobs`]).
     pub fn handle_job_message(
         &mut self,

@@ -189,6 +189,16 @@ fn phase_columns(phase: &Phase) -> (&'static str, Option<String>, Option<u64>, O
         Phase::Failed { reason } => ("failed", Some(printable(reason)), None, None),
         Phase::Drifted { reason } => ("drifted", Some(printable(reason)), None, None),
         Phase::RolledBack { reason } => ("rolled_back", Some(printable(reason)), None, None),
+        Phase::Deferred {
+            reason,
+            done,
+            total,
+        } => (
+            "deferred",
+            Some(printable(reason)),
+            Some(*done),
+            Some(*total),
+        ),
     }
 }
 
@@ -211,6 +221,11 @@ fn phase_of(
         "failed" => Phase::Failed { reason: reason() },
         "drifted" => Phase::Drifted { reason: reason() },
         "rolled_back" => Phase::RolledBack { reason: reason() },
+        "deferred" => Phase::Deferred {
+            reason: reason(),
+            done: done.unwrap_or_default(),
+            total: total.unwrap_or_default(),
+        },
         other => return Err(StoreError::Corrupt(format!("deployment phase {other:?}"))),
     })
 }

@@ -282,6 +282,21 @@ const MIGRATIONS: &[&str] = &[
         endpoint_id INTEGER PRIMARY KEY,
         not_after INTEGER NOT NULL
     );",
+    // 17: bytes each device cost per budget period and class, and byte budgets (issue #16).
+    "CREATE TABLE traffic (
+        endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+        period_start INTEGER NOT NULL,
+        class TEXT NOT NULL,
+        up INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        PRIMARY KEY (endpoint_id, period_start, class)
+    ) WITHOUT ROWID;
+    CREATE TABLE budgets (
+        scope TEXT NOT NULL CHECK (scope IN ('fleet', 'group', 'endpoint')),
+        name TEXT NOT NULL COLLATE NOCASE,
+        bytes INTEGER NOT NULL CHECK (bytes >= 0),
+        PRIMARY KEY (scope, name)
+    ) WITHOUT ROWID;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -29,6 +29,7 @@ pub mod rollouts;
 pub mod settings;
 pub mod snapshots;
 pub mod stacks;
+pub mod traffic;
 pub mod webhooks;
 
 use std::path::Path;

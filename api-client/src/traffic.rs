@@ -1,0 +1,92 @@
+//! What devices cost on their links, by class and budget period, and the byte budgets set on the
+//! fleet, a group or one device.
+
+use serde::{Deserialize, Serialize};
+
+/// A device's bytes in the current budget period (`GET /api/endpoints/{id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// The budget period: `month` (calendar months, UTC) or a span such as `90s`.
+    pub period: String,
+    /// When the current period began, RFC 3339.
+    pub period_start: Option<String>,
+    /// Bytes this period, every class both ways: what the budget counts.
+    pub used: u64,
+    /// The budget that applies, if any.
+    pub budget: Option<AppliedBudget>,
+    /// `budget` while background transfers (images) are held back; interactive calls never are.
+    pub deferred: Option<String>,
+    /// Bytes by class: `control` (check-ins, control messages, packet overhead), `interactive`
+    /// (Docker calls), `images`, `snapshots`, `stacks`. They sum to the wire's UDP payload.
+    pub classes: Vec<ClassBytes>,
+}
+
+/// One class's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassBytes {
+    /// The class.
+    pub class: String,
+    /// Device → hub.
+    pub up: u64,
+    /// Hub → device.
+    pub down: u64,
+}
+
+/// The budget a device is held to, and where it was set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedBudget {
+    /// Bytes a period.
+    pub bytes: u64,
+    /// Where it was set: `the fleet`, `group NAME` or `endpoint ID`.
+    pub set_on: String,
+}
+
+/// A budget as `GET /api/budgets` lists it and `PUT /api/budgets` sets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// `fleet` (every device without a more specific budget), `group` (each device of the
+    /// group without its own) or `endpoint`.
+    pub scope: String,
+    /// The group's name or the endpoint's id; none for the fleet.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Bytes a period, per device.
+    pub bytes: u64,
+}
+
+/// `DELETE /api/budgets`: which budget to remove (answered with itself once removed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetTarget {
+    /// `fleet`, `group` or `endpoint`.
+    pub scope: String,
+    /// The group's name or the endpoint's id; none for the fleet.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl crate::ApiClient {
+    /// `GET /api/budgets`: every budget set.
+    pub async fn budgets(&self) -> Result<Vec<Budget>, crate::ApiError> {
+        self.call(reqwest::Method::GET, "/api/budgets").await
+    }
+
+    /// `PUT /api/budgets`: set a budget.
+    pub async fn set_budget(&self, budget: &Budget) -> Result<Budget, crate::ApiError> {
+        let path = "/api/budgets";
+        self.send(path, self.request(reqwest::Method::PUT, path).json(budget))
+            .await
+    }
+
+    /// `DELETE /api/budgets`: remove a budget.
+    pub async fn remove_budget(
+        &self,
+        target: &BudgetTarget,
+    ) -> Result<BudgetTarget, crate::ApiError> {
+        let path = "/api/budgets";
+        self.send(
+            path,
+            self.request(reqwest::Method::DELETE, path).json(target),
+        )
+        .await
+    }
+}

@@ -1,0 +1,140 @@
+//! Byte budgets through the API (see `crate::traffic`): `GET /api/budgets` lists them,
+//! `PUT /api/budgets` sets one on the fleet, a group or a device, `DELETE /api/budgets` removes
+//! one; and a device's bytes this period, by class, for `GET /api/endpoints/{id}`. Fleet-wide
+//! settings, so an unscoped admin's (`crate::access::need`). Bad input is a 400 naming it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use outpost_api::{AppliedBudget, Budget, BudgetTarget, ClassBytes, Traffic};
+use outpost_protocol::EndpointId;
+use tracing::info;
+
+use super::endpoints::not_found;
+use super::{rfc3339_secs, ApiError};
+use crate::context::HubContext;
+use crate::store::traffic::{self as stored, BudgetScope};
+use crate::store::{endpoints, unix_now, Label};
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+/// `scope` and `name` as a budget's scope: a group's name must be a valid group name, an
+/// endpoint's an existing endpoint.
+async fn scope_of(
+    ctx: &HubContext,
+    scope: &str,
+    name: Option<&str>,
+) -> Result<BudgetScope, ApiError> {
+    match (scope, name) {
+        ("fleet", None) => Ok(BudgetScope::Fleet),
+        ("fleet", Some(_)) => Err(bad("a fleet budget takes no name")),
+        ("group", Some(name)) => {
+            let label: Label = name
+                .parse()
+                .map_err(|e| bad(format!("group {name:?}: {e}")))?;
+            Ok(BudgetScope::Group(label.to_string()))
+        }
+        ("endpoint", Some(name)) => {
+            let id = name
+                .parse::<u64>()
+                .map(EndpointId)
+                .map_err(|_| bad(format!("endpoint {name:?}: not an endpoint id")))?;
+            let found = ctx.store.call(move |c| endpoints::find(c, id)).await?;
+            found
+                .map(|_| BudgetScope::Endpoint(id))
+                .ok_or_else(|| not_found(id))
+        }
+        ("group" | "endpoint", None) => Err(bad(format!("a {scope} budget needs a name"))),
+        (other, _) => Err(bad(format!(
+            "budget scope {other:?}: say fleet, group or endpoint"
+        ))),
+    }
+}
+
+fn budget(scope: BudgetScope, bytes: u64) -> Budget {
+    let (scope, name) = match scope {
+        BudgetScope::Fleet => ("fleet", None),
+        BudgetScope::Group(name) => ("group", Some(name)),
+        BudgetScope::Endpoint(id) => ("endpoint", Some(id.to_string())),
+    };
+    Budget {
+        scope: scope.to_owned(),
+        name,
+        bytes,
+    }
+}
+
+pub(super) async fn list(
+    State(ctx): State<Arc<HubContext>>,
+) -> Result<Json<Vec<Budget>>, ApiError> {
+    let rows = ctx.store.read(stored::budgets).await?;
+    Ok(Json(rows.into_iter().map(|(s, b)| budget(s, b)).collect()))
+}
+
+pub(super) async fn set(
+    State(ctx): State<Arc<HubContext>>,
+    Json(request): Json<Budget>,
+) -> Result<Json<Budget>, ApiError> {
+    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
+    let (stored_scope, bytes) = (scope.clone(), request.bytes);
+    ctx.store
+        .call(move |c| stored::set_budget(c, &stored_scope, bytes))
+        .await?;
+    info!(%scope, bytes, "byte budget set");
+    Ok(Json(budget(scope, bytes)))
+}
+
+pub(super) async fn remove(
+    State(ctx): State<Arc<HubContext>>,
+    Json(request): Json<BudgetTarget>,
+) -> Result<Json<BudgetTarget>, ApiError> {
+    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
+    let stored_scope = scope.clone();
+    let removed = ctx
+        .store
+        .call(move |c| stored::remove_budget(c, &stored_scope))
+        .await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{scope} has no budget"),
+        ));
+    }
+    info!(%scope, "byte budget removed");
+    Ok(Json(request))
+}
+
+/// Endpoint `id`'s bytes this period by class, with its live session's since the last flush,
+/// and the budget that applies.
+pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traffic, ApiError> {
+    let period = ctx.traffic.period();
+    let classes = crate::traffic::this_period(ctx, id, ctx.registry.get(id)).await?;
+    let applied = ctx.store.read(move |c| stored::budget_for(c, id)).await?;
+    let used = classes.iter().map(|(_, bytes)| bytes.total()).sum::<u64>();
+    let deferred = applied
+        .as_ref()
+        .filter(|(_, bytes)| used.saturating_add(crate::traffic::BUDGET_CHUNK) > *bytes)
+        .map(|_| "budget".to_owned());
+    Ok(Traffic {
+        period: period.to_string(),
+        period_start: rfc3339_secs(period.start_of(unix_now())),
+        used,
+        budget: applied.map(|(scope, bytes)| AppliedBudget {
+            bytes,
+            set_on: scope.to_string(),
+        }),
+        deferred,
+        classes: classes
+            .into_iter()
+            .map(|(class, bytes)| ClassBytes {
+                class: class.as_str().to_owned(),
+                up: bytes.up,
+                down: bytes.down,
+            })
+            .collect(),
+    })
+}

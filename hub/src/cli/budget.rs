@@ -1,0 +1,163 @@
+//! `outpost-hub budget …`: byte budgets a period per device, set on the fleet, a group or one
+//! device (the most specific applies). `endpoint show ID` prints what the device spent this
+//! period by class, and whether its image transfers are deferred.
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use outpost_api::{Budget, BudgetTarget};
+
+use super::admin::{connect, failed, print_json, text};
+use super::ApiArgs;
+
+/// `outpost-hub budget …`.
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Set a budget: bytes a period per device (`500MB`, `2GiB`, `750000`). Past it the device's
+    /// image transfers wait for the next period (`deferred: budget`), resuming where they
+    /// stopped; Docker calls through the hub are never held back.
+    Set {
+        /// Bytes a period, with an optional unit: B, kB, MB, GB (powers of 1000) or KiB, MiB,
+        /// GiB (powers of 1024).
+        #[arg(value_parser = parse_bytes)]
+        bytes: u64,
+        /// Where it applies.
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List the budgets set.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a budget.
+    Remove {
+        /// Which.
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+/// Exactly one of the fleet, a group or a device.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// Every device without a more specific budget.
+    #[arg(long)]
+    fleet: bool,
+    /// Each device of this group without its own budget.
+    #[arg(long)]
+    group: Option<String>,
+    /// This device.
+    #[arg(long)]
+    endpoint: Option<u64>,
+}
+
+impl ScopeArgs {
+    fn target(&self) -> BudgetTarget {
+        let (scope, name) = match (&self.group, self.endpoint) {
+            (Some(group), _) => ("group", Some(group.clone())),
+            (None, Some(id)) => ("endpoint", Some(id.to_string())),
+            (None, None) => ("fleet", None),
+        };
+        BudgetTarget {
+            scope: scope.to_owned(),
+            name,
+        }
+    }
+}
+
+/// Run a budget command.
+pub async fn run(args: &ApiArgs, command: BudgetCommand) -> Result<()> {
+    let api = connect(args)?;
+    let failed = |e| failed(api.base_url(), e);
+    match command {
+        BudgetCommand::Set { bytes, scope } => {
+            let target = scope.target();
+            let set = api
+                .set_budget(&Budget {
+                    scope: target.scope,
+                    name: target.name,
+                    bytes,
+                })
+                .await
+                .map_err(failed)?;
+            println!(
+                "budget set: {} bytes a period on {}",
+                set.bytes,
+                shown(&set)
+            );
+        }
+        BudgetCommand::List { json } => {
+            let budgets = api.budgets().await.map_err(failed)?;
+            if json {
+                return print_json(&budgets);
+            }
+            println!("{:<10} {:<24} {:>16}", "SCOPE", "NAME", "BYTES");
+            for budget in &budgets {
+                let name = text(budget.name.as_deref());
+                println!("{:<10} {:<24} {:>16}", budget.scope, name, budget.bytes);
+            }
+        }
+        BudgetCommand::Remove { scope } => {
+            let removed = api.remove_budget(&scope.target()).await.map_err(failed)?;
+            let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
+            println!("budget removed from {}{name}", removed.scope);
+        }
+    }
+    Ok(())
+}
+
+fn shown(budget: &Budget) -> String {
+    match &budget.name {
+        Some(name) => format!("{} {}", budget.scope, text(Some(name))),
+        None => "the fleet".to_owned(),
+    }
+}
+
+/// `500MB`, `2GiB`, `750000` as bytes.
+fn parse_bytes(text: &str) -> Result<u64> {
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => bail!("unit {other:?}: say B, kB, MB, GB, KiB, MiB or GiB"),
+    };
+    let Ok(number) = number.parse::<u64>() else {
+        bail!("{text:?} is not a number of bytes");
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_with_their_units() {
+        assert_eq!(parse_bytes("750000").ok(), Some(750_000));
+        assert_eq!(parse_bytes("50MB").ok(), Some(50_000_000));
+        assert_eq!(parse_bytes("2GiB").ok(), Some(2 << 30));
+        assert_eq!(parse_bytes("64 KiB").ok(), Some(65_536));
+        for bad in [
+            "",
+            "MB",
+            "5 furlongs",
+            "-5",
+            "1.5GB",
+            "99999999999999999999",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+}

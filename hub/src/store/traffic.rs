@@ -1,0 +1,219 @@
+//! Bytes each device cost per budget period and class (see `crate::traffic`), and the byte
+//! budgets set on the fleet, a group or one device.
+//!
+//! A device's budget is the most specific one set: its own, else its group's, else the fleet's.
+//! A group's or the fleet's budget is an allowance per device, not a pool the devices share: a
+//! metered link is one SIM per device, and one device spending its allowance must not hold back
+//! the others.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use outpost_protocol::EndpointId;
+
+use super::StoreError;
+
+/// Bytes one device spent on one class in one period, added by a flush.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrafficRow {
+    /// The device.
+    pub endpoint: EndpointId,
+    /// The class's name (`crate::traffic::Class::as_str`).
+    pub class: &'static str,
+    /// Device → hub.
+    pub up: u64,
+    /// Hub → device.
+    pub down: u64,
+}
+
+/// What a budget applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BudgetScope {
+    /// Every device without a more specific budget.
+    Fleet,
+    /// Each device of this group without its own budget.
+    Group(String),
+    /// This device.
+    Endpoint(EndpointId),
+}
+
+impl std::fmt::Display for BudgetScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fleet => f.write_str("the fleet"),
+            Self::Group(name) => write!(f, "group {name}"),
+            Self::Endpoint(id) => write!(f, "endpoint {id}"),
+        }
+    }
+}
+
+impl BudgetScope {
+    fn columns(&self) -> (&'static str, String) {
+        match self {
+            Self::Fleet => ("fleet", String::new()),
+            Self::Group(name) => ("group", name.clone()),
+            Self::Endpoint(id) => ("endpoint", id.0.to_string()),
+        }
+    }
+
+    fn from_columns(scope: &str, name: String) -> Result<Self, StoreError> {
+        Ok(match scope {
+            "fleet" => Self::Fleet,
+            "group" => Self::Group(name),
+            "endpoint" => {
+                Self::Endpoint(EndpointId(name.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("budget endpoint {name:?}"))
+                })?))
+            }
+            other => return Err(StoreError::Corrupt(format!("budget scope {other:?}"))),
+        })
+    }
+}
+
+/// Add `rows` to period `period_start`, in one transaction.
+pub fn add(
+    conn: &mut Connection,
+    period_start: i64,
+    rows: &[TrafficRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    {
+        // A device removed since its bytes were counted has no row to add to.
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO traffic (endpoint_id, period_start, class, up, down)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ?1)
+             ON CONFLICT (endpoint_id, period_start, class)
+             DO UPDATE SET up = up + excluded.up, down = down + excluded.down",
+        )?;
+        for row in rows {
+            stmt.execute(params![
+                row.endpoint.0 as i64,
+                period_start,
+                row.class,
+                clamp(row.up),
+                clamp(row.down)
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn clamp(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// A device's bytes in period `period_start`, by class name: `(class, up, down)`.
+pub fn of_endpoint(
+    conn: &Connection,
+    endpoint: EndpointId,
+    period_start: i64,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT class, up, down FROM traffic WHERE endpoint_id = ?1 AND period_start = ?2",
+    )?;
+    let rows = stmt.query_map(params![endpoint.0 as i64, period_start], |r| {
+        Ok((
+            r.get(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A device's bytes in period `period_start`, every class both ways.
+pub fn used(conn: &Connection, endpoint: EndpointId, period_start: i64) -> Result<u64, StoreError> {
+    let used: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(up + down), 0) FROM traffic
+         WHERE endpoint_id = ?1 AND period_start = ?2",
+        params![endpoint.0 as i64, period_start],
+        |r| r.get(0),
+    )?;
+    Ok(used.max(0) as u64)
+}
+
+/// Set `scope`'s budget to `bytes` a period.
+pub fn set_budget(conn: &Connection, scope: &BudgetScope, bytes: u64) -> Result<(), StoreError> {
+    let (kind, name) = scope.columns();
+    conn.execute(
+        "INSERT INTO budgets (scope, name, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (scope, name) DO UPDATE SET bytes = excluded.bytes",
+        params![kind, name, clamp(bytes)],
+    )?;
+    Ok(())
+}
+
+/// Remove `scope`'s budget; false if it had none.
+pub fn remove_budget(conn: &Connection, scope: &BudgetScope) -> Result<bool, StoreError> {
+    let (kind, name) = scope.columns();
+    Ok(conn.execute(
+        "DELETE FROM budgets WHERE scope = ?1 AND name = ?2",
+        params![kind, name],
+    )? > 0)
+}
+
+/// Every budget set, fleet first, then groups, then devices.
+pub fn budgets(conn: &Connection) -> Result<Vec<(BudgetScope, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT scope, name, bytes FROM budgets ORDER BY
+             CASE scope WHEN 'fleet' THEN 0 WHEN 'group' THEN 1 ELSE 2 END, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (scope, name, bytes) = row?;
+        Ok((
+            BudgetScope::from_columns(&scope, name)?,
+            bytes.max(0) as u64,
+        ))
+    })
+    .collect()
+}
+
+/// The budget that applies to `endpoint`, and where it was set: its own, else its group's, else
+/// the fleet's.
+pub fn budget_for(
+    conn: &Connection,
+    endpoint: EndpointId,
+) -> Result<Option<(BudgetScope, u64)>, StoreError> {
+    let found = conn
+        .query_row(
+            "SELECT scope, name, bytes FROM budgets
+             WHERE (scope = 'endpoint' AND name = ?1)
+                OR (scope = 'group' AND name = (SELECT g.name FROM endpoints e
+                                                JOIN groups g ON g.id = e.group_id
+                                                WHERE e.id = ?2))
+                OR scope = 'fleet'
+             ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
+             LIMIT 1",
+            params![endpoint.0.to_string(), endpoint.0 as i64],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    found
+        .map(|(scope, name, bytes)| {
+            Ok((
+                BudgetScope::from_columns(&scope, name)?,
+                bytes.max(0) as u64,
+            ))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+#[path = "traffic_tests.rs"]
+mod tests;

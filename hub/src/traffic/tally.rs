@@ -1,0 +1,273 @@
+//! What one session has cost, by class, without I/O: the counters the session's streams add to,
+//! the snapshot a flush takes, and the budget check a background transfer makes per chunk.
+//!
+//! The wire totals are quinn's UDP payload bytes, exact; the classes other than control are the
+//! payload their streams carried; control is the rest of the wire (check-ins, control messages,
+//! acknowledgements and every packet's QUIC overhead), so the classes always sum to the wire.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// What a byte was spent on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Check-ins, control messages, acknowledgements, packet overhead: the wire's remainder.
+    Control,
+    /// Proxied Docker API calls (`docker ps`, `logs -f`, `exec`).
+    Interactive,
+    /// Registry fetch streams: manifests and layers from the hub's mirror.
+    Images,
+    /// Engine snapshots the agent sends.
+    Snapshots,
+    /// Desired stack states and the agent's reports on them.
+    Stacks,
+}
+
+impl Class {
+    /// Every class, control first.
+    pub const ALL: [Self; 5] = [
+        Self::Control,
+        Self::Interactive,
+        Self::Images,
+        Self::Snapshots,
+        Self::Stacks,
+    ];
+
+    /// The name the store, the API and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Control => "control",
+            Self::Interactive => "interactive",
+            Self::Images => "images",
+            Self::Snapshots => "snapshots",
+            Self::Stacks => "stacks",
+        }
+    }
+
+    /// The class a stored name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    /// Index into the payload counters; control has none (it is the remainder).
+    fn counted(self) -> Option<usize> {
+        match self {
+            Self::Control => None,
+            Self::Interactive => Some(0),
+            Self::Images => Some(1),
+            Self::Snapshots => Some(2),
+            Self::Stacks => Some(3),
+        }
+    }
+}
+
+/// Which way a byte went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Device → hub.
+    Up = 0,
+    /// Hub → device.
+    Down = 1,
+}
+
+/// Bytes up and down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UpDown {
+    /// Device → hub.
+    pub up: u64,
+    /// Hub → device.
+    pub down: u64,
+}
+
+impl UpDown {
+    /// Both ways together.
+    pub fn total(self) -> u64 {
+        self.up.saturating_add(self.down)
+    }
+
+    fn minus(self, earlier: Self) -> Self {
+        Self {
+            up: self.up.saturating_sub(earlier.up),
+            down: self.down.saturating_sub(earlier.down),
+        }
+    }
+
+    /// Add `other` to these.
+    pub fn add(&mut self, other: Self) {
+        self.up = self.up.saturating_add(other.up);
+        self.down = self.down.saturating_add(other.down);
+    }
+}
+
+/// A session's totals at one moment: the wire and each counted class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// UDP payload bytes.
+    pub wire: UpDown,
+    /// Payload per counted class (interactive, images, snapshots, stacks).
+    counted: [UpDown; 4],
+}
+
+impl Tally {
+    /// A tally of `wire` bytes with nothing counted to a class (tests, a session's start).
+    pub fn of_wire(wire: UpDown) -> Self {
+        Self {
+            wire,
+            counted: [UpDown::default(); 4],
+        }
+    }
+
+    /// The bytes of `class`; control is the wire less the counted classes.
+    pub fn class(&self, class: Class) -> UpDown {
+        match class.counted() {
+            Some(index) => self.counted[index],
+            None => self
+                .counted
+                .iter()
+                .fold(self.wire, |rest, c| rest.minus(*c)),
+        }
+    }
+
+    /// What was spent between `earlier` and this tally.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            wire: self.wire.minus(earlier.wire),
+            counted: std::array::from_fn(|i| self.counted[i].minus(earlier.counted[i])),
+        }
+    }
+
+    /// Nothing spent.
+    pub fn is_empty(&self) -> bool {
+        self.wire == UpDown::default() && self.counted.iter().all(|c| *c == UpDown::default())
+    }
+
+    /// Bytes a budget counts: the wire, or the image bytes handed to the connection if more —
+    /// bytes written to a stream leave the hub later, and a budget must count them when they are
+    /// committed, not when they are sent.
+    pub fn charged(&self) -> u64 {
+        self.wire.total().max(self.class(Class::Images).total())
+    }
+}
+
+/// The payload counters a session's streams add to: plain atomics, written from the stream
+/// tasks, read by the flush.
+#[derive(Debug, Default)]
+pub struct ClassCounters {
+    counted: [[AtomicU64; 2]; 4],
+}
+
+impl ClassCounters {
+    /// Count `bytes` of `class` going `direction`; control is never counted directly.
+    pub fn add(&self, class: Class, direction: Direction, bytes: u64) {
+        if let Some(index) = class.counted() {
+            self.counted[index][direction as usize].fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The counters with the wire totals `wire`, as one tally.
+    pub fn tally(&self, wire: UpDown) -> Tally {
+        Tally {
+            wire,
+            counted: std::array::from_fn(|i| UpDown {
+                up: self.counted[i][0].load(Ordering::Relaxed),
+                down: self.counted[i][1].load(Ordering::Relaxed),
+            }),
+        }
+    }
+}
+
+/// A device's budget as one background transfer checks it: what the store held for the period
+/// when the transfer started, and the session's tally the store had been told of then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allowance {
+    /// The budget for the period.
+    pub budget: u64,
+    /// Bytes the store held for the device in the period.
+    pub stored: u64,
+    /// The session's tally as of the flush that the stored bytes include.
+    pub flushed: Tally,
+}
+
+impl Allowance {
+    /// Bytes spent in the period, with the session at `now`. A flush since the allowance was
+    /// taken moves bytes from the session's part to the store's without changing the sum.
+    pub fn used(&self, now: &Tally) -> u64 {
+        self.stored
+            .saturating_add(now.since(&self.flushed).charged())
+    }
+
+    /// Whether `bytes` more fit in the budget, with the session at `now`.
+    pub fn fits(&self, now: &Tally, bytes: u64) -> bool {
+        self.used(now).saturating_add(bytes) <= self.budget
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(wire: (u64, u64), images_down: u64) -> Tally {
+        let counters = ClassCounters::default();
+        counters.add(Class::Images, Direction::Down, images_down);
+        counters.add(Class::Interactive, Direction::Up, 10);
+        counters.tally(UpDown {
+            up: wire.0,
+            down: wire.1,
+        })
+    }
+
+    #[test]
+    fn control_is_what_the_counted_classes_leave_of_the_wire() {
+        let t = tally((500, 9_000), 8_000);
+        assert_eq!(t.class(Class::Images), UpDown { up: 0, down: 8_000 });
+        assert_eq!(t.class(Class::Interactive), UpDown { up: 10, down: 0 });
+        assert_eq!(
+            t.class(Class::Control),
+            UpDown {
+                up: 490,
+                down: 1_000
+            }
+        );
+        let sum = Class::ALL.iter().map(|c| t.class(*c).total()).sum::<u64>();
+        assert_eq!(sum, t.wire.total());
+    }
+
+    #[test]
+    fn bytes_written_but_not_yet_sent_are_charged() {
+        let waiting = tally((100, 1_000), 64_000);
+        assert_eq!(waiting.charged(), 64_000);
+        let sent = tally((900, 66_500), 64_000);
+        assert_eq!(sent.charged(), 67_400);
+    }
+
+    #[test]
+    fn an_allowance_holds_across_a_flush() {
+        let at_start = tally((1_000, 1_000), 0);
+        let allowance = Allowance {
+            budget: 50_000,
+            stored: 30_000,
+            flushed: at_start,
+        };
+        let later = tally((2_000, 12_000), 10_000);
+        assert_eq!(allowance.used(&later), 30_000 + 12_000);
+        assert!(allowance.fits(&later, 8_000));
+        assert!(!allowance.fits(&later, 8_001));
+        // A flush writes the session's 12,000 to the store and moves its marker: same sum.
+        let flushed = Allowance {
+            stored: 42_000,
+            flushed: later,
+            ..allowance
+        };
+        assert_eq!(flushed.used(&later), allowance.used(&later));
+    }
+
+    #[test]
+    fn class_names_round_trip() {
+        for class in Class::ALL {
+            assert_eq!(Class::parse(class.as_str()), Some(class));
+        }
+        assert_eq!(Class::parse("video"), None);
+    }
+}
