@@ -213,7 +213,3 @@ pub fn budget_for(
         })
         .transpose()
 }
-
-#[cfg(test)]
-#[path = "traffic_tests.rs"]
-mod tests;
