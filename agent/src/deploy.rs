@@ -73,8 +73,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// raises a spent budget sees the device go on within this, not at the next period.
 const DEFERRED_RECHECK: Duration = Duration::from_secs(300);
 
-/// Spread of retries after a deferral, so a fleet whose budgets reset at the same moment does not
-/// ask at once.
+/// Most jitter added to a deferred apply's retry. Devices deferred for long already ask at their
+/// own [`DEFERRED_RECHECK`] phases, spread over five minutes; the jitter spreads those told the
+/// same near moment (a short lab period, a budget raised for a group), at most a tenth of the
+/// wait so a short period is not overshot.
 const DEFERRED_SPREAD: Duration = Duration::from_secs(30);
 
 /// Longest one engine request of an apply may take. A pull is one request for its whole length,
@@ -430,7 +432,8 @@ async fn retry_deferred(deferred: Option<&(DesiredOrder, Instant)>) {
 }
 
 /// When to try a deferred apply again: when the hub said (seconds since the Unix epoch), at most
-/// [`DEFERRED_RECHECK`] from now, plus up to [`DEFERRED_SPREAD`] of jitter.
+/// [`DEFERRED_RECHECK`] from now, plus up to a tenth of that (at most [`DEFERRED_SPREAD`]) of
+/// jitter.
 fn retry_instant(retry_at: Option<u64>) -> Instant {
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -440,7 +443,9 @@ fn retry_instant(retry_at: Option<u64>) -> Instant {
         .map(|at| Duration::from_secs(at.saturating_sub(now_unix)))
         .unwrap_or(DEFERRED_RECHECK)
         .min(DEFERRED_RECHECK);
-    let jitter = DEFERRED_SPREAD.mul_f64(rand::random::<f64>());
+    let jitter = (wait / 10)
+        .min(DEFERRED_SPREAD)
+        .mul_f64(rand::random::<f64>());
     Instant::now() + wait + jitter
 }
 

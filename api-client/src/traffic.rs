@@ -19,6 +19,18 @@ pub struct Traffic {
     /// Bytes by class: `control` (check-ins, control messages, packet overhead), `interactive`
     /// (Docker calls), `images`, `snapshots`, `stacks`. They sum to the wire's UDP payload.
     pub classes: Vec<ClassBytes>,
+    /// Bytes in each of the last twelve periods before this one, newest first.
+    #[serde(default)]
+    pub history: Vec<PeriodBytes>,
+}
+
+/// A past period's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodBytes {
+    /// When the period began, RFC 3339.
+    pub period_start: Option<String>,
+    /// Bytes, every class both ways.
+    pub used: u64,
 }
 
 /// One class's bytes.

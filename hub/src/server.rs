@@ -262,7 +262,7 @@ impl RunningHub {
         for task in &self.tasks {
             task.abort();
         }
-        if let Err(e) = crate::traffic::flush(&self.ctx).await {
+        if let Err(e) = crate::traffic::flush(&self.ctx, store::unix_now()).await {
             warn!("traffic counts not written at shutdown: {e}");
         }
         // One call, so no flush lands after it; the flags of sessions still being set up when the

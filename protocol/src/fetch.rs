@@ -144,6 +144,8 @@ pub enum FetchRefusal {
     /// Background transfers to this device are held back, not failed: ask again at `retry_at`
     /// (seconds since the Unix epoch; sooner is refused again, at the cost of a round trip).
     /// Sent only to agents that announced [`Features::DEFERRAL`](crate::job::Features::DEFERRAL).
+    /// A blob the hub stops part-way for this reason ends early (FIN before its size): every
+    /// byte sent arrives, and asking again from them is answered with this refusal.
     Deferred {
         /// What holds them back.
         cause: DeferCause,
@@ -170,11 +172,6 @@ impl DeferCause {
         }
     }
 }
-
-/// The stream error code with which the hub ends a blob it stops sending part-way because the
-/// device's background transfers are now deferred; asking again from the bytes received gets
-/// the [`FetchRefusal::Deferred`] with its retry time.
-pub const DEFERRED_RESET: u32 = 0x0d;
 
 /// Why a fetch preface could not be read.
 #[derive(Debug, Error)]

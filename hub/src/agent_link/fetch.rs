@@ -12,8 +12,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use outpost_protocol::fetch::{
-    self, DeferCause, Fetch, FetchError, FetchRefusal, FetchReply, Wanted, DEFERRED_RESET,
-    MAX_FETCH_STREAMS,
+    self, DeferCause, Fetch, FetchError, FetchRefusal, FetchReply, Wanted, MAX_FETCH_STREAMS,
 };
 use outpost_protocol::wire::HubMessage;
 use quinn::VarInt;
@@ -241,8 +240,9 @@ fn has_room(budgeted: &Budgeted, session: &LiveSession) -> bool {
 }
 
 /// The rest of the blob, counted as it goes (a cut transfer counts what was sent). Where the
-/// budget runs out the stream is reset with [`DEFERRED_RESET`]: the agent keeps what arrived and
-/// asks again from there, and is told it is deferred.
+/// budget runs out the stream ends early — finished, not reset, so every byte already handed to
+/// the connection (and charged to the budget) arrives: the agent keeps it, asks again from
+/// there, and is told it is deferred.
 async fn copy(
     mirror: &Mirror,
     reader: &mut crate::mirror::store::BlobReader,
@@ -256,8 +256,8 @@ async fn copy(
             return Ok(());
         }
         if let Some(budgeted) = budget.filter(|b| !has_room(b, sink.session)) {
-            info!(endpoint = %sink.session.endpoint, budget = budgeted.allowance.budget, "budget spent part-way through a blob: deferred");
-            let _ = sink.send.reset(VarInt::from_u32(DEFERRED_RESET));
+            let used = budgeted.allowance.used(&sink.session.tally());
+            info!(endpoint = %sink.session.endpoint, budget = budgeted.allowance.budget, used, "budget spent part-way through a blob: deferred");
             return Ok(());
         }
         sink.write(&buf[..n]).await?;

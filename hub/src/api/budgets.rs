@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use outpost_api::{AppliedBudget, Budget, BudgetTarget, ClassBytes, Traffic};
+use outpost_api::{AppliedBudget, Budget, BudgetTarget, ClassBytes, PeriodBytes, Traffic};
 use outpost_protocol::EndpointId;
 use tracing::info;
 
@@ -17,6 +17,9 @@ use super::{rfc3339_secs, ApiError};
 use crate::context::HubContext;
 use crate::store::traffic::{self as stored, BudgetScope};
 use crate::store::{endpoints, unix_now, Label};
+
+/// Past periods an endpoint's view shows: a year of months.
+const HISTORY_PERIODS: u32 = 12;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -113,7 +116,14 @@ pub(super) async fn remove(
 pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traffic, ApiError> {
     let period = ctx.traffic.period();
     let classes = crate::traffic::this_period(ctx, id, ctx.registry.get(id)).await?;
-    let applied = ctx.store.read(move |c| stored::budget_for(c, id)).await?;
+    let start = period.start_of(unix_now());
+    let (applied, history) = ctx
+        .store
+        .read(move |c| {
+            let history = stored::history(c, id, start, HISTORY_PERIODS)?;
+            Ok((stored::budget_for(c, id)?, history))
+        })
+        .await?;
     let used = classes.iter().map(|(_, bytes)| bytes.total()).sum::<u64>();
     let deferred = applied
         .as_ref()
@@ -121,7 +131,7 @@ pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traff
         .map(|_| "budget".to_owned());
     Ok(Traffic {
         period: period.to_string(),
-        period_start: rfc3339_secs(period.start_of(unix_now())),
+        period_start: rfc3339_secs(start),
         used,
         budget: applied.map(|(scope, bytes)| AppliedBudget {
             bytes,
@@ -134,6 +144,13 @@ pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traff
                 class: class.as_str().to_owned(),
                 up: bytes.up,
                 down: bytes.down,
+            })
+            .collect(),
+        history: history
+            .into_iter()
+            .map(|(start, used)| PeriodBytes {
+                period_start: rfc3339_secs(start),
+                used,
             })
             .collect(),
     })

@@ -160,10 +160,10 @@ pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
-mod traffic_tests;
-#[cfg(test)]
 mod list_tests;
 #[cfg(test)]
 mod takeover_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_tests;

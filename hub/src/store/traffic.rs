@@ -135,6 +135,25 @@ pub fn used(conn: &Connection, endpoint: EndpointId, period_start: i64) -> Resul
     Ok(used.max(0) as u64)
 }
 
+/// A device's bytes in each of its last `limit` periods before `before` (newest first):
+/// `(period_start, bytes)`.
+pub fn history(
+    conn: &Connection,
+    endpoint: EndpointId,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<(i64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT period_start, SUM(up + down) FROM traffic
+         WHERE endpoint_id = ?1 AND period_start < ?2
+         GROUP BY period_start ORDER BY period_start DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![endpoint.0 as i64, before, limit], |r| {
+        Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Set `scope`'s budget to `bytes` a period.
 pub fn set_budget(conn: &Connection, scope: &BudgetScope, bytes: u64) -> Result<(), StoreError> {
     let (kind, name) = scope.columns();

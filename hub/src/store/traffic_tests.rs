@@ -53,6 +53,12 @@ fn flushes_add_up_per_period_and_class() {
     assert_eq!(used(&conn, kiosk, 100).unwrap(), 15 + 25 + 1 + 5_000);
     assert_eq!(used(&conn, kiosk, 200).unwrap(), 14);
     assert_eq!(used(&conn, kiosk, 300).unwrap(), 0);
+    assert_eq!(
+        history(&conn, kiosk, 300, 12).unwrap(),
+        vec![(200, 14), (100, 15 + 25 + 1 + 5_000)]
+    );
+    assert_eq!(history(&conn, kiosk, 200, 12).unwrap(), vec![(100, 5_041)]);
+    assert_eq!(history(&conn, kiosk, 300, 1).unwrap(), vec![(200, 14)]);
 }
 
 #[test]

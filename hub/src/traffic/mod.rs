@@ -110,27 +110,32 @@ impl Traffic {
     }
 }
 
-/// Flush every [`FLUSH_EVERY`], for as long as the hub runs.
+/// Flush every [`FLUSH_EVERY`] and as each budget period begins, for as long as the hub runs:
+/// the bytes a session spent before a period began are the old period's, so what the new one
+/// counts (store plus the session's bytes since the flush) starts near zero.
 pub(crate) async fn run_flusher(ctx: Arc<HubContext>) {
-    let mut ticker = tokio::time::interval(FLUSH_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
     loop {
-        ticker.tick().await;
-        if let Err(e) = flush(&ctx).await {
+        let now = unix_now();
+        let boundary = ctx.traffic.period.next_start(now);
+        let every = i64::try_from(FLUSH_EVERY.as_secs()).unwrap_or(i64::MAX);
+        let at = boundary.min(now.saturating_add(every));
+        tokio::time::sleep(Duration::from_secs(u64::try_from(at - now).unwrap_or(0))).await;
+        // A flush at the boundary counts its bytes to the period that ends there.
+        let period_of = if at == boundary { at - 1 } else { at };
+        if let Err(e) = flush(&ctx, period_of).await {
             warn!("traffic counts not written: {e}");
         }
     }
 }
 
 /// Add every session's bytes since the last flush, and those of sessions that ended, to the
-/// current period. Returns how many rows were added to.
-pub(crate) async fn flush(ctx: &Arc<HubContext>) -> Result<usize, StoreError> {
+/// period holding `at` (Unix seconds). Returns how many rows were added to.
+pub(crate) async fn flush(ctx: &Arc<HubContext>, at: i64) -> Result<usize, StoreError> {
     let sessions = ctx.registry.all();
     let taker = ctx.clone();
     ctx.store
         .call(move |conn| {
-            let period_start = taker.traffic.period.start_of(unix_now());
+            let period_start = taker.traffic.period.start_of(at);
             let mut spent: Vec<(EndpointId, Tally)> =
                 std::mem::take(&mut *lock(&taker.traffic.ended));
             for session in &sessions {

@@ -1,0 +1,327 @@
+//! Byte budgets (issue #16 item 5): a device with a 50 MB budget a period is sent a stack whose
+//! image is 200 MB. Its image transfers stop at the budget and the rollout shows the device
+//! `deferred` (the hub's reason: `budget`), never failed; each next period goes on from the byte
+//! where the last one stopped, until the image is whole and the stack runs. Docker calls through
+//! the hub are never held back.
+//!
+//! Every part is real: the netns rig (transparent link) with Debian's `docker-registry` and the
+//! hub (`--registry`, `--budget-period 15s` so that periods pass within the test) on its hub side,
+//! and the agent with its own `dockerd` on its agent side, as in `agent_registry.rs`. The image's
+//! four 50 MB layers of random bytes are built in the device's engine, pushed, and removed; then
+//! the link becomes 100 Mbit/s with a 10 ms round trip.
+//!
+//! What is asserted, from the hub's own counters and views: the rollout shows the device
+//! `deferred: budget` and never `failed`; every period's bytes (`endpoint show`'s
+//! `traffic.history`, every class both ways) are within the budget (1 % for the framing of bytes
+//! in flight when it ran out), at least four periods spent it, and together they carried the
+//! image; the hub resumed blobs part-way (its log); the image bytes the hub sent the device add up
+//! to the image once (`outpost_hub_mirror_agent_bytes_total` within 2 % of the blobs: nothing sent
+//! twice); the image runs. About ninety seconds.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+#![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
+use outpost_tests::dockerd::Dockerd;
+use outpost_tests::registry::Registry;
+use outpost_tests::rig::{Rig, HUB_IP};
+use outpost_tests::{command_in, stacks, Agent, AgentOptions, Hub};
+use serde_json::Value;
+
+/// Random bytes in each of the image's layers.
+const LAYER_BYTES: u64 = 50_000_000;
+/// Layers of random bytes.
+const LAYERS: u64 = 4;
+/// The device's budget a period.
+const BUDGET: u64 = 50_000_000;
+/// The budget period the hub runs with.
+const PERIOD: &str = "15s";
+const REPO: &str = "outpost/heavy";
+/// The device's link once the image is pushed: 100 Mbit/s each way, 10 ms round trip (a period
+/// then carries its 50 MB in about four seconds).
+const LINK: &str = "description = \"budget test: 100 Mbit/s, 10 ms RTT\"
+[both]
+delay = \"5ms\"
+[up]
+rate = \"100mbit\"
+queue = \"512KB\"
+[down]
+rate = \"100mbit\"
+queue = \"512KB\"
+";
+
+fn upstream_addr() -> String {
+    format!("{HUB_IP}:5000")
+}
+
+fn image() -> String {
+    format!("{}/{REPO}:1", upstream_addr())
+}
+
+/// Four layers of random bytes on the test image, pushed to the registry and removed locally.
+fn push_heavy_image(engine: &Dockerd, dir: &Path) {
+    let context = dir.join("heavy");
+    std::fs::create_dir_all(&context).unwrap();
+    let mut dockerfile = format!("FROM {TEST_IMAGE}\n");
+    for layer in 1..=LAYERS {
+        dockerfile.push_str(&format!(
+            "RUN head -c {LAYER_BYTES} /dev/urandom >/blob{layer}\n"
+        ));
+    }
+    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+    let image = image();
+    engine.ok(&[
+        "build",
+        "--quiet",
+        "--tag",
+        &image,
+        context.to_str().unwrap(),
+    ]);
+    engine.ok(&["push", &image]);
+    engine.ok(&["rmi", &image]);
+}
+
+/// The hub's Prometheus text, from inside its namespace.
+fn metrics(hub: &Hub) -> String {
+    let read = |name: &str| std::fs::read_to_string(hub.data_dir.join(name)).unwrap();
+    let out = command_in(hub.netns(), "curl")
+        .arg("-sf")
+        .arg("--cacert")
+        .arg(hub.data_dir.join("ca.pem"))
+        .arg("-H")
+        .arg(format!(
+            "Authorization: Bearer {}",
+            read("admin.token").trim()
+        ))
+        .arg(format!("{}/metrics", read("api.url").trim()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET /metrics: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+}
+
+#[test]
+fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stopped() {
+    require_engine();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::up(
+        &format!("obud{}", std::process::id() % 100_000),
+        "transparent",
+    );
+    let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream_addr());
+    let engine = Dockerd::start_in_netns(
+        &rig.netns("agent"),
+        &["--insecure-registry", registry.addr()],
+    );
+    push_heavy_image(&engine, dir.path());
+    let link = dir.path().join("link.toml");
+    std::fs::write(&link, LINK).unwrap();
+    rig.ctl(&["profile", link.to_str().unwrap()]);
+    let agent_addr = format!("{HUB_IP}:4433");
+    let upstream = format!("http://{}", upstream_addr());
+    let hub = Hub::start_in_netns(
+        &rig.netns("hub"),
+        dir.path().join("hub"),
+        &agent_addr,
+        &format!("{HUB_IP}:9443"),
+        &[
+            "--public-addr",
+            &agent_addr,
+            "--registry",
+            &upstream,
+            "--budget-period",
+            PERIOD,
+        ],
+    );
+    let (id, key) = hub.create_endpoint("metered", &[]);
+    let endpoint = id.to_string();
+    let set = hub.cli(&["budget", "set", "50MB", "--endpoint", &endpoint]);
+    assert!(set.status.success(), "{set:?}");
+    let options = AgentOptions {
+        netns: Some(rig.netns("agent")),
+        transport: "lan",
+    };
+    let env = [
+        ("EDGE_KEY", key.as_str()),
+        ("DOCKER_HOST", &engine.host()),
+        ("OUTPOST_REGISTRY_LISTEN", "127.0.0.1:5380"),
+    ];
+    let agent = Agent::start_with(&dir.path().join("agent"), &options, &env);
+    hub.wait_status(id, "standby", Duration::from_secs(30));
+
+    let compose = format!(
+        "services:\n  app:\n    image: {}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n",
+        image()
+    );
+    stacks::save(&hub, dir.path(), "heavy", &compose);
+    let rollout = stacks::deploy(&hub, "heavy", &["--endpoint", &endpoint, "--soak", "1s"]);
+
+    // The budget runs out part-way: deferred, with the hub's reason, and within the budget.
+    let deferred = stacks::wait_rollout(&hub, rollout, Duration::from_secs(120), |r| {
+        assert_ne!(r.targets[0].state, "failed", "{r:#?}\n{}", agent.log());
+        r.targets[0].state == "deferred"
+    });
+    let reason = deferred.targets[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("deferred: budget"), "{deferred:#?}");
+    let traffic: Value = hub.show(id)["traffic"].clone();
+    eprintln!("while deferred: {traffic}");
+    assert_eq!(traffic["budget"]["bytes"], BUDGET, "{traffic}");
+    // Docker calls through the hub are never held back.
+    let docker = DockerCli::for_endpoint(&hub, id);
+    docker.ok(&["ps"]);
+
+    // Period after period the pull goes on, and the stack runs.
+    let mut states = Vec::new();
+    let done = stacks::wait_rollout(&hub, rollout, Duration::from_secs(300), |r| {
+        let state = r.targets[0].state.clone();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        r.summary.state != "running"
+    });
+    eprintln!(
+        "the device's states: {states:?}; {:?} in all",
+        started.elapsed()
+    );
+    assert_eq!(
+        done.summary.state,
+        "completed",
+        "{done:#?}\n{}",
+        agent.log()
+    );
+    assert!(!states.iter().any(|s| s == "failed"), "{states:?}");
+    let size = engine.ok(&["run", "--rm", &image(), "stat", "-c", "%s", "/blob4"]);
+    assert_eq!(size.trim(), LAYER_BYTES.to_string());
+
+    // Each period the device's link carried at most its budget (every class, both ways).
+    std::thread::sleep(Duration::from_secs(16));
+    let traffic: Value = hub.show(id)["traffic"].clone();
+    let periods: Vec<u64> = traffic["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["used"].as_u64().unwrap())
+        .collect();
+    eprintln!(
+        "bytes per period, newest first: {periods:?}\n{}",
+        rig.ctl(&["counters"])
+    );
+    let total: u64 = periods.iter().sum();
+    assert!(
+        total >= LAYERS * LAYER_BYTES,
+        "the image crossed: {periods:?}"
+    );
+    let spent = periods.iter().filter(|&&p| p > BUDGET / 2).count();
+    assert!(
+        spent >= 4,
+        "at least four periods spent their budget: {periods:?}"
+    );
+    for used in &periods {
+        assert!(
+            *used <= BUDGET + BUDGET / 100,
+            "a period's bytes within the budget (1 % for in-flight framing): {periods:?}"
+        );
+    }
+
+    // Nothing crossed twice: blobs were resumed part-way, and the image bytes the hub sent add
+    // up to the image once.
+    let log = hub.log();
+    let resumed = log
+        .lines()
+        .filter(|l| l.contains("resuming a blob for an agent"))
+        .count();
+    assert!(resumed >= 1, "a blob resumed part-way:\n{log}");
+    assert!(
+        log.contains("budget spent part-way through a blob"),
+        "{log}"
+    );
+    let sent = counter(&metrics(&hub), "outpost_hub_mirror_agent_bytes_total");
+    let image_bytes = LAYERS * LAYER_BYTES;
+    eprintln!("image bytes sent to the device: {sent} for {image_bytes} of random layers");
+    assert!(
+        sent >= image_bytes && sent <= image_bytes + image_bytes / 50,
+        "each byte sent once: {sent} for {image_bytes}"
+    );
+}
+
+#[test]
+fn budgets_refuse_bad_input_and_need_an_admin() {
+    let hub = Hub::start();
+    let (id, _) = hub.create_endpoint("kiosk", &["--group", "berlin"]);
+    let endpoint = id.to_string();
+    for (args, words) in [
+        (vec!["--endpoint", "9999"], "does not exist"),
+        (vec!["--group", "bad,name"], "cannot contain"),
+    ] {
+        let mut all = vec!["budget", "set", "5MB"];
+        all.extend_from_slice(&args);
+        let out = hub.cli(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(words),
+            "{args:?}: {stderr}"
+        );
+    }
+    let bad_unit = hub.cli(&["budget", "set", "5 furlongs", "--fleet"]);
+    assert!(!bad_unit.status.success());
+    let answer = hub.api_call(
+        "PUT",
+        "/api/budgets",
+        Some(serde_json::json!({"scope": "fleet", "name": "x", "bytes": 5})),
+    );
+    assert_eq!(answer.status, 400, "{answer:?}");
+    let answer = hub.api_call(
+        "PUT",
+        "/api/budgets",
+        Some(serde_json::json!({"scope": "planet", "bytes": 5})),
+    );
+    assert_eq!(answer.status, 400, "{answer:?}");
+    let said = String::from_utf8_lossy(&answer.body).into_owned();
+    assert!(said.contains("fleet, group or endpoint"), "{said}");
+    let nothing: Vec<Value> = hub.cli_json(&["budget", "list", "--json"]);
+    assert!(nothing.is_empty(), "nothing stored: {nothing:?}");
+
+    // An operator may not set one; an admin may, and the device shows it applied.
+    let operator = hub.cli(&["token", "create", "ops", "--role", "operator"]);
+    let token = String::from_utf8_lossy(&operator.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("opt_"))
+        .unwrap()
+        .to_owned();
+    let body = serde_json::json!({"scope": "group", "name": "berlin", "bytes": 5_000_000});
+    let refused = hub.api_call_as(&token, "PUT", "/api/budgets", Some(body.clone()));
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(hub.api_call("PUT", "/api/budgets", Some(body)).status, 200);
+    let shown = hub.show(id);
+    assert_eq!(shown["traffic"]["budget"]["bytes"], 5_000_000, "{shown}");
+    assert_eq!(
+        shown["traffic"]["budget"]["set_on"], "group berlin",
+        "{shown}"
+    );
+    assert_eq!(shown["traffic"]["deferred"], Value::Null, "{shown}");
+    let own = hub.cli(&["budget", "set", "1MB", "--endpoint", &endpoint]);
+    assert!(own.status.success(), "{own:?}");
+    assert_eq!(
+        hub.show(id)["traffic"]["budget"]["set_on"],
+        format!("endpoint {id}")
+    );
+    let removed = hub.cli(&["budget", "remove", "--endpoint", &endpoint]);
+    assert!(removed.status.success(), "{removed:?}");
+    let again = hub.cli(&["budget", "remove", "--endpoint", &endpoint]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("has no budget"),
+        "{again:?}"
+    );
+    // The hub still serves.
+    assert_eq!(hub.show(id)["traffic"]["budget"]["set_on"], "group berlin");
+}
