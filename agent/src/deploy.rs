@@ -50,8 +50,10 @@ use crate::docker_host::DockerHost;
 use crate::loopback::HubLink;
 use crate::snapshot::engine_client;
 use crate::stack::{self, Progress, RemoveVolumes};
+use deferral::{retry_deferred, retry_instant, window_changed};
 use phases::{clip, failure_phase, status};
 
+mod deferral;
 mod looks;
 mod phases;
 
@@ -68,16 +70,6 @@ const ENGINE_RETRY: Duration = Duration::from_secs(10);
 
 /// Least time between two pull-progress reports: each is a control frame to the hub.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// Longest wait before a deferred apply is tried again, whatever the hub said: an admin who
-/// raises a spent budget sees the device go on within this, not at the next period.
-const DEFERRED_RECHECK: Duration = Duration::from_secs(300);
-
-/// Most jitter added to a deferred apply's retry. Devices deferred for long already ask at their
-/// own [`DEFERRED_RECHECK`] phases, spread over five minutes; the jitter spreads those told the
-/// same near moment (a short lab period, a budget raised for a group), at most a tenth of the
-/// wait so a short period is not overshot.
-const DEFERRED_SPREAD: Duration = Duration::from_secs(30);
 
 /// Longest one engine request of an apply may take. A pull is one request for its whole length,
 /// and on a slow link a large image takes hours; the engine itself gives up on a dead registry.
@@ -196,6 +188,7 @@ struct Worker {
 
 impl Worker {
     async fn run(mut self, mut desired: watch::Receiver<Option<DesiredOrder>>) {
+        let mut windows = self.mirror.as_ref().map(HubLink::watch_window);
         let docker = self.engine().await;
         match stack::recover(&docker, &self.state_dir).await {
             Ok(recovered) if !recovered.is_empty() => {
@@ -224,10 +217,11 @@ impl Worker {
                     self.look(&docker).await;
                 }
                 () = retry_deferred(self.deferred.as_ref()), if self.deferred.is_some() => {
-                    if let Some((order, _)) = self.deferred.take() {
-                        info!("trying a deferred apply again");
-                        self.reach(&docker, order).await;
-                    }
+                    self.retry_deferred(&docker, "its time came").await;
+                }
+                // A new transfer window may open what waits.
+                Some(()) = window_changed(windows.as_mut()), if self.deferred.is_some() => {
+                    self.retry_deferred(&docker, "the transfer window changed").await;
                 }
             }
         }
@@ -243,6 +237,14 @@ impl Worker {
                     tokio::time::sleep(ENGINE_RETRY).await;
                 }
             }
+        }
+    }
+
+    /// Try the deferred order again.
+    async fn retry_deferred(&mut self, docker: &Docker, why: &str) {
+        if let Some((order, _)) = self.deferred.take() {
+            info!("trying a deferred apply again: {why}");
+            self.reach(docker, order).await;
         }
     }
 
@@ -421,32 +423,6 @@ impl Worker {
             changed
         });
     }
-}
-
-/// Sleeps until a deferred order's retry; never, without one (the branch is off then).
-async fn retry_deferred(deferred: Option<&(DesiredOrder, Instant)>) {
-    match deferred {
-        Some((_, at)) => tokio::time::sleep_until(*at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// When to try a deferred apply again: when the hub said (seconds since the Unix epoch), at most
-/// [`DEFERRED_RECHECK`] from now, plus up to a tenth of that (at most [`DEFERRED_SPREAD`]) of
-/// jitter.
-fn retry_instant(retry_at: Option<u64>) -> Instant {
-    let now_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let wait = retry_at
-        .map(|at| Duration::from_secs(at.saturating_sub(now_unix)))
-        .unwrap_or(DEFERRED_RECHECK)
-        .min(DEFERRED_RECHECK);
-    let jitter = (wait / 10)
-        .min(DEFERRED_SPREAD)
-        .mul_f64(rand::random::<f64>());
-    Instant::now() + wait + jitter
 }
 
 fn applied_path(state_dir: &Path) -> PathBuf {

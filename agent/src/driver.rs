@@ -34,6 +34,7 @@ use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
 use outpost_protocol::fetch::check_upstreams;
+use outpost_protocol::window::TransferWindow;
 use snapshots::Snapshots;
 
 mod jobs;
@@ -427,6 +428,15 @@ impl Driver<'_> {
                 }
                 None => debug!("the hub offered a registry this agent does not serve"),
             },
+            HubMessage::TransferWindow(window) => {
+                let window = window.map(TransferWindow::check).transpose().map_err(|e| {
+                    SessionEnd::Lost(format!("the hub sent a broken transfer window: {e}"))
+                })?;
+                info!(window = ?window.map(|w| w.to_string()), "the hub set this device's transfer window");
+                if let Some(Registry(link)) = &self.registry {
+                    link.set_window(window);
+                }
+            }
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ pub mod fetch;
 mod http;
 pub mod resume;
 pub mod store;
+mod window;
 
 use std::net::SocketAddr;
 use std::path::Path;

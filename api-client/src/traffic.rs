@@ -14,8 +14,13 @@ pub struct Traffic {
     pub used: u64,
     /// The budget that applies, if any.
     pub budget: Option<AppliedBudget>,
-    /// `budget` while background transfers (images) are held back; interactive calls never are.
+    /// `budget` while background transfers (images) are held back by the budget; interactive
+    /// calls never are. (A transfer window is kept by the device, on its own clock: its stacks
+    /// show `deferred: window …` while it is closed.)
     pub deferred: Option<String>,
+    /// The transfer window that applies (`HH:MM-HH:MM`, device time), if any.
+    #[serde(default)]
+    pub window: Option<String>,
     /// Bytes by class: `control` (check-ins, control messages, packet overhead), `interactive`
     /// (Docker calls), `images`, `snapshots`, `stacks`. They sum to the wire's UDP payload.
     pub classes: Vec<ClassBytes>,
@@ -95,6 +100,46 @@ impl crate::ApiClient {
         target: &BudgetTarget,
     ) -> Result<BudgetTarget, crate::ApiError> {
         let path = "/api/budgets";
+        self.send(
+            path,
+            self.request(reqwest::Method::DELETE, path).json(target),
+        )
+        .await
+    }
+}
+
+/// A transfer window as `GET /api/windows` lists it and `PUT /api/windows` sets it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// `fleet`, `group` or `endpoint`, as for a [`Budget`].
+    pub scope: String,
+    /// The group's name or the endpoint's id; none for the fleet.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `HH:MM-HH:MM` on the device's clock, such as `01:00-05:00` (over midnight when the end
+    /// is earlier).
+    pub window: String,
+}
+
+impl crate::ApiClient {
+    /// `GET /api/windows`: every transfer window set.
+    pub async fn windows(&self) -> Result<Vec<Window>, crate::ApiError> {
+        self.call(reqwest::Method::GET, "/api/windows").await
+    }
+
+    /// `PUT /api/windows`: set a transfer window.
+    pub async fn set_window(&self, window: &Window) -> Result<Window, crate::ApiError> {
+        let path = "/api/windows";
+        self.send(path, self.request(reqwest::Method::PUT, path).json(window))
+            .await
+    }
+
+    /// `DELETE /api/windows`: remove a transfer window.
+    pub async fn remove_window(
+        &self,
+        target: &BudgetTarget,
+    ) -> Result<BudgetTarget, crate::ApiError> {
+        let path = "/api/windows";
         self.send(
             path,
             self.request(reqwest::Method::DELETE, path).json(target),

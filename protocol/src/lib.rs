@@ -33,6 +33,7 @@ pub mod stack;
 pub mod stream;
 pub mod text;
 pub mod token;
+pub mod window;
 pub mod wire;
 
 pub use ids::{AgentId, EndpointId, Secret};

@@ -258,6 +258,11 @@ pub enum HubMessage {
         /// an agent checks them with [`crate::fetch::check_upstreams`].
         upstreams: Vec<String>,
     },
+    /// The device's transfer window ([`crate::window`]), or none: sent to a session that
+    /// announced [`Features::DEFERRAL`](crate::job::Features::DEFERRAL) once it has, and again
+    /// whenever an admin changes the windows; the agent checks it with
+    /// [`TransferWindow::check`](crate::window::TransferWindow::check).
+    TransferWindow(Option<crate::window::TransferWindow>),
 }
 
 /// The hub's greeting on a new session.

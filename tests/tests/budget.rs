@@ -60,12 +60,13 @@ fn image() -> String {
     format!("{}/{REPO}:1", upstream_addr())
 }
 
-/// Four layers of random bytes on the test image, pushed to the registry and removed locally.
-fn push_heavy_image(engine: &Dockerd, dir: &Path) {
+/// `layers` layers of random bytes on the test image, pushed to the registry and removed
+/// locally.
+fn push_heavy_image(engine: &Dockerd, dir: &Path, layers: u64) {
     let context = dir.join("heavy");
     std::fs::create_dir_all(&context).unwrap();
     let mut dockerfile = format!("FROM {TEST_IMAGE}\n");
-    for layer in 1..=LAYERS {
+    for layer in 1..=layers {
         dockerfile.push_str(&format!(
             "RUN head -c {LAYER_BYTES} /dev/urandom >/blob{layer}\n"
         ));
@@ -109,65 +110,106 @@ fn counter(metrics: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
 }
 
+/// The rig with the registry and hub on its hub side, an engine and an agent on its agent side,
+/// an image of `layers` random layers pushed, the link at [`LINK`]. Fields drop in order:
+/// processes first, then the engine, registry and rig.
+struct Metered {
+    agent: Agent,
+    id: u64,
+    hub: Hub,
+    engine: Dockerd,
+    _registry: Registry,
+    rig: Rig,
+    dir: tempfile::TempDir,
+}
+
+impl Metered {
+    /// Set up, with `before_agent` run on the hub before the agent first connects.
+    fn start(layers: u64, before_agent: impl FnOnce(&Hub, u64)) -> Self {
+        require_engine();
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::up(
+            &format!("obud{}", std::process::id() % 100_000),
+            "transparent",
+        );
+        let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream_addr());
+        let engine = Dockerd::start_in_netns(
+            &rig.netns("agent"),
+            &["--insecure-registry", registry.addr()],
+        );
+        push_heavy_image(&engine, dir.path(), layers);
+        let link = dir.path().join("link.toml");
+        std::fs::write(&link, LINK).unwrap();
+        rig.ctl(&["profile", link.to_str().unwrap()]);
+        let agent_addr = format!("{HUB_IP}:4433");
+        let upstream = format!("http://{}", upstream_addr());
+        let hub = Hub::start_in_netns(
+            &rig.netns("hub"),
+            dir.path().join("hub"),
+            &agent_addr,
+            &format!("{HUB_IP}:9443"),
+            &[
+                "--public-addr",
+                &agent_addr,
+                "--registry",
+                &upstream,
+                "--budget-period",
+                PERIOD,
+            ],
+        );
+        let (id, key) = hub.create_endpoint("metered", &[]);
+        before_agent(&hub, id);
+        let options = AgentOptions {
+            netns: Some(rig.netns("agent")),
+            transport: "lan",
+        };
+        let env = [
+            ("EDGE_KEY", key.as_str()),
+            ("DOCKER_HOST", &engine.host()),
+            ("OUTPOST_REGISTRY_LISTEN", "127.0.0.1:5380"),
+        ];
+        let agent = Agent::start_with(&dir.path().join("agent"), &options, &env);
+        hub.wait_status(id, "standby", Duration::from_secs(30));
+        Self {
+            agent,
+            id,
+            hub,
+            engine,
+            _registry: registry,
+            rig,
+            dir,
+        }
+    }
+
+    /// Deploy a stack running the image: the rollout's id.
+    fn deploy(&self) -> i64 {
+        let compose = format!(
+            "services:\n  app:\n    image: {}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n",
+            image()
+        );
+        stacks::save(&self.hub, self.dir.path(), "heavy", &compose);
+        let endpoint = self.id.to_string();
+        stacks::deploy(
+            &self.hub,
+            "heavy",
+            &["--endpoint", &endpoint, "--soak", "1s"],
+        )
+    }
+}
+
 #[test]
 fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stopped() {
-    require_engine();
     let started = Instant::now();
-    let dir = tempfile::tempdir().unwrap();
-    let rig = Rig::up(
-        &format!("obud{}", std::process::id() % 100_000),
-        "transparent",
-    );
-    let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream_addr());
-    let engine = Dockerd::start_in_netns(
-        &rig.netns("agent"),
-        &["--insecure-registry", registry.addr()],
-    );
-    push_heavy_image(&engine, dir.path());
-    let link = dir.path().join("link.toml");
-    std::fs::write(&link, LINK).unwrap();
-    rig.ctl(&["profile", link.to_str().unwrap()]);
-    let agent_addr = format!("{HUB_IP}:4433");
-    let upstream = format!("http://{}", upstream_addr());
-    let hub = Hub::start_in_netns(
-        &rig.netns("hub"),
-        dir.path().join("hub"),
-        &agent_addr,
-        &format!("{HUB_IP}:9443"),
-        &[
-            "--public-addr",
-            &agent_addr,
-            "--registry",
-            &upstream,
-            "--budget-period",
-            PERIOD,
-        ],
-    );
-    let (id, key) = hub.create_endpoint("metered", &[]);
-    let endpoint = id.to_string();
-    let set = hub.cli(&["budget", "set", "50MB", "--endpoint", &endpoint]);
-    assert!(set.status.success(), "{set:?}");
-    let options = AgentOptions {
-        netns: Some(rig.netns("agent")),
-        transport: "lan",
-    };
-    let env = [
-        ("EDGE_KEY", key.as_str()),
-        ("DOCKER_HOST", &engine.host()),
-        ("OUTPOST_REGISTRY_LISTEN", "127.0.0.1:5380"),
-    ];
-    let agent = Agent::start_with(&dir.path().join("agent"), &options, &env);
-    hub.wait_status(id, "standby", Duration::from_secs(30));
-
-    let compose = format!(
-        "services:\n  app:\n    image: {}\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n",
-        image()
-    );
-    stacks::save(&hub, dir.path(), "heavy", &compose);
-    let rollout = stacks::deploy(&hub, "heavy", &["--endpoint", &endpoint, "--soak", "1s"]);
+    let m = Metered::start(LAYERS, |hub, id| {
+        let endpoint = id.to_string();
+        let set = hub.cli(&["budget", "set", "50MB", "--endpoint", &endpoint]);
+        assert!(set.status.success(), "{set:?}");
+    });
+    let (hub, agent, engine, id) = (&m.hub, &m.agent, &m.engine, m.id);
+    let rollout = m.deploy();
 
     // The budget runs out part-way: deferred, with the hub's reason, and within the budget.
-    let deferred = stacks::wait_rollout(&hub, rollout, Duration::from_secs(120), |r| {
+    let deferred = stacks::wait_rollout(hub, rollout, Duration::from_secs(120), |r| {
         assert_ne!(r.targets[0].state, "failed", "{r:#?}\n{}", agent.log());
         r.targets[0].state == "deferred"
     });
@@ -177,12 +219,12 @@ fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stoppe
     eprintln!("while deferred: {traffic}");
     assert_eq!(traffic["budget"]["bytes"], BUDGET, "{traffic}");
     // Docker calls through the hub are never held back.
-    let docker = DockerCli::for_endpoint(&hub, id);
+    let docker = DockerCli::for_endpoint(hub, id);
     docker.ok(&["ps"]);
 
     // Period after period the pull goes on, and the stack runs.
     let mut states = Vec::new();
-    let done = stacks::wait_rollout(&hub, rollout, Duration::from_secs(300), |r| {
+    let done = stacks::wait_rollout(hub, rollout, Duration::from_secs(300), |r| {
         let state = r.targets[0].state.clone();
         if states.last() != Some(&state) {
             states.push(state);
@@ -214,7 +256,7 @@ fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stoppe
         .collect();
     eprintln!(
         "bytes per period, newest first: {periods:?}\n{}",
-        rig.ctl(&["counters"])
+        m.rig.ctl(&["counters"])
     );
     let total: u64 = periods.iter().sum();
     assert!(
@@ -245,12 +287,82 @@ fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stoppe
         log.contains("budget spent part-way through a blob"),
         "{log}"
     );
-    let sent = counter(&metrics(&hub), "outpost_hub_mirror_agent_bytes_total");
+    let sent = counter(&metrics(hub), "outpost_hub_mirror_agent_bytes_total");
     let image_bytes = LAYERS * LAYER_BYTES;
     eprintln!("image bytes sent to the device: {sent} for {image_bytes} of random layers");
     assert!(
         sent >= image_bytes && sent <= image_bytes + image_bytes / 50,
         "each byte sent once: {sent} for {image_bytes}"
+    );
+}
+
+/// The device's local time (the agent's clock and time zone are this machine's): `HH:MM`
+/// `minutes` from now.
+fn local_time_in(minutes: i64) -> String {
+    let out = std::process::Command::new("date")
+        .arg("-d")
+        .arg(format!("{minutes} minutes"))
+        .arg("+%H:%M")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn outside_its_transfer_window_a_device_waits_and_a_window_opened_now_lets_it_go_on() {
+    // Closed now: it opens in an hour, on the device's clock.
+    let closed = format!("{}-{}", local_time_in(60), local_time_in(120));
+    let m = Metered::start(1, |hub, _| {
+        let set = hub.cli(&["window", "set", &closed, "--fleet"]);
+        assert!(set.status.success(), "{set:?}");
+    });
+    let rollout = m.deploy();
+    let deferred = stacks::wait_rollout(&m.hub, rollout, Duration::from_secs(90), |r| {
+        assert_ne!(r.targets[0].state, "failed", "{r:#?}\n{}", m.agent.log());
+        r.targets[0].state == "deferred"
+    });
+    let reason = deferred.targets[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("deferred: window") && reason.contains(&closed),
+        "{deferred:#?}"
+    );
+    let traffic = m.hub.show(m.id)["traffic"].clone();
+    assert_eq!(traffic["window"], closed.as_str(), "{traffic}");
+    let images = traffic["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "images")
+        .and_then(|c| c["down"].as_u64())
+        .unwrap();
+    assert!(
+        images < 1_000_000,
+        "no layer crossed outside the window: {traffic}"
+    );
+    // Docker calls through the hub are never held back.
+    DockerCli::for_endpoint(&m.hub, m.id).ok(&["ps"]);
+
+    // An admin opens the window now: the hub tells the agent, which goes on at once.
+    let open = format!("{}-{}", local_time_in(-60), local_time_in(60));
+    let set = m.hub.cli(&["window", "set", &open, "--fleet"]);
+    assert!(set.status.success(), "{set:?}");
+    let done = stacks::wait_rollout(&m.hub, rollout, Duration::from_secs(90), |r| {
+        r.summary.state != "running"
+    });
+    assert_eq!(
+        done.summary.state,
+        "completed",
+        "{done:#?}\n{}",
+        m.agent.log()
+    );
+    let size = m
+        .engine
+        .ok(&["run", "--rm", &image(), "stat", "-c", "%s", "/blob1"]);
+    assert_eq!(size.trim(), LAYER_BYTES.to_string());
+    assert!(
+        m.agent.log().contains("the transfer window changed"),
+        "{}",
+        m.agent.log()
     );
 }
 

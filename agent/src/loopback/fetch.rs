@@ -11,6 +11,7 @@ use std::time::Duration;
 use outpost_protocol::fetch::{self, DeferCause, Fetch, FetchError, FetchRefusal, Found, Wanted};
 use outpost_protocol::registry::digest::Digest;
 use outpost_protocol::registry::name::Reference;
+use outpost_protocol::window::TransferWindow;
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -73,6 +74,8 @@ pub struct HubLink {
     ungranted_since: watch::Sender<Option<Instant>>,
     /// The hub's last word that background transfers wait, until a blob is served again.
     deferral: watch::Sender<Option<Deferral>>,
+    /// The device's transfer window, as its hub last sent it.
+    window: watch::Sender<Option<TransferWindow>>,
     listen: SocketAddr,
 }
 
@@ -101,6 +104,7 @@ impl HubLink {
             granted: watch::Sender::new(None),
             ungranted_since: watch::Sender::new(None),
             deferral: watch::Sender::new(None),
+            window: watch::Sender::new(None),
             listen,
         }
     }
@@ -108,6 +112,35 @@ impl HubLink {
     /// The hub's deferral of background transfers, if its last answer to a blob was one.
     pub fn deferral(&self) -> Option<Deferral> {
         self.deferral.borrow().clone()
+    }
+
+    /// The hub set the device's transfer window (or removed it).
+    pub fn set_window(&self, window: Option<TransferWindow>) {
+        self.window.send_if_modified(|held| {
+            let changed = *held != window;
+            *held = window;
+            changed
+        });
+    }
+
+    /// Word of each change of the transfer window (a deferred apply tries again at once).
+    pub fn watch_window(&self) -> watch::Receiver<Option<TransferWindow>> {
+        self.window.subscribe()
+    }
+
+    /// The deferral the transfer window imposes now, recorded as the link's deferral.
+    fn outside_window(&self) -> Option<LoopbackError> {
+        let window = (*self.window.borrow())?;
+        let deferral = super::window::deferral(window, &jiff::Zoned::now())?;
+        let refused = LoopbackError::Refused {
+            reason: FetchRefusal::Deferred {
+                cause: deferral.cause,
+                retry_at: deferral.retry_at,
+            },
+            message: deferral.message.clone(),
+        };
+        self.deferral.send_replace(Some(deferral));
+        Some(refused)
     }
 
     /// A session is up; its hub has announced nothing yet.
@@ -201,6 +234,9 @@ pub async fn blob(
     }
     let mut retry = Retry::new(Instant::now(), blobs.held(digest).await?);
     loop {
+        if let Some(outside) = link.outside_window() {
+            return Err(outside);
+        }
         let error = match blob_once(link, blobs, name, digest).await {
             Ok(()) => return Ok(()),
             Err(e) if !e.retryable() => return Err(e),
@@ -243,7 +279,7 @@ async fn blob_once(
             if from > 0 {
                 info!(%digest, from, size = found.size, "resuming a blob");
             }
-            receive(&mut recv, blobs, digest, len).await?;
+            receive(link, &mut recv, blobs, digest, len).await?;
         }
         Plan::Verify => {}
     }
@@ -259,7 +295,9 @@ async fn blob_once(
 
 /// Append the stream's bytes to the partial file as they arrive (each chunk on disk before the
 /// next is read, so a cut loses nothing received), and check the stream ends where it should.
+/// A transfer window that closes meanwhile stops it there.
 async fn receive(
+    link: &HubLink,
     recv: &mut quinn::RecvStream,
     blobs: &LocalBlobs,
     digest: &Digest,
@@ -269,6 +307,10 @@ async fn receive(
     let path = blobs.partial_path(digest);
     let mut left = len;
     while left > 0 {
+        if let Some(outside) = link.outside_window() {
+            info!(%digest, left, "the transfer window closed part-way through a blob");
+            return Err(outside);
+        }
         let chunk = recv
             .read_chunk(usize::try_from(left).unwrap_or(usize::MAX), true)
             .await

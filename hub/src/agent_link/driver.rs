@@ -35,7 +35,7 @@ use crate::context::HubContext;
 use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
 use crate::session::{Renewal, WindowChange};
-use crate::store::{endpoints, StoreError};
+use crate::store::{endpoints, traffic, StoreError};
 use crate::traffic::tally::{Class, Direction};
 
 /// How long a new connection has to open its control stream and say hello.
@@ -275,6 +275,8 @@ enum Next {
     Renew(Vec<u8>),
     /// Read the device's desired state and send it if the agent runs another (a store read).
     Deliver,
+    /// Read the device's transfer window and send it (a store read).
+    Window,
 }
 
 /// Feed the session what the connection brings and carry out what it asks, in one loop whose
@@ -343,6 +345,16 @@ async fn drive(
                 let answer = Box::pin(super::renew::answer(ctx, session, csr_der)).await;
                 if let Some(answer) = answer {
                     driving.outbox.push(&answer);
+                }
+            }
+            Next::Window => {
+                let endpoint = session.endpoint;
+                let read = ctx.store.read(move |c| traffic::window_for(c, endpoint));
+                match read.await {
+                    Ok(window) => {
+                        driving.outbox.push(&HubMessage::TransferWindow(window));
+                    }
+                    Err(e) => warn!(%endpoint, "the transfer window was not read: {e}"),
                 }
             }
             Next::Deliver => {
@@ -415,6 +427,10 @@ impl Driving<'_> {
                 if features.contains(Features::REGISTRY) {
                     self.offer_registry();
                 }
+                if features.contains(Features::DEFERRAL) {
+                    // Read and sent from the control queue, like an admin's change of windows.
+                    let _ = session.control().push(Control::WindowChanged);
+                }
                 // A check-in may have been answered before the announcement, with the digest
                 // an older agent would name: read the order again.
                 if features.contains(Features::DRIFT_REPORT)
@@ -450,6 +466,8 @@ impl Driving<'_> {
                 }
                 Next::Read
             }
+            Control::WindowChanged if self.session.takes_deferrals() => Next::Window,
+            Control::WindowChanged => Next::Read,
             // A few bytes each, at most a session's allowance of results (`session::jobs`).
             Control::JobAcks => {
                 for id in self.ctx.jobs.take_acks(self.session.endpoint) {

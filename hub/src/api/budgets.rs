@@ -1,6 +1,7 @@
 //! Byte budgets through the API (see `crate::traffic`): `GET /api/budgets` lists them,
 //! `PUT /api/budgets` sets one on the fleet, a group or a device, `DELETE /api/budgets` removes
-//! one; and a device's bytes this period, by class, for `GET /api/endpoints/{id}`. Fleet-wide
+//! one; transfer windows the same way under `/api/windows` (each change is sent to the live
+//! agents at once); and a device's bytes this period, by class, for `GET /api/endpoints/{id}`. Fleet-wide
 //! settings, so an unscoped admin's (`crate::access::need`). Bad input is a 400 naming it.
 
 use std::sync::Arc;
@@ -8,13 +9,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use outpost_api::{AppliedBudget, Budget, BudgetTarget, ClassBytes, PeriodBytes, Traffic};
+use outpost_api::{AppliedBudget, Budget, BudgetTarget, ClassBytes, PeriodBytes, Traffic, Window};
+use outpost_protocol::window::TransferWindow;
 use outpost_protocol::EndpointId;
 use tracing::info;
 
 use super::endpoints::not_found;
 use super::{rfc3339_secs, ApiError};
 use crate::context::HubContext;
+use crate::registry::Control;
 use crate::store::traffic::{self as stored, BudgetScope};
 use crate::store::{endpoints, unix_now, Label};
 
@@ -111,17 +114,83 @@ pub(super) async fn remove(
     Ok(Json(request))
 }
 
+pub(super) async fn list_windows(
+    State(ctx): State<Arc<HubContext>>,
+) -> Result<Json<Vec<Window>>, ApiError> {
+    let rows = ctx.store.read(stored::windows).await?;
+    Ok(Json(rows.into_iter().map(|(s, w)| window(s, w)).collect()))
+}
+
+pub(super) async fn set_window(
+    State(ctx): State<Arc<HubContext>>,
+    Json(request): Json<Window>,
+) -> Result<Json<Window>, ApiError> {
+    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
+    let transfer: TransferWindow = request.window.parse().map_err(|e| bad(format!("{e}")))?;
+    let stored_scope = scope.clone();
+    ctx.store
+        .call(move |c| stored::set_window(c, &stored_scope, transfer))
+        .await?;
+    info!(%scope, window = %transfer, "transfer window set");
+    tell_sessions(&ctx);
+    Ok(Json(window(scope, transfer)))
+}
+
+pub(super) async fn remove_window(
+    State(ctx): State<Arc<HubContext>>,
+    Json(request): Json<BudgetTarget>,
+) -> Result<Json<BudgetTarget>, ApiError> {
+    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
+    let stored_scope = scope.clone();
+    let removed = ctx
+        .store
+        .call(move |c| stored::remove_window(c, &stored_scope))
+        .await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{scope} has no transfer window"),
+        ));
+    }
+    info!(%scope, "transfer window removed");
+    tell_sessions(&ctx);
+    Ok(Json(request))
+}
+
+/// Every live agent that takes deferrals is sent its window again (an admin's rare change; its
+/// driver reads the device's window from the store).
+fn tell_sessions(ctx: &HubContext) {
+    for session in ctx.registry.all() {
+        if session.takes_deferrals() {
+            let _ = session.control().push(Control::WindowChanged);
+        }
+    }
+}
+
+fn window(scope: BudgetScope, transfer: TransferWindow) -> Window {
+    let Budget { scope, name, .. } = budget(scope, 0);
+    Window {
+        scope,
+        name,
+        window: transfer.to_string(),
+    }
+}
+
 /// Endpoint `id`'s bytes this period by class, with its live session's since the last flush,
 /// and the budget that applies.
 pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traffic, ApiError> {
     let period = ctx.traffic.period();
     let classes = crate::traffic::this_period(ctx, id, ctx.registry.get(id)).await?;
     let start = period.start_of(unix_now());
-    let (applied, history) = ctx
+    let (applied, history, transfer) = ctx
         .store
         .read(move |c| {
             let history = stored::history(c, id, start, HISTORY_PERIODS)?;
-            Ok((stored::budget_for(c, id)?, history))
+            Ok((
+                stored::budget_for(c, id)?,
+                history,
+                stored::window_for(c, id)?,
+            ))
         })
         .await?;
     let used = classes.iter().map(|(_, bytes)| bytes.total()).sum::<u64>();
@@ -138,6 +207,7 @@ pub(super) async fn traffic_of(ctx: &HubContext, id: EndpointId) -> Result<Traff
             set_on: scope.to_string(),
         }),
         deferred,
+        window: transfer.map(|w| w.to_string()),
         classes: classes
             .into_iter()
             .map(|(class, bytes)| ClassBytes {

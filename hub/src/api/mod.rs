@@ -106,6 +106,12 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
             "/api/budgets",
             get(budgets::list).put(budgets::set).delete(budgets::remove),
         )
+        .route(
+            "/api/windows",
+            get(budgets::list_windows)
+                .put(budgets::set_window)
+                .delete(budgets::remove_window),
+        )
         .route("/api/webhooks", get(webhooks::list).post(webhooks::add))
         .route("/api/webhooks/{id}", delete(webhooks::remove))
         .route("/api/webhooks/deliveries", get(webhooks::deliveries))

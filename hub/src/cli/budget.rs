@@ -1,10 +1,10 @@
-//! `outpost-hub budget …`: byte budgets a period per device, set on the fleet, a group or one
-//! device (the most specific applies). `endpoint show ID` prints what the device spent this
+//! `outpost-hub budget …` and `window …`: byte budgets a period per device and transfer windows,
+//! set on the fleet, a group or one device (the most specific applies). `endpoint show ID` prints what the device spent this
 //! period by class, and whether its image transfers are deferred.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use outpost_api::{Budget, BudgetTarget};
+use outpost_api::{Budget, BudgetTarget, Window};
 
 use super::admin::{connect, failed, print_json, text};
 use super::ApiArgs;
@@ -31,6 +31,33 @@ pub enum BudgetCommand {
         json: bool,
     },
     /// Remove a budget.
+    Remove {
+        /// Which.
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+/// `outpost-hub window …`.
+#[derive(Debug, Subcommand)]
+pub enum WindowCommand {
+    /// Set a transfer window (`01:00-05:00`, on each device's own clock; `22:00-05:00` runs over
+    /// midnight): outside it the device's image transfers wait (`deferred: window`), resuming
+    /// where they stopped when it opens. Docker calls through the hub are never held back.
+    Set {
+        /// `HH:MM-HH:MM`.
+        window: String,
+        /// Where it applies.
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List the transfer windows set.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a transfer window.
     Remove {
         /// Which.
         #[command(flatten)]
@@ -103,6 +130,47 @@ pub async fn run(args: &ApiArgs, command: BudgetCommand) -> Result<()> {
             let removed = api.remove_budget(&scope.target()).await.map_err(failed)?;
             let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
             println!("budget removed from {}{name}", removed.scope);
+        }
+    }
+    Ok(())
+}
+
+/// Run a transfer-window command.
+pub async fn run_window(args: &ApiArgs, command: WindowCommand) -> Result<()> {
+    let api = connect(args)?;
+    let failed = |e| failed(api.base_url(), e);
+    match command {
+        WindowCommand::Set { window, scope } => {
+            let target = scope.target();
+            let set = api
+                .set_window(&Window {
+                    scope: target.scope,
+                    name: target.name,
+                    window,
+                })
+                .await
+                .map_err(failed)?;
+            let on = match &set.name {
+                Some(name) => format!("{} {}", set.scope, text(Some(name))),
+                None => "the fleet".to_owned(),
+            };
+            println!("transfer window set: {} (device time) on {on}", set.window);
+        }
+        WindowCommand::List { json } => {
+            let windows = api.windows().await.map_err(failed)?;
+            if json {
+                return print_json(&windows);
+            }
+            println!("{:<10} {:<24} {:>12}", "SCOPE", "NAME", "WINDOW");
+            for window in &windows {
+                let name = text(window.name.as_deref());
+                println!("{:<10} {:<24} {:>12}", window.scope, name, window.window);
+            }
+        }
+        WindowCommand::Remove { scope } => {
+            let removed = api.remove_window(&scope.target()).await.map_err(failed)?;
+            let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
+            println!("transfer window removed from {}{name}", removed.scope);
         }
     }
     Ok(())

@@ -28,7 +28,7 @@ use crate::config::{self, HubConfig};
 
 pub use admin::run as run_admin;
 pub use audit::{run as run_audit, AuditCommand};
-pub use budget::{run as run_budget, BudgetCommand};
+pub use budget::{run as run_budget, run_window, BudgetCommand, WindowCommand};
 pub use credentials::{
     run_admin_cert, run_admin_token, run_token, AdminCertCommand, AdminTokenCommand, GrantArgs,
     TokenCommand,
@@ -172,6 +172,15 @@ pub enum Command {
         /// The budget command.
         #[command(subcommand)]
         command: BudgetCommand,
+    },
+    /// Transfer windows (`01:00-05:00`, device time): outside one, image transfers wait.
+    Window {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The window command.
+        #[command(subcommand)]
+        command: WindowCommand,
     },
     /// The admin bearer token.
     AdminToken {

@@ -38,6 +38,9 @@ pub enum Control {
         /// The job.
         id: u64,
     },
+    /// The transfer windows changed (or the agent just said it takes them): the driver reads
+    /// the device's and sends it to an agent that takes deferrals.
+    WindowChanged,
 }
 
 impl Control {
@@ -47,7 +50,7 @@ impl Control {
             Self::Summon { id } => Some(HubMessage::Summon { id }),
             Self::Approved => Some(HubMessage::Approved),
             Self::JobCancel { id } => Some(HubMessage::JobCancel { id }),
-            Self::DesiredChanged | Self::Job { .. } | Self::JobAcks => None,
+            Self::DesiredChanged | Self::Job { .. } | Self::JobAcks | Self::WindowChanged => None,
         }
     }
 }

@@ -282,7 +282,8 @@ const MIGRATIONS: &[&str] = &[
         endpoint_id INTEGER PRIMARY KEY,
         not_after INTEGER NOT NULL
     );",
-    // 17: bytes each device cost per budget period and class, and byte budgets (issue #16).
+    // 17: bytes each device cost per budget period and class, byte budgets and transfer windows
+    // (issue #16).
     "CREATE TABLE traffic (
         endpoint_id INTEGER NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
         period_start INTEGER NOT NULL,
@@ -295,6 +296,13 @@ const MIGRATIONS: &[&str] = &[
         scope TEXT NOT NULL CHECK (scope IN ('fleet', 'group', 'endpoint')),
         name TEXT NOT NULL COLLATE NOCASE,
         bytes INTEGER NOT NULL CHECK (bytes >= 0),
+        PRIMARY KEY (scope, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE transfer_windows (
+        scope TEXT NOT NULL CHECK (scope IN ('fleet', 'group', 'endpoint')),
+        name TEXT NOT NULL COLLATE NOCASE,
+        start_minute INTEGER NOT NULL CHECK (start_minute BETWEEN 0 AND 1439),
+        end_minute INTEGER NOT NULL CHECK (end_minute BETWEEN 0 AND 1439),
         PRIMARY KEY (scope, name)
     ) WITHOUT ROWID;",
 ];

@@ -1,13 +1,15 @@
 //! Bytes each device cost per budget period and class (see `crate::traffic`), and the byte
-//! budgets set on the fleet, a group or one device.
+//! budgets and transfer windows set on the fleet, a group or one device.
 //!
-//! A device's budget is the most specific one set: its own, else its group's, else the fleet's.
+//! A device's budget (and window) is the most specific one set: its own, else its group's, else
+//! the fleet's.
 //! A group's or the fleet's budget is an allowance per device, not a pool the devices share: a
 //! metered link is one SIM per device, and one device spending its allowance must not hold back
 //! the others.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use outpost_protocol::window::TransferWindow;
 use outpost_protocol::EndpointId;
 
 use super::StoreError;
@@ -231,4 +233,82 @@ pub fn budget_for(
             ))
         })
         .transpose()
+}
+
+/// Set `scope`'s transfer window.
+pub fn set_window(
+    conn: &Connection,
+    scope: &BudgetScope,
+    window: TransferWindow,
+) -> Result<(), StoreError> {
+    let (kind, name) = scope.columns();
+    conn.execute(
+        "INSERT INTO transfer_windows (scope, name, start_minute, end_minute)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, name) DO UPDATE
+         SET start_minute = excluded.start_minute, end_minute = excluded.end_minute",
+        params![kind, name, window.start, window.end],
+    )?;
+    Ok(())
+}
+
+/// Remove `scope`'s transfer window; false if it had none.
+pub fn remove_window(conn: &Connection, scope: &BudgetScope) -> Result<bool, StoreError> {
+    let (kind, name) = scope.columns();
+    Ok(conn.execute(
+        "DELETE FROM transfer_windows WHERE scope = ?1 AND name = ?2",
+        params![kind, name],
+    )? > 0)
+}
+
+/// Every transfer window set, fleet first, then groups, then devices.
+pub fn windows(conn: &Connection) -> Result<Vec<(BudgetScope, TransferWindow)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT scope, name, start_minute, end_minute FROM transfer_windows ORDER BY
+             CASE scope WHEN 'fleet' THEN 0 WHEN 'group' THEN 1 ELSE 2 END, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, u16>(2)?,
+            r.get::<_, u16>(3)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (scope, name, start, end) = row?;
+        Ok((
+            BudgetScope::from_columns(&scope, name)?,
+            window_of(start, end)?,
+        ))
+    })
+    .collect()
+}
+
+/// The transfer window that applies to `endpoint`: its own, else its group's, else the fleet's.
+pub fn window_for(
+    conn: &Connection,
+    endpoint: EndpointId,
+) -> Result<Option<TransferWindow>, StoreError> {
+    let found = conn
+        .query_row(
+            "SELECT start_minute, end_minute FROM transfer_windows
+             WHERE (scope = 'endpoint' AND name = ?1)
+                OR (scope = 'group' AND name = (SELECT g.name FROM endpoints e
+                                                JOIN groups g ON g.id = e.group_id
+                                                WHERE e.id = ?2))
+                OR scope = 'fleet'
+             ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
+             LIMIT 1",
+            params![endpoint.0.to_string(), endpoint.0 as i64],
+            |r| Ok((r.get::<_, u16>(0)?, r.get::<_, u16>(1)?)),
+        )
+        .optional()?;
+    found.map(|(start, end)| window_of(start, end)).transpose()
+}
+
+fn window_of(start: u16, end: u16) -> Result<TransferWindow, StoreError> {
+    TransferWindow { start, end }
+        .check()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }

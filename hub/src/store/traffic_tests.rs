@@ -127,3 +127,26 @@ fn the_most_specific_budget_applies() {
         Some((BudgetScope::Fleet, 700))
     );
 }
+
+#[test]
+fn the_most_specific_window_applies() {
+    let (_dir, store) = open();
+    let conn = store.lock();
+    let berlin = device(&conn, "berlin-1", Some("berlin"));
+    let loose = device(&conn, "loose", None);
+    let night = "01:00-05:00".parse().unwrap();
+    let late = "22:00-04:00".parse().unwrap();
+    assert_eq!(window_for(&conn, berlin).unwrap(), None);
+    set_window(&conn, &BudgetScope::Fleet, night).unwrap();
+    set_window(&conn, &BudgetScope::Group("berlin".into()), late).unwrap();
+    assert_eq!(window_for(&conn, berlin).unwrap(), Some(late));
+    assert_eq!(window_for(&conn, loose).unwrap(), Some(night));
+    assert_eq!(windows(&conn).unwrap().len(), 2);
+    assert!(remove_window(&conn, &BudgetScope::Group("BERLIN".into())).unwrap());
+    assert_eq!(window_for(&conn, berlin).unwrap(), Some(night));
+    let stored = conn.execute(
+        "INSERT INTO transfer_windows VALUES ('group', 'x', 1440, 5)",
+        [],
+    );
+    assert!(stored.is_err(), "the schema refuses a minute past the day");
+}
