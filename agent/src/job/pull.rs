@@ -29,11 +29,10 @@ use super::execute::reason;
 use crate::docker_host::DockerHost;
 use crate::loopback::HubLink;
 use crate::snapshot::engine_client;
-use crate::stack::pull::{pull, pull_through, tag_to_pull};
-use crate::stack::Progress;
+use crate::stack::{pull_image, pull_through, tag_to_pull, Progress};
 
 /// Least time between two progress reports of one job.
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// The agent's loopback registry, as a pull job needs it.
 #[derive(Clone, Debug)]
@@ -125,7 +124,7 @@ async fn attempt(
     };
     let name = match &target {
         Target::Loopback(local) => {
-            pull(&docker, local, local, &mut progress)
+            pull_image(&docker, local, local, &mut progress)
                 .await
                 .map_err(|e| e.to_string())?;
             local.clone()

@@ -399,6 +399,9 @@ impl Driving<'_> {
                         return Err(self.violation(SessionError::Protocol(refused.to_string())))
                     }
                 }
+                if features.contains(Features::IMAGE_PULL) {
+                    self.ctx.jobs.pulls_images(session.endpoint);
+                }
                 if features.contains(Features::REGISTRY) {
                     self.offer_registry();
                 }
@@ -421,6 +424,12 @@ impl Driving<'_> {
                     return Err(self.violation(SessionError::Protocol(refused.to_string())));
                 }
                 self.ctx.jobs.result(session.endpoint, result);
+            }
+            Ok(AgentMessage::JobProgress(progress)) => {
+                if let Err(refused) = session.admit_job_message(None) {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())));
+                }
+                self.ctx.jobs.progress(session.endpoint, progress);
             }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),

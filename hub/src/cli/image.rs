@@ -1,19 +1,24 @@
-//! `outpost-hub image …`: images in the hub's mirror.
+//! `outpost-hub image …`: images in the hub's mirror, and on the fleet.
 //!
 //! `image push` streams a `docker save` archive (a file, or stdin) to the running hub's API
 //! rather than writing into its data directory: the hub owns its mirror's store (its index of
 //! blobs, the one import at a time, the tags it serves), an operator may push from another
 //! machine than the hub's, and every push is authenticated and in the audit trail like any other
 //! change.
+//!
+//! `image pull` is a job ([`crate::jobs`]) of its own kind: queued for offline devices, at most
+//! `--concurrency` at once, each device's state and result kept, and while a device pulls, its
+//! bytes done over bytes known (`job show`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use outpost_api::{ImagesPushed, PushQuery};
+use outpost_api::{ImagesPushed, JobWhat, NewJob, PushQuery};
 use tokio_util::io::ReaderStream;
 
 use super::admin::{connect, failed, print_json};
+use super::job::follow;
 use super::ApiArgs;
 
 /// `outpost-hub image …`.
@@ -33,6 +38,47 @@ pub enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Pre-pull an image on every device of a selection, from the hub's mirror through each
+    /// device's loopback registry; offline devices pull when they return, until it expires.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(Box<PullArgs>),
+}
+
+const PULL_EXAMPLES: &str = "Examples:
+  outpost-hub image pull pos/web:4 --group stores-eu --follow
+  outpost-hub image pull registry.example/pos/web:4 --endpoint 7 --endpoint 9
+then: outpost-hub job show ID (per device: queued, running with bytes pulled, succeeded, failed)";
+
+/// `outpost-hub image pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// `NAME[:TAG]` (pushed to the hub, or of its first --registry), or `HOST/NAME[:TAG]` of the
+    /// hub's first --registry.
+    image: String,
+    /// Devices in this group (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Devices with this tag (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// This endpoint (repeatable).
+    #[arg(long = "endpoint")]
+    endpoints: Vec<u64>,
+    /// How long offline devices may still be sent it, from 10s to 30d (the hub's default: 24h).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Most devices pulling at once, 1 to 10000 (the hub's default: 500).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Longest one device may pull, from 1s to 24h (the hub's default: 10m).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Follow it with a progress bar until every device has settled.
+    #[arg(long, conflicts_with = "json")]
+    follow: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 const PUSH_EXAMPLES: &str = "Examples:
@@ -44,7 +90,39 @@ then on a device (or in a stack): docker pull 127.0.0.1:5380/pos/web:4";
 pub async fn run(args: &ApiArgs, command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Push { file, tag, json } => push(args, file, tag, json).await,
+        ImageCommand::Pull(pull) => pull_on_fleet(args, *pull).await,
     }
+}
+
+async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {
+    let what = JobWhat::PullImage { image: pull.image };
+    what.spec()?;
+    let client = connect(args)?;
+    let new = NewJob {
+        groups: pull.groups,
+        tags: pull.tags,
+        endpoints: pull.endpoints,
+        what,
+        expires: pull.expires,
+        concurrency: pull.concurrency,
+        timeout: pull.timeout,
+    };
+    let job = client
+        .create_job(&new)
+        .await
+        .map_err(|e| failed(client.base_url(), e))?;
+    if pull.json {
+        return print_json(&job);
+    }
+    let devices = job.counts.get("total").copied().unwrap_or_default();
+    println!(
+        "job {}: {} on {devices} devices; per device: `outpost-hub job show {}`",
+        job.id, job.what, job.id
+    );
+    if pull.follow {
+        return follow(&client, job.id).await;
+    }
+    Ok(())
 }
 
 async fn push(args: &ApiArgs, file: Option<PathBuf>, tag: Option<String>, json: bool) -> Result<()> {

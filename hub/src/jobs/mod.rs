@@ -14,6 +14,7 @@
 //! again when their agent reconnects (the agent answers with its kept result or runs it once).
 
 pub mod dispatch;
+pub mod pulls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -173,6 +174,8 @@ pub struct Jobs {
     capable: Mutex<HashSet<EndpointId>>,
     /// Stored results not yet acknowledged to their device, taken by its session driver.
     acks: Mutex<HashMap<EndpointId, Vec<u64>>>,
+    /// Pull jobs: the agents that run them, their progress.
+    pub pulls: pulls::Pulls,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,6 +306,18 @@ impl Jobs {
         self.queue(Event::Online(endpoint), 0);
     }
 
+    /// The device's session announced that its agent runs pull jobs.
+    pub fn pulls_images(&self, endpoint: EndpointId) {
+        self.pulls.capable(endpoint);
+    }
+
+    /// How far the device's pull job has come (kept while the job is open).
+    pub fn progress(&self, endpoint: EndpointId, report: outpost_protocol::job::JobProgress) {
+        if lock(&self.open).contains_key(&(report.id as i64)) {
+            self.pulls.record(endpoint, report);
+        }
+    }
+
     /// The acknowledgements waiting for the device's session.
     pub fn take_acks(&self, endpoint: EndpointId) -> Vec<u64> {
         lock(&self.acks).remove(&endpoint).unwrap_or_default()
@@ -312,6 +327,7 @@ impl Jobs {
     /// go: the agent sends those results again on its next session.
     pub fn offline(&self, endpoint: EndpointId) {
         lock(&self.acks).remove(&endpoint);
+        self.pulls.gone(endpoint);
         if lock(&self.capable).remove(&endpoint) {
             self.queue(Event::Offline(endpoint), 0);
         }
@@ -426,6 +442,7 @@ impl Jobs {
         for (id, poll) in &polls {
             if poll.finished {
                 open.remove(id);
+                self.pulls.forget(*id);
                 info!(job = id, "job finished");
             }
         }
@@ -456,6 +473,10 @@ impl Jobs {
         drop(waiting);
         for (id, endpoints) in sends {
             for endpoint in endpoints {
+                if !self.can_run(*id, *endpoint) {
+                    self.result(*endpoint, pulls::too_old(*id as u64));
+                    continue;
+                }
                 let queued = ctx
                     .registry
                     .get(*endpoint)
@@ -467,6 +488,17 @@ impl Jobs {
                 }
             }
         }
+    }
+}
+
+impl Jobs {
+    /// Whether the device's agent can run job `id`: any job but a pull, which needs
+    /// [`Features::IMAGE_PULL`](outpost_protocol::job::Features::IMAGE_PULL).
+    fn can_run(&self, id: i64, endpoint: EndpointId) -> bool {
+        let pulls = lock(&self.open)
+            .get(&id)
+            .is_some_and(|job| matches!(job.spec, JobSpec::PullImage { .. }));
+        !pulls || self.pulls.can_pull(endpoint)
     }
 }
 

@@ -14,9 +14,10 @@
 //!
 //! **Layers are gzipped** (`flate2`, level 6), though the engine would take them as the
 //! uncompressed OCI media type: a pushed image is pushed once and crosses each device's link
-//! many times, and those links are metered cellular and satellite. Measured on the e2e test's
-//! image (busybox, 2.1 MiB as a tar): 1.0 MiB gzipped in ~0.1 s of one core; a typical Debian
-//! base layer (~120 MiB tar) shrinks ~2.5× for ~3 s once at push time. A layer already gzipped
+//! many times, and those links are metered cellular and satellite. Measured on the test image's
+//! busybox layer: 2,140,160 bytes as a tar, 1,036,688 gzipped at level 6 (48 %), 0.22 s of one
+//! core with GNU gzip; random data (already compressed files) does not shrink and costs a tar's
+//! length plus a few bytes per 32 KiB. A layer already gzipped
 //! (engines that keep compressed layers) is stored as it came, its `diff_id` checked through a
 //! decompressor.
 
