@@ -59,7 +59,9 @@ pub fn archive(tag: &str, layers: &[Vec<u8>], flaw: Flaw) -> (Vec<u8>, String) {
     .expect("config JSON");
     let config_digest = digest(&config);
     let config_path = format!("{}.json", &config_digest["sha256:".len()..]);
-    let layer_paths: Vec<String> = (0..layers.len()).map(|n| format!("l{n}/layer.tar")).collect();
+    let layer_paths: Vec<String> = (0..layers.len())
+        .map(|n| format!("l{n}/layer.tar"))
+        .collect();
     let index = serde_json::to_vec(&serde_json::json!([{
         "Config": config_path,
         "RepoTags": [tag],

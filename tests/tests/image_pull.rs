@@ -53,7 +53,11 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
     );
     let saved = dir.path().join("app.tar");
     let out = hub.cli(&["image", "push", "--file", saved.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (online, online_key) = hub.create_endpoint("till-1", &["--group", "shop"]);
     let (offline, offline_key) = hub.create_endpoint("till-2", &["--group", "shop"]);
@@ -63,8 +67,19 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
     std::fs::write(&slow, SLOW).unwrap();
     rig.ctl(&["profile", slow.to_str().unwrap()]);
 
-    let out = hub.cli(&["image", "pull", "outpost/app:1", "--group", "shop", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hub.cli(&[
+        "image",
+        "pull",
+        "outpost/app:1",
+        "--group",
+        "shop",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let job = created["id"].as_i64().unwrap().to_string();
     assert_eq!(created["what"], "pull outpost/app:1");
@@ -103,20 +118,33 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
         "--json",
     ]);
     let said = output["head"].as_str().unwrap();
-    assert!(said.starts_with("pulled 127.0.0.1:5380/outpost/app:1: "), "{said}");
-    assert_eq!(inspect_id(&engine, "127.0.0.1:5380/outpost/app:1"), image_id);
+    assert!(
+        said.starts_with("pulled 127.0.0.1:5380/outpost/app:1: "),
+        "{said}"
+    );
+    assert_eq!(
+        inspect_id(&engine, "127.0.0.1:5380/outpost/app:1"),
+        image_id
+    );
 
     // The second device connects; it is sent the job and pulls.
     rig.ctl(&["profile", "transparent"]);
     let second = start_agent(&rig, &dir.path().join("a2"), &offline_key, &engine, 5381);
     wait_granted(&second);
-    wait_for(Duration::from_secs(60), "the returning device's pull", || {
-        let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
-        let device = detail.devices.iter().find(|d| d.endpoint == offline)?;
-        assert!(device.state != "failed", "{device:?}");
-        (device.state == "succeeded").then_some(())
-    });
-    assert_eq!(inspect_id(&engine, "127.0.0.1:5381/outpost/app:1"), image_id);
+    wait_for(
+        Duration::from_secs(60),
+        "the returning device's pull",
+        || {
+            let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
+            let device = detail.devices.iter().find(|d| d.endpoint == offline)?;
+            assert!(device.state != "failed", "{device:?}");
+            (device.state == "succeeded").then_some(())
+        },
+    );
+    assert_eq!(
+        inspect_id(&engine, "127.0.0.1:5381/outpost/app:1"),
+        image_id
+    );
     let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
     assert_eq!(detail.summary.state, "finished");
     assert_eq!(detail.summary.counts["succeeded"], 2);

@@ -49,10 +49,17 @@ fn a_saved_image_pushed_to_an_air_gapped_hub_is_pulled_and_run_by_a_device() {
     );
     let saved = dir.path().join("app.tar");
     let out = hub.cli(&["image", "push", "--file", saved.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pushed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let image = &pushed["images"][0];
-    assert_eq!(image["tags"][0], "outpost/app:1", "the registry host is dropped");
+    assert_eq!(
+        image["tags"][0], "outpost/app:1",
+        "the registry host is dropped"
+    );
     assert_eq!(image["id"], image_id.as_str());
     assert_eq!(image["layers"], layers.len());
 
@@ -171,8 +178,15 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
     std::fs::write(&path, &good).unwrap();
     let out = hub.cli(&["image", "push", "--file", path.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("pushed outpost/app:1 (2 layers"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pushed outpost/app:1 (2 layers"),
+        "{stdout}"
+    );
     assert!(stdout.contains(&config), "{stdout}");
 
     let manifest = hub.api_call("GET", "/v2/outpost/app/manifests/1", None);
@@ -187,7 +201,12 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
         assert_eq!(outpost_tests::oci::sha256(&blob.body), digest);
     }
     let absent = hub.api_call("GET", "/v2/outpost/app/manifests/2", None);
-    assert_eq!(absent.status, 404, "{}", String::from_utf8_lossy(&absent.body));
+    assert_eq!(
+        absent.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&absent.body)
+    );
 }
 
 /// The pushed store holds no blob, no tag and no staging leftovers.
@@ -201,7 +220,11 @@ fn assert_nothing_kept(data_dir: &Path, what: &str) {
             })
             .unwrap_or_default()
     };
-    assert_eq!(entries(&pushed.join("blobs/sha256")), Vec::<String>::new(), "{what}");
+    assert_eq!(
+        entries(&pushed.join("blobs/sha256")),
+        Vec::<String>::new(),
+        "{what}"
+    );
     assert_eq!(entries(&pushed.join("tmp")), Vec::<String>::new(), "{what}");
     assert!(!pushed.join("tags.json").exists(), "{what}");
 }

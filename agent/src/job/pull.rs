@@ -55,7 +55,9 @@ enum Target {
 impl Target {
     fn of(image: &str, registry: &Registry) -> Result<Self, String> {
         if image.contains('@') {
-            return Err("name the image by tag: a pulled image is tagged, a digest has none".into());
+            return Err(
+                "name the image by tag: a pulled image is tagged, a digest has none".into(),
+            );
         }
         let image = match tag_to_pull(image) {
             Some(tag) => format!("{image}:{tag}"),
@@ -109,7 +111,8 @@ async fn attempt(
     output: &mut OutputCapture,
     mut report: impl FnMut(JobProgress) + Send,
 ) -> Result<(), String> {
-    let registry = registry.ok_or("this device runs no loopback registry (--registry-listen off)")?;
+    let registry =
+        registry.ok_or("this device runs no loopback registry (--registry-listen off)")?;
     let target = Target::of(image, registry)?;
     let docker = engine_client(host).map_err(|e| e.to_string())?;
     let mut throttle = Throttle::default();

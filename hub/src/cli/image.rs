@@ -125,7 +125,12 @@ async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {
     Ok(())
 }
 
-async fn push(args: &ApiArgs, file: Option<PathBuf>, tag: Option<String>, json: bool) -> Result<()> {
+async fn push(
+    args: &ApiArgs,
+    file: Option<PathBuf>,
+    tag: Option<String>,
+    json: bool,
+) -> Result<()> {
     let client = connect(args)?;
     let body = match &file {
         Some(path) => {

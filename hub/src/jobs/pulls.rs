@@ -89,10 +89,37 @@ mod tests {
     fn progress_is_kept_per_device_until_the_job_finishes() {
         let pulls = Pulls::default();
         let (a, b) = (EndpointId(1), EndpointId(2));
-        pulls.record(a, JobProgress { id: 7, done: 10, total: 100 });
-        pulls.record(a, JobProgress { id: 7, done: 60, total: 120 });
-        pulls.record(b, JobProgress { id: 7, done: 5, total: 100 });
-        assert_eq!(pulls.of(7, a), Some(PullProgress { done: 60, total: 120 }));
+        pulls.record(
+            a,
+            JobProgress {
+                id: 7,
+                done: 10,
+                total: 100,
+            },
+        );
+        pulls.record(
+            a,
+            JobProgress {
+                id: 7,
+                done: 60,
+                total: 120,
+            },
+        );
+        pulls.record(
+            b,
+            JobProgress {
+                id: 7,
+                done: 5,
+                total: 100,
+            },
+        );
+        assert_eq!(
+            pulls.of(7, a),
+            Some(PullProgress {
+                done: 60,
+                total: 120
+            })
+        );
         assert_eq!(pulls.of(7, b).map(|p| p.done), Some(5));
         assert_eq!(pulls.of(8, a), None);
         pulls.forget(7);
@@ -103,7 +130,14 @@ mod tests {
     fn progress_is_bounded_and_capability_follows_the_session() {
         let pulls = Pulls::default();
         for n in 0..=MAX_PROGRESS as u64 {
-            pulls.record(EndpointId(n), JobProgress { id: 1, done: 0, total: 0 });
+            pulls.record(
+                EndpointId(n),
+                JobProgress {
+                    id: 1,
+                    done: 0,
+                    total: 0,
+                },
+            );
         }
         assert_eq!(lock(&pulls.progress).len(), MAX_PROGRESS);
         pulls.capable(EndpointId(3));

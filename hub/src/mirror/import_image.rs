@@ -131,7 +131,9 @@ pub fn read_index(bytes: &[u8]) -> Result<Vec<SavedImage>, ImportError> {
             )));
         }
         if image.repo_tags.as_ref().is_some_and(|t| t.len() > MAX_TAGS) {
-            return Err(ImportError::Index(format!("more than {MAX_TAGS} tags on an image")));
+            return Err(ImportError::Index(format!(
+                "more than {MAX_TAGS} tags on an image"
+            )));
         }
     }
     Ok(images)
@@ -223,8 +225,10 @@ pub fn prepare_layer(
     let mut magic = [0u8; 2];
     let gzipped = input.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
     if gzipped {
-        let content = digest_of(GzDecoder::new(std::fs::File::open(&staged.path).map_err(io(&staged.path))?))
-            .map_err(io(&staged.path))?;
+        let content = digest_of(GzDecoder::new(
+            std::fs::File::open(&staged.path).map_err(io(&staged.path))?,
+        ))
+        .map_err(io(&staged.path))?;
         check_diff_id(path, diff_id, content)?;
         let descriptor = layer(staged.digest.clone(), staged.size);
         return Ok((descriptor, staged.path.clone()));
@@ -389,8 +393,7 @@ mod tests {
             digest: Digest::of(&content),
             size: content.len() as u64,
         };
-        let (descriptor, out) =
-            prepare_layer("l/layer.tar", &staged, &staged.digest).unwrap();
+        let (descriptor, out) = prepare_layer("l/layer.tar", &staged, &staged.digest).unwrap();
         let gz = std::fs::read(&out).unwrap();
         assert_eq!(descriptor.digest, Digest::of(&gz));
         assert!(descriptor.size < content.len() as u64 / 10);

@@ -62,7 +62,11 @@ impl Pushed {
 
     /// Whether any image was pushed.
     pub fn any(&self) -> bool {
-        !self.tags.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+        !self
+            .tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Point `tags` at `digest`, on disk then in memory.
@@ -74,9 +78,7 @@ impl Pushed {
         if next.len() > MAX_PUSHED_TAGS {
             return Err(StoreError::Io {
                 path: self.tags_file.clone(),
-                source: std::io::Error::other(format!(
-                    "more than {MAX_PUSHED_TAGS} pushed tags"
-                )),
+                source: std::io::Error::other(format!("more than {MAX_PUSHED_TAGS} pushed tags")),
             });
         }
         let text: BTreeMap<&String, &str> = next.iter().map(|(k, v)| (k, v.as_str())).collect();

@@ -120,7 +120,12 @@ fn take_entry<R: Read>(
 }
 
 /// Copy one entry into `to` while hashing it, refusing it past `left` bytes.
-fn stage(entry: &mut impl Read, to: PathBuf, left: u64, budget: u64) -> Result<Staged, ImportError> {
+fn stage(
+    entry: &mut impl Read,
+    to: PathBuf,
+    left: u64,
+    budget: u64,
+) -> Result<Staged, ImportError> {
     let io = |source| ImportError::Staging {
         path: to.clone(),
         source,
