@@ -9,6 +9,7 @@
 //! agents in the device namespace sharing that engine (two devices on one test bench), each with
 //! its loopback registry on its own port.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+#![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
 use std::path::Path;
 use std::time::{Duration, Instant};

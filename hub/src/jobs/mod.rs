@@ -306,18 +306,6 @@ impl Jobs {
         self.queue(Event::Online(endpoint), 0);
     }
 
-    /// The device's session announced that its agent runs pull jobs.
-    pub fn pulls_images(&self, endpoint: EndpointId) {
-        self.pulls.capable(endpoint);
-    }
-
-    /// How far the device's pull job has come (kept while the job is open).
-    pub fn progress(&self, endpoint: EndpointId, report: outpost_protocol::job::JobProgress) {
-        if lock(&self.open).contains_key(&(report.id as i64)) {
-            self.pulls.record(endpoint, report);
-        }
-    }
-
     /// The acknowledgements waiting for the device's session.
     pub fn take_acks(&self, endpoint: EndpointId) -> Vec<u64> {
         lock(&self.acks).remove(&endpoint).unwrap_or_default()
@@ -488,17 +476,6 @@ impl Jobs {
                 }
             }
         }
-    }
-}
-
-impl Jobs {
-    /// Whether the device's agent can run job `id`: any job but a pull, which needs
-    /// [`Features::IMAGE_PULL`](outpost_protocol::job::Features::IMAGE_PULL).
-    fn can_run(&self, id: i64, endpoint: EndpointId) -> bool {
-        let pulls = lock(&self.open)
-            .get(&id)
-            .is_some_and(|job| matches!(job.spec, JobSpec::PullImage { .. }));
-        !pulls || self.pulls.can_pull(endpoint)
     }
 }
 

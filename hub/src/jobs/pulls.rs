@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use outpost_api::PullProgress;
-use outpost_protocol::job::{JobOutcome, JobProgress, JobResult, OutputCapture};
+use outpost_protocol::job::{JobOutcome, JobProgress, JobResult, JobSpec, OutputCapture};
 use outpost_protocol::EndpointId;
 
 /// Devices whose pull progress is kept at once (a few dozen bytes each).
@@ -73,6 +73,29 @@ impl Pulls {
     /// Job `job` finished: its reports go.
     pub fn forget(&self, job: i64) {
         lock(&self.progress).retain(|(id, _), _| *id != job as u64);
+    }
+}
+
+impl super::Jobs {
+    /// The device's session announced that its agent runs pull jobs.
+    pub fn pulls_images(&self, endpoint: EndpointId) {
+        self.pulls.capable(endpoint);
+    }
+
+    /// How far the device's pull job has come (kept while the job is open).
+    pub fn progress(&self, endpoint: EndpointId, report: JobProgress) {
+        if lock(&self.open).contains_key(&(report.id as i64)) {
+            self.pulls.record(endpoint, report);
+        }
+    }
+
+    /// Whether the device's agent can run job `id`: any job but a pull, which needs
+    /// [`Features::IMAGE_PULL`](outpost_protocol::job::Features::IMAGE_PULL).
+    pub(super) fn can_run(&self, id: i64, endpoint: EndpointId) -> bool {
+        let pulls = lock(&self.open)
+            .get(&id)
+            .is_some_and(|job| matches!(job.spec, JobSpec::PullImage { .. }));
+        !pulls || self.pulls.can_pull(endpoint)
     }
 }
 

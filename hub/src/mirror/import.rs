@@ -295,3 +295,7 @@ impl Drop for StagingDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[cfg(test)]
+#[path = "import_tests.rs"]
+mod tests;
