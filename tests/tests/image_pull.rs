@@ -7,7 +7,9 @@
 //! takes long enough to be watched), a hub that reaches no registry holding an image pushed with
 //! `image push` (a `docker save` of a multi-layer image built on the device's `dockerd`), and two
 //! agents in the device namespace sharing that engine (two devices on one test bench), each with
-//! its loopback registry on its own port.
+//! its loopback registry on its own port. A third device's agent runs no loopback registry (as
+//! an agent from before pull jobs announces no `IMAGE_PULL`): it is not sent the job, and fails
+//! at once saying to upgrade it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
@@ -62,8 +64,17 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
 
     let (online, online_key) = hub.create_endpoint("till-1", &["--group", "shop"]);
     let (offline, offline_key) = hub.create_endpoint("till-2", &["--group", "shop"]);
-    let first = start_agent(&rig, &dir.path().join("a1"), &online_key, &engine, 5380);
+    let (old, old_key) = hub.create_endpoint("till-old", &["--group", "shop"]);
+    let first = start_agent(
+        &rig,
+        &dir.path().join("a1"),
+        &online_key,
+        &engine,
+        "127.0.0.1:5380",
+    );
     wait_granted(&first);
+    let _old = start_agent(&rig, &dir.path().join("a3"), &old_key, &engine, "off");
+    hub.wait_status(old, "standby", Duration::from_secs(30));
     let slow = dir.path().join("slow.toml");
     std::fs::write(&slow, SLOW).unwrap();
     rig.ctl(&["profile", slow.to_str().unwrap()]);
@@ -130,7 +141,13 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
 
     // The second device connects; it is sent the job and pulls.
     rig.ctl(&["profile", "transparent"]);
-    let second = start_agent(&rig, &dir.path().join("a2"), &offline_key, &engine, 5381);
+    let second = start_agent(
+        &rig,
+        &dir.path().join("a2"),
+        &offline_key,
+        &engine,
+        "127.0.0.1:5381",
+    );
     wait_granted(&second);
     wait_for(
         Duration::from_secs(60),
@@ -149,18 +166,22 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
     let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
     assert_eq!(detail.summary.state, "finished");
     assert_eq!(detail.summary.counts["succeeded"], 2);
+    assert_eq!(detail.summary.counts["failed"], 1);
+    let refused = detail.devices.iter().find(|d| d.endpoint == old).unwrap();
+    let reason = refused.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("upgrade the agent"), "{refused:?}");
 }
 
-fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, port: u16) -> Agent {
+/// An agent on the device side with its loopback registry at `listen` (`off` for none).
+fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, listen: &str) -> Agent {
     let options = AgentOptions {
         netns: Some(rig.netns("agent")),
         transport: "lan",
     };
-    let listen = format!("127.0.0.1:{port}");
     let env = [
         ("EDGE_KEY", key),
         ("DOCKER_HOST", &engine.host()),
-        ("OUTPOST_REGISTRY_LISTEN", &listen),
+        ("OUTPOST_REGISTRY_LISTEN", listen),
     ];
     Agent::start_with(dir, &options, &env)
 }
