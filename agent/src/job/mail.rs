@@ -225,6 +225,29 @@ mod tests {
     }
 
     #[test]
+    fn only_a_jobs_latest_progress_waits_and_its_result_supersedes_it() {
+        let progress = |id, done| JobProgress {
+            id,
+            done,
+            total: 100,
+        };
+        let mut outgoing = Outgoing::new(1, Vec::new());
+        outgoing.note(Note::Progress(progress(1, 10)));
+        outgoing.note(Note::Progress(progress(1, 40)));
+        outgoing.note(Note::Progress(progress(2, 5)));
+        assert_eq!(
+            drain(&mut outgoing),
+            [
+                Note::Progress(progress(1, 40)),
+                Note::Progress(progress(2, 5))
+            ]
+        );
+        outgoing.note(Note::Progress(progress(3, 50)));
+        outgoing.note(Note::Ended(3));
+        assert_eq!(drain(&mut outgoing), [Note::Ended(3)]);
+    }
+
+    #[test]
     fn a_result_is_told_once_per_note_however_often_noted_before() {
         let mut outgoing = Outgoing::new(1, vec![7]);
         outgoing.note(Note::Ended(7));

@@ -160,3 +160,47 @@ impl Throttle {
         due
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 5380));
+        Registry {
+            listen,
+            link: HubLink::new(listen),
+        }
+    }
+
+    #[test]
+    fn a_name_without_a_host_is_pulled_and_kept_under_its_loopback_name() {
+        let target = Target::of("pos/web:4", &registry());
+        assert_eq!(
+            target,
+            Ok(Target::Loopback("127.0.0.1:5380/pos/web:4".into()))
+        );
+        let latest = Target::of("pos/web", &registry());
+        assert_eq!(
+            latest,
+            Ok(Target::Loopback("127.0.0.1:5380/pos/web:latest".into()))
+        );
+    }
+
+    #[test]
+    fn digests_and_registries_the_hub_does_not_mirror_are_refused() {
+        assert!(Target::of("pos/web@sha256:00", &registry()).is_err());
+        // No session grants fetch streams here, so no host is the hub's default upstream.
+        let other = Target::of("registry.example:5000/pos/web:4", &registry());
+        assert!(other.is_err_and(|why| why.contains("does not mirror")));
+    }
+
+    #[test]
+    fn progress_is_reported_at_most_once_a_second() {
+        let mut throttle = Throttle::default();
+        let start = Instant::now();
+        assert!(throttle.due(start));
+        assert!(!throttle.due(start + Duration::from_millis(999)));
+        assert!(throttle.due(start + PROGRESS_EVERY));
+    }
+}
