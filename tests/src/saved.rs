@@ -82,6 +82,15 @@ pub fn archive(tag: &str, layers: &[Vec<u8>], flaw: Flaw) -> (Vec<u8>, String) {
     (builder.into_inner().expect("archive"), config_digest)
 }
 
+/// An archive whose first entry climbs out (`../escaped`), then `len` bytes more: refused at
+/// once, with most of the upload still to come.
+pub fn escape_first(len: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    append_raw(&mut builder, b"../escaped", b"outside");
+    append(&mut builder, "rest", &vec![0; len]);
+    builder.into_inner().expect("archive")
+}
+
 fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);

@@ -11,7 +11,9 @@
 //! in one way — not a tar, a layer that is not its `diff_id`, an entry climbing out with `..`, a
 //! config past its bound, no index — are each refused with a message that says so, leave nothing
 //! in the pushed store or its staging area, and the hub goes on serving: the valid archive pushed
-//! afterwards is pulled through `/v2/` blob by blob.
+//! afterwards is pulled through `/v2/` blob by blob. A refusal that comes while most of a large
+//! upload is still to be sent reaches the operator as the hub's message, not a reset connection,
+//! and a hub whose mirror has no room says so with a 413.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::path::Path;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::saved::{archive, layer, Flaw};
+use outpost_tests::saved::{archive, escape_first, layer, Flaw};
 use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
 use serde_json::Value;
 
@@ -227,4 +229,27 @@ fn assert_nothing_kept(data_dir: &Path, what: &str) {
     );
     assert_eq!(entries(&pushed.join("tmp")), Vec::<String>::new(), "{what}");
     assert!(!pushed.join("tags.json").exists(), "{what}");
+}
+
+#[test]
+fn an_early_refusal_of_a_large_upload_and_a_full_mirror_reach_the_operator_as_messages() {
+    let hub = Hub::start_with_flags(&["--mirror-max-gib", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escape.tar");
+    std::fs::write(&path, escape_first(64 << 20)).unwrap();
+    let out = hub.cli(&["image", "push", "--file", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("\"../escaped\" is absolute or leaves the archive"),
+        "the reason, not a reset: {stderr}"
+    );
+    let layers = [layer("etc/one", b"first layer"), layer("etc/two", b"two")];
+    std::fs::write(&path, archive("outpost/app:1", &layers, Flaw::None).0).unwrap();
+    let out = hub.cli(&["image", "push", "--file", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("raise --mirror-max-gib") && stderr.contains("413"),
+        "{stderr}"
+    );
+    assert_nothing_kept(&hub.data_dir, "a full mirror");
 }
