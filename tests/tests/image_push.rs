@@ -11,7 +11,7 @@
 //! in one way — not a tar, a layer that is not its `diff_id`, an entry climbing out with `..`, a
 //! config past its bound, no index — are each refused with a message that says so, leave nothing
 //! in the pushed store or its staging area, and the hub goes on serving: the valid archive pushed
-//! afterwards is pulled through `/v2/` blob by blob. A refusal that comes while most of a large
+//! afterwards is pulled through `/v2/` blob by blob (an operator may pull it, not push). A refusal that comes while most of a large
 //! upload is still to be sent reaches the operator as the hub's message, not a reset connection,
 //! and a hub whose mirror has no room says so with a 413.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -209,6 +209,19 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
         "{}",
         String::from_utf8_lossy(&absent.body)
     );
+
+    // Pushing is an admin's: an operator pulls what was pushed but cannot push.
+    let out = hub.cli(&["token", "create", "ops", "--role", "operator"]);
+    let operator = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let refused = hub.api_call_as(&operator, "POST", "/api/images", None);
+    assert_eq!(
+        refused.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    let pulled = hub.api_call_as(&operator, "GET", "/v2/outpost/app/manifests/1", None);
+    assert_eq!(pulled.status, 200);
 }
 
 /// The pushed store holds no blob, no tag and no staging leftovers.
