@@ -7,7 +7,8 @@
 //! takes long enough to be watched), a hub that reaches no registry holding an image pushed with
 //! `image push` (a `docker save` of a multi-layer image built on the device's `dockerd`), and two
 //! agents in the device namespace sharing that engine (two devices on one test bench), each with
-//! its loopback registry on its own port. A third device's agent runs no loopback registry (as
+//! its loopback registry on its own port. The first connects before the push: the hub, holding
+//! nothing then, grants its registry with the pull job. A third device's agent runs no loopback registry (as
 //! an agent from before pull jobs announces no `IMAGE_PULL`): it is not sent the job, and fails
 //! at once saying to upgrade it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
@@ -54,14 +55,6 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
         &format!("{HUB_IP}:9443"),
         &["--public-addr", &agent_addr],
     );
-    let saved = dir.path().join("app.tar");
-    let out = hub.cli(&["image", "push", "--file", saved.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
     let (online, online_key) = hub.create_endpoint("till-1", &["--group", "shop"]);
     let (offline, offline_key) = hub.create_endpoint("till-2", &["--group", "shop"]);
     let (old, old_key) = hub.create_endpoint("till-old", &["--group", "shop"]);
@@ -72,9 +65,19 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
         &engine,
         "127.0.0.1:5380",
     );
-    wait_granted(&first);
+    hub.wait_status(online, "standby", Duration::from_secs(30));
     let _old = start_agent(&rig, &dir.path().join("a3"), &old_key, &engine, "off");
     hub.wait_status(old, "standby", Duration::from_secs(30));
+    // The hub held nothing when the device connected, so it granted no fetch streams; it does
+    // with the pull job.
+    assert!(!first.log().contains("the hub serves its registry mirror"));
+    let saved = dir.path().join("app.tar");
+    let out = hub.cli(&["image", "push", "--file", saved.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let slow = dir.path().join("slow.toml");
     std::fs::write(&slow, SLOW).unwrap();
     rig.ctl(&["profile", slow.to_str().unwrap()]);
@@ -113,6 +116,7 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
         assert!(started.elapsed() < Duration::from_secs(90), "{detail:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
+    assert!(first.log().contains("the hub serves its registry mirror"));
     assert!(
         seen.iter().any(|p| p.done > 0 && p.done < p.total),
         "progress seen mid-pull: {seen:?} then {done:?}"

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
-use outpost_protocol::job::Features;
+use outpost_protocol::job::{Features, JobSpec};
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
@@ -259,6 +259,9 @@ struct Driving<'a> {
     summon_grant: bool,
     /// Fetch streams ([`super::fetch`]); while any is open, the grant stays.
     fetches: FetchStreams,
+    /// The agent runs a registry this hub had nothing for when it said so (no upstream, nothing
+    /// pushed yet): offered again with a pull job, for an image pushed since.
+    registry_waiting: bool,
 }
 
 /// What a control frame leaves to do after [`Driving::on_message`].
@@ -291,6 +294,7 @@ async fn drive(
         grant: None,
         summon_grant: false,
         fetches: FetchStreams::default(),
+        registry_waiting: false,
     };
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(wire::next_frame::<AgentMessage, _>(recv, MAX_CONTROL_FRAME));
@@ -442,6 +446,9 @@ impl Driving<'_> {
         match control {
             Control::Job { id } => {
                 if let Some(order) = self.ctx.jobs.order(id) {
+                    if self.registry_waiting && matches!(order.spec, JobSpec::PullImage { .. }) {
+                        self.offer_registry();
+                    }
                     self.outbox.push(&HubMessage::Job(order));
                 }
                 Next::Read
@@ -479,9 +486,12 @@ impl Driving<'_> {
         }
     }
 
-    /// A hub with a mirror grants an agent that runs a loopback registry its fetch streams.
+    /// A hub with a mirror grants an agent that runs a loopback registry its fetch streams; one
+    /// with nothing to serve yet offers again with the session's first pull job.
     fn offer_registry(&mut self) {
-        if let Some(offer) = super::fetch::offer(self.ctx, &self.conn) {
+        let offer = super::fetch::offer(self.ctx, &self.conn);
+        self.registry_waiting = offer.is_none();
+        if let Some(offer) = offer {
             self.outbox.push(&offer);
         }
     }
