@@ -209,7 +209,8 @@ impl Mirror {
     }
 
     /// Whether any upstream is configured or any image was pushed: only then do agents get fetch
-    /// streams (an agent that connected before the first push is granted at its next session).
+    /// streams (an agent that connected before the first push is granted with its first pull
+    /// job, or at its next session).
     pub fn serves(&self) -> bool {
         !self.inner.upstreams.is_empty() || self.inner.pushed.any()
     }
