@@ -256,6 +256,26 @@ fn an_early_refusal_of_a_large_upload_and_a_full_mirror_reach_the_operator_as_me
         stderr.contains("\"../escaped\" is absolute or leaves the archive"),
         "the reason, not a reset: {stderr}"
     );
+    let out = hub.cli(&[
+        "image",
+        "push",
+        "--file",
+        path.to_str().unwrap(),
+        "--tag",
+        "Up/Case:1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("image name \"Up/Case:1\""),
+        "refused before the upload: {stderr}"
+    );
+    let bad_tag = hub.api_call("POST", "/api/images?tag=a:-x", None);
+    assert_eq!(
+        bad_tag.status,
+        400,
+        "{}",
+        String::from_utf8_lossy(&bad_tag.body)
+    );
     let layers = [layer("etc/one", b"first layer"), layer("etc/two", b"two")];
     std::fs::write(&path, archive("outpost/app:1", &layers, Flaw::None).0).unwrap();
     let out = hub.cli(&["image", "push", "--file", path.to_str().unwrap()]);

@@ -36,20 +36,28 @@ pub(super) async fn push(
     body: Body,
 ) -> Result<(StatusCode, Json<ImagesPushed>), ApiError> {
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let tags = match &query.tag {
-        Some(tag) => vec![parse_tag(tag).map_err(refused)?],
-        None => Vec::new(),
-    };
     let (chunks, pump) = pump(body);
-    let imported = match ctx.mirror.import(StreamReader::new(chunks), tags).await {
-        Ok(imported) => imported,
+    let tags = query.tag.as_deref().map(parse_tag).transpose();
+    let imported = match tags {
+        Ok(tags) => {
+            let tags = tags.into_iter().collect();
+            ctx.mirror.import(StreamReader::new(chunks), tags).await
+        }
         Err(e) => {
-            let _ = pump.await;
-            return Err(refused(e));
+            drop(chunks);
+            Err(e)
         }
     };
-    let images = imported.into_iter().map(pushed).collect();
-    Ok((StatusCode::CREATED, Json(ImagesPushed { images })))
+    match imported {
+        Ok(imported) => {
+            let images = imported.into_iter().map(pushed).collect();
+            Ok((StatusCode::CREATED, Json(ImagesPushed { images })))
+        }
+        Err(e) => {
+            let _ = pump.await;
+            Err(refused(e))
+        }
+    }
 }
 
 /// Most bytes read and discarded after a refusal, so the client reads the reason.

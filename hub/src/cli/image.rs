@@ -20,6 +20,7 @@ use tokio_util::io::ReaderStream;
 use super::admin::{connect, failed, print_json};
 use super::job::follow;
 use super::ApiArgs;
+use crate::mirror::import_image::parse_tag;
 
 /// `outpost-hub image …`.
 #[derive(Debug, Subcommand)]
@@ -131,6 +132,10 @@ async fn push(
     tag: Option<String>,
     json: bool,
 ) -> Result<()> {
+    // A name the hub would refuse is refused here, in the hub's words, before any upload.
+    if let Some(tag) = &tag {
+        parse_tag(tag)?;
+    }
     let client = connect(args)?;
     let body = match &file {
         Some(path) => {
