@@ -91,6 +91,19 @@ pub fn escape_first(len: usize) -> Vec<u8> {
     builder.into_inner().expect("archive")
 }
 
+/// A GNU long-name header claiming a terabyte of name, then a few bytes: a reader that holds
+/// long names in memory would try to.
+pub fn huge_long_name() -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().expect("a GNU header").name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(1 << 40);
+    header.set_cksum();
+    let mut bytes = header.as_bytes().to_vec();
+    bytes.extend_from_slice(&[b'a'; 4096]);
+    bytes
+}
+
 fn append(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);

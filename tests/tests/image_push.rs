@@ -9,7 +9,7 @@
 //!
 //! The second needs no engine: archives made in the test (`outpost_tests::saved`), each broken
 //! in one way — not a tar, a layer that is not its `diff_id`, an entry climbing out with `..`, a
-//! config past its bound, no index — are each refused with a message that says so, leave nothing
+//! config past its bound, a long-name header claiming a terabyte, no index — are each refused with a message that says so, leave nothing
 //! in the pushed store or its staging area, and the hub goes on serving: the valid archive pushed
 //! afterwards is pulled through `/v2/` blob by blob (an operator may pull it, not push). A refusal that comes while most of a large
 //! upload is still to be sent reaches the operator as the hub's message, not a reset connection,
@@ -22,7 +22,7 @@ use std::time::Duration;
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::saved::{archive, escape_first, layer, Flaw};
+use outpost_tests::saved::{archive, escape_first, huge_long_name, layer, Flaw};
 use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
 use serde_json::Value;
 
@@ -137,7 +137,7 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
         layer("etc/two", &vec![7u8; 200_000]),
     ];
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<u8>, &str); 5] = [
+    let cases: [(&str, Vec<u8>, &str); 6] = [
         ("not a tar", vec![0x42; 3000], "not a readable tar archive"),
         (
             "a layer that is not its diff_id",
@@ -153,6 +153,11 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
             "an oversized config",
             archive("outpost/app:1", &layers, Flaw::OversizedConfig).0,
             "is larger than the 1048576 bytes accepted",
+        ),
+        (
+            "a long name claiming a terabyte",
+            huge_long_name(),
+            "a tar metadata entry (type 'L') of 1099511627776 bytes",
         ),
         (
             "no index",

@@ -7,7 +7,8 @@
 //! `manifest.json` — the index of the archive's images, written by every engine since 1.10 — is
 //! kept in memory, bounded. Since nothing is ever written at an archive path, an entry cannot
 //! escape the staging directory; an absolute path or a `..` is refused anyway, as a sign of a
-//! hostile archive. The entry count and the bytes staged are bounded before they are spent.
+//! hostile archive. The entry count and the bytes staged are bounded before they are spent, and
+//! the metadata entries the tar reader would hold whole in memory by [`HeaderGuard`].
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -17,6 +18,7 @@ use tar::EntryType;
 
 use super::digest::{Digest, Hasher};
 use super::import::ImportError;
+use super::import_guard::HeaderGuard;
 
 /// Most entries an archive may have (an image of 127 layers is ~400 in the legacy layout).
 pub const MAX_ENTRIES: usize = 4096;
@@ -70,7 +72,7 @@ impl Unpacked {
 
 /// Read the archive from `reader` into `staging`, staging at most `budget` bytes.
 pub fn unpack(reader: impl Read, staging: &Path, budget: u64) -> Result<Unpacked, ImportError> {
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(HeaderGuard::new(reader));
     let mut unpacked = Unpacked::default();
     let entries = archive.entries().map_err(ImportError::archive)?;
     for (n, entry) in entries.enumerate() {

@@ -17,7 +17,8 @@
 //! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
 //! - [`counters`]: fetches, bytes, hits and misses.
 //! - [`import`]: `image push`, a `docker save` archive loaded for sites without an upstream
-//!   ([`import_tar`] reads it, [`import_image`] checks and converts it, [`import_store`] keeps it).
+//!   ([`import_tar`] reads it behind [`import_guard`], [`import_image`] checks and converts it,
+//!   [`import_store`] keeps it).
 
 pub use outpost_protocol::registry::{digest, name, range};
 
@@ -27,6 +28,7 @@ pub mod error;
 pub mod flight;
 pub mod http;
 pub mod import;
+pub mod import_guard;
 pub mod import_image;
 pub mod import_store;
 pub mod import_tar;
