@@ -28,7 +28,7 @@ use crate::docker_host::DockerHost;
 use crate::driver::{self, DriverSetup, Interruption, SessionEnd, SessionObserver};
 use crate::enroll::{enroll, EnrollError};
 use crate::identity::{Identity, IdentityError};
-use crate::job::JobRunner;
+use crate::job::{JobRunner, Registry as JobRegistry};
 use crate::loopback::HubLink;
 use crate::{renew, transport_choice};
 
@@ -223,7 +223,9 @@ impl Workers {
         let jobs = match stacks {
             Stacks::Engine => {
                 let dir = config.data_dir.join("jobs");
-                JobRunner::start(config.docker.clone(), &dir)
+                let loopback = config.registry_listen.zip(registry.clone());
+                let registry = loopback.map(|(listen, link)| JobRegistry { listen, link });
+                JobRunner::start_with_registry(config.docker.clone(), &dir, registry)
                     .inspect_err(|e| warn!("this device runs no jobs: {e}"))
                     .ok()
             }

@@ -38,6 +38,13 @@ pub enum JobWhat {
         #[serde(default)]
         cmd: Vec<String>,
     },
+    /// Pull an image from the hub's mirror through the device's loopback registry (`outpost-hub
+    /// image pull`).
+    PullImage {
+        /// `NAME[:TAG]`, or `HOST/NAME[:TAG]` of the hub's default upstream.
+        #[serde(default)]
+        image: String,
+    },
     /// One Engine API request, e.g. `POST /images/prune`.
     Engine {
         /// `GET`, `POST`, `PUT` or `DELETE`.
@@ -75,6 +82,7 @@ impl JobWhat {
                 user,
             },
             Self::Run { image, cmd } => JobSpec::Run { image, cmd },
+            Self::PullImage { image } => JobSpec::PullImage { image },
             Self::Engine { method, path, body } => JobSpec::Engine {
                 method: EngineMethod::parse(&method).ok_or(JobWhatError::Method(method))?,
                 path,
@@ -185,6 +193,19 @@ pub struct JobDevice {
     pub duration_ms: Option<u64>,
     /// When its row last changed (Unix seconds).
     pub updated_at: i64,
+    /// How far an image pull has come, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<PullProgress>,
+}
+
+/// Bytes an image pull downloaded over the bytes known so far (the total grows as the engine
+/// learns each layer's size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// Bytes downloaded.
+    pub done: u64,
+    /// Bytes known.
+    pub total: u64,
 }
 
 /// `GET /api/jobs/{id}?page=&per_page=&state=`: the summary and one page of devices.

@@ -4,6 +4,7 @@
 //! - [`audit`]: the bodies of `/api/audit`.
 //! - [`stacks`]: the bodies of `/api/stacks` (Compose stacks and their versions) and
 //!   `/api/rollouts`.
+//! - [`images`]: the bodies of `/api/images` (an image pushed into the hub's mirror).
 //! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
 //! - [`webhooks`]: the bodies of `/api/webhooks` (alerts) and the client's calls for them.
 //! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
@@ -21,6 +22,7 @@ pub mod access;
 pub mod audit;
 mod client;
 mod error;
+pub mod images;
 pub mod jobs;
 pub mod stacks;
 pub mod traffic;
@@ -31,6 +33,7 @@ pub use access::*;
 pub use audit::*;
 pub use client::ApiClient;
 pub use error::{ApiError, NO_MESSAGE};
+pub use images::*;
 pub use jobs::*;
 pub use stacks::*;
 pub use traffic::*;

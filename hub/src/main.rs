@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
-    run_admin, run_admin_cert, run_admin_token, run_audit, run_budget, run_job, run_rollout,
-    run_stack, run_token, run_webhook, run_window, Cli, Command, LogFormat,
+    run_admin, run_admin_cert, run_admin_token, run_audit, run_budget, run_image, run_job,
+    run_rollout, run_stack, run_token, run_webhook, run_window, Cli, Command, LogFormat,
 };
 use outpost_hub::{api, server};
 
@@ -18,6 +18,7 @@ async fn main() -> Result<()> {
         Command::Stack { api, command } => run_stack(&api, command).await,
         Command::Rollout { api, command } => run_rollout(&api, command).await,
         Command::Job { api, command } => run_job(&api, command).await,
+        Command::Image { api, command } => run_image(&api, command).await,
         Command::AdminCert { api, command } => run_admin_cert(&api, command).await,
         Command::AdminToken { api, command } => run_admin_token(&api, command).await,
         Command::Token { api, command } => run_token(&api, command).await,

@@ -7,6 +7,7 @@
 //! agent ◀─ HubMessage::Job(order) ─────────── hub   (queued orders, at most the job's concurrency
 //!                                                    in flight across the fleet)
 //! agent ── AgentMessage::JobStarted { id } ─▶ hub
+//! agent ── AgentMessage::JobProgress(p) ───▶ hub   (a PullImage job, at most once a second)
 //! agent ── AgentMessage::JobResult(result) ─▶ hub   (again on every new session until acked)
 //! agent ◀─ HubMessage::JobAck { id } ──────── hub   (the result is in the store)
 //! ```
@@ -58,6 +59,10 @@ impl Features {
     /// The agent runs a loopback registry and fetches from the hub's mirror over fetch streams
     /// ([`crate::fetch`], version 6).
     pub const REGISTRY: Self = Self(4);
+    /// The agent runs [`JobSpec::PullImage`] through its loopback registry and reports
+    /// [`JobProgress`] while it pulls. The hub sends such a job only to an agent that announces
+    /// this bit (an older agent could not decode it).
+    pub const IMAGE_PULL: Self = Self(8);
     /// The agent understands [`FetchRefusal::Deferred`](crate::fetch::FetchRefusal::Deferred)
     /// and reports a stack it holds back as
     /// [`Phase::Deferred`](crate::stack::Phase::Deferred): the hub may defer its background
@@ -103,6 +108,13 @@ pub enum JobSpec {
         path: String,
         /// JSON body, empty for none.
         body: Vec<u8>,
+    },
+    /// Pull an image through the agent's loopback registry, from the hub's mirror (`outpost-hub
+    /// image pull`); sent only to agents that announce [`Features::IMAGE_PULL`].
+    PullImage {
+        /// `NAME[:TAG]` (pushed to the hub, or of its default upstream) or `HOST/NAME[:TAG]` of
+        /// the hub's default upstream.
+        image: String,
     },
 }
 
@@ -187,6 +199,7 @@ impl JobSpec {
                 check_text("the image", image, "no image named")?;
                 check_command(cmd, false)?;
             }
+            Self::PullImage { image } => check_text("the image", image, "no image named")?,
             Self::Engine { path, body, .. } => {
                 check_path(path)?;
                 if !body.is_empty() {
@@ -208,6 +221,7 @@ impl JobSpec {
             Self::Exec { container, cmd, .. } => format!("exec {container} {}", cmd.join(" ")),
             Self::Run { image, cmd } => format!("run --rm {image} {}", cmd.join(" ")),
             Self::Engine { method, path, .. } => format!("{} {path}", method.as_str()),
+            Self::PullImage { image } => format!("pull {image}"),
         };
         let line = line.trim_end();
         match line.char_indices().nth(120) {
@@ -271,6 +285,19 @@ pub struct JobOrder {
     /// Longest the agent waits for the job to finish before reporting [`JobOutcome::TimedOut`]
     /// (a one-shot container is killed then; an exec is left to the engine).
     pub timeout_ms: u64,
+}
+
+/// How far a device's [`JobSpec::PullImage`] has come: bytes the engine downloaded over the bytes
+/// it knows of so far (the total grows as it learns each layer). Sent at most once a second per
+/// job, only while it runs; the result follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// The job.
+    pub id: u64,
+    /// Bytes downloaded.
+    pub done: u64,
+    /// Bytes known.
+    pub total: u64,
 }
 
 /// How a job ended on one device.

@@ -72,6 +72,11 @@
 //!   `HubMessage::Registry` at the end of its enum. A hub sends it only to a session that
 //!   announced the bit, and a version-5 hub ignores the bit and grants no stream credit, so its
 //!   agents' registries answer the engine "the hub serves no registry" and open no stream.
+//!   Later within version 6 (no version bump, nothing changes for those that do not know it): the
+//!   feature bit `IMAGE_PULL`, [`crate::job::JobSpec::PullImage`] and `AgentMessage::JobProgress`
+//!   at the ends of their enums. A hub sends a pull job only to an agent that announced the bit,
+//!   and an agent reports progress only for such a job, so neither side is sent what it cannot
+//!   read.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -320,6 +325,9 @@ pub enum AgentMessage {
     },
     /// A job has ended (version 4); sent again on each new session until the hub acknowledges it.
     JobResult(crate::job::JobResult),
+    /// How far a pull job has come (version 6, [`crate::job::Features::IMAGE_PULL`]); only for a
+    /// job the hub sent, so only to a hub that reads it.
+    JobProgress(crate::job::JobProgress),
 }
 
 /// Unreliable messages carried in QUIC datagrams.

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use outpost_protocol::job::{Features, JobOrder, JobOutcome, JobResult, JobSpec};
+use outpost_protocol::job::{Features, JobOrder, JobOutcome, JobProgress, JobResult, JobSpec};
 use outpost_protocol::registry::digest::Digest;
 use outpost_protocol::registry::name::{split_host, NameError, Reference, RepoPath, MAX_NAME_LEN};
 use outpost_protocol::registry::range::{self, RangeRequest};
@@ -371,6 +371,11 @@ fn session_messages_survive_hostile_frames() {
             tail: vec![],
             output_bytes: 14,
             duration_ms: 1_250,
+        }),
+        AgentMessage::JobProgress(JobProgress {
+            id: 7,
+            done: 1 << 20,
+            total: u64::MAX,
         }),
     ];
     attack(5, &agent, MAX_CONTROL_FRAME, 15_000);

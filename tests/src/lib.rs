@@ -31,6 +31,7 @@ pub mod raw_agent;
 pub mod raw_enrol;
 pub mod registry;
 pub mod rig;
+pub mod saved;
 pub mod slow_clients;
 pub mod stacks;
 pub mod swarm_child;

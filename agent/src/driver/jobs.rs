@@ -28,7 +28,7 @@ impl Jobs {
 }
 
 /// What this agent announces once per session: drift policies when it applies stacks, jobs when
-/// it runs them, a loopback registry when it serves one; `None` for an agent that does none of
+/// it runs them, a loopback registry when it serves one (and image pulls when it does both); `None` for an agent that does none of
 /// these (a version-3 hub closes a session that announces anything).
 pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option<Features> {
     let mut features = Features::default();
@@ -40,6 +40,9 @@ pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option
     }
     if runs_jobs {
         features = features.with(Features::JOBS);
+    }
+    if runs_jobs && registry {
+        features = features.with(Features::IMAGE_PULL);
     }
     (features != Features::default()).then_some(features)
 }

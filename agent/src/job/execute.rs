@@ -144,6 +144,10 @@ async fn attempt(
         JobSpec::Engine { method, path, body } => {
             engine_call::call(host, *method, path, body, output).await
         }
+        // The runner hands pulls to `job/pull.rs`, which reports progress on the way.
+        JobSpec::PullImage { .. } => Err(JobError::Engine(
+            "an image pull runs through the loopback registry".into(),
+        )),
     }
 }
 

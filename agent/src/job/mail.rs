@@ -13,11 +13,11 @@
 //! ran — waits in short queues that drop the newest when full; neither loss lasts: a refused
 //! order comes again with the next session.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
-use outpost_protocol::job::{JobOutcome, JobResult, OutputCapture};
+use outpost_protocol::job::{JobOutcome, JobProgress, JobResult, OutputCapture};
 use outpost_protocol::wire::AgentMessage;
 use tokio::sync::{mpsc, Notify};
 use tracing::warn;
@@ -42,6 +42,8 @@ pub(super) enum Note {
     Unjournaled(JobResult),
     /// The hub stored the result: it need not be sent (again).
     Acked(u64),
+    /// How far a pull job has come (only the latest of each job waits).
+    Progress(JobProgress),
 }
 
 /// What one session has yet to be told.
@@ -51,6 +53,8 @@ pub(super) struct Outgoing {
     started: VecDeque<u64>,
     unjournaled: VecDeque<JobResult>,
     results: BTreeSet<u64>,
+    /// The latest progress of each running pull job (at most [`super::MAX_RUNNING`]).
+    progress: BTreeMap<u64, JobProgress>,
     ready: Arc<Notify>,
 }
 
@@ -62,6 +66,7 @@ impl Outgoing {
             started: VecDeque::new(),
             unjournaled: VecDeque::new(),
             results: held.into_iter().collect(),
+            progress: BTreeMap::new(),
             ready: Arc::new(Notify::new()),
         }
     }
@@ -72,7 +77,13 @@ impl Outgoing {
             Note::Started(id) => push_bounded(&mut self.started, id),
             Note::Unjournaled(result) => push_bounded(&mut self.unjournaled, result),
             Note::Ended(id) => {
+                self.progress.remove(&id);
                 self.results.insert(id);
+            }
+            Note::Progress(report) => {
+                if self.progress.len() < MAX_WAITING || self.progress.contains_key(&report.id) {
+                    self.progress.insert(report.id, report);
+                }
             }
             Note::Acked(id) => {
                 self.results.remove(&id);
@@ -85,6 +96,9 @@ impl Outgoing {
     fn take(&mut self) -> Option<Note> {
         if let Some(id) = self.started.pop_front() {
             return Some(Note::Started(id));
+        }
+        if let Some((_, report)) = self.progress.pop_first() {
+            return Some(Note::Progress(report));
         }
         if let Some(result) = self.unjournaled.pop_front() {
             return Some(Note::Unjournaled(result));
@@ -153,6 +167,7 @@ async fn courier(
                 Some(message) => message,
                 None => continue,
             },
+            Some(Note::Progress(report)) => AgentMessage::JobProgress(report),
             Some(Note::Acked(_)) => continue,
         };
         if out.send(message).await.is_err() {
@@ -207,6 +222,29 @@ mod tests {
                 Note::Ended(3)
             ]
         );
+    }
+
+    #[test]
+    fn only_a_jobs_latest_progress_waits_and_its_result_supersedes_it() {
+        let progress = |id, done| JobProgress {
+            id,
+            done,
+            total: 100,
+        };
+        let mut outgoing = Outgoing::new(1, Vec::new());
+        outgoing.note(Note::Progress(progress(1, 10)));
+        outgoing.note(Note::Progress(progress(1, 40)));
+        outgoing.note(Note::Progress(progress(2, 5)));
+        assert_eq!(
+            drain(&mut outgoing),
+            [
+                Note::Progress(progress(1, 40)),
+                Note::Progress(progress(2, 5))
+            ]
+        );
+        outgoing.note(Note::Progress(progress(3, 50)));
+        outgoing.note(Note::Ended(3));
+        assert_eq!(drain(&mut outgoing), [Note::Ended(3)]);
     }
 
     #[test]

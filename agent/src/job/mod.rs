@@ -30,13 +30,14 @@ mod engine_call;
 mod execute;
 mod journal;
 mod mail;
+mod pull;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use outpost_protocol::job::{JobOrder, JobOutcome, JobResult, OutputCapture};
+use outpost_protocol::job::{JobOrder, JobOutcome, JobResult, JobSpec, OutputCapture};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -49,6 +50,7 @@ use mail::{Note, Outgoing};
 pub use execute::{container_name, JOB_LABEL};
 pub use journal::{JournalError, DONE_KEPT, MAX_UNACKED};
 pub use mail::JobMail;
+pub use pull::Registry;
 
 /// Most jobs running at once on a device: a device's engine and link are small, and a fleet-wide
 /// job is spread over devices, not stacked on one.
@@ -70,6 +72,8 @@ pub struct JobRunner {
 #[derive(Debug)]
 struct Shared {
     host: DockerHost,
+    /// The loopback registry pull jobs go through, where the agent runs one.
+    registry: Option<Registry>,
     dir: PathBuf,
     desk: Mutex<Desk>,
     slots: Semaphore,
@@ -93,6 +97,15 @@ impl JobRunner {
     /// reported [`JobOutcome::Interrupted`] (its one-shot container removed), old done markers
     /// are pruned.
     pub fn start(host: DockerHost, dir: &Path) -> Result<Self, JournalError> {
+        Self::start_with_registry(host, dir, None)
+    }
+
+    /// [`Self::start`], running pull jobs through `registry`.
+    pub fn start_with_registry(
+        host: DockerHost,
+        dir: &Path,
+        registry: Option<Registry>,
+    ) -> Result<Self, JournalError> {
         let opened = Journal::open(dir, SystemTime::now())?;
         for order in opened.interrupted {
             warn!(
@@ -109,6 +122,7 @@ impl JobRunner {
         };
         let shared = Shared {
             host,
+            registry,
             dir: dir.to_owned(),
             desk: Mutex::new(desk),
             slots: Semaphore::new(MAX_RUNNING),
@@ -203,7 +217,7 @@ impl Shared {
                 Some(_slot) => {
                     info!(job = order.id, spec = %order.spec.summary(), "job started");
                     self.desk().post(Note::Started(order.id));
-                    execute::perform(&self.host, &order, &cancel).await
+                    self.perform(&order, &cancel).await
                 }
                 None => OutputCapture::default().finish(order.id, JobOutcome::Expired, 0),
             },
@@ -211,6 +225,19 @@ impl Shared {
         lock(&self.cancels).remove(&order.id);
         info!(job = result.id, outcome = ?result.outcome, "job ended");
         self.finish(result);
+    }
+
+    /// Carry out `order`: a pull through the loopback registry reporting its progress, anything
+    /// else on the engine.
+    async fn perform(&self, order: &JobOrder, cancel: &Notify) -> JobResult {
+        match &order.spec {
+            JobSpec::PullImage { image } => {
+                let report = |progress| self.desk().post(Note::Progress(progress));
+                let registry = self.registry.as_ref();
+                pull::perform(&self.host, registry, order, image, cancel, report).await
+            }
+            _ => execute::perform(&self.host, order, cancel).await,
+        }
     }
 
     /// A slot, unless the order expires (`expires_in_ms` after `received`) before it gets one.

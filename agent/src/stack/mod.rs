@@ -33,7 +33,7 @@ mod plan;
 mod pull;
 
 pub(crate) use error::engine_message;
-pub(crate) use pull::tag_to_pull;
+pub(crate) use pull::{pull as pull_image, pull_through, tag_to_pull};
 
 #[cfg(test)]
 mod fixtures;

@@ -89,7 +89,7 @@ async fn is_present(docker: &Docker, image: &str) -> Result<bool, ApplyError> {
 }
 
 /// Pull `local` (the loopback registry's name of `image`), then name it `image`.
-async fn pull_through(
+pub(crate) async fn pull_through(
     docker: &Docker,
     local: &str,
     image: &str,
@@ -129,7 +129,7 @@ fn repo_and_tag(image: &str) -> (&str, &str) {
 }
 
 /// Pull `image`, reporting progress as `shown`.
-async fn pull(
+pub(crate) async fn pull(
     docker: &Docker,
     image: &str,
     shown: &str,

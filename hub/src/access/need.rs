@@ -56,6 +56,8 @@ pub fn of(method: &Method, path: &str) -> Need {
             None => need(Role::Admin, Reach::Fleet),
         },
         ["metrics"] if reads => need(Role::Viewer, Reach::Fleet),
+        // A pushed image is served to every device that names it.
+        ["api", "images"] => need(Role::Admin, Reach::Fleet),
         ["v2", ..] if reads => need(Role::Viewer, Reach::Anywhere),
         _ => need(Role::Admin, Reach::Fleet),
     }
@@ -217,6 +219,18 @@ mod tests {
         check(
             Method::GET,
             "/v2/library/app/manifests/v1",
+            Role::Viewer,
+            Reach::Anywhere,
+        );
+    }
+
+    #[test]
+    fn pushing_an_image_into_the_mirror_is_an_unscoped_admins() {
+        check(Method::POST, "/api/images", Role::Admin, Reach::Fleet);
+        // Pulling what was pushed stays a viewer's, through the mirror.
+        check(
+            Method::HEAD,
+            "/v2/outpost/app/manifests/1",
             Role::Viewer,
             Reach::Anywhere,
         );

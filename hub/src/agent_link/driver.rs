@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{client_identity, ClientRole};
-use outpost_protocol::job::Features;
+use outpost_protocol::job::{Features, JobSpec};
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::wire::{
     self, AgentMessage, CloseCode, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
@@ -261,6 +261,9 @@ struct Driving<'a> {
     summon_grant: bool,
     /// Fetch streams ([`super::fetch`]); while any is open, the grant stays.
     fetches: FetchStreams,
+    /// The agent runs a registry this hub had nothing for when it said so (no upstream, nothing
+    /// pushed yet): offered again with a pull job, for an image pushed since.
+    registry_waiting: bool,
 }
 
 /// What a control frame leaves to do after [`Driving::on_message`].
@@ -295,6 +298,7 @@ async fn drive(
         grant: None,
         summon_grant: false,
         fetches: FetchStreams::default(),
+        registry_waiting: false,
     };
     // One allocation for the whole session: `set` reuses it for each frame.
     let mut reading = Box::pin(wire::next_frame::<AgentMessage, _>(recv, MAX_CONTROL_FRAME));
@@ -424,6 +428,9 @@ impl Driving<'_> {
                         return Err(self.violation(SessionError::Protocol(refused.to_string())))
                     }
                 }
+                if features.contains(Features::IMAGE_PULL) {
+                    self.ctx.jobs.pulls_images(session.endpoint);
+                }
                 if features.contains(Features::REGISTRY) {
                     self.offer_registry();
                 }
@@ -451,6 +458,12 @@ impl Driving<'_> {
                 }
                 self.ctx.jobs.result(session.endpoint, result);
             }
+            Ok(AgentMessage::JobProgress(progress)) => {
+                if let Err(refused) = session.admit_job_message(None) {
+                    return Err(self.violation(SessionError::Protocol(refused.to_string())));
+                }
+                self.ctx.jobs.progress(session.endpoint, progress);
+            }
             Err(WireError::Closed) => return Ok(Next::End),
             Err(e) => return Err(self.violation(e.into())),
         }
@@ -462,6 +475,9 @@ impl Driving<'_> {
         match control {
             Control::Job { id } => {
                 if let Some(order) = self.ctx.jobs.order(id) {
+                    if self.registry_waiting && matches!(order.spec, JobSpec::PullImage { .. }) {
+                        self.offer_registry();
+                    }
                     self.outbox.push(&HubMessage::Job(order));
                 }
                 Next::Read
@@ -501,9 +517,12 @@ impl Driving<'_> {
         }
     }
 
-    /// A hub with a mirror grants an agent that runs a loopback registry its fetch streams.
+    /// A hub with a mirror grants an agent that runs a loopback registry its fetch streams; one
+    /// with nothing to serve yet offers again with the session's first pull job.
     fn offer_registry(&mut self) {
-        if let Some(offer) = super::fetch::offer(self.ctx, &self.conn) {
+        let offer = super::fetch::offer(self.ctx, &self.conn);
+        self.registry_waiting = offer.is_none();
+        if let Some(offer) = offer {
             self.outbox.push(&offer);
         }
     }

@@ -205,7 +205,16 @@ pub(super) async fn show(
     };
     let detail = JobDetail {
         summary: summary(&ctx, &job, &counts),
-        devices: rows.into_iter().map(device).collect(),
+        devices: rows
+            .into_iter()
+            .map(|row| {
+                let progress = ctx.jobs.pulls.of(id, row.endpoint);
+                JobDevice {
+                    progress,
+                    ..device(row)
+                }
+            })
+            .collect(),
     };
     Ok((
         [(X_TOTAL_COUNT.clone(), matching.to_string())],
@@ -336,6 +345,7 @@ fn device(row: TargetRow) -> JobDevice {
         output_bytes: row.output_bytes,
         duration_ms: row.duration_ms,
         updated_at: row.updated_at,
+        progress: None,
     }
 }
 

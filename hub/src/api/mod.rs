@@ -19,6 +19,7 @@ pub(crate) mod credentials;
 mod docker;
 mod endpoints;
 pub(crate) mod id;
+mod images;
 mod jobs;
 mod labels;
 mod list;
@@ -98,6 +99,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/rollouts", get(rollouts::list).post(rollouts::start))
         .route("/api/rollouts/{id}", get(rollouts::show))
         .route("/api/rollouts/{id}/{action}", post(rollouts::control))
+        .route("/api/images", post(images::push))
         .route("/api/jobs", get(jobs::list).post(jobs::create))
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))

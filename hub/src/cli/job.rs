@@ -317,10 +317,18 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
             text(device.name.as_deref()),
             device.state,
             duration_text(device),
-            text(device.outcome.as_deref())
+            outcome_text(device)
         );
     }
     Ok(())
+}
+
+/// How it ended, or how far an image pull has come while it runs.
+fn outcome_text(device: &JobDevice) -> String {
+    match (&device.outcome, device.progress) {
+        (None, Some(p)) => format!("pulling: {} of {} bytes", p.done, p.total),
+        (outcome, _) => text(outcome.as_deref()),
+    }
 }
 
 fn duration_text(device: &JobDevice) -> String {
@@ -378,7 +386,7 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// `job show --follow`: a bar of settled devices over all, with the counts by state beside it,
 /// until every device has settled; then its summary line. Without a terminal indicatif draws
 /// nothing, so the summary line is printed at each change instead.
-async fn follow(api: &ApiClient, id: i64) -> Result<()> {
+pub(super) async fn follow(api: &ApiClient, id: i64) -> Result<()> {
     let one = JobShowQuery {
         per_page: Some("1".into()),
         ..JobShowQuery::default()

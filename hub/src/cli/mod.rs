@@ -11,6 +11,7 @@ mod credentials;
 mod docker_context;
 mod duration;
 mod escape;
+mod image;
 mod job;
 mod registry_flag;
 mod rollout;
@@ -34,6 +35,7 @@ pub use credentials::{
     TokenCommand,
 };
 pub use duration::{parse_duration, HumanDuration};
+pub use image::{run as run_image, ImageCommand};
 pub use job::{run as run_job, JobCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
@@ -125,6 +127,15 @@ pub enum Command {
         /// The job command.
         #[command(subcommand)]
         command: JobCommand,
+    },
+    /// Images in the hub's mirror: push a `docker save` archive (air-gapped sites).
+    Image {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The image command.
+        #[command(subcommand)]
+        command: ImageCommand,
     },
     /// The audit trail: every state-changing call, who made it, on which device.
     Audit {

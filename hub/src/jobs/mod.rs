@@ -14,6 +14,7 @@
 //! again when their agent reconnects (the agent answers with its kept result or runs it once).
 
 pub mod dispatch;
+pub mod pulls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -173,6 +174,8 @@ pub struct Jobs {
     capable: Mutex<HashSet<EndpointId>>,
     /// Stored results not yet acknowledged to their device, taken by its session driver.
     acks: Mutex<HashMap<EndpointId, Vec<u64>>>,
+    /// Pull jobs: the agents that run them, their progress.
+    pub pulls: pulls::Pulls,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -312,6 +315,7 @@ impl Jobs {
     /// go: the agent sends those results again on its next session.
     pub fn offline(&self, endpoint: EndpointId) {
         lock(&self.acks).remove(&endpoint);
+        self.pulls.gone(endpoint);
         if lock(&self.capable).remove(&endpoint) {
             self.queue(Event::Offline(endpoint), 0);
         }
@@ -426,6 +430,7 @@ impl Jobs {
         for (id, poll) in &polls {
             if poll.finished {
                 open.remove(id);
+                self.pulls.forget(*id);
                 info!(job = id, "job finished");
             }
         }
@@ -456,6 +461,10 @@ impl Jobs {
         drop(waiting);
         for (id, endpoints) in sends {
             for endpoint in endpoints {
+                if !self.can_run(*id, *endpoint) {
+                    self.result(*endpoint, pulls::too_old(*id as u64));
+                    continue;
+                }
                 let queued = ctx
                     .registry
                     .get(*endpoint)

@@ -16,6 +16,9 @@
 //! - [`flight`]: one upstream fetch per blob at a time.
 //! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
 //! - [`counters`]: fetches, bytes, hits and misses.
+//! - [`import`]: `image push`, a `docker save` archive loaded for sites without an upstream
+//!   ([`import_tar`] reads it behind [`import_guard`], [`import_image`] checks and converts it,
+//!   [`import_store`] keeps it).
 
 pub use outpost_protocol::registry::{digest, name, range};
 
@@ -24,6 +27,11 @@ pub mod counters;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod import;
+pub mod import_guard;
+pub mod import_image;
+pub mod import_store;
+pub mod import_tar;
 pub mod lru;
 pub mod manifests;
 pub mod store;
@@ -43,6 +51,7 @@ use counters::{Count, Counters, MirrorCounters};
 use digest::Digest;
 use error::{MirrorError, MirrorOpenError};
 use flight::{Flights, Joined};
+use import_store::Pushed;
 use manifests::{Manifest, ManifestStore, TagCache, TagKey};
 use name::{split_host, Reference, RepoPath};
 use store::{BlobReader, BlobStore};
@@ -51,8 +60,9 @@ use upstream::Upstream;
 /// Which upstream a request's name goes to, and the repository there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    /// The upstream's index in the configuration.
-    pub upstream: usize,
+    /// The upstream's index in the configuration; `None` on a hub with no upstream, which serves
+    /// pushed images only.
+    pub upstream: Option<usize>,
     /// The repository on it.
     pub repo: RepoPath,
 }
@@ -71,6 +81,7 @@ struct Inner {
     tags: TagCache,
     flights: Flights,
     counters: Counters,
+    pushed: Pushed,
 }
 
 impl Mirror {
@@ -109,19 +120,26 @@ impl Mirror {
                 tags: TagCache::new(config.tag_ttl),
                 flights: Flights::default(),
                 counters: Counters::default(),
+                pushed: Pushed::open(&root, config.max_bytes)?,
             }),
         })
     }
 
     /// The upstream and repository for a requested name: a name starting with an upstream's host
-    /// goes to it, any other name without a host to the first upstream.
+    /// goes to it, any other name without a host to the first upstream (or, with none, to the
+    /// pushed images alone).
     pub fn route(&self, name: &str) -> Result<Route, MirrorError> {
         let requested = split_host(name)?;
         let upstream = match requested.host {
-            Some(host) => self.inner.upstreams.iter().position(|u| u.host() == host),
+            Some(host) => Some(
+                self.inner
+                    .upstreams
+                    .iter()
+                    .position(|u| u.host() == host)
+                    .ok_or_else(|| MirrorError::NameUnknown(name.to_owned()))?,
+            ),
             None => (!self.inner.upstreams.is_empty()).then_some(0),
         };
-        let upstream = upstream.ok_or_else(|| MirrorError::NameUnknown(name.to_owned()))?;
         Ok(Route {
             upstream,
             repo: RepoPath::parse(requested.rest)?,
@@ -136,13 +154,17 @@ impl Mirror {
         reference: &Reference,
     ) -> Result<Manifest, MirrorError> {
         let inner = &self.inner;
-        let key = match reference {
+        let tag = match reference {
             Reference::Digest(digest) => return self.manifest_by_digest(route, digest).await,
-            Reference::Tag(tag) => TagKey {
-                upstream: route.upstream,
-                repo: route.repo.as_str().to_owned(),
-                tag: tag.clone(),
-            },
+            Reference::Tag(tag) => tag,
+        };
+        if let Some(manifest) = self.pushed_manifest(route, tag).await? {
+            return Ok(manifest);
+        }
+        let key = TagKey {
+            upstream: self.upstream_of(route, reference)?,
+            repo: route.repo.as_str().to_owned(),
+            tag: tag.clone(),
         };
         if let Some(digest) = inner.tags.fresh(&key, Instant::now()) {
             if let Some(manifest) = inner.manifests.get(&digest).await? {
@@ -165,9 +187,16 @@ impl Mirror {
     /// from the upstream (joining a fetch already running).
     pub async fn blob(&self, route: &Route, digest: &Digest) -> Result<BlobReader, MirrorError> {
         let inner = &self.inner;
-        if let Some(reader) = inner.blobs.open_blob(digest).await? {
+        let held = match inner.pushed.blobs.open_blob(digest).await? {
+            Some(reader) => Some(reader),
+            None => inner.blobs.open_blob(digest).await?,
+        };
+        if let Some(reader) = held {
             inner.counters.add(Count::Hit, 1);
             return Ok(reader);
+        }
+        if route.upstream.is_none() {
+            return Err(MirrorError::BlobUnknown);
         }
         inner.counters.add(Count::Miss, 1);
         // Twice: a blob evicted between its fetch and this open (a store under pressure) is
@@ -181,9 +210,11 @@ impl Mirror {
         Err(MirrorError::FetchLost)
     }
 
-    /// Whether any upstream is configured: only then do agents get fetch streams.
+    /// Whether any upstream is configured or any image was pushed: only then do agents get fetch
+    /// streams (an agent that connected before the first push is granted with its first pull
+    /// job, or at its next session).
     pub fn serves(&self) -> bool {
-        !self.inner.upstreams.is_empty()
+        !self.inner.upstreams.is_empty() || self.inner.pushed.any()
     }
 
     /// The upstreams' `host[:port]`, the default first (at most
@@ -216,15 +247,46 @@ impl Mirror {
             .await
     }
 
+    /// A pushed image's manifest for `tag`, for a name of the default upstream (or of none).
+    async fn pushed_manifest(
+        &self,
+        route: &Route,
+        tag: &str,
+    ) -> Result<Option<Manifest>, MirrorError> {
+        if route.upstream.is_some_and(|u| u != 0) {
+            return Ok(None);
+        }
+        let Some(digest) = self.inner.pushed.tag(route.repo.as_str(), tag) else {
+            return Ok(None);
+        };
+        let manifest = self.inner.manifests.get(&digest).await?;
+        if manifest.is_some() {
+            self.inner.counters.add(Count::Hit, 1);
+        }
+        Ok(manifest)
+    }
+
+    /// The upstream a request goes to; a hub without one knows only pushed images.
+    fn upstream_of(&self, route: &Route, reference: &Reference) -> Result<usize, MirrorError> {
+        route.upstream.ok_or_else(|| {
+            MirrorError::ManifestUnknown(format!(
+                "{}:{} was not pushed to this hub, and it mirrors no registry",
+                route.repo.as_str(),
+                reference.as_str()
+            ))
+        })
+    }
+
     async fn fetch_manifest(
         &self,
         route: &Route,
         reference: &Reference,
     ) -> Result<Manifest, MirrorError> {
         let inner = &self.inner;
+        let upstream = self.upstream_of(route, reference)?;
         inner.counters.add(Count::Miss, 1);
         inner.counters.add(Count::ManifestFetch, 1);
-        let fetched = inner.upstreams[route.upstream]
+        let fetched = inner.upstreams[upstream]
             .manifest(&route.repo, reference)
             .await;
         if let Err(upstream::UpstreamError::ManifestDigest { .. }) = &fetched {
@@ -285,7 +347,7 @@ impl Mirror {
             return Ok(());
         }
         inner.counters.add(Count::BlobFetch, 1);
-        let upstream = &inner.upstreams[route.upstream];
+        let upstream = &inner.upstreams[route.upstream.ok_or(MirrorError::BlobUnknown)?];
         let mut writer = inner.blobs.begin(digest.clone()).await?;
         let fetched = upstream.blob(&route.repo, digest, &mut writer).await;
         inner.counters.add(Count::UpstreamBytes, writer.written());

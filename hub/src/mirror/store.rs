@@ -129,6 +129,17 @@ impl BlobStore {
         }
     }
 
+    /// The store's directory for temporary files: a file made there can be [`Self::adopt`]ed.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Put `file` (under [`Self::tmp_dir`]), already verified to be blob `digest` of `size`
+    /// bytes, in place by rename.
+    pub fn adopt(&self, file: PathBuf, digest: &Digest, size: u64) -> Result<(), StoreError> {
+        self.install(&mut TempPath(Some(file)), digest, size)
+    }
+
     /// Bytes and blobs held.
     pub fn usage(&self) -> (u64, usize) {
         let index = self.lock();

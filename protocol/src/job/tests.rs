@@ -36,6 +36,36 @@ fn each_kind_of_job_passes_its_check() {
 }
 
 #[test]
+fn a_pull_job_names_an_image_and_round_trips_with_its_progress() {
+    let pull = JobSpec::PullImage {
+        image: "pos/web:4".into(),
+    };
+    pull.check().unwrap();
+    assert_eq!(pull.summary(), "pull pos/web:4");
+    assert_eq!(wire::decode::<JobSpec>(&wire::encode(&pull)).unwrap(), pull);
+    let empty = JobSpec::PullImage { image: "".into() };
+    assert_eq!(empty.check(), Err(JobSpecError::Empty("no image named")));
+    let control = JobSpec::PullImage {
+        image: "a\nb".into(),
+    };
+    assert!(control.check().is_err());
+    let progress = wire::AgentMessage::JobProgress(JobProgress {
+        id: 3,
+        done: 10,
+        total: 20,
+    });
+    let frame = wire::encode(&progress);
+    assert_eq!(
+        wire::decode::<wire::AgentMessage>(&frame).unwrap(),
+        progress
+    );
+    assert!(Features::JOBS
+        .with(Features::IMAGE_PULL)
+        .contains(Features::IMAGE_PULL));
+    assert_eq!(Features::IMAGE_PULL.0, 8);
+}
+
+#[test]
 fn an_empty_job_is_refused_saying_what_is_missing() {
     assert_eq!(exec(&[]).check(), Err(JobSpecError::Empty("no command")));
     let no_container = JobSpec::Exec {

@@ -1,0 +1,171 @@
+//! `outpost-hub image …`: images in the hub's mirror, and on the fleet.
+//!
+//! `image push` streams a `docker save` archive (a file, or stdin) to the running hub's API
+//! rather than writing into its data directory: the hub owns its mirror's store (its index of
+//! blobs, the one import at a time, the tags it serves), an operator may push from another
+//! machine than the hub's, and every push is authenticated and in the audit trail like any other
+//! change.
+//!
+//! `image pull` is a job ([`crate::jobs`]) of its own kind: queued for offline devices, at most
+//! `--concurrency` at once, each device's state and result kept, and while a device pulls, its
+//! bytes done over bytes known (`job show`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use outpost_api::{ImagesPushed, JobWhat, NewJob, PushQuery};
+use tokio_util::io::ReaderStream;
+
+use super::admin::{connect, failed, print_json};
+use super::job::follow;
+use super::ApiArgs;
+use crate::mirror::import_image::parse_tag;
+
+/// `outpost-hub image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load a `docker save` archive into the hub's mirror, for devices to pull as
+    /// `127.0.0.1:5380/NAME:TAG` (the name without its registry host).
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push {
+        /// The archive; stdin when not given.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Serve the archive's image by this `NAME[:TAG]` instead of its own names.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pre-pull an image on every device of a selection, from the hub's mirror through each
+    /// device's loopback registry; offline devices pull when they return, until it expires.
+    #[command(after_help = PULL_EXAMPLES)]
+    Pull(Box<PullArgs>),
+}
+
+const PULL_EXAMPLES: &str = "Examples:
+  outpost-hub image pull pos/web:4 --group stores-eu --follow
+  outpost-hub image pull registry.example/pos/web:4 --endpoint 7 --endpoint 9
+then: outpost-hub job show ID (per device: queued, running with bytes pulled, succeeded, failed)";
+
+/// `outpost-hub image pull`.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// `NAME[:TAG]` (pushed to the hub, or of its first --registry), or `HOST/NAME[:TAG]` of the
+    /// hub's first --registry.
+    image: String,
+    /// Devices in this group (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Devices with this tag (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// This endpoint (repeatable).
+    #[arg(long = "endpoint")]
+    endpoints: Vec<u64>,
+    /// How long offline devices may still be sent it, from 10s to 30d (the hub's default: 24h).
+    #[arg(long)]
+    expires: Option<String>,
+    /// Most devices pulling at once, 1 to 10000 (the hub's default: 500).
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Longest one device may pull, from 1s to 24h (the hub's default: 10m).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// Follow it with a progress bar until every device has settled.
+    #[arg(long, conflicts_with = "json")]
+    follow: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const PUSH_EXAMPLES: &str = "Examples:
+  docker save registry.example/pos/web:4 | outpost-hub image push
+  outpost-hub image push --file web.tar --tag pos/web:4
+then on a device (or in a stack): docker pull 127.0.0.1:5380/pos/web:4";
+
+/// Run an image command against the API.
+pub async fn run(args: &ApiArgs, command: ImageCommand) -> Result<()> {
+    match command {
+        ImageCommand::Push { file, tag, json } => push(args, file, tag, json).await,
+        ImageCommand::Pull(pull) => pull_on_fleet(args, *pull).await,
+    }
+}
+
+async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {
+    let what = JobWhat::PullImage { image: pull.image };
+    what.spec()?;
+    let client = connect(args)?;
+    let new = NewJob {
+        groups: pull.groups,
+        tags: pull.tags,
+        endpoints: pull.endpoints,
+        what,
+        expires: pull.expires,
+        concurrency: pull.concurrency,
+        timeout: pull.timeout,
+    };
+    let job = client
+        .create_job(&new)
+        .await
+        .map_err(|e| failed(client.base_url(), e))?;
+    if pull.json {
+        return print_json(&job);
+    }
+    let devices = job.counts.get("total").copied().unwrap_or_default();
+    println!(
+        "job {}: {} on {devices} devices; per device: `outpost-hub job show {}`",
+        job.id, job.what, job.id
+    );
+    if pull.follow {
+        return follow(&client, job.id).await;
+    }
+    Ok(())
+}
+
+async fn push(
+    args: &ApiArgs,
+    file: Option<PathBuf>,
+    tag: Option<String>,
+    json: bool,
+) -> Result<()> {
+    // A name the hub would refuse is refused here, in the hub's words, before any upload.
+    if let Some(tag) = &tag {
+        parse_tag(tag)?;
+    }
+    let client = connect(args)?;
+    let body = match &file {
+        Some(path) => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            reqwest::Body::wrap_stream(ReaderStream::new(file))
+        }
+        None => reqwest::Body::wrap_stream(ReaderStream::new(tokio::io::stdin())),
+    };
+    let pushed = client
+        .push_image(body, &PushQuery { tag })
+        .await
+        .map_err(|e| failed(client.base_url(), e))?;
+    if json {
+        return print_json(&pushed);
+    }
+    print_pushed(&pushed);
+    Ok(())
+}
+
+fn print_pushed(pushed: &ImagesPushed) {
+    for image in &pushed.images {
+        println!(
+            "pushed {} ({} layers, {} bytes to pull)\n  id {}\n  manifest {}",
+            image.tags.join(", "),
+            image.layers,
+            image.bytes,
+            image.id,
+            image.manifest
+        );
+    }
+}
