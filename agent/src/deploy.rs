@@ -50,7 +50,8 @@ use crate::docker_host::DockerHost;
 use crate::loopback::HubLink;
 use crate::snapshot::engine_client;
 use crate::stack::{self, Progress, RemoveVolumes};
-use deferral::{retry_deferred, retry_instant, window_changed};
+pub(crate) use deferral::retry_instant;
+use deferral::{retry_deferred, window_changed};
 use phases::{clip, failure_phase, status};
 
 mod deferral;

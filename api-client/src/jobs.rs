@@ -206,6 +206,9 @@ pub struct PullProgress {
     pub done: u64,
     /// Bytes known.
     pub total: u64,
+    /// Held back by the device's byte budget or transfer window: waiting, not failed.
+    #[serde(default)]
+    pub deferred: Option<outpost_protocol::fetch::DeferCause>,
 }
 
 /// `GET /api/jobs/{id}?page=&per_page=&state=`: the summary and one page of devices.

@@ -154,8 +154,10 @@ pub enum FetchRefusal {
     },
 }
 
-/// Why the hub holds a device's background transfers back.
+/// Why the hub holds a device's background transfers back (`budget` or `window` in JSON; the
+/// wire encodes the variant's index).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeferCause {
     /// The device's byte budget for the period is spent.
     Budget,

@@ -298,6 +298,9 @@ pub struct JobProgress {
     pub done: u64,
     /// Bytes known.
     pub total: u64,
+    /// The hub holds the pull back (a spent byte budget, outside the transfer window): the job
+    /// waits, not fails, and goes on from where it stopped when allowed.
+    pub deferred: Option<crate::fetch::DeferCause>,
 }
 
 /// How a job ended on one device.

@@ -376,6 +376,7 @@ fn session_messages_survive_hostile_frames() {
             id: 7,
             done: 1 << 20,
             total: u64::MAX,
+            deferred: None,
         }),
     ];
     attack(5, &agent, MAX_CONTROL_FRAME, 15_000);

@@ -6,7 +6,10 @@
 //!
 //! Every part is real: the netns rig (transparent link) with Debian's `docker-registry` and the
 //! hub (`--registry`, `--budget-period 15s` so that periods pass within the test) on its hub side,
-//! and the agent with its own `dockerd` on its agent side, as in `agent_registry.rs`. The image's
+//! and the agent with its own `dockerd` on its agent side, as in `agent_registry.rs`. A second
+//! test closes the device's transfer window: its stack and a fleet pre-pull (`image pull`) both
+//! wait (`deferred: window`, nothing of the image crossed) until an admin opens the window, when
+//! both go on at once. The image's
 //! four 50 MB layers of random bytes are built in the device's engine, pushed, and removed; then
 //! the link becomes 100 Mbit/s with a 10 ms round trip.
 //!
@@ -23,11 +26,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use outpost_api::{JobDetail, JobDevice};
+use outpost_protocol::fetch::DeferCause;
 use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::registry::Registry;
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{command_in, stacks, Agent, AgentOptions, Hub};
+use outpost_tests::{command_in, stacks, wait_for, Agent, AgentOptions, Hub};
 use serde_json::Value;
 
 /// Random bytes in each of the image's layers.
@@ -341,6 +346,24 @@ fn outside_its_transfer_window_a_device_waits_and_a_window_opened_now_lets_it_go
     );
     // Docker calls through the hub are never held back.
     DockerCli::for_endpoint(&m.hub, m.id).ok(&["ps"]);
+    // A fleet pre-pull of the same image waits too, and says why.
+    let endpoint = m.id.to_string();
+    let out = m
+        .hub
+        .cli(&["image", "pull", &image(), "--endpoint", &endpoint, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = created["id"].as_i64().unwrap().to_string();
+    let pull_state = || -> JobDevice {
+        let detail: JobDetail = m.hub.cli_json(&["job", "show", &job, "--json"]);
+        detail.devices[0].clone()
+    };
+    wait_for(Duration::from_secs(60), "the pull job deferred", || {
+        let device = pull_state();
+        assert_ne!(device.state, "failed", "{device:?}\n{}", m.agent.log());
+        let progress = device.progress?;
+        (progress.deferred == Some(DeferCause::Window)).then_some(())
+    });
 
     // An admin opens the window now: the hub tells the agent, which goes on at once.
     let open = format!("{}-{}", local_time_in(-60), local_time_in(60));
@@ -355,6 +378,9 @@ fn outside_its_transfer_window_a_device_waits_and_a_window_opened_now_lets_it_go
         "{done:#?}\n{}",
         m.agent.log()
     );
+    wait_for(Duration::from_secs(60), "the pull job done", || {
+        (pull_state().state == "succeeded").then_some(())
+    });
     let size = m
         .engine
         .ok(&["run", "--rm", &image(), "stat", "-c", "%s", "/blob1"]);

@@ -40,7 +40,7 @@ pub(super) async fn retry_deferred(deferred: Option<&(DesiredOrder, Instant)>) {
 /// When to try a deferred apply again: when the hub said (seconds since the Unix epoch), at most
 /// [`DEFERRED_RECHECK`] from now, plus up to a tenth of that (at most [`DEFERRED_SPREAD`]) of
 /// jitter.
-pub(super) fn retry_instant(retry_at: Option<u64>) -> Instant {
+pub(crate) fn retry_instant(retry_at: Option<u64>) -> Instant {
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -230,6 +230,7 @@ mod tests {
             id,
             done,
             total: 100,
+            deferred: None,
         };
         let mut outgoing = Outgoing::new(1, Vec::new());
         outgoing.note(Note::Progress(progress(1, 10)));

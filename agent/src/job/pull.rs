@@ -24,8 +24,10 @@ use outpost_protocol::job::{JobOrder, JobOutcome, JobProgress, JobResult, Output
 use outpost_protocol::registry::name::split_host;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::info;
 
 use super::execute::reason;
+use crate::deploy::retry_instant;
 use crate::docker_host::DockerHost;
 use crate::loopback::HubLink;
 use crate::snapshot::engine_client;
@@ -117,30 +119,71 @@ async fn attempt(
     let docker = engine_client(host).map_err(|e| e.to_string())?;
     let mut throttle = Throttle::default();
     let mut last = (0, 0);
-    let mut progress = |p: Progress| {
-        if let Progress::Pulling { done, total, .. } = p {
-            last = (done, total);
-            if throttle.due(Instant::now()) {
-                report(JobProgress { id, done, total });
+    loop {
+        let pulled = {
+            let mut progress = |p: Progress| {
+                if let Progress::Pulling { done, total, .. } = p {
+                    last = (done, total);
+                    if throttle.due(Instant::now()) {
+                        report(JobProgress {
+                            id,
+                            done,
+                            total,
+                            deferred: None,
+                        });
+                    }
+                }
+            };
+            pull_target(&docker, &target, &mut progress).await
+        };
+        let error = match pulled {
+            Ok(name) => {
+                let said = format!("pulled {name}: {} of {} bytes downloaded\n", last.0, last.1);
+                output.push(said.as_bytes());
+                return Ok(());
             }
+            Err(error) => error,
+        };
+        // Held back by the hub's budget or the transfer window: the job waits, not fails, and
+        // the next attempt goes on from what arrived.
+        let Some(deferral) = registry.link.deferral() else {
+            return Err(error);
+        };
+        info!(id, "image pull deferred: {}", deferral.message);
+        report(JobProgress {
+            id,
+            done: last.0,
+            total: last.1,
+            deferred: Some(deferral.cause),
+        });
+        let mut windows = registry.link.watch_window();
+        tokio::select! {
+            () = tokio::time::sleep_until(retry_instant(Some(deferral.retry_at))) => {}
+            _ = windows.changed() => {}
         }
-    };
-    let name = match &target {
+    }
+}
+
+/// Pull `target` with the engine: the name it has now.
+async fn pull_target(
+    docker: &bollard::Docker,
+    target: &Target,
+    progress: &mut (impl FnMut(Progress) + Send),
+) -> Result<String, String> {
+    match target {
         Target::Loopback(local) => {
-            pull_image(&docker, local, local, &mut progress)
+            pull_image(docker, local, local, progress)
                 .await
                 .map_err(|e| e.to_string())?;
-            local.clone()
+            Ok(local.clone())
         }
         Target::Through { local, image } => {
-            pull_through(&docker, local, image, &mut progress)
+            pull_through(docker, local, image, progress)
                 .await
                 .map_err(|e| e.to_string())?;
-            image.clone()
+            Ok(image.clone())
         }
-    };
-    output.push(format!("pulled {name}: {} of {} bytes downloaded\n", last.0, last.1).as_bytes());
-    Ok(())
+    }
 }
 
 /// At most one report per [`PROGRESS_EVERY`].

@@ -326,7 +326,15 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
 /// How it ended, or how far an image pull has come while it runs.
 fn outcome_text(device: &JobDevice) -> String {
     match (&device.outcome, device.progress) {
-        (None, Some(p)) => format!("pulling: {} of {} bytes", p.done, p.total),
+        (None, Some(p)) => match p.deferred {
+            Some(cause) => format!(
+                "deferred: {} ({} of {} bytes pulled)",
+                cause.as_str(),
+                p.done,
+                p.total
+            ),
+            None => format!("pulling: {} of {} bytes", p.done, p.total),
+        },
         (outcome, _) => text(outcome.as_deref()),
     }
 }

@@ -61,6 +61,7 @@ impl Pulls {
         let seen = PullProgress {
             done: report.done,
             total: report.total,
+            deferred: report.deferred,
         };
         progress.insert(key, seen);
     }
@@ -118,6 +119,7 @@ mod tests {
                 id: 7,
                 done: 10,
                 total: 100,
+                deferred: None,
             },
         );
         pulls.record(
@@ -126,6 +128,7 @@ mod tests {
                 id: 7,
                 done: 60,
                 total: 120,
+                deferred: None,
             },
         );
         pulls.record(
@@ -134,13 +137,15 @@ mod tests {
                 id: 7,
                 done: 5,
                 total: 100,
+                deferred: None,
             },
         );
         assert_eq!(
             pulls.of(7, a),
             Some(PullProgress {
                 done: 60,
-                total: 120
+                total: 120,
+                deferred: None,
             })
         );
         assert_eq!(pulls.of(7, b).map(|p| p.done), Some(5));
@@ -159,6 +164,7 @@ mod tests {
                     id: 1,
                     done: 0,
                     total: 0,
+                    deferred: None,
                 },
             );
         }

@@ -53,6 +53,7 @@ fn a_pull_job_names_an_image_and_round_trips_with_its_progress() {
         id: 3,
         done: 10,
         total: 20,
+        deferred: None,
     });
     let frame = wire::encode(&progress);
     assert_eq!(
