@@ -1,0 +1,336 @@
+//! An image over bad links (issue #16): the device's engine pulls a 50 MB image through Outpost
+//! (its agent's loopback registry, the hub's mirror, QUIC fetch streams that resume) against the
+//! same engine pulling it straight from the registry (HTTP over TCP, what a device does without
+//! Outpost), across the same emulated link, side by side in one run. Prints one table; run by
+//! hand, as root, from the workspace root:
+//!
+//! ```sh
+//! cargo bench -p outpost-tests --bench image_pull -- \
+//!     [--profiles geo-satellite,lte,flaky-cellular] [--size-mb 50] [--samples 1] [--timeout-s 600]
+//! ```
+//!
+//! Each profile gets a fresh rig (`netem/rig.sh`): Debian's `docker-registry` and the hub
+//! (`--registry`) on its hub side, a `dockerd` and the agent on its agent side, as in
+//! `tests/tests/agent_registry.rs`. The image (a random, incompressible layer on the test image)
+//! is built and pushed while the link is transparent; then the profile is set and each sample
+//! pulls it both ways, Outpost first, with the image removed from the engine (and the agent's
+//! blob cache emptied) before each pull. On `lte`, `docker ps` through the hub is timed idle and
+//! while Outpost's pull runs (median of three each), for the "interactive first" bound.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
+use outpost_tests::dockerd::Dockerd;
+use outpost_tests::registry::Registry;
+use outpost_tests::rig::{Rig, HUB_IP};
+use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
+
+const LOOPBACK: &str = "127.0.0.1:5380";
+const REPO: &str = "outpost/bench";
+
+/// Command-line options.
+struct Options {
+    profiles: Vec<String>,
+    size_mb: u64,
+    samples: usize,
+    timeout: Duration,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let number = |name: &str, default: u64| {
+            value(name).map_or(default, |v| v.parse().expect("a number"))
+        };
+        Self {
+            profiles: value("--profiles")
+                .unwrap_or_else(|| "geo-satellite,lte,flaky-cellular".to_owned())
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            size_mb: number("--size-mb", 50),
+            samples: number("--samples", 1) as usize,
+            timeout: Duration::from_secs(number("--timeout-s", 600)),
+        }
+    }
+}
+
+/// One profile's figures.
+struct Row {
+    profile: String,
+    down_mbit: f64,
+    outpost: Vec<Option<Duration>>,
+    direct: Vec<Option<Duration>>,
+    ps: Option<(Duration, Duration)>,
+}
+
+fn upstream() -> String {
+    format!("{HUB_IP}:5000")
+}
+
+fn profile_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../netem/profiles/{name}.toml"))
+}
+
+/// The profile's downlink rate in Mbit/s, from its file (`[down] rate = "20mbit"`).
+fn down_mbit(name: &str) -> f64 {
+    let text = std::fs::read_to_string(profile_path(name)).unwrap();
+    let down = text.split("[down]").nth(1).unwrap_or_default();
+    down.lines()
+        .find_map(|l| l.trim().strip_prefix("rate = \""))
+        .and_then(|r| r.strip_suffix("mbit\""))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// A rig with a registry holding the image, a hub mirroring it and an agent with its engine.
+struct Site {
+    _agent: Agent,
+    agent_dir: PathBuf,
+    hub: Hub,
+    id: u64,
+    engine: Dockerd,
+    _registry: Registry,
+    rig: Rig,
+    _dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn start(size_mb: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rig = Rig::up(
+            &format!("oimg{}", std::process::id() % 100_000),
+            "transparent",
+        );
+        let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream());
+        let engine = Dockerd::start_in_netns(
+            &rig.netns("agent"),
+            &["--insecure-registry", registry.addr()],
+        );
+        let context = dir.path().join("image");
+        std::fs::create_dir_all(&context).unwrap();
+        let bytes = size_mb * 1_000_000;
+        let dockerfile = format!("FROM {TEST_IMAGE}\nRUN head -c {bytes} /dev/urandom >/blob\n");
+        std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+        let image = format!("{}/{REPO}:1", upstream());
+        engine.ok(&[
+            "build",
+            "--quiet",
+            "--tag",
+            &image,
+            context.to_str().unwrap(),
+        ]);
+        engine.ok(&["push", &image]);
+        engine.ok(&["rmi", &image]);
+        let agent_addr = format!("{HUB_IP}:4433");
+        let hub = Hub::start_in_netns(
+            &rig.netns("hub"),
+            dir.path().join("hub"),
+            &agent_addr,
+            &format!("{HUB_IP}:9443"),
+            &[
+                "--public-addr",
+                &agent_addr,
+                "--registry",
+                &format!("http://{}", upstream()),
+            ],
+        );
+        let (id, key) = hub.create_endpoint("bench", &[]);
+        let agent_dir = dir.path().join("agent");
+        let options = AgentOptions {
+            netns: Some(rig.netns("agent")),
+            transport: "lan",
+        };
+        let env = [
+            ("EDGE_KEY", key.as_str()),
+            ("DOCKER_HOST", &engine.host()),
+            ("OUTPOST_REGISTRY_LISTEN", LOOPBACK),
+        ];
+        let agent = Agent::start_with(&agent_dir, &options, &env);
+        hub.wait_status(id, "standby", Duration::from_secs(30));
+        wait_for(Duration::from_secs(30), "the registry grant", || {
+            agent
+                .log()
+                .contains("the hub serves its registry mirror")
+                .then_some(())
+        });
+        Self {
+            _agent: agent,
+            agent_dir,
+            hub,
+            id,
+            engine,
+            _registry: registry,
+            rig,
+            _dir: dir,
+        }
+    }
+
+    /// Nothing of the image on the device: not in the engine, not in the agent's blob cache.
+    fn forget(&self, name: &str) {
+        let _ = self.engine.docker(&["rmi", name]);
+        let blobs = self.agent_dir.join("registry").join("blobs");
+        if let Ok(entries) = std::fs::read_dir(&blobs) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn pull(&self, name: &str) -> Child {
+        self.engine
+            .command(&["pull", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Time a pull of `name`, or `None` past `timeout`.
+    fn timed_pull(&self, name: &str, timeout: Duration) -> Option<Duration> {
+        self.forget(name);
+        let started = Instant::now();
+        let mut child = self.pull(name);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success().then(|| started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The median of three `docker ps` through the hub.
+    fn ps(&self) -> Duration {
+        let docker = DockerCli::for_endpoint(&self.hub, self.id);
+        let mut times: Vec<Duration> = (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                docker.ok(&["ps"]);
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[1]
+    }
+
+    /// `docker ps` idle, then while Outpost's pull runs.
+    fn ps_during_pull(&self, name: &str) -> (Duration, Duration) {
+        self.forget(name);
+        let idle = self.ps();
+        let mut child = self.pull(name);
+        let partial = || {
+            std::fs::read_dir(self.agent_dir.join("registry").join("blobs"))
+                .ok()?
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                .find_map(|e| (e.metadata().ok()?.len() > 5_000_000).then_some(()))
+        };
+        wait_for(Duration::from_secs(120), "the layer to flow", partial);
+        let busy = self.ps();
+        let _ = child.wait();
+        (idle, busy)
+    }
+}
+
+fn run_profile(options: &Options, profile: &str) -> Row {
+    let site = Site::start(options.size_mb);
+    site.rig
+        .ctl(&["profile", profile_path(profile).to_str().unwrap()]);
+    let through = format!("{LOOPBACK}/{REPO}:1");
+    let direct = format!("{}/{REPO}:1", upstream());
+    let mut row = Row {
+        profile: profile.to_owned(),
+        down_mbit: down_mbit(profile),
+        outpost: Vec::new(),
+        direct: Vec::new(),
+        ps: None,
+    };
+    for sample in 0..options.samples {
+        let outpost = site.timed_pull(&through, options.timeout);
+        let straight = site.timed_pull(&direct, options.timeout);
+        eprintln!("{profile} sample {sample}: outpost {outpost:?}, direct {straight:?}");
+        row.outpost.push(outpost);
+        row.direct.push(straight);
+    }
+    if profile == "lte" {
+        row.ps = Some(site.ps_during_pull(&through));
+    }
+    eprintln!("{}", site.rig.ctl(&["counters"]));
+    row
+}
+
+fn median(times: &[Option<Duration>]) -> Option<Duration> {
+    let mut done: Vec<Duration> = times.iter().flatten().copied().collect();
+    if done.len() < times.len() {
+        return None;
+    }
+    done.sort();
+    done.get(done.len() / 2).copied()
+}
+
+fn shown(time: Option<Duration>) -> String {
+    time.map_or("timeout".to_owned(), |t| {
+        format!("{:.1} s", t.as_secs_f64())
+    })
+}
+
+fn main() {
+    require_engine();
+    let options = Options::parse();
+    let rows: Vec<Row> = options
+        .profiles
+        .iter()
+        .map(|p| run_profile(&options, p))
+        .collect();
+    let megabits = options.size_mb as f64 * 8.0;
+    println!(
+        "\n{} MB image (one random layer), median of {} sample(s) each",
+        options.size_mb, options.samples
+    );
+    println!(
+        "| profile | link ideal | Outpost | % of link rate | direct pull | Outpost vs direct |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let ideal = megabits / row.down_mbit;
+        let (outpost, direct) = (median(&row.outpost), median(&row.direct));
+        let rate = outpost.map_or("-".to_owned(), |t| {
+            format!("{:.0} %", 100.0 * ideal / t.as_secs_f64())
+        });
+        let ratio = match (outpost, direct) {
+            (Some(o), Some(d)) => format!("{:.2}x faster", d.as_secs_f64() / o.as_secs_f64()),
+            (Some(_), None) => "direct timed out".to_owned(),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "| {} | {ideal:.1} s | {} | {rate} | {} | {ratio} |",
+            row.profile,
+            shown(outpost),
+            shown(direct)
+        );
+    }
+    for row in &rows {
+        if let Some((idle, busy)) = row.ps {
+            println!(
+                "\n`docker ps` through the hub on {}: idle {:.0} ms, during the pull {:.0} ms",
+                row.profile,
+                idle.as_secs_f64() * 1e3,
+                busy.as_secs_f64() * 1e3
+            );
+        }
+    }
+}
