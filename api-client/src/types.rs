@@ -154,6 +154,15 @@ pub struct Endpoint {
     /// The hub's resumes on the live connection, while connected.
     #[serde(default)]
     pub resumes: Option<Resumes>,
+    /// Seconds between check-ins the device was last told, while connected (adaptive: below
+    /// the hub's interval when its NAT forgets sooner, above it where a probe showed the binding
+    /// holds; a quiet group's interval).
+    #[serde(default)]
+    pub checkin_interval_s: Option<u64>,
+    /// How soon a summon reaches the device, when not at once: on the quiet policy,
+    /// `quiet: reachable at next check-in, ≤ N s`.
+    #[serde(default)]
+    pub reachability: Option<String>,
 }
 
 /// `GET /api/endpoints/{id}`: the endpoint and its engine's last snapshot.
@@ -452,6 +461,8 @@ mod tests {
             enrolled_at: None,
             saved_path: None,
             resumes: None,
+            checkin_interval_s: Some(25),
+            reachability: None,
         };
         let detail = EndpointDetail {
             endpoint,

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
     run_admin, run_admin_cert, run_admin_token, run_audit, run_job, run_rollout, run_stack,
-    run_token, run_webhook, Cli, Command, LogFormat,
+    run_quiet, run_token, run_webhook, Cli, Command, LogFormat,
 };
 use outpost_hub::{api, server};
 
@@ -23,6 +23,7 @@ async fn main() -> Result<()> {
         Command::Token { api, command } => run_token(&api, command).await,
         Command::Audit { api, command } => run_audit(&api, command).await,
         Command::Webhook { api, command } => run_webhook(&api, command).await,
+        Command::Quiet { api, command } => run_quiet(&api, command).await,
     }
 }
 

@@ -58,6 +58,12 @@ impl Features {
     /// The agent runs a loopback registry and fetches from the hub's mirror over fetch streams
     /// ([`crate::fetch`], version 6).
     pub const REGISTRY: Self = Self(4);
+    /// The agent takes check-in intervals of up to
+    /// [`MAX_CHECKIN_INTERVAL`](crate::agent_session::MAX_CHECKIN_INTERVAL) and keeps its
+    /// connection's idle timeout in step with its interval, so the hub may put it on a `quiet`
+    /// policy (check-ins minutes apart). No message of its own: a hub that does not know the bit
+    /// ignores it, and an agent without it keeps intervals short enough for a 110 s idle timeout.
+    pub const QUIET: Self = Self(16);
 
     /// Every bit of either.
     pub fn with(self, other: Self) -> Self {

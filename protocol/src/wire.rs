@@ -72,6 +72,10 @@
 //!   `HubMessage::Registry` at the end of its enum. A hub sends it only to a session that
 //!   announced the bit, and a version-5 hub ignores the bit and grants no stream credit, so its
 //!   agents' registries answer the engine "the hub serves no registry" and open no stream.
+//! - The feature bit `QUIET` (no new message, so no new version): the agent takes check-in
+//!   intervals of minutes ([`crate::agent_session::MAX_CHECKIN_INTERVAL`]) in `Ack::interval_s`,
+//!   which it always could decode. A hub that does not know the bit ignores it; a hub that does
+//!   gives a `quiet` group's interval only to agents that announced it.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

@@ -208,7 +208,10 @@ async fn jobs_are_announced_then_held_results_resent_and_orders_answered() {
 
     let (mut to_agent, mut from_agent) = greet(&hub).await;
     let features = next_message(&mut from_agent).await;
-    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+    );
     assert!(failed(&next_message(&mut from_agent).await, 1), "held");
     wire::write_frame(&mut to_agent, &HubMessage::JobAck { id: 1 })
         .await
@@ -277,7 +280,10 @@ async fn a_thousand_held_results_are_sent_as_the_hub_reads_them() {
 
     let (_to_agent, mut from_agent) = greet(&hub).await;
     let features = next_message(&mut from_agent).await;
-    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+    );
     for id in 1..=HELD {
         assert!(failed(&next_message(&mut from_agent).await, id), "{id}");
     }

@@ -56,6 +56,8 @@ pub fn of(method: &Method, path: &str) -> Need {
             None => need(Role::Admin, Reach::Fleet),
         },
         ["metrics"] if reads => need(Role::Viewer, Reach::Fleet),
+        // Which groups check in minutes apart: fleet-wide, read by viewers, set by admins.
+        ["api", "quiet"] => need(read_or(Role::Admin), Reach::Fleet),
         ["v2", ..] if reads => need(Role::Viewer, Reach::Anywhere),
         _ => need(Role::Admin, Reach::Fleet),
     }
@@ -220,6 +222,13 @@ mod tests {
             Role::Viewer,
             Reach::Anywhere,
         );
+    }
+
+    #[test]
+    fn the_quiet_policy_is_read_by_viewers_and_set_by_unscoped_admins() {
+        check(Method::GET, "/api/quiet", Role::Viewer, Reach::Fleet);
+        check(Method::PUT, "/api/quiet", Role::Admin, Reach::Fleet);
+        check(Method::GET, "/api/quiet/x", Role::Admin, Reach::Fleet);
     }
 
     #[test]

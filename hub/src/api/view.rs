@@ -114,7 +114,20 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             measured_at: rfc3339_secs(saved.measured_at),
         }),
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
+        checkin_interval_s: live.as_ref().map(|l| l.checkin_interval.as_secs()),
+        reachability: live.as_ref().and_then(reachability),
     }
+}
+
+/// What a summon waits for, when not only the round trip: a quiet device's NAT binding may have
+/// expired since its last check-in, so the summon reaches it at its next one.
+fn reachability(live: &LiveView) -> Option<String> {
+    live.quiet.then(|| {
+        format!(
+            "quiet: reachable at next check-in, ≤ {} s",
+            live.checkin_interval.as_secs()
+        )
+    })
 }
 
 /// A deployment as `endpoint show` lists it.

@@ -19,6 +19,7 @@ use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
 use crate::ping_cache::PingCache;
 use crate::session::delivery::{Deliver, ReportRefused};
+use crate::session::interval::{CheckinSetup, CheckinTuner};
 use crate::session::{
     CheckIn, ConnectionEnd, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts,
     SnapshotRefused, Status, Summon, SummonError, WindowChange, WireCounts,
@@ -48,16 +49,18 @@ impl LiveSession {
         conn: quinn::Connection,
         pending: bool,
         migrations: u64,
-        checkin_interval: Duration,
+        checkin: CheckinSetup,
     ) -> Self {
-        let state = HubSession::new(
+        let now = Instant::now();
+        let mut state = HubSession::new(
             endpoint,
-            Instant::now(),
+            now,
             conn.remote_address(),
             pending,
             migrations,
-            checkin_interval,
+            CheckinTuner::new(checkin.interval, checkin.timing, now),
         );
+        state.offer_quiet(checkin.quiet);
         Self {
             endpoint,
             agent_id,
@@ -94,7 +97,14 @@ impl LiveSession {
         &self,
         features: outpost_protocol::job::Features,
     ) -> Result<bool, crate::session::jobs::JobRefused> {
-        self.state().handle_features(Instant::now(), features)
+        let mut state = self.state();
+        if let Some(interval) = state.handle_quiet(Instant::now(), features) {
+            // The agent advertised an idle timeout long enough (`Features::QUIET`).
+            self.conn
+                .set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(interval)));
+            tracing::info!(endpoint = %self.endpoint, ?interval, "quiet check-in policy: reachable at each check-in");
+        }
+        state.handle_features(Instant::now(), features)
     }
 
     /// A job message arrived: whether to keep it ([`HubSession::handle_job_message`]).
@@ -257,6 +267,7 @@ impl LiveSession {
                 Refused::Closed => SummonError::Disconnected(self.endpoint),
             });
         }
+        let timeout = self.state().summon_wait(timeout);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(())) => Ok(Some(sent.elapsed())),
             Ok(Err(_)) => Err(SummonError::Disconnected(self.endpoint)),

@@ -31,7 +31,11 @@ impl FakeSession {
                 remote,
                 false,
                 0,
-                INTERVAL,
+                crate::session::interval::CheckinTuner::new(
+                    INTERVAL,
+                    crate::session::interval::TunerTiming::default(),
+                    now,
+                ),
             )),
             closed: Mutex::new(None),
         })

@@ -60,6 +60,7 @@ use snapshots::SnapshotGate;
 pub mod delivery;
 pub mod interval;
 pub mod jobs;
+pub mod quiet;
 pub mod snapshots;
 mod view;
 pub use snapshots::{SnapshotCounts, SnapshotRefused, MAX_STORED_SNAPSHOT};
@@ -212,6 +213,9 @@ pub struct HubSession<W> {
     pending: bool,
     full_windows: bool,
     tuner: CheckinTuner,
+    /// The device's group is on the `quiet` policy with this interval: given once the agent
+    /// announces `Features::QUIET`.
+    quiet_offer: Option<Duration>,
     snapshots: SnapshotGate,
     summons: HashMap<u32, W>,
     next_summon: u32,
@@ -239,14 +243,15 @@ struct Saved {
 
 impl<W> HubSession<W> {
     /// A session of `endpoint` established at `now` from `remote`; `pending` if the device waits
-    /// for approval, `migrations` from its earlier connections, `checkin_interval` the hub's.
+    /// for approval, `migrations` from its earlier connections, `checkin` its interval's tuner
+    /// (the hub's interval, or its group's `quiet` one).
     pub fn new(
         endpoint: outpost_protocol::EndpointId,
         now: Instant,
         remote: SocketAddr,
         pending: bool,
         migrations: u64,
-        checkin_interval: Duration,
+        checkin: CheckinTuner,
     ) -> Self {
         Self {
             endpoint,
@@ -258,7 +263,8 @@ impl<W> HubSession<W> {
             active: false,
             pending,
             full_windows: false,
-            tuner: CheckinTuner::new(checkin_interval, now),
+            tuner: checkin,
+            quiet_offer: None,
             snapshots: SnapshotGate::new(pending, now),
             summons: HashMap::new(),
             next_summon: 1,
@@ -293,12 +299,58 @@ impl<W> HubSession<W> {
         self.saved.unsaved_checkin = true;
         let migrated = self.handle_path(remote);
         let rebound = std::mem::replace(&mut self.checkin_remote, remote) != remote;
-        self.tuner.handle_checkin(now, rebound);
+        self.tuner
+            .handle_checkin(now, rebound)
+            .log(self.endpoint, self.tuner.interval_s());
         CheckIn {
             migrated,
             interval_s: self.tuner.interval_s(),
             lag,
         }
+    }
+
+    /// The device's group is on the `quiet` policy with `interval` (read at the session's start).
+    pub fn offer_quiet(&mut self, interval: Option<Duration>) {
+        self.quiet_offer = interval;
+    }
+
+    /// The agent announced `features` at `now`: if it takes long intervals and its group is
+    /// quiet, its interval becomes the group's from the next ack on. Returns that interval, for
+    /// the connection's idle timeout.
+    pub fn handle_quiet(
+        &mut self,
+        now: Instant,
+        features: outpost_protocol::job::Features,
+    ) -> Option<Duration> {
+        let interval = self
+            .quiet_offer
+            .filter(|_| features.contains(outpost_protocol::job::Features::QUIET))?;
+        self.tuner = CheckinTuner::quiet(interval, now);
+        Some(interval)
+    }
+
+    /// How long a summon waits, given the hub's `--summon-timeout`: a quiet device's until its
+    /// next check-in ([`quiet::summon_wait`]).
+    pub fn summon_wait(&self, hub: Duration) -> Duration {
+        quiet::summon_wait(hub, self.is_quiet().then(|| self.tuner.interval()))
+    }
+
+    /// The interval this session's agent was last told (a probe's silence while one runs).
+    pub fn checkin_interval(&self) -> Duration {
+        self.tuner.interval()
+    }
+
+    /// Whether the device is on the `quiet` policy: its NAT binding may have expired since its
+    /// last check-in, so a summon may wait for the next one.
+    pub fn is_quiet(&self) -> bool {
+        self.tuner.is_quiet()
+    }
+
+    /// This session's liveness bound: the hub's, or two of its own intervals plus ten seconds
+    /// when that is longer (a grown or quiet interval), so a device is not shown offline for
+    /// checking in as often as it was told to.
+    pub fn stale_after(&self, hub: Duration) -> Duration {
+        hub.max(self.tuner.interval() * 2 + Duration::from_secs(10))
     }
 
     /// The connection was seen at `remote` (a control frame): true, and a migration counted, if
@@ -460,11 +512,11 @@ impl<W> HubSession<W> {
         self.snapshots.counts()
     }
 
-    /// Live if heard from within `stale_after`: a check-in, or the connection itself until the
-    /// first one.
+    /// Live if heard from within `stale_after` (or this session's longer bound,
+    /// [`Self::stale_after`]): a check-in, or the connection itself until the first one.
     pub fn liveness(&self, now: Instant, stale_after: Duration) -> Liveness {
         let alive_at = self.last_checkin.map_or(self.connected_at, |(at, _)| at);
-        if now.saturating_duration_since(alive_at) <= stale_after {
+        if now.saturating_duration_since(alive_at) <= self.stale_after(stale_after) {
             Liveness::Live
         } else {
             Liveness::Stale
@@ -492,6 +544,7 @@ impl<W> HubSession<W> {
             wire: link.wire,
             proxy_streams: link.proxy_streams,
             checkin_interval: self.tuner.interval(),
+            quiet: self.tuner.is_quiet(),
             full_windows: self.full_windows,
             resumes: None,
         }

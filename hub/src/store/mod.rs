@@ -26,6 +26,7 @@ pub mod list;
 pub mod liveness;
 mod migrations;
 pub mod rollouts;
+pub mod quiet;
 pub mod settings;
 pub mod snapshots;
 pub mod stacks;
