@@ -110,7 +110,12 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
 
     let (mut to_agent, mut from_agent) = greet(&hub).await;
 
-    // The snapshot's length arrives, and then the rest of it waits for credit.
+    // The features first (a few bytes: every agent announces `QUIET`), then the snapshot's
+    // length arrives, and then the rest of it waits for credit.
+    let features: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
+        .await
+        .unwrap();
+    assert_eq!(features, AgentMessage::Features(Features::QUIET));
     let announced = from_agent.read_u32().await.unwrap() as usize;
     assert!(
         announced > 2 * HUB_STREAM_WINDOW as usize,

@@ -1,0 +1,220 @@
+//! What an idle device costs on the wire behind a NAT that keeps bindings for 120 s (the netem
+//! relay in front of the hub, counting every datagram it carries), and what a summon costs in
+//! time when the device checks in minutes apart (#16 item 6).
+//!
+//! - By default the hub's check-in tuner probes how long the binding holds (one 75 s silence)
+//!   and lets the interval grow from 25 s to 50 s: the bytes of one interval, both ways, with
+//!   28 B of IPv4/UDP header per datagram, must stay ≤ 5 B/s.
+//! - A device in a `quiet` group checks in every 150 s: the binding expires in between (120 s),
+//!   the next check-in comes from a new port, and a summon after the expiry waits for it. The
+//!   bytes of one quiet interval are measured and reported (see BENCHMARKS.md, "A quieter idle").
+//!
+//! The tuner's hold is 0 s here (`serve --checkin-hold`), so the probe starts at the second
+//! check-in instead of after 30 minutes. Each test takes under three minutes; they run at once.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use std::time::Duration;
+
+use outpost_netem::counters::FrontendCounters;
+use outpost_netem::Profile;
+use outpost_tests::docker::require_engine;
+use outpost_tests::link::{DeviceOptions, RelayedDevice};
+use outpost_tests::{wait_for, Hub};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// The relay's NAT forgets a binding after this long without an outbound packet.
+const BINDING: Duration = Duration::from_secs(120);
+/// IPv4 (20 B) and UDP (8 B) headers of each datagram: the relay counts UDP payload.
+const HEADERS: u64 = 28;
+/// The quiet group's interval in these tests: longer than the binding, so it expires between
+/// check-ins.
+const QUIET_S: u64 = 150;
+/// After a check-in is seen, its ack and QUIC's acknowledgements of both have crossed by then.
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn nat_120s() -> Profile {
+    let mut profile = Profile::transparent();
+    profile.nat.binding_timeout = Some(BINDING);
+    profile
+}
+
+fn quiet_meters(hub: &Hub) {
+    let out = hub.cli(&["quiet", "set", "meters", "--interval", &format!("{QUIET_S}s")]);
+    assert!(
+        out.status.success(),
+        "quiet set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A device behind the 120 s NAT; `quiet` puts it in a quiet group before it first connects.
+async fn device(name: &str, quiet: bool) -> RelayedDevice {
+    let interval = if quiet { "10s" } else { "25s" };
+    let options = DeviceOptions {
+        profile: nat_120s(),
+        hub_flags: [
+            "--checkin-interval",
+            interval,
+            "--checkin-hold",
+            "0s",
+            "--summon-timeout",
+            "15s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        endpoint_args: if quiet {
+            vec!["--group".into(), "meters".into()]
+        } else {
+            Vec::new()
+        },
+        prepare: quiet.then_some(quiet_meters as fn(&Hub)),
+        ..DeviceOptions::default()
+    };
+    RelayedDevice::start(name, options).await
+}
+
+/// Bytes on the device's link in both directions, headers included.
+fn wire_bytes(c: &FrontendCounters) -> u64 {
+    [c.up, c.down]
+        .iter()
+        .map(|d| d.bytes_sent + HEADERS * d.sent)
+        .sum()
+}
+
+/// Wait (at most `within`) for a check-in after the one shown in `seen`; returns the endpoint as
+/// shown right after it.
+fn next_checkin(d: &RelayedDevice, seen: &Value, within: Duration) -> Value {
+    let last = seen["last_checkin"].clone();
+    wait_for(within, "the next check-in", || {
+        std::thread::sleep(Duration::from_millis(200));
+        let shown = d.hub.show(d.id);
+        (shown["last_checkin"] != last).then_some(shown)
+    })
+}
+
+/// What one interval cost, from just after one check-in to just after the next.
+#[derive(Debug)]
+struct IdleCost {
+    bytes: u64,
+    datagrams: u64,
+    seconds: f64,
+}
+
+impl IdleCost {
+    fn per_second(&self) -> f64 {
+        self.bytes as f64 / self.seconds
+    }
+}
+
+/// Measure one interval starting at the check-in shown in `seen`.
+fn one_interval(d: &RelayedDevice, seen: &Value, within: Duration) -> IdleCost {
+    std::thread::sleep(SETTLE);
+    let (before, from) = (d.link.counters(), Instant::now());
+    let next = next_checkin(d, seen, within);
+    std::thread::sleep(SETTLE);
+    let (after, to) = (d.link.counters(), Instant::now());
+    println!("after the interval: {next}\n{after}");
+    let datagrams = |c: &FrontendCounters| c.up.sent + c.down.sent;
+    IdleCost {
+        bytes: wire_bytes(&after) - wire_bytes(&before),
+        datagrams: datagrams(&after) - datagrams(&before),
+        seconds: (to - from).as_secs_f64(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_device_behind_a_patient_nat_checks_in_half_as_often_for_under_5_bytes_a_second()
+{
+    let d = device("patient", false).await;
+    let started = Instant::now();
+    // 25 s, then the probe's 75 s silence: the binding holds, and the interval becomes 50 s.
+    let grown = tokio::task::block_in_place(|| {
+        wait_for(Duration::from_secs(150), "the interval to grow", || {
+            std::thread::sleep(Duration::from_millis(200));
+            let shown = d.hub.show(d.id);
+            (shown["checkin_interval_s"] == 50).then_some(shown)
+        })
+    });
+    println!("interval 50 s after {:?}", started.elapsed());
+    let cost = tokio::task::block_in_place(|| one_interval(&d, &grown, Duration::from_secs(60)));
+    println!(
+        "idle cost at 50 s: {} B in {} datagrams over {:.1} s = {:.2} B/s on the wire",
+        cost.bytes,
+        cost.datagrams,
+        cost.seconds,
+        cost.per_second()
+    );
+    assert!(cost.per_second() <= 5.0, "{cost:?}");
+    let counters = d.link.counters();
+    assert_eq!(counters.nat.expired, 0, "the binding held:\n{counters}");
+    let log = d.hub.log();
+    assert!(log.contains("the NAT binding held"), "{log}");
+    assert_eq!(d.hub.show(d.id)["reachability"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_device_costs_one_check_in_per_interval_whatever_its_nat_forgets() {
+    let d = device("meter", true).await;
+    let quiet = tokio::task::block_in_place(|| quiet_and_told(&d));
+    let cost =
+        tokio::task::block_in_place(|| one_interval(&d, &quiet, Duration::from_secs(QUIET_S + 20)));
+    println!(
+        "idle cost at {QUIET_S} s (quiet, binding {BINDING:?}): {} B in {} datagrams over {:.1} s = {:.2} B/s on the wire",
+        cost.bytes,
+        cost.datagrams,
+        cost.seconds,
+        cost.per_second()
+    );
+    let counters = d.link.counters();
+    assert!(counters.nat.expired >= 1, "the binding expired:\n{counters}");
+    // One check-in exchange, and the path validation of the new port it came from.
+    assert!(cost.datagrams <= 8, "{cost:?}");
+    assert!(cost.per_second() <= QUIET_BOUND, "{cost:?}");
+}
+
+/// The quiet bound these tests assert: the measured cost of one interval after an expired
+/// binding (BENCHMARKS.md) over 150 s, with a margin.
+const QUIET_BOUND: f64 = 30.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_device_is_summoned_at_its_next_check_in_after_its_binding_expired() {
+    require_engine();
+    let d = device("sleeper", true).await;
+    let quiet = tokio::task::block_in_place(|| quiet_and_told(&d));
+    // Past the binding: the hub's packets now reach no one until the next check-in.
+    let since = Instant::now();
+    tokio::time::sleep(BINDING + Duration::from_secs(5) - SETTLE).await;
+    let expired = d.link.counters().nat.expired;
+    assert!(expired >= 1, "the binding expired before the summon");
+    let asked = Instant::now();
+    let ps = tokio::task::block_in_place(|| d.docker.run(&["ps"]));
+    let took = asked.elapsed();
+    println!(
+        "docker ps {:?} after the last check-in took {took:?}: {}",
+        asked - since,
+        String::from_utf8_lossy(&ps.stderr).trim()
+    );
+    assert!(ps.status.success(), "docker ps through a quiet device");
+    assert!(
+        asked - since + took <= Duration::from_secs(QUIET_S) + Duration::from_secs(10),
+        "within one interval of the last check-in"
+    );
+    let shown = d.hub.show(d.id);
+    assert_ne!(shown["last_checkin"], quiet["last_checkin"], "{shown}");
+}
+
+/// Wait for the hub to show the device quiet, then for the check-in whose ack tells the agent
+/// the quiet interval; returns the endpoint as shown right after it.
+fn quiet_and_told(d: &RelayedDevice) -> Value {
+    let shown = wait_for(Duration::from_secs(20), "the quiet policy", || {
+        std::thread::sleep(Duration::from_millis(200));
+        let shown = d.hub.show(d.id);
+        (shown["checkin_interval_s"] == QUIET_S).then_some(shown)
+    });
+    assert_eq!(
+        shown["reachability"],
+        format!("quiet: reachable at next check-in, ≤ {QUIET_S} s")
+    );
+    next_checkin(d, &shown, Duration::from_secs(20))
+}
