@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use outpost_netem::control::Controllable;
 use outpost_netem::counters::FrontendCounters;
 use outpost_netem::Profile;
 use outpost_tests::docker::require_engine;
