@@ -403,7 +403,8 @@ impl Driver<'_> {
         let interval = self.session.checkin_interval();
         if std::mem::replace(&mut self.interval, interval) != interval {
             info!(?interval, "check-in interval from the hub");
-            self.conn.set_max_idle_timeout(Some(idle_timeout_for(interval)));
+            self.conn
+                .set_max_idle_timeout(Some(idle_timeout_for(interval)));
         }
     }
 

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
-    run_admin, run_admin_cert, run_admin_token, run_audit, run_job, run_rollout, run_stack,
-    run_quiet, run_token, run_webhook, Cli, Command, LogFormat,
+    run_admin, run_admin_cert, run_admin_token, run_audit, run_job, run_quiet, run_rollout,
+    run_stack, run_token, run_webhook, Cli, Command, LogFormat,
 };
 use outpost_hub::{api, server};
 

@@ -87,7 +87,8 @@ impl RelayedDevice {
             if let Some(prepare) = options.prepare {
                 prepare(&hub);
             }
-            let endpoint_args: Vec<&str> = options.endpoint_args.iter().map(String::as_str).collect();
+            let endpoint_args: Vec<&str> =
+                options.endpoint_args.iter().map(String::as_str).collect();
             let (id, key) = hub.create_endpoint(name, &endpoint_args);
             let dir = hub.data_dir.parent().expect("tmp").join(name);
             let agent_options = AgentOptions {

@@ -41,7 +41,13 @@ fn nat_120s() -> Profile {
 }
 
 fn quiet_meters(hub: &Hub) {
-    let out = hub.cli(&["quiet", "set", "meters", "--interval", &format!("{QUIET_S}s")]);
+    let out = hub.cli(&[
+        "quiet",
+        "set",
+        "meters",
+        "--interval",
+        &format!("{QUIET_S}s"),
+    ]);
     assert!(
         out.status.success(),
         "quiet set: {}",
@@ -127,8 +133,7 @@ fn one_interval(d: &RelayedDevice, seen: &Value, at: Instant, within: Duration) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_device_behind_a_patient_nat_checks_in_half_as_often_for_under_5_bytes_a_second()
-{
+async fn an_idle_device_behind_a_patient_nat_checks_in_half_as_often_for_under_5_bytes_a_second() {
     let d = device("patient", false).await;
     let started = Instant::now();
     // 25 s, then the probe's 75 s silence: the binding holds, and the interval becomes 50 s.
@@ -173,7 +178,10 @@ async fn a_quiet_device_costs_one_check_in_per_interval_whatever_its_nat_forgets
         cost.per_second()
     );
     let counters = d.link.counters();
-    assert!(counters.nat.expired >= 1, "the binding expired:\n{counters}");
+    assert!(
+        counters.nat.expired >= 1,
+        "the binding expired:\n{counters}"
+    );
     // One check-in exchange, and the path validation of the new port it came from.
     assert!(cost.datagrams <= 8, "{cost:?}");
     assert!(cost.per_second() <= QUIET_BOUND, "{cost:?}");

@@ -262,7 +262,10 @@ mod tests {
 
     #[test]
     fn every_interval_an_agent_takes_fits_the_idle_timeout_advertised() {
-        assert_eq!(idle_timeout_for(DEFAULT_CHECKIN_INTERVAL), DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(
+            idle_timeout_for(DEFAULT_CHECKIN_INTERVAL),
+            DEFAULT_IDLE_TIMEOUT
+        );
         // A `quiet` device every five minutes: an outage and two intervals, 11 minutes.
         assert_eq!(
             idle_timeout_for(Duration::from_secs(300)),

@@ -32,9 +32,9 @@ use super::outbox::Outbox;
 use super::reports::{answer_checkin, store_snapshot};
 use super::windows::WindowGrant;
 use crate::context::HubContext;
-use crate::session::interval::CheckinSetup;
 use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
+use crate::session::interval::CheckinSetup;
 use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, StoreError};
 

@@ -34,9 +34,9 @@ pub use credentials::{
 };
 pub use duration::{parse_duration, HumanDuration};
 pub use job::{run as run_job, JobCommand};
+pub use quiet::{run as run_quiet, QuietCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
-pub use quiet::{run as run_quiet, QuietCommand};
 pub use webhook::{run as run_webhook, WebhookCommand};
 
 /// How log lines are written to stderr.

@@ -17,10 +17,7 @@ pub fn set_quiet(
     interval: Option<Duration>,
 ) -> Result<(), StoreError> {
     let key = format!("{PREFIX}{group}");
-    conn.execute(
-        "DELETE FROM settings WHERE key = ?1 COLLATE NOCASE",
-        [&key],
-    )?;
+    conn.execute("DELETE FROM settings WHERE key = ?1 COLLATE NOCASE", [&key])?;
     if let Some(interval) = interval {
         conn.execute(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)",

@@ -161,14 +161,27 @@ fn a_probe_into_an_expiry_keeps_the_interval_and_the_next_aims_between() {
     assert_eq!(expired, counts.failed as usize, "only probes ever expire");
     assert_eq!(counts.failed, 2, "{counts:?}");
     assert_eq!(counts.held, 3, "{counts:?}");
-    assert!(tuner.interval() > Duration::from_secs(36), "{:?}", tuner.interval());
-    assert!(tuner.interval() * 3 / 2 <= binding, "{:?}", tuner.interval());
+    assert!(
+        tuner.interval() > Duration::from_secs(36),
+        "{:?}",
+        tuner.interval()
+    );
+    assert!(
+        tuner.interval() * 3 / 2 <= binding,
+        "{:?}",
+        tuner.interval()
+    );
 }
 
 #[test]
 fn the_shortest_nat_we_design_for_costs_two_failed_probes_in_a_session() {
     let (mut tuner, mut now) = start_with(TunerTiming::default());
-    let expired = run(&mut tuner, &mut now, Duration::from_secs(30), 7 * 24 * 3600 / 25);
+    let expired = run(
+        &mut tuner,
+        &mut now,
+        Duration::from_secs(30),
+        7 * 24 * 3600 / 25,
+    );
     assert_eq!(expired, 2);
     assert_eq!(tuner.interval(), CEILING);
 }
