@@ -17,7 +17,8 @@ pub struct SetQuiet {
     pub group: String,
     /// Quiet (`true`) or the hub's adaptive interval (`false`).
     pub quiet: bool,
-    /// The interval between check-ins, such as `5m` (quiet only; the hub's default if absent).
+    /// The interval between check-ins, such as `5m` (quiet only; the hub's default, 50 minutes,
+    /// if absent).
     #[serde(default)]
     pub interval: Option<String>,
 }

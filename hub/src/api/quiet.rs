@@ -1,5 +1,5 @@
 //! The `quiet` check-in policy through the API (see `crate::session::quiet`): `GET /api/quiet`
-//! lists the quiet groups, `PUT /api/quiet` puts a group on the policy (with an interval, five
+//! lists the quiet groups, `PUT /api/quiet` puts a group on the policy (with an interval, 50
 //! minutes unless named) or back on the default one. Devices take it at their next session.
 //! Bad input is a 400 that names the problem.
 
