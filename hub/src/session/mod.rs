@@ -309,50 +309,6 @@ impl<W> HubSession<W> {
         }
     }
 
-    /// The device's group is on the `quiet` policy with `interval` (read at the session's start).
-    pub fn offer_quiet(&mut self, interval: Option<Duration>) {
-        self.quiet_offer = interval;
-    }
-
-    /// The agent announced `features` at `now`: if it takes long intervals and its group is
-    /// quiet, its interval becomes the group's from the next ack on. Returns that interval, for
-    /// the connection's idle timeout.
-    pub fn handle_quiet(
-        &mut self,
-        now: Instant,
-        features: outpost_protocol::job::Features,
-    ) -> Option<Duration> {
-        let interval = self
-            .quiet_offer
-            .filter(|_| features.contains(outpost_protocol::job::Features::QUIET))?;
-        self.tuner = CheckinTuner::quiet(interval, now);
-        Some(interval)
-    }
-
-    /// How long a summon waits, given the hub's `--summon-timeout`: a quiet device's until its
-    /// next check-in ([`quiet::summon_wait`]).
-    pub fn summon_wait(&self, hub: Duration) -> Duration {
-        quiet::summon_wait(hub, self.is_quiet().then(|| self.tuner.interval()))
-    }
-
-    /// The interval this session's agent was last told (a probe's silence while one runs).
-    pub fn checkin_interval(&self) -> Duration {
-        self.tuner.interval()
-    }
-
-    /// Whether the device is on the `quiet` policy: its NAT binding may have expired since its
-    /// last check-in, so a summon may wait for the next one.
-    pub fn is_quiet(&self) -> bool {
-        self.tuner.is_quiet()
-    }
-
-    /// This session's liveness bound: the hub's, or two of its own intervals plus ten seconds
-    /// when that is longer (a grown or quiet interval), so a device is not shown offline for
-    /// checking in as often as it was told to.
-    pub fn stale_after(&self, hub: Duration) -> Duration {
-        hub.max(self.tuner.interval() * 2 + Duration::from_secs(10))
-    }
-
     /// The connection was seen at `remote` (a control frame): true, and a migration counted, if
     /// that is new. Quinn tells of no path change, so migrations are counted where the driver
     /// looks: two changes between samples count once.

@@ -22,6 +22,10 @@
 use std::time::Duration;
 
 use outpost_protocol::agent_session::MAX_CHECKIN_INTERVAL;
+use outpost_protocol::job::Features;
+use tokio::time::Instant;
+
+use super::{CheckinTuner, HubSession};
 
 /// The bytes on the wire (IP/UDP headers included) of one check-in whose NAT binding expired
 /// since the last: the exchange and QUIC's path validation, measured on the relay with a 120 s
@@ -73,6 +77,50 @@ pub fn parse_interval(text: Option<&str>) -> Result<Duration, QuietIntervalError
     Ok(interval)
 }
 
+/// The session's side of the policy: what the hub offers, what the agent takes, and what a
+/// longer interval changes (liveness bound, summon wait).
+impl<W> HubSession<W> {
+    /// The device's group is on the `quiet` policy with `interval` (read at the session's start).
+    pub fn offer_quiet(&mut self, interval: Option<Duration>) {
+        self.quiet_offer = interval;
+    }
+
+    /// The agent announced `features` at `now`: if it takes long intervals and its group is
+    /// quiet, its interval becomes the group's from the next ack on. Returns that interval, for
+    /// the connection's idle timeout.
+    pub fn handle_quiet(&mut self, now: Instant, features: Features) -> Option<Duration> {
+        let interval = self
+            .quiet_offer
+            .filter(|_| features.contains(Features::QUIET))?;
+        self.tuner = CheckinTuner::quiet(interval, now);
+        Some(interval)
+    }
+
+    /// How long a summon waits, given the hub's `--summon-timeout`: a quiet device's until its
+    /// next check-in ([`summon_wait`]).
+    pub fn summon_wait(&self, hub: Duration) -> Duration {
+        summon_wait(hub, self.is_quiet().then(|| self.tuner.interval()))
+    }
+
+    /// The interval this session's agent was last told (a probe's silence while one runs).
+    pub fn checkin_interval(&self) -> Duration {
+        self.tuner.interval()
+    }
+
+    /// Whether the device is on the `quiet` policy: its NAT binding may have expired since its
+    /// last check-in, so a summon may wait for the next one.
+    pub fn is_quiet(&self) -> bool {
+        self.tuner.is_quiet()
+    }
+
+    /// This session's liveness bound: the hub's, or two of its own intervals plus ten seconds
+    /// when that is longer (a grown or quiet interval), so a device is not shown offline for
+    /// checking in as often as it was told to.
+    pub fn stale_after(&self, hub: Duration) -> Duration {
+        hub.max(self.tuner.interval() * 2 + Duration::from_secs(10))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +147,54 @@ mod tests {
     fn the_default_quiet_interval_costs_at_most_a_byte_a_second_whatever_the_nat() {
         assert!(EXPIRED_CHECKIN_BYTES <= DEFAULT_QUIET_INTERVAL.as_secs());
         assert!(DEFAULT_QUIET_INTERVAL <= QUIET_RANGE.1);
+    }
+
+    fn session(now: Instant, offer: Option<Duration>) -> HubSession<()> {
+        let remote = std::net::SocketAddr::from(([192, 0, 2, 1], 1000));
+        let interval = Duration::from_secs(25);
+        let tuner = CheckinTuner::new(
+            interval,
+            super::super::interval::TunerTiming::default(),
+            now,
+        );
+        let mut session = HubSession::new(
+            outpost_protocol::EndpointId(7),
+            now,
+            remote,
+            false,
+            0,
+            tuner,
+        );
+        session.offer_quiet(offer);
+        session
+    }
+
+    #[test]
+    fn only_an_agent_that_takes_long_intervals_is_put_on_its_groups_quiet_policy() {
+        let now = Instant::now();
+        let five = Duration::from_secs(300);
+        let hub = Duration::from_secs(60);
+        let mut old = session(now, Some(five));
+        assert_eq!(old.handle_quiet(now, Features::JOBS), None);
+        assert!(!old.is_quiet());
+        assert_eq!(
+            old.summon_wait(Duration::from_secs(15)),
+            Duration::from_secs(15)
+        );
+
+        let mut new = session(now, Some(five));
+        assert_eq!(new.handle_quiet(now, Features::QUIET), Some(five));
+        assert!(new.is_quiet());
+        assert_eq!(new.checkin_interval(), five);
+        assert_eq!(new.stale_after(hub), Duration::from_secs(610));
+        assert_eq!(
+            new.summon_wait(Duration::from_secs(15)),
+            five + SUMMON_SLACK
+        );
+
+        let mut elsewhere = session(now, None);
+        assert_eq!(elsewhere.handle_quiet(now, Features::QUIET), None);
+        assert_eq!(elsewhere.stale_after(hub), hub);
     }
 
     #[test]
