@@ -33,7 +33,8 @@ pub struct QuietGroup {
 }
 
 impl ApiClient {
-    /// `PUT /api/quiet`: set a group's policy. Devices take it at their next session.
+    /// `PUT /api/quiet`: set a group's policy. Connected devices take it at their next
+    /// check-in.
     pub async fn set_quiet(&self, set: &SetQuiet) -> Result<QuietGroup, ApiError> {
         let path = "/api/quiet";
         self.send(path, self.request(Method::PUT, path).json(set))

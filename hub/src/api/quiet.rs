@@ -1,6 +1,7 @@
 //! The `quiet` check-in policy through the API (see `crate::session::quiet`): `GET /api/quiet`
 //! lists the quiet groups, `PUT /api/quiet` puts a group on the policy (with an interval, 50
-//! minutes unless named) or back on the default one. Devices take it at their next session.
+//! minutes unless named) or back on the default one. Connected devices take it at once; a
+//! withdrawn policy ends at each device's next check-in.
 //! Bad input is a 400 that names the problem.
 
 use std::sync::Arc;
@@ -51,10 +52,22 @@ pub(super) async fn set(
         }
     };
     let stored = group.clone();
-    ctx.store
-        .call(move |c| quiet::set_quiet(c, &stored, interval))
+    let members = ctx
+        .store
+        .call(move |c| {
+            quiet::set_quiet(c, &stored, interval)?;
+            quiet::group_members(c, &stored)
+        })
         .await?;
-    info!(group = %group, ?interval, "quiet check-in policy set (devices take it at their next session)");
+    // Connected devices take it at once (a withdrawn policy at their next check-in).
+    let live: Vec<_> = members
+        .into_iter()
+        .filter_map(|id| ctx.registry.get(id))
+        .collect();
+    for session in &live {
+        session.set_quiet(interval);
+    }
+    info!(group = %group, ?interval, connected = live.len(), "quiet check-in policy set");
     Ok(Json(view(group, interval)))
 }
 

@@ -11,8 +11,8 @@ use super::ApiArgs;
 /// `outpost-hub quiet …`.
 #[derive(Debug, Subcommand)]
 pub enum QuietCommand {
-    /// Put GROUP on the quiet policy: its devices check in every INTERVAL (at their next
-    /// session), and a summon waits for the next check-in.
+    /// Put GROUP on the quiet policy: its devices check in every INTERVAL (from their next
+    /// check-in), and a summon waits for the next check-in.
     Set {
         /// The group.
         group: String,

@@ -60,7 +60,7 @@ impl LiveSession {
             migrations,
             CheckinTuner::new(checkin.interval, checkin.timing, now),
         );
-        state.offer_quiet(checkin.quiet);
+        state.offer_quiet(now, checkin.quiet);
         Self {
             endpoint,
             agent_id,
@@ -98,13 +98,24 @@ impl LiveSession {
         features: outpost_protocol::job::Features,
     ) -> Result<bool, crate::session::jobs::JobRefused> {
         let mut state = self.state();
-        if let Some(interval) = state.handle_quiet(Instant::now(), features) {
+        let quiet = state.handle_quiet(Instant::now(), features);
+        self.went_quiet(quiet);
+        state.handle_features(Instant::now(), features)
+    }
+
+    /// An admin changed the device's group's `quiet` policy (`None`: the default one).
+    pub fn set_quiet(&self, interval: Option<Duration>) {
+        let quiet = self.state().offer_quiet(Instant::now(), interval);
+        self.went_quiet(quiet);
+    }
+
+    fn went_quiet(&self, interval: Option<Duration>) {
+        if let Some(interval) = interval {
             // The agent advertised an idle timeout long enough (`Features::QUIET`).
             self.conn
                 .set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(interval)));
             tracing::info!(endpoint = %self.endpoint, ?interval, "quiet check-in policy: reachable at each check-in");
         }
-        state.handle_features(Instant::now(), features)
     }
 
     /// A job message arrived: whether to keep it ([`HubSession::handle_job_message`]).
@@ -158,10 +169,15 @@ impl LiveSession {
         // One lock for the whole check-in: 100,000 devices check in on this path.
         let mut state = self.state();
         let deliver = applied.map_or(Deliver::Nothing, |applied| state.handle_applied(applied));
-        (
-            state.handle_checkin(now, SystemTime::now(), remote),
-            deliver,
-        )
+        let was_quiet = state.is_quiet();
+        let checkin = state.handle_checkin(now, SystemTime::now(), remote);
+        if was_quiet && !state.is_quiet() {
+            let interval = state.checkin_interval();
+            self.conn
+                .set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(interval)));
+            tracing::info!(endpoint = %self.endpoint, ?interval, "quiet check-in policy ended");
+        }
+        (checkin, deliver)
     }
 
     /// Sample the connection's path between check-ins ([`HubSession::handle_path`]).

@@ -264,6 +264,14 @@ impl CheckinTuner {
         }
     }
 
+    /// Start over from `now` after a quiet spell: the silence before the next check-in was the
+    /// quiet interval's, and says nothing about the binding at this one.
+    pub fn restart(&mut self, now: Instant) {
+        self.last_checkin = None;
+        self.probe = None;
+        self.changed_at = now;
+    }
+
     /// The interval in whole seconds, as the ack carries it (at least one).
     pub fn interval_s(&self) -> u16 {
         u16::try_from(self.interval().as_secs().max(1)).unwrap_or(u16::MAX)

@@ -216,6 +216,8 @@ pub struct HubSession<W> {
     /// The device's group is on the `quiet` policy with this interval: given once the agent
     /// announces `Features::QUIET`.
     quiet_offer: Option<Duration>,
+    /// The adaptive tuner set aside while the session is quiet, back when the policy ends.
+    adaptive: Option<CheckinTuner>,
     snapshots: SnapshotGate,
     summons: HashMap<u32, W>,
     next_summon: u32,
@@ -265,6 +267,7 @@ impl<W> HubSession<W> {
             full_windows: false,
             tuner: checkin,
             quiet_offer: None,
+            adaptive: None,
             snapshots: SnapshotGate::new(pending, now),
             summons: HashMap::new(),
             next_summon: 1,
@@ -299,6 +302,7 @@ impl<W> HubSession<W> {
         self.saved.unsaved_checkin = true;
         let migrated = self.handle_path(remote);
         let rebound = std::mem::replace(&mut self.checkin_remote, remote) != remote;
+        self.end_quiet_if_withdrawn(now);
         self.tuner
             .handle_checkin(now, rebound)
             .log(self.endpoint, self.tuner.interval_s());

@@ -80,9 +80,15 @@ pub fn parse_interval(text: Option<&str>) -> Result<Duration, QuietIntervalError
 /// The session's side of the policy: what the hub offers, what the agent takes, and what a
 /// longer interval changes (liveness bound, summon wait).
 impl<W> HubSession<W> {
-    /// The device's group is on the `quiet` policy with `interval` (read at the session's start).
-    pub fn offer_quiet(&mut self, interval: Option<Duration>) {
+    /// The device's group is on the `quiet` policy with `interval`, or (`None`) not: read at the
+    /// session's start, and again when an admin changes the policy. Returns the quiet interval
+    /// if the session becomes quiet now (the agent announced `Features::QUIET`), for the
+    /// connection's idle timeout. A withdrawn policy ends at the next check-in, whose ack tells
+    /// the agent the adaptive interval again: until then it is silent for up to the quiet one.
+    pub fn offer_quiet(&mut self, now: Instant, interval: Option<Duration>) -> Option<Duration> {
         self.quiet_offer = interval;
+        let announced = self.jobs.features();
+        self.handle_quiet(now, announced)
     }
 
     /// The agent announced `features` at `now`: if it takes long intervals and its group is
@@ -92,8 +98,25 @@ impl<W> HubSession<W> {
         let interval = self
             .quiet_offer
             .filter(|_| features.contains(Features::QUIET))?;
-        self.tuner = CheckinTuner::quiet(interval, now);
+        if self.tuner.is_quiet() && self.tuner.interval() == interval {
+            return None;
+        }
+        let quiet = CheckinTuner::quiet(interval, now);
+        let adaptive = std::mem::replace(&mut self.tuner, quiet);
+        if !adaptive.is_quiet() {
+            self.adaptive = Some(adaptive);
+        }
         Some(interval)
+    }
+
+    /// At a check-in: back to the adaptive tuner if the policy was withdrawn.
+    pub(super) fn end_quiet_if_withdrawn(&mut self, now: Instant) {
+        if self.quiet_offer.is_none() && self.tuner.is_quiet() {
+            if let Some(mut adaptive) = self.adaptive.take() {
+                adaptive.restart(now);
+                self.tuner = adaptive;
+            }
+        }
     }
 
     /// How long a summon waits, given the hub's `--summon-timeout`: a quiet device's until its
@@ -165,7 +188,11 @@ mod tests {
             0,
             tuner,
         );
-        session.offer_quiet(offer);
+        assert_eq!(
+            session.offer_quiet(now, offer),
+            None,
+            "no features announced yet"
+        );
         session
     }
 
@@ -195,6 +222,33 @@ mod tests {
         let mut elsewhere = session(now, None);
         assert_eq!(elsewhere.handle_quiet(now, Features::QUIET), None);
         assert_eq!(elsewhere.stale_after(hub), hub);
+    }
+
+    #[test]
+    fn an_admin_changes_the_policy_of_a_connected_device() {
+        let start = Instant::now();
+        let addr = std::net::SocketAddr::from(([192, 0, 2, 1], 1000));
+        let wall = std::time::SystemTime::UNIX_EPOCH;
+        let five = Duration::from_secs(300);
+        let mut s = session(start, None);
+        s.handle_features(start, Features::QUIET).unwrap();
+        assert_eq!(s.handle_checkin(start, wall, addr).interval_s, 25);
+        // Quiet from now on: the next ack says so.
+        assert_eq!(s.offer_quiet(start, Some(five)), Some(five));
+        assert_eq!(s.offer_quiet(start, Some(five)), None, "no change");
+        let at = start + Duration::from_secs(25);
+        assert_eq!(s.handle_checkin(at, wall, addr).interval_s, 300);
+        // Withdrawn: still quiet (the agent is silent for up to five minutes) until the next
+        // check-in, whose ack gives the adaptive interval back.
+        assert_eq!(s.offer_quiet(at, None), None);
+        assert!(s.is_quiet());
+        assert_eq!(
+            s.stale_after(Duration::from_secs(60)),
+            Duration::from_secs(610)
+        );
+        let at = at + five;
+        assert_eq!(s.handle_checkin(at, wall, addr).interval_s, 25);
+        assert!(!s.is_quiet());
     }
 
     #[test]

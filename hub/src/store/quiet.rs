@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use outpost_protocol::EndpointId;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
@@ -37,6 +38,19 @@ pub fn quiet_interval(conn: &Connection, group: &str) -> Result<Option<Duration>
         )
         .optional()?;
     Ok(value.and_then(|v| v.parse().ok()).map(Duration::from_secs))
+}
+
+/// The endpoints in `group`, for a policy change to reach their live sessions.
+pub fn group_members(conn: &Connection, group: &str) -> Result<Vec<EndpointId>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT e.id FROM endpoints e JOIN groups g ON e.group_id = g.id WHERE g.name = ?1",
+    )?;
+    let ids = statement.query_map([group], |r| r.get::<_, i64>(0))?;
+    let mut members = Vec::new();
+    for id in ids {
+        members.push(EndpointId(id? as u64));
+    }
+    Ok(members)
 }
 
 /// Every quiet group, by name.
