@@ -13,8 +13,11 @@
 //! Inputs are `handle_*(now, …)`; outputs are what those return, plus [`HubSession::poll_save`]
 //! for the store:
 //! - **Check-ins** ([`HubSession::handle_checkin`]): liveness, migrations (a new remote address)
-//!   and the adaptive interval for the ack ([`interval`]). Between check-ins the driver samples
-//!   the path at each control frame ([`HubSession::handle_path`]).
+//!   and the adaptive interval for the ack ([`interval`]: shorter where the NAT forgets, longer
+//!   where a probe shows it holds). Between check-ins the driver samples the path at each control
+//!   frame ([`HubSession::handle_path`]). A device in a `quiet` group that announced
+//!   `Features::QUIET` checks in minutes apart instead ([`quiet`]); the liveness bound and a
+//!   summon's wait follow the session's own interval.
 //! - **Summons**: an admin's request ([`HubSession::handle_summon`]) either needs no frame (the
 //!   device is active, or pending and never summoned) or sends `Summon { id }` and waits; the
 //!   agent's `Ready { id }` ([`HubSession::handle_ready`]) hands back the waiter. Only a summon the
