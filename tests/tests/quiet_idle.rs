@@ -243,3 +243,84 @@ fn quiet_and_told(d: &RelayedDevice) -> (Value, Instant) {
     });
     second.unwrap_or((shown, seen_at))
 }
+
+/// The policy through the API and the CLI, on a hub without a relay: a connected device takes it
+/// at once (its view says how soon it is reachable), bad input is a 400 that says why, a viewer
+/// reads the policy and only an admin sets it.
+#[test]
+fn an_admin_sets_the_quiet_policy_of_a_group_and_its_connected_device_takes_it() {
+    let hub = Hub::start();
+    let (id, key) = hub.create_endpoint("gauge", &["--group", "gauges"]);
+    let dir = hub.data_dir.parent().unwrap().join("gauge");
+    let _agent = outpost_tests::Agent::start(&dir, &[("EDGE_KEY", &key)]);
+    let shown = hub.wait_status(id, "standby", Duration::from_secs(20));
+    assert_eq!(shown["reachability"], Value::Null);
+    assert_eq!(shown["checkin_interval_s"], 1);
+
+    let out = hub.cli(&["quiet", "set", "GAUGES", "--interval", "4m"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = hub.show(id);
+    assert_eq!(shown["checkin_interval_s"], 240, "{shown}");
+    assert_eq!(
+        shown["reachability"],
+        "quiet: reachable at next check-in, ≤ 240 s"
+    );
+    let listed = hub.cli(&["quiet", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        listed,
+        serde_json::json!([{"group": "GAUGES", "interval_secs": 240}])
+    );
+
+    let refusal = |body: Value| {
+        let answer = hub.api_call("PUT", "/api/quiet", Some(body));
+        let message: Value = serde_json::from_slice(&answer.body).unwrap();
+        (
+            answer.status,
+            message["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let (status, said) =
+        refusal(serde_json::json!({"group": "gauges", "quiet": true, "interval": "10s"}));
+    assert_eq!(
+        (status, said.as_str()),
+        (400, "interval \"10s\" is out of range: from 1m to 1h")
+    );
+    let (status, said) = refusal(serde_json::json!({"group": " ", "quiet": true}));
+    assert_eq!(status, 400, "{said}");
+    let (status, said) =
+        refusal(serde_json::json!({"group": "gauges", "quiet": false, "interval": "5m"}));
+    assert_eq!(status, 400, "{said}");
+
+    let out = hub.cli(&["token", "create", "watch", "--role", "viewer"]);
+    let viewer = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        hub.api_call_as(&viewer, "GET", "/api/quiet", None).status,
+        200
+    );
+    let off = serde_json::json!({"group": "gauges", "quiet": false});
+    assert_eq!(
+        hub.api_call_as(&viewer, "PUT", "/api/quiet", Some(off))
+            .status,
+        403
+    );
+
+    // Off again: the policy is gone at once; the device's quiet interval ends at its next
+    // check-in, up to 240 s away (the session's side is the unit test
+    // `session::quiet::tests::an_admin_changes_the_policy_of_a_connected_device`).
+    let out = hub.cli(&["quiet", "off", "gauges"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = hub.cli(&["quiet", "list", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+        serde_json::json!([])
+    );
+}
