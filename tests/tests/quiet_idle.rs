@@ -162,7 +162,12 @@ async fn an_idle_device_behind_a_patient_nat_checks_in_half_as_often_for_under_5
     assert_eq!(counters.nat.expired, 0, "the binding held:\n{counters}");
     let log = d.hub.log();
     assert!(log.contains("the NAT binding held"), "{log}");
-    assert_eq!(d.hub.show(d.id)["reachability"], Value::Null);
+    let shown = d.hub.show(d.id);
+    assert_eq!(shown["reachability"], Value::Null);
+    assert_eq!(
+        shown["checkin_probes"],
+        serde_json::json!({"sent": 1, "held": 1, "failed": 0})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use outpost_api::{
-    DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes, WireCounts,
-    WireTotal,
+    CheckinProbes, DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes,
+    WireCounts, WireTotal,
 };
 use outpost_protocol::stack::Phase;
 use outpost_transport::congestion::{ResumeKind, ResumeStats};
@@ -116,6 +116,11 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
         checkin_interval_s: live.as_ref().map(|l| l.checkin_interval.as_secs()),
         reachability: live.as_ref().and_then(reachability),
+        checkin_probes: live.as_ref().map(|l| CheckinProbes {
+            sent: l.probes.sent,
+            held: l.probes.held,
+            failed: l.probes.failed,
+        }),
     }
 }
 

@@ -508,6 +508,7 @@ impl<W> HubSession<W> {
             proxy_streams: link.proxy_streams,
             checkin_interval: self.tuner.interval(),
             quiet: self.tuner.is_quiet(),
+            probes: self.probe_counts(),
             full_windows: self.full_windows,
             resumes: None,
         }

@@ -125,6 +125,13 @@ impl<W> HubSession<W> {
         summon_wait(hub, self.is_quiet().then(|| self.tuner.interval()))
     }
 
+    /// The probes of this session's NAT binding, the adaptive tuner's while quiet.
+    pub fn probe_counts(&self) -> super::interval::ProbeCounts {
+        self.adaptive
+            .as_ref()
+            .map_or(self.tuner.probe_counts(), CheckinTuner::probe_counts)
+    }
+
     /// The interval this session's agent was last told (a probe's silence while one runs).
     pub fn checkin_interval(&self) -> Duration {
         self.tuner.interval()

@@ -68,6 +68,8 @@ pub struct LiveView {
     /// On the `quiet` policy: the NAT binding may expire between check-ins, so the device is
     /// reachable at its next check-in, within `checkin_interval`.
     pub quiet: bool,
+    /// The tuner's probes of the NAT binding on this connection.
+    pub probes: super::interval::ProbeCounts,
     /// Whether the connection holds full flow-control windows from the hub's window budget.
     pub full_windows: bool,
     /// The hub's congestion controller's resumes on this connection: only in one endpoint's
