@@ -271,7 +271,12 @@ impl Dialer {
             });
         }
         match result {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(conn)) => {
+                // The handshake advertised the longest idle timeout a session may need; the
+                // session driver raises this one as its check-in interval grows.
+                conn.set_max_idle_timeout(Some(self.profile.idle_timeout));
+                Ok(conn)
+            }
             Ok(Err(e)) => Err(unreachable(e.to_string())),
             Err(_) => Err(unreachable(format!(
                 "no handshake within {:?}",

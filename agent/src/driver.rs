@@ -10,6 +10,7 @@
 //! the agent binary passes none.
 
 use outpost_transport::close::CloseCodeVarint as _;
+use outpost_transport::profile::idle_timeout_for;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,12 +195,13 @@ async fn serve(
     });
     let deploys = deploying.is_some();
     let registry = defaults.registry.is_some();
-    if let Some(features) = features(deploys, defaults.jobs.is_some(), registry) {
-        outbox.push(&AgentMessage::Features(features))?;
-    }
+    let features = features(deploys, defaults.jobs.is_some(), registry);
+    outbox.push(&AgentMessage::Features(features))?;
     let jobs = defaults.jobs.map(Jobs::open);
+    conn.set_max_idle_timeout(Some(idle_timeout_for(session.checkin_interval())));
     let driver = Driver {
         conn,
+        interval: session.checkin_interval(),
         session,
         outbox,
         snapshots: Snapshots::new(defaults.docker.clone()),
@@ -251,6 +253,8 @@ impl From<Backlog> for SessionEnd {
 /// One welcomed session: the state machine and what carries out its decisions.
 struct Driver<'c> {
     conn: &'c quinn::Connection,
+    /// The check-in interval the connection's idle timeout was set for.
+    interval: Duration,
     session: AgentSession,
     outbox: Outbox,
     snapshots: Snapshots,
@@ -384,12 +388,24 @@ impl Driver<'_> {
             Ok(datagram) => {
                 self.session
                     .handle_datagram(Instant::now().into_std(), datagram);
+                self.keep_idle_timeout();
                 let sample = self.session.poll_rtt_sample();
                 if let (Some(observer), Some(rtt)) = (&self.observer, sample) {
                     observer.checkin_acked(rtt);
                 }
             }
             Err(e) => warn!("ignoring a malformed datagram from the hub: {e}"),
+        }
+    }
+
+    /// The connection's idle timeout follows the check-in interval the hub asks for (minutes for
+    /// a `quiet` device), so a silence the hub asked for never ends the connection.
+    fn keep_idle_timeout(&mut self) {
+        let interval = self.session.checkin_interval();
+        if std::mem::replace(&mut self.interval, interval) != interval {
+            info!(?interval, "check-in interval from the hub");
+            self.conn
+                .set_max_idle_timeout(Some(idle_timeout_for(interval)));
         }
     }
 

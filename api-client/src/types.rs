@@ -80,6 +80,19 @@ pub struct PathMeasure {
     pub measured_at: Option<String>,
 }
 
+/// The hub's probes of how long the device's NAT keeps a binding, on the live connection: a
+/// probe asks for a silence longer than the interval. One that held costs nothing (the check-in is
+/// the probe); one that failed cost a migration (≈ 2.7 KB with QUIC's path validation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckinProbes {
+    /// Probes started.
+    pub sent: u32,
+    /// Probes whose binding held.
+    pub held: u32,
+    /// Probes whose binding expired.
+    pub failed: u32,
+}
+
 /// How the hub's sender resumed a rate on the live connection instead of starting over.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resumes {
@@ -154,6 +167,18 @@ pub struct Endpoint {
     /// The hub's resumes on the live connection, while connected.
     #[serde(default)]
     pub resumes: Option<Resumes>,
+    /// Seconds between check-ins the device was last told, while connected (adaptive: below
+    /// the hub's interval when its NAT forgets sooner, above it where a probe showed the binding
+    /// holds; a quiet group's interval).
+    #[serde(default)]
+    pub checkin_interval_s: Option<u64>,
+    /// How soon a summon reaches the device, when not at once: on the quiet policy,
+    /// `quiet: reachable at next check-in, ≤ N s`.
+    #[serde(default)]
+    pub reachability: Option<String>,
+    /// The hub's probes of the device's NAT binding, while connected.
+    #[serde(default)]
+    pub checkin_probes: Option<CheckinProbes>,
 }
 
 /// `GET /api/endpoints/{id}`: the endpoint and its engine's last snapshot.
@@ -455,6 +480,9 @@ mod tests {
             enrolled_at: None,
             saved_path: None,
             resumes: None,
+            checkin_interval_s: Some(25),
+            reachability: None,
+            checkin_probes: None,
         };
         let detail = EndpointDetail {
             endpoint,

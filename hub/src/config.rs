@@ -69,6 +69,9 @@ pub struct HubConfig {
     pub public_addrs: Vec<String>,
     /// Check-in interval handed to agents.
     pub checkin_interval: Duration,
+    /// How long NAT bindings must hold at a check-in interval before it grows or is probed
+    /// past (`session::interval::HOLD`, 30 min; shorter in a lab or a test).
+    pub checkin_hold: Duration,
     /// Inactivity before a summoned agent returns to standby.
     pub standby_after: Duration,
     /// How long an admin request waits for a summoned device.
@@ -113,6 +116,7 @@ impl HubConfig {
             api_listen: DEFAULT_API_LISTEN,
             public_addrs: Vec::new(),
             checkin_interval: DEFAULT_CHECKIN_INTERVAL,
+            checkin_hold: crate::session::interval::HOLD,
             standby_after: DEFAULT_STANDBY_AFTER,
             summon_timeout: DEFAULT_SUMMON_TIMEOUT,
             transport: DEFAULT_TRANSPORT,

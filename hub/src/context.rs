@@ -29,6 +29,8 @@ pub struct HubContext {
     pub session: EndpointTiming,
     /// How long an admin request waits for a summoned device.
     pub summon_timeout: Duration,
+    /// How fast each session's check-in interval adapts (`serve --checkin-hold`).
+    pub checkin_tuning: crate::session::interval::TunerTiming,
     /// The admin token (swappable) and the watch on admin credentials.
     pub admin_credentials: AdminCredentials,
     /// Bounds concurrent enrolments (each signs a certificate and writes the store).

@@ -162,6 +162,10 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             standby_after_ms: millis(config.standby_after),
         },
         summon_timeout: config.summon_timeout,
+        checkin_tuning: crate::session::interval::TunerTiming {
+            hold: config.checkin_hold,
+            ..Default::default()
+        },
         admin_credentials: api::AdminCredentials::new(admin_token_hash, dir.join("admin.token")),
         enroll_slots: Semaphore::new(config.max_concurrent_enrollments),
         admission: Admission::new(

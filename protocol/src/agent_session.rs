@@ -6,7 +6,9 @@
 //! an argument, the tests below run a 30-minute outage in microseconds.
 //!
 //! What it decides:
-//! - **Check-ins**: one datagram per interval (the hub can change the interval in each ack). A
+//! - **Check-ins**: one datagram per interval (the hub can change the interval in each ack, within
+//!   [`MIN_CHECKIN_INTERVAL`] and [`MAX_CHECKIN_INTERVAL`]: seconds by default, minutes for a
+//!   `quiet` device, whose NAT binding may expire between check-ins). A
 //!   check-in whose ack does not come back within the ack timeout is retried sooner, with the delay
 //!   doubling per miss up to the interval; after `max_missed_acks` misses in a row it reports the hub
 //!   silent once (the driver logs it; QUIC's idle timeout decides whether the connection is dead).
@@ -55,6 +57,13 @@ pub struct SessionTiming {
 /// Shortest check-in interval the agent accepts from a hub, so a misconfigured hub cannot make a
 /// fleet flood a metered link.
 pub const MIN_CHECKIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest check-in interval the agent accepts from a hub: an hour. A `quiet` device checks in
+/// minutes apart (its NAT binding may expire in between, and a summon waits for the next
+/// check-in); beyond an hour the hub would learn of a dead device, and the device of a dead hub,
+/// too late to be of use. The agent's connection idle timeout follows its interval
+/// (`outpost_transport::profile::idle_timeout_for`), so the connection outlives the silence.
+pub const MAX_CHECKIN_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How long a session with open proxy streams may receive nothing before it checks in, so that a
 /// rebound NAT mapping or a returning path is heard from within about a second.
@@ -337,7 +346,7 @@ impl AgentSession {
     }
 
     fn set_interval(&mut self, interval: Duration) {
-        let interval = interval.max(MIN_CHECKIN_INTERVAL);
+        let interval = interval.clamp(MIN_CHECKIN_INTERVAL, MAX_CHECKIN_INTERVAL);
         if interval == self.config.checkin_interval {
             return;
         }

@@ -63,6 +63,12 @@ impl Features {
     /// [`JobProgress`] while it pulls. The hub sends such a job only to an agent that announces
     /// this bit (an older agent could not decode it).
     pub const IMAGE_PULL: Self = Self(8);
+    /// The agent takes check-in intervals of up to
+    /// [`MAX_CHECKIN_INTERVAL`](crate::agent_session::MAX_CHECKIN_INTERVAL) and keeps its
+    /// connection's idle timeout in step with its interval, so the hub may put it on a `quiet`
+    /// policy (check-ins minutes apart). No message of its own: a hub that does not know the bit
+    /// ignores it, and an agent without it keeps intervals short enough for a 110 s idle timeout.
+    pub const QUIET: Self = Self(16);
     /// The agent understands [`FetchRefusal::Deferred`](crate::fetch::FetchRefusal::Deferred)
     /// and reports a stack it holds back as
     /// [`Phase::Deferred`](crate::stack::Phase::Deferred): the hub may defer its background

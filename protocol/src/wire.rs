@@ -77,6 +77,10 @@
 //!   at the ends of their enums. A hub sends a pull job only to an agent that announced the bit,
 //!   and an agent reports progress only for such a job, so neither side is sent what it cannot
 //!   read.
+//! - The feature bit `QUIET` (no new message, so no new version): the agent takes check-in
+//!   intervals of minutes ([`crate::agent_session::MAX_CHECKIN_INTERVAL`]) in `Ack::interval_s`,
+//!   which it always could decode. A hub that does not know the bit ignores it; a hub that does
+//!   gives a `quiet` group's interval only to agents that announced it.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

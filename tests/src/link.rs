@@ -25,6 +25,10 @@ pub struct DeviceOptions {
     pub hub_flags: Vec<String>,
     /// How long enrolment and the first session may take on this link.
     pub ready_within: Duration,
+    /// Extra `endpoint create` arguments for the device (`--group G`).
+    pub endpoint_args: Vec<String>,
+    /// Run against the hub before the device is created (a group's policy, say).
+    pub prepare: Option<fn(&Hub)>,
 }
 
 impl Default for DeviceOptions {
@@ -35,6 +39,8 @@ impl Default for DeviceOptions {
             transport: "lan",
             hub_flags: Vec::new(),
             ready_within: Duration::from_secs(20),
+            endpoint_args: Vec::new(),
+            prepare: None,
         }
     }
 }
@@ -78,7 +84,12 @@ impl RelayedDevice {
             let mut flags = vec!["--public-addr", relay_addr.as_str()];
             flags.extend(options.hub_flags.iter().map(String::as_str));
             hub.restart_with(&flags);
-            let (id, key) = hub.create_endpoint(name, &[]);
+            if let Some(prepare) = options.prepare {
+                prepare(&hub);
+            }
+            let endpoint_args: Vec<&str> =
+                options.endpoint_args.iter().map(String::as_str).collect();
+            let (id, key) = hub.create_endpoint(name, &endpoint_args);
             let dir = hub.data_dir.parent().expect("tmp").join(name);
             let agent_options = AgentOptions {
                 netns: None,

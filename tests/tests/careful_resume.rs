@@ -32,6 +32,7 @@ fn geo() -> DeviceOptions {
         transport: "satellite",
         hub_flags: vec!["--transport".into(), "satellite".into()],
         ready_within: Duration::from_secs(60),
+        ..DeviceOptions::default()
     }
 }
 

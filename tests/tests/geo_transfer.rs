@@ -28,6 +28,7 @@ async fn a_10_mb_docker_load_crosses_a_geo_link_near_link_rate() {
         transport: "satellite",
         hub_flags: vec!["--transport".into(), "satellite".into()],
         ready_within: Duration::from_secs(60),
+        ..DeviceOptions::default()
     };
     let d = RelayedDevice::start("geo", options).await;
     let dir = tempfile::tempdir().unwrap();

@@ -73,6 +73,7 @@ async fn edge_2g_with_30_percent_loss_still_serves_ps_logs_and_exec() {
             .map(String::from)
             .to_vec(),
         ready_within: Duration::from_secs(90),
+        ..DeviceOptions::default()
     };
     let d = RelayedDevice::start("edge", options).await;
     let script = "i=0; while [ $i -lt 300 ]; do echo log line $i; i=$((i+1)); done; sleep 600";

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_protocol::agent_session::MAX_CHECKIN_INTERVAL;
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
 use crate::congestion::{Controller, PathMemory};
@@ -37,6 +38,27 @@ pub const DEFAULT_CHECKIN_INTERVAL: Duration = Duration::from_secs(25);
 /// Idle timeout: the outage to ride out plus two check-in intervals, so the connection is still
 /// there when the link comes back and the first check-in after it lands.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60 + 2 * 25);
+/// The idle timeout both sides advertise: enough for the longest interval an agent takes
+/// ([`MAX_CHECKIN_INTERVAL`], a `quiet` device's ceiling). quinn fixes the advertised value at the
+/// handshake, before the hub knows which device (and which group's policy) it talks to, so each
+/// side then keeps its own timeout at [`idle_timeout_for`] its session's interval with
+/// `quinn::Connection::set_max_idle_timeout` (an Outpost patch, `vendor/README.md`): a default
+/// session still gives up on a silent peer after [`DEFAULT_IDLE_TIMEOUT`]. An older peer
+/// advertises [`DEFAULT_IDLE_TIMEOUT`], which then bounds the connection whatever this side sets.
+pub const LONGEST_IDLE_TIMEOUT: Duration = idle_timeout_for(MAX_CHECKIN_INTERVAL);
+
+/// The idle timeout a session checking in every `interval` needs: the outage to ride out plus two
+/// intervals (one check-in lost), never below [`DEFAULT_IDLE_TIMEOUT`].
+pub const fn idle_timeout_for(interval: Duration) -> Duration {
+    let needed = OUTAGE_TO_RIDE_OUT
+        .saturating_add(interval)
+        .saturating_add(interval);
+    if needed.as_millis() > DEFAULT_IDLE_TIMEOUT.as_millis() {
+        needed
+    } else {
+        DEFAULT_IDLE_TIMEOUT
+    }
+}
 
 /// Which side of the connection a transport config is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +77,8 @@ pub struct TransportProfile {
     /// RTT assumed before the first sample: too low and the first handshake packets are resent
     /// needlessly on a slow path; too high and a real loss is recovered slowly.
     pub initial_rtt: Duration,
-    /// Close the connection after this much silence.
+    /// Close the connection after this much silence (what a session sets at its start; the
+    /// handshake advertises [`LONGEST_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
     /// Default check-in interval (the NAT keepalive).
     pub checkin_interval: Duration,
@@ -182,7 +205,7 @@ impl TransportProfile {
         let mut config = TransportConfig::default();
         config
             .initial_rtt(self.initial_rtt)
-            .max_idle_timeout(IdleTimeout::try_from(self.idle_timeout).ok())
+            .max_idle_timeout(IdleTimeout::try_from(LONGEST_IDLE_TIMEOUT).ok())
             // Check-ins are the keepalive: they cross the NAT every interval already, and a QUIC PING
             // on top would double the idle bytes of every device.
             .keep_alive_interval(None)
@@ -235,6 +258,22 @@ mod tests {
                 profile.name
             );
         }
+    }
+
+    #[test]
+    fn every_interval_an_agent_takes_fits_the_idle_timeout_advertised() {
+        assert_eq!(
+            idle_timeout_for(DEFAULT_CHECKIN_INTERVAL),
+            DEFAULT_IDLE_TIMEOUT
+        );
+        // A `quiet` device every five minutes: an outage and two intervals, 11 minutes.
+        assert_eq!(
+            idle_timeout_for(Duration::from_secs(300)),
+            Duration::from_secs(660)
+        );
+        assert!(LONGEST_IDLE_TIMEOUT >= OUTAGE_TO_RIDE_OUT + 2 * MAX_CHECKIN_INTERVAL);
+        // quinn takes it as a transport parameter (at most 2^62 ms).
+        assert!(IdleTimeout::try_from(LONGEST_IDLE_TIMEOUT).is_ok());
     }
 
     #[test]

@@ -27,11 +27,12 @@ impl Jobs {
     }
 }
 
-/// What this agent announces once per session: drift policies when it applies stacks, jobs when
-/// it runs them, a loopback registry when it serves one (and image pulls when it does both); `None` for an agent that does none of
-/// these (a version-3 hub closes a session that announces anything).
-pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option<Features> {
-    let mut features = Features::default();
+/// What this agent announces once per session: long check-in intervals always (`QUIET`), drift
+/// policies when it applies stacks, jobs when it runs them, a loopback registry (with deferrals)
+/// when it serves one, image pulls when it does both. A version-3 hub closes a session that
+/// announces anything: upgrade hubs before agents, as since version 4.
+pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Features {
+    let mut features = Features::QUIET;
     if registry {
         features = features.with(Features::REGISTRY).with(Features::DEFERRAL);
     }
@@ -44,7 +45,7 @@ pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Option
     if runs_jobs && registry {
         features = features.with(Features::IMAGE_PULL);
     }
-    (features != Features::default()).then_some(features)
+    features
 }
 
 /// The runner's next message for the hub; never without a runner.

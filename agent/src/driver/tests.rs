@@ -110,7 +110,12 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
 
     let (mut to_agent, mut from_agent) = greet(&hub).await;
 
-    // The snapshot's length arrives, and then the rest of it waits for credit.
+    // The features first (a few bytes: every agent announces `QUIET`), then the snapshot's
+    // length arrives, and then the rest of it waits for credit.
+    let features: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
+        .await
+        .unwrap();
+    assert_eq!(features, AgentMessage::Features(Features::QUIET));
     let announced = from_agent.read_u32().await.unwrap() as usize;
     assert!(
         announced > 2 * HUB_STREAM_WINDOW as usize,
@@ -208,7 +213,10 @@ async fn jobs_are_announced_then_held_results_resent_and_orders_answered() {
 
     let (mut to_agent, mut from_agent) = greet(&hub).await;
     let features = next_message(&mut from_agent).await;
-    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+    );
     assert!(failed(&next_message(&mut from_agent).await, 1), "held");
     wire::write_frame(&mut to_agent, &HubMessage::JobAck { id: 1 })
         .await
@@ -277,7 +285,10 @@ async fn a_thousand_held_results_are_sent_as_the_hub_reads_them() {
 
     let (_to_agent, mut from_agent) = greet(&hub).await;
     let features = next_message(&mut from_agent).await;
-    assert_eq!(features, AgentMessage::Features(Features::JOBS));
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+    );
     for id in 1..=HELD {
         assert!(failed(&next_message(&mut from_agent).await, id), "{id}");
     }

@@ -58,6 +58,8 @@ pub fn of(method: &Method, path: &str) -> Need {
         ["metrics"] if reads => need(Role::Viewer, Reach::Fleet),
         // A pushed image is served to every device that names it.
         ["api", "images"] => need(Role::Admin, Reach::Fleet),
+        // Which groups check in minutes apart: fleet-wide, read by viewers, set by admins.
+        ["api", "quiet"] => need(read_or(Role::Admin), Reach::Fleet),
         ["v2", ..] if reads => need(Role::Viewer, Reach::Anywhere),
         _ => need(Role::Admin, Reach::Fleet),
     }
@@ -234,6 +236,13 @@ mod tests {
             Role::Viewer,
             Reach::Anywhere,
         );
+    }
+
+    #[test]
+    fn the_quiet_policy_is_read_by_viewers_and_set_by_unscoped_admins() {
+        check(Method::GET, "/api/quiet", Role::Viewer, Reach::Fleet);
+        check(Method::PUT, "/api/quiet", Role::Admin, Reach::Fleet);
+        check(Method::GET, "/api/quiet/x", Role::Admin, Reach::Fleet);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use super::windows::WindowGrant;
 use crate::context::HubContext;
 use crate::registry::{Control, LiveSession};
 use crate::session::delivery::Deliver;
+use crate::session::interval::CheckinSetup;
 use crate::session::{Renewal, WindowChange};
 use crate::store::{endpoints, traffic, StoreError};
 use crate::traffic::tally::{Class, Direction};
@@ -144,9 +145,19 @@ async fn establish(
             return Err(e);
         }
     };
-    let record = ctx
+    // The record and, in the same store call, its group's quiet check-in policy.
+    let (record, quiet) = ctx
         .store
-        .call(move |c| endpoints::find(c, endpoint))
+        .call(move |c| {
+            let Some(record) = endpoints::find(c, endpoint)? else {
+                return Ok(None);
+            };
+            let quiet = match record.group.as_deref() {
+                Some(group) => crate::store::quiet::quiet_interval(c, group)?,
+                None => None,
+            };
+            Ok(Some((record, quiet)))
+        })
         .await?
         .ok_or_else(|| SessionError::Revoked(format!("endpoint {endpoint}")))?;
 
@@ -178,7 +189,11 @@ async fn establish(
         conn.clone(),
         !record.approved,
         record.migrations.max(0) as u64,
-        ctx.checkin_interval(),
+        CheckinSetup {
+            interval: ctx.checkin_interval(),
+            timing: ctx.checkin_tuning,
+            quiet,
+        },
     ));
     let welcome = HubMessage::Welcome(Welcome {
         endpoint,

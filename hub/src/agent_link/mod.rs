@@ -149,6 +149,11 @@ pub(crate) async fn handshake(
 
 async fn dispatch(ctx: Arc<HubContext>, conn: quinn::Connection, slot: OwnedSemaphorePermit) {
     let remote = conn.remote_address();
+    // The handshake advertised the longest idle timeout any session may need; until a session
+    // says otherwise (a `quiet` device), this connection gives up after the default one.
+    conn.set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(
+        ctx.checkin_interval(),
+    )));
     match alpn(&conn).as_deref() {
         Some(ALPN_ENROLL) => {
             // Enrolments have their own limit; the handshake is done. Boxed: an enrolment's

@@ -24,6 +24,7 @@ mod jobs;
 mod labels;
 mod list;
 mod nofile;
+mod quiet;
 mod reset;
 mod rollouts;
 mod scoped;
@@ -121,6 +122,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
             "/api/webhooks/thresholds",
             get(webhooks::thresholds).put(webhooks::set_threshold),
         )
+        .route("/api/quiet", get(quiet::list).put(quiet::set))
         .route("/metrics", get(crate::metrics::http::scrape))
         .merge(crate::mirror::http::router(ctx.mirror.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })

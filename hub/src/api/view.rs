@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use outpost_api::{
-    DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes, WireCounts,
-    WireTotal,
+    CheckinProbes, DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes,
+    WireCounts, WireTotal,
 };
 use outpost_protocol::stack::Phase;
 use outpost_transport::congestion::{ResumeKind, ResumeStats};
@@ -115,7 +115,25 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             measured_at: rfc3339_secs(saved.measured_at),
         }),
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
+        checkin_interval_s: live.as_ref().map(|l| l.checkin_interval.as_secs()),
+        reachability: live.as_ref().and_then(reachability),
+        checkin_probes: live.as_ref().map(|l| CheckinProbes {
+            sent: l.probes.sent,
+            held: l.probes.held,
+            failed: l.probes.failed,
+        }),
     }
+}
+
+/// What a summon waits for, when not only the round trip: a quiet device's NAT binding may have
+/// expired since its last check-in, so the summon reaches it at its next one.
+fn reachability(live: &LiveView) -> Option<String> {
+    live.quiet.then(|| {
+        format!(
+            "quiet: reachable at next check-in, ≤ {} s",
+            live.checkin_interval.as_secs()
+        )
+    })
 }
 
 /// A deployment as `endpoint show` lists it.

@@ -13,6 +13,7 @@ mod duration;
 mod escape;
 mod image;
 mod job;
+mod quiet;
 mod registry_flag;
 mod rollout;
 mod stack;
@@ -37,6 +38,7 @@ pub use credentials::{
 pub use duration::{parse_duration, HumanDuration};
 pub use image::{run as run_image, ImageCommand};
 pub use job::{run as run_job, JobCommand};
+pub use quiet::{run as run_quiet, QuietCommand};
 pub use rollout::{run as run_rollout, RolloutCommand};
 pub use stack::{run as run_stack, StackCommand};
 pub use webhook::{run as run_webhook, WebhookCommand};
@@ -193,6 +195,15 @@ pub enum Command {
         #[command(subcommand)]
         command: WindowCommand,
     },
+    /// The quiet check-in policy by group: check-ins minutes apart, a summon waits for the next.
+    Quiet {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The quiet command.
+        #[command(subcommand)]
+        command: QuietCommand,
+    },
     /// The admin bearer token.
     AdminToken {
         /// How to reach the API.
@@ -252,6 +263,11 @@ pub struct ServeArgs {
     /// Check-in interval handed to agents (the NAT keepalive), e.g. `25s`.
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_CHECKIN_INTERVAL))]
     pub checkin_interval: HumanDuration,
+    /// How long NAT bindings must hold at a device's check-in interval before the hub lets it
+    /// grow, or probes whether the binding holds for longer than the interval (30m: a probe that
+    /// finds the binding gone costs a migration). Shorten it only in a lab or a test.
+    #[arg(long, default_value_t = HumanDuration(crate::session::interval::HOLD))]
+    pub checkin_hold: HumanDuration,
     /// Inactivity after which a summoned agent returns to standby, e.g. `60s`.
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_STANDBY_AFTER))]
     pub standby_after: HumanDuration,
@@ -320,6 +336,7 @@ impl ServeArgs {
             api_listen: self.api_listen,
             public_addrs: self.public_addrs,
             checkin_interval: self.checkin_interval.0,
+            checkin_hold: self.checkin_hold.0,
             standby_after: self.standby_after.0,
             summon_timeout: self.summon_timeout.0,
             transport: self.transport,

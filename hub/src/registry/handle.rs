@@ -19,6 +19,7 @@ use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
 use crate::ping_cache::PingCache;
 use crate::session::delivery::{Deliver, ReportRefused};
+use crate::session::interval::{CheckinSetup, CheckinTuner};
 use crate::session::{
     CheckIn, ConnectionEnd, Flush, HubSession, Link, LiveView, Ready, Renewal, SnapshotCounts,
     SnapshotRefused, Status, Summon, SummonError, WindowChange, WireCounts,
@@ -51,16 +52,18 @@ impl LiveSession {
         conn: quinn::Connection,
         pending: bool,
         migrations: u64,
-        checkin_interval: Duration,
+        checkin: CheckinSetup,
     ) -> Self {
-        let state = HubSession::new(
+        let now = Instant::now();
+        let mut state = HubSession::new(
             endpoint,
-            Instant::now(),
+            now,
             conn.remote_address(),
             pending,
             migrations,
-            checkin_interval,
+            CheckinTuner::new(checkin.interval, checkin.timing, now),
         );
+        state.offer_quiet(now, checkin.quiet);
         Self {
             endpoint,
             agent_id,
@@ -117,7 +120,25 @@ impl LiveSession {
         &self,
         features: outpost_protocol::job::Features,
     ) -> Result<bool, crate::session::jobs::JobRefused> {
-        self.state().handle_features(Instant::now(), features)
+        let mut state = self.state();
+        let quiet = state.handle_quiet(Instant::now(), features);
+        self.went_quiet(quiet);
+        state.handle_features(Instant::now(), features)
+    }
+
+    /// An admin changed the device's group's `quiet` policy (`None`: the default one).
+    pub fn set_quiet(&self, interval: Option<Duration>) {
+        let quiet = self.state().offer_quiet(Instant::now(), interval);
+        self.went_quiet(quiet);
+    }
+
+    fn went_quiet(&self, interval: Option<Duration>) {
+        if let Some(interval) = interval {
+            // The agent advertised an idle timeout long enough (`Features::QUIET`).
+            self.conn
+                .set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(interval)));
+            tracing::info!(endpoint = %self.endpoint, ?interval, "quiet check-in policy: reachable at each check-in");
+        }
     }
 
     /// A job message arrived: whether to keep it ([`HubSession::handle_job_message`]).
@@ -171,10 +192,15 @@ impl LiveSession {
         // One lock for the whole check-in: 100,000 devices check in on this path.
         let mut state = self.state();
         let deliver = applied.map_or(Deliver::Nothing, |applied| state.handle_applied(applied));
-        (
-            state.handle_checkin(now, SystemTime::now(), remote),
-            deliver,
-        )
+        let was_quiet = state.is_quiet();
+        let checkin = state.handle_checkin(now, SystemTime::now(), remote);
+        if was_quiet && !state.is_quiet() {
+            let interval = state.checkin_interval();
+            self.conn
+                .set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(interval)));
+            tracing::info!(endpoint = %self.endpoint, ?interval, "quiet check-in policy ended");
+        }
+        (checkin, deliver)
     }
 
     /// Sample the connection's path between check-ins ([`HubSession::handle_path`]).
@@ -280,6 +306,7 @@ impl LiveSession {
                 Refused::Closed => SummonError::Disconnected(self.endpoint),
             });
         }
+        let timeout = self.state().summon_wait(timeout);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(())) => Ok(Some(sent.elapsed())),
             Ok(Err(_)) => Err(SummonError::Disconnected(self.endpoint)),

@@ -31,7 +31,16 @@ impl FakeSession {
                 remote,
                 false,
                 0,
-                INTERVAL,
+                // Probing off (the cap is the interval): these tests are about the flushes, at
+                // a liveness bound that stays the hub's.
+                crate::session::interval::CheckinTuner::new(
+                    INTERVAL,
+                    crate::session::interval::TunerTiming {
+                        cap: INTERVAL,
+                        ..Default::default()
+                    },
+                    now,
+                ),
             )),
             closed: Mutex::new(None),
         })

@@ -13,8 +13,11 @@
 //! Inputs are `handle_*(now, …)`; outputs are what those return, plus [`HubSession::poll_save`]
 //! for the store:
 //! - **Check-ins** ([`HubSession::handle_checkin`]): liveness, migrations (a new remote address)
-//!   and the adaptive interval for the ack ([`interval`]). Between check-ins the driver samples
-//!   the path at each control frame ([`HubSession::handle_path`]).
+//!   and the adaptive interval for the ack ([`interval`]: shorter where the NAT forgets, longer
+//!   where a probe shows it holds). Between check-ins the driver samples the path at each control
+//!   frame ([`HubSession::handle_path`]). A device in a `quiet` group that announced
+//!   `Features::QUIET` checks in minutes apart instead ([`quiet`]); the liveness bound and a
+//!   summon's wait follow the session's own interval.
 //! - **Summons**: an admin's request ([`HubSession::handle_summon`]) either needs no frame (the
 //!   device is active, or pending and never summoned) or sends `Summon { id }` and waits; the
 //!   agent's `Ready { id }` ([`HubSession::handle_ready`]) hands back the waiter. Only a summon the
@@ -60,6 +63,7 @@ use snapshots::SnapshotGate;
 pub mod delivery;
 pub mod interval;
 pub mod jobs;
+pub mod quiet;
 pub mod snapshots;
 mod view;
 pub use snapshots::{SnapshotCounts, SnapshotRefused, MAX_STORED_SNAPSHOT};
@@ -212,6 +216,11 @@ pub struct HubSession<W> {
     pending: bool,
     full_windows: bool,
     tuner: CheckinTuner,
+    /// The device's group is on the `quiet` policy with this interval: given once the agent
+    /// announces `Features::QUIET`.
+    quiet_offer: Option<Duration>,
+    /// The adaptive tuner set aside while the session is quiet, back when the policy ends.
+    adaptive: Option<CheckinTuner>,
     snapshots: SnapshotGate,
     summons: HashMap<u32, W>,
     next_summon: u32,
@@ -239,14 +248,15 @@ struct Saved {
 
 impl<W> HubSession<W> {
     /// A session of `endpoint` established at `now` from `remote`; `pending` if the device waits
-    /// for approval, `migrations` from its earlier connections, `checkin_interval` the hub's.
+    /// for approval, `migrations` from its earlier connections, `checkin` its interval's tuner
+    /// (the hub's interval, or its group's `quiet` one).
     pub fn new(
         endpoint: outpost_protocol::EndpointId,
         now: Instant,
         remote: SocketAddr,
         pending: bool,
         migrations: u64,
-        checkin_interval: Duration,
+        checkin: CheckinTuner,
     ) -> Self {
         Self {
             endpoint,
@@ -258,7 +268,9 @@ impl<W> HubSession<W> {
             active: false,
             pending,
             full_windows: false,
-            tuner: CheckinTuner::new(checkin_interval, now),
+            tuner: checkin,
+            quiet_offer: None,
+            adaptive: None,
             snapshots: SnapshotGate::new(pending, now),
             summons: HashMap::new(),
             next_summon: 1,
@@ -293,7 +305,10 @@ impl<W> HubSession<W> {
         self.saved.unsaved_checkin = true;
         let migrated = self.handle_path(remote);
         let rebound = std::mem::replace(&mut self.checkin_remote, remote) != remote;
-        self.tuner.handle_checkin(now, rebound);
+        self.end_quiet_if_withdrawn(now);
+        self.tuner
+            .handle_checkin(now, rebound)
+            .log(self.endpoint, self.tuner.interval_s());
         CheckIn {
             migrated,
             interval_s: self.tuner.interval_s(),
@@ -469,11 +484,11 @@ impl<W> HubSession<W> {
         self.snapshots.counts()
     }
 
-    /// Live if heard from within `stale_after`: a check-in, or the connection itself until the
-    /// first one.
+    /// Live if heard from within `stale_after` (or this session's longer bound,
+    /// [`Self::stale_after`]): a check-in, or the connection itself until the first one.
     pub fn liveness(&self, now: Instant, stale_after: Duration) -> Liveness {
         let alive_at = self.last_checkin.map_or(self.connected_at, |(at, _)| at);
-        if now.saturating_duration_since(alive_at) <= stale_after {
+        if now.saturating_duration_since(alive_at) <= self.stale_after(stale_after) {
             Liveness::Live
         } else {
             Liveness::Stale
@@ -501,6 +516,8 @@ impl<W> HubSession<W> {
             wire: link.wire,
             proxy_streams: link.proxy_streams,
             checkin_interval: self.tuner.interval(),
+            quiet: self.tuner.is_quiet(),
+            probes: self.probe_counts(),
             full_windows: self.full_windows,
             resumes: None,
         }

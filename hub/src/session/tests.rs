@@ -31,7 +31,14 @@ impl Harness {
         Self {
             start,
             now: start,
-            session: HubSession::new(EndpointId(7), start, addr(1000), pending, 0, INTERVAL),
+            session: HubSession::new(
+                EndpointId(7),
+                start,
+                addr(1000),
+                pending,
+                0,
+                CheckinTuner::new(INTERVAL, interval::TunerTiming::default(), start),
+            ),
         }
     }
 

@@ -65,6 +65,11 @@ pub struct LiveView {
     /// The check-in interval this agent was last told (shorter than the hub's when its NAT
     /// forgets bindings sooner).
     pub checkin_interval: Duration,
+    /// On the `quiet` policy: the NAT binding may expire between check-ins, so the device is
+    /// reachable at its next check-in, within `checkin_interval`.
+    pub quiet: bool,
+    /// The tuner's probes of the NAT binding on this connection.
+    pub probes: super::interval::ProbeCounts,
     /// Whether the connection holds full flow-control windows from the hub's window budget.
     pub full_windows: bool,
     /// The hub's congestion controller's resumes on this connection: only in one endpoint's

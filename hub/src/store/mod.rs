@@ -25,6 +25,7 @@ pub mod labels;
 pub mod list;
 pub mod liveness;
 mod migrations;
+pub mod quiet;
 pub mod rollouts;
 pub mod settings;
 pub mod snapshots;

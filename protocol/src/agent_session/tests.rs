@@ -327,6 +327,36 @@ fn the_hub_sets_the_interval_but_not_below_the_floor() {
     );
 }
 
+#[test]
+fn a_quiet_hub_stretches_check_ins_to_minutes_but_not_past_the_ceiling() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(1));
+    // An ack of a `quiet` group's interval: five minutes between check-ins.
+    h.session.handle_datagram(
+        h.now,
+        Datagram::Ack {
+            seq: 0,
+            interval_s: 300,
+        },
+    );
+    assert_eq!(h.session.checkin_interval(), Duration::from_secs(300));
+    let before = h.sent.len();
+    // Five minutes after the last check-in (at 0 s), not before.
+    h.run_until(Duration::from_secs(299));
+    assert_eq!(h.sent.len(), before, "silent for the whole interval");
+    h.run_until(Duration::from_secs(301));
+    assert_eq!(h.sent.len(), before + 1);
+    // The most an ack can say, 18 hours, is held to an hour.
+    h.session.handle_datagram(
+        h.now,
+        Datagram::Ack {
+            seq: 0,
+            interval_s: u16::MAX,
+        },
+    );
+    assert_eq!(h.session.checkin_interval(), MAX_CHECKIN_INTERVAL);
+}
+
 fn snapshot_times(h: &Harness) -> Vec<u64> {
     h.events
         .iter()

@@ -654,6 +654,14 @@ impl Connection {
         conn.wake();
     }
 
+    /// Outpost patch: see `quinn_proto::Connection::set_max_idle_timeout`.
+    pub fn set_max_idle_timeout(&self, timeout: Option<Duration>) {
+        let mut conn = self.0.state.lock("set_max_idle_timeout");
+        let now = conn.runtime.now();
+        conn.inner.set_max_idle_timeout(now, timeout);
+        conn.wake();
+    }
+
     /// See [`proto::TransportConfig::receive_window()`]
     pub fn set_receive_window(&self, receive_window: VarInt) {
         let mut conn = self.0.state.lock("set_receive_window");

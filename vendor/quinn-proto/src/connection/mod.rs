@@ -1455,6 +1455,22 @@ impl Connection {
         self.streams.set_send_window(send_window);
     }
 
+    /// Outpost patch: this side's idle timeout from now on, still bounded by the peer's
+    /// `max_idle_timeout` transport parameter (the negotiated value is the smaller of the two, RFC
+    /// 9000 10.1). The configured value is what this side advertises; an application whose
+    /// keepalive interval changes during the connection (a check-in that grows from seconds to
+    /// minutes) advertises the longest it may need and keeps the local timeout in step with it.
+    /// `None` restores the negotiated value.
+    pub fn set_max_idle_timeout(&mut self, now: Instant, timeout: Option<Duration>) {
+        let local = match timeout {
+            Some(dur) => Some(VarInt::from_u64(dur.as_millis() as u64).unwrap_or(VarInt::MAX)),
+            None => self.config.max_idle_timeout,
+        };
+        self.idle_timeout =
+            negotiate_max_idle_timeout(local, Some(self.peer_params.max_idle_timeout));
+        self.reset_idle_timeout(now, SpaceId::Data);
+    }
+
     /// See [`TransportConfig::receive_window()`]
     pub fn set_receive_window(&mut self, receive_window: VarInt) {
         if self.streams.set_receive_window(receive_window) {
