@@ -7,14 +7,20 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench image_pull -- \
 //!     [--profiles geo-satellite,lte,flaky-cellular] [--size-mb 50] [--samples 1] [--timeout-s 600]
+//! cargo bench -p outpost-tests --bench image_pull -- --resume [--timeout-s 1200]
 //! ```
+//!
+//! `--resume` runs the issue's resume case instead: a 100 MB image over `flaky-cellular` with its
+//! outage made 20 s of every 60 s, the agent killed once mid-layer (40 MB in) and started again;
+//! it prints the time and the bytes the kernel counted on the device's link over the blobs.
 //!
 //! Each profile gets a fresh rig (`netem/rig.sh`): Debian's `docker-registry` and the hub
 //! (`--registry`) on its hub side, a `dockerd` and the agent on its agent side, as in
 //! `tests/tests/agent_registry.rs`. The image (a random, incompressible layer on the test image)
 //! is built and pushed while the link is transparent; then the profile is set and each sample
 //! pulls it both ways, Outpost first, with the image removed from the engine (and the agent's
-//! blob cache emptied) before each pull. On `lte`, `docker ps` through the hub is timed idle and
+//! blob cache emptied) before each pull. Hub and agent run the link's transport profile (lan,
+//! cellular, satellite), as `link_profiles` picks it. On `lte`, `docker ps` through the hub is timed idle and
 //! while Outpost's pull runs (median of three each), for the "interactive first" bound.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
@@ -37,6 +43,7 @@ struct Options {
     size_mb: u64,
     samples: usize,
     timeout: Duration,
+    resume: bool,
 }
 
 impl Options {
@@ -60,6 +67,7 @@ impl Options {
             size_mb: number("--size-mb", 50),
             samples: number("--samples", 1) as usize,
             timeout: Duration::from_secs(number("--timeout-s", 600)),
+            resume: args.iter().any(|a| a == "--resume"),
         }
     }
 }
@@ -71,6 +79,23 @@ struct Row {
     outpost: Vec<Option<Duration>>,
     direct: Vec<Option<Duration>>,
     ps: Option<(Duration, Duration)>,
+}
+
+/// The QUIC transport profile for a link, by its round trip, as `link_profiles` picks it.
+fn transport_for(profile: &str) -> &'static str {
+    match profile {
+        "transparent" => "lan",
+        "geo-satellite" | "edge-2g" => "satellite",
+        _ => "cellular",
+    }
+}
+
+fn through() -> String {
+    format!("{LOOPBACK}/{REPO}:1")
+}
+
+fn direct() -> String {
+    format!("{}/{REPO}:1", upstream())
 }
 
 fn upstream() -> String {
@@ -92,20 +117,36 @@ fn down_mbit(name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+fn start_agent(
+    rig: &Rig,
+    dir: &Path,
+    env: &[(&'static str, String)],
+    transport: &'static str,
+) -> Agent {
+    let options = AgentOptions {
+        netns: Some(rig.netns("agent")),
+        transport,
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Agent::start_with(dir, &options, &env)
+}
+
 /// A rig with a registry holding the image, a hub mirroring it and an agent with its engine.
 struct Site {
-    _agent: Agent,
+    agent: Agent,
     agent_dir: PathBuf,
+    agent_env: Vec<(&'static str, String)>,
+    transport: &'static str,
     hub: Hub,
     id: u64,
     engine: Dockerd,
     _registry: Registry,
     rig: Rig,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Site {
-    fn start(size_mb: u64) -> Self {
+    fn start(size_mb: u64, transport: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let rig = Rig::up(
             &format!("oimg{}", std::process::id() % 100_000),
@@ -142,20 +183,18 @@ impl Site {
                 &agent_addr,
                 "--registry",
                 &format!("http://{}", upstream()),
+                "--transport",
+                transport,
             ],
         );
         let (id, key) = hub.create_endpoint("bench", &[]);
         let agent_dir = dir.path().join("agent");
-        let options = AgentOptions {
-            netns: Some(rig.netns("agent")),
-            transport: "lan",
-        };
-        let env = [
-            ("EDGE_KEY", key.as_str()),
-            ("DOCKER_HOST", &engine.host()),
-            ("OUTPOST_REGISTRY_LISTEN", LOOPBACK),
+        let agent_env = vec![
+            ("EDGE_KEY", key),
+            ("DOCKER_HOST", engine.host()),
+            ("OUTPOST_REGISTRY_LISTEN", LOOPBACK.to_owned()),
         ];
-        let agent = Agent::start_with(&agent_dir, &options, &env);
+        let agent = start_agent(&rig, &agent_dir, &agent_env, transport);
         hub.wait_status(id, "standby", Duration::from_secs(30));
         wait_for(Duration::from_secs(30), "the registry grant", || {
             agent
@@ -164,20 +203,25 @@ impl Site {
                 .then_some(())
         });
         Self {
-            _agent: agent,
+            agent,
             agent_dir,
+            agent_env,
+            transport,
             hub,
             id,
             engine,
             _registry: registry,
             rig,
-            _dir: dir,
+            dir,
         }
     }
 
-    /// Nothing of the image on the device: not in the engine, not in the agent's blob cache.
-    fn forget(&self, name: &str) {
-        let _ = self.engine.docker(&["rmi", name]);
+    /// Nothing of the image on the device: under neither name in the engine (the layers go with
+    /// the last), not in the agent's blob cache.
+    fn forget(&self) {
+        for name in [through(), direct()] {
+            let _ = self.engine.docker(&["rmi", &name]);
+        }
         let blobs = self.agent_dir.join("registry").join("blobs");
         if let Ok(entries) = std::fs::read_dir(&blobs) {
             for entry in entries.flatten() {
@@ -197,7 +241,7 @@ impl Site {
 
     /// Time a pull of `name`, or `None` past `timeout`.
     fn timed_pull(&self, name: &str, timeout: Duration) -> Option<Duration> {
-        self.forget(name);
+        self.forget();
         let started = Instant::now();
         let mut child = self.pull(name);
         loop {
@@ -229,7 +273,7 @@ impl Site {
 
     /// `docker ps` idle, then while Outpost's pull runs.
     fn ps_during_pull(&self, name: &str) -> (Duration, Duration) {
-        self.forget(name);
+        self.forget();
         let idle = self.ps();
         let mut child = self.pull(name);
         let partial = || {
@@ -246,12 +290,115 @@ impl Site {
     }
 }
 
+impl Site {
+    /// Bytes the kernel counted on the device's side of the link: (received + sent, frames).
+    fn link_bytes(&self) -> (u64, u64) {
+        let read = |name: &str| -> u64 {
+            let out = outpost_tests::command_in(Some(&self.rig.netns("agent")), "cat")
+                .arg(format!("/sys/class/net/eth0/statistics/{name}"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        (
+            read("rx_bytes") + read("tx_bytes"),
+            read("rx_packets") + read("tx_packets"),
+        )
+    }
+
+    /// The largest partial blob on the device.
+    fn partial_len(&self) -> Option<u64> {
+        std::fs::read_dir(self.agent_dir.join("registry").join("blobs"))
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+            .max()
+    }
+
+    /// The complete blobs on the device, in bytes.
+    fn complete_bytes(&self) -> u64 {
+        std::fs::read_dir(self.agent_dir.join("registry").join("blobs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().ends_with(".partial"))
+                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// What the resume scenario measured.
+struct Resumed {
+    took: Option<Duration>,
+    killed_at: u64,
+    blobs: u64,
+    payload: u64,
+    frames_bytes: u64,
+}
+
+/// `flaky-cellular` with its outage made 20 s of every 60 s: a 100 MB image through Outpost, the
+/// agent killed (as by a power cut) once mid-layer and started again; the kernel's count of the
+/// device's link against the blobs that crossed.
+fn run_resume(options: &Options) -> Resumed {
+    let mut site = Site::start(100, transport_for("flaky-cellular"));
+    let profile = std::fs::read_to_string(profile_path("flaky-cellular")).unwrap();
+    let harsher = profile.replace("duration = \"5s\"", "duration = \"20s\"");
+    assert_ne!(profile, harsher, "the profile names its outage");
+    let path = site.dir.path().join("flaky-20s.toml");
+    std::fs::write(&path, harsher).unwrap();
+    site.rig.ctl(&["profile", path.to_str().unwrap()]);
+    site.forget();
+    let before = site.link_bytes();
+    let started = Instant::now();
+    let mut first = site.pull(&through());
+    wait_for(options.timeout, "40 MB of the layer", || {
+        (site.partial_len()? >= 40_000_000).then_some(())
+    });
+    site.agent.kill();
+    let killed_at = site.partial_len().unwrap_or(0);
+    let _ = first.kill();
+    let _ = first.wait();
+    eprintln!("agent killed with {killed_at} bytes of the layer on disk");
+    site.agent = start_agent(&site.rig, &site.agent_dir, &site.agent_env, site.transport);
+    wait_for(Duration::from_secs(120), "the registry grant", || {
+        site.agent
+            .log()
+            .contains("the hub serves its registry mirror")
+            .then_some(())
+    });
+    let mut second = site.pull(&through());
+    let took = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status.success().then(|| started.elapsed());
+        }
+        if started.elapsed() > options.timeout {
+            let _ = second.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let after = site.link_bytes();
+    let frames_bytes = after.0 - before.0;
+    let frames = after.1 - before.1;
+    eprintln!("{}", site.rig.ctl(&["counters"]));
+    Resumed {
+        took,
+        killed_at,
+        blobs: site.complete_bytes(),
+        // Ethernet 14 + IPv4 20 + UDP 8 per frame.
+        payload: frames_bytes.saturating_sub(frames * 42),
+        frames_bytes,
+    }
+}
+
 fn run_profile(options: &Options, profile: &str) -> Row {
-    let site = Site::start(options.size_mb);
+    let site = Site::start(options.size_mb, transport_for(profile));
     site.rig
         .ctl(&["profile", profile_path(profile).to_str().unwrap()]);
-    let through = format!("{LOOPBACK}/{REPO}:1");
-    let direct = format!("{}/{REPO}:1", upstream());
+    let (through, direct) = (through(), direct());
     let mut row = Row {
         profile: profile.to_owned(),
         down_mbit: down_mbit(profile),
@@ -291,6 +438,24 @@ fn shown(time: Option<Duration>) -> String {
 fn main() {
     require_engine();
     let options = Options::parse();
+    if options.resume {
+        let resumed = run_resume(&options);
+        let ratio = |bytes: u64| bytes as f64 / resumed.blobs.max(1) as f64;
+        println!("\n100 MB image over flaky-cellular with a 20 s outage every 60 s, the agent killed once");
+        println!(
+            "| took | killed with | blobs crossed | UDP payload on the link | frames on the link |"
+        );
+        println!("|---:|---:|---:|---:|---:|");
+        println!(
+            "| {} | {:.1} MB | {:.1} MB | {:.3} x | {:.3} x |",
+            shown(resumed.took),
+            resumed.killed_at as f64 / 1e6,
+            resumed.blobs as f64 / 1e6,
+            ratio(resumed.payload),
+            ratio(resumed.frames_bytes)
+        );
+        return;
+    }
     let rows: Vec<Row> = options
         .profiles
         .iter()
@@ -302,7 +467,7 @@ fn main() {
         options.size_mb, options.samples
     );
     println!(
-        "| profile | link ideal | Outpost | % of link rate | direct pull | Outpost vs direct |"
+        "| profile | link ideal | Outpost | % of link rate | direct pull | Outpost ÷ direct (time) |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
     for row in &rows {
@@ -312,7 +477,7 @@ fn main() {
             format!("{:.0} %", 100.0 * ideal / t.as_secs_f64())
         });
         let ratio = match (outpost, direct) {
-            (Some(o), Some(d)) => format!("{:.2}x faster", d.as_secs_f64() / o.as_secs_f64()),
+            (Some(o), Some(d)) => format!("{:.2}", o.as_secs_f64() / d.as_secs_f64()),
             (Some(_), None) => "direct timed out".to_owned(),
             _ => "-".to_owned(),
         };

@@ -6,6 +6,7 @@ pub mod admission;
 mod deliver;
 mod driver;
 mod enroll;
+mod establish;
 mod fetch;
 mod outbox;
 mod renew;
