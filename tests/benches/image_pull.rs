@@ -216,6 +216,20 @@ impl Site {
         }
     }
 
+    /// Kill the agent and start it again: a device that lives on the link the rig emulates now
+    /// dials over it, so its connection's round trip is that link's from the start (the set-up's
+    /// image push ran over the transparent link).
+    fn restart_agent(&mut self) {
+        self.agent.kill();
+        self.agent = start_agent(&self.rig, &self.agent_dir, &self.agent_env, self.transport);
+        wait_for(Duration::from_secs(120), "the registry grant", || {
+            self.agent
+                .log()
+                .contains("the hub serves its registry mirror")
+                .then_some(())
+        });
+    }
+
     /// Nothing of the image on the device: under neither name in the engine (the layers go with
     /// the last), not in the agent's blob cache.
     fn forget(&self) {
@@ -350,6 +364,7 @@ fn run_resume(options: &Options) -> Resumed {
     let path = site.dir.path().join("flaky-20s.toml");
     std::fs::write(&path, harsher).unwrap();
     site.rig.ctl(&["profile", path.to_str().unwrap()]);
+    site.restart_agent();
     site.forget();
     let before = site.link_bytes();
     let started = Instant::now();
@@ -362,13 +377,7 @@ fn run_resume(options: &Options) -> Resumed {
     let _ = first.kill();
     let _ = first.wait();
     eprintln!("agent killed with {killed_at} bytes of the layer on disk");
-    site.agent = start_agent(&site.rig, &site.agent_dir, &site.agent_env, site.transport);
-    wait_for(Duration::from_secs(120), "the registry grant", || {
-        site.agent
-            .log()
-            .contains("the hub serves its registry mirror")
-            .then_some(())
-    });
+    site.restart_agent();
     let mut second = site.pull(&through());
     let took = loop {
         if let Some(status) = second.try_wait().unwrap() {
@@ -395,9 +404,10 @@ fn run_resume(options: &Options) -> Resumed {
 }
 
 fn run_profile(options: &Options, profile: &str) -> Row {
-    let site = Site::start(options.size_mb, transport_for(profile));
+    let mut site = Site::start(options.size_mb, transport_for(profile));
     site.rig
         .ctl(&["profile", profile_path(profile).to_str().unwrap()]);
+    site.restart_agent();
     let (through, direct) = (through(), direct());
     let mut row = Row {
         profile: profile.to_owned(),

@@ -6,6 +6,7 @@
 //! next one and asks again from where its file ends ([`super::resume`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use outpost_protocol::fetch::{self, DeferCause, Fetch, FetchError, FetchRefusal, Found, Wanted};
@@ -13,7 +14,7 @@ use outpost_protocol::registry::digest::Digest;
 use outpost_protocol::registry::name::Reference;
 use outpost_protocol::window::TransferWindow;
 use thiserror::Error;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -27,6 +28,11 @@ const LINK_WAIT: Duration = Duration::from_secs(60);
 /// announcement at once: a round trip); past this, the hub serves none (a hub without a mirror,
 /// or one that predates them) and requests are refused without waiting.
 const GRANT_GRACE: Duration = Duration::from_secs(5);
+/// Received bytes reach the partial file in writes of up to this many, not one per chunk read
+/// (a QUIC frame, ~1.2 KB, each write a round trip through tokio's blocking pool: ~2,000 a
+/// second at LTE's 20 Mbit/s). An agent killed mid-blob loses at most this much of it, fetched
+/// again when it resumes (0.25 % of the 100 MB in the resume bench).
+const WRITE_BATCH: usize = 256 * 1024;
 
 /// Why the loopback registry could not answer from the hub.
 #[derive(Debug, Error)]
@@ -293,9 +299,9 @@ async fn blob_once(
     Ok(())
 }
 
-/// Append the stream's bytes to the partial file as they arrive (each chunk on disk before the
-/// next is read, so a cut loses nothing received), and check the stream ends where it should.
-/// A transfer window that closes meanwhile stops it there.
+/// Append the stream's bytes to the partial file in batches of up to [`WRITE_BATCH`], and check
+/// the stream ends where it should. Whatever way it ends, what arrived is on disk before this
+/// returns, so the next attempt asks from there. A transfer window that closes meanwhile stops it.
 async fn receive(
     link: &HubLink,
     recv: &mut quinn::RecvStream,
@@ -303,8 +309,25 @@ async fn receive(
     digest: &Digest,
     len: u64,
 ) -> Result<(), LoopbackError> {
-    let mut file = blobs.append(digest).await?;
     let path = blobs.partial_path(digest);
+    let mut file = BufWriter::with_capacity(WRITE_BATCH, blobs.append(digest).await?);
+    let received = receive_into(link, recv, &mut file, digest, &path, len).await;
+    let flushed = file
+        .flush()
+        .await
+        .map_err(|source| LocalStoreError::Io { path, source });
+    received?;
+    Ok(flushed?)
+}
+
+async fn receive_into(
+    link: &HubLink,
+    recv: &mut quinn::RecvStream,
+    file: &mut BufWriter<tokio::fs::File>,
+    digest: &Digest,
+    path: &Path,
+    len: u64,
+) -> Result<(), LoopbackError> {
     let mut left = len;
     while left > 0 {
         if let Some(outside) = link.outside_window() {
@@ -321,14 +344,11 @@ async fn receive(
         file.write_all(&chunk.bytes)
             .await
             .map_err(|source| LocalStoreError::Io {
-                path: path.clone(),
+                path: path.to_owned(),
                 source,
             })?;
         left -= chunk.bytes.len() as u64;
     }
-    file.flush()
-        .await
-        .map_err(|source| LocalStoreError::Io { path, source })?;
     Ok(())
 }
 

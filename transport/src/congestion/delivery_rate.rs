@@ -316,8 +316,12 @@ impl DeliveryRate {
         }
         self.this_round.count_ack(now, sent, bytes, app_limited);
         let explained = self.queue_explains_round_trips();
-        self.path_min_rtt
-            .on_sample(now, sent, app_limited, explained);
+        let sample = min_rtt::Sample {
+            quiet: app_limited,
+            explained,
+            allowance: self.config.jitter_allowance,
+        };
+        self.path_min_rtt.on_sample(now, sent, sample);
         let min_rtt = self.path_min_rtt.get();
         self.exit_startup_early();
         let rate = self.sample(now, sent);

@@ -17,6 +17,17 @@
 //! the path changed, and the minimum is re-measured by a probe: the window drops to half a
 //! bandwidth-delay product until what is in flight has drained, and the packets sent after that
 //! measure the empty path (BBRv2's `ProbeRTT`, only when needed).
+//!
+//! The queue check cannot see one case: a minimum far too short for the path. The window then
+//! holds little more than its floor of a few packets, it is all the sender has in flight, the
+//! round trip is that window over the rate it delivers, and so the queue "explains" every round:
+//! each round delivers what the window allows, the rate follows the window and neither grows.
+//! A hub whose connection came up over a sub-millisecond path that then became `lte` (the
+//! `image_pull` bench's rig) held a 50 MB pull at ~100 KB/s of 2.5 MB/s for minutes with a
+//! minimum of 0.07 ms. So an expired minimum is also re-measured when the smallest sample of its
+//! whole window (at least 5 s of them, so jitter has had its low moments) is more than twice it
+//! plus the jitter allowance: at steady state the sender's own queue adds at most a quarter of
+//! the minimum plus that allowance to the smallest round trip.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +49,17 @@ pub(super) struct MinRtt {
     quiet_seen: bool,
     /// Boxed: every hub-side connection has a controller, and probes are rare.
     probe: Option<Box<Probe>>,
+}
+
+/// What [`MinRtt::on_sample`] knows of a sample besides its times.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sample {
+    /// It left an empty pipe.
+    pub(super) quiet: bool,
+    /// The sender's own queue explains the round trips of late.
+    pub(super) explained: bool,
+    /// The steady window's jitter allowance.
+    pub(super) allowance: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -74,7 +96,13 @@ impl MinRtt {
     /// A packet sent at `sent` was acknowledged at `now`. `quiet`: it left an empty pipe (the
     /// first packet of a flight after nothing was in flight, such as a check-in). `explained`:
     /// the round trips of late are no longer than the sender's own queue accounts for.
-    pub(super) fn on_sample(&mut self, now: Instant, sent: Instant, quiet: bool, explained: bool) {
+    /// `allowance`: the jitter allowance the steady window holds beyond its gain.
+    pub(super) fn on_sample(&mut self, now: Instant, sent: Instant, sample: Sample) {
+        let Sample {
+            quiet,
+            explained,
+            allowance,
+        } = sample;
         let rtt = now.saturating_duration_since(sent);
         let probe_time = PROBE_TIME.max(self.get());
         if let Some(probe) = &mut self.probe {
@@ -100,11 +128,18 @@ impl MinRtt {
             // The window's smallest sample, not the quiet one alone: on a jittery path a
             // single sample lands anywhere in ±85 ms (`flaky-cellular`).
             self.set(candidate, now);
-        } else if expired && !explained {
+        } else if expired && (!explained || self.outgrown(allowance)) {
             // While the sender's own queue explains the round trips, the window still fills the
             // pipe and no probe is needed (probing at every expiry cost 3 % of a GEO upload).
             self.probe = Some(Box::default());
         }
+    }
+
+    /// Whether the smallest sample since the minimum was measured is beyond what the sender's
+    /// own queue can add to it (see the module's notes).
+    fn outgrown(&self, allowance: Duration) -> bool {
+        self.candidate
+            .is_some_and(|smallest| smallest > self.get() * 2 + allowance)
     }
 
     /// `in_flight` bytes remain after a batch of acks; the probe's window is `probe_window`.
@@ -133,15 +168,23 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn sample(quiet: bool, explained: bool) -> Sample {
+        Sample {
+            quiet,
+            explained,
+            allowance: ms(25),
+        }
+    }
+
     #[test]
     fn a_smaller_sample_replaces_the_minimum_at_once() {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(40), t, false, true);
-        min.on_sample(t + ms(131), t + ms(100), false, true);
+        min.on_sample(t + ms(40), t, sample(false, true));
+        min.on_sample(t + ms(131), t + ms(100), sample(false, true));
         assert_eq!(min.get(), ms(31));
-        min.on_sample(t + ms(250), t + ms(200), false, true);
+        min.on_sample(t + ms(250), t + ms(200), sample(false, true));
         assert_eq!(min.get(), ms(31), "a larger sample under load is not taken");
     }
 
@@ -150,10 +193,10 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(30), t, true, true);
+        min.on_sample(t + ms(30), t, sample(true, true));
         // A check-in after the path got longer.
         let later = t + ms(30) + EXPIRY + ms(1);
-        min.on_sample(later + ms(75), later, true, true);
+        min.on_sample(later + ms(75), later, sample(true, true));
         assert_eq!(min.get(), ms(75));
         assert!(!min.probing());
     }
@@ -163,12 +206,12 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(30), t, false, true);
+        min.on_sample(t + ms(30), t, sample(false, true));
         // Jitter: loaded samples at 60 and 90 ms, then past the expiry a check-in at 120 ms.
-        min.on_sample(t + ms(1_060), t + ms(1_000), false, true);
-        min.on_sample(t + ms(2_090), t + ms(2_000), false, true);
+        min.on_sample(t + ms(1_060), t + ms(1_000), sample(false, true));
+        min.on_sample(t + ms(2_090), t + ms(2_000), sample(false, true));
         let later = t + ms(30) + EXPIRY + ms(1);
-        min.on_sample(later + ms(120), later, true, true);
+        min.on_sample(later + ms(120), later, sample(true, true));
         assert_eq!(min.get(), ms(60));
     }
 
@@ -177,19 +220,19 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(30), t, false, true);
+        min.on_sample(t + ms(30), t, sample(false, true));
         // Under load past the expiry, rounds of 115 ms: more than the sender's window explains.
         let later = t + ms(30) + EXPIRY + ms(1);
-        min.on_sample(later + ms(115), later, false, false);
+        min.on_sample(later + ms(115), later, sample(false, false));
         assert!(min.probing());
         assert_eq!(min.get(), ms(30), "the loaded sample is not taken");
         // Packets sent before the pipe drained still carry the queue.
-        min.on_sample(later + ms(200), later + ms(85), false, true);
+        min.on_sample(later + ms(200), later + ms(85), sample(false, true));
         let drained = later + ms(150);
         min.on_in_flight(drained, 10_000, 20_000);
-        min.on_sample(drained + ms(76), drained + ms(1), false, true);
+        min.on_sample(drained + ms(76), drained + ms(1), sample(false, true));
         assert!(min.probing(), "a probe lasts at least {PROBE_TIME:?}");
-        min.on_sample(drained + ms(250), drained + ms(170), false, true);
+        min.on_sample(drained + ms(250), drained + ms(170), sample(false, true));
         assert!(!min.probing());
         assert_eq!(min.get(), ms(75), "the drained path's round trip");
     }
@@ -199,13 +242,13 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(30), t, false, true);
+        min.on_sample(t + ms(30), t, sample(false, true));
         let later = t + ms(30) + EXPIRY + ms(1);
-        min.on_sample(later + ms(55), later, false, true);
+        min.on_sample(later + ms(55), later, sample(false, true));
         assert!(!min.probing());
         assert_eq!(min.get(), ms(30));
         // Still expired: rounds that the queue no longer explains start the probe at once.
-        min.on_sample(later + ms(1_100), later + ms(1_000), false, false);
+        min.on_sample(later + ms(1_100), later + ms(1_000), sample(false, false));
         assert!(min.probing());
     }
 
@@ -214,9 +257,65 @@ mod tests {
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
         let t = Instant::now();
         let mut min = MinRtt::default();
-        min.on_sample(t + ms(600), t, false, true);
+        min.on_sample(t + ms(600), t, sample(false, true));
         let later = t + ms(8_000);
-        min.on_sample(later + ms(1_100), later, false, false);
+        min.on_sample(later + ms(1_100), later, sample(false, false));
         assert!(!min.probing(), "9 s of a 600 ms path is not stale yet");
+    }
+}
+
+#[cfg(test)]
+mod outgrown_tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn loaded(explained: bool) -> Sample {
+        Sample {
+            quiet: false,
+            explained,
+            allowance: ms(25),
+        }
+    }
+
+    #[test]
+    fn a_minimum_far_too_short_is_re_measured_though_the_queue_explains_every_round() {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let t = Instant::now();
+        let mut min = MinRtt::default();
+        // The connection came up over a sub-millisecond path ...
+        min.on_sample(t + Duration::from_micros(80), t, loaded(true));
+        // ... that became a 72 ms one; the window is at its floor, so every round is explained.
+        for i in 1..=60u64 {
+            let sent = t + ms(100 * i);
+            min.on_sample(sent + ms(72), sent, loaded(true));
+        }
+        assert!(
+            min.probing(),
+            "an expired 0.08 ms minimum under 72 ms samples"
+        );
+        let drained = t + ms(6_200);
+        min.on_in_flight(drained, 5_000, 5_820);
+        min.on_sample(drained + ms(73), drained + ms(1), loaded(true));
+        min.on_sample(drained + ms(300), drained + ms(228), loaded(true));
+        assert!(!min.probing());
+        assert_eq!(min.get(), ms(72), "the path's round trip, measured drained");
+    }
+
+    #[test]
+    fn a_steady_queue_of_the_senders_own_does_not_start_a_probe() {
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let t = Instant::now();
+        let mut min = MinRtt::default();
+        min.on_sample(t + ms(54), t, loaded(true));
+        // Steady state on LTE: a quarter of the minimum plus 25 ms of standing queue, and jitter.
+        for i in 1..=80u64 {
+            let sent = t + ms(100 * i);
+            min.on_sample(sent + ms(92 + i % 7), sent, loaded(true));
+        }
+        assert!(!min.probing());
+        assert_eq!(min.get(), ms(54));
     }
 }
