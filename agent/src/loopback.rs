@@ -26,6 +26,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use outpost_protocol::registry::name::{is_docker_hub, split_host};
+
 pub use fetch::HubLink;
 use store::LocalBlobs;
 use tracing::{info, warn};
@@ -34,16 +36,22 @@ use tracing::{info, warn};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5380";
 
 /// The name `image` is pulled by through the registry at `listen` when the hub's default
-/// upstream is `default_host`: `127.0.0.1:5380/pos/web:4` for `registry.example/pos/web:4`.
-/// `None` for an image from another registry (the hub would route its name elsewhere) or named
-/// by digest (it could not be tagged with its own name afterwards).
+/// upstream is `default_host`: `127.0.0.1:5380/pos/web:4` for `registry.example/pos/web:4`. When
+/// that upstream is Docker Hub, its names without a host are its (`nginx:1.25`,
+/// `docker.io/library/nginx:1.25` and `grafana/agent` too; the hub asks Docker Hub for
+/// `library/nginx`). `None` for an image from another registry (the hub would route its name
+/// elsewhere) or named by digest (it could not be tagged with its own name afterwards).
 pub fn loopback_name(image: &str, default_host: &str, listen: SocketAddr) -> Option<String> {
     if image.contains('@') {
         return None;
     }
-    let (first, rest) = image.split_once('/')?;
-    let is_host = first.contains('.') || first.contains(':') || first == "localhost";
-    (is_host && first == default_host).then(|| format!("{listen}/{rest}"))
+    let requested = split_host(image).ok()?;
+    let docker_hub = is_docker_hub(default_host);
+    let ours = match requested.host {
+        Some(host) => host == default_host || (docker_hub && is_docker_hub(host)),
+        None => docker_hub,
+    };
+    ours.then(|| format!("{listen}/{}", requested.rest))
 }
 
 /// What the registry's requests share.
@@ -107,5 +115,26 @@ mod tests {
         // Docker Hub names carry no host: they are not the default upstream's.
         assert_eq!(loopback_name("outpost/big:1", host, listen), None);
         assert_eq!(loopback_name("busybox", host, listen), None);
+    }
+
+    #[test]
+    fn a_docker_hub_upstream_takes_names_without_a_host() {
+        let listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap();
+        let host = "registry-1.docker.io";
+        let through = |image| loopback_name(image, host, listen);
+        assert_eq!(
+            through("nginx:1.25").as_deref(),
+            Some("127.0.0.1:5380/nginx:1.25")
+        );
+        assert_eq!(
+            through("grafana/agent:v0.40").as_deref(),
+            Some("127.0.0.1:5380/grafana/agent:v0.40")
+        );
+        assert_eq!(
+            through("docker.io/library/nginx:1.25").as_deref(),
+            Some("127.0.0.1:5380/library/nginx:1.25")
+        );
+        assert_eq!(through("registry.example/pos/web:4"), None);
+        assert_eq!(through("nginx@sha256:00"), None);
     }
 }

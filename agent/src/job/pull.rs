@@ -66,11 +66,11 @@ impl Target {
             None => image.to_owned(),
         };
         let requested = split_host(&image).map_err(|e| e.to_string())?;
-        if requested.host.is_none() {
-            return Ok(Self::Loopback(format!("{}/{image}", registry.listen)));
-        }
         match registry.link.loopback_name(&image) {
             Some(local) => Ok(Self::Through { local, image }),
+            None if requested.host.is_none() => {
+                Ok(Self::Loopback(format!("{}/{image}", registry.listen)))
+            }
             None => Err(format!(
                 "{image}: this device pulls through the hub, which does not mirror its registry \
                  (an image pushed to the hub, or of the hub's first --registry, is named here)"

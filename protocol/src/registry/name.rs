@@ -82,6 +82,25 @@ pub fn split_host(name: &str) -> Result<RequestedName<'_>, NameError> {
     }
 }
 
+/// The hosts Docker Hub answers to. Its names carry no host (`nginx`, `grafana/agent`) and its
+/// official images live under `library/` (`nginx` is `library/nginx` there), as the docker CLI
+/// expands them.
+pub const DOCKER_HUB_HOSTS: [&str; 3] = ["registry-1.docker.io", "docker.io", "index.docker.io"];
+
+/// Whether `host` is Docker Hub's.
+pub fn is_docker_hub(host: &str) -> bool {
+    DOCKER_HUB_HOSTS.contains(&host)
+}
+
+/// The repository Docker Hub serves `path` (a name without its host) under: `library/nginx` for
+/// `nginx`, unchanged when it has an owner.
+pub fn docker_hub_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.contains('/') {
+        true => path.into(),
+        false => format!("library/{path}").into(),
+    }
+}
+
 /// A manifest reference: a tag or a digest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Reference {
@@ -165,6 +184,14 @@ fn valid_host(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_keeps_official_images_under_library() {
+        assert!(is_docker_hub("docker.io") && is_docker_hub("registry-1.docker.io"));
+        assert!(!is_docker_hub("registry.example:5000"));
+        assert_eq!(docker_hub_path("nginx"), "library/nginx");
+        assert_eq!(docker_hub_path("grafana/agent"), "grafana/agent");
+    }
 
     #[test]
     fn names_of_the_grammar_are_accepted() {

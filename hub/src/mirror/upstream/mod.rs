@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::config::{authority, Credentials};
 use super::digest::Digest;
 use super::manifests::{valid_media_type, Manifest, MAX_MANIFEST_BYTES};
-use super::name::{Reference, RepoPath};
+use super::name::{docker_hub_path, is_docker_hub, Reference, RepoPath};
 use super::store::{BlobWriter, StoreError};
 use auth::{parse_challenge, Auth};
 
@@ -322,8 +322,12 @@ impl Upstream {
     }
 
     fn url(&self, repo: &RepoPath, path: &str) -> Result<Url, UpstreamError> {
+        let repo = match is_docker_hub(&self.host) {
+            true => docker_hub_path(repo.as_str()),
+            false => repo.as_str().into(),
+        };
         self.base
-            .join(&format!("v2/{}/{path}", repo.as_str()))
+            .join(&format!("v2/{repo}/{path}"))
             .map_err(|e| UpstreamError::Malformed {
                 host: self.host.clone(),
                 what: "URL",
@@ -381,4 +385,31 @@ pub(crate) fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_of(base: &str, repo: &str) -> String {
+        let upstream = Upstream::new(Url::parse(base).unwrap(), None).unwrap();
+        let repo = RepoPath::parse(repo).unwrap();
+        upstream.url(&repo, "manifests/1.25").unwrap().to_string()
+    }
+
+    #[test]
+    fn docker_hub_is_asked_for_official_images_under_library() {
+        assert_eq!(
+            url_of("https://registry-1.docker.io/", "nginx"),
+            "https://registry-1.docker.io/v2/library/nginx/manifests/1.25"
+        );
+        assert_eq!(
+            url_of("https://registry-1.docker.io/", "grafana/agent"),
+            "https://registry-1.docker.io/v2/grafana/agent/manifests/1.25"
+        );
+        assert_eq!(
+            url_of("https://registry.example:5000/", "nginx"),
+            "https://registry.example:5000/v2/nginx/manifests/1.25"
+        );
+    }
 }
