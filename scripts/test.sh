@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/docker-setup.sh
 # The metrics test scrapes the hub with a real Prometheus (Debian's package).
 scripts/metrics-setup.sh
+# The TCP-fallback tests drop UDP with nftables and go through a real HTTP proxy (tinyproxy).
+scripts/fallback-setup.sh
 
 # The end-to-end tests start the real binaries; build them before the test harnesses.
 cargo build --workspace --bins --quiet

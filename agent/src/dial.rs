@@ -7,6 +7,7 @@
 //! of agents in one process over a few sockets.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,10 @@ use outpost_certs::{
 use outpost_transport::congestion::{PathEstimate, PathMemory};
 use outpost_transport::profile::{Role, TransportProfile};
 use thiserror::Error;
-use tracing::debug;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+use crate::tunnel::{self, TcpFallback, TcpRoute, Tunnel, TunnelFailure};
 
 /// Room in the handshake timeout for the hub's admission queue (at most 8 s there) and a set-up
 /// under load.
@@ -55,7 +59,15 @@ impl DialError {
     }
 }
 
-/// A QUIC client bound to one local socket per address family.
+/// How long QUIC has alone before a tunnel is tried too, unless the last connection was on TCP:
+/// several of the slowest profile's initial round trips, so a GEO handshake that loses a packet
+/// still wins, and well inside the 10 s a device behind a UDP-blocking network may wait.
+fn quic_head_start(profile: &TransportProfile) -> Duration {
+    (profile.initial_rtt * 6).max(Duration::from_secs(5))
+}
+
+/// A QUIC client bound to one local socket per address family, which falls back to a TLS tunnel
+/// over TCP where UDP gets no answer ([`crate::tunnel`]).
 #[derive(Debug)]
 pub struct Dialer {
     v4: Option<quinn::Endpoint>,
@@ -68,6 +80,28 @@ pub struct Dialer {
     /// ... and the last uplink estimate any connection measured: the next one resumes from it
     /// once its handshake's round trip matches (Careful Resume, `congestion::PathMemory`).
     uplink: Option<PathEstimate>,
+    tcp: TcpRoute,
+    /// Whether the last connection went over TCP (cleared when it moves back to UDP): the next
+    /// dial then tries both at once.
+    on_tcp: Arc<AtomicBool>,
+    /// Why the agent took to TCP, for the next tunnel's hello.
+    tcp_reason: String,
+    /// Whether a connection over UDP has been made: then a QUIC dial that is merely slow (a hub
+    /// restarting under its fleet queues handshakes for seconds) is waited out before TCP.
+    udp_worked: bool,
+}
+
+/// When a dial starts its tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TcpStart {
+    /// Not at all.
+    Never,
+    /// At once, beside QUIC (or alone).
+    Now,
+    /// When QUIC has not finished after this long, or failed.
+    After(Duration),
+    /// When QUIC has failed.
+    WhenQuicFails,
 }
 
 /// The client configuration of the last dial, reused while the pin, client certificate and ALPN
@@ -104,7 +138,31 @@ impl Dialer {
             tls: None,
             path: PathMemory::default(),
             uplink: None,
+            tcp: TcpRoute::default(),
+            on_tcp: Arc::default(),
+            tcp_reason: String::new(),
+            udp_worked: false,
         }
+    }
+
+    /// Use `route` for TCP from the next dial on.
+    pub fn set_tcp_route(&mut self, route: TcpRoute) {
+        self.tcp = route;
+    }
+
+    fn tcp_start(&self) -> TcpStart {
+        match self.tcp.mode {
+            TcpFallback::Never => TcpStart::Never,
+            TcpFallback::Always => TcpStart::Now,
+            TcpFallback::Auto if self.on_tcp() => TcpStart::Now,
+            TcpFallback::Auto if self.udp_worked => TcpStart::WhenQuicFails,
+            TcpFallback::Auto => TcpStart::After(quic_head_start(&self.profile)),
+        }
+    }
+
+    /// Whether the last connection was made over TCP and is still there.
+    pub fn on_tcp(&self) -> bool {
+        self.on_tcp.load(Ordering::Relaxed)
     }
 
     /// The transport profile new connections use.
@@ -187,7 +245,7 @@ impl Dialer {
                 }
             };
             for target in targets {
-                match self.try_one(target, &config, &report, pin).await {
+                match self.try_target(target, addr, &config, &report, pin).await {
                     Ok(conn) => return Ok(conn),
                     Err(DialError::Unreachable { last: why, .. }) => {
                         debug!(%target, "dial failed: {why}");
@@ -246,43 +304,185 @@ impl Dialer {
         Ok((cached.config.clone(), cached.report.clone()))
     }
 
-    async fn try_one(
+    /// A new connection, its idle timeout set.
+    fn connected(&self, conn: quinn::Connection) -> quinn::Connection {
+        // The handshake advertised the longest idle timeout a session may need; the session
+        // driver raises this one as its check-in interval grows.
+        conn.set_max_idle_timeout(Some(self.profile.idle_timeout));
+        conn
+    }
+
+    /// Dial `target` (named `host` in the address list) by QUIC, by a tunnel, or both as the
+    /// route says.
+    async fn try_target(
         &mut self,
         target: SocketAddr,
+        host: &str,
         config: &quinn::ClientConfig,
         report: &PinReport,
         pin: Fingerprint,
     ) -> Result<quinn::Connection, DialError> {
-        let unreachable = |why: String| DialError::Unreachable {
-            addrs: vec![target.to_string()],
-            last: why,
+        let quic = match self.tcp.mode {
+            TcpFallback::Always => None,
+            TcpFallback::Auto | TcpFallback::Never => Some(self.endpoint_for(target)?),
         };
-        let endpoint = self.endpoint_for(target)?;
+        let start = self.tcp_start();
+        let attempt = Attempt {
+            target,
+            config,
+            timeout: self.handshake_timeout,
+            pin,
+        };
+        let (quic_failed_tx, quic_failed) = oneshot::channel();
+        let mut quic_failed_tx = Some(quic_failed_tx);
+        let quic = std::pin::pin!(async {
+            match quic {
+                Some(endpoint) => attempt.quic(&endpoint, report).await,
+                None => std::future::pending().await,
+            }
+        });
+        let route = self.tcp.clone();
+        let reason = self.tcp_reason.clone();
+        let tunnel = std::pin::pin!(async {
+            let reason = match (start, route.mode) {
+                (TcpStart::Never, _) => return std::future::pending().await,
+                (_, TcpFallback::Always) => "TCP chosen (--tcp-fallback always)".to_string(),
+                (TcpStart::Now, _) => reason,
+                (TcpStart::After(head_start), _) => tokio::select! {
+                    () = tokio::time::sleep(head_start) => format!("no QUIC answer within {head_start:?}"),
+                    Ok(why) = quic_failed => format!("QUIC failed: {why}"),
+                },
+                (TcpStart::WhenQuicFails, _) => match quic_failed.await {
+                    Ok(why) => format!("QUIC failed: {why}"),
+                    Err(_) => return std::future::pending().await,
+                },
+            };
+            attempt
+                .tunnel(host, &route, &reason)
+                .await
+                .map(|t| (t, reason))
+        });
+        let (mut quic, mut tunnel) = (quic, tunnel);
+        let mut quic_done = route.mode == TcpFallback::Always;
+        let mut tunnel_done = start == TcpStart::Never;
+        let mut last;
+        loop {
+            tokio::select! {
+                result = &mut quic, if !quic_done => match result {
+                    Ok(conn) => {
+                        self.on_tcp.store(false, Ordering::Relaxed);
+                        self.udp_worked = true;
+                        return Ok(self.connected(conn));
+                    }
+                    Err(DialError::Unreachable { last: why, .. }) => {
+                        quic_done = true;
+                        if let Some(tx) = quic_failed_tx.take() {
+                            let _ = tx.send(why.clone());
+                        }
+                        last = why;
+                    }
+                    Err(final_error) => return Err(final_error),
+                },
+                result = &mut tunnel, if !tunnel_done => match result {
+                    Ok(((conn, opened), reason)) => {
+                        info!(hub = %target, via_proxy = opened.via_proxy, %reason, "connected over TCP (QUIC in TLS)");
+                        self.on_tcp.store(true, Ordering::Relaxed);
+                        tunnel::return_to_udp(opened, target, route.first_udp_retry, self.on_tcp.clone());
+                        self.tcp_reason = reason;
+                        return Ok(self.connected(conn));
+                    }
+                    Err(DialError::Unreachable { last: why, .. }) => {
+                        tunnel_done = true;
+                        last = format!("TCP: {why}");
+                    }
+                    Err(final_error) => return Err(final_error),
+                },
+            }
+            if quic_done && tunnel_done {
+                return Err(DialError::Unreachable {
+                    addrs: vec![target.to_string()],
+                    last,
+                });
+            }
+        }
+    }
+}
+
+/// One target's dial, by either path.
+struct Attempt<'a> {
+    target: SocketAddr,
+    config: &'a quinn::ClientConfig,
+    timeout: Duration,
+    pin: Fingerprint,
+}
+
+impl Attempt<'_> {
+    fn unreachable(&self, why: String) -> DialError {
+        DialError::Unreachable {
+            addrs: vec![self.target.to_string()],
+            last: why,
+        }
+    }
+
+    /// A handshake on `endpoint` within the timeout.
+    async fn handshake(
+        &self,
+        endpoint: &quinn::Endpoint,
+        report: &PinReport,
+    ) -> Result<quinn::Connection, DialError> {
         report.clear();
         let connecting = endpoint
-            .connect_with(config.clone(), target, HUB_SERVER_NAME)
-            .map_err(|e| unreachable(e.to_string()))?;
-        let result = tokio::time::timeout(self.handshake_timeout, connecting).await;
+            .connect_with(self.config.clone(), self.target, HUB_SERVER_NAME)
+            .map_err(|e| self.unreachable(e.to_string()))?;
+        let result = tokio::time::timeout(self.timeout, connecting).await;
         if let Some(presented) = report.mismatch() {
             return Err(DialError::WrongHub {
-                addr: target,
-                expected: pin,
+                addr: self.target,
+                expected: self.pin,
                 presented,
             });
         }
         match result {
-            Ok(Ok(conn)) => {
-                // The handshake advertised the longest idle timeout a session may need; the
-                // session driver raises this one as its check-in interval grows.
-                conn.set_max_idle_timeout(Some(self.profile.idle_timeout));
-                Ok(conn)
-            }
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
-            Err(_) => Err(unreachable(format!(
-                "no handshake within {:?}",
-                self.handshake_timeout
-            ))),
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(self.unreachable(e.to_string())),
+            Err(_) => Err(self.unreachable(format!("no handshake within {:?}", self.timeout))),
         }
+    }
+
+    async fn quic(
+        &self,
+        endpoint: &quinn::Endpoint,
+        report: &PinReport,
+    ) -> Result<quinn::Connection, DialError> {
+        self.handshake(endpoint, report).await
+    }
+
+    /// A tunnel, then the QUIC handshake through it.
+    async fn tunnel(
+        &self,
+        host: &str,
+        route: &TcpRoute,
+        reason: &str,
+    ) -> Result<(quinn::Connection, Tunnel), DialError> {
+        let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let opened = tokio::time::timeout(
+            self.timeout,
+            tunnel::open(self.target, host, route, self.pin, reason),
+        )
+        .await
+        .map_err(|_| self.unreachable(format!("no tunnel within {:?}", self.timeout)))?
+        .map_err(|failure| match failure {
+            TunnelFailure::WrongHub(presented) => DialError::WrongHub {
+                addr: self.target,
+                expected: self.pin,
+                presented,
+            },
+            TunnelFailure::Unreachable(why) => self.unreachable(why),
+        })?;
+        // The tunnel's TLS checked the pin already; the handshake inside checks it again.
+        let report = PinReport::default();
+        let conn = self.handshake(&opened.endpoint, &report).await?;
+        Ok((conn, opened))
     }
 }
 

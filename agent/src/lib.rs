@@ -31,5 +31,6 @@ pub mod run;
 pub mod snapshot;
 pub mod stack;
 pub mod transport_choice;
+pub mod tunnel;
 
 pub use run::{run, run_with, AgentConfig, AgentError, Hooks, Stacks};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use outpost_agent::docker_host::DockerHost;
+use outpost_agent::tunnel::{Proxy, TcpFallback, TcpRoute};
 use outpost_agent::{run, AgentConfig};
 use outpost_protocol::token::JoinToken;
 use outpost_protocol::AgentId;
@@ -50,6 +51,22 @@ struct Args {
     /// e.g. 127.0.0.1:9465); off by default.
     #[arg(long, env = "OUTPOST_AGENT_METRICS")]
     metrics: Option<String>,
+    /// When to reach the hub over TCP (QUIC in a TLS tunnel) instead of UDP: auto (when no QUIC
+    /// handshake completes within a few seconds; back to UDP when it answers again), always, or
+    /// never.
+    #[arg(long, env = "OUTPOST_TCP_FALLBACK", value_enum, default_value_t = TcpFallback::Auto)]
+    tcp_fallback: TcpFallback,
+    /// HTTP proxy for the TCP path, `http://[user:password@]host:port` (default: HTTPS_PROXY or
+    /// https_proxy from the environment).
+    #[arg(long, env = "OUTPOST_PROXY", hide_env_values = true)]
+    proxy: Option<String>,
+    /// The hub's TCP port, when the hub takes tunnels on another port than its QUIC one
+    /// (`outpost-hub serve --agent-tcp-listen`).
+    #[arg(long, env = "OUTPOST_TCP_PORT")]
+    tcp_port: Option<u16>,
+    /// How soon a device on TCP first asks whether UDP answers again (then doubling to 10 min).
+    #[arg(long, env = "OUTPOST_UDP_RETRY_S", hide = true, default_value = "30")]
+    udp_retry_s: u64,
 }
 
 /// How log lines are written to stderr.
@@ -153,6 +170,19 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         .as_deref()
         .map(|addr| loopback_addr("--metrics", addr))
         .transpose()?;
+    let proxy = args
+        .proxy
+        .or_else(|| std::env::var("HTTPS_PROXY").ok())
+        .or_else(|| std::env::var("https_proxy").ok())
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| Proxy::parse(&p).map_err(|e| e.to_string()))
+        .transpose()?;
+    let tcp = TcpRoute {
+        mode: args.tcp_fallback,
+        proxy,
+        port: args.tcp_port,
+        first_udp_retry: Duration::from_secs(args.udp_retry_s.max(1)),
+    };
     Ok(AgentConfig {
         data_dir: args.data_dir,
         edge_key,
@@ -166,6 +196,7 @@ fn resolve(args: Args) -> Result<AgentConfig, String> {
         stable_after: Duration::from_secs(60),
         registry_listen,
         metrics_listen,
+        tcp,
     })
 }
 

@@ -59,6 +59,8 @@ pub struct AgentConfig {
     pub registry_listen: Option<std::net::SocketAddr>,
     /// Where the agent's own metrics are served ([`crate::metrics`]); `None` for nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// When and how the agent reaches the hub over TCP ([`crate::tunnel`]).
+    pub tcp: crate::tunnel::TcpRoute,
 }
 
 /// Why the agent stopped.
@@ -153,6 +155,7 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
         watch_route,
         stacks,
     } = hooks;
+    dialer.set_tcp_route(config.tcp.clone());
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
     let backoff = Backoff::new(config.backoff_base, config.backoff_cap);

@@ -138,6 +138,13 @@ pub struct Endpoint {
     pub remote_addr: Option<String>,
     /// Round trip to the agent in milliseconds, while connected.
     pub rtt_ms: Option<f64>,
+    /// How the device reaches the hub, while connected: `quic` (UDP), `tcp` or `tcp via proxy`
+    /// (QUIC in a TLS tunnel, where its network drops UDP).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Why the device uses TCP, in the agent's words (e.g. `no QUIC answer within 5 s`).
+    #[serde(default)]
+    pub transport_reason: Option<String>,
     /// Connection migrations (address changes) seen, sampled at each check-in and control frame:
     /// changes between two samples count once.
     pub migrations: u64,
@@ -469,6 +476,8 @@ mod tests {
             last_checkin: None,
             remote_addr: None,
             rtt_ms: Some(0.25),
+            transport: Some("quic".into()),
+            transport_reason: None,
             migrations: 0,
             wire: None,
             wire_total: WireTotal::default(),

@@ -102,6 +102,7 @@ pub(crate) async fn run(
         stable_after: Duration::from_secs(60),
         registry_listen: None,
         metrics_listen: None,
+        tcp: outpost_agent::tunnel::TcpRoute::default(),
     };
     let mut agent_task = tokio::spawn(async move {
         if let Err(e) = run_agent(agent).await {

@@ -56,6 +56,18 @@ pub const DEFAULT_MIRROR_MAX_BYTES: u64 = 20 << 30;
 /// within a minute, and a fleet pulling one image asks the upstream once, not once per device.
 pub const MIRROR_TAG_TTL: Duration = Duration::from_secs(60);
 
+/// Where the hub takes agents' TLS-over-TCP tunnels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentTcp {
+    /// TCP on the agents' UDP address and port (the default): an agent that finds UDP blocked
+    /// dials the address it already knows, so neither tokens nor agents need a second one.
+    SamePort,
+    /// TCP on this address; agents must be told its port (`outpost-agent --tcp-port`).
+    At(SocketAddr),
+    /// No TCP for agents.
+    Off,
+}
+
 /// The resolved runtime configuration of a hub.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
@@ -63,6 +75,8 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// UDP address for agents.
     pub agent_listen: SocketAddr,
+    /// TCP address for agents whose network drops UDP (tunnels).
+    pub agent_tcp: AgentTcp,
     /// TCP address for the admin API.
     pub api_listen: SocketAddr,
     /// `host:port` addresses written into join tokens; derived from the bound socket when empty.
@@ -113,6 +127,7 @@ impl HubConfig {
         Self {
             data_dir,
             agent_listen: DEFAULT_AGENT_LISTEN,
+            agent_tcp: AgentTcp::SamePort,
             api_listen: DEFAULT_API_LISTEN,
             public_addrs: Vec::new(),
             checkin_interval: DEFAULT_CHECKIN_INTERVAL,

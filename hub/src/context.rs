@@ -61,6 +61,10 @@ pub struct HubContext {
     pub alerts: crate::alerts::Alerts,
     /// Bytes per device and class, and the budget period.
     pub traffic: crate::traffic::Traffic,
+    /// Agents' TLS-over-TCP tunnels (where UDP is blocked), as quinn and the endpoint view see them.
+    pub tunnels: crate::agent_link::tunnel::Tunnels,
+    /// What the tunnel listener turned away.
+    pub tunnel_counts: Arc<crate::agent_link::tunnel::TunnelCounts>,
 }
 
 impl HubContext {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_certs::{Fingerprint, HubPki, PkiError};
+use outpost_protocol::tunnel::ALPN_TUNNEL;
 use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
 use outpost_transport::profile::Role;
 use rand::RngCore;
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 use crate::agent_link::admission::{self, Admission};
 use crate::agent_link::socket::HubSocket;
 use crate::agent_link::windows::{self, WindowBudget};
-use crate::config::HubConfig;
+use crate::config::{AgentTcp, HubConfig};
 use crate::context::HubContext;
 use crate::fleet;
 use crate::metrics::{self, Metrics};
@@ -102,6 +103,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         addr: config.agent_listen,
         source,
     })?;
+    let tunnel_listener = bind_agent_tcp(config.agent_tcp, agent_addr).await?;
     let api_listener = TcpListener::bind(config.api_listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -140,10 +142,11 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         source,
     };
     let metrics = Metrics::new();
+    let tunnels = agent_link::tunnel::Tunnels::default();
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
         endpoint_config(&store)?,
         Some(server_config),
-        HubSocket::wrap(socket, metrics.wire()).map_err(bind_error)?,
+        HubSocket::wrap(socket, metrics.wire(), tunnels.clone()).map_err(bind_error)?,
         Arc::new(quinn::TokioRuntime),
     )
     .map_err(bind_error)?;
@@ -184,6 +187,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         mirror: crate::mirror::Mirror::open(&config.mirror, dir)?,
         alerts: crate::alerts::Alerts::default(),
         traffic: crate::traffic::Traffic::new(config.budget_period),
+        tunnels,
+        tunnel_counts: Default::default(),
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -207,6 +212,16 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
         tokio::spawn(crate::traffic::run_flusher(ctx.clone())),
     ];
+    if let Some((listener, addr)) = tunnel_listener {
+        info!(%addr, "agent TCP listener (QUIC in TLS, for networks that drop UDP)");
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::new(ctx.pki.server_config(&[ALPN_TUNNEL])?));
+        tasks.push(tokio::spawn(agent_link::tunnel::serve(
+            listener,
+            tls,
+            ctx.tunnels.clone(),
+            ctx.tunnel_counts.clone(),
+        )));
+    }
     if let Some((listener, addr)) = metrics_listener {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");
         tasks.push(tokio::spawn(metrics::http::serve(listener, ctx.clone())));
@@ -289,6 +304,26 @@ impl RunningHub {
             .close(CloseCode::Stopping.to_varint(), notice.encode().as_bytes());
         self.listener.abort();
     }
+}
+
+/// The agents' TCP listener as configured: on the bound UDP socket's address and port by default.
+async fn bind_agent_tcp(
+    agent_tcp: AgentTcp,
+    agent_addr: SocketAddr,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let addr = match agent_tcp {
+        AgentTcp::Off => return Ok(None),
+        AgentTcp::SamePort => agent_addr,
+        AgentTcp::At(addr) => addr,
+    };
+    let error = |source| StartError::Bind {
+        what: "agents (TCP)",
+        addr,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok(Some((listener, bound)))
 }
 
 /// The metrics listener, bound before anything is spawned (a test passes port 0 and reads it back).

@@ -17,6 +17,7 @@
 //! - [`backoff`]: exponential backoff with full jitter for reconnects.
 //! - [`registry`]: what a registry request is made of (names, references, digests, byte ranges),
 //!   parsed and bounded for the hub's mirror and the agent's loopback registry.
+//! - [`tunnel`]: QUIC packets over TLS over TCP where UDP is blocked: the hello and the framing.
 //! - [`reconnect`]: the agent's reconnect policy (final or retryable, reset after a stable session,
 //!   a stopping hub's restart spread) as a plain decision.
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod stack;
 pub mod stream;
 pub mod text;
 pub mod token;
+pub mod tunnel;
 pub mod window;
 pub mod wire;
 

@@ -193,6 +193,7 @@ fn agent_config(config: &SwarmConfig, dir: &Path, docker: DockerHost) -> AgentCo
         stable_after: Duration::from_secs(60),
         registry_listen: None,
         metrics_listen: None,
+        tcp: outpost_agent::tunnel::TcpRoute::quic_only(),
     }
 }
 

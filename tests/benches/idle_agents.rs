@@ -82,6 +82,7 @@ fn agent_config(dir: &Path, key: &str) -> AgentConfig {
         stable_after: Duration::from_secs(60),
         registry_listen: None,
         metrics_listen: None,
+        tcp: outpost_agent::tunnel::TcpRoute::quic_only(),
     }
 }
 

@@ -117,6 +117,7 @@ fn agent_config(dir: &Path, key: JoinToken) -> AgentConfig {
         stable_after: STABLE,
         registry_listen: None,
         metrics_listen: None,
+        tcp: outpost_agent::tunnel::TcpRoute::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`profile`]: named transport profiles (lan, cellular, satellite) with the reason for every value.
 //! - [`congestion`]: congestion controllers by name, and why loss-based ones fail on our links.
 //! - [`close`]: the protocol's close codes as QUIC varints.
+//! - [`tunnel`]: QUIC packets over TLS over TCP, where UDP is blocked.
 //!
 //! The protocol itself (messages, framing, the session state machine) lives in `outpost-protocol`,
 //! which does not depend on quinn.
@@ -11,3 +12,4 @@
 pub mod close;
 pub mod congestion;
 pub mod profile;
+pub mod tunnel;

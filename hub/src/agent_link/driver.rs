@@ -243,7 +243,7 @@ impl Driving<'_> {
     ) -> Result<Next, SessionError> {
         let session = self.session;
         if message.is_ok() && session.note_path() {
-            info!(endpoint = %session.endpoint, remote = %self.conn.remote_address(), "connection migrated");
+            info!(endpoint = %session.endpoint, remote = %session.path().addr, "connection migrated");
         }
         match message {
             Ok(AgentMessage::Ready { id }) => self.on_ready(id),

@@ -105,7 +105,14 @@ fn record(outcome: Outcome) {
 async fn exchange(ctx: &HubContext, conn: &quinn::Connection) -> Result<Outcome, EnrollError> {
     let (mut send, mut recv) = conn.accept_bi().await?;
     let reply = match wire::read_frame::<EnrollRequest, _>(&mut recv, MAX_ENROLL_FRAME).await {
-        Ok(request) => decide(ctx, request, conn.remote_address()).await?,
+        Ok(request) => {
+            decide(
+                ctx,
+                request,
+                ctx.tunnels.resolve(conn.remote_address()).addr,
+            )
+            .await?
+        }
         Err(e) => refused(
             RefusalReason::Malformed,
             format!("the enrolment request could not be read: {e}"),

@@ -95,6 +95,7 @@ pub(super) async fn establish(
         endpoint,
         agent_id,
         conn.clone(),
+        ctx.tunnels.clone(),
         !record.approved,
         record.migrations.max(0) as u64,
         CheckinSetup {
@@ -111,7 +112,7 @@ pub(super) async fn establish(
     });
     wire::write_frame(&mut send, &welcome).await?;
     ctx.registry.insert(session.clone());
-    info!(%endpoint, agent = %agent_id, %agent_version, remote = %conn.remote_address(), "agent connected");
+    info!(%endpoint, agent = %agent_id, %agent_version, remote = %session.path().addr, transport = ?session.path().kind, "agent connected");
     Ok(Established {
         session,
         send,

@@ -12,6 +12,7 @@ mod outbox;
 mod renew;
 mod reports;
 pub(crate) mod socket;
+pub mod tunnel;
 pub mod windows;
 
 use outpost_transport::close::CloseCodeVarint as _;
@@ -30,7 +31,7 @@ pub const DEFAULT_WINDOW_BUDGET: u64 = 1024 * 1024 * 1024;
 
 /// Accept agent connections until the endpoint is closed.
 pub(crate) async fn serve(endpoint: quinn::Endpoint, ctx: Arc<HubContext>) {
-    accept_loop(&endpoint, &ctx.admission, |incoming, slot| {
+    accept_loop(&endpoint, &ctx.admission, &ctx.tunnels, |incoming, slot| {
         tokio::spawn(connect(ctx.clone(), incoming, slot));
     })
     .await;
@@ -43,6 +44,7 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, ctx: Arc<HubContext>) {
 pub(crate) async fn accept_loop(
     endpoint: &quinn::Endpoint,
     admission: &Admission,
+    tunnels: &tunnel::Tunnels,
     mut admitted: impl FnMut(quinn::Incoming, OwnedSemaphorePermit),
 ) {
     let limits = admission.limits();
@@ -53,7 +55,7 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                if let Some((incoming, slot)) = admit(admission, incoming, &mut waiting) {
+                if let Some((incoming, slot)) = admit(admission, tunnels, incoming, &mut waiting) {
                     admitted(incoming, slot);
                 }
             }
@@ -82,6 +84,7 @@ pub(crate) async fn accept_loop(
 /// (queue full) or ignored (draining).
 fn admit(
     admission: &Admission,
+    tunnels: &tunnel::Tunnels,
     incoming: quinn::Incoming,
     waiting: &mut Waiting<quinn::Incoming>,
 ) -> Option<(quinn::Incoming, OwnedSemaphorePermit)> {
@@ -99,7 +102,7 @@ fn admit(
                 e.into_incoming().refuse();
             }
         }
-        Verdict::Wait => match waiting.push(now, source_prefix(&incoming), incoming) {
+        Verdict::Wait => match waiting.push(now, source_prefix(tunnels, &incoming), incoming) {
             Ok(()) => admission.count_waited(),
             Err(incoming) => {
                 admission.count_refused();
@@ -111,8 +114,9 @@ fn admit(
     None
 }
 
-fn source_prefix(incoming: &quinn::Incoming) -> SourcePrefix {
-    incoming.remote_address().ip().into()
+/// The attempt's network, for the waiting queue's fairness: a tunnel's is its TCP peer's.
+fn source_prefix(tunnels: &tunnel::Tunnels, incoming: &quinn::Incoming) -> SourcePrefix {
+    tunnels.resolve(incoming.remote_address()).addr.ip().into()
 }
 
 async fn connect(ctx: Arc<HubContext>, incoming: quinn::Incoming, slot: OwnedSemaphorePermit) {
@@ -149,23 +153,36 @@ pub(crate) async fn handshake(
 }
 
 async fn dispatch(ctx: Arc<HubContext>, conn: quinn::Connection, slot: OwnedSemaphorePermit) {
-    let remote = conn.remote_address();
+    let first = conn.remote_address();
+    ctx.tunnels.claim(first);
+    let remote = ctx.tunnels.resolve(first).addr;
+    run_by_alpn(&ctx, &conn, slot, remote).await;
+    ctx.tunnels.release(first);
+    ctx.tunnels.release(conn.remote_address());
+}
+
+async fn run_by_alpn(
+    ctx: &Arc<HubContext>,
+    conn: &quinn::Connection,
+    slot: OwnedSemaphorePermit,
+    remote: std::net::SocketAddr,
+) {
     // The handshake advertised the longest idle timeout any session may need; until a session
     // says otherwise (a `quiet` device), this connection gives up after the default one.
     conn.set_max_idle_timeout(Some(outpost_transport::profile::idle_timeout_for(
         ctx.checkin_interval(),
     )));
-    match alpn(&conn).as_deref() {
+    match alpn(conn).as_deref() {
         Some(ALPN_ENROLL) => {
             // Enrolments have their own limit; the handshake is done. Boxed: an enrolment's
             // future is larger than a session's, and would otherwise widen every session's task.
             drop(slot);
-            if let Err(e) = Box::pin(enroll::run(&ctx, &conn)).await {
+            if let Err(e) = Box::pin(enroll::run(ctx, conn)).await {
                 info!(%remote, "enrolment failed: {e}");
             }
         }
         Some(ALPN_SESSION) => {
-            if let Err(e) = driver::run(&ctx, conn, slot).await {
+            if let Err(e) = driver::run(ctx, conn.clone(), slot).await {
                 info!(%remote, "session ended: {e}");
             }
         }

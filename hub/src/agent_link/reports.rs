@@ -60,7 +60,7 @@ pub(super) fn answer_checkin(
     let (checkin, deliver) = session.record_checkin(Instant::now(), applied);
     ctx.metrics.checkin(conn.rtt(), checkin.lag);
     if checkin.migrated {
-        info!(endpoint = %session.endpoint, remote = %conn.remote_address(), interval_s = checkin.interval_s, "connection migrated");
+        info!(endpoint = %session.endpoint, remote = %session.path().addr, interval_s = checkin.interval_s, "connection migrated");
     }
     let ack = Datagram::Ack {
         seq,

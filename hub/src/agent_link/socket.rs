@@ -26,6 +26,7 @@ mod reset_budget;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -33,6 +34,7 @@ use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, UdpPoller};
 use tokio::time::Instant;
 
+use super::tunnel::Tunnels;
 use crate::metrics::WireBytes;
 use reset_budget::ResetBudget;
 
@@ -57,12 +59,15 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
 }
 
 /// `inner`, sending one datagram per call and stateless resets within their budget, counting
-/// the bytes it carries.
+/// the bytes it carries; packets for a tunnel's address go into that tunnel, and the tunnels'
+/// packets arrive with the socket's own, taking turns with them.
 #[derive(Debug)]
 pub(crate) struct HubSocket {
     inner: Arc<dyn AsyncUdpSocket>,
     resets: Mutex<ResetBudget>,
     bytes: WireBytes,
+    tunnels: Tunnels,
+    tunnels_first: AtomicBool,
 }
 
 impl HubSocket {
@@ -70,18 +75,41 @@ impl HubSocket {
     pub(crate) fn wrap(
         socket: std::net::UdpSocket,
         bytes: WireBytes,
+        tunnels: Tunnels,
     ) -> io::Result<Arc<dyn AsyncUdpSocket>> {
         Ok(Arc::new(Self {
             inner: quinn::TokioRuntime.wrap_udp_socket(socket)?,
             resets: Mutex::new(ResetBudget::new(Instant::now())),
             bytes,
+            tunnels,
+            tunnels_first: AtomicBool::new(false),
         }))
     }
 
     fn send(&self, transmit: &Transmit) -> io::Result<()> {
-        self.inner.try_send(transmit)?;
+        if !self.tunnels.send(transmit.destination, transmit.contents) {
+            self.inner.try_send(transmit)?;
+        }
         self.bytes.sent(transmit.contents.len());
         Ok(())
+    }
+
+    fn poll_udp(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_recv(cx, bufs, meta)
+    }
+
+    fn poll_tunnels(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        self.tunnels.poll_recv(cx, bufs, meta).map(Ok)
     }
 
     /// Whether the reset to `to` fits the budget; drops are logged as a count, every ten seconds
@@ -131,7 +159,20 @@ impl AsyncUdpSocket for HubSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
-        let received = self.inner.poll_recv(cx, bufs, meta);
+        // Alternate which source goes first, so a busy one cannot starve the other; a source that
+        // has nothing registers its waker before the other is asked.
+        let tunnels_first = self.tunnels_first.fetch_xor(true, Ordering::Relaxed);
+        let received = if tunnels_first {
+            match self.poll_tunnels(cx, bufs, meta) {
+                Poll::Pending => self.poll_udp(cx, bufs, meta),
+                ready => ready,
+            }
+        } else {
+            match self.poll_udp(cx, bufs, meta) {
+                Poll::Pending => self.poll_tunnels(cx, bufs, meta),
+                ready => ready,
+            }
+        };
         if let Poll::Ready(Ok(count)) = received {
             let bytes = meta.iter().take(count).map(|m| m.len).sum();
             self.bytes.received(bytes);

@@ -12,6 +12,7 @@ use outpost_transport::congestion::{ResumeKind, ResumeStats};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::agent_link::tunnel::PathKind;
 use crate::registry::{self, LiveView, Status};
 use crate::store::deployments::DeploymentRow;
 use crate::store::{self, EndpointRecord};
@@ -95,6 +96,11 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             .map(|l| l.remote_addr.to_string())
             .or_else(|| record.last_addr.clone()),
         rtt_ms: live.as_ref().map(|l| rtt(l.rtt)),
+        transport: live.as_ref().map(|l| transport_name(&l.path).into()),
+        transport_reason: live.as_ref().and_then(|l| match &l.path {
+            PathKind::Tcp { reason, .. } if !reason.is_empty() => Some(reason.clone()),
+            _ => None,
+        }),
         migrations: live
             .as_ref()
             .map_or(record.migrations.max(0) as u64, |l| l.migrations),
@@ -122,6 +128,19 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             held: l.probes.held,
             failed: l.probes.failed,
         }),
+    }
+}
+
+/// The transport's name in the endpoint view and the metrics.
+pub(crate) fn transport_name(path: &PathKind) -> &'static str {
+    match path {
+        PathKind::Quic => "quic",
+        PathKind::Tcp {
+            via_proxy: false, ..
+        } => "tcp",
+        PathKind::Tcp {
+            via_proxy: true, ..
+        } => "tcp via proxy",
     }
 }
 

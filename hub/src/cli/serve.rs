@@ -20,6 +20,11 @@ pub struct ServeArgs {
     /// UDP address agents connect to.
     #[arg(long, default_value_t = config::DEFAULT_AGENT_LISTEN)]
     pub agent_listen: SocketAddr,
+    /// TCP address for agents whose network drops UDP (QUIC in a TLS tunnel): `same` (the UDP
+    /// address and port, so agents need nothing more), another address (agents then need
+    /// `--tcp-port`), or `off`.
+    #[arg(long, default_value = "same", value_parser = parse_agent_tcp)]
+    pub agent_tcp_listen: config::AgentTcp,
     /// TCP address of the admin HTTPS API.
     #[arg(long, default_value_t = config::DEFAULT_API_LISTEN)]
     pub api_listen: SocketAddr,
@@ -104,6 +109,7 @@ impl ServeArgs {
     pub fn into_config(self) -> HubConfig {
         HubConfig {
             agent_listen: self.agent_listen,
+            agent_tcp: self.agent_tcp_listen,
             api_listen: self.api_listen,
             public_addrs: self.public_addrs,
             checkin_interval: self.checkin_interval.0,
@@ -129,6 +135,16 @@ impl ServeArgs {
             budget_period: self.budget_period,
             ..HubConfig::new(self.data_dir)
         }
+    }
+}
+
+fn parse_agent_tcp(value: &str) -> Result<config::AgentTcp, String> {
+    match value {
+        "same" => Ok(config::AgentTcp::SamePort),
+        "off" => Ok(config::AgentTcp::Off),
+        addr => addr.parse().map(config::AgentTcp::At).map_err(|_| {
+            format!("{addr:?} is neither `same`, `off` nor an address such as 0.0.0.0:443")
+        }),
     }
 }
 

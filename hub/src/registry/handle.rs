@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::control::{Control, ControlQueue, Refused};
 use super::Entry;
+use crate::agent_link::tunnel::{Path, Tunnels};
 use crate::ping_cache::PingCache;
 use crate::session::delivery::{Deliver, ReportRefused};
 use crate::session::interval::{CheckinSetup, CheckinTuner};
@@ -42,6 +43,7 @@ pub struct LiveSession {
     proxy_slots: Arc<Semaphore>,
     ping: PingCache,
     traffic: SessionTraffic,
+    tunnels: Tunnels,
 }
 
 impl LiveSession {
@@ -50,6 +52,7 @@ impl LiveSession {
         endpoint: EndpointId,
         agent_id: AgentId,
         conn: quinn::Connection,
+        tunnels: Tunnels,
         pending: bool,
         migrations: u64,
         checkin: CheckinSetup,
@@ -58,7 +61,7 @@ impl LiveSession {
         let mut state = HubSession::new(
             endpoint,
             now,
-            conn.remote_address(),
+            tunnels.resolve(conn.remote_address()).addr,
             pending,
             migrations,
             CheckinTuner::new(checkin.interval, checkin.timing, now),
@@ -73,7 +76,13 @@ impl LiveSession {
             proxy_slots: Arc::new(Semaphore::new(MAX_STREAMS_PER_DEVICE as usize)),
             ping: PingCache::default(),
             traffic: SessionTraffic::default(),
+            tunnels,
         }
+    }
+
+    /// Where the agent is now, and whether over UDP or a tunnel.
+    pub fn path(&self) -> Path {
+        self.tunnels.resolve(self.conn.remote_address())
     }
 
     /// The bytes this session's streams carried, by class, and what a flush last wrote.
@@ -188,7 +197,7 @@ impl LiveSession {
     /// A check-in arrived at `now`, naming the state the agent runs if it is a version-3 one
     /// ([`HubSession::handle_checkin`], [`HubSession::handle_applied`]).
     pub fn record_checkin(&self, now: Instant, applied: Option<StateDigest>) -> (CheckIn, Deliver) {
-        let remote = self.conn.remote_address();
+        let remote = self.path().addr;
         // One lock for the whole check-in: 100,000 devices check in on this path.
         let mut state = self.state();
         let deliver = applied.map_or(Deliver::Nothing, |applied| state.handle_applied(applied));
@@ -205,7 +214,7 @@ impl LiveSession {
 
     /// Sample the connection's path between check-ins ([`HubSession::handle_path`]).
     pub fn note_path(&self) -> bool {
-        let remote = self.conn.remote_address();
+        let remote = self.path().addr;
         self.state().handle_path(remote)
     }
 
@@ -278,7 +287,11 @@ impl LiveSession {
             wire: wire_counts(&self.conn),
             proxy_streams: self.proxy_streams(),
         };
-        self.state().view(now, stale_after, link)
+        let path = self.path().kind;
+        LiveView {
+            path,
+            ..self.state().view(now, stale_after, link)
+        }
     }
 
     /// [`Self::view`] with the congestion controller's resumes, for one endpoint's detail.

@@ -511,6 +511,7 @@ impl<W> HubSession<W> {
             status: self.status(now, stale_after),
             last_checkin: self.last_checkin.map(|(_, wall)| wall),
             remote_addr: self.remote,
+            path: crate::agent_link::tunnel::PathKind::Quic,
             rtt: link.rtt,
             migrations: self.migrations,
             wire: link.wire,

@@ -52,8 +52,11 @@ pub struct LiveView {
     pub status: Status,
     /// Last check-in wall-clock time.
     pub last_checkin: Option<SystemTime>,
-    /// Current remote address.
+    /// Current remote address (a tunnel's TCP peer for a device on TCP).
     pub remote_addr: SocketAddr,
+    /// QUIC on UDP, or a TLS-over-TCP tunnel and why; the state machine knows no socket, so its
+    /// view says UDP and the live session corrects it (`LiveSession::view`).
+    pub path: crate::agent_link::tunnel::PathKind,
     /// QUIC's smoothed round-trip estimate.
     pub rtt: Duration,
     /// Migrations on this and earlier connections.

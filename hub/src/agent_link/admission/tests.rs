@@ -46,16 +46,21 @@ fn rig_with_deadline(limits: AdmissionLimits, deadline: Duration) -> Rig {
     let accepting = (server.clone(), admission.clone());
     tokio::spawn(async move {
         let (server, admission) = accepting;
-        accept_loop(&server, &admission, |incoming, slot| {
-            let admission = admission.clone();
-            tokio::spawn(async move {
-                let conn = handshake(&admission, incoming).await;
-                drop(slot);
-                if let Some(conn) = conn {
-                    conn.closed().await;
-                }
-            });
-        })
+        accept_loop(
+            &server,
+            &admission,
+            &Default::default(),
+            |incoming, slot| {
+                let admission = admission.clone();
+                tokio::spawn(async move {
+                    let conn = handshake(&admission, incoming).await;
+                    drop(slot);
+                    if let Some(conn) = conn {
+                        conn.closed().await;
+                    }
+                });
+            },
+        )
         .await;
     });
     Rig {

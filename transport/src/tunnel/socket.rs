@@ -1,0 +1,156 @@
+//! The agent's end of a tunnel as a UDP socket for quinn: every packet quinn sends goes into the
+//! tunnel whatever its destination, and every packet the tunnel brings is from the hub's address
+//! the connection was dialled to. So a connection dialled over a tunnel has the hub's QUIC
+//! address as its remote, and rebinding its endpoint to a real UDP socket (`Endpoint::rebind`)
+//! moves it to UDP by ordinary QUIC migration.
+
+use std::fmt;
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::pump::{pump, Pumped, INBOUND_PACKETS, OUTBOUND_PACKETS};
+
+/// A tunnel as quinn's socket.
+pub struct TunnelSocket {
+    inbound: Mutex<mpsc::Receiver<((), Bytes)>>,
+    outbound: mpsc::Sender<Bytes>,
+    hub: SocketAddr,
+    local: SocketAddr,
+    dropped: AtomicU64,
+}
+
+impl fmt::Debug for TunnelSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunnelSocket")
+            .field("hub", &self.hub)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunnelSocket {
+    /// Run a pump on `stream` (hello already sent) and present it as a socket whose packets come
+    /// from `hub`; `local` is the TCP connection's local address. The handle ends with the pump.
+    pub fn spawn<S>(
+        stream: S,
+        hub: SocketAddr,
+        local: SocketAddr,
+    ) -> (Arc<Self>, JoinHandle<Pumped>)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_PACKETS);
+        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_PACKETS);
+        let task = tokio::spawn(pump(stream, (), inbound_tx, outbound_rx));
+        let socket = Arc::new(Self {
+            inbound: Mutex::new(inbound),
+            outbound,
+            hub,
+            local,
+            dropped: AtomicU64::new(0),
+        });
+        (socket, task)
+    }
+
+    /// Packets dropped because the tunnel's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The tunnel's queue never makes quinn wait: a full queue drops the packet instead.
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl UdpPoller for AlwaysWritable {
+    fn poll_writable(self: Pin<&mut Self>, _cx: &mut Context) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncUdpSocket for TunnelSocket {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
+        match self
+            .outbound
+            .try_send(Bytes::copy_from_slice(transmit.contents))
+        {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        let mut filled = 0;
+        while filled < bufs.len().min(meta.len()) {
+            let next = if filled == 0 {
+                match inbound.poll_recv(cx) {
+                    Poll::Ready(next) => next,
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                inbound.try_recv().ok()
+            };
+            let Some(((), packet)) = next else {
+                break;
+            };
+            if packet.len() > bufs[filled].len() {
+                continue;
+            }
+            bufs[filled][..packet.len()].copy_from_slice(&packet);
+            meta[filled] = RecvMeta {
+                addr: self.hub,
+                len: packet.len(),
+                stride: packet.len(),
+                ecn: None,
+                dst_ip: None,
+            };
+            filled += 1;
+        }
+        if filled == 0 {
+            // The pump ended: the tunnel is gone.
+            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+        }
+        Poll::Ready(Ok(filled))
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn max_transmit_segments(&self) -> usize {
+        1
+    }
+
+    fn max_receive_segments(&self) -> usize {
+        1
+    }
+
+    fn may_fragment(&self) -> bool {
+        false
+    }
+}
