@@ -160,6 +160,17 @@ impl Dialer {
         }
     }
 
+    /// The last connection, before a restart, went over TCP: try TCP beside QUIC at once.
+    pub fn assume_on_tcp(&mut self) {
+        self.on_tcp.store(true, Ordering::Relaxed);
+    }
+
+    /// The last session went silent: UDP may be blocked now, so the next dial gives QUIC only its
+    /// head start before trying TCP too.
+    pub fn forget_udp(&mut self) {
+        self.udp_worked = false;
+    }
+
     /// Whether the last connection was made over TCP and is still there.
     pub fn on_tcp(&self) -> bool {
         self.on_tcp.load(Ordering::Relaxed)
@@ -387,7 +398,9 @@ impl Dialer {
                     Ok(((conn, opened), reason)) => {
                         info!(hub = %target, via_proxy = opened.via_proxy, %reason, "connected over TCP (QUIC in TLS)");
                         self.on_tcp.store(true, Ordering::Relaxed);
-                        tunnel::return_to_udp(opened, target, route.first_udp_retry, self.on_tcp.clone());
+                        if route.mode == TcpFallback::Auto {
+                            tunnel::return_to_udp(opened, target, route.first_udp_retry, self.on_tcp.clone());
+                        }
                         self.tcp_reason = reason;
                         return Ok(self.connected(conn));
                     }

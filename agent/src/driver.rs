@@ -60,6 +60,9 @@ pub enum SessionEnd {
     /// The connection was lost or closed; reconnect.
     #[error("connection lost: {0}")]
     Lost(String),
+    /// Nothing came from the hub for the idle timeout: an outage, or a path that now drops UDP.
+    #[error("connection lost: the hub went silent for the idle timeout")]
+    Silent,
 }
 
 impl From<quinn::ConnectionError> for SessionEnd {
@@ -80,6 +83,7 @@ impl From<quinn::ConnectionError> for SessionEnd {
                     None => Self::Lost(e.to_string()),
                 }
             }
+            quinn::ConnectionError::TimedOut => Self::Silent,
             _ => Self::Lost(e.to_string()),
         }
     }
@@ -239,7 +243,7 @@ async fn welcome(
 /// Prefer the connection's close reason (a revocation, say) over the stream error it caused.
 fn ended(conn: &quinn::Connection, error: SessionEnd) -> SessionEnd {
     match (conn.close_reason(), error) {
-        (Some(reason), SessionEnd::Lost(_)) => reason.into(),
+        (Some(reason), SessionEnd::Lost(_) | SessionEnd::Silent) => reason.into(),
         (_, error) => error,
     }
 }

@@ -156,6 +156,10 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
         stacks,
     } = hooks;
     dialer.set_tcp_route(config.tcp.clone());
+    if crate::tunnel::remembered_on_tcp(&config.data_dir) {
+        info!("the last connection went over TCP: trying TCP beside QUIC from the start");
+        dialer.assume_on_tcp();
+    }
     let mut identity = Identity::load_or_create(&config.data_dir, config.edge_id)?;
     info!(agent = %identity.agent_id, data_dir = %config.data_dir.display(), "agent identity loaded");
     let backoff = Backoff::new(config.backoff_base, config.backoff_cap);
@@ -181,7 +185,12 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             watch_route,
             workers.clone(),
         );
-        let outcome = outcome(session.await, observer.as_deref());
+        let attempt = session.await;
+        if let Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::Silent))) = &attempt {
+            // The path may drop UDP now: the next dial tries TCP after the head start.
+            dialer.forget_udp();
+        }
+        let outcome = outcome(attempt, observer.as_deref());
         // The generator is drawn from before the sleep: it must not be held across an await.
         let next = reconnect.after(outcome, started.elapsed(), &mut rand::rng());
         match next {
@@ -377,7 +386,10 @@ async fn connect_and_serve(
         Err(e) if e.is_final() => return Err(SessionAttempt::Final(AgentError::Dial(e))),
         Err(e) => return Err(SessionAttempt::Retry(Interruption::Dial(e))),
     };
-    info!(remote = %conn.remote_address(), "connected to the hub");
+    info!(remote = %conn.remote_address(), on_tcp = dialer.on_tcp(), "connected to the hub");
+    if let Err(e) = crate::tunnel::remember_on_tcp(&config.data_dir, dialer.on_tcp()) {
+        warn!("cannot remember the path to the hub: {e}");
+    }
     // The handshake's round trip decides only the very first choice: a handshake that waited in
     // a busy hub's admission queue reads seconds long. Later choices wait for the session's end,
     // when the smoothed round trip has seen many check-ins.
@@ -421,7 +433,7 @@ async fn connect_and_serve(
             reason,
             config.data_dir.display().to_string(),
         ))),
-        Err(lost @ (SessionEnd::Lost(_) | SessionEnd::HubStopping { .. })) => {
+        Err(lost @ (SessionEnd::Lost(_) | SessionEnd::Silent | SessionEnd::HubStopping { .. })) => {
             Err(SessionAttempt::Retry(Interruption::Session(lost)))
         }
     }

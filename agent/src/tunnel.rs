@@ -37,6 +37,25 @@ const PROBE_WAIT: Duration = Duration::from_secs(3);
 /// How long the tunnel stays open after the move to UDP, for packets already in it.
 const TUNNEL_LINGER: Duration = Duration::from_secs(5);
 
+/// The file in the data directory whose presence says the last connection went over TCP, so a
+/// restarted agent tries TCP beside QUIC at once instead of after the head start.
+const ON_TCP_FILE: &str = "on-tcp";
+
+/// Whether the last connection, as remembered in `data_dir`, went over TCP.
+pub fn remembered_on_tcp(data_dir: &std::path::Path) -> bool {
+    data_dir.join(ON_TCP_FILE).exists()
+}
+
+/// Remember in `data_dir` whether this connection went over TCP.
+pub fn remember_on_tcp(data_dir: &std::path::Path, on_tcp: bool) -> std::io::Result<()> {
+    let path = data_dir.join(ON_TCP_FILE);
+    match (on_tcp, path.exists()) {
+        (true, false) => std::fs::write(path, b"tcp\n"),
+        (false, true) => std::fs::remove_file(path),
+        _ => Ok(()),
+    }
+}
+
 /// When the agent uses TCP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TcpFallback {

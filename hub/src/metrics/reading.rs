@@ -42,6 +42,9 @@ pub(super) struct Reading {
     admission_waiting: u64,
     handshakes: [Labelled; 4],
     admission_waited: u64,
+    sessions_by_transport: [Labelled; 2],
+    tunnels_open: u64,
+    tunnels_refused: [Labelled; 2],
     rollouts: BTreeMap<&'static str, u64>,
     rollout_targets: Counts,
     jobs_open: u64,
@@ -74,6 +77,11 @@ impl Reading {
             ("active", active),
         ];
         self.sessions = statuses.len() as u64;
+        let on_tcp = ctx.tunnels.carrying_sessions() as u64;
+        self.sessions_by_transport = [
+            ("quic", self.sessions.saturating_sub(on_tcp)),
+            ("tcp", on_tcp),
+        ];
     }
 
     fn read_links(&mut self, ctx: &HubContext) {
@@ -90,6 +98,12 @@ impl Reading {
             ("retried", read(&stats.retried)),
             ("refused", read(&stats.refused)),
             ("timed_out", read(&stats.timed_out)),
+        ];
+        let tunnels = &ctx.tunnel_counts;
+        self.tunnels_open = ctx.tunnels.len() as u64;
+        self.tunnels_refused = [
+            ("busy", read(&tunnels.refused_busy)),
+            ("setup", read(&tunnels.failed_setup)),
         ];
     }
 
@@ -223,6 +237,18 @@ const MIRROR_AGENT_BYTES: Named = (
     "Bytes sent to agents' loopback registries on fetch streams.",
 );
 const MIRROR_STORED_BLOBS: Named = ("outpost_hub_mirror_stored_blobs", "Blobs the mirror holds.");
+const SESSIONS_BY_TRANSPORT: Named = (
+    "outpost_hub_sessions_by_transport",
+    "Agent sessions by transport: QUIC on UDP, or QUIC in a TLS-over-TCP tunnel (UDP blocked).",
+);
+const TUNNELS_OPEN: Named = (
+    "outpost_hub_agent_tunnels",
+    "Agents' TCP tunnels open, with a session or still setting one up.",
+);
+const TUNNELS_REFUSED: Named = (
+    "outpost_hub_agent_tunnels_refused",
+    "TCP connections to the agent port closed before a session: every setup slot taken (busy), or bad bytes or no session in time (setup).",
+);
 const JOB_TARGETS: Named = (
     "outpost_hub_job_targets",
     "Devices of the open jobs by state, summed over the jobs.",
@@ -240,7 +266,13 @@ impl Collector for Reading {
 impl Reading {
     fn encode_fleet(&self, out: &mut DescriptorEncoder) -> Result<(), Error> {
         family(out, DEVICES, "status", &self.devices)?;
-        gauge(out, SESSIONS, self.sessions)
+        gauge(out, SESSIONS, self.sessions)?;
+        family(
+            out,
+            SESSIONS_BY_TRANSPORT,
+            "transport",
+            &self.sessions_by_transport,
+        )
     }
 
     fn encode_links(&self, out: &mut DescriptorEncoder) -> Result<(), Error> {
@@ -248,7 +280,9 @@ impl Reading {
         gauge(out, HANDSHAKES_IN_FLIGHT, self.handshakes_in_flight)?;
         gauge(out, ADMISSION_QUEUE, self.admission_waiting)?;
         counters(out, HANDSHAKES, "outcome", &self.handshakes)?;
-        counter(out, ADMISSION_WAITS, self.admission_waited)
+        counter(out, ADMISSION_WAITS, self.admission_waited)?;
+        gauge(out, TUNNELS_OPEN, self.tunnels_open)?;
+        counters(out, TUNNELS_REFUSED, "reason", &self.tunnels_refused)
     }
 
     fn encode_progress(&self, out: &mut DescriptorEncoder) -> Result<(), Error> {

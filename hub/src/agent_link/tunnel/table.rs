@@ -182,6 +182,14 @@ impl Tunnels {
         }
     }
 
+    /// Tunnels carrying a QUIC session now.
+    pub fn carrying_sessions(&self) -> usize {
+        self.peers()
+            .values()
+            .filter(|p| *p.claimed.borrow())
+            .count()
+    }
+
     /// Tunnels open now.
     pub fn len(&self) -> usize {
         self.peers().len()
@@ -329,6 +337,17 @@ mod tests {
         let real: SocketAddr = "198.18.0.3:5".parse().unwrap();
         assert!(!tunnels.send(real, b"udp"));
         assert_eq!(tunnels.resolve(real).kind, PathKind::Quic);
+    }
+
+    #[test]
+    fn a_claimed_tunnel_counts_as_carrying_a_session() {
+        let tunnels = Tunnels::default();
+        let first = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new(), 2);
+        let _second = tunnels.register("198.18.0.2:2".parse().unwrap(), false, String::new(), 2);
+        assert_eq!(tunnels.carrying_sessions(), 0);
+        tunnels.claim(first.addr);
+        assert!(*first.claimed.borrow());
+        assert_eq!((tunnels.carrying_sessions(), tunnels.len()), (1, 2));
     }
 
     #[test]
