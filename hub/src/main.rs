@@ -51,6 +51,9 @@ async fn serve(config: outpost_hub::config::HubConfig, format: LogFormat) -> Res
             hub.agent_addr, hub.api_addr
         ),
     );
+    if let Some(addr) = hub.agent_tcp_addr {
+        say(format, &format!("agents where UDP is blocked: tcp {addr}"));
+    }
     if let Some(addr) = hub.metrics_addr {
         say(format, &format!("metrics on http://{addr}/metrics"));
     }

@@ -75,6 +75,8 @@ pub struct RunningHub {
     pub agent_addr: SocketAddr,
     /// Bound TCP address of the API.
     pub api_addr: SocketAddr,
+    /// Bound TCP address of the agents' tunnel listener, unless it is off.
+    pub agent_tcp_addr: Option<SocketAddr>,
     /// Bound TCP address of the metrics listener, if the hub has one.
     pub metrics_addr: Option<SocketAddr>,
     /// Shared state.
@@ -120,6 +122,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         })?;
     let metrics_listener = bind_metrics(config.metrics_listen).await?;
     let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
+    let agent_tcp_addr = tunnel_listener.as_ref().map(|(_, addr)| *addr);
     let hub_addrs = if config.public_addrs.is_empty() {
         default_public_addrs(agent_addr)
     } else {
@@ -236,6 +239,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     Ok(RunningHub {
         agent_addr,
         api_addr,
+        agent_tcp_addr,
         metrics_addr,
         ctx,
         new_admin_token,

@@ -34,6 +34,7 @@ use std::time::Duration;
 use outpost_api::EndpointDetail;
 use outpost_netem::model::Capacity;
 use outpost_netem::{LinkConfig, Profile};
+use outpost_tests::bench_image::TestImage;
 use outpost_tests::docker::{direct, require_engine, unique, Container, TEST_IMAGE};
 use outpost_tests::l3_paths::{start_agent, RigHub, TlsEngine};
 use outpost_tests::l3_rig::{NsProcess, Rig, Side};
@@ -111,64 +112,6 @@ fn rate_and_delay(config: &LinkConfig) -> (Option<u64>, Duration) {
 fn ideal(bytes: u64, rate: Option<u64>, rtt: Duration) -> Option<Duration> {
     let rate = rate?;
     Some(Duration::from_secs_f64(bytes as f64 * 8.0 / rate as f64) + rtt)
-}
-
-/// The image the transfers carry: `FROM scratch` plus `size_mb` MiB of random bytes, and its
-/// `docker save` tar (for `docker load`). Removed when dropped.
-struct TestImage {
-    tag: String,
-    tar: std::path::PathBuf,
-    tar_bytes: u64,
-    _dir: tempfile::TempDir,
-}
-
-impl TestImage {
-    fn build(size_mb: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let blob = dir.path().join("blob");
-        let status = Command::new("dd")
-            .args(["if=/dev/urandom", "bs=1M", "status=none"])
-            .arg(format!("of={}", blob.display()))
-            .arg(format!("count={size_mb}"))
-            .status()
-            .unwrap();
-        assert!(status.success());
-        std::fs::write(
-            dir.path().join("Dockerfile"),
-            "FROM scratch\nCOPY blob /blob\n",
-        )
-        .unwrap();
-        let tag = format!("{}:bench", unique("link"));
-        let built = direct(&["build", "-q", "-t", &tag, dir.path().to_str().unwrap()]);
-        assert!(built.status.success(), "{built:?}");
-        std::fs::remove_file(&blob).unwrap();
-        let tar = dir.path().join("image.tar");
-        let saved = direct(&["save", "-o", tar.to_str().unwrap(), &tag]);
-        assert!(saved.status.success(), "{saved:?}");
-        let tar_bytes = std::fs::metadata(&tar).unwrap().len();
-        Self {
-            tag,
-            tar,
-            tar_bytes,
-            _dir: dir,
-        }
-    }
-}
-
-impl TestImage {
-    /// Loads the image straight into the engine if a cut-short `docker load` left it missing.
-    fn restore(&self) {
-        if !direct(&["image", "inspect", &self.tag]).status.success() {
-            let loaded = direct(&["load", "-i", self.tar.to_str().unwrap()]);
-            assert!(loaded.status.success(), "{loaded:?}");
-        }
-    }
-}
-
-impl Drop for TestImage {
-    fn drop(&mut self) {
-        let _ = direct(&["rmi", "-f", &self.tag]);
-    }
 }
 
 /// Both paths to the engine in one rig, and where their outputs go.

@@ -140,6 +140,17 @@ impl RigHub {
 
 /// `outpost-agent` in the agent namespace, enrolling with `edge_key` and serving the local engine.
 pub fn start_agent(rig: &Rig, data_dir: &Path, edge_key: &str, transport: &str) -> NsProcess {
+    start_agent_with(rig, data_dir, edge_key, transport, &[])
+}
+
+/// [`start_agent`] with `env` added (`OUTPOST_TCP_FALLBACK`, say).
+pub fn start_agent_with(
+    rig: &Rig,
+    data_dir: &Path,
+    edge_key: &str,
+    transport: &str,
+    env: &[(&str, &str)],
+) -> NsProcess {
     std::fs::create_dir_all(data_dir).expect("agent dir");
     let mut command = rig.command(Side::Agent, bin_dir().join("outpost-agent"));
     command
@@ -149,7 +160,8 @@ pub fn start_agent(rig: &Rig, data_dir: &Path, edge_key: &str, transport: &str) 
         .env("EDGE_KEY", edge_key)
         .env_remove("EDGE_ID")
         .env("DOCKER_HOST", format!("unix://{DOCKER_SOCKET}"))
-        .env("RUST_LOG", "info,quinn=warn");
+        .env("RUST_LOG", "info,quinn=warn")
+        .envs(env.iter().copied());
     rig.spawn(command, &data_dir.with_extension("log"))
 }
 

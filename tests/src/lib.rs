@@ -17,6 +17,7 @@ use outpost_api::EndpointCreated;
 use serde_json::Value;
 
 pub mod admin_api;
+pub mod bench_image;
 pub mod docker;
 pub mod dockerd;
 pub mod fake_engine;
