@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use crate::tunnel::{self, TcpFallback, TcpRoute, Tunnel, TunnelFailure};
+use crate::tunnel::{self, TcpFallback, TcpReach, TcpRoute, Tunnel, TunnelFailure};
 
 /// Room in the handshake timeout for the hub's admission queue (at most 8 s there) and a set-up
 /// under load.
@@ -86,6 +86,8 @@ pub struct Dialer {
     on_tcp: Arc<AtomicBool>,
     /// Why the agent took to TCP, for the next tunnel's hello.
     tcp_reason: String,
+    /// Where the last connection went, for [`Dialer::tcp_reach`].
+    last_target: Option<(SocketAddr, String, Fingerprint)>,
     /// Whether a connection over UDP has been made: then a QUIC dial that is merely slow (a hub
     /// restarting under its fleet queues handshakes for seconds) is waited out before TCP.
     udp_worked: bool,
@@ -142,6 +144,7 @@ impl Dialer {
             on_tcp: Arc::default(),
             tcp_reason: String::new(),
             udp_worked: false,
+            last_target: None,
         }
     }
 
@@ -158,6 +161,20 @@ impl Dialer {
             TcpFallback::Auto if self.udp_worked => TcpStart::WhenQuicFails,
             TcpFallback::Auto => TcpStart::After(quic_head_start(&self.profile)),
         }
+    }
+
+    /// With TCP allowed: how a session checks whether the hub answers over TCP when its
+    /// check-ins go unanswered ([`crate::tunnel::TcpReach`]); on UDP that means UDP is blocked, on
+    /// a tunnel (or a session moved back to UDP) that its path is dead while the hub is not.
+    pub fn tcp_reach(&self) -> Option<TcpReach> {
+        let usable = self.tcp.mode != TcpFallback::Never;
+        let (hub, host, pin) = self.last_target.clone().filter(|_| usable)?;
+        Some(TcpReach {
+            hub,
+            host,
+            route: self.tcp.clone(),
+            pin,
+        })
     }
 
     /// The last connection, before a restart, went over TCP: try TCP beside QUIC at once.
@@ -341,6 +358,7 @@ impl Dialer {
         let attempt = Attempt {
             target,
             config,
+            tunnel_transport: self.profile.tunnel_config(Role::Agent),
             timeout: self.handshake_timeout,
             pin,
         };
@@ -383,6 +401,7 @@ impl Dialer {
                     Ok(conn) => {
                         self.on_tcp.store(false, Ordering::Relaxed);
                         self.udp_worked = true;
+                        self.last_target = Some((target, host.to_owned(), pin));
                         return Ok(self.connected(conn));
                     }
                     Err(DialError::Unreachable { last: why, .. }) => {
@@ -398,6 +417,7 @@ impl Dialer {
                     Ok(((conn, opened), reason)) => {
                         info!(hub = %target, via_proxy = opened.via_proxy, %reason, "connected over TCP (QUIC in TLS)");
                         self.on_tcp.store(true, Ordering::Relaxed);
+                        self.last_target = Some((target, host.to_owned(), pin));
                         if route.mode == TcpFallback::Auto {
                             tunnel::return_to_udp(opened, target, route.first_udp_retry, self.on_tcp.clone());
                         }
@@ -425,6 +445,8 @@ impl Dialer {
 struct Attempt<'a> {
     target: SocketAddr,
     config: &'a quinn::ClientConfig,
+    /// The transport config of a connection inside a tunnel (a fixed window: TCP controls it).
+    tunnel_transport: Arc<quinn::TransportConfig>,
     timeout: Duration,
     pin: Fingerprint,
 }
@@ -437,15 +459,16 @@ impl Attempt<'_> {
         }
     }
 
-    /// A handshake on `endpoint` within the timeout.
+    /// A handshake on `endpoint` with `config` within the timeout.
     async fn handshake(
         &self,
         endpoint: &quinn::Endpoint,
+        config: quinn::ClientConfig,
         report: &PinReport,
     ) -> Result<quinn::Connection, DialError> {
         report.clear();
         let connecting = endpoint
-            .connect_with(self.config.clone(), self.target, HUB_SERVER_NAME)
+            .connect_with(config, self.target, HUB_SERVER_NAME)
             .map_err(|e| self.unreachable(e.to_string()))?;
         let result = tokio::time::timeout(self.timeout, connecting).await;
         if let Some(presented) = report.mismatch() {
@@ -467,7 +490,7 @@ impl Attempt<'_> {
         endpoint: &quinn::Endpoint,
         report: &PinReport,
     ) -> Result<quinn::Connection, DialError> {
-        self.handshake(endpoint, report).await
+        self.handshake(endpoint, self.config.clone(), report).await
     }
 
     /// A tunnel, then the QUIC handshake through it.
@@ -494,7 +517,9 @@ impl Attempt<'_> {
         })?;
         // The tunnel's TLS checked the pin already; the handshake inside checks it again.
         let report = PinReport::default();
-        let conn = self.handshake(&opened.endpoint, &report).await?;
+        let mut config = self.config.clone();
+        config.transport_config(self.tunnel_transport.clone());
+        let conn = self.handshake(&opened.endpoint, config, &report).await?;
         Ok((conn, opened))
     }
 }

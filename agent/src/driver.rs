@@ -23,6 +23,7 @@ use outpost_protocol::wire::{
 use quinn::VarInt;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -31,6 +32,7 @@ use crate::docker_host::DockerHost;
 use crate::job::JobRunner;
 use crate::loopback::HubLink;
 use crate::route::RouteWatch;
+use crate::tunnel::TcpReach;
 use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
@@ -63,6 +65,10 @@ pub enum SessionEnd {
     /// Nothing came from the hub for the idle timeout: an outage, or a path that now drops UDP.
     #[error("connection lost: the hub went silent for the idle timeout")]
     Silent,
+    /// Check-ins go unanswered while the hub answers over TCP: this network now drops UDP (or the
+    /// session's tunnel died).
+    #[error("the session's path is dead (check-ins unanswered) while the hub answers over TCP")]
+    UdpBlocked,
 }
 
 impl From<quinn::ConnectionError> for SessionEnd {
@@ -138,6 +144,9 @@ pub struct DriverSetup {
     pub jobs: Option<JobRunner>,
     /// The loopback registry's link to the hub, when it serves one ([`crate::loopback`]).
     pub registry: Option<HubLink>,
+    /// How to ask whether the hub answers over TCP when check-ins go unanswered, for a session on
+    /// UDP that may fall back ([`crate::tunnel::TcpReach`]).
+    pub tcp_reach: Option<TcpReach>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -218,6 +227,8 @@ async fn serve(
             link.session_started();
             Registry(link)
         }),
+        tcp_reach: defaults.tcp_reach,
+        checking_tcp: None,
     };
     driver.drive(send, recv).await
 }
@@ -268,6 +279,9 @@ struct Driver<'c> {
     deploying: Option<Deploying>,
     jobs: Option<Jobs>,
     registry: Option<Registry>,
+    tcp_reach: Option<TcpReach>,
+    /// A running check of whether the hub answers over TCP.
+    checking_tcp: Option<JoinHandle<bool>>,
 }
 
 /// The loopback registry's link, attached while this session's hub grants fetch streams and
@@ -284,6 +298,16 @@ impl Drop for Registry {
 struct Deploying {
     deployer: Arc<Deployer>,
     status: watch::Receiver<DeployStatus>,
+}
+
+/// Whether the running TCP check found the hub (and it is done); never without a check.
+async fn tcp_check(checking: &mut Option<JoinHandle<bool>>) -> bool {
+    let Some(check) = checking else {
+        return std::future::pending().await;
+    };
+    let answers = check.await.unwrap_or(false);
+    *checking = None;
+    answers
 }
 
 /// The worker's next status, or never without a worker (or once it has stopped).
@@ -372,6 +396,13 @@ impl Driver<'_> {
                 source = self.route.changed() => {
                     info!(?source, "the local address that reaches the hub changed; checking in now");
                     self.session.handle_path_change(Instant::now().into_std());
+                }
+                answers = tcp_check(&mut self.checking_tcp) => {
+                    if answers {
+                        warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
+                        conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
+                        return Err(SessionEnd::UdpBlocked);
+                    }
                 }
                 closed = conn.closed() => return Err(closed.into()),
             }
@@ -495,6 +526,11 @@ impl Driver<'_> {
             AgentEvent::TakeSnapshot => self.snapshots.take(),
             AgentEvent::HubSilent { missed } => {
                 warn!(missed, "the hub has not acknowledged the last check-ins");
+                // Silence on UDP is an outage or a block; only a block leaves TCP answering.
+                if let (Some(reach), None) = (&self.tcp_reach, &self.checking_tcp) {
+                    let reach = reach.clone();
+                    self.checking_tcp = Some(tokio::spawn(async move { reach.answers().await }));
+                }
             }
         }
         Ok(())

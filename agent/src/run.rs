@@ -186,9 +186,16 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             workers.clone(),
         );
         let attempt = session.await;
-        if let Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::Silent))) = &attempt {
-            // The path may drop UDP now: the next dial tries TCP after the head start.
-            dialer.forget_udp();
+        match &attempt {
+            // The path may drop UDP now: the next dial tries TCP after the head start ...
+            Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::Silent))) => {
+                dialer.forget_udp();
+            }
+            // ... or it does: TCP at once.
+            Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::UdpBlocked))) => {
+                dialer.assume_on_tcp();
+            }
+            _ => {}
         }
         let outcome = outcome(attempt, observer.as_deref());
         // The generator is drawn from before the sleep: it must not be held across an await.
@@ -412,6 +419,7 @@ async fn connect_and_serve(
         deployer: workers.deployer,
         jobs: workers.jobs,
         registry: workers.registry,
+        tcp_reach: dialer.tcp_reach(),
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {
@@ -433,8 +441,11 @@ async fn connect_and_serve(
             reason,
             config.data_dir.display().to_string(),
         ))),
-        Err(lost @ (SessionEnd::Lost(_) | SessionEnd::Silent | SessionEnd::HubStopping { .. })) => {
-            Err(SessionAttempt::Retry(Interruption::Session(lost)))
-        }
+        Err(
+            lost @ (SessionEnd::Lost(_)
+            | SessionEnd::Silent
+            | SessionEnd::UdpBlocked
+            | SessionEnd::HubStopping { .. }),
+        ) => Err(SessionAttempt::Retry(Interruption::Session(lost))),
     }
 }

@@ -184,6 +184,41 @@ pub async fn open(
     })
 }
 
+/// How to ask whether the hub answers over TCP: the session's hub and the agent's route there.
+#[derive(Clone, Debug)]
+pub struct TcpReach {
+    /// The hub's QUIC address.
+    pub hub: SocketAddr,
+    /// The name it was dialled by.
+    pub host: String,
+    /// Proxy and port.
+    pub route: TcpRoute,
+    /// The pinned CA.
+    pub pin: Fingerprint,
+}
+
+/// How long the TCP check may take: a TCP and a TLS handshake on the slowest path.
+const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TcpReach {
+    /// Whether a tunnel to the hub opens now (TCP, the proxy if any, TLS with the pinned CA); the
+    /// tunnel is closed at once, before any packet.
+    pub async fn answers(&self) -> bool {
+        let opened = tokio::time::timeout(
+            REACH_TIMEOUT,
+            open(
+                self.hub,
+                &self.host,
+                &self.route,
+                self.pin,
+                "checking whether UDP is blocked",
+            ),
+        )
+        .await;
+        matches!(opened, Ok(Ok(_)))
+    }
+}
+
 /// No Nagle (a check-in should not wait), and keepalive so a dead path is noticed while idle.
 fn tune(stream: &TcpStream) {
     let keepalive = socket2::TcpKeepalive::new()

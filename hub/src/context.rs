@@ -63,6 +63,9 @@ pub struct HubContext {
     pub traffic: crate::traffic::Traffic,
     /// Agents' TLS-over-TCP tunnels (where UDP is blocked), as quinn and the endpoint view see them.
     pub tunnels: crate::agent_link::tunnel::Tunnels,
+    /// The QUIC server config for connections inside tunnels: the endpoint's, with a fixed
+    /// congestion window (`outpost_transport::tunnel::window`).
+    pub tunnel_server_config: Arc<quinn::ServerConfig>,
     /// What the tunnel listener turned away.
     pub tunnel_counts: Arc<crate::agent_link::tunnel::TunnelCounts>,
 }

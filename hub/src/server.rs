@@ -139,6 +139,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
     server_config.transport_config(config.transport.transport_config(Role::Hub));
+    let mut tunnel_server_config = server_config.clone();
+    tunnel_server_config.transport_config(config.transport.tunnel_config(Role::Hub));
     let bind_error = |source| StartError::Bind {
         what: "agents (UDP)",
         addr: agent_addr,
@@ -191,6 +193,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         alerts: crate::alerts::Alerts::default(),
         traffic: crate::traffic::Traffic::new(config.budget_period),
         tunnels,
+        tunnel_server_config: Arc::new(tunnel_server_config),
         tunnel_counts: Default::default(),
     });
     write_api_url(dir, api_addr)?;

@@ -157,6 +157,7 @@ fn interruption_kind(cause: &Interruption) -> String {
             format!("session lost: {}", why.split(':').next().unwrap_or(why))
         }
         Interruption::Session(SessionEnd::Silent) => "session lost: timed out".into(),
+        Interruption::Session(SessionEnd::UdpBlocked) => "session: UDP blocked".into(),
         Interruption::Session(SessionEnd::Revoked(_)) => "session: revoked".into(),
         Interruption::Session(SessionEnd::HubStopping { .. }) => "session: hub stopping".into(),
     }

@@ -226,6 +226,8 @@ fn measure(profile: &str, options: &Options, image: &TestImage) -> Vec<[String; 
             .hub
             .reaches_status(id, "standby", Duration::from_secs(60));
     }
+    // Past each session's first snapshot and the window growth after the welcome.
+    std::thread::sleep(SETTLE);
     let (udp0, tcp0) = bench.port_bytes();
     std::thread::sleep(options.idle);
     let (udp1, tcp1) = bench.port_bytes();

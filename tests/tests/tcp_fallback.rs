@@ -15,14 +15,14 @@ use outpost_tests::docker::{
     DockerCli, DOCKER_SOCKET,
 };
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{wait_for, wait_for_result, Agent, AgentOptions, Hub};
 use tokio::time::Instant;
 
 /// A short, clean link: 5 ms each way at 20 Mbit/s, so the test measures the fallback, not the link.
 const PROFILE: &str = "description = \"tcp fallback test\"\n[both]\ndelay = \"5ms\"\nrate = \"20mbit\"\nqueue = \"256KB\"\n";
 
-/// The nftables table that drops the agent's UDP to the hub.
-const BLOCK_UDP: &str = "table inet outpost_block_udp {\n  chain out {\n    type filter hook output priority 0; policy accept;\n    ip daddr 198.18.0.1 udp dport 4433 drop\n  }\n}\n";
+/// The nftables table that drops UDP between the agent and the hub, both ways.
+const BLOCK_UDP: &str = "table inet outpost_block_udp {\n  chain out {\n    type filter hook output priority 0; policy accept;\n    ip daddr 198.18.0.1 udp dport 4433 drop\n  }\n  chain in {\n    type filter hook input priority 0; policy accept;\n    ip saddr 198.18.0.1 udp sport 4433 drop\n  }\n}\n";
 
 /// Run `nft` in `netns` with `args`, feeding `input`; it must succeed.
 fn nft(netns: &str, args: &[&str], input: &str) {
@@ -77,7 +77,14 @@ impl Blocked {
             tmp.path().join("hub"),
             &agent_addr,
             &format!("{HUB_IP}:9443"),
-            &["--public-addr", agent_addr.as_str()],
+            // Check-ins 3 s apart, longer than the agent's ack timeout on `lan` (1.4 s), so a
+            // check-in counts as missed before the next one is due.
+            &[
+                "--public-addr",
+                agent_addr.as_str(),
+                "--checkin-interval",
+                "3s",
+            ],
         );
         block_udp(&rig.netns("agent"));
         Self { hub, rig, tmp }
@@ -207,6 +214,30 @@ async fn with_udp_blocked_the_device_works_over_tcp_and_moves_back_to_quic_mid_l
     );
     // And the device keeps working on UDP.
     tokio::task::block_in_place(|| docker.ok(&["ps"]));
+
+    // The network starts dropping UDP under the live session: check-ins go unanswered while the
+    // hub answers over TCP, so the agent takes TCP at once instead of waiting out the idle timeout.
+    block_udp(&b.rig.netns("agent"));
+    let blocked = Instant::now();
+    let on_tcp = tokio::task::block_in_place(|| {
+        wait_for_result(Duration::from_secs(30), || {
+            let shown = b.hub.show(id);
+            (shown["transport"] == "tcp" && shown["status"] == "standby").then_some(shown)
+        })
+    })
+    .unwrap_or_else(|| panic!("not back over TCP in 30 s:\n{}", agent.log()));
+    println!(
+        "on TCP again {:?} after UDP was blocked mid-session: {on_tcp}",
+        blocked.elapsed()
+    );
+    tokio::task::block_in_place(|| docker.ok(&["ps"]));
+    assert!(
+        agent
+            .log()
+            .contains("check-ins go unanswered but the hub answers over TCP"),
+        "{}",
+        agent.log()
+    );
 }
 
 /// tinyproxy in the agent's namespace on 127.0.0.1:8888, allowing CONNECT to the hub's port only

@@ -60,6 +60,14 @@ pub const fn idle_timeout_for(interval: Duration) -> Duration {
     }
 }
 
+/// A config's congestion control.
+enum Congestion {
+    /// The profile's controller, with a connection's path memory or not.
+    Profile(Option<PathMemory>),
+    /// A tunnel's fixed window.
+    FixedWindow,
+}
+
 /// Which side of the connection a transport config is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -192,16 +200,22 @@ impl TransportProfile {
 
     /// The quinn transport config for this profile and role.
     pub fn transport_config(&self, role: Role) -> Arc<TransportConfig> {
-        self.build(role, None)
+        self.build(role, Congestion::Profile(None))
+    }
+
+    /// The config for a connection inside a TCP tunnel: this profile's, with the fixed window of
+    /// [`crate::tunnel::window`] in place of the profile's controller (TCP below controls it).
+    pub fn tunnel_config(&self, role: Role) -> Arc<TransportConfig> {
+        self.build(role, Congestion::FixedWindow)
     }
 
     /// The config for one connection, whose path estimate `memory` carries from the last
     /// connection to the next (Careful Resume, `congestion::PathMemory`).
     pub fn connection_config(&self, role: Role, memory: PathMemory) -> Arc<TransportConfig> {
-        self.build(role, Some(memory))
+        self.build(role, Congestion::Profile(Some(memory)))
     }
 
-    fn build(&self, role: Role, memory: Option<PathMemory>) -> Arc<TransportConfig> {
+    fn build(&self, role: Role, congestion: Congestion) -> Arc<TransportConfig> {
         let mut config = TransportConfig::default();
         config
             .initial_rtt(self.initial_rtt)
@@ -223,8 +237,17 @@ impl TransportProfile {
             Role::Agent => 0,
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
-        self.congestion
-            .apply(&mut config, self.initial_window(role), memory);
+        match congestion {
+            Congestion::Profile(memory) => {
+                self.congestion
+                    .apply(&mut config, self.initial_window(role), memory)
+            }
+            Congestion::FixedWindow => {
+                config.congestion_controller_factory(Arc::new(
+                    crate::tunnel::window::FixedWindowFactory,
+                ));
+            }
+        }
         if role == Role::Hub {
             config
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))

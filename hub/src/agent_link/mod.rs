@@ -120,21 +120,38 @@ fn source_prefix(tunnels: &tunnel::Tunnels, incoming: &quinn::Incoming) -> Sourc
 }
 
 async fn connect(ctx: Arc<HubContext>, incoming: quinn::Incoming, slot: OwnedSemaphorePermit) {
-    if let Some(conn) = handshake(&ctx.admission, incoming).await {
+    let tunnelled = ctx
+        .tunnels
+        .is_tunnel(incoming.remote_address())
+        .then(|| ctx.tunnel_server_config.clone());
+    if let Some(conn) = handshake(&ctx.admission, incoming, tunnelled).await {
         dispatch(ctx, conn, slot).await;
     }
 }
 
-/// The handshake of an admitted attempt, within the admission's deadline. One past its deadline
-/// is dropped, which closes it (quinn's implicit close); the caller then frees its slot. Either
-/// timeout, ours or the idle timeout the client asked for, counts as a silent handshake.
+/// The handshake of an admitted attempt, within the admission's deadline, with `config` in place
+/// of the endpoint's server config if given (a tunnel's). One past its deadline is dropped, which
+/// closes it (quinn's implicit close); the caller then frees its slot. Either timeout, ours or the
+/// idle timeout the client asked for, counts as a silent handshake.
 pub(crate) async fn handshake(
     admission: &Admission,
     incoming: quinn::Incoming,
+    config: Option<Arc<quinn::ServerConfig>>,
 ) -> Option<quinn::Connection> {
     let remote = incoming.remote_address();
     let validated = incoming.remote_address_validated();
-    match timeout(admission.handshake_deadline(), incoming).await {
+    let accepted = match config {
+        Some(config) => incoming.accept_with(config),
+        None => incoming.accept(),
+    };
+    let connecting = match accepted {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            debug!(%remote, "handshake refused: {e}");
+            return None;
+        }
+    };
+    match timeout(admission.handshake_deadline(), connecting).await {
         Ok(Ok(conn)) => {
             admission.count_accepted();
             Some(conn)

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_protocol::tunnel::{read_hello, TunnelError};
-use outpost_transport::tunnel::{pump, Pumped, OUTBOUND_PACKETS};
+use outpost_transport::tunnel::{pump, Pumped};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout_at, Instant};
@@ -103,7 +103,7 @@ async fn run(
     let (stream, hello) = timeout_at(deadline, setup)
         .await
         .map_err(|_| format!("no hello within {SETUP_DEADLINE:?}"))??;
-    let registered = tunnels.register(peer, hello.via_proxy, hello.reason, OUTBOUND_PACKETS);
+    let registered = tunnels.register(peer, hello.via_proxy, hello.reason);
     let addr = registered.addr;
     let mut claimed = registered.claimed;
     let mut pumping = std::pin::pin!(pump(stream, addr, registered.inbound, registered.outbound));

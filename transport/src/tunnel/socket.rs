@@ -19,12 +19,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::pump::{pump, Pumped, INBOUND_PACKETS, OUTBOUND_PACKETS};
+use super::pump::{outbound_queue, pump, OutboundSender, Pumped, QueueFull, INBOUND_PACKETS};
 
 /// A tunnel as quinn's socket.
 pub struct TunnelSocket {
     inbound: Mutex<mpsc::Receiver<((), Bytes)>>,
-    outbound: mpsc::Sender<Bytes>,
+    outbound: OutboundSender,
     hub: SocketAddr,
     local: SocketAddr,
     dropped: AtomicU64,
@@ -51,7 +51,7 @@ impl TunnelSocket {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_PACKETS);
-        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_PACKETS);
+        let (outbound, outbound_rx) = outbound_queue();
         let task = tokio::spawn(pump(stream, (), inbound_tx, outbound_rx));
         let socket = Arc::new(Self {
             inbound: Mutex::new(inbound),
@@ -85,16 +85,13 @@ impl AsyncUdpSocket for TunnelSocket {
     }
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
-        match self
-            .outbound
-            .try_send(Bytes::copy_from_slice(transmit.contents))
-        {
+        match self.outbound.try_send(transmit.contents) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(QueueFull::Full) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(io::ErrorKind::BrokenPipe.into()),
+            Err(QueueFull::Closed) => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
 

@@ -53,7 +53,7 @@ fn rig_with_deadline(limits: AdmissionLimits, deadline: Duration) -> Rig {
             |incoming, slot| {
                 let admission = admission.clone();
                 tokio::spawn(async move {
-                    let conn = handshake(&admission, incoming).await;
+                    let conn = handshake(&admission, incoming, None).await;
                     drop(slot);
                     if let Some(conn) = conn {
                         conn.closed().await;

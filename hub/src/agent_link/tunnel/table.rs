@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use outpost_transport::tunnel::{outbound_queue, OutboundReceiver, OutboundSender};
 use quinn::udp::RecvMeta;
 use std::io::IoSliceMut;
 use tokio::sync::{mpsc, watch};
@@ -54,7 +55,7 @@ struct Peer {
     tcp: SocketAddr,
     via_proxy: bool,
     reason: String,
-    outbound: mpsc::Sender<Bytes>,
+    outbound: OutboundSender,
     claimed: watch::Sender<bool>,
 }
 
@@ -90,7 +91,7 @@ pub(crate) struct Registered {
     /// Its virtual address.
     pub addr: SocketAddr,
     /// Packets for it.
-    pub outbound: mpsc::Receiver<Bytes>,
+    pub outbound: OutboundReceiver,
     /// Where its packets go.
     pub inbound: mpsc::Sender<(SocketAddr, Bytes)>,
     /// Becomes true when a QUIC connection is set up over it.
@@ -124,16 +125,10 @@ fn tunnel_id(addr: SocketAddr) -> Option<u64> {
 }
 
 impl Tunnels {
-    /// Register a tunnel from `tcp`, queueing at most `outbound_packets` for it.
-    pub(crate) fn register(
-        &self,
-        tcp: SocketAddr,
-        via_proxy: bool,
-        reason: String,
-        outbound_packets: usize,
-    ) -> Registered {
+    /// Register a tunnel from `tcp` (its queue bounded by `OUTBOUND_BYTES`).
+    pub(crate) fn register(&self, tcp: SocketAddr, via_proxy: bool, reason: String) -> Registered {
         let id = self.0.next.fetch_add(1, Ordering::Relaxed);
-        let (outbound_tx, outbound) = mpsc::channel(outbound_packets);
+        let (outbound_tx, outbound) = outbound_queue();
         let (claimed_tx, claimed) = watch::channel(false);
         self.peers().insert(
             id,
@@ -180,6 +175,11 @@ impl Tunnels {
         {
             peer.send_replace(true);
         }
+    }
+
+    /// Whether `addr` is a tunnel's (virtual) address.
+    pub fn is_tunnel(&self, addr: SocketAddr) -> bool {
+        tunnel_id(addr).is_some()
     }
 
     /// Tunnels carrying a QUIC session now.
@@ -237,11 +237,10 @@ impl Tunnels {
         let Some(id) = tunnel_id(to) else {
             return false;
         };
-        let sent = self.peers().get(&id).is_some_and(|peer| {
-            peer.outbound
-                .try_send(Bytes::copy_from_slice(packet))
-                .is_ok()
-        });
+        let sent = self
+            .peers()
+            .get(&id)
+            .is_some_and(|peer| peer.outbound.try_send(packet).is_ok());
         if !sent {
             self.0.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -297,6 +296,7 @@ impl Tunnels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_transport::tunnel::OUTBOUND_BYTES;
 
     #[test]
     fn virtual_addresses_round_trip_and_real_ones_are_not_tunnels() {
@@ -316,7 +316,7 @@ mod tests {
     fn a_tunnel_resolves_to_its_tcp_peer_until_removed() {
         let tunnels = Tunnels::default();
         let tcp: SocketAddr = "198.18.0.2:40000".parse().unwrap();
-        let registered = tunnels.register(tcp, true, "no QUIC answer".into(), 4);
+        let registered = tunnels.register(tcp, true, "no QUIC answer".into());
         let path = tunnels.resolve(registered.addr);
         assert_eq!(path.addr, tcp);
         assert_eq!(
@@ -342,8 +342,8 @@ mod tests {
     #[test]
     fn a_claimed_tunnel_counts_as_carrying_a_session() {
         let tunnels = Tunnels::default();
-        let first = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new(), 2);
-        let _second = tunnels.register("198.18.0.2:2".parse().unwrap(), false, String::new(), 2);
+        let first = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new());
+        let _second = tunnels.register("198.18.0.2:2".parse().unwrap(), false, String::new());
         assert_eq!(tunnels.carrying_sessions(), 0);
         tunnels.claim(first.addr);
         assert!(*first.claimed.borrow());
@@ -353,9 +353,10 @@ mod tests {
     #[test]
     fn a_full_tunnel_queue_drops_and_counts() {
         let tunnels = Tunnels::default();
-        let registered = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new(), 2);
-        for _ in 0..3 {
-            tunnels.send(registered.addr, b"p");
+        let registered = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new());
+        let packet = [0u8; 1000];
+        for _ in 0..OUTBOUND_BYTES / packet.len() + 1 {
+            tunnels.send(registered.addr, &packet);
         }
         assert_eq!(tunnels.dropped(), 1);
     }
