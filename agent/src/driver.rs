@@ -44,6 +44,13 @@ mod jobs;
 mod outbox;
 mod snapshots;
 
+/// How long a session whose check-ins go unanswered still waits, once the hub has answered over
+/// TCP, for anything to arrive on its own path before it calls the path dead: after an outage a
+/// fresh TCP handshake can beat a stalled connection's backed-off retransmission timer (Linux
+/// doubles from 200 ms: 6.2 s into an outage the next try comes 6.4 s later), so a tunnel or UDP
+/// path that is merely slow to resume is not torn down mid-transfer.
+const BLOCK_CONFIRM: Duration = Duration::from_secs(8);
+
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -280,8 +287,9 @@ struct Driver<'c> {
     jobs: Option<Jobs>,
     registry: Option<Registry>,
     tcp_reach: Option<TcpReach>,
-    /// A running check of whether the hub answers over TCP.
-    checking_tcp: Option<JoinHandle<bool>>,
+    /// A running check of whether the hub answers over TCP, and the datagrams the connection had
+    /// received when it started.
+    checking_tcp: Option<(JoinHandle<bool>, u64)>,
 }
 
 /// The loopback registry's link, attached while this session's hub grants fetch streams and
@@ -300,14 +308,16 @@ struct Deploying {
     status: watch::Receiver<DeployStatus>,
 }
 
-/// Whether the running TCP check found the hub (and it is done); never without a check.
-async fn tcp_check(checking: &mut Option<JoinHandle<bool>>) -> bool {
-    let Some(check) = checking else {
+/// Whether the running TCP check found the hub (once it is done), with the datagrams received
+/// when it began; never without a check.
+async fn tcp_check(checking: &mut Option<(JoinHandle<bool>, u64)>) -> (bool, u64) {
+    let Some((check, received)) = checking else {
         return std::future::pending().await;
     };
     let answers = check.await.unwrap_or(false);
+    let received = *received;
     *checking = None;
-    answers
+    (answers, received)
 }
 
 /// The worker's next status, or never without a worker (or once it has stopped).
@@ -397,8 +407,10 @@ impl Driver<'_> {
                     info!(?source, "the local address that reaches the hub changed; checking in now");
                     self.session.handle_path_change(Instant::now().into_std());
                 }
-                answers = tcp_check(&mut self.checking_tcp) => {
-                    if answers {
+                (answers, received) = tcp_check(&mut self.checking_tcp) => {
+                    // Anything received since the check began means the session's path works
+                    // again: that was an outage (of both), not a block.
+                    if answers && received == conn.stats().udp_rx.datagrams {
                         warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
                         conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
                         return Err(SessionEnd::UdpBlocked);
@@ -529,7 +541,14 @@ impl Driver<'_> {
                 // Silence on UDP is an outage or a block; only a block leaves TCP answering.
                 if let (Some(reach), None) = (&self.tcp_reach, &self.checking_tcp) {
                     let reach = reach.clone();
-                    self.checking_tcp = Some(tokio::spawn(async move { reach.answers().await }));
+                    let check = tokio::spawn(async move {
+                        let answers = reach.answers().await;
+                        if answers {
+                            tokio::time::sleep(BLOCK_CONFIRM).await;
+                        }
+                        answers
+                    });
+                    self.checking_tcp = Some((check, self.conn.stats().udp_rx.datagrams));
                 }
             }
         }

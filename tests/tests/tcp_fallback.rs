@@ -77,7 +77,7 @@ impl Blocked {
             tmp.path().join("hub"),
             &agent_addr,
             &format!("{HUB_IP}:9443"),
-            // Check-ins 3 s apart, longer than the agent's ack timeout on `lan` (1.4 s), so a
+            // Check-ins 3 s apart, longer than the agent's ack timeout on `lan` (1.2 s), so a
             // check-in counts as missed before the next one is due.
             &[
                 "--public-addr",
