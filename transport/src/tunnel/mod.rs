@@ -15,5 +15,5 @@ pub use pump::{
     outbound_queue, pump, OutboundReceiver, OutboundSender, Pumped, QueueFull, INBOUND_PACKETS,
     OUTBOUND_BYTES,
 };
-pub use socket::TunnelSocket;
+pub use socket::{poll_packets, TunnelSocket};
 pub use window::{FixedWindowFactory, TUNNEL_WINDOW};

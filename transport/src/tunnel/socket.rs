@@ -69,6 +69,45 @@ impl TunnelSocket {
     }
 }
 
+/// Fill `bufs` and `meta` from `inbound` as a UDP socket's receive would, each packet from
+/// `from(tag)`: how many were filled, `Ready(0)` when the queue has closed, `Pending` (waker
+/// registered) when it is empty. A packet longer than its buffer is dropped.
+pub fn poll_packets<T>(
+    inbound: &mut mpsc::Receiver<(T, Bytes)>,
+    cx: &mut Context,
+    bufs: &mut [IoSliceMut<'_>],
+    meta: &mut [RecvMeta],
+    from: impl Fn(T) -> SocketAddr,
+) -> Poll<usize> {
+    let mut filled = 0;
+    while filled < bufs.len().min(meta.len()) {
+        let next = if filled == 0 {
+            match inbound.poll_recv(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => return Poll::Pending,
+            }
+        } else {
+            inbound.try_recv().ok()
+        };
+        let Some((tag, packet)) = next else {
+            break;
+        };
+        if packet.len() > bufs[filled].len() {
+            continue;
+        }
+        bufs[filled][..packet.len()].copy_from_slice(&packet);
+        meta[filled] = RecvMeta {
+            addr: from(tag),
+            len: packet.len(),
+            stride: packet.len(),
+            ecn: None,
+            dst_ip: None,
+        };
+        filled += 1;
+    }
+    Poll::Ready(filled)
+}
+
 /// The tunnel's queue never makes quinn wait: a full queue drops the packet instead.
 #[derive(Debug)]
 struct AlwaysWritable;
@@ -102,37 +141,11 @@ impl AsyncUdpSocket for TunnelSocket {
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
         let mut inbound = self.inbound.lock().unwrap_or_else(|e| e.into_inner());
-        let mut filled = 0;
-        while filled < bufs.len().min(meta.len()) {
-            let next = if filled == 0 {
-                match inbound.poll_recv(cx) {
-                    Poll::Ready(next) => next,
-                    Poll::Pending => return Poll::Pending,
-                }
-            } else {
-                inbound.try_recv().ok()
-            };
-            let Some(((), packet)) = next else {
-                break;
-            };
-            if packet.len() > bufs[filled].len() {
-                continue;
-            }
-            bufs[filled][..packet.len()].copy_from_slice(&packet);
-            meta[filled] = RecvMeta {
-                addr: self.hub,
-                len: packet.len(),
-                stride: packet.len(),
-                ecn: None,
-                dst_ip: None,
-            };
-            filled += 1;
-        }
-        if filled == 0 {
+        match poll_packets(&mut inbound, cx, bufs, meta, |()| self.hub) {
             // The pump ended: the tunnel is gone.
-            return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            Poll::Ready(0) => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+            polled => polled.map(Ok),
         }
-        Poll::Ready(Ok(filled))
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use outpost_transport::tunnel::{outbound_queue, OutboundReceiver, OutboundSender};
+use outpost_transport::tunnel::{outbound_queue, poll_packets, OutboundReceiver, OutboundSender};
 use quinn::udp::RecvMeta;
 use std::io::IoSliceMut;
 use tokio::sync::{mpsc, watch};
@@ -255,37 +255,11 @@ impl Tunnels {
         meta: &mut [RecvMeta],
     ) -> Poll<usize> {
         let mut inbound = self.0.inbound.lock().unwrap_or_else(|e| e.into_inner());
-        let mut filled = 0;
-        while filled < bufs.len().min(meta.len()) {
-            let next = if filled == 0 {
-                match inbound.poll_recv(cx) {
-                    Poll::Ready(next) => next,
-                    Poll::Pending => return Poll::Pending,
-                }
-            } else {
-                inbound.try_recv().ok()
-            };
-            let Some((from, packet)) = next else {
-                break;
-            };
-            if packet.len() > bufs[filled].len() {
-                continue;
-            }
-            bufs[filled][..packet.len()].copy_from_slice(&packet);
-            meta[filled] = RecvMeta {
-                addr: from,
-                len: packet.len(),
-                stride: packet.len(),
-                ecn: None,
-                dst_ip: None,
-            };
-            filled += 1;
-        }
-        if filled == 0 {
+        match poll_packets(&mut inbound, cx, bufs, meta, |from| from) {
             // Every sender is held by this table, so the queue never closes while it lives.
-            return Poll::Pending;
+            Poll::Ready(0) => Poll::Pending,
+            polled => polled,
         }
-        Poll::Ready(filled)
     }
 
     fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Peer>> {
