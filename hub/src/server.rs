@@ -314,6 +314,9 @@ impl RunningHub {
 }
 
 /// The agents' TCP listener as configured: on the bound UDP socket's address and port by default.
+/// By default a port already taken on TCP (the UDP port was free, the same number on TCP need not
+/// be: an ephemeral `--agent-listen …:0` may meet a client connection's port) costs only the TCP
+/// path, with a warning; an address asked for explicitly must bind.
 async fn bind_agent_tcp(
     agent_tcp: AgentTcp,
     agent_addr: SocketAddr,
@@ -323,14 +326,23 @@ async fn bind_agent_tcp(
         AgentTcp::SamePort => agent_addr,
         AgentTcp::At(addr) => addr,
     };
-    let error = |source| StartError::Bind {
-        what: "agents (TCP)",
-        addr,
-        source,
+    let bound = async {
+        let listener = TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        Ok::<_, std::io::Error>((listener, bound))
     };
-    let listener = TcpListener::bind(addr).await.map_err(error)?;
-    let bound = listener.local_addr().map_err(error)?;
-    Ok(Some((listener, bound)))
+    match (bound.await, agent_tcp) {
+        (Ok(bound), _) => Ok(Some(bound)),
+        (Err(e), AgentTcp::SamePort) => {
+            warn!(%addr, "no TCP path for agents whose network drops UDP: cannot listen on TCP {addr}: {e} (free the port, or choose one with --agent-tcp-listen)");
+            Ok(None)
+        }
+        (Err(source), _) => Err(StartError::Bind {
+            what: "agents (TCP)",
+            addr,
+            source,
+        }),
+    }
 }
 
 /// The metrics listener, bound before anything is spawned (a test passes port 0 and reads it back).
