@@ -176,6 +176,10 @@ async fn hostile_tcp_clients_are_refused_at_bounded_cost_while_a_tcp_device_is_s
         .unwrap();
     println!("refused busy: {busy}");
     assert!(busy >= 30, "{busy}");
+    // The device's tunnel never dropped a packet: its connection keeps less in flight than the
+    // queue holds.
+    let drops = line("outpost_hub_agent_tunnel_drops_total");
+    assert!(drops.ends_with(" 0"), "{drops}");
     let on_tcp = line("outpost_hub_sessions_by_transport{transport=\"tcp\"}");
     assert!(on_tcp.ends_with(" 1"), "{on_tcp}");
     tokio::task::block_in_place(|| device_still_served(&hub, &docker, id));

@@ -45,6 +45,7 @@ pub(super) struct Reading {
     sessions_by_transport: [Labelled; 2],
     tunnels_open: u64,
     tunnels_refused: [Labelled; 2],
+    tunnel_drops: u64,
     rollouts: BTreeMap<&'static str, u64>,
     rollout_targets: Counts,
     jobs_open: u64,
@@ -101,6 +102,7 @@ impl Reading {
         ];
         let tunnels = &ctx.tunnel_counts;
         self.tunnels_open = ctx.tunnels.len() as u64;
+        self.tunnel_drops = ctx.tunnels.dropped();
         self.tunnels_refused = [
             ("busy", read(&tunnels.refused_busy)),
             ("setup", read(&tunnels.failed_setup)),
@@ -249,6 +251,10 @@ const TUNNELS_REFUSED: Named = (
     "outpost_hub_agent_tunnels_refused",
     "TCP connections to the agent port closed before a session: every setup slot taken (busy), or bad bytes or no session in time (setup).",
 );
+const TUNNEL_DROPS: Named = (
+    "outpost_hub_agent_tunnel_drops",
+    "Packets for an agent's TCP tunnel dropped because its queue was full (or it had closed).",
+);
 const JOB_TARGETS: Named = (
     "outpost_hub_job_targets",
     "Devices of the open jobs by state, summed over the jobs.",
@@ -282,7 +288,8 @@ impl Reading {
         counters(out, HANDSHAKES, "outcome", &self.handshakes)?;
         counter(out, ADMISSION_WAITS, self.admission_waited)?;
         gauge(out, TUNNELS_OPEN, self.tunnels_open)?;
-        counters(out, TUNNELS_REFUSED, "reason", &self.tunnels_refused)
+        counters(out, TUNNELS_REFUSED, "reason", &self.tunnels_refused)?;
+        counter(out, TUNNEL_DROPS, self.tunnel_drops)
     }
 
     fn encode_progress(&self, out: &mut DescriptorEncoder) -> Result<(), Error> {

@@ -8,7 +8,6 @@ use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -27,7 +26,6 @@ pub struct TunnelSocket {
     outbound: OutboundSender,
     hub: SocketAddr,
     local: SocketAddr,
-    dropped: AtomicU64,
 }
 
 impl fmt::Debug for TunnelSocket {
@@ -58,14 +56,8 @@ impl TunnelSocket {
             outbound,
             hub,
             local,
-            dropped: AtomicU64::new(0),
         });
         (socket, task)
-    }
-
-    /// Packets dropped because the tunnel's queue was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -126,10 +118,9 @@ impl AsyncUdpSocket for TunnelSocket {
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         match self.outbound.try_send(transmit.contents) {
             Ok(()) => Ok(()),
-            Err(QueueFull::Full) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            // One connection keeps less in flight than the queue holds (`window`): a full queue
+            // is a router's drop, and QUIC recovers it.
+            Err(QueueFull::Full) => Ok(()),
             Err(QueueFull::Closed) => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
