@@ -6,7 +6,12 @@
 //! sees exactly the loss and delay the profile describes.
 //!
 //! GSO is kept off (`max_transmit_segments` is 1) so that every QUIC datagram meets the model
-//! on its own. On receive, a GRO batch (if the inner socket coalesces) is treated as one unit.
+//! on its own. On receive, a GRO batch (the inner socket coalesces a peer's GSO sends on
+//! loopback) is split at its stride, so each datagram meets the model on its own too: judged as
+//! one unit, a batch of ten was lost or kept whole and the burst-loss chain advanced once per
+//! batch, so `flaky-cellular`'s bursts of five packets became bursts of up to fifty, and a
+//! sender's two probe packets (one GSO send) were one chain step — silences of 5–10 s where the
+//! profile has 5-packet bursts (`congestion` bench, `--trace-ms`).
 //! NAT behaviour is not emulated here; use the [`Relay`](crate::Relay) for that.
 
 use std::cmp::Reverse;
@@ -333,11 +338,21 @@ impl AsyncUdpSocket for NetemSocket {
             let now = Instant::now();
             let mut model = lock(&self.models.inbound);
             for (buf, m) in bufs.iter().zip(meta.iter()).take(count) {
-                if let Verdict::Deliver { at, duplicate } = model.submit(now.into_std(), m.len) {
-                    let data = Bytes::copy_from_slice(&buf[..m.len]);
-                    inbound.hold(Instant::from_std(at), *m, data.clone());
+                for datagram in buf[..m.len].chunks(m.stride.max(1)) {
+                    let len = datagram.len();
+                    let Verdict::Deliver { at, duplicate } = model.submit(now.into_std(), len)
+                    else {
+                        continue;
+                    };
+                    let one = RecvMeta {
+                        len,
+                        stride: len,
+                        ..*m
+                    };
+                    let data = Bytes::copy_from_slice(datagram);
+                    inbound.hold(Instant::from_std(at), one, data.clone());
                     if let Some(dup) = duplicate {
-                        inbound.hold(Instant::from_std(dup), *m, data);
+                        inbound.hold(Instant::from_std(dup), one, data);
                     }
                 }
             }
