@@ -156,17 +156,22 @@ type Busy = Arc<Mutex<Option<Instant>>>;
 
 /// Serves each incoming stream: a 1-byte request says which way the bulk goes (`d`own, `u`p), or
 /// asks for a small answer (`p`, the warm-up's exchanges).
-fn server(config: ServerConfig, size: usize, trace: Option<Duration>) -> (Endpoint, SocketAddr) {
+fn server(
+    config: ServerConfig,
+    size: usize,
+    trace: Option<(Duration, NetemSocketControl)>,
+) -> (Endpoint, SocketAddr) {
     let server = Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server.local_addr().unwrap();
     let accept = server.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept.accept().await {
+            let trace = trace.clone();
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
                 let busy = Busy::default();
-                if let Some(every) = trace {
-                    tokio::spawn(trace_path(conn.clone(), busy.clone(), every));
+                if let Some((every, link)) = trace {
+                    tokio::spawn(trace_path(conn.clone(), busy.clone(), every, link));
                 }
                 while let Ok((send, recv)) = conn.accept_bi().await {
                     tokio::spawn(serve_stream(send, recv, size, busy.clone()));
@@ -210,8 +215,14 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, size: usize, b
 }
 
 /// The hub side's path every `every` while a bulk transfer runs: time into the transfer, window,
-/// bytes sent, round trip, losses.
-async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
+/// bytes sent, round trip, losses, and what the emulated link dropped each way and why (burst
+/// loss, outage, a full queue), so a stall can be told from the link's doing or the sender's.
+async fn trace_path(
+    conn: quinn::Connection,
+    busy: Busy,
+    every: Duration,
+    link: NetemSocketControl,
+) {
     while conn.close_reason().is_none() {
         tokio::time::sleep(every).await;
         let Some(start) = *busy.lock().unwrap() else {
@@ -219,7 +230,7 @@ async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
         };
         let stats = conn.stats();
         eprintln!(
-            "  t={:>5.2}s cwnd={:>8} sent={:>9} rtt={:>4}ms min_rtt={:>4}ms lost={:>4} events={}{}",
+            "  t={:>5.2}s cwnd={:>8} sent={:>9} rtt={:>4}ms min_rtt={:>4}ms lost={:>4} events={}{}{}",
             start.elapsed().as_secs_f64(),
             stats.path.cwnd,
             stats.udp_tx.bytes,
@@ -228,8 +239,24 @@ async fn trace_path(conn: quinn::Connection, busy: Busy, every: Duration) {
             stats.path.lost_packets,
             stats.path.congestion_events,
             decisions(&conn),
+            link_drops(&link),
         );
     }
+}
+
+/// The emulated link's drops so far, down then up: (burst) loss, outage, queue overflow.
+fn link_drops(link: &NetemSocketControl) -> String {
+    let counters = link.counters();
+    let (down, up) = (counters.down, counters.up);
+    format!(
+        " link down loss/outage/queue={}/{}/{} up={}/{}/{}",
+        down.dropped_loss,
+        down.dropped_outage,
+        down.dropped_queue,
+        up.dropped_loss,
+        up.dropped_outage,
+        up.dropped_queue
+    )
 }
 
 /// The delivery-rate controller's decisions, for `--trace-ms`: why startup ended, outages,
@@ -351,7 +378,6 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
         .initial_window
         .unwrap_or(transport.initial_window(Role::Hub));
     let (server_config, client_config) = tls(&transport, controller, initial_window);
-    let (server_endpoint, server_addr) = server(server_config, options.size, options.trace);
     let socket = NetemSocket::bind(
         "127.0.0.1:0".parse().unwrap(),
         profile,
@@ -360,6 +386,8 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
     )
     .unwrap();
     let link = socket.control();
+    let trace = options.trace.map(|every| (every, link.clone()));
+    let (server_endpoint, server_addr) = server(server_config, options.size, trace);
     let client = socket.client_endpoint(client_config).unwrap();
     let conn = tokio::time::timeout(options.timeout, async {
         client.connect(server_addr, "localhost").unwrap().await
