@@ -10,8 +10,9 @@
 //! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
 //! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
 //! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
-//! trip, losses and the delivery-rate controller's decisions (startup exit, outages, resumes)
-//! every N ms during the transfers (where the time goes); `--transfers N` runs
+//! trip, losses, the delivery-rate controller's decisions (startup exit, outages, resumes) and the
+//! emulated link's drops each way by cause every N ms during the transfers (where the time goes,
+//! and whether a stall is the link's or the sender's); `--transfers N` runs
 //! the download N times on the same connection, each after the warm-up (the later ones show what
 //! the controller remembers across idle periods); `--initial-window BYTES` overrides the hub's
 //! initial congestion window (the transport profile's otherwise); `--outage-s N` takes the link
