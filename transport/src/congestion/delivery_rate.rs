@@ -2,10 +2,11 @@
 //!
 //! The window is sized from two measurements, not from loss: the bottleneck rate (the largest
 //! delivery rate seen over the last [`RATE_WINDOW_ROUNDS`] busy round trips) and the path's
-//! minimum round trip. Steady state keeps `cwnd_gain × rate × min_rtt` (1.25 BDP) plus 25 ms of
-//! the rate in flight; quinn paces that window over the smoothed RTT, so the sender runs at about
-//! the bottleneck rate with a bounded queue (less than a GEO modem's half-BDP buffer), and a lost
-//! packet costs its retransmission, not half the window.
+//! minimum round trip. Steady state paces at the bottleneck rate times a gain that cycles over
+//! rounds, and keeps at most `cwnd_gain × rate × min_rtt` (2 BDP) plus 25 ms of the rate in
+//! flight ([`pacing`]): the sender runs at about the bottleneck rate with a bounded queue (less
+//! than a GEO modem's half-BDP buffer) whatever the round trip's jitter, and a lost packet costs
+//! its retransmission, not half the window.
 //!
 //! Startup sends its first flight as one burst and reads the bottleneck's rate from the spacing
 //! of that burst's acks ([`train`]): on a GEO path the window is the steady one a round trip
@@ -37,6 +38,7 @@
 mod config;
 mod max_filter;
 mod min_rtt;
+mod pacing;
 mod resume;
 mod round;
 mod startup_exit;
@@ -49,6 +51,7 @@ use std::time::{Duration, Instant};
 pub use config::DeliveryRateConfig;
 use max_filter::MaxFilter;
 use min_rtt::MinRtt;
+use pacing::Phase;
 use resume::Resume;
 pub use resume::{PathEstimate, ResumeKind, ResumeRecord, ResumeStats};
 use round::{RoundStats, MIN_ACKS_FOR_ACK_RATE};
@@ -155,6 +158,8 @@ pub struct DeliveryRate {
     latest_rtt: Option<(Instant, Duration)>,
     /// A rate waiting to be resumed, or lent after a resume.
     resume: Resume,
+    /// Steady state's pacing gain ([`pacing`]).
+    phase: Phase,
 }
 
 impl DeliveryRate {
@@ -188,6 +193,7 @@ impl DeliveryRate {
             train: None,
             latest_rtt: None,
             resume: Resume::default(),
+            phase: Phase::default(),
         }
     }
 
@@ -218,6 +224,15 @@ impl DeliveryRate {
                 self.window.min(first_flight)
             }
             _ => self.window,
+        }
+    }
+
+    /// The rate to pace at in steady state, bytes per second: the bottleneck rate times the
+    /// phase's gain ([`pacing`]). `None` in startup, where quinn paces the window.
+    pub fn pacing_rate(&self) -> Option<u64> {
+        match self.mode {
+            Mode::Startup => None,
+            Mode::Steady(_) => pacing::paced(self.bottleneck_rate(), self.phase.gain()),
         }
     }
 
@@ -358,15 +373,24 @@ impl DeliveryRate {
         self.unexplained_rounds < UNEXPLAINED_ROUNDS
     }
 
-    /// Whether a round whose smallest round trip was `round_min` outlasted the window.
-    fn outlasts_window(&self, round_min: Duration) -> bool {
-        match self.bottleneck_rate() {
-            0 => false,
-            rate => {
-                let reach = Duration::from_secs_f64(self.window as f64 / rate as f64);
-                round_min > reach + reach / 10
-            }
+    /// Whether a round whose smallest round trip was `round_min` is longer than the sender's own
+    /// queue explains (plus a tenth). In startup and while its queue drains, that queue is at
+    /// most the window; once the pacer sets the rate ([`pacing`]), it is at most the probe
+    /// gain's quarter of the minimum, and jitter adds the allowance.
+    fn outlasts_own_queue(&self, round_min: Duration) -> bool {
+        let rate = self.bottleneck_rate();
+        if rate == 0 {
+            return false;
         }
+        let reach = match (self.mode, self.phase) {
+            (Mode::Startup, _) | (_, Phase::Drain) => {
+                Duration::from_secs_f64(self.window as f64 / rate as f64)
+            }
+            (Mode::Steady(_), Phase::Cycle(_)) => {
+                self.path_min_rtt.get().mul_f64(pacing::PROBE_GAIN) + self.config.jitter_allowance
+            }
+        };
+        round_min > reach + reach / 10
     }
 
     /// The window while the minimum round trip is re-measured: half a bandwidth-delay product,
@@ -380,6 +404,10 @@ impl DeliveryRate {
     pub fn on_end_acks(&mut self, now: Instant, in_flight: u64) {
         self.path_min_rtt
             .on_in_flight(now, in_flight, self.probe_window());
+        if self.mode != Mode::Startup {
+            let bdp = pacing::bdp(self.bottleneck_rate(), self.path_min_rtt.get());
+            self.phase.on_in_flight(in_flight, bdp);
+        }
         self.idle = in_flight == 0;
         if self.idle {
             self.sent_into_empty_pipe = None;
@@ -416,7 +444,7 @@ impl DeliveryRate {
             self.spacing.update(self.round, rate);
         }
         if let Some(round_min) = ended.min_rtt {
-            self.unexplained_rounds = match self.outlasts_window(round_min) {
+            self.unexplained_rounds = match self.outlasts_own_queue(round_min) {
                 true => self.unexplained_rounds.saturating_add(1),
                 false => 0,
             };
@@ -434,6 +462,8 @@ impl DeliveryRate {
             } else {
                 self.check_full_pipe();
             }
+        } else {
+            self.phase.on_round_end();
         }
     }
 

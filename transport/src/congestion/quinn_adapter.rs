@@ -107,8 +107,12 @@ impl Controller for Adapter {
     fn metrics(&self) -> ControllerMetrics {
         let mut metrics = ControllerMetrics::default();
         metrics.congestion_window = self.controller.window();
-        metrics.pacing_rate = Some(self.controller.bottleneck_rate() * 8);
+        metrics.pacing_rate = self.controller.pacing_rate().map(|rate| rate * 8);
         metrics
+    }
+
+    fn pacing_rate(&self) -> Option<u64> {
+        self.controller.pacing_rate()
     }
 
     fn clone_box(&self) -> Box<dyn Controller> {

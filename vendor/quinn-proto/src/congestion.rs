@@ -65,6 +65,14 @@ pub trait Controller: Send + Sync {
     /// Number of ack-eliciting bytes that may be in flight
     fn window(&self) -> u64;
 
+    /// Outpost patch: the rate to pace sends at, in bytes per second, for a controller that
+    /// sets one (a delivery-rate controller paces at its bottleneck estimate and keeps the
+    /// window as a cap for late acks). `None`, the default: pace the window over the smoothed
+    /// round trip.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+
     /// Retrieve implementation-specific metrics used to populate `qlog` traces when they are enabled
     fn metrics(&self) -> ControllerMetrics {
         ControllerMetrics {

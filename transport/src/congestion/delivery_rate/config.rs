@@ -21,14 +21,13 @@ impl Default for DeliveryRateConfig {
             // RFC 9002's initial window: 10 packets, at least 14,720 bytes.
             initial_window: 14_720,
             startup_gain: 3.0,
-            // 1.25 × BDP + 25 ms: probes for a quarter more than the rate each round. Jitter
-            // makes the minimum RTT read low (50 ms on a 70 ms LTE path with ±8 ms): 1.25 × BDP
-            // alone then kept less than a BDP in flight, each round measured less than the last
-            // and the rate decayed to a quarter of the link; the 25 ms cover that (LTE keeps
-            // 87 ms of the rate in flight). A plain 1.5 × BDP did too, but on GEO it is 290 ms
-            // of standing queue, more than the modem's 750 KB buffer holds at 20 Mbit/s: every
-            // round overflowed it and the round trip rose to 870 ms (the `congestion` bench).
-            cwnd_gain: 1.25,
+            // 2 × BDP + 25 ms, a cap only: the pacer sets the rate (`pacing`). Jitter makes the
+            // minimum RTT read low (64 ms on flaky-cellular, whose round trips are mostly
+            // 100–140 ms; 50 ms on a 70 ms LTE path with ±8 ms): a window near one BDP then ran
+            // out before the acks came back, each round measured less than the last and the
+            // rate decayed (to a quarter of the link on LTE with 1.25 × BDP when the window also
+            // set the pace). Paced at the rate, a wider window adds no standing queue.
+            cwnd_gain: 2.0,
             jitter_allowance: Duration::from_millis(25),
         }
     }

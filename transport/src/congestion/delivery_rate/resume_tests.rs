@@ -15,6 +15,7 @@ const CELLULAR: Link = Link {
     queue: 256_000,
     loss: 0.0,
     step: None,
+    jitter: Duration::ZERO,
 };
 
 /// A controller at steady state on `link`, and the virtual time its transfer ended.

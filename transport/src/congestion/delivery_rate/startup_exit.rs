@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::pacing::Phase;
 use super::{
     DeliveryRate, Mode, FULL_PIPE_GROWTH, FULL_PIPE_ROUNDS, MIN_ACKS_FOR_ACK_RATE,
     QUEUE_DELAY_FLOOR, STARTUP_LOSS_EXIT, STARTUP_LOSS_EXIT_PACKETS, STARTUP_QUEUE_SHARE,
@@ -31,9 +32,15 @@ pub enum StartupExit {
 /// The checks that end startup.
 impl DeliveryRate {
     /// Startup is over for `reason`; the first reason found is the one kept.
+    /// Startup's queue drains first ([`super::pacing`]), except after a resume, which starts
+    /// from an empty pipe.
     pub(super) fn leave_startup(&mut self, reason: StartupExit) {
         if self.mode == Mode::Startup {
             self.mode = Mode::Steady(reason);
+            self.phase = match reason {
+                StartupExit::Resumed => Phase::CRUISE,
+                _ => Phase::Drain,
+            };
         }
     }
 

@@ -624,11 +624,17 @@ impl Connection {
 
                     // Check whether the next datagram is blocked by pacing
                     let smoothed_rtt = self.path.rtt.get();
+                    // Outpost patch: a controller's own pacing rate, as the window the pacer
+                    // spreads over the smoothed round trip at that rate.
+                    let pacing_window = match self.path.congestion.pacing_rate() {
+                        Some(rate) => pacing::window_at_rate(rate, smoothed_rtt),
+                        None => self.path.congestion.window(),
+                    };
                     if let Some(delay) = self.path.pacing.delay(
                         smoothed_rtt,
                         bytes_to_send,
                         self.path.current_mtu(),
-                        self.path.congestion.window(),
+                        pacing_window,
                         now,
                     ) {
                         self.timers.set(Timer::Pacing, delay);

@@ -113,6 +113,13 @@ impl Pacer {
     }
 }
 
+/// Outpost patch: the window that [`Pacer::delay`] spreads at `rate` bytes per second over
+/// `smoothed_rtt` (it refills 1.25 windows per round trip), at least one byte.
+pub(super) fn window_at_rate(rate: u64, smoothed_rtt: Duration) -> u64 {
+    let window = rate as f64 * smoothed_rtt.as_secs_f64() / 1.25;
+    (window as u64).max(1)
+}
+
 /// Calculates a pacer capacity for a certain window and RTT
 ///
 /// The goal is to emit a burst (of size `capacity`) in timer intervals
