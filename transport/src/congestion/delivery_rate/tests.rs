@@ -105,11 +105,11 @@ pub(super) fn transfer_at(
         let next_event = events.peek().map(|Reverse((at, _))| *at);
         if can_send && next_event.is_none_or(|at| next_send <= at) {
             now = now.max(next_send);
-            let paced = match controller.pacing_rate() {
-                Some(rate) => rate as f64 * link.rtt_at(now).as_secs_f64() / 1.25,
-                None => window as f64,
+            let (rate, capacity) = match controller.pacing_rate() {
+                Some(rate) => rate_bucket(rate),
+                None => window_bucket(window, link.rtt_at(now)),
             };
-            next_send = pacer.send(now, paced as u64, link.rtt_at(now));
+            next_send = pacer.send(now, rate, capacity);
             controller.on_sent(epoch + now, PACKET);
             in_flight += PACKET;
             unsent = unsent.saturating_sub(PACKET);
@@ -174,9 +174,26 @@ pub(super) fn transfer_at(
     }
 }
 
-/// quinn's pacer: a token bucket refilled at 1.25 windows per RTT, holding 2 ms worth of the
-/// window (10 to 256 packets). A controller's pacing rate reaches it as the window that refills
-/// at that rate (our quinn-proto patch).
+/// quinn's pacer for a window: a token bucket refilled at 1.25 windows per RTT, holding 2 ms
+/// worth of the window (10 to 256 packets); unpaced above `u32::MAX`. Rate and capacity in bytes.
+fn window_bucket(window: u64, rtt: Duration) -> (f64, f64) {
+    if window > u64::from(u32::MAX) {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    let capacity = (window as f64 * 0.002 / rtt.as_secs_f64())
+        .clamp(10.0 * PACKET as f64, 256.0 * PACKET as f64);
+    (1.25 * window as f64 / rtt.as_secs_f64(), capacity)
+}
+
+/// quinn's pacer at a controller's own rate (our quinn-proto patch): 4 ms of the rate, 10 to 256
+/// packets. The patch waits for half of it, which on a virtual clock (no late timers) paces the
+/// same as sending each packet once its tokens are there.
+fn rate_bucket(rate: u64) -> (f64, f64) {
+    let capacity = (rate as f64 * 0.004).clamp(10.0 * PACKET as f64, 256.0 * PACKET as f64);
+    (rate as f64, capacity)
+}
+
+/// A token bucket on the virtual clock.
 #[derive(Default)]
 struct Pacer {
     tokens: f64,
@@ -184,15 +201,12 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// Spend one packet's tokens at `now`; returns when the next packet may leave.
-    fn send(&mut self, now: Duration, window: u64, rtt: Duration) -> Duration {
-        if window > u64::from(u32::MAX) {
-            // quinn does not pace such a window.
+    /// Spend one packet's tokens at `now`, with the bucket refilled at `rate` bytes per second
+    /// up to `capacity`; returns when the next packet may leave.
+    fn send(&mut self, now: Duration, rate: f64, capacity: f64) -> Duration {
+        if rate.is_infinite() {
             return now;
         }
-        let capacity = (window as f64 * 0.002 / rtt.as_secs_f64())
-            .clamp(10.0 * PACKET as f64, 256.0 * PACKET as f64);
-        let rate = 1.25 * window as f64 / rtt.as_secs_f64();
         let since = match self.refilled {
             Some(refilled) => (now - refilled).as_secs_f64(),
             None => f64::INFINITY,

@@ -624,19 +624,19 @@ impl Connection {
 
                     // Check whether the next datagram is blocked by pacing
                     let smoothed_rtt = self.path.rtt.get();
-                    // Outpost patch: a controller's own pacing rate, as the window the pacer
-                    // spreads over the smoothed round trip at that rate.
-                    let pacing_window = match self.path.congestion.pacing_rate() {
-                        Some(rate) => pacing::window_at_rate(rate, smoothed_rtt),
-                        None => self.path.congestion.window(),
+                    // Outpost patch: a controller's own pacing rate, if it sets one.
+                    let mtu = self.path.current_mtu();
+                    let delay = match self.path.congestion.pacing_rate() {
+                        Some(rate) => self.path.pacing.delay_at_rate(rate, bytes_to_send, mtu, now),
+                        None => self.path.pacing.delay(
+                            smoothed_rtt,
+                            bytes_to_send,
+                            mtu,
+                            self.path.congestion.window(),
+                            now,
+                        ),
                     };
-                    if let Some(delay) = self.path.pacing.delay(
-                        smoothed_rtt,
-                        bytes_to_send,
-                        self.path.current_mtu(),
-                        pacing_window,
-                        now,
-                    ) {
+                    if let Some(delay) = delay {
                         self.timers.set(Timer::Pacing, delay);
                         congestion_blocked = true;
                         // Loss probes should be subject to pacing, even though

@@ -38,6 +38,33 @@ impl Pacer {
         self.tokens = self.tokens.saturating_sub(packet_length.into())
     }
 
+    /// Outpost patch: like [`Self::delay`], at a controller's own pacing `rate` in bytes per
+    /// second. The bucket holds two burst intervals of the rate (10 to 256 datagrams) and the
+    /// sender waits until it is half full, not full: a timer that fires late (tokio's have 1 ms
+    /// precision) then adds tokens instead of losing them. Waiting for a full bucket of one burst
+    /// interval, as `delay` does, lost up to 40 % of the rate at 100 Mbit/s when the rate was
+    /// all the pacer allowed (`delay` paces at 1.25 windows per round trip, which hides it).
+    pub(super) fn delay_at_rate(
+        &mut self,
+        rate: u64,
+        bytes_to_send: u64,
+        mtu: u16,
+        now: Instant,
+    ) -> Option<Instant> {
+        let capacity = ((rate as u128 * 2 * BURST_INTERVAL_NANOS) / 1_000_000_000) as u64;
+        let capacity = capacity.clamp(MIN_BURST_SIZE * mtu as u64, MAX_BURST_SIZE * mtu as u64);
+        let elapsed = now.saturating_duration_since(self.prev);
+        let new_tokens = rate as f64 * elapsed.as_secs_f64();
+        self.tokens = self.tokens.saturating_add(new_tokens as u64).min(capacity);
+        self.prev = now;
+        if self.tokens >= bytes_to_send || rate == 0 {
+            return None;
+        }
+        let target = bytes_to_send.max(capacity / 2);
+        let wait = (target - self.tokens) as f64 / rate as f64;
+        Some(now + Duration::from_secs_f64(wait))
+    }
+
     /// Return how long we need to wait before sending `bytes_to_send`
     ///
     /// If we can send a packet right away, this returns `None`. Otherwise, returns `Some(d)`,
@@ -111,13 +138,6 @@ impl Pacer {
         // this is the time at which the pacing window becomes empty
         Some(self.prev + (unscaled_delay / 5) * 4)
     }
-}
-
-/// Outpost patch: the window that [`Pacer::delay`] spreads at `rate` bytes per second over
-/// `smoothed_rtt` (it refills 1.25 windows per round trip), at least one byte.
-pub(super) fn window_at_rate(rate: u64, smoothed_rtt: Duration) -> u64 {
-    let window = rate as f64 * smoothed_rtt.as_secs_f64() / 1.25;
-    (window as u64).max(1)
 }
 
 /// Calculates a pacer capacity for a certain window and RTT
