@@ -34,7 +34,7 @@ use outpost_protocol::EndpointId;
 use tracing::warn;
 
 use self::period::BudgetPeriod;
-use self::tally::{Allowance, Class, ClassCounters, Tally, UpDown};
+use self::tally::{Allowance, Class, ClassCounters, Flushed, Tally, UpDown};
 use crate::context::HubContext;
 use crate::registry::LiveSession;
 use crate::store::traffic::{self as stored, BudgetScope, TrafficRow};
@@ -56,9 +56,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct SessionTraffic {
     /// Payload bytes per counted class, added by the streams.
     pub counters: ClassCounters,
-    /// The session's tally as of the last flush; changed only under the store's writer, so a
+    /// Where the last flush left the session; changed only under the store's writer, so a
     /// budget read in the same place sees the store and this marker agree.
-    flushed: Mutex<Tally>,
+    flushed: Mutex<Flushed>,
 }
 
 impl SessionTraffic {
@@ -67,15 +67,15 @@ impl SessionTraffic {
         self.counters.add(class, direction, bytes);
     }
 
-    fn flushed(&self) -> Tally {
+    fn flushed(&self) -> Flushed {
         *lock(&self.flushed)
     }
 
     /// Take the bytes spent since the last flush, with the session at `now`.
     fn take_since_flush(&self, now: Tally) -> Tally {
         let mut flushed = lock(&self.flushed);
-        let spent = now.since(&flushed);
-        *flushed = now;
+        let (spent, next) = flushed.since(&now);
+        *flushed = next;
         spent
     }
 }
@@ -218,7 +218,7 @@ pub async fn this_period(
     ctx.store
         .call(move |conn| {
             let rows = stored::of_endpoint(conn, endpoint, period.start_of(unix_now()))?;
-            let unflushed = live.map(|s| s.tally().since(&s.traffic().flushed()));
+            let unflushed = live.map(|s| s.traffic().flushed().since(&s.tally()).0);
             Ok(Class::ALL
                 .into_iter()
                 .map(|class| {

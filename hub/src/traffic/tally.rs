@@ -4,6 +4,14 @@
 //! The wire totals are quinn's UDP payload bytes, exact; the classes other than control are the
 //! payload their streams carried; control is the rest of the wire (check-ins, control messages,
 //! acknowledgements and every packet's QUIC overhead), so the classes always sum to the wire.
+//!
+//! Payload is counted when a stream hands it to the connection, the wire when quinn sends it. A
+//! flush can fall between the two: it records the payload, and the wire that later carries it
+//! would be recorded again, as the next flush's control. So each flush carries what it recorded
+//! ahead of the wire ([`Flushed::owed`]), and the next flush's wire pays that off before anything
+//! counts as control: over a session the recorded bytes sum to the wire exactly. Without it a
+//! paced sender with 3 MB queued at a budget period's boundary recorded those bytes in both
+//! periods, and the second period's budget stopped 2.5 MB past its end (`tests/tests/budget.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -149,6 +157,32 @@ impl Tally {
         self.wire == UpDown::default() && self.counted.iter().all(|c| *c == UpDown::default())
     }
 
+    /// The payload of every counted class, per direction.
+    fn payload(&self) -> UpDown {
+        self.counted.iter().fold(UpDown::default(), |mut sum, c| {
+            sum.add(*c);
+            sum
+        })
+    }
+
+    /// This tally of bytes spent since a flush, settled against `owed`, payload that flush
+    /// recorded before it reached the wire: the wire pays `owed` off first (those bytes are
+    /// recorded already). Returns the settled tally and what is still owed after it.
+    pub fn settle(&self, owed: UpDown) -> (Self, UpDown) {
+        let paid = UpDown {
+            up: self.wire.up.min(owed.up),
+            down: self.wire.down.min(owed.down),
+        };
+        let wire = self.wire.minus(paid);
+        let mut still_owed = owed.minus(paid);
+        still_owed.add(self.payload().minus(wire));
+        let settled = Self {
+            wire,
+            counted: self.counted,
+        };
+        (settled, still_owed)
+    }
+
     /// Bytes a budget counts: the wire, or the image bytes handed to the connection with the
     /// wire's share on top if that is more — bytes written to a stream leave the hub later (and
     /// with their framing and acknowledgements), and a budget must count them when they are
@@ -157,6 +191,25 @@ impl Tally {
         let (num, den) = WIRE_PER_IMAGE_BYTE;
         let images = self.class(Class::Images).total();
         self.wire.total().max(images.saturating_mul(num) / den)
+    }
+}
+
+/// Where the last flush left a session: its tally then, and the payload recorded by then that had
+/// not reached the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// The session's tally as of the flush.
+    pub at: Tally,
+    /// Payload recorded but not yet on the wire, per direction.
+    pub owed: UpDown,
+}
+
+impl Flushed {
+    /// What is spent since this flush with the session at `now`, settled (each byte once), and
+    /// the flush that would record it.
+    pub fn since(&self, now: &Tally) -> (Tally, Self) {
+        let (spent, owed) = now.since(&self.at).settle(self.owed);
+        (spent, Self { at: *now, owed })
     }
 }
 
@@ -195,8 +248,8 @@ pub struct Allowance {
     pub budget: u64,
     /// Bytes the store held for the device in the period.
     pub stored: u64,
-    /// The session's tally as of the flush that the stored bytes include.
-    pub flushed: Tally,
+    /// Where the flush that the stored bytes include left the session.
+    pub flushed: Flushed,
 }
 
 impl Allowance {
@@ -204,7 +257,7 @@ impl Allowance {
     /// taken moves bytes from the session's part to the store's without changing the sum.
     pub fn used(&self, now: &Tally) -> u64 {
         self.stored
-            .saturating_add(now.since(&self.flushed).charged())
+            .saturating_add(self.flushed.since(now).0.charged())
     }
 
     /// Whether `bytes` more fit in the budget, with the session at `now`.
@@ -257,7 +310,10 @@ mod tests {
         let allowance = Allowance {
             budget: 50_000,
             stored: 30_000,
-            flushed: at_start,
+            flushed: Flushed {
+                at: at_start,
+                owed: UpDown::default(),
+            },
         };
         let later = tally((2_000, 12_000), 10_000);
         assert_eq!(allowance.used(&later), 30_000 + 12_000);
@@ -266,10 +322,78 @@ mod tests {
         // A flush writes the session's 12,000 to the store and moves its marker: same sum.
         let flushed = Allowance {
             stored: 42_000,
-            flushed: later,
+            flushed: allowance.flushed.since(&later).1,
             ..allowance
         };
         assert_eq!(flushed.used(&later), allowance.used(&later));
+    }
+
+    /// Bytes recorded by a run of flushes of one session, from `tallies` (cumulative).
+    fn recorded(tallies: &[Tally]) -> (u64, Flushed) {
+        let mut flushed = Flushed::default();
+        let mut sum = 0;
+        for now in tallies {
+            let (spent, next) = flushed.since(now);
+            sum += Class::ALL
+                .iter()
+                .map(|c| spent.class(*c).total())
+                .sum::<u64>();
+            flushed = next;
+        }
+        (sum, flushed)
+    }
+
+    #[test]
+    fn payload_counted_before_a_flush_and_sent_after_it_is_recorded_once() {
+        // 64 KB of image bytes handed to the stream, 10 KB of them on the wire at the first
+        // flush; by the second all of it is sent, with 3 KB of framing and acknowledgements.
+        let handed = tally((500, 10_000), 64_000);
+        let sent = tally((1_500, 67_000), 64_000);
+        let (sum, flushed) = recorded(&[handed, sent]);
+        assert_eq!(sum, sent.wire.total(), "each byte recorded once");
+        assert_eq!(flushed.owed, UpDown::default(), "nothing left owed");
+
+        let (first, after_first) = Flushed::default().since(&handed);
+        assert_eq!(first.class(Class::Images).down, 64_000);
+        assert_eq!(after_first.owed.down, 54_000, "recorded ahead of the wire");
+        let (second, _) = after_first.since(&sent);
+        assert_eq!(
+            second.class(Class::Control).down,
+            3_000,
+            "only the framing is new control, not the 54 KB sent late"
+        );
+    }
+
+    #[test]
+    fn an_owed_payload_spans_flushes_that_send_less_than_it() {
+        let handed = tally((100, 1_000), 100_000);
+        let trickle = tally((200, 21_000), 100_000);
+        let done = tally((300, 106_000), 100_000);
+        let (sum, flushed) = recorded(&[handed, trickle, done]);
+        assert_eq!(sum, done.wire.total());
+        assert_eq!(flushed.owed, UpDown::default());
+        let (_, after_trickle) = recorded(&[handed, trickle]);
+        assert_eq!(after_trickle.owed.down, 79_000);
+    }
+
+    #[test]
+    fn a_period_after_a_flush_is_not_charged_for_what_the_last_one_committed() {
+        // The boundary flush recorded 64 KB of images, 54 KB of it still queued; the new
+        // period's allowance starts from that flush and nothing new is committed.
+        let handed = tally((500, 10_000), 64_000);
+        let boundary = Flushed::default().since(&handed).1;
+        let allowance = Allowance {
+            budget: 50_000,
+            stored: 0,
+            flushed: boundary,
+        };
+        let queue_drained = tally((1_500, 67_000), 64_000);
+        assert_eq!(
+            allowance.used(&queue_drained),
+            4_000,
+            "the queued 54 KB belong to the last period; only the framing is new"
+        );
+        assert!(allowance.fits(&queue_drained, 46_000));
     }
 
     #[test]
