@@ -113,6 +113,29 @@ pub struct Resumes {
     pub last_measured: Option<u64>,
 }
 
+/// Silences of the hub's sender on the live connection (no ack for a second or more, or three
+/// minimum round trips, with data in flight: an outage) and how it came back from the last.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silences {
+    /// Silences so far.
+    pub silences: u32,
+    /// The last one, once there was one.
+    pub last: Option<LastSilence>,
+}
+
+/// One silence of the hub's sender and its recovery.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSilence {
+    /// How long no ack arrived, in milliseconds.
+    pub length_ms: u64,
+    /// The sender's bottleneck rate when it ended, bytes per second.
+    pub before: u64,
+    /// The best rate delivered in the busy round trips after it (up to two), bytes per second.
+    pub after: u64,
+    /// Busy round trips measured after it.
+    pub rounds: u64,
+}
+
 /// An endpoint: its stored record merged with its live session, if any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -174,6 +197,9 @@ pub struct Endpoint {
     /// The hub's resumes on the live connection, while connected.
     #[serde(default)]
     pub resumes: Option<Resumes>,
+    /// The hub's sender's silences on the live connection, while connected.
+    #[serde(default)]
+    pub silences: Option<Silences>,
     /// Seconds between check-ins the device was last told, while connected (adaptive: below
     /// the hub's interval when its NAT forgets sooner, above it where a probe showed the binding
     /// holds; a quiet group's interval).
@@ -489,6 +515,7 @@ mod tests {
             enrolled_at: None,
             saved_path: None,
             resumes: None,
+            silences: None,
             checkin_interval_s: Some(25),
             reachability: None,
             checkin_probes: None,

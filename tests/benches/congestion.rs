@@ -261,7 +261,8 @@ fn link_drops(link: &NetemSocketControl) -> String {
 }
 
 /// The delivery-rate controller's decisions, for `--trace-ms`: why startup ended, outages,
-/// resumes (refused, retreated) and the last resume's lent and measured rates.
+/// resumes (refused, retreated), the last resume's lent and measured rates, and silences with the
+/// recovery after the last.
 fn decisions(conn: &quinn::Connection) -> String {
     let Some(controller) = delivery_rate_of(conn) else {
         return String::new();
@@ -273,13 +274,21 @@ fn decisions(conn: &quinn::Connection) -> String {
             last.kind, last.lent, last.measured, last.rounds
         )
     });
+    let silences = controller.silence_stats();
+    let silence = silences.last.map_or(String::new(), |last| {
+        format!(
+            " last_silence={:?} before={}B/s after={}B/s rounds={}",
+            last.length, last.before, last.after, last.rounds
+        )
+    });
     format!(
-        " exit={:?} outages={} resumed={} refused={} retreated={}{last}",
+        " exit={:?} outages={} resumed={} refused={} retreated={}{last} silences={}{silence}",
         controller.startup_exit(),
         resume.outages,
         resume.resumed,
         resume.refused,
         resume.retreated,
+        silences.silences,
     )
 }
 

@@ -4,11 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use outpost_api::{
-    CheckinProbes, DeviceStack, Endpoint, EndpointKind, EndpointStatus, PathMeasure, Resumes,
-    WireCounts, WireTotal,
+    CheckinProbes, DeviceStack, Endpoint, EndpointKind, EndpointStatus, LastSilence, PathMeasure,
+    Resumes, Silences, WireCounts, WireTotal,
 };
 use outpost_protocol::stack::Phase;
-use outpost_transport::congestion::{ResumeKind, ResumeStats};
+use outpost_transport::congestion::{ResumeKind, ResumeStats, SilenceStats};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -68,6 +68,18 @@ fn resumes(stats: ResumeStats) -> Resumes {
     }
 }
 
+fn silences(stats: SilenceStats) -> Silences {
+    Silences {
+        silences: stats.silences,
+        last: stats.last.map(|last| LastSilence {
+            length_ms: u64::try_from(last.length.as_millis()).unwrap_or(u64::MAX),
+            before: last.before,
+            after: last.after,
+            rounds: last.rounds,
+        }),
+    }
+}
+
 /// Merge a record with its live view.
 pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpoint {
     let status = match (record.kind, &live) {
@@ -121,6 +133,7 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
             measured_at: rfc3339_secs(saved.measured_at),
         }),
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
+        silences: live.as_ref().and_then(|l| l.silences).map(silences),
         checkin_interval_s: live.as_ref().map(|l| l.checkin_interval.as_secs()),
         reachability: live.as_ref().and_then(reachability),
         checkin_probes: live.as_ref().map(|l| CheckinProbes {

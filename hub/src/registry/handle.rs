@@ -294,10 +294,13 @@ impl LiveSession {
         }
     }
 
-    /// [`Self::view`] with the congestion controller's resumes, for one endpoint's detail.
+    /// [`Self::view`] with the congestion controller's resumes and silences, for one
+    /// endpoint's detail.
     pub fn detail_view(&self, now: Instant, stale_after: Duration) -> LiveView {
+        let controller = delivery_rate_of(&self.conn);
         LiveView {
-            resumes: delivery_rate_of(&self.conn).map(|controller| controller.resume_stats()),
+            resumes: controller.as_ref().map(|c| c.resume_stats()),
+            silences: controller.as_ref().map(|c| c.silence_stats()),
             ..self.view(now, stale_after)
         }
     }

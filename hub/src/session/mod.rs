@@ -521,6 +521,7 @@ impl<W> HubSession<W> {
             probes: self.probe_counts(),
             full_windows: self.full_windows,
             resumes: None,
+            silences: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::EndpointId;
-use outpost_transport::congestion::ResumeStats;
+use outpost_transport::congestion::{ResumeStats, SilenceStats};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -78,6 +78,9 @@ pub struct LiveView {
     /// The hub's congestion controller's resumes on this connection: only in one endpoint's
     /// detail (`LiveSession::detail_view`) and with the delivery-rate controller.
     pub resumes: Option<ResumeStats>,
+    /// The same controller's silences (no ack with data in flight) and its recovery from the
+    /// last; where `resumes` is.
+    pub silences: Option<SilenceStats>,
 }
 
 /// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).

@@ -41,6 +41,7 @@ mod min_rtt;
 mod pacing;
 mod resume;
 mod round;
+mod silence;
 mod startup_exit;
 mod train;
 
@@ -55,6 +56,8 @@ use pacing::Phase;
 use resume::Resume;
 pub use resume::{PathEstimate, ResumeKind, ResumeRecord, ResumeStats};
 use round::{RoundStats, MIN_ACKS_FOR_ACK_RATE};
+use silence::Silences;
+pub use silence::{SilenceRecord, SilenceStats};
 pub use startup_exit::StartupExit;
 use train::{Train, Verdict};
 
@@ -160,6 +163,8 @@ pub struct DeliveryRate {
     resume: Resume,
     /// Steady state's pacing gain ([`pacing`]).
     phase: Phase,
+    /// Silences and the recovery after each ([`silence`]).
+    silences: Silences,
 }
 
 impl DeliveryRate {
@@ -194,6 +199,7 @@ impl DeliveryRate {
             latest_rtt: None,
             resume: Resume::default(),
             phase: Phase::default(),
+            silences: Silences::default(),
         }
     }
 
@@ -312,6 +318,10 @@ impl DeliveryRate {
 
     /// A packet of `bytes` sent at `sent` was acknowledged at `now`.
     pub fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
+        if let Some(previous) = self.last_heard().filter(|_| !app_limited) {
+            let (min_rtt, rate) = (self.path_min_rtt.get(), self.bottleneck_rate());
+            self.silences.on_ack_after(now, previous, min_rtt, rate);
+        }
         self.idle = false;
         self.flight_unacked = false;
         self.delivered += bytes;
@@ -324,6 +334,7 @@ impl DeliveryRate {
             self.end_round();
         }
         self.resume.on_acked(sent, self.round);
+        self.silences.on_acked(sent, self.round);
         let rtt = now.saturating_duration_since(sent);
         self.latest_rtt = Some((now, rtt));
         if self.resume_pending() {
@@ -343,6 +354,7 @@ impl DeliveryRate {
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
             self.resume.on_sample(rate);
+            self.silences.on_sample(rate);
             if !app_limited || rate > self.bottleneck_rate() {
                 self.rate.update(self.round, rate);
             }
@@ -360,6 +372,15 @@ impl DeliveryRate {
         }
         if self.path_min_rtt.probing() {
             self.window = self.window.min(self.probe_window());
+        }
+    }
+
+    /// Since when the sender has waited for an ack: the last ack, or the first send of a flight
+    /// that left an empty pipe.
+    fn last_heard(&self) -> Option<Instant> {
+        match (self.idle, self.sent_into_empty_pipe) {
+            (true, Some(first_send)) => Some(first_send),
+            _ => self.latest_rtt.map(|(at, _)| at),
         }
     }
 
@@ -452,8 +473,9 @@ impl DeliveryRate {
         if !ended.busy {
             return;
         }
-        self.resume
-            .on_round_end(self.round, ended.ack_rate().unwrap_or(0));
+        let ack_rate = ended.ack_rate().unwrap_or(0);
+        self.resume.on_round_end(self.round, ack_rate);
+        self.silences.on_round_end(self.round, ack_rate);
         self.round += 1;
         self.last_round_delivered = ended.delivered;
         if self.mode == Mode::Startup {

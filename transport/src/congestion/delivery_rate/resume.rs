@@ -204,6 +204,11 @@ impl DeliveryRate {
         self.resume.stats
     }
 
+    /// The silences the sender saw and how it came back from the last one.
+    pub fn silence_stats(&self) -> super::SilenceStats {
+        self.silences.stats()
+    }
+
     /// What this connection's path delivered, once startup has found the pipe full: the estimate
     /// a later connection from the same device may resume from.
     pub fn path_estimate(&self) -> Option<PathEstimate> {
@@ -233,7 +238,9 @@ impl DeliveryRate {
         });
         let latest = self.latest_rtt;
         let mut resume = std::mem::take(&mut self.resume);
+        let silences = std::mem::take(&mut self.silences);
         *self = Self::new(self.config.clone(), self.mtu as u16);
+        self.silences = silences;
         self.window = self.min_window();
         if let Some(estimate) = before {
             resume.stats.outages += 1;

@@ -97,6 +97,38 @@ fn a_path_back_from_an_outage_resumes_at_its_old_rate() {
         last.measured
     );
     assert_eq!(run.controller.resume_stats().retreated, 0);
+    assert_recovered(&run.controller, before, Duration::from_secs(5));
+}
+
+/// The controller counted one silence of about `length`, and within [`silence::RECOVERY_ROUNDS`]
+/// busy rounds after it delivered at least half of `before`, the rate it had.
+fn assert_recovered(controller: &DeliveryRate, before: u64, length: Duration) {
+    let stats = controller.silence_stats();
+    assert_eq!(stats.silences, 1, "{stats:?}");
+    let last = stats.last.expect("a silence");
+    assert!(last.length >= length, "{last:?}");
+    assert_eq!(last.before, before, "{last:?}");
+    assert_eq!(last.rounds, silence::RECOVERY_ROUNDS, "{last:?}");
+    assert!(last.after * 2 >= before, "{last:?}");
+}
+
+#[test]
+fn an_outage_quinn_does_not_call_persistent_congestion_keeps_the_rate() {
+    let (mut controller, end) = steady_on(&CELLULAR);
+    let before = controller.bottleneck_rate();
+    let in_flight = controller.window();
+    controller.on_sent(end, in_flight);
+    let probe = end + Duration::from_secs(5);
+    controller.on_sent(probe, PACKET);
+    let acked = probe + CELLULAR.one_way * 2;
+    controller.on_ack(acked, probe, PACKET, false);
+    controller.on_congestion_event(acked, in_flight, false);
+    controller.on_end_acks(acked, 0);
+    assert_eq!(controller.resume_stats().outages, 0);
+    assert_eq!(controller.bottleneck_rate(), before, "nothing was reset");
+
+    let run = transfer_at(acked, &CELLULAR, 1 << 20, controller, 4);
+    assert_recovered(&run.controller, before, Duration::from_secs(5));
 }
 
 #[test]
