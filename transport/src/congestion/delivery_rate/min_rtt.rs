@@ -31,6 +31,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::pacing::{self, Phase};
+use super::{DeliveryRate, Mode, UNEXPLAINED_ROUNDS};
+
 /// The minimum expires after this long without a smaller sample ...
 const EXPIRY: Duration = Duration::from_secs(5);
 /// ... or this many of its round trips, if longer: on a 600 ms GEO path a probe every 5 s would
@@ -157,6 +160,44 @@ impl MinRtt {
         self.candidate = None;
         self.quiet_seen = false;
         self.probe = None;
+    }
+}
+
+impl DeliveryRate {
+    /// Whether recent rounds' smallest round trips are no longer than the window lasts at the
+    /// bottleneck rate (plus a tenth): a queue of the sender's own explains them. At steady
+    /// state the window keeps the round trip near that length by design; rounds well beyond it,
+    /// [`UNEXPLAINED_ROUNDS`] in a row, mean the path itself got longer. One round is not
+    /// enough: with ±20 ms of jitter (`flaky-cellular`) a round's minimum exceeds it now and
+    /// then, and probing on each cost that link's upload half its rate.
+    pub(super) fn queue_explains_round_trips(&self) -> bool {
+        self.unexplained_rounds < UNEXPLAINED_ROUNDS
+    }
+
+    /// Whether a round whose smallest round trip was `round_min` is longer than the sender's own
+    /// queue explains (plus a tenth). In startup and while its queue drains, that queue is at
+    /// most the window; once the pacer sets the rate ([`pacing`]), it is at most the probe
+    /// gain's quarter of the minimum, and jitter adds the allowance.
+    pub(super) fn outlasts_own_queue(&self, round_min: Duration) -> bool {
+        let rate = self.bottleneck_rate();
+        if rate == 0 {
+            return false;
+        }
+        let reach = match (self.mode, self.phase) {
+            (Mode::Startup, _) | (_, Phase::Drain) => {
+                Duration::from_secs_f64(self.window as f64 / rate as f64)
+            }
+            (Mode::Steady(_), Phase::Cycle(_)) => {
+                self.path_min_rtt.get().mul_f64(pacing::PROBE_GAIN) + self.config.jitter_allowance
+            }
+        };
+        round_min > reach + reach / 10
+    }
+
+    /// The window while the minimum round trip is re-measured: half a bandwidth-delay product,
+    /// so the bottleneck's queue drains.
+    pub(super) fn probe_window(&self) -> u64 {
+        self.window_for(self.bottleneck_rate(), self.path_min_rtt.get(), 0.5)
     }
 }
 

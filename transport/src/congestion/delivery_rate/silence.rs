@@ -14,6 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::DeliveryRate;
+
 /// No ack for this long with data in flight is a silence, or [`SILENCE_ROUND_TRIPS`] minimum
 /// round trips where that is longer: a busy sender hears acks every few milliseconds, and even a
 /// GEO flight's first ack (600 ms, plus a queue) comes well within it.
@@ -132,6 +134,17 @@ impl Silences {
         }
         if round + 1 >= from + RECOVERY_ROUNDS {
             self.recovering = None;
+        }
+    }
+}
+
+impl DeliveryRate {
+    /// Since when the sender has waited for an ack: the last ack, or the first send of a flight
+    /// that left an empty pipe.
+    pub(super) fn last_heard(&self) -> Option<Instant> {
+        match (self.idle, self.sent_into_empty_pipe) {
+            (true, Some(first_send)) => Some(first_send),
+            _ => self.latest_rtt.map(|(at, _)| at),
         }
     }
 }
