@@ -136,6 +136,22 @@ pub struct LastSilence {
     pub rounds: u64,
 }
 
+/// What the hub's sender believes of the live connection's path: after a slow transfer, whether
+/// startup ended early and on what, and whether steady state had to search for the rate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sender {
+    /// Why startup ended (`burst-measured`, `queue-delay`, `queue-overflow`, `rate-plateau`,
+    /// `resumed`); none while still in startup.
+    pub startup_exit: Option<String>,
+    /// The bottleneck rate estimate, bytes per second.
+    pub rate_bytes_per_s: u64,
+    /// The path's minimum round trip as the controller holds it, milliseconds.
+    pub min_rtt_ms: f64,
+    /// Times a probe showed the path far faster than the estimate and the sender searched for
+    /// the rate.
+    pub searches: u32,
+}
+
 /// An endpoint: its stored record merged with its live session, if any.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -200,6 +216,9 @@ pub struct Endpoint {
     /// The hub's sender's silences on the live connection, while connected.
     #[serde(default)]
     pub silences: Option<Silences>,
+    /// The hub's sender's view of the live connection's path, while connected.
+    #[serde(default)]
+    pub sender: Option<Sender>,
     /// Seconds between check-ins the device was last told, while connected (adaptive: below
     /// the hub's interval when its NAT forgets sooner, above it where a probe showed the binding
     /// holds; a quiet group's interval).
@@ -516,6 +535,7 @@ mod tests {
             saved_path: None,
             resumes: None,
             silences: None,
+            sender: None,
             checkin_interval_s: Some(25),
             reachability: None,
             checkin_probes: None,

@@ -260,7 +260,8 @@ fn link_drops(link: &NetemSocketControl) -> String {
     )
 }
 
-/// The delivery-rate controller's decisions, for `--trace-ms`: why startup ended, outages,
+/// The delivery-rate controller's decisions, for `--trace-ms`: why startup ended, searches for
+/// the rate, outages,
 /// resumes (refused, retreated), the last resume's lent and measured rates, and silences with the
 /// recovery after the last.
 fn decisions(conn: &quinn::Connection) -> String {
@@ -282,8 +283,9 @@ fn decisions(conn: &quinn::Connection) -> String {
         )
     });
     format!(
-        " exit={:?} outages={} resumed={} refused={} retreated={}{last} silences={}{silence}",
+        " exit={:?} searches={} outages={} resumed={} refused={} retreated={}{last} silences={}{silence}",
         controller.startup_exit(),
+        controller.searches(),
         resume.outages,
         resume.resumed,
         resume.refused,

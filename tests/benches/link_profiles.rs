@@ -182,20 +182,21 @@ impl Paths<'_> {
         }
         image.restore();
         if outpost {
-            self.print_resumes();
+            self.print_controller();
         }
         Transfer::from_run(&run, bytes, image.tar_bytes)
     }
 
-    /// The hub's controller's resumes on the device's connection and the path saved for it, to
-    /// tell a load that resumed at a saved rate from one that started cold.
-    fn print_resumes(&self) {
+    /// The hub's controller on the device's connection (why startup ended, its rate, searches),
+    /// its resumes and the path saved for it: to tell a load that resumed at a saved rate from
+    /// one that started cold, and one whose startup ended far below the link from one that did not.
+    fn print_controller(&self) {
         let shown: EndpointDetail = self
             .hub
             .admin_json(&["show", &self.id.to_string(), "--json"]);
         eprintln!(
-            "  hub controller: resumes {:?}; saved path {:?}",
-            shown.endpoint.resumes, shown.endpoint.saved_path
+            "  hub controller: {:?}; resumes {:?}; saved path {:?}",
+            shown.endpoint.sender, shown.endpoint.resumes, shown.endpoint.saved_path
         );
     }
 }

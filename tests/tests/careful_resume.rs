@@ -219,5 +219,11 @@ async fn after_a_5_s_outage_mid_load_the_sender_is_back_at_half_its_rate_within_
             "within two round trips the path delivered {after} B/s of {before}: {last}"
         );
         assert_eq!(resumes["retreated"], 0, "{resumes}");
+        let sender = &shown["sender"];
+        assert!(sender["startup_exit"].is_string(), "{sender}");
+        assert!(
+            sender["rate_bytes_per_s"].as_u64().unwrap() * 2 >= CLEAN_CELLULAR_RATE,
+            "the sender's rate after the load: {sender}"
+        );
     });
 }

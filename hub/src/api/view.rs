@@ -5,10 +5,12 @@ use std::time::{Duration, SystemTime};
 
 use outpost_api::{
     CheckinProbes, DeviceStack, Endpoint, EndpointKind, EndpointStatus, LastSilence, PathMeasure,
-    Resumes, Silences, WireCounts, WireTotal,
+    Resumes, Sender, Silences, WireCounts, WireTotal,
 };
 use outpost_protocol::stack::Phase;
-use outpost_transport::congestion::{ResumeKind, ResumeStats, SilenceStats};
+use outpost_transport::congestion::{
+    ResumeKind, ResumeStats, SenderState, SilenceStats, StartupExit,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -80,6 +82,25 @@ fn silences(stats: SilenceStats) -> Silences {
     }
 }
 
+fn sender(state: SenderState) -> Sender {
+    Sender {
+        startup_exit: state.startup_exit.map(|exit| startup_exit(exit).into()),
+        rate_bytes_per_s: state.bottleneck_rate,
+        min_rtt_ms: (state.min_rtt.as_secs_f64() * 1e6).round() / 1e3,
+        searches: state.searches,
+    }
+}
+
+fn startup_exit(exit: StartupExit) -> &'static str {
+    match exit {
+        StartupExit::BurstMeasured => "burst-measured",
+        StartupExit::QueueDelay => "queue-delay",
+        StartupExit::QueueOverflow => "queue-overflow",
+        StartupExit::RatePlateau => "rate-plateau",
+        StartupExit::Resumed => "resumed",
+    }
+}
+
 /// Merge a record with its live view.
 pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpoint {
     let status = match (record.kind, &live) {
@@ -134,6 +155,7 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
         }),
         resumes: live.as_ref().and_then(|l| l.resumes).map(resumes),
         silences: live.as_ref().and_then(|l| l.silences).map(silences),
+        sender: live.as_ref().and_then(|l| l.sender).map(sender),
         checkin_interval_s: live.as_ref().map(|l| l.checkin_interval.as_secs()),
         reachability: live.as_ref().and_then(reachability),
         checkin_probes: live.as_ref().map(|l| CheckinProbes {

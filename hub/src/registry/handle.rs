@@ -294,13 +294,14 @@ impl LiveSession {
         }
     }
 
-    /// [`Self::view`] with the congestion controller's resumes and silences, for one
+    /// [`Self::view`] with the congestion controller's resumes, silences and state, for one
     /// endpoint's detail.
     pub fn detail_view(&self, now: Instant, stale_after: Duration) -> LiveView {
         let controller = delivery_rate_of(&self.conn);
         LiveView {
             resumes: controller.as_ref().map(|c| c.resume_stats()),
             silences: controller.as_ref().map(|c| c.silence_stats()),
+            sender: controller.as_ref().map(|c| c.sender_state()),
             ..self.view(now, stale_after)
         }
     }

@@ -522,6 +522,7 @@ impl<W> HubSession<W> {
             full_windows: self.full_windows,
             resumes: None,
             silences: None,
+            sender: None,
         }
     }
 

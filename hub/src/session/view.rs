@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use outpost_protocol::EndpointId;
-use outpost_transport::congestion::{ResumeStats, SilenceStats};
+use outpost_transport::congestion::{ResumeStats, SenderState, SilenceStats};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -81,6 +81,8 @@ pub struct LiveView {
     /// The same controller's silences (no ack with data in flight) and its recovery from the
     /// last; where `resumes` is.
     pub silences: Option<SilenceStats>,
+    /// The same controller's startup exit, rate and minimum round trip; where `resumes` is.
+    pub sender: Option<SenderState>,
 }
 
 /// UDP datagrams and payload bytes of one connection, in each direction (hub's point of view).

@@ -43,6 +43,7 @@ mod resume;
 mod round;
 mod silence;
 mod startup_exit;
+mod state;
 mod train;
 
 use std::collections::VecDeque;
@@ -59,6 +60,7 @@ use round::{RoundStats, MIN_ACKS_FOR_ACK_RATE};
 use silence::Silences;
 pub use silence::{SilenceRecord, SilenceStats};
 pub use startup_exit::StartupExit;
+pub use state::SenderState;
 use train::{Train, Verdict};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
@@ -83,6 +85,9 @@ pub(crate) const QUEUE_DELAY_FLOOR: Duration = Duration::from_millis(15);
 const AGGREGATION_PACKETS: u64 = 4;
 /// Rounds in a row that outlast the window before the minimum round trip is re-measured.
 const UNEXPLAINED_ROUNDS: u32 = 4;
+/// Rounds in a row that outlast the window before it is re-measured even if it has not expired:
+/// twice as many, so a jittery path's unlucky rounds do not probe (see `min_rtt`).
+const PATH_CHANGED_ROUNDS: u32 = 2 * UNEXPLAINED_ROUNDS;
 /// What quinn is told the window is while a burst leaves: above `u32::MAX` its pacer stands
 /// aside (quinn-proto 0.11's `Pacer::delay`), and the burst's own budget bounds what is sent.
 /// quinn reads the window once per datagram and reports sends once per GSO batch, so a burst
@@ -165,6 +170,8 @@ pub struct DeliveryRate {
     phase: Phase,
     /// Silences and the recovery after each ([`silence`]).
     silences: Silences,
+    /// Searches for the rate that steady state started ([`pacing`]).
+    searches: u32,
 }
 
 impl DeliveryRate {
@@ -200,6 +207,7 @@ impl DeliveryRate {
             resume: Resume::default(),
             phase: Phase::default(),
             silences: Silences::default(),
+            searches: 0,
         }
     }
 
@@ -259,24 +267,6 @@ impl DeliveryRate {
             .get(self.round)
             .max(self.spacing.get(self.round))
             .max(train)
-    }
-
-    /// Busy round trips so far.
-    pub fn rounds(&self) -> u64 {
-        self.round
-    }
-
-    /// Whether the controller is still in startup.
-    pub fn in_startup(&self) -> bool {
-        self.mode == Mode::Startup
-    }
-
-    /// Why startup ended, once it has (until persistent congestion starts it over).
-    pub fn startup_exit(&self) -> Option<StartupExit> {
-        match self.mode {
-            Mode::Startup => None,
-            Mode::Steady(reason) => Some(reason),
-        }
     }
 
     fn min_window(&self) -> u64 {
@@ -345,11 +335,12 @@ impl DeliveryRate {
         let sample = min_rtt::Sample {
             quiet: app_limited,
             explained,
+            changed: self.path_changed(),
             allowance: self.config.jitter_allowance,
         };
         self.path_min_rtt.on_sample(now, sent, sample);
         let min_rtt = self.path_min_rtt.get();
-        self.exit_startup_early();
+        self.exit_early();
         let rate = self.sample(now, sent);
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
@@ -410,7 +401,7 @@ impl DeliveryRate {
 
     /// The round ends: its ack spacing and smallest round trip are counted, and in startup a
     /// queue or a rate that stopped growing ends startup. An overflowing queue is caught within
-    /// the round ([`Self::exit_startup_early`]), while the round's largest round trip is known.
+    /// the round ([`Self::exit_early`]), while the round's largest round trip is known.
     fn end_round(&mut self) {
         self.round_ends_after = self.last_sent;
         let queue_building = self.queue_is_building();
@@ -440,7 +431,10 @@ impl DeliveryRate {
                 self.check_full_pipe();
             }
         } else {
-            self.phase.on_round_end();
+            let rate = self.bottleneck_rate();
+            if self.phase.on_round_end(rate) {
+                self.searches = self.searches.saturating_add(1);
+            }
         }
     }
 
@@ -481,7 +475,7 @@ impl DeliveryRate {
     /// if the path turns out to be the same ([`resume`]).
     pub fn on_congestion_event(&mut self, now: Instant, lost_bytes: u64, persistent: bool) {
         self.this_round.lost += lost_bytes;
-        self.exit_startup_early();
+        self.exit_early();
         if persistent {
             self.on_persistent_congestion(now);
         }

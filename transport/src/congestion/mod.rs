@@ -21,7 +21,7 @@ use quinn::TransportConfig;
 
 pub use delivery_rate::{
     DeliveryRate, DeliveryRateConfig, PathEstimate, ResumeKind, ResumeRecord, ResumeStats,
-    SilenceRecord, SilenceStats, StartupExit,
+    SenderState, SilenceRecord, SilenceStats, StartupExit,
 };
 pub use path_memory::PathMemory;
 

@@ -18,6 +18,17 @@
 //! sender first paces at half the rate until no more than a bandwidth-delay product is in flight:
 //! startup's overshoot drains instead of standing in the queue.
 //!
+//! The cycle finds a faster path only a quarter per eight rounds, which is enough to follow a
+//! path that changes but not to recover from a startup that ended far below the link: a 10-packet
+//! first flight whose acks jitter spread, a delay step or a jittery round read as a queue. The
+//! first `docker load` after a few calls on the `lte` rig ran at a quarter of the link for
+//! seconds so. A probe whose acks show the rate grown by nearly all of its extra quarter
+//! ([`SEARCH_TRIGGER`]) says the pipe absorbed it, so steady state searches: it paces at twice
+//! the rate while each round's rate grows by a quarter, then drains what the last round queued
+//! (the window's cap of two bandwidth-delay products bounds that queue, and a round that
+//! overflows the bottleneck's queue ends the search at once). On a path whose estimate is right
+//! a probe's round grows the rate by far less, and no search starts.
+//!
 //! quinn-proto learns the rate from [`quinn::congestion::Controller::pacing_rate`], our patch
 //! (`vendor/README.md`).
 
@@ -29,38 +40,102 @@ pub(crate) const PROBE_GAIN: f64 = 1.25;
 pub(crate) const GAIN_CYCLE: [f64; 8] = [PROBE_GAIN, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
 /// The gain while startup's queue drains.
 pub(crate) const DRAIN_GAIN: f64 = 0.5;
+/// Draining lasts at most this many busy rounds: startup leaves at most two bandwidth-delay
+/// products queued (its window is three), and half the rate drains half of one a round. Without
+/// a bound, a path that got longer than twice the minimum round trip during startup (a LEO
+/// hand-over) never shows a BDP or less in flight at half the rate, and the rate filter decayed
+/// round by round to a hundredth of the link (the virtual-clock
+/// `a_path_that_gets_longer_during_startup_is_still_filled`).
+pub(crate) const DRAIN_ROUNDS: u32 = 4;
+/// A probe whose round shows the rate grown by this much found the path far faster than the
+/// estimate: the pipe took nearly all of the probe's extra quarter.
+pub(crate) const SEARCH_TRIGGER: f64 = 1.2;
+/// The gain while searching for the rate after such a probe (BBR's startup paces at 2.89).
+pub(crate) const SEARCH_GAIN: f64 = 2.0;
+/// A search round must grow the rate by this much to go on.
+pub(crate) const SEARCH_GROWTH: f64 = 1.25;
 
-/// Where steady state's pacing is: draining after startup, or a phase of the cycle.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Where steady state's pacing is: draining after startup or a search, a phase of the cycle,
+/// or a search.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    #[default]
-    Drain,
-    Cycle(usize),
+    /// Pacing at [`DRAIN_GAIN`] until a BDP or less is in flight, for at most [`DRAIN_ROUNDS`];
+    /// the busy rounds so far.
+    Drain(u32),
+    /// A round of the gain cycle, and the rate its last probe started from.
+    Cycle { index: usize, probed_from: u64 },
+    /// A probe showed the path far faster than the estimate: pace at [`SEARCH_GAIN`] while each
+    /// round's rate grows by [`SEARCH_GROWTH`] (`last` is the rate at the previous round's end).
+    /// The first round's acks are of packets sent before the search, so it is not judged.
+    Search { last: u64, judged: bool },
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Self::DRAIN
+    }
 }
 
 impl Phase {
+    /// Draining begins.
+    pub(super) const DRAIN: Self = Self::Drain(0);
     /// The first round of the cycle that paces at the rate itself.
-    pub(super) const CRUISE: Self = Self::Cycle(2);
+    pub(super) const CRUISE: Self = Self::Cycle {
+        index: 2,
+        probed_from: 0,
+    };
 
     /// The pacing gain of this phase.
     pub(super) fn gain(self) -> f64 {
         match self {
-            Self::Drain => DRAIN_GAIN,
-            Self::Cycle(index) => GAIN_CYCLE[index],
+            Self::Drain(_) => DRAIN_GAIN,
+            Self::Cycle { index, .. } => GAIN_CYCLE[index],
+            Self::Search { .. } => SEARCH_GAIN,
         }
     }
 
-    /// A busy round ended: the cycle moves on (draining ends on what is in flight, not rounds).
-    pub(super) fn on_round_end(&mut self) {
-        if let Self::Cycle(index) = self {
-            *index = (*index + 1) % GAIN_CYCLE.len();
+    /// A busy round ended with the bottleneck rate at `rate`: the cycle moves on, a probe whose
+    /// acks (the round after it) show the path absorbed it starts a search, a search whose round
+    /// did not grow the rate drains what it queued, and a drain that outlasted its rounds ends.
+    /// Returns whether a search started.
+    pub(super) fn on_round_end(&mut self, rate: u64) -> bool {
+        match *self {
+            Self::Drain(rounds) if rounds + 1 >= DRAIN_ROUNDS => *self = Self::CRUISE,
+            Self::Drain(rounds) => *self = Self::Drain(rounds + 1),
+            Self::Cycle {
+                index: 1,
+                probed_from,
+            } if probed_from > 0 && rate as f64 >= probed_from as f64 * SEARCH_TRIGGER => {
+                *self = Self::Search {
+                    last: rate,
+                    judged: false,
+                };
+                return true;
+            }
+            Self::Cycle { index, probed_from } => {
+                let index = (index + 1) % GAIN_CYCLE.len();
+                let probed_from = if index == 0 { rate } else { probed_from };
+                *self = Self::Cycle { index, probed_from };
+            }
+            Self::Search {
+                judged: false,
+                last,
+            } => *self = Self::Search { last, judged: true },
+            Self::Search { last, .. } if rate as f64 >= last as f64 * SEARCH_GROWTH => {
+                *self = Self::Search {
+                    last: rate,
+                    judged: true,
+                };
+            }
+            Self::Search { .. } => *self = Self::DRAIN,
         }
+        false
     }
 
     /// `in_flight` bytes are unacknowledged and a bandwidth-delay product is `bdp`: draining ends
-    /// once startup's queue is gone, with the cruise phase that follows the probe's drain.
+    /// once the queue is gone, with the cruise phase that follows the probe's drain.
     pub(super) fn on_in_flight(&mut self, in_flight: u64, bdp: u64) {
-        if *self == Self::Drain && in_flight <= bdp {
+        if matches!(self, Self::Drain(_)) && in_flight <= bdp {
             *self = Self::CRUISE;
         }
     }
@@ -82,24 +157,76 @@ mod tests {
 
     #[test]
     fn the_cycle_probes_one_round_drains_the_next_and_cruises_six() {
-        let mut phase = Phase::Cycle(0);
+        let mut phase = Phase::CRUISE;
         let mut gains = Vec::new();
         for _ in 0..9 {
             gains.push(phase.gain());
-            phase.on_round_end();
+            assert!(!phase.on_round_end(1_000_000), "a search on a steady rate");
         }
-        assert_eq!(gains, [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.25]);
+        assert_eq!(gains, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.25, 0.75, 1.0]);
     }
 
     #[test]
     fn draining_ends_on_what_is_in_flight_not_on_rounds() {
-        let mut phase = Phase::Drain;
-        phase.on_round_end();
+        let mut phase = Phase::DRAIN;
+        phase.on_round_end(1_000_000);
         phase.on_in_flight(150_000, 100_000);
-        assert_eq!(phase, Phase::Drain);
+        assert_eq!(phase, Phase::Drain(1));
         phase.on_in_flight(100_000, 100_000);
-        assert_eq!(phase, Phase::Cycle(2));
+        assert_eq!(phase, Phase::CRUISE);
         assert_eq!(phase.gain(), 1.0);
+    }
+
+    /// The cycle from its probe, the probe starting from `rate`.
+    fn probe_from(rate: u64) -> Phase {
+        let mut phase = Phase::Cycle {
+            index: GAIN_CYCLE.len() - 1,
+            probed_from: 0,
+        };
+        assert!(!phase.on_round_end(rate));
+        assert_eq!(phase.gain(), PROBE_GAIN);
+        phase
+    }
+
+    #[test]
+    fn a_probe_the_path_absorbed_starts_a_search_that_ends_when_the_rate_stops_growing() {
+        let mut phase = probe_from(1_000_000);
+        assert!(
+            !phase.on_round_end(1_000_000),
+            "the probe's acks are a round later"
+        );
+        assert!(
+            phase.on_round_end(1_240_000),
+            "the probe's quarter went through"
+        );
+        assert_eq!(phase.gain(), SEARCH_GAIN);
+        // Its first round's acks are of packets sent before it: not judged.
+        assert!(!phase.on_round_end(1_240_000));
+        assert_eq!(phase.gain(), SEARCH_GAIN);
+        assert!(!phase.on_round_end(2_400_000));
+        assert_eq!(phase.gain(), SEARCH_GAIN, "the rate doubled");
+        assert!(!phase.on_round_end(2_600_000));
+        assert_eq!(phase, Phase::DRAIN, "grew by less than a quarter");
+    }
+
+    #[test]
+    fn a_probe_that_met_the_bottleneck_does_not_search() {
+        let mut phase = probe_from(1_000_000);
+        assert!(!phase.on_round_end(1_000_000));
+        assert!(!phase.on_round_end(1_100_000));
+        assert_eq!(phase.gain(), 1.0);
+    }
+
+    #[test]
+    fn draining_ends_after_its_rounds_even_with_more_than_a_bdp_in_flight() {
+        // A path twice as long as its minimum keeps two BDPs in flight at half the rate.
+        let mut phase = Phase::DRAIN;
+        for _ in 0..DRAIN_ROUNDS {
+            assert_eq!(phase.gain(), DRAIN_GAIN);
+            phase.on_in_flight(200_000, 100_000);
+            phase.on_round_end(1_000_000);
+        }
+        assert_eq!(phase, Phase::CRUISE);
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl DeliveryRate {
             self.mode = Mode::Steady(reason);
             self.phase = match reason {
                 StartupExit::Resumed => Phase::CRUISE,
-                _ => Phase::Drain,
+                _ => Phase::DRAIN,
             };
         }
     }
@@ -76,21 +76,29 @@ impl DeliveryRate {
             && lost > STARTUP_LOSS_EXIT_PACKETS * self.mtu
     }
 
-    /// Leave startup as soon as an ack or a loss shows the pipe full, without waiting for the
-    /// round to end: on a 600 ms path startup's window grows by half the link's bandwidth-delay
-    /// product in the rest of a round, all of it overflowing the queue.
-    pub(super) fn exit_startup_early(&mut self) {
+    /// Leave startup, or a steady state's search for the rate ([`Phase::Search`]), as soon as an
+    /// ack or a loss shows the pipe full, without waiting for the round to end: on a 600 ms path
+    /// startup's window grows by half the link's bandwidth-delay product in the rest of a round,
+    /// all of it overflowing the queue, and a search paces at twice the rate.
+    pub(super) fn exit_early(&mut self) {
+        let searching = self.mode != Mode::Startup && matches!(self.phase, Phase::Search { .. });
+        if !(self.mode == Mode::Startup || searching) || !self.this_round.busy {
+            return;
+        }
         // Against at least what the last round delivered: early in a round a short burst of
         // loss (a cell edge, flaky-cellular's bursts) is a large share of the little delivered
         // so far, and ended startup at a fraction of the rate.
-        if self.mode != Mode::Startup || !self.this_round.busy {
-            return;
-        }
         let delivered = self.this_round.delivered.max(self.last_round_delivered);
-        if self.queue_is_building() {
-            self.leave_startup(StartupExit::QueueDelay);
+        let full = if self.queue_is_building() && !searching {
+            StartupExit::QueueDelay
         } else if self.overflowing(delivered, self.this_round.lost) {
-            self.leave_startup(StartupExit::QueueOverflow);
+            StartupExit::QueueOverflow
+        } else {
+            return;
+        };
+        match searching {
+            true => self.phase = Phase::DRAIN,
+            false => self.leave_startup(full),
         }
     }
 
