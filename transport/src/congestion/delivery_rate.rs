@@ -61,7 +61,7 @@ use silence::Silences;
 pub use silence::{SilenceRecord, SilenceStats};
 pub use startup_exit::StartupExit;
 pub use state::SenderState;
-use train::{Train, Verdict};
+use train::{Train, Verdict, TRUSTED_TRAIN_ACKS};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
 pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
@@ -393,6 +393,10 @@ impl DeliveryRate {
                 // This round and the next: the packets sent at the train's rate are acked then.
                 self.train_rate = Some((rate, self.round + 1));
                 self.leave_startup(StartupExit::BurstMeasured);
+                let span_acks = self.train.as_ref().map_or(0, |train| train.span_acks());
+                if span_acks >= TRUSTED_TRAIN_ACKS {
+                    self.phase = Phase::draining(false);
+                }
             }
             (Some(Verdict::TooShort), _) => self.train = None,
             _ => {}

@@ -198,7 +198,7 @@ impl DeliveryRate {
             return false;
         }
         let reach = match (self.mode, self.phase) {
-            (Mode::Startup, _) | (_, Phase::Drain(_) | Phase::Search { .. }) => {
+            (Mode::Startup, _) | (_, Phase::Drain { .. } | Phase::Search { .. }) => {
                 Duration::from_secs_f64(self.window as f64 / rate as f64)
             }
             (Mode::Steady(_), Phase::Cycle { .. }) => {

@@ -59,36 +59,56 @@ pub(crate) const SEARCH_GROWTH: f64 = 1.25;
 /// or a search.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
-    /// Pacing at [`DRAIN_GAIN`] until a BDP or less is in flight, for at most [`DRAIN_ROUNDS`];
-    /// the busy rounds so far.
-    Drain(u32),
+    /// Pacing at [`DRAIN_GAIN`] until a BDP or less is in flight, for at most [`DRAIN_ROUNDS`]
+    /// (`rounds` so far); then the cycle's probe if `then_probe`, else its cruise.
+    Drain { rounds: u32, then_probe: bool },
     /// A round of the gain cycle, and the rate its last probe started from.
     Cycle { index: usize, probed_from: u64 },
     /// A probe showed the path far faster than the estimate: pace at [`SEARCH_GAIN`] while each
     /// round's rate grows by [`SEARCH_GROWTH`] (`last` is the rate at the previous round's end).
-    /// The first round's acks are of packets sent before the search, so it is not judged.
+    /// The first round's acks are of packets sent before it, so it is not judged.
     Search { last: u64, judged: bool },
 }
 
 impl Default for Phase {
     fn default() -> Self {
-        Self::DRAIN
+        Self::draining(true)
     }
 }
 
 impl Phase {
-    /// Draining begins.
-    pub(super) const DRAIN: Self = Self::Drain(0);
     /// The first round of the cycle that paces at the rate itself.
     pub(super) const CRUISE: Self = Self::Cycle {
         index: 2,
         probed_from: 0,
     };
+    /// The cycle's last round: the probe is next.
+    const BEFORE_PROBE: Self = Self::Cycle {
+        index: GAIN_CYCLE.len() - 1,
+        probed_from: 0,
+    };
+
+    /// Draining begins; `then_probe`: the rate is a rough one (see [`super::TRUSTED_TRAIN_ACKS`]),
+    /// and the cycle starts with its probe.
+    pub(super) fn draining(then_probe: bool) -> Self {
+        Self::Drain {
+            rounds: 0,
+            then_probe,
+        }
+    }
+
+    /// The cycle's probe, from `rate`.
+    fn probing_from(rate: u64) -> Self {
+        Self::Cycle {
+            index: 0,
+            probed_from: rate,
+        }
+    }
 
     /// The pacing gain of this phase.
     pub(super) fn gain(self) -> f64 {
         match self {
-            Self::Drain(_) => DRAIN_GAIN,
+            Self::Drain { .. } => DRAIN_GAIN,
             Self::Cycle { index, .. } => GAIN_CYCLE[index],
             Self::Search { .. } => SEARCH_GAIN,
         }
@@ -96,12 +116,19 @@ impl Phase {
 
     /// A busy round ended with the bottleneck rate at `rate`: the cycle moves on, a probe whose
     /// acks (the round after it) show the path absorbed it starts a search, a search whose round
-    /// did not grow the rate drains what it queued, and a drain that outlasted its rounds ends.
-    /// Returns whether a search started.
+    /// did not grow the rate drains what it queued, and a drain that outlasted its rounds ends
+    /// with a probe (the path may have changed under it). Returns whether a search started.
     pub(super) fn on_round_end(&mut self, rate: u64) -> bool {
         match *self {
-            Self::Drain(rounds) if rounds + 1 >= DRAIN_ROUNDS => *self = Self::CRUISE,
-            Self::Drain(rounds) => *self = Self::Drain(rounds + 1),
+            Self::Drain { rounds, .. } if rounds + 1 >= DRAIN_ROUNDS => {
+                *self = Self::probing_from(rate);
+            }
+            Self::Drain { rounds, then_probe } => {
+                *self = Self::Drain {
+                    rounds: rounds + 1,
+                    then_probe,
+                };
+            }
             Self::Cycle {
                 index: 1,
                 probed_from,
@@ -127,16 +154,23 @@ impl Phase {
                     judged: true,
                 };
             }
-            Self::Search { .. } => *self = Self::DRAIN,
+            Self::Search { .. } => *self = Self::draining(false),
         }
         false
     }
 
     /// `in_flight` bytes are unacknowledged and a bandwidth-delay product is `bdp`: draining ends
-    /// once the queue is gone, with the cruise phase that follows the probe's drain.
+    /// once the queue is gone.
     pub(super) fn on_in_flight(&mut self, in_flight: u64, bdp: u64) {
-        if matches!(self, Self::Drain(_)) && in_flight <= bdp {
-            *self = Self::CRUISE;
+        if let Self::Drain { then_probe, .. } = *self {
+            if in_flight <= bdp {
+                // The probe starts with the next round: a probe over the rest of this one would
+                // be too short to show anything.
+                *self = match then_probe {
+                    true => Self::BEFORE_PROBE,
+                    false => Self::CRUISE,
+                };
+            }
         }
     }
 }
@@ -168,10 +202,10 @@ mod tests {
 
     #[test]
     fn draining_ends_on_what_is_in_flight_not_on_rounds() {
-        let mut phase = Phase::DRAIN;
+        let mut phase = Phase::draining(false);
         phase.on_round_end(1_000_000);
         phase.on_in_flight(150_000, 100_000);
-        assert_eq!(phase, Phase::Drain(1));
+        assert_eq!(phase.gain(), DRAIN_GAIN);
         phase.on_in_flight(100_000, 100_000);
         assert_eq!(phase, Phase::CRUISE);
         assert_eq!(phase.gain(), 1.0);
@@ -206,7 +240,7 @@ mod tests {
         assert!(!phase.on_round_end(2_400_000));
         assert_eq!(phase.gain(), SEARCH_GAIN, "the rate doubled");
         assert!(!phase.on_round_end(2_600_000));
-        assert_eq!(phase, Phase::DRAIN, "grew by less than a quarter");
+        assert_eq!(phase, Phase::draining(false), "grew by less than a quarter");
     }
 
     #[test]
@@ -219,14 +253,29 @@ mod tests {
 
     #[test]
     fn draining_ends_after_its_rounds_even_with_more_than_a_bdp_in_flight() {
-        // A path twice as long as its minimum keeps two BDPs in flight at half the rate.
-        let mut phase = Phase::DRAIN;
+        // A path twice as long as its minimum keeps two BDPs in flight at half the rate: the
+        // path changed under the drain, and the cycle starts with a probe.
+        let mut phase = Phase::draining(false);
         for _ in 0..DRAIN_ROUNDS {
             assert_eq!(phase.gain(), DRAIN_GAIN);
             phase.on_in_flight(200_000, 100_000);
             phase.on_round_end(1_000_000);
         }
-        assert_eq!(phase, Phase::CRUISE);
+        assert_eq!(phase.gain(), PROBE_GAIN);
+    }
+
+    #[test]
+    fn a_rough_rate_is_probed_in_the_first_whole_round_after_startup_drained() {
+        let mut phase = Phase::draining(true);
+        phase.on_in_flight(100_000, 100_000);
+        assert_eq!(phase.gain(), 1.0, "the rest of the round");
+        phase.on_round_end(1_000_000);
+        assert_eq!(phase.gain(), PROBE_GAIN);
+        phase.on_round_end(1_000_000);
+        assert!(
+            phase.on_round_end(1_250_000),
+            "the probe started from the drained rate"
+        );
     }
 
     #[test]

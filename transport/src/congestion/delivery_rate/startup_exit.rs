@@ -39,7 +39,7 @@ impl DeliveryRate {
             self.mode = Mode::Steady(reason);
             self.phase = match reason {
                 StartupExit::Resumed => Phase::CRUISE,
-                _ => Phase::DRAIN,
+                _ => Phase::draining(true),
             };
         }
     }
@@ -97,7 +97,7 @@ impl DeliveryRate {
             return;
         };
         match searching {
-            true => self.phase = Phase::DRAIN,
+            true => self.phase = Phase::draining(false),
             false => self.leave_startup(full),
         }
     }
