@@ -85,9 +85,6 @@ pub(crate) const QUEUE_DELAY_FLOOR: Duration = Duration::from_millis(15);
 const AGGREGATION_PACKETS: u64 = 4;
 /// Rounds in a row that outlast the window before the minimum round trip is re-measured.
 const UNEXPLAINED_ROUNDS: u32 = 4;
-/// Rounds in a row that outlast the window before it is re-measured even if it has not expired:
-/// twice as many, so a jittery path's unlucky rounds do not probe (see `min_rtt`).
-const PATH_CHANGED_ROUNDS: u32 = 2 * UNEXPLAINED_ROUNDS;
 /// What quinn is told the window is while a burst leaves: above `u32::MAX` its pacer stands
 /// aside (quinn-proto 0.11's `Pacer::delay`), and the burst's own budget bounds what is sent.
 /// quinn reads the window once per datagram and reports sends once per GSO batch, so a burst
@@ -335,7 +332,6 @@ impl DeliveryRate {
         let sample = min_rtt::Sample {
             quiet: app_limited,
             explained,
-            changed: self.path_changed(),
             allowance: self.config.jitter_allowance,
         };
         self.path_min_rtt.on_sample(now, sent, sample);
@@ -359,7 +355,9 @@ impl DeliveryRate {
                 let jump = self.steady_window(self.spacing.get(self.round), min_rtt);
                 self.window = self.window.max(grown).max(jump);
             }
-            Mode::Steady(_) => self.window = self.steady_window(self.bottleneck_rate(), min_rtt),
+            Mode::Steady(_) => {
+                self.window = self.steady_window(self.bottleneck_rate(), self.window_rtt())
+            }
         }
         if self.path_min_rtt.probing() {
             self.window = self.window.min(self.probe_window());
@@ -458,20 +456,6 @@ impl DeliveryRate {
         }
         let bytes = self.delivered - mark.delivered;
         Some((bytes as f64 / elapsed.as_secs_f64()) as u64)
-    }
-
-    /// The steady window at `rate`: [`DeliveryRateConfig::cwnd_gain`] bandwidth-delay products
-    /// plus the jitter allowance.
-    fn steady_window(&self, rate: u64, min_rtt: Duration) -> u64 {
-        let allowance = (rate as f64 * self.config.jitter_allowance.as_secs_f64()) as u64;
-        self.window_for(rate, min_rtt, self.config.cwnd_gain) + allowance
-    }
-
-    /// `gain` bandwidth-delay products at `rate`, plus room for ack aggregation.
-    fn window_for(&self, rate: u64, min_rtt: Duration, gain: f64) -> u64 {
-        let bdp = rate as f64 * min_rtt.as_secs_f64();
-        let target = (bdp * gain) as u64 + AGGREGATION_PACKETS * self.mtu;
-        target.max(self.min_window())
     }
 
     /// Loss at `now`: random loss is not congestion here; only persistent congestion (an

@@ -32,7 +32,7 @@
 use std::time::{Duration, Instant};
 
 use super::pacing::{self, Phase};
-use super::{DeliveryRate, Mode, PATH_CHANGED_ROUNDS, UNEXPLAINED_ROUNDS};
+use super::{DeliveryRate, Mode, UNEXPLAINED_ROUNDS};
 
 /// The minimum expires after this long without a smaller sample ...
 const EXPIRY: Duration = Duration::from_secs(5);
@@ -61,9 +61,6 @@ pub(super) struct Sample {
     pub(super) quiet: bool,
     /// The sender's own queue explains the round trips of late.
     pub(super) explained: bool,
-    /// So many rounds in a row outlasted that queue that the path changed under us: the
-    /// minimum is re-measured without waiting for it to expire.
-    pub(super) changed: bool,
     /// The steady window's jitter allowance.
     pub(super) allowance: Duration,
 }
@@ -107,7 +104,6 @@ impl MinRtt {
         let Sample {
             quiet,
             explained,
-            changed,
             allowance,
         } = sample;
         let rtt = now.saturating_duration_since(sent);
@@ -135,7 +131,7 @@ impl MinRtt {
             // The window's smallest sample, not the quiet one alone: on a jittery path a
             // single sample lands anywhere in ±85 ms (`flaky-cellular`).
             self.set(candidate, now);
-        } else if changed || expired && (!explained || self.outgrown(allowance)) {
+        } else if expired && (!explained || self.outgrown(allowance)) {
             // While the sender's own queue explains the round trips, the window still fills the
             // pipe and no probe is needed (probing at every expiry cost 3 % of a GEO upload).
             self.probe = Some(Box::default());
@@ -178,16 +174,6 @@ impl DeliveryRate {
         self.unexplained_rounds < UNEXPLAINED_ROUNDS
     }
 
-    /// Whether so many rounds in a row outlasted the sender's own queue
-    /// ([`PATH_CHANGED_ROUNDS`]) that the path must have got longer, expired minimum or not: a
-    /// LEO hand-over's +40 ms on a 30 ms path otherwise capped the window at the old minimum's
-    /// two bandwidth-delay products, which no longer fill the pipe, until the minimum expired
-    /// 5 s later — the whole of a 10 MB transfer at a third of the link (the virtual-clock
-    /// `a_path_that_gets_longer_during_startup_is_still_filled`).
-    pub(super) fn path_changed(&self) -> bool {
-        self.unexplained_rounds >= PATH_CHANGED_ROUNDS
-    }
-
     /// Whether a round whose smallest round trip was `round_min` is longer than the sender's own
     /// queue explains (plus a tenth). In startup and while its queue drains, that queue is at
     /// most the window; once the pacer sets the rate ([`pacing`]), it is at most the probe
@@ -227,7 +213,6 @@ mod tests {
         Sample {
             quiet,
             explained,
-            changed: false,
             allowance: ms(25),
         }
     }
@@ -332,7 +317,6 @@ mod outgrown_tests {
         Sample {
             quiet: false,
             explained,
-            changed: false,
             allowance: ms(25),
         }
     }

@@ -27,12 +27,16 @@
 //! the rate while each round's rate grows by a quarter, then drains what the last round queued
 //! (the window's cap of two bandwidth-delay products bounds that queue, and a round that
 //! overflows the bottleneck's queue ends the search at once). On a path whose estimate is right
-//! a probe's round grows the rate by far less, and no search starts.
+//! a probe's round grows the rate by far less, and no search starts. While it runs, the window
+//! is sized for the round trips the search sees, not the minimum: a path that got longer than
+//! its minimum says is one reason a rate is found far below the link.
 //!
 //! quinn-proto learns the rate from [`quinn::congestion::Controller::pacing_rate`], our patch
 //! (`vendor/README.md`).
 
 use std::time::Duration;
+
+use super::{DeliveryRate, AGGREGATION_PACKETS};
 
 /// The gain of the cycle's probing round.
 pub(crate) const PROBE_GAIN: f64 = 1.25;
@@ -172,6 +176,38 @@ impl Phase {
                 };
             }
         }
+    }
+}
+
+/// The window: a cap over what the pacer sends.
+impl DeliveryRate {
+    /// The round trip the steady window is sized for: the path's minimum, or while a search runs
+    /// ([`pacing`]) this round's smallest round trip if longer. A search starts when the rate
+    /// was found far below the link, and one reason is a path that got longer than the minimum
+    /// says (a LEO hand-over, +40 ms on a 30 ms path): two bandwidth-delay products at the old
+    /// minimum no longer hold what the longer pipe needs, and the search could not grow the rate
+    /// past the window (seed 5 of `a_path_that_gets_longer_during_startup_is_still_filled`:
+    /// 3.9 s). The search ends when its rate stops growing, and the window is the minimum's again.
+    pub(super) fn window_rtt(&self) -> Duration {
+        let min_rtt = self.path_min_rtt.get();
+        match (self.phase, self.this_round.min_rtt) {
+            (Phase::Search { .. }, Some(round_min)) => min_rtt.max(round_min),
+            _ => min_rtt,
+        }
+    }
+
+    /// The steady window at `rate`: [`DeliveryRateConfig::cwnd_gain`] bandwidth-delay products
+    /// plus the jitter allowance.
+    pub(super) fn steady_window(&self, rate: u64, min_rtt: Duration) -> u64 {
+        let allowance = (rate as f64 * self.config.jitter_allowance.as_secs_f64()) as u64;
+        self.window_for(rate, min_rtt, self.config.cwnd_gain) + allowance
+    }
+
+    /// `gain` bandwidth-delay products at `rate`, plus room for ack aggregation.
+    pub(super) fn window_for(&self, rate: u64, min_rtt: Duration, gain: f64) -> u64 {
+        let bdp = rate as f64 * min_rtt.as_secs_f64();
+        let target = (bdp * gain) as u64 + AGGREGATION_PACKETS * self.mtu;
+        target.max(self.min_window())
     }
 }
 
