@@ -4,9 +4,9 @@
 
 use outpost_protocol::job::{EngineMethod, JobSpec};
 use outpost_protocol::{EndpointId, Secret};
-use rusqlite::Connection;
 
 use super::access::*;
+use super::db::Db;
 use super::endpoints::{self, EndpointKind};
 use super::jobs::{self, NewJob};
 use super::labels::{self, Label};
@@ -25,7 +25,7 @@ fn scope(groups: &[&str], tags: &[&str]) -> Scope {
 }
 
 /// A device in `group` (if any) with `tags`.
-fn device(conn: &Connection, name: &str, group: Option<&str>, tags: &[&str]) -> EndpointId {
+fn device(conn: &Db, name: &str, group: Option<&str>, tags: &[&str]) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     let id = endpoints::create(conn, &new, 1).unwrap().id;
     if let Some(group) = group {
@@ -40,7 +40,7 @@ fn device(conn: &Connection, name: &str, group: Option<&str>, tags: &[&str]) -> 
 
 /// berlin-1 (group berlin), berlin-2 (group berlin, tag pos), paris-1 (group paris, tag pos),
 /// paris-2 (group paris), loose (nothing).
-fn fleet(conn: &Connection) -> [EndpointId; 5] {
+fn fleet(conn: &Db) -> [EndpointId; 5] {
     [
         device(conn, "berlin-1", Some("berlin"), &[]),
         device(conn, "berlin-2", Some("berlin"), &["pos"]),

@@ -9,7 +9,7 @@ use super::*;
 use crate::store::endpoints::{self, EndpointKind};
 use crate::store::tests::{new_endpoint, open};
 
-fn devices(conn: &Connection, n: usize) -> Vec<EndpointId> {
+fn devices(conn: &Db, n: usize) -> Vec<EndpointId> {
     (0..n)
         .map(|i| {
             let new = new_endpoint(

@@ -14,9 +14,8 @@
 //! endpoint. Only the small set of summoned (active) devices is passed in from memory.
 
 use outpost_protocol::EndpointId;
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
 
+use super::db::{params_from_iter, Db, Value};
 use super::endpoints::{from_row, EndpointRecord, COLUMNS};
 use super::{access, StoreError};
 use crate::access::Scope;
@@ -219,18 +218,15 @@ pub(super) fn count_sql(query: &ListQuery) -> (String, Vec<Value>) {
 }
 
 /// One page of endpoints and the total matching.
-pub fn list(
-    conn: &Connection,
-    query: &ListQuery,
-) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
+pub fn list(conn: &Db, query: &ListQuery) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
     let (sql, args) = count_sql(query);
     let total: i64 = conn
         .prepare_cached(&sql)?
-        .query_row(params_from_iter(args), |r| r.get(0))?;
+        .query_row(params_from_iter(&args), |r| r.get(0))?;
     let (sql, args) = page_sql(query);
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params_from_iter(args), from_row)?
+        .query_map(params_from_iter(&args), from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }

@@ -1,9 +1,8 @@
 //! The endpoint list: paging, sorting, search, status, groups and tags, and the query plans.
 
 use outpost_protocol::{AgentId, EndpointId, Secret};
-use rusqlite::params_from_iter;
-use rusqlite::Connection;
 
+use super::db::{params_from_iter, Db};
 use super::endpoints::{self, EndpointKind};
 use super::enroll::{self, EnrollInput};
 use super::labels::{self, Label, LabelError, TagAdded, MAX_TAGS};
@@ -11,12 +10,12 @@ use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
 use super::tests::{new_endpoint, open};
 
-fn device(conn: &Connection, name: &str, created_at: i64) -> EndpointId {
+fn device(conn: &Db, name: &str, created_at: i64) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, created_at).unwrap().id
 }
 
-fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: bool) {
+fn liveness(conn: &mut Db, id: EndpointId, at: Option<i64>, connected: bool) {
     let update = LivenessUpdate {
         id,
         last_checkin: at,
@@ -30,7 +29,7 @@ fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: b
 }
 
 /// A session that checked in at `at` and has since gone.
-fn checked_in(conn: &mut Connection, id: EndpointId, at: i64) {
+fn checked_in(conn: &mut Db, id: EndpointId, at: i64) {
     liveness(conn, id, Some(at), false);
 }
 
@@ -46,12 +45,12 @@ fn query(per_page: u32) -> ListQuery {
     }
 }
 
-fn ids(conn: &Connection, query: &ListQuery) -> (Vec<EndpointId>, u64) {
+fn ids(conn: &Db, query: &ListQuery) -> (Vec<EndpointId>, u64) {
     let (rows, total) = list::list(conn, query).unwrap();
     (rows.into_iter().map(|r| r.id).collect(), total)
 }
 
-fn names(conn: &Connection, query: &ListQuery) -> Vec<String> {
+fn names(conn: &Db, query: &ListQuery) -> Vec<String> {
     let (rows, _) = list::list(conn, query).unwrap();
     rows.into_iter().map(|r| r.name).collect()
 }
@@ -157,7 +156,7 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set() {
     assert_eq!(record.last_checkin, Some(100), "last seen is kept");
 }
 
-fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointId {
+fn enrol(conn: &mut Db, fleet: EndpointId, secret: &Secret) -> EndpointId {
     let agent_id = AgentId::generate();
     let input = EnrollInput {
         endpoint: fleet,
@@ -172,7 +171,7 @@ fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointI
     enroll::enroll(conn, &input, 2).unwrap().unwrap().endpoint
 }
 
-fn rand_serial(conn: &Connection) -> i64 {
+fn rand_serial(conn: &Db) -> i64 {
     conn.query_row("SELECT abs(random())", [], |r| r.get(0))
         .unwrap()
 }
@@ -356,9 +355,9 @@ fn combinations() -> Vec<ListQuery> {
     all
 }
 
-fn plan(conn: &Connection, (sql, args): (String, Vec<rusqlite::types::Value>)) -> Vec<String> {
+fn plan(conn: &Db, (sql, args): (String, Vec<crate::store::db::Value>)) -> Vec<String> {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+    stmt.query_map(params_from_iter(&args), |r| r.get::<String>(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()

@@ -2,10 +2,9 @@
 //! address and check-in, migrations, a finished connection's bytes). Per-check-in state stays in
 //! memory; see `crate::registry` for when a session's liveness is written.
 
-use rusqlite::{params, Connection};
-
 use outpost_protocol::EndpointId;
 
+use super::db::{params, Db};
 use super::endpoints::SavedPath;
 use super::StoreError;
 
@@ -33,7 +32,7 @@ pub struct LivenessUpdate {
 /// Write a batch of liveness updates in one transaction, in order (a departure followed by a
 /// reconnection in the same batch ends connected). A check-in older than the stored one is kept
 /// out, so a stored check-in never moves back in time.
-pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+pub fn write_liveness(conn: &mut Db, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -73,6 +72,6 @@ pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Resu
 
 /// Mark every endpoint disconnected: at start, before any session exists (a crash left the flags
 /// of its sessions set), and after a clean shutdown. Returns how many were marked connected.
-pub fn mark_all_disconnected(conn: &Connection) -> Result<usize, StoreError> {
+pub fn mark_all_disconnected(conn: &Db) -> Result<usize, StoreError> {
     Ok(conn.execute("UPDATE endpoints SET connected = 0 WHERE connected = 1", [])?)
 }

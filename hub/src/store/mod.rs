@@ -17,6 +17,7 @@ pub mod admin_creds;
 pub mod audit;
 pub mod census;
 pub mod certs;
+pub mod db;
 pub mod deployments;
 pub mod endpoints;
 pub mod enroll;
@@ -39,6 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
+use db::{Db, DbError};
+
 pub use certs::CertStatus;
 pub use endpoints::{EndpointKind, EndpointRecord, NewEndpoint};
 pub use enroll::{EnrollInput, EnrollOutcome};
@@ -49,9 +52,9 @@ pub use liveness::LivenessUpdate;
 /// A store failure.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// SQLite reported an error.
+    /// The database reported an error.
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// The database file was written by a newer hub.
     #[error("the database schema is version {found}, newer than this hub understands ({known}); upgrade the hub")]
     SchemaTooNew {
@@ -71,27 +74,19 @@ pub enum StoreError {
 /// Handle to the hub's SQLite database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Db>>,
+    reader: Arc<Mutex<Db>>,
 }
 
 impl Store {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = Db::Sqlite(open_sqlite(path).map_err(DbError::from)?);
         migrations::apply(&mut conn)?;
-        let reader = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let reader = open_sqlite_reader(path).map_err(DbError::from)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            reader: Arc::new(Mutex::new(reader)),
+            reader: Arc::new(Mutex::new(Db::Sqlite(reader))),
         })
     }
 
@@ -99,7 +94,7 @@ impl Store {
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
     {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(&mut store.lock()))
@@ -111,7 +106,7 @@ impl Store {
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Db) -> Result<T, StoreError> + Send + 'static,
     {
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || f(&lock(&reader)))
@@ -135,15 +130,35 @@ impl Store {
     }
 
     /// Lock the connection for synchronous use (tests, start-up).
-    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub fn lock(&self) -> MutexGuard<'_, Db> {
         lock(&self.conn)
     }
 }
 
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    // A panic while holding the lock leaves SQLite consistent (transactions roll back), so a
-    // poisoned lock is safe to reuse.
+fn lock(conn: &Mutex<Db>) -> MutexGuard<'_, Db> {
+    // A panic while holding the lock leaves the database consistent (transactions roll back), so
+    // a poisoned lock is safe to reuse.
     conn.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The writer: WAL (readers never wait for it), foreign keys on, a wait for a busy file.
+fn open_sqlite(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The read-only connection beside the writer.
+fn open_sqlite_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(reader)
 }
 
 /// Seconds since the Unix epoch, the store's time unit.

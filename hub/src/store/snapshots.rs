@@ -2,14 +2,14 @@
 
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::EndpointId;
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 /// Replace an endpoint's snapshot: one the session admitted, so its JSON is at most
 /// [`MAX_STORED_SNAPSHOT`](crate::registry::MAX_STORED_SNAPSHOT) bytes.
 pub fn save_snapshot(
-    conn: &Connection,
+    conn: &Db,
     id: EndpointId,
     snapshot: &EngineSnapshot,
 ) -> Result<(), StoreError> {
@@ -23,7 +23,7 @@ pub fn save_snapshot(
 }
 
 /// An endpoint's latest snapshot.
-pub fn snapshot(conn: &Connection, id: EndpointId) -> Result<Option<EngineSnapshot>, StoreError> {
+pub fn snapshot(conn: &Db, id: EndpointId) -> Result<Option<EngineSnapshot>, StoreError> {
     let body: Option<String> = conn
         .query_row(
             "SELECT body FROM snapshots WHERE endpoint_id = ?1",

@@ -3,8 +3,8 @@
 
 use outpost_protocol::stack::StackSpec;
 use outpost_protocol::wire;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::db::{params, Db, OptionalExtension, Transaction};
 use super::{unix_now, StoreError};
 
 /// One stored version.
@@ -63,7 +63,7 @@ pub struct VersionInfo {
 /// file for the version number it is given; its refusal stores nothing and is handed back. A file
 /// that compiles to the latest version's content stores nothing either.
 pub fn save_version<E>(
-    conn: &mut Connection,
+    conn: &mut Db,
     name: &str,
     compose: &str,
     compile: impl FnOnce(u32) -> Result<StackSpec, E>,
@@ -122,7 +122,7 @@ fn latest_version(
 
 /// One version of stack `name`, the newest when `version` is `None`.
 pub fn version(
-    conn: &Connection,
+    conn: &Db,
     name: &str,
     version: Option<u32>,
 ) -> Result<Option<StackVersionRecord>, StoreError> {
@@ -135,11 +135,11 @@ pub fn version(
             params![name, version],
             |r| {
                 Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<u32>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<Vec<u8>>(4)?,
                 ))
             },
         )
@@ -159,18 +159,14 @@ pub fn version(
 }
 
 /// Every version of stack `name`, oldest first (empty when there is no such stack).
-pub fn history(conn: &Connection, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
+pub fn history(conn: &Db, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT v.version, v.created_at, v.digest
          FROM stack_versions v JOIN stacks s ON s.id = v.stack_id
          WHERE s.name = ?1 ORDER BY v.version",
     )?;
     let rows = statement.query_map([name], |r| {
-        Ok((
-            r.get::<_, u32>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
+        Ok((r.get::<u32>(0)?, r.get::<i64>(1)?, r.get::<Vec<u8>>(2)?))
     })?;
     rows.map(|row| {
         let (version, created_at, digest) = row?;
@@ -184,11 +180,7 @@ pub fn history(conn: &Connection, name: &str) -> Result<Vec<VersionInfo>, StoreE
 }
 
 /// One page of stacks by name, and how many there are.
-pub fn list(
-    conn: &Connection,
-    offset: u64,
-    limit: u32,
-) -> Result<(Vec<StackRow>, u64), StoreError> {
+pub fn list(conn: &Db, offset: u64, limit: u32) -> Result<(Vec<StackRow>, u64), StoreError> {
     let total: u64 = conn.query_row("SELECT COUNT(*) FROM stacks", [], |r| r.get(0))?;
     let mut statement = conn.prepare(
         "SELECT s.name, MAX(v.version), COUNT(v.version), s.created_at, MAX(v.created_at)
@@ -220,7 +212,7 @@ pub enum Removed {
 }
 
 /// Remove stack `name` with every version, unless a device should run it.
-pub fn remove(conn: &mut Connection, name: &str) -> Result<Removed, StoreError> {
+pub fn remove(conn: &mut Db, name: &str) -> Result<Removed, StoreError> {
     let tx = conn.transaction()?;
     let versions: Option<u32> = tx
         .query_row(
@@ -264,7 +256,7 @@ mod tests {
         }
     }
 
-    fn save(conn: &mut Connection, image: &str) -> Saved {
+    fn save(conn: &mut Db, image: &str) -> Saved {
         save_version(conn, "pos", image, |v| Ok::<_, String>(spec(image, v)))
             .unwrap()
             .unwrap()

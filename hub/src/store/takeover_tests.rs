@@ -28,11 +28,11 @@ fn attempt(
     }
 }
 
-fn refusal(conn: &mut rusqlite::Connection, input: &EnrollInput) -> Refusal {
+fn refusal(conn: &mut crate::store::db::Db, input: &EnrollInput) -> Refusal {
     enroll::enroll(conn, input, 5).unwrap().unwrap_err()
 }
 
-fn device(conn: &rusqlite::Connection, secret: &Secret) -> EndpointId {
+fn device(conn: &crate::store::db::Db, secret: &Secret) -> EndpointId {
     endpoints::create(
         conn,
         &new_endpoint("dev", EndpointKind::Device, secret, None),
@@ -316,7 +316,7 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
 }
 
 /// The serial and recorded key of each of `id`'s unrevoked certificates, oldest first.
-fn unrevoked(conn: &rusqlite::Connection, id: EndpointId) -> Vec<(String, Option<Vec<u8>>)> {
+fn unrevoked(conn: &crate::store::db::Db, id: EndpointId) -> Vec<(String, Option<Vec<u8>>)> {
     let mut stmt = conn
         .prepare(
             "SELECT serial, public_key FROM certificates

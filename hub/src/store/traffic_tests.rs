@@ -2,14 +2,14 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use outpost_protocol::{EndpointId, Secret};
-use rusqlite::Connection;
 
+use super::db::Db;
 use super::endpoints::{self, EndpointKind};
 use super::labels::{self, Label};
 use super::tests::{new_endpoint, open};
 use super::traffic::*;
 
-fn device(conn: &Connection, name: &str, group: Option<&str>) -> EndpointId {
+fn device(conn: &Db, name: &str, group: Option<&str>) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     let id = endpoints::create(conn, &new, 1).unwrap().id;
     if let Some(group) = group {

@@ -11,7 +11,7 @@ use crate::store::labels;
 use crate::store::tests::{new_endpoint, open};
 use crate::store::Label;
 
-fn device(conn: &Connection, name: &str) -> EndpointId {
+fn device(conn: &Db, name: &str) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, 0).unwrap().id
 }

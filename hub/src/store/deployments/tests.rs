@@ -15,7 +15,7 @@ fn spec(project: &str, image: &str, version: u32) -> StackSpec {
     }
 }
 
-fn stored(conn: &mut Connection, project: &str, image: &str) -> StackSpec {
+fn stored(conn: &mut Db, project: &str, image: &str) -> StackSpec {
     let saved = save_version(conn, project, image, |v| {
         Ok::<_, ()>(spec(project, image, v))
     });
@@ -24,7 +24,7 @@ fn stored(conn: &mut Connection, project: &str, image: &str) -> StackSpec {
     }
 }
 
-fn device(conn: &Connection, name: &str) -> EndpointId {
+fn device(conn: &Db, name: &str) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, 0).unwrap().id
 }
