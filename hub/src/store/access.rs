@@ -8,7 +8,7 @@
 
 use outpost_api::Scope as ScopeBody;
 
-use super::db::{params, Db, DbResult, OptionalExtension, Row, Value};
+use super::db::{params, Db, DbResult, Dialect, OptionalExtension, Row, Value};
 use super::StoreError;
 use crate::access::{Principal, Role, Scope};
 
@@ -162,20 +162,28 @@ fn bound(scope: &Scope) -> [Value; 2] {
 }
 
 /// Endpoint ids in the scope whose names are bound first (groups, then tags).
-const IN_SCOPE_IDS: &str = "SELECT e.id FROM endpoints e WHERE e.group_id IN \
-     (SELECT id FROM groups WHERE name IN (SELECT value FROM json_each(?))) \
-     OR e.id IN (SELECT endpoint_id FROM endpoint_tags WHERE tag_id IN \
-     (SELECT id FROM tags WHERE name IN (SELECT value FROM json_each(?))))";
+fn in_scope_ids(dialect: Dialect) -> String {
+    let groups = dialect.json_values("?", None, "g");
+    let tags = dialect.json_values("?", None, "t");
+    format!(
+        "SELECT e.id FROM endpoints e WHERE e.group_id IN \
+         (SELECT id FROM groups WHERE name IN (SELECT value FROM {groups})) \
+         OR e.id IN (SELECT endpoint_id FROM endpoint_tags WHERE tag_id IN \
+         (SELECT id FROM tags WHERE name IN (SELECT value FROM {tags})))"
+    )
+}
 
 /// `id IN (…in scope…)`, for the endpoint list's WHERE clause, with its values.
-pub fn endpoint_clause(scope: &Scope) -> (String, Vec<Value>) {
-    (format!("id IN ({IN_SCOPE_IDS})"), bound(scope).to_vec())
+pub fn endpoint_clause(dialect: Dialect, scope: &Scope) -> (String, Vec<Value>) {
+    let ids = in_scope_ids(dialect);
+    (format!("id IN ({ids})"), bound(scope).to_vec())
 }
 
 /// Whether endpoint `id` is in `scope`.
 pub fn endpoint_in_scope(conn: &Db, id: u64, scope: &Scope) -> Result<bool, StoreError> {
     let [groups, tags] = bound(scope);
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM ({IN_SCOPE_IDS}) WHERE id = ?)");
+    let ids = in_scope_ids(conn.dialect());
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM ({ids}) AS s WHERE id = ?)");
     Ok(conn.query_row(&sql, params![groups, tags, id as i64], |r| r.get(0))?)
 }
 
@@ -211,24 +219,29 @@ pub fn first_unknown_label(conn: &Db, scope: &Scope) -> Result<Option<String>, S
 /// A WHERE condition on a JSON selector column (jobs', rollouts'): every group and tag it names is
 /// one of the scope's and every endpoint it names is in the scope, so each device it reaches, now
 /// or later, is in scope. Values: the scope's groups and tags, twice over.
-pub fn selection_clause(column: &str, scope: &Scope) -> (String, Vec<Value>) {
+pub fn selection_clause(dialect: Dialect, column: &str, scope: &Scope) -> (String, Vec<Value>) {
+    let each = |key| dialect.json_values(column, Some(key), "s");
+    let (groups, tags, endpoints) = (each("groups"), each("tags"), each("endpoints"));
+    let bound_groups = dialect.json_values("?", None, "b");
+    let bound_tags = dialect.json_values("?", None, "b");
+    let ids = in_scope_ids(dialect);
     let sql = format!(
-        "NOT EXISTS (SELECT 1 FROM json_each({column}, '$.groups') s \
-           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM json_each(?))) \
-         AND NOT EXISTS (SELECT 1 FROM json_each({column}, '$.tags') s \
-           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM json_each(?))) \
-         AND NOT EXISTS (SELECT 1 FROM json_each({column}, '$.endpoints') s \
-           WHERE s.value NOT IN ({IN_SCOPE_IDS}))"
+        "NOT EXISTS (SELECT 1 FROM {groups} \
+           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM {bound_groups})) \
+         AND NOT EXISTS (SELECT 1 FROM {tags} \
+           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM {bound_tags})) \
+         AND NOT EXISTS (SELECT 1 FROM {endpoints} \
+           WHERE CAST(s.value AS BIGINT) NOT IN ({ids}))"
     );
     let [groups, tags] = bound(scope);
     (sql, vec![groups.clone(), tags.clone(), groups, tags])
 }
 
 /// `WHERE <selection_clause>` for a scope, or nothing for the whole fleet.
-pub fn where_within(column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
+pub fn where_within(dialect: Dialect, column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
     match scope {
         Some(scope) => {
-            let (sql, args) = selection_clause(column, scope);
+            let (sql, args) = selection_clause(dialect, column, scope);
             (format!("WHERE {sql}"), args)
         }
         None => (String::new(), Vec::new()),

@@ -111,7 +111,7 @@ pub fn record_admin_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::test_backends::{both_backends, Backend};
 
     fn admin(name: &str) -> Principal {
         Principal {
@@ -121,10 +121,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn revoking_by_name_or_serial_revokes_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+    fn revoking_by_name_or_serial_revokes_once(backend: Backend) {
+        let (_dir, store) = backend.open();
         let conn = store.lock();
         let (alice, bob) = (admin("alice"), admin("bob"));
         record_admin_cert(&conn, "0a", &alice, 1).expect("record");
@@ -150,10 +148,8 @@ mod tests {
         assert_eq!(revoked, [Some(10), Some(10), Some(12)]);
     }
 
-    #[test]
-    fn the_token_hash_is_replaced() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+    fn the_token_hash_is_replaced(backend: Backend) {
+        let (_dir, store) = backend.open();
         let conn = store.lock();
         assert_eq!(admin_token_hash(&conn).expect("read"), None);
         for token in [b"first".as_slice(), b"second"] {
@@ -164,4 +160,9 @@ mod tests {
             );
         }
     }
+
+    both_backends!(
+        revoking_by_name_or_serial_revokes_once,
+        the_token_hash_is_replaced
+    );
 }

@@ -143,7 +143,7 @@ pub fn prune(conn: &Db, before_ms: i64) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::open;
+    use crate::store::test_backends::{both_backends, Backend};
 
     fn record(at_ms: i64, who: &str, endpoint: Option<u64>) -> NewRecord {
         NewRecord {
@@ -160,9 +160,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_are_kept_as_written_and_found_by_who_device_and_time() {
-        let (_dir, store) = open();
+    fn records_are_kept_as_written_and_found_by_who_device_and_time(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let written = [
             record(1_000, "ci", Some(1)),
@@ -198,4 +197,6 @@ mod tests {
         assert_eq!(prune(&conn, 3_000).expect("prune"), 2);
         assert_eq!(page(Filter::default()), (vec![4_000, 3_000], 2));
     }
+
+    both_backends!(records_are_kept_as_written_and_found_by_who_device_and_time);
 }

@@ -8,7 +8,9 @@ use outpost_protocol::{AgentId, EndpointId};
 use outpost_transport::congestion::PathEstimate;
 use serde::Serialize;
 
-use super::db::{params, Db, DbError, DbResult, OptionalExtension, Row, TransactionBehavior};
+use super::db::{
+    params, Db, DbError, DbResult, Dialect, OptionalExtension, Row, TransactionBehavior,
+};
 use super::StoreError;
 
 /// A device, or a fleet template whose token many devices may enrol with.
@@ -110,16 +112,31 @@ fn saved_path(
     })
 }
 
-/// The columns [`from_row`] reads, group and tags resolved to names; a query on `endpoints`
-/// selects these first.
-pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
+/// The columns [`from_row`] reads, group and tags resolved to names (the tags as a JSON array);
+/// a query on `endpoints` selects these first.
+pub(super) fn columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => SQLITE_COLUMNS,
+        Dialect::Postgres => POSTGRES_COLUMNS,
+    }
+}
+
+const SQLITE_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
      approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
      migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
      (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
 
-/// How many columns [`COLUMNS`] holds.
+const POSTGRES_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
+     approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
+     migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
+     (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+     COALESCE((SELECT CAST(json_agg(tags.name ORDER BY tags.name) AS TEXT) FROM endpoint_tags \
+      JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
+      '[]')";
+
+/// How many columns [`columns`] holds.
 pub(super) const COLUMN_COUNT: usize = 21;
 
 pub(super) fn parse_agent(text: Option<String>) -> Option<AgentId> {
@@ -174,7 +191,10 @@ pub fn create(conn: &Db, new: &NewEndpoint, now: i64) -> Result<EndpointRecord, 
 
 /// One endpoint by id.
 pub fn find(conn: &Db, id: EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1");
+    let sql = format!(
+        "SELECT {} FROM endpoints WHERE id = ?1",
+        columns(conn.dialect())
+    );
     Ok(conn.query_row(&sql, [id.0 as i64], from_row).optional()?)
 }
 

@@ -17,7 +17,7 @@ use outpost_protocol::{AgentId, EndpointId};
 use subtle::ConstantTimeEq;
 
 use super::db::{params, Db, OptionalExtension, TransactionBehavior};
-use super::endpoints::{from_row, EndpointKind, EndpointRecord, COLUMNS, COLUMN_COUNT};
+use super::endpoints::{columns, from_row, EndpointKind, EndpointRecord, COLUMN_COUNT};
 use super::{labels, StoreError};
 
 /// An enrolment to decide and, if accepted, record.
@@ -165,7 +165,10 @@ fn bind_agent(
 ) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
     let target: Option<(EndpointRecord, Option<Vec<u8>>)> = conn
         .query_row(
-            &format!("SELECT {COLUMNS}, secret_hash FROM endpoints WHERE id = ?1"),
+            &format!(
+                "SELECT {}, secret_hash FROM endpoints WHERE id = ?1",
+                columns(conn.dialect())
+            ),
             [input.endpoint.0 as i64],
             |row| Ok((from_row(row)?, row.get(COLUMN_COUNT)?)),
         )
@@ -198,7 +201,7 @@ fn proves_key(
     key: &[u8; 32],
 ) -> Result<Result<(), Refusal>, StoreError> {
     let (matching, unknown): (i64, i64) = conn.query_row(
-        "SELECT COALESCE(SUM(public_key = ?2), 0), COALESCE(SUM(public_key IS NULL), 0)
+        "SELECT COUNT(CASE WHEN public_key = ?2 THEN 1 END), COUNT(CASE WHEN public_key IS NULL THEN 1 END)
          FROM certificates WHERE endpoint_id = ?1 AND revoked_at IS NULL",
         params![endpoint.0 as i64, &key[..]],
         |row| Ok((row.get(0)?, row.get(1)?)),

@@ -215,7 +215,7 @@ pub fn list(
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredJob>, u64), StoreError> {
-    let (within, mut args) = access::where_within("selector", scope);
+    let (within, mut args) = access::where_within(conn.dialect(), "selector", scope);
     let total: u64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM jobs {within}"),
         params_from_iter(&args),
@@ -277,7 +277,7 @@ pub fn targets(
     limit: u32,
 ) -> Result<Vec<TargetRow>, StoreError> {
     let mut statement = conn.prepare_cached(&format!(
-        "{TARGET_COLUMNS}{TARGET_FROM} WHERE t.job_id = ?1 AND (?2 IS NULL OR t.state = ?2)
+        "{TARGET_COLUMNS}{TARGET_FROM} WHERE t.job_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR t.state = ?2)
          ORDER BY t.endpoint_id LIMIT ?3 OFFSET ?4"
     ))?;
     let rows = statement.query_map(
@@ -294,12 +294,17 @@ pub fn output(
     endpoint: EndpointId,
 ) -> Result<Option<TargetOutput>, StoreError> {
     let sql = format!(
-        "{TARGET_COLUMNS}, COALESCE(t.head, x''), COALESCE(t.tail, x''){TARGET_FROM}
+        "{TARGET_COLUMNS}, t.head, t.tail{TARGET_FROM}
          WHERE t.job_id = ?1 AND t.endpoint_id = ?2"
     );
     let found = conn
         .query_row(&sql, params![job, endpoint.0 as i64], |r| {
-            Ok((target_row(r)?, r.get(7)?, r.get(8)?))
+            let (head, tail): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(7)?, r.get(8)?);
+            Ok((
+                target_row(r)?,
+                head.unwrap_or_default(),
+                tail.unwrap_or_default(),
+            ))
         })
         .optional()?;
     found

@@ -121,7 +121,7 @@ pub fn add_tag(conn: &Db, id: EndpointId, tag: &Label) -> Result<TagAdded, Store
     }
     let tag_id = label_id(conn, "tags", tag)?;
     let (count, has): (i64, bool) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(MAX(tag_id = ?2), 0) FROM endpoint_tags WHERE endpoint_id = ?1",
+        "SELECT COUNT(*), COALESCE(MAX(CASE WHEN tag_id = ?2 THEN 1 ELSE 0 END), 0) FROM endpoint_tags WHERE endpoint_id = ?1",
         params![id.0 as i64, tag_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -173,8 +173,9 @@ pub(super) fn inherit(conn: &Db, from: EndpointId, to: EndpointId) -> Result<(),
         params![from.0 as i64, to.0 as i64],
     )?;
     conn.execute(
-        "INSERT OR IGNORE INTO endpoint_tags (tag_id, endpoint_id)
-         SELECT tag_id, ?2 FROM endpoint_tags WHERE endpoint_id = ?1",
+        "INSERT INTO endpoint_tags (tag_id, endpoint_id)
+         SELECT tag_id, CAST(?2 AS BIGINT) FROM endpoint_tags WHERE endpoint_id = ?1
+         ON CONFLICT DO NOTHING",
         params![from.0 as i64, to.0 as i64],
     )?;
     Ok(())

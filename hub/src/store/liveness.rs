@@ -40,7 +40,7 @@ pub fn write_liveness(conn: &mut Db, updates: &[LivenessUpdate]) -> Result<(), S
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE endpoints SET
-                 last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
+                 last_checkin = CASE WHEN CAST(?2 AS BIGINT) IS NULL OR last_checkin >= ?2
                                 THEN last_checkin ELSE ?2 END,
                  last_addr = ?3, migrations = ?4, connected = ?5,
                  wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,

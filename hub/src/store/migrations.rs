@@ -1,6 +1,10 @@
-//! Schema migrations, applied in order on open; `PRAGMA user_version` records the last one applied.
+//! Schema migrations, applied in order on open; `PRAGMA user_version` records the last one applied
+//! on SQLite, a `schema_version` table on PostgreSQL. The list is written once, in SQLite's
+//! dialect; [`postgres::translate`] gives PostgreSQL's.
 
-use super::db::Db;
+mod postgres;
+
+use super::db::{Db, Dialect};
 use super::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
@@ -308,6 +312,16 @@ const MIGRATIONS: &[&str] = &[
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.
 pub(super) fn apply(conn: &mut Db) -> Result<(), StoreError> {
+    if conn.dialect() == Dialect::Sqlite {
+        return apply_all(conn);
+    }
+    postgres::lock(conn)?;
+    let applied = apply_all(conn);
+    postgres::unlock(conn)?;
+    applied
+}
+
+fn apply_all(conn: &mut Db) -> Result<(), StoreError> {
     let current = version(conn)?;
     let known = MIGRATIONS.len() as i64;
     if current > known {
@@ -318,21 +332,30 @@ pub(super) fn apply(conn: &mut Db) -> Result<(), StoreError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match tx.dialect() {
+            Dialect::Sqlite => tx.execute_batch(sql)?,
+            Dialect::Postgres => tx.execute_batch(&postgres::translate(sql))?,
+        }
         set_version(&tx, index as i64 + 1)?;
         tx.commit()?;
     }
     Ok(())
 }
 
-/// The last migration applied (SQLite keeps it in `PRAGMA user_version`).
+/// The last migration applied.
 fn version(conn: &Db) -> Result<i64, StoreError> {
-    Ok(conn.query_row("PRAGMA user_version", (), |row| row.get(0))?)
+    match conn.dialect() {
+        Dialect::Sqlite => Ok(conn.query_row("PRAGMA user_version", (), |row| row.get(0))?),
+        Dialect::Postgres => postgres::version(conn),
+    }
 }
 
 /// Record `version` as the last migration applied, in the caller's transaction.
 fn set_version(conn: &Db, version: i64) -> Result<(), StoreError> {
-    Ok(conn.execute_batch(&format!("PRAGMA user_version = {version}"))?)
+    match conn.dialect() {
+        Dialect::Sqlite => Ok(conn.execute_batch(&format!("PRAGMA user_version = {version}"))?),
+        Dialect::Postgres => postgres::set_version(conn, version),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
-//! The hub's durable state in SQLite (WAL, foreign keys, migrations on open).
+//! The hub's durable state: SQLite by default (WAL, foreign keys, migrations on open), or a
+//! PostgreSQL database that several hubs share (`serve --store postgres://…`). Every store
+//! function takes a [`db::Db`], one connection API over both (see [`db`] for why and how), and
+//! both run the same migrations and the same tests (`test_backends.rs`).
 //!
 //! What lives here: endpoints (devices and fleet templates) with their groups and tags, the hash of
 //! each join token's secret, agent bindings, issued certificates and their revocation, and batched
@@ -9,8 +12,8 @@
 //! All calls are synchronous and short; async callers go through [`Store::call`], which runs them on
 //! the blocking pool so a slow disk never stalls the QUIC driver. Reads that must not wait behind a
 //! write (the endpoint list, while a liveness flush of thousands of rows commits) go through
-//! [`Store::read`], a second, read-only connection: in WAL mode a reader sees the last commit and
-//! never waits for the writer.
+//! [`Store::read`], a second, read-only connection: in WAL mode (and always on PostgreSQL) a reader
+//! sees the last commit and never waits for the writer.
 
 pub mod access;
 pub mod admin_creds;
@@ -34,13 +37,14 @@ pub mod stacks;
 pub mod traffic;
 pub mod webhooks;
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 
-use db::{Db, DbError};
+use db::{Db, DbError, PgConn};
 
 pub use certs::CertStatus;
 pub use endpoints::{EndpointKind, EndpointRecord, NewEndpoint};
@@ -71,7 +75,57 @@ pub enum StoreError {
     Join(String),
 }
 
-/// Handle to the hub's SQLite database; cheap to clone.
+/// Where the store lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// An SQLite file (the default: `hub.db` in the data directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL (`postgres://user:password@host:port/database`).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `postgres://` or `postgresql://` URL, else an SQLite file's path.
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Self::Postgres(text.to_owned())
+        } else {
+            Self::Sqlite(PathBuf::from(text))
+        }
+    }
+}
+
+/// The location with a URL's password masked, fit for logs.
+impl fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&masked(url)),
+        }
+    }
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// `url` with the password of its `user:password@` part, if any, as `****`.
+fn masked(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Handle to the hub's database (SQLite or PostgreSQL); cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     conn: Arc<Mutex<Db>>,
@@ -87,6 +141,28 @@ impl Store {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(Db::Sqlite(reader))),
+        })
+    }
+
+    /// Open the store at `location` and bring its schema up to date.
+    pub fn open_location(location: &StoreLocation) -> Result<Self, StoreError> {
+        match location {
+            StoreLocation::Sqlite(path) => Self::open(path),
+            StoreLocation::Postgres(url) => Self::connect(url),
+        }
+    }
+
+    /// Connect to the PostgreSQL database at `url` and bring its schema up to date. The reader is
+    /// a second connection whose transactions are read-only: it sees the last commit and never
+    /// waits for the writer.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut conn = Db::Postgres(PgConn::connect(url)?);
+        migrations::apply(&mut conn)?;
+        let reader = Db::Postgres(PgConn::connect(url)?);
+        reader.execute_batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -176,9 +252,13 @@ pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
 #[cfg(test)]
 mod access_tests;
 #[cfg(test)]
+mod list_plan_tests;
+#[cfg(test)]
 mod list_tests;
 #[cfg(test)]
 mod takeover_tests;
+#[cfg(test)]
+mod test_backends;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -72,17 +72,11 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
     use super::*;
+    use crate::store::test_backends::{both_backends, Backend};
 
-    fn conn() -> Db {
-        let conn = Db::Sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        conn.execute_batch("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
-            .unwrap();
-        conn
-    }
-
-    #[test]
-    fn a_group_goes_quiet_and_back_whatever_the_case_of_its_name() {
-        let conn = conn();
+    fn a_group_goes_quiet_and_back_whatever_the_case_of_its_name(backend: Backend) {
+        let (_dir, store) = backend.open();
+        let conn = store.lock();
         let five = Duration::from_secs(300);
         set_quiet(&conn, "Kiosks", Some(five)).unwrap();
         assert_eq!(quiet_interval(&conn, "kiosks").unwrap(), Some(five));
@@ -95,4 +89,6 @@ mod tests {
         assert_eq!(quiet_interval(&conn, "Kiosks").unwrap(), None);
         assert!(quiet_groups(&conn).unwrap().is_empty());
     }
+
+    both_backends!(a_group_goes_quiet_and_back_whatever_the_case_of_its_name);
 }

@@ -141,7 +141,7 @@ pub fn list(
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredRollout>, u64), StoreError> {
-    let (within, mut args) = access::where_within("r.selector", scope);
+    let (within, mut args) = access::where_within(conn.dialect(), "r.selector", scope);
     let total: u64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM rollouts r {within}"),
         params_from_iter(&args),
@@ -290,12 +290,12 @@ fn exists(conn: &Db, table: &str, name: &str) -> Result<bool, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::test_backends::{both_backends, Backend};
     use outpost_protocol::stack::{ServiceSpec, StackSpec};
 
     use super::*;
     use crate::rollout::{Plan, RolloutState};
     use crate::store::stacks;
-    use crate::store::tests::open;
 
     fn record(state: RolloutState) -> Save {
         Save {
@@ -309,9 +309,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows() {
-        let (_dir, store) = open();
+    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let spec = |v| StackSpec {
             project: "pos".into(),
@@ -363,4 +362,6 @@ mod tests {
             "saved before counts were kept"
         );
     }
+
+    both_backends!(counts_are_kept_with_every_save_so_a_list_reads_no_target_rows);
 }

@@ -130,7 +130,7 @@ pub fn version(
         .query_row(
             "SELECT v.version, v.created_at, v.digest, v.compose, v.spec
              FROM stack_versions v JOIN stacks s ON s.id = v.stack_id
-             WHERE s.name = ?1 AND (?2 IS NULL OR v.version = ?2)
+             WHERE s.name = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR v.version = ?2)
              ORDER BY v.version DESC LIMIT 1",
             params![name, version],
             |r| {
@@ -242,10 +242,10 @@ fn digest_of(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::test_backends::{both_backends, Backend};
     use outpost_protocol::stack::ServiceSpec;
 
     use super::*;
-    use crate::store::tests::open;
 
     fn spec(image: &str, version: u32) -> StackSpec {
         StackSpec {
@@ -262,9 +262,8 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn versions_count_up_and_an_unchanged_file_stores_nothing() {
-        let (_dir, store) = open();
+    fn versions_count_up_and_an_unchanged_file_stores_nothing(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let Saved::Created(v1) = save(&mut conn, "a:1") else {
             panic!("first save creates")
@@ -293,9 +292,8 @@ mod tests {
         assert_eq!((rows[0].latest_version, rows[0].versions), (2, 2));
     }
 
-    #[test]
-    fn a_refused_file_stores_nothing() {
-        let (_dir, store) = open();
+    fn a_refused_file_stores_nothing(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let refused = save_version(&mut conn, "pos", "bad", |_| Err::<StackSpec, _>("no")).unwrap();
         assert_eq!(refused, Err("no"));
@@ -303,9 +301,8 @@ mod tests {
         assert_eq!(version(&conn, "pos", None).unwrap(), None);
     }
 
-    #[test]
-    fn remove_takes_every_version() {
-        let (_dir, store) = open();
+    fn remove_takes_every_version(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         save(&mut conn, "a:1");
         save(&mut conn, "a:2");
@@ -317,4 +314,10 @@ mod tests {
         };
         assert_eq!(again.version, 1);
     }
+
+    both_backends!(
+        versions_count_up_and_an_unchanged_file_stores_nothing,
+        a_refused_file_stores_nothing,
+        remove_takes_every_version
+    );
 }

@@ -12,12 +12,7 @@ use super::enroll::{self, EnrollInput, EnrollOutcome};
 use super::list::{self, ListQuery, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
 use super::Store;
-
-pub(super) fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("hub.db")).unwrap();
-    (dir, store)
-}
+use crate::store::test_backends::{both_backends, Backend};
 
 pub(super) fn new_endpoint(
     name: &str,
@@ -53,9 +48,8 @@ pub(super) fn key_of(agent: AgentId) -> [u8; 32] {
     key
 }
 
-#[test]
-fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
-    let (_dir, store) = open();
+fn first_enrolment_binds_and_a_second_device_is_refused_without_harm(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -89,9 +83,8 @@ fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
     assert!(!certs::cert_status(&conn, "aa").unwrap().unwrap().revoked);
 }
 
-#[test]
-fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
-    let (_dir, store) = open();
+fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let reserved = AgentId::generate();
@@ -129,9 +122,8 @@ fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
     assert!(ok.is_ok());
 }
 
-#[test]
-fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
-    let (_dir, store) = open();
+fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -155,9 +147,8 @@ fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
     );
 }
 
-#[test]
-fn fleet_devices_land_pending_once_each_until_approved() {
-    let (_dir, store) = open();
+fn fleet_devices_land_pending_once_each_until_approved(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let fleet = endpoints::create(
@@ -195,9 +186,8 @@ fn fleet_devices_land_pending_once_each_until_approved() {
     assert!(member.name.starts_with("pos-"));
 }
 
-#[test]
-fn removal_revokes_every_certificate_of_the_endpoint() {
-    let (_dir, store) = open();
+fn removal_revokes_every_certificate_of_the_endpoint(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -219,13 +209,10 @@ fn removal_revokes_every_certificate_of_the_endpoint() {
     assert!(endpoints::remove(&mut conn, ep.id, 4).unwrap().is_none());
 }
 
-#[test]
-fn liveness_is_written_in_one_batch_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
+fn liveness_is_written_in_one_batch_and_survives_reopen(backend: Backend) {
+    let (place, store) = backend.open();
     let secret = Secret::generate();
     let id = {
-        let store = Store::open(&path).unwrap();
         let mut conn = store.lock();
         let id = endpoints::create(
             &conn,
@@ -246,15 +233,15 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
         liveness::write_liveness(&mut conn, &[update]).unwrap();
         id
     };
-    let store = Store::open(&path).unwrap();
+    drop(store);
+    let store = Store::open_location(&place.location()).unwrap();
     let record = endpoints::find(&store.lock(), id).unwrap().unwrap();
     assert_eq!((record.last_checkin, record.migrations), (Some(42), 3));
     assert_eq!(record.last_addr.as_deref(), Some("127.0.0.1:9"));
 }
 
-#[test]
-fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
-    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals(backend: Backend) {
+    let (_dir, store) = backend.open();
     let secret = Secret::generate();
     let mut conn = store.lock();
     let id = endpoints::create(
@@ -285,9 +272,8 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
     assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
 }
 
-#[test]
-fn a_measured_path_is_kept_until_a_later_connection_measures_another() {
-    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+fn a_measured_path_is_kept_until_a_later_connection_measures_another(backend: Backend) {
+    let (_dir, store) = backend.open();
     let secret = Secret::generate();
     let mut conn = store.lock();
     let id = endpoints::create(
@@ -339,3 +325,14 @@ fn a_database_from_a_newer_hub_is_refused() {
     let err = Store::open(&path).unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+both_backends!(
+    liveness_is_written_in_one_batch_and_survives_reopen,
+    first_enrolment_binds_and_a_second_device_is_refused_without_harm,
+    wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused,
+    re_enrolment_of_the_same_agent_supersedes_its_old_certificate,
+    fleet_devices_land_pending_once_each_until_approved,
+    removal_revokes_every_certificate_of_the_endpoint,
+    each_ended_connection_adds_its_bytes_to_the_endpoint_totals,
+    a_measured_path_is_kept_until_a_later_connection_measures_another
+);

@@ -82,7 +82,7 @@ pub fn add(conn: &mut Db, period_start: i64, rows: &[TrafficRow]) -> Result<(), 
             "INSERT INTO traffic (endpoint_id, period_start, class, up, down)
              SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ?1)
              ON CONFLICT (endpoint_id, period_start, class)
-             DO UPDATE SET up = up + excluded.up, down = down + excluded.down",
+             DO UPDATE SET up = traffic.up + excluded.up, down = traffic.down + excluded.down",
         )?;
         for row in rows {
             stmt.execute(params![
@@ -120,7 +120,7 @@ pub fn of_endpoint(
 /// A device's bytes in period `period_start`, every class both ways.
 pub fn used(conn: &Db, endpoint: EndpointId, period_start: i64) -> Result<u64, StoreError> {
     let used: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(up + down), 0) FROM traffic
+        "SELECT CAST(COALESCE(SUM(up + down), 0) AS BIGINT) FROM traffic
          WHERE endpoint_id = ?1 AND period_start = ?2",
         params![endpoint.0 as i64, period_start],
         |r| r.get(0),
@@ -137,7 +137,7 @@ pub fn history(
     limit: u32,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT period_start, SUM(up + down) FROM traffic
+        "SELECT period_start, CAST(SUM(up + down) AS BIGINT) FROM traffic
          WHERE endpoint_id = ?1 AND period_start < ?2
          GROUP BY period_start ORDER BY period_start DESC LIMIT ?3",
     )?;

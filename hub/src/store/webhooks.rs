@@ -255,7 +255,7 @@ pub fn deliveries(
         "SELECT d.id, d.webhook_id, e.event, e.body, d.attempts, d.next_attempt_ms,
                 d.last_status, d.last_error, d.delivered_at, d.gave_up_at, d.created_at
          FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-         WHERE ?1 IS NULL OR d.webhook_id = ?1
+         WHERE CAST(?1 AS BIGINT) IS NULL OR d.webhook_id = ?1
          ORDER BY d.id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![webhook, limit as i64], |r| {
@@ -382,7 +382,8 @@ pub fn endpoint_name(conn: &Db, id: EndpointId) -> Result<Option<String>, StoreE
 pub fn set_outage(conn: &Db, id: EndpointId, since_ms: Option<i64>) -> Result<(), StoreError> {
     match since_ms {
         Some(since) => conn.execute(
-            "INSERT OR REPLACE INTO alert_outages (endpoint_id, since_ms) VALUES (?1, ?2)",
+            "INSERT INTO alert_outages (endpoint_id, since_ms) VALUES (?1, ?2)
+             ON CONFLICT (endpoint_id) DO UPDATE SET since_ms = excluded.since_ms",
             params![id.0 as i64, since],
         )?,
         None => conn.execute(
@@ -404,12 +405,13 @@ pub fn alerted_outages(conn: &Db) -> Result<Vec<(EndpointId, i64)>, StoreError> 
 /// were not yet warned of that expiry, with the expiry.
 pub fn expiring_certs(conn: &Db, before: i64) -> Result<Vec<(EndpointId, i64)>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT c.endpoint_id, MAX(c.not_after) AS expiry
-         FROM certificates c JOIN endpoints e ON e.id = c.endpoint_id
-         WHERE c.revoked_at IS NULL
-         GROUP BY c.endpoint_id
-         HAVING expiry < ?1 AND NOT EXISTS (SELECT 1 FROM alert_cert_expiry a
-             WHERE a.endpoint_id = c.endpoint_id AND a.not_after = expiry)",
+        "SELECT x.endpoint_id, x.expiry FROM
+             (SELECT c.endpoint_id, MAX(c.not_after) AS expiry
+              FROM certificates c JOIN endpoints e ON e.id = c.endpoint_id
+              WHERE c.revoked_at IS NULL
+              GROUP BY c.endpoint_id) AS x
+         WHERE x.expiry < ?1 AND NOT EXISTS (SELECT 1 FROM alert_cert_expiry a
+             WHERE a.endpoint_id = x.endpoint_id AND a.not_after = x.expiry)",
     )?;
     let rows = stmt.query_map([before], |r| {
         Ok((EndpointId(r.get::<i64>(0)? as u64), r.get(1)?))
@@ -420,7 +422,8 @@ pub fn expiring_certs(conn: &Db, before: i64) -> Result<Vec<(EndpointId, i64)>, 
 /// Record that the device was warned its certificate expires at `not_after`.
 pub fn cert_warned(conn: &Db, id: EndpointId, not_after: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR REPLACE INTO alert_cert_expiry (endpoint_id, not_after) VALUES (?1, ?2)",
+        "INSERT INTO alert_cert_expiry (endpoint_id, not_after) VALUES (?1, ?2)
+         ON CONFLICT (endpoint_id) DO UPDATE SET not_after = excluded.not_after",
         params![id.0 as i64, not_after],
     )?;
     Ok(())

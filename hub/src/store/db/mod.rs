@@ -17,6 +17,7 @@
 //! rolls back when dropped uncommitted, as rusqlite's does.
 
 mod param;
+mod postgres;
 mod row;
 
 use std::ops::Deref;
@@ -25,6 +26,7 @@ use thiserror::Error;
 
 pub(crate) use param::params;
 pub use param::{params_from_iter, ParamRef, Params, ToParam, Value};
+pub use postgres::PgConn;
 pub use row::{FromColumn, Row};
 
 /// A database call that failed.
@@ -33,6 +35,20 @@ pub enum DbError {
     /// SQLite reported an error.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL (or the connection to it) reported an error.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The thread that drives PostgreSQL connections could not start or failed.
+    #[error("the PostgreSQL client's runtime failed: {0}")]
+    Runtime(std::io::Error),
+    /// A stored value does not fit the type the store reads it as.
+    #[error("column {index}: {message}")]
+    Column {
+        /// The column, from 0.
+        index: usize,
+        /// What does not fit.
+        message: String,
+    },
     /// A query that must return a row returned none.
     #[error("the query returned no row")]
     NoRow,
@@ -65,6 +81,17 @@ impl<T> OptionalExtension<T> for DbResult<T> {
 pub enum Db {
     /// An SQLite file (the embedded default).
     Sqlite(rusqlite::Connection),
+    /// A PostgreSQL server (several hubs share one).
+    Postgres(PgConn),
+}
+
+/// Which SQL a backend speaks, for the few statements that must differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite's.
+    Sqlite,
+    /// PostgreSQL's.
+    Postgres,
 }
 
 /// When a transaction takes its write lock.
@@ -76,7 +103,32 @@ pub enum TransactionBehavior {
     Immediate,
 }
 
+impl Dialect {
+    /// A FROM item named `alias` whose `value` column holds the elements of the JSON array
+    /// `json` (an expression: a column or a placeholder), or of its member `key`, as text.
+    pub fn json_values(self, json: &str, key: Option<&str>, alias: &str) -> String {
+        match (self, key) {
+            (Self::Sqlite, None) => format!("json_each({json}) {alias}"),
+            (Self::Sqlite, Some(key)) => format!("json_each({json}, '$.{key}') {alias}"),
+            (Self::Postgres, None) => {
+                format!("json_array_elements_text(CAST({json} AS json)) AS {alias}(value)")
+            }
+            (Self::Postgres, Some(key)) => format!(
+                "json_array_elements_text(CAST({json} AS json) -> '{key}') AS {alias}(value)"
+            ),
+        }
+    }
+}
+
 impl Db {
+    /// Which SQL this connection speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
     /// Run one statement; returns how many rows it changed.
     pub fn execute(&self, sql: &str, params: impl Params) -> DbResult<usize> {
         self.prepare_cached(sql)?.execute(params)
@@ -86,6 +138,7 @@ impl Db {
     pub fn execute_batch(&self, sql: &str) -> DbResult<()> {
         match self {
             Self::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Self::Postgres(conn) => conn.execute_batch(sql),
         }
     }
 
@@ -101,6 +154,7 @@ impl Db {
     pub fn prepare(&self, sql: &str) -> DbResult<Statement<'_>> {
         let inner = match self {
             Self::Sqlite(conn) => StatementInner::Sqlite(conn.prepare(sql)?),
+            Self::Postgres(conn) => StatementInner::Postgres(conn, conn.prepare(sql)?),
         };
         Ok(Statement { inner })
     }
@@ -109,6 +163,7 @@ impl Db {
     pub fn prepare_cached(&self, sql: &str) -> DbResult<Statement<'_>> {
         let inner = match self {
             Self::Sqlite(conn) => StatementInner::SqliteCached(conn.prepare_cached(sql)?),
+            Self::Postgres(conn) => StatementInner::Postgres(conn, conn.prepare_cached(sql)?),
         };
         Ok(Statement { inner })
     }
@@ -123,9 +178,12 @@ impl Db {
         &mut self,
         behavior: TransactionBehavior,
     ) -> DbResult<Transaction<'_>> {
-        let begin = match behavior {
-            TransactionBehavior::Deferred => "BEGIN DEFERRED",
-            TransactionBehavior::Immediate => "BEGIN IMMEDIATE",
+        // PostgreSQL has no write lock to take early: each statement waits for the rows it
+        // writes, and one hub's writes are already serialized by its single writer connection.
+        let begin = match (self.dialect(), behavior) {
+            (Dialect::Sqlite, TransactionBehavior::Deferred) => "BEGIN DEFERRED",
+            (Dialect::Sqlite, TransactionBehavior::Immediate) => "BEGIN IMMEDIATE",
+            (Dialect::Postgres, _) => "BEGIN",
         };
         self.execute_batch(begin)?;
         Ok(Transaction {
@@ -182,22 +240,23 @@ impl std::fmt::Debug for Statement<'_> {
 enum StatementInner<'db> {
     Sqlite(rusqlite::Statement<'db>),
     SqliteCached(rusqlite::CachedStatement<'db>),
-}
-
-impl<'db> StatementInner<'db> {
-    fn sqlite(&mut self) -> &mut rusqlite::Statement<'db> {
-        match self {
-            Self::Sqlite(statement) => statement,
-            Self::SqliteCached(statement) => statement,
-        }
-    }
+    Postgres(&'db PgConn, tokio_postgres::Statement),
 }
 
 impl Statement<'_> {
     /// Run it; returns how many rows it changed.
     pub fn execute(&mut self, params: impl Params) -> DbResult<usize> {
-        let statement = self.inner.sqlite();
-        Ok(statement.execute(param::sqlite(&params.refs()))?)
+        let params = params.refs();
+        match &mut self.inner {
+            StatementInner::Sqlite(statement) => Ok(statement.execute(param::sqlite(&params))?),
+            StatementInner::SqliteCached(statement) => {
+                Ok(statement.execute(param::sqlite(&params))?)
+            }
+            StatementInner::Postgres(conn, statement) => {
+                let changed = conn.execute(statement, &params)?;
+                Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+            }
+        }
     }
 
     /// Every row, each through `f`, in order.
@@ -209,12 +268,11 @@ impl Statement<'_> {
     where
         F: FnMut(&Row<'_>) -> DbResult<T>,
     {
-        let statement = self.inner.sqlite();
-        let mut rows = statement.query(param::sqlite(&params.refs()))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(f(&Row::sqlite(row)));
-        }
+        self.each(params, |row| {
+            out.push(f(row));
+            true
+        })?;
         Ok(out.into_iter())
     }
 
@@ -223,12 +281,12 @@ impl Statement<'_> {
     where
         F: FnOnce(&Row<'_>) -> DbResult<T>,
     {
-        let statement = self.inner.sqlite();
-        let mut rows = statement.query(param::sqlite(&params.refs()))?;
-        match rows.next()? {
-            Some(row) => f(&Row::sqlite(row)),
-            None => Err(DbError::NoRow),
-        }
+        let (mut f, mut out) = (Some(f), None);
+        self.each(params, |row| {
+            out = f.take().map(|f| f(row));
+            false
+        })?;
+        out.unwrap_or(Err(DbError::NoRow))
     }
 
     /// Whether it returns any row.
@@ -236,5 +294,29 @@ impl Statement<'_> {
         self.query_row(params, |_| Ok(()))
             .optional()
             .map(|row| row.is_some())
+    }
+
+    /// Feed the rows to `f` in order while it returns true.
+    fn each(&mut self, params: impl Params, mut f: impl FnMut(&Row<'_>) -> bool) -> DbResult<()> {
+        let params = params.refs();
+        let statement = match &mut self.inner {
+            StatementInner::Sqlite(statement) => statement,
+            StatementInner::SqliteCached(statement) => &mut **statement,
+            StatementInner::Postgres(conn, statement) => {
+                for row in conn.query(statement, &params)? {
+                    if !f(&Row::postgres(&row)) {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let mut rows = statement.query(param::sqlite(&params))?;
+        while let Some(row) = rows.next()? {
+            if !f(&Row::sqlite(row)) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
