@@ -7,11 +7,12 @@ use outpost_protocol::{AgentId, EndpointId, Secret};
 use outpost_transport::congestion::PathEstimate;
 
 use super::certs;
+use super::db::Dialect;
 use super::endpoints::{self, EndpointKind, NewEndpoint, SavedPath};
 use super::enroll::{self, EnrollInput, EnrollOutcome};
 use super::list::{self, ListQuery, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
-use super::Store;
+use super::{Store, StoreLocation};
 use crate::store::test_backends::{both_backends, Backend};
 
 pub(super) fn new_endpoint(
@@ -313,20 +314,38 @@ fn a_measured_path_is_kept_until_a_later_connection_measures_another(backend: Ba
     );
 }
 
-#[test]
-fn a_database_from_a_newer_hub_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(Store::open(&path).unwrap());
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
-    let err = Store::open(&path).unwrap_err();
+fn a_database_from_a_newer_hub_is_refused(backend: Backend) {
+    let (place, store) = backend.open();
+    let newer = match store.lock().dialect() {
+        Dialect::Sqlite => "PRAGMA user_version = 99",
+        Dialect::Postgres => "UPDATE schema_version SET version = 99",
+    };
+    store.lock().execute_batch(newer).unwrap();
+    drop(store);
+    let err = Store::open_location(&place.location()).unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
+#[test]
+fn a_store_url_is_postgres_a_path_is_sqlite_and_a_password_never_prints() {
+    let url = "postgres://hub:s3cret@db.example:5432/outpost";
+    let location = StoreLocation::parse(url);
+    assert_eq!(location, StoreLocation::Postgres(url.into()));
+    assert_eq!(
+        location.to_string(),
+        "postgres://hub:****@db.example:5432/outpost"
+    );
+    assert!(!format!("{location:?}").contains("s3cret"));
+    let plain = StoreLocation::parse("postgresql://hub@db/outpost");
+    assert_eq!(plain.to_string(), "postgresql://hub@db/outpost");
+    assert_eq!(
+        StoreLocation::parse("/var/lib/outpost/hub.db"),
+        StoreLocation::Sqlite("/var/lib/outpost/hub.db".into())
+    );
+}
+
 both_backends!(
+    a_database_from_a_newer_hub_is_refused,
     liveness_is_written_in_one_batch_and_survives_reopen,
     first_enrolment_binds_and_a_second_device_is_refused_without_harm,
     wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused,
