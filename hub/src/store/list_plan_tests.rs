@@ -1,10 +1,12 @@
-//! The endpoint list's page query on PostgreSQL keeps its cost: with a fleet's worth of rows and
-//! their statistics, every sort and filter finds a page's ids by walking an index in order and
-//! stopping at the page, never by reading or sorting the whole table. (SQLite's plans are
-//! checked in `list_tests.rs`; they do not depend on the data.)
+//! The endpoint list's page query and the liveness flush on PostgreSQL keep their cost: with a
+//! fleet's worth of rows and their statistics, every sort and filter finds a page's ids by
+//! walking an index in order and stopping at the page, never by reading or sorting the whole
+//! table, and a flushed row is found by its key. (SQLite's list plans are checked in
+//! `list_tests.rs`; they do not depend on the data.)
 
 use super::db::{params_from_iter, Db, Dialect, Value};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
+use super::liveness;
 use super::test_backends::Backend;
 
 /// Devices in the test fleet: enough that reading them all costs more than an index walk.
@@ -88,4 +90,29 @@ fn on_postgres_a_page_walks_an_index_in_order_and_never_reads_the_whole_table() 
             "{query:?} sorts every match:\n{page}"
         );
     }
+}
+
+#[test]
+fn on_postgres_a_liveness_flush_finds_each_row_by_its_key() {
+    let (_db, store) = Backend::Postgres.open();
+    let conn = store.lock();
+    fill(&conn);
+    let args = vec![
+        Value::Integer(4321),
+        Value::Integer(1_000),
+        Value::Text("198.18.0.2:4433".into()),
+        Value::Integer(0),
+        Value::Integer(1),
+        Value::Integer(0),
+        Value::Integer(0),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ];
+    let flush = plan(&conn, (liveness::UPDATE.to_owned(), args));
+    assert!(
+        flush.contains("Index Scan using endpoints_pkey on endpoints"),
+        "{flush}"
+    );
+    assert!(!flush.contains("Seq Scan"), "{flush}");
 }
