@@ -9,6 +9,10 @@ scripts/docker-setup.sh
 scripts/metrics-setup.sh
 # The TCP-fallback tests drop UDP with nftables and go through a real HTTP proxy (tinyproxy).
 scripts/fallback-setup.sh
+# The hub's store tests run on SQLite and on a throwaway PostgreSQL cluster (a database each).
+OUTPOST_TEST_POSTGRES=$(scripts/postgres-setup.sh)
+export OUTPOST_TEST_POSTGRES
+echo "test: store tests use $OUTPOST_TEST_POSTGRES"
 
 # The end-to-end tests start the real binaries; build them before the test harnesses.
 cargo build --workspace --bins --quiet

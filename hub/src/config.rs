@@ -13,6 +13,8 @@ use crate::agent_link::admission::AdmissionLimits;
 
 /// Where a hub keeps its state unless told otherwise: beside where it was started.
 pub const DEFAULT_DATA_DIR: &str = "./outpost-data";
+/// The SQLite store's file in the data directory.
+pub const DEFAULT_STORE_FILE: &str = "hub.db";
 /// The UDP port agents dial: QUIC's customary 4433, on every interface (the hub sits in a DMZ).
 pub const DEFAULT_AGENT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4433);
@@ -71,8 +73,10 @@ pub enum AgentTcp {
 /// The resolved runtime configuration of a hub.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
-    /// Where the CA, keys, admin token and database live.
+    /// Where the CA, keys, admin token and (unless `store` says otherwise) database live.
     pub data_dir: PathBuf,
+    /// The store: `None` for the SQLite file `hub.db` in `data_dir`.
+    pub store: Option<crate::store::StoreLocation>,
     /// UDP address for agents.
     pub agent_listen: SocketAddr,
     /// TCP address for agents whose network drops UDP (tunnels).
@@ -122,10 +126,18 @@ pub struct HubConfig {
 }
 
 impl HubConfig {
+    /// Where the store lives.
+    pub fn store_location(&self) -> crate::store::StoreLocation {
+        self.store.clone().unwrap_or_else(|| {
+            crate::store::StoreLocation::Sqlite(self.data_dir.join(DEFAULT_STORE_FILE))
+        })
+    }
+
     /// A hub with every default, keeping its state in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
+            store: None,
             agent_listen: DEFAULT_AGENT_LISTEN,
             agent_tcp: AgentTcp::SamePort,
             api_listen: DEFAULT_API_LISTEN,

@@ -453,7 +453,7 @@ fn feed_unchanged(rollout: &mut Rollout, unchanged: Vec<(EndpointId, Phase)>, no
 /// Make `version` of `stack` what each of `endpoints` should run. A device that already should
 /// sends no new report, so its last one is handed back to feed the rollout.
 fn assign_all(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::db::Db,
     stack: &str,
     version: u32,
     on_drift: OnDrift,

@@ -13,7 +13,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     outpost_hub::cli::init_logging(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args.into_config(), cli.log_format).await,
+        Command::Serve(args) => serve((*args).into_config(), cli.log_format).await,
         Command::Endpoint { api, command } => run_admin(&api, command).await,
         Command::Stack { api, command } => run_stack(&api, command).await,
         Command::Rollout { api, command } => run_rollout(&api, command).await,

@@ -130,7 +130,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     };
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
-    let store = Store::open(&dir.join("hub.db"))?;
+    let store = Store::open_location(&config.store_location())?;
     store::liveness::mark_all_disconnected(&store.lock())?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 

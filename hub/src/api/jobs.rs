@@ -14,6 +14,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::db::Db;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode};
@@ -23,7 +24,6 @@ use outpost_api::{
 };
 use outpost_protocol::job::JobOutcome;
 use outpost_protocol::EndpointId;
-use rusqlite::Connection;
 
 use super::scoped;
 use super::stacks::page_of;
@@ -279,7 +279,7 @@ async fn summary_of(ctx: &HubContext, id: i64) -> Result<JobSummary, ApiError> {
     Ok(summary(ctx, &job, &counts))
 }
 
-fn stored_with_counts(c: &Connection, id: i64) -> Result<Option<(StoredJob, Counts)>, StoreError> {
+fn stored_with_counts(c: &Db, id: i64) -> Result<Option<(StoredJob, Counts)>, StoreError> {
     let Some(job) = jobs::find(c, id)? else {
         return Ok(None);
     };

@@ -89,7 +89,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage endpoints (devices) through the hub's API.
     Endpoint {
         /// How to reach the API.

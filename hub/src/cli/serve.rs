@@ -10,6 +10,7 @@ use outpost_transport::profile::{self, TransportProfile};
 use super::{registry_flag, HumanDuration};
 use crate::agent_link::admission::AdmissionLimits;
 use crate::config::{self, HubConfig};
+use crate::store::StoreLocation;
 
 /// `outpost-hub serve`.
 #[derive(Debug, Args)]
@@ -17,6 +18,11 @@ pub struct ServeArgs {
     /// Directory for the CA, keys, admin token and database.
     #[arg(long, env = "OUTPOST_DATA_DIR", default_value = config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// The store: a PostgreSQL URL (`postgres://user:password@host:port/database`) or an SQLite
+    /// file. Default: `hub.db` in the data directory. Give a URL with a password through the
+    /// environment, not the command line, where `ps` shows it.
+    #[arg(long, env = "OUTPOST_STORE", value_parser = parse_store)]
+    pub store: Option<StoreLocation>,
     /// UDP address agents connect to.
     #[arg(long, default_value_t = config::DEFAULT_AGENT_LISTEN)]
     pub agent_listen: SocketAddr,
@@ -133,9 +139,14 @@ impl ServeArgs {
                 ..Default::default()
             },
             budget_period: self.budget_period,
+            store: self.store,
             ..HubConfig::new(self.data_dir)
         }
     }
+}
+
+fn parse_store(value: &str) -> Result<StoreLocation, String> {
+    Ok(StoreLocation::parse(value))
 }
 
 fn parse_agent_tcp(value: &str) -> Result<config::AgentTcp, String> {
@@ -170,7 +181,7 @@ mod tests {
         let Command::Serve(args) = Cli::parse_from(["outpost-hub", "serve"]).command else {
             panic!("not serve");
         };
-        let from_flags = args.into_config();
+        let from_flags = (*args).into_config();
         let defaults = HubConfig::new(PathBuf::from(config::DEFAULT_DATA_DIR));
         assert_eq!(format!("{from_flags:?}"), format!("{defaults:?}"));
     }

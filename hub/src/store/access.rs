@@ -7,9 +7,8 @@
 //! without regard to ASCII case, as everywhere else in the store.
 
 use outpost_api::Scope as ScopeBody;
-use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{params, Db, DbResult, Dialect, OptionalExtension, Row, Value};
 use super::StoreError;
 use crate::access::{Principal, Role, Scope};
 
@@ -58,7 +57,7 @@ pub fn parse_role(text: &str) -> Result<Role, StoreError> {
 }
 
 /// Whether a live token already has this name.
-pub fn token_name_taken(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+pub fn token_name_taken(conn: &Db, name: &str) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM api_tokens WHERE name = ?1 AND revoked_at IS NULL",
@@ -70,7 +69,7 @@ pub fn token_name_taken(conn: &Connection, name: &str) -> Result<bool, StoreErro
 }
 
 /// Record a new token by its hash (hex).
-pub fn create_token(conn: &Connection, row: &TokenRow, hash_hex: &str) -> Result<(), StoreError> {
+pub fn create_token(conn: &Db, row: &TokenRow, hash_hex: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO api_tokens (name, hash, role, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -87,7 +86,7 @@ pub fn create_token(conn: &Connection, row: &TokenRow, hash_hex: &str) -> Result
 /// A token row's columns as read: name, role, scope, created, revoked.
 type RawToken = (String, String, Option<String>, i64, Option<i64>);
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawToken> {
+fn token_row(r: &Row<'_>) -> DbResult<RawToken> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
@@ -102,7 +101,7 @@ fn token((name, role, scope, created_at, revoked_at): RawToken) -> Result<TokenR
 }
 
 /// Every named token, oldest first.
-pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
+pub fn list_tokens(conn: &Db) -> Result<Vec<TokenRow>, StoreError> {
     let mut statement = conn
         .prepare("SELECT name, role, scope, created_at, revoked_at FROM api_tokens ORDER BY id")?;
     let rows = statement.query_map([], token_row)?;
@@ -110,11 +109,7 @@ pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRow>, StoreError> {
 }
 
 /// Revoke the live token named `name`; its row, if there was one.
-pub fn revoke_token(
-    conn: &Connection,
-    name: &str,
-    now: i64,
-) -> Result<Option<TokenRow>, StoreError> {
+pub fn revoke_token(conn: &Db, name: &str, now: i64) -> Result<Option<TokenRow>, StoreError> {
     conn.query_row(
         "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL
          RETURNING name, role, scope, created_at, revoked_at",
@@ -127,27 +122,24 @@ pub fn revoke_token(
 }
 
 /// Who the live token with this hash (hex) is, if any.
-pub fn token_principal(conn: &Connection, hash_hex: &str) -> Result<Option<Principal>, StoreError> {
+pub fn token_principal(conn: &Db, hash_hex: &str) -> Result<Option<Principal>, StoreError> {
     let found = conn
         .query_row(
             "SELECT name, role, scope FROM api_tokens WHERE hash = ?1 AND revoked_at IS NULL",
             [hash_hex],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get(2)?)),
         )
         .optional()?;
     found.map(principal).transpose()
 }
 
 /// Who the valid admin certificate with this serial is, if it is valid.
-pub fn certificate_principal(
-    conn: &Connection,
-    serial: &str,
-) -> Result<Option<Principal>, StoreError> {
+pub fn certificate_principal(conn: &Db, serial: &str) -> Result<Option<Principal>, StoreError> {
     let found = conn
         .query_row(
             "SELECT name, role, scope FROM admin_certs WHERE serial = ?1 AND revoked_at IS NULL",
             [serial],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get(2)?)),
         )
         .optional()?;
     found.map(principal).transpose()
@@ -170,29 +162,33 @@ fn bound(scope: &Scope) -> [Value; 2] {
 }
 
 /// Endpoint ids in the scope whose names are bound first (groups, then tags).
-const IN_SCOPE_IDS: &str = "SELECT e.id FROM endpoints e WHERE e.group_id IN \
-     (SELECT id FROM groups WHERE name IN (SELECT value FROM json_each(?))) \
-     OR e.id IN (SELECT endpoint_id FROM endpoint_tags WHERE tag_id IN \
-     (SELECT id FROM tags WHERE name IN (SELECT value FROM json_each(?))))";
+fn in_scope_ids(dialect: Dialect) -> String {
+    let groups = dialect.json_values("?", None, "g");
+    let tags = dialect.json_values("?", None, "t");
+    format!(
+        "SELECT e.id FROM endpoints e WHERE e.group_id IN \
+         (SELECT id FROM groups WHERE name IN (SELECT value FROM {groups})) \
+         OR e.id IN (SELECT endpoint_id FROM endpoint_tags WHERE tag_id IN \
+         (SELECT id FROM tags WHERE name IN (SELECT value FROM {tags})))"
+    )
+}
 
 /// `id IN (…in scope…)`, for the endpoint list's WHERE clause, with its values.
-pub fn endpoint_clause(scope: &Scope) -> (String, Vec<Value>) {
-    (format!("id IN ({IN_SCOPE_IDS})"), bound(scope).to_vec())
+pub fn endpoint_clause(dialect: Dialect, scope: &Scope) -> (String, Vec<Value>) {
+    let ids = in_scope_ids(dialect);
+    (format!("id IN ({ids})"), bound(scope).to_vec())
 }
 
 /// Whether endpoint `id` is in `scope`.
-pub fn endpoint_in_scope(conn: &Connection, id: u64, scope: &Scope) -> Result<bool, StoreError> {
+pub fn endpoint_in_scope(conn: &Db, id: u64, scope: &Scope) -> Result<bool, StoreError> {
     let [groups, tags] = bound(scope);
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM ({IN_SCOPE_IDS}) WHERE id = ?)");
+    let ids = in_scope_ids(conn.dialect());
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM ({ids}) AS s WHERE id = ?)");
     Ok(conn.query_row(&sql, params![groups, tags, id as i64], |r| r.get(0))?)
 }
 
 /// The first of `ids` outside `scope`, if any.
-pub fn first_outside(
-    conn: &Connection,
-    ids: &[u64],
-    scope: &Scope,
-) -> Result<Option<u64>, StoreError> {
+pub fn first_outside(conn: &Db, ids: &[u64], scope: &Scope) -> Result<Option<u64>, StoreError> {
     for &id in ids {
         if !endpoint_in_scope(conn, id, scope)? {
             return Ok(Some(id));
@@ -202,7 +198,7 @@ pub fn first_outside(
 }
 
 /// The first of the scope's groups and tags that does not exist, as `group "x"` or `tag "y"`.
-pub fn first_unknown_label(conn: &Connection, scope: &Scope) -> Result<Option<String>, StoreError> {
+pub fn first_unknown_label(conn: &Db, scope: &Scope) -> Result<Option<String>, StoreError> {
     let exists = |table: &str, name: &str| -> Result<bool, StoreError> {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE name = ?1)");
         Ok(conn.query_row(&sql, [name], |r| r.get(0))?)
@@ -223,24 +219,29 @@ pub fn first_unknown_label(conn: &Connection, scope: &Scope) -> Result<Option<St
 /// A WHERE condition on a JSON selector column (jobs', rollouts'): every group and tag it names is
 /// one of the scope's and every endpoint it names is in the scope, so each device it reaches, now
 /// or later, is in scope. Values: the scope's groups and tags, twice over.
-pub fn selection_clause(column: &str, scope: &Scope) -> (String, Vec<Value>) {
+pub fn selection_clause(dialect: Dialect, column: &str, scope: &Scope) -> (String, Vec<Value>) {
+    let each = |key| dialect.json_values(column, Some(key), "s");
+    let (groups, tags, endpoints) = (each("groups"), each("tags"), each("endpoints"));
+    let bound_groups = dialect.json_values("?", None, "b");
+    let bound_tags = dialect.json_values("?", None, "b");
+    let ids = in_scope_ids(dialect);
     let sql = format!(
-        "NOT EXISTS (SELECT 1 FROM json_each({column}, '$.groups') s \
-           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM json_each(?))) \
-         AND NOT EXISTS (SELECT 1 FROM json_each({column}, '$.tags') s \
-           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM json_each(?))) \
-         AND NOT EXISTS (SELECT 1 FROM json_each({column}, '$.endpoints') s \
-           WHERE s.value NOT IN ({IN_SCOPE_IDS}))"
+        "NOT EXISTS (SELECT 1 FROM {groups} \
+           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM {bound_groups})) \
+         AND NOT EXISTS (SELECT 1 FROM {tags} \
+           WHERE lower(s.value) NOT IN (SELECT lower(value) FROM {bound_tags})) \
+         AND NOT EXISTS (SELECT 1 FROM {endpoints} \
+           WHERE CAST(s.value AS BIGINT) NOT IN ({ids}))"
     );
     let [groups, tags] = bound(scope);
     (sql, vec![groups.clone(), tags.clone(), groups, tags])
 }
 
 /// `WHERE <selection_clause>` for a scope, or nothing for the whole fleet.
-pub fn where_within(column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
+pub fn where_within(dialect: Dialect, column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
     match scope {
         Some(scope) => {
-            let (sql, args) = selection_clause(column, scope);
+            let (sql, args) = selection_clause(dialect, column, scope);
             (format!("WHERE {sql}"), args)
         }
         None => (String::new(), Vec::new()),

@@ -4,17 +4,18 @@
 
 use outpost_protocol::job::{EngineMethod, JobSpec};
 use outpost_protocol::{EndpointId, Secret};
-use rusqlite::Connection;
 
 use super::access::*;
+use super::db::Db;
 use super::endpoints::{self, EndpointKind};
 use super::jobs::{self, NewJob};
 use super::labels::{self, Label};
 use super::list::{self, ListQuery};
 use super::rollouts::Selector;
-use super::tests::{new_endpoint, open};
+use super::tests::new_endpoint;
 use super::unix_now;
 use crate::access::{Principal, Role, Scope};
+use crate::store::test_backends::{both_backends, Backend};
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
@@ -25,7 +26,7 @@ fn scope(groups: &[&str], tags: &[&str]) -> Scope {
 }
 
 /// A device in `group` (if any) with `tags`.
-fn device(conn: &Connection, name: &str, group: Option<&str>, tags: &[&str]) -> EndpointId {
+fn device(conn: &Db, name: &str, group: Option<&str>, tags: &[&str]) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     let id = endpoints::create(conn, &new, 1).unwrap().id;
     if let Some(group) = group {
@@ -40,7 +41,7 @@ fn device(conn: &Connection, name: &str, group: Option<&str>, tags: &[&str]) -> 
 
 /// berlin-1 (group berlin), berlin-2 (group berlin, tag pos), paris-1 (group paris, tag pos),
 /// paris-2 (group paris), loose (nothing).
-fn fleet(conn: &Connection) -> [EndpointId; 5] {
+fn fleet(conn: &Db) -> [EndpointId; 5] {
     [
         device(conn, "berlin-1", Some("berlin"), &[]),
         device(conn, "berlin-2", Some("berlin"), &["pos"]),
@@ -50,9 +51,8 @@ fn fleet(conn: &Connection) -> [EndpointId; 5] {
     ]
 }
 
-#[test]
-fn a_scope_reaches_its_groups_devices_and_its_tags_devices_and_no_other() {
-    let (_dir, store) = open();
+fn a_scope_reaches_its_groups_devices_and_its_tags_devices_and_no_other(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let [b1, b2, p1, p2, loose] = fleet(&conn);
     let inside = |s: &Scope, id: EndpointId| endpoint_in_scope(&conn, id.0, s).unwrap();
@@ -88,9 +88,8 @@ fn a_scope_reaches_its_groups_devices_and_its_tags_devices_and_no_other() {
     assert_eq!(first_unknown_label(&conn, &either).unwrap(), None);
 }
 
-#[test]
-fn the_list_and_its_total_hold_only_the_scopes_devices() {
-    let (_dir, store) = open();
+fn the_list_and_its_total_hold_only_the_scopes_devices(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     fleet(&conn);
     let listed = |scope: Option<Scope>, per_page: u32| {
@@ -129,9 +128,8 @@ fn job(selector: Selector) -> NewJob {
     }
 }
 
-#[test]
-fn a_scoped_credential_sees_the_jobs_whose_whole_selection_is_inside_it() {
-    let (_dir, store) = open();
+fn a_scoped_credential_sees_the_jobs_whose_whole_selection_is_inside_it(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let [b1, _, p1, ..] = fleet(&conn);
     let select = |groups: &[&str], tags: &[&str], endpoints: &[EndpointId]| Selector {
@@ -167,9 +165,8 @@ fn a_scoped_credential_sees_the_jobs_whose_whole_selection_is_inside_it() {
     );
 }
 
-#[test]
-fn tokens_are_found_by_hash_until_revoked_and_a_live_name_is_unique() {
-    let (_dir, store) = open();
+fn tokens_are_found_by_hash_until_revoked_and_a_live_name_is_unique(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     fleet(&conn);
     let row = TokenRow {
@@ -201,3 +198,10 @@ fn tokens_are_found_by_hash_until_revoked_and_a_live_name_is_unique() {
         [Some(9), None]
     );
 }
+
+both_backends!(
+    a_scope_reaches_its_groups_devices_and_its_tags_devices_and_no_other,
+    the_list_and_its_total_hold_only_the_scopes_devices,
+    a_scoped_credential_sees_the_jobs_whose_whole_selection_is_inside_it,
+    tokens_are_found_by_hash_until_revoked_and_a_live_name_is_unique
+);

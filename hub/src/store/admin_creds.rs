@@ -3,10 +3,10 @@
 //! ([`super::access::certificate_principal`]), revoked by an admin.
 
 use outpost_certs::Fingerprint;
-use rusqlite::{params, Connection};
 use serde::Serialize;
 
 use super::access::{parse_role, parse_scope, scope_json};
+use super::db::{params, Db};
 use super::{settings, StoreError};
 use crate::access::{Principal, Role, Scope};
 
@@ -33,17 +33,17 @@ pub struct AdminCertRecord {
 }
 
 /// Every admin certificate issued, oldest first.
-pub fn list_admin_certs(conn: &Connection) -> Result<Vec<AdminCertRecord>, StoreError> {
+pub fn list_admin_certs(conn: &Db) -> Result<Vec<AdminCertRecord>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT serial, name, role, scope, issued_at, revoked_at FROM admin_certs
          ORDER BY issued_at, serial",
     )?;
     let rows = statement.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<Option<String>>(3)?,
             r.get(4)?,
             r.get(5)?,
         ))
@@ -65,7 +65,7 @@ pub fn list_admin_certs(conn: &Connection) -> Result<Vec<AdminCertRecord>, Store
 /// Revoke the admin certificates whose serial or name is `serial_or_name` and that are still
 /// valid; returns their serials (empty when none matched).
 pub fn revoke_admin_certs(
-    conn: &Connection,
+    conn: &Db,
     serial_or_name: &str,
     now: i64,
 ) -> Result<Vec<String>, StoreError> {
@@ -78,18 +78,18 @@ pub fn revoke_admin_certs(
 }
 
 /// The stored admin token hash, if one is stored and readable.
-pub fn admin_token_hash(conn: &Connection) -> Result<Option<Fingerprint>, StoreError> {
+pub fn admin_token_hash(conn: &Db) -> Result<Option<Fingerprint>, StoreError> {
     Ok(settings::setting(conn, ADMIN_TOKEN_SETTING)?.and_then(|hex| hex.parse().ok()))
 }
 
 /// Replace the admin token hash.
-pub fn set_admin_token_hash(conn: &Connection, hash: &Fingerprint) -> Result<(), StoreError> {
+pub fn set_admin_token_hash(conn: &Db, hash: &Fingerprint) -> Result<(), StoreError> {
     settings::set_setting(conn, ADMIN_TOKEN_SETTING, &hash.to_string())
 }
 
 /// Record an issued admin certificate: who it is.
 pub fn record_admin_cert(
-    conn: &Connection,
+    conn: &Db,
     serial: &str,
     who: &Principal,
     now: i64,
@@ -111,7 +111,7 @@ pub fn record_admin_cert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::test_backends::{both_backends, Backend};
 
     fn admin(name: &str) -> Principal {
         Principal {
@@ -121,10 +121,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn revoking_by_name_or_serial_revokes_once() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+    fn revoking_by_name_or_serial_revokes_once(backend: Backend) {
+        let (_dir, store) = backend.open();
         let conn = store.lock();
         let (alice, bob) = (admin("alice"), admin("bob"));
         record_admin_cert(&conn, "0a", &alice, 1).expect("record");
@@ -150,10 +148,8 @@ mod tests {
         assert_eq!(revoked, [Some(10), Some(10), Some(12)]);
     }
 
-    #[test]
-    fn the_token_hash_is_replaced() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("hub.db")).expect("store");
+    fn the_token_hash_is_replaced(backend: Backend) {
+        let (_dir, store) = backend.open();
         let conn = store.lock();
         assert_eq!(admin_token_hash(&conn).expect("read"), None);
         for token in [b"first".as_slice(), b"second"] {
@@ -164,4 +160,9 @@ mod tests {
             );
         }
     }
+
+    both_backends!(
+        revoking_by_name_or_serial_revokes_once,
+        the_token_hash_is_replaced
+    );
 }

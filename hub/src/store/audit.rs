@@ -3,9 +3,8 @@
 //! index per filter (time, credential, device).
 
 use outpost_api::AuditRecord;
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection};
 
+use super::db::{params, params_from_iter, Db, Value};
 use super::StoreError;
 
 /// One record to insert (its id is the store's).
@@ -34,7 +33,7 @@ pub struct NewRecord {
 }
 
 /// Insert `records` in one transaction.
-pub fn insert(conn: &mut Connection, records: &[NewRecord]) -> Result<(), StoreError> {
+pub fn insert(conn: &mut Db, records: &[NewRecord]) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
@@ -102,7 +101,7 @@ impl Filter {
 
 /// One page of records matching `filter`, newest first, and how many match.
 pub fn list(
-    conn: &Connection,
+    conn: &Db,
     filter: &Filter,
     offset: u64,
     limit: u32,
@@ -123,13 +122,13 @@ pub fn list(
             id: r.get(0)?,
             at_ms: r.get(1)?,
             who: r.get(2)?,
-            endpoint: r.get::<_, Option<i64>>(3)?.map(|id| id as u64),
+            endpoint: r.get::<Option<i64>>(3)?.map(|id| id as u64),
             method: r.get(4)?,
             path: r.get(5)?,
             status: r.get(6)?,
-            bytes_in: r.get::<_, i64>(7)? as u64,
-            bytes_out: r.get::<_, i64>(8)? as u64,
-            duration_ms: r.get::<_, i64>(9)? as u64,
+            bytes_in: r.get::<i64>(7)? as u64,
+            bytes_out: r.get::<i64>(8)? as u64,
+            duration_ms: r.get::<i64>(9)? as u64,
             hijacked: r.get(10)?,
         })
     })?;
@@ -137,14 +136,14 @@ pub fn list(
 }
 
 /// Delete records older than `before_ms`; how many went.
-pub fn prune(conn: &Connection, before_ms: i64) -> Result<usize, StoreError> {
+pub fn prune(conn: &Db, before_ms: i64) -> Result<usize, StoreError> {
     Ok(conn.execute("DELETE FROM audit WHERE at_ms < ?1", [before_ms])?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::open;
+    use crate::store::test_backends::{both_backends, Backend};
 
     fn record(at_ms: i64, who: &str, endpoint: Option<u64>) -> NewRecord {
         NewRecord {
@@ -161,9 +160,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn records_are_kept_as_written_and_found_by_who_device_and_time() {
-        let (_dir, store) = open();
+    fn records_are_kept_as_written_and_found_by_who_device_and_time(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let written = [
             record(1_000, "ci", Some(1)),
@@ -199,4 +197,6 @@ mod tests {
         assert_eq!(prune(&conn, 3_000).expect("prune"), 2);
         assert_eq!(page(Filter::default()), (vec![4_000, 3_000], 2));
     }
+
+    both_backends!(records_are_kept_as_written_and_found_by_who_device_and_time);
 }

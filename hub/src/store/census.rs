@@ -4,8 +4,7 @@
 //! (`metrics_scrape` bench), and goes through the read-only connection, never queueing behind a
 //! liveness flush.
 
-use rusqlite::Connection;
-
+use super::db::Db;
 use super::StoreError;
 
 /// Devices (not fleet tokens), by approval.
@@ -29,7 +28,7 @@ pub struct Census {
 }
 
 /// Read the census.
-pub fn take(conn: &Connection) -> Result<Census, StoreError> {
+pub fn take(conn: &Db) -> Result<Census, StoreError> {
     Ok(Census {
         devices: device_counts(conn)?,
         open_jobs: ids(conn, "SELECT id FROM jobs WHERE finished_at IS NULL")?,
@@ -37,7 +36,7 @@ pub fn take(conn: &Connection) -> Result<Census, StoreError> {
     })
 }
 
-fn device_counts(conn: &Connection) -> Result<DeviceCounts, StoreError> {
+fn device_counts(conn: &Db) -> Result<DeviceCounts, StoreError> {
     let count = |sql: &str| -> Result<u64, StoreError> {
         Ok(conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
     };
@@ -49,7 +48,7 @@ fn device_counts(conn: &Connection) -> Result<DeviceCounts, StoreError> {
     })
 }
 
-fn ids(conn: &Connection, sql: &str) -> Result<Vec<i64>, StoreError> {
+fn ids(conn: &Db, sql: &str) -> Result<Vec<i64>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     let rows = statement.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -6,8 +6,7 @@
 //! ([`present`]), not when it is issued, so a renewal reply lost on the way never locks a device
 //! out; presenting the old one again revokes the unused new one instead.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-
+use super::db::{params, Db, OptionalExtension, TransactionBehavior};
 use super::endpoints::{find, parse_agent, EndpointRecord};
 use super::StoreError;
 use outpost_protocol::{AgentId, EndpointId};
@@ -26,11 +25,7 @@ pub struct NewCert {
 /// Look up the certificate a session presented and, when it is valid, make it the endpoint's
 /// only unrevoked certificate (a renewed certificate taking over from the old, or an old one
 /// presented again leaving a renewal unused). Returns the status before any change.
-pub fn present(
-    conn: &mut Connection,
-    serial: &str,
-    now: i64,
-) -> Result<Option<CertStatus>, StoreError> {
+pub fn present(conn: &mut Db, serial: &str, now: i64) -> Result<Option<CertStatus>, StoreError> {
     let Some(status) = cert_status(conn, serial)? else {
         return Ok(None);
     };
@@ -41,7 +36,7 @@ pub fn present(
             "SELECT EXISTS (SELECT 1 FROM certificates
              WHERE endpoint_id = ?1 AND serial <> ?2 AND revoked_at IS NULL)",
             params![status.endpoint.0 as i64, serial],
-            |r| r.get::<_, bool>(0),
+            |r| r.get::<bool>(0),
         )?;
     if superseded {
         conn.execute(
@@ -65,7 +60,7 @@ pub enum RenewRefusal {
 /// Record `new`, a renewal of the endpoint's certificate `presented`, unless the presented one was
 /// revoked meanwhile or a renewal already waits to be used.
 pub fn renew(
-    conn: &mut Connection,
+    conn: &mut Db,
     endpoint: EndpointId,
     presented: &str,
     new: &NewCert,
@@ -103,7 +98,7 @@ pub fn renew(
 /// Reset an endpoint for a new device: unbind its agent, revoke its certificates and replace its
 /// token's secret, so the old token (leaked, perhaps) is dead. Returns the row after the reset.
 pub fn reset(
-    conn: &mut Connection,
+    conn: &mut Db,
     id: EndpointId,
     secret_hash: &[u8; 32],
     now: i64,
@@ -137,14 +132,14 @@ pub struct CertStatus {
 }
 
 /// Look a certificate up by serial.
-pub fn cert_status(conn: &Connection, serial: &str) -> Result<Option<CertStatus>, StoreError> {
+pub fn cert_status(conn: &Db, serial: &str) -> Result<Option<CertStatus>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT endpoint_id, agent_id, revoked_at IS NOT NULL FROM certificates WHERE serial = ?1",
             [serial],
             |row| {
                 Ok(CertStatus {
-                    endpoint: EndpointId(row.get::<_, i64>(0)? as u64),
+                    endpoint: EndpointId(row.get::<i64>(0)? as u64),
                     agent_id: parse_agent(row.get(1)?),
                     revoked: row.get(2)?,
                 })

@@ -5,8 +5,8 @@
 use outpost_protocol::snapshot::sanitize_text;
 use outpost_protocol::stack::{DesiredOrder, Phase, StackReport, StackSpec, MAX_REASON};
 use outpost_protocol::{wire, EndpointId};
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{params, Db, OptionalExtension};
 use super::{unix_now, StoreError};
 
 /// One deployment as the endpoint view and the rollout show it.
@@ -37,7 +37,7 @@ pub enum Assigned {
 /// Make `version` of stack `stack` what `endpoint` should run, its drift re-applied or (with
 /// `report_drift`) only reported.
 pub fn assign(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     stack: &str,
     version: u32,
@@ -80,7 +80,7 @@ pub fn assign(
 }
 
 /// Everything `endpoint` should run, by stack name, and which stacks' drift it only reports.
-pub fn desired_state(conn: &Connection, endpoint: EndpointId) -> Result<DesiredOrder, StoreError> {
+pub fn desired_state(conn: &Db, endpoint: EndpointId) -> Result<DesiredOrder, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT v.spec, d.report_drift FROM deployments d
          JOIN stacks s ON s.id = d.stack_id
@@ -88,7 +88,7 @@ pub fn desired_state(conn: &Connection, endpoint: EndpointId) -> Result<DesiredO
          WHERE d.endpoint_id = ?1 ORDER BY s.name",
     )?;
     let rows = statement.query_map([endpoint.0 as i64], |r| {
-        Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, bool>(1)?))
+        Ok((r.get::<Vec<u8>>(0)?, r.get::<bool>(1)?))
     })?;
     let mut order = DesiredOrder::default();
     for row in rows {
@@ -108,7 +108,7 @@ pub fn desired_state(conn: &Connection, endpoint: EndpointId) -> Result<DesiredO
 /// older version, from before a new assignment reached it, changes nothing). Returns how many
 /// deployments it updated.
 pub fn record_report(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     report: &StackReport,
 ) -> Result<usize, StoreError> {
@@ -137,10 +137,7 @@ pub fn record_report(
 }
 
 /// `endpoint`'s deployments, by stack name.
-pub fn deployments_of(
-    conn: &Connection,
-    endpoint: EndpointId,
-) -> Result<Vec<DeploymentRow>, StoreError> {
+pub fn deployments_of(conn: &Db, endpoint: EndpointId) -> Result<Vec<DeploymentRow>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT s.name, d.version, d.phase, d.reason, d.pull_done, d.pull_total, d.reported_at
          FROM deployments d JOIN stacks s ON s.id = d.stack_id
@@ -148,13 +145,13 @@ pub fn deployments_of(
     )?;
     let rows = statement.query_map([endpoint.0 as i64], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, u32>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<u64>>(4)?,
-            r.get::<_, Option<u64>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
+            r.get::<String>(0)?,
+            r.get::<u32>(1)?,
+            r.get::<String>(2)?,
+            r.get::<Option<String>>(3)?,
+            r.get::<Option<u64>>(4)?,
+            r.get::<Option<u64>>(5)?,
+            r.get::<Option<i64>>(6)?,
         ))
     })?;
     rows.map(|row| {
@@ -170,7 +167,7 @@ pub fn deployments_of(
 }
 
 /// How many devices should run some version of stack `name`.
-pub fn devices_running(conn: &Connection, name: &str) -> Result<u64, StoreError> {
+pub fn devices_running(conn: &Db, name: &str) -> Result<u64, StoreError> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM deployments d JOIN stacks s ON s.id = d.stack_id WHERE s.name = ?1",
         [name],

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use outpost_protocol::{AgentId, EndpointId};
 use outpost_transport::congestion::PathEstimate;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 
+use super::db::{
+    params, Db, DbError, DbResult, Dialect, OptionalExtension, Row, TransactionBehavior,
+};
 use super::StoreError;
 
 /// A device, or a fleet template whose token many devices may enrol with.
@@ -110,33 +112,48 @@ fn saved_path(
     })
 }
 
-/// The columns [`from_row`] reads, group and tags resolved to names; a query on `endpoints`
-/// selects these first.
-pub(super) const COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
+/// The columns [`from_row`] reads, group and tags resolved to names (the tags as a JSON array);
+/// a query on `endpoints` selects these first.
+pub(super) fn columns(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => SQLITE_COLUMNS,
+        Dialect::Postgres => POSTGRES_COLUMNS,
+    }
+}
+
+const SQLITE_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
      approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
      migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
      (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
 
-/// How many columns [`COLUMNS`] holds.
+const POSTGRES_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
+     approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
+     migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
+     (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+     COALESCE((SELECT CAST(json_agg(tags.name ORDER BY tags.name) AS TEXT) FROM endpoint_tags \
+      JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
+      '[]')";
+
+/// How many columns [`columns`] holds.
 pub(super) const COLUMN_COUNT: usize = 21;
 
 pub(super) fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
 }
 
-pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
+pub(super) fn from_row(row: &Row<'_>) -> DbResult<EndpointRecord> {
     let kind: String = row.get(2)?;
     Ok(EndpointRecord {
-        id: EndpointId(row.get::<_, i64>(0)? as u64),
+        id: EndpointId(row.get::<i64>(0)? as u64),
         name: row.get(1)?,
         kind: if kind == "fleet" {
             EndpointKind::Fleet
         } else {
             EndpointKind::Device
         },
-        fleet_id: row.get::<_, Option<i64>>(3)?.map(|v| EndpointId(v as u64)),
+        fleet_id: row.get::<Option<i64>>(3)?.map(|v| EndpointId(v as u64)),
         agent_id: parse_agent(row.get(4)?),
         preassigned: parse_agent(row.get(5)?),
         approved: row.get(6)?,
@@ -147,23 +164,19 @@ pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<EndpointRecord> {
         last_checkin: row.get(11)?,
         last_addr: row.get(12)?,
         migrations: row.get(13)?,
-        wire_tx_bytes: row.get::<_, i64>(14)? as u64,
-        wire_rx_bytes: row.get::<_, i64>(15)? as u64,
+        wire_tx_bytes: row.get::<i64>(14)? as u64,
+        wire_rx_bytes: row.get::<i64>(15)? as u64,
         path: saved_path(row.get(16)?, row.get(17)?, row.get(18)?),
         group: row.get(19)?,
-        tags: serde_json::from_str(&row.get::<_, String>(20)?).unwrap_or_default(),
+        tags: serde_json::from_str(&row.get::<String>(20)?).unwrap_or_default(),
     })
 }
 
 /// Insert a new endpoint.
-pub fn create(
-    conn: &Connection,
-    new: &NewEndpoint,
-    now: i64,
-) -> Result<EndpointRecord, StoreError> {
-    conn.execute(
+pub fn create(conn: &Db, new: &NewEndpoint, now: i64) -> Result<EndpointRecord, StoreError> {
+    let id: i64 = conn.query_row(
         "INSERT INTO endpoints (name, kind, secret_hash, preassigned_agent_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         params![
             new.name,
             new.kind.as_sql(),
@@ -171,19 +184,22 @@ pub fn create(
             new.preassigned.map(|a| a.to_string()),
             now
         ],
+        |row| row.get(0),
     )?;
-    let id = EndpointId(conn.last_insert_rowid() as u64);
-    Ok(find(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?)
+    Ok(find(conn, EndpointId(id as u64))?.ok_or(DbError::NoRow)?)
 }
 
 /// One endpoint by id.
-pub fn find(conn: &Connection, id: EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ?1");
+pub fn find(conn: &Db, id: EndpointId) -> Result<Option<EndpointRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM endpoints WHERE id = ?1",
+        columns(conn.dialect())
+    );
     Ok(conn.query_row(&sql, [id.0 as i64], from_row).optional()?)
 }
 
 /// Approve a pending device. Returns whether it exists.
-pub fn approve(conn: &Connection, id: EndpointId) -> Result<bool, StoreError> {
+pub fn approve(conn: &Db, id: EndpointId) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "UPDATE endpoints SET approved = 1 WHERE id = ?1 AND kind = 'device'",
         [id.0 as i64],
@@ -192,7 +208,7 @@ pub fn approve(conn: &Connection, id: EndpointId) -> Result<bool, StoreError> {
 
 /// Remove an endpoint and revoke every certificate issued to it. Returns the removed row.
 pub fn remove(
-    conn: &mut Connection,
+    conn: &mut Db,
     id: EndpointId,
     now: i64,
 ) -> Result<Option<EndpointRecord>, StoreError> {

@@ -14,10 +14,10 @@
 
 use outpost_protocol::wire::{Refusal, RefusalReason};
 use outpost_protocol::{AgentId, EndpointId};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use subtle::ConstantTimeEq;
 
-use super::endpoints::{from_row, EndpointKind, EndpointRecord, COLUMNS, COLUMN_COUNT};
+use super::db::{params, Db, OptionalExtension, TransactionBehavior};
+use super::endpoints::{columns, from_row, EndpointKind, EndpointRecord, COLUMN_COUNT};
 use super::{labels, StoreError};
 
 /// An enrolment to decide and, if accepted, record.
@@ -98,7 +98,7 @@ fn unprovable() -> Refusal {
 /// Whether `secret_hash` is the hash of `endpoint`'s token: the cheap check made before any CSR
 /// is verified or signed. A missing endpoint is compared against a dummy hash.
 pub fn token_matches(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     secret_hash: &[u8; 32],
 ) -> Result<bool, StoreError> {
@@ -123,7 +123,7 @@ fn matches_hash(stored: Option<Vec<u8>>, presented: &[u8; 32]) -> bool {
 /// Decide an enrolment and, if accepted, bind the agent and record its certificate (revoking the
 /// endpoint's earlier ones), all in one transaction. A refusal changes nothing.
 pub fn enroll(
-    conn: &mut Connection,
+    conn: &mut Db,
     input: &EnrollInput,
     now: i64,
 ) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
@@ -159,13 +159,16 @@ pub fn enroll(
 /// endpoint's binding (a device) or a new pending member (a fleet). The caller's transaction
 /// rolls a refusal back.
 fn bind_agent(
-    conn: &Connection,
+    conn: &Db,
     input: &EnrollInput,
     now: i64,
 ) -> Result<Result<EnrollOutcome, Refusal>, StoreError> {
     let target: Option<(EndpointRecord, Option<Vec<u8>>)> = conn
         .query_row(
-            &format!("SELECT {COLUMNS}, secret_hash FROM endpoints WHERE id = ?1"),
+            &format!(
+                "SELECT {}, secret_hash FROM endpoints WHERE id = ?1",
+                columns(conn.dialect())
+            ),
             [input.endpoint.0 as i64],
             |row| Ok((from_row(row)?, row.get(COLUMN_COUNT)?)),
         )
@@ -193,12 +196,12 @@ fn bind_agent(
 /// Whether the CSR's key is the key of one of `endpoint`'s unrevoked certificates; a refusal when
 /// it is not, or cannot be known.
 fn proves_key(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     key: &[u8; 32],
 ) -> Result<Result<(), Refusal>, StoreError> {
     let (matching, unknown): (i64, i64) = conn.query_row(
-        "SELECT COALESCE(SUM(public_key = ?2), 0), COALESCE(SUM(public_key IS NULL), 0)
+        "SELECT COUNT(CASE WHEN public_key = ?2 THEN 1 END), COUNT(CASE WHEN public_key IS NULL THEN 1 END)
          FROM certificates WHERE endpoint_id = ?1 AND revoked_at IS NULL",
         params![endpoint.0 as i64, &key[..]],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -213,7 +216,7 @@ fn proves_key(
 /// Bind the agent to a device endpoint (writes `agent_id`, enrolment time and count), unless it
 /// is reserved for another agent, bound to another, or the key does not prove a re-enrolment.
 fn bind_device(
-    conn: &Connection,
+    conn: &Db,
     target: &EndpointRecord,
     input: &EnrollInput,
     bound: Option<(i64, Option<i64>)>,
@@ -257,7 +260,7 @@ fn bind_device(
 /// Bind the agent as a member of a fleet: its existing member (writes the enrolment count) if the
 /// key proves it, else a new pending member ([`new_member`]).
 fn bind_fleet_member(
-    conn: &Connection,
+    conn: &Db,
     fleet: &EndpointRecord,
     input: &EnrollInput,
     bound: Option<(i64, Option<i64>)>,
@@ -295,7 +298,7 @@ fn bind_fleet_member(
 
 /// A new pending device of `fleet`, unless the fleet already has `max_pending` waiting.
 fn new_member(
-    conn: &Connection,
+    conn: &Db,
     fleet: &EndpointRecord,
     input: &EnrollInput,
     now: i64,
@@ -315,12 +318,13 @@ fn new_member(
         )));
     }
     let agent = input.agent_id.to_string();
-    conn.execute(
+    let member: i64 = conn.query_row(
         "INSERT INTO endpoints (name, kind, fleet_id, agent_id, approved, created_at, enrolled_at, agent_version)
-         VALUES (?1, 'device', ?2, ?3, 0, ?4, ?4, ?5)",
+         VALUES (?1, 'device', ?2, ?3, 0, ?4, ?4, ?5) RETURNING id",
         params![format!("{}-{}", fleet.name, &agent[..8]), fleet.id.0 as i64, agent, now, input.agent_version],
+        |row| row.get(0),
     )?;
-    let member = EndpointId(conn.last_insert_rowid() as u64);
+    let member = EndpointId(member as u64);
     labels::inherit(conn, fleet.id, member)?;
     Ok(Ok(member))
 }

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use outpost_protocol::job::{JobOutcome, JobResult, JobSpec};
 use outpost_protocol::snapshot::sanitize_text;
 use outpost_protocol::{wire, EndpointId};
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
+use super::db::{params, params_from_iter, Db, DbResult, OptionalExtension, Row, Value};
 use super::rollouts::Selector;
 use super::{access, unix_now, StoreError};
 use crate::access::Scope;
@@ -80,10 +79,10 @@ pub struct TargetOutput {
 }
 
 /// Store a new job and one queued row per target; its id.
-pub fn create(conn: &Connection, job: &NewJob, targets: &[EndpointId]) -> Result<i64, StoreError> {
-    conn.execute(
+pub fn create(conn: &Db, job: &NewJob, targets: &[EndpointId]) -> Result<i64, StoreError> {
+    let id: i64 = conn.query_row(
         "INSERT INTO jobs (spec, summary, selector, concurrency, timeout_ms, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             wire::encode(&job.spec),
             job.spec.summary(),
@@ -93,8 +92,8 @@ pub fn create(conn: &Connection, job: &NewJob, targets: &[EndpointId]) -> Result
             unix_now(),
             job.expires_at,
         ],
+        |row| row.get(0),
     )?;
-    let id = conn.last_insert_rowid();
     let mut insert = conn.prepare_cached(
         "INSERT INTO job_targets (job_id, endpoint_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -113,7 +112,7 @@ pub fn create(conn: &Connection, job: &NewJob, targets: &[EndpointId]) -> Result
 /// Move targets to a state without a result (sent, running, expired, cancelled). A target with a
 /// result keeps it: a report that crossed a cancel or an expiry wins.
 pub fn set_states(
-    conn: &Connection,
+    conn: &Db,
     job: i64,
     changes: &[(EndpointId, TargetState)],
 ) -> Result<(), StoreError> {
@@ -131,7 +130,7 @@ pub fn set_states(
 /// Store a device's result; false when the job has no such target (nothing is stored). A result
 /// already stored is kept: the agent runs a job once, so a second one is a resend.
 pub fn record_result(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     result: &JobResult,
 ) -> Result<bool, StoreError> {
@@ -170,7 +169,7 @@ pub fn record_result(
 }
 
 /// Every target of the job has settled.
-pub fn finish(conn: &Connection, job: i64) -> Result<(), StoreError> {
+pub fn finish(conn: &Db, job: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE jobs SET finished_at = ?2 WHERE id = ?1 AND finished_at IS NULL",
         params![job, unix_now()],
@@ -179,7 +178,7 @@ pub fn finish(conn: &Connection, job: i64) -> Result<(), StoreError> {
 }
 
 /// An admin cancelled the job.
-pub fn cancel(conn: &Connection, job: i64) -> Result<(), StoreError> {
+pub fn cancel(conn: &Db, job: i64) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE jobs SET cancelled_at = ?2 WHERE id = ?1 AND cancelled_at IS NULL",
         params![job, unix_now()],
@@ -189,7 +188,7 @@ pub fn cancel(conn: &Connection, job: i64) -> Result<(), StoreError> {
 
 /// Remove jobs that finished before `finished_before` (Unix seconds), their rows and output with
 /// them; how many jobs went. Open jobs are never removed, however old.
-pub fn prune_finished(conn: &Connection, finished_before: i64) -> Result<usize, StoreError> {
+pub fn prune_finished(conn: &Db, finished_before: i64) -> Result<usize, StoreError> {
     conn.execute(
         "DELETE FROM job_targets WHERE job_id IN
              (SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1)",
@@ -202,7 +201,7 @@ pub fn prune_finished(conn: &Connection, finished_before: i64) -> Result<usize, 
 }
 
 /// One job's own row.
-pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredJob>, StoreError> {
+pub fn find(conn: &Db, id: i64) -> Result<Option<StoredJob>, StoreError> {
     conn.query_row(&select("WHERE id = ?1"), [id], row)
         .optional()?
         .transpose()
@@ -211,12 +210,12 @@ pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredJob>, StoreError>
 /// Every job, newest first, a page at a time, and how many there are; with a scope, only those
 /// whose selection stays inside it.
 pub fn list(
-    conn: &Connection,
+    conn: &Db,
     offset: u64,
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredJob>, u64), StoreError> {
-    let (within, mut args) = access::where_within("selector", scope);
+    let (within, mut args) = access::where_within(conn.dialect(), "selector", scope);
     let total: u64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM jobs {within}"),
         params_from_iter(&args),
@@ -233,7 +232,7 @@ pub fn list(
 }
 
 /// Jobs not yet finished, with each target's state, for a hub that starts.
-pub fn load_open(conn: &Connection) -> Result<Vec<OpenJob>, StoreError> {
+pub fn load_open(conn: &Db) -> Result<Vec<OpenJob>, StoreError> {
     let mut statement = conn.prepare(&select("WHERE finished_at IS NULL ORDER BY id"))?;
     let jobs = statement
         .query_map([], row)?
@@ -245,9 +244,7 @@ pub fn load_open(conn: &Connection) -> Result<Vec<OpenJob>, StoreError> {
         .map(|job| {
             let job = job?;
             let targets = states
-                .query_map([job.id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-                })?
+                .query_map([job.id], |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)))?
                 .map(|row| {
                     let (endpoint, state) = row?;
                     Ok((EndpointId(endpoint as u64), state_of(&state)?))
@@ -259,11 +256,11 @@ pub fn load_open(conn: &Connection) -> Result<Vec<OpenJob>, StoreError> {
 }
 
 /// How many of the job's targets are in each state.
-pub fn counts(conn: &Connection, job: i64) -> Result<BTreeMap<TargetState, u32>, StoreError> {
+pub fn counts(conn: &Db, job: i64) -> Result<BTreeMap<TargetState, u32>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT state, COUNT(*) FROM job_targets WHERE job_id = ?1 GROUP BY state",
     )?;
-    let rows = statement.query_map([job], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
+    let rows = statement.query_map([job], |r| Ok((r.get::<String>(0)?, r.get::<u32>(1)?)))?;
     rows.map(|row| {
         let (state, count) = row?;
         Ok((state_of(&state)?, count))
@@ -273,14 +270,14 @@ pub fn counts(conn: &Connection, job: i64) -> Result<BTreeMap<TargetState, u32>,
 
 /// A page of the job's targets in device order, optionally only those in `state`.
 pub fn targets(
-    conn: &Connection,
+    conn: &Db,
     job: i64,
     state: Option<TargetState>,
     offset: u64,
     limit: u32,
 ) -> Result<Vec<TargetRow>, StoreError> {
     let mut statement = conn.prepare_cached(&format!(
-        "{TARGET_COLUMNS}{TARGET_FROM} WHERE t.job_id = ?1 AND (?2 IS NULL OR t.state = ?2)
+        "{TARGET_COLUMNS}{TARGET_FROM} WHERE t.job_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR t.state = ?2)
          ORDER BY t.endpoint_id LIMIT ?3 OFFSET ?4"
     ))?;
     let rows = statement.query_map(
@@ -292,17 +289,22 @@ pub fn targets(
 
 /// One target's row and kept output.
 pub fn output(
-    conn: &Connection,
+    conn: &Db,
     job: i64,
     endpoint: EndpointId,
 ) -> Result<Option<TargetOutput>, StoreError> {
     let sql = format!(
-        "{TARGET_COLUMNS}, COALESCE(t.head, x''), COALESCE(t.tail, x''){TARGET_FROM}
+        "{TARGET_COLUMNS}, t.head, t.tail{TARGET_FROM}
          WHERE t.job_id = ?1 AND t.endpoint_id = ?2"
     );
     let found = conn
         .query_row(&sql, params![job, endpoint.0 as i64], |r| {
-            Ok((target_row(r)?, r.get(7)?, r.get(8)?))
+            let (head, tail): (Option<Vec<u8>>, Option<Vec<u8>>) = (r.get(7)?, r.get(8)?);
+            Ok((
+                target_row(r)?,
+                head.unwrap_or_default(),
+                tail.unwrap_or_default(),
+            ))
         })
         .optional()?;
     found
@@ -320,7 +322,7 @@ const TARGET_COLUMNS: &str = "SELECT t.endpoint_id, e.name, t.state, t.outcome, 
         t.duration_ms, t.updated_at";
 const TARGET_FROM: &str = " FROM job_targets t LEFT JOIN endpoints e ON e.id = t.endpoint_id";
 
-fn target_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TargetRow, StoreError>> {
+fn target_row(r: &Row<'_>) -> DbResult<Result<TargetRow, StoreError>> {
     let endpoint: i64 = r.get(0)?;
     let state: String = r.get(2)?;
     let outcome: Option<String> = r.get(3)?;
@@ -355,13 +357,13 @@ fn select(rest: &str) -> String {
     )
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredJob, StoreError>> {
+fn row(r: &Row<'_>) -> DbResult<Result<StoredJob, StoreError>> {
     let spec: Vec<u8> = r.get(1)?;
     let selector: String = r.get(2)?;
     let (id, concurrency, timeout_ms, expires_at, created_at, cancelled_at, finished_at) = (
         r.get(0)?,
         r.get(3)?,
-        r.get::<_, i64>(4)?,
+        r.get::<i64>(4)?,
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,

@@ -7,9 +7,10 @@ use outpost_protocol::{EndpointId, Secret};
 
 use super::*;
 use crate::store::endpoints::{self, EndpointKind};
-use crate::store::tests::{new_endpoint, open};
+use crate::store::test_backends::{both_backends, Backend};
+use crate::store::tests::new_endpoint;
 
-fn devices(conn: &Connection, n: usize) -> Vec<EndpointId> {
+fn devices(conn: &Db, n: usize) -> Vec<EndpointId> {
     (0..n)
         .map(|i| {
             let new = new_endpoint(
@@ -46,9 +47,8 @@ fn result(id: i64, outcome: JobOutcome, output: &[u8]) -> JobResult {
     capture.finish(id as u64, outcome, 1_250)
 }
 
-#[test]
-fn a_job_is_stored_once_with_a_queued_row_per_target() {
-    let (_dir, store) = open();
+fn a_job_is_stored_once_with_a_queued_row_per_target(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 3);
     let id = create(&conn, &prune(), &ids).unwrap();
@@ -65,9 +65,8 @@ fn a_job_is_stored_once_with_a_queued_row_per_target() {
     assert!(rows.iter().all(|r| r.outcome.is_none()));
 }
 
-#[test]
-fn a_result_is_kept_with_its_output_and_a_resend_or_a_late_state_changes_nothing() {
-    let (_dir, store) = open();
+fn a_result_is_kept_with_its_output_and_a_resend_or_a_late_state_changes_nothing(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 2);
     let id = create(&conn, &prune(), &ids).unwrap();
@@ -91,9 +90,8 @@ fn a_result_is_kept_with_its_output_and_a_resend_or_a_late_state_changes_nothing
     assert_eq!((empty.head.len(), empty.tail.len()), (0, 0));
 }
 
-#[test]
-fn a_result_for_a_job_or_device_it_does_not_know_stores_nothing() {
-    let (_dir, store) = open();
+fn a_result_for_a_job_or_device_it_does_not_know_stores_nothing(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 2);
     let id = create(&conn, &prune(), &ids[..1]).unwrap();
@@ -107,9 +105,8 @@ fn a_result_for_a_job_or_device_it_does_not_know_stores_nothing() {
     assert_eq!(output(&conn, id, ids[1]).unwrap(), None);
 }
 
-#[test]
-fn a_failure_reason_is_stored_without_control_characters() {
-    let (_dir, store) = open();
+fn a_failure_reason_is_stored_without_control_characters(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 1);
     let id = create(&conn, &prune(), &ids).unwrap();
@@ -126,9 +123,8 @@ fn a_failure_reason_is_stored_without_control_characters() {
     assert!(!reason.chars().any(char::is_control), "{reason:?}");
 }
 
-#[test]
-fn pages_filter_by_state_and_list_newest_first() {
-    let (_dir, store) = open();
+fn pages_filter_by_state_and_list_newest_first(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 5);
     let first = create(&conn, &prune(), &ids).unwrap();
@@ -157,9 +153,8 @@ fn pages_filter_by_state_and_list_newest_first() {
     );
 }
 
-#[test]
-fn a_restarted_hub_reloads_only_jobs_not_finished_with_their_states() {
-    let (_dir, store) = open();
+fn a_restarted_hub_reloads_only_jobs_not_finished_with_their_states(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 2);
     let done = create(&conn, &prune(), &ids).unwrap();
@@ -181,9 +176,10 @@ fn a_restarted_hub_reloads_only_jobs_not_finished_with_their_states() {
     );
 }
 
-#[test]
-fn pruning_removes_jobs_finished_before_the_cut_with_their_rows_and_keeps_the_rest() {
-    let (_dir, store) = open();
+fn pruning_removes_jobs_finished_before_the_cut_with_their_rows_and_keeps_the_rest(
+    backend: Backend,
+) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let ids = devices(&conn, 2);
     let old = create(&conn, &prune(), &ids).unwrap();
@@ -222,3 +218,13 @@ fn pruning_removes_jobs_finished_before_the_cut_with_their_rows_and_keeps_the_re
         "open jobs stay however old"
     );
 }
+
+both_backends!(
+    a_job_is_stored_once_with_a_queued_row_per_target,
+    a_result_is_kept_with_its_output_and_a_resend_or_a_late_state_changes_nothing,
+    a_result_for_a_job_or_device_it_does_not_know_stores_nothing,
+    a_failure_reason_is_stored_without_control_characters,
+    pages_filter_by_state_and_list_newest_first,
+    a_restarted_hub_reloads_only_jobs_not_finished_with_their_states,
+    pruning_removes_jobs_finished_before_the_cut_with_their_rows_and_keeps_the_rest
+);

@@ -9,9 +9,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use outpost_protocol::EndpointId;
-use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 /// Longest group or tag name, in bytes.
@@ -82,7 +82,7 @@ pub enum TagAdded {
 }
 
 /// Whether the endpoint exists.
-pub fn exists(conn: &Connection, id: EndpointId) -> Result<bool, StoreError> {
+pub fn exists(conn: &Db, id: EndpointId) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM endpoints WHERE id = ?1",
@@ -93,7 +93,7 @@ pub fn exists(conn: &Connection, id: EndpointId) -> Result<bool, StoreError> {
         .is_some())
 }
 
-fn label_id(conn: &Connection, table: &str, label: &Label) -> Result<i64, StoreError> {
+fn label_id(conn: &Db, table: &str, label: &Label) -> Result<i64, StoreError> {
     conn.execute(
         &format!("INSERT INTO {table} (name) VALUES (?1) ON CONFLICT (name) DO NOTHING"),
         [label.as_str()],
@@ -106,11 +106,7 @@ fn label_id(conn: &Connection, table: &str, label: &Label) -> Result<i64, StoreE
 }
 
 /// Put an endpoint in `group`, or in none. Returns whether the endpoint exists.
-pub fn set_group(
-    conn: &Connection,
-    id: EndpointId,
-    group: Option<&Label>,
-) -> Result<bool, StoreError> {
+pub fn set_group(conn: &Db, id: EndpointId, group: Option<&Label>) -> Result<bool, StoreError> {
     let group_id = group.map(|g| label_id(conn, "groups", g)).transpose()?;
     Ok(conn.execute(
         "UPDATE endpoints SET group_id = ?2 WHERE id = ?1",
@@ -119,13 +115,13 @@ pub fn set_group(
 }
 
 /// Tag an endpoint (idempotent).
-pub fn add_tag(conn: &Connection, id: EndpointId, tag: &Label) -> Result<TagAdded, StoreError> {
+pub fn add_tag(conn: &Db, id: EndpointId, tag: &Label) -> Result<TagAdded, StoreError> {
     if !exists(conn, id)? {
         return Ok(TagAdded::NoEndpoint);
     }
     let tag_id = label_id(conn, "tags", tag)?;
     let (count, has): (i64, bool) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(MAX(tag_id = ?2), 0) FROM endpoint_tags WHERE endpoint_id = ?1",
+        "SELECT COUNT(*), COALESCE(MAX(CASE WHEN tag_id = ?2 THEN 1 ELSE 0 END), 0) FROM endpoint_tags WHERE endpoint_id = ?1",
         params![id.0 as i64, tag_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -143,7 +139,7 @@ pub fn add_tag(conn: &Connection, id: EndpointId, tag: &Label) -> Result<TagAdde
 }
 
 /// Take a tag off an endpoint. Returns whether the endpoint carried it.
-pub fn remove_tag(conn: &Connection, id: EndpointId, tag: &Label) -> Result<bool, StoreError> {
+pub fn remove_tag(conn: &Db, id: EndpointId, tag: &Label) -> Result<bool, StoreError> {
     Ok(conn.execute(
         "DELETE FROM endpoint_tags WHERE endpoint_id = ?1
          AND tag_id = (SELECT id FROM tags WHERE name = ?2)",
@@ -153,7 +149,7 @@ pub fn remove_tag(conn: &Connection, id: EndpointId, tag: &Label) -> Result<bool
 
 /// Replace an endpoint's tags with `tags` (at most [`MAX_TAGS`]; duplicates count once). Returns
 /// [`TagAdded::Full`] without changing anything when there are too many.
-pub fn set_tags(conn: &Connection, id: EndpointId, tags: &[Label]) -> Result<TagAdded, StoreError> {
+pub fn set_tags(conn: &Db, id: EndpointId, tags: &[Label]) -> Result<TagAdded, StoreError> {
     if !exists(conn, id)? {
         return Ok(TagAdded::NoEndpoint);
     }
@@ -171,18 +167,15 @@ pub fn set_tags(conn: &Connection, id: EndpointId, tags: &[Label]) -> Result<Tag
 }
 
 /// Give endpoint `to` the group and tags of endpoint `from` (a fleet device at enrolment).
-pub(super) fn inherit(
-    conn: &Connection,
-    from: EndpointId,
-    to: EndpointId,
-) -> Result<(), StoreError> {
+pub(super) fn inherit(conn: &Db, from: EndpointId, to: EndpointId) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE endpoints SET group_id = (SELECT group_id FROM endpoints WHERE id = ?1) WHERE id = ?2",
         params![from.0 as i64, to.0 as i64],
     )?;
     conn.execute(
-        "INSERT OR IGNORE INTO endpoint_tags (tag_id, endpoint_id)
-         SELECT tag_id, ?2 FROM endpoint_tags WHERE endpoint_id = ?1",
+        "INSERT INTO endpoint_tags (tag_id, endpoint_id)
+         SELECT tag_id, CAST(?2 AS BIGINT) FROM endpoint_tags WHERE endpoint_id = ?1
+         ON CONFLICT DO NOTHING",
         params![from.0 as i64, to.0 as i64],
     )?;
     Ok(())

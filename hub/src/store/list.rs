@@ -14,10 +14,9 @@
 //! endpoint. Only the small set of summoned (active) devices is passed in from memory.
 
 use outpost_protocol::EndpointId;
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
 
-use super::endpoints::{from_row, EndpointRecord, COLUMNS};
+use super::db::{params_from_iter, Db, Dialect, Value};
+use super::endpoints::{columns, from_row, EndpointRecord};
 use super::{access, StoreError};
 use crate::access::Scope;
 
@@ -115,23 +114,26 @@ fn id_json(ids: &[EndpointId]) -> Value {
     Value::Text(format!("[{}]", items.join(",")))
 }
 
+/// `id IN (…the ids in the JSON array bound…)`, or `NOT IN`.
+fn ids_clause(dialect: Dialect, not: &str) -> String {
+    let ids = dialect.json_values("?", None, "i");
+    format!("id {not}IN (SELECT CAST(value AS BIGINT) FROM {ids})")
+}
+
 /// `connected` is how the clause names the column: `+connected` keeps SQLite from answering the
 /// filter as a range on the status index, so that it walks the sort key's index instead.
-fn status_clause(filter: &mut Filter, status: &StatusFilter, connected: &str) {
+fn status_clause(dialect: Dialect, filter: &mut Filter, status: &StatusFilter, connected: &str) {
     match status {
         StatusFilter::Pending => filter.and("approved = 0", []),
         StatusFilter::Offline => filter.and(&format!("{connected} = 0 AND approved = 1"), []),
         StatusFilter::Online { except } => {
             filter.and(&format!("{connected} = 1 AND approved = 1"), []);
             if !except.is_empty() {
-                filter.and(
-                    "id NOT IN (SELECT value FROM json_each(?))",
-                    [id_json(except)],
-                );
+                filter.and(&ids_clause(dialect, "NOT "), [id_json(except)]);
             }
         }
         StatusFilter::Among(ids) => filter.and(
-            "approved = 1 AND id IN (SELECT value FROM json_each(?))",
+            &format!("approved = 1 AND {}", ids_clause(dialect, "")),
             [id_json(ids)],
         ),
     }
@@ -140,20 +142,24 @@ fn status_clause(filter: &mut Filter, status: &StatusFilter, connected: &str) {
 /// The WHERE clause of `query`. `in_sort_order` asks for a plan that walks the sort key's index
 /// (a page: it stops after `offset + limit` matches, reading nothing but the index) rather than
 /// one that collects every match first (a count).
-fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
+fn filter(dialect: Dialect, query: &ListQuery, in_sort_order: bool) -> Filter {
     let mut filter = Filter::default();
     let kind = if query.fleets { "fleet" } else { "device" };
     // A count with a tag is driven from the tag's rows (`+kind` keeps SQLite from walking a whole
-    // `kind` index instead): its cost is the tag's size, not the fleet's.
-    let kind_column = if query.tag.is_some() && !in_sort_order {
+    // `kind` index instead): its cost is the tag's size, not the fleet's. PostgreSQL's planner
+    // costs the plans itself and has no such hint.
+    let sqlite = dialect == Dialect::Sqlite;
+    let kind_column = if sqlite && query.tag.is_some() && !in_sort_order {
         "+kind"
     } else {
         "kind"
     };
     filter.and(&format!("{kind_column} = ?"), [Value::Text(kind.into())]);
     if let Some(search) = &query.search {
+        // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does the same.
+        let like = if sqlite { "LIKE" } else { "ILIKE" };
         filter.and(
-            "name LIKE ? ESCAPE '\\'",
+            &format!("name {like} ? ESCAPE '\\'"),
             [Value::Text(like_pattern(search))],
         );
     }
@@ -171,41 +177,50 @@ fn filter(query: &ListQuery, in_sort_order: bool) -> Filter {
         );
     }
     if let Some(scope) = &query.scope {
-        let (clause, args) = access::endpoint_clause(scope);
+        let (clause, args) = access::endpoint_clause(dialect, scope);
         filter.and(&clause, args);
     }
     if let Some(status) = &query.status {
-        let connected = if in_sort_order {
+        let connected = if sqlite && in_sort_order {
             "+connected"
         } else {
             "connected"
         };
-        status_clause(&mut filter, status, connected);
+        status_clause(dialect, &mut filter, status, connected);
     }
     filter
 }
 
-fn order_by(sort: Sort) -> String {
+/// SQLite puts NULL (a never-seen device's check-in) first ascending and last descending;
+/// PostgreSQL the other way round unless told, so it is told (and its check-in indexes are built
+/// `NULLS FIRST` to match, `migrations/postgres.rs`).
+fn order_by(dialect: Dialect, sort: Sort) -> String {
     let key = match sort.key {
         SortKey::Name => "name COLLATE NOCASE",
         SortKey::Created => "created_at",
         SortKey::LastCheckin => "last_checkin",
     };
     let dir = if sort.descending { "DESC" } else { "ASC" };
-    format!("{key} {dir}, id {dir}")
+    let nulls = match (dialect, sort.key, sort.descending) {
+        (Dialect::Postgres, SortKey::LastCheckin, false) => " NULLS FIRST",
+        (Dialect::Postgres, SortKey::LastCheckin, true) => " NULLS LAST",
+        _ => "",
+    };
+    format!("{key} {dir}{nulls}, id {dir}")
 }
 
 /// The page query and its arguments. The inner query finds the page's ids, walking (or sorting)
 /// only the sort key and the id; the outer one reads the columns, group and tags of those rows
 /// alone, so neither a deep page nor a sort of many rows computes the columns of skipped rows.
-pub(super) fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
-    let Filter { sql, mut args } = filter(query, true);
+pub(super) fn page_sql(dialect: Dialect, query: &ListQuery) -> (String, Vec<Value>) {
+    let Filter { sql, mut args } = filter(dialect, query, true);
     let per_page = query.per_page.clamp(1, MAX_PER_PAGE);
     let offset = i64::from(query.page.max(1) - 1) * i64::from(per_page);
     args.extend([Value::Integer(per_page.into()), Value::Integer(offset)]);
-    let order = order_by(query.sort);
+    let order = order_by(dialect, query.sort);
+    let columns = columns(dialect);
     let sql = format!(
-        "SELECT {COLUMNS} FROM endpoints WHERE id IN \
+        "SELECT {columns} FROM endpoints WHERE id IN \
          (SELECT id FROM endpoints WHERE {sql} ORDER BY {order} LIMIT ? OFFSET ?) \
          ORDER BY {order}"
     );
@@ -213,24 +228,21 @@ pub(super) fn page_sql(query: &ListQuery) -> (String, Vec<Value>) {
 }
 
 /// The count query and its arguments.
-pub(super) fn count_sql(query: &ListQuery) -> (String, Vec<Value>) {
-    let Filter { sql, args } = filter(query, false);
+pub(super) fn count_sql(dialect: Dialect, query: &ListQuery) -> (String, Vec<Value>) {
+    let Filter { sql, args } = filter(dialect, query, false);
     (format!("SELECT COUNT(*) FROM endpoints WHERE {sql}"), args)
 }
 
 /// One page of endpoints and the total matching.
-pub fn list(
-    conn: &Connection,
-    query: &ListQuery,
-) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
-    let (sql, args) = count_sql(query);
+pub fn list(conn: &Db, query: &ListQuery) -> Result<(Vec<EndpointRecord>, u64), StoreError> {
+    let (sql, args) = count_sql(conn.dialect(), query);
     let total: i64 = conn
         .prepare_cached(&sql)?
-        .query_row(params_from_iter(args), |r| r.get(0))?;
-    let (sql, args) = page_sql(query);
+        .query_row(params_from_iter(&args), |r| r.get(0))?;
+    let (sql, args) = page_sql(conn.dialect(), query);
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params_from_iter(args), from_row)?
+        .query_map(params_from_iter(&args), from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok((rows, total as u64))
 }

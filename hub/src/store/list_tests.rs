@@ -1,22 +1,22 @@
 //! The endpoint list: paging, sorting, search, status, groups and tags, and the query plans.
 
 use outpost_protocol::{AgentId, EndpointId, Secret};
-use rusqlite::params_from_iter;
-use rusqlite::Connection;
 
+use super::db::{params_from_iter, Db, Dialect};
 use super::endpoints::{self, EndpointKind};
 use super::enroll::{self, EnrollInput};
 use super::labels::{self, Label, LabelError, TagAdded, MAX_TAGS};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
-use super::tests::{new_endpoint, open};
+use super::tests::new_endpoint;
+use crate::store::test_backends::{both_backends, Backend};
 
-fn device(conn: &Connection, name: &str, created_at: i64) -> EndpointId {
+fn device(conn: &Db, name: &str, created_at: i64) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, created_at).unwrap().id
 }
 
-fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: bool) {
+fn liveness(conn: &mut Db, id: EndpointId, at: Option<i64>, connected: bool) {
     let update = LivenessUpdate {
         id,
         last_checkin: at,
@@ -30,7 +30,7 @@ fn liveness(conn: &mut Connection, id: EndpointId, at: Option<i64>, connected: b
 }
 
 /// A session that checked in at `at` and has since gone.
-fn checked_in(conn: &mut Connection, id: EndpointId, at: i64) {
+fn checked_in(conn: &mut Db, id: EndpointId, at: i64) {
     liveness(conn, id, Some(at), false);
 }
 
@@ -46,19 +46,18 @@ fn query(per_page: u32) -> ListQuery {
     }
 }
 
-fn ids(conn: &Connection, query: &ListQuery) -> (Vec<EndpointId>, u64) {
+fn ids(conn: &Db, query: &ListQuery) -> (Vec<EndpointId>, u64) {
     let (rows, total) = list::list(conn, query).unwrap();
     (rows.into_iter().map(|r| r.id).collect(), total)
 }
 
-fn names(conn: &Connection, query: &ListQuery) -> Vec<String> {
+fn names(conn: &Db, query: &ListQuery) -> Vec<String> {
     let (rows, _) = list::list(conn, query).unwrap();
     rows.into_iter().map(|r| r.name).collect()
 }
 
-#[test]
-fn pages_follow_the_sort_and_the_total_counts_every_match() {
-    let (_dir, store) = open();
+fn pages_follow_the_sort_and_the_total_counts_every_match(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     // Created in this order; names sort differently; two share a creation second.
     let specs = [("delta", 10), ("Alpha", 20), ("charlie", 20), ("bravo", 30)];
@@ -92,9 +91,8 @@ fn pages_follow_the_sort_and_the_total_counts_every_match() {
     assert_eq!(ids(&conn, &paged), (vec![], 4));
 }
 
-#[test]
-fn search_is_a_case_insensitive_substring_with_literal_wildcards() {
-    let (_dir, store) = open();
+fn search_is_a_case_insensitive_substring_with_literal_wildcards(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     for name in ["kiosk_1", "kiosk-2", "KIOSK_3", "sign%4", "sign-5"] {
         device(&conn, name, 1);
@@ -110,9 +108,8 @@ fn search_is_a_case_insensitive_substring_with_literal_wildcards() {
     assert!(search("absent").is_empty());
 }
 
-#[test]
-fn status_is_answered_from_the_connected_flag_and_the_active_set() {
-    let (_dir, store) = open();
+fn status_is_answered_from_the_connected_flag_and_the_active_set(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let never = device(&conn, "never", 1);
     let gone = device(&conn, "gone", 1);
@@ -157,14 +154,14 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set() {
     assert_eq!(record.last_checkin, Some(100), "last seen is kept");
 }
 
-fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointId {
+fn enrol(conn: &mut Db, fleet: EndpointId, secret: &Secret) -> EndpointId {
     let agent_id = AgentId::generate();
     let input = EnrollInput {
         endpoint: fleet,
         secret_hash: secret.hash(),
         agent_id,
         agent_version: "test".into(),
-        cert_serial: format!("{:x}", rand_serial(conn)),
+        cert_serial: format!("{:x}", rand::random::<u64>()),
         cert_not_after: 2_000_000_000,
         public_key: super::tests::key_of(agent_id),
         max_pending: u32::MAX,
@@ -172,14 +169,8 @@ fn enrol(conn: &mut Connection, fleet: EndpointId, secret: &Secret) -> EndpointI
     enroll::enroll(conn, &input, 2).unwrap().unwrap().endpoint
 }
 
-fn rand_serial(conn: &Connection) -> i64 {
-    conn.query_row("SELECT abs(random())", [], |r| r.get(0))
-        .unwrap()
-}
-
-#[test]
-fn groups_and_tags_filter_and_are_matched_ignoring_case() {
-    let (_dir, store) = open();
+fn groups_and_tags_filter_and_are_matched_ignoring_case(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let a = device(&conn, "a", 1);
     let b = device(&conn, "b", 2);
@@ -222,9 +213,8 @@ fn groups_and_tags_filter_and_are_matched_ignoring_case() {
     assert_eq!(endpoints::find(&conn, c).unwrap().unwrap().tags, ["x", "y"]);
 }
 
-#[test]
-fn an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal() {
-    let (_dir, store) = open();
+fn an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let id = device(&conn, "busy", 1);
     for i in 0..MAX_TAGS {
@@ -251,9 +241,8 @@ fn an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal() {
     assert_eq!(left, 0);
 }
 
-#[test]
-fn fleet_devices_start_with_the_fleet_group_and_tags() {
-    let (_dir, store) = open();
+fn fleet_devices_start_with_the_fleet_group_and_tags(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let fleet = endpoints::create(
@@ -270,9 +259,8 @@ fn fleet_devices_start_with_the_fleet_group_and_tags() {
     assert_eq!(record.tags, ["eu", "pos"]);
 }
 
-#[test]
-fn an_older_liveness_update_does_not_move_a_check_in_back() {
-    let (_dir, store) = open();
+fn an_older_liveness_update_does_not_move_a_check_in_back(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let id = device(&conn, "x", 1);
     checked_in(&mut conn, id, 200);
@@ -282,9 +270,10 @@ fn an_older_liveness_update_does_not_move_a_check_in_back() {
     assert_eq!(record.last_checkin, Some(200));
 }
 
-#[test]
-fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connected() {
-    let (_dir, store) = open();
+fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connected(
+    backend: Backend,
+) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let id = device(&conn, "x", 1);
     let update = |at, connected| LivenessUpdate {
@@ -356,21 +345,24 @@ fn combinations() -> Vec<ListQuery> {
     all
 }
 
-fn plan(conn: &Connection, (sql, args): (String, Vec<rusqlite::types::Value>)) -> Vec<String> {
+fn plan(conn: &Db, (sql, args): (String, Vec<crate::store::db::Value>)) -> Vec<String> {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+    stmt.query_map(params_from_iter(&args), |r| r.get::<String>(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
 }
 
+/// SQLite's plans (its planner's choices are fixed by the schema alone, so an empty database
+/// shows them); PostgreSQL's, which depend on the table's statistics, are in
+/// `list_plan_tests.rs`.
 #[test]
 fn every_filter_and_sort_walks_one_index_in_order_and_reads_only_the_page() {
-    let (_dir, store) = open();
+    let (_dir, store) = Backend::Sqlite.open();
     let conn = store.lock();
     for query in combinations() {
-        let count = plan(&conn, list::count_sql(&query));
-        let page = plan(&conn, list::page_sql(&query));
+        let count = plan(&conn, list::count_sql(Dialect::Sqlite, &query));
+        let page = plan(&conn, list::page_sql(Dialect::Sqlite, &query));
         for steps in [&count, &page] {
             let table_scan = steps
                 .iter()
@@ -441,3 +433,14 @@ fn sort_index(query: &ListQuery) -> String {
     let group = if query.group.is_some() { "group_" } else { "" };
     format!("endpoints_{group}{key}")
 }
+
+both_backends!(
+    pages_follow_the_sort_and_the_total_counts_every_match,
+    search_is_a_case_insensitive_substring_with_literal_wildcards,
+    status_is_answered_from_the_connected_flag_and_the_active_set,
+    groups_and_tags_filter_and_are_matched_ignoring_case,
+    an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal,
+    fleet_devices_start_with_the_fleet_group_and_tags,
+    an_older_liveness_update_does_not_move_a_check_in_back,
+    a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connected
+);

@@ -2,10 +2,9 @@
 //! address and check-in, migrations, a finished connection's bytes). Per-check-in state stays in
 //! memory; see `crate::registry` for when a session's liveness is written.
 
-use rusqlite::{params, Connection};
-
 use outpost_protocol::EndpointId;
 
+use super::db::{params, Db};
 use super::endpoints::SavedPath;
 use super::StoreError;
 
@@ -30,26 +29,27 @@ pub struct LivenessUpdate {
     pub path_ended: Option<SavedPath>,
 }
 
+/// One endpoint's liveness, by id (`?1`).
+pub(super) const UPDATE: &str = "UPDATE endpoints SET
+     last_checkin = CASE WHEN CAST(?2 AS BIGINT) IS NULL OR last_checkin >= ?2
+                    THEN last_checkin ELSE ?2 END,
+     last_addr = ?3, migrations = ?4, connected = ?5,
+     wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,
+     path_rate = COALESCE(?8, path_rate),
+     path_min_rtt_us = COALESCE(?9, path_min_rtt_us),
+     path_measured_at = COALESCE(?10, path_measured_at)
+ WHERE id = ?1";
+
 /// Write a batch of liveness updates in one transaction, in order (a departure followed by a
 /// reconnection in the same batch ends connected). A check-in older than the stored one is kept
 /// out, so a stored check-in never moves back in time.
-pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
+pub fn write_liveness(conn: &mut Db, updates: &[LivenessUpdate]) -> Result<(), StoreError> {
     if updates.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached(
-            "UPDATE endpoints SET
-                 last_checkin = CASE WHEN ?2 IS NULL OR last_checkin >= ?2
-                                THEN last_checkin ELSE ?2 END,
-                 last_addr = ?3, migrations = ?4, connected = ?5,
-                 wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,
-                 path_rate = COALESCE(?8, path_rate),
-                 path_min_rtt_us = COALESCE(?9, path_min_rtt_us),
-                 path_measured_at = COALESCE(?10, path_measured_at)
-             WHERE id = ?1",
-        )?;
+        let mut stmt = tx.prepare_cached(UPDATE)?;
         for update in updates {
             let (tx_bytes, rx_bytes) = update.wire_ended.unwrap_or_default();
             let path = update.path_ended;
@@ -73,6 +73,6 @@ pub fn write_liveness(conn: &mut Connection, updates: &[LivenessUpdate]) -> Resu
 
 /// Mark every endpoint disconnected: at start, before any session exists (a crash left the flags
 /// of its sessions set), and after a clean shutdown. Returns how many were marked connected.
-pub fn mark_all_disconnected(conn: &Connection) -> Result<usize, StoreError> {
+pub fn mark_all_disconnected(conn: &Db) -> Result<usize, StoreError> {
     Ok(conn.execute("UPDATE endpoints SET connected = 0 WHERE connected = 1", [])?)
 }

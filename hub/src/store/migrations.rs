@@ -1,7 +1,10 @@
-//! Schema migrations, applied in order on open; `PRAGMA user_version` records the last one applied.
+//! Schema migrations, applied in order on open; `PRAGMA user_version` records the last one applied
+//! on SQLite, a `schema_version` table on PostgreSQL. The list is written once, in SQLite's
+//! dialect; [`postgres::translate`] gives PostgreSQL's.
 
-use rusqlite::Connection;
+mod postgres;
 
+use super::db::{Db, Dialect};
 use super::StoreError;
 
 /// Each entry moves the schema from version `index` to `index + 1`.
@@ -308,8 +311,18 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.
-pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+pub(super) fn apply(conn: &mut Db) -> Result<(), StoreError> {
+    if conn.dialect() == Dialect::Sqlite {
+        return apply_all(conn);
+    }
+    postgres::lock(conn)?;
+    let applied = apply_all(conn);
+    postgres::unlock(conn)?;
+    applied
+}
+
+fn apply_all(conn: &mut Db) -> Result<(), StoreError> {
+    let current = version(conn)?;
     let known = MIGRATIONS.len() as i64;
     if current > known {
         return Err(StoreError::SchemaTooNew {
@@ -319,37 +332,58 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        match tx.dialect() {
+            Dialect::Sqlite => tx.execute_batch(sql)?,
+            Dialect::Postgres => tx.execute_batch(&postgres::translate(sql))?,
+        }
+        set_version(&tx, index as i64 + 1)?;
         tx.commit()?;
     }
     Ok(())
 }
 
+/// The last migration applied.
+fn version(conn: &Db) -> Result<i64, StoreError> {
+    match conn.dialect() {
+        Dialect::Sqlite => Ok(conn.query_row("PRAGMA user_version", (), |row| row.get(0))?),
+        Dialect::Postgres => postgres::version(conn),
+    }
+}
+
+/// Record `version` as the last migration applied, in the caller's transaction.
+fn set_version(conn: &Db, version: i64) -> Result<(), StoreError> {
+    match conn.dialect() {
+        Dialect::Sqlite => Ok(conn.execute_batch(&format!("PRAGMA user_version = {version}"))?),
+        Dialect::Postgres => postgres::set_version(conn, version),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::store::db::Db;
     use outpost_protocol::EndpointId;
-    use rusqlite::Connection;
 
-    use super::{apply, MIGRATIONS};
+    use super::{apply, set_version, version, MIGRATIONS};
     use crate::store::endpoints;
+
+    fn sqlite_in_memory() -> rusqlite::Result<Db> {
+        rusqlite::Connection::open_in_memory().map(Db::Sqlite)
+    }
 
     #[test]
     fn a_version_2_database_keeps_its_endpoints_and_gains_groups_and_tags() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = sqlite_in_memory().unwrap();
         for sql in &MIGRATIONS[..2] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        set_version(&conn, 2).unwrap();
         conn.execute(
             "INSERT INTO endpoints (name, kind, created_at) VALUES ('old', 'device', 1)",
             [],
         )
         .unwrap();
         apply(&mut conn).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
+        let version: i64 = version(&conn).unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
         let old = endpoints::find(&conn, EndpointId(1)).unwrap().unwrap();
         assert_eq!(
@@ -360,11 +394,11 @@ mod tests {
 
     #[test]
     fn a_version_3_database_keeps_its_check_ins_and_starts_with_nothing_connected() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = sqlite_in_memory().unwrap();
         for sql in &MIGRATIONS[..3] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 3).unwrap();
+        set_version(&conn, 3).unwrap();
         conn.execute(
             "INSERT INTO endpoints (name, kind, created_at, last_checkin) \
              VALUES ('seen', 'device', 1, 500)",
@@ -384,11 +418,11 @@ mod tests {
 
     #[test]
     fn a_version_5_database_keeps_its_certificates_with_no_key_recorded() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = sqlite_in_memory().unwrap();
         for sql in &MIGRATIONS[..5] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 5).unwrap();
+        set_version(&conn, 5).unwrap();
         conn.execute(
             "INSERT INTO certificates (serial, endpoint_id, agent_id, issued_at, not_after) \
              VALUES ('aa', 1, 'x', 1, 2)",

@@ -5,18 +5,14 @@
 use std::time::Duration;
 
 use outpost_protocol::EndpointId;
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 const PREFIX: &str = "quiet_group:";
 
 /// Put `group` on the quiet policy with `interval`, or (`None`) back on the default one.
-pub fn set_quiet(
-    conn: &Connection,
-    group: &str,
-    interval: Option<Duration>,
-) -> Result<(), StoreError> {
+pub fn set_quiet(conn: &Db, group: &str, interval: Option<Duration>) -> Result<(), StoreError> {
     let key = format!("{PREFIX}{group}");
     conn.execute("DELETE FROM settings WHERE key = ?1 COLLATE NOCASE", [&key])?;
     if let Some(interval) = interval {
@@ -29,7 +25,7 @@ pub fn set_quiet(
 }
 
 /// The quiet interval of `group`, if it is on the policy.
-pub fn quiet_interval(conn: &Connection, group: &str) -> Result<Option<Duration>, StoreError> {
+pub fn quiet_interval(conn: &Db, group: &str) -> Result<Option<Duration>, StoreError> {
     let value: Option<String> = conn
         .query_row(
             "SELECT value FROM settings WHERE key = ?1 COLLATE NOCASE",
@@ -41,11 +37,11 @@ pub fn quiet_interval(conn: &Connection, group: &str) -> Result<Option<Duration>
 }
 
 /// The endpoints in `group`, for a policy change to reach their live sessions.
-pub fn group_members(conn: &Connection, group: &str) -> Result<Vec<EndpointId>, StoreError> {
+pub fn group_members(conn: &Db, group: &str) -> Result<Vec<EndpointId>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT e.id FROM endpoints e JOIN groups g ON e.group_id = g.id WHERE g.name = ?1",
     )?;
-    let ids = statement.query_map([group], |r| r.get::<_, i64>(0))?;
+    let ids = statement.query_map([group], |r| r.get::<i64>(0))?;
     let mut members = Vec::new();
     for id in ids {
         members.push(EndpointId(id? as u64));
@@ -54,12 +50,12 @@ pub fn group_members(conn: &Connection, group: &str) -> Result<Vec<EndpointId>, 
 }
 
 /// Every quiet group, by name.
-pub fn quiet_groups(conn: &Connection) -> Result<Vec<(String, Duration)>, StoreError> {
+pub fn quiet_groups(conn: &Db) -> Result<Vec<(String, Duration)>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT key, value FROM settings WHERE substr(key, 1, ?1) = ?2 ORDER BY key COLLATE NOCASE",
     )?;
     let rows = statement.query_map(params![PREFIX.len() as i64, PREFIX], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        Ok((r.get::<String>(0)?, r.get::<String>(1)?))
     })?;
     let mut groups = Vec::new();
     for row in rows {
@@ -76,17 +72,11 @@ mod tests {
     #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
     use super::*;
+    use crate::store::test_backends::{both_backends, Backend};
 
-    fn conn() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
-            .unwrap();
-        conn
-    }
-
-    #[test]
-    fn a_group_goes_quiet_and_back_whatever_the_case_of_its_name() {
-        let conn = conn();
+    fn a_group_goes_quiet_and_back_whatever_the_case_of_its_name(backend: Backend) {
+        let (_dir, store) = backend.open();
+        let conn = store.lock();
         let five = Duration::from_secs(300);
         set_quiet(&conn, "Kiosks", Some(five)).unwrap();
         assert_eq!(quiet_interval(&conn, "kiosks").unwrap(), Some(five));
@@ -99,4 +89,6 @@ mod tests {
         assert_eq!(quiet_interval(&conn, "Kiosks").unwrap(), None);
         assert!(quiet_groups(&conn).unwrap().is_empty());
     }
+
+    both_backends!(a_group_goes_quiet_and_back_whatever_the_case_of_its_name);
 }

@@ -3,10 +3,9 @@
 //! ([`load_active`]) and carries on where it was.
 
 use outpost_protocol::EndpointId;
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::db::{params, params_from_iter, Db, DbResult, OptionalExtension, Row, Value};
 use super::{access, unix_now, StoreError};
 use crate::access::Scope;
 use crate::rollout::{Counts, RolloutRecord, Save, TargetRecord};
@@ -55,7 +54,7 @@ pub struct StoredRollout {
 
 /// Store a new rollout with its first save and counts; its id.
 pub fn create(
-    conn: &Connection,
+    conn: &Db,
     stack: &str,
     version: u32,
     selector: &Selector,
@@ -66,9 +65,9 @@ pub fn create(
         .rollout
         .as_ref()
         .ok_or_else(|| StoreError::Corrupt("a new rollout without its record".into()))?;
-    conn.execute(
+    let id: i64 = conn.query_row(
         "INSERT INTO rollouts (stack_id, version, selector, record, counts, active, created_at)
-         SELECT id, ?2, ?3, ?4, ?5, 1, ?6 FROM stacks WHERE name = ?1",
+         SELECT id, ?2, ?3, ?4, ?5, 1, ?6 FROM stacks WHERE name = ?1 RETURNING id",
         params![
             stack,
             version,
@@ -77,15 +76,15 @@ pub fn create(
             json(counts),
             unix_now()
         ],
+        |row| row.get(0),
     )?;
-    let id = conn.last_insert_rowid();
     write_targets(conn, id, &save.targets)?;
     Ok(id)
 }
 
 /// Write what changed and the counts now; `active` false once the rollout is aborted.
 pub fn save(
-    conn: &Connection,
+    conn: &Db,
     id: i64,
     save: &Save,
     active: bool,
@@ -104,7 +103,7 @@ pub fn save(
     write_targets(conn, id, &save.targets)
 }
 
-fn write_targets(conn: &Connection, id: i64, targets: &[TargetRecord]) -> Result<(), StoreError> {
+fn write_targets(conn: &Db, id: i64, targets: &[TargetRecord]) -> Result<(), StoreError> {
     let mut statement = conn.prepare_cached(
         "INSERT INTO rollout_targets (rollout_id, position, endpoint_id, record)
          VALUES (?1, ?2, ?3, ?4)
@@ -122,13 +121,13 @@ fn write_targets(conn: &Connection, id: i64, targets: &[TargetRecord]) -> Result
 }
 
 /// Take a completed rollout out of the active set (a newer rollout of its stack replaces it).
-pub fn retire(conn: &Connection, id: i64) -> Result<(), StoreError> {
+pub fn retire(conn: &Db, id: i64) -> Result<(), StoreError> {
     conn.execute("UPDATE rollouts SET active = 0 WHERE id = ?1", [id])?;
     Ok(())
 }
 
 /// One rollout's own row.
-pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredRollout>, StoreError> {
+pub fn find(conn: &Db, id: i64) -> Result<Option<StoredRollout>, StoreError> {
     conn.query_row(&select("WHERE r.id = ?1"), [id], row)
         .optional()?
         .transpose()
@@ -137,12 +136,12 @@ pub fn find(conn: &Connection, id: i64) -> Result<Option<StoredRollout>, StoreEr
 /// Every rollout, newest first, a page at a time, and how many there are; with a scope, only those
 /// whose selection stays inside it.
 pub fn list(
-    conn: &Connection,
+    conn: &Db,
     offset: u64,
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredRollout>, u64), StoreError> {
-    let (within, mut args) = access::where_within("r.selector", scope);
+    let (within, mut args) = access::where_within(conn.dialect(), "r.selector", scope);
     let total: u64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM rollouts r {within}"),
         params_from_iter(&args),
@@ -159,9 +158,7 @@ pub fn list(
 }
 
 /// Rollouts still running or paused, with their targets, for a hub that starts.
-pub fn load_active(
-    conn: &Connection,
-) -> Result<Vec<(StoredRollout, Vec<TargetRecord>)>, StoreError> {
+pub fn load_active(conn: &Db) -> Result<Vec<(StoredRollout, Vec<TargetRecord>)>, StoreError> {
     let mut statement = conn.prepare(&select("WHERE r.active = 1 ORDER BY r.id"))?;
     let rollouts = statement
         .query_map([], row)?
@@ -177,11 +174,11 @@ pub fn load_active(
 }
 
 /// One rollout's targets, in order.
-pub fn targets(conn: &Connection, id: i64) -> Result<Vec<TargetRecord>, StoreError> {
+pub fn targets(conn: &Db, id: i64) -> Result<Vec<TargetRecord>, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT record FROM rollout_targets WHERE rollout_id = ?1 ORDER BY position",
     )?;
-    let rows = statement.query_map([id], |r| r.get::<_, String>(0))?;
+    let rows = statement.query_map([id], |r| r.get::<String>(0))?;
     rows.map(|text| parse(&text?)).collect()
 }
 
@@ -192,7 +189,7 @@ fn select(rest: &str) -> String {
     )
 }
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreError>> {
+fn row(r: &Row<'_>) -> DbResult<Result<StoredRollout, StoreError>> {
     let (id, stack, version, selector, record, created_at): (
         i64,
         String,
@@ -234,7 +231,7 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 /// Ids of the devices matching `selector` (devices only, in id order), and the groups and tags it
 /// names that do not exist.
 pub fn resolve(
-    conn: &Connection,
+    conn: &Db,
     selector: &Selector,
 ) -> Result<(Vec<EndpointId>, Vec<String>), StoreError> {
     let mut unknown = Vec::new();
@@ -274,13 +271,13 @@ pub fn resolve(
     ))
 }
 
-fn collect(conn: &Connection, sql: &str, name: &str) -> Result<Vec<i64>, StoreError> {
+fn collect(conn: &Db, sql: &str, name: &str) -> Result<Vec<i64>, StoreError> {
     let mut statement = conn.prepare_cached(sql)?;
     let rows = statement.query_map([name], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn exists(conn: &Connection, table: &str, name: &str) -> Result<bool, StoreError> {
+fn exists(conn: &Db, table: &str, name: &str) -> Result<bool, StoreError> {
     Ok(conn
         .query_row(
             &format!("SELECT 1 FROM {table} WHERE name = ?1"),
@@ -293,12 +290,12 @@ fn exists(conn: &Connection, table: &str, name: &str) -> Result<bool, StoreError
 
 #[cfg(test)]
 mod tests {
+    use crate::store::test_backends::{both_backends, Backend};
     use outpost_protocol::stack::{ServiceSpec, StackSpec};
 
     use super::*;
     use crate::rollout::{Plan, RolloutState};
     use crate::store::stacks;
-    use crate::store::tests::open;
 
     fn record(state: RolloutState) -> Save {
         Save {
@@ -312,9 +309,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows() {
-        let (_dir, store) = open();
+    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let spec = |v| StackSpec {
             project: "pos".into(),
@@ -366,4 +362,6 @@ mod tests {
             "saved before counts were kept"
         );
     }
+
+    both_backends!(counts_are_kept_with_every_save_so_a_list_reads_no_target_rows);
 }

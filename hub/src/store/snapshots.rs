@@ -2,14 +2,14 @@
 
 use outpost_protocol::snapshot::EngineSnapshot;
 use outpost_protocol::EndpointId;
-use rusqlite::{params, Connection, OptionalExtension};
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 /// Replace an endpoint's snapshot: one the session admitted, so its JSON is at most
 /// [`MAX_STORED_SNAPSHOT`](crate::registry::MAX_STORED_SNAPSHOT) bytes.
 pub fn save_snapshot(
-    conn: &Connection,
+    conn: &Db,
     id: EndpointId,
     snapshot: &EngineSnapshot,
 ) -> Result<(), StoreError> {
@@ -23,7 +23,7 @@ pub fn save_snapshot(
 }
 
 /// An endpoint's latest snapshot.
-pub fn snapshot(conn: &Connection, id: EndpointId) -> Result<Option<EngineSnapshot>, StoreError> {
+pub fn snapshot(conn: &Db, id: EndpointId) -> Result<Option<EngineSnapshot>, StoreError> {
     let body: Option<String> = conn
         .query_row(
             "SELECT body FROM snapshots WHERE endpoint_id = ?1",
@@ -36,6 +36,7 @@ pub fn snapshot(conn: &Connection, id: EndpointId) -> Result<Option<EngineSnapsh
 
 #[cfg(test)]
 mod tests {
+    use crate::store::test_backends::{both_backends, Backend};
     use outpost_protocol::snapshot::{
         ContainerSummary, MAX_LISTED_CONTAINERS, MAX_NAMES, SNAPSHOT_BUDGET,
     };
@@ -44,7 +45,7 @@ mod tests {
     use super::*;
     use crate::registry::MAX_STORED_SNAPSHOT;
     use crate::store::endpoints::{self, EndpointKind};
-    use crate::store::tests::{new_endpoint, open};
+    use crate::store::tests::new_endpoint;
 
     /// The worst a device can store within the hub's gate: every list at its cap, every text
     /// filled to the encoded budget with the character JSON escapes (`"`), after sanitizing.
@@ -79,9 +80,8 @@ mod tests {
         snapshot
     }
 
-    #[test]
-    fn a_stored_snapshot_is_at_most_the_stated_bound() {
-        let (_dir, store) = open();
+    fn a_stored_snapshot_is_at_most_the_stated_bound(backend: Backend) {
+        let (_dir, store) = backend.open();
         let conn = store.lock();
         let secret = Secret::generate();
         let new = new_endpoint("kiosk", EndpointKind::Device, &secret, None);
@@ -90,11 +90,7 @@ mod tests {
             assert!(snapshot.encoded_len() <= SNAPSHOT_BUDGET, "{what}");
             save_snapshot(&conn, id, &snapshot).unwrap();
             let stored: usize = conn
-                .query_row(
-                    "SELECT length(CAST(body AS BLOB)) FROM snapshots",
-                    [],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT octet_length(body) FROM snapshots", [], |r| r.get(0))
                 .unwrap();
             println!(
                 "{what}: {} encoded bytes stored as {stored} bytes of JSON",
@@ -103,4 +99,6 @@ mod tests {
             assert!(stored <= MAX_STORED_SNAPSHOT, "{what}: {stored}");
         }
     }
+
+    both_backends!(a_stored_snapshot_is_at_most_the_stated_bound);
 }

@@ -3,8 +3,8 @@
 
 use outpost_protocol::stack::StackSpec;
 use outpost_protocol::wire;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::db::{params, Db, OptionalExtension, Transaction};
 use super::{unix_now, StoreError};
 
 /// One stored version.
@@ -63,7 +63,7 @@ pub struct VersionInfo {
 /// file for the version number it is given; its refusal stores nothing and is handed back. A file
 /// that compiles to the latest version's content stores nothing either.
 pub fn save_version<E>(
-    conn: &mut Connection,
+    conn: &mut Db,
     name: &str,
     compose: &str,
     compile: impl FnOnce(u32) -> Result<StackSpec, E>,
@@ -122,7 +122,7 @@ fn latest_version(
 
 /// One version of stack `name`, the newest when `version` is `None`.
 pub fn version(
-    conn: &Connection,
+    conn: &Db,
     name: &str,
     version: Option<u32>,
 ) -> Result<Option<StackVersionRecord>, StoreError> {
@@ -130,16 +130,16 @@ pub fn version(
         .query_row(
             "SELECT v.version, v.created_at, v.digest, v.compose, v.spec
              FROM stack_versions v JOIN stacks s ON s.id = v.stack_id
-             WHERE s.name = ?1 AND (?2 IS NULL OR v.version = ?2)
+             WHERE s.name = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR v.version = ?2)
              ORDER BY v.version DESC LIMIT 1",
             params![name, version],
             |r| {
                 Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<u32>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<Vec<u8>>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<Vec<u8>>(4)?,
                 ))
             },
         )
@@ -159,18 +159,14 @@ pub fn version(
 }
 
 /// Every version of stack `name`, oldest first (empty when there is no such stack).
-pub fn history(conn: &Connection, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
+pub fn history(conn: &Db, name: &str) -> Result<Vec<VersionInfo>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT v.version, v.created_at, v.digest
          FROM stack_versions v JOIN stacks s ON s.id = v.stack_id
          WHERE s.name = ?1 ORDER BY v.version",
     )?;
     let rows = statement.query_map([name], |r| {
-        Ok((
-            r.get::<_, u32>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
+        Ok((r.get::<u32>(0)?, r.get::<i64>(1)?, r.get::<Vec<u8>>(2)?))
     })?;
     rows.map(|row| {
         let (version, created_at, digest) = row?;
@@ -184,11 +180,7 @@ pub fn history(conn: &Connection, name: &str) -> Result<Vec<VersionInfo>, StoreE
 }
 
 /// One page of stacks by name, and how many there are.
-pub fn list(
-    conn: &Connection,
-    offset: u64,
-    limit: u32,
-) -> Result<(Vec<StackRow>, u64), StoreError> {
+pub fn list(conn: &Db, offset: u64, limit: u32) -> Result<(Vec<StackRow>, u64), StoreError> {
     let total: u64 = conn.query_row("SELECT COUNT(*) FROM stacks", [], |r| r.get(0))?;
     let mut statement = conn.prepare(
         "SELECT s.name, MAX(v.version), COUNT(v.version), s.created_at, MAX(v.created_at)
@@ -220,7 +212,7 @@ pub enum Removed {
 }
 
 /// Remove stack `name` with every version, unless a device should run it.
-pub fn remove(conn: &mut Connection, name: &str) -> Result<Removed, StoreError> {
+pub fn remove(conn: &mut Db, name: &str) -> Result<Removed, StoreError> {
     let tx = conn.transaction()?;
     let versions: Option<u32> = tx
         .query_row(
@@ -250,10 +242,10 @@ fn digest_of(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::test_backends::{both_backends, Backend};
     use outpost_protocol::stack::ServiceSpec;
 
     use super::*;
-    use crate::store::tests::open;
 
     fn spec(image: &str, version: u32) -> StackSpec {
         StackSpec {
@@ -264,15 +256,14 @@ mod tests {
         }
     }
 
-    fn save(conn: &mut Connection, image: &str) -> Saved {
+    fn save(conn: &mut Db, image: &str) -> Saved {
         save_version(conn, "pos", image, |v| Ok::<_, String>(spec(image, v)))
             .unwrap()
             .unwrap()
     }
 
-    #[test]
-    fn versions_count_up_and_an_unchanged_file_stores_nothing() {
-        let (_dir, store) = open();
+    fn versions_count_up_and_an_unchanged_file_stores_nothing(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let Saved::Created(v1) = save(&mut conn, "a:1") else {
             panic!("first save creates")
@@ -301,9 +292,8 @@ mod tests {
         assert_eq!((rows[0].latest_version, rows[0].versions), (2, 2));
     }
 
-    #[test]
-    fn a_refused_file_stores_nothing() {
-        let (_dir, store) = open();
+    fn a_refused_file_stores_nothing(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         let refused = save_version(&mut conn, "pos", "bad", |_| Err::<StackSpec, _>("no")).unwrap();
         assert_eq!(refused, Err("no"));
@@ -311,9 +301,8 @@ mod tests {
         assert_eq!(version(&conn, "pos", None).unwrap(), None);
     }
 
-    #[test]
-    fn remove_takes_every_version() {
-        let (_dir, store) = open();
+    fn remove_takes_every_version(backend: Backend) {
+        let (_dir, store) = backend.open();
         let mut conn = store.lock();
         save(&mut conn, "a:1");
         save(&mut conn, "a:2");
@@ -325,4 +314,10 @@ mod tests {
         };
         assert_eq!(again.version, 1);
     }
+
+    both_backends!(
+        versions_count_up_and_an_unchanged_file_stores_nothing,
+        a_refused_file_stores_nothing,
+        remove_takes_every_version
+    );
 }

@@ -7,7 +7,8 @@ use outpost_protocol::{AgentId, EndpointId, Secret};
 use super::certs::{self, NewCert, RenewRefusal};
 use super::endpoints::{self, EndpointKind};
 use super::enroll::{self, token_matches, EnrollInput, INVALID_TOKEN};
-use super::tests::{key_of, new_endpoint, open};
+use super::tests::{key_of, new_endpoint};
+use crate::store::test_backends::{both_backends, Backend};
 
 fn attempt(
     endpoint: EndpointId,
@@ -28,11 +29,11 @@ fn attempt(
     }
 }
 
-fn refusal(conn: &mut rusqlite::Connection, input: &EnrollInput) -> Refusal {
+fn refusal(conn: &mut crate::store::db::Db, input: &EnrollInput) -> Refusal {
     enroll::enroll(conn, input, 5).unwrap().unwrap_err()
 }
 
-fn device(conn: &rusqlite::Connection, secret: &Secret) -> EndpointId {
+fn device(conn: &crate::store::db::Db, secret: &Secret) -> EndpointId {
     endpoints::create(
         conn,
         &new_endpoint("dev", EndpointKind::Device, secret, None),
@@ -42,9 +43,8 @@ fn device(conn: &rusqlite::Connection, secret: &Secret) -> EndpointId {
     .id
 }
 
-#[test]
-fn the_bound_uuid_with_another_key_is_refused_and_changes_nothing() {
-    let (_dir, store) = open();
+fn the_bound_uuid_with_another_key_is_refused_and_changes_nothing(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -74,9 +74,8 @@ fn the_bound_uuid_with_another_key_is_refused_and_changes_nothing() {
     assert_eq!(other, refused);
 }
 
-#[test]
-fn the_same_key_re_enrols_and_supersedes_the_old_certificate() {
-    let (_dir, store) = open();
+fn the_same_key_re_enrols_and_supersedes_the_old_certificate(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -100,9 +99,8 @@ fn the_same_key_re_enrols_and_supersedes_the_old_certificate() {
     assert_eq!(unrevoked(&conn, ep).len(), 1);
 }
 
-#[test]
-fn a_certificate_without_a_recorded_key_proves_nothing() {
-    let (_dir, store) = open();
+fn a_certificate_without_a_recorded_key_proves_nothing(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -128,9 +126,8 @@ fn a_certificate_without_a_recorded_key_proves_nothing() {
     );
 }
 
-#[test]
-fn a_fleet_member_re_enrols_only_with_its_key_and_agent_ids_are_never_named() {
-    let (_dir, store) = open();
+fn a_fleet_member_re_enrols_only_with_its_key_and_agent_ids_are_never_named(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let fleet = endpoints::create(
@@ -170,9 +167,8 @@ fn a_fleet_member_re_enrols_only_with_its_key_and_agent_ids_are_never_named() {
     assert!(!refused.message.contains(&member.to_string()));
 }
 
-#[test]
-fn a_wrong_secret_and_an_unknown_endpoint_get_the_same_answer() {
-    let (_dir, store) = open();
+fn a_wrong_secret_and_an_unknown_endpoint_get_the_same_answer(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -190,9 +186,8 @@ fn a_wrong_secret_and_an_unknown_endpoint_get_the_same_answer() {
     assert!(!token_matches(&conn, EndpointId(4242), &wrong.hash()).unwrap());
 }
 
-#[test]
-fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved() {
-    let (_dir, store) = open();
+fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let fleet = endpoints::create(
@@ -240,9 +235,8 @@ fn a_fleet_token_stops_at_its_pending_cap_until_one_is_approved() {
     .is_ok());
 }
 
-#[test]
-fn a_reset_unbinds_revokes_and_kills_the_old_token() {
-    let (_dir, store) = open();
+fn a_reset_unbinds_revokes_and_kills_the_old_token(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -269,9 +263,8 @@ fn a_reset_unbinds_revokes_and_kills_the_old_token() {
         .is_none());
 }
 
-#[test]
-fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
-    let (_dir, store) = open();
+fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = device(&conn, &secret);
@@ -316,11 +309,11 @@ fn a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time() {
 }
 
 /// The serial and recorded key of each of `id`'s unrevoked certificates, oldest first.
-fn unrevoked(conn: &rusqlite::Connection, id: EndpointId) -> Vec<(String, Option<Vec<u8>>)> {
+fn unrevoked(conn: &crate::store::db::Db, id: EndpointId) -> Vec<(String, Option<Vec<u8>>)> {
     let mut stmt = conn
         .prepare(
             "SELECT serial, public_key FROM certificates
-             WHERE endpoint_id = ?1 AND revoked_at IS NULL ORDER BY issued_at, rowid",
+             WHERE endpoint_id = ?1 AND revoked_at IS NULL ORDER BY issued_at, serial",
         )
         .unwrap();
     let rows = stmt
@@ -328,3 +321,14 @@ fn unrevoked(conn: &rusqlite::Connection, id: EndpointId) -> Vec<(String, Option
         .unwrap();
     rows.collect::<Result<_, _>>().unwrap()
 }
+
+both_backends!(
+    the_bound_uuid_with_another_key_is_refused_and_changes_nothing,
+    the_same_key_re_enrols_and_supersedes_the_old_certificate,
+    a_certificate_without_a_recorded_key_proves_nothing,
+    a_fleet_member_re_enrols_only_with_its_key_and_agent_ids_are_never_named,
+    a_wrong_secret_and_an_unknown_endpoint_get_the_same_answer,
+    a_fleet_token_stops_at_its_pending_cap_until_one_is_approved,
+    a_reset_unbinds_revokes_and_kills_the_old_token,
+    a_renewal_takes_over_when_first_presented_and_one_waits_at_a_time
+);

@@ -7,17 +7,13 @@ use outpost_protocol::{AgentId, EndpointId, Secret};
 use outpost_transport::congestion::PathEstimate;
 
 use super::certs;
+use super::db::Dialect;
 use super::endpoints::{self, EndpointKind, NewEndpoint, SavedPath};
 use super::enroll::{self, EnrollInput, EnrollOutcome};
 use super::list::{self, ListQuery, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
-use super::Store;
-
-pub(super) fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("hub.db")).unwrap();
-    (dir, store)
-}
+use super::{Store, StoreLocation};
+use crate::store::test_backends::{both_backends, Backend};
 
 pub(super) fn new_endpoint(
     name: &str,
@@ -53,9 +49,8 @@ pub(super) fn key_of(agent: AgentId) -> [u8; 32] {
     key
 }
 
-#[test]
-fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
-    let (_dir, store) = open();
+fn first_enrolment_binds_and_a_second_device_is_refused_without_harm(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -89,9 +84,8 @@ fn first_enrolment_binds_and_a_second_device_is_refused_without_harm() {
     assert!(!certs::cert_status(&conn, "aa").unwrap().unwrap().revoked);
 }
 
-#[test]
-fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
-    let (_dir, store) = open();
+fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let reserved = AgentId::generate();
@@ -129,9 +123,8 @@ fn wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused() {
     assert!(ok.is_ok());
 }
 
-#[test]
-fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
-    let (_dir, store) = open();
+fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -155,9 +148,8 @@ fn re_enrolment_of_the_same_agent_supersedes_its_old_certificate() {
     );
 }
 
-#[test]
-fn fleet_devices_land_pending_once_each_until_approved() {
-    let (_dir, store) = open();
+fn fleet_devices_land_pending_once_each_until_approved(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let fleet = endpoints::create(
@@ -195,9 +187,8 @@ fn fleet_devices_land_pending_once_each_until_approved() {
     assert!(member.name.starts_with("pos-"));
 }
 
-#[test]
-fn removal_revokes_every_certificate_of_the_endpoint() {
-    let (_dir, store) = open();
+fn removal_revokes_every_certificate_of_the_endpoint(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let secret = Secret::generate();
     let ep = endpoints::create(
@@ -219,13 +210,10 @@ fn removal_revokes_every_certificate_of_the_endpoint() {
     assert!(endpoints::remove(&mut conn, ep.id, 4).unwrap().is_none());
 }
 
-#[test]
-fn liveness_is_written_in_one_batch_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
+fn liveness_is_written_in_one_batch_and_survives_reopen(backend: Backend) {
+    let (place, store) = backend.open();
     let secret = Secret::generate();
     let id = {
-        let store = Store::open(&path).unwrap();
         let mut conn = store.lock();
         let id = endpoints::create(
             &conn,
@@ -246,15 +234,15 @@ fn liveness_is_written_in_one_batch_and_survives_reopen() {
         liveness::write_liveness(&mut conn, &[update]).unwrap();
         id
     };
-    let store = Store::open(&path).unwrap();
+    drop(store);
+    let store = Store::open_location(&place.location()).unwrap();
     let record = endpoints::find(&store.lock(), id).unwrap().unwrap();
     assert_eq!((record.last_checkin, record.migrations), (Some(42), 3));
     assert_eq!(record.last_addr.as_deref(), Some("127.0.0.1:9"));
 }
 
-#[test]
-fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
-    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals(backend: Backend) {
+    let (_dir, store) = backend.open();
     let secret = Secret::generate();
     let mut conn = store.lock();
     let id = endpoints::create(
@@ -285,9 +273,8 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals() {
     assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
 }
 
-#[test]
-fn a_measured_path_is_kept_until_a_later_connection_measures_another() {
-    let store = Store::open(&tempfile::tempdir().unwrap().path().join("hub.db")).unwrap();
+fn a_measured_path_is_kept_until_a_later_connection_measures_another(backend: Backend) {
+    let (_dir, store) = backend.open();
     let secret = Secret::generate();
     let mut conn = store.lock();
     let id = endpoints::create(
@@ -327,15 +314,44 @@ fn a_measured_path_is_kept_until_a_later_connection_measures_another() {
     );
 }
 
-#[test]
-fn a_database_from_a_newer_hub_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("hub.db");
-    drop(Store::open(&path).unwrap());
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
-    let err = Store::open(&path).unwrap_err();
+fn a_database_from_a_newer_hub_is_refused(backend: Backend) {
+    let (place, store) = backend.open();
+    let newer = match store.lock().dialect() {
+        Dialect::Sqlite => "PRAGMA user_version = 99",
+        Dialect::Postgres => "UPDATE schema_version SET version = 99",
+    };
+    store.lock().execute_batch(newer).unwrap();
+    drop(store);
+    let err = Store::open_location(&place.location()).unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+#[test]
+fn a_store_url_is_postgres_a_path_is_sqlite_and_a_password_never_prints() {
+    let url = "postgres://hub:s3cret@db.example:5432/outpost";
+    let location = StoreLocation::parse(url);
+    assert_eq!(location, StoreLocation::Postgres(url.into()));
+    assert_eq!(
+        location.to_string(),
+        "postgres://hub:****@db.example:5432/outpost"
+    );
+    assert!(!format!("{location:?}").contains("s3cret"));
+    let plain = StoreLocation::parse("postgresql://hub@db/outpost");
+    assert_eq!(plain.to_string(), "postgresql://hub@db/outpost");
+    assert_eq!(
+        StoreLocation::parse("/var/lib/outpost/hub.db"),
+        StoreLocation::Sqlite("/var/lib/outpost/hub.db".into())
+    );
+}
+
+both_backends!(
+    a_database_from_a_newer_hub_is_refused,
+    liveness_is_written_in_one_batch_and_survives_reopen,
+    first_enrolment_binds_and_a_second_device_is_refused_without_harm,
+    wrong_secret_unknown_endpoint_and_preassigned_mismatch_are_refused,
+    re_enrolment_of_the_same_agent_supersedes_its_old_certificate,
+    fleet_devices_land_pending_once_each_until_approved,
+    removal_revokes_every_certificate_of_the_endpoint,
+    each_ended_connection_adds_its_bytes_to_the_endpoint_totals,
+    a_measured_path_is_kept_until_a_later_connection_measures_another
+);

@@ -7,11 +7,10 @@
 //! metered link is one SIM per device, and one device spending its allowance must not hold back
 //! the others.
 
-use rusqlite::{params, Connection, OptionalExtension};
-
 use outpost_protocol::window::TransferWindow;
 use outpost_protocol::EndpointId;
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 /// Bytes one device spent on one class in one period, added by a flush.
@@ -72,11 +71,7 @@ impl BudgetScope {
 }
 
 /// Add `rows` to period `period_start`, in one transaction.
-pub fn add(
-    conn: &mut Connection,
-    period_start: i64,
-    rows: &[TrafficRow],
-) -> Result<(), StoreError> {
+pub fn add(conn: &mut Db, period_start: i64, rows: &[TrafficRow]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -87,7 +82,7 @@ pub fn add(
             "INSERT INTO traffic (endpoint_id, period_start, class, up, down)
              SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ?1)
              ON CONFLICT (endpoint_id, period_start, class)
-             DO UPDATE SET up = up + excluded.up, down = down + excluded.down",
+             DO UPDATE SET up = traffic.up + excluded.up, down = traffic.down + excluded.down",
         )?;
         for row in rows {
             stmt.execute(params![
@@ -109,7 +104,7 @@ fn clamp(bytes: u64) -> i64 {
 
 /// A device's bytes in period `period_start`, by class name: `(class, up, down)`.
 pub fn of_endpoint(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     period_start: i64,
 ) -> Result<Vec<(String, u64, u64)>, StoreError> {
@@ -117,19 +112,15 @@ pub fn of_endpoint(
         "SELECT class, up, down FROM traffic WHERE endpoint_id = ?1 AND period_start = ?2",
     )?;
     let rows = stmt.query_map(params![endpoint.0 as i64, period_start], |r| {
-        Ok((
-            r.get(0)?,
-            r.get::<_, i64>(1)? as u64,
-            r.get::<_, i64>(2)? as u64,
-        ))
+        Ok((r.get(0)?, r.get::<i64>(1)? as u64, r.get::<i64>(2)? as u64))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A device's bytes in period `period_start`, every class both ways.
-pub fn used(conn: &Connection, endpoint: EndpointId, period_start: i64) -> Result<u64, StoreError> {
+pub fn used(conn: &Db, endpoint: EndpointId, period_start: i64) -> Result<u64, StoreError> {
     let used: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(up + down), 0) FROM traffic
+        "SELECT CAST(COALESCE(SUM(up + down), 0) AS BIGINT) FROM traffic
          WHERE endpoint_id = ?1 AND period_start = ?2",
         params![endpoint.0 as i64, period_start],
         |r| r.get(0),
@@ -140,24 +131,24 @@ pub fn used(conn: &Connection, endpoint: EndpointId, period_start: i64) -> Resul
 /// A device's bytes in each of its last `limit` periods before `before` (newest first):
 /// `(period_start, bytes)`.
 pub fn history(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
     before: i64,
     limit: u32,
 ) -> Result<Vec<(i64, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT period_start, SUM(up + down) FROM traffic
+        "SELECT period_start, CAST(SUM(up + down) AS BIGINT) FROM traffic
          WHERE endpoint_id = ?1 AND period_start < ?2
          GROUP BY period_start ORDER BY period_start DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![endpoint.0 as i64, before, limit], |r| {
-        Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        Ok((r.get(0)?, r.get::<i64>(1)?.max(0) as u64))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Set `scope`'s budget to `bytes` a period.
-pub fn set_budget(conn: &Connection, scope: &BudgetScope, bytes: u64) -> Result<(), StoreError> {
+pub fn set_budget(conn: &Db, scope: &BudgetScope, bytes: u64) -> Result<(), StoreError> {
     let (kind, name) = scope.columns();
     conn.execute(
         "INSERT INTO budgets (scope, name, bytes) VALUES (?1, ?2, ?3)
@@ -168,7 +159,7 @@ pub fn set_budget(conn: &Connection, scope: &BudgetScope, bytes: u64) -> Result<
 }
 
 /// Remove `scope`'s budget; false if it had none.
-pub fn remove_budget(conn: &Connection, scope: &BudgetScope) -> Result<bool, StoreError> {
+pub fn remove_budget(conn: &Db, scope: &BudgetScope) -> Result<bool, StoreError> {
     let (kind, name) = scope.columns();
     Ok(conn.execute(
         "DELETE FROM budgets WHERE scope = ?1 AND name = ?2",
@@ -177,17 +168,13 @@ pub fn remove_budget(conn: &Connection, scope: &BudgetScope) -> Result<bool, Sto
 }
 
 /// Every budget set, fleet first, then groups, then devices.
-pub fn budgets(conn: &Connection) -> Result<Vec<(BudgetScope, u64)>, StoreError> {
+pub fn budgets(conn: &Db) -> Result<Vec<(BudgetScope, u64)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT scope, name, bytes FROM budgets ORDER BY
              CASE scope WHEN 'fleet' THEN 0 WHEN 'group' THEN 1 ELSE 2 END, name",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
+        Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?))
     })?;
     rows.map(|row| {
         let (scope, name, bytes) = row?;
@@ -202,7 +189,7 @@ pub fn budgets(conn: &Connection) -> Result<Vec<(BudgetScope, u64)>, StoreError>
 /// The budget that applies to `endpoint`, and where it was set: its own, else its group's, else
 /// the fleet's.
 pub fn budget_for(
-    conn: &Connection,
+    conn: &Db,
     endpoint: EndpointId,
 ) -> Result<Option<(BudgetScope, u64)>, StoreError> {
     let found = conn
@@ -216,13 +203,7 @@ pub fn budget_for(
              ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
              LIMIT 1",
             params![endpoint.0.to_string(), endpoint.0 as i64],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            },
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?)),
         )
         .optional()?;
     found
@@ -237,7 +218,7 @@ pub fn budget_for(
 
 /// Set `scope`'s transfer window.
 pub fn set_window(
-    conn: &Connection,
+    conn: &Db,
     scope: &BudgetScope,
     window: TransferWindow,
 ) -> Result<(), StoreError> {
@@ -253,7 +234,7 @@ pub fn set_window(
 }
 
 /// Remove `scope`'s transfer window; false if it had none.
-pub fn remove_window(conn: &Connection, scope: &BudgetScope) -> Result<bool, StoreError> {
+pub fn remove_window(conn: &Db, scope: &BudgetScope) -> Result<bool, StoreError> {
     let (kind, name) = scope.columns();
     Ok(conn.execute(
         "DELETE FROM transfer_windows WHERE scope = ?1 AND name = ?2",
@@ -262,17 +243,17 @@ pub fn remove_window(conn: &Connection, scope: &BudgetScope) -> Result<bool, Sto
 }
 
 /// Every transfer window set, fleet first, then groups, then devices.
-pub fn windows(conn: &Connection) -> Result<Vec<(BudgetScope, TransferWindow)>, StoreError> {
+pub fn windows(conn: &Db) -> Result<Vec<(BudgetScope, TransferWindow)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT scope, name, start_minute, end_minute FROM transfer_windows ORDER BY
              CASE scope WHEN 'fleet' THEN 0 WHEN 'group' THEN 1 ELSE 2 END, name",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, u16>(2)?,
-            r.get::<_, u16>(3)?,
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<u16>(2)?,
+            r.get::<u16>(3)?,
         ))
     })?;
     rows.map(|row| {
@@ -286,10 +267,7 @@ pub fn windows(conn: &Connection) -> Result<Vec<(BudgetScope, TransferWindow)>, 
 }
 
 /// The transfer window that applies to `endpoint`: its own, else its group's, else the fleet's.
-pub fn window_for(
-    conn: &Connection,
-    endpoint: EndpointId,
-) -> Result<Option<TransferWindow>, StoreError> {
+pub fn window_for(conn: &Db, endpoint: EndpointId) -> Result<Option<TransferWindow>, StoreError> {
     let found = conn
         .query_row(
             "SELECT start_minute, end_minute FROM transfer_windows
@@ -301,7 +279,7 @@ pub fn window_for(
              ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
              LIMIT 1",
             params![endpoint.0.to_string(), endpoint.0 as i64],
-            |r| Ok((r.get::<_, u16>(0)?, r.get::<_, u16>(1)?)),
+            |r| Ok((r.get::<u16>(0)?, r.get::<u16>(1)?)),
         )
         .optional()?;
     found.map(|(start, end)| window_of(start, end)).transpose()

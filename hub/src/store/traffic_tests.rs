@@ -2,14 +2,15 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use outpost_protocol::{EndpointId, Secret};
-use rusqlite::Connection;
 
+use super::db::Db;
 use super::endpoints::{self, EndpointKind};
 use super::labels::{self, Label};
-use super::tests::{new_endpoint, open};
+use super::tests::new_endpoint;
 use super::traffic::*;
+use crate::store::test_backends::{both_backends, Backend};
 
-fn device(conn: &Connection, name: &str, group: Option<&str>) -> EndpointId {
+fn device(conn: &Db, name: &str, group: Option<&str>) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     let id = endpoints::create(conn, &new, 1).unwrap().id;
     if let Some(group) = group {
@@ -28,9 +29,8 @@ fn row(endpoint: EndpointId, class: &'static str, up: u64, down: u64) -> Traffic
     }
 }
 
-#[test]
-fn flushes_add_up_per_period_and_class() {
-    let (_dir, store) = open();
+fn flushes_add_up_per_period_and_class(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let kiosk = device(&conn, "kiosk", None);
     add(
@@ -61,9 +61,8 @@ fn flushes_add_up_per_period_and_class() {
     assert_eq!(history(&conn, kiosk, 300, 1).unwrap(), vec![(200, 14)]);
 }
 
-#[test]
-fn a_removed_device_gains_no_rows_and_loses_its_own() {
-    let (_dir, store) = open();
+fn a_removed_device_gains_no_rows_and_loses_its_own(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let gone = device(&conn, "gone", None);
     let kept = device(&conn, "kept", None);
@@ -83,9 +82,8 @@ fn a_removed_device_gains_no_rows_and_loses_its_own() {
     assert_eq!(rows, 1);
 }
 
-#[test]
-fn the_most_specific_budget_applies() {
-    let (_dir, store) = open();
+fn the_most_specific_budget_applies(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let berlin = device(&conn, "berlin-1", Some("berlin"));
     let paris = device(&conn, "paris-1", Some("paris"));
@@ -128,9 +126,8 @@ fn the_most_specific_budget_applies() {
     );
 }
 
-#[test]
-fn the_most_specific_window_applies() {
-    let (_dir, store) = open();
+fn the_most_specific_window_applies(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let berlin = device(&conn, "berlin-1", Some("berlin"));
     let loose = device(&conn, "loose", None);
@@ -150,3 +147,10 @@ fn the_most_specific_window_applies() {
     );
     assert!(stored.is_err(), "the schema refuses a minute past the day");
 }
+
+both_backends!(
+    flushes_add_up_per_period_and_class,
+    a_removed_device_gains_no_rows_and_loses_its_own,
+    the_most_specific_budget_applies,
+    the_most_specific_window_applies
+);

@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
-
 use outpost_protocol::EndpointId;
 
+use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
 /// A webhook as stored.
@@ -98,18 +97,20 @@ pub enum Attempt {
 
 /// Store a new webhook.
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     url: &str,
     events: &[String],
     secret: &str,
     now: i64,
 ) -> Result<WebhookRecord, StoreError> {
-    conn.execute(
-        "INSERT INTO webhooks (url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4)",
+    let id = conn.query_row(
+        "INSERT INTO webhooks (url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4)
+         RETURNING id",
         params![url, events.join(","), secret, now],
+        |row| row.get(0),
     )?;
     Ok(WebhookRecord {
-        id: conn.last_insert_rowid(),
+        id,
         url: url.to_owned(),
         events: events.to_vec(),
         created_at: now,
@@ -117,7 +118,7 @@ pub fn add(
 }
 
 /// Every webhook, oldest first.
-pub fn list(conn: &Connection) -> Result<Vec<WebhookRecord>, StoreError> {
+pub fn list(conn: &Db) -> Result<Vec<WebhookRecord>, StoreError> {
     let mut stmt = conn.prepare("SELECT id, url, events, created_at FROM webhooks ORDER BY id")?;
     let rows = stmt.query_map([], |r| {
         let events: String = r.get(2)?;
@@ -132,12 +133,12 @@ pub fn list(conn: &Connection) -> Result<Vec<WebhookRecord>, StoreError> {
 }
 
 /// Remove a webhook and its deliveries; false if there was none.
-pub fn remove(conn: &Connection, id: i64) -> Result<bool, StoreError> {
+pub fn remove(conn: &Db, id: i64) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])? > 0)
 }
 
 /// Deliveries not yet done, across webhooks.
-pub fn pending(conn: &Connection) -> Result<u64, StoreError> {
+pub fn pending(conn: &Db) -> Result<u64, StoreError> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM webhook_deliveries WHERE next_attempt_ms IS NOT NULL",
         [],
@@ -149,7 +150,7 @@ pub fn pending(conn: &Connection) -> Result<u64, StoreError> {
 /// unless `cap` deliveries are already pending. Returns how many deliveries were queued, and
 /// how many were refused for the cap.
 pub fn enqueue(
-    conn: &mut Connection,
+    conn: &mut Db,
     event: &str,
     body: &str,
     now_ms: i64,
@@ -168,11 +169,12 @@ pub fn enqueue(
     let queued = subscribed.len().min(room);
     if queued > 0 {
         let now = now_ms.div_euclid(1000);
-        tx.execute(
-            "INSERT INTO webhook_events (event, body, created_at) VALUES (?1, ?2, ?3)",
+        let event_id: i64 = tx.query_row(
+            "INSERT INTO webhook_events (event, body, created_at) VALUES (?1, ?2, ?3)
+             RETURNING id",
             params![event, body, now],
+            |row| row.get(0),
         )?;
-        let event_id = tx.last_insert_rowid();
         let mut insert = tx.prepare_cached(
             "INSERT INTO webhook_deliveries (webhook_id, event_id, next_attempt_ms, created_at)
              VALUES (?1, ?2, ?3, ?4)",
@@ -186,7 +188,7 @@ pub fn enqueue(
 }
 
 /// Up to `limit` deliveries due at `now_ms`, soonest first.
-pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, StoreError> {
+pub fn due(conn: &Db, now_ms: i64, limit: usize) -> Result<Vec<DueDelivery>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT d.id, w.url, w.secret, e.body, d.attempts, d.created_at
          FROM webhook_deliveries d
@@ -209,7 +211,7 @@ pub fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<DueDelive
 }
 
 /// When the next pending delivery is due (ms since the epoch).
-pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
+pub fn next_due(conn: &Db) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row(
         "SELECT MIN(next_attempt_ms) FROM webhook_deliveries WHERE next_attempt_ms IS NOT NULL",
         [],
@@ -218,11 +220,7 @@ pub fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
 }
 
 /// Record how attempts ended, at `now` (Unix seconds), in one transaction.
-pub fn record(
-    conn: &mut Connection,
-    attempts: &[(i64, Attempt)],
-    now: i64,
-) -> Result<(), StoreError> {
+pub fn record(conn: &mut Db, attempts: &[(i64, Attempt)], now: i64) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
@@ -249,7 +247,7 @@ pub fn record(
 
 /// The newest `limit` deliveries, of one webhook or all.
 pub fn deliveries(
-    conn: &Connection,
+    conn: &Db,
     webhook: Option<i64>,
     limit: usize,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
@@ -257,7 +255,7 @@ pub fn deliveries(
         "SELECT d.id, d.webhook_id, e.event, e.body, d.attempts, d.next_attempt_ms,
                 d.last_status, d.last_error, d.delivered_at, d.gave_up_at, d.created_at
          FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-         WHERE ?1 IS NULL OR d.webhook_id = ?1
+         WHERE CAST(?1 AS BIGINT) IS NULL OR d.webhook_id = ?1
          ORDER BY d.id DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![webhook, limit as i64], |r| {
@@ -279,7 +277,7 @@ pub fn deliveries(
 }
 
 /// Forget deliveries done before `before` (Unix seconds) and events no delivery refers to.
-pub fn prune(conn: &mut Connection, before: i64) -> Result<usize, StoreError> {
+pub fn prune(conn: &mut Db, before: i64) -> Result<usize, StoreError> {
     let tx = conn.transaction()?;
     let removed = tx.execute(
         "DELETE FROM webhook_deliveries WHERE next_attempt_ms IS NULL AND created_at < ?1",
@@ -295,7 +293,7 @@ pub fn prune(conn: &mut Connection, before: i64) -> Result<usize, StoreError> {
 }
 
 /// Set the offline threshold of a group (`""`: the default for every device without one).
-pub fn set_threshold(conn: &Connection, group: &str, after: Duration) -> Result<(), StoreError> {
+pub fn set_threshold(conn: &Db, group: &str, after: Duration) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO alert_thresholds (group_name, after_ms) VALUES (?1, ?2)
          ON CONFLICT (group_name) DO UPDATE SET after_ms = excluded.after_ms",
@@ -305,13 +303,13 @@ pub fn set_threshold(conn: &Connection, group: &str, after: Duration) -> Result<
 }
 
 /// Every threshold set, by group name (`""`: the default).
-pub fn thresholds(conn: &Connection) -> Result<Vec<(String, Duration)>, StoreError> {
+pub fn thresholds(conn: &Db) -> Result<Vec<(String, Duration)>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT group_name, after_ms FROM alert_thresholds ORDER BY group_name")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get(0)?,
-            Duration::from_millis(r.get::<_, i64>(1)?.max(0) as u64),
+            Duration::from_millis(r.get::<i64>(1)?.max(0) as u64),
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -320,7 +318,7 @@ pub fn thresholds(conn: &Connection) -> Result<Vec<(String, Duration)>, StoreErr
 /// The offline threshold of each device in `ids` that exists: its group's, else the stored
 /// default, else `fallback`.
 pub fn offline_thresholds(
-    conn: &Connection,
+    conn: &Db,
     ids: &[EndpointId],
     fallback: Duration,
 ) -> Result<Vec<(EndpointId, Duration)>, StoreError> {
@@ -347,7 +345,7 @@ pub fn offline_thresholds(
 /// threshold as [`offline_thresholds`] gives it: what a starting hub counts as down until it sees
 /// each one's session, so a device that stays dark across a restart is still reported.
 pub fn enrolled_devices(
-    conn: &Connection,
+    conn: &Db,
     fallback: Duration,
 ) -> Result<Vec<(EndpointId, Duration)>, StoreError> {
     let mut stmt = conn.prepare(
@@ -362,7 +360,7 @@ pub fn enrolled_devices(
     let rows = stmt.query_map([], |r| {
         let after: Option<i64> = r.get(1)?;
         Ok((
-            EndpointId(r.get::<_, i64>(0)? as u64),
+            EndpointId(r.get::<i64>(0)? as u64),
             after.map_or(fallback, |ms| Duration::from_millis(ms.max(0) as u64)),
         ))
     })?;
@@ -370,7 +368,7 @@ pub fn enrolled_devices(
 }
 
 /// An endpoint's name, if it exists.
-pub fn endpoint_name(conn: &Connection, id: EndpointId) -> Result<Option<String>, StoreError> {
+pub fn endpoint_name(conn: &Db, id: EndpointId) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT name FROM endpoints WHERE id = ?1",
@@ -381,14 +379,11 @@ pub fn endpoint_name(conn: &Connection, id: EndpointId) -> Result<Option<String>
 }
 
 /// Record that an outage raised `offline` (`Some(since)`), or that its `online` was raised.
-pub fn set_outage(
-    conn: &Connection,
-    id: EndpointId,
-    since_ms: Option<i64>,
-) -> Result<(), StoreError> {
+pub fn set_outage(conn: &Db, id: EndpointId, since_ms: Option<i64>) -> Result<(), StoreError> {
     match since_ms {
         Some(since) => conn.execute(
-            "INSERT OR REPLACE INTO alert_outages (endpoint_id, since_ms) VALUES (?1, ?2)",
+            "INSERT INTO alert_outages (endpoint_id, since_ms) VALUES (?1, ?2)
+             ON CONFLICT (endpoint_id) DO UPDATE SET since_ms = excluded.since_ms",
             params![id.0 as i64, since],
         )?,
         None => conn.execute(
@@ -400,38 +395,35 @@ pub fn set_outage(
 }
 
 /// The outages that raised `offline` and not yet `online`.
-pub fn alerted_outages(conn: &Connection) -> Result<Vec<(EndpointId, i64)>, StoreError> {
+pub fn alerted_outages(conn: &Db) -> Result<Vec<(EndpointId, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT endpoint_id, since_ms FROM alert_outages")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((EndpointId(r.get::<_, i64>(0)? as u64), r.get(1)?))
-    })?;
+    let rows = stmt.query_map([], |r| Ok((EndpointId(r.get::<i64>(0)? as u64), r.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Devices whose newest unrevoked certificate expires before `before` (Unix seconds) and that
 /// were not yet warned of that expiry, with the expiry.
-pub fn expiring_certs(
-    conn: &Connection,
-    before: i64,
-) -> Result<Vec<(EndpointId, i64)>, StoreError> {
+pub fn expiring_certs(conn: &Db, before: i64) -> Result<Vec<(EndpointId, i64)>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT c.endpoint_id, MAX(c.not_after) AS expiry
-         FROM certificates c JOIN endpoints e ON e.id = c.endpoint_id
-         WHERE c.revoked_at IS NULL
-         GROUP BY c.endpoint_id
-         HAVING expiry < ?1 AND NOT EXISTS (SELECT 1 FROM alert_cert_expiry a
-             WHERE a.endpoint_id = c.endpoint_id AND a.not_after = expiry)",
+        "SELECT x.endpoint_id, x.expiry FROM
+             (SELECT c.endpoint_id, MAX(c.not_after) AS expiry
+              FROM certificates c JOIN endpoints e ON e.id = c.endpoint_id
+              WHERE c.revoked_at IS NULL
+              GROUP BY c.endpoint_id) AS x
+         WHERE x.expiry < ?1 AND NOT EXISTS (SELECT 1 FROM alert_cert_expiry a
+             WHERE a.endpoint_id = x.endpoint_id AND a.not_after = x.expiry)",
     )?;
     let rows = stmt.query_map([before], |r| {
-        Ok((EndpointId(r.get::<_, i64>(0)? as u64), r.get(1)?))
+        Ok((EndpointId(r.get::<i64>(0)? as u64), r.get(1)?))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Record that the device was warned its certificate expires at `not_after`.
-pub fn cert_warned(conn: &Connection, id: EndpointId, not_after: i64) -> Result<(), StoreError> {
+pub fn cert_warned(conn: &Db, id: EndpointId, not_after: i64) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR REPLACE INTO alert_cert_expiry (endpoint_id, not_after) VALUES (?1, ?2)",
+        "INSERT INTO alert_cert_expiry (endpoint_id, not_after) VALUES (?1, ?2)
+         ON CONFLICT (endpoint_id) DO UPDATE SET not_after = excluded.not_after",
         params![id.0 as i64, not_after],
     )?;
     Ok(())

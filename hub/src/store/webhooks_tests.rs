@@ -8,10 +8,11 @@ use outpost_protocol::Secret;
 use super::*;
 use crate::store::endpoints::{self, EndpointKind};
 use crate::store::labels;
-use crate::store::tests::{new_endpoint, open};
+use crate::store::test_backends::{both_backends, Backend};
+use crate::store::tests::new_endpoint;
 use crate::store::Label;
 
-fn device(conn: &Connection, name: &str) -> EndpointId {
+fn device(conn: &Db, name: &str) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, 0).unwrap().id
 }
@@ -20,9 +21,8 @@ fn names(events: &[&str]) -> Vec<String> {
     events.iter().map(|e| (*e).to_owned()).collect()
 }
 
-#[test]
-fn an_event_is_queued_once_per_subscribed_webhook_and_the_cap_refuses_the_rest() {
-    let (_dir, store) = open();
+fn an_event_is_queued_once_per_subscribed_webhook_and_the_cap_refuses_the_rest(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let both = add(&conn, "http://a/", &names(&["offline", "online"]), "k1", 1).unwrap();
     let jobs = add(&conn, "http://b/", &names(&["job"]), "k2", 1).unwrap();
@@ -53,9 +53,8 @@ fn an_event_is_queued_once_per_subscribed_webhook_and_the_cap_refuses_the_rest()
     assert_eq!(deliveries(&conn, Some(both.id), 10).unwrap().len(), 1);
 }
 
-#[test]
-fn attempts_are_recorded_and_done_deliveries_leave_the_queue() {
-    let (_dir, store) = open();
+fn attempts_are_recorded_and_done_deliveries_leave_the_queue(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     add(&conn, "http://a/", &names(&["job"]), "k", 1).unwrap();
     enqueue(&mut conn, "job", "{\"job\":1}", 1_000, 10).unwrap();
@@ -102,9 +101,8 @@ fn attempts_are_recorded_and_done_deliveries_leave_the_queue() {
     assert!(deliveries(&conn, None, 10).unwrap().is_empty());
 }
 
-#[test]
-fn a_devices_threshold_is_its_groups_else_the_default_else_the_fallback() {
-    let (_dir, store) = open();
+fn a_devices_threshold_is_its_groups_else_the_default_else_the_fallback(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let (grouped, plain) = (device(&conn, "a"), device(&conn, "b"));
     let kiosks: Label = "kiosks".parse().unwrap();
@@ -128,9 +126,8 @@ fn a_devices_threshold_is_its_groups_else_the_default_else_the_fallback() {
     assert_eq!(thresholds(&conn).unwrap().len(), 2);
 }
 
-#[test]
-fn an_expiring_certificate_is_warned_of_once_and_again_only_for_a_new_expiry() {
-    let (_dir, store) = open();
+fn an_expiring_certificate_is_warned_of_once_and_again_only_for_a_new_expiry(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let id = device(&conn, "a");
     let cert = |serial: &str, not_after: i64| {
@@ -155,9 +152,8 @@ fn an_expiring_certificate_is_warned_of_once_and_again_only_for_a_new_expiry() {
     assert_eq!(expiring_certs(&conn, 200).unwrap(), vec![(id, 150)]);
 }
 
-#[test]
-fn an_alerted_outage_is_kept_until_its_online() {
-    let (_dir, store) = open();
+fn an_alerted_outage_is_kept_until_its_online(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     set_outage(&conn, EndpointId(4), Some(1_000)).unwrap();
     assert_eq!(
@@ -168,9 +164,8 @@ fn an_alerted_outage_is_kept_until_its_online() {
     assert!(alerted_outages(&conn).unwrap().is_empty());
 }
 
-#[test]
-fn a_starting_hub_counts_enrolled_devices_not_already_alerted() {
-    let (_dir, store) = open();
+fn a_starting_hub_counts_enrolled_devices_not_already_alerted(backend: Backend) {
+    let (_dir, store) = backend.open();
     let conn = store.lock();
     let enrolled = [device(&conn, "a"), device(&conn, "b"), device(&conn, "c")];
     device(&conn, "never-enrolled");
@@ -191,3 +186,12 @@ fn a_starting_hub_counts_enrolled_devices_not_already_alerted() {
         ]
     );
 }
+
+both_backends!(
+    an_event_is_queued_once_per_subscribed_webhook_and_the_cap_refuses_the_rest,
+    attempts_are_recorded_and_done_deliveries_leave_the_queue,
+    a_devices_threshold_is_its_groups_else_the_default_else_the_fallback,
+    an_expiring_certificate_is_warned_of_once_and_again_only_for_a_new_expiry,
+    an_alerted_outage_is_kept_until_its_online,
+    a_starting_hub_counts_enrolled_devices_not_already_alerted
+);

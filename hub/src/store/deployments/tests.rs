@@ -4,7 +4,8 @@ use outpost_protocol::Secret;
 use super::*;
 use crate::store::endpoints::{self, EndpointKind};
 use crate::store::stacks::{save_version, Saved};
-use crate::store::tests::{new_endpoint, open};
+use crate::store::test_backends::{both_backends, Backend};
+use crate::store::tests::new_endpoint;
 
 fn spec(project: &str, image: &str, version: u32) -> StackSpec {
     StackSpec {
@@ -15,7 +16,7 @@ fn spec(project: &str, image: &str, version: u32) -> StackSpec {
     }
 }
 
-fn stored(conn: &mut Connection, project: &str, image: &str) -> StackSpec {
+fn stored(conn: &mut Db, project: &str, image: &str) -> StackSpec {
     let saved = save_version(conn, project, image, |v| {
         Ok::<_, ()>(spec(project, image, v))
     });
@@ -24,7 +25,7 @@ fn stored(conn: &mut Connection, project: &str, image: &str) -> StackSpec {
     }
 }
 
-fn device(conn: &Connection, name: &str) -> EndpointId {
+fn device(conn: &Db, name: &str) -> EndpointId {
     let new = new_endpoint(name, EndpointKind::Device, &Secret::generate(), None);
     endpoints::create(conn, &new, 0).unwrap().id
 }
@@ -40,9 +41,8 @@ fn report(project: &str, version: u32, phase: Phase) -> StackReport {
     }
 }
 
-#[test]
-fn a_device_runs_what_is_assigned_one_version_per_stack() {
-    let (_dir, store) = open();
+fn a_device_runs_what_is_assigned_one_version_per_stack(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     let pos_v1 = stored(&mut conn, "pos", "pos:1");
     let pos_v2 = stored(&mut conn, "pos", "pos:2");
@@ -91,9 +91,8 @@ fn a_device_runs_what_is_assigned_one_version_per_stack() {
     assert_eq!(devices_running(&conn, "pos").unwrap(), 1);
 }
 
-#[test]
-fn a_drift_policy_is_part_of_what_a_device_should_run() {
-    let (_dir, store) = open();
+fn a_drift_policy_is_part_of_what_a_device_should_run(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     stored(&mut conn, "signage", "sign:1");
@@ -127,9 +126,8 @@ fn a_drift_policy_is_part_of_what_a_device_should_run() {
     );
 }
 
-#[test]
-fn reports_update_the_assigned_version_only() {
-    let (_dir, store) = open();
+fn reports_update_the_assigned_version_only(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     stored(&mut conn, "pos", "pos:2");
@@ -182,9 +180,8 @@ fn reports_update_the_assigned_version_only() {
     );
 }
 
-#[test]
-fn removing_an_endpoint_removes_its_deployments() {
-    let (_dir, store) = open();
+fn removing_an_endpoint_removes_its_deployments(backend: Backend) {
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     let kiosk = device(&conn, "kiosk");
@@ -194,10 +191,9 @@ fn removing_an_endpoint_removes_its_deployments() {
     assert_eq!(devices_running(&conn, "pos").unwrap(), 0);
 }
 
-#[test]
-fn a_deployed_stack_cannot_be_removed() {
+fn a_deployed_stack_cannot_be_removed(backend: Backend) {
     use crate::store::stacks::{remove, Removed};
-    let (_dir, store) = open();
+    let (_dir, store) = backend.open();
     let mut conn = store.lock();
     stored(&mut conn, "pos", "pos:1");
     let kiosk = device(&conn, "kiosk");
@@ -209,3 +205,11 @@ fn a_deployed_stack_cannot_be_removed() {
         "nothing removed"
     );
 }
+
+both_backends!(
+    a_deployed_stack_cannot_be_removed,
+    a_device_runs_what_is_assigned_one_version_per_stack,
+    a_drift_policy_is_part_of_what_a_device_should_run,
+    reports_update_the_assigned_version_only,
+    removing_an_endpoint_removes_its_deployments
+);
