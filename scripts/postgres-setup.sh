@@ -6,6 +6,9 @@
 # connections: it holds nothing but test databases, each created and dropped
 # by the test that uses it.
 #
+# Installs Debian's `postgresql` first when its binaries are missing (as root;
+# the package's own cluster service is kept from starting while installing, and
+# stopped and disabled under systemd: the tests want only this cluster).
 # Idempotent: a cluster already answering is left alone; a data directory from
 # an earlier run is reused. Prints the URL the tests read on stdout (the tests
 # default to the same URL; export OUTPOST_TEST_POSTGRES to point them
@@ -13,9 +16,10 @@
 #   su postgres -c '/usr/lib/postgresql/15/bin/pg_ctl -D /var/tmp/outpost-pg/data stop'
 set -euo pipefail
 
+export DEBIAN_FRONTEND=noninteractive
+
 port=${OUTPOST_PG_PORT:-55432}
 root=${OUTPOST_PG_DIR:-/var/tmp/outpost-pg}
-bin=${OUTPOST_PG_BIN:-/usr/lib/postgresql/15/bin}
 data=$root/data
 url="postgres://postgres@127.0.0.1:$port/postgres"
 
@@ -25,7 +29,45 @@ die() {
 }
 note() { echo "postgres-setup: $*" >&2; }
 
-[ -x "$bin/initdb" ] || die "no PostgreSQL at $bin (Debian: apt-get install postgresql)"
+# The newest installed server's binaries (Debian keeps them per major version).
+server_bin() {
+  if [ -n "${OUTPOST_PG_BIN:-}" ]; then
+    echo "$OUTPOST_PG_BIN"
+    return
+  fi
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+install_postgresql() {
+  [ "$(id -u)" = 0 ] || die "PostgreSQL is missing and installing it needs root (Debian: apt-get install postgresql)"
+  exec 8>/run/outpost-postgres-setup.lock
+  flock -w 600 8 || die "another postgres-setup.sh held /run/outpost-postgres-setup.lock for 10 minutes"
+  [ -n "$(server_bin)" ] && return
+  note "installing postgresql ..."
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  apt_log=$(mktemp /tmp/outpost-apt.XXXXXX)
+  ok=1
+  apt-get update -q >"$apt_log" 2>&1 &&
+    apt-get install -y -q --no-install-recommends postgresql >>"$apt_log" 2>&1 || ok=
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  if [ -z "$ok" ]; then
+    tail -n 20 "$apt_log" >&2
+    die "apt-get install postgresql failed (log: $apt_log)"
+  fi
+  rm -f "$apt_log"
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+  fi
+}
+
+[ -n "$(server_bin)" ] || install_postgresql
+bin=$(server_bin)
+[ -x "$bin/initdb" ] || die "no PostgreSQL server binaries at $bin"
 
 ready() { "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; }
 
