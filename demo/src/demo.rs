@@ -180,7 +180,7 @@ async fn demo_endpoint(ctx: &HubContext) -> Result<JoinToken> {
         .call(move |c| endpoints::create(c, &new, unix_now()))
         .await?;
     Ok(JoinToken {
-        hub_addrs: ctx.hub_addrs.clone(),
+        hub_addrs: ctx.hubs.addrs(),
         ca_fingerprint: ctx.pki.ca_fingerprint().0,
         endpoint: record.id,
         secret,

@@ -85,6 +85,9 @@ pub struct HubConfig {
     pub api_listen: SocketAddr,
     /// `host:port` addresses written into join tokens; derived from the bound socket when empty.
     pub public_addrs: Vec<String>,
+    /// This hub's name among the hubs sharing its store; `None`: generated on first start and
+    /// kept in `data_dir` (`crate::hubs::name`).
+    pub hub_name: Option<String>,
     /// Check-in interval handed to agents.
     pub checkin_interval: Duration,
     /// How long NAT bindings must hold at a check-in interval before it grows or is probed
@@ -142,6 +145,7 @@ impl HubConfig {
             agent_tcp: AgentTcp::SamePort,
             api_listen: DEFAULT_API_LISTEN,
             public_addrs: Vec::new(),
+            hub_name: None,
             checkin_interval: DEFAULT_CHECKIN_INTERVAL,
             checkin_hold: crate::session::interval::HOLD,
             standby_after: DEFAULT_STANDBY_AFTER,

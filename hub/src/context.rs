@@ -23,8 +23,9 @@ pub struct HubContext {
     pub registry: Registry,
     /// CA and server certificate.
     pub pki: HubPki,
-    /// Addresses written into new join tokens and sent to agents.
-    pub hub_addrs: Vec<String>,
+    /// This hub among the hubs sharing its store: its id, and the addresses written into new join
+    /// tokens and sent to agents.
+    pub hubs: crate::hubs::FleetHubs,
     /// Check-in interval and standby period handed to agents.
     pub session: EndpointTiming,
     /// How long an admin request waits for a summoned device.

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod fleet;
+pub mod hubs;
 pub mod jobs;
 mod liveness;
 pub mod metrics;

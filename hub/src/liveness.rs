@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_protocol::wire::CloseCode;
+use outpost_protocol::EndpointId;
 use tokio::time::Instant;
 use tracing::warn;
 
@@ -32,16 +34,30 @@ pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, Store
     let now = Instant::now();
     let stale_after = ctx.stale_after();
     let taker = ctx.clone();
-    let written = ctx
+    let hub = ctx.hubs.id;
+    let (rows, held_elsewhere) = ctx
         .store
-        .write_liveness(move || {
+        .write_liveness(hub, move || {
             let updates = taker.registry.take_dirty(now, stale_after);
             taker.alerts.liveness(&updates);
             updates
         })
-        .await;
-    if let Ok(rows) = written {
-        ctx.metrics.flushed(now.elapsed(), rows);
+        .await?;
+    ctx.metrics.flushed(now.elapsed(), rows);
+    for endpoint in held_elsewhere {
+        close_stale(ctx, endpoint);
     }
-    written
+    Ok(rows)
+}
+
+/// `endpoint` checks in to another hub now, so its session here is stale (its connection is
+/// dead and not timed out yet, or the agent has two): close it, so it is never live on two hubs.
+fn close_stale(ctx: &HubContext, endpoint: EndpointId) {
+    if let Some(session) = ctx.registry.get(endpoint) {
+        warn!(%endpoint, "the device checks in to another hub now: closing its session here");
+        session.close(
+            CloseCode::Replaced,
+            "the device is connected to another hub",
+        );
+    }
 }

@@ -3,8 +3,9 @@
 use anyhow::Result;
 use clap::Parser;
 use outpost_hub::cli::{
-    run_admin, run_admin_cert, run_admin_token, run_audit, run_budget, run_image, run_job,
-    run_quiet, run_rollout, run_stack, run_token, run_webhook, run_window, Cli, Command, LogFormat,
+    run_admin, run_admin_cert, run_admin_token, run_audit, run_budget, run_hubs, run_image,
+    run_job, run_quiet, run_rollout, run_stack, run_token, run_webhook, run_window, Cli, Command,
+    LogFormat,
 };
 use outpost_hub::{api, server};
 
@@ -27,6 +28,7 @@ async fn main() -> Result<()> {
         Command::Budget { api, command } => run_budget(&api, command).await,
         Command::Window { api, command } => run_window(&api, command).await,
         Command::Quiet { api, command } => run_quiet(&api, command).await,
+        Command::Hubs { api, json } => run_hubs(&api, json).await,
     }
 }
 

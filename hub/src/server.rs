@@ -131,7 +131,13 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open_location(&config.store_location())?;
-    store::liveness::mark_all_disconnected(&store.lock())?;
+    let hub_name = crate::hubs::name(dir, config.hub_name.as_deref()).map_err(|source| {
+        StartError::DataDir {
+            path: dir.to_owned(),
+            source,
+        }
+    })?;
+    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &api_url(api_addr))?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -164,7 +170,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         store,
         registry: Registry::default(),
         pki,
-        hub_addrs,
+        hubs,
         session: EndpointTiming {
             checkin_interval_ms: millis(config.checkin_interval),
             standby_after_ms: millis(config.standby_after),
@@ -207,6 +213,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
             config.max_api_connections,
         )),
         tokio::spawn(liveness::run_flusher(ctx.clone(), config.flush_interval)),
+        tokio::spawn(crate::hubs::run_heartbeat(ctx.clone())),
         tokio::spawn(fleet::run_ticker(ctx.clone())),
         tokio::spawn(crate::jobs::run_ticker(ctx.clone(), config.job_retention)),
         tokio::spawn(crate::audit::writer::run(
@@ -232,7 +239,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         info!(%addr, "metrics listener (plain HTTP, GET /metrics only)");
         tasks.push(tokio::spawn(metrics::http::serve(listener, ctx.clone())));
     }
-    info!(%agent_addr, %api_addr, addrs = ?ctx.hub_addrs, "hub started");
+    info!(%agent_addr, %api_addr, hub = %ctx.hubs.name, addrs = ?ctx.hubs.addrs(), "hub started");
     info!(
         full_window_grants = ctx.windows.max_grants(),
         standby_window_bytes = windows::cost(windows::Windows::STANDBY),
@@ -296,8 +303,10 @@ impl RunningHub {
         let ctx = self.ctx.clone();
         let now = Instant::now();
         let last = self.ctx.store.call(move |c| {
-            store::liveness::write_liveness(c, &ctx.registry.take_all(now))?;
-            store::liveness::mark_all_disconnected(c).map(drop)
+            let hub = ctx.hubs.id;
+            store::liveness::write_liveness(c, hub, &ctx.registry.take_all(now))?;
+            store::hubs::release(c, hub)?;
+            store::hubs::stopped(c, hub, store::unix_now())
         });
         if let Err(e) = last.await {
             warn!("liveness not written at shutdown: {e}");
@@ -463,6 +472,14 @@ fn endpoint_key(store: &Store) -> Result<[u8; 32], StartError> {
 
 /// `DATA_DIR/api.url`, so admin commands on this machine find the API without flags.
 fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
+    std::fs::write(dir.join("api.url"), api_url(api) + "\n").map_err(|source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// The admin API's URL: `https://` and the bound address (loopback when bound to any).
+fn api_url(api: SocketAddr) -> String {
     let host = if api.ip().is_unspecified() {
         "127.0.0.1".to_owned()
     } else {
@@ -471,11 +488,7 @@ fn write_api_url(dir: &Path, api: SocketAddr) -> Result<(), StartError> {
             SocketAddr::V6(v6) => format!("[{}]", v6.ip()),
         }
     };
-    let url = format!("https://{host}:{}\n", api.port());
-    std::fs::write(dir.join("api.url"), url).map_err(|source| StartError::DataDir {
-        path: dir.to_owned(),
-        source,
-    })
+    format!("https://{host}:{}", api.port())
 }
 
 /// Resolves at SIGINT (ctrl-c) or SIGTERM: when a hub (or the demo) should stop cleanly.

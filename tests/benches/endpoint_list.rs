@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use outpost_api::{ApiClient, ListQuery};
+use outpost_hub::store::hubs::{self, HubId};
 use outpost_hub::store::{
     endpoints, labels, liveness, unix_now, EndpointKind, Label, LivenessUpdate, NewEndpoint, Store,
 };
@@ -115,11 +116,18 @@ fn liveness(path: &Path, n: usize) {
             addr: "198.18.0.2:4433".into(),
             migrations: 0,
             connected: connected(id),
+            claim: connected(id),
             wire_ended: None,
             path_ended: None,
         })
         .collect();
-    liveness::write_liveness(&mut store.lock(), &updates).unwrap();
+    let hub = running_hub(&store);
+    liveness::write_liveness(&mut store.lock(), hub, &updates).unwrap();
+}
+
+/// The hub the bench started, whose flush the bench's writes stand in for.
+fn running_hub(store: &Store) -> HubId {
+    hubs::list(&store.lock()).unwrap()[0].id
 }
 
 /// A heavy liveness flush: every 5 s, one transaction writing `rows` liveness rows (rotating
@@ -133,6 +141,7 @@ fn flush_load(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
     let store = Store::open(path).unwrap();
+    let hub = running_hub(&store);
     std::thread::spawn(move || {
         let mut flushes = 0;
         let mut next = 0;
@@ -148,13 +157,14 @@ fn flush_load(
                         addr: "198.18.0.3:4433".into(),
                         migrations: 0,
                         connected: connected(id),
+                        claim: false,
                         wire_ended: None,
                         path_ended: None,
                     }
                 })
                 .collect();
             next = (next + rows) % n;
-            liveness::write_liveness(&mut store.lock(), &batch).unwrap();
+            liveness::write_liveness(&mut store.lock(), hub, &batch).unwrap();
             flushes += 1;
         }
         flushes

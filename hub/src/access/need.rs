@@ -60,6 +60,7 @@ pub fn of(method: &Method, path: &str) -> Need {
         ["api", "images"] => need(Role::Admin, Reach::Fleet),
         // Which groups check in minutes apart: fleet-wide, read by viewers, set by admins.
         ["api", "quiet"] => need(read_or(Role::Admin), Reach::Fleet),
+        ["api", "hubs"] if reads => need(Role::Viewer, Reach::Fleet),
         ["v2", ..] if reads => need(Role::Viewer, Reach::Anywhere),
         _ => need(Role::Admin, Reach::Fleet),
     }
@@ -236,6 +237,12 @@ mod tests {
             Role::Viewer,
             Reach::Anywhere,
         );
+    }
+
+    #[test]
+    fn the_hubs_are_listed_to_unscoped_viewers() {
+        check(Method::GET, "/api/hubs", Role::Viewer, Reach::Fleet);
+        check(Method::POST, "/api/hubs", Role::Admin, Reach::Fleet);
     }
 
     #[test]

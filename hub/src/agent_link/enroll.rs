@@ -192,7 +192,7 @@ async fn decide(
         cert_der: cert.der.to_vec(),
         ca_der: ctx.pki.ca_cert_der().to_vec(),
         pending_approval: outcome.pending,
-        hub_addrs: ctx.hub_addrs.clone(),
+        hub_addrs: ctx.hubs.addrs_for(outcome.endpoint),
     }))
 }
 

@@ -108,7 +108,7 @@ pub(super) async fn establish(
         endpoint,
         pending_approval: !record.approved,
         settings: ctx.session,
-        hub_addrs: ctx.hub_addrs.clone(),
+        hub_addrs: ctx.hubs.addrs_for(endpoint),
     });
     wire::write_frame(&mut send, &welcome).await?;
     ctx.registry.insert(session.clone());

@@ -162,6 +162,7 @@ mod tests {
             addr: String::new(),
             migrations: 0,
             connected,
+            claim: false,
             wire_ended: None,
             path_ended: None,
         }

@@ -76,7 +76,7 @@ pub(super) async fn create(
         })
         .await?;
     let token = JoinToken {
-        hub_addrs: ctx.hub_addrs.clone(),
+        hub_addrs: ctx.hubs.addrs(),
         ca_fingerprint: ctx.pki.ca_fingerprint().0,
         endpoint: record.id,
         secret,

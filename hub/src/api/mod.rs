@@ -18,6 +18,7 @@ pub(crate) mod connections;
 pub(crate) mod credentials;
 mod docker;
 mod endpoints;
+mod hubs;
 pub(crate) mod id;
 mod images;
 mod jobs;
@@ -123,6 +124,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
             get(webhooks::thresholds).put(webhooks::set_threshold),
         )
         .route("/api/quiet", get(quiet::list).put(quiet::set))
+        .route("/api/hubs", get(hubs::list))
         .route("/metrics", get(crate::metrics::http::scrape))
         .merge(crate::mirror::http::router(ctx.mirror.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such API route") })

@@ -45,7 +45,7 @@ pub(super) async fn reset(
     let disconnected = live.is_some();
     info!(endpoint = %id, disconnected, "endpoint reset: agent unbound, certificates revoked, new token");
     let token = JoinToken {
-        hub_addrs: ctx.hub_addrs.clone(),
+        hub_addrs: ctx.hubs.addrs(),
         ca_fingerprint: ctx.pki.ca_fingerprint().0,
         endpoint: id,
         secret,

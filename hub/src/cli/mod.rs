@@ -11,6 +11,7 @@ mod credentials;
 mod docker_context;
 mod duration;
 mod escape;
+mod hubs;
 mod image;
 mod job;
 mod quiet;
@@ -32,6 +33,7 @@ pub use credentials::{
     TokenCommand,
 };
 pub use duration::{parse_duration, HumanDuration};
+pub use hubs::run as run_hubs;
 pub use image::{run as run_image, ImageCommand};
 pub use job::{run as run_job, JobCommand};
 pub use quiet::{run as run_quiet, QuietCommand};
@@ -200,6 +202,15 @@ pub enum Command {
         /// The quiet command.
         #[command(subcommand)]
         command: QuietCommand,
+    },
+    /// The hubs sharing this hub's store: health, devices held, agent addresses.
+    Hubs {
+        /// How to reach the API.
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// The admin bearer token.
     AdminToken {

@@ -42,6 +42,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub public_addrs: Vec<String>,
+    /// This hub's name among the hubs sharing a store (`outpost-hub hubs` lists them). Default:
+    /// `hub-` and 8 random hex digits, generated on first start and kept in the data directory.
+    #[arg(long, env = "OUTPOST_HUB_NAME")]
+    pub hub_name: Option<String>,
     /// Check-in interval handed to agents (the NAT keepalive), e.g. `25s`.
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_CHECKIN_INTERVAL))]
     pub checkin_interval: HumanDuration,
@@ -118,6 +122,7 @@ impl ServeArgs {
             agent_tcp: self.agent_tcp_listen,
             api_listen: self.api_listen,
             public_addrs: self.public_addrs,
+            hub_name: self.hub_name,
             checkin_interval: self.checkin_interval.0,
             checkin_hold: self.checkin_hold.0,
             standby_after: self.standby_after.0,

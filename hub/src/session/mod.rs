@@ -541,6 +541,8 @@ impl<W> HubSession<W> {
         if !(saved.dirty || checkpoint || record_wire || liveness != saved.liveness) {
             return None;
         }
+        // Going live is a claim: the device checks in here now (`LivenessUpdate::claim`).
+        let claim = liveness == Liveness::Live && saved.liveness != Liveness::Live;
         saved.wire_recorded |= record_wire;
         saved.dirty = false;
         saved.unsaved_checkin = false;
@@ -552,6 +554,7 @@ impl<W> HubSession<W> {
             addr: self.remote.to_string(),
             migrations: self.migrations as i64,
             connected: liveness == Liveness::Live,
+            claim,
             wire_ended: None,
             path_ended: None,
         };

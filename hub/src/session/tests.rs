@@ -285,6 +285,7 @@ fn a_new_session_is_written_once_then_check_ins_only_at_checkpoints() {
     let mut h = Harness::approved();
     let first = h.save(PERIODIC).expect("a new connection is written");
     assert!(first.connected);
+    assert!(first.claim, "going live claims the device for this hub");
     assert_eq!(first.last_checkin, None, "before its first check-in");
     assert_eq!(h.save(PERIODIC), None, "once");
 
@@ -298,6 +299,7 @@ fn a_new_session_is_written_once_then_check_ins_only_at_checkpoints() {
     h.checkin(1000);
     let checkpoint = h.save(PERIODIC).expect("the checkpoint refreshes it");
     assert!(checkpoint.connected);
+    assert!(!checkpoint.claim, "a refresh holds, it does not claim");
     assert_eq!(checkpoint.last_checkin, Some(601));
 
     h.now += INTERVAL;
@@ -317,11 +319,12 @@ fn a_change_of_liveness_is_written_once_each_way() {
     h.checkin(1000);
     h.now += STALE_AFTER + Duration::from_secs(1);
     let stale = h.save(PERIODIC).expect("gone stale");
-    assert!(!stale.connected);
+    assert!(!stale.connected && !stale.claim);
     assert_eq!(h.save(PERIODIC), None);
     h.checkin(1000);
     let live = h.save(PERIODIC).expect("live again");
     assert!(live.connected);
+    assert!(live.claim, "checking in here again claims it back");
     assert_eq!(h.save(PERIODIC), None);
 }
 

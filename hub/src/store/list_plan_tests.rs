@@ -108,6 +108,8 @@ fn on_postgres_a_liveness_flush_finds_each_row_by_its_key() {
         Value::Null,
         Value::Null,
         Value::Null,
+        Value::Integer(1),
+        Value::Integer(0),
     ];
     let flush = plan(&conn, (liveness::UPDATE.to_owned(), args));
     assert!(

@@ -5,6 +5,7 @@ use outpost_protocol::{AgentId, EndpointId, Secret};
 use super::db::{params_from_iter, Db, Dialect};
 use super::endpoints::{self, EndpointKind};
 use super::enroll::{self, EnrollInput};
+use super::hubs::{self, test_hub};
 use super::labels::{self, Label, LabelError, TagAdded, MAX_TAGS};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
@@ -23,10 +24,12 @@ fn liveness(conn: &mut Db, id: EndpointId, at: Option<i64>, connected: bool) {
         addr: "127.0.0.1:1".into(),
         migrations: 0,
         connected,
+        claim: false,
         wire_ended: None,
         path_ended: None,
     };
-    liveness::write_liveness(conn, &[update]).unwrap();
+    let hub = test_hub(conn);
+    liveness::write_liveness(conn, hub, &[update]).unwrap();
 }
 
 /// A session that checked in at `at` and has since gone.
@@ -146,8 +149,8 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set(backend: Backen
         (vec![summoned], 1)
     );
 
-    // A restart forgets every session until the agents are back.
-    assert_eq!(liveness::mark_all_disconnected(&conn).unwrap(), 3);
+    // A restart forgets every session of the hub until the agents are back.
+    assert_eq!(hubs::release(&conn, test_hub(&conn)).unwrap(), 3);
     assert_eq!(with(online(vec![])), (vec![], 0));
     assert_eq!(with(StatusFilter::Offline).1, 4);
     let record = endpoints::find(&conn, long_connected).unwrap().unwrap();
@@ -282,11 +285,14 @@ fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connect
         addr: format!("127.0.0.1:{at}"),
         migrations: 0,
         connected,
+        claim: false,
         wire_ended: None,
         path_ended: None,
     };
+    let hub = test_hub(&conn);
     liveness::write_liveness(
         &mut conn,
+        hub,
         &[update(10, true), update(20, false), update(20, true)],
     )
     .unwrap();

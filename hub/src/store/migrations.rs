@@ -308,6 +308,21 @@ const MIGRATIONS: &[&str] = &[
         end_minute INTEGER NOT NULL CHECK (end_minute BETWEEN 0 AND 1439),
         PRIMARY KEY (scope, name)
     ) WITHOUT ROWID;",
+    // 18: the hubs sharing this store (issue #18), and which of them holds each device's session.
+    // A hub's row is keyed by its name, so a restarted hub keeps its id; `agent_addrs` is a JSON
+    // array of the addresses agents dial. `held_by` is set by the liveness flush of the hub a
+    // device checks in to, and cleared with `connected`; the partial index finds a hub's devices.
+    "CREATE TABLE hubs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        agent_addrs TEXT NOT NULL,
+        api_url TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        stopped_at INTEGER
+    );
+    ALTER TABLE endpoints ADD COLUMN held_by INTEGER REFERENCES hubs(id) ON DELETE SET NULL;
+    CREATE INDEX endpoints_held_by ON endpoints(held_by) WHERE connected = 1;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

@@ -24,6 +24,7 @@ pub mod db;
 pub mod deployments;
 pub mod endpoints;
 pub mod enroll;
+pub mod hubs;
 pub mod jobs;
 pub mod labels;
 pub mod list;
@@ -192,15 +193,20 @@ impl Store {
 
     /// Write the liveness updates `take` hands over, calling it while holding the writer: batches
     /// reach the disk in the order they were taken, so a departure never lands after the
-    /// reconnection that followed it, whichever of two flushes ran first. Returns how many.
-    pub async fn write_liveness<F>(&self, take: F) -> Result<usize, StoreError>
+    /// reconnection that followed it, whichever of two flushes ran first. `hub` writes them.
+    /// Returns how many, and the endpoints another hub holds (see [`liveness::write_liveness`]).
+    pub async fn write_liveness<F>(
+        &self,
+        hub: hubs::HubId,
+        take: F,
+    ) -> Result<(usize, Vec<outpost_protocol::EndpointId>), StoreError>
     where
         F: FnOnce() -> Vec<LivenessUpdate> + Send + 'static,
     {
         self.call(move |conn| {
             let updates = take();
-            liveness::write_liveness(conn, &updates)?;
-            Ok(updates.len())
+            let held_elsewhere = liveness::write_liveness(conn, hub, &updates)?;
+            Ok((updates.len(), held_elsewhere))
         })
         .await
     }
@@ -251,6 +257,8 @@ pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
 
 #[cfg(test)]
 mod access_tests;
+#[cfg(test)]
+mod hubs_tests;
 #[cfg(test)]
 mod list_plan_tests;
 #[cfg(test)]

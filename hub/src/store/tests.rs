@@ -1,5 +1,6 @@
 //! Store tests against a real SQLite file in a temporary directory.
 
+use super::hubs::test_hub;
 use std::time::Duration;
 
 use outpost_protocol::wire::RefusalReason;
@@ -228,10 +229,12 @@ fn liveness_is_written_in_one_batch_and_survives_reopen(backend: Backend) {
             addr: "127.0.0.1:9".into(),
             migrations: 3,
             connected: true,
+            claim: false,
             wire_ended: None,
             path_ended: None,
         };
-        liveness::write_liveness(&mut conn, &[update]).unwrap();
+        let hub = test_hub(&conn);
+        liveness::write_liveness(&mut conn, hub, &[update]).unwrap();
         id
     };
     drop(store);
@@ -258,6 +261,7 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals(backend: Backend)
         addr: "127.0.0.1:9".into(),
         migrations: 0,
         connected: wire_ended.is_none(),
+        claim: false,
         wire_ended,
         path_ended: None,
     };
@@ -268,7 +272,8 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals(backend: Backend)
         update(None),
         update(Some((30, 4))),
     ];
-    liveness::write_liveness(&mut conn, &batch).unwrap();
+    let hub = test_hub(&conn);
+    liveness::write_liveness(&mut conn, hub, &batch).unwrap();
     let record = endpoints::find(&conn, id).unwrap().unwrap();
     assert_eq!((record.wire_tx_bytes, record.wire_rx_bytes), (1_030, 204));
 }
@@ -298,16 +303,20 @@ fn a_measured_path_is_kept_until_a_later_connection_measures_another(backend: Ba
         addr: "127.0.0.1:9".into(),
         migrations: 0,
         connected: false,
+        claim: false,
         wire_ended: Some((1, 1)),
         path_ended,
     };
-    liveness::write_liveness(&mut conn, &[ended(Some(measured(2_500_000, 100)))]).unwrap();
+    let hub = test_hub(&conn);
+    liveness::write_liveness(&mut conn, hub, &[ended(Some(measured(2_500_000, 100)))]).unwrap();
     let path = endpoints::find(&conn, id).unwrap().unwrap().path;
     assert_eq!(path, Some(measured(2_500_000, 100)));
     // A connection that carried too little to measure leaves the last measurement in place.
-    liveness::write_liveness(&mut conn, &[ended(None)]).unwrap();
+    let hub = test_hub(&conn);
+    liveness::write_liveness(&mut conn, hub, &[ended(None)]).unwrap();
     assert_eq!(endpoints::find(&conn, id).unwrap().unwrap().path, path);
-    liveness::write_liveness(&mut conn, &[ended(Some(measured(600_000, 200)))]).unwrap();
+    let hub = test_hub(&conn);
+    liveness::write_liveness(&mut conn, hub, &[ended(Some(measured(600_000, 200)))]).unwrap();
     assert_eq!(
         endpoints::find(&conn, id).unwrap().unwrap().path,
         Some(measured(600_000, 200))

@@ -1,0 +1,33 @@
+//! `outpost-hub hubs`: the hubs sharing this hub's store, with their health and the devices each
+//! holds.
+
+use anyhow::Result;
+
+use super::admin::{connect, failed, print_json, text};
+use super::ApiArgs;
+
+/// List the hubs; `json` prints the API's answer.
+pub async fn run(args: &ApiArgs, json: bool) -> Result<()> {
+    let api = connect(args)?;
+    let hubs = api.hubs().await.map_err(|e| failed(api.base_url(), e))?;
+    if json {
+        return print_json(&hubs);
+    }
+    println!(
+        "{:<20} {:<8} {:>8} {:>9}  AGENT ADDRESSES",
+        "HUB", "HEALTH", "DEVICES", "HEARTBEAT"
+    );
+    let now = crate::store::unix_now();
+    for hub in &hubs {
+        let marker = if hub.this_hub { " (this hub)" } else { "" };
+        println!(
+            "{:<20} {:<8} {:>8} {:>8}s  {}{marker}",
+            text(Some(&hub.name)),
+            hub.health,
+            hub.devices,
+            (now - hub.heartbeat_at).max(0),
+            text(Some(&hub.agent_addrs.join(", ")))
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! This hub among the hubs sharing its store (issue #18; `crate::store::hubs` for the rows).
+//!
+//! Every [`HEARTBEAT`] the hub writes its heartbeat, reads the others', and releases the devices
+//! of any hub that stopped or went silent for [`SILENT_AFTER`]: they show offline until they
+//! check in to a live hub. The live hubs' agent addresses go into every join token and `Welcome`,
+//! this hub's first, so an agent whose hub dies dials the others in turn (the agent tries its list
+//! in order). The others come rotated by the device's id, so the devices of a dead hub spread
+//! over the live ones instead of all landing on the first.
+//!
+//! Why 5 s and 30 s: the heartbeat rides on the liveness flush's period, one row each time; a
+//! hub's devices are released after six missed heartbeats, long enough for a PostgreSQL failover
+//! or a stalled disk not to release a working hub's fleet, short next to the minute a failover is
+//! allowed (issue #18: every agent of a killed hub online elsewhere within 60 s).
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use outpost_protocol::token::MAX_HUB_ADDRS;
+use outpost_protocol::EndpointId;
+use tracing::{info, warn};
+
+use crate::context::HubContext;
+use crate::store::hubs::{self, HubHealth, HubId, HubRecord};
+use crate::store::{unix_now, Store, StoreError};
+
+/// How often a hub writes its heartbeat and looks at the others.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A hub without a heartbeat for this long is silent: its devices are released.
+pub const SILENT_AFTER: Duration = Duration::from_secs(30);
+
+/// The file in the data directory that keeps a hub's generated name across restarts.
+const NAME_FILE: &str = "hub.name";
+
+/// This hub's place among the hubs of its store.
+#[derive(Debug)]
+pub struct FleetHubs {
+    /// Its row in the store.
+    pub id: HubId,
+    /// Its name.
+    pub name: String,
+    /// The addresses agents dial to reach it.
+    own: Vec<String>,
+    /// The other live hubs' addresses, as of the last heartbeat.
+    others: RwLock<Vec<String>>,
+}
+
+impl FleetHubs {
+    /// Register this hub in `store` (a restart keeps its row), release the devices it held
+    /// before a crash and those of hubs that are no longer alive, and read the live ones.
+    pub fn register(
+        store: &Store,
+        name: String,
+        own: Vec<String>,
+        api_url: &str,
+    ) -> Result<Self, StoreError> {
+        let now = unix_now();
+        let conn = store.lock();
+        let registration = hubs::HubRegistration {
+            name: &name,
+            agent_addrs: &own,
+            api_url,
+        };
+        let id = hubs::register(&conn, &registration, now)?;
+        let released = hubs::release(&conn, id)? + hubs::release_unheld(&conn)?;
+        if released > 0 {
+            info!(
+                released,
+                "devices this hub held before it stopped are offline until they check in"
+            );
+        }
+        let fleet = Self {
+            id,
+            name,
+            own,
+            others: RwLock::new(Vec::new()),
+        };
+        fleet.look_around(&conn, now)?;
+        Ok(fleet)
+    }
+
+    /// Every live hub's agent addresses, this hub's first: for a join token.
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs_for(EndpointId(0))
+    }
+
+    /// What `endpoint` is told to dial: this hub's addresses, then the other live hubs' rotated
+    /// by its id (at most what a token or a `Welcome` may carry).
+    pub fn addrs_for(&self, endpoint: EndpointId) -> Vec<String> {
+        let mut others = self
+            .others
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !others.is_empty() {
+            let shift = (endpoint.0 % others.len() as u64) as usize;
+            others.rotate_left(shift);
+        }
+        let mut addrs = self.own.clone();
+        addrs.extend(others.into_iter().filter(|a| !self.own.contains(a)));
+        addrs.truncate(MAX_HUB_ADDRS);
+        addrs
+    }
+
+    /// Read the other hubs: keep the live ones' addresses, release the devices of the rest.
+    fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<(), StoreError> {
+        let silent_after = SILENT_AFTER.as_secs() as i64;
+        let mut live = Vec::new();
+        for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
+            match hub.health(now, silent_after) {
+                HubHealth::Alive => live.extend(hub.agent_addrs),
+                HubHealth::Silent | HubHealth::Stopped if hub.devices > 0 => {
+                    let released = hubs::release(conn, hub.id)?;
+                    warn!(hub = %hub.name, released, health = hub.health(now, silent_after).as_str(), "released the devices of a hub that is not alive");
+                }
+                HubHealth::Silent | HubHealth::Stopped => {}
+            }
+        }
+        *self.others.write().unwrap_or_else(|p| p.into_inner()) = live;
+        Ok(())
+    }
+}
+
+/// Write this hub's heartbeat and look at the others every [`HEARTBEAT`], for as long as it runs.
+pub(crate) async fn run_heartbeat(ctx: Arc<HubContext>) {
+    let mut ticker = tokio::time::interval(HEARTBEAT);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let beat = ctx.clone();
+        let written = ctx
+            .store
+            .call(move |conn| {
+                let now = unix_now();
+                hubs::heartbeat(conn, beat.hubs.id, now)?;
+                beat.hubs.look_around(conn, now)
+            })
+            .await;
+        if let Err(e) = written {
+            warn!("hub heartbeat not written: {e}");
+        }
+    }
+}
+
+/// Every hub of the store, for the API.
+pub(crate) async fn list(store: &Store) -> Result<Vec<HubRecord>, StoreError> {
+    store.read(hubs::list).await
+}
+
+/// This hub's name: `configured`, or the one generated on its first start and kept in the data
+/// directory (`hub-` and 8 random hex digits), so a restart is the same hub to the others.
+pub fn name(dir: &Path, configured: Option<&str>) -> std::io::Result<String> {
+    if let Some(name) = configured {
+        return Ok(name.to_owned());
+    }
+    let path = dir.join(NAME_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let name = format!("hub-{:08x}", rand::random::<u32>());
+    std::fs::write(&path, format!("{name}\n"))?;
+    Ok(name)
+}
