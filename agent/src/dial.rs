@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::{debug, info};
 
+use crate::hub_reach::HubReach;
 use crate::tunnel::{self, TcpFallback, TcpReach, TcpRoute};
 use attempt::Attempt;
 
@@ -89,6 +90,8 @@ pub struct Dialer {
     tcp_reason: String,
     /// Where the last connection went, for [`Dialer::tcp_reach`].
     last_target: Option<(SocketAddr, String, Fingerprint)>,
+    /// An address the next dial tries before the rest of the list ([`Dialer::prefer`]).
+    preferred: Option<String>,
     /// Whether a connection over UDP has been made: then a QUIC dial that is merely slow (a hub
     /// restarting under its fleet queues handshakes for seconds) is waited out before TCP.
     udp_worked: bool,
@@ -146,6 +149,7 @@ impl Dialer {
             tcp_reason: String::new(),
             udp_worked: false,
             last_target: None,
+            preferred: None,
         }
     }
 
@@ -176,6 +180,18 @@ impl Dialer {
             route: self.tcp.clone(),
             pin,
         })
+    }
+
+    /// The other hubs of `addrs` to ask when the last connection's hub goes silent
+    /// ([`crate::hub_reach`]).
+    pub fn hub_reach(&self, addrs: &[String]) -> Option<HubReach> {
+        let (_, host, pin) = self.last_target.as_ref()?;
+        HubReach::new(addrs, host, *pin)
+    }
+
+    /// A hub of the list answered while the last one went silent: the next dial tries it first.
+    pub fn prefer(&mut self, addr: String) {
+        self.preferred = Some(addr);
     }
 
     /// The last connection, before a restart, went over TCP: try TCP beside QUIC at once.
@@ -265,7 +281,9 @@ impl Dialer {
         let (mut config, report) = self.client_config(pin, client, alpn)?;
         config.transport_config(self.next_connection_config());
         let mut last = String::from("no address resolved");
-        for addr in addrs {
+        let preferred = self.preferred.take().filter(|p| addrs.contains(p));
+        let rest = addrs.iter().filter(|a| Some(*a) != preferred.as_ref());
+        for addr in preferred.iter().chain(rest) {
             let targets = match tokio::net::lookup_host(addr.as_str()).await {
                 Ok(targets) => targets.collect::<Vec<_>>(),
                 Err(e) => {

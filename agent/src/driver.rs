@@ -23,12 +23,12 @@ use outpost_protocol::wire::{
 use quinn::VarInt;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::deploy::{DeployStatus, Deployer};
 use crate::docker_host::DockerHost;
+use crate::hub_reach::HubReach;
 use crate::job::JobRunner;
 use crate::loopback::HubLink;
 use crate::route::RouteWatch;
@@ -38,18 +38,13 @@ use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
 use outpost_protocol::fetch::check_upstreams;
 use outpost_protocol::window::TransferWindow;
+use silence::{Finding, SilenceChecks};
 use snapshots::Snapshots;
 
 mod jobs;
 mod outbox;
+mod silence;
 mod snapshots;
-
-/// How long a session whose check-ins go unanswered still waits, once the hub has answered over
-/// TCP, for anything to arrive on its own path before it calls the path dead: after an outage a
-/// fresh TCP handshake can beat a stalled connection's backed-off retransmission timer (Linux
-/// doubles from 200 ms: 6.2 s into an outage the next try comes 6.4 s later), so a tunnel or UDP
-/// path that is merely slow to resume is not torn down mid-transfer.
-const BLOCK_CONFIRM: Duration = Duration::from_secs(8);
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
@@ -76,6 +71,13 @@ pub enum SessionEnd {
     /// session's tunnel died).
     #[error("the session's path is dead (check-ins unanswered) while the hub answers over TCP")]
     UdpBlocked,
+    /// Check-ins go unanswered while another hub of the fleet answers (at `answering`): this
+    /// session's hub is gone.
+    #[error("the hub is silent while another hub of the fleet answers at {answering}")]
+    HubGone {
+        /// The hub that answered, to dial first.
+        answering: String,
+    },
 }
 
 impl From<quinn::ConnectionError> for SessionEnd {
@@ -154,6 +156,9 @@ pub struct DriverSetup {
     /// How to ask whether the hub answers over TCP when check-ins go unanswered, for a session on
     /// UDP that may fall back ([`crate::tunnel::TcpReach`]).
     pub tcp_reach: Option<TcpReach>,
+    /// How to ask whether another hub of the fleet answers when check-ins go unanswered
+    /// ([`crate::hub_reach`]).
+    pub hub_reach: Option<HubReach>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -234,8 +239,7 @@ async fn serve(
             link.session_started();
             Registry(link)
         }),
-        tcp_reach: defaults.tcp_reach,
-        checking_tcp: None,
+        silence: SilenceChecks::new(defaults.tcp_reach, defaults.hub_reach),
     };
     driver.drive(send, recv).await
 }
@@ -286,10 +290,8 @@ struct Driver<'c> {
     deploying: Option<Deploying>,
     jobs: Option<Jobs>,
     registry: Option<Registry>,
-    tcp_reach: Option<TcpReach>,
-    /// A running check of whether the hub answers over TCP, and the datagrams the connection had
-    /// received when it started.
-    checking_tcp: Option<(JoinHandle<bool>, u64)>,
+    /// What a silent hub makes the driver check.
+    silence: SilenceChecks,
 }
 
 /// The loopback registry's link, attached while this session's hub grants fetch streams and
@@ -306,18 +308,6 @@ impl Drop for Registry {
 struct Deploying {
     deployer: Arc<Deployer>,
     status: watch::Receiver<DeployStatus>,
-}
-
-/// Whether the running TCP check found the hub (once it is done), with the datagrams received
-/// when it began; never without a check.
-async fn tcp_check(checking: &mut Option<(JoinHandle<bool>, u64)>) -> (bool, u64) {
-    let Some((check, received)) = checking else {
-        return std::future::pending().await;
-    };
-    let answers = check.await.unwrap_or(false);
-    let received = *received;
-    *checking = None;
-    (answers, received)
 }
 
 /// The worker's next status, or never without a worker (or once it has stopped).
@@ -407,13 +397,11 @@ impl Driver<'_> {
                     info!(?source, "the local address that reaches the hub changed; checking in now");
                     self.session.handle_path_change(Instant::now().into_std());
                 }
-                (answers, received) = tcp_check(&mut self.checking_tcp) => {
+                (finding, received) = self.silence.next() => {
                     // Anything received since the check began means the session's path works
-                    // again: that was an outage (of both), not a block.
-                    if answers && received == conn.stats().udp_rx.datagrams {
-                        warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
-                        conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
-                        return Err(SessionEnd::UdpBlocked);
+                    // again: that was an outage, not a block or a dead hub.
+                    if received == conn.stats().udp_rx.datagrams {
+                        return Err(silence_found(conn, finding));
                     }
                 }
                 closed = conn.closed() => return Err(closed.into()),
@@ -538,21 +526,28 @@ impl Driver<'_> {
             AgentEvent::TakeSnapshot => self.snapshots.take(),
             AgentEvent::HubSilent { missed } => {
                 warn!(missed, "the hub has not acknowledged the last check-ins");
-                // Silence on UDP is an outage or a block; only a block leaves TCP answering.
-                if let (Some(reach), None) = (&self.tcp_reach, &self.checking_tcp) {
-                    let reach = reach.clone();
-                    let check = tokio::spawn(async move {
-                        let answers = reach.answers().await;
-                        if answers {
-                            tokio::time::sleep(BLOCK_CONFIRM).await;
-                        }
-                        answers
-                    });
-                    self.checking_tcp = Some((check, self.conn.stats().udp_rx.datagrams));
-                }
+                // Silence on UDP is an outage, a block or a dead hub; only a block leaves TCP
+                // answering, only a dead hub leaves the fleet's other hubs answering.
+                self.silence.start(self.conn.stats().udp_rx.datagrams);
             }
         }
         Ok(())
+    }
+}
+
+/// End the session on what a silence check found.
+fn silence_found(conn: &quinn::Connection, finding: Finding) -> SessionEnd {
+    match finding {
+        Finding::UdpBlocked => {
+            warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
+            conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
+            SessionEnd::UdpBlocked
+        }
+        Finding::OtherHub(addr) => {
+            warn!(hub = %addr, "check-ins go unanswered but another hub of the fleet answers: this hub is gone; reconnecting there");
+            conn.close(CloseCode::Done.to_varint(), b"hub silent");
+            SessionEnd::HubGone { answering: addr }
+        }
     }
 }
 

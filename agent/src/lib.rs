@@ -20,6 +20,7 @@ pub mod dial;
 pub mod docker_host;
 pub mod driver;
 pub mod enroll;
+pub mod hub_reach;
 pub mod identity;
 pub mod job;
 pub mod loopback;

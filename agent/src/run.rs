@@ -195,6 +195,10 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::UdpBlocked))) => {
                 dialer.assume_on_tcp();
             }
+            // Another hub of the fleet answered while this one was silent: dial it first.
+            Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::HubGone {
+                answering,
+            }))) => dialer.prefer(answering.clone()),
             _ => {}
         }
         let outcome = outcome(attempt, observer.as_deref());
@@ -420,6 +424,7 @@ async fn connect_and_serve(
         jobs: workers.jobs,
         registry: workers.registry,
         tcp_reach: dialer.tcp_reach(),
+        hub_reach: dialer.hub_reach(&enrollment.hub_addrs),
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {
@@ -445,6 +450,7 @@ async fn connect_and_serve(
             lost @ (SessionEnd::Lost(_)
             | SessionEnd::Silent
             | SessionEnd::UdpBlocked
+            | SessionEnd::HubGone { .. }
             | SessionEnd::HubStopping { .. }),
         ) => Err(SessionAttempt::Retry(Interruption::Session(lost))),
     }

@@ -28,6 +28,15 @@ pub enum PkiError {
         path: PathBuf,
     },
 
+    /// The data directory holds a CA other than the one the hub's fleet shares (the store's).
+    #[error("the hub CA in {path} is not the CA the other hubs of this store use (fingerprint {shared}); agents of the fleet would not trust this hub. Start it on an empty data directory to take the shared CA, or on its own store")]
+    CaDiffers {
+        /// The local CA certificate file.
+        path: PathBuf,
+        /// The shared CA's fingerprint.
+        shared: String,
+    },
+
     /// The CA key on disk does not belong to the CA certificate on disk.
     #[error("the hub CA key in {key} does not belong to the certificate in {cert}; restore the matching pair from backup")]
     CaKeyMismatch {

@@ -153,6 +153,44 @@ impl HubPki {
         })
     }
 
+    /// Take the CA that other hubs of the same store share (`cert_pem`, `key_pem`, as
+    /// [`ca_cert_pem`](Self::ca_cert_pem) and [`ca_key_pem`](Self::ca_key_pem) give them) into
+    /// `dir`, before [`load_or_create`](Self::load_or_create): written there when `dir` has no CA
+    /// yet (returns `true`), accepted when it already holds the same CA (`false`). A directory
+    /// with another CA is refused: its agents trust that CA, and replacing it would strand them.
+    pub fn adopt_ca(dir: &Path, cert_pem: &str, key_pem: &str) -> Result<bool, PkiError> {
+        let mut certs = certs_from_pem_named(cert_pem, "the shared hub CA")?;
+        let der = certs.swap_remove(0);
+        let cert_path = dir.join(CA_CERT);
+        if exists(&cert_path)? {
+            let local =
+                certs_from_pem_named(&read_text(&cert_path)?, &cert_path.display().to_string())?;
+            if local.first() != Some(&der) {
+                return Err(PkiError::CaDiffers {
+                    path: cert_path,
+                    shared: Fingerprint::of(&der).to_string(),
+                });
+            }
+            return Ok(false);
+        }
+        let key = KeyPair::from_pem(key_pem).map_err(|e| PkiError::BadKey {
+            what: "the shared hub CA key".into(),
+            detail: e.to_string(),
+        })?;
+        create_dir(dir)?;
+        Ca::new(der, key, dir)?;
+        // The key first: `ca.pem` marks a complete CA.
+        write_private_file(&dir.join(CA_KEY), key_pem.as_bytes())?;
+        write_public_file(&cert_path, cert_pem.as_bytes())?;
+        Ok(true)
+    }
+
+    /// The CA's private key, PEM: what the hubs sharing a store share, so that any of them signs
+    /// and serves for the whole fleet. Handle it as the CA key file is handled.
+    pub fn ca_key_pem(&self) -> String {
+        self.ca.key.serialize_pem()
+    }
+
     /// SHA-256 of the CA certificate: what join tokens carry and agents pin.
     pub fn ca_fingerprint(&self) -> Fingerprint {
         self.ca.fingerprint

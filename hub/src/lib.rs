@@ -41,6 +41,7 @@ pub mod registry;
 pub mod rollout;
 pub mod server;
 pub mod session;
+pub mod shared_ca;
 pub mod stacks;
 pub mod store;
 pub mod traffic;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_certs::{Fingerprint, HubPki, PkiError};
+use outpost_certs::{Fingerprint, PkiError};
 use outpost_protocol::tunnel::ALPN_TUNNEL;
 use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
 use outpost_transport::profile::Role;
@@ -47,6 +47,9 @@ pub enum StartError {
     /// The PKI could not be loaded or created.
     #[error("certificates: {0}")]
     Pki(#[from] PkiError),
+    /// The CA the hubs of the store share could not be settled.
+    #[error("hub CA: {0}")]
+    SharedCa(#[from] crate::shared_ca::SharedCaError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -129,8 +132,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         config.public_addrs.clone()
     };
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
-    let pki = HubPki::load_or_create(dir, &names)?;
     let store = Store::open_location(&config.store_location())?;
+    let pki = crate::shared_ca::load(&store, dir, &names)?;
     let hub_name = crate::hubs::name(dir, config.hub_name.as_deref()).map_err(|source| {
         StartError::DataDir {
             path: dir.to_owned(),

@@ -241,7 +241,7 @@ impl AgentSession {
     /// Time has reached (or passed) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(in_flight) = self.in_flight {
-            if now >= in_flight.sent + self.config.ack_timeout {
+            if now >= self.ack_deadline(in_flight) {
                 self.on_ack_missed(in_flight.sent);
             }
         }
@@ -275,7 +275,7 @@ impl AgentSession {
 
     /// When to call [`Self::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ack_deadline = self.in_flight.map(|f| f.sent + self.config.ack_timeout);
+        let ack_deadline = self.in_flight.map(|f| self.ack_deadline(f));
         [
             Some(self.next_checkin),
             ack_deadline,
@@ -354,6 +354,14 @@ impl AgentSession {
         if let (Some(last), None) = (self.last_sent, self.in_flight) {
             self.next_checkin = last + interval;
         }
+    }
+
+    /// When a check-in in flight counts as missed: after the ack timeout, or when the next one is
+    /// due if that comes sooner. Otherwise, at an interval shorter than the ack timeout (1 s in a
+    /// lab, 1.2 s to ack on `lan`), each check-in replaced the last before it could be missed and
+    /// a dead hub was never reported.
+    fn ack_deadline(&self, in_flight: InFlight) -> Instant {
+        in_flight.sent + self.config.ack_timeout.min(self.config.checkin_interval)
     }
 
     fn send_checkin(&mut self, now: Instant) {

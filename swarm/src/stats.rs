@@ -160,6 +160,7 @@ fn interruption_kind(cause: &Interruption) -> String {
         Interruption::Session(SessionEnd::UdpBlocked) => "session: UDP blocked".into(),
         Interruption::Session(SessionEnd::Revoked(_)) => "session: revoked".into(),
         Interruption::Session(SessionEnd::HubStopping { .. }) => "session: hub stopping".into(),
+        Interruption::Session(SessionEnd::HubGone { .. }) => "session: hub gone".into(),
     }
 }
 

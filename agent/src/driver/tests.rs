@@ -49,6 +49,7 @@ async fn connect(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connecti
 fn setup(docker: DockerHost) -> DriverSetup {
     DriverSetup {
         tcp_reach: None,
+        hub_reach: None,
         session: SessionTiming {
             checkin_interval: Duration::from_secs(25),
             standby_after: Duration::from_secs(60),

@@ -186,6 +186,26 @@ fn lost_acks_are_retried_sooner_and_the_hub_reported_silent_once() {
 }
 
 #[test]
+fn a_silent_hub_is_reported_at_an_interval_shorter_than_the_ack_timeout() {
+    let mut h = Harness::new();
+    h.hub_answers = false;
+    h.session.handle_settings(EndpointTiming {
+        checkin_interval_ms: 1_000,
+        standby_after_ms: 60_000,
+    });
+    h.run_until(Duration::from_secs(10));
+    let silent = h
+        .events
+        .iter()
+        .find(|(_, e)| matches!(e, AgentEvent::HubSilent { .. }));
+    assert!(
+        silent.is_some_and(|(at, _)| *at <= Duration::from_secs(4)),
+        "ack timeout {ACK_TIMEOUT:?}, interval 1 s: {:?}",
+        h.events
+    );
+}
+
+#[test]
 fn an_ack_after_losses_restores_the_normal_rhythm() {
     let mut h = Harness::new();
     h.hub_answers = false;
