@@ -26,6 +26,7 @@ pub mod agent_link;
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod context;

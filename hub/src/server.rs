@@ -228,6 +228,10 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
         tokio::spawn(crate::traffic::run_flusher(ctx.clone())),
     ];
+    // Hubs sharing a PostgreSQL store hear each other's changes (`crate::changes`).
+    if let store::StoreLocation::Postgres(url) = config.store_location() {
+        tasks.push(tokio::spawn(crate::changes::run_listener(ctx.clone(), url)));
+    }
     if let Some((listener, addr)) = tunnel_listener {
         info!(%addr, "agent TCP listener (QUIC in TLS, for networks that drop UDP)");
         let tls = tokio_rustls::TlsAcceptor::from(Arc::new(ctx.pki.server_config(&[ALPN_TUNNEL])?));

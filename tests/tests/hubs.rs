@@ -72,7 +72,7 @@ fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another()
     // device enrols and connects through hub-b, the first address of its list.
     let (id, key) = b.create_endpoint("kiosk", &[]);
     let agent_dir = b.data_dir.parent().unwrap().join("kiosk");
-    let agent = Agent::start(&agent_dir, &[("EDGE_KEY", &key)]);
+    let mut agent = Agent::start(&agent_dir, &[("EDGE_KEY", &key)]);
     b.wait_status(id, "standby", Duration::from_secs(20));
     let held = |hub: &Hub, by: &str| hubs(hub).iter().any(|(n, _, d)| n == by && *d == 1);
     wait_for(Duration::from_secs(15), "hub-b to hold the device", || {
@@ -114,4 +114,33 @@ fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another()
         "the agent moved because hub-a answered, not after its idle timeout:\n{log}"
     );
     DockerCli::for_endpoint(&a, id).ok(&["ps"]);
+
+    // The killed hub comes back; removing the device through it closes the session hub-a holds
+    // (PostgreSQL NOTIFY), within the second issue #18 allows.
+    let flags = on_store(&db, "hub-b");
+    b.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let removed = b.api_call("DELETE", &format!("/api/endpoints/{id}"), None);
+    assert_eq!(
+        removed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&removed.body)
+    );
+    let asked = Instant::now();
+    let exit = agent.wait_exit(Duration::from_secs(10));
+    let closed = asked.elapsed();
+    assert!(
+        exit.stderr.contains("removed by an administrator"),
+        "{}",
+        exit.stderr
+    );
+    assert!(
+        closed < Duration::from_secs(1),
+        "the session closed {closed:?} after the removal"
+    );
+    assert_eq!(
+        a.api_call("GET", &format!("/api/endpoints/{id}"), None)
+            .status,
+        404
+    );
 }

@@ -15,6 +15,7 @@ use super::id::{CanonicalId, IdPath};
 use super::labels::{parse_group, parse_tags};
 use super::view::{self, kind};
 use super::ApiError;
+use crate::changes::Change;
 use crate::context::HubContext;
 use crate::registry::SummonError;
 use crate::store::{
@@ -150,12 +151,7 @@ pub(super) async fn approve(
     if !ctx.store.call(move |c| endpoints::approve(c, id)).await? {
         return Err(not_found(id));
     }
-    if let Some(session) = ctx.registry.get(id) {
-        // An agent that announced jobs while it waited is sent them from now on.
-        if session.approve() && session.runs_jobs() {
-            ctx.jobs.online(id);
-        }
-    }
+    crate::changes::made(&ctx, Change::Approved(id)).await?;
     info!(endpoint = %id, "endpoint approved");
     Ok(Json(view_of(&ctx, id).await?))
 }
@@ -171,7 +167,7 @@ pub(super) async fn remove(
     if removed.is_none() {
         return Err(not_found(id));
     }
-    let disconnected = ctx.registry.revoke(id);
+    let disconnected = crate::changes::made(&ctx, Change::Removed(id)).await?;
     info!(endpoint = %id, disconnected, "endpoint removed, certificates revoked");
     Ok(Json(Removed {
         removed: id.0,

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::Json;
 use outpost_api::EndpointReset;
 use outpost_protocol::token::JoinToken;
-use outpost_protocol::wire::CloseCode;
 use outpost_protocol::Secret;
 use tracing::info;
 
@@ -21,6 +20,7 @@ use super::endpoints::not_found;
 use super::id::{CanonicalId, IdPath};
 use super::view::kind;
 use super::ApiError;
+use crate::changes::Change;
 use crate::context::HubContext;
 use crate::store::{certs, unix_now};
 
@@ -35,14 +35,7 @@ pub(super) async fn reset(
         .call(move |c| certs::reset(c, id, &hash, unix_now()))
         .await?
         .ok_or_else(|| not_found(id))?;
-    let live = ctx.registry.get(id);
-    if let Some(session) = &live {
-        session.close(
-            CloseCode::Revoked,
-            "this endpoint was reset by an administrator",
-        );
-    }
-    let disconnected = live.is_some();
+    let disconnected = crate::changes::made(&ctx, Change::Reset(id)).await?;
     info!(endpoint = %id, disconnected, "endpoint reset: agent unbound, certificates revoked, new token");
     let token = JoinToken {
         hub_addrs: ctx.hubs.addrs(),
