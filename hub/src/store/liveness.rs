@@ -3,7 +3,7 @@
 //! memory; see `crate::registry` for when a session's liveness is written.
 //!
 //! How a batch is written differs by backend, with the same result. SQLite is in the process: one
-//! prepared `UPDATE` per row inside one transaction costs microseconds a row. On PostgreSQL each
+//! prepared `UPDATE` per row inside one transaction costs only the row's index updates. On PostgreSQL each
 //! statement is a round trip, so the batch is folded to one net change per endpoint
 //! ([`fold`]) and sent as one `UPDATE … FROM json_to_recordset(…)` ([`BATCH_UPDATE`]): one
 //! round trip for the whole batch, whatever its size.
@@ -119,7 +119,8 @@ impl NetChange {
 }
 
 /// `updates` folded in order into one change per endpoint, by id: the rows of one batched
-/// statement, locked in key order (so two hubs flushing into one database cannot deadlock).
+/// statement, whose plan walks them in that order, so two hubs flushing into one database take
+/// the row locks they share in the same order.
 pub(super) fn fold(updates: &[LivenessUpdate]) -> Vec<NetChange> {
     let mut changes: BTreeMap<EndpointId, NetChange> = BTreeMap::new();
     for update in updates {
