@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo bench -p outpost-tests --bench scale -- --agents 5000,25000
+//! cargo bench -p outpost-tests --bench scale -- --agents 10000 --store both
 //! ```
 //!
 //! Hub and swarm are separate processes (the release `outpost-hub` and `outpost-swarm` binaries),
@@ -10,7 +11,9 @@
 //! wait until all are online, summon a sample); let start-up traffic settle; measure hub RSS, hub
 //! and swarm CPU and the hub's wire counters over a window; time the first page of the endpoint
 //! list; restart the hub and time until every agent is back online; stop the swarm and read its
-//! report (check-in RTT, summon latency, errors by kind).
+//! report (check-in RTT, summon latency, errors by kind). `--store sqlite` (default), `postgres` (a
+//! fresh database on the test cluster, `outpost_tests::bench_store`) or `both` runs each N on each;
+//! on PostgreSQL the server's CPU over the window is reported beside the hub's.
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real processes
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
@@ -20,6 +23,7 @@ use hdrhistogram::Histogram;
 use outpost_api::{ApiClient, ListQuery};
 use outpost_swarm::HubAccess;
 use outpost_tests::admin_api::{all_endpoints, WireSum};
+use outpost_tests::bench_store::{parse_stores, postgres_cpu_seconds, BenchStore, StoreKind};
 use outpost_tests::proc_stats::ProcSample;
 use outpost_tests::swarm_child::SwarmChild;
 use outpost_tests::Hub;
@@ -32,6 +36,7 @@ struct Options {
     lists: usize,
     sockets: usize,
     checkin: String,
+    stores: Vec<StoreKind>,
 }
 
 fn options() -> Options {
@@ -44,6 +49,7 @@ fn options() -> Options {
         lists: 100,
         sockets: 8,
         checkin: "25s".into(),
+        stores: vec![StoreKind::Sqlite],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -61,6 +67,7 @@ fn options() -> Options {
             "--lists" => options.lists = value.parse().expect("--lists N"),
             "--sockets" => options.sockets = value.parse().expect("--sockets N"),
             "--checkin" => options.checkin = value,
+            "--store" => options.stores = parse_stores(&value),
             _ => {
                 i += 1;
                 continue;
@@ -76,10 +83,12 @@ async fn wire_total(api: &ApiClient) -> WireSum {
 }
 
 struct Row {
+    store: StoreKind,
     agents: usize,
     rss_kib: u64,
     rss_per_agent_kib: f64,
     hub_cpu: f64,
+    postgres_cpu: f64,
     swarm_cpu: f64,
     wire_payload: f64,
     wire_ip: f64,
@@ -100,15 +109,24 @@ fn main() {
     let rows: Vec<Row> = options
         .agents
         .iter()
-        .map(|&n| measure(&runtime, &options, n))
+        .flat_map(|&n| options.stores.iter().map(move |&store| (n, store)))
+        .map(|(n, store)| measure(&runtime, &options, n, store))
         .collect();
     print_table(&options, &rows);
 }
 
-fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Row {
-    eprintln!("== {n} agents");
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    options: &Options,
+    n: usize,
+    store: StoreKind,
+) -> Row {
+    eprintln!("== {n} agents, {store}");
     let tmp = tempfile::tempdir().unwrap();
-    let flags = [
+    let hub_dir = tmp.path().join("hub");
+    let place = BenchStore::create(store, &hub_dir);
+    let on_store = place.serve_flags();
+    let mut flags = vec![
         "--checkin-interval",
         &options.checkin,
         "--standby-after",
@@ -116,7 +134,8 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
         "--summon-timeout",
         "15s",
     ];
-    let mut hub = Hub::start_with(tmp.path().join("hub"), "127.0.0.1:0", "127.0.0.1:0", &flags);
+    flags.extend(on_store.iter().map(String::as_str));
+    let mut hub = Hub::start_with(hub_dir, "127.0.0.1:0", "127.0.0.1:0", &flags);
     std::thread::sleep(Duration::from_secs(1));
     let rss_empty = ProcSample::take(hub.pid()).unwrap().rss_kib;
     let api = outpost_swarm::api::connect(
@@ -137,12 +156,13 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
     let before = runtime.block_on(wire_total(&api));
     let (hub_pid, swarm_pid) = (hub.pid(), swarm.child.id());
     let sample = |pid| ProcSample::take(pid).unwrap();
-    let (hub0, swarm0) = (sample(hub_pid), sample(swarm_pid));
+    let (hub0, swarm0, postgres0) = (sample(hub_pid), sample(swarm_pid), postgres_cpu_seconds());
     let window = Instant::now();
     std::thread::sleep(Duration::from_secs(options.seconds));
     let secs = window.elapsed().as_secs_f64();
-    let (hub1, swarm1) = (sample(hub_pid), sample(swarm_pid));
+    let (hub1, swarm1, postgres1) = (sample(hub_pid), sample(swarm_pid), postgres_cpu_seconds());
     let hub_cpu = hub1.cpu_since(&hub0) / secs;
+    let postgres_cpu = (postgres1 - postgres0) / secs;
     let swarm_cpu = swarm1.cpu_since(&swarm0) / secs;
     let rss = hub1.rss_kib;
     let after = runtime.block_on(wire_total(&api));
@@ -161,10 +181,12 @@ fn measure(runtime: &tokio::runtime::Runtime, options: &Options, n: usize) -> Ro
     let datagrams = after.datagrams.saturating_sub(before.datagrams) as f64;
     let per_agent = |v: f64| v / n as f64 / secs;
     Row {
+        store,
         agents: n,
         rss_kib: rss,
         rss_per_agent_kib: rss.saturating_sub(rss_empty) as f64 / n as f64,
         hub_cpu,
+        postgres_cpu,
         swarm_cpu,
         wire_payload: per_agent(bytes),
         wire_ip: per_agent(bytes + 28.0 * datagrams),
@@ -207,17 +229,19 @@ fn print_table(options: &Options, rows: &[Row]) {
         "\nScale: one hub, outpost-swarm over {} UDP sockets (loopback, check-in every {}, window {} s)\n",
         options.sockets, options.checkin, options.seconds
     );
-    println!("| agents | hub RSS | RSS/agent | hub CPU (of a core) | swarm CPU | wire B/s/agent (UDP payload) | (+IP/UDP headers) | check-in RTT p50 / p99 | summon p50 / p99 | endpoint list p99 | all back after restart | enrol + all online |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| store | agents | hub RSS | RSS/agent | hub CPU (of a core) | PostgreSQL CPU | swarm CPU | wire B/s/agent (UDP payload) | (+IP/UDP headers) | check-in RTT p50 / p99 | summon p50 / p99 | endpoint list p99 | all back after restart | enrol + all online |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let r = &row.report;
         let ms = |key: &str, q: &str| r[key][q].as_f64().unwrap_or(f64::NAN);
         println!(
-            "| {} | {:.1} MiB | {:.1} KiB | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} ms | {:.1} s | {:.1} s |",
+            "| {} | {} | {:.1} MiB | {:.1} KiB | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.1} ms | {:.1} s | {:.1} s |",
+            row.store,
             row.agents,
             row.rss_kib as f64 / 1024.0,
             row.rss_per_agent_kib,
             row.hub_cpu,
+            row.postgres_cpu,
             row.swarm_cpu,
             row.wire_payload,
             row.wire_ip,
@@ -234,8 +258,9 @@ fn print_table(options: &Options, rows: &[Row]) {
     for row in rows {
         let r = &row.report;
         println!(
-            "{} agents: restart: old hub stopped after {:.1} s, new one listening after {:.1} s; enrolment {:.0}/s; {} summons ({} failed); errors by kind: {}",
+            "{} agents on {}: restart: old hub stopped after {:.1} s, new one listening after {:.1} s; enrolment {:.0}/s; {} summons ({} failed); errors by kind: {}",
             row.agents,
+            row.store,
             row.stop_s,
             row.up_s,
             r["enrol_per_second"].as_f64().unwrap_or(0.0),

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub mod admin_api;
 pub mod bench_image;
+pub mod bench_store;
 pub mod docker;
 pub mod dockerd;
 pub mod fake_engine;

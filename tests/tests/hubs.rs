@@ -7,24 +7,21 @@
 
 use std::time::{Duration, Instant};
 
+use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{require_engine, DockerCli};
 use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
 use serde_json::Value;
 
-#[path = "hubs_support/postgres.rs"]
-mod postgres;
-use postgres::TestDatabase;
-
 /// What issue #18 allows a failover: every agent of a killed hub online on another within 60 s.
 const FAILOVER: Duration = Duration::from_secs(60);
 
-fn on_store(db: &TestDatabase, name: &str) -> Vec<String> {
-    ["--store", &db.url, "--hub-name", name]
-        .map(str::to_owned)
-        .to_vec()
+fn on_store(db: &BenchStore, name: &str) -> Vec<String> {
+    let mut flags = db.serve_flags();
+    flags.extend(["--hub-name".to_owned(), name.to_owned()]);
+    flags
 }
 
-fn start_hub(db: &TestDatabase, name: &str) -> Hub {
+fn start_hub(db: &BenchStore, name: &str) -> Hub {
     let flags = on_store(db, name);
     Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -58,7 +55,8 @@ fn online(hub: &Hub) -> Vec<u64> {
 #[test]
 fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another() {
     require_engine();
-    let db = TestDatabase::create();
+    let dir = tempfile::tempdir().unwrap();
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
     let mut a = start_hub(&db, "hub-a");
     let mut b = start_hub(&db, "hub-b");
     let ca = |hub: &Hub| std::fs::read(hub.data_dir.join("ca.pem")).unwrap();

@@ -1,12 +1,14 @@
 //! The endpoint list's page query and the liveness flush on PostgreSQL keep their cost: with a
 //! fleet's worth of rows and their statistics, every sort and filter finds a page's ids by
 //! walking an index in order and stopping at the page, never by reading or sorting the whole
-//! table, and a flushed row is found by its key. (SQLite's list plans are checked in
+//! table, and a flush's batch finds its rows by their key. (SQLite's list plans are checked in
 //! `list_tests.rs`; they do not depend on the data.)
+
+use outpost_protocol::EndpointId;
 
 use super::db::{params_from_iter, Db, Dialect, Value};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
-use super::liveness;
+use super::liveness::{self, LivenessUpdate};
 use super::test_backends::Backend;
 
 /// Devices in the test fleet: enough that reading them all costs more than an index walk.
@@ -97,21 +99,26 @@ fn on_postgres_a_liveness_flush_finds_each_row_by_its_key() {
     let (_db, store) = Backend::Postgres.open();
     let conn = store.lock();
     fill(&conn);
-    let args = vec![
-        Value::Integer(4321),
-        Value::Integer(1_000),
-        Value::Text("198.18.0.2:4433".into()),
-        Value::Integer(0),
-        Value::Integer(1),
-        Value::Integer(0),
-        Value::Integer(0),
-        Value::Null,
-        Value::Null,
-        Value::Null,
-        Value::Integer(1),
-        Value::Integer(0),
-    ];
-    let flush = plan(&conn, (liveness::UPDATE.to_owned(), args));
+    let batch: Vec<LivenessUpdate> = (0..5_000)
+        .map(|k| LivenessUpdate {
+            id: EndpointId(k * 4 % DEVICES as u64 + 1),
+            last_checkin: Some(1_000),
+            addr: "198.18.0.2:4433".into(),
+            migrations: 0,
+            connected: k % 2 == 0,
+            claim: k % 3 == 0,
+            wire_ended: None,
+            path_ended: None,
+        })
+        .collect();
+    let rows = serde_json::to_string(&liveness::fold(&batch)).unwrap();
+    let flush = plan(
+        &conn,
+        (
+            liveness::BATCH_UPDATE.to_owned(),
+            vec![Value::Text(rows), Value::Integer(1)],
+        ),
+    );
     assert!(
         flush.contains("Index Scan using endpoints_pkey on endpoints"),
         "{flush}"

@@ -264,6 +264,8 @@ mod list_plan_tests;
 #[cfg(test)]
 mod list_tests;
 #[cfg(test)]
+mod liveness_tests;
+#[cfg(test)]
 mod takeover_tests;
 #[cfg(test)]
 mod test_backends;
