@@ -12,7 +12,7 @@
 use outpost_transport::close::CloseCodeVarint as _;
 use outpost_transport::profile::idle_timeout_for;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_protocol::agent_session::{AgentEvent, AgentSession, SessionTiming};
@@ -37,6 +37,7 @@ use crate::{relay, renew};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
 use outpost_protocol::fetch::check_upstreams;
+use outpost_protocol::token::check_hub_addrs;
 use outpost_protocol::window::TransferWindow;
 use silence::{Finding, SilenceChecks};
 use snapshots::Snapshots;
@@ -159,6 +160,9 @@ pub struct DriverSetup {
     /// How to ask whether another hub of the fleet answers when check-ins go unanswered
     /// ([`crate::hub_reach`]).
     pub hub_reach: Option<HubReach>,
+    /// Where the driver leaves the fleet's hub addresses the hub sent mid-session, for the agent
+    /// to remember (as it does a `Welcome`'s).
+    pub heard_hub_addrs: Arc<Mutex<Option<Vec<String>>>>,
 }
 
 /// Run one session on an authenticated connection until it ends. `on_welcome` sees the hub's
@@ -240,6 +244,7 @@ async fn serve(
             Registry(link)
         }),
         silence: SilenceChecks::new(defaults.tcp_reach, defaults.hub_reach),
+        heard_hub_addrs: defaults.heard_hub_addrs,
     };
     driver.drive(send, recv).await
 }
@@ -292,6 +297,7 @@ struct Driver<'c> {
     registry: Option<Registry>,
     /// What a silent hub makes the driver check.
     silence: SilenceChecks,
+    heard_hub_addrs: Arc<Mutex<Option<Vec<String>>>>,
 }
 
 /// The loopback registry's link, attached while this session's hub grants fetch streams and
@@ -479,6 +485,17 @@ impl Driver<'_> {
                 }
                 None => debug!("the hub offered a registry this agent does not serve"),
             },
+            HubMessage::HubAddrs(addrs) => {
+                check_hub_addrs(&addrs).map_err(|e| {
+                    SessionEnd::Lost(format!("the hub sent broken hub addresses: {e}"))
+                })?;
+                info!(?addrs, "the fleet's hubs changed");
+                self.silence.set_hub_addrs(&addrs);
+                *self
+                    .heard_hub_addrs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(addrs);
+            }
             HubMessage::TransferWindow(window) => {
                 let window = window.map(TransferWindow::check).transpose().map_err(|e| {
                     SessionEnd::Lost(format!("the hub sent a broken transfer window: {e}"))

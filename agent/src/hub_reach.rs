@@ -22,24 +22,39 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The other hubs to ask, and how.
 #[derive(Clone, Debug)]
 pub struct HubReach {
+    /// The address this session dialled.
+    current: String,
     others: Vec<String>,
     config: quinn::ClientConfig,
 }
 
 impl HubReach {
-    /// The hubs of `addrs` other than `current` (the address this session dialled), or `None`
-    /// when there is no other.
+    /// The hubs of `addrs` other than `current` (the address this session dialled), checked
+    /// against `pin`; `None` if no TLS configuration can be made for it.
     pub fn new(addrs: &[String], current: &str, pin: Fingerprint) -> Option<Self> {
-        let others: Vec<String> = addrs.iter().filter(|a| *a != current).cloned().collect();
-        if others.is_empty() {
-            return None;
-        }
         let (tls, _report) = pinned_client_config(pin, None, &[ALPN_ENROLL]).ok()?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).ok()?;
-        Some(Self {
-            others,
+        let mut reach = Self {
+            current: current.to_owned(),
+            others: Vec::new(),
             config: quinn::ClientConfig::new(std::sync::Arc::new(crypto)),
-        })
+        };
+        reach.set_addrs(addrs);
+        Some(reach)
+    }
+
+    /// The fleet's hubs are now `addrs` (a `HubMessage::HubAddrs` mid-session).
+    pub fn set_addrs(&mut self, addrs: &[String]) {
+        self.others = addrs
+            .iter()
+            .filter(|a| **a != self.current)
+            .cloned()
+            .collect();
+    }
+
+    /// Whether there is another hub to ask.
+    pub fn has_others(&self) -> bool {
+        !self.others.is_empty()
     }
 
     /// The first of the other hubs, in list order, that completes a handshake now; the

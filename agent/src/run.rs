@@ -407,6 +407,7 @@ async fn connect_and_serve(
     if config.choose_transport && transport_choice::remembered(&config.data_dir).is_none() {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }
+    let heard_hub_addrs = Arc::new(std::sync::Mutex::new(None));
     let defaults = DriverSetup {
         session: SessionTiming {
             checkin_interval: config.transport.checkin_interval,
@@ -425,12 +426,21 @@ async fn connect_and_serve(
         registry: workers.registry,
         tcp_reach: dialer.tcp_reach(),
         hub_reach: dialer.hub_reach(&enrollment.hub_addrs),
+        heard_hub_addrs: heard_hub_addrs.clone(),
     };
     let mut new_addrs = None;
     let result = driver::run(&conn, defaults, |welcome| {
         new_addrs = Some(welcome.hub_addrs.clone())
     })
     .await;
+    // Addresses the hub sent mid-session are newer than its welcome's.
+    if let Some(heard) = heard_hub_addrs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        new_addrs = Some(heard);
+    }
     if config.choose_transport {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }

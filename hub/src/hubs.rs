@@ -21,6 +21,7 @@ use outpost_protocol::EndpointId;
 use tracing::{info, warn};
 
 use crate::context::HubContext;
+use crate::registry::Control;
 use crate::store::hubs::{self, HubHealth, HubId, HubRecord};
 use crate::store::{unix_now, Store, StoreError};
 
@@ -76,6 +77,7 @@ impl FleetHubs {
             others: RwLock::new(Vec::new()),
         };
         fleet.look_around(&conn, now)?;
+        drop(conn);
         Ok(fleet)
     }
 
@@ -103,7 +105,8 @@ impl FleetHubs {
     }
 
     /// Read the other hubs: keep the live ones' addresses, release the devices of the rest.
-    fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<(), StoreError> {
+    /// Returns whether the live hubs' addresses changed.
+    fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<bool, StoreError> {
         let silent_after = SILENT_AFTER.as_secs() as i64;
         let mut live = Vec::new();
         for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
@@ -116,8 +119,10 @@ impl FleetHubs {
                 HubHealth::Silent | HubHealth::Stopped => {}
             }
         }
-        *self.others.write().unwrap_or_else(|p| p.into_inner()) = live;
-        Ok(())
+        let mut others = self.others.write().unwrap_or_else(|p| p.into_inner());
+        let changed = *others != live;
+        *others = live;
+        Ok(changed)
     }
 }
 
@@ -136,8 +141,21 @@ pub(crate) async fn run_heartbeat(ctx: Arc<HubContext>) {
                 beat.hubs.look_around(conn, now)
             })
             .await;
-        if let Err(e) = written {
-            warn!("hub heartbeat not written: {e}");
+        match written {
+            Ok(true) => tell_sessions(&ctx),
+            Ok(false) => {}
+            Err(e) => warn!("hub heartbeat not written: {e}"),
+        }
+    }
+}
+
+/// The live hubs changed: every session whose agent takes it hears the new addresses (a full
+/// control queue misses this one change; the agent learns at its next connection).
+fn tell_sessions(ctx: &HubContext) {
+    info!(addrs = ?ctx.hubs.addrs(), "the fleet's live hubs changed; telling the agents");
+    for session in ctx.registry.all() {
+        if session.takes_hub_addrs() {
+            let _ = session.control().push(Control::HubAddrsChanged);
         }
     }
 }

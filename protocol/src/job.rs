@@ -74,6 +74,9 @@ impl Features {
     /// [`Phase::Deferred`](crate::stack::Phase::Deferred): the hub may defer its background
     /// transfers (a byte budget spent, outside a transfer window) instead of refusing them.
     pub const DEFERRAL: Self = Self(32);
+    /// The agent takes [`HubMessage::HubAddrs`](crate::wire::HubMessage::HubAddrs) mid-session:
+    /// the hubs sharing its hub's store changed, and it dials them if its hub dies.
+    pub const HUB_ADDRS: Self = Self(64);
 
     /// Every bit of either.
     pub fn with(self, other: Self) -> Self {

@@ -117,24 +117,29 @@ impl JoinToken {
     }
 
     fn validate(&self) -> Result<(), TokenError> {
-        if self.hub_addrs.is_empty() {
-            return Err(TokenError::Malformed("it lists no hub address".into()));
-        }
-        if self.hub_addrs.len() > MAX_HUB_ADDRS {
-            return Err(TokenError::Malformed(format!(
-                "it lists {} hub addresses, at most {MAX_HUB_ADDRS} are allowed",
-                self.hub_addrs.len()
-            )));
-        }
-        for addr in &self.hub_addrs {
-            if addr.is_empty() || addr.len() > MAX_ADDR_LEN || !addr.contains(':') {
-                return Err(TokenError::Malformed(format!(
-                    "hub address {addr:?} is not of the form host:port"
-                )));
-            }
-        }
-        Ok(())
+        check_hub_addrs(&self.hub_addrs).map_err(TokenError::Malformed)
     }
+}
+
+/// Whether `addrs` is a usable list of hub addresses (a token's, a `Welcome`'s, a
+/// `HubMessage::HubAddrs`'): 1 to [`MAX_HUB_ADDRS`] of them, each `host:port` and at most
+/// [`MAX_ADDR_LEN`] bytes. The error says what is wrong.
+pub fn check_hub_addrs(addrs: &[String]) -> Result<(), String> {
+    if addrs.is_empty() {
+        return Err("it lists no hub address".into());
+    }
+    if addrs.len() > MAX_HUB_ADDRS {
+        return Err(format!(
+            "it lists {} hub addresses, at most {MAX_HUB_ADDRS} are allowed",
+            addrs.len()
+        ));
+    }
+    for addr in addrs {
+        if addr.is_empty() || addr.len() > MAX_ADDR_LEN || !addr.contains(':') {
+            return Err(format!("hub address {addr:?} is not of the form host:port"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

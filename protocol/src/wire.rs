@@ -272,6 +272,11 @@ pub enum HubMessage {
     /// whenever an admin changes the windows; the agent checks it with
     /// [`TransferWindow::check`](crate::window::TransferWindow::check).
     TransferWindow(Option<crate::window::TransferWindow>),
+    /// The fleet's live hubs changed (a hub joined or died): the addresses to dial from now on,
+    /// as a `Welcome` would list them. Sent only to a session that announced
+    /// [`Features::HUB_ADDRS`](crate::job::Features::HUB_ADDRS); the agent checks them with
+    /// [`check_hub_addrs`](crate::token::check_hub_addrs).
+    HubAddrs(Vec<String>),
 }
 
 /// The hub's greeting on a new session.

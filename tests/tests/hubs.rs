@@ -142,3 +142,53 @@ fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another()
         404
     );
 }
+
+#[test]
+fn a_hub_that_joins_later_is_told_to_connected_agents_and_taken_when_theirs_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
+    let mut a = start_hub(&db, "hub-a");
+    // The device connects while hub-a is the fleet's only hub: its token and welcome list one.
+    let (id, key) = a.create_endpoint("sign", &[]);
+    let agent_dir = a.data_dir.parent().unwrap().join("sign");
+    let agent = Agent::start(&agent_dir, &[("EDGE_KEY", &key)]);
+    a.wait_status(id, "standby", Duration::from_secs(20));
+
+    let b = start_hub(&db, "hub-b");
+    std::fs::copy(
+        a.data_dir.join("admin.token"),
+        b.data_dir.join("admin.token"),
+    )
+    .unwrap();
+    // hub-a's next heartbeat sees hub-b and tells its sessions.
+    wait_for(
+        Duration::from_secs(15),
+        "the agent to hear of hub-b",
+        || {
+            agent
+                .log()
+                .contains("the fleet's hubs changed")
+                .then_some(())
+        },
+    );
+    assert!(agent.log().contains(&b.agent_addr), "{}", agent.log());
+
+    let killed = Instant::now();
+    a.crash();
+    let moved = wait_for_result(FAILOVER, || {
+        hubs(&b)
+            .iter()
+            .any(|(n, _, d)| n == "hub-b" && *d == 1)
+            .then(|| killed.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the device is not online on hub-b {FAILOVER:?} after hub-a was killed; agent \
+             log:\n{}",
+            agent.log()
+        )
+    });
+    assert!(moved < FAILOVER, "took {moved:?}");
+    assert!(agent.log().contains("another hub of the fleet answers"));
+    assert_eq!(b.show(id)["status"], "standby");
+}

@@ -59,10 +59,18 @@ impl SilenceChecks {
             });
             self.tcp = Some((check, received));
         }
-        if let (Some(reach), None) = (&self.hub_reach, &self.hubs) {
+        let other_hubs = self.hub_reach.as_ref().filter(|reach| reach.has_others());
+        if let (Some(reach), None) = (other_hubs, &self.hubs) {
             let reach = reach.clone();
             let check = tokio::spawn(async move { reach.first_answering().await });
             self.hubs = Some((check, received));
+        }
+    }
+
+    /// The fleet's hubs are now `addrs`: a later check asks those.
+    pub(super) fn set_hub_addrs(&mut self, addrs: &[String]) {
+        if let Some(reach) = &mut self.hub_reach {
+            reach.set_addrs(addrs);
         }
     }
 

@@ -50,6 +50,7 @@ fn setup(docker: DockerHost) -> DriverSetup {
     DriverSetup {
         tcp_reach: None,
         hub_reach: None,
+        heard_hub_addrs: Default::default(),
         session: SessionTiming {
             checkin_interval: Duration::from_secs(25),
             standby_after: Duration::from_secs(60),
@@ -117,7 +118,10 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
     let features: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
         .await
         .unwrap();
-    assert_eq!(features, AgentMessage::Features(Features::QUIET));
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::HUB_ADDRS))
+    );
     let announced = from_agent.read_u32().await.unwrap() as usize;
     assert!(
         announced > 2 * HUB_STREAM_WINDOW as usize,
@@ -217,7 +221,11 @@ async fn jobs_are_announced_then_held_results_resent_and_orders_answered() {
     let features = next_message(&mut from_agent).await;
     assert_eq!(
         features,
-        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+        AgentMessage::Features(
+            Features::QUIET
+                .with(Features::HUB_ADDRS)
+                .with(Features::JOBS)
+        )
     );
     assert!(failed(&next_message(&mut from_agent).await, 1), "held");
     wire::write_frame(&mut to_agent, &HubMessage::JobAck { id: 1 })
@@ -289,7 +297,11 @@ async fn a_thousand_held_results_are_sent_as_the_hub_reads_them() {
     let features = next_message(&mut from_agent).await;
     assert_eq!(
         features,
-        AgentMessage::Features(Features::QUIET.with(Features::JOBS))
+        AgentMessage::Features(
+            Features::QUIET
+                .with(Features::HUB_ADDRS)
+                .with(Features::JOBS)
+        )
     );
     for id in 1..=HELD {
         assert!(failed(&next_message(&mut from_agent).await, id), "{id}");

@@ -345,6 +345,13 @@ impl Driving<'_> {
             }
             Control::WindowChanged if self.session.takes_deferrals() => Next::Window,
             Control::WindowChanged => Next::Read,
+            Control::HubAddrsChanged => {
+                if self.session.takes_hub_addrs() {
+                    let addrs = self.ctx.hubs.addrs_for(self.session.endpoint);
+                    self.outbox.push(&HubMessage::HubAddrs(addrs));
+                }
+                Next::Read
+            }
             // A few bytes each, at most a session's allowance of results (`session::jobs`).
             Control::JobAcks => {
                 for id in self.ctx.jobs.take_acks(self.session.endpoint) {

@@ -41,6 +41,9 @@ pub enum Control {
     /// The transfer windows changed (or the agent just said it takes them): the driver reads
     /// the device's and sends it to an agent that takes deferrals.
     WindowChanged,
+    /// The fleet's live hubs changed ([`crate::hubs`]): the driver sends their addresses to an
+    /// agent that takes them mid-session.
+    HubAddrsChanged,
 }
 
 impl Control {
@@ -50,7 +53,11 @@ impl Control {
             Self::Summon { id } => Some(HubMessage::Summon { id }),
             Self::Approved => Some(HubMessage::Approved),
             Self::JobCancel { id } => Some(HubMessage::JobCancel { id }),
-            Self::DesiredChanged | Self::Job { .. } | Self::JobAcks | Self::WindowChanged => None,
+            Self::DesiredChanged
+            | Self::Job { .. }
+            | Self::JobAcks
+            | Self::WindowChanged
+            | Self::HubAddrsChanged => None,
         }
     }
 }

@@ -99,6 +99,12 @@ impl LiveSession {
         })
     }
 
+    /// Whether the agent takes the fleet's hub addresses mid-session
+    /// ([`HubSession::takes_hub_addrs`]).
+    pub fn takes_hub_addrs(&self) -> bool {
+        self.state().takes_hub_addrs()
+    }
+
     /// Whether the agent understands a deferral ([`HubSession::takes_deferrals`]).
     pub fn takes_deferrals(&self) -> bool {
         self.state().takes_deferrals()

@@ -437,6 +437,14 @@ impl<W> HubSession<W> {
             .contains(outpost_protocol::job::Features::DRIFT_REPORT)
     }
 
+    /// Whether the agent takes `HubMessage::HubAddrs` mid-session
+    /// ([`Features::HUB_ADDRS`](outpost_protocol::job::Features::HUB_ADDRS)).
+    pub fn takes_hub_addrs(&self) -> bool {
+        self.jobs
+            .features()
+            .contains(outpost_protocol::job::Features::HUB_ADDRS)
+    }
+
     /// Whether the agent understands a deferral of its background transfers
     /// ([`Features::DEFERRAL`](outpost_protocol::job::Features::DEFERRAL)); if not, a spent
     /// budget refuses its fetches as unavailable.
