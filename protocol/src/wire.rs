@@ -81,6 +81,10 @@
 //!   intervals of minutes ([`crate::agent_session::MAX_CHECKIN_INTERVAL`]) in `Ack::interval_s`,
 //!   which it always could decode. A hub that does not know the bit ignores it; a hub that does
 //!   gives a `quiet` group's interval only to agents that announced it.
+//! - The feature bit `HUB_ADDRS` and `HubMessage::HubAddrs` at the end of its enum (within
+//!   version 6, as `IMAGE_PULL`): the fleet's live hubs changed (issue #18). A hub sends it only
+//!   to a session that announced the bit; an older hub ignores the bit, and its agents learn the
+//!   hubs only from each `Welcome`.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
