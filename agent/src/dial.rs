@@ -186,7 +186,8 @@ impl Dialer {
     /// ([`crate::hub_reach`]).
     pub fn hub_reach(&self, addrs: &[String]) -> Option<HubReach> {
         let (_, host, pin) = self.last_target.as_ref()?;
-        HubReach::new(addrs, host, *pin)
+        let reach = HubReach::new(addrs, host, *pin)?;
+        Some(reach.on_sockets(self.v4.clone(), self.v6.clone()))
     }
 
     /// A hub of the list answered while the last one went silent: the next dial tries it first.

@@ -26,6 +26,9 @@ pub struct HubReach {
     current: String,
     others: Vec<String>,
     config: quinn::ClientConfig,
+    /// The dialer's sockets (IPv4, IPv6), if it has them: a check from a fleet of agents on a few
+    /// sockets (the swarm) opens no socket of its own.
+    sockets: (Option<quinn::Endpoint>, Option<quinn::Endpoint>),
 }
 
 impl HubReach {
@@ -38,9 +41,16 @@ impl HubReach {
             current: current.to_owned(),
             others: Vec::new(),
             config: quinn::ClientConfig::new(std::sync::Arc::new(crypto)),
+            sockets: (None, None),
         };
         reach.set_addrs(addrs);
         Some(reach)
+    }
+
+    /// Check from these sockets (IPv4, IPv6) where they are open, instead of a socket of its own.
+    pub fn on_sockets(mut self, v4: Option<quinn::Endpoint>, v6: Option<quinn::Endpoint>) -> Self {
+        self.sockets = (v4, v6);
+        self
     }
 
     /// The fleet's hubs are now `addrs` (a `HubMessage::HubAddrs` mid-session).
@@ -75,12 +85,16 @@ impl HubReach {
     }
 
     async fn answers(&self, target: SocketAddr) -> bool {
-        let local: SocketAddr = match target {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        let (shared, local): (_, SocketAddr) = match target {
+            SocketAddr::V4(_) => (&self.sockets.0, (Ipv4Addr::UNSPECIFIED, 0).into()),
+            SocketAddr::V6(_) => (&self.sockets.1, (Ipv6Addr::UNSPECIFIED, 0).into()),
         };
-        let Ok(endpoint) = quinn::Endpoint::client(local) else {
-            return false;
+        let (endpoint, own) = match shared {
+            Some(endpoint) => (endpoint.clone(), false),
+            None => match quinn::Endpoint::client(local) {
+                Ok(endpoint) => (endpoint, true),
+                Err(_) => return false,
+            },
         };
         let Ok(connecting) = endpoint.connect_with(self.config.clone(), target, HUB_SERVER_NAME)
         else {
@@ -92,7 +106,10 @@ impl HubReach {
                     CloseCode::Done.to_varint(),
                     b"checking that the hub is alive",
                 );
-                endpoint.wait_idle().await;
+                // A socket of its own waits for the close to leave; a shared one never idles.
+                if own {
+                    endpoint.wait_idle().await;
+                }
                 true
             }
             Ok(Err(e)) => {
