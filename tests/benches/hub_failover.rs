@@ -127,6 +127,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(250));
     }
     let reports: Vec<_> = swarms.into_iter().map(SwarmChild::finish).collect();
+    // The swarm counts each session's interruption by kind beside its errors.
     let errors: Vec<String> = reports
         .iter()
         .flat_map(|r| r["errors"].as_object().cloned().unwrap_or_default())
@@ -138,7 +139,7 @@ fn main() {
          check-in every {}), kill -9 of the first hub\n",
         options.hubs, fleet, options.checkin
     );
-    println!("| hubs | agents | enrol + all online | on the killed hub | all online on the others after | most shown connected | swarm errors |");
+    println!("| hubs | agents | enrol + all online | on the killed hub | all online on the others after | most shown connected | swarm's interruptions and errors |");
     println!("|---:|---:|---:|---:|---:|---:|---|");
     println!(
         "| {} | {} | {:.1} s | {} | {} | {} of {} | {} |",
