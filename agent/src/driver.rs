@@ -39,7 +39,7 @@ use outbox::{Backlog, Outbox};
 use outpost_protocol::fetch::check_upstreams;
 use outpost_protocol::token::check_hub_addrs;
 use outpost_protocol::window::TransferWindow;
-use silence::{Finding, SilenceChecks};
+use silence::SilenceChecks;
 use snapshots::Snapshots;
 
 mod jobs;
@@ -407,7 +407,7 @@ impl Driver<'_> {
                     // Anything received since the check began means the session's path works
                     // again: that was an outage, not a block or a dead hub.
                     if received == conn.stats().udp_rx.datagrams {
-                        return Err(silence_found(conn, finding));
+                        return Err(silence::end_session(conn, finding));
                     }
                 }
                 closed = conn.closed() => return Err(closed.into()),
@@ -549,22 +549,6 @@ impl Driver<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// End the session on what a silence check found.
-fn silence_found(conn: &quinn::Connection, finding: Finding) -> SessionEnd {
-    match finding {
-        Finding::UdpBlocked => {
-            warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
-            conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
-            SessionEnd::UdpBlocked
-        }
-        Finding::OtherHub(addr) => {
-            warn!(hub = %addr, "check-ins go unanswered but another hub of the fleet answers: this hub is gone; reconnecting there");
-            conn.close(CloseCode::Done.to_varint(), b"hub silent");
-            SessionEnd::HubGone { answering: addr }
-        }
     }
 }
 

@@ -5,7 +5,12 @@
 
 use std::time::Duration;
 
+use outpost_protocol::wire::CloseCode;
+use outpost_transport::close::CloseCodeVarint as _;
 use tokio::task::JoinHandle;
+use tracing::warn;
+
+use super::SessionEnd;
 
 use crate::hub_reach::HubReach;
 use crate::tunnel::TcpReach;
@@ -108,5 +113,21 @@ async fn wait<T>(check: &mut Option<(JoinHandle<T>, u64)>) -> (Option<T>, u64) {
     match check {
         Some((task, received)) => ((&mut *task).await.ok(), *received),
         None => std::future::pending().await,
+    }
+}
+
+/// End the session on what a silence check found.
+pub(super) fn end_session(conn: &quinn::Connection, finding: Finding) -> SessionEnd {
+    match finding {
+        Finding::UdpBlocked => {
+            warn!("check-ins go unanswered but the hub answers over TCP: UDP is blocked (or this session's path is dead); reconnecting over TCP");
+            conn.close(CloseCode::Done.to_varint(), b"UDP blocked");
+            SessionEnd::UdpBlocked
+        }
+        Finding::OtherHub(addr) => {
+            warn!(hub = %addr, "check-ins go unanswered but another hub of the fleet answers: this hub is gone; reconnecting there");
+            conn.close(CloseCode::Done.to_varint(), b"hub silent");
+            SessionEnd::HubGone { answering: addr }
+        }
     }
 }
