@@ -62,12 +62,16 @@ impl Change {
     }
 }
 
-/// `change` was made through this hub: apply it to this hub's sessions, and tell the others.
-/// Returns whether this hub had a session for the device.
-pub(crate) async fn made(ctx: &Arc<HubContext>, change: Change) -> Result<bool, StoreError> {
+/// `change` was made through this hub (and is in the store): apply it to this hub's sessions,
+/// and tell the others. Returns whether this hub had a session for the device. An announcement
+/// that fails is logged, not returned: the change itself stands, and the admin who made it must
+/// not be told it failed (a retry would find the device gone).
+pub(crate) async fn made(ctx: &Arc<HubContext>, change: Change) -> bool {
     let had_session = apply(ctx, change);
-    ctx.store.call(move |conn| announce(conn, change)).await?;
-    Ok(had_session)
+    if let Err(e) = ctx.store.call(move |conn| announce(conn, change)).await {
+        warn!(?change, "the other hubs were not told of this change ({e}); a session they hold learns it when the device next connects");
+    }
+    had_session
 }
 
 /// Announce `change` to the other hubs of the store (PostgreSQL only).

@@ -112,9 +112,9 @@ impl FleetHubs {
         for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
             match hub.health(now, silent_after) {
                 HubHealth::Alive => live.extend(hub.agent_addrs),
-                HubHealth::Silent | HubHealth::Stopped if hub.devices > 0 => {
+                health if hub.devices > 0 => {
                     let released = hubs::release(conn, hub.id)?;
-                    warn!(hub = %hub.name, released, health = hub.health(now, silent_after).as_str(), "released the devices of a hub that is not alive");
+                    warn!(hub = %hub.name, released, health = health.as_str(), "released the devices of a hub that is not alive");
                 }
                 HubHealth::Silent | HubHealth::Stopped => {}
             }

@@ -151,7 +151,7 @@ pub(super) async fn approve(
     if !ctx.store.call(move |c| endpoints::approve(c, id)).await? {
         return Err(not_found(id));
     }
-    crate::changes::made(&ctx, Change::Approved(id)).await?;
+    crate::changes::made(&ctx, Change::Approved(id)).await;
     info!(endpoint = %id, "endpoint approved");
     Ok(Json(view_of(&ctx, id).await?))
 }
@@ -167,7 +167,7 @@ pub(super) async fn remove(
     if removed.is_none() {
         return Err(not_found(id));
     }
-    let disconnected = crate::changes::made(&ctx, Change::Removed(id)).await?;
+    let disconnected = crate::changes::made(&ctx, Change::Removed(id)).await;
     info!(endpoint = %id, disconnected, "endpoint removed, certificates revoked");
     Ok(Json(Removed {
         removed: id.0,

@@ -35,7 +35,7 @@ pub(super) async fn reset(
         .call(move |c| certs::reset(c, id, &hash, unix_now()))
         .await?
         .ok_or_else(|| not_found(id))?;
-    let disconnected = crate::changes::made(&ctx, Change::Reset(id)).await?;
+    let disconnected = crate::changes::made(&ctx, Change::Reset(id)).await;
     info!(endpoint = %id, disconnected, "endpoint reset: agent unbound, certificates revoked, new token");
     let token = JoinToken {
         hub_addrs: ctx.hubs.addrs(),
