@@ -83,6 +83,9 @@ mod tests {
     #[test]
     fn a_configured_rate_applies_to_every_agent() {
         assert_eq!(spread(full(100_000), Some(100_000.0)), MIN_SPREAD);
-        assert_eq!(spread(resuming(20_000), Some(1_000.0)), Duration::from_secs(20));
+        assert_eq!(
+            spread(resuming(20_000), Some(1_000.0)),
+            Duration::from_secs(20)
+        );
     }
 }

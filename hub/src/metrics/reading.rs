@@ -103,7 +103,11 @@ impl Reading {
         ];
         let (issued, opened, refused) = ctx.tickets.as_ref().map_or((0, 0, 0), |tickets| {
             let counts = &tickets.counts;
-            (read(&counts.issued), read(&counts.opened), read(&counts.refused))
+            (
+                read(&counts.issued),
+                read(&counts.opened),
+                read(&counts.refused),
+            )
         });
         self.tls_tickets = [
             ("issued", issued),

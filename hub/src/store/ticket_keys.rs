@@ -56,7 +56,9 @@ mod tests {
         let first = settled(&hub1, 100);
         assert_eq!(settled(&hub2, 150), first);
         let ticket = StoreTicketer::new(&first).encrypt(b"agent 7").unwrap();
-        assert!(StoreTicketer::new(&settled(&hub2, 160)).decrypt(&ticket).is_some());
+        assert!(StoreTicketer::new(&settled(&hub2, 160))
+            .decrypt(&ticket)
+            .is_some());
         // Hub 1 restarts: a new process on the same store opens its own old ticket.
         drop(hub1);
         let restarted = Store::open_location(&place.location()).unwrap();

@@ -160,9 +160,13 @@ impl TicketKeys {
 
     /// Every key that opens tickets: `current` first, then `next`, then `previous`.
     pub fn openers(&self) -> impl Iterator<Item = &TicketKey> {
-        [Some(&self.current), Some(&self.next), self.previous.as_ref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(&self.current),
+            Some(&self.next),
+            self.previous.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 
     /// The stored form. A secret: never log it.
@@ -242,7 +246,10 @@ mod tests {
 
         // Key 1 sealed tickets until 6,000 and opens them until the second rotation (7,000).
         let twice = once.rotated(7_000, key(4));
-        assert_eq!(twice.openers().cloned().collect::<Vec<_>>(), [key(3), key(4), key(2)]);
+        assert_eq!(
+            twice.openers().cloned().collect::<Vec<_>>(),
+            [key(3), key(4), key(2)]
+        );
     }
 
     #[test]
@@ -296,7 +303,10 @@ mod tests {
 
     #[test]
     fn generated_keys_differ() {
-        let (a, b) = (TicketKey::generate().unwrap(), TicketKey::generate().unwrap());
+        let (a, b) = (
+            TicketKey::generate().unwrap(),
+            TicketKey::generate().unwrap(),
+        );
         assert_ne!(a.name, b.name);
         assert_ne!(a.secret, b.secret);
     }

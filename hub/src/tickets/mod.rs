@@ -31,9 +31,9 @@ use crate::store::db::Db;
 use crate::store::{self, ticket_keys, StoreError};
 
 pub mod keys;
-pub mod ticketer;
 #[cfg(test)]
 mod tests;
+pub mod ticketer;
 
 pub use keys::{TicketKey, TicketKeyError, TicketKeys, ROTATION_PERIOD, TICKET_LIFETIME};
 pub use ticketer::{StoreTicketer, TicketCounts};
@@ -98,7 +98,10 @@ pub enum TicketKeySource {
 pub fn start(store: &store::Store) -> Option<(Arc<StoreTicketer>, TicketKeys)> {
     match settle(&store.lock(), store::unix_now(), ROTATION_PERIOD) {
         Ok(keys) => {
-            info!(rotates_at = keys.rotation_due_at(ROTATION_PERIOD), "TLS ticket keys shared through the store");
+            info!(
+                rotates_at = keys.rotation_due_at(ROTATION_PERIOD),
+                "TLS ticket keys shared through the store"
+            );
             Some((Arc::new(StoreTicketer::new(&keys)), keys))
         }
         Err(e) => {

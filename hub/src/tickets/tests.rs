@@ -109,7 +109,11 @@ fn a_ticket_from_before_two_rotations_costs_a_full_handshake_not_a_failure() {
     let counts = &ticketer.counts;
     let read = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
-        (read(&counts.issued), read(&counts.opened), read(&counts.refused)),
+        (
+            read(&counts.issued),
+            read(&counts.opened),
+            read(&counts.refused)
+        ),
         (3, 1, 1)
     );
 }

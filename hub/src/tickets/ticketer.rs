@@ -180,7 +180,10 @@ mod tests {
         let shared = keys(0);
         let (hub1, hub2) = (StoreTicketer::new(&shared), StoreTicketer::new(&shared));
         let ticket = hub1.encrypt(b"session state").unwrap();
-        assert_eq!(hub2.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
+        assert_eq!(
+            hub2.decrypt(&ticket).as_deref(),
+            Some(&b"session state"[..])
+        );
         assert_eq!(StoreTicketer::new(&keys(0)).decrypt(&ticket), None);
         assert_eq!(hub1.counts.issued.load(Ordering::Relaxed), 1);
         assert_eq!(hub2.counts.opened.load(Ordering::Relaxed), 1);
