@@ -150,6 +150,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let mut quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
     if let Some((ticketer, _)) = &tickets {
         quic_tls.ticketer = ticketer.clone();
+        quic_tls.send_tls13_tickets = crate::tickets::TICKETS_PER_HANDSHAKE;
     }
     let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
         .map_err(|e| StartError::Tls(e.to_string()))?;

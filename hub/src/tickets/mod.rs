@@ -42,6 +42,12 @@ pub use ticketer::{StoreTicketer, TicketCounts};
 /// this late, and a hub takes another's rotation at most this late (its `next` key covers it).
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
+/// Tickets a hub sends per handshake. An agent spends one on each attempt (a ticket is used once),
+/// and an attempt refused in a reconnect storm spent it for nothing: with one ticket, half of
+/// 20,000 agents sent back at once lost theirs to a refusal and came back in full (`scale` bench,
+/// BENCHMARKS.md). A second covers one failed attempt for ~1 KB more per set-up.
+pub const TICKETS_PER_HANDSHAKE: usize = 2;
+
 /// Why the shared ticket keys could not be settled.
 #[derive(Debug, thiserror::Error)]
 pub enum TicketsError {
