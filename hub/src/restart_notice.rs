@@ -13,12 +13,16 @@ use outpost_protocol::wire::RestartNotice;
 /// Sent back all at once they overflow the admission queue and the rate falls to ~420 a second
 /// (BENCHMARKS.md, "Fast reconnects").
 pub const FULL_SETUPS_PER_SECOND: f64 = 600.0;
-/// Resumed handshakes (a ticket, no certificates) a second: 20,000 agents sent back at once, all
-/// resuming, were set up at 1,455 a second on the same machine (`scale --tickets both
-/// --reconnect-rate 100000`, BENCHMARKS.md "Fast reconnects"; 419 a second in full); 1,400
-/// leaves a little room, less than the full rate's, since that figure is already one under
-/// overload.
-pub const RESUMED_SETUPS_PER_SECOND: f64 = 1400.0;
+/// Resumed handshakes (a ticket, no certificates) a second the notice assumes: for now the full
+/// rate. 20,000 agents sent back at once, all resuming, were set up at 1,455 a second on this
+/// machine (419 in full; `scale --tickets both --reconnect-rate 100000`, BENCHMARKS.md "Fast
+/// reconnects"), but a spread sized at 1,400 a second failed at 100,000: the old hub took 20.6 s
+/// to stop, every agent whose moment fell in that time (28,000) arrived at once when the new hub
+/// started, overflowed the admission queue, spent its tickets on refused attempts and came back in
+/// full; all were back after 510 s (181 s at 600). The spread starts when the close arrives, not
+/// when the next hub listens, so the rate must keep `stop time × rate` within what the queue
+/// absorbs (~8 s of set-ups) until the notice can say "not before the next hub is up".
+pub const RESUMED_SETUPS_PER_SECOND: f64 = FULL_SETUPS_PER_SECOND;
 /// The shortest spread: a small fleet still arrives over a few seconds, not at once.
 pub const MIN_SPREAD: Duration = Duration::from_secs(5);
 
