@@ -42,8 +42,17 @@ pub struct FleetHubs {
     pub name: String,
     /// The addresses agents dial to reach it.
     own: Vec<String>,
-    /// The other live hubs' addresses, as of the last heartbeat.
-    others: RwLock<Vec<String>>,
+    /// The other live hubs, as of the last heartbeat.
+    others: RwLock<Vec<HubRecord>>,
+}
+
+/// Another live hub, as a request for a device it holds is forwarded to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name.
+    pub name: String,
+    /// Its admin API, as it registered it (`serve --peer-url`).
+    pub url: String,
 }
 
 impl FleetHubs {
@@ -89,11 +98,7 @@ impl FleetHubs {
     /// What `endpoint` is told to dial: this hub's addresses, then the other live hubs' rotated
     /// by its id (at most what a token or a `Welcome` may carry).
     pub fn addrs_for(&self, endpoint: EndpointId) -> Vec<String> {
-        let mut others = self
-            .others
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut others = others_addrs(&self.others.read().unwrap_or_else(|p| p.into_inner()));
         if !others.is_empty() {
             let shift = (endpoint.0 % others.len() as u64) as usize;
             others.rotate_left(shift);
@@ -104,14 +109,23 @@ impl FleetHubs {
         addrs
     }
 
-    /// Read the other hubs: keep the live ones' addresses, release the devices of the rest.
-    /// Returns whether the live hubs' addresses changed.
+    /// The live hub `id` if it is another one than this: where a device it holds is reached.
+    pub fn peer(&self, id: HubId) -> Option<Peer> {
+        let others = self.others.read().unwrap_or_else(|p| p.into_inner());
+        others.iter().find(|h| h.id == id).map(|h| Peer {
+            name: h.name.clone(),
+            url: h.api_url.clone(),
+        })
+    }
+
+    /// Read the other hubs: keep the live ones, release the devices of the rest. Returns whether
+    /// the live hubs' agent addresses changed.
     fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<bool, StoreError> {
         let silent_after = SILENT_AFTER.as_secs() as i64;
         let mut live = Vec::new();
         for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
             match hub.health(now, silent_after) {
-                HubHealth::Alive => live.extend(hub.agent_addrs),
+                HubHealth::Alive => live.push(hub),
                 health if hub.devices > 0 => {
                     let released = hubs::release(conn, hub.id)?;
                     warn!(hub = %hub.name, released, health = health.as_str(), "released the devices of a hub that is not alive");
@@ -120,10 +134,17 @@ impl FleetHubs {
             }
         }
         let mut others = self.others.write().unwrap_or_else(|p| p.into_inner());
-        let changed = *others != live;
+        let changed = others_addrs(&others) != others_addrs(&live);
         *others = live;
         Ok(changed)
     }
+}
+
+/// The agent addresses of `hubs`, in order.
+fn others_addrs(hubs: &[HubRecord]) -> Vec<String> {
+    hubs.iter()
+        .flat_map(|h| h.agent_addrs.iter().cloned())
+        .collect()
 }
 
 /// Write this hub's heartbeat and look at the others every [`HEARTBEAT`], for as long as it runs.

@@ -36,6 +36,7 @@ pub mod jobs;
 mod liveness;
 pub mod metrics;
 pub mod mirror;
+pub mod peers;
 mod ping_cache;
 mod proxy;
 pub mod registry;

@@ -50,6 +50,13 @@ pub enum StartError {
     /// The CA the hubs of the store share could not be settled.
     #[error("hub CA: {0}")]
     SharedCa(#[from] crate::shared_ca::SharedCaError),
+    /// `--hub-name` cannot name a hub: it goes into the certificate the hub presents to the
+    /// other hubs.
+    #[error("hub name {0:?} is not allowed: use 1 to 64 characters from a-z, A-Z, 0-9, '.', '_', '-', '@'")]
+    HubName(String),
+    /// `--peer-url` is not an `https://host:port` URL, or the hub-to-hub certificate failed.
+    #[error("hub-to-hub link: {0}")]
+    Peers(#[from] crate::peers::PeerError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -134,13 +141,23 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let store = Store::open_location(&config.store_location())?;
     let pki = crate::shared_ca::load(&store, dir, &names)?;
+    if let Some(name) = config
+        .hub_name
+        .as_ref()
+        .filter(|n| !outpost_certs::valid_name(n))
+    {
+        return Err(StartError::HubName(name.clone()));
+    }
     let hub_name = crate::hubs::name(dir, config.hub_name.as_deref()).map_err(|source| {
         StartError::DataDir {
             path: dir.to_owned(),
             source,
         }
     })?;
-    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &api_url(api_addr))?;
+    let peer_url = config.peer_url.clone().unwrap_or_else(|| api_url(api_addr));
+    crate::peers::check_url(&peer_url)?;
+    let peer_link = crate::peers::PeerLink::new(&pki, &hub_name)?;
+    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &peer_url)?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
@@ -174,6 +191,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         registry: Registry::default(),
         pki,
         hubs,
+        peer_link,
         session: EndpointTiming {
             checkin_interval_ms: millis(config.checkin_interval),
             standby_after_ms: millis(config.standby_after),

@@ -6,6 +6,8 @@
 //!
 //! A single hub on SQLite registers too: one row, and the same code path as a fleet of hubs.
 
+use outpost_protocol::EndpointId;
+
 use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
@@ -150,6 +152,19 @@ pub fn list(conn: &Db) -> Result<Vec<HubRecord>, StoreError> {
         });
     }
     Ok(hubs)
+}
+
+/// The hub holding `endpoint`'s session, if one does.
+pub fn holder(conn: &Db, endpoint: EndpointId) -> Result<Option<HubId>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT held_by FROM endpoints WHERE id = ?1 AND connected = 1",
+            params![endpoint.0 as i64],
+            |r| r.get::<Option<i64>>(0),
+        )
+        .optional()?
+        .flatten()
+        .map(HubId))
 }
 
 /// The hub named `name`, if registered.
