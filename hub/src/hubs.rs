@@ -109,6 +109,11 @@ impl FleetHubs {
         addrs
     }
 
+    /// How many other hubs were alive at the last heartbeat.
+    pub fn others_alive(&self) -> usize {
+        self.others.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// The live hub `id` if it is another one than this: where a device it holds is reached.
     pub fn peer(&self, id: HubId) -> Option<Peer> {
         let others = self.others.read().unwrap_or_else(|p| p.into_inner());

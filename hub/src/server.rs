@@ -312,11 +312,7 @@ impl RunningHub {
     /// drained).
     pub async fn shutdown(self) {
         self.ctx.admission.drain();
-        let notice = RestartNotice::new(reconnect_spread(self.ctx.registry.len()));
-        info!(spread = ?notice.spread, "asking the agents to come back spread over");
-        self.ctx
-            .registry
-            .close_all(CloseCode::Stopping, &notice.encode());
+        let notice = crate::hand_off::close_sessions(&self.ctx, reconnect_spread);
         for task in &self.tasks {
             task.abort();
         }

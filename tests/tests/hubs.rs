@@ -313,6 +313,56 @@ fn the_peer_routes_serve_only_a_registered_hubs_certificate() {
     assert!(String::from_utf8_lossy(&elsewhere.body).contains("offline"));
 }
 
+#[test]
+fn a_hub_stopping_cleanly_hands_its_device_to_another_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
+    let a = start_hub(&db, "hub-a");
+    let mut b = start_hub(&db, "hub-b");
+    std::fs::copy(
+        a.data_dir.join("admin.token"),
+        b.data_dir.join("admin.token"),
+    )
+    .unwrap();
+    // The device's list starts with hub-b, where it enrolled; hub-a is second.
+    let (id, key) = b.create_endpoint("signage", &[]);
+    let agent_dir = b.data_dir.parent().unwrap().join("signage");
+    let agent = Agent::start(&agent_dir, &[("EDGE_KEY", &key)]);
+    b.wait_status(id, "standby", Duration::from_secs(20));
+
+    let stopped = Instant::now();
+    let status = b.stop();
+    assert!(status.success(), "{status:?}");
+    // Handed over: the device dials hub-a first, within the notice's spread (5 s for one agent
+    // on one other hub), instead of waiting for hub-b to come back.
+    let moved = wait_for_result(Duration::from_secs(20), || {
+        hubs(&a)
+            .iter()
+            .any(|(n, _, d)| n == "hub-a" && *d == 1)
+            .then(|| stopped.elapsed())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the device did not move to hub-a; agent log:\n{}",
+            agent.log()
+        )
+    });
+    assert!(moved < Duration::from_secs(12), "took {moved:?}");
+    let log = agent.log();
+    assert!(
+        log.contains("to another hub of the fleet first"),
+        "the agent was handed over, not lost:\n{log}"
+    );
+    assert_eq!(a.show(id)["hub"], "hub-a");
+    let listed = hubs(&a);
+    assert!(
+        listed
+            .iter()
+            .any(|(name, health, devices)| name == "hub-b" && health == "stopped" && *devices == 0),
+        "{listed:?}"
+    );
+}
+
 fn json(answer: &ApiAnswer) -> Value {
     serde_json::from_slice(&answer.body).unwrap()
 }
