@@ -28,6 +28,7 @@ use crate::context::HubContext;
 use crate::registry::Control;
 use crate::rollout::{ControlError, OnDrift, Plan, Rollout, RolloutState};
 use crate::store::deployments::{self, Assigned};
+use crate::store::hubs::HubId;
 use crate::store::rollouts::{self, Selector};
 use crate::store::{Store, StoreError};
 
@@ -102,32 +103,36 @@ pub enum Command {
 }
 
 impl Fleet {
-    /// The rollouts a hub left unfinished, rebuilt from the store; every device starts offline
-    /// (none is connected yet) and comes online as its session is set up.
-    pub fn restore(store: &Store) -> Result<Self, StoreError> {
-        let now = SystemTime::now();
-        let mut active = HashMap::new();
-        for (stored, targets) in rollouts::load_active(&store.lock())? {
-            match Rollout::restore(stored.record, targets, |_| false, now) {
-                Ok(rollout) => {
-                    let entry = Active {
-                        stack: stored.stack,
-                        version: stored.version,
-                        selector: stored.selector,
-                        rollout,
-                    };
-                    active.insert(stored.id, entry);
-                }
-                Err(e) => warn!(
-                    rollout = stored.id,
-                    "rollout not resumed, its rows do not fit: {e}"
-                ),
-            }
+    /// The unfinished rollouts `hub` coordinates, rebuilt from the store, with those no live hub
+    /// coordinates taken over first; every device starts offline (none is connected yet) and
+    /// comes online as its session is set up.
+    pub fn restore(store: &Store, hub: HubId) -> Result<Self, StoreError> {
+        let conn = store.lock();
+        let alive_since = crate::store::unix_now() - crate::hubs::SILENT_AFTER.as_secs() as i64;
+        let claimed = rollouts::claim_orphans(&conn, hub, alive_since)?;
+        if claimed > 0 {
+            info!(claimed, "took over the rollouts no live hub coordinated");
         }
+        let stored = rollouts::load_active(&conn, hub, None)?;
+        drop(conn);
         Ok(Self {
-            active: Mutex::new(active),
+            active: Mutex::new(rebuilt(stored, |_| false)),
             queued: std::sync::Mutex::default(),
         })
+    }
+
+    /// Take over rollouts `ids` from a hub that died: rebuilt from the store, each target online
+    /// if this hub holds its session.
+    pub async fn adopt(&self, ctx: &HubContext, ids: Vec<i64>) -> Result<(), StoreError> {
+        let hub = ctx.hubs.id;
+        let stored = ctx
+            .store
+            .read(move |c| rollouts::load_active(c, hub, Some(&ids)))
+            .await?;
+        let adopted = rebuilt(stored, |id| ctx.registry.get(id).is_some());
+        info!(rollouts = ?adopted.keys().collect::<Vec<_>>(), "took over the rollouts of a hub that died");
+        self.active.lock().await.extend(adopted);
+        Ok(())
     }
 
     /// Start rolling `version` of `stack` out to what `selector` matches; the rollout's id.
@@ -179,7 +184,7 @@ impl Fleet {
         let mut rollout = Rollout::new(plan, ordered, now);
         let poll = rollout.poll(now);
         let save = rollout.poll_save();
-        let (name, sel) = (stack.clone(), selector.clone());
+        let (name, sel, hub) = (stack.clone(), selector.clone(), ctx.hubs.id);
         let assign = poll.assign.clone();
         let retired = same_stack.clone();
         let counts = rollout.counts();
@@ -191,7 +196,7 @@ impl Fleet {
                 for old in &retired {
                     rollouts::retire(&tx, *old)?;
                 }
-                let id = rollouts::create(&tx, &name, version, &sel, &save, &counts)?;
+                let id = rollouts::create(&tx, hub, &name, version, &sel, &save, &counts)?;
                 let unchanged = assign_all(&tx, &name, version, on_drift, &assign)?;
                 tx.commit()?;
                 Ok((id, unchanged))
@@ -327,6 +332,33 @@ impl Fleet {
             active.remove(&id);
         }
     }
+}
+
+/// Controllers for `stored` rollouts; `online` says which targets are connected.
+fn rebuilt(
+    stored: Vec<(rollouts::StoredRollout, Vec<crate::rollout::TargetRecord>)>,
+    online: impl Fn(EndpointId) -> bool,
+) -> HashMap<i64, Active> {
+    let now = SystemTime::now();
+    let mut active = HashMap::new();
+    for (stored, targets) in stored {
+        match Rollout::restore(stored.record, targets, &online, now) {
+            Ok(rollout) => {
+                let entry = Active {
+                    stack: stored.stack,
+                    version: stored.version,
+                    selector: stored.selector,
+                    rollout,
+                };
+                active.insert(stored.id, entry);
+            }
+            Err(e) => warn!(
+                rollout = stored.id,
+                "rollout not resumed, its rows do not fit: {e}"
+            ),
+        }
+    }
+    active
 }
 
 /// Store the queued reports for the deployments they are about (each device's endpoint view),

@@ -183,7 +183,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     .map_err(bind_error)?;
     let api_tls = Arc::new(pki.https_server_config()?);
 
-    let fleet = fleet::Fleet::restore(&store)?;
+    let fleet = fleet::Fleet::restore(&store, hubs.id)?;
     let jobs = crate::jobs::Jobs::restore(&store)?;
     let (audit, audit_records) = crate::audit::Audit::new();
     let ctx = Arc::new(HubContext {
