@@ -31,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod fleet;
+pub mod fleet_relay;
 mod hand_off;
 pub mod hubs;
 pub mod jobs;

@@ -29,6 +29,10 @@ pub(super) fn router(ctx: Arc<HubContext>) -> Router<Arc<HubContext>> {
             "/peer/v1/endpoints/{id}/summon",
             post(super::endpoints::summon_here),
         )
+        .route(
+            "/peer/v1/rollouts/{id}/{action}",
+            post(super::rollouts::control_here),
+        )
         .layer(axum::middleware::from_fn_with_state(ctx, require_hub))
 }
 

@@ -177,6 +177,29 @@ pub(super) fn from_row(row: &Row<'_>) -> DbResult<EndpointRecord> {
     })
 }
 
+/// Of `ids`, those connected to a hub of the store (any hub: `connected` is set by the liveness
+/// flush of the hub holding the session).
+pub fn connected_of(
+    conn: &Db,
+    ids: &[EndpointId],
+) -> Result<std::collections::HashSet<EndpointId>, StoreError> {
+    let mut connected = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let marks = (1..=chunk.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT id FROM endpoints WHERE connected = 1 AND id IN ({marks})");
+        let mut statement = conn.prepare(&sql)?;
+        let args: Vec<i64> = chunk.iter().map(|id| id.0 as i64).collect();
+        let rows = statement.query_map(super::db::params_from_iter(&args), |r| r.get::<i64>(0))?;
+        for id in rows {
+            connected.insert(EndpointId(id? as u64));
+        }
+    }
+    Ok(connected)
+}
+
 /// Insert a new endpoint.
 pub fn create(conn: &Db, new: &NewEndpoint, now: i64) -> Result<EndpointRecord, StoreError> {
     let id: i64 = conn.query_row(
