@@ -13,7 +13,13 @@
 //! per rollout that changed. Ten thousand devices
 //! reporting in the same second cost one transaction, not ten thousand, and a reconnect storm
 //! never waits on the store for a rollout's sake.
+//!
+//! Where several hubs share the store (issue #18), each rollout is coordinated by one of them
+//! (`rollouts.hub_id`): the hub it was started on, or the one that took it over when that hub
+//! died. The coordinator's controller is fed what every hub's devices do, through announcements
+//! on the store's channel ([`relay`], [`crate::fleet_relay`]).
 
+mod load;
 mod relay;
 
 use std::collections::HashMap;
@@ -24,7 +30,7 @@ use outpost_protocol::stack::{Phase, StackReport};
 use outpost_protocol::EndpointId;
 use thiserror::Error;
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::context::HubContext;
 use crate::rollout::{ControlError, OnDrift, Plan, Rollout, RolloutState};
@@ -126,10 +132,10 @@ impl Fleet {
             info!(claimed, "took over the rollouts no live hub coordinated");
         }
         let stored = rollouts::load_active(&conn, hub, None)?;
-        let connected = connected_targets(&conn, &stored)?;
+        let connected = load::connected_targets(&conn, &stored)?;
         drop(conn);
         Ok(Self {
-            active: Mutex::new(rebuilt(stored, |id| connected.contains(&id))),
+            active: Mutex::new(load::rebuilt(stored, |id| connected.contains(&id))),
             queued: std::sync::Mutex::default(),
         })
     }
@@ -142,11 +148,11 @@ impl Fleet {
             .store
             .read(move |c| {
                 let stored = rollouts::load_active(c, hub, Some(&ids))?;
-                let connected = connected_targets(c, &stored)?;
+                let connected = load::connected_targets(c, &stored)?;
                 Ok((stored, connected))
             })
             .await?;
-        let adopted = rebuilt(stored, |id| {
+        let adopted = load::rebuilt(stored, |id| {
             ctx.registry.get(id).is_some() || connected.contains(&id)
         });
         info!(rollouts = ?adopted.keys().collect::<Vec<_>>(), "took over the rollouts of a hub that died");
@@ -298,7 +304,7 @@ impl Fleet {
     pub async fn tick(&self, ctx: &HubContext) {
         let events =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        keep_reports(ctx, &events).await;
+        load::keep_reports(ctx, &events).await;
         relay::announce_local(ctx, &events).await;
         let coordinating = !self.active.lock().await.is_empty();
         let elsewhere = if coordinating {
@@ -306,7 +312,7 @@ impl Fleet {
         } else {
             relay::Remote::default()
         };
-        let labels = labels_of(ctx, &events).await;
+        let labels = load::labels_of(ctx, &events).await;
         self.each(ctx, |active| {
             for Queued { event, at, remote } in &events {
                 match event {
@@ -397,114 +403,6 @@ impl Fleet {
             active.remove(&id);
         }
     }
-}
-
-/// Which targets of `stored` rollouts a hub of the store holds.
-fn connected_targets(
-    conn: &crate::store::db::Db,
-    stored: &[(rollouts::StoredRollout, Vec<crate::rollout::TargetRecord>)],
-) -> Result<std::collections::HashSet<EndpointId>, StoreError> {
-    let ids: Vec<EndpointId> = stored
-        .iter()
-        .flat_map(|(_, targets)| targets.iter().map(|t| t.endpoint))
-        .collect();
-    crate::store::endpoints::connected_of(conn, &ids)
-}
-
-/// Controllers for `stored` rollouts; `online` says which targets are connected.
-fn rebuilt(
-    stored: Vec<(rollouts::StoredRollout, Vec<crate::rollout::TargetRecord>)>,
-    online: impl Fn(EndpointId) -> bool,
-) -> HashMap<i64, Active> {
-    let now = SystemTime::now();
-    let mut active = HashMap::new();
-    for (stored, targets) in stored {
-        match Rollout::restore(stored.record, targets, &online, now) {
-            Ok(rollout) => {
-                let entry = Active {
-                    stack: stored.stack,
-                    version: stored.version,
-                    selector: stored.selector,
-                    rollout,
-                };
-                active.insert(stored.id, entry);
-            }
-            Err(e) => warn!(
-                rollout = stored.id,
-                "rollout not resumed, its rows do not fit: {e}"
-            ),
-        }
-    }
-    active
-}
-
-/// Store the queued reports for the deployments they are about (each device's endpoint view),
-/// all in one transaction, before the rollouts are fed. A failed write loses this second's
-/// reports from the view only: each agent reports again as its next session starts.
-async fn keep_reports(ctx: &HubContext, events: &[Queued]) {
-    let reports: Vec<(EndpointId, StackReport)> = events
-        .iter()
-        .filter_map(|queued| match &queued.event {
-            Event::Report(id, report) => Some((*id, report.clone())),
-            _ => None,
-        })
-        .collect();
-    if reports.is_empty() {
-        return;
-    }
-    let count = reports.len();
-    let kept = ctx
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            for (id, report) in &reports {
-                deployments::record_report(&tx, *id, report)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await;
-    match kept {
-        Ok(()) => debug!(reports = count, "stack reports kept"),
-        Err(e) => warn!(reports = count, "stack reports not kept: {e}"),
-    }
-}
-
-/// The group and tags of every device a queued event says was labelled, and whether a hub of
-/// the store holds its session.
-async fn labels_of(
-    ctx: &HubContext,
-    events: &[Queued],
-) -> HashMap<EndpointId, (Option<String>, Vec<String>, bool)> {
-    let ids: Vec<EndpointId> = events
-        .iter()
-        .filter_map(|queued| match queued.event {
-            Event::Labelled(id) => Some(id),
-            _ => None,
-        })
-        .collect();
-    if ids.is_empty() {
-        return HashMap::new();
-    }
-    let read = ctx
-        .store
-        .read(move |c| {
-            let mut labels = HashMap::new();
-            for id in ids {
-                if let Some(record) = crate::store::endpoints::find(c, id)? {
-                    if record.kind == crate::store::EndpointKind::Device {
-                        let held = record.held_by.is_some();
-                        labels.insert(id, (record.group, record.tags, held));
-                    }
-                }
-            }
-            Ok(labels)
-        })
-        .await;
-    read.unwrap_or_else(|e| {
-        warn!("labels of joining devices not read: {e}");
-        HashMap::new()
-    })
 }
 
 /// Poll the rollout, write what it decided and what changed in one transaction, then tell the
