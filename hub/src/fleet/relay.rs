@@ -29,7 +29,9 @@ pub(super) async fn tell(ctx: &HubContext, endpoints: &[EndpointId]) {
             None => elsewhere.push(*endpoint),
         }
     }
-    announce(ctx, Kind::Desired, elsewhere).await;
+    if ctx.hubs.others_alive() > 0 {
+        announce(ctx, Kind::Desired, elsewhere).await;
+    }
 }
 
 /// Announce what happened here this tick: reports stored, sessions begun and ended, labels
