@@ -8,9 +8,11 @@
 use std::time::{Duration, Instant};
 
 use outpost_certs::{cert_to_pem, ClientRole, HubPki};
+use outpost_protocol::token::JoinToken;
+use outpost_protocol::wire::{EnrollReply, RefusalReason};
 use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{chatter, numbered_lines, random_bytes, require_engine, DockerCli};
-use outpost_tests::{wait_for, wait_for_result, Agent, ApiAnswer, Hub};
+use outpost_tests::{raw_enrol, wait_for, wait_for_result, Agent, ApiAnswer, Hub};
 use serde_json::Value;
 
 /// What issue #18 allows a failover: every agent of a killed hub online on another within 60 s.
@@ -361,6 +363,30 @@ fn a_hub_stopping_cleanly_hands_its_device_to_another_hub() {
             .any(|(name, health, devices)| name == "hub-b" && health == "stopped" && *devices == 0),
         "{listed:?}"
     );
+}
+
+#[test]
+fn enrolment_works_through_any_hub_and_a_bound_token_is_refused_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
+    let a = start_hub(&db, "hub-a");
+    let b = start_hub(&db, "hub-b");
+    let (id, key) = a.create_endpoint("kiosk", &[]);
+    let token = JoinToken::decode(&key).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The token was made on hub-a; the device enrols through hub-b, which shares the store.
+    let first = raw_enrol::request(&token, token.secret.clone(), "1.0");
+    let accepted = runtime.block_on(raw_enrol::enrol(&b, &first));
+    assert!(matches!(accepted, EnrollReply::Accepted(_)), "{accepted:?}");
+    // Another device with the same token, through hub-a: the token is bound.
+    let second = raw_enrol::request(&token, token.secret.clone(), "1.0");
+    match runtime.block_on(raw_enrol::enrol(&a, &second)) {
+        EnrollReply::Refused(refusal) => {
+            assert_eq!(refusal.reason, RefusalReason::AlreadyBound, "{refusal:?}")
+        }
+        EnrollReply::Accepted(_) => panic!("a bound token was accepted on the other hub"),
+    }
+    assert_eq!(a.show(id)["agent_id"], first.agent_id.to_string());
 }
 
 fn json(answer: &ApiAnswer) -> Value {
