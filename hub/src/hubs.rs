@@ -34,6 +34,24 @@ pub const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 /// The file in the data directory that keeps a hub's generated name across restarts.
 const NAME_FILE: &str = "hub.name";
+/// The file in the data directory that keeps the id telling its hub from another of the name.
+const INSTANCE_FILE: &str = "hub.instance";
+
+/// Why a hub could not take its place among the hubs of its store.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// A running hub on another data directory has this name.
+    #[error("hub name {name:?} is taken by a running hub on another data directory (its heartbeat {seconds_ago} s ago): start this one with another --hub-name, or stop the other (a hub killed without stopping frees its name 30 s after its last heartbeat)")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// Seconds since the other hub's heartbeat.
+        seconds_ago: i64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// This hub's place among the hubs of its store.
 #[derive(Debug)]
@@ -60,19 +78,27 @@ pub struct Peer {
 impl FleetHubs {
     /// Register this hub in `store` (a restart keeps its row), release the devices it held
     /// before a crash and those of hubs that are no longer alive, and read the live ones.
+    /// A hub on another data directory that runs under the same name is refused.
     pub fn register(
         store: &Store,
         name: String,
         own: Vec<String>,
         api_url: &str,
-    ) -> Result<Self, StoreError> {
+        instance: &str,
+    ) -> Result<Self, RegisterError> {
         let now = unix_now();
         let conn = store.lock();
         let registration = hubs::HubRegistration {
             name: &name,
             agent_addrs: &own,
             api_url,
+            instance,
         };
+        let silent_after = SILENT_AFTER.as_secs() as i64;
+        if let Some(seconds_ago) = hubs::in_use_elsewhere(&conn, &registration, now, silent_after)?
+        {
+            return Err(RegisterError::NameInUse { name, seconds_ago });
+        }
         let id = hubs::register(&conn, &registration, now)?;
         let released = hubs::release(&conn, id)? + hubs::release_unheld(&conn)?;
         if released > 0 {
@@ -214,6 +240,21 @@ fn tell_sessions(ctx: &HubContext) {
 /// Every hub of the store, for the API.
 pub(crate) async fn list(store: &Store) -> Result<Vec<HubRecord>, StoreError> {
     store.read(hubs::list).await
+}
+
+/// The id of the hub running on data directory `dir`: generated on its first start (16 random
+/// hex digits) and kept there.
+pub fn instance(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join(INSTANCE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
 }
 
 /// This hub's name: `configured`, or the one generated on its first start and kept in the data

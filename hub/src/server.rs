@@ -57,6 +57,9 @@ pub enum StartError {
     /// `--peer-url` is not an `https://host:port` URL, or the hub-to-hub certificate failed.
     #[error("hub-to-hub link: {0}")]
     Peers(#[from] crate::peers::PeerError),
+    /// This hub could not take its place among the hubs of its store.
+    #[error("{0}")]
+    Hubs(#[from] crate::hubs::RegisterError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -157,7 +160,11 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let peer_url = config.peer_url.clone().unwrap_or_else(|| api_url(api_addr));
     crate::peers::check_url(&peer_url)?;
     let peer_link = crate::peers::PeerLink::new(&pki, &hub_name)?;
-    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &peer_url)?;
+    let instance = crate::hubs::instance(dir).map_err(|source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &peer_url, &instance)?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;

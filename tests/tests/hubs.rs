@@ -389,6 +389,36 @@ fn enrolment_works_through_any_hub_and_a_bound_token_is_refused_on_another() {
     assert_eq!(a.show(id)["agent_id"], first.agent_id.to_string());
 }
 
+#[test]
+fn a_second_hub_under_a_running_hubs_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
+    let mut a = start_hub(&db, "hub-a");
+    let other = dir.path().join("other");
+    let mut args = vec![
+        "serve".to_owned(),
+        "--data-dir".to_owned(),
+        other.display().to_string(),
+        "--agent-listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--api-listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
+    args.extend(on_store(&db, "hub-a"));
+    let refused = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("is taken by a running hub"), "{stderr}");
+    // The running hub is untouched and still its name's; a restart on its own directory is fine.
+    assert_eq!(hubs(&a), [("hub-a".to_owned(), "alive".to_owned(), 0)]);
+    let flags = on_store(&db, "hub-a");
+    a.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(hubs(&a)[0].1, "alive");
+}
+
 fn json(answer: &ApiAnswer) -> Value {
     serde_json::from_slice(&answer.body).unwrap()
 }

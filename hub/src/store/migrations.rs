@@ -327,6 +327,9 @@ const MIGRATIONS: &[&str] = &[
     // that took it over when that hub died. Rollouts from before are taken by the first hub that
     // starts.
     "ALTER TABLE rollouts ADD COLUMN hub_id INTEGER REFERENCES hubs(id) ON DELETE SET NULL;",
+    // 20: which data directory runs each hub (a random id kept there), so a second hub started
+    // under a live hub's name is refused instead of sharing its row.
+    "ALTER TABLE hubs ADD COLUMN instance TEXT;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

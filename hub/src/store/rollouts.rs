@@ -416,6 +416,7 @@ mod tests {
             name,
             agent_addrs: &[],
             api_url: "https://127.0.0.1:1",
+            instance: name,
         };
         hubs::register(conn, &registration, now).unwrap()
     }
