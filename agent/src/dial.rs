@@ -92,6 +92,8 @@ pub struct Dialer {
     last_target: Option<(SocketAddr, String, Fingerprint)>,
     /// An address the next dial tries before the rest of the list ([`Dialer::prefer`]).
     preferred: Option<String>,
+    /// An address the next dial tries after the rest of the list ([`Dialer::hand_off`]).
+    deferred: Option<String>,
     /// Whether a connection over UDP has been made: then a QUIC dial that is merely slow (a hub
     /// restarting under its fleet queues handshakes for seconds) is waited out before TCP.
     udp_worked: bool,
@@ -150,6 +152,7 @@ impl Dialer {
             udp_worked: false,
             last_target: None,
             preferred: None,
+            deferred: None,
         }
     }
 
@@ -188,6 +191,12 @@ impl Dialer {
         let (_, host, pin) = self.last_target.as_ref()?;
         let reach = HubReach::new(addrs, host, *pin)?;
         Some(reach.on_sockets(self.v4.clone(), self.v6.clone()))
+    }
+
+    /// The last connection's hub is stopping and handed its agents to the fleet's other hubs:
+    /// the next dial tries the rest of the list first and that hub last.
+    pub fn hand_off(&mut self) {
+        self.deferred = self.last_target.as_ref().map(|(_, host, _)| host.clone());
     }
 
     /// A hub of the list answered while the last one went silent: the next dial tries it first.
@@ -282,9 +291,7 @@ impl Dialer {
         let (mut config, report) = self.client_config(pin, client, alpn)?;
         config.transport_config(self.next_connection_config());
         let mut last = String::from("no address resolved");
-        let preferred = self.preferred.take().filter(|p| addrs.contains(p));
-        let rest = addrs.iter().filter(|a| Some(*a) != preferred.as_ref());
-        for addr in preferred.iter().chain(rest) {
+        for addr in self.dial_order(addrs) {
             let targets = match tokio::net::lookup_host(addr.as_str()).await {
                 Ok(targets) => targets.collect::<Vec<_>>(),
                 Err(e) => {
@@ -293,7 +300,7 @@ impl Dialer {
                 }
             };
             for target in targets {
-                match self.try_target(target, addr, &config, &report, pin).await {
+                match self.try_target(target, &addr, &config, &report, pin).await {
                     Ok(conn) => return Ok(conn),
                     Err(DialError::Unreachable { last: why, .. }) => {
                         debug!(%target, "dial failed: {why}");
@@ -307,6 +314,19 @@ impl Dialer {
             addrs: addrs.to_vec(),
             last,
         })
+    }
+
+    /// The order the next dial tries `addrs` in: the preferred address, the list, the deferred
+    /// one (each taken: they order one dial).
+    fn dial_order(&mut self, addrs: &[String]) -> Vec<String> {
+        let preferred = self.preferred.take().filter(|p| addrs.contains(p));
+        let deferred = self
+            .deferred
+            .take()
+            .filter(|d| addrs.contains(d) && Some(d) != preferred.as_ref());
+        let placed = |a: &&String| Some(*a) == preferred.as_ref() || Some(*a) == deferred.as_ref();
+        let rest: Vec<String> = addrs.iter().filter(|a| !placed(a)).cloned().collect();
+        preferred.into_iter().chain(rest).chain(deferred).collect()
     }
 
     /// The transport config of the next connection: its own path memory, offered the uplink
@@ -465,6 +485,44 @@ impl Dialer {
 mod tests {
     use super::*;
     use outpost_transport::profile::LAN;
+
+    fn addrs(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    fn dialed_last(dialer: &mut Dialer, host: &str) {
+        let pin = Fingerprint::of(b"a hub CA");
+        dialer.last_target = Some(("127.0.0.1:7000".parse().unwrap(), host.to_owned(), pin));
+    }
+
+    #[test]
+    fn a_handed_off_agent_dials_its_last_hub_last_once() {
+        let list = addrs(&["a:1", "b:1", "c:1"]);
+        let mut dialer = Dialer::new(LAN);
+        assert_eq!(dialer.dial_order(&list), list);
+        dialed_last(&mut dialer, "a:1");
+        dialer.hand_off();
+        assert_eq!(dialer.dial_order(&list), addrs(&["b:1", "c:1", "a:1"]));
+        assert_eq!(dialer.dial_order(&list), list, "one dial only");
+    }
+
+    #[test]
+    fn a_preferred_hub_goes_first_and_a_handed_off_one_last() {
+        let list = addrs(&["a:1", "b:1", "c:1"]);
+        let mut dialer = Dialer::new(LAN);
+        dialed_last(&mut dialer, "b:1");
+        dialer.hand_off();
+        dialer.prefer("c:1".to_owned());
+        assert_eq!(dialer.dial_order(&list), addrs(&["c:1", "a:1", "b:1"]));
+        // An address no longer in the list is ignored; one preferred and deferred goes first.
+        dialed_last(&mut dialer, "c:1");
+        dialer.hand_off();
+        dialer.prefer("c:1".to_owned());
+        assert_eq!(dialer.dial_order(&list), addrs(&["c:1", "a:1", "b:1"]));
+        dialed_last(&mut dialer, "gone:1");
+        dialer.hand_off();
+        assert_eq!(dialer.dial_order(&list), list);
+    }
 
     #[tokio::test]
     async fn a_dialer_on_a_shared_endpoint_dials_through_it() {

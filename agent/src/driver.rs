@@ -56,11 +56,14 @@ pub enum SessionEnd {
     /// The hub removed this endpoint or revoked its certificate: stop for good.
     #[error("the hub revoked this device: {0}")]
     Revoked(String),
-    /// The hub is stopping and asked to be redialled at a random moment within `spread`.
-    #[error("the hub is stopping; reconnecting within {spread:?}")]
+    /// The hub is stopping and asked to be redialled at a random moment within `spread`, to
+    /// another hub of the fleet first if `elsewhere`.
+    #[error("the hub is stopping; reconnecting within {spread:?}{}", if *elsewhere { ", to another hub of the fleet first" } else { "" })]
     HubStopping {
         /// The window the reconnect moment is drawn from.
         spread: Duration,
+        /// The hub handed its agents to the others.
+        elsewhere: bool,
     },
     /// The connection was lost or closed; reconnect.
     #[error("connection lost: {0}")]
@@ -95,6 +98,7 @@ impl From<quinn::ConnectionError> for SessionEnd {
                 match RestartNotice::decode(&close.reason) {
                     Some(notice) => Self::HubStopping {
                         spread: notice.spread,
+                        elsewhere: notice.elsewhere,
                     },
                     None => Self::Lost(e.to_string()),
                 }

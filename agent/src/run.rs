@@ -199,6 +199,11 @@ pub async fn run_with(config: AgentConfig, hooks: Hooks) -> Result<(), AgentErro
             Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::HubGone {
                 answering,
             }))) => dialer.prefer(answering.clone()),
+            // The hub stopped and handed its agents to the others: dial them first.
+            Err(SessionAttempt::Retry(Interruption::Session(SessionEnd::HubStopping {
+                elsewhere: true,
+                ..
+            }))) => dialer.hand_off(),
             _ => {}
         }
         let outcome = outcome(attempt, observer.as_deref());
@@ -278,7 +283,7 @@ fn outcome(
         observer.interrupted(&why);
     }
     match why {
-        Interruption::Session(SessionEnd::HubStopping { spread }) => {
+        Interruption::Session(SessionEnd::HubStopping { spread, .. }) => {
             Outcome::HubStopping { spread }
         }
         Interruption::Session(_) | Interruption::Dial(_) => Outcome::Lost,

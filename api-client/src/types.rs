@@ -163,6 +163,10 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     /// Where it stands now.
     pub status: EndpointStatus,
+    /// The hub holding its live session, where several hubs share one store (requests through
+    /// any hub are forwarded to it); `None` while offline.
+    #[serde(default)]
+    pub hub: Option<String>,
     /// The bound agent's UUID.
     pub agent_id: Option<String>,
     /// The fleet a device enrolled through.
@@ -514,6 +518,7 @@ mod tests {
             name: "kiosk".into(),
             kind: EndpointKind::Device,
             status: EndpointStatus::Standby,
+            hub: None,
             agent_id: None,
             fleet_id: None,
             group: None,

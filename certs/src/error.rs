@@ -77,9 +77,14 @@ pub enum PkiError {
     #[error("hub name {0:?} is neither a valid DNS name nor an IP address; fix the hub's name/address list")]
     InvalidName(String),
 
-    /// An admin name cannot be put into a certificate identity.
-    #[error("admin name {0:?} is not allowed: use 1 to 64 characters from a-z, A-Z, 0-9, '.', '_', '-', '@'")]
-    InvalidAdminName(String),
+    /// An admin's or a hub's name cannot be put into a certificate identity.
+    #[error("{role} name {name:?} is not allowed: use 1 to 64 characters from a-z, A-Z, 0-9, '.', '_', '-', '@'")]
+    InvalidIdentityName {
+        /// `admin` or `hub`.
+        role: &'static str,
+        /// The name refused.
+        name: String,
+    },
 
     /// A requested certificate lifetime is zero or beyond what we issue.
     #[error("certificate validity of {0:?} is not usable: it must be more than zero and at most 100 years")]

@@ -1,9 +1,11 @@
-//! Who a client certificate belongs to: an agent (by UUID) or an admin (by name).
+//! Who a client certificate belongs to: an agent (by UUID), an admin or a hub (by name).
 //!
 //! The identity lives in a single subject-alternative-name URI, never in the subject's CN (which
 //! is informational only):
 //! - agent: `urn:uuid:<uuid>` (RFC 4122 URN form, lowercase, hyphenated);
-//! - admin: `urn:outpost:admin:<name>`.
+//! - admin: `urn:outpost:admin:<name>`;
+//! - hub: `urn:outpost:hub:<name>`, which a hub presents to the other hubs of its fleet when it
+//!   forwards a request for a device another hub holds.
 
 use std::fmt;
 
@@ -14,6 +16,7 @@ use crate::{CertSerial, PkiError};
 
 const AGENT_PREFIX: &str = "urn:uuid:";
 const ADMIN_PREFIX: &str = "urn:outpost:admin:";
+const HUB_PREFIX: &str = "urn:outpost:hub:";
 const ADMIN_NAME_MAX: usize = 64;
 
 /// The role a client certificate is issued for.
@@ -23,6 +26,8 @@ pub enum ClientRole {
     Agent(Uuid),
     /// An administrator (or admin tool), named by a short account name.
     Admin(String),
+    /// A hub of the fleet, by its name among the hubs sharing a store.
+    Hub(String),
 }
 
 impl ClientRole {
@@ -31,15 +36,24 @@ impl ClientRole {
         match self {
             Self::Agent(id) => format!("{AGENT_PREFIX}{}", id.hyphenated()),
             Self::Admin(name) => format!("{ADMIN_PREFIX}{name}"),
+            Self::Hub(name) => format!("{HUB_PREFIX}{name}"),
         }
     }
 
-    /// Refuse admin names that could not round-trip through a URI or would confuse a reader.
+    /// Refuse admin and hub names that could not round-trip through a URI or would confuse a
+    /// reader.
     pub(crate) fn validate(&self) -> Result<(), PkiError> {
         match self {
             Self::Agent(_) => Ok(()),
-            Self::Admin(name) if valid_admin_name(name) => Ok(()),
-            Self::Admin(name) => Err(PkiError::InvalidAdminName(name.clone())),
+            Self::Admin(name) | Self::Hub(name) if valid_name(name) => Ok(()),
+            Self::Admin(name) => Err(PkiError::InvalidIdentityName {
+                role: "admin",
+                name: name.clone(),
+            }),
+            Self::Hub(name) => Err(PkiError::InvalidIdentityName {
+                role: "hub",
+                name: name.clone(),
+            }),
         }
     }
 
@@ -52,26 +66,31 @@ impl ClientRole {
                     .map_err(|_| malformed()),
             );
         }
-        let name = uri.strip_prefix(ADMIN_PREFIX)?;
-        Some(if valid_admin_name(name) {
-            Ok(Self::Admin(name.to_owned()))
+        let (name, role): (&str, fn(String) -> Self) = match uri.strip_prefix(ADMIN_PREFIX) {
+            Some(name) => (name, Self::Admin),
+            None => (uri.strip_prefix(HUB_PREFIX)?, Self::Hub),
+        };
+        Some(if valid_name(name) {
+            Ok(role(name.to_owned()))
         } else {
             Err(malformed())
         })
     }
 }
 
-/// `agent <uuid>` or `admin <name>`; used as the certificate's CN.
+/// `agent <uuid>`, `admin <name>` or `hub <name>`; used as the certificate's CN.
 impl fmt::Display for ClientRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Agent(id) => write!(f, "agent {}", id.hyphenated()),
             Self::Admin(name) => write!(f, "admin {name}"),
+            Self::Hub(name) => write!(f, "hub {name}"),
         }
     }
 }
 
-fn valid_admin_name(name: &str) -> bool {
+/// Whether `name` may name an admin or a hub: 1–64 of `A-Za-z0-9._-@`.
+pub fn valid_name(name: &str) -> bool {
     (1..=ADMIN_NAME_MAX).contains(&name.len())
         && name
             .bytes()
@@ -115,7 +134,8 @@ mod tests {
     fn san_uris_round_trip() {
         let agent = ClientRole::Agent(Uuid::new_v4());
         let admin = ClientRole::Admin("alice@ops".to_owned());
-        for role in [agent, admin] {
+        let hub = ClientRole::Hub("hub-0a1b2c3d".to_owned());
+        for role in [agent, admin, hub] {
             let back = ClientRole::from_san_uri(&role.san_uri()).unwrap().unwrap();
             assert_eq!(back, role);
         }
@@ -130,6 +150,10 @@ mod tests {
         ));
         assert!(matches!(
             ClientRole::from_san_uri("urn:outpost:admin:"),
+            Some(Err(PkiError::MalformedIdentity(_)))
+        ));
+        assert!(matches!(
+            ClientRole::from_san_uri("urn:outpost:hub:a/b"),
             Some(Err(PkiError::MalformedIdentity(_)))
         ));
         for name in ["", "has space", "a/b", &"x".repeat(65)] {

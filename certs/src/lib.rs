@@ -38,7 +38,7 @@ pub use agent::AgentKey;
 pub use error::PkiError;
 pub use fingerprint::{CertSerial, Fingerprint};
 pub use hub::{HubPki, IssuedCert};
-pub use identity::{client_identity, ClientRole};
+pub use identity::{client_identity, valid_name, ClientRole};
 pub use inspect::{cert_public_key, cert_validity, Validity};
 pub use pem::{
     cert_to_pem, certs_from_pem, private_key_from_pem, write_private_file, write_public_file,

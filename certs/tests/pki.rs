@@ -215,7 +215,10 @@ fn an_admin_certificate_comes_with_its_key() {
     let err = hub
         .issue_client_cert_with_key(&ClientRole::Admin("alice smith".to_owned()), DAY)
         .unwrap_err();
-    assert!(matches!(err, PkiError::InvalidAdminName(_)), "{err}");
+    assert!(
+        matches!(err, PkiError::InvalidIdentityName { role: "admin", .. }),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Changes an admin makes on one hub that other hubs' sessions must see at once (issue #18):
 //! a device removed or reset (its session closes: its certificate is revoked) and a device
-//! approved (its session learns it). The hub that made the change applies it to its own sessions
+//! approved (its session learns it). Rollout events travel on the same channel
+//! ([`crate::fleet_relay`]). The hub that made the change applies it to its own sessions
 //! and, on PostgreSQL, announces it with `NOTIFY`; every hub `LISTEN`s and applies what it hears
 //! (its own announcements too: each change is idempotent). On SQLite there is one hub, and
 //! nothing to announce.
@@ -76,8 +77,16 @@ pub(crate) async fn made(ctx: &Arc<HubContext>, change: Change) -> bool {
 
 /// Announce `change` to the other hubs of the store (PostgreSQL only).
 pub fn announce(conn: &Db, change: Change) -> Result<(), StoreError> {
+    announce_text(conn, &change.encode())
+}
+
+/// PostgreSQL refuses a notification payload of this many bytes or more.
+pub(crate) const CHANNEL_LIMIT: usize = 8_000;
+
+/// Send `payload` to every hub listening on the store (PostgreSQL only; one hub on SQLite).
+pub(crate) fn announce_text(conn: &Db, payload: &str) -> Result<(), StoreError> {
     if conn.dialect() == Dialect::Postgres {
-        conn.execute("SELECT pg_notify(?1, ?2)", [CHANNEL, &change.encode()])?;
+        conn.execute("SELECT pg_notify(?1, ?2)", [CHANNEL, payload])?;
     }
     Ok(())
 }
@@ -136,12 +145,13 @@ async fn listen(ctx: &HubContext, url: &str) -> Result<(), tokio_postgres::Error
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     info!("hearing the other hubs' changes");
     while let Some(payload) = hearing.recv().await {
-        match Change::decode(&payload) {
-            Some(change) => {
-                debug!(?change, "a change from a hub");
-                apply(ctx, change);
-            }
-            None => warn!(payload, "a change this hub does not know; ignored"),
+        if let Some(change) = Change::decode(&payload) {
+            debug!(?change, "a change from a hub");
+            apply(ctx, change);
+        } else if let Some(relayed) = crate::fleet_relay::decode(&payload) {
+            crate::fleet_relay::apply(ctx, relayed);
+        } else {
+            warn!(payload, "a change this hub does not know; ignored");
         }
     }
     drop(client);

@@ -88,6 +88,10 @@ pub struct HubConfig {
     /// This hub's name among the hubs sharing its store; `None`: generated on first start and
     /// kept in `data_dir` (`crate::hubs::name`).
     pub hub_name: Option<String>,
+    /// The admin API's URL as the other hubs of the store reach it, to forward requests for the
+    /// devices this hub holds (`crate::peers`); `None`: the bound API address (loopback when
+    /// bound to any address, which serves hubs on one machine only).
+    pub peer_url: Option<String>,
     /// Check-in interval handed to agents.
     pub checkin_interval: Duration,
     /// How long NAT bindings must hold at a check-in interval before it grows or is probed
@@ -151,6 +155,7 @@ impl HubConfig {
             api_listen: DEFAULT_API_LISTEN,
             public_addrs: Vec::new(),
             hub_name: None,
+            peer_url: None,
             checkin_interval: DEFAULT_CHECKIN_INTERVAL,
             checkin_hold: crate::session::interval::HOLD,
             standby_after: DEFAULT_STANDBY_AFTER,

@@ -26,6 +26,8 @@ pub struct HubContext {
     /// This hub among the hubs sharing its store: its id, and the addresses written into new join
     /// tokens and sent to agents.
     pub hubs: crate::hubs::FleetHubs,
+    /// The link to the other hubs, for requests for the devices they hold.
+    pub peer_link: crate::peers::PeerLink,
     /// Check-in interval and standby period handed to agents.
     pub session: EndpointTiming,
     /// How long an admin request waits for a summoned device.

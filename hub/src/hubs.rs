@@ -2,7 +2,8 @@
 //!
 //! Every [`HEARTBEAT`] the hub writes its heartbeat, reads the others', and releases the devices
 //! of any hub that stopped or went silent for [`SILENT_AFTER`]: they show offline until they
-//! check in to a live hub. The live hubs' agent addresses go into every join token and `Welcome`,
+//! check in to a live hub. It also takes over the rollouts such a hub coordinated
+//! (`crate::fleet`); of several hubs doing so at once, the store gives them to one. The live hubs' agent addresses go into every join token and `Welcome`,
 //! this hub's first, so an agent whose hub dies dials the others in turn (the agent tries its list
 //! in order). The others come rotated by the device's id, so the devices of a dead hub spread
 //! over the live ones instead of all landing on the first.
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 use crate::context::HubContext;
 use crate::registry::Control;
 use crate::store::hubs::{self, HubHealth, HubId, HubRecord};
+use crate::store::rollouts;
 use crate::store::{unix_now, Store, StoreError};
 
 /// How often a hub writes its heartbeat and looks at the others.
@@ -32,6 +34,24 @@ pub const SILENT_AFTER: Duration = Duration::from_secs(30);
 
 /// The file in the data directory that keeps a hub's generated name across restarts.
 const NAME_FILE: &str = "hub.name";
+/// The file in the data directory that keeps the id telling its hub from another of the name.
+const INSTANCE_FILE: &str = "hub.instance";
+
+/// Why a hub could not take its place among the hubs of its store.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// A running hub on another data directory has this name.
+    #[error("hub name {name:?} is taken by a running hub on another data directory (its heartbeat {seconds_ago} s ago): start this one with another --hub-name, or stop the other (a hub killed without stopping frees its name 30 s after its last heartbeat)")]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// Seconds since the other hub's heartbeat.
+        seconds_ago: i64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// This hub's place among the hubs of its store.
 #[derive(Debug)]
@@ -42,26 +62,43 @@ pub struct FleetHubs {
     pub name: String,
     /// The addresses agents dial to reach it.
     own: Vec<String>,
-    /// The other live hubs' addresses, as of the last heartbeat.
-    others: RwLock<Vec<String>>,
+    /// The other live hubs, as of the last heartbeat.
+    others: RwLock<Vec<HubRecord>>,
+}
+
+/// Another live hub, as a request for a device it holds is forwarded to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its name.
+    pub name: String,
+    /// Its admin API, as it registered it (`serve --peer-url`).
+    pub url: String,
 }
 
 impl FleetHubs {
     /// Register this hub in `store` (a restart keeps its row), release the devices it held
     /// before a crash and those of hubs that are no longer alive, and read the live ones.
+    /// A hub on another data directory that runs under the same name is refused.
     pub fn register(
         store: &Store,
         name: String,
         own: Vec<String>,
         api_url: &str,
-    ) -> Result<Self, StoreError> {
+        instance: &str,
+    ) -> Result<Self, RegisterError> {
         let now = unix_now();
         let conn = store.lock();
         let registration = hubs::HubRegistration {
             name: &name,
             agent_addrs: &own,
             api_url,
+            instance,
         };
+        let silent_after = SILENT_AFTER.as_secs() as i64;
+        if let Some(seconds_ago) = hubs::in_use_elsewhere(&conn, &registration, now, silent_after)?
+        {
+            return Err(RegisterError::NameInUse { name, seconds_ago });
+        }
         let id = hubs::register(&conn, &registration, now)?;
         let released = hubs::release(&conn, id)? + hubs::release_unheld(&conn)?;
         if released > 0 {
@@ -89,11 +126,7 @@ impl FleetHubs {
     /// What `endpoint` is told to dial: this hub's addresses, then the other live hubs' rotated
     /// by its id (at most what a token or a `Welcome` may carry).
     pub fn addrs_for(&self, endpoint: EndpointId) -> Vec<String> {
-        let mut others = self
-            .others
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut others = others_addrs(&self.others.read().unwrap_or_else(|p| p.into_inner()));
         if !others.is_empty() {
             let shift = (endpoint.0 % others.len() as u64) as usize;
             others.rotate_left(shift);
@@ -104,26 +137,62 @@ impl FleetHubs {
         addrs
     }
 
-    /// Read the other hubs: keep the live ones' addresses, release the devices of the rest.
-    /// Returns whether the live hubs' addresses changed.
-    fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<bool, StoreError> {
+    /// How many other hubs were alive at the last heartbeat.
+    pub fn others_alive(&self) -> usize {
+        self.others.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The live hub `id` if it is another one than this: where a device it holds is reached.
+    pub fn peer(&self, id: HubId) -> Option<Peer> {
+        let others = self.others.read().unwrap_or_else(|p| p.into_inner());
+        others.iter().find(|h| h.id == id).map(|h| Peer {
+            name: h.name.clone(),
+            url: h.api_url.clone(),
+        })
+    }
+
+    /// Read the other hubs: keep the live ones, release the devices of the rest and take over
+    /// the rollouts they coordinated.
+    fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<Looked, StoreError> {
         let silent_after = SILENT_AFTER.as_secs() as i64;
         let mut live = Vec::new();
+        let mut adopted = Vec::new();
         for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
-            match hub.health(now, silent_after) {
-                HubHealth::Alive => live.extend(hub.agent_addrs),
-                health if hub.devices > 0 => {
-                    let released = hubs::release(conn, hub.id)?;
-                    warn!(hub = %hub.name, released, health = health.as_str(), "released the devices of a hub that is not alive");
-                }
-                HubHealth::Silent | HubHealth::Stopped => {}
+            let health = hub.health(now, silent_after);
+            if health == HubHealth::Alive {
+                live.push(hub);
+                continue;
             }
+            if hub.devices > 0 {
+                let released = hubs::release(conn, hub.id)?;
+                warn!(hub = %hub.name, released, health = health.as_str(), "released the devices of a hub that is not alive");
+            }
+            adopted.extend(rollouts::adopt(conn, hub.id, self.id)?);
         }
         let mut others = self.others.write().unwrap_or_else(|p| p.into_inner());
-        let changed = *others != live;
+        let addrs_changed = others_addrs(&others) != others_addrs(&live);
         *others = live;
-        Ok(changed)
+        Ok(Looked {
+            addrs_changed,
+            adopted,
+        })
     }
+}
+
+/// What a look at the other hubs found.
+#[derive(Debug)]
+struct Looked {
+    /// The live hubs' agent addresses changed.
+    addrs_changed: bool,
+    /// Rollouts this hub took over from hubs that are not alive.
+    adopted: Vec<i64>,
+}
+
+/// The agent addresses of `hubs`, in order.
+fn others_addrs(hubs: &[HubRecord]) -> Vec<String> {
+    hubs.iter()
+        .flat_map(|h| h.agent_addrs.iter().cloned())
+        .collect()
 }
 
 /// Write this hub's heartbeat and look at the others every [`HEARTBEAT`], for as long as it runs.
@@ -142,8 +211,16 @@ pub(crate) async fn run_heartbeat(ctx: Arc<HubContext>) {
             })
             .await;
         match written {
-            Ok(true) => tell_sessions(&ctx),
-            Ok(false) => {}
+            Ok(looked) => {
+                if looked.addrs_changed {
+                    tell_sessions(&ctx);
+                }
+                if !looked.adopted.is_empty() {
+                    if let Err(e) = ctx.fleet.adopt(&ctx, looked.adopted).await {
+                        warn!("rollouts taken over from a dead hub not loaded: {e}; they resume when this hub restarts");
+                    }
+                }
+            }
             Err(e) => warn!("hub heartbeat not written: {e}"),
         }
     }
@@ -163,6 +240,21 @@ fn tell_sessions(ctx: &HubContext) {
 /// Every hub of the store, for the API.
 pub(crate) async fn list(store: &Store) -> Result<Vec<HubRecord>, StoreError> {
     store.read(hubs::list).await
+}
+
+/// The id of the hub running on data directory `dir`: generated on its first start (16 random
+/// hex digits) and kept there.
+pub fn instance(dir: &Path) -> std::io::Result<String> {
+    let path = dir.join(INSTANCE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
 }
 
 /// This hub's name: `configured`, or the one generated on its first start and kept in the data

@@ -120,13 +120,6 @@ impl<S: Entry> Registry<S> {
         removed.is_some()
     }
 
-    /// Close every live session (the hub is stopping); each session's task removes it as it ends.
-    pub fn close_all(&self, code: CloseCode, reason: &str) {
-        for session in lock(&self.sessions).values() {
-            session.close(code, reason);
-        }
-    }
-
     /// Ids of sessions whose status (with `stale_after`) is one of `wanted`.
     pub fn ids_with_status(
         &self,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use outpost_certs::{Fingerprint, PkiError};
 use outpost_protocol::tunnel::ALPN_TUNNEL;
-use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
+use outpost_protocol::wire::{CloseCode, EndpointTiming, ALPN_ENROLL, ALPN_SESSION};
 use outpost_transport::profile::Role;
 use rand::RngCore;
 use thiserror::Error;
@@ -50,6 +50,16 @@ pub enum StartError {
     /// The CA the hubs of the store share could not be settled.
     #[error("hub CA: {0}")]
     SharedCa(#[from] crate::shared_ca::SharedCaError),
+    /// `--hub-name` cannot name a hub: it goes into the certificate the hub presents to the
+    /// other hubs.
+    #[error("hub name {0:?} is not allowed: use 1 to 64 characters from a-z, A-Z, 0-9, '.', '_', '-', '@'")]
+    HubName(String),
+    /// `--peer-url` is not an `https://host:port` URL, or the hub-to-hub certificate failed.
+    #[error("hub-to-hub link: {0}")]
+    Peers(#[from] crate::peers::PeerError),
+    /// This hub could not take its place among the hubs of its store.
+    #[error("{0}")]
+    Hubs(#[from] crate::hubs::RegisterError),
     /// The store could not be opened.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -134,13 +144,27 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let names: Vec<String> = hub_addrs.iter().filter_map(|a| host_of(a)).collect();
     let store = Store::open_location(&config.store_location())?;
     let pki = crate::shared_ca::load(&store, dir, &names)?;
+    if let Some(name) = config
+        .hub_name
+        .as_ref()
+        .filter(|n| !outpost_certs::valid_name(n))
+    {
+        return Err(StartError::HubName(name.clone()));
+    }
     let hub_name = crate::hubs::name(dir, config.hub_name.as_deref()).map_err(|source| {
         StartError::DataDir {
             path: dir.to_owned(),
             source,
         }
     })?;
-    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &api_url(api_addr))?;
+    let peer_url = config.peer_url.clone().unwrap_or_else(|| api_url(api_addr));
+    crate::peers::check_url(&peer_url)?;
+    let peer_link = crate::peers::PeerLink::new(&pki, &hub_name)?;
+    let instance = crate::hubs::instance(dir).map_err(|source| StartError::DataDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &peer_url, &instance)?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
     let tickets = match config.ticket_keys {
@@ -174,7 +198,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     .map_err(bind_error)?;
     let api_tls = Arc::new(pki.https_server_config()?);
 
-    let fleet = fleet::Fleet::restore(&store)?;
+    let fleet = fleet::Fleet::restore(&store, hubs.id)?;
     let jobs = crate::jobs::Jobs::restore(&store)?;
     let (audit, audit_records) = crate::audit::Audit::new();
     let ctx = Arc::new(HubContext {
@@ -182,6 +206,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         registry: Registry::default(),
         pki,
         hubs,
+        peer_link,
         session: EndpointTiming {
             checkin_interval_ms: millis(config.checkin_interval),
             standby_after_ms: millis(config.standby_after),
@@ -280,23 +305,6 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     })
 }
 
-/// The agents this hub holds, by whether each will resume with the ticket it holds.
-fn returning(ctx: &HubContext) -> restart_notice::Returning {
-    let all = ctx.registry.all();
-    let now = Instant::now();
-    let resuming = match ctx.tickets {
-        Some(_) => all
-            .iter()
-            .filter(|s| now.duration_since(s.connected_at()) < crate::tickets::TICKET_LIFETIME)
-            .count(),
-        None => 0,
-    };
-    restart_notice::Returning {
-        resuming,
-        full: all.len() - resuming,
-    }
-}
-
 /// How long a stopping hub lets its close frames drain.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
@@ -310,13 +318,9 @@ impl RunningHub {
     /// drained).
     pub async fn shutdown(self) {
         self.ctx.admission.drain();
-        let returning = returning(&self.ctx);
-        let spread = restart_notice::spread(returning, self.ctx.reconnect_rate);
-        let notice = RestartNotice::new(spread);
-        info!(spread = ?notice.spread, resuming = returning.resuming, full = returning.full, "asking the agents to come back spread over");
-        self.ctx
-            .registry
-            .close_all(CloseCode::Stopping, &notice.encode());
+        let rate = self.ctx.reconnect_rate;
+        let notice =
+            crate::hand_off::close_sessions(&self.ctx, |n| restart_notice::spread(n, rate));
         for task in &self.tasks {
             task.abort();
         }

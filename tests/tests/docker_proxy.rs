@@ -1,11 +1,17 @@
 //! The stock docker CLI drives a real engine through hub → QUIC → agent. Each test says what an
 //! admin types and checks both what the CLI prints and what the engine (asked directly) did.
+//!
+//! With `OUTPOST_TEST_RELAY=1` (the second run in `scripts/test.sh`) every test runs through two
+//! hubs on one PostgreSQL database: the device is held by one, and the docker CLI talks to the
+//! other, which forwards each call (`hub/src/peers.rs`). `Device::hub` is then the holder, whose
+//! view of the session the tests read.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{
     direct, require_engine, sha256_of, unique, Cleanup, Container, DockerCli, TEST_IMAGE,
 };
@@ -17,6 +23,13 @@ struct Device {
     agent: Agent,
     id: u64,
     docker: DockerCli,
+    /// In relay mode, the hub the CLI calls and the store both hubs share.
+    _relay: Option<(Hub, BenchStore)>,
+}
+
+/// Whether to run through a second hub (`OUTPOST_TEST_RELAY=1`).
+fn relay_mode() -> bool {
+    std::env::var("OUTPOST_TEST_RELAY").is_ok_and(|v| v == "1")
 }
 
 fn device() -> Device {
@@ -25,6 +38,9 @@ fn device() -> Device {
 
 fn device_on(docker_host: &str) -> Device {
     require_engine();
+    if relay_mode() {
+        return relayed_device_on(docker_host);
+    }
     let hub = Hub::start();
     let (id, key) = hub.create_endpoint("kiosk", &[]);
     let dir = hub.data_dir.parent().unwrap().join("agent");
@@ -36,6 +52,43 @@ fn device_on(docker_host: &str) -> Device {
         agent,
         id,
         docker,
+        _relay: None,
+    }
+}
+
+/// The device held by one hub, the CLI on another of the same store. The holder starts first,
+/// so the other finds it alive when it registers.
+fn relayed_device_on(docker_host: &str) -> Device {
+    let db = BenchStore::create(StoreKind::Postgres, &std::env::temp_dir());
+    let flags = db.serve_flags();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let holder = Hub::start_with_flags(&flags);
+    let entry = Hub::start_with_flags(&flags);
+    std::fs::copy(
+        holder.data_dir.join("admin.token"),
+        entry.data_dir.join("admin.token"),
+    )
+    .unwrap();
+    let (id, key) = holder.create_endpoint("kiosk", &[]);
+    let agent_dir = holder.data_dir.parent().unwrap().join("agent");
+    let agent = Agent::start(
+        &agent_dir,
+        &[("EDGE_KEY", &key), ("DOCKER_HOST", docker_host)],
+    );
+    holder.wait_status(id, "standby", Duration::from_secs(20));
+    let held = holder.show(id)["hub"].clone();
+    outpost_tests::wait_for(
+        Duration::from_secs(15),
+        "the other hub to see the device held",
+        || (entry.show(id)["hub"] == held).then_some(()),
+    );
+    let docker = DockerCli::for_endpoint(&entry, id);
+    Device {
+        hub: holder,
+        agent,
+        id,
+        docker,
+        _relay: Some((entry, db)),
     }
 }
 

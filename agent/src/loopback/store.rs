@@ -225,6 +225,15 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    /// Append `bytes` to `digest`'s partial file, flushed (tokio's `File` finishes a write in the
+    /// background: without the flush a read right after may not see it, as the product's fetch
+    /// flushes before it looks).
+    async fn write_partial(blobs: &LocalBlobs, digest: &Digest, bytes: &[u8]) {
+        let mut file = blobs.append(digest).await.unwrap();
+        file.write_all(bytes).await.unwrap();
+        file.flush().await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_partial_blob_grows_then_is_verified_into_place() {
         let dir = tempfile::tempdir().unwrap();
@@ -232,24 +241,12 @@ mod tests {
         let bytes = b"layer bytes, in two parts".to_vec();
         let digest = Digest::of(&bytes);
         assert_eq!(blobs.held(&digest).await.unwrap(), 0);
-        blobs
-            .append(&digest)
-            .await
-            .unwrap()
-            .write_all(&bytes[..10])
-            .await
-            .unwrap();
+        write_partial(&blobs, &digest, &bytes[..10]).await;
         // A restarted agent finds what the last one wrote.
         let reopened = LocalBlobs::open(dir.path()).unwrap();
         assert_eq!(reopened.held(&digest).await.unwrap(), 10);
         assert!(reopened.open_complete(&digest).await.unwrap().is_none());
-        reopened
-            .append(&digest)
-            .await
-            .unwrap()
-            .write_all(&bytes[10..])
-            .await
-            .unwrap();
+        write_partial(&reopened, &digest, &bytes[10..]).await;
         reopened.promote(&digest).await.unwrap();
         let (_, size) = reopened.open_complete(&digest).await.unwrap().unwrap();
         assert_eq!(size, bytes.len() as u64);
@@ -278,22 +275,10 @@ mod tests {
         let blobs = LocalBlobs::open(dir.path()).unwrap();
         let bytes = b"a verified layer".to_vec();
         let digest = Digest::of(&bytes);
-        blobs
-            .append(&digest)
-            .await
-            .unwrap()
-            .write_all(&bytes)
-            .await
-            .unwrap();
+        write_partial(&blobs, &digest, &bytes).await;
         blobs.promote(&digest).await.unwrap();
         let other = Digest::of(b"still arriving");
-        blobs
-            .append(&other)
-            .await
-            .unwrap()
-            .write_all(b"still")
-            .await
-            .unwrap();
+        write_partial(&blobs, &other, b"still").await;
         let now = SystemTime::now();
         assert_eq!(blobs.sweep(now).await.unwrap(), 0);
         assert_eq!(blobs.sweep(now + KEEP_COMPLETE).await.unwrap(), 1);
@@ -308,13 +293,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = LocalBlobs::open(dir.path()).unwrap();
         let digest = Digest::of(b"the real layer");
-        blobs
-            .append(&digest)
-            .await
-            .unwrap()
-            .write_all(b"the fake layer")
-            .await
-            .unwrap();
+        write_partial(&blobs, &digest, b"the fake layer").await;
         let refused = blobs.promote(&digest).await;
         assert!(
             matches!(refused, Err(LocalStoreError::DigestMismatch { .. })),

@@ -31,23 +31,31 @@ use crate::store::access;
 pub(super) struct ConnectionIdentity {
     /// The serial of the admin certificate it presented, valid at the handshake.
     certificate: Option<String>,
+    /// The name of the hub whose certificate it presented: another hub of the fleet, forwarding
+    /// requests for the devices this hub holds (`super::peer`).
+    pub(super) hub: Option<String>,
     /// Its place under the connection cap, marked authenticated once it proved an admin
     /// credential (its certificate, or a request's): the cap sheds connections without one first.
     slot: ConnectionSlot,
 }
 
-/// Check a presented client certificate: an admin certificate of this hub, not revoked.
+/// Check a presented client certificate: an admin certificate of this hub, not revoked, or the
+/// certificate of another hub (the TLS stack checked that it chains to the fleet's CA).
 pub(super) async fn connection_identity(
     ctx: &HubContext,
     peer: Option<&[CertificateDer<'static>]>,
     slot: ConnectionSlot,
 ) -> ConnectionIdentity {
-    let certificate = match peer
+    let role = peer
         .and_then(|chain| chain.first())
-        .map(|leaf| client_identity(leaf))
-    {
-        Some(Ok((ClientRole::Admin(_), serial))) => Some(serial.to_string()),
-        _ => None,
+        .map(|leaf| client_identity(leaf));
+    let (certificate, hub) = match role {
+        Some(Ok((ClientRole::Admin(_), serial))) => (Some(serial.to_string()), None),
+        Some(Ok((ClientRole::Hub(name), _))) => {
+            slot.authenticate();
+            (None, Some(name))
+        }
+        _ => (None, None),
     };
     let certificate = match certificate {
         Some(serial) if Credential::Certificate(serial.clone()).is_valid(ctx).await => {
@@ -56,7 +64,11 @@ pub(super) async fn connection_identity(
         }
         _ => None,
     };
-    ConnectionIdentity { certificate, slot }
+    ConnectionIdentity {
+        certificate,
+        hub,
+        slot,
+    }
 }
 
 /// Reject requests without a valid admin credential or the role and scope their route needs;

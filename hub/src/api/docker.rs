@@ -15,6 +15,7 @@ use super::id::{CanonicalId, IdPath};
 use super::ApiError;
 use crate::audit::AuditHandle;
 use crate::context::HubContext;
+use crate::peers::PeerError;
 use crate::proxy::{self, ProxyError};
 
 /// Proxy one request to endpoint `id`'s engine. A hijacked connection keeps its place under the
@@ -63,7 +64,11 @@ fn status(e: &ProxyError) -> StatusCode {
         }
         ProxyError::DeviceBusy(_) => StatusCode::TOO_MANY_REQUESTS,
         ProxyError::NoStream { .. } => StatusCode::GATEWAY_TIMEOUT,
-        ProxyError::Engine(_) => StatusCode::BAD_GATEWAY,
+        ProxyError::Engine(_)
+        | ProxyError::Peer(PeerError::Unreachable { .. } | PeerError::BadUrl { .. }) => {
+            StatusCode::BAD_GATEWAY
+        }
+        ProxyError::Peer(PeerError::Certificate(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         ProxyError::BadPath(_) => StatusCode::BAD_REQUEST,
         ProxyError::Summon(_) | ProxyError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

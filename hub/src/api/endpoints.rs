@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outpost_api::{Endpoint, EndpointCreated, EndpointDetail, EndpointStatus, Removed, Summoned};
 use outpost_protocol::token::JoinToken;
@@ -110,7 +112,7 @@ pub(super) async fn view_of(ctx: &HubContext, id: EndpointId) -> Result<Endpoint
         .registry
         .get(id)
         .map(|s| s.detail_view(Instant::now(), ctx.stale_after()));
-    Ok(view::endpoint(&record, live))
+    Ok(view::endpoint(&record, live, &ctx.hubs))
 }
 
 pub(super) fn not_found(id: EndpointId) -> ApiError {
@@ -175,7 +177,30 @@ pub(super) async fn remove(
     }))
 }
 
+/// Summon a device: here if this hub holds it, else through the hub that does
+/// ([`crate::peers`]).
 pub(super) async fn summon(
+    State(ctx): State<Arc<HubContext>>,
+    IdPath(CanonicalId(id)): IdPath<CanonicalId>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if ctx.registry.get(id).is_none() {
+        if let Some(peer) = crate::peers::holder(&ctx, id).await? {
+            let answer = ctx
+                .peer_link
+                .send(&ctx.pki, &peer, request)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+            return Ok(answer.map(Body::new));
+        }
+    }
+    Ok(summon_here(State(ctx), IdPath(CanonicalId(id)))
+        .await?
+        .into_response())
+}
+
+/// Summon a device this hub holds; for another hub, which forwarded the summon, too.
+pub(super) async fn summon_here(
     State(ctx): State<Arc<HubContext>>,
     IdPath(CanonicalId(id)): IdPath<CanonicalId>,
 ) -> Result<Json<Summoned>, ApiError> {

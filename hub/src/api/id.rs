@@ -1,7 +1,8 @@
 //! Endpoint ids in routes: one spelling per endpoint. `u64::from_str` also accepts `01`, `+1` and
 //! `001`, and the proxy strips its route prefix by the id's canonical spelling, so a
 //! non-canonical id reached endpoint 1 with the whole `/api/endpoints/01/docker/…` path forwarded.
-//! Every `{id}` route (all under `/api/endpoints/{id}`) takes its parameters through [`IdPath`];
+//! Every `{id}` route (all under `/api/endpoints/{id}`, and `/peer/v1/endpoints/{id}` for the
+//! other hubs) takes its parameters through [`IdPath`];
 //! anything but digits without a leading zero that fit a `u64` is answered 404, as for a route
 //! that does not exist. The router percent-decodes parameters, so the raw segment is checked too:
 //! `%31` is not a spelling of 1.
@@ -43,7 +44,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for IdPath<
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw_id = parts.uri.path().split('/').nth(3).and_then(parse_canonical);
+        // The segment after `endpoints`: `/api/endpoints/{id}/…` and `/peer/v1/endpoints/{id}/…`.
+        let raw_id = parts
+            .uri
+            .path()
+            .split('/')
+            .skip_while(|segment| *segment != "endpoints")
+            .nth(1)
+            .and_then(parse_canonical);
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(params)) if raw_id.is_some() => Ok(Self(params)),
             _ => Err(ApiError::new(

@@ -221,7 +221,10 @@ pub(super) async fn list(
     let stale = ctx.stale_after();
     let items = records
         .iter()
-        .map(|r| view::endpoint(r, ctx.registry.get(r.id).map(|s| s.view(now, stale))))
+        .map(|r| {
+            let live = ctx.registry.get(r.id).map(|s| s.view(now, stale));
+            view::endpoint(r, live, &ctx.hubs)
+        })
         .collect();
     Ok((
         [(X_TOTAL_COUNT.clone(), total.to_string())],

@@ -25,6 +25,7 @@ mod jobs;
 mod labels;
 mod list;
 mod nofile;
+mod peer;
 mod quiet;
 mod reset;
 mod rollouts;
@@ -132,6 +133,7 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
             ctx.clone(),
             auth::require_admin,
         ))
+        .merge(peer::router(ctx.clone()))
         .with_state(ctx)
 }
 

@@ -3,15 +3,18 @@
 //! `POST /api/rollouts/{id}/{pause|resume|abort}` steers it.
 //!
 //! A rollout in progress is read from its controller in memory ([`crate::fleet`]); a finished
-//! one from its rows, rebuilt the way a restarted hub rebuilds it.
+//! one, or one another hub coordinates, from its rows, rebuilt the way a restarted hub rebuilds
+//! it. A command for a rollout another live hub coordinates is forwarded to that hub.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
     NewRollout, PauseRollout, RolloutDetail, RolloutPage, RolloutSummary, RolloutTarget,
@@ -146,26 +149,70 @@ pub(super) async fn show(
     ))
 }
 
+/// Pause, resume or abort a rollout: here if this hub coordinates it, else on the hub that does
+/// ([`crate::peers`]).
 pub(super) async fn control(
     State(ctx): State<Arc<HubContext>>,
     Extension(principal): Extension<Principal>,
     Path((id, action)): Path<(i64, String)>,
     Json(body): Json<PauseRollout>,
-) -> Result<Json<RolloutSummary>, ApiError> {
-    let command = match action.as_str() {
-        "pause" => Command::Pause(body.note),
-        "resume" => Command::Resume,
-        "abort" => Command::Abort,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no rollout action {other:?}: use pause, resume or abort"),
-            ))
-        }
-    };
+) -> Result<Response, ApiError> {
+    command_of(&action, body.clone())?;
     find_for(&ctx, &principal, id).await?;
+    if ctx.fleet.with_active(id, |_| ()).await.is_none() {
+        if let Some(peer) = coordinator_elsewhere(&ctx, id).await? {
+            let request = axum::http::Request::post(format!("/api/rollouts/{id}/{action}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let answer = ctx
+                .peer_link
+                .send(&ctx.pki, &peer, request)
+                .await
+                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+            return Ok(answer.map(Body::new));
+        }
+    }
+    Ok(control_here(State(ctx), Path((id, action)), Json(body))
+        .await?
+        .into_response())
+}
+
+/// Steer a rollout this hub coordinates; for another hub, which forwarded the command, too.
+pub(super) async fn control_here(
+    State(ctx): State<Arc<HubContext>>,
+    Path((id, action)): Path<(i64, String)>,
+    Json(body): Json<PauseRollout>,
+) -> Result<Json<RolloutSummary>, ApiError> {
+    let command = command_of(&action, body)?;
     ctx.fleet.command(&ctx, id, command).await?;
     Ok(Json(summary_of(&ctx, id).await?))
+}
+
+fn command_of(action: &str, body: PauseRollout) -> Result<Command, ApiError> {
+    match action {
+        "pause" => Ok(Command::Pause(body.note)),
+        "resume" => Ok(Command::Resume),
+        "abort" => Ok(Command::Abort),
+        other => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no rollout action {other:?}: use pause, resume or abort"),
+        )),
+    }
+}
+
+/// The live hub coordinating rollout `id`, if another one than this does.
+async fn coordinator_elsewhere(
+    ctx: &HubContext,
+    id: i64,
+) -> Result<Option<crate::hubs::Peer>, ApiError> {
+    let coordinator = ctx
+        .store
+        .read(move |c| rollouts::coordinator(c, id))
+        .await?;
+    Ok(coordinator
+        .filter(|hub| *hub != ctx.hubs.id)
+        .and_then(|hub| ctx.hubs.peer(hub)))
 }
 
 async fn find(ctx: &HubContext, id: i64) -> Result<StoredRollout, ApiError> {

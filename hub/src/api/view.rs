@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::agent_link::tunnel::PathKind;
+use crate::hubs::FleetHubs;
 use crate::registry::{self, LiveView, Status};
 use crate::store::deployments::DeploymentRow;
 use crate::store::{self, EndpointRecord};
@@ -101,13 +102,27 @@ fn startup_exit(exit: StartupExit) -> &'static str {
     }
 }
 
-/// Merge a record with its live view.
-pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpoint {
+/// Merge a record with its live view here. A device another live hub holds shows `standby`
+/// (that hub knows whether it is summoned) and names that hub.
+pub(crate) fn endpoint(
+    record: &EndpointRecord,
+    live: Option<LiveView>,
+    hubs: &FleetHubs,
+) -> Endpoint {
+    let elsewhere = match live {
+        Some(_) => None,
+        None => record.held_by.and_then(|h| hubs.peer(h)),
+    };
     let status = match (record.kind, &live) {
         (store::EndpointKind::Fleet, _) => EndpointStatus::Fleet,
         (_, Some(live)) => status(live.status),
         (_, None) if !record.approved => EndpointStatus::Pending,
+        (_, None) if elsewhere.is_some() => EndpointStatus::Standby,
         (_, None) => EndpointStatus::Offline,
+    };
+    let hub = match &live {
+        Some(_) => Some(hubs.name.clone()),
+        None => elsewhere.map(|peer| peer.name),
     };
     let rtt = |rtt: Duration| (rtt.as_secs_f64() * 1e6).round() / 1e3;
     Endpoint {
@@ -115,6 +130,7 @@ pub(crate) fn endpoint(record: &EndpointRecord, live: Option<LiveView>) -> Endpo
         name: record.name.clone(),
         kind: kind(record.kind),
         status,
+        hub,
         agent_id: record.agent_id.map(|a| a.to_string()),
         fleet_id: record.fleet_id.map(|f| f.0),
         group: record.group.clone(),

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     /// `hub-` and 8 random hex digits, generated on first start and kept in the data directory.
     #[arg(long, env = "OUTPOST_HUB_NAME")]
     pub hub_name: Option<String>,
+    /// This hub's admin API as the other hubs of the store reach it, e.g.
+    /// `https://10.0.0.3:8443`: a request arriving at another hub for a device this hub holds is
+    /// forwarded here. Default: the API's bound address (loopback when bound to any address,
+    /// which only serves hubs on one machine).
+    #[arg(long, env = "OUTPOST_PEER_URL")]
+    pub peer_url: Option<String>,
     /// Check-in interval handed to agents (the NAT keepalive), e.g. `25s`.
     #[arg(long, default_value_t = HumanDuration(config::DEFAULT_CHECKIN_INTERVAL))]
     pub checkin_interval: HumanDuration,
@@ -131,6 +137,7 @@ impl ServeArgs {
             api_listen: self.api_listen,
             public_addrs: self.public_addrs,
             hub_name: self.hub_name,
+            peer_url: self.peer_url,
             checkin_interval: self.checkin_interval.0,
             checkin_hold: self.checkin_hold.0,
             standby_after: self.standby_after.0,

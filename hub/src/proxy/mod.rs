@@ -16,6 +16,7 @@
 
 mod headers;
 pub(crate) mod ping;
+mod relay;
 mod reply;
 mod slots;
 mod upgrade;
@@ -37,6 +38,8 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::context::HubContext;
+use crate::hubs::Peer;
+use crate::peers::PeerError;
 use crate::registry::{LiveSession, Status, SummonError};
 use crate::store::{endpoints, StoreError};
 use crate::traffic::counted::Counted;
@@ -101,6 +104,9 @@ pub(crate) enum ProxyError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another hub holds the device and could not be reached.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
 }
 
 /// Proxy one request to endpoint `id`'s engine; `rest` is its path after `/docker/`. A hijacked
@@ -111,11 +117,72 @@ pub(crate) async fn forward(
     ctx: &HubContext,
     id: EndpointId,
     rest: &str,
+    request: Request,
+    withdrawn: impl Future<Output = ()> + Send + 'static,
+    closed: impl FnOnce(u64, u64) + Send + 'static,
+) -> Result<Response, ProxyError> {
+    match locate(ctx, id).await? {
+        Located::Here(session) => {
+            let route = Route { base: "/api/", id };
+            serve_here(ctx, session, route, rest, request, withdrawn, closed).await
+        }
+        Located::At(peer) => relay::relay(ctx, &peer, request, withdrawn, closed).await,
+    }
+}
+
+/// Proxy a request another hub forwarded ([`crate::peers`]) to a device this hub holds. It is
+/// never forwarded again: a device that moved meanwhile is offline here, and says so.
+pub(crate) async fn forward_from_peer(
+    ctx: &HubContext,
+    id: EndpointId,
+    rest: &str,
+    request: Request,
+) -> Result<Response, ProxyError> {
+    let session = match locate(ctx, id).await? {
+        Located::Here(session) => session,
+        Located::At(_) => return Err(offline(ctx, id).await),
+    };
+    let route = Route {
+        base: crate::peers::PEER_PREFIX,
+        id,
+    };
+    serve_here(
+        ctx,
+        session,
+        route,
+        rest,
+        request,
+        std::future::pending(),
+        |_, _| {},
+    )
+    .await
+}
+
+/// Where a request for a device goes.
+enum Located {
+    /// This hub holds its session.
+    Here(Arc<LiveSession>),
+    /// Another live hub of the store does.
+    At(Peer),
+}
+
+/// The route a request came in on: its path is `{base}endpoints/{id}/docker/…`.
+#[derive(Clone, Copy)]
+struct Route {
+    base: &'static str,
+    id: EndpointId,
+}
+
+/// Proxy one request to the engine of a device this hub holds.
+async fn serve_here(
+    ctx: &HubContext,
+    session: Arc<LiveSession>,
+    route: Route,
+    rest: &str,
     mut request: Request,
     withdrawn: impl Future<Output = ()> + Send + 'static,
     closed: impl FnOnce(u64, u64) + Send + 'static,
 ) -> Result<Response, ProxyError> {
-    let session = live_session(ctx, id).await?;
     let is_ping = ping::is_ping(request.method(), rest);
     if is_ping {
         if let Some(answer) = session.ping_cache().answer(Instant::now()) {
@@ -136,7 +203,7 @@ pub(crate) async fn forward(
         }
     });
     let client_upgrade = upgrade::wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
-    let outbound = rewrite(request, id, client_upgrade.is_some())?;
+    let outbound = rewrite(request, route, client_upgrade.is_some())?;
     let mut response = match sender.send_request(outbound).await {
         Ok(response) => response,
         Err(e) => {
@@ -172,24 +239,33 @@ pub(crate) async fn forward(
     Ok(response.map(|body| Body::new(slots::HoldingBody::new(body, slots))))
 }
 
-/// The device's live session, or an immediate answer saying why there is none. A session whose
-/// check-ins stopped (the device lost power without closing) counts as offline too: the request
-/// fails at once instead of waiting for a summon that cannot be answered.
-async fn live_session(ctx: &HubContext, id: EndpointId) -> Result<Arc<LiveSession>, ProxyError> {
+/// The device's live session here, the live hub that holds it, or an immediate answer saying
+/// why there is neither. A session whose check-ins stopped (the device lost power without
+/// closing) counts as offline too: the request fails at once instead of waiting for a summon
+/// that cannot be answered.
+async fn locate(ctx: &HubContext, id: EndpointId) -> Result<Located, ProxyError> {
     let live = ctx.registry.get(id).filter(|session| {
         session.view(Instant::now(), ctx.stale_after()).status != Status::Offline
     });
     if let Some(session) = live {
-        return Ok(session);
+        return Ok(Located::Here(session));
     }
-    let record = ctx.store.call(move |c| endpoints::find(c, id)).await?;
-    Err(match record {
-        None => ProxyError::NoEndpoint(id),
-        Some(record) => ProxyError::Offline {
+    match crate::peers::holder(ctx, id).await? {
+        Some(peer) => Ok(Located::At(peer)),
+        None => Err(offline(ctx, id).await),
+    }
+}
+
+/// Why a device without a live session here or on a live hub cannot be reached.
+async fn offline(ctx: &HubContext, id: EndpointId) -> ProxyError {
+    match ctx.store.read(move |c| endpoints::find(c, id)).await {
+        Ok(None) => ProxyError::NoEndpoint(id),
+        Ok(Some(record)) => ProxyError::Offline {
             id,
             name: record.name,
         },
-    })
+        Err(e) => ProxyError::Store(e),
+    }
 }
 
 /// Both limits, per device and per hub, or a clear refusal.
@@ -253,9 +329,9 @@ async fn open_stream(
 /// Strip the route prefix and what must not reach the device ([`headers`]), keep everything else.
 /// The route matched the prefix with the id's canonical spelling; a path that spells it otherwise
 /// (percent-encoded digits, which the router decodes) is not forwarded at all.
-fn rewrite(request: Request, id: EndpointId, upgrading: bool) -> Result<Request, ProxyError> {
+fn rewrite(request: Request, route: Route, upgrading: bool) -> Result<Request, ProxyError> {
     let (mut parts, body) = request.into_parts();
-    let prefix = format!("/api/endpoints/{id}/docker/");
+    let prefix = format!("{}endpoints/{}/docker/", route.base, route.id);
     let path_and_query = parts
         .uri
         .path_and_query()

@@ -14,15 +14,16 @@ use tokio::sync::OwnedSemaphorePermit;
 /// The device's and the hub's slot for one request.
 pub(super) type Slots = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
-/// A response body that releases its request's slots when it ends.
+/// A response body that releases its request's slots when it ends (both, or only the hub's
+/// for a request relayed to another hub).
 #[derive(Debug)]
-pub(super) struct HoldingBody {
+pub(super) struct HoldingBody<S = Slots> {
     inner: Incoming,
-    slots: Option<Slots>,
+    slots: Option<S>,
 }
 
-impl HoldingBody {
-    pub(super) fn new(inner: Incoming, slots: Slots) -> Self {
+impl<S> HoldingBody<S> {
+    pub(super) fn new(inner: Incoming, slots: S) -> Self {
         Self {
             inner,
             slots: Some(slots),
@@ -30,7 +31,7 @@ impl HoldingBody {
     }
 }
 
-impl Body for HoldingBody {
+impl<S: Unpin> Body for HoldingBody<S> {
     type Data = Bytes;
     type Error = hyper::Error;
 

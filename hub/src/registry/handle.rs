@@ -44,7 +44,6 @@ pub struct LiveSession {
     ping: PingCache,
     traffic: SessionTraffic,
     tunnels: Tunnels,
-    connected_at: Instant,
 }
 
 impl LiveSession {
@@ -78,13 +77,7 @@ impl LiveSession {
             ping: PingCache::default(),
             traffic: SessionTraffic::default(),
             tunnels,
-            connected_at: now,
         }
-    }
-
-    /// When the session was set up: its agent's TLS ticket is as old.
-    pub fn connected_at(&self) -> Instant {
-        self.connected_at
     }
 
     /// Where the agent is now, and whether over UDP or a tunnel.

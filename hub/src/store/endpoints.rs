@@ -86,6 +86,8 @@ pub struct EndpointRecord {
     pub group: Option<String>,
     /// Its tags, by name.
     pub tags: Vec<String>,
+    /// The hub holding its live session, if one does (`super::hubs`).
+    pub held_by: Option<super::hubs::HubId>,
 }
 
 /// A device's path as its last connection measured it.
@@ -126,7 +128,8 @@ const SQLITE_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_ag
      migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
      (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
-      JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id)";
+      JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
+     CASE WHEN connected = 1 THEN held_by END";
 
 const POSTGRES_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
      approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
@@ -134,10 +137,11 @@ const POSTGRES_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_
      (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      COALESCE((SELECT CAST(json_agg(tags.name ORDER BY tags.name) AS TEXT) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
-      '[]')";
+      '[]'), \
+     CASE WHEN connected = 1 THEN held_by END";
 
 /// How many columns [`columns`] holds.
-pub(super) const COLUMN_COUNT: usize = 21;
+pub(super) const COLUMN_COUNT: usize = 22;
 
 pub(super) fn parse_agent(text: Option<String>) -> Option<AgentId> {
     text.and_then(|t| t.parse().ok())
@@ -169,7 +173,31 @@ pub(super) fn from_row(row: &Row<'_>) -> DbResult<EndpointRecord> {
         path: saved_path(row.get(16)?, row.get(17)?, row.get(18)?),
         group: row.get(19)?,
         tags: serde_json::from_str(&row.get::<String>(20)?).unwrap_or_default(),
+        held_by: row.get::<Option<i64>>(21)?.map(super::hubs::HubId),
     })
+}
+
+/// Of `ids`, those connected to a hub of the store (any hub: `connected` is set by the liveness
+/// flush of the hub holding the session).
+pub fn connected_of(
+    conn: &Db,
+    ids: &[EndpointId],
+) -> Result<std::collections::HashSet<EndpointId>, StoreError> {
+    let mut connected = std::collections::HashSet::new();
+    for chunk in ids.chunks(500) {
+        let marks = (1..=chunk.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT id FROM endpoints WHERE connected = 1 AND id IN ({marks})");
+        let mut statement = conn.prepare(&sql)?;
+        let args: Vec<i64> = chunk.iter().map(|id| id.0 as i64).collect();
+        let rows = statement.query_map(super::db::params_from_iter(&args), |r| r.get::<i64>(0))?;
+        for id in rows {
+            connected.insert(EndpointId(id? as u64));
+        }
+    }
+    Ok(connected)
 }
 
 /// Insert a new endpoint.

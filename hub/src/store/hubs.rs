@@ -6,6 +6,8 @@
 //!
 //! A single hub on SQLite registers too: one row, and the same code path as a fleet of hubs.
 
+use outpost_protocol::EndpointId;
+
 use super::db::{params, Db, OptionalExtension};
 use super::StoreError;
 
@@ -22,6 +24,8 @@ pub struct HubRegistration<'a> {
     pub agent_addrs: &'a [String],
     /// Its admin API, as a URL.
     pub api_url: &'a str,
+    /// The id of the data directory it runs on, random and kept there: a restart has the same.
+    pub instance: &'a str,
 }
 
 /// A hub as the store records it.
@@ -83,16 +87,39 @@ pub fn register(conn: &Db, hub: &HubRegistration<'_>, now: i64) -> Result<HubId,
     let addrs = serde_json::to_string(hub.agent_addrs)
         .map_err(|e| StoreError::Corrupt(format!("hub addresses: {e}")))?;
     let id = conn.query_row(
-        "INSERT INTO hubs (name, agent_addrs, api_url, started_at, heartbeat_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
+        "INSERT INTO hubs (name, agent_addrs, api_url, started_at, heartbeat_at, instance)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)
          ON CONFLICT(name) DO UPDATE SET agent_addrs = excluded.agent_addrs,
              api_url = excluded.api_url, started_at = excluded.started_at,
-             heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+             heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,
+             instance = excluded.instance
          RETURNING id",
-        params![hub.name, addrs, hub.api_url, now],
+        params![hub.name, addrs, hub.api_url, now, hub.instance],
         |row| row.get(0),
     )?;
     Ok(HubId(id))
+}
+
+/// Whether a hub on another data directory runs under `hub.name`: its row has not stopped, its
+/// heartbeat is less than `silent_after` old and its instance differs. How many seconds ago it
+/// beat. (A restart on the same directory, even right after a crash, is not refused.)
+pub fn in_use_elsewhere(
+    conn: &Db,
+    hub: &HubRegistration<'_>,
+    now: i64,
+    silent_after: i64,
+) -> Result<Option<i64>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT heartbeat_at, instance FROM hubs WHERE name = ?1 AND stopped_at IS NULL",
+            [hub.name],
+            |r| Ok((r.get::<i64>(0)?, r.get::<Option<String>>(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(heartbeat_at, instance)| {
+        let other = instance.is_some_and(|i| i != hub.instance);
+        (other && now - heartbeat_at < silent_after).then_some(now - heartbeat_at)
+    }))
 }
 
 /// A running hub's heartbeat at `now`.
@@ -152,6 +179,19 @@ pub fn list(conn: &Db) -> Result<Vec<HubRecord>, StoreError> {
     Ok(hubs)
 }
 
+/// The hub holding `endpoint`'s session, if one does.
+pub fn holder(conn: &Db, endpoint: EndpointId) -> Result<Option<HubId>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT held_by FROM endpoints WHERE id = ?1 AND connected = 1",
+            params![endpoint.0 as i64],
+            |r| r.get::<Option<i64>>(0),
+        )
+        .optional()?
+        .flatten()
+        .map(HubId))
+}
+
 /// The hub named `name`, if registered.
 pub fn find(conn: &Db, name: &str) -> Result<Option<HubId>, StoreError> {
     Ok(conn
@@ -185,6 +225,7 @@ pub(super) fn test_hub(conn: &Db) -> HubId {
         name: "test-hub",
         agent_addrs: &[],
         api_url: "https://127.0.0.1:1",
+        instance: "test",
     };
     register(conn, &registration, 1).expect("the test hub registers")
 }

@@ -16,6 +16,7 @@ fn hub(conn: &Db, name: &str, addr: &str, now: i64) -> HubId {
         name,
         agent_addrs: &addrs,
         api_url: "https://127.0.0.1:9443",
+        instance: name,
     };
     hubs::register(conn, &registration, now).unwrap()
 }
@@ -153,7 +154,53 @@ fn a_dead_hubs_devices_are_released_and_no_one_elses(backend: Backend) {
     assert_eq!(held(&conn, on_b), (true, Some(b.0)));
 }
 
+fn a_running_hubs_name_is_refused_to_another_data_directory(backend: Backend) {
+    let (_place, store) = backend.open();
+    let conn = store.lock();
+    let as_instance = |instance| HubRegistration {
+        name: "edge",
+        agent_addrs: &[],
+        api_url: "https://127.0.0.1:9443",
+        instance,
+    };
+    let first = as_instance("dir-1");
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &first, 100, 30).unwrap(),
+        None,
+        "no row yet"
+    );
+    hubs::register(&conn, &first, 100).unwrap();
+    let other = as_instance("dir-2");
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &other, 112, 30).unwrap(),
+        Some(12)
+    );
+    // The same directory again, right after a crash: a restart, not a second hub.
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &first, 112, 30).unwrap(),
+        None
+    );
+    // Silent for 30 s, or stopped: the name is free.
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &other, 130, 30).unwrap(),
+        None
+    );
+    let id = hubs::find(&conn, "edge").unwrap().unwrap();
+    hubs::stopped(&conn, id, 113).unwrap();
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &other, 114, 30).unwrap(),
+        None
+    );
+    // Taken over by the other directory: now the first is the stranger.
+    hubs::register(&conn, &other, 114).unwrap();
+    assert_eq!(
+        hubs::in_use_elsewhere(&conn, &first, 115, 30).unwrap(),
+        Some(1)
+    );
+}
+
 both_backends!(
+    a_running_hubs_name_is_refused_to_another_data_directory,
     a_restarted_hub_keeps_its_row_and_takes_its_new_addresses,
     a_hub_is_alive_while_its_heartbeat_is_recent,
     a_device_that_moved_is_not_written_offline_or_taken_back_by_its_old_hub,

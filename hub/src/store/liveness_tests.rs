@@ -21,6 +21,7 @@ fn hub(conn: &Db, name: &str) -> HubId {
         name,
         agent_addrs: &[],
         api_url: "https://127.0.0.1:1",
+        instance: name,
     };
     hubs::register(conn, &registration, 1).unwrap()
 }

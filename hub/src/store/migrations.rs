@@ -323,6 +323,13 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE endpoints ADD COLUMN held_by INTEGER REFERENCES hubs(id) ON DELETE SET NULL;
     CREATE INDEX endpoints_held_by ON endpoints(held_by) WHERE connected = 1;",
+    // 19: the hub coordinating each rollout (issue #18): the one it was started on, or the one
+    // that took it over when that hub died. Rollouts from before are taken by the first hub that
+    // starts.
+    "ALTER TABLE rollouts ADD COLUMN hub_id INTEGER REFERENCES hubs(id) ON DELETE SET NULL;",
+    // 20: which data directory runs each hub (a random id kept there), so a second hub started
+    // under a live hub's name is refused instead of sharing its row.
+    "ALTER TABLE hubs ADD COLUMN instance TEXT;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

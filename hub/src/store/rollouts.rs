@@ -6,6 +6,7 @@ use outpost_protocol::EndpointId;
 use serde::{Deserialize, Serialize};
 
 use super::db::{params, params_from_iter, Db, DbResult, OptionalExtension, Row, Value};
+use super::hubs::HubId;
 use super::{access, unix_now, StoreError};
 use crate::access::Scope;
 use crate::rollout::{Counts, RolloutRecord, Save, TargetRecord};
@@ -55,6 +56,7 @@ pub struct StoredRollout {
 /// Store a new rollout with its first save and counts; its id.
 pub fn create(
     conn: &Db,
+    hub: HubId,
     stack: &str,
     version: u32,
     selector: &Selector,
@@ -66,15 +68,17 @@ pub fn create(
         .as_ref()
         .ok_or_else(|| StoreError::Corrupt("a new rollout without its record".into()))?;
     let id: i64 = conn.query_row(
-        "INSERT INTO rollouts (stack_id, version, selector, record, counts, active, created_at)
-         SELECT id, ?2, ?3, ?4, ?5, 1, ?6 FROM stacks WHERE name = ?1 RETURNING id",
+        "INSERT INTO rollouts
+           (stack_id, version, selector, record, counts, active, created_at, hub_id)
+         SELECT id, ?2, ?3, ?4, ?5, 1, ?6, ?7 FROM stacks WHERE name = ?1 RETURNING id",
         params![
             stack,
             version,
             json(selector),
             json(record),
             json(counts),
-            unix_now()
+            unix_now(),
+            hub.0
         ],
         |row| row.get(0),
     )?;
@@ -157,11 +161,54 @@ pub fn list(
     Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }
 
-/// Rollouts still running or paused, with their targets, for a hub that starts.
-pub fn load_active(conn: &Db) -> Result<Vec<(StoredRollout, Vec<TargetRecord>)>, StoreError> {
-    let mut statement = conn.prepare(&select("WHERE r.active = 1 ORDER BY r.id"))?;
+/// Take the active rollouts no live hub coordinates (none, or a hub silent since before
+/// `alive_since`, or stopped) for `hub`; how many it took.
+pub fn claim_orphans(conn: &Db, hub: HubId, alive_since: i64) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE rollouts SET hub_id = ?1 WHERE active = 1 AND (hub_id IS NULL OR hub_id NOT IN
+           (SELECT id FROM hubs WHERE stopped_at IS NULL AND heartbeat_at >= ?2))",
+        params![hub.0, alive_since],
+    )?)
+}
+
+/// Move the active rollouts `from` coordinated to `to` (`from` died); their ids. Of hubs
+/// adopting at once, the first takes them and the others find none.
+pub fn adopt(conn: &Db, from: HubId, to: HubId) -> Result<Vec<i64>, StoreError> {
+    let mut statement = conn
+        .prepare("UPDATE rollouts SET hub_id = ?2 WHERE active = 1 AND hub_id = ?1 RETURNING id")?;
+    let ids = statement
+        .query_map(params![from.0, to.0], |r| r.get::<i64>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids)
+}
+
+/// The hub coordinating rollout `id`, if any.
+pub fn coordinator(conn: &Db, id: i64) -> Result<Option<HubId>, StoreError> {
+    Ok(conn
+        .query_row("SELECT hub_id FROM rollouts WHERE id = ?1", [id], |r| {
+            r.get::<Option<i64>>(0)
+        })
+        .optional()?
+        .flatten()
+        .map(HubId))
+}
+
+/// The rollouts `hub` coordinates that are still running or paused, with their targets: for a
+/// hub that starts or adopts a dead hub's rollouts (`only`: those ids).
+pub fn load_active(
+    conn: &Db,
+    hub: HubId,
+    only: Option<&[i64]>,
+) -> Result<Vec<(StoredRollout, Vec<TargetRecord>)>, StoreError> {
+    let mut statement = conn.prepare(&select(
+        "WHERE r.active = 1 AND r.hub_id = ?1 ORDER BY r.id",
+    ))?;
     let rollouts = statement
-        .query_map([], row)?
+        .query_map([hub.0], row)?
+        .filter(|r| match (r, only) {
+            (Ok(Ok(stored)), Some(ids)) => ids.contains(&stored.id),
+            _ => true,
+        })
         .collect::<Result<Vec<_>, _>>()?;
     rollouts
         .into_iter()
@@ -295,7 +342,7 @@ mod tests {
 
     use super::*;
     use crate::rollout::{Plan, RolloutState};
-    use crate::store::stacks;
+    use crate::store::{hubs, stacks};
 
     fn record(state: RolloutState) -> Save {
         Save {
@@ -327,6 +374,7 @@ mod tests {
         };
         let id = create(
             &conn,
+            hubs::test_hub(&conn),
             "pos",
             1,
             &Selector::default(),
@@ -363,5 +411,84 @@ mod tests {
         );
     }
 
-    both_backends!(counts_are_kept_with_every_save_so_a_list_reads_no_target_rows);
+    fn hub(conn: &Db, name: &str, now: i64) -> HubId {
+        let registration = hubs::HubRegistration {
+            name,
+            agent_addrs: &[],
+            api_url: "https://127.0.0.1:1",
+            instance: name,
+        };
+        hubs::register(conn, &registration, now).unwrap()
+    }
+
+    fn a_rollout_is_coordinated_by_one_live_hub_and_taken_over_when_it_dies(backend: Backend) {
+        let (_dir, store) = backend.open();
+        let mut conn = store.lock();
+        let spec = |v| StackSpec {
+            project: "pos".into(),
+            version: v,
+            services: vec![ServiceSpec::new("web", "busybox")],
+            volumes: vec![],
+        };
+        stacks::save_version(&mut conn, "pos", "x", |v| Ok::<_, String>(spec(v)))
+            .unwrap()
+            .unwrap();
+        let (a, b, c) = (
+            hub(&conn, "a", 100),
+            hub(&conn, "b", 100),
+            hub(&conn, "c", 100),
+        );
+        let start = |hub| {
+            let running = record(RolloutState::Running);
+            create(
+                &conn,
+                hub,
+                "pos",
+                1,
+                &Selector::default(),
+                &running,
+                &Counts::default(),
+            )
+            .unwrap()
+        };
+        let (on_a, on_b) = (start(a), start(b));
+        conn.execute("UPDATE rollouts SET hub_id = NULL WHERE id = ?1", [on_b])
+            .unwrap();
+        let loaded = |hub| -> Vec<i64> {
+            load_active(&conn, hub, None)
+                .unwrap()
+                .iter()
+                .map(|(r, _)| r.id)
+                .collect()
+        };
+        assert_eq!(
+            loaded(a),
+            [on_a],
+            "a hub loads only the rollouts it coordinates"
+        );
+        // Hub c starts while a is alive: it takes the rollout nobody coordinates, not a's.
+        assert_eq!(claim_orphans(&conn, c, 90).unwrap(), 1);
+        assert_eq!(loaded(c), [on_b]);
+        assert_eq!(coordinator(&conn, on_a).unwrap(), Some(a));
+        // Once a is silent (last heartbeat before `alive_since`), a starting hub takes it too.
+        assert_eq!(claim_orphans(&conn, b, 101).unwrap(), 2);
+        assert_eq!(loaded(b), [on_a, on_b]);
+        // Two hubs adopting a dead hub's rollouts: the first takes them, the second finds none.
+        assert_eq!(adopt(&conn, b, a).unwrap(), [on_a, on_b]);
+        assert_eq!(adopt(&conn, b, c).unwrap(), Vec::<i64>::new());
+        assert_eq!(loaded(a), [on_a, on_b]);
+        // A finished rollout is nobody's to take.
+        retire(&conn, on_b).unwrap();
+        assert_eq!(adopt(&conn, a, c).unwrap(), [on_a]);
+        assert_eq!(
+            claim_orphans(&conn, b, 1_000).unwrap(),
+            1,
+            "only the active one"
+        );
+    }
+
+    both_backends!(
+        counts_are_kept_with_every_save_so_a_list_reads_no_target_rows,
+        a_rollout_is_coordinated_by_one_live_hub_and_taken_over_when_it_dies
+    );
 }

@@ -13,6 +13,14 @@
 //! per rollout that changed. Ten thousand devices
 //! reporting in the same second cost one transaction, not ten thousand, and a reconnect storm
 //! never waits on the store for a rollout's sake.
+//!
+//! Where several hubs share the store (issue #18), each rollout is coordinated by one of them
+//! (`rollouts.hub_id`): the hub it was started on, or the one that took it over when that hub
+//! died. The coordinator's controller is fed what every hub's devices do, through announcements
+//! on the store's channel ([`relay`], [`crate::fleet_relay`]).
+
+mod load;
+mod relay;
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -22,12 +30,12 @@ use outpost_protocol::stack::{Phase, StackReport};
 use outpost_protocol::EndpointId;
 use thiserror::Error;
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::context::HubContext;
-use crate::registry::Control;
 use crate::rollout::{ControlError, OnDrift, Plan, Rollout, RolloutState};
 use crate::store::deployments::{self, Assigned};
+use crate::store::hubs::HubId;
 use crate::store::rollouts::{self, Selector};
 use crate::store::{Store, StoreError};
 
@@ -43,9 +51,20 @@ const MAX_QUEUED: usize = 200_000;
 #[derive(Debug)]
 enum Event {
     Report(EndpointId, StackReport),
+    /// Another hub stored the device's report: read back from the store at the tick.
+    Stored(EndpointId),
     Presence(EndpointId, bool),
     /// The device's group or tags changed, or it was created with some: it may join rollouts.
     Labelled(EndpointId),
+}
+
+/// An event and when it arrived; `remote` if another hub announced it
+/// ([`crate::fleet_relay`]), so it is not announced again.
+#[derive(Debug)]
+struct Queued {
+    event: Event,
+    at: SystemTime,
+    remote: bool,
 }
 
 /// A rollout not yet finished.
@@ -61,7 +80,7 @@ struct Active {
 #[derive(Debug, Default)]
 pub struct Fleet {
     active: Mutex<HashMap<i64, Active>>,
-    queued: std::sync::Mutex<Vec<(Event, SystemTime)>>,
+    queued: std::sync::Mutex<Vec<Queued>>,
 }
 
 /// Why a rollout could not be started or changed.
@@ -102,32 +121,43 @@ pub enum Command {
 }
 
 impl Fleet {
-    /// The rollouts a hub left unfinished, rebuilt from the store; every device starts offline
-    /// (none is connected yet) and comes online as its session is set up.
-    pub fn restore(store: &Store) -> Result<Self, StoreError> {
-        let now = SystemTime::now();
-        let mut active = HashMap::new();
-        for (stored, targets) in rollouts::load_active(&store.lock())? {
-            match Rollout::restore(stored.record, targets, |_| false, now) {
-                Ok(rollout) => {
-                    let entry = Active {
-                        stack: stored.stack,
-                        version: stored.version,
-                        selector: stored.selector,
-                        rollout,
-                    };
-                    active.insert(stored.id, entry);
-                }
-                Err(e) => warn!(
-                    rollout = stored.id,
-                    "rollout not resumed, its rows do not fit: {e}"
-                ),
-            }
+    /// The unfinished rollouts `hub` coordinates, rebuilt from the store, with those no live hub
+    /// coordinates taken over first. A device another hub holds starts online; the others
+    /// (this hub has no session yet) come online as their sessions are set up.
+    pub fn restore(store: &Store, hub: HubId) -> Result<Self, StoreError> {
+        let conn = store.lock();
+        let alive_since = crate::store::unix_now() - crate::hubs::SILENT_AFTER.as_secs() as i64;
+        let claimed = rollouts::claim_orphans(&conn, hub, alive_since)?;
+        if claimed > 0 {
+            info!(claimed, "took over the rollouts no live hub coordinated");
         }
+        let stored = rollouts::load_active(&conn, hub, None)?;
+        let connected = load::connected_targets(&conn, &stored)?;
+        drop(conn);
         Ok(Self {
-            active: Mutex::new(active),
+            active: Mutex::new(load::rebuilt(stored, |id| connected.contains(&id))),
             queued: std::sync::Mutex::default(),
         })
+    }
+
+    /// Take over rollouts `ids` from a hub that died: rebuilt from the store, each target online
+    /// if this hub holds its session.
+    pub async fn adopt(&self, ctx: &HubContext, ids: Vec<i64>) -> Result<(), StoreError> {
+        let hub = ctx.hubs.id;
+        let (stored, connected) = ctx
+            .store
+            .read(move |c| {
+                let stored = rollouts::load_active(c, hub, Some(&ids))?;
+                let connected = load::connected_targets(c, &stored)?;
+                Ok((stored, connected))
+            })
+            .await?;
+        let adopted = load::rebuilt(stored, |id| {
+            ctx.registry.get(id).is_some() || connected.contains(&id)
+        });
+        info!(rollouts = ?adopted.keys().collect::<Vec<_>>(), "took over the rollouts of a hub that died");
+        self.active.lock().await.extend(adopted);
+        Ok(())
     }
 
     /// Start rolling `version` of `stack` out to what `selector` matches; the rollout's id.
@@ -140,12 +170,13 @@ impl Fleet {
         plan: Plan,
     ) -> Result<i64, FleetError> {
         let lookup = (stack.clone(), selector.clone());
-        let (targets, unknown, exists) = ctx
+        let (targets, unknown, exists, connected) = ctx
             .store
             .read(move |c| {
                 let (targets, unknown) = rollouts::resolve(c, &lookup.1)?;
                 let exists = crate::store::stacks::version(c, &lookup.0, Some(version))?.is_some();
-                Ok((targets, unknown, exists))
+                let connected = crate::store::endpoints::connected_of(c, &targets)?;
+                Ok((targets, unknown, exists, connected))
             })
             .await?;
         if !exists {
@@ -157,10 +188,16 @@ impl Fleet {
         if targets.is_empty() {
             return Err(FleetError::NoDevice);
         }
-        // Devices that can answer first: the first wave's canary is then one that reports.
+        // Devices that can answer first: the first wave's canary is then one that reports. A
+        // device another hub holds answers too.
         let mut ordered: Vec<(EndpointId, bool)> = targets
             .into_iter()
-            .map(|id| (id, ctx.registry.get(id).is_some()))
+            .map(|id| {
+                (
+                    id,
+                    ctx.registry.get(id).is_some() || connected.contains(&id),
+                )
+            })
             .collect();
         ordered.sort_by_key(|(id, online)| (!online, id.0));
         let now = SystemTime::now();
@@ -179,7 +216,7 @@ impl Fleet {
         let mut rollout = Rollout::new(plan, ordered, now);
         let poll = rollout.poll(now);
         let save = rollout.poll_save();
-        let (name, sel) = (stack.clone(), selector.clone());
+        let (name, sel, hub) = (stack.clone(), selector.clone(), ctx.hubs.id);
         let assign = poll.assign.clone();
         let retired = same_stack.clone();
         let counts = rollout.counts();
@@ -191,7 +228,7 @@ impl Fleet {
                 for old in &retired {
                     rollouts::retire(&tx, *old)?;
                 }
-                let id = rollouts::create(&tx, &name, version, &sel, &save, &counts)?;
+                let id = rollouts::create(&tx, hub, &name, version, &sel, &save, &counts)?;
                 let unchanged = assign_all(&tx, &name, version, on_drift, &assign)?;
                 tx.commit()?;
                 Ok((id, unchanged))
@@ -202,7 +239,7 @@ impl Fleet {
         for old in &same_stack {
             active.remove(old);
         }
-        tell(ctx, &poll.assign);
+        relay::tell(ctx, &poll.assign).await;
         info!(rollout = id, %stack, version, devices = rollout.counts().total(), "rollout started");
         active.insert(
             id,
@@ -218,37 +255,66 @@ impl Fleet {
 
     /// A device reported on its stacks: fed at the next tick.
     pub fn report(&self, endpoint: EndpointId, report: StackReport) {
-        self.queue(Event::Report(endpoint, report));
+        self.queue([Event::Report(endpoint, report)], false);
     }
 
     /// A device's session began (`online`) or ended: fed at the next tick.
     pub fn presence(&self, endpoint: EndpointId, online: bool) {
-        self.queue(Event::Presence(endpoint, online));
+        self.queue([Event::Presence(endpoint, online)], false);
     }
 
     /// A device's group or tags changed (or it enrolled with some): it joins every rollout whose
     /// selection now matches it, at the next tick.
     pub fn labelled(&self, endpoint: EndpointId) {
-        self.queue(Event::Labelled(endpoint));
+        self.queue([Event::Labelled(endpoint)], false);
     }
 
-    fn queue(&self, event: Event) {
+    /// Another hub stored these devices' reports: read back and fed at the next tick.
+    pub fn stored_elsewhere(&self, endpoints: &[EndpointId]) {
+        self.queue(endpoints.iter().map(|id| Event::Stored(*id)), true);
+    }
+
+    /// These devices' sessions began (`online`) or ended on another hub.
+    pub fn presence_elsewhere(&self, endpoints: &[EndpointId], online: bool) {
+        let events = endpoints.iter().map(|id| Event::Presence(*id, online));
+        self.queue(events, true);
+    }
+
+    /// These devices' labels were changed through another hub.
+    pub fn labelled_elsewhere(&self, endpoints: &[EndpointId]) {
+        self.queue(endpoints.iter().map(|id| Event::Labelled(*id)), true);
+    }
+
+    fn queue(&self, events: impl IntoIterator<Item = Event>, remote: bool) {
+        let at = SystemTime::now();
         let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
-        if queued.len() < MAX_QUEUED {
-            queued.push((event, SystemTime::now()));
-        } else if queued.len() == MAX_QUEUED {
-            warn!("rollout events arrive faster than they are fed; dropping until the next tick");
+        for event in events {
+            if queued.len() < MAX_QUEUED {
+                queued.push(Queued { event, at, remote });
+            } else if queued.len() == MAX_QUEUED {
+                warn!(
+                    "rollout events arrive faster than they are fed; dropping until the next tick"
+                );
+            }
         }
     }
 
-    /// Feed what was queued, in order, and let timers fire (soak ends, devices lost).
+    /// Feed what was queued, in order, and let timers fire (soak ends, devices lost). What
+    /// happened here is announced to the other hubs, whose rollouts may target these devices.
     pub async fn tick(&self, ctx: &HubContext) {
         let events =
             std::mem::take(&mut *self.queued.lock().unwrap_or_else(PoisonError::into_inner));
-        keep_reports(ctx, &events).await;
-        let labels = labels_of(ctx, &events).await;
+        load::keep_reports(ctx, &events).await;
+        relay::announce_local(ctx, &events).await;
+        let coordinating = !self.active.lock().await.is_empty();
+        let elsewhere = if coordinating {
+            relay::read_remote(ctx, &events).await
+        } else {
+            relay::Remote::default()
+        };
+        let labels = load::labels_of(ctx, &events).await;
         self.each(ctx, |active| {
-            for (event, at) in &events {
+            for Queued { event, at, remote } in &events {
                 match event {
                     Event::Report(endpoint, report) => {
                         let status = report
@@ -261,15 +327,25 @@ impl Fleet {
                                 .handle_report(*endpoint, status.phase.clone(), *at);
                         }
                     }
+                    Event::Stored(endpoint) => {
+                        if let Some(phase) =
+                            elsewhere.phase(*endpoint, &active.stack, active.version)
+                        {
+                            active.rollout.handle_report(*endpoint, phase, *at);
+                        }
+                    }
                     Event::Presence(endpoint, online) => {
-                        active.rollout.handle_presence(*endpoint, *online, *at);
+                        // A device that left another hub may be on a third already.
+                        let online = *online || (*remote && elsewhere.connected(*endpoint));
+                        active.rollout.handle_presence(*endpoint, online, *at);
                     }
                     Event::Labelled(endpoint) => {
-                        let joins = labels.get(endpoint).is_some_and(|(group, tags)| {
+                        let joins = labels.get(endpoint).is_some_and(|(group, tags, _)| {
                             active.selector.matches(*endpoint, group.as_deref(), tags)
                         });
                         if joins {
-                            let online = ctx.registry.get(*endpoint).is_some();
+                            let online = labels.get(endpoint).is_some_and(|l| l.2)
+                                || ctx.registry.get(*endpoint).is_some();
                             active.rollout.add_target(*endpoint, online, *at);
                         }
                     }
@@ -329,73 +405,6 @@ impl Fleet {
     }
 }
 
-/// Store the queued reports for the deployments they are about (each device's endpoint view),
-/// all in one transaction, before the rollouts are fed. A failed write loses this second's
-/// reports from the view only: each agent reports again as its next session starts.
-async fn keep_reports(ctx: &HubContext, events: &[(Event, SystemTime)]) {
-    let reports: Vec<(EndpointId, StackReport)> = events
-        .iter()
-        .filter_map(|(event, _)| match event {
-            Event::Report(id, report) => Some((*id, report.clone())),
-            _ => None,
-        })
-        .collect();
-    if reports.is_empty() {
-        return;
-    }
-    let count = reports.len();
-    let kept = ctx
-        .store
-        .call(move |c| {
-            let tx = c.transaction()?;
-            for (id, report) in &reports {
-                deployments::record_report(&tx, *id, report)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await;
-    match kept {
-        Ok(()) => debug!(reports = count, "stack reports kept"),
-        Err(e) => warn!(reports = count, "stack reports not kept: {e}"),
-    }
-}
-
-/// The group and tags of every device a queued event says was labelled.
-async fn labels_of(
-    ctx: &HubContext,
-    events: &[(Event, SystemTime)],
-) -> HashMap<EndpointId, (Option<String>, Vec<String>)> {
-    let ids: Vec<EndpointId> = events
-        .iter()
-        .filter_map(|(event, _)| match event {
-            Event::Labelled(id) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    if ids.is_empty() {
-        return HashMap::new();
-    }
-    let read = ctx
-        .store
-        .read(move |c| {
-            let mut labels = HashMap::new();
-            for id in ids {
-                if let Some(record) = crate::store::endpoints::find(c, id)? {
-                    if record.kind == crate::store::EndpointKind::Device {
-                        labels.insert(id, (record.group, record.tags));
-                    }
-                }
-            }
-            Ok(labels)
-        })
-        .await;
-    read.unwrap_or_else(|e| {
-        warn!("labels of joining devices not read: {e}");
-        HashMap::new()
-    })
-}
-
 /// Poll the rollout, write what it decided and what changed in one transaction, then tell the
 /// sessions of the devices it assigned.
 async fn carry_out(
@@ -437,7 +446,7 @@ async fn carry_out(
         .await?;
     // Written at the next tick, with whatever it decides.
     feed_unchanged(&mut entry.rollout, unchanged, now);
-    tell(ctx, &poll.assign);
+    relay::tell(ctx, &poll.assign).await;
     Ok(())
 }
 
@@ -474,17 +483,6 @@ fn assign_all(
         }
     }
     Ok(unchanged)
-}
-
-/// Tell the live sessions of `endpoints` that what they should run changed; an offline device
-/// is sent its state at its next session.
-fn tell(ctx: &HubContext, endpoints: &[EndpointId]) {
-    for endpoint in endpoints {
-        if let Some(session) = ctx.registry.get(*endpoint) {
-            // A full queue means the driver is not reading it; the next check-in delivers anyway.
-            let _ = session.control().push(Control::DesiredChanged);
-        }
-    }
 }
 
 /// An aborted rollout is done with. A completed one stays in memory: devices that were offline

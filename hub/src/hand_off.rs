@@ -1,0 +1,109 @@
+//! A stopping hub's last word to its agents (issue #18: "a hub stopping cleanly hands its agents
+//! to the others with its restart notice").
+//!
+//! Alone, a hub asks its agents back within a spread sized to its own set-up rate
+//! ([`RestartNotice`]). With other live hubs on its store, it hands them over instead: each agent
+//! that knows the fleet's hubs (`Features::HUB_ADDRS`) is told `reconnect elsewhere within …`
+//! and dials the rest of its list first. Each agent's list is rotated by its id
+//! (`crate::hubs::FleetHubs::addrs_for`), so the agents spread evenly over the other hubs and the
+//! window is sized to their set-up rate together: `n / k` agents per hub for `k` others. An agent
+//! that does not know the form gets the plain notice and comes back to this address.
+
+use std::time::Duration;
+
+use outpost_protocol::wire::{CloseCode, RestartNotice};
+use tracing::info;
+
+use crate::context::HubContext;
+
+/// What each kind of agent is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Farewell {
+    /// For agents that come back here.
+    pub(crate) back_here: RestartNotice,
+    /// For agents handed to the other hubs, when there are any.
+    pub(crate) elsewhere: Option<RestartNotice>,
+}
+
+/// The notices for `movable` agents that can be handed over and `staying` ones that cannot,
+/// with `others` other live hubs; `spread(n)` is the window in which one hub sets up `n` agents.
+pub(crate) fn farewell(
+    movable: usize,
+    staying: usize,
+    others: usize,
+    spread: impl Fn(usize) -> Duration,
+) -> Farewell {
+    if others == 0 {
+        return Farewell {
+            back_here: RestartNotice::new(spread(movable + staying)),
+            elsewhere: None,
+        };
+    }
+    Farewell {
+        back_here: RestartNotice::new(spread(staying)),
+        elsewhere: Some(RestartNotice::elsewhere(spread(movable.div_ceil(others)))),
+    }
+}
+
+/// Close every session with its notice: handed to the other hubs where there are some and the
+/// agent takes it, else asked back here. Returns the notice for the agents asked back here, for
+/// the connections still being set up.
+pub(crate) fn close_sessions(
+    ctx: &HubContext,
+    spread: impl Fn(usize) -> Duration,
+) -> RestartNotice {
+    let sessions = ctx.registry.all();
+    let movable = sessions.iter().filter(|s| s.takes_hub_addrs()).count();
+    let others = ctx.hubs.others_alive();
+    let notices = farewell(movable, sessions.len() - movable, others, spread);
+    info!(
+        back_here = ?notices.back_here.spread,
+        elsewhere = ?notices.elsewhere.map(|n| n.spread),
+        movable,
+        others,
+        "asking the agents to come back spread over"
+    );
+    let back_here = notices.back_here.encode();
+    let elsewhere = notices.elsewhere.map(|n| n.encode());
+    for session in sessions {
+        let reason = match &elsewhere {
+            Some(reason) if session.takes_hub_addrs() => reason,
+            _ => &back_here,
+        };
+        session.close(CloseCode::Stopping, reason);
+    }
+    notices.back_here
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One hub sets up 600 a second, at least 5 s.
+    fn spread(n: usize) -> Duration {
+        Duration::from_secs_f64(n as f64 / 600.0).max(Duration::from_secs(5))
+    }
+
+    #[test]
+    fn alone_a_hub_asks_everyone_back_within_its_own_rate() {
+        let notices = farewell(20_000, 10_000, 0, spread);
+        assert_eq!(
+            notices.back_here,
+            RestartNotice::new(Duration::from_secs(50))
+        );
+        assert_eq!(notices.elsewhere, None);
+    }
+
+    #[test]
+    fn with_other_hubs_the_movable_agents_go_there_within_their_joint_rate() {
+        let notices = farewell(24_000, 600, 2, spread);
+        let elsewhere = notices.elsewhere.unwrap();
+        assert!(elsewhere.elsewhere);
+        assert_eq!(elsewhere.spread, Duration::from_secs(20), "12,000 per hub");
+        assert_eq!(
+            notices.back_here,
+            RestartNotice::new(Duration::from_secs(5))
+        );
+        assert!(!notices.back_here.elsewhere);
+    }
+}
