@@ -86,7 +86,8 @@ pub(crate) fn server_config(
     // so Python, since 1.1.0; Go since 1.21).
     config.require_ems = true;
     // Stateless resumption: a reconnecting agent presents a ticket sealed with a key only this
-    // process holds, skipping the certificate signature and chain checks on both sides and the
+    // process holds (the hub replaces this ticketer on its agents' QUIC config with one whose keys
+    // the hubs of its store share, `outpost_hub::tickets`), skipping the certificate signature and chain checks on both sides and the
     // certificates on the wire. The ticket carries the client certificate chain, so the hub still
     // sees (and checks against its store) which agent it is. Nothing is kept per ticket, so the
     // stateful cache goes; one ticket is enough for an agent that holds one connection at a time.

@@ -130,6 +130,11 @@ pub struct HubConfig {
     pub mirror: crate::mirror::config::MirrorConfig,
     /// The period byte budgets cover: calendar months by default.
     pub budget_period: crate::traffic::period::BudgetPeriod,
+    /// Where the agents' TLS ticket keys come from: the store (shared, kept across restarts).
+    pub ticket_keys: crate::tickets::TicketKeySource,
+    /// Session set-ups a second a stopping hub's restart notice assumes for every agent; `None`:
+    /// the measured rates, by whether each agent will resume (`server`).
+    pub reconnect_rate: Option<f64>,
 }
 
 impl HubConfig {
@@ -169,6 +174,8 @@ impl HubConfig {
             metrics_listen: None,
             mirror: crate::mirror::config::MirrorConfig::default(),
             budget_period: crate::traffic::period::BudgetPeriod::Month,
+            ticket_keys: crate::tickets::TicketKeySource::Store,
+            reconnect_rate: None,
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct HubContext {
     pub tunnel_server_config: Arc<quinn::ServerConfig>,
     /// What the tunnel listener turned away.
     pub tunnel_counts: Arc<crate::agent_link::tunnel::TunnelCounts>,
+    /// The agents' TLS tickets under the keys the store shares; `None`: per-process tickets.
+    pub tickets: Option<Arc<crate::tickets::StoreTicketer>>,
+    /// Session set-ups a second the restart notice assumes (`serve --reconnect-rate`, hidden);
+    /// `None`: the measured rates in `server`.
+    pub reconnect_rate: Option<f64>,
 }
 
 impl HubContext {

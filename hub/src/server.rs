@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use outpost_certs::{Fingerprint, PkiError};
 use outpost_protocol::tunnel::ALPN_TUNNEL;
-use outpost_protocol::wire::{CloseCode, EndpointTiming, RestartNotice, ALPN_ENROLL, ALPN_SESSION};
+use outpost_protocol::wire::{CloseCode, EndpointTiming, ALPN_ENROLL, ALPN_SESSION};
 use outpost_transport::profile::Role;
 use rand::RngCore;
 use thiserror::Error;
@@ -31,7 +31,7 @@ use crate::fleet;
 use crate::metrics::{self, Metrics};
 use crate::registry::Registry;
 use crate::store::{self, admin_creds, settings, Store, StoreError};
-use crate::{agent_link, api, liveness};
+use crate::{agent_link, api, liveness, restart_notice};
 
 /// Why a hub could not start.
 #[derive(Debug, Error)]
@@ -167,7 +167,15 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let hubs = crate::hubs::FleetHubs::register(&store, hub_name, hub_addrs, &peer_url, &instance)?;
     let (admin_token_hash, new_admin_token) = admin_token(&store, dir)?;
 
-    let quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
+    let tickets = match config.ticket_keys {
+        crate::tickets::TicketKeySource::Store => crate::tickets::start(&store),
+        crate::tickets::TicketKeySource::Process => None,
+    };
+    let mut quic_tls = pki.server_config(&[ALPN_ENROLL, ALPN_SESSION])?;
+    if let Some((ticketer, _)) = &tickets {
+        quic_tls.ticketer = ticketer.clone();
+        quic_tls.send_tls13_tickets = crate::tickets::TICKETS_PER_HANDSHAKE;
+    }
     let quic_crypto = quinn::crypto::rustls::QuicServerConfig::try_from(quic_tls)
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
@@ -229,6 +237,8 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tunnels,
         tunnel_server_config: Arc::new(tunnel_server_config),
         tunnel_counts: Default::default(),
+        tickets: tickets.as_ref().map(|(ticketer, _)| ticketer.clone()),
+        reconnect_rate: config.reconnect_rate,
     });
     write_api_url(dir, api_addr)?;
     let listener = tokio::spawn(agent_link::serve(endpoint.clone(), ctx.clone()));
@@ -253,6 +263,10 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         tokio::spawn(crate::alerts::run_deliveries(ctx.clone())),
         tokio::spawn(crate::traffic::run_flusher(ctx.clone())),
     ];
+    if let Some((ticketer, keys)) = tickets {
+        let rotation = crate::tickets::run_rotation(ctx.clone(), ticketer, keys);
+        tasks.push(tokio::spawn(rotation));
+    }
     // Hubs sharing a PostgreSQL store hear each other's changes (`crate::changes`).
     if let store::StoreLocation::Postgres(url) = config.store_location() {
         tasks.push(tokio::spawn(crate::changes::run_listener(ctx.clone(), url)));
@@ -291,21 +305,6 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     })
 }
 
-/// Session set-ups a second this hub is assumed to manage when its agents come back: 25,000
-/// agents came online in 31–40 s on this 2-core machine with the load tool on the same cores
-/// (`scale` bench), ~700 a second; 600 leaves room.
-const RECONNECT_SETUPS_PER_SECOND: f64 = 600.0;
-/// The shortest reconnect spread: a small fleet still arrives over a few seconds, not at once.
-const MIN_RECONNECT_SPREAD: Duration = Duration::from_secs(5);
-
-/// The window a stopping hub asks `agents` to come back in, so they arrive at a pace it can set
-/// up: 5 s for up to 3,000 agents, 42 s for 25,000, at most [`RestartNotice::MAX_SPREAD`].
-fn reconnect_spread(agents: usize) -> Duration {
-    Duration::from_secs_f64(agents as f64 / RECONNECT_SETUPS_PER_SECOND)
-        .max(MIN_RECONNECT_SPREAD)
-        .min(RestartNotice::MAX_SPREAD)
-}
-
 /// How long a stopping hub lets its close frames drain.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
@@ -319,7 +318,9 @@ impl RunningHub {
     /// drained).
     pub async fn shutdown(self) {
         self.ctx.admission.drain();
-        let notice = crate::hand_off::close_sessions(&self.ctx, reconnect_spread);
+        let rate = self.ctx.reconnect_rate;
+        let notice =
+            crate::hand_off::close_sessions(&self.ctx, |n| restart_notice::spread(n, rate));
         for task in &self.tasks {
             task.abort();
         }
@@ -528,18 +529,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_reconnect_spread_follows_the_fleet_within_its_bounds() {
-        assert_eq!(reconnect_spread(0), MIN_RECONNECT_SPREAD);
-        assert_eq!(reconnect_spread(200), MIN_RECONNECT_SPREAD);
-        assert_eq!(reconnect_spread(25_000).as_millis(), 41_666);
-        assert_eq!(reconnect_spread(1_000_000), RestartNotice::MAX_SPREAD);
     }
 }

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench -p outpost-tests --bench scale -- --agents 5000,25000
 //! cargo bench -p outpost-tests --bench scale -- --agents 10000 --store both
+//! cargo bench -p outpost-tests --bench scale -- --agents 20000 --tickets both --reconnect-rate 100000
 //! ```
 //!
 //! Hub and swarm are separate processes (the release `outpost-hub` and `outpost-swarm` binaries),
@@ -14,6 +15,14 @@
 //! report (check-in RTT, summon latency, errors by kind). `--store sqlite` (default), `postgres` (a
 //! fresh database on the test cluster, `outpost_tests::bench_store`) or `both` runs each N on each;
 //! on PostgreSQL the server's CPU over the window is reported beside the hub's.
+//!
+//! The restart: `--tickets store` (default), `process` or `both` starts the hub with its TLS ticket
+//! keys in the store (agents resume across the restart) or in the process (full handshakes after
+//! it), each a row. `--reconnect-rate R` makes the stopping hub's restart notice assume R set-ups a
+//! second for every agent: a rate far above the hub's (100000: the 5 s minimum spread) sends them
+//! all back at once, so the set-up rate measured (agents back between 10 % and 90 %, over the time
+//! between) is the hub's own. Per restart: the new hub's and the swarm's CPU per 1,000 set-ups
+//! (the hub's includes its start), and the tickets the new hub opened and refused.
 #![allow(clippy::disallowed_methods)] // wall-clock measurement of real processes
 #![allow(clippy::unwrap_used)] // bench code: a panic is the failure report
 
@@ -37,6 +46,8 @@ struct Options {
     sockets: usize,
     checkin: String,
     stores: Vec<StoreKind>,
+    tickets: Vec<&'static str>,
+    reconnect_rate: Option<String>,
 }
 
 fn options() -> Options {
@@ -50,6 +61,8 @@ fn options() -> Options {
         sockets: 8,
         checkin: "25s".into(),
         stores: vec![StoreKind::Sqlite],
+        tickets: vec!["store"],
+        reconnect_rate: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -68,6 +81,15 @@ fn options() -> Options {
             "--sockets" => options.sockets = value.parse().expect("--sockets N"),
             "--checkin" => options.checkin = value,
             "--store" => options.stores = parse_stores(&value),
+            "--tickets" => {
+                options.tickets = match value.as_str() {
+                    "store" => vec!["store"],
+                    "process" => vec!["process"],
+                    "both" => vec!["process", "store"],
+                    _ => panic!("--tickets store|process|both"),
+                }
+            }
+            "--reconnect-rate" => options.reconnect_rate = Some(value),
             _ => {
                 i += 1;
                 continue;
@@ -84,6 +106,8 @@ async fn wire_total(api: &ApiClient) -> WireSum {
 
 struct Row {
     store: StoreKind,
+    tickets: &'static str,
+    restart: Restart,
     agents: usize,
     rss_kib: u64,
     rss_per_agent_kib: f64,
@@ -106,11 +130,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let rows: Vec<Row> = options
+    let runs: Vec<(usize, StoreKind, &'static str)> = options
         .agents
         .iter()
         .flat_map(|&n| options.stores.iter().map(move |&store| (n, store)))
-        .map(|(n, store)| measure(&runtime, &options, n, store))
+        .flat_map(|(n, store)| options.tickets.iter().map(move |&t| (n, store, t)))
+        .collect();
+    let rows: Vec<Row> = runs
+        .into_iter()
+        .map(|(n, store, tickets)| measure(&runtime, &options, n, store, tickets))
         .collect();
     print_table(&options, &rows);
 }
@@ -120,8 +148,9 @@ fn measure(
     options: &Options,
     n: usize,
     store: StoreKind,
+    tickets: &'static str,
 ) -> Row {
-    eprintln!("== {n} agents, {store}");
+    eprintln!("== {n} agents, {store}, ticket keys in the {tickets}");
     let tmp = tempfile::tempdir().unwrap();
     let hub_dir = tmp.path().join("hub");
     let place = BenchStore::create(store, &hub_dir);
@@ -135,6 +164,11 @@ fn measure(
         "15s",
     ];
     flags.extend(on_store.iter().map(String::as_str));
+    let metrics_addr = free_local_port();
+    flags.extend(["--ticket-keys", tickets, "--metrics-listen", &metrics_addr]);
+    if let Some(rate) = &options.reconnect_rate {
+        flags.extend(["--reconnect-rate", rate.as_str()]);
+    }
     let mut hub = Hub::start_with(hub_dir, "127.0.0.1:0", "127.0.0.1:0", &flags);
     std::thread::sleep(Duration::from_secs(1));
     let rss_empty = ProcSample::take(hub.pid()).unwrap().rss_kib;
@@ -171,10 +205,17 @@ fn measure(
     let restarted = Instant::now();
     hub.stop();
     let stop_s = restarted.elapsed().as_secs_f64();
+    let swarm_before = sample(swarm_pid);
     hub.restart_with(&flags);
     let up_s = restarted.elapsed().as_secs_f64();
-    runtime.block_on(all_online(&api, n));
+    let back = runtime.block_on(all_online(&api, n));
     let reconnect_s = restarted.elapsed().as_secs_f64();
+    let restart = Restart {
+        setups_per_s: back.rate_between(0.1, 0.9),
+        hub_cpu_per_1000: sample(hub.pid()).cpu_seconds * 1000.0 / n as f64,
+        swarm_cpu_per_1000: sample(swarm_pid).cpu_since(&swarm_before) * 1000.0 / n as f64,
+        tickets: tls_tickets(&metrics_addr),
+    };
     let report = swarm.finish();
 
     let bytes = after.bytes.saturating_sub(before.bytes) as f64;
@@ -182,6 +223,8 @@ fn measure(
     let per_agent = |v: f64| v / n as f64 / secs;
     Row {
         store,
+        tickets,
+        restart,
         agents: n,
         rss_kib: rss,
         rss_per_agent_kib: rss.saturating_sub(rss_empty) as f64 / n as f64,
@@ -210,18 +253,83 @@ async fn list_p99(api: &ApiClient, samples: usize) -> f64 {
     took.value_at_quantile(0.99) as f64 / 1000.0
 }
 
-/// Wait until the hub lists all `n` endpoints as online (standby or active).
-async fn all_online(api: &ApiClient, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(600);
+/// Wait until the hub lists all `n` endpoints as online (standby or active); how many were
+/// online when.
+async fn all_online(api: &ApiClient, n: usize) -> Arrivals {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut arrivals = Arrivals {
+        n,
+        seen: Vec::new(),
+    };
     loop {
         let online =
             async { Some(api.count("standby").await.ok()? + api.count("active").await.ok()?) };
-        if online.await == Some(n as u64) {
-            return;
+        if let Some(online) = online.await {
+            arrivals
+                .seen
+                .push((started.elapsed().as_secs_f64(), online as usize));
+            if online == n as u64 {
+                return arrivals;
+            }
         }
         assert!(Instant::now() < deadline, "agents did not all come back");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// Online counts over time after a restart.
+struct Arrivals {
+    n: usize,
+    seen: Vec<(f64, usize)>,
+}
+
+impl Arrivals {
+    /// When at least `fraction` of the agents were first seen online.
+    fn time_of(&self, fraction: f64) -> f64 {
+        let target = (self.n as f64 * fraction).ceil() as usize;
+        self.seen
+            .iter()
+            .find(|(_, online)| *online >= target)
+            .map_or(f64::NAN, |(t, _)| *t)
+    }
+
+    /// Set-ups a second between `from` and `to` of the agents back.
+    fn rate_between(&self, from: f64, to: f64) -> f64 {
+        self.n as f64 * (to - from) / (self.time_of(to) - self.time_of(from))
+    }
+}
+
+/// What a restart cost and how fast it went.
+struct Restart {
+    setups_per_s: f64,
+    hub_cpu_per_1000: f64,
+    swarm_cpu_per_1000: f64,
+    /// Tickets the new hub opened and refused (`outpost_hub_tls_tickets`).
+    tickets: (u64, u64),
+}
+
+/// A loopback address with a port free now, for a listener the hub binds.
+fn free_local_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// The hub's resumed and refused ticket counts, from its plain metrics listener at `addr`.
+fn tls_tickets(addr: &str) -> (u64, u64) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    let value = |outcome: &str| {
+        let series = format!("outpost_hub_tls_tickets_total{{outcome=\"{outcome}\"}} ");
+        body.lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (value("resumed"), value("refused"))
 }
 
 fn print_table(options: &Options, rows: &[Row]) {
@@ -252,6 +360,27 @@ fn print_table(options: &Options, rows: &[Row]) {
             row.list_p99_ms,
             row.reconnect_s,
             row.enrol_online_s,
+        );
+    }
+    println!(
+        "\nRestart: TLS ticket keys, set-up rate (10 % → 90 % of agents back), CPU per 1,000 set-ups (restart notice rate: {})\n",
+        options.reconnect_rate.as_deref().unwrap_or("the hub's own")
+    );
+    println!("| store | agents | ticket keys | all back after restart | set-ups/s (10→90 %) | hub CPU s / 1000 (with its start) | swarm CPU s / 1000 | tickets resumed / refused |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let r = &row.restart;
+        println!(
+            "| {} | {} | {} | {:.1} s | {:.0} | {:.2} | {:.2} | {} / {} |",
+            row.store,
+            row.agents,
+            row.tickets,
+            row.reconnect_s,
+            r.setups_per_s,
+            r.hub_cpu_per_1000,
+            r.swarm_cpu_per_1000,
+            r.tickets.0,
+            r.tickets.1,
         );
     }
     println!();

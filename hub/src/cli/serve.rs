@@ -118,6 +118,14 @@ pub struct ServeArgs {
     /// Lifetime of issued agent certificates (tests shorten it to watch renewal).
     #[arg(long, hide = true, default_value_t = HumanDuration(config::DEFAULT_AGENT_CERT_VALIDITY))]
     pub agent_cert_validity: HumanDuration,
+    /// Where the agents' TLS ticket keys come from: `store` (shared by the hubs of the store,
+    /// kept across restarts) or `process` (lost with the process; benches measure the difference).
+    #[arg(long, hide = true, default_value = "store", value_parser = parse_ticket_keys)]
+    pub ticket_keys: crate::tickets::TicketKeySource,
+    /// Session set-ups a second the restart notice assumes for every agent, instead of the
+    /// measured rates (benches set it high to measure the hub's rate).
+    #[arg(long, hide = true)]
+    pub reconnect_rate: Option<f64>,
 }
 
 impl ServeArgs {
@@ -152,6 +160,8 @@ impl ServeArgs {
             },
             budget_period: self.budget_period,
             store: self.store,
+            ticket_keys: self.ticket_keys,
+            reconnect_rate: self.reconnect_rate.filter(|r| *r > 0.0),
             ..HubConfig::new(self.data_dir)
         }
     }
@@ -168,6 +178,14 @@ fn parse_agent_tcp(value: &str) -> Result<config::AgentTcp, String> {
         addr => addr.parse().map(config::AgentTcp::At).map_err(|_| {
             format!("{addr:?} is neither `same`, `off` nor an address such as 0.0.0.0:443")
         }),
+    }
+}
+
+fn parse_ticket_keys(value: &str) -> Result<crate::tickets::TicketKeySource, String> {
+    match value {
+        "store" => Ok(crate::tickets::TicketKeySource::Store),
+        "process" => Ok(crate::tickets::TicketKeySource::Process),
+        other => Err(format!("{other:?} is neither `store` nor `process`")),
     }
 }
 

@@ -42,6 +42,7 @@ pub(super) struct Reading {
     admission_waiting: u64,
     handshakes: [Labelled; 4],
     admission_waited: u64,
+    tls_tickets: [Labelled; 3],
     sessions_by_transport: [Labelled; 2],
     tunnels_open: u64,
     tunnels_refused: [Labelled; 2],
@@ -99,6 +100,19 @@ impl Reading {
             ("retried", read(&stats.retried)),
             ("refused", read(&stats.refused)),
             ("timed_out", read(&stats.timed_out)),
+        ];
+        let (issued, opened, refused) = ctx.tickets.as_ref().map_or((0, 0, 0), |tickets| {
+            let counts = &tickets.counts;
+            (
+                read(&counts.issued),
+                read(&counts.opened),
+                read(&counts.refused),
+            )
+        });
+        self.tls_tickets = [
+            ("issued", issued),
+            ("resumed", opened),
+            ("refused", refused),
         ];
         let tunnels = &ctx.tunnel_counts;
         self.tunnels_open = ctx.tunnels.len() as u64;
@@ -192,6 +206,12 @@ const HANDSHAKES: Named = (
     "outpost_hub_handshakes",
     "Connection attempts by what admission did: accepted (handshake finished), retried (sent a \
      QUIC Retry), refused, timed_out.",
+);
+const TLS_TICKETS: Named = (
+    "outpost_hub_tls_tickets",
+    "Agents' TLS session tickets under the keys the store shares: issued (one per handshake), \
+     resumed (a ticket opened: no certificates exchanged), refused (too old, another store's, \
+     damaged: a full handshake followed). All zero with per-process tickets.",
 );
 const ADMISSION_WAITS: Named = (
     "outpost_hub_admission_waits",
@@ -287,6 +307,7 @@ impl Reading {
         gauge(out, ADMISSION_QUEUE, self.admission_waiting)?;
         counters(out, HANDSHAKES, "outcome", &self.handshakes)?;
         counter(out, ADMISSION_WAITS, self.admission_waited)?;
+        counters(out, TLS_TICKETS, "outcome", &self.tls_tickets)?;
         gauge(out, TUNNELS_OPEN, self.tunnels_open)?;
         counters(out, TUNNELS_REFUSED, "reason", &self.tunnels_refused)?;
         counter(out, TUNNEL_DROPS, self.tunnel_drops)

@@ -35,6 +35,7 @@ pub mod rollouts;
 pub mod settings;
 pub mod snapshots;
 pub mod stacks;
+pub mod ticket_keys;
 pub mod traffic;
 pub mod webhooks;
 
