@@ -13,6 +13,23 @@ use crate::{wait_for_result, Hub};
 /// The label Compose (and the agent) puts on a project's containers.
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 
+/// Removes a Compose project (containers, default network, `data` volume) from the local engine
+/// when dropped, whatever happens to the test.
+#[derive(Debug)]
+pub struct ProjectCleanup(pub String);
+
+impl Drop for ProjectCleanup {
+    fn drop(&mut self) {
+        let filter = format!("label={PROJECT_LABEL}={}", self.0);
+        let out = crate::docker::direct(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = crate::docker::direct(&["rm", "-f", id]);
+        }
+        let _ = crate::docker::direct(&["network", "rm", &format!("{}_default", self.0)]);
+        let _ = crate::docker::direct(&["volume", "rm", &format!("{}_data", self.0)]);
+    }
+}
+
 /// `stack create NAME --file DIR/compose.yml` with `compose` written there.
 pub fn save(hub: &Hub, dir: &Path, name: &str, compose: &str) -> StackVersionSaved {
     let file = dir.join("compose.yml");

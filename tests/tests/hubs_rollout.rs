@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use outpost_api::RolloutSummary;
 use outpost_tests::bench_store::{BenchStore, StoreKind};
-use outpost_tests::docker::{direct, require_engine, TEST_IMAGE};
-use outpost_tests::stacks::{self, rollout, save, PROJECT_LABEL};
+use outpost_tests::docker::{require_engine, TEST_IMAGE};
+use outpost_tests::stacks::{self, rollout, save, ProjectCleanup};
 use outpost_tests::{wait_for, Agent, Hub};
 
 /// An apply on a busy machine (no pull: the image is local), and a relay or two.
@@ -30,20 +30,6 @@ fn compose(mode: &str) -> String {
       MODE: {mode}
 "
     )
-}
-
-/// Removes the project from the engine whatever happens to the test.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={PROJECT_LABEL}={}", self.0);
-        let out = direct(&["ps", "-aq", "--filter", &filter]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = direct(&["rm", "-f", id]);
-        }
-        let _ = direct(&["network", "rm", &format!("{}_default", self.0)]);
-    }
 }
 
 fn start_hub(db: &BenchStore, name: &str) -> Hub {
@@ -80,7 +66,7 @@ fn a_rollout_started_on_one_hub_reaches_a_device_another_holds_and_survives_its_
         || (a.show(id)["hub"] == "hub-b").then_some(()),
     );
     let project = format!("till{}", std::process::id());
-    let _cleanup = Cleanup(project.clone());
+    let _cleanup = ProjectCleanup(project.clone());
 
     // v1 through hub-a, which coordinates the rollout; hub-b holds the device.
     let files = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use outpost_api::{EndpointDetail, RolloutDetail, RolloutSummary};
 use outpost_tests::docker::{direct, require_engine, DOCKER_SOCKET, TEST_IMAGE};
-use outpost_tests::stacks::{self, project_rows, rollout, save, PROJECT_LABEL};
+use outpost_tests::stacks::{self, project_rows, rollout, save, ProjectCleanup};
 use outpost_tests::{bin_dir, wait_for, Agent, Hub};
 
 /// Long enough for an apply on a busy machine (no pull: the image is local).
@@ -88,28 +88,13 @@ fn device(hub: &Hub, name: &str) -> (u64, Agent) {
     (endpoint, agent)
 }
 
-/// Removes the project from the engine whatever happens to the test.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let filter = format!("label={PROJECT_LABEL}={}", self.0);
-        let out = direct(&["ps", "-aq", "--filter", &filter]);
-        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = direct(&["rm", "-f", id]);
-        }
-        let _ = direct(&["network", "rm", &format!("{}_default", self.0)]);
-        let _ = direct(&["volume", "rm", &format!("{}_data", self.0)]);
-    }
-}
-
 #[test]
 fn a_stack_rolls_out_upgrades_one_service_fails_safely_and_repairs_drift() {
     require_engine();
     let hub = Hub::start();
     let (endpoint, _agent) = device(&hub, "kiosk");
     let project = format!("pos{}", std::process::id());
-    let _cleanup = Cleanup(project.clone());
+    let _cleanup = ProjectCleanup(project.clone());
     let port = 20_000 + (std::process::id() % 20_000) as u16;
     let dir = tempfile::tempdir().unwrap();
 
@@ -262,7 +247,7 @@ fn drift_is_only_reported_under_on_drift_report_until_the_policy_changes() {
     let hub = Hub::start();
     let (endpoint, _agent) = device(&hub, "till");
     let project = format!("till{}", std::process::id());
-    let _cleanup = Cleanup(project.clone());
+    let _cleanup = ProjectCleanup(project.clone());
     let port = 40_000 + (std::process::id() % 20_000) as u16;
     let dir = tempfile::tempdir().unwrap();
     save(
@@ -323,7 +308,7 @@ fn an_unhealthy_new_version_is_rolled_back_to_the_one_it_replaced() {
     let hub = Hub::start();
     let (endpoint, _agent) = device(&hub, "signage");
     let project = format!("sign{}", std::process::id());
-    let _cleanup = Cleanup(project.clone());
+    let _cleanup = ProjectCleanup(project.clone());
     let port = 30_000 + (std::process::id() % 10_000) as u16;
     let dir = tempfile::tempdir().unwrap();
     save(

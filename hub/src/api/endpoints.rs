@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -186,12 +185,7 @@ pub(super) async fn summon(
 ) -> Result<Response, ApiError> {
     if ctx.registry.get(id).is_none() {
         if let Some(peer) = crate::peers::holder(&ctx, id).await? {
-            let answer = ctx
-                .peer_link
-                .send(&ctx.pki, &peer, request)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-            return Ok(answer.map(Body::new));
+            return super::peer::relay(&ctx, &peer, request).await;
         }
     }
     Ok(summon_here(State(ctx), IdPath(CanonicalId(id)))

@@ -70,6 +70,21 @@ async fn require_hub(State(ctx): State<Arc<HubContext>>, request: Request, next:
     next.run(request).await
 }
 
+/// Send an admin's request on to `peer` (the hub holding the device, or coordinating the
+/// rollout) and answer with what it answers; a hub that cannot be reached is a 502 naming it.
+pub(super) async fn relay(
+    ctx: &HubContext,
+    peer: &crate::hubs::Peer,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let answer = ctx
+        .peer_link
+        .send(&ctx.pki, peer, request)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(answer.map(axum::body::Body::new))
+}
+
 /// A Docker API call for a device this hub holds.
 async fn docker(
     State(ctx): State<Arc<HubContext>>,

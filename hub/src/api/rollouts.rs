@@ -165,12 +165,7 @@ pub(super) async fn control(
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            let answer = ctx
-                .peer_link
-                .send(&ctx.pki, &peer, request)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-            return Ok(answer.map(Body::new));
+            return super::peer::relay(&ctx, &peer, request).await;
         }
     }
     Ok(control_here(State(ctx), Path((id, action)), Json(body))

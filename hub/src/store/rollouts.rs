@@ -356,18 +356,23 @@ mod tests {
         }
     }
 
-    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows(backend: Backend) {
-        let (_dir, store) = backend.open();
-        let mut conn = store.lock();
+    /// Stack `pos`, version 1.
+    fn save_stack(conn: &mut Db) {
         let spec = |v| StackSpec {
             project: "pos".into(),
             version: v,
             services: vec![ServiceSpec::new("web", "busybox")],
             volumes: vec![],
         };
-        stacks::save_version(&mut conn, "pos", "x", |v| Ok::<_, String>(spec(v)))
+        stacks::save_version(conn, "pos", "x", |v| Ok::<_, String>(spec(v)))
             .unwrap()
             .unwrap();
+    }
+
+    fn counts_are_kept_with_every_save_so_a_list_reads_no_target_rows(backend: Backend) {
+        let (_dir, store) = backend.open();
+        let mut conn = store.lock();
+        save_stack(&mut conn);
         let start = Counts {
             queued: 3,
             ..Counts::default()
@@ -424,15 +429,7 @@ mod tests {
     fn a_rollout_is_coordinated_by_one_live_hub_and_taken_over_when_it_dies(backend: Backend) {
         let (_dir, store) = backend.open();
         let mut conn = store.lock();
-        let spec = |v| StackSpec {
-            project: "pos".into(),
-            version: v,
-            services: vec![ServiceSpec::new("web", "busybox")],
-            volumes: vec![],
-        };
-        stacks::save_version(&mut conn, "pos", "x", |v| Ok::<_, String>(spec(v)))
-            .unwrap()
-            .unwrap();
+        save_stack(&mut conn);
         let (a, b, c) = (
             hub(&conn, "a", 100),
             hub(&conn, "b", 100),
