@@ -66,7 +66,7 @@ pub enum PeerError {
         url: String,
     },
     /// The other hub could not be reached or refused the link.
-    #[error("hub {hub}, which holds the device, could not be reached at {url}: {reason}")]
+    #[error("hub {hub} could not be reached at {url} (its `serve --peer-url`): {reason}; it holds the device or coordinates the rollout asked for, so ask again once it is back or after its devices move (30 s after its last heartbeat)")]
     Unreachable {
         /// The other hub.
         hub: String,
