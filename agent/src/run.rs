@@ -446,6 +446,7 @@ async fn connect_and_serve(
     {
         new_addrs = Some(heard);
     }
+    dialer.session_ended(&conn);
     if config.choose_transport {
         fit_profile_to_path(dialer, &conn, &config.data_dir);
     }

@@ -12,9 +12,13 @@
 use std::time::Duration;
 
 use outpost_protocol::wire::{CloseCode, RestartNotice};
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::context::HubContext;
+use crate::registry::LiveSession;
+use crate::restart_notice::Returning;
+use crate::tickets::TICKET_LIFETIME;
 
 /// What each kind of agent is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,22 +30,26 @@ pub(crate) struct Farewell {
 }
 
 /// The notices for `movable` agents that can be handed over and `staying` ones that cannot,
-/// with `others` other live hubs; `spread(n)` is the window in which one hub sets up `n` agents.
+/// with `others` other live hubs; `spread(agents)` is the window in which one hub sets up those
+/// agents.
 pub(crate) fn farewell(
-    movable: usize,
-    staying: usize,
+    movable: Returning,
+    staying: Returning,
     others: usize,
-    spread: impl Fn(usize) -> Duration,
+    spread: impl Fn(Returning) -> Duration,
 ) -> Farewell {
     if others == 0 {
         return Farewell {
-            back_here: RestartNotice::new(spread(movable + staying)),
+            back_here: RestartNotice::new(spread(Returning {
+                full: movable.full + staying.full,
+                resumed: movable.resumed + staying.resumed,
+            })),
             elsewhere: None,
         };
     }
     Farewell {
         back_here: RestartNotice::new(spread(staying)),
-        elsewhere: Some(RestartNotice::elsewhere(spread(movable.div_ceil(others)))),
+        elsewhere: Some(RestartNotice::elsewhere(spread(movable.per_hub(others)))),
     }
 }
 
@@ -50,16 +58,30 @@ pub(crate) fn farewell(
 /// the connections still being set up.
 pub(crate) fn close_sessions(
     ctx: &HubContext,
-    spread: impl Fn(usize) -> Duration,
+    spread: impl Fn(Returning) -> Duration,
 ) -> RestartNotice {
     let sessions = ctx.registry.all();
-    let movable = sessions.iter().filter(|s| s.takes_hub_addrs()).count();
+    let resumes = resumes_when(ctx.tickets.is_some(), Instant::now());
+    let (mut movable, mut staying) = (Returning::default(), Returning::default());
+    for session in &sessions {
+        let kind = if session.takes_hub_addrs() {
+            &mut movable
+        } else {
+            &mut staying
+        };
+        if resumes(session) {
+            kind.resumed += 1;
+        } else {
+            kind.full += 1;
+        }
+    }
     let others = ctx.hubs.others_alive();
-    let notices = farewell(movable, sessions.len() - movable, others, spread);
+    let notices = farewell(movable, staying, others, spread);
     info!(
         back_here = ?notices.back_here.spread,
         elsewhere = ?notices.elsewhere.map(|n| n.spread),
-        movable,
+        ?movable,
+        ?staying,
         others,
         "asking the agents to come back spread over"
     );
@@ -75,28 +97,52 @@ pub(crate) fn close_sessions(
     notices.back_here
 }
 
+/// Whether a session's agent will resume on the next hub: tickets sealed under the store's keys
+/// (`shared`), from a handshake under a ticket's lifetime before `now`.
+fn resumes_when(shared: bool, now: Instant) -> impl Fn(&LiveSession) -> bool {
+    move |session| shared && now.duration_since(session.connected_at()) < TICKET_LIFETIME
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// One hub sets up 600 a second, at least 5 s.
-    fn spread(n: usize) -> Duration {
-        Duration::from_secs_f64(n as f64 / 600.0).max(Duration::from_secs(5))
+    /// One hub sets up 600 a second in full, 1,200 resuming, at least 5 s.
+    fn spread(agents: Returning) -> Duration {
+        Duration::from_secs_f64(agents.full as f64 / 600.0 + agents.resumed as f64 / 1200.0)
+            .max(Duration::from_secs(5))
+    }
+
+    fn full(n: usize) -> Returning {
+        Returning {
+            full: n,
+            resumed: 0,
+        }
     }
 
     #[test]
     fn alone_a_hub_asks_everyone_back_within_its_own_rate() {
-        let notices = farewell(20_000, 10_000, 0, spread);
+        let notices = farewell(full(20_000), full(10_000), 0, spread);
         assert_eq!(
             notices.back_here,
             RestartNotice::new(Duration::from_secs(50))
         );
         assert_eq!(notices.elsewhere, None);
+        let resuming = Returning {
+            full: 0,
+            resumed: 20_000,
+        };
+        let notices = farewell(resuming, full(10_000), 0, spread);
+        assert_eq!(
+            notices.back_here.spread.as_millis(),
+            33_333,
+            "resuming agents cost half a full one"
+        );
     }
 
     #[test]
     fn with_other_hubs_the_movable_agents_go_there_within_their_joint_rate() {
-        let notices = farewell(24_000, 600, 2, spread);
+        let notices = farewell(full(24_000), full(600), 2, spread);
         let elsewhere = notices.elsewhere.unwrap();
         assert!(elsewhere.elsewhere);
         assert_eq!(elsewhere.spread, Duration::from_secs(20), "12,000 per hub");

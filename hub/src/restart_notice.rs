@@ -2,34 +2,71 @@
 //! arrive at a pace a hub sets up (`crate::hand_off` applies it to the agents each hub will take).
 //! No I/O.
 //!
-//! Resumed set-ups (`crate::tickets`) are ~3.5 times as fast as full ones in a storm, yet the
-//! spread counts every agent at the full rate, [`SETUPS_PER_SECOND`]: a spread sized to the
-//! resumed rate failed at 100,000 agents (BENCHMARKS.md, "Fast reconnects"). The spread starts
-//! when an agent receives the close, not when the next hub listens, so the agents whose moment
-//! falls in the old hub's stop (20 s at 100,000: its last liveness write) arrive together;
-//! `stop time × rate` of them must fit what the admission queue absorbs (~8 s of set-ups), or
-//! refused attempts spend their tickets and come back in full. A notice that says "not before the
-//! next hub is up" would let the resumed rate count.
+//! An agent that will resume its TLS session (`crate::tickets`: a ticket under the keys the store
+//! shares, from a handshake under [`TICKET_LIFETIME`] ago) costs less to set up than one that
+//! comes back in full, so each kind is counted at its own rate. The spread starts when an agent
+//! reads the close, which a stopping hub sends only after its last store write
+//! (`RunningHub::shutdown`): before that order, the agents whose moment fell in the old hub's
+//! 19 s stop at 100,000 found no hub and arrived together, more than the admission queue
+//! absorbs (~8 s of set-ups); refused attempts spent their tickets and came back in full.
+//!
+//! [`TICKET_LIFETIME`]: crate::tickets::TICKET_LIFETIME
 
 use std::time::Duration;
 
 use outpost_protocol::wire::RestartNotice;
 
-/// Session set-ups a second a hub is assumed to manage while agents come back. Full handshakes:
-/// 25,000 agents came online in 31–40 s on this 2-core machine with the load tool on the same
-/// cores (`scale` bench), ~700 a second, and came back in 44 s with a 42 s spread at this rate;
-/// 100,000 came back in 181 s (167 s spread), and 187 s resuming. Sent back all at once, 20,000
-/// were set up at 419 a second in full and 1,455 resuming; a 71 s spread (1,400 a second) for
-/// 100,000 resuming agents took 510 s.
+/// Full session set-ups a second a hub is assumed to manage while agents come back. 25,000
+/// agents came online in 31–40 s on this 2-core machine with the load tool on the same cores
+/// (`scale` bench), ~700 a second, and came back in 44 s with a 42 s spread at this rate;
+/// 100,000 came back in 181 s (167 s spread). Sent back all at once, 20,000 were set up at 419 a
+/// second in full.
 pub const SETUPS_PER_SECOND: f64 = 600.0;
+/// Resumed session set-ups a second: 20,000 agents sent back all at once were set up at 1,276–1,455
+/// a second resuming (`scale --tickets store --reconnect-rate 100000`), the load tool on the same
+/// two cores; counted below that, since 100,000 idle agents also keep the cores busier.
+pub const RESUMED_SETUPS_PER_SECOND: f64 = 1_200.0;
 /// The shortest spread: a small fleet still arrives over a few seconds, not at once.
 pub const MIN_SPREAD: Duration = Duration::from_secs(5);
 
-/// The spread in which one hub sets up `agents`: at [`SETUPS_PER_SECOND`], or at `rate` a second
-/// when one is configured (`serve --reconnect-rate`, hidden, for benches), within [`MIN_SPREAD`]
-/// and [`RestartNotice::MAX_SPREAD`]: 5 s up to 3,000 agents, 42 s for 25,000.
-pub fn spread(agents: usize, rate: Option<f64>) -> Duration {
-    Duration::from_secs_f64(agents as f64 / rate.unwrap_or(SETUPS_PER_SECOND))
+/// Agents coming back: how many set up in full and how many resume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Returning {
+    /// Agents without a ticket the next hub opens.
+    pub full: usize,
+    /// Agents whose ticket the next hub opens.
+    pub resumed: usize,
+}
+
+impl Returning {
+    /// Each of `hubs` hubs' share, rounded up.
+    pub fn per_hub(self, hubs: usize) -> Self {
+        let hubs = hubs.max(1);
+        Self {
+            full: self.full.div_ceil(hubs),
+            resumed: self.resumed.div_ceil(hubs),
+        }
+    }
+
+    /// Both kinds.
+    pub fn total(self) -> usize {
+        self.full + self.resumed
+    }
+}
+
+/// The spread in which one hub sets up `returning`: each kind at its rate, or every agent at
+/// `rate` a second when one is configured (`serve --reconnect-rate`, hidden, for benches), within
+/// [`MIN_SPREAD`] and [`RestartNotice::MAX_SPREAD`]: 5 s up to 3,000 agents in full, 42 s for
+/// 25,000, 83 s for 100,000 resuming.
+pub fn spread(returning: Returning, rate: Option<f64>) -> Duration {
+    let seconds = match rate {
+        Some(rate) => returning.total() as f64 / rate,
+        None => {
+            returning.full as f64 / SETUPS_PER_SECOND
+                + returning.resumed as f64 / RESUMED_SETUPS_PER_SECOND
+        }
+    };
+    Duration::from_secs_f64(seconds)
         .max(MIN_SPREAD)
         .min(RestartNotice::MAX_SPREAD)
 }
@@ -38,17 +75,58 @@ pub fn spread(agents: usize, rate: Option<f64>) -> Duration {
 mod tests {
     use super::*;
 
+    fn full(n: usize) -> Returning {
+        Returning {
+            full: n,
+            resumed: 0,
+        }
+    }
+
     #[test]
     fn the_spread_follows_the_fleet_within_its_bounds() {
-        assert_eq!(spread(0, None), MIN_SPREAD);
-        assert_eq!(spread(200, None), MIN_SPREAD);
-        assert_eq!(spread(25_000, None).as_millis(), 41_666);
-        assert_eq!(spread(1_000_000, None), RestartNotice::MAX_SPREAD);
+        assert_eq!(spread(full(0), None), MIN_SPREAD);
+        assert_eq!(spread(full(200), None), MIN_SPREAD);
+        assert_eq!(spread(full(25_000), None).as_millis(), 41_666);
+        assert_eq!(spread(full(1_000_000), None), RestartNotice::MAX_SPREAD);
+    }
+
+    #[test]
+    fn resuming_agents_count_at_their_own_rate() {
+        let resumed = Returning {
+            full: 0,
+            resumed: 100_000,
+        };
+        assert_eq!(spread(resumed, None).as_millis(), 83_333);
+        let mixed = Returning {
+            full: 6_000,
+            resumed: 12_000,
+        };
+        assert_eq!(spread(mixed, None), Duration::from_secs(20));
     }
 
     #[test]
     fn a_configured_rate_applies_instead() {
-        assert_eq!(spread(100_000, Some(100_000.0)), MIN_SPREAD);
-        assert_eq!(spread(20_000, Some(1_000.0)), Duration::from_secs(20));
+        assert_eq!(spread(full(100_000), Some(100_000.0)), MIN_SPREAD);
+        let mixed = Returning {
+            full: 10_000,
+            resumed: 10_000,
+        };
+        assert_eq!(spread(mixed, Some(1_000.0)), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn each_hub_takes_its_share_rounded_up() {
+        let returning = Returning {
+            full: 5,
+            resumed: 10,
+        };
+        assert_eq!(
+            returning.per_hub(2),
+            Returning {
+                full: 3,
+                resumed: 5
+            }
+        );
+        assert_eq!(returning.per_hub(0), returning);
     }
 }

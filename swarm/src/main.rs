@@ -9,6 +9,12 @@ use clap::Parser;
 use outpost_swarm::{HubAccess, Phase, SwarmConfig};
 use outpost_transport::profile::TransportProfile;
 
+/// The load tool shares the hub's two cores in the benches, so its own cost is the hub's
+/// headroom: glibc's allocator was ~40 % of the swarm's CPU in a 20,000-agent reconnect storm
+/// (`perf record -a`, BENCHMARKS.md "Fast reconnects").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Outpost swarm: many real agents in one process, over a few UDP sockets.
 ///
 /// The check-in interval is the hub's to set (`outpost-hub serve --checkin-interval`).

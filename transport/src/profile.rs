@@ -210,12 +210,26 @@ impl TransportProfile {
     }
 
     /// The config for one connection, whose path estimate `memory` carries from the last
-    /// connection to the next (Careful Resume, `congestion::PathMemory`).
-    pub fn connection_config(&self, role: Role, memory: PathMemory) -> Arc<TransportConfig> {
-        self.build(role, Congestion::Profile(Some(memory)))
+    /// connection to the next (Careful Resume, `congestion::PathMemory`), starting from the path
+    /// MTU the last connection discovered, when there was one.
+    pub fn connection_config(
+        &self,
+        role: Role,
+        memory: PathMemory,
+        path_mtu: Option<u16>,
+    ) -> Arc<TransportConfig> {
+        let mut config = self.build_config(role, Congestion::Profile(Some(memory)));
+        if let Some(mtu) = path_mtu {
+            config.initial_mtu(mtu);
+        }
+        Arc::new(config)
     }
 
     fn build(&self, role: Role, congestion: Congestion) -> Arc<TransportConfig> {
+        Arc::new(self.build_config(role, congestion))
+    }
+
+    fn build_config(&self, role: Role, congestion: Congestion) -> TransportConfig {
         let mut config = TransportConfig::default();
         config
             .initial_rtt(self.initial_rtt)
@@ -253,7 +267,7 @@ impl TransportProfile {
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))
                 .send_window(HUB_STANDBY_WINDOW.into());
         }
-        Arc::new(config)
+        config
     }
 }
 

@@ -99,6 +99,11 @@ impl LiveSession {
         })
     }
 
+    /// When the session's connection was set up ([`HubSession::connected_at`]).
+    pub fn connected_at(&self) -> Instant {
+        self.state().connected_at()
+    }
+
     /// Whether the agent takes the fleet's hub addresses mid-session
     /// ([`HubSession::takes_hub_addrs`]).
     pub fn takes_hub_addrs(&self) -> bool {

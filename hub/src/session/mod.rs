@@ -437,6 +437,11 @@ impl<W> HubSession<W> {
             .contains(outpost_protocol::job::Features::DRIFT_REPORT)
     }
 
+    /// When the session's connection was set up (its TLS handshake, and the tickets it got).
+    pub fn connected_at(&self) -> Instant {
+        self.connected_at
+    }
+
     /// Whether the agent takes `HubMessage::HubAddrs` mid-session
     /// ([`Features::HUB_ADDRS`](outpost_protocol::job::Features::HUB_ADDRS)).
     pub fn takes_hub_addrs(&self) -> bool {
