@@ -25,11 +25,10 @@ pub const SETUPS_PER_SECOND: f64 = 600.0;
 /// Resumed session set-ups a second. Sent back all at once, 20,000 agents were set up at 1,483
 /// a second resuming (`scale --tickets store --reconnect-rate 100000`: 0.80 ms of hub CPU and
 /// 0.66 of the load tool's a set-up, on the same two cores). A hub holding 100,000 is busier:
-/// their check-ins take ~0.4 of a core on each side, leaving room for ~900 set-ups a second,
-/// and a notice sized at 1,200 (and at 1,400 before) collapsed: refused attempts spend tickets,
-/// come back in full at a third of the rate, and time out in the queue. So the rate is counted
-/// with a margin below what the machine has room for.
-pub const RESUMED_SETUPS_PER_SECOND: f64 = 750.0;
+/// their check-ins take ~0.4 of a core on each side. Counted with a margin below the storm's
+/// rate: an agent refused after waiting out the admission queue has spent a ticket, and one
+/// refused twice comes back in full, at a third of the rate.
+pub const RESUMED_SETUPS_PER_SECOND: f64 = 1_000.0;
 /// The shortest spread: a small fleet still arrives over a few seconds, not at once.
 pub const MIN_SPREAD: Duration = Duration::from_secs(5);
 
@@ -61,7 +60,7 @@ impl Returning {
 /// The spread in which one hub sets up `returning`: each kind at its rate, or every agent at
 /// `rate` a second when one is configured (`serve --reconnect-rate`, hidden, for benches), within
 /// [`MIN_SPREAD`] and [`RestartNotice::MAX_SPREAD`]: 5 s up to 3,000 agents in full, 42 s for
-/// 25,000, 133 s for 100,000 resuming.
+/// 25,000, 100 s for 100,000 resuming.
 pub fn spread(returning: Returning, rate: Option<f64>) -> Duration {
     let seconds = match rate {
         Some(rate) => returning.total() as f64 / rate,
@@ -100,10 +99,10 @@ mod tests {
             full: 0,
             resumed: 100_000,
         };
-        assert_eq!(spread(resumed, None).as_millis(), 133_333);
+        assert_eq!(spread(resumed, None), Duration::from_secs(100));
         let mixed = Returning {
             full: 6_000,
-            resumed: 7_500,
+            resumed: 10_000,
         };
         assert_eq!(spread(mixed, None), Duration::from_secs(20));
     }

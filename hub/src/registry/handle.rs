@@ -349,6 +349,12 @@ impl LiveSession {
     pub fn close(&self, code: CloseCode, reason: &str) {
         self.conn.close(code.to_varint(), reason.as_bytes());
     }
+
+    /// UDP datagrams the connection has sent so far. Once it is closed it sends nothing but its
+    /// close, so a count above the one read at the close means the close has gone out.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.conn.stats().udp_tx.datagrams
+    }
 }
 
 impl Entry for LiveSession {
