@@ -233,9 +233,18 @@ pub fn list(
 
 /// Jobs not yet finished, with each target's state, for a hub that starts.
 pub fn load_open(conn: &Db) -> Result<Vec<OpenJob>, StoreError> {
-    let mut statement = conn.prepare(&select("WHERE finished_at IS NULL ORDER BY id"))?;
+    load_where(conn, "WHERE finished_at IS NULL ORDER BY id", &[])
+}
+
+/// The jobs `filter` (a `WHERE … ORDER BY …` over `jobs`) picks, with each target's state.
+pub(super) fn load_where(
+    conn: &Db,
+    filter: &str,
+    args: &[Value],
+) -> Result<Vec<OpenJob>, StoreError> {
+    let mut statement = conn.prepare(&select(filter))?;
     let jobs = statement
-        .query_map([], row)?
+        .query_map(params_from_iter(args), row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut states = conn.prepare_cached(
         "SELECT endpoint_id, state FROM job_targets WHERE job_id = ?1 ORDER BY endpoint_id",
@@ -345,7 +354,7 @@ fn target_row(r: &Row<'_>) -> DbResult<Result<TargetRow, StoreError>> {
     })())
 }
 
-fn state_of(text: &str) -> Result<TargetState, StoreError> {
+pub(super) fn state_of(text: &str) -> Result<TargetState, StoreError> {
     TargetState::parse(text)
         .ok_or_else(|| StoreError::Corrupt(format!("job target state {text:?}")))
 }
