@@ -52,8 +52,7 @@ impl Jobs {
         let capable = lock(&self.capable).clone();
         let adopted = rebuilt(stored, elsewhere.iter().chain(&capable));
         info!(jobs = ?adopted.keys().collect::<Vec<_>>(), "took over the jobs of a hub that died");
-        let mut elsewhere = lock(&self.elsewhere);
-        elsewhere.retain(|id, _| !adopted.contains_key(id));
+        lock(&self.elsewhere).retain(|id, _| !adopted.contains_key(id));
         lock(&self.open).extend(adopted);
         Ok(())
     }

@@ -332,3 +332,113 @@ pub(super) async fn announce(ctx: &HubContext, outbox: Outbox) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use outpost_protocol::job::EngineMethod;
+
+    use super::*;
+    use crate::jobs::dispatch::Dispatch;
+
+    const HERE: HubId = HubId(1);
+    const THERE: HubId = HubId(2);
+    const THIRD: HubId = HubId(3);
+
+    fn job(targets: &[EndpointId]) -> HashMap<i64, Open> {
+        let expires_at = SystemTime::now() + Duration::from_secs(3_600);
+        let timeout = Duration::from_secs(60);
+        let terms = Terms {
+            spec: JobSpec::Engine {
+                method: EngineMethod::Post,
+                path: "/images/prune".into(),
+                body: vec![],
+            },
+            expires_at,
+            timeout,
+        };
+        let queued = targets.iter().map(|id| (*id, TargetState::Queued));
+        let dispatch = Dispatch::new(1, expires_at, timeout, queued, false);
+        HashMap::from([(7, Open { terms, dispatch })])
+    }
+
+    fn heard(open: &mut HashMap<i64, Open>, kind: Kind, ids: &[EndpointId], remote: &Remote) {
+        let relayed = Relayed {
+            from: THERE,
+            kind,
+            ids: ids.to_vec(),
+        };
+        feed_heard(open, relayed, remote, HERE, &HashSet::new());
+    }
+
+    fn poll(open: &mut HashMap<i64, Open>) -> Vec<EndpointId> {
+        let job = open.get_mut(&7).unwrap();
+        job.dispatch.poll(SystemTime::now()).send
+    }
+
+    #[test]
+    fn a_coordinator_dispatches_what_other_hubs_report_within_the_concurrency() {
+        let (a, b) = (EndpointId(10), EndpointId(11));
+        let mut open = job(&[a, b]);
+        let none = Remote::default();
+        heard(&mut open, Kind::Present, &[a, b], &none);
+        assert_eq!(poll(&mut open), [a], "one at a time");
+        let rows = |state| Remote {
+            rows: HashMap::from([(7, vec![(a, state)])]),
+            ..Remote::default()
+        };
+        heard(&mut open, Kind::Rows(7), &[a], &rows(TargetState::Running));
+        assert!(poll(&mut open).is_empty(), "a runs it");
+        heard(
+            &mut open,
+            Kind::Rows(7),
+            &[a],
+            &rows(TargetState::Succeeded),
+        );
+        assert_eq!(poll(&mut open), [b], "a's place goes to b");
+        // b's hub could not send it: queued again, offline, and nothing goes out.
+        heard(&mut open, Kind::Unsent(7), &[b], &none);
+        assert!(poll(&mut open).is_empty());
+        let counts = open[&7].dispatch.counts();
+        assert_eq!(counts[&TargetState::Queued], 1, "{counts:?}");
+        assert_eq!(counts[&TargetState::Succeeded], 1, "{counts:?}");
+        heard(&mut open, Kind::Present, &[b], &none);
+        assert_eq!(poll(&mut open), [b]);
+    }
+
+    #[test]
+    fn an_ended_session_counts_unless_the_device_is_held_elsewhere_by_now() {
+        let (a, b) = (EndpointId(10), EndpointId(11));
+        let mut open = job(&[a, b]);
+        heard(&mut open, Kind::Present, &[a], &Remote::default());
+        assert_eq!(poll(&mut open), [a]);
+        let moved = Remote {
+            holders: HashMap::from([(a, THIRD)]),
+            ..Remote::default()
+        };
+        heard(&mut open, Kind::Absent, &[a], &moved);
+        heard(&mut open, Kind::Present, &[b], &Remote::default());
+        assert!(
+            poll(&mut open).is_empty(),
+            "a, on a third hub, holds the place"
+        );
+        let stale = Remote {
+            holders: HashMap::from([(a, THERE)]),
+            ..Remote::default()
+        };
+        heard(&mut open, Kind::Absent, &[a], &stale);
+        assert_eq!(poll(&mut open), [b], "a left: b is sent it");
+        assert!(!stale.moved(a, THERE, HERE, true));
+        let here = Remote {
+            holders: HashMap::from([(a, HERE)]),
+            ..Remote::default()
+        };
+        assert!(
+            here.moved(a, THERE, HERE, true),
+            "its session here runs jobs"
+        );
+        assert!(!here.moved(a, THERE, HERE, false));
+        assert!(!here.moved(a, HERE, HERE, true), "its session here ended");
+    }
+}
