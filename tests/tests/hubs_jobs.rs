@@ -141,13 +141,21 @@ fn a_job_created_on_one_hub_runs_on_a_device_another_holds_and_survives_its_coor
 
     // Cancelled through hub-b: forwarded to hub-a, which tells hub-b's session to stop it.
     let sleeper = run(&a, &endpoint, &["run", TEST_IMAGE, "sleep", "120"]);
+    // Running as its coordinator counts it (in memory, a tick behind hub-b's rows).
     wait_job(&b, sleeper.id, SETTLE, "running", |d| state(d) == "running");
+    wait_job(&a, sleeper.id, SETTLE, "counted running on hub-a", |d| {
+        d.summary.counts["running"] == 1
+    });
     let cancelled: JobSummary = b.cli_json(&["job", "cancel", &sleeper.id.to_string(), "--json"]);
     assert_eq!(cancelled.state, "cancelled", "{cancelled:#?}");
     let stopped = wait_job(&a, sleeper.id, SETTLE, "cancelled on the device", |d| {
         state(d) == "cancelled" && d.summary.finished_at.is_some()
     });
-    assert_eq!(stopped.devices[0].outcome.as_deref(), Some("cancelled"));
+    assert_eq!(
+        stopped.devices[0].outcome.as_deref(),
+        Some("cancelled"),
+        "the device stopped it: {stopped:#?}"
+    );
 
     // hub-b restarts while the device runs hub-a's job: it takes no job over, and the device
     // runs the job once.
