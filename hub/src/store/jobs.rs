@@ -1,7 +1,7 @@
 //! Jobs as the store keeps them (migration 11): the job (its specification once, postcard) and a
 //! row per target device with its state and, once it reports, its result — output included —
-//! so results survive a restart and a restarted hub resumes every job not yet finished
-//! ([`load_open`]).
+//! so results survive a restart and a restarted hub resumes the jobs not yet finished that it
+//! coordinates ([`super::job_hubs`]).
 
 use std::collections::BTreeMap;
 
@@ -231,7 +231,9 @@ pub fn list(
     Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }
 
-/// Jobs not yet finished, with each target's state, for a hub that starts.
+/// Every job not yet finished, with each target's state, whichever hub coordinates it (a hub
+/// loads those it coordinates: [`super::job_hubs::load_coordinated`]).
+#[cfg(test)]
 pub fn load_open(conn: &Db) -> Result<Vec<OpenJob>, StoreError> {
     load_where(conn, "WHERE finished_at IS NULL ORDER BY id", &[])
 }
