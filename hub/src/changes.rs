@@ -1,10 +1,10 @@
 //! Changes an admin makes on one hub that other hubs' sessions must see at once (issue #18):
 //! a device removed or reset (its session closes: its certificate is revoked) and a device
-//! approved (its session learns it). Rollout events travel on the same channel
-//! ([`crate::fleet_relay`]). The hub that made the change applies it to its own sessions
-//! and, on PostgreSQL, announces it with `NOTIFY`; every hub `LISTEN`s and applies what it hears
-//! (its own announcements too: each change is idempotent). On SQLite there is one hub, and
-//! nothing to announce.
+//! approved (its session learns it). Rollout and job events travel on the same channel
+//! ([`crate::fleet_relay`], [`crate::job_relay`]). The hub that made the change applies it to
+//! its own sessions and, on PostgreSQL, announces it with `NOTIFY`; every hub `LISTEN`s and
+//! applies what it hears (its own announcements too: each change is idempotent). On SQLite there
+//! is one hub, and nothing to announce.
 //!
 //! A notification is delivered only to hubs listening when it commits: a hub whose listener was
 //! down misses it, and a session the store no longer allows is refused at its next connection
@@ -150,6 +150,8 @@ async fn listen(ctx: &HubContext, url: &str) -> Result<(), tokio_postgres::Error
             apply(ctx, change);
         } else if let Some(relayed) = crate::fleet_relay::decode(&payload) {
             crate::fleet_relay::apply(ctx, relayed);
+        } else if let Some(relayed) = crate::job_relay::decode(&payload) {
+            crate::job_relay::apply(ctx, relayed);
         } else {
             warn!(payload, "a change this hub does not know; ignored");
         }

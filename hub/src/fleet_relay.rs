@@ -80,13 +80,18 @@ pub struct Relayed {
 
 /// The payloads announcing `kind` for `ids` from `hub`, each under [`MAX_PAYLOAD`] bytes.
 pub fn encode(hub: HubId, kind: Kind, ids: &[EndpointId]) -> Vec<String> {
-    let head = format!("{PREFIX}:{}:{}:", hub.0, kind.letter());
+    split(&format!("{PREFIX}:{}:{}:", hub.0, kind.letter()), ids)
+}
+
+/// `head` followed by `ids` separated by commas, in as many payloads as keep each under
+/// [`MAX_PAYLOAD`] bytes (none for no ids).
+pub(crate) fn split(head: &str, ids: &[EndpointId]) -> Vec<String> {
     let mut payloads = Vec::new();
-    let mut current = head.clone();
+    let mut current = head.to_owned();
     for id in ids {
         let item = id.0.to_string();
         if current.len() + item.len() + 1 >= MAX_PAYLOAD && current.len() > head.len() {
-            payloads.push(std::mem::replace(&mut current, head.clone()));
+            payloads.push(std::mem::replace(&mut current, head.to_owned()));
         }
         if current.len() > head.len() {
             current.push(',');
@@ -110,12 +115,15 @@ pub fn decode(payload: &str) -> Option<Relayed> {
     }
     let from = HubId(parts.next()?.parse().ok()?);
     let kind = Kind::from_letter(parts.next()?)?;
-    let ids = parts
-        .next()?
-        .split(',')
-        .map(|id| id.parse().ok().map(EndpointId))
-        .collect::<Option<Vec<_>>>()?;
+    let ids = ids(parts.next()?)?;
     Some(Relayed { from, kind, ids })
+}
+
+/// The ids of a payload [`split`] wrote; `None` if any is not one.
+pub(crate) fn ids(text: &str) -> Option<Vec<EndpointId>> {
+    text.split(',')
+        .map(|id| id.parse().ok().map(EndpointId))
+        .collect()
 }
 
 /// Tell the other hubs (PostgreSQL only) that `kind` happened to `ids`.

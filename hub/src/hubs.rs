@@ -2,8 +2,9 @@
 //!
 //! Every [`HEARTBEAT`] the hub writes its heartbeat, reads the others', and releases the devices
 //! of any hub that stopped or went silent for [`SILENT_AFTER`]: they show offline until they
-//! check in to a live hub. It also takes over the rollouts such a hub coordinated
-//! (`crate::fleet`); of several hubs doing so at once, the store gives them to one. The live hubs' agent addresses go into every join token and `Welcome`,
+//! check in to a live hub. It also takes over the rollouts and jobs such a hub coordinated
+//! (`crate::fleet`, `crate::jobs`); of several hubs doing so at once, the store gives them to
+//! one. The live hubs' agent addresses go into every join token and `Welcome`,
 //! this hub's first, so an agent whose hub dies dials the others in turn (the agent tries its list
 //! in order). The others come rotated by the device's id, so the devices of a dead hub spread
 //! over the live ones instead of all landing on the first.
@@ -24,7 +25,7 @@ use tracing::{info, warn};
 use crate::context::HubContext;
 use crate::registry::Control;
 use crate::store::hubs::{self, HubHealth, HubId, HubRecord};
-use crate::store::rollouts;
+use crate::store::{job_hubs, rollouts};
 use crate::store::{unix_now, Store, StoreError};
 
 /// How often a hub writes its heartbeat and looks at the others.
@@ -152,11 +153,12 @@ impl FleetHubs {
     }
 
     /// Read the other hubs: keep the live ones, release the devices of the rest and take over
-    /// the rollouts they coordinated.
+    /// the rollouts and jobs they coordinated.
     fn look_around(&self, conn: &crate::store::db::Db, now: i64) -> Result<Looked, StoreError> {
         let silent_after = SILENT_AFTER.as_secs() as i64;
         let mut live = Vec::new();
         let mut adopted = Vec::new();
+        let mut adopted_jobs = Vec::new();
         for hub in hubs::list(conn)?.into_iter().filter(|h| h.id != self.id) {
             let health = hub.health(now, silent_after);
             if health == HubHealth::Alive {
@@ -168,6 +170,7 @@ impl FleetHubs {
                 warn!(hub = %hub.name, released, health = health.as_str(), "released the devices of a hub that is not alive");
             }
             adopted.extend(rollouts::adopt(conn, hub.id, self.id)?);
+            adopted_jobs.extend(job_hubs::adopt(conn, hub.id, self.id)?);
         }
         let mut others = self.others.write().unwrap_or_else(|p| p.into_inner());
         let addrs_changed = others_addrs(&others) != others_addrs(&live);
@@ -175,6 +178,7 @@ impl FleetHubs {
         Ok(Looked {
             addrs_changed,
             adopted,
+            adopted_jobs,
         })
     }
 }
@@ -186,6 +190,8 @@ struct Looked {
     addrs_changed: bool,
     /// Rollouts this hub took over from hubs that are not alive.
     adopted: Vec<i64>,
+    /// Jobs this hub took over from hubs that are not alive.
+    adopted_jobs: Vec<i64>,
 }
 
 /// The agent addresses of `hubs`, in order.
@@ -218,6 +224,11 @@ pub(crate) async fn run_heartbeat(ctx: Arc<HubContext>) {
                 if !looked.adopted.is_empty() {
                     if let Err(e) = ctx.fleet.adopt(&ctx, looked.adopted).await {
                         warn!("rollouts taken over from a dead hub not loaded: {e}; they resume when this hub restarts");
+                    }
+                }
+                if !looked.adopted_jobs.is_empty() {
+                    if let Err(e) = ctx.jobs.adopt(&ctx, looked.adopted_jobs).await {
+                        warn!("jobs taken over from a dead hub not loaded: {e}; they resume when this hub restarts");
                     }
                 }
             }

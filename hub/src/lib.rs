@@ -34,6 +34,7 @@ pub mod fleet;
 pub mod fleet_relay;
 mod hand_off;
 pub mod hubs;
+pub mod job_relay;
 pub mod jobs;
 mod liveness;
 pub mod metrics;

@@ -199,7 +199,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let api_tls = Arc::new(pki.https_server_config()?);
 
     let fleet = fleet::Fleet::restore(&store, hubs.id)?;
-    let jobs = crate::jobs::Jobs::restore(&store)?;
+    let jobs = crate::jobs::Jobs::restore(&store, hubs.id)?;
     let (audit, audit_records) = crate::audit::Audit::new();
     let ctx = Arc::new(HubContext {
         store,

@@ -3,6 +3,9 @@
 //! one state), `GET /api/jobs/{id}/devices/{endpoint}` one device's result and kept output, and
 //! `POST /api/jobs/{id}/cancel` stops devices that have not started it.
 //!
+//! With several hubs on one store, every view reads the store, which every hub writes, and a
+//! cancel is forwarded to the live hub that coordinates the job (`jobs.hub_id`).
+//!
 //! A request is checked whole before anything is stored: what runs by the protocol's own checks
 //! (the ones an agent applies), the selection by the store in the same transaction that creates
 //! the job, so a refused job leaves no row. Counts of a job in progress come from its dispatch in
@@ -15,9 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::db::Db;
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
     JobDetail, JobDevice, JobOutput, JobPage, JobShowQuery, JobSummary, StackListQuery,
@@ -32,6 +37,7 @@ use crate::access::Principal;
 use crate::cli::{parse_duration, HumanDuration};
 use crate::context::HubContext;
 use crate::jobs::{JobError, TargetState};
+use crate::store::job_hubs;
 use crate::store::jobs::{self, NewJob, StoredJob, TargetRow};
 use crate::store::rollouts::Selector;
 use crate::store::{unix_now, StoreError};
@@ -261,16 +267,48 @@ pub(super) async fn output(
     }))
 }
 
+/// Cancel a job: here if this hub coordinates it, else on the live hub that does
+/// ([`crate::peers`]).
 pub(super) async fn cancel(
     State(ctx): State<Arc<HubContext>>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
-) -> Result<Json<JobSummary>, ApiError> {
+) -> Result<Response, ApiError> {
     let found = ctx.store.read(move |c| jobs::find(c, id)).await?;
     let job = found.ok_or(JobError::NotFound(id))?;
     scoped::check_selection(&ctx, &principal, &job.job.selector, &format!("job {id}")).await?;
+    if ctx.jobs.counts(id).is_none() {
+        if let Some(peer) = coordinator_elsewhere(&ctx, id).await? {
+            let request = Request::post(format!("/api/jobs/{id}/cancel"))
+                .body(Body::empty())
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            return super::peer::relay(&ctx, &peer, request).await;
+        }
+    }
+    Ok(cancel_here(State(ctx), Path(id)).await?.into_response())
+}
+
+/// Cancel a job this hub coordinates; for another hub, which forwarded the command, too.
+pub(super) async fn cancel_here(
+    State(ctx): State<Arc<HubContext>>,
+    Path(id): Path<i64>,
+) -> Result<Json<JobSummary>, ApiError> {
     ctx.jobs.cancel(&ctx, id).await?;
     Ok(Json(summary_of(&ctx, id).await?))
+}
+
+/// The live hub coordinating job `id`, if another one than this does.
+async fn coordinator_elsewhere(
+    ctx: &HubContext,
+    id: i64,
+) -> Result<Option<crate::hubs::Peer>, ApiError> {
+    let coordinator = ctx
+        .store
+        .read(move |c| job_hubs::coordinator(c, id))
+        .await?;
+    Ok(coordinator
+        .filter(|hub| *hub != ctx.hubs.id)
+        .and_then(|hub| ctx.hubs.peer(hub)))
 }
 
 async fn summary_of(ctx: &HubContext, id: i64) -> Result<JobSummary, ApiError> {

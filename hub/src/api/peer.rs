@@ -33,6 +33,7 @@ pub(super) fn router(ctx: Arc<HubContext>) -> Router<Arc<HubContext>> {
             "/peer/v1/rollouts/{id}/{action}",
             post(super::rollouts::control_here),
         )
+        .route("/peer/v1/jobs/{id}/cancel", post(super::jobs::cancel_here))
         .layer(axum::middleware::from_fn_with_state(ctx, require_hub))
 }
 
@@ -71,7 +72,7 @@ async fn require_hub(State(ctx): State<Arc<HubContext>>, request: Request, next:
 }
 
 /// Send an admin's request on to `peer` (the hub holding the device, or coordinating the
-/// rollout) and answer with what it answers; a hub that cannot be reached is a 502 naming it.
+/// rollout or job) and answer with what it answers; a hub that cannot be reached is a 502 naming it.
 pub(super) async fn relay(
     ctx: &HubContext,
     peer: &crate::hubs::Peer,

@@ -12,26 +12,39 @@
 //!
 //! A restarted hub reloads the jobs not yet finished; targets that were sent the job are sent it
 //! again when their agent reconnects (the agent answers with its kept result or runs it once).
+//!
+//! Where several hubs share the store (issue #18), each job is coordinated by one of them
+//! (`jobs.hub_id`): its dispatch lives there alone, fed what every hub's devices do, and the hub
+//! holding a device sends it the job and stores what it did (`relay`, [`crate::job_relay`]).
+//! With one hub nothing of that runs: nothing is announced and nothing more is read.
 
+mod admin;
 pub mod dispatch;
+mod load;
 pub mod pulls;
+mod relay;
+mod state;
+
+pub use state::TargetState;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use outpost_protocol::job::{JobOrder, JobOutcome, JobResult, JobSpec};
+use outpost_protocol::job::{JobOrder, JobResult, JobSpec};
 use outpost_protocol::EndpointId;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
 use self::dispatch::Dispatch;
+use self::relay::{Outbox, Remote};
 use crate::context::HubContext;
+use crate::job_relay::Relayed;
 use crate::registry::Control;
-use crate::store::jobs::{self, NewJob};
-use crate::store::rollouts::{self, Selector};
-use crate::store::{Store, StoreError};
+use crate::store::db::Db;
+use crate::store::hubs::HubId;
+use crate::store::jobs::{self, StoredJob};
+use crate::store::StoreError;
 
 /// How often queued events are fed and expiries looked at.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -42,81 +55,6 @@ const MAX_QUEUED_OUTPUT: usize = 64 << 20;
 
 /// Events waiting for a tick, other than results.
 const MAX_QUEUED: usize = 200_000;
-
-/// Where a job is on one device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetState {
-    /// Not sent yet: the device is offline, or others hold the job's places.
-    Queued,
-    /// Sent; the device has not said it started.
-    Sent,
-    /// The device started it.
-    Running,
-    /// It exited 0 (an Engine call: answered 2xx).
-    Succeeded,
-    /// It exited otherwise, could not run, timed out, or the agent stopped while it ran.
-    Failed,
-    /// The job expired before the device started it.
-    Expired,
-    /// It started, and no result came by expiry plus its timeout.
-    Lost,
-    /// Cancelled before the device started it, or stopped by the cancel (a one-shot container).
-    Cancelled,
-}
-
-impl TargetState {
-    /// Every state, in display order.
-    pub const ALL: [Self; 8] = [
-        Self::Queued,
-        Self::Sent,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Expired,
-        Self::Lost,
-        Self::Cancelled,
-    ];
-
-    /// The state's name in the store and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Expired => "expired",
-            Self::Lost => "lost",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Read a name [`Self::as_str`] wrote.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// The state a result puts its target in.
-    pub fn of(outcome: &JobOutcome) -> Self {
-        match outcome {
-            JobOutcome::Expired => Self::Expired,
-            JobOutcome::Cancelled => Self::Cancelled,
-            outcome if outcome.succeeded() => Self::Succeeded,
-            _ => Self::Failed,
-        }
-    }
-
-    /// Nothing more will happen to it (a late result may still replace expired or lost).
-    pub fn settled(self) -> bool {
-        !matches!(self, Self::Queued | Self::Sent | Self::Running)
-    }
-
-    /// The device has the job and no result yet.
-    pub fn holds_the_job(self) -> bool {
-        matches!(self, Self::Sent | Self::Running)
-    }
-}
 
 /// Why a job could not be created or changed.
 #[derive(Debug, Error)]
@@ -138,24 +76,60 @@ pub enum JobError {
     Store(#[from] StoreError),
 }
 
-/// What a session driver heard, waiting for the next tick.
+/// What a session driver heard, or another hub announced, waiting for the next tick.
 #[derive(Debug)]
 enum Event {
     Online(EndpointId),
     Offline(EndpointId),
     Started(EndpointId, u64),
     Result(EndpointId, JobResult),
+    Heard(Relayed),
 }
 
-/// Results to store and what each open job's poll decided, from one tick.
-type Fed = (Vec<(EndpointId, JobResult)>, Vec<(i64, dispatch::Poll)>);
+/// What one tick fed: the results to store, what each open job's poll decided, and the jobs
+/// another hub coordinates that devices here started.
+#[derive(Debug, Default)]
+struct Fed {
+    results: Vec<(EndpointId, JobResult)>,
+    polls: Vec<(i64, dispatch::Poll)>,
+    started_elsewhere: Vec<(i64, EndpointId)>,
+}
 
-/// A job not yet finished.
-#[derive(Debug)]
-struct Open {
+/// What a device is sent of a job: the same wherever the job is coordinated.
+#[derive(Clone, Debug)]
+struct Terms {
     spec: JobSpec,
     expires_at: SystemTime,
     timeout: Duration,
+}
+
+impl Terms {
+    fn of(stored: &StoredJob) -> Self {
+        Self {
+            spec: stored.job.spec.clone(),
+            expires_at: time_of(stored.job.expires_at),
+            timeout: Duration::from_millis(stored.job.timeout_ms),
+        }
+    }
+
+    fn order(&self, id: u64) -> JobOrder {
+        let left = self
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        JobOrder {
+            id,
+            spec: self.spec.clone(),
+            expires_in_ms: left.as_millis() as u64,
+            timeout_ms: self.timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// A job not yet finished, coordinated here.
+#[derive(Debug)]
+struct Open {
+    terms: Terms,
     dispatch: Dispatch,
 }
 
@@ -176,6 +150,8 @@ pub struct Jobs {
     acks: Mutex<HashMap<EndpointId, Vec<u64>>>,
     /// Pull jobs: the agents that run them, their progress.
     pub pulls: pulls::Pulls,
+    /// Jobs another hub coordinates that were sent to devices this hub holds.
+    elsewhere: Mutex<HashMap<i64, Terms>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,117 +163,23 @@ fn time_of(unix: i64) -> SystemTime {
 }
 
 impl Jobs {
-    /// The jobs a hub left unfinished, from the store; every device starts offline.
-    pub fn restore(store: &Store) -> Result<Self, StoreError> {
-        let mut open = HashMap::new();
-        for (stored, targets) in jobs::load_open(&store.lock())? {
-            let expires_at = time_of(stored.job.expires_at);
-            let timeout = Duration::from_millis(stored.job.timeout_ms);
-            let dispatch = Dispatch::new(
-                stored.job.concurrency,
-                expires_at,
-                timeout,
-                targets,
-                stored.cancelled_at.is_some(),
-            );
-            let job = Open {
-                spec: stored.job.spec,
-                expires_at,
-                timeout,
-                dispatch,
-            };
-            open.insert(stored.id, job);
-        }
-        Ok(Self {
-            open: Mutex::new(open),
-            ..Self::default()
-        })
-    }
-
-    /// Create a job for every device `job.selector` matches; its id and how many devices.
-    pub async fn create(&self, ctx: &HubContext, job: NewJob) -> Result<(i64, usize), JobError> {
-        let selector: Selector = job.selector.clone();
-        let stored = job.clone();
-        let created = ctx
-            .store
-            .call(move |c| {
-                let (targets, unknown) = rollouts::resolve(c, &selector)?;
-                if !unknown.is_empty() || targets.is_empty() {
-                    return Ok(Err((unknown, targets.is_empty())));
-                }
-                let id = jobs::create(c, &stored, &targets)?;
-                Ok(Ok((id, targets)))
-            })
-            .await?;
-        let (id, targets) = match created {
-            Ok(created) => created,
-            Err((unknown, _)) if !unknown.is_empty() => return Err(JobError::Unknown(unknown)),
-            Err(_) => return Err(JobError::NoDevice),
-        };
-        let expires_at = time_of(job.expires_at);
-        let timeout = Duration::from_millis(job.timeout_ms);
-        let mut dispatch = Dispatch::new(
-            job.concurrency,
-            expires_at,
-            timeout,
-            targets.iter().map(|t| (*t, TargetState::Queued)),
-            false,
-        );
-        for endpoint in lock(&self.capable).iter() {
-            dispatch.online(*endpoint);
-        }
-        info!(job = id, devices = targets.len(), what = %job.spec.summary(), "job created");
-        let open = Open {
-            spec: job.spec,
-            expires_at,
-            timeout,
-            dispatch,
-        };
-        lock(&self.open).insert(id, open);
-        Ok((id, targets.len()))
-    }
-
-    /// Cancel job `id`: devices that have not started it will not.
-    pub async fn cancel(&self, ctx: &HubContext, id: i64) -> Result<(), JobError> {
-        let stored = ctx.store.read(move |c| jobs::find(c, id)).await?;
-        let stored = stored.ok_or(JobError::NotFound(id))?;
-        let holding = match lock(&self.open).get_mut(&id) {
-            Some(open) => open.dispatch.cancel(),
-            None if stored.finished_at.is_some() => return Err(JobError::Finished(id)),
-            None => Vec::new(),
-        };
-        // Devices that may have the job: one that has not started it never will, a one-shot
-        // container running it is stopped (an exec runs on; its result still comes).
-        for endpoint in holding {
-            if let Some(session) = ctx.registry.get(endpoint) {
-                let _ = session.control().push(Control::JobCancel { id: id as u64 });
-            }
-        }
-        ctx.store.call(move |c| jobs::cancel(c, id)).await?;
-        info!(job = id, "job cancelled");
-        Ok(())
-    }
-
     /// Counts by state of a job in progress, from memory (`None` once it finished).
     pub fn counts(&self, id: i64) -> Option<BTreeMap<TargetState, u32>> {
         lock(&self.open).get(&id).map(|open| open.dispatch.counts())
     }
 
     /// The order to send for job `id`, with the time left until it expires; `None` once the job
-    /// finished.
+    /// finished (or, coordinated elsewhere, is past its expiry and timeout).
     pub fn order(&self, id: u64) -> Option<JobOrder> {
-        let open = lock(&self.open);
-        let job = open.get(&(id as i64))?;
-        let left = job
-            .expires_at
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        Some(JobOrder {
-            id,
-            spec: job.spec.clone(),
-            expires_in_ms: left.as_millis() as u64,
-            timeout_ms: job.timeout.as_millis() as u64,
-        })
+        self.terms(id as i64).map(|terms| terms.order(id))
+    }
+
+    /// What devices are sent of job `id`, coordinated here or elsewhere.
+    fn terms(&self, id: i64) -> Option<Terms> {
+        if let Some(open) = lock(&self.open).get(&id) {
+            return Some(open.terms.clone());
+        }
+        lock(&self.elsewhere).get(&id).cloned()
     }
 
     /// The device's session announced that its agent runs jobs.
@@ -333,6 +215,11 @@ impl Jobs {
         self.queue(Event::Result(endpoint, result), bytes);
     }
 
+    /// Another hub announced something about jobs: fed at the next tick.
+    pub(crate) fn heard(&self, relayed: Relayed) {
+        self.queue(Event::Heard(relayed), 0);
+    }
+
     fn queue(&self, event: Event, output_bytes: usize) {
         let mut queue = lock(&self.queue);
         let full = queue.events.len() >= MAX_QUEUED
@@ -347,103 +234,146 @@ impl Jobs {
     }
 
     /// Feed what was queued, let expiries happen, store it all in one transaction, then tell the
-    /// sessions what to send.
+    /// sessions what to send, and the other hubs (if any) what happened here.
     pub async fn tick(&self, ctx: &HubContext) {
         let events = std::mem::take(&mut *lock(&self.queue)).events;
-        let (results, polls) = self.feed(events, SystemTime::now());
-        let mut sends = Vec::with_capacity(polls.len());
+        let mut outbox = Outbox::default();
+        let remote = Remote::read(ctx, self, &events).await;
+        self.learn(&remote);
+        let heard = relay::take_orders(&events, &remote);
+        outbox.presence(&events);
+        let fed = self.feed(events, SystemTime::now(), &remote, ctx.hubs.id);
+        let mut sends = Vec::with_capacity(fed.polls.len());
         let mut to_save = Vec::new();
-        for (id, poll) in polls {
+        for (id, poll) in fed.polls {
             if !poll.changes.is_empty() || poll.finished {
                 to_save.push((id, poll.changes, poll.finished));
             }
             sends.push((id, poll.send));
         }
-        if results.is_empty() && to_save.is_empty() {
-            return self.send(ctx, &sends, &[]);
-        }
-        let finished: Vec<i64> = to_save.iter().filter(|s| s.2).map(|s| s.0).collect();
-        let written = ctx
-            .store
-            .call(move |c| {
-                let tx = c.transaction()?;
-                let mut stored = Vec::new();
-                for (endpoint, result) in &results {
-                    if jobs::record_result(&tx, *endpoint, result)? {
-                        stored.push((*endpoint, result.id));
-                    }
-                }
-                for (id, changes, finished) in &to_save {
-                    jobs::set_states(&tx, *id, changes)?;
-                    if *finished {
-                        jobs::finish(&tx, *id)?;
-                    }
-                }
-                tx.commit()?;
-                Ok(stored)
-            })
-            .await;
-        for job in finished {
-            ctx.alerts.emit(crate::alerts::Event::Job { job });
-        }
-        match written {
-            Ok(acked) => self.send(ctx, &sends, &acked),
-            // Nothing acknowledged: agents send their results again on their next session. The
-            // orders go out all the same (a device runs a job once however often it is sent).
-            Err(e) => {
-                warn!("job results and states not written: {e}");
-                self.send(ctx, &sends, &[]);
+        let (results, started) = (fed.results, fed.started_elsewhere);
+        let acked = if results.is_empty() && to_save.is_empty() && started.is_empty() {
+            Vec::new()
+        } else {
+            let finished: Vec<i64> = to_save.iter().filter(|s| s.2).map(|s| s.0).collect();
+            let written = ctx
+                .store
+                .call(move |c| {
+                    let tx = c.transaction()?;
+                    let stored = write(&tx, &results, &to_save)?;
+                    let marked = relay::mark_started(&tx, &started)?;
+                    tx.commit()?;
+                    Ok((stored, marked))
+                })
+                .await;
+            for job in finished {
+                ctx.alerts.emit(crate::alerts::Event::Job { job });
             }
-        }
+            match written {
+                Ok((acked, marked)) => {
+                    outbox.rows(marked);
+                    acked
+                }
+                // Nothing acknowledged: agents send their results again on their next session.
+                // The orders go out all the same (a device runs a job once however often it is
+                // sent).
+                Err(e) => {
+                    warn!("job results and states not written: {e}");
+                    Vec::new()
+                }
+            }
+        };
+        let several = ctx.hubs.others_alive() > 0;
+        outbox.orders(self.send(ctx, &sends, &acked, several));
+        relay::deliver(ctx, self, heard, &mut outbox);
+        outbox.rows(self.stored_elsewhere(&acked));
+        relay::announce(ctx, outbox).await;
     }
 
     /// Apply events in order, then poll every open job; finished jobs leave memory.
-    fn feed(&self, events: Vec<Event>, now: SystemTime) -> Fed {
+    fn feed(&self, events: Vec<Event>, now: SystemTime, remote: &Remote, here: HubId) -> Fed {
         let mut open = lock(&self.open);
-        let mut results = Vec::new();
+        let mut fed = Fed::default();
         for event in events {
             match event {
                 Event::Online(endpoint) => {
                     open.values_mut().for_each(|j| j.dispatch.online(endpoint))
                 }
                 Event::Offline(endpoint) => {
-                    open.values_mut().for_each(|j| j.dispatch.offline(endpoint))
-                }
-                Event::Started(endpoint, id) => {
-                    if let Some(job) = open.get_mut(&(id as i64)) {
-                        job.dispatch.started(endpoint);
+                    if !remote.moved(endpoint, here, here, false) {
+                        open.values_mut().for_each(|j| j.dispatch.offline(endpoint))
                     }
                 }
+                Event::Started(endpoint, id) => match open.get_mut(&(id as i64)) {
+                    Some(job) => job.dispatch.started(endpoint),
+                    None if lock(&self.elsewhere).contains_key(&(id as i64)) => {
+                        fed.started_elsewhere.push((id as i64, endpoint))
+                    }
+                    None => {}
+                },
                 Event::Result(endpoint, result) => {
                     if let Some(job) = open.get_mut(&(result.id as i64)) {
                         job.dispatch
                             .settled(endpoint, TargetState::of(&result.outcome));
                     }
-                    results.push((endpoint, result));
+                    fed.results.push((endpoint, result));
+                }
+                Event::Heard(relayed) => {
+                    let capable = lock(&self.capable);
+                    relay::feed_heard(&mut open, relayed, remote, here, &capable);
                 }
             }
         }
-        let polls: Vec<(i64, dispatch::Poll)> = open
+        fed.polls = open
             .iter_mut()
             .map(|(id, job)| (*id, job.dispatch.poll(now)))
             .collect();
-        for (id, poll) in &polls {
+        for (id, poll) in &fed.polls {
             if poll.finished {
                 open.remove(id);
                 self.pulls.forget(*id);
                 info!(job = id, "job finished");
             }
         }
-        (results, polls)
+        fed
     }
 
-    /// Queue the orders the polls decided and the acknowledgements of stored results.
+    /// Queue the orders the polls decided and the acknowledgements of stored results. With
+    /// `several` hubs, the orders for devices held elsewhere are returned, to announce.
     fn send(
         &self,
         ctx: &HubContext,
         sends: &[(i64, Vec<EndpointId>)],
         acked: &[(EndpointId, u64)],
-    ) {
+        several: bool,
+    ) -> Vec<(i64, EndpointId)> {
+        self.acknowledge(ctx, acked);
+        let mut elsewhere = Vec::new();
+        for (id, endpoints) in sends {
+            for endpoint in endpoints {
+                let session = ctx.registry.get(*endpoint);
+                if session.is_none() && several {
+                    elsewhere.push((*id, *endpoint));
+                    continue;
+                }
+                if !self.can_run(*id, *endpoint) {
+                    self.result(*endpoint, pulls::too_old(*id as u64));
+                    continue;
+                }
+                let queued = session
+                    .is_some_and(|s| s.control().push(Control::Job { id: *id as u64 }).is_ok());
+                if !queued {
+                    if let Some(job) = lock(&self.open).get_mut(id) {
+                        job.dispatch.unsent(*endpoint);
+                    }
+                }
+            }
+        }
+        elsewhere
+    }
+
+    /// Queue the acknowledgements of stored results for their sessions.
+    fn acknowledge(&self, ctx: &HubContext, acked: &[(EndpointId, u64)]) {
         let mut waiting = lock(&self.acks);
         for (endpoint, id) in acked {
             let Some(session) = ctx.registry.get(*endpoint) else {
@@ -458,25 +388,41 @@ impl Jobs {
                 waiting.remove(endpoint);
             }
         }
-        drop(waiting);
-        for (id, endpoints) in sends {
-            for endpoint in endpoints {
-                if !self.can_run(*id, *endpoint) {
-                    self.result(*endpoint, pulls::too_old(*id as u64));
-                    continue;
-                }
-                let queued = ctx
-                    .registry
-                    .get(*endpoint)
-                    .is_some_and(|s| s.control().push(Control::Job { id: *id as u64 }).is_ok());
-                if !queued {
-                    if let Some(job) = lock(&self.open).get_mut(id) {
-                        job.dispatch.unsent(*endpoint);
-                    }
-                }
-            }
+    }
+
+    /// The stored results of jobs another hub coordinates, to announce to it.
+    fn stored_elsewhere(&self, acked: &[(EndpointId, u64)]) -> Vec<(i64, EndpointId)> {
+        let open = lock(&self.open);
+        acked
+            .iter()
+            .filter(|(_, id)| !open.contains_key(&(*id as i64)))
+            .map(|(endpoint, id)| (*id as i64, *endpoint))
+            .collect()
+    }
+}
+
+/// A job's state changes to store, and whether it finished.
+type Save = (i64, Vec<(EndpointId, TargetState)>, bool);
+
+/// Store results and state changes; the results stored, to acknowledge.
+fn write(
+    tx: &Db,
+    results: &[(EndpointId, JobResult)],
+    to_save: &[Save],
+) -> Result<Vec<(EndpointId, u64)>, StoreError> {
+    let mut stored = Vec::new();
+    for (endpoint, result) in results {
+        if jobs::record_result(tx, *endpoint, result)? {
+            stored.push((*endpoint, result.id));
         }
     }
+    for (id, changes, finished) in to_save {
+        jobs::set_states(tx, *id, changes)?;
+        if *finished {
+            jobs::finish(tx, *id)?;
+        }
+    }
+    Ok(stored)
 }
 
 /// How often jobs finished longer ago than the retention are removed.

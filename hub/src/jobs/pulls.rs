@@ -85,7 +85,7 @@ impl super::Jobs {
 
     /// How far the device's pull job has come (kept while the job is open).
     pub fn progress(&self, endpoint: EndpointId, report: JobProgress) {
-        if lock(&self.open).contains_key(&(report.id as i64)) {
+        if self.knows(report.id as i64) {
             self.pulls.record(endpoint, report);
         }
     }
@@ -93,9 +93,9 @@ impl super::Jobs {
     /// Whether the device's agent can run job `id`: any job but a pull, which needs
     /// [`Features::IMAGE_PULL`](outpost_protocol::job::Features::IMAGE_PULL).
     pub(super) fn can_run(&self, id: i64, endpoint: EndpointId) -> bool {
-        let pulls = lock(&self.open)
-            .get(&id)
-            .is_some_and(|job| matches!(job.spec, JobSpec::PullImage { .. }));
+        let pulls = self
+            .terms(id)
+            .is_some_and(|terms| matches!(terms.spec, JobSpec::PullImage { .. }));
         !pulls || self.pulls.can_pull(endpoint)
     }
 }

@@ -1,7 +1,7 @@
 //! Jobs as the store keeps them (migration 11): the job (its specification once, postcard) and a
 //! row per target device with its state and, once it reports, its result — output included —
-//! so results survive a restart and a restarted hub resumes every job not yet finished
-//! ([`load_open`]).
+//! so results survive a restart and a restarted hub resumes the jobs not yet finished that it
+//! coordinates ([`super::job_hubs`]).
 
 use std::collections::BTreeMap;
 
@@ -231,11 +231,22 @@ pub fn list(
     Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }
 
-/// Jobs not yet finished, with each target's state, for a hub that starts.
+/// Every job not yet finished, with each target's state, whichever hub coordinates it (a hub
+/// loads those it coordinates: [`super::job_hubs::load_coordinated`]).
+#[cfg(test)]
 pub fn load_open(conn: &Db) -> Result<Vec<OpenJob>, StoreError> {
-    let mut statement = conn.prepare(&select("WHERE finished_at IS NULL ORDER BY id"))?;
+    load_where(conn, "WHERE finished_at IS NULL ORDER BY id", &[])
+}
+
+/// The jobs `filter` (a `WHERE … ORDER BY …` over `jobs`) picks, with each target's state.
+pub(super) fn load_where(
+    conn: &Db,
+    filter: &str,
+    args: &[Value],
+) -> Result<Vec<OpenJob>, StoreError> {
+    let mut statement = conn.prepare(&select(filter))?;
     let jobs = statement
-        .query_map([], row)?
+        .query_map(params_from_iter(args), row)?
         .collect::<Result<Vec<_>, _>>()?;
     let mut states = conn.prepare_cached(
         "SELECT endpoint_id, state FROM job_targets WHERE job_id = ?1 ORDER BY endpoint_id",
@@ -345,7 +356,7 @@ fn target_row(r: &Row<'_>) -> DbResult<Result<TargetRow, StoreError>> {
     })())
 }
 
-fn state_of(text: &str) -> Result<TargetState, StoreError> {
+pub(super) fn state_of(text: &str) -> Result<TargetState, StoreError> {
     TargetState::parse(text)
         .ok_or_else(|| StoreError::Corrupt(format!("job target state {text:?}")))
 }

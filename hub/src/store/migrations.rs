@@ -330,6 +330,10 @@ const MIGRATIONS: &[&str] = &[
     // 20: which data directory runs each hub (a random id kept there), so a second hub started
     // under a live hub's name is refused instead of sharing its row.
     "ALTER TABLE hubs ADD COLUMN instance TEXT;",
+    // 21: the hub coordinating each job (issue #18), as 19 for rollouts: the one it was created
+    // on, or the one that took it over when that hub died. Jobs from before are taken by the
+    // first hub that starts.
+    "ALTER TABLE jobs ADD COLUMN hub_id INTEGER REFERENCES hubs(id) ON DELETE SET NULL;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

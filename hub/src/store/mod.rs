@@ -25,6 +25,7 @@ pub mod deployments;
 pub mod endpoints;
 pub mod enroll;
 pub mod hubs;
+pub mod job_hubs;
 pub mod jobs;
 pub mod labels;
 pub mod list;
