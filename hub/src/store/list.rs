@@ -261,7 +261,8 @@ pub(super) fn page_sql(dialect: Dialect, query: &ListQuery) -> (String, Vec<Valu
 /// PostgreSQL's page: the ids in the walk's order (an array, numbered), then each row's group
 /// and tags joined in one pass over the page. Read per row (the correlated subqueries of
 /// [`columns`]), a 1000-row page's group and tags cost 1000 small plans, each hashing the tags
-/// table: 37–40 ms at 100,000 endpoints against 12 ms joined (BENCHMARKS.md, issue #18).
+/// table (37–40 ms in the statement log at 100,000 endpoints, BENCHMARKS.md, issue #18); by
+/// `pgbench` on such a store, 20.5 ms a page per row against 12.5 ms joined.
 fn postgres_page(ids: &str) -> String {
     format!(
         "WITH page AS MATERIALIZED (SELECT id, page_order \
