@@ -123,22 +123,33 @@ pub(super) fn columns(dialect: Dialect) -> &'static str {
     }
 }
 
-const SQLITE_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
-     approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
-     migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
-     (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+/// The columns stored in the endpoint's own row, in [`from_row`]'s order; a literal, so the column
+/// lists below and the list's page ([`super::list`]) are built from one spelling.
+macro_rules! stored_columns {
+    () => {
+        "id, name, kind, fleet_id, agent_id, preassigned_agent_id, approved, created_at, \
+         enrolled_at, enroll_count, agent_version, last_checkin, last_addr, migrations, \
+         wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at"
+    };
+}
+pub(super) use stored_columns;
+
+const SQLITE_COLUMNS: &str = concat!(
+    stored_columns!(),
+    ", (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      (SELECT json_group_array(tags.name ORDER BY tags.name) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
-     CASE WHEN connected = 1 THEN held_by END";
+     CASE WHEN connected = 1 THEN held_by END"
+);
 
-const POSTGRES_COLUMNS: &str = "id, name, kind, fleet_id, agent_id, preassigned_agent_id, \
-     approved, created_at, enrolled_at, enroll_count, agent_version, last_checkin, last_addr, \
-     migrations, wire_tx_bytes, wire_rx_bytes, path_rate, path_min_rtt_us, path_measured_at, \
-     (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
+const POSTGRES_COLUMNS: &str = concat!(
+    stored_columns!(),
+    ", (SELECT name FROM groups WHERE groups.id = endpoints.group_id), \
      COALESCE((SELECT CAST(json_agg(tags.name ORDER BY tags.name) AS TEXT) FROM endpoint_tags \
       JOIN tags ON tags.id = endpoint_tags.tag_id WHERE endpoint_tags.endpoint_id = endpoints.id), \
       '[]'), \
-     CASE WHEN connected = 1 THEN held_by END";
+     CASE WHEN connected = 1 THEN held_by END"
+);
 
 /// How many columns [`columns`] holds.
 pub(super) const COLUMN_COUNT: usize = 22;

@@ -1,15 +1,17 @@
-//! The endpoint list's page query and the liveness flush on PostgreSQL keep their cost: with a
+//! The endpoint list's queries and the liveness flush on PostgreSQL keep their cost: with a
 //! fleet's worth of rows and their statistics, every sort and filter finds a page's ids by
 //! walking an index in order and stopping at the page, never by reading or sorting the whole
-//! table, and a flush's batch finds its rows by their key. (SQLite's list plans are checked in
-//! `list_tests.rs`; they do not depend on the data.)
+//! table; a page's groups and tags are joined in one pass; a tag's count reads the tag's rows; a
+//! name search with a trigram reads the trigram index; and a flush's batch finds its rows by
+//! their key. (SQLite's list plans are checked in `list_tests.rs`; they do not depend on the
+//! data.)
 
 use outpost_protocol::EndpointId;
 
 use super::db::{params_from_iter, Db, Dialect, Value};
 use super::list::{self, ListQuery, Sort, SortKey, StatusFilter};
 use super::liveness::{self, LivenessUpdate};
-use super::test_backends::Backend;
+use super::test_backends::{self, Backend};
 
 /// Devices in the test fleet: enough that reading them all costs more than an index walk.
 const DEVICES: i64 = 20_000;
@@ -92,6 +94,94 @@ fn on_postgres_a_page_walks_an_index_in_order_and_never_reads_the_whole_table() 
             "{query:?} sorts every match:\n{page}"
         );
     }
+}
+
+#[test]
+fn on_postgres_a_page_joins_its_groups_and_tags_in_one_pass() {
+    let (_db, store) = Backend::Postgres.open();
+    let conn = store.lock();
+    fill(&conn);
+    let query = ListQuery {
+        page: 1,
+        per_page: 1000,
+        sort: Sort {
+            key: SortKey::Name,
+            descending: false,
+        },
+        ..Default::default()
+    };
+    let page = plan(&conn, list::page_sql(Dialect::Postgres, &query));
+    // No plan per row (a correlated subquery is a SubPlan), and no table read whole.
+    assert!(!page.contains("SubPlan"), "{page}");
+    assert!(!page.contains("Seq Scan on endpoint"), "{page}");
+    assert!(
+        page.contains("GroupAggregate") || page.contains("HashAggregate"),
+        "{page}"
+    );
+}
+
+#[test]
+fn on_postgres_a_tag_alone_is_counted_from_its_rows() {
+    let (_db, store) = Backend::Postgres.open();
+    let conn = store.lock();
+    fill(&conn);
+    let query = ListQuery {
+        tag: Some("tag-7".into()),
+        ..Default::default()
+    };
+    let count = plan(&conn, list::count_sql(Dialect::Postgres, &query));
+    assert!(!count.contains("Seq Scan on endpoint"), "{count}");
+    assert!(!count.contains("Hash"), "{count}");
+    assert!(count.contains("on endpoint_tags_pkey"), "{count}");
+}
+
+fn searched(search: &str) -> ListQuery {
+    ListQuery {
+        page: 1,
+        per_page: 1000,
+        search: Some(search.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn on_postgres_a_search_with_a_trigram_reads_the_trigram_index_and_a_shorter_one_does_not() {
+    let (_db, store) = Backend::Postgres.open();
+    let conn = store.lock();
+    fill(&conn);
+    let count = plan(
+        &conn,
+        list::count_sql(Dialect::Postgres, &searched("ice-1234")),
+    );
+    assert!(
+        count.contains("Bitmap Index Scan on endpoints_name_trgm"),
+        "{count}"
+    );
+    // Without a trigram the index would be read whole, and every row rechecked.
+    for short in ["42", "e-4", "é"] {
+        let count = plan(&conn, list::count_sql(Dialect::Postgres, &searched(short)));
+        assert!(!count.contains("endpoints_name_trgm"), "{short}: {count}");
+    }
+}
+
+#[test]
+fn without_the_trigram_extension_the_store_opens_and_a_search_reads_every_name() {
+    let (_db, store) = test_backends::postgres_without_extensions();
+    let conn = store.lock();
+    fill(&conn);
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'endpoints_name_trgm'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0);
+    let expected = (1..=DEVICES)
+        .filter(|n| format!("device-{}", n * 7919 % DEVICES).contains("ice-123"))
+        .count();
+    let (rows, total) = list::list(&conn, &searched("ICE-123")).unwrap();
+    assert_eq!((rows.len(), total as usize), (expected, expected));
 }
 
 #[test]

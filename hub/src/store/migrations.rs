@@ -342,7 +342,7 @@ pub(super) fn apply(conn: &mut Db) -> Result<(), StoreError> {
         return apply_all(conn);
     }
     postgres::lock(conn)?;
-    let applied = apply_all(conn);
+    let applied = apply_all(conn).map(|()| postgres::search_index(conn));
     postgres::unlock(conn)?;
     applied
 }

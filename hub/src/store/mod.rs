@@ -128,6 +128,15 @@ fn masked(url: &str) -> String {
     }
 }
 
+/// The PostgreSQL reader's session. `random_page_cost` 1.1 (the default, 4, is a disk's seek):
+/// the store's tables and indexes are a few tens of MB and stay in the server's cache, so a page
+/// read out of order costs what one in order does. At 4 the planner answered the list's "online,
+/// by name, page 500" at 100,000 endpoints by sorting all 60,000 online rows read through the
+/// `held_by` index (110 ms, the sort spilling to disk) rather than walking the name index
+/// (14 ms; BENCHMARKS.md, issue #18).
+const READER_SETTINGS: &str =
+    "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; SET random_page_cost = 1.1";
+
 /// Handle to the hub's database (SQLite or PostgreSQL); cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -156,13 +165,13 @@ impl Store {
     }
 
     /// Connect to the PostgreSQL database at `url` and bring its schema up to date. The reader is
-    /// a second connection whose transactions are read-only: it sees the last commit and never
-    /// waits for the writer.
+    /// a second connection whose transactions are read-only (it sees the last commit and never
+    /// waits for the writer), planned with [`READER_SETTINGS`].
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let mut conn = Db::Postgres(PgConn::connect(url)?);
         migrations::apply(&mut conn)?;
         let reader = Db::Postgres(PgConn::connect(url)?);
-        reader.execute_batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        reader.execute_batch(READER_SETTINGS)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
@@ -263,6 +272,8 @@ mod access_tests;
 mod hubs_tests;
 #[cfg(test)]
 mod list_plan_tests;
+#[cfg(test)]
+mod list_rows_tests;
 #[cfg(test)]
 mod list_tests;
 #[cfg(test)]

@@ -52,11 +52,35 @@ impl Backend {
     }
 }
 
-/// A database created for one test and dropped after it.
+/// A new PostgreSQL store opened by a role that may create tables but not extensions, as on a
+/// managed server: the trigram extension cannot be created.
+pub(super) fn postgres_without_extensions() -> (Place, Store) {
+    let mut db = TestDatabase::create();
+    let role = format!("{}_plain", db.name);
+    db.role = Some(role.clone());
+    connect(&db.url)
+        .execute_batch(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT CREATE ON SCHEMA public TO {role}"
+        ))
+        .expect("a role without CREATE on the database");
+    let url = with_user(&db.url, &role);
+    let store = Store::open_location(&StoreLocation::Postgres(url)).expect("the store opens");
+    (Place::Database(db), store)
+}
+
+/// `url` with its user replaced by `user`.
+fn with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}@{host}")
+}
+
+/// A database created for one test and dropped after it, with the role the test made for it.
 #[derive(Debug)]
 pub(super) struct TestDatabase {
     name: String,
     url: String,
+    role: Option<String>,
 }
 
 fn server_url() -> String {
@@ -64,8 +88,11 @@ fn server_url() -> String {
 }
 
 fn admin() -> Db {
-    let url = server_url();
-    match PgConn::connect(&url) {
+    connect(&server_url())
+}
+
+fn connect(url: &str) -> Db {
+    match PgConn::connect(url) {
         Ok(conn) => Db::Postgres(conn),
         Err(e) => panic!(
             "no PostgreSQL for the store tests at {url} ({e}); start it with \
@@ -94,7 +121,11 @@ impl TestDatabase {
             .rsplit_once('/')
             .map_or(server.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
-        Self { name, url }
+        Self {
+            name,
+            url,
+            role: None,
+        }
     }
 }
 
@@ -107,6 +138,11 @@ impl Drop for TestDatabase {
         ));
         if let Err(e) = dropped {
             eprintln!("could not drop test database {}: {e}", self.name);
+        }
+        if let Some(role) = &self.role {
+            if let Err(e) = admin().execute_batch(&format!("DROP ROLE IF EXISTS {role}")) {
+                eprintln!("could not drop test role {role}: {e}");
+            }
         }
     }
 }

@@ -14,6 +14,14 @@
 //!   as they do on SQLite (which folds ASCII only; ICU folds every script).
 //!
 //! Several hubs may start at once on one database: the migrations run under an advisory lock.
+//!
+//! Beside the numbered migrations, one index is optional: the trigram index a name search uses
+//! ([`search_index`]). It needs the `pg_trgm` extension (in Debian's `postgresql-15` package;
+//! trusted, so a role with `CREATE` on the database may add it), which a managed server may lack
+//! or a hub's role may not be allowed to create. A migration that failed would keep the hub from
+//! starting; this is tried on every start instead, and without it a search still works, reading
+//! every name. It is not a numbered migration for that reason, so it takes no number from the
+//! list either.
 
 use super::super::db::Db;
 use super::super::StoreError;
@@ -55,6 +63,34 @@ pub(super) fn set_version(conn: &Db, version: i64) -> Result<(), StoreError> {
         "INSERT INTO schema_version (version) VALUES (?1)",
         [version],
     )?;
+    Ok(())
+}
+
+/// The trigram index on the expression a name search matches (`name COLLATE "C" ILIKE …`,
+/// `super::super::list`): a search of three characters or more reads the names holding its
+/// trigrams, not every name. On 100,000 names, a count of `%osk-0042%` took 0.7 ms through it
+/// and ~30 ms by reading every name; a search of fewer than three characters has no trigram and
+/// reads every name either way.
+const SEARCH_INDEX: &str = "CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX IF NOT EXISTS endpoints_name_trgm
+        ON endpoints USING gin ((name COLLATE \"C\") gin_trgm_ops);";
+
+/// Create the name search's trigram index if it is missing and the server allows it; says in
+/// the log why not otherwise, and the hub starts either way.
+pub(super) fn search_index(conn: &mut Db) {
+    if let Err(e) = try_search_index(conn) {
+        tracing::warn!(
+            "name search has no trigram index, so each search reads every endpoint's name: \
+             creating it failed ({e}); to add it, run `CREATE EXTENSION pg_trgm` in this \
+             database as a role allowed to, then restart the hub"
+        );
+    }
+}
+
+fn try_search_index(conn: &mut Db) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(SEARCH_INDEX)?;
+    tx.commit()?;
     Ok(())
 }
 
