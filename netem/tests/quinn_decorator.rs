@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_netem::control::Controllable;
-use outpost_netem::{NetemSocket, Profile, Side};
+use outpost_netem::{FrontendCounters, NetemSocket, Profile, Side};
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use quinn::{ClientConfig, Endpoint, ServerConfig};
 
@@ -122,12 +122,31 @@ async fn each_datagram_of_a_peers_gso_batch_meets_the_model_on_its_own() {
     assert_eq!(echoed.len(), payload.len());
 
     // Every datagram quinn received was judged by the down model once: a batch judged as one
-    // unit would have been lost or kept whole, and counted once.
-    let received = conn.stats().udp_rx.datagrams;
-    let counters = control.counters();
+    // unit would have been lost or kept whole, and counted once. The server's last acks may
+    // still sit in the model's 5 ms delay when the read returns, so compare once nothing moves.
+    let (received, counters) = settled(&conn, &control).await;
     assert!(received > 300, "{received} datagrams");
     assert_eq!(counters.down.submitted, received, "{counters}");
     assert_eq!(counters.down.sent, received, "{counters}");
     conn.close(0u32.into(), b"done");
     client.wait_idle().await;
+}
+
+/// The client's received datagram count and the decorator's counters, read once neither has
+/// changed for 50 ms (at most 2 s): datagrams still in the model's delay are not yet received.
+async fn settled(
+    conn: &quinn::Connection,
+    control: &dyn Controllable,
+) -> (u64, FrontendCounters) {
+    let read = || (conn.stats().udp_rx.datagrams, control.counters());
+    let mut last = read();
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = read();
+        if now.0 == last.0 && now.1.down.submitted == last.1.down.submitted {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
