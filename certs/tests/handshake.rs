@@ -116,6 +116,19 @@ fn an_agent_with_the_right_pin_connects_whatever_address_it_dialled() {
 }
 
 #[test]
+fn agents_and_hubs_agree_on_aes_128_with_sha_256_which_the_cpu_hashes_in_hardware() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(&dir);
+    let agent = agent_client_auth(&hub, Uuid::new_v4());
+    let (config, _) = pinned(&hub, Some(agent));
+    let hs = connect(&hub, config, HUB_SERVER_NAME);
+    hs.result.unwrap();
+    let suite = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+    assert_eq!(hs.client.negotiated_cipher_suite().unwrap().suite(), suite);
+    assert_eq!(hs.server.negotiated_cipher_suite().unwrap().suite(), suite);
+}
+
+#[test]
 fn an_agent_refuses_a_hub_that_is_not_pinned_and_reports_what_it_saw() {
     let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (hub, impostor) = (hub(&ours), hub(&theirs));

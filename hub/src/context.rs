@@ -69,6 +69,8 @@ pub struct HubContext {
     /// The QUIC server config for connections inside tunnels: the endpoint's, with a fixed
     /// congestion window (`outpost_transport::tunnel::window`).
     pub tunnel_server_config: Arc<quinn::ServerConfig>,
+    /// The path MTU of each network devices connected from, for the next connection from it.
+    pub path_mtus: crate::path_mtu::PathMtus,
     /// What the tunnel listener turned away.
     pub tunnel_counts: Arc<crate::agent_link::tunnel::TunnelCounts>,
     /// The agents' TLS tickets under the keys the store shares; `None`: per-process tickets.

@@ -39,6 +39,7 @@ pub mod jobs;
 mod liveness;
 pub mod metrics;
 pub mod mirror;
+pub mod path_mtu;
 pub mod peers;
 mod ping_cache;
 mod proxy;

@@ -40,6 +40,7 @@ pub(crate) async fn flush_liveness(ctx: &Arc<HubContext>) -> Result<usize, Store
         .write_liveness(hub, move || {
             let updates = taker.registry.take_dirty(now, stale_after);
             taker.alerts.liveness(&updates);
+            taker.path_mtus.learn(&updates);
             updates
         })
         .await?;

@@ -180,6 +180,11 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         .map_err(|e| StartError::Tls(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_crypto));
     server_config.transport_config(config.transport.transport_config(Role::Hub));
+    let path_mtus = crate::path_mtu::PathMtus::new(
+        crate::path_mtu::MtuMemory::load(&store)?,
+        server_config.clone(),
+        config.transport,
+    );
     let mut tunnel_server_config = server_config.clone();
     tunnel_server_config.transport_config(config.transport.tunnel_config(Role::Hub));
     let bind_error = |source| StartError::Bind {
@@ -236,6 +241,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
         traffic: crate::traffic::Traffic::new(config.budget_period),
         tunnels,
         tunnel_server_config: Arc::new(tunnel_server_config),
+        path_mtus,
         tunnel_counts: Default::default(),
         tickets: tickets.as_ref().map(|(ticketer, _)| ticketer.clone()),
         reconnect_rate: config.reconnect_rate,

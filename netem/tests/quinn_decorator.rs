@@ -134,10 +134,7 @@ async fn each_datagram_of_a_peers_gso_batch_meets_the_model_on_its_own() {
 
 /// The client's received datagram count and the decorator's counters, read once neither has
 /// changed for 50 ms (at most 2 s): datagrams still in the model's delay are not yet received.
-async fn settled(
-    conn: &quinn::Connection,
-    control: &dyn Controllable,
-) -> (u64, FrontendCounters) {
+async fn settled(conn: &quinn::Connection, control: &dyn Controllable) -> (u64, FrontendCounters) {
     let read = || (conn.stats().udp_rx.datagrams, control.counters());
     let mut last = read();
     for _ in 0..40 {

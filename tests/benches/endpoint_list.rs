@@ -148,6 +148,7 @@ fn liveness(store: &Store, n: usize) {
             claim: connected(id),
             wire_ended: None,
             path_ended: None,
+            path_mtu: None,
         })
         .collect();
     let hub = running_hub(store);
@@ -188,6 +189,7 @@ impl Flusher {
                     claim: false,
                     wire_ended: None,
                     path_ended: None,
+                    path_mtu: None,
                 }
             })
             .collect();

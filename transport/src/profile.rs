@@ -225,6 +225,14 @@ impl TransportProfile {
         Arc::new(config)
     }
 
+    /// This profile's config for `role`, starting from a path MTU found on the path before, so
+    /// the connection does not search for it again (a hub's memory of a device's network).
+    pub fn config_from_mtu(&self, role: Role, path_mtu: u16) -> Arc<TransportConfig> {
+        let mut config = self.build_config(role, Congestion::Profile(None));
+        config.initial_mtu(path_mtu);
+        Arc::new(config)
+    }
+
     fn build(&self, role: Role, congestion: Congestion) -> Arc<TransportConfig> {
         Arc::new(self.build_config(role, congestion))
     }

@@ -120,11 +120,13 @@ fn source_prefix(tunnels: &tunnel::Tunnels, incoming: &quinn::Incoming) -> Sourc
 }
 
 async fn connect(ctx: Arc<HubContext>, incoming: quinn::Incoming, slot: OwnedSemaphorePermit) {
-    let tunnelled = ctx
-        .tunnels
-        .is_tunnel(incoming.remote_address())
-        .then(|| ctx.tunnel_server_config.clone());
-    if let Some(conn) = handshake(&ctx.admission, incoming, tunnelled).await {
+    let remote = incoming.remote_address();
+    let config = if ctx.tunnels.is_tunnel(remote) {
+        Some(ctx.tunnel_server_config.clone())
+    } else {
+        ctx.path_mtus.config_for(remote)
+    };
+    if let Some(conn) = handshake(&ctx.admission, incoming, config).await {
         dispatch(ctx, conn, slot).await;
     }
 }

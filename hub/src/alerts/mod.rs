@@ -165,6 +165,7 @@ mod tests {
             claim: false,
             wire_ended: None,
             path_ended: None,
+            path_mtu: None,
         }
     }
 

@@ -369,13 +369,16 @@ impl Entry for LiveSession {
     fn save(&self, now: Instant, flush: Flush) -> Option<LivenessUpdate> {
         let save = self.state().poll_save(now, flush)?;
         Some(save.into_update(|| {
-            let wire = wire_counts(&self.conn);
+            let stats = self.conn.stats();
+            let over_udp = !self.tunnels.is_tunnel(self.conn.remote_address());
             ConnectionEnd {
-                wire: (wire.tx_bytes, wire.rx_bytes),
+                wire: (stats.udp_tx.bytes, stats.udp_rx.bytes),
                 path: self.path_estimate().map(|estimate| SavedPath {
                     estimate,
                     measured_at: unix_seconds(SystemTime::now()),
                 }),
+                path_mtu: crate::path_mtu::worth_keeping(stats.path.current_mtu)
+                    .filter(|_| over_udp),
             }
         }))
     }

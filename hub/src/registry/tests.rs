@@ -70,6 +70,7 @@ impl Entry for FakeSession {
         Some(save.into_update(|| ConnectionEnd {
             wire: (1, 2),
             path: None,
+            path_mtu: None,
         }))
     }
 

@@ -170,6 +170,8 @@ pub struct ConnectionEnd {
     pub wire: (u64, u64),
     /// The path it measured, if it carried enough to measure one.
     pub path: Option<SavedPath>,
+    /// The path MTU it found, if over UDP and above QUIC's 1,200-byte floor.
+    pub path_mtu: Option<u16>,
 }
 
 impl Save {
@@ -184,6 +186,7 @@ impl Save {
             let ended = ended();
             update.wire_ended = Some(ended.wire);
             update.path_ended = ended.path;
+            update.path_mtu = ended.path_mtu;
         }
         update
     }
@@ -570,6 +573,7 @@ impl<W> HubSession<W> {
             claim,
             wire_ended: None,
             path_ended: None,
+            path_mtu: None,
         };
         Some(Save {
             update,

@@ -60,6 +60,7 @@ impl Harness {
         Some(save.into_update(|| ConnectionEnd {
             wire: (11, 22),
             path: None,
+            path_mtu: None,
         }))
     }
 

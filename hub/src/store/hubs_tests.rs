@@ -43,6 +43,7 @@ fn write(
         claim,
         wire_ended: (!connected).then_some((10, 1)),
         path_ended: None,
+        path_mtu: None,
     };
     liveness::write_liveness(conn, hub, &[update]).unwrap()
 }

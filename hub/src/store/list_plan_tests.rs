@@ -199,6 +199,7 @@ fn on_postgres_a_liveness_flush_finds_each_row_by_its_key() {
             claim: k % 3 == 0,
             wire_ended: None,
             path_ended: None,
+            path_mtu: None,
         })
         .collect();
     let rows = serde_json::to_string(&liveness::fold(&batch)).unwrap();

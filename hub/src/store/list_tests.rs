@@ -27,6 +27,7 @@ pub(super) fn liveness(conn: &mut Db, id: EndpointId, at: Option<i64>, connected
         claim: false,
         wire_ended: None,
         path_ended: None,
+        path_mtu: None,
     };
     let hub = test_hub(conn);
     liveness::write_liveness(conn, hub, &[update]).unwrap();
@@ -288,6 +289,7 @@ fn a_batch_is_written_in_order_so_a_reconnection_after_a_departure_stays_connect
         claim: false,
         wire_ended: None,
         path_ended: None,
+        path_mtu: None,
     };
     let hub = test_hub(&conn);
     liveness::write_liveness(

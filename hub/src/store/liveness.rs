@@ -45,6 +45,9 @@ pub struct LivenessUpdate {
     pub wire_ended: Option<(u64, u64)>,
     /// A connection ended having measured its path: kept for the device's next connection.
     pub path_ended: Option<SavedPath>,
+    /// A connection over UDP ended having found this path MTU (over 1,200 bytes): kept so the
+    /// next connection from the device's network starts at it (`crate::path_mtu`).
+    pub path_mtu: Option<u16>,
 }
 
 /// One endpoint's liveness, by id (`?1`), written by hub `?11`: SQLite's statement, run once per
@@ -67,7 +70,8 @@ const UPDATE: &str = "UPDATE endpoints SET
      wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,
      path_rate = COALESCE(?8, path_rate),
      path_min_rtt_us = COALESCE(?9, path_min_rtt_us),
-     path_measured_at = COALESCE(?10, path_measured_at)
+     path_measured_at = COALESCE(?10, path_measured_at),
+     path_mtu = COALESCE(?13, path_mtu)
  WHERE id = ?1
  RETURNING held_by";
 
@@ -89,17 +93,18 @@ pub(super) const BATCH_UPDATE: &str = "UPDATE endpoints SET
      wire_rx_bytes = endpoints.wire_rx_bytes + u.rx_bytes,
      path_rate = COALESCE(u.path_rate, endpoints.path_rate),
      path_min_rtt_us = COALESCE(u.path_min_rtt_us, endpoints.path_min_rtt_us),
-     path_measured_at = COALESCE(u.path_measured_at, endpoints.path_measured_at)
+     path_measured_at = COALESCE(u.path_measured_at, endpoints.path_measured_at),
+     path_mtu = COALESCE(u.path_mtu, endpoints.path_mtu)
  FROM json_to_recordset(CAST(?1 AS json)) AS u(
      id BIGINT, last_checkin BIGINT, addr TEXT, migrations BIGINT, connected BIGINT,
      claim BIGINT, tx_bytes BIGINT, rx_bytes BIGINT,
-     path_rate BIGINT, path_min_rtt_us BIGINT, path_measured_at BIGINT)
+     path_rate BIGINT, path_min_rtt_us BIGINT, path_measured_at BIGINT, path_mtu BIGINT)
  WHERE endpoints.id = u.id
  RETURNING endpoints.id, u.connected, endpoints.held_by";
 
 /// What a batch's updates of one endpoint come to, applied in order: the last address,
 /// migrations and connected flag; the latest check-in; the bytes added up; the last measured
-/// path; a claim if any was (the writes after a claim find the device held by this hub, so the
+/// path and path MTU; a claim if any was (the writes after a claim find the device held by this hub, so the
 /// batch ends as if it had claimed). A row of [`BATCH_UPDATE`]'s array.
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub(super) struct NetChange {
@@ -114,6 +119,7 @@ pub(super) struct NetChange {
     path_rate: Option<i64>,
     path_min_rtt_us: Option<i64>,
     path_measured_at: Option<i64>,
+    path_mtu: Option<u16>,
 }
 
 impl NetChange {
@@ -130,6 +136,7 @@ impl NetChange {
             path_rate: None,
             path_min_rtt_us: None,
             path_measured_at: None,
+            path_mtu: None,
         };
         change.then(update);
         change
@@ -150,6 +157,7 @@ impl NetChange {
             self.path_min_rtt_us = Some(min_rtt_us(&path));
             self.path_measured_at = Some(path.measured_at);
         }
+        self.path_mtu = update.path_mtu.or(self.path_mtu);
     }
 }
 
@@ -165,6 +173,17 @@ pub(super) fn fold(updates: &[LivenessUpdate]) -> Vec<NetChange> {
             .or_insert_with(|| NetChange::new(update));
     }
     changes.into_values().collect()
+}
+
+/// Each device's last address with the path MTU its last UDP connection found, for the hub's
+/// memory of networks (`crate::path_mtu`), read once at start.
+pub fn saved_path_mtus(conn: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT last_addr, path_mtu FROM endpoints
+         WHERE path_mtu IS NOT NULL AND last_addr IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// A byte count as the store holds it (a 64-bit signed integer).
@@ -225,7 +244,8 @@ fn write_each(
                         path.as_ref().map(min_rtt_us),
                         path.map(|p| p.measured_at),
                         hub.0,
-                        update.claim
+                        update.claim,
+                        update.path_mtu.map(i64::from)
                     ],
                     |row| row.get(0),
                 )

@@ -57,17 +57,18 @@ fn mixed(first: u64, k: u64) -> LivenessUpdate {
             },
             measured_at: step as i64,
         }),
+        path_mtu: (ended && step % 3 == 0).then_some(1_300 + (step % 150) as u16),
     }
 }
 
 /// What a reader sees of an endpoint's liveness, whatever its id.
 fn seen(conn: &Db, id: EndpointId) -> impl PartialEq + std::fmt::Debug {
     let record = endpoints::find(conn, id).unwrap().unwrap();
-    let (connected, held_by): (bool, Option<i64>) = conn
+    let (connected, held_by, path_mtu): (bool, Option<i64>, Option<i64>) = conn
         .query_row(
-            "SELECT connected, held_by FROM endpoints WHERE id = ?1",
+            "SELECT connected, held_by, path_mtu FROM endpoints WHERE id = ?1",
             params![id.0 as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
     (
@@ -78,6 +79,7 @@ fn seen(conn: &Db, id: EndpointId) -> impl PartialEq + std::fmt::Debug {
         held_by,
         (record.wire_tx_bytes, record.wire_rx_bytes),
         record.path,
+        path_mtu,
     )
 }
 
@@ -133,6 +135,7 @@ fn a_departure_then_a_reconnection_in_one_batch_ends_connected_with_the_bytes_ad
         claim: connected,
         wire_ended,
         path_ended: None,
+        path_mtu: None,
     };
     let batch = [
         update(id, 50, false, Some((700, 70))),
@@ -176,7 +179,37 @@ fn an_endpoint_removed_before_its_flush_is_skipped(backend: Backend) {
     assert_eq!(record.last_addr, Some(batch[1].addr.clone()));
 }
 
+fn the_last_path_mtu_found_is_kept_with_the_device_s_last_address(backend: Backend) {
+    let (_place, store) = backend.open();
+    let mut conn = store.lock();
+    let (found, never) = (device(&conn, "found"), device(&conn, "never"));
+    let ended = |id, addr: &str, path_mtu| LivenessUpdate {
+        id,
+        last_checkin: Some(10),
+        addr: addr.into(),
+        migrations: 0,
+        connected: false,
+        claim: false,
+        wire_ended: Some((1, 1)),
+        path_ended: None,
+        path_mtu,
+    };
+    let hub = test_hub(&conn);
+    let batch = [
+        ended(found, "198.18.0.1:4000", Some(1_452)),
+        ended(never, "198.18.0.2:4000", None),
+    ];
+    liveness::write_liveness(&mut conn, hub, &batch).unwrap();
+    // A later connection over a tunnel (no MTU) keeps what the last UDP one found.
+    liveness::write_liveness(&mut conn, hub, &[ended(found, "198.18.0.1:4001", None)]).unwrap();
+    assert_eq!(
+        liveness::saved_path_mtus(&conn).unwrap(),
+        vec![("198.18.0.1:4001".to_string(), 1_452)]
+    );
+}
+
 both_backends!(
+    the_last_path_mtu_found_is_kept_with_the_device_s_last_address,
     a_batch_comes_to_what_its_updates_do_one_at_a_time,
     a_departure_then_a_reconnection_in_one_batch_ends_connected_with_the_bytes_added,
     an_endpoint_removed_before_its_flush_is_skipped

@@ -334,6 +334,9 @@ const MIGRATIONS: &[&str] = &[
     // on, or the one that took it over when that hub died. Jobs from before are taken by the
     // first hub that starts.
     "ALTER TABLE jobs ADD COLUMN hub_id INTEGER REFERENCES hubs(id) ON DELETE SET NULL;",
+    // 22: the path MTU each device's last UDP connection found, so the next connection from its
+    // network starts at it instead of searching again (issue #18, the restart's set-up cost).
+    "ALTER TABLE endpoints ADD COLUMN path_mtu INTEGER;",
 ];
 
 /// Bring the schema to the newest version, refusing a database from a newer hub.

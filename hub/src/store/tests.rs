@@ -232,6 +232,7 @@ fn liveness_is_written_in_one_batch_and_survives_reopen(backend: Backend) {
             claim: false,
             wire_ended: None,
             path_ended: None,
+            path_mtu: None,
         };
         let hub = test_hub(&conn);
         liveness::write_liveness(&mut conn, hub, &[update]).unwrap();
@@ -264,6 +265,7 @@ fn each_ended_connection_adds_its_bytes_to_the_endpoint_totals(backend: Backend)
         claim: false,
         wire_ended,
         path_ended: None,
+        path_mtu: None,
     };
     // A live checkpoint adds nothing; two ended connections add up.
     let batch = [
@@ -306,6 +308,7 @@ fn a_measured_path_is_kept_until_a_later_connection_measures_another(backend: Ba
         claim: false,
         wire_ended: Some((1, 1)),
         path_ended,
+        path_mtu: None,
     };
     let hub = test_hub(&conn);
     liveness::write_liveness(&mut conn, hub, &[ended(Some(measured(2_500_000, 100)))]).unwrap();
