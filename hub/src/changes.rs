@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 use tracing::{debug, info, warn};
 
+use crate::announcement::decode;
 use crate::context::HubContext;
 use crate::store::db::{Db, Dialect};
 use crate::store::StoreError;
+use crate::{fleet_relay, job_relay};
 
 /// The channel the hubs of one store announce changes on.
 const CHANNEL: &str = "outpost_changes";
@@ -148,10 +150,10 @@ async fn listen(ctx: &HubContext, url: &str) -> Result<(), tokio_postgres::Error
         if let Some(change) = Change::decode(&payload) {
             debug!(?change, "a change from a hub");
             apply(ctx, change);
-        } else if let Some(relayed) = crate::fleet_relay::decode(&payload) {
-            crate::fleet_relay::apply(ctx, relayed);
-        } else if let Some(relayed) = crate::job_relay::decode(&payload) {
-            crate::job_relay::apply(ctx, relayed);
+        } else if let Some(relayed) = decode::<fleet_relay::Kind>(&payload) {
+            fleet_relay::apply(ctx, relayed);
+        } else if let Some(relayed) = decode::<job_relay::Kind>(&payload) {
+            job_relay::apply(ctx, relayed);
         } else {
             warn!(payload, "a change this hub does not know; ignored");
         }

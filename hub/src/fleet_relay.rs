@@ -11,23 +11,14 @@
 //! - `l`, labelled: their group or tags changed; a coordinator adds them to the rollouts whose
 //!   selection now matches.
 //!
-//! The payload is `fleet:<hub id>:<kind>:<id>,<id>,…`, split so each stays under PostgreSQL's
-//! 8,000-byte limit; a hub ignores its own. Each tick sends at most one announcement per kind
-//! and [`MAX_PAYLOAD`] of ids, and only while another hub is alive.
+//! The payload is `fleet:<hub id>:<kind>:<id>,<id>,…` ([`crate::announcement`]), split so each
+//! stays under PostgreSQL's 8,000-byte limit; a hub ignores its own. Each tick sends at most one
+//! announcement per kind and [`announcement::MAX_PAYLOAD`] of ids, and only while another hub is
+//! alive.
 
-use outpost_protocol::EndpointId;
-
-use crate::changes::{announce_text, CHANNEL_LIMIT};
+use crate::announcement;
 use crate::context::HubContext;
 use crate::registry::Control;
-use crate::store::db::Db;
-use crate::store::hubs::HubId;
-use crate::store::StoreError;
-
-const PREFIX: &str = "fleet";
-
-/// Longest payload sent: PostgreSQL refuses 8,000 bytes and more.
-pub const MAX_PAYLOAD: usize = CHANNEL_LIMIT;
 
 /// What happened to some devices, for the other hubs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,18 +35,21 @@ pub enum Kind {
     Labelled,
 }
 
-impl Kind {
-    fn letter(self) -> char {
+impl announcement::Kind for Kind {
+    const PREFIX: &'static str = "fleet";
+
+    fn text(self) -> String {
         match self {
-            Self::Desired => 'd',
-            Self::Reported => 'r',
-            Self::Present => 'p',
-            Self::Absent => 'a',
-            Self::Labelled => 'l',
+            Self::Desired => "d",
+            Self::Reported => "r",
+            Self::Present => "p",
+            Self::Absent => "a",
+            Self::Labelled => "l",
         }
+        .to_owned()
     }
 
-    fn from_letter(letter: &str) -> Option<Self> {
+    fn parse(letter: &str) -> Option<Self> {
         Some(match letter {
             "d" => Self::Desired,
             "r" => Self::Reported,
@@ -67,72 +61,8 @@ impl Kind {
     }
 }
 
-/// One announcement as heard: who sent it, what, about which devices.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Relayed {
-    /// The announcing hub.
-    pub from: HubId,
-    /// What happened.
-    pub kind: Kind,
-    /// To which devices.
-    pub ids: Vec<EndpointId>,
-}
-
-/// The payloads announcing `kind` for `ids` from `hub`, each under [`MAX_PAYLOAD`] bytes.
-pub fn encode(hub: HubId, kind: Kind, ids: &[EndpointId]) -> Vec<String> {
-    split(&format!("{PREFIX}:{}:{}:", hub.0, kind.letter()), ids)
-}
-
-/// `head` followed by `ids` separated by commas, in as many payloads as keep each under
-/// [`MAX_PAYLOAD`] bytes (none for no ids).
-pub(crate) fn split(head: &str, ids: &[EndpointId]) -> Vec<String> {
-    let mut payloads = Vec::new();
-    let mut current = head.to_owned();
-    for id in ids {
-        let item = id.0.to_string();
-        if current.len() + item.len() + 1 >= MAX_PAYLOAD && current.len() > head.len() {
-            payloads.push(std::mem::replace(&mut current, head.to_owned()));
-        }
-        if current.len() > head.len() {
-            current.push(',');
-        }
-        current.push_str(&item);
-    }
-    if current.len() > head.len() {
-        payloads.push(current);
-    }
-    payloads
-}
-
-/// A payload back into an announcement; `None` for anything else.
-pub fn decode(payload: &str) -> Option<Relayed> {
-    if payload.len() >= MAX_PAYLOAD {
-        return None;
-    }
-    let mut parts = payload.splitn(4, ':');
-    if parts.next()? != PREFIX {
-        return None;
-    }
-    let from = HubId(parts.next()?.parse().ok()?);
-    let kind = Kind::from_letter(parts.next()?)?;
-    let ids = ids(parts.next()?)?;
-    Some(Relayed { from, kind, ids })
-}
-
-/// The ids of a payload [`split`] wrote; `None` if any is not one.
-pub(crate) fn ids(text: &str) -> Option<Vec<EndpointId>> {
-    text.split(',')
-        .map(|id| id.parse().ok().map(EndpointId))
-        .collect()
-}
-
-/// Tell the other hubs (PostgreSQL only) that `kind` happened to `ids`.
-pub fn announce(conn: &Db, hub: HubId, kind: Kind, ids: &[EndpointId]) -> Result<(), StoreError> {
-    for payload in encode(hub, kind, ids) {
-        announce_text(conn, &payload)?;
-    }
-    Ok(())
-}
+/// One announcement of the fleet's as heard.
+pub type Relayed = announcement::Relayed<Kind>;
 
 /// Act on what another hub announced.
 pub(crate) fn apply(ctx: &HubContext, relayed: Relayed) {
@@ -159,7 +89,11 @@ pub(crate) fn apply(ctx: &HubContext, relayed: Relayed) {
 
 #[cfg(test)]
 mod tests {
+    use outpost_protocol::EndpointId;
+
     use super::*;
+    use crate::announcement::{decode, encode, MAX_PAYLOAD};
+    use crate::store::hubs::HubId;
 
     #[test]
     fn an_announcement_survives_its_payloads_split_under_the_limit() {
@@ -169,7 +103,7 @@ mod tests {
         let mut heard = Vec::new();
         for payload in &payloads {
             assert!(payload.len() < MAX_PAYLOAD, "{}", payload.len());
-            let relayed = decode(payload).unwrap();
+            let relayed = decode::<Kind>(payload).unwrap();
             assert_eq!((relayed.from, relayed.kind), (HubId(7), Kind::Reported));
             heard.extend(relayed.ids);
         }
@@ -177,7 +111,7 @@ mod tests {
         assert!(encode(HubId(1), Kind::Desired, &[]).is_empty());
         for kind in [Kind::Desired, Kind::Present, Kind::Absent, Kind::Labelled] {
             let payload = &encode(HubId(2), kind, &[EndpointId(5)])[0];
-            assert_eq!(decode(payload).unwrap().kind, kind);
+            assert_eq!(decode::<Kind>(payload).unwrap().kind, kind);
         }
     }
 
@@ -195,9 +129,9 @@ mod tests {
             "removed:5",
             "fleets:1:r:5",
         ] {
-            assert_eq!(decode(payload), None, "{payload:?}");
+            assert_eq!(decode::<Kind>(payload), None, "{payload:?}");
         }
         let long = format!("fleet:1:r:{}", "1,".repeat(4_000));
-        assert_eq!(decode(&long), None);
+        assert_eq!(decode::<Kind>(&long), None);
     }
 }

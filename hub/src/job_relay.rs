@@ -13,19 +13,12 @@
 //!   back and feeds its dispatch (counts, expiry, the job's end and its alert stay there);
 //! - `c<job>`, cancelled: the hub holding one of these devices tells its session.
 //!
-//! The payload is `jobs:<hub id>:<kind>:<id>,<id>,…`, split under PostgreSQL's 8,000 bytes like
-//! the fleet's; a hub ignores its own. Sent only while another hub is alive.
+//! The payload is `jobs:<hub id>:<kind>:<id>,<id>,…` ([`crate::announcement`]), split under
+//! PostgreSQL's 8,000 bytes like the fleet's; a hub ignores its own. Sent only while another hub
+//! is alive.
 
-use outpost_protocol::EndpointId;
-
-use crate::changes::announce_text;
+use crate::announcement;
 use crate::context::HubContext;
-use crate::fleet_relay::{ids, split, MAX_PAYLOAD};
-use crate::store::db::Db;
-use crate::store::hubs::HubId;
-use crate::store::StoreError;
-
-const PREFIX: &str = "jobs";
 
 /// What happened to some devices, for the other hubs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,7 +37,9 @@ pub enum Kind {
     Cancelled(i64),
 }
 
-impl Kind {
+impl announcement::Kind for Kind {
+    const PREFIX: &'static str = "jobs";
+
     fn text(self) -> String {
         match self {
             Self::Present => "p".to_owned(),
@@ -77,44 +72,8 @@ impl Kind {
     }
 }
 
-/// One announcement as heard: who sent it, what, about which devices.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Relayed {
-    /// The announcing hub.
-    pub from: HubId,
-    /// What happened.
-    pub kind: Kind,
-    /// To which devices.
-    pub ids: Vec<EndpointId>,
-}
-
-/// The payloads announcing `kind` for `ids` from `hub`, each under [`MAX_PAYLOAD`] bytes.
-pub fn encode(hub: HubId, kind: Kind, ids: &[EndpointId]) -> Vec<String> {
-    split(&format!("{PREFIX}:{}:{}:", hub.0, kind.text()), ids)
-}
-
-/// A payload back into an announcement; `None` for anything else.
-pub fn decode(payload: &str) -> Option<Relayed> {
-    if payload.len() >= MAX_PAYLOAD {
-        return None;
-    }
-    let mut parts = payload.splitn(4, ':');
-    if parts.next()? != PREFIX {
-        return None;
-    }
-    let from = HubId(parts.next()?.parse().ok()?);
-    let kind = Kind::parse(parts.next()?)?;
-    let ids = ids(parts.next()?)?;
-    Some(Relayed { from, kind, ids })
-}
-
-/// Tell the other hubs (PostgreSQL only) that `kind` happened to `ids`.
-pub fn announce(conn: &Db, hub: HubId, kind: Kind, ids: &[EndpointId]) -> Result<(), StoreError> {
-    for payload in encode(hub, kind, ids) {
-        announce_text(conn, &payload)?;
-    }
-    Ok(())
-}
+/// One announcement of the jobs' as heard.
+pub type Relayed = announcement::Relayed<Kind>;
 
 /// Act on what another hub announced: a cancel at once, the rest at the jobs' next tick.
 pub(crate) fn apply(ctx: &HubContext, relayed: Relayed) {
@@ -130,7 +89,11 @@ pub(crate) fn apply(ctx: &HubContext, relayed: Relayed) {
 
 #[cfg(test)]
 mod tests {
+    use outpost_protocol::EndpointId;
+
     use super::*;
+    use crate::announcement::{decode, encode, MAX_PAYLOAD};
+    use crate::store::hubs::HubId;
 
     #[test]
     fn every_kind_survives_its_payloads_split_under_the_limit() {
@@ -140,7 +103,7 @@ mod tests {
         let mut heard = Vec::new();
         for payload in &payloads {
             assert!(payload.len() < MAX_PAYLOAD, "{}", payload.len());
-            let relayed = decode(payload).unwrap();
+            let relayed = decode::<Kind>(payload).unwrap();
             assert_eq!((relayed.from, relayed.kind), (HubId(7), Kind::Rows(42)));
             heard.extend(relayed.ids);
         }
@@ -154,7 +117,7 @@ mod tests {
             Kind::Cancelled(9),
         ] {
             let payload = &encode(HubId(2), kind, &[EndpointId(5)])[0];
-            assert_eq!(decode(payload).unwrap().kind, kind);
+            assert_eq!(decode::<Kind>(payload).unwrap().kind, kind);
         }
     }
 
@@ -175,9 +138,9 @@ mod tests {
             "fleet:1:r:5",
             "removed:5",
         ] {
-            assert_eq!(decode(payload), None, "{payload:?}");
+            assert_eq!(decode::<Kind>(payload), None, "{payload:?}");
         }
         let long = format!("jobs:1:r3:{}", "1,".repeat(4_000));
-        assert_eq!(decode(&long), None);
+        assert_eq!(decode::<Kind>(&long), None);
     }
 }

@@ -24,6 +24,7 @@
 pub mod access;
 pub mod agent_link;
 pub mod alerts;
+pub mod announcement;
 pub mod api;
 pub mod audit;
 pub mod changes;

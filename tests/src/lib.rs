@@ -23,6 +23,7 @@ pub mod docker;
 pub mod dockerd;
 pub mod fake_engine;
 pub mod flood;
+pub mod hubs;
 pub mod l3_paths;
 pub mod l3_rig;
 pub mod link;

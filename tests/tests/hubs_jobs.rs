@@ -11,25 +11,14 @@
 use std::time::Duration;
 
 use outpost_api::{JobDetail, JobOutput, JobSummary};
-use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{direct, require_engine, TEST_IMAGE};
-use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
+use outpost_tests::hubs::{hub_flags, TwoHubs};
+use outpost_tests::{wait_for_result, Hub};
 
 /// A session, a tick, a relay or two and a job on a busy machine.
 const SETTLE: Duration = Duration::from_secs(60);
 /// A dead hub is released after 30 s without a heartbeat, checked every 5 s.
 const TAKE_OVER: Duration = Duration::from_secs(90);
-
-fn hub_flags(db: &BenchStore, name: &str) -> Vec<String> {
-    let mut flags = db.serve_flags();
-    flags.extend(["--hub-name".to_owned(), name.to_owned()]);
-    flags
-}
-
-fn start_hub(db: &BenchStore, name: &str) -> Hub {
-    let flags = hub_flags(db, name);
-    Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
-}
 
 fn show(hub: &Hub, id: i64) -> JobDetail {
     hub.cli_json(&["job", "show", &id.to_string(), "--json"])
@@ -92,40 +81,18 @@ impl Drop for Helper {
 #[test]
 fn a_job_created_on_one_hub_runs_on_a_device_another_holds_and_survives_its_coordinator() {
     require_engine();
-    let dir = tempfile::tempdir().unwrap();
-    let db = BenchStore::create(StoreKind::Postgres, dir.path());
-    let mut a = start_hub(&db, "hub-a");
-    let mut b = start_hub(&db, "hub-b");
-    std::fs::copy(
-        a.data_dir.join("admin.token"),
-        b.data_dir.join("admin.token"),
-    )
-    .unwrap();
-    let (id, key) = b.create_endpoint("till", &[]);
-    let agent_dir = b.data_dir.parent().unwrap().join("till");
-    let _agent = Agent::start(
-        &agent_dir,
-        &[
-            ("EDGE_KEY", &key),
-            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
-        ],
-    );
-    b.wait_status(id, "standby", Duration::from_secs(20));
-    wait_for(
-        Duration::from_secs(15),
-        "hub-a to see hub-b hold the device",
-        || (a.show(id)["hub"] == "hub-b").then_some(()),
-    );
+    let mut hubs = TwoHubs::start();
+    let (a, b, id) = (&mut hubs.a, &mut hubs.b, hubs.id);
     let endpoint = id.to_string();
     let helper = Helper::start();
 
     // Created on hub-a, which coordinates it; run by the device hub-b holds; seen through hub-a.
     let echo = run(
-        &a,
+        a,
         &endpoint,
         &["run", "--rm", TEST_IMAGE, "echo", "from-hub-b"],
     );
-    let done = wait_job(&a, echo.id, SETTLE, "finished", |d| {
+    let done = wait_job(a, echo.id, SETTLE, "finished", |d| {
         d.summary.state == "finished"
     });
     assert_eq!(state(&done), "succeeded", "{done:#?}");
@@ -140,15 +107,15 @@ fn a_job_created_on_one_hub_runs_on_a_device_another_holds_and_survives_its_coor
     assert!(output.head.contains("from-hub-b"), "{output:#?}");
 
     // Cancelled through hub-b: forwarded to hub-a, which tells hub-b's session to stop it.
-    let sleeper = run(&a, &endpoint, &["run", TEST_IMAGE, "sleep", "120"]);
+    let sleeper = run(a, &endpoint, &["run", TEST_IMAGE, "sleep", "120"]);
     // Running as its coordinator counts it (in memory, a tick behind hub-b's rows).
-    wait_job(&b, sleeper.id, SETTLE, "running", |d| state(d) == "running");
-    wait_job(&a, sleeper.id, SETTLE, "counted running on hub-a", |d| {
+    wait_job(b, sleeper.id, SETTLE, "running", |d| state(d) == "running");
+    wait_job(a, sleeper.id, SETTLE, "counted running on hub-a", |d| {
         d.summary.counts["running"] == 1
     });
     let cancelled: JobSummary = b.cli_json(&["job", "cancel", &sleeper.id.to_string(), "--json"]);
     assert_eq!(cancelled.state, "cancelled", "{cancelled:#?}");
-    let stopped = wait_job(&a, sleeper.id, SETTLE, "cancelled on the device", |d| {
+    let stopped = wait_job(a, sleeper.id, SETTLE, "cancelled on the device", |d| {
         state(d) == "cancelled" && d.summary.finished_at.is_some()
     });
     assert_eq!(
@@ -160,11 +127,11 @@ fn a_job_created_on_one_hub_runs_on_a_device_another_holds_and_survives_its_coor
     // hub-b restarts while the device runs hub-a's job: it takes no job over, and the device
     // runs the job once.
     let once = "sleep 8; echo ran >> /tmp/once";
-    let exec = run(&a, &endpoint, &["exec", &helper.0, "sh", "-c", once]);
-    wait_job(&a, exec.id, SETTLE, "running", |d| state(d) == "running");
-    let flags = hub_flags(&db, "hub-b");
+    let exec = run(a, &endpoint, &["exec", &helper.0, "sh", "-c", once]);
+    wait_job(a, exec.id, SETTLE, "running", |d| state(d) == "running");
+    let flags = hub_flags(&hubs.db, "hub-b");
     b.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
-    let ran = wait_job(&a, exec.id, SETTLE, "finished", |d| {
+    let ran = wait_job(a, exec.id, SETTLE, "finished", |d| {
         d.summary.state == "finished"
     });
     assert_eq!(state(&ran), "succeeded", "{ran:#?}");
@@ -177,10 +144,10 @@ fn a_job_created_on_one_hub_runs_on_a_device_another_holds_and_survives_its_coor
     // hub-a, which coordinates the next job, is killed while the device runs it (wherever the
     // restart handed it to): hub-b takes the job over once hub-a is silent, and finishes it.
     let long = "sleep 15; echo ran >> /tmp/taken";
-    let taken = run(&a, &endpoint, &["exec", &helper.0, "sh", "-c", long]);
-    wait_job(&a, taken.id, SETTLE, "running", |d| state(d) == "running");
+    let taken = run(a, &endpoint, &["exec", &helper.0, "sh", "-c", long]);
+    wait_job(a, taken.id, SETTLE, "running", |d| state(d) == "running");
     a.crash();
-    let finished = wait_job(&b, taken.id, TAKE_OVER, "finished by hub-b", |d| {
+    let finished = wait_job(b, taken.id, TAKE_OVER, "finished by hub-b", |d| {
         d.summary.state == "finished"
     });
     assert_eq!(state(&finished), "succeeded", "{finished:#?}");

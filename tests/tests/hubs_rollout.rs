@@ -10,10 +10,9 @@
 use std::time::Duration;
 
 use outpost_api::RolloutSummary;
-use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
+use outpost_tests::hubs::TwoHubs;
 use outpost_tests::stacks::{self, rollout, save, ProjectCleanup};
-use outpost_tests::{wait_for, Agent, Hub};
 
 /// An apply on a busy machine (no pull: the image is local), and a relay or two.
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -32,59 +31,31 @@ fn compose(mode: &str) -> String {
     )
 }
 
-fn start_hub(db: &BenchStore, name: &str) -> Hub {
-    let mut flags = db.serve_flags();
-    flags.extend(["--hub-name".to_owned(), name.to_owned()]);
-    Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
 #[test]
 fn a_rollout_started_on_one_hub_reaches_a_device_another_holds_and_survives_its_hub() {
     require_engine();
-    let dir = tempfile::tempdir().unwrap();
-    let db = BenchStore::create(StoreKind::Postgres, dir.path());
-    let mut a = start_hub(&db, "hub-a");
-    let b = start_hub(&db, "hub-b");
-    std::fs::copy(
-        a.data_dir.join("admin.token"),
-        b.data_dir.join("admin.token"),
-    )
-    .unwrap();
-    let (id, key) = b.create_endpoint("till", &[]);
-    let agent_dir = b.data_dir.parent().unwrap().join("till");
-    let _agent = Agent::start(
-        &agent_dir,
-        &[
-            ("EDGE_KEY", &key),
-            ("DOCKER_HOST", "unix:///var/run/docker.sock"),
-        ],
-    );
-    b.wait_status(id, "standby", Duration::from_secs(20));
-    wait_for(
-        Duration::from_secs(15),
-        "hub-a to see hub-b hold the device",
-        || (a.show(id)["hub"] == "hub-b").then_some(()),
-    );
+    let mut hubs = TwoHubs::start();
+    let (a, b, id) = (&mut hubs.a, &hubs.b, hubs.id);
     let project = format!("till{}", std::process::id());
     let _cleanup = ProjectCleanup(project.clone());
 
     // v1 through hub-a, which coordinates the rollout; hub-b holds the device.
     let files = tempfile::tempdir().unwrap();
-    save(&a, files.path(), &project, &compose("one"));
+    save(a, files.path(), &project, &compose("one"));
     let endpoint = id.to_string();
-    let first = stacks::deploy(&a, &project, &["--endpoint", &endpoint, "--soak", "1s"]);
-    let done = stacks::wait_rollout_state(&a, first, "completed", CONVERGE);
+    let first = stacks::deploy(a, &project, &["--endpoint", &endpoint, "--soak", "1s"]);
+    let done = stacks::wait_rollout_state(a, first, "completed", CONVERGE);
     assert_eq!(done.summary.counts["healthy"], 1, "{done:#?}");
     assert_eq!(
-        rollout(&b, first).summary.state,
+        rollout(b, first).summary.state,
         "completed",
         "hub-b reads the same rows"
     );
 
     // v2 with a long soak; paused through hub-b, which forwards the command to hub-a.
-    save(&a, files.path(), &project, &compose("two"));
-    let second = stacks::deploy(&a, &project, &["--endpoint", &endpoint, "--soak", "10m"]);
-    stacks::wait_rollout(&a, second, CONVERGE, |d| {
+    save(a, files.path(), &project, &compose("two"));
+    let second = stacks::deploy(a, &project, &["--endpoint", &endpoint, "--soak", "10m"]);
+    stacks::wait_rollout(a, second, CONVERGE, |d| {
         d.targets
             .first()
             .is_some_and(|t| t.state == "soaking" || t.state == "healthy")
@@ -98,11 +69,11 @@ fn a_rollout_started_on_one_hub_reaches_a_device_another_holds_and_survives_its_
         "--json",
     ]);
     assert_eq!(paused.state, "paused", "{paused:#?}");
-    assert_eq!(rollout(&a, second).summary.state, "paused");
+    assert_eq!(rollout(a, second).summary.state, "paused");
 
     // hub-a dies: hub-b takes the rollout over once hub-a is silent, and resumes it.
     a.crash();
-    let resumed = stacks::wait_rollout(&b, second, TAKE_OVER, |_| {
+    let resumed = stacks::wait_rollout(b, second, TAKE_OVER, |_| {
         let answer = b.cli(&["rollout", "resume", &second.to_string(), "--json"]);
         answer.status.success()
     });

@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::db::Db;
-use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
@@ -278,11 +277,10 @@ pub(super) async fn cancel(
     let job = found.ok_or(JobError::NotFound(id))?;
     scoped::check_selection(&ctx, &principal, &job.job.selector, &format!("job {id}")).await?;
     if ctx.jobs.counts(id).is_none() {
-        if let Some(peer) = coordinator_elsewhere(&ctx, id).await? {
-            let request = Request::post(format!("/api/jobs/{id}/cancel"))
-                .body(Body::empty())
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            return super::peer::relay(&ctx, &peer, request).await;
+        let coordinator = move |c: &Db| job_hubs::coordinator(c, id);
+        let path = format!("/api/jobs/{id}/cancel");
+        if let Some(answer) = super::peer::to_coordinator(&ctx, coordinator, path, None).await? {
+            return Ok(answer);
         }
     }
     Ok(cancel_here(State(ctx), Path(id)).await?.into_response())
@@ -295,20 +293,6 @@ pub(super) async fn cancel_here(
 ) -> Result<Json<JobSummary>, ApiError> {
     ctx.jobs.cancel(&ctx, id).await?;
     Ok(Json(summary_of(&ctx, id).await?))
-}
-
-/// The live hub coordinating job `id`, if another one than this does.
-async fn coordinator_elsewhere(
-    ctx: &HubContext,
-    id: i64,
-) -> Result<Option<crate::hubs::Peer>, ApiError> {
-    let coordinator = ctx
-        .store
-        .read(move |c| job_hubs::coordinator(c, id))
-        .await?;
-    Ok(coordinator
-        .filter(|hub| *hub != ctx.hubs.id)
-        .and_then(|hub| ctx.hubs.peer(hub)))
 }
 
 async fn summary_of(ctx: &HubContext, id: i64) -> Result<JobSummary, ApiError> {

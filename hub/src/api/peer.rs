@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -19,7 +20,9 @@ use super::ApiError;
 use crate::context::HubContext;
 use crate::peers::FORWARDED_BY;
 use crate::proxy;
-use crate::store::hubs;
+use crate::store::db::Db;
+use crate::store::hubs::{self, HubId};
+use crate::store::StoreError;
 
 /// The routes another hub may call, behind [`require_hub`].
 pub(super) fn router(ctx: Arc<HubContext>) -> Router<Arc<HubContext>> {
@@ -83,7 +86,31 @@ pub(super) async fn relay(
         .send(&ctx.pki, peer, request)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-    Ok(answer.map(axum::body::Body::new))
+    Ok(answer.map(Body::new))
+}
+
+/// Send an admin's command for a rollout or job on to the live hub that coordinates it, when
+/// that is another hub (`coordinator` reads which from the store): a `POST` of `path` with `json`
+/// as its body, or none. `None` when this hub is to carry the command out itself.
+pub(super) async fn to_coordinator(
+    ctx: &HubContext,
+    coordinator: impl FnOnce(&Db) -> Result<Option<HubId>, StoreError> + Send + 'static,
+    path: String,
+    json: Option<Vec<u8>>,
+) -> Result<Option<Response>, ApiError> {
+    let coordinator = ctx.store.read(coordinator).await?;
+    let elsewhere = coordinator.filter(|hub| *hub != ctx.hubs.id);
+    let Some(peer) = elsewhere.and_then(|hub| ctx.hubs.peer(hub)) else {
+        return Ok(None);
+    };
+    let request = match json {
+        Some(json) => Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json)),
+        None => Request::post(path).body(Body::empty()),
+    }
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    relay(ctx, &peer, request).await.map(Some)
 }
 
 /// A Docker API call for a device this hub holds.

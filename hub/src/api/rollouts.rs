@@ -10,10 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderName, StatusCode};
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
@@ -30,6 +29,7 @@ use crate::cli::parse_duration;
 use crate::context::HubContext;
 use crate::fleet::{Command, FleetError};
 use crate::rollout::{Counts, Plan, Rollout, RolloutState, TargetRow};
+use crate::store::db::Db;
 use crate::store::rollouts::{self, Selector, StoredRollout};
 use crate::store::{stacks, unix_seconds};
 
@@ -160,12 +160,12 @@ pub(super) async fn control(
     command_of(&action, body.clone())?;
     find_for(&ctx, &principal, id).await?;
     if ctx.fleet.with_active(id, |_| ()).await.is_none() {
-        if let Some(peer) = coordinator_elsewhere(&ctx, id).await? {
-            let request = axum::http::Request::post(format!("/api/rollouts/{id}/{action}"))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(&body).unwrap_or_default()))
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            return super::peer::relay(&ctx, &peer, request).await;
+        let coordinator = move |c: &Db| rollouts::coordinator(c, id);
+        let path = format!("/api/rollouts/{id}/{action}");
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let forwarded = super::peer::to_coordinator(&ctx, coordinator, path, Some(json)).await?;
+        if let Some(answer) = forwarded {
+            return Ok(answer);
         }
     }
     Ok(control_here(State(ctx), Path((id, action)), Json(body))
@@ -194,20 +194,6 @@ fn command_of(action: &str, body: PauseRollout) -> Result<Command, ApiError> {
             format!("no rollout action {other:?}: use pause, resume or abort"),
         )),
     }
-}
-
-/// The live hub coordinating rollout `id`, if another one than this does.
-async fn coordinator_elsewhere(
-    ctx: &HubContext,
-    id: i64,
-) -> Result<Option<crate::hubs::Peer>, ApiError> {
-    let coordinator = ctx
-        .store
-        .read(move |c| rollouts::coordinator(c, id))
-        .await?;
-    Ok(coordinator
-        .filter(|hub| *hub != ctx.hubs.id)
-        .and_then(|hub| ctx.hubs.peer(hub)))
 }
 
 async fn find(ctx: &HubContext, id: i64) -> Result<StoredRollout, ApiError> {

@@ -9,8 +9,9 @@ use outpost_protocol::EndpointId;
 use tracing::{debug, warn};
 
 use super::{Event, Queued};
+use crate::announcement;
 use crate::context::HubContext;
-use crate::fleet_relay::{self, Kind};
+use crate::fleet_relay::Kind;
 use crate::registry::Control;
 use crate::store::deployments::{self, DeploymentRow};
 use crate::store::endpoints;
@@ -68,7 +69,7 @@ async fn announce(ctx: &HubContext, kind: Kind, mut ids: Vec<EndpointId>) {
     let count = ids.len();
     let sent = ctx
         .store
-        .call(move |c| fleet_relay::announce(c, hub, kind, &ids))
+        .call(move |c| announcement::announce(c, hub, kind, &ids))
         .await;
     match sent {
         Ok(()) => debug!(

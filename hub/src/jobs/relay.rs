@@ -15,8 +15,9 @@ use outpost_protocol::EndpointId;
 use tracing::{debug, warn};
 
 use super::{lock, pulls, Event, Jobs, Open, TargetState, Terms};
+use crate::announcement;
 use crate::context::HubContext;
-use crate::job_relay::{self, Kind, Relayed};
+use crate::job_relay::{Kind, Relayed};
 use crate::registry::Control;
 use crate::store::db::Db;
 use crate::store::hubs::HubId;
@@ -319,7 +320,7 @@ pub(super) async fn announce(ctx: &HubContext, outbox: Outbox) {
             for (kind, mut ids) in outbox.kinds {
                 ids.sort_unstable();
                 ids.dedup();
-                job_relay::announce(c, hub, kind, &ids)?;
+                announcement::announce(c, hub, kind, &ids)?;
             }
             Ok(())
         })

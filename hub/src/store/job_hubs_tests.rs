@@ -2,16 +2,14 @@
 //! it dies; what a device's hub reads and writes for a job another hub coordinates.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use outpost_protocol::job::{EngineMethod, JobOutcome, JobSpec, OutputCapture};
-use outpost_protocol::{EndpointId, Secret};
+use outpost_protocol::job::{JobOutcome, OutputCapture};
+use outpost_protocol::EndpointId;
 
 use super::*;
-use crate::store::endpoints::{self, EndpointKind};
 use crate::store::hubs::{self, HubRegistration};
-use crate::store::jobs::{self, NewJob};
-use crate::store::rollouts::Selector;
+use crate::store::job_fixtures::{devices, prune};
+use crate::store::jobs;
 use crate::store::test_backends::{both_backends, Backend};
-use crate::store::tests::new_endpoint;
 
 fn hub(conn: &Db, name: &str, now: i64) -> HubId {
     let registration = HubRegistration {
@@ -21,34 +19,6 @@ fn hub(conn: &Db, name: &str, now: i64) -> HubId {
         instance: name,
     };
     hubs::register(conn, &registration, now).unwrap()
-}
-
-fn devices(conn: &Db, n: usize) -> Vec<EndpointId> {
-    (0..n)
-        .map(|i| {
-            let new = new_endpoint(
-                &format!("d{i}"),
-                EndpointKind::Device,
-                &Secret::generate(),
-                None,
-            );
-            endpoints::create(conn, &new, 0).unwrap().id
-        })
-        .collect()
-}
-
-fn prune() -> NewJob {
-    NewJob {
-        spec: JobSpec::Engine {
-            method: EngineMethod::Post,
-            path: "/images/prune".into(),
-            body: vec![],
-        },
-        selector: Selector::default(),
-        concurrency: 1,
-        timeout_ms: 60_000,
-        expires_at: unix_now() + 3_600,
-    }
 }
 
 /// A job created on `hub` for `targets`.

@@ -2,44 +2,11 @@
 //! and pages, what a restarted hub reloads.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
-use outpost_protocol::job::{JobOutcome, JobResult, JobSpec, OutputCapture, MAX_OUTPUT_PART};
-use outpost_protocol::{EndpointId, Secret};
+use outpost_protocol::job::{JobOutcome, JobResult, OutputCapture, MAX_OUTPUT_PART};
 
 use super::*;
-use crate::store::endpoints::{self, EndpointKind};
+use crate::store::job_fixtures::{devices, prune};
 use crate::store::test_backends::{both_backends, Backend};
-use crate::store::tests::new_endpoint;
-
-fn devices(conn: &Db, n: usize) -> Vec<EndpointId> {
-    (0..n)
-        .map(|i| {
-            let new = new_endpoint(
-                &format!("d{i}"),
-                EndpointKind::Device,
-                &Secret::generate(),
-                None,
-            );
-            endpoints::create(conn, &new, 0).unwrap().id
-        })
-        .collect()
-}
-
-fn prune() -> NewJob {
-    NewJob {
-        spec: JobSpec::Engine {
-            method: outpost_protocol::job::EngineMethod::Post,
-            path: "/images/prune".into(),
-            body: vec![],
-        },
-        selector: Selector {
-            tags: vec!["pos".into()],
-            ..Selector::default()
-        },
-        concurrency: 500,
-        timeout_ms: 600_000,
-        expires_at: unix_now() + 86_400,
-    }
-}
 
 fn result(id: i64, outcome: JobOutcome, output: &[u8]) -> JobResult {
     let mut capture = OutputCapture::default();

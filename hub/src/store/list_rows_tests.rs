@@ -2,13 +2,10 @@
 //! reads a page's groups and tags in one pass, SQLite per row), a tag's total (counted from the
 //! tag's rows, less the fleets'), and a search's case folding (ASCII only, on both).
 
-use outpost_protocol::Secret;
-
-use super::endpoints::{self, EndpointKind};
+use super::endpoints;
 use super::labels::{self, TagAdded};
 use super::list::{self, Sort, SortKey};
-use super::list_tests::{device, enrol, ids, label, liveness, names, query};
-use super::tests::new_endpoint;
+use super::list_tests::{device, enrol, ids, label, liveness, names, pos_fleet, query};
 use crate::store::test_backends::{both_backends, Backend};
 
 fn a_page_holds_each_row_as_find_reads_it(backend: Backend) {
@@ -54,15 +51,9 @@ fn a_page_holds_each_row_as_find_reads_it(backend: Backend) {
 fn a_tags_total_counts_its_devices_not_the_fleets_that_carry_it(backend: Backend) {
     let (_dir, store) = backend.open();
     let mut conn = store.lock();
-    let secret = Secret::generate();
-    let fleet = endpoints::create(
-        &conn,
-        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
-        1,
-    )
-    .unwrap();
-    labels::set_tags(&conn, fleet.id, &[label("pos")]).unwrap();
-    let member = enrol(&mut conn, fleet.id, &secret);
+    let (fleet, secret) = pos_fleet(&conn);
+    labels::set_tags(&conn, fleet, &[label("pos")]).unwrap();
+    let member = enrol(&mut conn, fleet, &secret);
     let tagged = device(&conn, "tagged", 3);
     labels::add_tag(&conn, tagged, &label("POS")).unwrap();
     device(&conn, "untagged", 4);
@@ -76,7 +67,7 @@ fn a_tags_total_counts_its_devices_not_the_fleets_that_carry_it(backend: Backend
     let mut fleets = query(10);
     fleets.fleets = true;
     fleets.tag = Some("pos".into());
-    assert_eq!(ids(&conn, &fleets), (vec![fleet.id], 1));
+    assert_eq!(ids(&conn, &fleets), (vec![fleet], 1));
     devices.tag = Some("nothing".into());
     assert_eq!(ids(&conn, &devices), (vec![], 0));
 }

@@ -125,14 +125,8 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set(backend: Backen
     liveness(&mut conn, long_connected, Some(100), true);
     // Connected, no check-in yet.
     liveness(&mut conn, summoned, None, true);
-    let secret = Secret::generate();
-    let fleet = endpoints::create(
-        &conn,
-        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
-        1,
-    )
-    .unwrap();
-    let pending = enrol(&mut conn, fleet.id, &secret);
+    let (fleet, secret) = pos_fleet(&conn);
+    let pending = enrol(&mut conn, fleet, &secret);
     liveness(&mut conn, pending, Some(1_000), true);
 
     let with = |status| {
@@ -156,6 +150,13 @@ fn status_is_answered_from_the_connected_flag_and_the_active_set(backend: Backen
     assert_eq!(with(StatusFilter::Offline).1, 4);
     let record = endpoints::find(&conn, long_connected).unwrap().unwrap();
     assert_eq!(record.last_checkin, Some(100), "last seen is kept");
+}
+
+/// A fleet named `pos`, created at 1, and the secret its devices enrol with ([`enrol`]).
+pub(super) fn pos_fleet(conn: &Db) -> (EndpointId, Secret) {
+    let secret = Secret::generate();
+    let new = new_endpoint("pos", EndpointKind::Fleet, &secret, None);
+    (endpoints::create(conn, &new, 1).unwrap().id, secret)
 }
 
 pub(super) fn enrol(conn: &mut Db, fleet: EndpointId, secret: &Secret) -> EndpointId {
@@ -248,16 +249,10 @@ fn an_endpoint_carries_a_bounded_number_of_tags_and_loses_them_on_removal(backen
 fn fleet_devices_start_with_the_fleet_group_and_tags(backend: Backend) {
     let (_dir, store) = backend.open();
     let mut conn = store.lock();
-    let secret = Secret::generate();
-    let fleet = endpoints::create(
-        &conn,
-        &new_endpoint("pos", EndpointKind::Fleet, &secret, None),
-        1,
-    )
-    .unwrap();
-    labels::set_group(&conn, fleet.id, Some(&label("stores"))).unwrap();
-    labels::set_tags(&conn, fleet.id, &[label("pos"), label("eu")]).unwrap();
-    let member = enrol(&mut conn, fleet.id, &secret);
+    let (fleet, secret) = pos_fleet(&conn);
+    labels::set_group(&conn, fleet, Some(&label("stores"))).unwrap();
+    labels::set_tags(&conn, fleet, &[label("pos"), label("eu")]).unwrap();
+    let member = enrol(&mut conn, fleet, &secret);
     let record = endpoints::find(&conn, member).unwrap().unwrap();
     assert_eq!(record.group.as_deref(), Some("stores"));
     assert_eq!(record.tags, ["eu", "pos"]);

@@ -271,6 +271,8 @@ mod access_tests;
 #[cfg(test)]
 mod hubs_tests;
 #[cfg(test)]
+mod job_fixtures;
+#[cfg(test)]
 mod list_plan_tests;
 #[cfg(test)]
 mod list_rows_tests;
