@@ -1,0 +1,173 @@
+//! Per-device mirror authorisation (issue #16): the hub's mirror serves a device only the images
+//! the fleet ordered onto it, so a stolen kiosk cannot read the fleet's other images with the
+//! hub's upstream credentials.
+//!
+//! Real parts, as in `image_pull.rs`: the netns rig, a hub that reaches no registry holding an
+//! image pushed with `image push`, and two agents in the device namespace sharing one engine (two
+//! devices on one bench), each with its loopback registry on its own port. An operator orders the
+//! image pulled onto the first device: its pull succeeds. The second device, ordered nothing,
+//! asks its loopback registry for the same image — its engine's pull and a plain HTTP request
+//! for the manifest and for a layer of it are refused 403 `DENIED`, saying why — while the hub
+//! goes on serving the first device, and counts and logs the refusals.
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+#![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
+
+use std::path::Path;
+use std::time::Duration;
+
+use outpost_api::JobDetail;
+use outpost_tests::docker::{require_engine, TEST_IMAGE};
+use outpost_tests::dockerd::Dockerd;
+use outpost_tests::rig::{Rig, HUB_IP};
+use outpost_tests::{command_in, wait_for, Agent, AgentOptions, Hub};
+
+const IMAGE: &str = "outpost/private:1";
+const ORDERED: &str = "127.0.0.1:5380";
+const UNORDERED: &str = "127.0.0.1:5381";
+
+#[test]
+fn a_device_fetches_only_what_was_ordered_onto_it() {
+    require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let rig = Rig::up(
+        &format!("oath{}", std::process::id() % 100_000),
+        "transparent",
+    );
+    let engine = Dockerd::start_in_netns(&rig.netns("agent"), &[]);
+    let agent_addr = format!("{HUB_IP}:4433");
+    let hub = Hub::start_in_netns(
+        &rig.netns("hub"),
+        dir.path().join("hub"),
+        &agent_addr,
+        &format!("{HUB_IP}:9443"),
+        &["--public-addr", &agent_addr],
+    );
+    let saved = save_test_image(&engine, dir.path());
+    let out = hub.cli(&["image", "push", "--file", saved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (kiosk, kiosk_key) = hub.create_endpoint("kiosk", &[]);
+    let (stolen, stolen_key) = hub.create_endpoint("stolen", &[]);
+    let first = start_agent(&rig, &dir.path().join("a1"), &kiosk_key, &engine, ORDERED);
+    let second = start_agent(
+        &rig,
+        &dir.path().join("a2"),
+        &stolen_key,
+        &engine,
+        UNORDERED,
+    );
+    wait_granted(&first);
+    wait_granted(&second);
+
+    // The operator orders the image onto the kiosk; it pulls.
+    let job = pull_on(&hub, kiosk);
+    wait_for(Duration::from_secs(90), "the kiosk's pull", || {
+        let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
+        let device = detail.devices.iter().find(|d| d.endpoint == kiosk)?;
+        assert!(device.state != "failed", "{device:?}");
+        (device.state == "succeeded").then_some(())
+    });
+    engine.ok(&["image", "inspect", &format!("{ORDERED}/{IMAGE}")]);
+
+    // The other device was ordered nothing: its engine's pull is refused, saying why.
+    let pull = engine.docker(&["pull", &format!("{UNORDERED}/{IMAGE}")]);
+    assert!(!pull.status.success(), "the unordered pull succeeded");
+    let said = stderr(&pull);
+    assert!(
+        said.contains("denied") && said.contains("not an image ordered onto this device"),
+        "{said}"
+    );
+
+    // Asked directly, its registry answers 403 for the manifest and for a layer the kiosk holds.
+    let (status, manifest) = get(&rig, ORDERED, "manifests/1");
+    assert_eq!(status, 200, "the kiosk is still served: {manifest}");
+    let layer = first_layer(&manifest);
+    let (status, body) = get(&rig, UNORDERED, "manifests/1");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("DENIED"), "{body}");
+    let (status, body) = get(&rig, UNORDERED, &format!("blobs/{layer}"));
+    assert_eq!(status, 403, "{body}");
+
+    // The hub went on serving the kiosk: a layer of its image, whole.
+    let (status, _) = get(&rig, ORDERED, &format!("blobs/{layer}"));
+    assert_eq!(status, 200);
+    let log = hub.log();
+    assert!(log.contains("fetch refused (Forbidden)"), "{log}");
+    assert!(first.log().contains("blob verified"));
+    assert!(!second.log().contains("blob verified"));
+}
+
+/// Tag the test image as [`IMAGE`], save it to `dir/private.tar` and remove the tag.
+fn save_test_image(engine: &Dockerd, dir: &Path) -> std::path::PathBuf {
+    engine.ok(&["tag", TEST_IMAGE, IMAGE]);
+    let saved = dir.join("private.tar");
+    engine.ok(&["save", "--output", saved.to_str().unwrap(), IMAGE]);
+    engine.ok(&["rmi", IMAGE]);
+    saved
+}
+
+/// `image pull IMAGE` onto one endpoint; the job's id.
+fn pull_on(hub: &Hub, endpoint: u64) -> String {
+    let id = endpoint.to_string();
+    let out = hub.cli(&["image", "pull", IMAGE, "--endpoint", &id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    created["id"].as_i64().unwrap().to_string()
+}
+
+/// `GET /v2/outpost/private/<path>` from the loopback registry at `registry`, inside the device
+/// namespace: status and body.
+fn get(rig: &Rig, registry: &str, path: &str) -> (u16, String) {
+    let url = format!("http://{registry}/v2/outpost/private/{path}");
+    let out = command_in(Some(&rig.netns("agent")), "curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "60",
+            "--write-out",
+            "\n%{http_code}",
+        ])
+        .args([
+            "--header",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The first layer's digest in a manifest's JSON.
+fn first_layer(manifest: &str) -> String {
+    let manifest: serde_json::Value = serde_json::from_str(manifest).unwrap();
+    manifest["layers"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An agent on the device side with its loopback registry at `listen`.
+fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, listen: &str) -> Agent {
+    let options = AgentOptions {
+        netns: Some(rig.netns("agent")),
+        transport: "lan",
+    };
+    let env = [
+        ("EDGE_KEY", key),
+        ("DOCKER_HOST", &engine.host()),
+        ("OUTPOST_REGISTRY_LISTEN", listen),
+    ];
+    Agent::start_with(dir, &options, &env)
+}
+
+fn wait_granted(agent: &Agent) {
+    wait_for(Duration::from_secs(30), "fetch streams granted", || {
+        agent
+            .log()
+            .contains("the hub serves its registry mirror")
+            .then_some(())
+    });
+}
