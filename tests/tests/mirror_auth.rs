@@ -8,7 +8,8 @@
 //! image pulled onto the first device: its pull succeeds. The second device, ordered nothing,
 //! asks its loopback registry for the same image — its engine's pull and a plain HTTP request
 //! for the manifest and for a layer of it are refused 403 `DENIED`, saying why — while the hub
-//! goes on serving the first device, and counts and logs the refusals.
+//! goes on serving the first device, and logs the refusals. Ordered the image in turn, the second
+//! device pulls it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
@@ -95,6 +96,17 @@ fn a_device_fetches_only_what_was_ordered_onto_it() {
     assert!(log.contains("fetch refused (Forbidden)"), "{log}");
     assert!(first.log().contains("blob verified"));
     assert!(!second.log().contains("blob verified"));
+
+    // Once the operator orders the image onto the second device too, it is served at once.
+    let job = pull_on(&hub, stolen);
+    wait_for(Duration::from_secs(90), "the second device's pull", || {
+        let detail: JobDetail = hub.cli_json(&["job", "show", &job, "--json"]);
+        let device = detail.devices.iter().find(|d| d.endpoint == stolen)?;
+        assert!(device.state != "failed", "{device:?}");
+        (device.state == "succeeded").then_some(())
+    });
+    let (status, _) = get(&rig, UNORDERED, &format!("blobs/{layer}"));
+    assert_eq!(status, 200);
 }
 
 /// Tag the test image as [`IMAGE`], save it to `dir/private.tar` and remove the tag.

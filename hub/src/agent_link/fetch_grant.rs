@@ -46,15 +46,22 @@ pub(super) async fn decide(
     wanted: &Wanted,
 ) -> Verdict {
     let mut grant = grant.lock().await;
-    if grant.needs_orders(Instant::now(), false) {
-        if let Err(e) = read_orders(ctx, session, &mut grant).await {
-            if grant.needs_orders(Instant::now(), false) {
+    let mut fresh = false;
+    if grant.needs_orders(Instant::now()) {
+        match read_orders(ctx, session, &mut grant).await {
+            Ok(()) => fresh = true,
+            Err(e) if grant.needs_orders(Instant::now()) => {
                 return Verdict::Unknown(format!("the device's orders could not be read: {e}"));
+            }
+            Err(e) => {
+                warn!(endpoint = %session.endpoint, "the device's orders could not be read again: {e}")
             }
         }
     }
-    if !grant.allows_repo(key) && grant.needs_orders(Instant::now(), true) {
-        // Refusing: an order made a moment ago may be what the device is pulling for.
+    if !grant.allows_repo(key) && !fresh {
+        // About to refuse: the order the device is pulling for may be a moment old (a pull job
+        // is sent as it is made). A refused fetch costs one more read, as a served blob costs
+        // one of its budget.
         if let Err(e) = read_orders(ctx, session, &mut grant).await {
             warn!(endpoint = %session.endpoint, "the device's orders could not be read again: {e}");
         }

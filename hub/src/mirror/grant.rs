@@ -31,8 +31,6 @@ use super::name::{split_host, Reference, RepoPath};
 
 /// How long a session believes the device's orders before it reads them again.
 pub const ORDERS_TTL: Duration = Duration::from_secs(30);
-/// How soon after a read a refusal reads the orders again (an order made a moment ago).
-pub const ORDERS_RECHECK: Duration = Duration::from_secs(1);
 /// Blobs a session remembers as granted; past this the oldest are forgotten (and found again
 /// from the manifests if asked for). ~100 bytes each.
 pub const MAX_GRANTED_BLOBS: usize = 4096;
@@ -160,12 +158,11 @@ pub struct SessionGrant {
 }
 
 impl SessionGrant {
-    /// Whether the orders should be read (again) before deciding at `now`: never read, older than
-    /// [`ORDERS_TTL`], or — about to refuse — older than [`ORDERS_RECHECK`].
-    pub fn needs_orders(&self, now: Instant, refusing: bool) -> bool {
-        let fresh_for = if refusing { ORDERS_RECHECK } else { ORDERS_TTL };
+    /// Whether the orders should be read (again) before deciding at `now`: never read, or older
+    /// than [`ORDERS_TTL`]. (A refusal reads them again anyway: see `agent_link::fetch_grant`.)
+    pub fn needs_orders(&self, now: Instant) -> bool {
         self.read_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= fresh_for)
+            .is_none_or(|at| now.saturating_duration_since(at) >= ORDERS_TTL)
     }
 
     /// The device's orders as read at `now`, each with the repository it names (at most

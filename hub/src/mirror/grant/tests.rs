@@ -144,16 +144,14 @@ fn the_blobs_a_session_remembers_are_bounded_oldest_first() {
 }
 
 #[test]
-fn orders_are_read_again_when_stale_and_sooner_before_a_refusal() {
+fn orders_are_read_again_when_stale() {
     let now = Instant::now();
     let mut grant = SessionGrant::default();
-    assert!(grant.needs_orders(now, false));
+    assert!(grant.needs_orders(now));
     grant.set_orders(now, vec![]);
-    assert!(!grant.needs_orders(now, false));
-    assert!(!grant.needs_orders(now, true));
-    assert!(grant.needs_orders(now + ORDERS_RECHECK, true));
-    assert!(!grant.needs_orders(now + ORDERS_RECHECK, false));
-    assert!(grant.needs_orders(now + ORDERS_TTL, false));
+    assert!(!grant.needs_orders(now));
+    assert!(!grant.needs_orders(now + ORDERS_TTL - Duration::from_millis(1)));
+    assert!(grant.needs_orders(now + ORDERS_TTL));
     // Look-ups of the ordered manifests are spaced, and due again when the orders change.
     assert!(grant.start_look_up(now));
     assert!(!grant.start_look_up(now + Duration::from_secs(1)));
