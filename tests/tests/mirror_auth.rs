@@ -8,7 +8,8 @@
 //! image pulled onto the first device: its pull succeeds. The second device, ordered nothing,
 //! asks its loopback registry for the same image — its engine's pull and a plain HTTP request
 //! for the manifest and for a layer of it are refused 403 `DENIED`, saying why — while the hub
-//! goes on serving the first device, and logs the refusals. Ordered the image in turn, the second
+//! goes on serving the first device, and logs the refusals. Restarted with half a layer on the
+//! first device, the hub serves it the rest (its new session was served no manifest). Ordered the image in turn, the second
 //! device pulls it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
@@ -36,7 +37,7 @@ fn a_device_fetches_only_what_was_ordered_onto_it() {
     );
     let engine = Dockerd::start_in_netns(&rig.netns("agent"), &[]);
     let agent_addr = format!("{HUB_IP}:4433");
-    let hub = Hub::start_in_netns(
+    let mut hub = Hub::start_in_netns(
         &rig.netns("hub"),
         dir.path().join("hub"),
         &agent_addr,
@@ -96,6 +97,28 @@ fn a_device_fetches_only_what_was_ordered_onto_it() {
     assert!(log.contains("fetch refused (Forbidden)"), "{log}");
     assert!(first.log().contains("blob verified"));
     assert!(!second.log().contains("blob verified"));
+
+    // The hub restarts with half of that layer on the kiosk: its new session was served no
+    // manifest, and the resumed blob is still granted, from the kiosk's orders.
+    hub.restart_with(&["--public-addr", &agent_addr]);
+    wait_for(Duration::from_secs(60), "the kiosk's new grant", || {
+        let log = first.log();
+        (log.matches("the hub serves its registry mirror").count() >= 2).then_some(())
+    });
+    let blobs = dir.path().join("a1").join("registry").join("blobs");
+    let hex = layer.trim_start_matches("sha256:");
+    let whole = std::fs::read(blobs.join(hex)).unwrap();
+    std::fs::write(
+        blobs.join(format!("{hex}.partial")),
+        &whole[..whole.len() / 2],
+    )
+    .unwrap();
+    std::fs::remove_file(blobs.join(hex)).unwrap();
+    let (status, _) = get(&rig, ORDERED, &format!("blobs/{layer}"));
+    assert_eq!(status, 200);
+    assert_eq!(std::fs::read(blobs.join(hex)).unwrap(), whole);
+    let log = hub.log();
+    assert!(log.contains("resuming a blob for an agent"), "{log}");
 
     // Once the operator orders the image onto the second device too, it is served at once.
     let job = pull_on(&hub, stolen);
