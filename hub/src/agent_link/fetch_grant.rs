@@ -112,22 +112,22 @@ async fn read_orders(
     Ok(())
 }
 
-/// Look for the manifests that may reference a blob the session was not served the manifest of:
-/// each ordered image as a pull would resolve it, then every manifest the mirror holds for a tag
-/// of the (ordered) repository `key` the blob was asked under. What they reference is granted.
+/// Look for the manifests that may reference a blob the session was not served the manifest of,
+/// in the (ordered) repository `key` it was asked under, as an engine asks for an image's blobs:
+/// each image ordered from it, resolved as a pull would, then every manifest the mirror holds for
+/// a tag of it. What they reference is granted. The session's other fetch streams wait meanwhile
+/// (the grant is locked): a look-up is rare, at most every `LOOK_UP_EVERY`, and what it resolves
+/// from an upstream the mirror keeps.
 async fn look_up(ctx: &HubContext, grant: &mut SessionGrant, route: &Route, key: &RepoKey) {
-    for (ordered_key, ordered) in grant.orders().to_vec() {
-        let Ok((ordered_route, _)) = ctx.mirror.repo_key(&ordered.name) else {
-            continue;
-        };
-        match ctx
-            .mirror
-            .references_of(&ordered_route, &ordered.reference)
-            .await
-        {
-            Ok(found) => found
-                .iter()
-                .for_each(|r| grant.note_manifest(&ordered_key, r)),
+    let ordered_here: Vec<OrderedImage> = grant
+        .orders()
+        .iter()
+        .filter(|(ordered_key, _)| ordered_key == key)
+        .map(|(_, ordered)| ordered.clone())
+        .collect();
+    for ordered in ordered_here {
+        match ctx.mirror.references_of(route, &ordered.reference).await {
+            Ok(found) => found.iter().for_each(|r| grant.note_manifest(key, r)),
             Err(e) => debug!(name = %ordered.name, "an ordered image did not resolve: {e}"),
         }
     }
