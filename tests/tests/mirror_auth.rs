@@ -11,6 +11,10 @@
 //! goes on serving the first device, and logs the refusals. Restarted with half a layer on the
 //! first device, the hub serves it the rest (its new session was served no manifest). Ordered the image in turn, the second
 //! device pulls it.
+//!
+//! A second test needs no rig: two hubs on one PostgreSQL store mirror Debian's `docker-registry`.
+//! An image ordered onto a device through the hub that does not hold it opens the mirror of the
+//! hub that does (the grant is read from the store); another image stays closed to it.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
@@ -18,8 +22,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use outpost_api::JobDetail;
+use outpost_tests::admin_api::block_on;
+use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
+use outpost_tests::oci::{push, random_image};
+use outpost_tests::registry::Registry;
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::{command_in, wait_for, Agent, AgentOptions, Hub};
 
@@ -130,6 +138,72 @@ fn a_device_fetches_only_what_was_ordered_onto_it() {
     });
     let (status, _) = get(&rig, UNORDERED, &format!("blobs/{layer}"));
     assert_eq!(status, 200);
+}
+
+#[test]
+fn an_order_made_through_one_hub_opens_the_mirror_of_the_hub_holding_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start_local(&format!("127.0.0.1:{}", free_port()), None);
+    let base = format!("http://{}", registry.addr());
+    let (ordered, other) = (random_image(&[1 << 16]), random_image(&[1 << 16]));
+    block_on(push(&base, "pos/web", "1", &ordered, None));
+    block_on(push(&base, "pos/secret", "1", &other, None));
+    let db = BenchStore::create(StoreKind::Postgres, dir.path());
+    let start_hub = |name: &str| {
+        let mut flags = db.serve_flags();
+        flags.extend(["--hub-name", name, "--registry", &base].map(String::from));
+        Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (a, b) = (start_hub("hub-a"), start_hub("hub-b"));
+    std::fs::copy(
+        a.data_dir.join("admin.token"),
+        b.data_dir.join("admin.token"),
+    )
+    .unwrap();
+    let (id, key) = b.create_endpoint("kiosk", &[]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let agent_dir = b.data_dir.parent().unwrap().join("kiosk");
+    let agent = Agent::start(
+        &agent_dir,
+        &[("EDGE_KEY", &key), ("OUTPOST_REGISTRY_LISTEN", &listen)],
+    );
+    wait_granted(&agent);
+    let fetch = |path: &str| {
+        block_on(async {
+            let response = reqwest::get(format!("http://{listen}/v2/{path}"))
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    let (status, body) = fetch("pos/web/manifests/1");
+    assert_eq!(status, 403, "nothing ordered yet: {body}");
+
+    // Ordered through hub-a. (The device's engine here is the test engine, which cannot reach
+    // this registry: the job fails, and the order stands until it expires.)
+    let out = a.cli(&["image", "pull", "pos/web:1", "--endpoint", &id.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, body) = fetch("pos/web/manifests/1");
+    assert_eq!(status, 200, "{body}");
+    for (digest, _) in &ordered.blobs {
+        let (status, body) = fetch(&format!("pos/web/blobs/{digest}"));
+        assert_eq!(status, 200, "{digest}: {body}");
+    }
+    let (status, body) = fetch("pos/secret/manifests/1");
+    assert_eq!(status, 403, "{body}");
+    let (digest, _) = &other.blobs[1];
+    let (status, body) = fetch(&format!("pos/web/blobs/{digest}"));
+    assert_eq!(
+        status, 403,
+        "another image's layer under the ordered name: {body}"
+    );
+    assert!(b.log().contains("fetch refused (Forbidden)"));
+}
+
+/// A free loopback port (bound, read, released).
+fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
 }
 
 /// Tag the test image as [`IMAGE`], save it to `dir/private.tar` and remove the tag.
