@@ -32,7 +32,8 @@ pub(super) enum Verdict {
     Granted,
     /// Not ordered onto the device: why, in words for the device's log and its engine.
     Forbidden(String),
-    /// The device's orders could not be read (the store failed before they ever were).
+    /// The device's orders could not be read, and never were this session (older ones are used
+    /// while the store fails).
     Unknown(String),
 }
 
@@ -50,7 +51,7 @@ pub(super) async fn decide(
     if grant.needs_orders(Instant::now()) {
         match read_orders(ctx, session, &mut grant).await {
             Ok(()) => fresh = true,
-            Err(e) if grant.needs_orders(Instant::now()) => {
+            Err(e) if !grant.has_orders() => {
                 return Verdict::Unknown(format!("the device's orders could not be read: {e}"));
             }
             Err(e) => {

@@ -165,6 +165,11 @@ impl SessionGrant {
             .is_none_or(|at| now.saturating_duration_since(at) >= ORDERS_TTL)
     }
 
+    /// Whether the orders were read at all this session.
+    pub fn has_orders(&self) -> bool {
+        self.read_at.is_some()
+    }
+
     /// The device's orders as read at `now`, each with the repository it names (at most
     /// [`MAX_ORDERED_IMAGES`]).
     pub fn set_orders(&mut self, now: Instant, mut orders: Vec<(RepoKey, OrderedImage)>) {

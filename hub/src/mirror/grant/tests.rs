@@ -148,7 +148,9 @@ fn orders_are_read_again_when_stale() {
     let now = Instant::now();
     let mut grant = SessionGrant::default();
     assert!(grant.needs_orders(now));
+    assert!(!grant.has_orders());
     grant.set_orders(now, vec![]);
+    assert!(grant.has_orders());
     assert!(!grant.needs_orders(now));
     assert!(!grant.needs_orders(now + ORDERS_TTL - Duration::from_millis(1)));
     assert!(grant.needs_orders(now + ORDERS_TTL));
