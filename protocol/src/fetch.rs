@@ -21,7 +21,16 @@
 //! a fetch stream to it (an old hub grants no credit beyond the control stream); an agent without
 //! it never announces the feature and is never granted the credit.
 //!
-//! Versions: 1 — first version (manifests and blobs with a start offset).
+//! The hub serves a device only the images the fleet ordered onto it (a deployed stack's, a pull
+//! job's): a manifest of another repository, or a blob no such manifest names, is refused
+//! [`FetchRefusal::Forbidden`].
+//!
+//! Versions: 1 — first version (manifests and blobs with a start offset). Later within version 1
+//! (nothing changes for those that do not know it): [`FetchRefusal::Forbidden`] at the end of its
+//! enum, sent only to agents that announced
+//! [`Features::FETCH_FORBIDDEN`](crate::job::Features::FETCH_FORBIDDEN); an older agent, whose
+//! decoder refuses a variant index it does not know, is told [`FetchRefusal::NotFound`] with the
+//! same words.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -152,6 +161,11 @@ pub enum FetchRefusal {
         /// When to ask again.
         retry_at: u64,
     },
+    /// The fleet ordered nothing onto this device that names this image (its repository, or a
+    /// manifest of it that references this blob): the hub's upstream credentials are not the
+    /// device's. Not worth retrying until an order names the image. Sent only to agents that
+    /// announced [`Features::FETCH_FORBIDDEN`](crate::job::Features::FETCH_FORBIDDEN).
+    Forbidden,
 }
 
 /// Why the hub holds a device's background transfers back (`budget` or `window` in JSON; the

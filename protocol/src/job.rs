@@ -77,6 +77,10 @@ impl Features {
     /// The agent takes [`HubMessage::HubAddrs`](crate::wire::HubMessage::HubAddrs) mid-session:
     /// the hubs sharing its hub's store changed, and it dials them if its hub dies.
     pub const HUB_ADDRS: Self = Self(64);
+    /// The agent reads [`FetchRefusal::Forbidden`](crate::fetch::FetchRefusal::Forbidden) (an
+    /// image not ordered onto the device) and answers its engine 403; an agent without the bit
+    /// is refused such a fetch as not found.
+    pub const FETCH_FORBIDDEN: Self = Self(128);
 
     /// Every bit of either.
     pub fn with(self, other: Self) -> Self {

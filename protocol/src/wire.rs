@@ -85,6 +85,9 @@
 //!   version 6, as `IMAGE_PULL`): the fleet's live hubs changed (issue #18). A hub sends it only
 //!   to a session that announced the bit; an older hub ignores the bit, and its agents learn the
 //!   hubs only from each `Welcome`.
+//! - The feature bit `FETCH_FORBIDDEN` and [`crate::fetch::FetchRefusal::Forbidden`] at the end
+//!   of its enum (within version 6): a device fetched an image the fleet did not order onto it.
+//!   A hub sends the refusal only to an agent that announced the bit, and `NotFound` to others.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

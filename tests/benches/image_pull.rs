@@ -17,7 +17,9 @@
 //! Each profile gets a fresh rig (`netem/rig.sh`): Debian's `docker-registry` and the hub
 //! (`--registry`) on its hub side, a `dockerd` and the agent on its agent side, as in
 //! `tests/tests/agent_registry.rs`. The image (a random, incompressible layer on the test image)
-//! is built and pushed while the link is transparent; then the profile is set and each sample
+//! is built and pushed while the link is transparent, and ordered onto the device (an `image pull`
+//! run to its end: the hub's mirror serves a device only what it was ordered); then the profile is
+//! set and each sample
 //! pulls it both ways, Outpost first, with the image removed from the engine (and the agent's
 //! blob cache emptied) before each pull. Hub and agent run the link's transport profile (lan,
 //! cellular, satellite), as `link_profiles` picks it. On `lte`, `docker ps` through the hub is timed idle and
@@ -88,6 +90,27 @@ fn transport_for(profile: &str) -> &'static str {
         "geo-satellite" | "edge-2g" => "satellite",
         _ => "cellular",
     }
+}
+
+/// Order the image onto device `id` (the hub's mirror serves a device only what it was ordered):
+/// an `image pull`, run to its end here over the transparent link (so the hub's mirror holds the
+/// image before the samples, which pull it by hand under that order).
+fn order_image(hub: &Hub, id: u64) {
+    let (image, endpoint) = (format!("{REPO}:1"), id.to_string());
+    let out = hub.cli(&["image", "pull", &image, "--endpoint", &endpoint, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = created["id"].to_string();
+    wait_for(Duration::from_secs(600), "the ordered pull", || {
+        let detail: serde_json::Value = hub.cli_json(&["job", "show", &job, "--json"]);
+        let state = detail["devices"][0]["state"].as_str()?.to_owned();
+        assert_ne!(state, "failed", "{detail}");
+        (state == "succeeded").then_some(())
+    });
 }
 
 fn through() -> String {
@@ -202,6 +225,7 @@ impl Site {
                 .contains("the hub serves its registry mirror")
                 .then_some(())
         });
+        order_image(&hub, id);
         Self {
             agent,
             agent_dir,

@@ -117,17 +117,22 @@ impl Drop for Registry {
 
 /// A test double, labelled as one: an upstream on loopback that answers every blob with the
 /// wrong bytes, after a second (so other requests run while it is in flight), counting the
-/// requests. The mirror must refuse what it sends.
+/// requests. The mirror must refuse what it sends. Every manifest it serves is one image whose
+/// only layer is [`CorruptingUpstream::LAYER`]'s digest, so a device ordered the image may ask for
+/// that layer.
 #[derive(Debug)]
 pub struct CorruptingUpstream {
     /// `host:port`.
     pub addr: String,
-    /// GETs answered so far.
+    /// Blob GETs answered so far.
     pub gets: Arc<AtomicUsize>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl CorruptingUpstream {
+    /// The bytes its manifests' layer should have (it sends others).
+    pub const LAYER: &[u8] = b"the real bytes";
+
     /// Listen on a free loopback port.
     pub fn start() -> Self {
         use axum::routing::get;
@@ -140,14 +145,22 @@ impl CorruptingUpstream {
         let counter = gets.clone();
         let app = axum::Router::new().route(
             "/v2/{*path}",
-            get(move || {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    "corrupted bytes"
-                }
-            }),
+            get(
+                move |axum::extract::Path(path): axum::extract::Path<String>| {
+                    let counter = counter.clone();
+                    async move {
+                        if path.contains("/manifests/") {
+                            return manifest();
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        (
+                            [("content-type", "application/octet-stream")],
+                            "corrupted bytes".to_owned(),
+                        )
+                    }
+                },
+            ),
         );
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -160,6 +173,16 @@ impl CorruptingUpstream {
             _runtime: runtime,
         }
     }
+}
+
+/// A Docker schema 2 manifest whose only layer is [`CorruptingUpstream::LAYER`].
+fn manifest() -> ([(&'static str, &'static str); 1], String) {
+    let layer = crate::oci::sha256(CorruptingUpstream::LAYER);
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{SCHEMA2}","config":{{"digest":"{layer}","size":14}},"layers":[{{"digest":"{layer}","size":14}}]}}"#,
+        SCHEMA2 = crate::oci::SCHEMA2,
+    );
+    ([("content-type", crate::oci::SCHEMA2)], body)
 }
 
 /// Basic auth against an htpasswd file (the registry accepts only bcrypt entries).

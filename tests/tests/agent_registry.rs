@@ -1,7 +1,8 @@
-//! The device's loopback registry (issue #16 item 2): an admin runs `docker pull
-//! 127.0.0.1:5380/outpost/big:1` through the hub's Docker proxy, the device's engine pulls from
-//! its agent, and the agent fetches what the engine lacks from the hub's mirror over QUIC fetch
-//! streams — resuming a cut blob from the byte it stopped at.
+//! The device's loopback registry (issue #16 item 2): the operator orders `outpost/big:1` onto a
+//! device (`image pull`), the device's engine pulls `127.0.0.1:5380/outpost/big:1` from its
+//! agent, and the agent fetches what the engine lacks from the hub's mirror over QUIC fetch
+//! streams — resuming a cut blob from the byte it stopped at when an admin then runs `docker pull`
+//! through the hub's Docker proxy.
 //!
 //! Every part is real. The netns rig (`netem/rig.sh`) has Debian's `docker-registry` and the hub
 //! (`--registry`) in its hub namespace, and the agent with its own `dockerd` in its agent
@@ -11,7 +12,7 @@
 //! link is transparent, and removed, so the pull must fetch its top layer again.
 //!
 //! Mid-layer the link goes dark for a few seconds (QUIC waits it out), then the agent is killed
-//! like a power cut — the admin abandons that pull — and restarted. The `.partial` file
+//! like a power cut — the pre-pull is interrupted — and restarted. The `.partial` file
 //! it left is where the second pull's transfer starts: the hub logs a blob resumed from that
 //! offset, and counts it (`outpost_hub_mirror_agent_fetches_total{start="resumed"}`). Afterwards the image is on the device's engine and runs, the registry's access log
 //! shows each blob fetched once, and the bytes the kernel counted on the device's link are within
@@ -24,8 +25,9 @@
 //! at a lower priority than proxy streams, and the test allows two round trips (one measured).
 //!
 //! A second test needs no rig: a blob whose bytes do not match its digest (the mirror's
-//! corrupting test upstream from `mirror.rs`, a labelled test double) is refused by the agent's
-//! registry with `DIGEST_INVALID`, and nothing of it is kept on the device.
+//! corrupting test upstream from `mirror.rs`, a labelled test double, its image ordered onto the
+//! device) is refused by the agent's registry with `DIGEST_INVALID`, and nothing of it is kept on
+//! the device.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
@@ -213,6 +215,21 @@ impl Device {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The operator pre-pulls the image onto the device (`image pull`): the order that lets the
+    /// device fetch it through the hub, and the first pull.
+    fn order_pull(&self) {
+        let image = format!("{REPO}:1");
+        let endpoint = self.id.to_string();
+        let out = self
+            .hub
+            .cli(&["image", "pull", &image, "--endpoint", &endpoint]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn pull(&self) -> Child {
         let image = format!("{LOOPBACK}/{REPO}:1");
         let mut command = self.docker.command(&["pull", &image]);
@@ -281,8 +298,9 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     let idle = d.ps_latency();
     let before = d.link_bytes();
 
-    // First pull: the layer starts to flow; the link goes dark, then the agent dies mid-layer.
-    let mut first = d.pull();
+    // First pull, the operator's pre-pull: the layer starts to flow; the link goes dark, then the
+    // agent dies mid-layer.
+    d.order_pull();
     wait_for(Duration::from_secs(60), "the layer to flow", || {
         (d.partial_len()? >= LAYER_BYTES / 6).then_some(())
     });
@@ -307,13 +325,12 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     );
     d.agent.kill();
     let kept = d.partial_len().unwrap();
-    // The admin gives up on the first pull (the hub notices the dead connection only at its
-    // idle timeout); the engine lost its client with the agent and cancelled its own pull.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    // The engine lost its client with the agent and cancelled its pull; the restarted agent
+    // reports the job interrupted rather than run it again.
     eprintln!("agent killed with {kept} bytes of the layer on disk");
 
-    // The agent comes back; a second pull finishes from where the first stopped.
+    // The agent comes back; the admin's pull through the hub (the image is still ordered onto
+    // the device) finishes from where the first stopped.
     d.agent = start_agent(&d.rig, &d.agent_dir, &d.key, &d.engine);
     d.wait_registry_granted(1);
     let status = d.pull().wait().unwrap();
@@ -402,7 +419,16 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
 fn a_blob_that_fails_its_digest_is_refused_and_never_kept_on_the_device() {
     let corrupting = CorruptingUpstream::start();
     let hub = Hub::start_with_flags(&["--registry", &format!("http://{}", corrupting.addr)]);
-    let (_, key) = hub.create_endpoint("till", &[]);
+    let (till, key) = hub.create_endpoint("till", &[]);
+    // The image is ordered onto the device (its engine here is the test engine, which cannot
+    // reach this registry: the job fails, the order stands until it expires).
+    let image = format!("{}/evil/app:1", corrupting.addr);
+    let ordered = hub.cli(&["image", "pull", &image, "--endpoint", &till.to_string()]);
+    assert!(
+        ordered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ordered.stderr)
+    );
     let listen = format!("127.0.0.1:{}", free_port());
     let agent_dir = hub.data_dir.parent().unwrap().join("agent");
     let agent = Agent::start(
@@ -421,7 +447,7 @@ fn a_blob_that_fails_its_digest_is_refused_and_never_kept_on_the_device() {
     );
 
     // What the engine would ask: the blob, by the name that routes to the corrupting upstream.
-    let digest = sha256(b"the real bytes");
+    let digest = sha256(CorruptingUpstream::LAYER);
     let url = format!(
         "http://{listen}/v2/{}/evil/app/blobs/{digest}",
         corrupting.addr

@@ -1,6 +1,6 @@
 //! `outpost-hub image push` (issue #16 item 1): an air-gapped site's operator loads a `docker save`
-//! archive into a hub that reaches no registry, and its devices pull it as
-//! `127.0.0.1:5380/NAME:TAG` from their agents' loopback registries.
+//! archive into a hub that reaches no registry, orders it onto a device (`image pull`), and the
+//! device pulls it as `127.0.0.1:5380/NAME:TAG` from its agent's loopback registry.
 //!
 //! The first test is the whole story on real parts: the netns rig (hub side, device side), a
 //! hub with no `--registry`, Debian's `dockerd` on the device building a multi-layer image
@@ -86,6 +86,29 @@ fn a_saved_image_pushed_to_an_air_gapped_hub_is_pulled_and_run_by_a_device() {
             .then_some(())
     });
 
+    // The operator orders the image onto the device (the hub serves a device only what it was
+    // ordered); the device pulls it, and an admin's pull on the device is served too.
+    let endpoint = id.to_string();
+    let out = hub.cli(&[
+        "image",
+        "pull",
+        "outpost/app:1",
+        "--endpoint",
+        &endpoint,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"].to_string();
+    wait_for(Duration::from_secs(60), "the ordered pull", || {
+        let detail: Value = hub.cli_json(&["job", "show", &job, "--json"]);
+        let state = detail["devices"][0]["state"].as_str()?.to_owned();
+        assert_ne!(state, "failed", "{detail}");
+        (state == "succeeded").then_some(())
+    });
     let name = format!("{LOOPBACK}/outpost/app:1");
     engine.ok(&["pull", &name]);
     let pulled = inspect(&engine, &name);

@@ -167,6 +167,11 @@ fn failure(unknown: &str, e: &LoopbackError) -> Response {
             ..
         } => (StatusCode::BAD_GATEWAY, "DIGEST_INVALID"),
         LoopbackError::NoHub => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        // The engine reports `denied: the hub refused: … not ordered onto this device`.
+        LoopbackError::Refused {
+            reason: FetchRefusal::Forbidden,
+            ..
+        } => (StatusCode::FORBIDDEN, "DENIED"),
         // The engine reports `toomanyrequests: deferred: budget …`; the stack worker tells a
         // deferral from a failure by the link's record of it, not by these words.
         LoopbackError::Refused {

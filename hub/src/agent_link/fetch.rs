@@ -6,6 +6,9 @@
 //! Each stream is served on a task of its own (the session's driver only accepts it and keeps
 //! count, for the window grant), at a lower priority than proxy streams: an admin's `docker ps`
 //! is sent ahead of queued blob bytes on the same connection (issue #16 item 4).
+//!
+//! Before the mirror is asked, the session's grant decides whether the device may have it
+//! ([`super::fetch_grant`]): only images the fleet ordered onto it.
 
 use std::time::Duration;
 
@@ -14,15 +17,18 @@ use std::sync::Arc;
 use outpost_protocol::fetch::{
     self, DeferCause, Fetch, FetchError, FetchRefusal, FetchReply, Wanted, MAX_FETCH_STREAMS,
 };
+use outpost_protocol::job::Features;
 use outpost_protocol::wire::HubMessage;
 use quinn::VarInt;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::fetch_grant::{self, SharedGrant, Verdict};
 use crate::context::HubContext;
 use crate::mirror::counters::Count;
 use crate::mirror::error::MirrorError;
+use crate::mirror::grant::References;
 use crate::mirror::store::StoreError;
 use crate::mirror::upstream::UpstreamError;
 use crate::mirror::Mirror;
@@ -56,6 +62,8 @@ pub(super) fn offer(ctx: &HubContext, conn: &quinn::Connection) -> Option<HubMes
 pub(super) struct FetchStreams {
     open: usize,
     done: (mpsc::Sender<()>, mpsc::Receiver<()>),
+    /// What the session's device may fetch, made with its first stream.
+    grant: Option<SharedGrant>,
 }
 
 impl Default for FetchStreams {
@@ -63,6 +71,7 @@ impl Default for FetchStreams {
         Self {
             open: 0,
             done: mpsc::channel(MAX_FETCH_STREAMS as usize),
+            grant: None,
         }
     }
 }
@@ -78,8 +87,9 @@ impl FetchStreams {
     ) {
         self.open += 1;
         let done = self.done.0.clone();
+        let grant = self.grant.get_or_insert_with(SharedGrant::default).clone();
         tokio::spawn(async move {
-            serve(&ctx, &session, send, recv).await;
+            serve(&ctx, &session, &grant, send, recv).await;
             let _ = done.send(()).await;
         });
     }
@@ -101,6 +111,7 @@ impl FetchStreams {
 async fn serve(
     ctx: &HubContext,
     session: &Arc<LiveSession>,
+    grant: &SharedGrant,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -117,7 +128,7 @@ async fn serve(
                 send: &mut send,
                 session,
             };
-            answer(ctx, &request, &mut sink).await
+            answer(ctx, grant, &request, &mut sink).await
         }
         Ok(Err(e)) => {
             let mut sink = Sink {
@@ -166,13 +177,27 @@ impl Sink<'_> {
     }
 }
 
-/// Answer a checked request: the reply, then the bytes it promises.
-async fn answer(ctx: &HubContext, request: &Fetch, sink: &mut Sink<'_>) -> Result<(), FetchError> {
+/// Answer a checked request the device may have: the reply, then the bytes it promises.
+async fn answer(
+    ctx: &HubContext,
+    grant: &SharedGrant,
+    request: &Fetch,
+    sink: &mut Sink<'_>,
+) -> Result<(), FetchError> {
     let mirror = &ctx.mirror;
-    let route = match mirror.route(&request.name) {
-        Ok(route) => route,
+    let (route, key) = match mirror.repo_key(&request.name) {
+        Ok(routed) => routed,
         Err(e) => return refuse_for(sink, &e).await,
     };
+    let asked = (request.name.as_str(), &route, &key);
+    match fetch_grant::decide(ctx, sink.session, grant, asked, &request.wanted).await {
+        Verdict::Granted => {}
+        Verdict::Forbidden(message) => return forbid(ctx, sink, &message).await,
+        Verdict::Unknown(message) => {
+            warn!(endpoint = %sink.session.endpoint, "fetch refused: {message}");
+            return sink.refuse(FetchRefusal::Unavailable, &message).await;
+        }
+    }
     match &request.wanted {
         Wanted::Manifest(reference) => {
             let manifest = match mirror.manifest(&route, reference).await {
@@ -184,6 +209,8 @@ async fn answer(ctx: &HubContext, request: &Fetch, sink: &mut Sink<'_>) -> Resul
                 size: manifest.bytes.len() as u64,
                 media_type: manifest.media_type.clone(),
             };
+            let references = References::of(&manifest.bytes);
+            grant.lock().await.note_manifest(&key, &references);
             sink.reply(&reply).await?;
             sink.write(&manifest.bytes).await?;
             mirror.count(Count::AgentBytes, manifest.bytes.len() as u64);
@@ -285,6 +312,18 @@ async fn defer(sink: &mut Sink<'_>, budgeted: &Budgeted) -> Result<(), FetchErro
         FetchRefusal::Unavailable
     };
     sink.refuse(reason, &message).await
+}
+
+/// Refuse an image not ordered onto the device: `Forbidden` to an agent that reads it, else
+/// `NotFound` with the same words.
+async fn forbid(ctx: &HubContext, sink: &mut Sink<'_>, message: &str) -> Result<(), FetchError> {
+    ctx.mirror.count(Count::AgentForbidden, 1);
+    warn!(endpoint = %sink.session.endpoint, "fetch refused (Forbidden): {message}");
+    let reason = match sink.session.announced(Features::FETCH_FORBIDDEN) {
+        true => FetchRefusal::Forbidden,
+        false => FetchRefusal::NotFound,
+    };
+    sink.refuse(reason, message).await
 }
 
 async fn refuse_for(sink: &mut Sink<'_>, error: &MirrorError) -> Result<(), FetchError> {

@@ -8,6 +8,7 @@ mod driver;
 mod enroll;
 mod establish;
 mod fetch;
+mod fetch_grant;
 mod outbox;
 mod renew;
 mod reports;

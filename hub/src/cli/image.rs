@@ -85,7 +85,8 @@ pub struct PullArgs {
 const PUSH_EXAMPLES: &str = "Examples:
   docker save registry.example/pos/web:4 | outpost-hub image push
   outpost-hub image push --file web.tar --tag pos/web:4
-then on a device (or in a stack): docker pull 127.0.0.1:5380/pos/web:4";
+then order it onto devices (`image pull`, or a stack naming 127.0.0.1:5380/pos/web:4): the hub
+serves a device only the images ordered onto it";
 
 /// Run an image command against the API.
 pub async fn run(args: &ApiArgs, command: ImageCommand) -> Result<()> {

@@ -258,6 +258,10 @@ const MIRROR_AGENT_BYTES: Named = (
     "outpost_hub_mirror_agent_bytes",
     "Bytes sent to agents' loopback registries on fetch streams.",
 );
+const MIRROR_AGENT_FORBIDDEN: Named = (
+    "outpost_hub_mirror_agent_forbidden",
+    "Fetch streams refused because the image was not ordered onto the device.",
+);
 const MIRROR_STORED_BLOBS: Named = ("outpost_hub_mirror_stored_blobs", "Blobs the mirror holds.");
 const SESSIONS_BY_TRANSPORT: Named = (
     "outpost_hub_sessions_by_transport",
@@ -347,6 +351,7 @@ impl Reading {
         let starts = [("zero", from_zero), ("resumed", m.resumed_fetches)];
         counters(out, MIRROR_AGENT_FETCHES, "start", &starts)?;
         counter(out, MIRROR_AGENT_BYTES, m.agent_bytes)?;
+        counter(out, MIRROR_AGENT_FORBIDDEN, m.agent_forbidden)?;
         gauge(out, MIRROR_STORED_BYTES, m.stored_bytes)?;
         gauge(out, MIRROR_STORED_BLOBS, m.stored_blobs)
     }

@@ -15,6 +15,7 @@ pub struct Counters {
     agent_fetches: AtomicU64,
     resumed_fetches: AtomicU64,
     agent_bytes: AtomicU64,
+    agent_forbidden: AtomicU64,
 }
 
 /// A reading of [`Counters`] plus what the store holds.
@@ -38,6 +39,8 @@ pub struct MirrorCounters {
     pub resumed_fetches: u64,
     /// Bytes sent to agents on fetch streams.
     pub agent_bytes: u64,
+    /// Fetch streams refused because the image was not ordered onto the device.
+    pub agent_forbidden: u64,
     /// Bytes of blobs in the store.
     pub stored_bytes: u64,
     /// Blobs in the store.
@@ -65,6 +68,8 @@ pub enum Count {
     ResumedFetch,
     /// Bytes went to an agent on a fetch stream.
     AgentBytes,
+    /// An agent asked for an image not ordered onto its device.
+    AgentForbidden,
 }
 
 impl Counters {
@@ -80,6 +85,7 @@ impl Counters {
             Count::AgentFetch => &self.agent_fetches,
             Count::ResumedFetch => &self.resumed_fetches,
             Count::AgentBytes => &self.agent_bytes,
+            Count::AgentForbidden => &self.agent_forbidden,
         };
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -97,6 +103,7 @@ impl Counters {
             agent_fetches: get(&self.agent_fetches),
             resumed_fetches: get(&self.resumed_fetches),
             agent_bytes: get(&self.agent_bytes),
+            agent_forbidden: get(&self.agent_forbidden),
             stored_bytes,
             stored_blobs: stored_blobs as u64,
         }

@@ -173,6 +173,19 @@ impl TagCache {
         tags.get(key).map(|(digest, _)| digest.clone())
     }
 
+    /// The last digest of each tag of `repo` on `upstream` (every tag held: a scan of at most
+    /// `MAX_TAGS`, for a blob no session was served the manifest of).
+    pub fn digests_of(&self, upstream: usize, repo: &str) -> Vec<Digest> {
+        let tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+        let mut digests: Vec<Digest> = Vec::new();
+        for (key, (digest, _)) in tags.iter() {
+            if key.upstream == upstream && key.repo == repo && !digests.contains(digest) {
+                digests.push(digest.clone());
+            }
+        }
+        digests
+    }
+
     /// Remember what a tag resolved to at `now`.
     pub fn record(&self, key: TagKey, digest: Digest, now: Instant) {
         let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
@@ -212,8 +225,11 @@ mod tests {
             cache.fresh(&key("latest"), now + Duration::from_secs(60)),
             None
         );
-        assert_eq!(cache.last(&key("latest")), Some(digest));
+        assert_eq!(cache.last(&key("latest")), Some(digest.clone()));
         assert_eq!(cache.fresh(&key("other"), now), None);
+        assert_eq!(cache.digests_of(0, "library/busybox"), [digest]);
+        assert!(cache.digests_of(1, "library/busybox").is_empty());
+        assert!(cache.digests_of(0, "library/other").is_empty());
     }
 
     #[test]

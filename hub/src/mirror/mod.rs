@@ -16,6 +16,7 @@
 //! - [`flight`]: one upstream fetch per blob at a time.
 //! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
 //! - [`counters`]: fetches, bytes, hits and misses.
+//! - [`grant`] and [`grant_lookup`]: which images a device may fetch (those ordered onto it).
 //! - [`import`]: `image push`, a `docker save` archive loaded for sites without an upstream
 //!   ([`import_tar`] reads it behind [`import_guard`], [`import_image`] checks and converts it,
 //!   [`import_store`] keeps it).
@@ -26,6 +27,8 @@ pub mod config;
 pub mod counters;
 pub mod error;
 pub mod flight;
+pub mod grant;
+pub mod grant_lookup;
 pub mod http;
 pub mod import;
 pub mod import_guard;
@@ -37,6 +40,8 @@ pub mod manifests;
 pub mod store;
 pub mod upstream;
 
+#[cfg(test)]
+mod grant_lookup_tests;
 #[cfg(test)]
 mod tests;
 

@@ -23,12 +23,12 @@ use super::Mirror;
 
 /// What a test upstream serves and how it behaves.
 #[derive(Default)]
-struct Upstream {
+pub(super) struct Upstream {
     blobs: HashMap<String, Bytes>,
-    manifests: HashMap<String, (String, Bytes)>,
+    pub(super) manifests: HashMap<String, (String, Bytes)>,
     /// Blob GETs answered, by digest.
     blob_gets: Mutex<HashMap<String, usize>>,
-    manifest_gets: AtomicUsize,
+    pub(super) manifest_gets: AtomicUsize,
     token_gets: AtomicUsize,
     delay: Duration,
     /// Serve these bytes instead of the real ones for every blob.
@@ -118,7 +118,7 @@ async fn token(State(up): State<Arc<Upstream>>, headers: HeaderMap) -> Response 
 }
 
 /// Serve `up` on a loopback port; returns its URL.
-async fn serve(up: Arc<Upstream>) -> String {
+pub(super) async fn serve(up: Arc<Upstream>) -> String {
     let app = Router::new()
         .route(
             "/v2/{repo}/{repo2}/blobs/{digest}",
@@ -140,7 +140,7 @@ async fn serve(up: Arc<Upstream>) -> String {
     format!("http://{addr}")
 }
 
-fn mirror(
+pub(super) fn mirror(
     dir: &std::path::Path,
     url: &str,
     max_bytes: u64,

@@ -110,6 +110,11 @@ impl LiveSession {
         self.state().takes_hub_addrs()
     }
 
+    /// Whether the agent announced `feature` ([`HubSession::announced`]).
+    pub fn announced(&self, feature: outpost_protocol::job::Features) -> bool {
+        self.state().announced(feature)
+    }
+
     /// Whether the agent understands a deferral ([`HubSession::takes_deferrals`]).
     pub fn takes_deferrals(&self) -> bool {
         self.state().takes_deferrals()

@@ -453,6 +453,11 @@ impl<W> HubSession<W> {
             .contains(outpost_protocol::job::Features::HUB_ADDRS)
     }
 
+    /// Whether the agent announced `feature` this session.
+    pub fn announced(&self, feature: outpost_protocol::job::Features) -> bool {
+        self.jobs.features().contains(feature)
+    }
+
     /// Whether the agent understands a deferral of its background transfers
     /// ([`Features::DEFERRAL`](outpost_protocol::job::Features::DEFERRAL)); if not, a spent
     /// budget refuses its fetches as unavailable.

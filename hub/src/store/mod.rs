@@ -31,6 +31,7 @@ pub mod labels;
 pub mod list;
 pub mod liveness;
 mod migrations;
+pub mod ordered_images;
 pub mod quiet;
 pub mod rollouts;
 pub mod settings;

@@ -193,3 +193,30 @@ async fn a_long_refusal_is_cut_to_the_text_bound_and_still_reads() {
     };
     assert!(message.len() <= MAX_TEXT);
 }
+
+#[tokio::test]
+async fn a_forbidden_refusal_reads_back_and_an_unknown_refusal_is_a_wire_error() {
+    let reply = FetchReply::Refused {
+        reason: FetchRefusal::Forbidden,
+        message: "pos/web was not ordered onto this device".into(),
+    };
+    let mut out = Vec::new();
+    write_reply(&mut out, &reply).await.unwrap();
+    let read = read_reply(&mut out.as_slice()).await.unwrap();
+    let fetch = blob_request(0).check().unwrap();
+    let refused = check_reply(&fetch, read).unwrap().unwrap_err();
+    assert_eq!(refused.0, FetchRefusal::Forbidden);
+
+    // What an agent from before `Forbidden` sees of it, and what this build sees of a refusal
+    // added after it: the variant index past the known ones fails to decode, within the bound.
+    let body = &out[2..];
+    assert_eq!(body[..2], [1, 6], "Refused, then the refusal's index");
+    let mut later = body.to_vec();
+    later[1] = 7;
+    let mut framed = (later.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&later);
+    assert!(matches!(
+        read_reply(&mut framed.as_slice()).await,
+        Err(FetchError::Wire(_))
+    ));
+}
