@@ -30,8 +30,9 @@ impl Jobs {
 /// What this agent announces once per session: long check-in intervals and the fleet's hub
 /// addresses mid-session always (`QUIET`, `HUB_ADDRS`), drift
 /// policies when it applies stacks, jobs when it runs them, a loopback registry (with deferrals
-/// and the refusal of an image not ordered onto the device) when it serves one, image pulls when it does both. A version-3 hub closes a session that
-/// announces anything: upgrade hubs before agents, as since version 4.
+/// and the refusal of an image not ordered onto the device) when it serves one, image pulls when
+/// it does both. A version-3 hub closes a session that announces anything: upgrade hubs before
+/// agents, as since version 4.
 pub(super) fn features(deploys: bool, runs_jobs: bool, registry: bool) -> Features {
     let mut features = Features::QUIET.with(Features::HUB_ADDRS);
     if registry {
