@@ -70,10 +70,22 @@ const UPDATE: &str = "UPDATE endpoints SET
      wire_tx_bytes = wire_tx_bytes + ?6, wire_rx_bytes = wire_rx_bytes + ?7,
      path_rate = COALESCE(?8, path_rate),
      path_min_rtt_us = COALESCE(?9, path_min_rtt_us),
-     path_measured_at = COALESCE(?10, path_measured_at),
-     path_mtu = COALESCE(?13, path_mtu)
+     path_measured_at = COALESCE(?10, path_measured_at)
  WHERE id = ?1
  RETURNING held_by";
+
+/// The path MTU an ended connection of endpoint `?1` found (`?2`), kept for the next one from
+/// its network (`crate::path_mtu`). Written only for an endpoint the batch's update found.
+const SAVE_PATH_MTU: &str = "INSERT INTO endpoint_paths (endpoint_id, path_mtu) VALUES (?1, ?2)
+ ON CONFLICT(endpoint_id) DO UPDATE SET path_mtu = excluded.path_mtu";
+
+/// The same for every row of a batch (`?1`, a JSON array of [`NetChange`]) whose endpoint
+/// exists: PostgreSQL's.
+const SAVE_PATH_MTUS: &str = "INSERT INTO endpoint_paths (endpoint_id, path_mtu)
+ SELECT u.id, u.path_mtu FROM json_to_recordset(CAST(?1 AS json)) AS u(id BIGINT, path_mtu BIGINT)
+ JOIN endpoints ON endpoints.id = u.id
+ WHERE u.path_mtu IS NOT NULL
+ ON CONFLICT(endpoint_id) DO UPDATE SET path_mtu = excluded.path_mtu";
 
 /// Every endpoint's net change of a batch (`?1`, a JSON array of [`NetChange`]): PostgreSQL's
 /// statement, one per batch, written by hub `?2`. The same assignments as [`UPDATE`], from the
@@ -93,12 +105,11 @@ pub(super) const BATCH_UPDATE: &str = "UPDATE endpoints SET
      wire_rx_bytes = endpoints.wire_rx_bytes + u.rx_bytes,
      path_rate = COALESCE(u.path_rate, endpoints.path_rate),
      path_min_rtt_us = COALESCE(u.path_min_rtt_us, endpoints.path_min_rtt_us),
-     path_measured_at = COALESCE(u.path_measured_at, endpoints.path_measured_at),
-     path_mtu = COALESCE(u.path_mtu, endpoints.path_mtu)
+     path_measured_at = COALESCE(u.path_measured_at, endpoints.path_measured_at)
  FROM json_to_recordset(CAST(?1 AS json)) AS u(
      id BIGINT, last_checkin BIGINT, addr TEXT, migrations BIGINT, connected BIGINT,
      claim BIGINT, tx_bytes BIGINT, rx_bytes BIGINT,
-     path_rate BIGINT, path_min_rtt_us BIGINT, path_measured_at BIGINT, path_mtu BIGINT)
+     path_rate BIGINT, path_min_rtt_us BIGINT, path_measured_at BIGINT)
  WHERE endpoints.id = u.id
  RETURNING endpoints.id, u.connected, endpoints.held_by";
 
@@ -179,8 +190,9 @@ pub(super) fn fold(updates: &[LivenessUpdate]) -> Vec<NetChange> {
 /// memory of networks (`crate::path_mtu`), read once at start.
 pub fn saved_path_mtus(conn: &Db) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT last_addr, path_mtu FROM endpoints
-         WHERE path_mtu IS NOT NULL AND last_addr IS NOT NULL",
+        "SELECT endpoints.last_addr, endpoint_paths.path_mtu
+         FROM endpoint_paths JOIN endpoints ON endpoints.id = endpoint_paths.endpoint_id
+         WHERE endpoints.last_addr IS NOT NULL",
     )?;
     let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -244,14 +256,17 @@ fn write_each(
                         path.as_ref().map(min_rtt_us),
                         path.map(|p| p.measured_at),
                         hub.0,
-                        update.claim,
-                        update.path_mtu.map(i64::from)
+                        update.claim
                     ],
                     |row| row.get(0),
                 )
                 .optional()?;
             if update.connected && holder.is_some_and(|held_by| held_by != Some(hub.0)) {
                 held_elsewhere.push(update.id);
+            }
+            if let (Some(mtu), Some(_)) = (update.path_mtu, holder) {
+                tx.prepare_cached(SAVE_PATH_MTU)?
+                    .execute(params![update.id.0 as i64, i64::from(mtu)])?;
             }
         }
     }
@@ -282,6 +297,10 @@ fn write_folded(
         if connected == 1 && held_by != Some(hub.0) {
             held_elsewhere.push(EndpointId(id as u64));
         }
+    }
+    if updates.iter().any(|update| update.path_mtu.is_some()) {
+        conn.prepare_cached(SAVE_PATH_MTUS)?
+            .execute(params![rows])?;
     }
     Ok(held_elsewhere)
 }

@@ -66,7 +66,9 @@ fn seen(conn: &Db, id: EndpointId) -> impl PartialEq + std::fmt::Debug {
     let record = endpoints::find(conn, id).unwrap().unwrap();
     let (connected, held_by, path_mtu): (bool, Option<i64>, Option<i64>) = conn
         .query_row(
-            "SELECT connected, held_by, path_mtu FROM endpoints WHERE id = ?1",
+            "SELECT connected, held_by,
+                 (SELECT path_mtu FROM endpoint_paths WHERE endpoint_id = endpoints.id)
+             FROM endpoints WHERE id = ?1",
             params![id.0 as i64],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
