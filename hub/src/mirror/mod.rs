@@ -4,9 +4,9 @@
 //! fetches each blob from its upstream registry **at most once** however many devices want it at
 //! the same moment ([`flight`]), keeps it content-addressed under the data directory, verified by
 //! digest before anyone can read it ([`store`]), and serves it back with byte ranges so a transfer
-//! cut by an outage resumes instead of starting over ([`http`]). Manifests are kept by digest and
-//! tags believed for a minute ([`manifests`]), so a moved tag is noticed and an unreachable
-//! upstream still leaves the last known image pullable.
+//! cut by an outage resumes instead of starting over ([`http`]). Manifests are kept by digest
+//! ([`manifests`]) and tags believed for a minute ([`tags`]), so a moved tag is noticed and an
+//! unreachable upstream still leaves the last known image pullable, after a restart too.
 //!
 //! - [`config`]: upstream URLs (credentials only from a file, never in a URL), size limit.
 //! - [`name`], [`digest`], [`range`]: the bounded parsers of request input, shared with the agent
@@ -38,6 +38,7 @@ pub mod import_tar;
 pub mod lru;
 pub mod manifests;
 pub mod store;
+pub mod tags;
 pub mod upstream;
 
 #[cfg(test)]
@@ -57,9 +58,10 @@ use digest::Digest;
 use error::{MirrorError, MirrorOpenError};
 use flight::{Flights, Joined};
 use import_store::Pushed;
-use manifests::{Manifest, ManifestStore, TagCache, TagKey};
+use manifests::{Manifest, ManifestStore};
 use name::{split_host, Reference, RepoPath};
 use store::{BlobReader, BlobStore};
+use tags::{TagCache, TagKey};
 use upstream::Upstream;
 
 /// Which upstream a request's name goes to, and the repository there.
@@ -117,12 +119,13 @@ impl Mirror {
                 warn!(%host, "registry credentials for a host that is no --registry; unused");
             }
         }
+        let hosts = upstreams.iter().map(|u| u.host().to_owned()).collect();
         Ok(Self {
             inner: Arc::new(Inner {
+                tags: TagCache::open(&root, config.tag_ttl, hosts),
                 upstreams,
                 blobs: BlobStore::open(&root, config.max_bytes)?,
                 manifests: ManifestStore::open(&root)?,
-                tags: TagCache::new(config.tag_ttl),
                 flights: Flights::default(),
                 counters: Counters::default(),
                 pushed: Pushed::open(&root, config.max_bytes)?,
@@ -179,9 +182,14 @@ impl Mirror {
         }
         match self.fetch_manifest(route, reference).await {
             Ok(manifest) => {
-                inner
+                if inner
                     .tags
-                    .record(key, manifest.digest.clone(), Instant::now());
+                    .record(key, manifest.digest.clone(), Instant::now())
+                {
+                    if let Err(e) = inner.tags.save().await {
+                        warn!("the mirror's tags are not saved: {e}");
+                    }
+                }
                 Ok(manifest)
             }
             Err(e) => self.stale_manifest(&key, e).await,

@@ -35,6 +35,8 @@ pub(super) struct Upstream {
     corrupt: Option<Bytes>,
     /// Require `Bearer good-token`, issued for Basic `alice:pw` at `/token`.
     bearer: Option<String>,
+    /// Answer every manifest request 503, as a registry that is down.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Upstream {
@@ -97,6 +99,9 @@ async fn manifest(
         return refusal;
     }
     up.manifest_gets.fetch_add(1, Ordering::SeqCst);
+    if up.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     match up.manifests.get(&reference) {
         Some((media_type, bytes)) => {
             ([(header::CONTENT_TYPE, media_type.clone())], bytes.clone()).into_response()
@@ -392,6 +397,41 @@ async fn tags_are_cached_for_their_ttl_and_media_types_pass_through() {
     assert!(
         matches!(&err, MirrorError::Upstream(e) if matches!(**e, UpstreamError::TooLarge { .. })),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_hub_serves_a_tags_last_image_while_the_upstream_is_down() {
+    let layer = Digest::of(b"layer");
+    let body = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"layers":[{{"digest":"{layer}","size":5}}]}}"#
+    ));
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let mut up = Upstream::default();
+    up.manifests
+        .insert("v1".into(), (media_type.into(), body.clone()));
+    let up = Arc::new(up);
+    let url = serve(up.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tag = Reference::parse("v1").unwrap();
+    let before = mirror(dir.path(), &url, 1 << 30, None);
+    let route = before.route("pos/web").unwrap();
+    before.manifest(&route, &tag).await.unwrap();
+    drop(before);
+
+    up.down.store(true, Ordering::SeqCst);
+    let restarted = mirror(dir.path(), &url, 1 << 30, None);
+    let served = restarted.manifest(&route, &tag).await.unwrap();
+    assert_eq!(served.bytes, body);
+    assert_eq!(
+        up.manifest_gets.load(Ordering::SeqCst),
+        2,
+        "the restarted hub asked the upstream first: a saved tag is never fresh"
+    );
+    let references = restarted.known_references(&route).await;
+    assert!(
+        references.iter().any(|r| r.blobs.contains(&layer)),
+        "the grant look-up finds the tag's blobs after the restart: {references:?}"
     );
 }
 
