@@ -252,6 +252,87 @@ fn hostile_archives_are_refused_whole_and_the_hub_serves_on() {
     assert_eq!(pulled.status, 200);
 }
 
+#[test]
+fn a_pushed_image_is_listed_and_an_admins_removal_frees_its_blobs() {
+    let hub = Hub::start();
+    let layers = [
+        layer("etc/one", b"first layer"),
+        layer("etc/two", &vec![7u8; 200_000]),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (good, config) = archive("outpost/app:1", &layers, Flaw::None);
+    let path = dir.path().join("good.tar");
+    std::fs::write(&path, &good).unwrap();
+    let out = hub.cli(&["image", "push", "--file", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let catalog: Value = hub.cli_json(&["image", "list", "--json"]);
+    assert_eq!(catalog["images"][0]["name"], "outpost/app:1", "{catalog}");
+    assert_eq!(catalog["images"][0]["source"], "pushed");
+    assert!(catalog["pushed_bytes"].as_u64().unwrap() > 0, "{catalog}");
+
+    // Reading the catalog is a viewer's; removing an image an admin's.
+    let out = hub.cli(&["token", "create", "ops", "--role", "operator"]);
+    let operator = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(
+        hub.api_call_as(&operator, "GET", "/api/images", None)
+            .status,
+        200
+    );
+    let refused = hub.api_call_as(&operator, "DELETE", "/api/images?name=outpost/app:1", None);
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        hub.api_call("GET", "/v2/outpost/app/manifests/1", None)
+            .status,
+        200,
+        "the operator's attempt removed nothing"
+    );
+
+    let removed: Value = hub.cli_json(&["image", "rm", "outpost/app:1", "--json"]);
+    assert_eq!(removed["image"]["name"], "outpost/app:1", "{removed}");
+    assert_eq!(
+        removed["freed_blobs"], 3,
+        "the config and both layers: {removed}"
+    );
+    let gone = hub.api_call("GET", "/v2/outpost/app/manifests/1", None);
+    assert_eq!(gone.status, 404);
+    let blob = hub.api_call("GET", &format!("/v2/outpost/app/blobs/{config}"), None);
+    assert_eq!(blob.status, 404, "its blobs left the disk");
+    assert_nothing_kept_but_tags(&hub.data_dir);
+
+    let again = hub.cli(&["image", "rm", "outpost/app:1"]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success());
+    assert!(stderr.contains("neither pushed to this hub"), "{stderr}");
+    let bad = hub.cli(&["image", "rm", "../etc:1"]);
+    assert!(!bad.status.success());
+    assert_eq!(
+        hub.api_call("GET", "/v2/", None).status,
+        200,
+        "the hub still serves"
+    );
+    let catalog: Value = hub.cli_json(&["image", "list", "--json"]);
+    assert_eq!(catalog["images"], serde_json::json!([]), "{catalog}");
+}
+
+/// The pushed store holds no blob and no staging leftovers (its tag file says it holds nothing).
+fn assert_nothing_kept_but_tags(data_dir: &Path) {
+    let pushed = data_dir.join("mirror").join("pushed");
+    let blobs = std::fs::read_dir(pushed.join("blobs/sha256"))
+        .unwrap()
+        .count();
+    assert_eq!(blobs, 0);
+    let tags = std::fs::read_to_string(pushed.join("tags.json")).unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&tags).unwrap(),
+        serde_json::json!({})
+    );
+}
+
 /// The pushed store holds no blob, no tag and no staging leftovers.
 fn assert_nothing_kept(data_dir: &Path, what: &str) {
     let pushed = data_dir.join("mirror").join("pushed");

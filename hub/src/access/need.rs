@@ -56,8 +56,9 @@ pub fn of(method: &Method, path: &str) -> Need {
             None => need(Role::Admin, Reach::Fleet),
         },
         ["metrics"] if reads => need(Role::Viewer, Reach::Fleet),
-        // A pushed image is served to every device that names it.
-        ["api", "images"] => need(Role::Admin, Reach::Fleet),
+        // A pushed image is served to every device that names it: the catalog is read by
+        // viewers, changed by admins.
+        ["api", "images"] => need(read_or(Role::Admin), Reach::Fleet),
         // Which groups check in minutes apart: fleet-wide, read by viewers, set by admins.
         ["api", "quiet"] => need(read_or(Role::Admin), Reach::Fleet),
         ["api", "hubs"] if reads => need(Role::Viewer, Reach::Fleet),

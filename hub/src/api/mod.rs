@@ -20,6 +20,7 @@ mod docker;
 mod endpoints;
 mod hubs;
 pub(crate) mod id;
+mod image_catalog;
 mod images;
 mod jobs;
 mod labels;
@@ -102,7 +103,12 @@ pub fn router(ctx: Arc<HubContext>) -> Router {
         .route("/api/rollouts", get(rollouts::list).post(rollouts::start))
         .route("/api/rollouts/{id}", get(rollouts::show))
         .route("/api/rollouts/{id}/{action}", post(rollouts::control))
-        .route("/api/images", post(images::push))
+        .route(
+            "/api/images",
+            post(images::push)
+                .get(image_catalog::list)
+                .delete(image_catalog::remove),
+        )
         .route("/api/jobs", get(jobs::list).post(jobs::create))
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/devices/{endpoint}", get(jobs::output))

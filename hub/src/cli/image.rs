@@ -43,6 +43,21 @@ pub enum ImageCommand {
     /// device's loopback registry; offline devices pull when they return, until it expires.
     #[command(after_help = PULL_EXAMPLES)]
     Pull(Box<PullArgs>),
+    /// What the hub's mirror serves: pushed images, and tags resolved through an upstream.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take an image out of the hub's mirror: a pushed one with the blobs no other pushed image
+    /// uses; a mirrored tag is forgotten (its next pull asks the upstream again).
+    Rm {
+        /// `NAME[:TAG]`, as `image list` shows it.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const PULL_EXAMPLES: &str = "Examples:
@@ -93,7 +108,51 @@ pub async fn run(args: &ApiArgs, command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Push { file, tag, json } => push(args, file, tag, json).await,
         ImageCommand::Pull(pull) => pull_on_fleet(args, *pull).await,
+        ImageCommand::List { json } => list(args, json).await,
+        ImageCommand::Rm { name, json } => remove(args, &name, json).await,
     }
+}
+
+async fn list(args: &ApiArgs, json: bool) -> Result<()> {
+    let client = connect(args)?;
+    let catalog = client
+        .images()
+        .await
+        .map_err(|e| failed(client.base_url(), e))?;
+    if json {
+        return print_json(&catalog);
+    }
+    for image in &catalog.images {
+        println!("{}	{}	{}", image.name, image.source, image.digest);
+    }
+    println!(
+        "{} images; pushed {} bytes, cache {} bytes (each at most {})",
+        catalog.images.len(),
+        catalog.pushed_bytes,
+        catalog.cached_bytes,
+        catalog.limit_bytes
+    );
+    Ok(())
+}
+
+async fn remove(args: &ApiArgs, name: &str, json: bool) -> Result<()> {
+    let client = connect(args)?;
+    let removed = client
+        .remove_image(name)
+        .await
+        .map_err(|e| failed(client.base_url(), e))?;
+    if json {
+        return print_json(&removed);
+    }
+    println!(
+        "removed {} ({}, {}); freed {} bytes in {} blobs",
+        removed.image.name,
+        removed.image.source,
+        removed.image.digest,
+        removed.freed_bytes,
+        removed.freed_blobs
+    );
+    Ok(())
 }
 
 async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {

@@ -69,6 +69,12 @@ impl Pushed {
             .is_empty()
     }
 
+    /// Every pushed `repo:tag` and its manifest's digest, in name order.
+    pub fn tags(&self) -> Vec<(String, Digest)> {
+        let tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
+        tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     /// Point `tags` at `digest`, on disk then in memory.
     pub async fn set_tags(&self, tags: &[ImageTag], digest: &Digest) -> Result<(), StoreError> {
         let mut next = self.tags.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -81,6 +87,21 @@ impl Pushed {
                 source: std::io::Error::other(format!("more than {MAX_PUSHED_TAGS} pushed tags")),
             });
         }
+        self.write_tags(next).await
+    }
+
+    /// Drop `tag`, on disk then in memory; the digest it pointed at, if it was pushed. The caller
+    /// holds [`Self::importing`], so no import's tags land in between.
+    pub async fn remove_tag(&self, tag: &ImageTag) -> Result<Option<Digest>, StoreError> {
+        let mut next = self.tags.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(digest) = next.remove(&tag.to_string()) else {
+            return Ok(None);
+        };
+        self.write_tags(next).await?;
+        Ok(Some(digest))
+    }
+
+    async fn write_tags(&self, next: BTreeMap<String, Digest>) -> Result<(), StoreError> {
         let text: BTreeMap<&String, &str> = next.iter().map(|(k, v)| (k, v.as_str())).collect();
         let bytes = serde_json::to_vec_pretty(&text).unwrap_or_default();
         write_renamed(&self.tags_file, &bytes).await?;

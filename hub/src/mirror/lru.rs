@@ -66,6 +66,21 @@ impl Lru {
         }
     }
 
+    /// Take out every blob `doomed` picks, pinned or not (a reader keeps its open file); returns
+    /// them with their sizes, for the caller to delete.
+    pub fn remove_where(&mut self, doomed: impl Fn(&Digest) -> bool) -> Vec<(Digest, u64)> {
+        let removed: Vec<(Digest, u64)> = self
+            .entries
+            .iter()
+            .filter(|(digest, _)| doomed(digest))
+            .map(|(digest, entry)| (digest.clone(), entry.size))
+            .collect();
+        for (digest, _) in &removed {
+            self.remove(digest);
+        }
+        removed
+    }
+
     /// Bytes of all blobs in the index.
     pub fn total(&self) -> u64 {
         self.total

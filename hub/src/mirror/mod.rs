@@ -16,6 +16,7 @@
 //! - [`flight`]: one upstream fetch per blob at a time.
 //! - [`http`]: the pull side of the distribution API, mounted under `/v2/` on the admin API.
 //! - [`counters`]: fetches, bytes, hits and misses.
+//! - [`catalog`]: the tags served, and `image rm`.
 //! - [`grant`] and [`grant_lookup`]: which images a device may fetch (those ordered onto it).
 //! - [`import`]: `image push`, a `docker save` archive loaded for sites without an upstream
 //!   ([`import_tar`] reads it behind [`import_guard`], [`import_image`] checks and converts it,
@@ -23,6 +24,7 @@
 
 pub use outpost_protocol::registry::{digest, name, range};
 
+pub mod catalog;
 pub mod config;
 pub mod counters;
 pub mod error;
@@ -41,6 +43,8 @@ pub mod store;
 pub mod tags;
 pub mod upstream;
 
+#[cfg(test)]
+mod catalog_tests;
 #[cfg(test)]
 mod grant_lookup_tests;
 #[cfg(test)]

@@ -140,6 +140,28 @@ impl BlobStore {
         self.install(&mut TempPath(Some(file)), digest, size)
     }
 
+    /// Delete every blob not in `kept`, read or not (a reader keeps its open file); returns the
+    /// bytes and blobs freed.
+    pub fn keep_only(&self, kept: &std::collections::HashSet<Digest>) -> (u64, usize) {
+        let removed = self.lock().remove_where(|digest| !kept.contains(digest));
+        let mut freed = 0;
+        for (digest, size) in &removed {
+            let path = self.path(digest);
+            match std::fs::remove_file(&path) {
+                Ok(()) => freed += size,
+                Err(e) => {
+                    warn!(path = %path.display(), "could not delete a removed image's blob: {e}")
+                }
+            }
+        }
+        (freed, removed.len())
+    }
+
+    /// The most bytes it keeps.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes and blobs held.
     pub fn usage(&self) -> (u64, usize) {
         let index = self.lock();

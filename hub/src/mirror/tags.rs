@@ -120,6 +120,19 @@ impl TagCache {
         digests
     }
 
+    /// Every tag held with its last digest.
+    pub fn entries(&self) -> Vec<(TagKey, Digest)> {
+        let tags = self.lock();
+        tags.iter()
+            .map(|(key, (digest, _))| (key.clone(), digest.clone()))
+            .collect()
+    }
+
+    /// Forget a tag (the next pull asks its upstream); its last digest, if it was held.
+    pub fn forget(&self, key: &TagKey) -> Option<Digest> {
+        self.lock().remove(key).map(|(digest, _)| digest)
+    }
+
     /// Remember what a tag resolved to at `now`; whether that is news (a new tag, or a digest
     /// other than the last), which is what [`Self::save`] needs writing.
     pub fn record(&self, key: TagKey, digest: Digest, now: Instant) -> bool {
