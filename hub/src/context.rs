@@ -21,6 +21,8 @@ pub struct HubContext {
     pub store: Store,
     /// Live sessions.
     pub registry: Registry,
+    /// Devices' cached ping answers between their sessions.
+    pub(crate) pings: crate::ping_carry::PingCarry,
     /// CA and server certificate.
     pub pki: HubPki,
     /// This hub among the hubs sharing its store: its id, and the addresses written into new join

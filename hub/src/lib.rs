@@ -43,6 +43,7 @@ pub mod mirror;
 pub mod path_mtu;
 pub mod peers;
 mod ping_cache;
+mod ping_carry;
 mod proxy;
 pub mod registry;
 pub mod restart_notice;

@@ -4,7 +4,7 @@
 //! only when the engine does, so the proxy keeps each session's first `200 OK` and answers later
 //! pings itself (`crate::proxy::ping`). The cache lives with the session (the registry holds one
 //! per live session) and knows neither the proxy nor the registry, so both may use it without
-//! depending on each other.
+//! depending on each other; [`crate::ping_carry`] hands it to the device's next session.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -20,8 +20,8 @@ pub(crate) const PING_TTL: Duration = Duration::from_secs(300);
 pub(crate) const ANSWERED_BY: &str = "outpost-ping";
 
 /// The headers of an engine's last `200 OK` to `/_ping`.
-#[derive(Debug)]
-struct CachedPing {
+#[derive(Clone, Debug)]
+pub(crate) struct CachedPing {
     headers: HeaderMap,
     stored_at: Instant,
 }
@@ -29,6 +29,18 @@ struct CachedPing {
 /// A session's cached ping; boxed, so a session without one costs a pointer.
 #[derive(Debug, Default)]
 pub(crate) struct PingCache(Mutex<Option<Box<CachedPing>>>);
+
+impl CachedPing {
+    /// Whether it may still answer at `now`.
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.stored_at) < PING_TTL
+    }
+
+    /// The `Server` header the engine answered with (`Docker/VERSION (OS)`).
+    pub(crate) fn server(&self) -> Option<&str> {
+        self.headers.get(header::SERVER)?.to_str().ok()
+    }
+}
 
 impl PingCache {
     /// The hub's answer, if the cache holds a fresh one; marked `Outpost-Ping: hub`.
@@ -45,6 +57,22 @@ impl PingCache {
             HeaderValue::from_static("hub"),
         );
         Some(response)
+    }
+
+    /// A copy of the cached ping, if fresh at `now` (for the device's next session:
+    /// [`crate::ping_carry`]).
+    pub(crate) fn fresh_copy(&self, now: Instant) -> Option<CachedPing> {
+        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.as_deref().filter(|c| c.is_fresh(now)).cloned()
+    }
+
+    /// Install `ping`, carried from the device's previous session, unless this session cached
+    /// its own already; it keeps its age, so [`PING_TTL`] still bounds it.
+    pub(crate) fn adopt(&self, ping: CachedPing) {
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(Box::new(ping));
+        }
     }
 
     /// Keep the headers of an engine's `200 OK` to a ping (without those that describe one

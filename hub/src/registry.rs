@@ -72,15 +72,17 @@ impl<S: Entry> Registry<S> {
         lock(&self.sessions).values().cloned().collect()
     }
 
-    /// Register a session; a previous session of the same endpoint is closed as replaced.
-    pub fn insert(&self, session: Arc<S>) {
+    /// Register a session; a previous session of the same endpoint is closed as replaced, and
+    /// returned.
+    pub fn insert(&self, session: Arc<S>) -> Option<Arc<S>> {
         let old = lock(&self.sessions).insert(session.endpoint(), session);
-        if let Some(old) = old {
+        if let Some(old) = &old {
             old.close(
                 CloseCode::Replaced,
                 "a newer connection from this device took over",
             );
         }
+        old
     }
 
     /// Remove `session` if it is still the registered one for its endpoint, keeping its last

@@ -209,6 +209,7 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
     let ctx = Arc::new(HubContext {
         store,
         registry: Registry::default(),
+        pings: Default::default(),
         pki,
         hubs,
         peer_link,

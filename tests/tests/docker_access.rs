@@ -9,6 +9,7 @@ use outpost_tests::docker::{
     direct, require_engine, unique, Cleanup, Credential, DockerCli, TEST_IMAGE,
 };
 use outpost_tests::{wait_for, Agent, Hub};
+use serde_json::Value;
 
 fn enrol(hub: &Hub, name: &str) -> (u64, Agent) {
     require_engine();
@@ -341,6 +342,39 @@ fn after_the_first_command_the_hub_answers_the_clis_ping_with_the_engines_header
     let engine_api = String::from_utf8_lossy(&engine.stdout).trim().to_owned();
     assert_eq!(cached["api-version"], engine_api.as_str());
     assert_eq!(cached["ostype"], first["ostype"]);
+}
+
+#[test]
+fn a_reconnected_device_of_the_same_engine_has_its_first_ping_answered_by_the_hub() {
+    let hub = Hub::start();
+    let (id, mut agent) = enrol(&hub, "carried");
+    assert!(DockerCli::for_endpoint(&hub, id)
+        .run(&["ps"])
+        .status
+        .success());
+    let first_snapshot = |shown: &Value| shown["snapshot"]["taken_at"].as_i64();
+    let before = wait_for(Duration::from_secs(20), "the first snapshot", || {
+        first_snapshot(&hub.show(id))
+    });
+
+    // A power cut: the hub still holds the old session until the device's new one replaces it.
+    agent.kill();
+    std::thread::sleep(Duration::from_millis(1100));
+    let dir = hub.data_dir.parent().unwrap().join("carried");
+    let _agent = Agent::start(&dir, &[("DOCKER_HOST", "unix:///var/run/docker.sock")]);
+    wait_for(
+        Duration::from_secs(30),
+        "the new session's snapshot",
+        || first_snapshot(&hub.show(id)).filter(|taken| *taken > before),
+    );
+    let carried = ping_headers(&hub, id);
+    assert_eq!(
+        carried["outpost-ping"], "hub",
+        "the first ping of the new session skips the link: {carried:?}"
+    );
+    let engine = direct(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let engine_api = String::from_utf8_lossy(&engine.stdout).trim().to_owned();
+    assert_eq!(carried["api-version"], engine_api.as_str());
 }
 
 /// With no engine at its socket the demo used to start, and the pasted `docker ps` then failed:

@@ -20,6 +20,7 @@ use outpost_protocol::wire::{
 };
 use thiserror::Error;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::establish::{establish, Established, HELLO_DEADLINE};
@@ -96,8 +97,11 @@ pub(super) async fn run(
     session.enter_standby();
     session.release_summoners();
     ctx.registry.remove(&session);
-    // A session replaced by the device's newer one leaves the device online.
+    // A session replaced by the device's newer one leaves the device online (and its ping
+    // answer was kept when it was replaced).
     if ctx.registry.get(session.endpoint).is_none() {
+        ctx.pings
+            .keep(session.endpoint, session.ping_cache(), Instant::now());
         ctx.fleet.presence(session.endpoint, false);
         ctx.jobs.offline(session.endpoint);
     }

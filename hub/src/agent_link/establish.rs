@@ -14,6 +14,7 @@ use outpost_protocol::{AgentId, EndpointId};
 use outpost_transport::close::CloseCodeVarint as _;
 use outpost_transport::congestion::{path_memory_of, PathEstimate};
 use rustls::pki_types::CertificateDer;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::driver::SessionError;
@@ -111,7 +112,10 @@ pub(super) async fn establish(
         hub_addrs: ctx.hubs.addrs_for(endpoint),
     });
     wire::write_frame(&mut send, &welcome).await?;
-    ctx.registry.insert(session.clone());
+    if let Some(replaced) = ctx.registry.insert(session.clone()) {
+        ctx.pings
+            .keep(endpoint, replaced.ping_cache(), Instant::now());
+    }
     info!(%endpoint, agent = %agent_id, %agent_version, remote = %session.path().addr, transport = ?session.path().kind, "agent connected");
     Ok(Established {
         session,

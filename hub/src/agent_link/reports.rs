@@ -28,6 +28,16 @@ pub(super) async fn store_snapshot(
         }
         Err(refused) => return debug!(endpoint = %id, "engine snapshot refused: {refused}"),
     };
+    if snapshot.error.is_none()
+        && ctx.pings.restore(
+            id,
+            &snapshot.engine_version,
+            session.ping_cache(),
+            Instant::now(),
+        )
+    {
+        debug!(endpoint = %id, "the last session's ping answer carried over");
+    }
     // Boxed: rare, and the snapshot would otherwise widen every session's task.
     let save = Box::pin(
         ctx.store
