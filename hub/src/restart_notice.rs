@@ -27,7 +27,9 @@ pub const SETUPS_PER_SECOND: f64 = 600.0;
 /// 0.66 of the load tool's a set-up, on the same two cores). A hub holding 100,000 is busier:
 /// their check-ins take ~0.4 of a core on each side. Counted with a margin below the storm's
 /// rate: an agent refused after waiting out the admission queue has spent a ticket, and one
-/// refused twice comes back in full, at a third of the rate.
+/// refused twice comes back in full, at a third of the rate. 100,000 came back in 122 s at this
+/// rate; at 1,200 they collapsed (hub and load tool each at a full core, a third of the fleet
+/// not back after 7 minutes: BENCHMARKS.md, session 23).
 pub const RESUMED_SETUPS_PER_SECOND: f64 = 1_000.0;
 /// The shortest spread: a small fleet still arrives over a few seconds, not at once.
 pub const MIN_SPREAD: Duration = Duration::from_secs(5);

@@ -231,6 +231,9 @@ mod tests {
     #[test]
     fn pushing_an_image_into_the_mirror_is_an_unscoped_admins() {
         check(Method::POST, "/api/images", Role::Admin, Reach::Fleet);
+        // So is removing one; reading the catalog is a viewer's.
+        check(Method::DELETE, "/api/images", Role::Admin, Reach::Fleet);
+        check(Method::GET, "/api/images", Role::Viewer, Reach::Fleet);
         // Pulling what was pushed stays a viewer's, through the mirror.
         check(
             Method::HEAD,
