@@ -6,23 +6,10 @@ use std::io::Cursor;
 use super::catalog::Source;
 use super::digest::Digest;
 use super::error::MirrorError;
+use super::import::tests::{entry, layer};
 use super::import_image::parse_tag;
 use super::name::Reference;
 use super::tests::{mirror, serve, Upstream};
-
-fn entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder.append_data(&mut header, path, bytes).unwrap();
-}
-
-fn layer(content: &[u8]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    entry(&mut builder, "etc/file", content);
-    builder.into_inner().unwrap()
-}
 
 /// A `docker save` archive of one image with `layers`.
 fn archive(layers: &[Vec<u8>]) -> Vec<u8> {

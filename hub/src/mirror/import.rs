@@ -298,4 +298,4 @@ impl Drop for StagingDir {
 
 #[cfg(test)]
 #[path = "import_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -9,7 +9,8 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 
-fn entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
+/// Append a regular file (the mirror's other tests build archives with it too).
+pub(in crate::mirror) fn entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
@@ -17,7 +18,8 @@ fn entry(builder: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) {
     builder.append_data(&mut header, path, bytes).unwrap();
 }
 
-fn layer(content: &[u8]) -> Vec<u8> {
+/// A layer tarball holding one file.
+pub(in crate::mirror) fn layer(content: &[u8]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     entry(&mut builder, "etc/file", content);
     builder.into_inner().unwrap()
