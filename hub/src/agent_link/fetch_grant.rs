@@ -59,10 +59,9 @@ pub(super) async fn decide(
             }
         }
     }
-    if !grant.allows_repo(key) && !fresh {
+    if !grant.allows_repo(key) && !fresh && grant.take_reread(Instant::now()) {
         // About to refuse: the order the device is pulling for may be a moment old (a pull job
-        // is sent as it is made). A refused fetch costs one more read, as a served blob costs
-        // one of its budget.
+        // is sent as it is made). Refusals cost the store a few reads, then one a second.
         if let Err(e) = read_orders(ctx, session, &mut grant).await {
             warn!(endpoint = %session.endpoint, "the device's orders could not be read again: {e}");
         }

@@ -40,6 +40,13 @@ pub const MAX_ORDERED_IMAGES: usize = 256;
 /// the manifest of: a device asking for blobs of no ordered image costs the upstreams at most
 /// one resolution of its orders this often (tags are believed for a minute anyway).
 pub const LOOK_UP_EVERY: Duration = Duration::from_secs(10);
+/// Reads of the orders a session may make to check refusals (a pull job is sent as it is made, so
+/// an order may be a moment newer than the session's copy): a burst of this many, for a device
+/// refused just before its order arrived, then one per [`REREAD_BEFORE_REFUSAL_EVERY`]. A device
+/// asking again and again for what it was not ordered costs the store that, not a read per request.
+pub const REREADS_BEFORE_REFUSAL: u32 = 4;
+/// The time a spent refusal re-read takes to come back.
+pub const REREAD_BEFORE_REFUSAL_EVERY: Duration = Duration::from_secs(1);
 /// References read from one manifest (an index of every platform has a few dozen).
 const MAX_REFERENCES: usize = 1024;
 
@@ -155,6 +162,8 @@ pub struct SessionGrant {
     blobs: HashMap<Digest, RepoKey>,
     /// `blobs`' keys, oldest first.
     arrival: VecDeque<Digest>,
+    /// Refusal re-reads spent, and when the oldest of them comes back.
+    rereads: (u32, Option<Instant>),
 }
 
 impl SessionGrant {
@@ -163,6 +172,25 @@ impl SessionGrant {
     pub fn needs_orders(&self, now: Instant) -> bool {
         self.read_at
             .is_none_or(|at| now.saturating_duration_since(at) >= ORDERS_TTL)
+    }
+
+    /// Whether a refusal at `now` may read the orders again first ([`REREADS_BEFORE_REFUSAL`]),
+    /// and if so, that it does.
+    pub fn take_reread(&mut self, now: Instant) -> bool {
+        let (spent, back_at) = &mut self.rereads;
+        while *spent > 0 && back_at.is_some_and(|at| now >= at) {
+            *spent -= 1;
+            *back_at = back_at.map(|at| at + REREAD_BEFORE_REFUSAL_EVERY);
+        }
+        if *spent == 0 {
+            *back_at = None;
+        }
+        if *spent >= REREADS_BEFORE_REFUSAL {
+            return false;
+        }
+        *spent += 1;
+        back_at.get_or_insert(now + REREAD_BEFORE_REFUSAL_EVERY);
+        true
     }
 
     /// Whether the orders were read at all this session.

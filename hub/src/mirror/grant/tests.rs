@@ -163,6 +163,29 @@ fn orders_are_read_again_when_stale() {
 }
 
 #[test]
+fn refusals_read_the_orders_again_in_a_burst_then_one_a_second() {
+    let now = Instant::now();
+    let mut grant = SessionGrant::default();
+    for n in 0..REREADS_BEFORE_REFUSAL {
+        assert!(grant.take_reread(now), "re-read {n} of the burst");
+    }
+    assert!(!grant.take_reread(now), "a device refused again and again");
+    assert!(!grant.take_reread(now + Duration::from_millis(999)));
+    let second = now + REREAD_BEFORE_REFUSAL_EVERY;
+    assert!(grant.take_reread(second), "one comes back each second");
+    assert!(!grant.take_reread(second));
+    assert!(grant.take_reread(now + 2 * REREAD_BEFORE_REFUSAL_EVERY));
+    let quiet = now + 60 * REREAD_BEFORE_REFUSAL_EVERY;
+    for n in 0..REREADS_BEFORE_REFUSAL {
+        assert!(
+            grant.take_reread(quiet),
+            "a quiet minute refills the burst ({n})"
+        );
+    }
+    assert!(!grant.take_reread(quiet));
+}
+
+#[test]
 fn ordered_names_split_as_the_agent_asks_for_them() {
     let parse = |image: &str| OrderedImage::parse(image).map(|o| (o.name, o.reference));
     let tag = |t: &str| Reference::Tag(t.into());
