@@ -25,6 +25,7 @@ mod jobs;
 mod labels;
 mod list;
 mod nofile;
+mod page;
 mod peer;
 mod quiet;
 mod reset;
