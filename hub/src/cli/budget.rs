@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use outpost_api::{Budget, BudgetTarget, Window};
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::ApiArgs;
 
 /// `outpost-hub budget …`.
@@ -116,10 +116,9 @@ pub async fn run(args: &ApiArgs, command: BudgetCommand) -> Result<()> {
             );
         }
         BudgetCommand::List { json } => {
-            let budgets = api.budgets().await.map_err(failed)?;
-            if json {
-                return print_json(&budgets);
-            }
+            let Some(budgets) = asked(&api, api.budgets(), json).await? else {
+                return Ok(());
+            };
             println!("{:<10} {:<24} {:>16}", "SCOPE", "NAME", "BYTES");
             for budget in &budgets {
                 let name = text(budget.name.as_deref());
@@ -157,10 +156,9 @@ pub async fn run_window(args: &ApiArgs, command: WindowCommand) -> Result<()> {
             println!("transfer window set: {} (device time) on {on}", set.window);
         }
         WindowCommand::List { json } => {
-            let windows = api.windows().await.map_err(failed)?;
-            if json {
-                return print_json(&windows);
-            }
+            let Some(windows) = asked(&api, api.windows(), json).await? else {
+                return Ok(());
+            };
             println!("{:<10} {:<24} {:>12}", "SCOPE", "NAME", "WINDOW");
             for window in &windows {
                 let name = text(window.name.as_deref());

@@ -17,7 +17,7 @@ use clap::Subcommand;
 use outpost_api::{ImagesPushed, JobWhat, NewJob, PushQuery};
 use tokio_util::io::ReaderStream;
 
-use super::admin::{connect, failed, print_json};
+use super::admin::{asked, connect};
 use super::job::follow;
 use super::ApiArgs;
 use crate::mirror::import_image::parse_tag;
@@ -109,13 +109,9 @@ async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {
         concurrency: pull.concurrency,
         timeout: pull.timeout,
     };
-    let job = client
-        .create_job(&new)
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if pull.json {
-        return print_json(&job);
-    }
+    let Some(job) = asked(&client, client.create_job(&new), pull.json).await? else {
+        return Ok(());
+    };
     let devices = job.counts.get("total").copied().unwrap_or_default();
     println!(
         "job {}: {} on {devices} devices; per device: `outpost-hub job show {}`",
@@ -147,13 +143,10 @@ async fn push(
         }
         None => reqwest::Body::wrap_stream(ReaderStream::new(tokio::io::stdin())),
     };
-    let pushed = client
-        .push_image(body, &PushQuery { tag })
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if json {
-        return print_json(&pushed);
-    }
+    let Some(pushed) = asked(&client, client.push_image(body, &PushQuery { tag }), json).await?
+    else {
+        return Ok(());
+    };
     print_pushed(&pushed);
     Ok(())
 }

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outpost_api::{ApiClient, JobDevice, JobOutput, JobShowQuery, JobSummary, JobWhat, NewJob};
 use outpost_protocol::job::{EngineMethod, JobSpecError};
 
-use super::admin::{connect, failed, print_json, text, texts};
+use super::admin::{asked, connect, failed, text, texts};
 use super::escape::escape_controls;
 use super::{ApiArgs, PageArgs};
 use crate::jobs::TargetState;
@@ -220,13 +220,9 @@ async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
         concurrency: run.concurrency,
         timeout: run.timeout,
     };
-    let job = api
-        .create_job(&new)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if run.json {
-        return print_json(&job);
-    }
+    let Some(job) = asked(api, api.create_job(&new), run.json).await? else {
+        return Ok(());
+    };
     println!(
         "job {} created for {} devices: {}; follow it with `outpost-hub job show {} --follow`",
         job.id,
@@ -238,25 +234,17 @@ async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
 }
 
 async fn cancel(api: &ApiClient, id: i64, json: bool) -> Result<()> {
-    let summary = api
-        .cancel_job(id)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&summary);
-    }
+    let Some(summary) = asked(api, api.cancel_job(id), json).await? else {
+        return Ok(());
+    };
     print_summary(&summary);
     Ok(())
 }
 
 async fn list(api: &ApiClient, page: PageArgs) -> Result<()> {
-    let jobs = api
-        .jobs(&page.query())
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&jobs);
-    }
+    let Some(jobs) = asked(api, api.jobs(&page.query()), page.json).await? else {
+        return Ok(());
+    };
     println!(
         "{:<6} {:<9} {:>7} {:>9} {:>6} {:>6} {:>7} {:>6} {:>11}  WHAT",
         "ID", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "QUEUED", "RUNNING", "ENDED", "CREATED"
@@ -286,13 +274,9 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
         per_page: Some(page.per_page.to_string()),
         state,
     };
-    let detail = api
-        .job(id, &query)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&detail);
-    }
+    let Some(detail) = asked(api, api.job(id, &query), page.json).await? else {
+        return Ok(());
+    };
     let job = &detail.summary;
     print_summary(job);
     println!(
@@ -349,13 +333,9 @@ fn duration_text(device: &JobDevice) -> String {
 
 /// `job show ID --device EP`: the device's row, then its output with what was not kept marked.
 async fn device_output(api: &ApiClient, id: i64, endpoint: u64, json: bool) -> Result<()> {
-    let output = api
-        .job_output(id, endpoint)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&output);
-    }
+    let Some(output) = asked(api, api.job_output(id, endpoint), json).await? else {
+        return Ok(());
+    };
     let device = &output.device;
     let mut line = format!(
         "job {id} on endpoint {} ({}): {}",

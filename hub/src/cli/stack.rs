@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use outpost_api::{ApiClient, NewRollout, NewStackVersion};
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::escape::escape_controls;
 use super::{ApiArgs, PageArgs};
 
@@ -95,10 +95,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             json,
         } => {
             let new = read_stack(name, &file, env_file.as_deref())?;
-            let saved = api.save_stack(&new).await.map_err(failed)?;
-            if json {
-                return print_json(&saved);
-            }
+            let Some(saved) = asked(&api, api.save_stack(&new), json).await? else {
+                return Ok(());
+            };
             let what = if saved.created {
                 "stored"
             } else {
@@ -119,10 +118,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             version,
             json,
         } => {
-            let detail = api.stack(&name, version).await.map_err(failed)?;
-            if json {
-                return print_json(&detail);
-            }
+            let Some(detail) = asked(&api, api.stack(&name, version), json).await? else {
+                return Ok(());
+            };
             println!("stack {}", text(Some(&detail.name)));
             for v in &detail.versions {
                 let shown = if v.version == detail.version {
@@ -166,10 +164,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
                 soak,
                 on_drift,
             };
-            let started = api.start_rollout(&new).await.map_err(failed)?;
-            if json {
-                return print_json(&started);
-            }
+            let Some(started) = asked(&api, api.start_rollout(&new), json).await? else {
+                return Ok(());
+            };
             println!(
                 "rollout {} started: {}:{} to {} devices ({}); follow it with `outpost-hub rollout show {}`",
                 started.id,
@@ -194,13 +191,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
 }
 
 async fn list(api: &ApiClient, page: PageArgs) -> Result<()> {
-    let stacks = api
-        .stacks(&page.query())
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&stacks);
-    }
+    let Some(stacks) = asked(api, api.stacks(&page.query()), page.json).await? else {
+        return Ok(());
+    };
     println!(
         "{:<32} {:>7} {:>9} {:>12}",
         "NAME", "LATEST", "VERSIONS", "UPDATED"
