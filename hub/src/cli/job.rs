@@ -16,7 +16,7 @@ use outpost_protocol::job::{EngineMethod, JobSpecError};
 
 use super::admin::{asked, connect, failed, text, texts};
 use super::escape::escape_controls;
-use super::{ApiArgs, PageArgs};
+use super::{ApiArgs, PageArgs, Selection};
 use crate::jobs::TargetState;
 
 /// `outpost-hub job …`.
@@ -65,15 +65,22 @@ const RUN_EXAMPLES: &str = "Examples:
 /// `outpost-hub job run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Devices in this group (repeatable).
-    #[arg(long = "group")]
-    groups: Vec<String>,
-    /// Devices with this tag (repeatable).
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// This endpoint (repeatable).
-    #[arg(long = "endpoint")]
-    endpoints: Vec<u64>,
+    /// Its devices and limits.
+    #[command(flatten)]
+    job: JobArgs,
+    /// What to run, after `--`: `exec [--user USER] CONTAINER CMD…` (in a running container),
+    /// `run [--rm] IMAGE [CMD…]` (a one-shot container, always removed), or `METHOD PATH
+    /// [BODY-JSON]` (an Engine API call; METHOD is GET, POST, PUT or DELETE).
+    #[arg(last = true, required = true, value_name = "WHAT")]
+    what: Vec<String>,
+}
+
+/// A job's devices and limits, and how to print it (`job run`, `image pull`).
+#[derive(Debug, Args)]
+pub(super) struct JobArgs {
+    /// The devices.
+    #[command(flatten)]
+    selection: Selection,
     /// How long devices that have not started it may still be sent it, from 10s to 30d (the
     /// hub's default: 24h).
     #[arg(long)]
@@ -87,11 +94,6 @@ pub struct RunArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// What to run, after `--`: `exec [--user USER] CONTAINER CMD…` (in a running container),
-    /// `run [--rm] IMAGE [CMD…]` (a one-shot container, always removed), or `METHOD PATH
-    /// [BODY-JSON]` (an Engine API call; METHOD is GET, POST, PUT or DELETE).
-    #[arg(last = true, required = true, value_name = "WHAT")]
-    what: Vec<String>,
 }
 
 /// What to run, as written after `--`.
@@ -210,17 +212,31 @@ fn engine_of(words: &[String]) -> Result<JobWhat> {
     })
 }
 
-async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
+/// Create the job `what` as `args` ask; `None` once it is printed as JSON.
+pub(super) async fn create_job(
+    api: &ApiClient,
+    args: JobArgs,
+    what: JobWhat,
+) -> Result<Option<JobSummary>> {
+    let Selection {
+        groups,
+        tags,
+        endpoints,
+    } = args.selection;
     let new = NewJob {
-        groups: run.groups,
-        tags: run.tags,
-        endpoints: run.endpoints,
+        groups,
+        tags,
+        endpoints,
         what,
-        expires: run.expires,
-        concurrency: run.concurrency,
-        timeout: run.timeout,
+        expires: args.expires,
+        concurrency: args.concurrency,
+        timeout: args.timeout,
     };
-    let Some(job) = asked(api, api.create_job(&new), run.json).await? else {
+    asked(api, api.create_job(&new), args.json).await
+}
+
+async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
+    let Some(job) = create_job(api, run.job, what).await? else {
         return Ok(());
     };
     println!(

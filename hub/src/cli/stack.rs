@@ -13,7 +13,7 @@ use outpost_api::{ApiClient, NewRollout, NewStackVersion};
 
 use super::admin::{asked, connect, failed, text};
 use super::escape::escape_controls;
-use super::{ApiArgs, PageArgs};
+use super::{ApiArgs, PageArgs, Selection};
 
 /// `outpost-hub stack …`.
 #[derive(Debug, Subcommand)]
@@ -55,15 +55,9 @@ pub enum StackCommand {
     Deploy {
         /// `NAME` or `NAME:VERSION`.
         stack: String,
-        /// Devices in this group (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Devices with this tag (repeatable).
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        /// This endpoint (repeatable).
-        #[arg(long = "endpoint")]
-        endpoints: Vec<u64>,
+        /// The devices.
+        #[command(flatten)]
+        selection: Selection,
         /// Wave sizes, cumulative (`1%,10%,100%`, `1,100%`); the hub's default when absent.
         #[arg(long)]
         waves: Option<String>,
@@ -143,9 +137,7 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
         }
         StackCommand::Deploy {
             stack,
-            groups,
-            tags,
-            endpoints,
+            selection,
             waves,
             max_failures,
             soak,
@@ -156,9 +148,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             let new = NewRollout {
                 stack,
                 version,
-                groups,
-                tags,
-                endpoints,
+                groups: selection.groups,
+                tags: selection.tags,
+                endpoints: selection.endpoints,
                 waves,
                 max_failures,
                 soak,
