@@ -38,6 +38,7 @@
 #   OUTPOST_DOCKERD_NETNS    1: run dockerd in a network namespace of its own
 #                            (default); 0: in the host's
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
 
 IMAGE=${OUTPOST_TEST_IMAGE:-outpost-test/busybox:latest}
 LOG=${OUTPOST_DOCKERD_LOG:-/tmp/outpost-dockerd.log}
@@ -62,8 +63,7 @@ note() { echo "docker-setup: $*" >&2; }
 
 # One setup at a time (test runs may start side by side): the later one waits,
 # then finds the engine up and the image there.
-exec 9>/run/outpost-docker-setup.lock
-flock -w 600 9 || die "another docker-setup.sh held /run/outpost-docker-setup.lock for 10 minutes"
+hold_lock docker-setup
 
 # --- 1. packages ------------------------------------------------------------
 
@@ -82,24 +82,9 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 if [ "${#missing[@]}" -gt 0 ]; then
   note "installing ${missing[*]} ..."
-  # Keep the package's init script from starting a dockerd with its own
-  # defaults; this script starts the engine itself with the flags below.
-  made_policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  apt_log=$(mktemp /tmp/outpost-apt.XXXXXX)
-  ok=1
-  apt-get update -q >"$apt_log" 2>&1 &&
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$apt_log" 2>&1 || ok=
-  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
-  if [ -z "$ok" ]; then
-    tail -n 20 "$apt_log" >&2
-    die "apt-get install ${missing[*]} failed (log: $apt_log)"
-  fi
-  rm -f "$apt_log"
+  # The package's init script would start a dockerd with its own defaults;
+  # this script starts the engine itself with the flags below.
+  apt_install "${missing[@]}"
 fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
 [ -x /bin/busybox ] || die "/bin/busybox not found after installing busybox-static"
@@ -199,9 +184,9 @@ if ! engine_up; then
       setsid unshare --net sh -c '
         ip link set lo up 2>/dev/null || true
         echo 1 >/proc/sys/net/ipv4/ip_forward
-        exec dockerd "$@"' dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 9>&- &
+        exec dockerd "$@"' dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 8>&- &
     else
-      setsid dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 9>&- &
+      setsid dockerd "${flags[@]}" </dev/null >>"$LOG" 2>&1 8>&- &
     fi
     started=$!
   fi

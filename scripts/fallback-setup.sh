@@ -11,6 +11,7 @@
 # Idempotent, and quick when both are there. Prints one summary line on success; exits non-zero
 # with a message otherwise. Must run as root to install.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -24,33 +25,15 @@ have_all() { command -v nft >/dev/null 2>&1 && command -v tinyproxy >/dev/null 2
 
 if ! have_all; then
   [ "$(id -u)" = 0 ] || die "nftables or tinyproxy is missing and installing them needs root"
-  exec 9>/run/outpost-fallback-setup.lock
-  flock -w 600 9 || die "another fallback-setup.sh held /run/outpost-fallback-setup.lock for 10 minutes"
+  hold_lock fallback-setup
 fi
 if ! have_all; then
   note "installing nftables and tinyproxy ..."
-  made_policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  apt_log=$(mktemp /tmp/outpost-apt.XXXXXX)
-  ok=1
-  apt-get update -q >"$apt_log" 2>&1 &&
-    apt-get install -y -q --no-install-recommends nftables tinyproxy >>"$apt_log" 2>&1 || ok=
-  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
-  if [ -z "$ok" ]; then
-    tail -n 20 "$apt_log" >&2
-    die "apt-get install nftables tinyproxy failed (log: $apt_log)"
-  fi
-  rm -f "$apt_log"
+  apt_install nftables tinyproxy
 fi
 have_all || die "nft or tinyproxy not found after installing them"
 
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now tinyproxy.service >/dev/null 2>&1 || true
-fi
+disable_service tinyproxy
 # Without systemd, the package's init script may have started one anyway.
 pkill -x tinyproxy -u tinyproxy 2>/dev/null || true
 

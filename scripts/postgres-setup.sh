@@ -15,6 +15,7 @@
 # elsewhere); exits non-zero with a message otherwise. Stop it with
 #   su postgres -c '/usr/lib/postgresql/15/bin/pg_ctl -D /var/tmp/outpost-pg/data stop'
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -40,29 +41,11 @@ server_bin() {
 
 install_postgresql() {
   [ "$(id -u)" = 0 ] || die "PostgreSQL is missing and installing it needs root (Debian: apt-get install postgresql)"
-  exec 8>/run/outpost-postgres-setup.lock
-  flock -w 600 8 || die "another postgres-setup.sh held /run/outpost-postgres-setup.lock for 10 minutes"
+  hold_lock postgres-setup
   [ -n "$(server_bin)" ] && return
   note "installing postgresql ..."
-  made_policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  apt_log=$(mktemp /tmp/outpost-apt.XXXXXX)
-  ok=1
-  apt-get update -q >"$apt_log" 2>&1 &&
-    apt-get install -y -q --no-install-recommends postgresql >>"$apt_log" 2>&1 || ok=
-  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
-  if [ -z "$ok" ]; then
-    tail -n 20 "$apt_log" >&2
-    die "apt-get install postgresql failed (log: $apt_log)"
-  fi
-  rm -f "$apt_log"
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now postgresql.service >/dev/null 2>&1 || true
-  fi
+  apt_install postgresql
+  disable_service postgresql
 }
 
 [ -n "$(server_bin)" ] || install_postgresql

@@ -8,25 +8,27 @@
 //!
 //! A [`SessionObserver`] may watch it (the load tool times check-in acks for thousands of agents);
 //! the agent binary passes none.
+//!
+//! This file is the driver itself: setting a session up and its loop. What the loop hands work to
+//! lives beside it, one part each: how a session ends (`driver/end.rs`), the control frames
+//! waiting to be written (`driver/outbox.rs`), the stack worker (`driver/deploying.rs`), the job
+//! runner (`driver/jobs.rs`), the loopback registry (`driver/registry.rs`), engine snapshots
+//! (`driver/snapshots.rs`) and what a silent hub makes it check (`driver/silence.rs`).
 
-use outpost_transport::close::CloseCodeVarint as _;
 use outpost_transport::profile::idle_timeout_for;
-use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_protocol::agent_session::{AgentEvent, AgentSession, SessionTiming};
 use outpost_protocol::wire::{
-    self, AgentMessage, CloseCode, Datagram, HubMessage, RestartNotice, Welcome, WireError,
-    MAX_CONTROL_FRAME,
+    self, AgentMessage, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
 use quinn::VarInt;
-use thiserror::Error;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::deploy::{DeployStatus, Deployer};
+use crate::deploy::Deployer;
 use crate::docker_host::DockerHost;
 use crate::hub_reach::HubReach;
 use crate::job::JobRunner;
@@ -34,108 +36,27 @@ use crate::loopback::HubLink;
 use crate::route::RouteWatch;
 use crate::tunnel::TcpReach;
 use crate::{relay, renew};
+use deploying::{next_status, Deploying};
+use end::ended;
+pub use end::{Interruption, SessionEnd, SessionObserver};
 use jobs::{features, Jobs};
 use outbox::{Backlog, Outbox};
-use outpost_protocol::fetch::check_upstreams;
 use outpost_protocol::token::check_hub_addrs;
 use outpost_protocol::window::TransferWindow;
+use registry::Registry;
 use silence::SilenceChecks;
 use snapshots::Snapshots;
 
+mod deploying;
+mod end;
 mod jobs;
 mod outbox;
+mod registry;
 mod silence;
 mod snapshots;
 
 /// How long the hub has to answer the hello.
 const WELCOME_DEADLINE: Duration = Duration::from_secs(30);
-
-/// How a session ended.
-#[derive(Debug, Error)]
-pub enum SessionEnd {
-    /// The hub removed this endpoint or revoked its certificate: stop for good.
-    #[error("the hub revoked this device: {0}")]
-    Revoked(String),
-    /// The hub is stopping and asked to be redialled at a random moment within `spread`, to
-    /// another hub of the fleet first if `elsewhere`.
-    #[error("the hub is stopping; reconnecting within {spread:?}{}", if *elsewhere { ", to another hub of the fleet first" } else { "" })]
-    HubStopping {
-        /// The window the reconnect moment is drawn from.
-        spread: Duration,
-        /// The hub handed its agents to the others.
-        elsewhere: bool,
-    },
-    /// The connection was lost or closed; reconnect.
-    #[error("connection lost: {0}")]
-    Lost(String),
-    /// Nothing came from the hub for the idle timeout: an outage, or a path that now drops UDP.
-    #[error("connection lost: the hub went silent for the idle timeout")]
-    Silent,
-    /// Check-ins go unanswered while the hub answers over TCP: this network now drops UDP (or the
-    /// session's tunnel died).
-    #[error("the session's path is dead (check-ins unanswered) while the hub answers over TCP")]
-    UdpBlocked,
-    /// Check-ins go unanswered while another hub of the fleet answers (at `answering`): this
-    /// session's hub is gone.
-    #[error("the hub is silent while another hub of the fleet answers at {answering}")]
-    HubGone {
-        /// The hub that answered, to dial first.
-        answering: String,
-    },
-}
-
-impl From<quinn::ConnectionError> for SessionEnd {
-    fn from(e: quinn::ConnectionError) -> Self {
-        match &e {
-            quinn::ConnectionError::ApplicationClosed(close)
-                if CloseCode::from_varint(close.error_code) == Some(CloseCode::Revoked) =>
-            {
-                Self::Revoked(String::from_utf8_lossy(&close.reason).into_owned())
-            }
-            quinn::ConnectionError::ApplicationClosed(close)
-                if CloseCode::from_varint(close.error_code) == Some(CloseCode::Stopping) =>
-            {
-                match RestartNotice::decode(&close.reason) {
-                    Some(notice) => Self::HubStopping {
-                        spread: notice.spread,
-                        elsewhere: notice.elsewhere,
-                    },
-                    None => Self::Lost(e.to_string()),
-                }
-            }
-            quinn::ConnectionError::TimedOut => Self::Silent,
-            _ => Self::Lost(e.to_string()),
-        }
-    }
-}
-
-impl From<WireError> for SessionEnd {
-    fn from(e: WireError) -> Self {
-        Self::Lost(format!("control stream: {e}"))
-    }
-}
-
-/// Watches sessions from outside: what a process running many agents counts. Every method has an
-/// empty default.
-pub trait SessionObserver: Send + Sync + fmt::Debug {
-    /// The hub welcomed the agent: the session is up.
-    fn established(&self) {}
-    /// A check-in was acknowledged `rtt` after it was sent.
-    fn checkin_acked(&self, _rtt: Duration) {}
-    /// No session could be set up, or it was lost; the agent retries after a backoff.
-    fn interrupted(&self, _cause: &Interruption) {}
-}
-
-/// Why the agent is about to reconnect.
-#[derive(Debug, Error)]
-pub enum Interruption {
-    /// The hub could not be reached.
-    #[error(transparent)]
-    Dial(crate::dial::DialError),
-    /// The session ended (not by revocation).
-    #[error(transparent)]
-    Session(SessionEnd),
-}
 
 /// What a session needs from the agent's configuration.
 #[derive(Clone, Debug)]
@@ -216,16 +137,10 @@ async fn serve(
     if defaults.snapshot_on_connect {
         session.request_snapshot(Instant::now().into_std());
     }
-    let deploying = defaults.deployer.map(|deployer| {
-        let mut status = deployer.status();
-        let now = status.borrow_and_update().clone();
-        session.set_applied(now.applied);
-        // The hub learns at once how the last state ended, even if it ended while disconnected.
-        if let Some(report) = now.report {
-            outbox.push(&AgentMessage::StackStatus(report))?;
-        }
-        Ok::<_, Backlog>(Deploying { deployer, status })
-    });
+    let deploying = defaults
+        .deployer
+        .map(|deployer| Deploying::open(deployer, &mut session, &mut outbox))
+        .transpose()?;
     let deploys = deploying.is_some();
     let registry = defaults.registry.is_some();
     let features = features(deploys, defaults.jobs.is_some(), registry);
@@ -241,12 +156,9 @@ async fn serve(
         route: RouteWatch::new(conn.remote_address(), defaults.watch_route),
         observer: defaults.observer,
         renewing,
-        deploying: deploying.transpose()?,
+        deploying,
         jobs,
-        registry: defaults.registry.map(|link| {
-            link.session_started();
-            Registry(link)
-        }),
+        registry: defaults.registry.map(Registry::start),
         silence: SilenceChecks::new(defaults.tcp_reach, defaults.hub_reach),
         heard_hub_addrs: defaults.heard_hub_addrs,
     };
@@ -271,20 +183,6 @@ async fn welcome(
     Ok((recv, welcome))
 }
 
-/// Prefer the connection's close reason (a revocation, say) over the stream error it caused.
-fn ended(conn: &quinn::Connection, error: SessionEnd) -> SessionEnd {
-    match (conn.close_reason(), error) {
-        (Some(reason), SessionEnd::Lost(_) | SessionEnd::Silent) => reason.into(),
-        (_, error) => error,
-    }
-}
-
-impl From<Backlog> for SessionEnd {
-    fn from(e: Backlog) -> Self {
-        Self::Lost(e.to_string())
-    }
-}
-
 /// One welcomed session: the state machine and what carries out its decisions.
 struct Driver<'c> {
     conn: &'c quinn::Connection,
@@ -302,32 +200,6 @@ struct Driver<'c> {
     /// What a silent hub makes the driver check.
     silence: SilenceChecks,
     heard_hub_addrs: Arc<Mutex<Option<Vec<String>>>>,
-}
-
-/// The loopback registry's link, attached while this session's hub grants fetch streams and
-/// detached when the session ends, however it ends.
-struct Registry(HubLink);
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.0.detach();
-    }
-}
-
-/// The stack worker as one session sees it.
-struct Deploying {
-    deployer: Arc<Deployer>,
-    status: watch::Receiver<DeployStatus>,
-}
-
-/// The worker's next status, or never without a worker (or once it has stopped).
-async fn next_status(deploying: &mut Option<Deploying>) -> DeployStatus {
-    if let Some(d) = deploying {
-        if d.status.changed().await.is_ok() {
-            return d.status.borrow_and_update().clone();
-        }
-    }
-    std::future::pending().await
 }
 
 impl Driver<'_> {
@@ -473,20 +345,7 @@ impl Driver<'_> {
             HubMessage::JobAck { id } => self.jobs()?.runner.ack(id),
             HubMessage::JobCancel { id } => self.jobs()?.runner.cancel(id),
             HubMessage::Registry { streams, upstreams } => match &self.registry {
-                Some(Registry(link)) => {
-                    let upstreams = if check_upstreams(&upstreams) {
-                        upstreams
-                    } else {
-                        warn!("the hub named upstream hosts that are no image name prefixes");
-                        Vec::new()
-                    };
-                    info!(
-                        streams,
-                        ?upstreams,
-                        "the hub serves its registry mirror to this device"
-                    );
-                    link.attach(self.conn.clone(), upstreams);
-                }
+                Some(registry) => registry.attach(self.conn, streams, upstreams),
                 None => debug!("the hub offered a registry this agent does not serve"),
             },
             HubMessage::HubAddrs(addrs) => {
@@ -505,8 +364,8 @@ impl Driver<'_> {
                     SessionEnd::Lost(format!("the hub sent a broken transfer window: {e}"))
                 })?;
                 info!(window = ?window.map(|w| w.to_string()), "the hub set this device's transfer window");
-                if let Some(Registry(link)) = &self.registry {
-                    link.set_window(window);
+                if let Some(registry) = &self.registry {
+                    registry.set_window(window);
                 }
             }
         }

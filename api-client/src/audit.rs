@@ -54,11 +54,5 @@ pub struct AuditQuery {
     pub per_page: Option<String>,
 }
 
-/// A page of audit records, newest first, and how many match.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditPage {
-    /// The records.
-    pub items: Vec<AuditRecord>,
-    /// How many match the filters.
-    pub total: u64,
-}
+/// A page of audit records, newest first, and how many match the filters.
+pub type AuditPage = crate::Paged<AuditRecord>;

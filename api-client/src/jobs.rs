@@ -158,13 +158,7 @@ pub struct JobSummary {
 }
 
 /// One page of `GET /api/jobs`, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobPage {
-    /// The page's jobs.
-    pub items: Vec<JobSummary>,
-    /// How many there are (also `X-Total-Count`).
-    pub total: u64,
-}
+pub type JobPage = crate::Paged<JobSummary>;
 
 /// One device of a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! - [`images`]: the bodies of `/api/images` (an image pushed into the hub's mirror).
 //! - [`jobs`]: the bodies of `/api/jobs` (a command run once on each device of a selection).
 //! - [`webhooks`]: the bodies of `/api/webhooks` (alerts) and the client's calls for them.
+//! - [`Paged`]: the one shape of a page of any list.
 //! - [`types`]: the request and response bodies. The hub's handlers serialize and parse exactly
 //!   these, so server and clients cannot drift apart; this part knows nothing of the hub (no axum,
 //!   no SQLite).
@@ -25,6 +26,7 @@ mod error;
 pub mod hubs;
 pub mod images;
 pub mod jobs;
+mod page;
 pub mod quiet;
 pub mod stacks;
 pub mod traffic;
@@ -38,6 +40,7 @@ pub use error::{ApiError, NO_MESSAGE};
 pub use hubs::*;
 pub use images::*;
 pub use jobs::*;
+pub use page::Paged;
 pub use quiet::*;
 pub use stacks::*;
 pub use traffic::*;

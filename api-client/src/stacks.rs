@@ -52,13 +52,7 @@ pub struct StackSummary {
 }
 
 /// One page of `GET /api/stacks`, by name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StackPage {
-    /// The page's stacks.
-    pub items: Vec<StackSummary>,
-    /// How many stacks there are (also the `X-Total-Count` header).
-    pub total: u64,
-}
+pub type StackPage = crate::Paged<StackSummary>;
 
 /// One version in a stack's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,13 +181,7 @@ pub struct RolloutSummary {
 }
 
 /// One page of `GET /api/rollouts`, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RolloutPage {
-    /// The page's rollouts.
-    pub items: Vec<RolloutSummary>,
-    /// How many there are (also `X-Total-Count`).
-    pub total: u64,
-}
+pub type RolloutPage = crate::Paged<RolloutSummary>;
 
 /// One target in `GET /api/rollouts/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

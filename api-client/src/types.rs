@@ -335,13 +335,7 @@ pub struct ListQuery {
 }
 
 /// One page of `GET /api/endpoints`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Page {
-    /// The page's endpoints.
-    pub items: Vec<Endpoint>,
-    /// How many match in all (also the `X-Total-Count` header).
-    pub total: u64,
-}
+pub type Page = crate::Paged<Endpoint>;
 
 /// A field that may be absent (leave as is), `null` (clear) or a value (set).
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {

@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
+use outpost_tests::docker::{require_engine, DockerCli};
 use outpost_tests::dockerd::Dockerd;
-use outpost_tests::registry::Registry;
+use outpost_tests::registry::{push_random_image, wait_granted, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
 
@@ -175,26 +175,10 @@ impl Site {
             &format!("oimg{}", std::process::id() % 100_000),
             "transparent",
         );
-        let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream());
-        let engine = Dockerd::start_in_netns(
-            &rig.netns("agent"),
-            &["--insecure-registry", registry.addr()],
-        );
-        let context = dir.path().join("image");
-        std::fs::create_dir_all(&context).unwrap();
-        let bytes = size_mb * 1_000_000;
-        let dockerfile = format!("FROM {TEST_IMAGE}\nRUN head -c {bytes} /dev/urandom >/blob\n");
-        std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+        let (registry, engine) = Registry::with_engine(&rig, &upstream());
         let image = format!("{}/{REPO}:1", upstream());
-        engine.ok(&[
-            "build",
-            "--quiet",
-            "--tag",
-            &image,
-            context.to_str().unwrap(),
-        ]);
-        engine.ok(&["push", &image]);
-        engine.ok(&["rmi", &image]);
+        let layer = [("/blob", size_mb * 1_000_000)];
+        push_random_image(&engine, &dir.path().join("image"), &image, &layer);
         let agent_addr = format!("{HUB_IP}:4433");
         let hub = Hub::start_in_netns(
             &rig.netns("hub"),
@@ -219,12 +203,7 @@ impl Site {
         ];
         let agent = start_agent(&rig, &agent_dir, &agent_env, transport);
         hub.wait_status(id, "standby", Duration::from_secs(30));
-        wait_for(Duration::from_secs(30), "the registry grant", || {
-            agent
-                .log()
-                .contains("the hub serves its registry mirror")
-                .then_some(())
-        });
+        wait_granted(&agent);
         order_image(&hub, id);
         Self {
             agent,

@@ -8,15 +8,24 @@
 //! `start_local` runs one on a loopback port of the test's own namespace instead, optionally with
 //! htpasswd Basic auth (the mirror's upstream in `tests/tests/mirror.rs`).
 //!
+//! Around it, what the image tests of the agent's registry each set up the same way: a registry
+//! and an engine at the two ends of a rig ([`Registry::with_engine`]), an image of random layers
+//! pushed to it ([`push_random_image`]), an agent whose loopback registry the engine pulls from
+//! ([`start_agent`]) and the wait for the hub's grant ([`wait_granted`]).
+//!
 //! The registry is the test's own process (`ip netns exec` execs it, so the child's pid is the
 //! registry's); dropping a [`Registry`] stops it (SIGTERM, then SIGKILL) and removes its storage.
 
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{command_in, wait_for_result};
+use crate::docker::TEST_IMAGE;
+use crate::dockerd::Dockerd;
+use crate::rig::Rig;
+use crate::{command_in, wait_for, wait_for_result, Agent, AgentOptions};
 
 /// How long the registry may take to listen.
 const READY: Duration = Duration::from_secs(20);
@@ -40,11 +49,11 @@ impl Registry {
 
     /// Serve on `addr` (a free loopback port) in the test's own namespace, with HTTP Basic auth
     /// against `htpasswd` (bcrypt entries) when given.
-    pub fn start_local(addr: &str, htpasswd: Option<&std::path::Path>) -> Self {
+    pub fn start_local(addr: &str, htpasswd: Option<&Path>) -> Self {
         Self::launch(None, addr, htpasswd)
     }
 
-    fn launch(netns: Option<&str>, addr: &str, htpasswd: Option<&std::path::Path>) -> Self {
+    fn launch(netns: Option<&str>, addr: &str, htpasswd: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().expect("registry directory");
         let config = dir.path().join("config.yml");
         let mut yaml = config_yaml(&dir.path().join("data"), addr);
@@ -68,6 +77,15 @@ impl Registry {
         };
         registry.wait_listening();
         registry
+    }
+
+    /// A registry at `addr` on `rig`'s hub side, and an engine on its agent side that pulls from
+    /// it over plain HTTP.
+    pub fn with_engine(rig: &Rig, addr: &str) -> (Self, Dockerd) {
+        let registry = Self::start_in_netns(&rig.netns("hub"), addr);
+        let insecure = ["--insecure-registry", registry.addr()];
+        let engine = Dockerd::start_in_netns(&rig.netns("agent"), &insecure);
+        (registry, engine)
     }
 
     /// `host:port`, as image references name it.
@@ -113,6 +131,54 @@ impl Drop for Registry {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Build the test image plus one layer of random bytes per `(file, bytes)` of `layers` on
+/// `engine` (its context in `context`), push it as `image` and remove it from the engine, so
+/// that only a pull brings it back.
+pub fn push_random_image(engine: &Dockerd, context: &Path, image: &str, layers: &[(&str, u64)]) {
+    std::fs::create_dir_all(context).expect("image context");
+    let mut dockerfile = format!("FROM {TEST_IMAGE}\n");
+    for (file, bytes) in layers {
+        dockerfile.push_str(&format!("RUN head -c {bytes} /dev/urandom >{file}\n"));
+    }
+    std::fs::write(context.join("Dockerfile"), dockerfile).expect("Dockerfile");
+    let context = context.to_str().expect("a UTF-8 path");
+    engine.ok(&["build", "--quiet", "--tag", image, context]);
+    engine.ok(&["push", image]);
+    engine.ok(&["rmi", image]);
+}
+
+/// An agent on `rig`'s device side managing `engine`, its loopback registry at `listen` (`off`
+/// for none).
+pub fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, listen: &str) -> Agent {
+    let options = AgentOptions {
+        netns: Some(rig.netns("agent")),
+        transport: "lan",
+    };
+    let env = [
+        ("EDGE_KEY", key),
+        ("DOCKER_HOST", &engine.host()),
+        ("OUTPOST_REGISTRY_LISTEN", listen),
+    ];
+    Agent::start_with(dir, &options, &env)
+}
+
+/// Wait until the hub has granted `agent` fetch streams: its loopback registry is served.
+pub fn wait_granted(agent: &Agent) {
+    wait_for(Duration::from_secs(30), "fetch streams granted", || {
+        agent
+            .log()
+            .contains("the hub serves its registry mirror")
+            .then_some(())
+    });
+}
+
+/// `127.0.0.1:PORT` with a free port (bound, read, released), for a registry to listen on.
+pub fn free_loopback() -> String {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    format!("127.0.0.1:{port}")
 }
 
 /// A test double, labelled as one: an upstream on loopback that answers every blob with the
@@ -186,7 +252,7 @@ fn manifest() -> ([(&'static str, &'static str); 1], String) {
 }
 
 /// Basic auth against an htpasswd file (the registry accepts only bcrypt entries).
-fn auth_yaml(htpasswd: &std::path::Path) -> String {
+fn auth_yaml(htpasswd: &Path) -> String {
     format!(
         "auth:
   htpasswd:
@@ -199,7 +265,7 @@ fn auth_yaml(htpasswd: &std::path::Path) -> String {
 
 /// Filesystem storage under `root`, deletes allowed, plain HTTP on `addr`, no storage health
 /// check (it would only log), no redirects to other hosts.
-fn config_yaml(root: &std::path::Path, addr: &str) -> String {
+fn config_yaml(root: &Path, addr: &str) -> String {
     format!(
         "version: 0.1
 log:

@@ -31,19 +31,21 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 #![allow(clippy::disallowed_methods)] // wall-clock waits from a plain test thread
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use outpost_tests::admin_api::block_on;
-use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
+use outpost_tests::docker::{require_engine, DockerCli};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::oci::sha256;
-use outpost_tests::registry::{CorruptingUpstream, Registry};
+use outpost_tests::registry::{
+    free_loopback, push_random_image, start_agent, wait_granted, CorruptingUpstream, Registry,
+};
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::stacks;
-use outpost_tests::{command_in, wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{command_in, wait_for, Agent, Hub};
 
 /// The random bytes of the big image's top layer.
 const LAYER_BYTES: u64 = 20_000_000;
@@ -91,12 +93,10 @@ impl Device {
             &format!("oreg{}", std::process::id() % 100_000),
             "transparent",
         );
-        let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream_addr());
-        let engine = Dockerd::start_in_netns(
-            &rig.netns("agent"),
-            &["--insecure-registry", registry.addr()],
-        );
-        push_big_image(&engine, dir.path());
+        let (registry, engine) = Registry::with_engine(&rig, &upstream_addr());
+        let image = format!("{}/{REPO}:1", upstream_addr());
+        let big = dir.path().join("big");
+        push_random_image(&engine, &big, &image, &[("/blob", LAYER_BYTES)]);
         let agent_addr = format!("{HUB_IP}:4433");
         let upstream = format!("http://{}", upstream_addr());
         let hub = Hub::start_in_netns(
@@ -109,7 +109,7 @@ impl Device {
         let (id, key) = hub.create_endpoint("kiosk", &[]);
         let agent_dir = dir.path().join("agent");
         let mut device = Self {
-            agent: start_agent(&rig, &agent_dir, &key, &engine),
+            agent: start_agent(&rig, &agent_dir, &key, &engine, LOOPBACK),
             agent_dir,
             key,
             id,
@@ -238,36 +238,6 @@ impl Device {
     }
 }
 
-fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd) -> Agent {
-    let options = AgentOptions {
-        netns: Some(rig.netns("agent")),
-        transport: "lan",
-    };
-    let env = [
-        ("EDGE_KEY", key),
-        ("DOCKER_HOST", &engine.host()),
-        ("OUTPOST_REGISTRY_LISTEN", LOOPBACK),
-    ];
-    Agent::start_with(dir, &options, &env)
-}
-
-fn push_big_image(engine: &Dockerd, dir: &Path) {
-    let context = dir.join("big");
-    std::fs::create_dir_all(&context).unwrap();
-    let dockerfile = format!("FROM {TEST_IMAGE}\nRUN head -c {LAYER_BYTES} /dev/urandom >/blob\n");
-    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
-    let image = format!("{}/{REPO}:1", upstream_addr());
-    engine.ok(&[
-        "build",
-        "--quiet",
-        "--tag",
-        &image,
-        context.to_str().unwrap(),
-    ]);
-    engine.ok(&["push", &image]);
-    engine.ok(&["rmi", &image]);
-}
-
 /// The offsets the hub logged resuming blobs for agents.
 fn resumed_offsets(hub_log: &str) -> Vec<u64> {
     let lines = hub_log
@@ -331,7 +301,7 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
 
     // The agent comes back; the admin's pull through the hub (the image is still ordered onto
     // the device) finishes from where the first stopped.
-    d.agent = start_agent(&d.rig, &d.agent_dir, &d.key, &d.engine);
+    d.agent = start_agent(&d.rig, &d.agent_dir, &d.key, &d.engine, LOOPBACK);
     d.wait_registry_granted(1);
     let status = d.pull().wait().unwrap();
     let after = d.link_bytes();
@@ -429,22 +399,13 @@ fn a_blob_that_fails_its_digest_is_refused_and_never_kept_on_the_device() {
         "{}",
         String::from_utf8_lossy(&ordered.stderr)
     );
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = free_loopback();
     let agent_dir = hub.data_dir.parent().unwrap().join("agent");
     let agent = Agent::start(
         &agent_dir,
         &[("EDGE_KEY", &key), ("OUTPOST_REGISTRY_LISTEN", &listen)],
     );
-    wait_for(
-        Duration::from_secs(30),
-        "the hub to grant fetch streams",
-        || {
-            agent
-                .log()
-                .contains("the hub serves its registry mirror")
-                .then_some(())
-        },
-    );
+    wait_granted(&agent);
 
     // What the engine would ask: the blob, by the name that routes to the corrupting upstream.
     let digest = sha256(CorruptingUpstream::LAYER);
@@ -480,7 +441,7 @@ fn a_hub_without_a_mirror_grants_nothing_and_the_engine_is_told_at_once() {
     // What a hub that predates fetch streams does too: it ignores the REGISTRY bit.
     let hub = Hub::start();
     let (_, key) = hub.create_endpoint("plain", &[]);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = free_loopback();
     let agent_dir = hub.data_dir.parent().unwrap().join("agent");
     let agent = Agent::start(
         &agent_dir,
@@ -511,10 +472,4 @@ fn a_hub_without_a_mirror_grants_nothing_and_the_engine_is_told_at_once() {
         !agent.log().contains("reconnecting"),
         "the session stays up"
     );
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
 }

@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use outpost_api::{JobDetail, JobDevice};
 use outpost_protocol::fetch::DeferCause;
-use outpost_tests::docker::{require_engine, DockerCli, TEST_IMAGE};
+use outpost_tests::docker::{require_engine, DockerCli};
 use outpost_tests::dockerd::Dockerd;
-use outpost_tests::registry::Registry;
+use outpost_tests::registry::{push_random_image, start_agent, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{command_in, stacks, wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{command_in, stacks, wait_for, Agent, Hub};
 use serde_json::Value;
 
 /// Random bytes in each of the image's layers.
@@ -68,25 +68,9 @@ fn image() -> String {
 /// `layers` layers of random bytes on the test image, pushed to the registry and removed
 /// locally.
 fn push_heavy_image(engine: &Dockerd, dir: &Path, layers: u64) {
-    let context = dir.join("heavy");
-    std::fs::create_dir_all(&context).unwrap();
-    let mut dockerfile = format!("FROM {TEST_IMAGE}\n");
-    for layer in 1..=layers {
-        dockerfile.push_str(&format!(
-            "RUN head -c {LAYER_BYTES} /dev/urandom >/blob{layer}\n"
-        ));
-    }
-    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
-    let image = image();
-    engine.ok(&[
-        "build",
-        "--quiet",
-        "--tag",
-        &image,
-        context.to_str().unwrap(),
-    ]);
-    engine.ok(&["push", &image]);
-    engine.ok(&["rmi", &image]);
+    let files: Vec<String> = (1..=layers).map(|layer| format!("/blob{layer}")).collect();
+    let layers: Vec<_> = files.iter().map(|f| (f.as_str(), LAYER_BYTES)).collect();
+    push_random_image(engine, &dir.join("heavy"), &image(), &layers);
 }
 
 /// The hub's Prometheus text, from inside its namespace.
@@ -137,11 +121,7 @@ impl Metered {
             &format!("obud{}", std::process::id() % 100_000),
             "transparent",
         );
-        let registry = Registry::start_in_netns(&rig.netns("hub"), &upstream_addr());
-        let engine = Dockerd::start_in_netns(
-            &rig.netns("agent"),
-            &["--insecure-registry", registry.addr()],
-        );
+        let (registry, engine) = Registry::with_engine(&rig, &upstream_addr());
         push_heavy_image(&engine, dir.path(), layers);
         let link = dir.path().join("link.toml");
         std::fs::write(&link, LINK).unwrap();
@@ -164,16 +144,8 @@ impl Metered {
         );
         let (id, key) = hub.create_endpoint("metered", &[]);
         before_agent(&hub, id);
-        let options = AgentOptions {
-            netns: Some(rig.netns("agent")),
-            transport: "lan",
-        };
-        let env = [
-            ("EDGE_KEY", key.as_str()),
-            ("DOCKER_HOST", &engine.host()),
-            ("OUTPOST_REGISTRY_LISTEN", "127.0.0.1:5380"),
-        ];
-        let agent = Agent::start_with(&dir.path().join("agent"), &options, &env);
+        let agent_dir = dir.path().join("agent");
+        let agent = start_agent(&rig, &agent_dir, &key, &engine, "127.0.0.1:5380");
         hub.wait_status(id, "standby", Duration::from_secs(30));
         Self {
             agent,

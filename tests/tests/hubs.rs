@@ -12,22 +12,12 @@ use outpost_protocol::token::JoinToken;
 use outpost_protocol::wire::{EnrollReply, RefusalReason};
 use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{chatter, numbered_lines, random_bytes, require_engine, DockerCli};
+use outpost_tests::hubs::{hub_flags, start_hub};
 use outpost_tests::{raw_enrol, wait_for, wait_for_result, Agent, ApiAnswer, Hub};
 use serde_json::Value;
 
 /// What issue #18 allows a failover: every agent of a killed hub online on another within 60 s.
 const FAILOVER: Duration = Duration::from_secs(60);
-
-fn on_store(db: &BenchStore, name: &str) -> Vec<String> {
-    let mut flags = db.serve_flags();
-    flags.extend(["--hub-name".to_owned(), name.to_owned()]);
-    flags
-}
-
-fn start_hub(db: &BenchStore, name: &str) -> Hub {
-    let flags = on_store(db, name);
-    Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
-}
 
 /// `outpost-hub hubs --json` on `hub`: each hub's name, health and devices held.
 fn hubs(hub: &Hub) -> Vec<(String, String, u64)> {
@@ -83,7 +73,7 @@ fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another()
     DockerCli::for_endpoint(&b, id).ok(&["ps"]);
 
     // A restart of hub-a leaves hub-b's device online: a hub releases only its own at a start.
-    let flags = on_store(&db, "hub-a");
+    let flags = hub_flags(&db, "hub-a");
     a.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(online(&a), [id]);
 
@@ -118,7 +108,7 @@ fn hubs_on_one_store_share_the_fleet_and_a_killed_hubs_device_moves_to_another()
 
     // The killed hub comes back; removing the device through it closes the session hub-a holds
     // (PostgreSQL NOTIFY), within the second issue #18 allows.
-    let flags = on_store(&db, "hub-b");
+    let flags = hub_flags(&db, "hub-b");
     b.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let removed = b.api_call("DELETE", &format!("/api/endpoints/{id}"), None);
     assert_eq!(
@@ -404,7 +394,7 @@ fn a_second_hub_under_a_running_hubs_name_is_refused() {
         "--api-listen".to_owned(),
         "127.0.0.1:0".to_owned(),
     ];
-    args.extend(on_store(&db, "hub-a"));
+    args.extend(hub_flags(&db, "hub-a"));
     let refused = std::process::Command::new(outpost_tests::bin_dir().join("outpost-hub"))
         .args(&args)
         .output()
@@ -414,7 +404,7 @@ fn a_second_hub_under_a_running_hubs_name_is_refused() {
     assert!(stderr.contains("is taken by a running hub"), "{stderr}");
     // The running hub is untouched and still its name's; a restart on its own directory is fine.
     assert_eq!(hubs(&a), [("hub-a".to_owned(), "alive".to_owned(), 0)]);
-    let flags = on_store(&db, "hub-a");
+    let flags = hub_flags(&db, "hub-a");
     a.restart_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(hubs(&a)[0].1, "alive");
 }

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use outpost_api::JobDetail;
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
+use outpost_tests::registry::{start_agent, wait_granted};
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{wait_for, Hub};
 
 /// The device's link while it pulls: 8 Mbit/s each way, 40 ms round trip.
 const SLOW: &str = "description = \"image pull test: 8 Mbit/s, 40 ms RTT\"
@@ -174,29 +175,6 @@ fn a_fleet_pre_pull_reports_progress_and_reaches_an_offline_device_when_it_retur
     let refused = detail.devices.iter().find(|d| d.endpoint == old).unwrap();
     let reason = refused.reason.as_deref().unwrap_or_default();
     assert!(reason.contains("upgrade the agent"), "{refused:?}");
-}
-
-/// An agent on the device side with its loopback registry at `listen` (`off` for none).
-fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, listen: &str) -> Agent {
-    let options = AgentOptions {
-        netns: Some(rig.netns("agent")),
-        transport: "lan",
-    };
-    let env = [
-        ("EDGE_KEY", key),
-        ("DOCKER_HOST", &engine.host()),
-        ("OUTPOST_REGISTRY_LISTEN", listen),
-    ];
-    Agent::start_with(dir, &options, &env)
-}
-
-fn wait_granted(agent: &Agent) {
-    wait_for(Duration::from_secs(30), "fetch streams granted", || {
-        agent
-            .log()
-            .contains("the hub serves its registry mirror")
-            .then_some(())
-    });
 }
 
 /// Build a multi-layer image (busybox, random bytes, a marker) on `engine`, save it to

@@ -15,18 +15,12 @@ use std::time::Duration;
 
 use outpost_tests::admin_api::block_on;
 use outpost_tests::oci::{push, random_image, sha256, Image, SCHEMA2};
-use outpost_tests::registry::{CorruptingUpstream, Registry};
+use outpost_tests::registry::{free_loopback, CorruptingUpstream, Registry};
 use outpost_tests::Hub;
 use serde_json::Value;
 
 const REPO: &str = "pos/web";
 const PASSWORD: &str = "mirror-test-s3cret-pw";
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    socket.local_addr().expect("its address").port()
-}
 
 /// An HTTPS client of the hub's admin listener and the base of its API.
 struct HubClient {
@@ -141,7 +135,7 @@ fn three_devices_pull(
 
 #[test]
 fn three_devices_pull_an_image_through_the_hub_and_each_blob_crosses_once() {
-    let registry = Registry::start_local(&format!("127.0.0.1:{}", free_port()), None);
+    let registry = Registry::start_local(&free_loopback(), None);
     let corrupting = CorruptingUpstream::start();
     let hub = Hub::start_with_flags(&[
         "--registry",
@@ -295,7 +289,7 @@ fn a_registry_with_basic_auth_is_mirrored_and_the_password_never_logged() {
     let htpasswd = dir.path().join("htpasswd");
     let hash = bcrypt::hash(PASSWORD, 5).expect("bcrypt");
     std::fs::write(&htpasswd, format!("fleet:{hash}\n")).expect("htpasswd");
-    let registry = Registry::start_local(&format!("127.0.0.1:{}", free_port()), Some(&htpasswd));
+    let registry = Registry::start_local(&free_loopback(), Some(&htpasswd));
     let credentials = dir.path().join("registry-credentials");
     std::fs::write(
         &credentials,

@@ -26,10 +26,11 @@ use outpost_tests::admin_api::block_on;
 use outpost_tests::bench_store::{BenchStore, StoreKind};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
+use outpost_tests::hubs::hub_flags;
 use outpost_tests::oci::{push, random_image};
-use outpost_tests::registry::Registry;
+use outpost_tests::registry::{free_loopback, start_agent, wait_granted, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{command_in, wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{command_in, wait_for, Agent, Hub};
 
 const IMAGE: &str = "outpost/private:1";
 const ORDERED: &str = "127.0.0.1:5380";
@@ -143,15 +144,15 @@ fn a_device_fetches_only_what_was_ordered_onto_it() {
 #[test]
 fn an_order_made_through_one_hub_opens_the_mirror_of_the_hub_holding_the_device() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start_local(&format!("127.0.0.1:{}", free_port()), None);
+    let registry = Registry::start_local(&free_loopback(), None);
     let base = format!("http://{}", registry.addr());
     let (ordered, other) = (random_image(&[1 << 16]), random_image(&[1 << 16]));
     block_on(push(&base, "pos/web", "1", &ordered, None));
     block_on(push(&base, "pos/secret", "1", &other, None));
     let db = BenchStore::create(StoreKind::Postgres, dir.path());
     let start_hub = |name: &str| {
-        let mut flags = db.serve_flags();
-        flags.extend(["--hub-name", name, "--registry", &base].map(String::from));
+        let mut flags = hub_flags(&db, name);
+        flags.extend(["--registry", &base].map(String::from));
         Hub::start_with_flags(&flags.iter().map(String::as_str).collect::<Vec<_>>())
     };
     let (a, b) = (start_hub("hub-a"), start_hub("hub-b"));
@@ -161,7 +162,7 @@ fn an_order_made_through_one_hub_opens_the_mirror_of_the_hub_holding_the_device(
     )
     .unwrap();
     let (id, key) = b.create_endpoint("kiosk", &[]);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = free_loopback();
     let agent_dir = b.data_dir.parent().unwrap().join("kiosk");
     let agent = Agent::start(
         &agent_dir,
@@ -198,12 +199,6 @@ fn an_order_made_through_one_hub_opens_the_mirror_of_the_hub_holding_the_device(
         "another image's layer under the ordered name: {body}"
     );
     assert!(b.log().contains("fetch refused (Forbidden)"));
-}
-
-/// A free loopback port (bound, read, released).
-fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().port()
 }
 
 /// Tag the test image as [`IMAGE`], save it to `dir/private.tar` and remove the tag.
@@ -256,27 +251,4 @@ fn first_layer(manifest: &str) -> String {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// An agent on the device side with its loopback registry at `listen`.
-fn start_agent(rig: &Rig, dir: &Path, key: &str, engine: &Dockerd, listen: &str) -> Agent {
-    let options = AgentOptions {
-        netns: Some(rig.netns("agent")),
-        transport: "lan",
-    };
-    let env = [
-        ("EDGE_KEY", key),
-        ("DOCKER_HOST", &engine.host()),
-        ("OUTPOST_REGISTRY_LISTEN", listen),
-    ];
-    Agent::start_with(dir, &options, &env)
-}
-
-fn wait_granted(agent: &Agent) {
-    wait_for(Duration::from_secs(30), "fetch streams granted", || {
-        agent
-            .log()
-            .contains("the hub serves its registry mirror")
-            .then_some(())
-    });
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use outpost_api::{RolloutDetail, RolloutTarget};
 use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
-use outpost_tests::registry::Registry;
+use outpost_tests::registry::{push_random_image, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::stacks::{self, project_rows, ProjectRow as Row};
 use outpost_tests::{wait_for, Agent, Hub};
@@ -100,20 +100,8 @@ fn compose(app_image: &str, release: &str) -> String {
 /// Build `FROM test image` + 25 MB of `/dev/urandom` in `engine`, push it to the registry across
 /// the (transparent) link, and remove it locally so that only a pull brings it back.
 fn push_big_image(engine: &Dockerd, dir: &Path) {
-    let context = dir.join("big");
-    std::fs::create_dir_all(&context).unwrap();
-    let dockerfile = format!("FROM {TEST_IMAGE}\nRUN head -c {BLOB_BYTES} /dev/urandom >/blob\n");
-    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
     let image = big_image();
-    engine.ok(&[
-        "build",
-        "--quiet",
-        "--tag",
-        &image,
-        context.to_str().unwrap(),
-    ]);
-    engine.ok(&["push", &image]);
-    engine.ok(&["rmi", &image]);
+    push_random_image(engine, &dir.join("big"), &image, &[("/blob", BLOB_BYTES)]);
     let gone = engine.docker(&["image", "inspect", &image]);
     assert!(!gone.status.success(), "{image} is no longer on the engine");
 }
@@ -138,9 +126,7 @@ impl Depot {
             &format!("opull{}", std::process::id() % 100_000),
             "transparent",
         );
-        let registry = Registry::start_in_netns(&rig.netns("hub"), &registry_addr());
-        let insecure = ["--insecure-registry", registry.addr()];
-        let engine = Dockerd::start_in_netns(&rig.netns("agent"), &insecure);
+        let (registry, engine) = Registry::with_engine(&rig, &registry_addr());
         push_big_image(&engine, dir.path());
         let hub = Hub::start();
         let (endpoint, key) = hub.create_endpoint("depot", &[]);

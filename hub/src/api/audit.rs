@@ -6,17 +6,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
 use outpost_api::{AuditPage, AuditQuery, StackListQuery};
 
 use super::id::parse_canonical;
-use super::stacks::page_of;
+use super::page::{counted, page_of, Counted};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::store::audit::{self, Filter};
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 fn bad(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -53,7 +50,7 @@ fn filter(query: AuditQuery) -> Result<Filter, ApiError> {
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<AuditPage>), ApiError> {
+) -> Result<Counted<AuditPage>, ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let (offset, per_page) = page_of(&StackListQuery {
         page: query.page.clone(),
@@ -64,8 +61,5 @@ pub(super) async fn list(
         .store
         .read(move |c| audit::list(c, &filter, offset, per_page))
         .await?;
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(AuditPage { items, total }),
-    ))
+    Ok(counted(total, AuditPage { items, total }))
 }

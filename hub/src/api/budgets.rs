@@ -18,8 +18,9 @@ use super::endpoints::not_found;
 use super::{rfc3339_secs, ApiError};
 use crate::context::HubContext;
 use crate::registry::Control;
+use crate::store::db::Db;
 use crate::store::traffic::{self as stored, BudgetScope};
-use crate::store::{endpoints, unix_now, Label};
+use crate::store::{endpoints, unix_now, Label, StoreError};
 
 /// Past periods an endpoint's view shows: a year of months.
 const HISTORY_PERIODS: u32 = 12;
@@ -98,18 +99,7 @@ pub(super) async fn remove(
     State(ctx): State<Arc<HubContext>>,
     Json(request): Json<BudgetTarget>,
 ) -> Result<Json<BudgetTarget>, ApiError> {
-    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
-    let stored_scope = scope.clone();
-    let removed = ctx
-        .store
-        .call(move |c| stored::remove_budget(c, &stored_scope))
-        .await?;
-    if !removed {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("{scope} has no budget"),
-        ));
-    }
+    let scope = remove_from(&ctx, &request, "budget", stored::remove_budget).await?;
     info!(%scope, "byte budget removed");
     Ok(Json(request))
 }
@@ -140,21 +130,28 @@ pub(super) async fn remove_window(
     State(ctx): State<Arc<HubContext>>,
     Json(request): Json<BudgetTarget>,
 ) -> Result<Json<BudgetTarget>, ApiError> {
-    let scope = scope_of(&ctx, &request.scope, request.name.as_deref()).await?;
-    let stored_scope = scope.clone();
-    let removed = ctx
-        .store
-        .call(move |c| stored::remove_window(c, &stored_scope))
-        .await?;
-    if !removed {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("{scope} has no transfer window"),
-        ));
-    }
+    let scope = remove_from(&ctx, &request, "transfer window", stored::remove_window).await?;
     info!(%scope, "transfer window removed");
     tell_sessions(&ctx);
     Ok(Json(request))
+}
+
+/// Remove the budget or transfer window (`what`) `remove` keeps from the scope `request` names;
+/// the scope, or a 404 when it had none.
+async fn remove_from(
+    ctx: &HubContext,
+    request: &BudgetTarget,
+    what: &str,
+    remove: fn(&Db, &BudgetScope) -> Result<bool, StoreError>,
+) -> Result<BudgetScope, ApiError> {
+    let scope = scope_of(ctx, &request.scope, request.name.as_deref()).await?;
+    let stored_scope = scope.clone();
+    let removed = ctx.store.call(move |c| remove(c, &stored_scope)).await?;
+    if !removed {
+        let message = format!("{scope} has no {what}");
+        return Err(ApiError::new(StatusCode::NOT_FOUND, message));
+    }
+    Ok(scope)
 }
 
 /// Every live agent that takes deferrals is sent its window again (an admin's rare change; its

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::store::db::Db;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
@@ -29,8 +29,8 @@ use outpost_api::{
 use outpost_protocol::job::JobOutcome;
 use outpost_protocol::EndpointId;
 
+use super::page::{counted, page_asked, page_of, Counted};
 use super::scoped;
-use super::stacks::page_of;
 use super::ApiError;
 use crate::access::Principal;
 use crate::cli::{parse_duration, HumanDuration};
@@ -40,8 +40,6 @@ use crate::store::job_hubs;
 use crate::store::jobs::{self, NewJob, StoredJob, TargetRow};
 use crate::store::rollouts::Selector;
 use crate::store::{unix_now, StoreError};
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 /// A duration a request may give, its default and its range.
 struct Limit {
@@ -154,9 +152,8 @@ pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
     Extension(principal): Extension<Principal>,
     query: Result<Query<StackListQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<JobPage>), ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page_of(&query)?;
+) -> Result<Counted<JobPage>, ApiError> {
+    let (offset, per_page) = page_asked(query)?;
     let scope = principal.scope;
     let (stored, total) = ctx
         .store
@@ -173,10 +170,7 @@ pub(super) async fn list(
         .iter()
         .map(|(counts, job)| summary(&ctx, job, counts))
         .collect();
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(JobPage { items, total }),
-    ))
+    Ok(counted(total, JobPage { items, total }))
 }
 
 pub(super) async fn show(
@@ -184,7 +178,7 @@ pub(super) async fn show(
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     query: Result<Query<JobShowQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<JobDetail>), ApiError> {
+) -> Result<Counted<JobDetail>, ApiError> {
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let state = state_filter(query.state.as_deref())?;
     let (offset, per_page) = page_of(&StackListQuery {
@@ -221,10 +215,7 @@ pub(super) async fn show(
             })
             .collect(),
     };
-    Ok((
-        [(X_TOTAL_COUNT.clone(), matching.to_string())],
-        Json(detail),
-    ))
+    Ok(counted(matching, detail))
 }
 
 /// `?state=`: empty or absent for every device.

@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderName, StatusCode};
-use axum::{Extension, Json};
+use axum::http::StatusCode;
+use axum::Extension;
 use outpost_api::{ListQuery as ListParams, Page};
 use tokio::time::Instant;
 
+use super::page::{counted, Counted};
 use super::view;
 use super::ApiError;
 use crate::access::{Principal, Scope};
@@ -40,9 +41,6 @@ const DEFAULT_PER_PAGE: u32 = 100;
 
 /// Longest search text accepted.
 const MAX_SEARCH: usize = 128;
-
-/// The total count of a list, as the Docker-ecosystem APIs send it.
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 /// An empty value (`?status=`, as an HTML form sends) counts as absent.
 fn without_empty(params: ListParams) -> ListParams {
@@ -210,7 +208,7 @@ pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
     Extension(principal): Extension<Principal>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<Page>), ApiError> {
+) -> Result<Counted<Page>, ApiError> {
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = query(&ctx, params, principal.scope)?;
     if reads_connected(query.status.as_ref()) {
@@ -226,8 +224,5 @@ pub(super) async fn list(
             view::endpoint(r, live, &ctx.hubs)
         })
         .collect();
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(Page { items, total }),
-    ))
+    Ok(counted(total, Page { items, total }))
 }

@@ -26,6 +26,7 @@ mod jobs;
 mod labels;
 mod list;
 mod nofile;
+mod page;
 mod peer;
 mod quiet;
 mod reset;

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use outpost_api::{
@@ -21,8 +21,8 @@ use outpost_api::{
 };
 use outpost_protocol::stack::Phase;
 
+use super::page::{counted, page_asked, Counted};
 use super::scoped;
-use super::stacks::page_of;
 use super::ApiError;
 use crate::access::Principal;
 use crate::cli::parse_duration;
@@ -32,8 +32,6 @@ use crate::rollout::{Counts, Plan, Rollout, RolloutState, TargetRow};
 use crate::store::db::Db;
 use crate::store::rollouts::{self, Selector, StoredRollout};
 use crate::store::{stacks, unix_seconds};
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -114,9 +112,8 @@ pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
     Extension(principal): Extension<Principal>,
     query: Result<Query<StackListQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<RolloutPage>), ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page_of(&query)?;
+) -> Result<Counted<RolloutPage>, ApiError> {
+    let (offset, per_page) = page_asked(query)?;
     let scope = principal.scope;
     let (stored, total) = ctx
         .store
@@ -126,10 +123,7 @@ pub(super) async fn list(
     for rollout in stored {
         items.push(listed(&ctx, rollout).await?);
     }
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(RolloutPage { items, total }),
-    ))
+    Ok(counted(total, RolloutPage { items, total }))
 }
 
 pub(super) async fn show(
@@ -137,16 +131,12 @@ pub(super) async fn show(
     Extension(principal): Extension<Principal>,
     Path(id): Path<i64>,
     query: Result<Query<StackListQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<RolloutDetail>), ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page_of(&query)?;
+) -> Result<Counted<RolloutDetail>, ApiError> {
+    let (offset, per_page) = page_asked(query)?;
     let stored = find_for(&ctx, &principal, id).await?;
     let (summary, targets) = view(&ctx, stored, offset as usize, per_page as usize).await?;
     let total = summary.counts.get("total").copied().unwrap_or_default();
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(RolloutDetail { summary, targets }),
-    ))
+    Ok(counted(total, RolloutDetail { summary, targets }))
 }
 
 /// Pause, resume or abort a rollout: here if this hub coordinates it, else on the hub that does

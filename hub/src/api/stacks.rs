@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use outpost_api::{
     NewStackVersion, StackDetail, StackListQuery, StackPage, StackRemoved, StackSummary,
@@ -19,18 +19,11 @@ use outpost_protocol::stack::{StackError, StackSpec};
 use serde::Deserialize;
 use tracing::info;
 
-use super::list::number;
+use super::page::{counted, page_asked, Counted};
 use super::ApiError;
 use crate::context::HubContext;
 use crate::stacks::{compile, ComposeError, ComposeInput};
 use crate::store::stacks::{self, Removed, Saved, StackVersionRecord};
-
-/// Stacks, rollouts or a rollout's devices per page unless asked.
-const DEFAULT_PER_PAGE: u32 = 100;
-/// Most of them per page.
-const MAX_PER_PAGE: u32 = 1000;
-
-static X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
@@ -106,9 +99,8 @@ fn saved_view(record: &StackVersionRecord, created: bool) -> StackVersionSaved {
 pub(super) async fn list(
     State(ctx): State<Arc<HubContext>>,
     query: Result<Query<StackListQuery>, QueryRejection>,
-) -> Result<([(HeaderName, String); 1], Json<StackPage>), ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let (offset, per_page) = page_of(&query)?;
+) -> Result<Counted<StackPage>, ApiError> {
+    let (offset, per_page) = page_asked(query)?;
     let (rows, total) = ctx
         .store
         .read(move |c| stacks::list(c, offset, per_page))
@@ -123,23 +115,7 @@ pub(super) async fn list(
             updated_at: r.updated_at,
         })
         .collect();
-    Ok((
-        [(X_TOTAL_COUNT.clone(), total.to_string())],
-        Json(StackPage { items, total }),
-    ))
-}
-
-/// Offset and size of the page `query` asks for (an empty parameter counts as absent).
-pub(super) fn page_of(query: &StackListQuery) -> Result<(u64, u32), ApiError> {
-    let given = |text: &Option<String>| text.clone().filter(|t| !t.is_empty());
-    let page = number("page", given(&query.page).as_deref(), 1, u32::MAX)?;
-    let per_page = number(
-        "per_page",
-        given(&query.per_page).as_deref(),
-        DEFAULT_PER_PAGE,
-        MAX_PER_PAGE,
-    )?;
-    Ok((u64::from(page - 1) * u64::from(per_page), per_page))
+    Ok(counted(total, StackPage { items, total }))
 }
 
 /// `?version=N`.

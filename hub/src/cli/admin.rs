@@ -1,6 +1,7 @@
 //! The admin client behind `outpost-hub endpoint …`: resolves where the API is and how to trust it,
 //! calls it through [`outpost_api::ApiClient`], and prints JSON or a table.
 
+use std::future::Future;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -161,6 +162,22 @@ async fn list(api: &ApiClient, args: ListArgs) -> Result<()> {
         print_table(&page);
         Ok(())
     }
+}
+
+/// What the hub answers to `request`, or `None` once that is printed as JSON (`json`): the
+/// commands that print either the answer or a table of it start alike. A failure is worded by
+/// [`failed`].
+pub(super) async fn asked<T: Serialize>(
+    api: &ApiClient,
+    request: impl Future<Output = Result<T, ApiError>>,
+    json: bool,
+) -> Result<Option<T>> {
+    let answer = request.await.map_err(|e| failed(api.base_url(), e))?;
+    if json {
+        print_json(&answer)?;
+        return Ok(None);
+    }
+    Ok(Some(answer))
 }
 
 /// Pretty JSON of what the hub answered, keys sorted, control characters escaped.

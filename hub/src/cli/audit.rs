@@ -10,7 +10,7 @@ use outpost_api::{AuditQuery, AuditRecord};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::{parse_duration, ApiArgs};
 
 /// `outpost-hub audit …`.
@@ -94,13 +94,10 @@ pub async fn run(args: &ApiArgs, command: AuditCommand) -> Result<()> {
             per_page,
             json,
         } => {
-            let answer = api
-                .audit(&filter.query(page, per_page)?)
-                .await
-                .map_err(failed)?;
-            if json {
-                return print_json(&answer);
-            }
+            let Some(answer) = asked(&api, api.audit(&filter.query(page, per_page)?), json).await?
+            else {
+                return Ok(());
+            };
             print_records(&answer.items);
             eprintln!("{} of {} records", answer.items.len(), answer.total);
             Ok(())

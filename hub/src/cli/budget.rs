@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use outpost_api::{Budget, BudgetTarget, Window};
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::ApiArgs;
 
 /// `outpost-hub budget …`.
@@ -100,36 +100,24 @@ pub async fn run(args: &ApiArgs, command: BudgetCommand) -> Result<()> {
     let failed = |e| failed(api.base_url(), e);
     match command {
         BudgetCommand::Set { bytes, scope } => {
-            let target = scope.target();
-            let set = api
-                .set_budget(&Budget {
-                    scope: target.scope,
-                    name: target.name,
-                    bytes,
-                })
-                .await
-                .map_err(failed)?;
-            println!(
-                "budget set: {} bytes a period on {}",
-                set.bytes,
-                shown(&set)
-            );
+            let BudgetTarget { scope, name } = scope.target();
+            let budget = Budget { scope, name, bytes };
+            let set = api.set_budget(&budget).await.map_err(failed)?;
+            let on = place(&set.scope, set.name.as_deref());
+            println!("budget set: {} bytes a period on {on}", set.bytes);
         }
         BudgetCommand::List { json } => {
-            let budgets = api.budgets().await.map_err(failed)?;
-            if json {
-                return print_json(&budgets);
-            }
-            println!("{:<10} {:<24} {:>16}", "SCOPE", "NAME", "BYTES");
-            for budget in &budgets {
-                let name = text(budget.name.as_deref());
-                println!("{:<10} {:<24} {:>16}", budget.scope, name, budget.bytes);
-            }
+            let Some(budgets) = asked(&api, api.budgets(), json).await? else {
+                return Ok(());
+            };
+            let rows = budgets
+                .iter()
+                .map(|b| (&b.scope, &b.name, b.bytes.to_string()));
+            print_table("BYTES", 16, rows);
         }
         BudgetCommand::Remove { scope } => {
             let removed = api.remove_budget(&scope.target()).await.map_err(failed)?;
-            let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
-            println!("budget removed from {}{name}", removed.scope);
+            print_removed("budget", removed);
         }
     }
     Ok(())
@@ -141,46 +129,57 @@ pub async fn run_window(args: &ApiArgs, command: WindowCommand) -> Result<()> {
     let failed = |e| failed(api.base_url(), e);
     match command {
         WindowCommand::Set { window, scope } => {
-            let target = scope.target();
-            let set = api
-                .set_window(&Window {
-                    scope: target.scope,
-                    name: target.name,
-                    window,
-                })
-                .await
-                .map_err(failed)?;
-            let on = match &set.name {
-                Some(name) => format!("{} {}", set.scope, text(Some(name))),
-                None => "the fleet".to_owned(),
+            let BudgetTarget { scope, name } = scope.target();
+            let window = Window {
+                scope,
+                name,
+                window,
             };
+            let set = api.set_window(&window).await.map_err(failed)?;
+            let on = place(&set.scope, set.name.as_deref());
             println!("transfer window set: {} (device time) on {on}", set.window);
         }
         WindowCommand::List { json } => {
-            let windows = api.windows().await.map_err(failed)?;
-            if json {
-                return print_json(&windows);
-            }
-            println!("{:<10} {:<24} {:>12}", "SCOPE", "NAME", "WINDOW");
-            for window in &windows {
-                let name = text(window.name.as_deref());
-                println!("{:<10} {:<24} {:>12}", window.scope, name, window.window);
-            }
+            let Some(windows) = asked(&api, api.windows(), json).await? else {
+                return Ok(());
+            };
+            let rows = windows
+                .iter()
+                .map(|w| (&w.scope, &w.name, w.window.clone()));
+            print_table("WINDOW", 12, rows);
         }
         WindowCommand::Remove { scope } => {
             let removed = api.remove_window(&scope.target()).await.map_err(failed)?;
-            let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
-            println!("transfer window removed from {}{name}", removed.scope);
+            print_removed("transfer window", removed);
         }
     }
     Ok(())
 }
 
-fn shown(budget: &Budget) -> String {
-    match &budget.name {
-        Some(name) => format!("{} {}", budget.scope, text(Some(name))),
+/// Where a budget or window applies, as an admin reads it: `group stores-eu`, or the fleet.
+fn place(scope: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{scope} {}", text(Some(name))),
         None => "the fleet".to_owned(),
     }
+}
+
+/// Budgets or windows as a table: where each applies, and its value under `heading`.
+fn print_table<'a>(
+    heading: &str,
+    width: usize,
+    rows: impl Iterator<Item = (&'a String, &'a Option<String>, String)>,
+) {
+    println!("{:<10} {:<24} {heading:>width$}", "SCOPE", "NAME");
+    for (scope, name, value) in rows {
+        println!("{scope:<10} {:<24} {value:>width$}", text(name.as_deref()));
+    }
+}
+
+/// That a budget or window (`what`) no longer applies where it did.
+fn print_removed(what: &str, removed: BudgetTarget) {
+    let name = removed.name.map(|n| format!(" {n}")).unwrap_or_default();
+    println!("{what} removed from {}{name}", removed.scope);
 }
 
 /// `500MB`, `2GiB`, `750000` as bytes.

@@ -9,7 +9,7 @@ use outpost_api::{AdminCert, NewAdminCert, NewToken, Scope, TokenInfo};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::admin::{connect, failed, print_json, text, texts};
+use super::admin::{asked, connect, failed, text, texts};
 use super::docker_context::issue;
 use super::ApiArgs;
 
@@ -119,10 +119,9 @@ pub async fn run_admin_cert(args: &ApiArgs, command: AdminCertCommand) -> Result
             Ok(())
         }
         AdminCertCommand::List { json } => {
-            let certs = api.admin_certs().await.map_err(failed)?;
-            if json {
-                return print_json(&certs);
-            }
+            let Some(certs) = asked(&api, api.admin_certs(), json).await? else {
+                return Ok(());
+            };
             print_certs(&certs);
             Ok(())
         }
@@ -159,10 +158,9 @@ pub async fn run_token(args: &ApiArgs, command: TokenCommand) -> Result<()> {
             Ok(())
         }
         TokenCommand::List { json } => {
-            let tokens = api.tokens().await.map_err(failed)?;
-            if json {
-                return print_json(&tokens);
-            }
+            let Some(tokens) = asked(&api, api.tokens(), json).await? else {
+                return Ok(());
+            };
             print_tokens(&tokens);
             Ok(())
         }

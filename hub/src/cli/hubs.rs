@@ -3,16 +3,15 @@
 
 use anyhow::Result;
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, text};
 use super::ApiArgs;
 
 /// List the hubs; `json` prints the API's answer.
 pub async fn run(args: &ApiArgs, json: bool) -> Result<()> {
     let api = connect(args)?;
-    let hubs = api.hubs().await.map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&hubs);
-    }
+    let Some(hubs) = asked(&api, api.hubs(), json).await? else {
+        return Ok(());
+    };
     println!(
         "{:<20} {:<8} {:>8} {:>9}  AGENT ADDRESSES",
         "HUB", "HEALTH", "DEVICES", "HEARTBEAT"

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use outpost_api::{ImagesPushed, JobWhat, NewJob, PushQuery};
+use outpost_api::{ImagesPushed, JobWhat, PushQuery};
 use tokio_util::io::ReaderStream;
 
-use super::admin::{connect, failed, print_json};
-use super::job::follow;
+use super::admin::{asked, connect};
+use super::job::{create_job, follow, JobArgs};
 use super::ApiArgs;
 use crate::mirror::import_image::parse_tag;
 
@@ -71,30 +71,12 @@ pub struct PullArgs {
     /// `NAME[:TAG]` (pushed to the hub, or of its first --registry), or `HOST/NAME[:TAG]` of the
     /// hub's first --registry.
     image: String,
-    /// Devices in this group (repeatable).
-    #[arg(long = "group")]
-    groups: Vec<String>,
-    /// Devices with this tag (repeatable).
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// This endpoint (repeatable).
-    #[arg(long = "endpoint")]
-    endpoints: Vec<u64>,
-    /// How long offline devices may still be sent it, from 10s to 30d (the hub's default: 24h).
-    #[arg(long)]
-    expires: Option<String>,
-    /// Most devices pulling at once, 1 to 10000 (the hub's default: 500).
-    #[arg(long)]
-    concurrency: Option<u32>,
-    /// Longest one device may pull, from 1s to 24h (the hub's default: 10m).
-    #[arg(long)]
-    timeout: Option<String>,
+    /// Its devices and limits.
+    #[command(flatten)]
+    job: JobArgs,
     /// Follow it with a progress bar until every device has settled.
     #[arg(long, conflicts_with = "json")]
     follow: bool,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 const PUSH_EXAMPLES: &str = "Examples:
@@ -159,22 +141,9 @@ async fn pull_on_fleet(args: &ApiArgs, pull: PullArgs) -> Result<()> {
     let what = JobWhat::PullImage { image: pull.image };
     what.spec()?;
     let client = connect(args)?;
-    let new = NewJob {
-        groups: pull.groups,
-        tags: pull.tags,
-        endpoints: pull.endpoints,
-        what,
-        expires: pull.expires,
-        concurrency: pull.concurrency,
-        timeout: pull.timeout,
+    let Some(job) = create_job(&client, pull.job, what).await? else {
+        return Ok(());
     };
-    let job = client
-        .create_job(&new)
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if pull.json {
-        return print_json(&job);
-    }
     let devices = job.counts.get("total").copied().unwrap_or_default();
     println!(
         "job {}: {} on {devices} devices; per device: `outpost-hub job show {}`",
@@ -206,13 +175,10 @@ async fn push(
         }
         None => reqwest::Body::wrap_stream(ReaderStream::new(tokio::io::stdin())),
     };
-    let pushed = client
-        .push_image(body, &PushQuery { tag })
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if json {
-        return print_json(&pushed);
-    }
+    let Some(pushed) = asked(&client, client.push_image(body, &PushQuery { tag }), json).await?
+    else {
+        return Ok(());
+    };
     print_pushed(&pushed);
     Ok(())
 }

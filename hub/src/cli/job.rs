@@ -14,9 +14,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use outpost_api::{ApiClient, JobDevice, JobOutput, JobShowQuery, JobSummary, JobWhat, NewJob};
 use outpost_protocol::job::{EngineMethod, JobSpecError};
 
-use super::admin::{connect, failed, print_json, text, texts};
+use super::admin::{asked, connect, failed, text, texts};
 use super::escape::escape_controls;
-use super::{ApiArgs, PageArgs};
+use super::{ApiArgs, PageArgs, Selection};
 use crate::jobs::TargetState;
 
 /// `outpost-hub job …`.
@@ -65,15 +65,22 @@ const RUN_EXAMPLES: &str = "Examples:
 /// `outpost-hub job run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Devices in this group (repeatable).
-    #[arg(long = "group")]
-    groups: Vec<String>,
-    /// Devices with this tag (repeatable).
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    /// This endpoint (repeatable).
-    #[arg(long = "endpoint")]
-    endpoints: Vec<u64>,
+    /// Its devices and limits.
+    #[command(flatten)]
+    job: JobArgs,
+    /// What to run, after `--`: `exec [--user USER] CONTAINER CMD…` (in a running container),
+    /// `run [--rm] IMAGE [CMD…]` (a one-shot container, always removed), or `METHOD PATH
+    /// [BODY-JSON]` (an Engine API call; METHOD is GET, POST, PUT or DELETE).
+    #[arg(last = true, required = true, value_name = "WHAT")]
+    what: Vec<String>,
+}
+
+/// A job's devices and limits, and how to print it (`job run`, `image pull`).
+#[derive(Debug, Args)]
+pub(super) struct JobArgs {
+    /// The devices.
+    #[command(flatten)]
+    selection: Selection,
     /// How long devices that have not started it may still be sent it, from 10s to 30d (the
     /// hub's default: 24h).
     #[arg(long)]
@@ -87,11 +94,6 @@ pub struct RunArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// What to run, after `--`: `exec [--user USER] CONTAINER CMD…` (in a running container),
-    /// `run [--rm] IMAGE [CMD…]` (a one-shot container, always removed), or `METHOD PATH
-    /// [BODY-JSON]` (an Engine API call; METHOD is GET, POST, PUT or DELETE).
-    #[arg(last = true, required = true, value_name = "WHAT")]
-    what: Vec<String>,
 }
 
 /// What to run, as written after `--`.
@@ -210,23 +212,33 @@ fn engine_of(words: &[String]) -> Result<JobWhat> {
     })
 }
 
-async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
+/// Create the job `what` as `args` ask; `None` once it is printed as JSON.
+pub(super) async fn create_job(
+    api: &ApiClient,
+    args: JobArgs,
+    what: JobWhat,
+) -> Result<Option<JobSummary>> {
+    let Selection {
+        groups,
+        tags,
+        endpoints,
+    } = args.selection;
     let new = NewJob {
-        groups: run.groups,
-        tags: run.tags,
-        endpoints: run.endpoints,
+        groups,
+        tags,
+        endpoints,
         what,
-        expires: run.expires,
-        concurrency: run.concurrency,
-        timeout: run.timeout,
+        expires: args.expires,
+        concurrency: args.concurrency,
+        timeout: args.timeout,
     };
-    let job = api
-        .create_job(&new)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if run.json {
-        return print_json(&job);
-    }
+    asked(api, api.create_job(&new), args.json).await
+}
+
+async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
+    let Some(job) = create_job(api, run.job, what).await? else {
+        return Ok(());
+    };
     println!(
         "job {} created for {} devices: {}; follow it with `outpost-hub job show {} --follow`",
         job.id,
@@ -238,25 +250,17 @@ async fn create(api: &ApiClient, run: RunArgs, what: JobWhat) -> Result<()> {
 }
 
 async fn cancel(api: &ApiClient, id: i64, json: bool) -> Result<()> {
-    let summary = api
-        .cancel_job(id)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&summary);
-    }
+    let Some(summary) = asked(api, api.cancel_job(id), json).await? else {
+        return Ok(());
+    };
     print_summary(&summary);
     Ok(())
 }
 
 async fn list(api: &ApiClient, page: PageArgs) -> Result<()> {
-    let jobs = api
-        .jobs(&page.query())
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&jobs);
-    }
+    let Some(jobs) = asked(api, api.jobs(&page.query()), page.json).await? else {
+        return Ok(());
+    };
     println!(
         "{:<6} {:<9} {:>7} {:>9} {:>6} {:>6} {:>7} {:>6} {:>11}  WHAT",
         "ID", "STATE", "DEVICES", "SUCCEEDED", "FAILED", "QUEUED", "RUNNING", "ENDED", "CREATED"
@@ -286,13 +290,9 @@ async fn show(api: &ApiClient, id: i64, state: Option<String>, page: PageArgs) -
         per_page: Some(page.per_page.to_string()),
         state,
     };
-    let detail = api
-        .job(id, &query)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&detail);
-    }
+    let Some(detail) = asked(api, api.job(id, &query), page.json).await? else {
+        return Ok(());
+    };
     let job = &detail.summary;
     print_summary(job);
     println!(
@@ -349,13 +349,9 @@ fn duration_text(device: &JobDevice) -> String {
 
 /// `job show ID --device EP`: the device's row, then its output with what was not kept marked.
 async fn device_output(api: &ApiClient, id: i64, endpoint: u64, json: bool) -> Result<()> {
-    let output = api
-        .job_output(id, endpoint)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&output);
-    }
+    let Some(output) = asked(api, api.job_output(id, endpoint), json).await? else {
+        return Ok(());
+    };
     let device = &output.device;
     let mut line = format!(
         "job {id} on endpoint {} ({}): {}",

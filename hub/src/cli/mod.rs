@@ -248,6 +248,20 @@ impl PageArgs {
     }
 }
 
+/// The devices a job, an image pull or a rollout is for (`job run`, `image pull`, `stack deploy`).
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Devices in this group (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Devices with this tag (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// This endpoint (repeatable).
+    #[arg(long = "endpoint")]
+    pub endpoints: Vec<u64>,
+}
+
 /// How admin commands reach the API.
 #[derive(Debug, Args)]
 pub struct ApiArgs {

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use outpost_api::SetQuiet;
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::ApiArgs;
 
 /// `outpost-hub quiet …`.
@@ -65,10 +65,9 @@ pub async fn run(args: &ApiArgs, command: QuietCommand) -> Result<()> {
             );
         }
         QuietCommand::List { json } => {
-            let groups = api.quiet_groups().await.map_err(failed)?;
-            if json {
-                return print_json(&groups);
-            }
+            let Some(groups) = asked(&api, api.quiet_groups(), json).await? else {
+                return Ok(());
+            };
             println!("{:<24} {:>10}", "GROUP", "INTERVAL");
             for g in &groups {
                 println!(

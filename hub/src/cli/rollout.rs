@@ -8,7 +8,7 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use outpost_api::{ApiClient, RolloutSummary, StackListQuery};
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::{ApiArgs, PageArgs};
 
 /// `outpost-hub rollout …`.
@@ -59,13 +59,11 @@ pub enum RolloutCommand {
 /// Run a rollout command.
 pub async fn run(args: &ApiArgs, command: RolloutCommand) -> Result<()> {
     let api = connect(args)?;
-    let failed = |e| failed(api.base_url(), e);
     match command {
         RolloutCommand::List(page) => {
-            let rollouts = api.rollouts(&page.query()).await.map_err(failed)?;
-            if page.json {
-                return print_json(&rollouts);
-            }
+            let Some(rollouts) = asked(&api, api.rollouts(&page.query()), page.json).await? else {
+                return Ok(());
+            };
             for rollout in &rollouts.items {
                 print_summary(rollout);
             }
@@ -87,13 +85,9 @@ pub async fn run(args: &ApiArgs, command: RolloutCommand) -> Result<()> {
 }
 
 async fn show(api: &ApiClient, id: i64, page: PageArgs) -> Result<()> {
-    let detail = api
-        .rollout(id, &page.query())
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&detail);
-    }
+    let Some(detail) = asked(api, api.rollout(id, &page.query()), page.json).await? else {
+        return Ok(());
+    };
     print_summary(&detail.summary);
     println!(
         "{:<10} {:>5} {:<9} {:<8} {:>22}  REASON",
@@ -159,13 +153,9 @@ async fn follow(api: &ApiClient, id: i64) -> Result<()> {
 }
 
 async fn control(api: &ApiClient, id: i64, action: &str, note: &str, json: bool) -> Result<()> {
-    let summary = api
-        .control_rollout(id, action, note)
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if json {
-        return print_json(&summary);
-    }
+    let Some(summary) = asked(api, api.control_rollout(id, action, note), json).await? else {
+        return Ok(());
+    };
     print_summary(&summary);
     Ok(())
 }

@@ -11,9 +11,9 @@ use anyhow::{Context as _, Result};
 use clap::Subcommand;
 use outpost_api::{ApiClient, NewRollout, NewStackVersion};
 
-use super::admin::{connect, failed, print_json, text};
+use super::admin::{asked, connect, failed, text};
 use super::escape::escape_controls;
-use super::{ApiArgs, PageArgs};
+use super::{ApiArgs, PageArgs, Selection};
 
 /// `outpost-hub stack …`.
 #[derive(Debug, Subcommand)]
@@ -55,15 +55,9 @@ pub enum StackCommand {
     Deploy {
         /// `NAME` or `NAME:VERSION`.
         stack: String,
-        /// Devices in this group (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Devices with this tag (repeatable).
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        /// This endpoint (repeatable).
-        #[arg(long = "endpoint")]
-        endpoints: Vec<u64>,
+        /// The devices.
+        #[command(flatten)]
+        selection: Selection,
         /// Wave sizes, cumulative (`1%,10%,100%`, `1,100%`); the hub's default when absent.
         #[arg(long)]
         waves: Option<String>,
@@ -95,10 +89,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             json,
         } => {
             let new = read_stack(name, &file, env_file.as_deref())?;
-            let saved = api.save_stack(&new).await.map_err(failed)?;
-            if json {
-                return print_json(&saved);
-            }
+            let Some(saved) = asked(&api, api.save_stack(&new), json).await? else {
+                return Ok(());
+            };
             let what = if saved.created {
                 "stored"
             } else {
@@ -119,10 +112,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             version,
             json,
         } => {
-            let detail = api.stack(&name, version).await.map_err(failed)?;
-            if json {
-                return print_json(&detail);
-            }
+            let Some(detail) = asked(&api, api.stack(&name, version), json).await? else {
+                return Ok(());
+            };
             println!("stack {}", text(Some(&detail.name)));
             for v in &detail.versions {
                 let shown = if v.version == detail.version {
@@ -145,9 +137,7 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
         }
         StackCommand::Deploy {
             stack,
-            groups,
-            tags,
-            endpoints,
+            selection,
             waves,
             max_failures,
             soak,
@@ -158,18 +148,17 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
             let new = NewRollout {
                 stack,
                 version,
-                groups,
-                tags,
-                endpoints,
+                groups: selection.groups,
+                tags: selection.tags,
+                endpoints: selection.endpoints,
                 waves,
                 max_failures,
                 soak,
                 on_drift,
             };
-            let started = api.start_rollout(&new).await.map_err(failed)?;
-            if json {
-                return print_json(&started);
-            }
+            let Some(started) = asked(&api, api.start_rollout(&new), json).await? else {
+                return Ok(());
+            };
             println!(
                 "rollout {} started: {}:{} to {} devices ({}); follow it with `outpost-hub rollout show {}`",
                 started.id,
@@ -194,13 +183,9 @@ pub async fn run(args: &ApiArgs, command: StackCommand) -> Result<()> {
 }
 
 async fn list(api: &ApiClient, page: PageArgs) -> Result<()> {
-    let stacks = api
-        .stacks(&page.query())
-        .await
-        .map_err(|e| failed(api.base_url(), e))?;
-    if page.json {
-        return print_json(&stacks);
-    }
+    let Some(stacks) = asked(api, api.stacks(&page.query()), page.json).await? else {
+        return Ok(());
+    };
     println!(
         "{:<32} {:>7} {:>9} {:>12}",
         "NAME", "LATEST", "VERSIONS", "UPDATED"

@@ -7,7 +7,7 @@ use outpost_api::{DeliveryQuery, NewThreshold, NewWebhook, Webhook, WebhookDeliv
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::admin::{connect, failed, print_json, text, texts};
+use super::admin::{asked, connect, failed, text, texts};
 use super::ApiArgs;
 
 /// `outpost-hub webhook …`.
@@ -60,13 +60,11 @@ pub async fn run(args: &ApiArgs, command: WebhookCommand) -> Result<()> {
     let failed = |e| failed(api.base_url(), e);
     match command {
         WebhookCommand::Add { url, events, json } => {
-            let created = api
-                .add_webhook(&NewWebhook { url, events })
-                .await
-                .map_err(failed)?;
-            if json {
-                return print_json(&created);
-            }
+            let Some(created) =
+                asked(&api, api.add_webhook(&NewWebhook { url, events }), json).await?
+            else {
+                return Ok(());
+            };
             println!(
                 "webhook {} added: {}",
                 created.webhook.id,
@@ -75,10 +73,9 @@ pub async fn run(args: &ApiArgs, command: WebhookCommand) -> Result<()> {
             println!("signing secret (shown only this once): {}", created.secret);
         }
         WebhookCommand::List { json } => {
-            let webhooks = api.webhooks().await.map_err(failed)?;
-            if json {
-                return print_json(&webhooks);
-            }
+            let Some(webhooks) = asked(&api, api.webhooks(), json).await? else {
+                return Ok(());
+            };
             print_webhooks(&webhooks);
         }
         WebhookCommand::Remove { id } => {
@@ -87,10 +84,9 @@ pub async fn run(args: &ApiArgs, command: WebhookCommand) -> Result<()> {
         }
         WebhookCommand::Deliveries { id, json } => {
             let query = DeliveryQuery { webhook: id };
-            let deliveries = api.webhook_deliveries(&query).await.map_err(failed)?;
-            if json {
-                return print_json(&deliveries);
-            }
+            let Some(deliveries) = asked(&api, api.webhook_deliveries(&query), json).await? else {
+                return Ok(());
+            };
             print_deliveries(&deliveries);
         }
         WebhookCommand::Threshold { group, after: None } => {

@@ -1,5 +1,6 @@
 //! Credentials' roles and scopes in the store: named API tokens (SHA-256 only), the role and scope
-//! of each admin certificate, and the SQL that narrows devices and fleet work to a scope.
+//! of each admin certificate, and the SQL that narrows devices and fleet work to a scope (one
+//! page reader for jobs and rollouts alike, [`page_within`], so both list a scope the same way).
 //!
 //! A scope is kept as JSON `{"groups": [...], "tags": [...]}` and matched in SQL through
 //! `json_each`, so one statement answers "is this device in scope" or "is every device this
@@ -8,7 +9,7 @@
 
 use outpost_api::Scope as ScopeBody;
 
-use super::db::{params, Db, DbResult, Dialect, OptionalExtension, Row, Value};
+use super::db::{params, params_from_iter, Db, DbResult, Dialect, OptionalExtension, Row, Value};
 use super::StoreError;
 use crate::access::{Principal, Role, Scope};
 
@@ -238,7 +239,7 @@ pub fn selection_clause(dialect: Dialect, column: &str, scope: &Scope) -> (Strin
 }
 
 /// `WHERE <selection_clause>` for a scope, or nothing for the whole fleet.
-pub fn where_within(dialect: Dialect, column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
+fn where_within(dialect: Dialect, column: &str, scope: Option<&Scope>) -> (String, Vec<Value>) {
     match scope {
         Some(scope) => {
             let (sql, args) = selection_clause(dialect, column, scope);
@@ -246,4 +247,44 @@ pub fn where_within(dialect: Dialect, column: &str, scope: Option<&Scope>) -> (S
         }
         None => (String::new(), Vec::new()),
     }
+}
+
+/// How [`page_within`] reads one kind of fleet work (jobs, rollouts).
+pub(super) struct Listed<T> {
+    /// The table the count reads, with the alias `select` gives it (`rollouts r`).
+    pub(super) table: &'static str,
+    /// What `select` puts before the table's column names (`r.`, or nothing).
+    pub(super) prefix: &'static str,
+    /// The query for its rows, given what follows `FROM …`.
+    pub(super) select: fn(&str) -> String,
+    /// One row read.
+    pub(super) row: fn(&Row<'_>) -> DbResult<Result<T, StoreError>>,
+}
+
+/// The fleet work `listed` reads, newest first, a page at a time, and how much there is; with a
+/// scope, only the work whose selection stays inside it.
+pub(super) fn page_within<T>(
+    conn: &Db,
+    listed: &Listed<T>,
+    offset: u64,
+    limit: u32,
+    scope: Option<&Scope>,
+) -> Result<(Vec<T>, u64), StoreError> {
+    let column = format!("{}selector", listed.prefix);
+    let (within, mut args) = where_within(conn.dialect(), &column, scope);
+    let total: u64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM {} {within}", listed.table),
+        params_from_iter(&args),
+        |r| r.get(0),
+    )?;
+    args.extend([Value::from(limit), Value::from(offset as i64)]);
+    let page = format!(
+        "{within} ORDER BY {}id DESC LIMIT ? OFFSET ?",
+        listed.prefix
+    );
+    let mut statement = conn.prepare_cached(&(listed.select)(&page))?;
+    let rows = statement
+        .query_map(params_from_iter(&args), listed.row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
 }

@@ -9,9 +9,10 @@ use outpost_protocol::job::{JobOutcome, JobResult, JobSpec};
 use outpost_protocol::snapshot::sanitize_text;
 use outpost_protocol::{wire, EndpointId};
 
+use super::access::{self, Listed};
 use super::db::{params, params_from_iter, Db, DbResult, OptionalExtension, Row, Value};
 use super::rollouts::Selector;
-use super::{access, unix_now, StoreError};
+use super::{unix_now, StoreError};
 use crate::access::Scope;
 use crate::jobs::TargetState;
 
@@ -215,20 +216,13 @@ pub fn list(
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredJob>, u64), StoreError> {
-    let (within, mut args) = access::where_within(conn.dialect(), "selector", scope);
-    let total: u64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM jobs {within}"),
-        params_from_iter(&args),
-        |r| r.get(0),
-    )?;
-    args.extend([Value::from(limit), Value::from(offset as i64)]);
-    let mut statement = conn.prepare_cached(&select(&format!(
-        "{within} ORDER BY id DESC LIMIT ? OFFSET ?"
-    )))?;
-    let rows = statement
-        .query_map(params_from_iter(&args), row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
+    const JOBS: Listed<StoredJob> = Listed {
+        table: "jobs",
+        prefix: "",
+        select,
+        row,
+    };
+    access::page_within(conn, &JOBS, offset, limit, scope)
 }
 
 /// Every job not yet finished, with each target's state, whichever hub coordinates it (a hub

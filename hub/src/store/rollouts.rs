@@ -5,9 +5,10 @@
 use outpost_protocol::EndpointId;
 use serde::{Deserialize, Serialize};
 
-use super::db::{params, params_from_iter, Db, DbResult, OptionalExtension, Row, Value};
+use super::access::{self, Listed};
+use super::db::{params, Db, DbResult, OptionalExtension, Row};
 use super::hubs::HubId;
-use super::{access, unix_now, StoreError};
+use super::{unix_now, StoreError};
 use crate::access::Scope;
 use crate::rollout::{Counts, RolloutRecord, Save, TargetRecord};
 
@@ -145,20 +146,13 @@ pub fn list(
     limit: u32,
     scope: Option<&Scope>,
 ) -> Result<(Vec<StoredRollout>, u64), StoreError> {
-    let (within, mut args) = access::where_within(conn.dialect(), "r.selector", scope);
-    let total: u64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM rollouts r {within}"),
-        params_from_iter(&args),
-        |r| r.get(0),
-    )?;
-    args.extend([Value::from(limit), Value::from(offset as i64)]);
-    let mut statement = conn.prepare(&select(&format!(
-        "{within} ORDER BY r.id DESC LIMIT ? OFFSET ?"
-    )))?;
-    let rows = statement
-        .query_map(params_from_iter(&args), row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((rows.into_iter().collect::<Result<_, _>>()?, total))
+    const ROLLOUTS: Listed<StoredRollout> = Listed {
+        table: "rollouts r",
+        prefix: "r.",
+        select,
+        row,
+    };
+    access::page_within(conn, &ROLLOUTS, offset, limit, scope)
 }
 
 /// Take the active rollouts no live hub coordinates (none, or a hub silent since before

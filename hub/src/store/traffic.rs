@@ -10,7 +10,7 @@
 use outpost_protocol::window::TransferWindow;
 use outpost_protocol::EndpointId;
 
-use super::db::{params, Db, OptionalExtension};
+use super::db::{params, Db, DbResult, OptionalExtension, Row};
 use super::StoreError;
 
 /// Bytes one device spent on one class in one period, added by a flush.
@@ -160,11 +160,7 @@ pub fn set_budget(conn: &Db, scope: &BudgetScope, bytes: u64) -> Result<(), Stor
 
 /// Remove `scope`'s budget; false if it had none.
 pub fn remove_budget(conn: &Db, scope: &BudgetScope) -> Result<bool, StoreError> {
-    let (kind, name) = scope.columns();
-    Ok(conn.execute(
-        "DELETE FROM budgets WHERE scope = ?1 AND name = ?2",
-        params![kind, name],
-    )? > 0)
+    remove_from(conn, "budgets", scope)
 }
 
 /// Every budget set, fleet first, then groups, then devices.
@@ -192,20 +188,9 @@ pub fn budget_for(
     conn: &Db,
     endpoint: EndpointId,
 ) -> Result<Option<(BudgetScope, u64)>, StoreError> {
-    let found = conn
-        .query_row(
-            "SELECT scope, name, bytes FROM budgets
-             WHERE (scope = 'endpoint' AND name = ?1)
-                OR (scope = 'group' AND name = (SELECT g.name FROM endpoints e
-                                                JOIN groups g ON g.id = e.group_id
-                                                WHERE e.id = ?2))
-                OR scope = 'fleet'
-             ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
-             LIMIT 1",
-            params![endpoint.0.to_string(), endpoint.0 as i64],
-            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?)),
-        )
-        .optional()?;
+    let found = applying(conn, "scope, name, bytes FROM budgets", endpoint, |r| {
+        Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?))
+    })?;
     found
         .map(|(scope, name, bytes)| {
             Ok((
@@ -235,11 +220,7 @@ pub fn set_window(
 
 /// Remove `scope`'s transfer window; false if it had none.
 pub fn remove_window(conn: &Db, scope: &BudgetScope) -> Result<bool, StoreError> {
-    let (kind, name) = scope.columns();
-    Ok(conn.execute(
-        "DELETE FROM transfer_windows WHERE scope = ?1 AND name = ?2",
-        params![kind, name],
-    )? > 0)
+    remove_from(conn, "transfer_windows", scope)
 }
 
 /// Every transfer window set, fleet first, then groups, then devices.
@@ -268,21 +249,40 @@ pub fn windows(conn: &Db) -> Result<Vec<(BudgetScope, TransferWindow)>, StoreErr
 
 /// The transfer window that applies to `endpoint`: its own, else its group's, else the fleet's.
 pub fn window_for(conn: &Db, endpoint: EndpointId) -> Result<Option<TransferWindow>, StoreError> {
-    let found = conn
-        .query_row(
-            "SELECT start_minute, end_minute FROM transfer_windows
-             WHERE (scope = 'endpoint' AND name = ?1)
-                OR (scope = 'group' AND name = (SELECT g.name FROM endpoints e
-                                                JOIN groups g ON g.id = e.group_id
-                                                WHERE e.id = ?2))
-                OR scope = 'fleet'
-             ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
-             LIMIT 1",
-            params![endpoint.0.to_string(), endpoint.0 as i64],
-            |r| Ok((r.get::<u16>(0)?, r.get::<u16>(1)?)),
-        )
-        .optional()?;
+    let columns = "start_minute, end_minute FROM transfer_windows";
+    let found = applying(conn, columns, endpoint, |r| {
+        Ok((r.get::<u16>(0)?, r.get::<u16>(1)?))
+    })?;
     found.map(|(start, end)| window_of(start, end)).transpose()
+}
+
+/// Remove `scope`'s row from `table` (budgets or transfer windows); false if it had none.
+fn remove_from(conn: &Db, table: &str, scope: &BudgetScope) -> Result<bool, StoreError> {
+    let (kind, name) = scope.columns();
+    let sql = format!("DELETE FROM {table} WHERE scope = ?1 AND name = ?2");
+    Ok(conn.execute(&sql, params![kind, name])? > 0)
+}
+
+/// Of the rows `columns_from` (`COLUMNS FROM TABLE`, a budgets-like table) reads, the one that
+/// applies to `endpoint`: its own, else its group's, else the fleet's.
+fn applying<T>(
+    conn: &Db,
+    columns_from: &str,
+    endpoint: EndpointId,
+    row: impl FnOnce(&Row<'_>) -> DbResult<T>,
+) -> Result<Option<T>, StoreError> {
+    let sql = format!(
+        "SELECT {columns_from}
+         WHERE (scope = 'endpoint' AND name = ?1)
+            OR (scope = 'group' AND name = (SELECT g.name FROM endpoints e
+                                            JOIN groups g ON g.id = e.group_id
+                                            WHERE e.id = ?2))
+            OR scope = 'fleet'
+         ORDER BY CASE scope WHEN 'endpoint' THEN 0 WHEN 'group' THEN 1 ELSE 2 END
+         LIMIT 1"
+    );
+    let id = (endpoint.0.to_string(), endpoint.0 as i64);
+    Ok(conn.query_row(&sql, params![id.0, id.1], row).optional()?)
 }
 
 fn window_of(start: u16, end: u16) -> Result<TransferWindow, StoreError> {
