@@ -97,13 +97,9 @@ pub async fn run(args: &ApiArgs, command: ImageCommand) -> Result<()> {
 
 async fn list(args: &ApiArgs, json: bool) -> Result<()> {
     let client = connect(args)?;
-    let catalog = client
-        .images()
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if json {
-        return print_json(&catalog);
-    }
+    let Some(catalog) = asked(&client, client.images(), json).await? else {
+        return Ok(());
+    };
     for image in &catalog.images {
         println!("{}	{}	{}", image.name, image.source, image.digest);
     }
@@ -119,13 +115,9 @@ async fn list(args: &ApiArgs, json: bool) -> Result<()> {
 
 async fn remove(args: &ApiArgs, name: &str, json: bool) -> Result<()> {
     let client = connect(args)?;
-    let removed = client
-        .remove_image(name)
-        .await
-        .map_err(|e| failed(client.base_url(), e))?;
-    if json {
-        return print_json(&removed);
-    }
+    let Some(removed) = asked(&client, client.remove_image(name), json).await? else {
+        return Ok(());
+    };
     println!(
         "removed {} ({}, {}); freed {} bytes in {} blobs",
         removed.image.name,
