@@ -310,6 +310,10 @@ fn a_pushed_image_is_listed_and_an_admins_removal_frees_its_blobs() {
     assert!(stderr.contains("neither pushed to this hub"), "{stderr}");
     let bad = hub.cli(&["image", "rm", "../etc:1"]);
     assert!(!bad.status.success());
+    let bad = hub.api_call("DELETE", "/api/images?name=..%2Fetc%3A1", None);
+    assert_eq!(bad.status, 400, "a malformed name is the caller's error");
+    let unknown = hub.api_call("DELETE", "/api/images?name=other%2Fimage%3A1", None);
+    assert_eq!(unknown.status, 404, "an unknown image is not there");
     assert_eq!(
         hub.api_call("GET", "/v2/", None).status,
         200,

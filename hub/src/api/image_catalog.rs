@@ -14,8 +14,7 @@ use tracing::info;
 
 use super::ApiError;
 use crate::context::HubContext;
-use crate::mirror::catalog::{self, Source};
-use crate::mirror::error::MirrorError;
+use crate::mirror::catalog::{self, RemoveError, Source};
 
 /// `GET /api/images`.
 pub(super) async fn list(State(ctx): State<Arc<HubContext>>) -> Json<ImageCatalog> {
@@ -55,11 +54,11 @@ fn listed(image: catalog::CatalogImage) -> CatalogImage {
     }
 }
 
-fn refused(error: MirrorError) -> ApiError {
+fn refused(error: RemoveError) -> ApiError {
     let status = match &error {
-        MirrorError::ManifestUnknown(_) | MirrorError::NameUnknown(_) => StatusCode::NOT_FOUND,
-        MirrorError::Name(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        RemoveError::Unknown(_) => StatusCode::NOT_FOUND,
+        RemoveError::BadName(_) => StatusCode::BAD_REQUEST,
+        RemoveError::Mirror(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, format!("image rm: {error}"))
 }

@@ -9,6 +9,8 @@
 
 use std::collections::HashSet;
 
+use thiserror::Error;
+
 use super::digest::Digest;
 use super::error::MirrorError;
 use super::grant::References;
@@ -24,6 +26,20 @@ pub enum Source {
     Pushed,
     /// Resolved through this upstream (`host[:port]`): a cache.
     Upstream(String),
+}
+
+/// Why `image rm` took nothing out.
+#[derive(Debug, Error)]
+pub enum RemoveError {
+    /// The name is not an image name.
+    #[error("{0}")]
+    BadName(String),
+    /// Nothing of that name is pushed or mirrored.
+    #[error("{0} is neither pushed to this hub nor a tag it has mirrored")]
+    Unknown(String),
+    /// The mirror failed while removing it.
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
 }
 
 /// One tag the mirror serves.
@@ -106,18 +122,18 @@ impl Mirror {
 
     /// Take `name` (`[HOST/]REPO[:TAG]`) out: a pushed tag of that name first (its blobs no other
     /// pushed image references deleted), else a mirrored tag (forgotten).
-    pub async fn remove(&self, name: &str) -> Result<Removed, MirrorError> {
-        let unknown = || {
-            MirrorError::ManifestUnknown(format!(
-                "{name} is neither pushed to this hub nor a tag it has mirrored"
-            ))
-        };
-        let tag = parse_tag(name).map_err(|e| MirrorError::ManifestUnknown(e.to_string()))?;
-        let repo = match split_host(name)?.host {
+    pub async fn remove(&self, name: &str) -> Result<Removed, RemoveError> {
+        let unknown = || RemoveError::Unknown(name.to_owned());
+        let tag = parse_tag(name).map_err(|e| RemoveError::BadName(e.to_string()))?;
+        let host = split_host(name).map_err(|e| RemoveError::BadName(e.to_string()))?;
+        let repo = match host.host {
             Some(host) => format!("{host}/{}", tag.repo.as_str()),
             None => tag.repo.as_str().to_owned(),
         };
-        let route = self.route(&repo)?;
+        let route = match self.route(&repo) {
+            Err(MirrorError::NameUnknown(_)) => return Err(unknown()),
+            route => route?,
+        };
         if route.upstream.is_none_or(|u| u == 0) {
             if let Some(removed) = self.remove_pushed(&tag).await? {
                 return Ok(removed);
@@ -130,7 +146,7 @@ impl Mirror {
             tag: tag.tag.clone(),
         };
         let digest = self.inner.tags.forget(&key).ok_or_else(unknown)?;
-        self.inner.tags.save().await?;
+        self.inner.tags.save().await.map_err(MirrorError::from)?;
         let upstream_host = self.inner.upstreams[upstream].host().to_owned();
         let name = match upstream {
             0 => tag.to_string(),
@@ -157,7 +173,7 @@ impl Mirror {
         for (_, remaining) in pushed.tags() {
             self.collect_blobs(&remaining, &mut kept).await?;
         }
-        let freed = pushed.blobs.keep_only(&kept);
+        let freed = pushed.blobs.keep_only(&kept).await;
         Ok(Some(Removed {
             image: CatalogImage {
                 name: tag.to_string(),

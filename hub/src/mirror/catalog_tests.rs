@@ -3,7 +3,7 @@
 
 use std::io::Cursor;
 
-use super::catalog::Source;
+use super::catalog::{RemoveError, Source};
 use super::digest::Digest;
 use super::error::MirrorError;
 use super::import::tests::{entry, layer};
@@ -83,7 +83,7 @@ async fn removing_a_pushed_image_frees_only_the_blobs_no_other_pushed_image_uses
     let again = mirror.remove("outpost/app:1").await.unwrap_err();
     assert!(again.to_string().contains("neither pushed"), "{again}");
     let bad = mirror.remove("../etc:1").await.unwrap_err();
-    assert!(matches!(bad, MirrorError::ManifestUnknown(_)), "{bad}");
+    assert!(matches!(bad, RemoveError::BadName(_)), "{bad}");
 
     // Removed for good: a restarted hub does not serve it either.
     drop(mirror);

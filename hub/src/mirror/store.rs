@@ -141,20 +141,22 @@ impl BlobStore {
     }
 
     /// Delete every blob not in `kept`, read or not (a reader keeps its open file); returns the
-    /// bytes and blobs freed.
-    pub fn keep_only(&self, kept: &std::collections::HashSet<Digest>) -> (u64, usize) {
+    /// bytes and blobs freed. The files go on a blocking thread: a removed image may be
+    /// thousands of them.
+    pub async fn keep_only(&self, kept: &std::collections::HashSet<Digest>) -> (u64, usize) {
         let removed = self.lock().remove_where(|digest| !kept.contains(digest));
-        let mut freed = 0;
-        for (digest, size) in &removed {
-            let path = self.path(digest);
-            match std::fs::remove_file(&path) {
-                Ok(()) => freed += size,
-                Err(e) => {
-                    warn!(path = %path.display(), "could not delete a removed image's blob: {e}")
-                }
-            }
-        }
-        (freed, removed.len())
+        let count = removed.len();
+        let files: Vec<(PathBuf, u64)> = removed
+            .into_iter()
+            .map(|(digest, size)| (self.path(&digest), size))
+            .collect();
+        let freed = tokio::task::spawn_blocking(move || delete_all(files))
+            .await
+            .unwrap_or_else(|e| {
+                warn!("deleting a removed image's blobs failed: {e}");
+                0
+            });
+        (freed, count)
     }
 
     /// The most bytes it keeps.
@@ -226,6 +228,18 @@ fn index_on_disk(blobs: &Path) -> Result<Lru, StoreError> {
         lru.insert(digest, size);
     }
     Ok(lru)
+}
+
+/// Delete `files`, returning the bytes freed; a file that cannot be deleted is logged and left.
+fn delete_all(files: Vec<(PathBuf, u64)>) -> u64 {
+    let mut freed = 0;
+    for (path, size) in files {
+        match std::fs::remove_file(&path) {
+            Ok(()) => freed += size,
+            Err(e) => warn!(path = %path.display(), "could not delete a removed image's blob: {e}"),
+        }
+    }
+    freed
 }
 
 /// Open a blob and mark it used on disk too (best effort), so LRU order survives a restart.
