@@ -18,17 +18,19 @@
 
 pub mod fetch;
 mod http;
+mod recent;
 pub mod resume;
 pub mod store;
 mod window;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use outpost_protocol::registry::name::{is_docker_hub, split_host};
 
 pub use fetch::HubLink;
+use recent::RecentManifests;
 use store::LocalBlobs;
 use tracing::{info, warn};
 
@@ -59,6 +61,7 @@ pub fn loopback_name(image: &str, default_host: &str, listen: SocketAddr) -> Opt
 struct Loopback {
     link: HubLink,
     blobs: LocalBlobs,
+    recent: Mutex<RecentManifests>,
 }
 
 /// Bind `addr` and serve the registry from `<data_dir>/registry` in the background; the returned
@@ -76,6 +79,7 @@ pub fn start(addr: SocketAddr, data_dir: &Path) -> Option<HubLink> {
     let registry = Arc::new(Loopback {
         link: link.clone(),
         blobs,
+        recent: Mutex::default(),
     });
     info!(%addr, "loopback registry listening");
     let sweeping = registry.clone();

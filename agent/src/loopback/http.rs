@@ -7,7 +7,7 @@
 //! is answered only once it is complete and verified on disk: the engine waits while it arrives
 //! (resuming across outages), and is never handed a byte of a blob that fails its digest.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -15,12 +15,13 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use outpost_protocol::fetch::FetchRefusal;
+use outpost_protocol::fetch::{FetchRefusal, Found};
 use outpost_protocol::registry::digest::Digest;
 use outpost_protocol::registry::name::{split_host, Reference, RepoPath};
 use outpost_protocol::registry::range::{self, RangeRequest};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::time::Instant;
 use tokio_util::io::ReaderStream;
 use tracing::warn;
 
@@ -72,7 +73,7 @@ async fn manifest(registry: &Loopback, name: &str, reference: &str, head: bool) 
         Ok(reference) => reference,
         Err(e) => return error(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", &e.to_string()),
     };
-    let (found, bytes) = match fetch::manifest(&registry.link, name, reference).await {
+    let (found, bytes) = match fetched(registry, name, reference).await {
         Ok(answer) => answer,
         Err(e) => return failure("MANIFEST_UNKNOWN", &e),
     };
@@ -86,6 +87,29 @@ async fn manifest(registry: &Loopback, name: &str, reference: &str, head: bool) 
         Body::from(bytes)
     };
     (StatusCode::OK, headers, body).into_response()
+}
+
+/// The manifest `reference` names: by digest from the ones fetched a moment ago
+/// ([`super::recent`]), else from the hub (and kept).
+async fn fetched(
+    registry: &Loopback,
+    name: &str,
+    reference: Reference,
+) -> Result<(Found, Vec<u8>), LoopbackError> {
+    let recent = || {
+        registry
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    if let Reference::Digest(digest) = &reference {
+        if let Some(kept) = recent().get(name, digest, Instant::now()) {
+            return Ok(kept);
+        }
+    }
+    let (found, bytes) = fetch::manifest(&registry.link, name, reference).await?;
+    recent().keep(name, &found, &bytes, Instant::now());
+    Ok((found, bytes))
 }
 
 async fn blob(
