@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use outpost_protocol::fetch::Found;
+use outpost_protocol::registry::digest::Digest;
 use tokio::time::Instant;
 
 /// How long a fetched manifest answers a request by its digest: far longer than the gap between
@@ -59,7 +60,7 @@ impl RecentManifests {
     pub(super) fn get(
         &mut self,
         repo: &str,
-        digest: &outpost_protocol::registry::digest::Digest,
+        digest: &Digest,
         now: Instant,
     ) -> Option<(Found, Vec<u8>)> {
         self.kept
@@ -73,8 +74,6 @@ impl RecentManifests {
 
 #[cfg(test)]
 mod tests {
-    use outpost_protocol::registry::digest::Digest;
-
     use super::*;
 
     fn manifest(body: &str) -> (Found, Vec<u8>) {
