@@ -49,7 +49,7 @@ impl RigHub {
             .args(["--agent-listen", &agents, "--api-listen", HUB_API])
             .args(["--public-addr", &agents])
             .args(flags)
-            .env("RUST_LOG", "info,quinn=warn");
+            .env("RUST_LOG", crate::child_log_filter());
         let process = rig.spawn(command, &log);
         wait_for(Duration::from_secs(30), "the hub to start", || {
             let text = std::fs::read_to_string(&log).ok()?;
@@ -160,7 +160,7 @@ pub fn start_agent_with(
         .env("EDGE_KEY", edge_key)
         .env_remove("EDGE_ID")
         .env("DOCKER_HOST", format!("unix://{DOCKER_SOCKET}"))
-        .env("RUST_LOG", "info,quinn=warn")
+        .env("RUST_LOG", crate::child_log_filter())
         .envs(env.iter().copied());
     rig.spawn(command, &data_dir.with_extension("log"))
 }

@@ -117,7 +117,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, probe: impl FnMut() -> Option<
 
 /// The `RUST_LOG` filter for the hub and agent processes: `OUTPOST_TEST_LOG` when set (to debug a
 /// failing test), else info without quinn's chatter.
-fn child_log_filter() -> String {
+pub(crate) fn child_log_filter() -> String {
     std::env::var("OUTPOST_TEST_LOG").unwrap_or_else(|_| "info,quinn=warn".to_owned())
 }
 
