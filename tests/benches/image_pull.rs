@@ -18,14 +18,14 @@
 //! (`--registry`) on its hub side, a `dockerd` and the agent on its agent side, as in
 //! `tests/tests/agent_registry.rs`. The image (a random, incompressible layer on the test image)
 //! is built and pushed while the link is transparent, and ordered onto the device (an `image pull`
-//! run to its end: the hub's mirror serves a device only what it was ordered); then the profile is
-//! set and each sample
-//! pulls it both ways, Outpost first, with the image removed from the engine (and the agent's
-//! blob cache emptied) before each pull. The samples share the agent's connection, so only the
-//! first pull starts from the transport's first measure of the link (its startup train); the
-//! later ones start at the rate the first measured, and the table shows the two apart. Hub and agent run the link's transport profile (lan,
-//! cellular, satellite), as `link_profiles` picks it. On `lte`, `docker ps` through the hub is timed idle and
-//! while Outpost's pull runs (median of three each), for the "interactive first" bound.
+//! run to its end: the hub's mirror serves a device only what it was ordered); then the profile
+//! is set and each sample pulls it both ways, Outpost first, with the image removed from the
+//! engine (and the agent's blob cache emptied) before each pull. The samples share the agent's
+//! connection, so only the first pull starts from the transport's first measure of the link (its
+//! startup train); the later ones start at the rate the first measured, and the table shows the
+//! two apart. Hub and agent run the link's transport profile (lan, cellular, satellite), as
+//! `link_profiles` picks it. On `lte`, `docker ps` through the hub is timed idle and while
+//! Outpost's pull runs (median of three each), for the "interactive first" bound.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 use std::path::{Path, PathBuf};

@@ -443,6 +443,26 @@ impl Hub {
         })
     }
 
+    /// The hub's Prometheus text (`GET /metrics` with its admin token), fetched with `curl` from
+    /// inside the hub's namespace when it runs in one.
+    pub fn metrics(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.data_dir.join(name)).expect(name);
+        let out = command_in(self.netns(), "curl")
+            .arg("-sf")
+            .arg("--cacert")
+            .arg(self.data_dir.join("ca.pem"))
+            .arg("-H")
+            .arg(format!(
+                "Authorization: Bearer {}",
+                read("admin.token").trim()
+            ))
+            .arg(format!("{}/metrics", read("api.url").trim()))
+            .output()
+            .expect("run curl");
+        assert!(out.status.success(), "GET /metrics: {out:?}");
+        String::from_utf8(out.stdout).expect("metrics are text")
+    }
+
     /// The hub's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
@@ -467,4 +487,13 @@ fn between(text: &str, start: &str, end: &str) -> String {
     rest[..rest.find(end).unwrap_or(rest.len())]
         .trim()
         .to_owned()
+}
+
+/// The value of the sample named `name` (labels included, as `name{label="value"}`) in Prometheus
+/// text; panics with the text when it is missing.
+pub fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
 }

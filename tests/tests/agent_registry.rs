@@ -45,7 +45,7 @@ use outpost_tests::registry::{
 };
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::stacks;
-use outpost_tests::{command_in, wait_for, Agent, Hub};
+use outpost_tests::{command_in, metric, wait_for, Agent, Hub};
 
 /// The random bytes of the big image's top layer.
 const LAYER_BYTES: u64 = 20_000_000;
@@ -196,25 +196,6 @@ impl Device {
         times[1]
     }
 
-    /// The hub's Prometheus text, from inside its namespace.
-    fn metrics(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.hub.data_dir.join(name)).unwrap();
-        let out = command_in(self.hub.netns(), "curl")
-            .arg("-sf")
-            .arg("--cacert")
-            .arg(self.hub.data_dir.join("ca.pem"))
-            .arg("-H")
-            .arg(format!(
-                "Authorization: Bearer {}",
-                read("admin.token").trim()
-            ))
-            .arg(format!("{}/metrics", read("api.url").trim()))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "GET /metrics: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// The operator pre-pulls the image onto the device (`image pull`): the order that lets the
     /// device fetch it through the hub, and the first pull.
     fn order_pull(&self) {
@@ -324,17 +305,17 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     }
     assert_eq!(d.partial_len(), None, "no partial file is left");
     // The hub's counters say the same: one upstream fetch per blob, a resumed agent fetch.
-    let metrics = d.metrics();
+    let metrics = d.hub.metrics();
     let fetched = format!(
         "outpost_hub_mirror_upstream_fetches_total{{kind=\"blob\"}} {}\n",
         blobs.len()
     );
     assert!(metrics.contains(&fetched), "{fetched} in:\n{metrics}");
-    let resumed = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("outpost_hub_mirror_agent_fetches_total{start=\"resumed\"} "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(resumed >= Some(1), "a resumed agent fetch in:\n{metrics}");
+    let resumed = metric(
+        &metrics,
+        "outpost_hub_mirror_agent_fetches_total{start=\"resumed\"}",
+    );
+    assert!(resumed >= 1, "a resumed agent fetch in:\n{metrics}");
 
     // The engine has the image and runs it.
     let image = format!("{LOOPBACK}/{REPO}:1");

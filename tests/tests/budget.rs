@@ -32,7 +32,7 @@ use outpost_tests::docker::{require_engine, DockerCli};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::registry::{push_random_image, start_agent, Registry};
 use outpost_tests::rig::{Rig, HUB_IP};
-use outpost_tests::{command_in, stacks, wait_for, Agent, Hub};
+use outpost_tests::{metric, stacks, wait_for, Agent, Hub};
 use serde_json::Value;
 
 /// Random bytes in each of the image's layers.
@@ -71,32 +71,6 @@ fn push_heavy_image(engine: &Dockerd, dir: &Path, layers: u64) {
     let files: Vec<String> = (1..=layers).map(|layer| format!("/blob{layer}")).collect();
     let layers: Vec<_> = files.iter().map(|f| (f.as_str(), LAYER_BYTES)).collect();
     push_random_image(engine, &dir.join("heavy"), &image(), &layers);
-}
-
-/// The hub's Prometheus text, from inside its namespace.
-fn metrics(hub: &Hub) -> String {
-    let read = |name: &str| std::fs::read_to_string(hub.data_dir.join(name)).unwrap();
-    let out = command_in(hub.netns(), "curl")
-        .arg("-sf")
-        .arg("--cacert")
-        .arg(hub.data_dir.join("ca.pem"))
-        .arg("-H")
-        .arg(format!(
-            "Authorization: Bearer {}",
-            read("admin.token").trim()
-        ))
-        .arg(format!("{}/metrics", read("api.url").trim()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "GET /metrics: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn counter(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
 }
 
 /// The rig with the registry and hub on its hub side, an engine and an agent on its agent side,
@@ -264,7 +238,7 @@ fn a_spent_budget_defers_a_rollout_and_each_period_resumes_where_the_last_stoppe
         log.contains("budget spent part-way through a blob"),
         "{log}"
     );
-    let sent = counter(&metrics(hub), "outpost_hub_mirror_agent_bytes_total");
+    let sent = metric(&hub.metrics(), "outpost_hub_mirror_agent_bytes_total");
     let image_bytes = LAYERS * LAYER_BYTES;
     eprintln!("image bytes sent to the device: {sent} for {image_bytes} of random layers");
     assert!(

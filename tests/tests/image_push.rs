@@ -5,7 +5,9 @@
 //! The first test is the whole story on real parts: the netns rig (hub side, device side), a
 //! hub with no `--registry`, Debian's `dockerd` on the device building a multi-layer image
 //! (classic builder, `FROM` the imported busybox), `docker save` of it, the push, and the device's
-//! engine pulling and running it — same image id, same layers.
+//! engine pulling and running it — same image id, same layers. The engine asks for the manifest
+//! twice (by tag, then by digest); the hub's count of fetch streams shows the agent fetched it
+//! once (`agent/src/loopback/recent.rs`), and each blob once.
 //!
 //! The second needs no engine: archives made in the test (`outpost_tests::saved`), each broken
 //! in one way — not a tar, a layer that is not its `diff_id`, an entry climbing out with `..`, a
@@ -23,7 +25,7 @@ use outpost_tests::docker::{require_engine, TEST_IMAGE};
 use outpost_tests::dockerd::Dockerd;
 use outpost_tests::rig::{Rig, HUB_IP};
 use outpost_tests::saved::{archive, escape_first, huge_long_name, layer, Flaw};
-use outpost_tests::{wait_for, Agent, AgentOptions, Hub};
+use outpost_tests::{metric, wait_for, Agent, AgentOptions, Hub};
 use serde_json::Value;
 
 /// The agent's registry, at its documented default.
@@ -88,6 +90,15 @@ fn a_saved_image_pushed_to_an_air_gapped_hub_is_pulled_and_run_by_a_device() {
 
     // The operator orders the image onto the device (the hub serves a device only what it was
     // ordered); the device pulls it, and an admin's pull on the device is served too.
+    let fetch_streams = || {
+        let metrics = hub.metrics();
+        let started = |from: &str| {
+            let name = format!("outpost_hub_mirror_agent_fetches_total{{start=\"{from}\"}}");
+            metric(&metrics, &name)
+        };
+        started("zero") + started("resumed")
+    };
+    let streams_before = fetch_streams();
     let endpoint = id.to_string();
     let out = hub.cli(&[
         "image",
@@ -109,6 +120,15 @@ fn a_saved_image_pushed_to_an_air_gapped_hub_is_pulled_and_run_by_a_device() {
         assert_ne!(state, "failed", "{detail}");
         (state == "succeeded").then_some(())
     });
+    // The engine asked for the manifest by its tag, then by its digest: the agent fetched it from
+    // the hub once, and each blob the engine lacked once (each logged as verified).
+    let blobs = agent.log().matches("blob verified").count() as u64;
+    assert!(blobs >= 2, "the config and the new layers: {blobs}");
+    assert_eq!(
+        fetch_streams() - streams_before,
+        1 + blobs,
+        "one manifest fetch and {blobs} blob fetches"
+    );
     let name = format!("{LOOPBACK}/outpost/app:1");
     engine.ok(&["pull", &name]);
     let pulled = inspect(&engine, &name);
