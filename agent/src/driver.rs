@@ -107,11 +107,22 @@ async fn serve(
     defaults: DriverSetup,
     on_welcome: impl FnOnce(&Welcome),
 ) -> Result<(), SessionEnd> {
+    let mut snapshots = Snapshots::new(defaults.docker.clone());
+    let snapshot_taken = defaults.snapshot_on_connect.then(|| {
+        snapshots.take();
+        Instant::now()
+    });
     let (mut send, recv) = conn.open_bi().await?;
     let hello = AgentMessage::Hello {
         agent_version: env!("CARGO_PKG_VERSION").into(),
     };
     wire::write_frame(&mut send, &hello).await?;
+    let mut outbox = Outbox::default();
+    if snapshot_taken.is_some() {
+        snapshots
+            .send_behind_hello(conn, &mut send, &mut outbox)
+            .await?;
+    }
     let (recv, welcome) = welcome(conn, recv).await?;
     on_welcome(&welcome);
     if let Some(observer) = &defaults.observer {
@@ -126,7 +137,6 @@ async fn serve(
     }
     let mut session = AgentSession::new(Instant::now().into_std(), defaults.session);
     session.handle_settings(welcome.settings);
-    let mut outbox = Outbox::default();
     let renewing = match renew::attach(conn, defaults.renewal.clone()) {
         Some((request, requested)) => {
             outbox.push(&request)?;
@@ -134,8 +144,8 @@ async fn serve(
         }
         None => None,
     };
-    if defaults.snapshot_on_connect {
-        session.request_snapshot(Instant::now().into_std());
+    if let Some(taken) = snapshot_taken {
+        session.handle_snapshot_taken(taken.into_std());
     }
     let deploying = defaults
         .deployer
@@ -152,7 +162,7 @@ async fn serve(
         interval: session.checkin_interval(),
         session,
         outbox,
-        snapshots: Snapshots::new(defaults.docker.clone()),
+        snapshots,
         route: RouteWatch::new(conn.remote_address(), defaults.watch_route),
         observer: defaults.observer,
         renewing,

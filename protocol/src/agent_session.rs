@@ -238,6 +238,12 @@ impl AgentSession {
         self.take_snapshot_if_due(now);
     }
 
+    /// The driver took a snapshot at `at` without being asked (the one due at connect, sent behind
+    /// the hello before this session existed): later ones keep [`MIN_SNAPSHOT_INTERVAL`] from it.
+    pub fn handle_snapshot_taken(&mut self, at: Instant) {
+        self.last_snapshot = Some(at);
+    }
+
     /// Time has reached (or passed) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(in_flight) = self.in_flight {

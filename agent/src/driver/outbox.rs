@@ -50,6 +50,12 @@ impl Outbox {
         Ok(())
     }
 
+    /// The part of a frame that a write began outside the outbox did not take: it goes before
+    /// anything queued after it, so the stream carries the frame whole.
+    pub(crate) fn push_rest_of_frame(&mut self, rest: Vec<u8>) {
+        self.frames.push_front(rest);
+    }
+
     /// Frames waiting.
     pub(crate) fn len(&self) -> usize {
         self.frames.len()

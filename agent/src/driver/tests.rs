@@ -9,6 +9,7 @@ use outpost_certs::{pinned_client_config, HubPki, HUB_SERVER_NAME};
 use outpost_protocol::job::{EngineMethod, Features, JobOrder, JobOutcome, JobSpec};
 use outpost_protocol::wire::{read_frame, EndpointTiming, ALPN_SESSION};
 use outpost_protocol::EndpointId;
+use outpost_transport::profile;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::io::AsyncReadExt;
 
@@ -23,11 +24,19 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// The hub's and the agent's ends of a loopback session connection. The agent grants no streams
 /// until summoned, as its dialer's profiles do.
 async fn connect(dir: &tempfile::TempDir) -> (quinn::Connection, quinn::Connection) {
+    connect_with_window(dir, HUB_STREAM_WINDOW).await
+}
+
+/// [`connect`], with the hub's receive window on each stream `window` bytes.
+async fn connect_with_window(
+    dir: &tempfile::TempDir,
+    window: u32,
+) -> (quinn::Connection, quinn::Connection) {
     let pki = HubPki::load_or_create(dir.path(), &[]).unwrap();
     let tls = QuicServerConfig::try_from(pki.server_config(&[ALPN_SESSION]).unwrap()).unwrap();
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(tls));
     let mut transport = quinn::TransportConfig::default();
-    transport.stream_receive_window(VarInt::from_u32(HUB_STREAM_WINDOW));
+    transport.stream_receive_window(VarInt::from_u32(window));
     server_config.transport_config(Arc::new(transport));
     let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let (tls, _) = pinned_client_config(pki.ca_fingerprint(), None, &[ALPN_SESSION]).unwrap();
@@ -113,15 +122,8 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
 
     let (mut to_agent, mut from_agent) = greet(&hub).await;
 
-    // The features first (a few bytes: every agent announces `QUIET`), then the snapshot's
-    // length arrives, and then the rest of it waits for credit.
-    let features: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
-        .await
-        .unwrap();
-    assert_eq!(
-        features,
-        AgentMessage::Features(Features::QUIET.with(Features::HUB_ADDRS))
-    );
+    // The snapshot due at connect follows the hello: its length arrives, and then the rest of it
+    // waits for credit, with the features queued behind it.
     let announced = from_agent.read_u32().await.unwrap() as usize;
     assert!(
         announced > 2 * HUB_STREAM_WINDOW as usize,
@@ -156,10 +158,50 @@ async fn a_write_the_hub_does_not_read_holds_up_neither_checkins_nor_summons() {
         matches!(snapshot, AgentMessage::Snapshot(_)),
         "{snapshot:?}"
     );
+    let features: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
+        .await
+        .unwrap();
+    assert_eq!(
+        features,
+        AgentMessage::Features(Features::QUIET.with(Features::HUB_ADDRS)),
+        "every agent announces `QUIET`"
+    );
     let ready: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
         .await
         .unwrap();
     assert_eq!(ready, AgentMessage::Ready { id: 7 });
+    agent.abort();
+}
+
+/// The snapshot due at connect is in the hello's flight: the hub reads it before it has sent the
+/// welcome, so a new session knows its engine (and the hub can answer its pings) a round trip
+/// sooner. The hello's own features still follow the welcome.
+#[tokio::test]
+async fn the_snapshot_due_at_connect_reaches_the_hub_before_its_welcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, agent) = connect_with_window(&dir, profile::HUB_STANDBY_WINDOW).await;
+    let docker = DockerHost::Unix(dir.path().join("docker.sock"));
+    let agent = tokio::spawn(async move { run(&agent, setup(docker), |_| {}).await });
+
+    let (_to_agent, mut from_agent) = hub.accept_bi().await.unwrap();
+    let hello: AgentMessage = read_frame(&mut from_agent, MAX_CONTROL_FRAME)
+        .await
+        .unwrap();
+    assert!(matches!(hello, AgentMessage::Hello { .. }), "{hello:?}");
+    let behind = tokio::time::timeout(
+        PATIENCE,
+        read_frame::<AgentMessage, _>(&mut from_agent, MAX_CONTROL_FRAME),
+    )
+    .await
+    .expect("nothing behind the hello without a welcome")
+    .unwrap();
+    let AgentMessage::Snapshot(snapshot) = behind else {
+        panic!("{behind:?} behind the hello");
+    };
+    assert!(
+        snapshot.error.is_some(),
+        "the snapshot says the engine is missing: {snapshot:?}"
+    );
     agent.abort();
 }
 

@@ -429,6 +429,23 @@ fn snapshots_are_at_least_the_minimum_interval_apart_and_piled_up_requests_are_o
 }
 
 #[test]
+fn a_snapshot_the_driver_took_at_connect_paces_the_next() {
+    let mut h = Harness::new();
+    h.session.handle_snapshot_taken(h.now);
+    h.session.handle_settings(EndpointTiming {
+        checkin_interval_ms: 25_000,
+        standby_after_ms: 1_000,
+    });
+    h.session.handle_summon(h.now, 1);
+    h.run_until(Duration::from_secs(30));
+    assert_eq!(
+        snapshot_times(&h),
+        [MIN_SNAPSHOT_INTERVAL.as_secs()],
+        "the standby at 1 s waits out the interval from the one taken at connect, which asks for no other"
+    );
+}
+
+#[test]
 fn check_ins_name_the_applied_state_once_the_agent_applies_stacks() {
     let start = Harness::new().start;
     let mut session = AgentSession::new(start, config());
