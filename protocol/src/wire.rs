@@ -12,6 +12,8 @@
 //!   agent opens the control stream (bidirectional; the only stream an agent may open, except
 //!   fetch streams from version 6):
 //!   agent ── AgentMessage::Hello ─────────────▶ hub
+//!   (the agent's first session after it starts: AgentMessage::Snapshot right behind the hello,
+//!   before the welcome; the hub reads every frame after the hello the same way)
 //!   agent ◀─ HubMessage::Welcome { settings } ── hub
 //!   every check-in interval (datagrams, unreliable: the next one supersedes a lost one):
 //!   agent ── Datagram::CheckIn { seq } ────────▶ hub
