@@ -25,7 +25,8 @@
 //! startup train); the later ones start at the rate the first measured, and the table shows the
 //! two apart. Hub and agent run the link's transport profile (lan, cellular, satellite), as
 //! `link_profiles` picks it. On `lte`, `docker ps` through the hub is timed idle and while
-//! Outpost's pull runs (median of three each), for the "interactive first" bound.
+//! Outpost's pull runs (median of three each), once per sample, for the "interactive first"
+//! bound.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 use std::path::{Path, PathBuf};
@@ -82,7 +83,8 @@ struct Row {
     down_mbit: f64,
     outpost: Vec<Option<Duration>>,
     direct: Vec<Option<Duration>>,
-    ps: Option<(Duration, Duration)>,
+    /// On `lte`: `docker ps` through the hub, (idle, during a pull), once per sample.
+    ps: Vec<(Duration, Duration)>,
 }
 
 /// The QUIC transport profile for a link, by its round trip, as `link_profiles` picks it.
@@ -419,7 +421,7 @@ fn run_profile(options: &Options, profile: &str) -> Row {
         down_mbit: down_mbit(profile),
         outpost: Vec::new(),
         direct: Vec::new(),
-        ps: None,
+        ps: Vec::new(),
     };
     for sample in 0..options.samples {
         let outpost = site.timed_pull(&through, options.timeout);
@@ -429,7 +431,9 @@ fn run_profile(options: &Options, profile: &str) -> Row {
         row.direct.push(straight);
     }
     if profile == "lte" {
-        row.ps = Some(site.ps_during_pull(&through));
+        row.ps = (0..options.samples)
+            .map(|_| site.ps_during_pull(&through))
+            .collect();
     }
     eprintln!("{}", site.rig.ctl(&["counters"]));
     row
@@ -511,14 +515,17 @@ fn main() {
             shown(direct)
         );
     }
-    for row in &rows {
-        if let Some((idle, busy)) = row.ps {
-            println!(
-                "\n`docker ps` through the hub on {}: idle {:.0} ms, during the pull {:.0} ms",
-                row.profile,
-                idle.as_secs_f64() * 1e3,
-                busy.as_secs_f64() * 1e3
-            );
-        }
+    for row in rows.iter().filter(|row| !row.ps.is_empty()) {
+        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+        let pulls: Vec<String> = row
+            .ps
+            .iter()
+            .map(|(idle, busy)| format!("{} → {}", ms(*idle), ms(*busy)))
+            .collect();
+        println!(
+            "\n`docker ps` through the hub on {} (median of three calls idle → during a pull, one pull each): {}",
+            row.profile,
+            pulls.join(", ")
+        );
     }
 }
