@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use outpost_protocol::agent_session::{AgentEvent, AgentSession, SessionTiming};
+use outpost_protocol::stream::STANDBY_STREAMS;
 use outpost_protocol::wire::{
     self, AgentMessage, Datagram, HubMessage, Welcome, WireError, MAX_CONTROL_FRAME,
 };
@@ -409,7 +410,8 @@ impl Driver<'_> {
                 self.outbox.push(&AgentMessage::Ready { id })?;
             }
             AgentEvent::EnterStandby => {
-                self.conn.set_max_concurrent_bi_streams(VarInt::from_u32(0));
+                self.conn
+                    .set_max_concurrent_bi_streams(VarInt::from_u32(STANDBY_STREAMS));
                 self.outbox.push(&AgentMessage::Standby)?;
                 info!("back to standby");
             }

@@ -17,8 +17,10 @@
 //!   late ack of the missed one is no sample (Karn's rule: an ack that could answer either send
 //!   says nothing about the path); [`AgentSession::poll_rtt_sample`] hands each sample out once.
 //! - **Summon → active**: the first summon opens stream credit; every summon is answered `Ready`.
+//!   A stream the hub opened with a standby session's one stream of credit
+//!   ([`crate::stream::STANDBY_STREAMS`]) makes it active too: its summon is on the way.
 //! - **Standby**: when no proxy stream is open and nothing moved for `standby_after`, credit drops
-//!   back to zero.
+//!   back to that one stream.
 //! - **Silence while streams are open**: a device that only receives (an image coming down) sends
 //!   nothing but acks, and acks answer packets. When its NAT rebinds mid-transfer the hub's packets
 //!   go to the old mapping, nothing arrives, no ack leaves from the new one, and the hub never
@@ -182,17 +184,25 @@ impl AgentSession {
 
     /// The hub summoned the device.
     pub fn handle_summon(&mut self, now: Instant, id: u32) {
+        self.go_active();
+        self.last_activity = now;
+        self.events.push_back(AgentEvent::SendReady(id));
+    }
+
+    /// Active from standby: the full stream credit.
+    fn go_active(&mut self) {
         if self.mode == Mode::Standby {
             self.mode = Mode::Active;
             self.events
                 .push_back(AgentEvent::GrantStreams(self.config.stream_credit));
         }
-        self.last_activity = now;
-        self.events.push_back(AgentEvent::SendReady(id));
     }
 
-    /// The hub opened a proxy stream.
+    /// The hub opened a proxy stream: in standby, with the one stream of credit a standby
+    /// session grants ([`crate::stream::STANDBY_STREAMS`]), so its summon is on the way and the
+    /// session goes active now rather than when that arrives.
     pub fn handle_stream_opened(&mut self, now: Instant) {
+        self.go_active();
         if self.open_streams == 0 {
             self.restart_silence(now);
         }

@@ -30,6 +30,12 @@ pub const MAX_REPLY: usize = 1024;
 /// Proxy streams the hub may have open on one device at once: the agent's stream credit when
 /// summoned, and the hub's per-device limit (which answers with a clear error instead of queueing).
 pub const MAX_STREAMS_PER_DEVICE: u32 = 32;
+/// Proxy streams the hub may open on a device in standby, before its summon is answered: the
+/// first command's request leaves beside the summon instead of a round trip after it (0.6 s on
+/// GEO). A hub that opens one sends the summon too, and the device goes active when either
+/// arrives; an older hub waits for the `Ready` as before, and an older agent (no standby credit)
+/// answers with its `Ready` the credit the hub's open was waiting for.
+pub const STANDBY_STREAMS: u32 = 1;
 
 /// What a stream is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

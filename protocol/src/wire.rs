@@ -19,12 +19,13 @@
 //!   agent ── Datagram::CheckIn { seq } ────────▶ hub
 //!   agent ◀─ Datagram::Ack { seq, interval } ─── hub
 //!   when an admin needs the device (pushed, one round trip):
-//!   agent ◀─ HubMessage::Summon { id } ───────── hub
-//!   agent raises its bidirectional stream credit from 0, then
-//!   agent ── AgentMessage::Ready { id } ───────▶ hub   (hub opens proxy streams)
+//!   agent ◀─ HubMessage::Summon { id } ───────── hub   (and, beside it, the request's proxy
+//!                                                     stream on standby's one stream of credit)
+//!   agent raises its bidirectional stream credit from 1 (from 0 before session 27), then
+//!   agent ── AgentMessage::Ready { id } ───────▶ hub   (hub opens more proxy streams)
 //!   after the standby period without activity:
 //!   agent ── AgentMessage::Snapshot { engine summary } ──▶ hub
-//!   agent drops its stream credit to 0 ── AgentMessage::Standby ──▶ hub
+//!   agent drops its stream credit to 1 ── AgentMessage::Standby ──▶ hub
 //!   once its certificate is past 2/3 of its life (a CSR for the same key):
 //!   agent ── AgentMessage::Renew { CSR } ──────▶ hub   (at most one outstanding per session)
 //!   agent ◀─ HubMessage::Renewed { cert } ────── hub   (used from the next connection on; the
@@ -323,7 +324,7 @@ pub enum AgentMessage {
         /// The summon's id.
         id: u32,
     },
-    /// Stream credit is back to zero.
+    /// Stream credit is back to standby's one stream ([`crate::stream::STANDBY_STREAMS`]).
     Standby,
     /// A fresh summary of the device's engine.
     Snapshot(crate::snapshot::EngineSnapshot),

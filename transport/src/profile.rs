@@ -255,8 +255,8 @@ impl TransportProfile {
         let incoming_bidi = match role {
             // The agent may open exactly one stream: the control stream.
             Role::Hub => 1,
-            // Standby: the hub may open nothing until the agent is summoned.
-            Role::Agent => 0,
+            // Standby: the hub may open one stream beside its summon.
+            Role::Agent => outpost_protocol::stream::STANDBY_STREAMS,
         };
         config.max_concurrent_bidi_streams(VarInt::from_u32(incoming_bidi));
         match congestion {

@@ -163,6 +163,12 @@ impl Metrics {
         }
     }
 
+    /// The summon histogram, for a summon answered on a task of its own: the request that sent
+    /// it went on without waiting (a stream opened on standby credit).
+    pub(crate) fn summons(&self) -> DurationHistogram {
+        self.summons.clone()
+    }
+
     /// A proxied Docker request was answered with `status` (the engine's, or the hub's refusal).
     pub fn proxied(&self, status: StatusCode) {
         self.proxy.count(status);

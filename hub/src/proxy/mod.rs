@@ -189,8 +189,6 @@ async fn serve_here(
             return Ok(answer);
         }
     }
-    let waited = session.summon(ctx.summon_timeout).await?;
-    ctx.metrics.summoned(waited);
     let slots = acquire(ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
     let (io, outcome) = open_stream(ctx, &session, request_id).await?;
@@ -284,8 +282,7 @@ fn acquire(ctx: &HubContext, session: &LiveSession) -> Result<slots::Slots, Prox
 
 type StreamIo = Counted<tokio::io::Join<reply::AfterReply, quinn::SendStream>>;
 
-/// Open a stream, re-summoning once if the device has no stream credit left: its `Standby` may
-/// still be in flight when the hub believed it active, and QUIC would wait for credit forever.
+/// Open a stream to the device and write its header.
 async fn open_stream(
     ctx: &HubContext,
     session: &Arc<LiveSession>,
@@ -295,20 +292,9 @@ async fn open_stream(
         id: session.endpoint,
         reason: e.to_string(),
     };
-    let conn = session.connection();
-    let opened = match tokio::time::timeout(CREDIT_DEADLINE, conn.open_bi()).await {
-        Ok(opened) => opened,
-        Err(_) => {
-            session.enter_standby();
-            let waited = session.summon(ctx.summon_timeout).await?;
-            ctx.metrics.summoned(waited);
-            tokio::time::timeout(ctx.summon_timeout, conn.open_bi())
-                .await
-                .map_err(|_| ProxyError::NoStream {
-                    id: session.endpoint,
-                    within: ctx.summon_timeout,
-                })?
-        }
+    let opened = match open_beside_summon(ctx, session).await? {
+        Some(opened) => opened,
+        None => open_when_summoned(ctx, session).await?,
     };
     let (mut send, recv) = opened.map_err(|e| lost(&e))?;
     let header = StreamHeader {
@@ -324,6 +310,73 @@ async fn open_stream(
         Counted::new(io, session.clone(), Class::Interactive),
         outcome,
     ))
+}
+
+type Opened = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>;
+
+/// Summon the device, and open the stream at once if its agent gives a standby session a stream
+/// of credit ([`outpost_protocol::stream::STANDBY_STREAMS`]): the request then crosses beside the
+/// summon, a round trip sooner (0.6 s on GEO). The stream, if that is how it went; `None` once
+/// the summon was answered first (an older agent's credit comes with its `Ready`) or was not
+/// needed (the device is active). A refused summon (a pending device) is answered before any
+/// stream is opened. A `quiet` device is only summoned: nothing reaches it before its next
+/// check-in, which may be minutes away, past a stream's reply deadline.
+async fn open_beside_summon(
+    ctx: &HubContext,
+    session: &Arc<LiveSession>,
+) -> Result<Option<Opened>, ProxyError> {
+    let owned = session.clone();
+    let timeout = ctx.summon_timeout;
+    let mut summon = Box::pin(async move { owned.summon(timeout).await });
+    if session.is_quiet() {
+        ctx.metrics.summoned(summon.await?);
+        return Ok(None);
+    }
+    let conn = session.connection();
+    tokio::select! {
+        // The summon first: it refuses a pending device, or sends its frame, before the stream.
+        biased;
+        waited = &mut summon => {
+            ctx.metrics.summoned(waited?);
+            Ok(None)
+        }
+        opened = conn.open_bi() => {
+            debug!(endpoint = %session.endpoint, "opened on standby credit, beside the summon");
+            // Its `Ready` makes the session active and takes the full windows.
+            let summons = ctx.metrics.summons();
+            tokio::spawn(async move {
+                if let Ok(Some(waited)) = summon.await {
+                    summons.observe(waited);
+                }
+            });
+            Ok(Some(opened))
+        }
+    }
+}
+
+/// Open a stream on a summoned device, re-summoning once if it has no stream credit left: its
+/// `Standby` may still be in flight when the hub believed it active, and QUIC would wait for
+/// credit forever.
+async fn open_when_summoned(
+    ctx: &HubContext,
+    session: &Arc<LiveSession>,
+) -> Result<Opened, ProxyError> {
+    let conn = session.connection();
+    let opened = match tokio::time::timeout(CREDIT_DEADLINE, conn.open_bi()).await {
+        Ok(opened) => opened,
+        Err(_) => {
+            session.enter_standby();
+            let waited = session.summon(ctx.summon_timeout).await?;
+            ctx.metrics.summoned(waited);
+            tokio::time::timeout(ctx.summon_timeout, conn.open_bi())
+                .await
+                .map_err(|_| ProxyError::NoStream {
+                    id: session.endpoint,
+                    within: ctx.summon_timeout,
+                })?
+        }
+    };
+    Ok(opened)
 }
 
 /// Strip the route prefix and what must not reach the device ([`headers`]), keep everything else.

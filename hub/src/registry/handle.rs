@@ -151,6 +151,12 @@ impl LiveSession {
         state.handle_features(Instant::now(), features)
     }
 
+    /// Whether the device is on the `quiet` policy: its NAT binding may have lapsed since its
+    /// last check-in, so nothing reaches it before the next.
+    pub fn is_quiet(&self) -> bool {
+        self.state().is_quiet()
+    }
+
     /// An admin changed the device's group's `quiet` policy (`None`: the default one).
     pub fn set_quiet(&self, interval: Option<Duration>) {
         let quiet = self.state().offer_quiet(Instant::now(), interval);

@@ -239,6 +239,29 @@ fn summon_grants_credit_once_and_answers_every_summon() {
 }
 
 #[test]
+fn a_stream_opened_on_standby_credit_makes_the_session_active_before_its_summon() {
+    let mut h = Harness::new();
+    h.run_until(Duration::from_secs(1));
+    // The hub's stream and its summon cross together; the stream is read first.
+    h.session.handle_stream_opened(h.now);
+    h.session.handle_summon(h.now, 1);
+    h.drain();
+    let events: Vec<_> = h.events.iter().map(|(_, e)| *e).collect();
+    assert_eq!(
+        events,
+        [AgentEvent::GrantStreams(32), AgentEvent::SendReady(1)]
+    );
+    assert_eq!(h.session.mode(), Mode::Active);
+    // Standby again a minute after that stream closes.
+    h.run_until(Duration::from_secs(5));
+    h.session.handle_stream_closed(h.now);
+    h.run_until(Duration::from_secs(64));
+    assert_eq!(h.session.mode(), Mode::Active);
+    h.run_until(Duration::from_secs(66));
+    assert_eq!(h.session.mode(), Mode::Standby);
+}
+
+#[test]
 fn a_transfer_that_goes_silent_checks_in_within_a_second_then_ever_less_often() {
     let mut h = Harness::new();
     h.session.handle_summon(h.now, 1);
