@@ -184,6 +184,9 @@ async fn drive(
             control = session.control().pop(), if driving.outbox.has_room() => {
                 match control.message() {
                     Some(message) => {
+                        if matches!(control, Control::Summon { .. }) {
+                            driving.take_summon_grant();
+                        }
                         driving.outbox.push(&message);
                         Next::Read
                     }
@@ -252,10 +255,11 @@ impl Driving<'_> {
         match message {
             Ok(AgentMessage::Ready { id }) => self.on_ready(id),
             Ok(AgentMessage::Standby) => {
-                if session.enter_standby() == WindowChange::Release {
-                    self.summon_grant = false;
-                    self.settle_grant();
-                }
+                // The grant goes back whether or not a `Ready` confirmed it: a summon takes it
+                // when it is sent.
+                session.enter_standby();
+                self.summon_grant = false;
+                self.settle_grant();
             }
             Ok(AgentMessage::Snapshot(snapshot)) => {
                 let bytes = wire::encode(&snapshot).len() as u64;
@@ -406,6 +410,17 @@ impl Driving<'_> {
         }
         self.fetches
             .spawn(self.ctx.clone(), self.session.clone(), send, recv);
+    }
+
+    /// A summon is going out: it takes the full windows now, not when its `Ready` comes back, so
+    /// a request the proxy opened beside it on standby credit runs at full windows from its first
+    /// byte (a `docker load` on GEO sent 16 KiB in its first round trip without). Still only for a
+    /// summon the hub sent: nothing the agent says takes a grant.
+    fn take_summon_grant(&mut self) {
+        if self.grant.is_none() {
+            self.grant = self.ctx.windows.grant(&self.conn);
+        }
+        self.summon_grant |= self.grant.is_some();
     }
 
     /// Return the full windows once neither a summon nor a fetch stream holds them.
