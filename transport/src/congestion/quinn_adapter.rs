@@ -45,10 +45,19 @@ impl Adapter {
     pub(super) fn memory(&self) -> &PathMemory {
         &self.memory
     }
+
+    /// Hand the controller an offer waiting in the path memory: it resumes at once if the last
+    /// round trip it measured (the handshake's, at least) matches the offered path.
+    fn take_offer(&mut self) {
+        if let Some(offer) = self.memory.take_offer() {
+            self.controller.offer_resume(offer);
+        }
+    }
 }
 
 impl Controller for Adapter {
     fn on_sent(&mut self, now: Instant, bytes: u64, _last_packet_number: u64) {
+        self.take_offer();
         self.controller.on_sent(now, bytes);
     }
 
@@ -72,15 +81,12 @@ impl Controller for Adapter {
         _largest_packet_num_acked: Option<u64>,
     ) {
         self.controller.on_end_acks(now, in_flight);
-        let memory = &self.memory;
-        if let Some(offer) = memory.take_offer() {
-            self.controller.offer_resume(offer);
-        }
+        self.take_offer();
         let round = self.controller.rounds();
         if round != self.recorded_round {
             self.recorded_round = round;
             if let Some(estimate) = self.controller.path_estimate() {
-                memory.record(estimate);
+                self.memory.record(estimate);
             }
         }
     }
@@ -125,5 +131,40 @@ impl Controller for Adapter {
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::congestion::{PathEstimate, StartupExit};
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+    fn an_offer_is_taken_with_the_next_packet_sent_not_a_round_trip_later() {
+        // A GEO connection whose handshake measured 600 ms; the hub then offers the device's last
+        // path, and a request leaves before any further ack comes back.
+        let rtt = Duration::from_millis(600);
+        let start = Instant::now();
+        let memory = PathMemory::default();
+        let mut adapter = Adapter {
+            controller: DeliveryRate::new(Arc::new(DeliveryRateConfig::default()), 1200),
+            memory: memory.clone(),
+            recorded_round: 0,
+        };
+        adapter.on_sent(start, 1200, 0);
+        adapter.controller.on_ack(start + rtt, start, 1200, true);
+        adapter.controller.on_end_acks(start + rtt, 0);
+        memory.offer(PathEstimate {
+            rate: 2_500_000,
+            min_rtt: Duration::from_millis(590),
+        });
+
+        adapter.on_sent(start + rtt + Duration::from_millis(90), 1200, 1);
+        let controller = adapter.controller();
+        assert_eq!(controller.startup_exit(), Some(StartupExit::Resumed));
+        assert!(controller.bottleneck_rate() >= 2_500_000);
     }
 }
