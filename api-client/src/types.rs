@@ -150,6 +150,14 @@ pub struct Sender {
     /// Times a probe showed the path far faster than the estimate and the sender searched for
     /// the rate.
     pub searches: u32,
+    /// Only background transfers (image blobs) are sending, so the sender keeps the queue at the
+    /// device's bottleneck short for the admin's calls (absent from hubs before session 27).
+    #[serde(default)]
+    pub yielding: bool,
+    /// Times, while yielding, the sender found it had paced above what the path delivered and
+    /// corrected its rate.
+    #[serde(default)]
+    pub corrections: u32,
 }
 
 /// An endpoint: its stored record merged with its live session, if any.

@@ -255,6 +255,9 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
     wait_for(Duration::from_secs(60), "the layer to flow", || {
         (d.partial_len()? >= LAYER_BYTES / 6).then_some(())
     });
+    // Only the blob is sending: the hub's sender keeps the device's queue short for the admin.
+    let sender = d.hub.show(d.id)["sender"].clone();
+    assert_eq!(sender["yielding"], true, "while the layer flows: {sender}");
     // Fetch streams yield to proxy streams: an admin's `docker ps` meanwhile.
     let busy = d.ps_latency();
     eprintln!("docker ps through the hub: idle {idle:?}, during the transfer {busy:?}");
@@ -348,6 +351,12 @@ fn a_pull_through_the_agent_resumes_across_an_outage_and_an_agent_restart() {
         d.agent.log()
     );
     d.engine.ok(&["image", "inspect", &upstream_image]);
+    // No blob is sending any more: the sender goes back to the rate it measured.
+    wait_for(
+        Duration::from_secs(60),
+        "the sender to stop yielding",
+        || (d.hub.show(d.id)["sender"]["yielding"] == false).then_some(()),
+    );
 
     // The device's link carried the blobs once, plus the transport's framing.
     let (rx, tx, packets) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);

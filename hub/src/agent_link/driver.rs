@@ -10,6 +10,7 @@
 //! agent's flow control never stops acks, summons or standby.
 
 use outpost_transport::close::CloseCodeVarint as _;
+use outpost_transport::congestion::path_memory_of;
 use std::future::poll_fn;
 use std::sync::Arc;
 
@@ -206,6 +207,7 @@ async fn drive(
             }
             () = driving.fetches.closed() => {
                 driving.settle_grant();
+                driving.yield_while_fetching();
                 Next::Read
             }
         };
@@ -410,6 +412,18 @@ impl Driving<'_> {
         }
         self.fetches
             .spawn(self.ctx.clone(), self.session.clone(), send, recv);
+        self.yield_while_fetching();
+    }
+
+    /// While image blobs flow, the connection's sender trades a little rate for a short queue at
+    /// the device's bottleneck, so the admin's calls do not wait behind the blobs there (stream
+    /// priority orders only what waits at the hub; `outpost_transport`'s `delivery_rate::audit`).
+    /// Asked of the current path each time: a migration to a new address gives it a new
+    /// controller.
+    fn yield_while_fetching(&self) {
+        if let Some(path) = path_memory_of(&self.conn) {
+            path.set_yielding(self.fetches.open() > 0);
+        }
     }
 
     /// A summon is going out: it takes the full windows now, not when its `Ready` comes back, so

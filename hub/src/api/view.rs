@@ -89,6 +89,8 @@ fn sender(state: SenderState) -> Sender {
         rate_bytes_per_s: state.bottleneck_rate,
         min_rtt_ms: (state.min_rtt.as_secs_f64() * 1e6).round() / 1e3,
         searches: state.searches,
+        yielding: state.yielding,
+        corrections: state.corrections,
     }
 }
 

@@ -35,6 +35,7 @@
 //! send time remembers how much had been delivered by then, and an ack of a packet sent at `t`
 //! yields `(delivered now − delivered at t) / (now − time of that delivery)`.
 
+mod audit;
 mod config;
 mod max_filter;
 mod min_rtt;
@@ -50,6 +51,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use audit::Audit;
 pub use config::DeliveryRateConfig;
 use max_filter::MaxFilter;
 use min_rtt::MinRtt;
@@ -115,6 +117,8 @@ struct SendMark {
     delivered_at: Instant,
     /// When the packet most recently acknowledged at `sent` had itself been sent.
     first_sent: Instant,
+    /// The rate the packet was paced at, if steady state paced it.
+    paced: Option<u64>,
 }
 
 /// The controller's state: pure, driven by the times and byte counts quinn reports.
@@ -169,6 +173,15 @@ pub struct DeliveryRate {
     silences: Silences,
     /// Searches for the rate that steady state started ([`pacing`]).
     searches: u32,
+    /// The cycle's check of the rate against what the path delivered ([`audit`]), and how
+    /// often it corrected the rate.
+    audit: Audit,
+    corrections: u32,
+    /// When the audit last corrected the rate: packets sent before then left at the rate that
+    /// overfilled the path, and their acks are not rate samples.
+    corrected_at: Option<Instant>,
+    /// Only background transfers are sending: trade a little rate for a short queue ([`audit`]).
+    yielding: bool,
 }
 
 impl DeliveryRate {
@@ -205,6 +218,10 @@ impl DeliveryRate {
             phase: Phase::default(),
             silences: Silences::default(),
             searches: 0,
+            audit: Audit::default(),
+            corrections: 0,
+            corrected_at: None,
+            yielding: false,
         }
     }
 
@@ -300,6 +317,7 @@ impl DeliveryRate {
             delivered: self.delivered,
             delivered_at: self.delivered_at.unwrap_or(now),
             first_sent: self.last_acked_sent.unwrap_or(now),
+            paced: self.pacing_rate().filter(|_| self.yielding),
         });
     }
 
@@ -318,7 +336,7 @@ impl DeliveryRate {
             self.this_round.busy = true;
         }
         if self.round_ends_after.is_none_or(|end| sent > end) {
-            self.end_round();
+            self.end_round(now);
         }
         self.resume.on_acked(sent, self.round);
         self.silences.on_acked(sent, self.round);
@@ -337,7 +355,9 @@ impl DeliveryRate {
         self.path_min_rtt.on_sample(now, sent, sample);
         let min_rtt = self.path_min_rtt.get();
         self.exit_early();
-        let rate = self.sample(now, sent);
+        let rate = self
+            .sample(now, sent)
+            .filter(|_| self.corrected_at.is_none_or(|at| sent >= at));
         self.last_acked_sent = self.last_acked_sent.max(Some(sent));
         if let Some(rate) = rate {
             self.resume.on_sample(rate);
@@ -404,7 +424,7 @@ impl DeliveryRate {
     /// The round ends: its ack spacing and smallest round trip are counted, and in startup a
     /// queue or a rate that stopped growing ends startup. An overflowing queue is caught within
     /// the round ([`Self::exit_early`]), while the round's largest round trip is known.
-    fn end_round(&mut self) {
+    fn end_round(&mut self, now: Instant) {
         self.round_ends_after = self.last_sent;
         let queue_building = self.queue_is_building();
         let ended = std::mem::take(&mut self.this_round);
@@ -419,6 +439,7 @@ impl DeliveryRate {
             };
         }
         if !ended.busy {
+            self.audit.cancel();
             return;
         }
         let ack_rate = ended.ack_rate().unwrap_or(0);
@@ -427,17 +448,33 @@ impl DeliveryRate {
         self.round += 1;
         self.last_round_delivered = ended.delivered;
         if self.mode == Mode::Startup {
+            self.audit.cancel();
             if queue_building {
                 self.leave_startup(StartupExit::QueueDelay);
             } else {
                 self.check_full_pipe();
             }
+        } else if let Some(delivered) = self.audit_round(now, &ended) {
+            self.correct_rate(now, delivered);
         } else {
             let rate = self.bottleneck_rate();
             if self.phase.on_round_end(rate) {
                 self.searches = self.searches.saturating_add(1);
             }
         }
+    }
+
+    /// The cycle's cruise overfilled the path, which delivered `rate`: the filters start over
+    /// from it, and the queue the overfill built drains.
+    fn correct_rate(&mut self, now: Instant, rate: u64) {
+        self.rate = MaxFilter::default();
+        self.rate.update(self.round, rate);
+        self.spacing = MaxFilter::default();
+        self.spacing.update(self.round, rate);
+        self.train_rate = None;
+        self.phase = Phase::draining(false);
+        self.corrections = self.corrections.saturating_add(1);
+        self.corrected_at = Some(now);
     }
 
     /// The delivery rate shown by the ack of a packet sent at `sent`, in bytes per second.
@@ -455,7 +492,10 @@ impl DeliveryRate {
             return None;
         }
         let bytes = self.delivered - mark.delivered;
-        Some((bytes as f64 / elapsed.as_secs_f64()) as u64)
+        let rate = (bytes as f64 / elapsed.as_secs_f64()) as u64;
+        // While yielding, nor more than the packet was paced at: acks that jitter bunched, or a
+        // pacer's burst, would otherwise read a rate the sender never offered ([`audit`]).
+        Some(mark.paced.map_or(rate, |paced| rate.min(paced)))
     }
 
     /// Loss at `now`: random loss is not congestion here; only persistent congestion (an
@@ -467,6 +507,12 @@ impl DeliveryRate {
         if persistent {
             self.on_persistent_congestion(now);
         }
+    }
+
+    /// Whether only background transfers are sending on this connection ([`audit`]): while they
+    /// are, the cruise rate is audited and no sample reads more than its packet was paced at.
+    pub fn set_yielding(&mut self, yielding: bool) {
+        self.yielding = yielding;
     }
 
     /// The path MTU changed.

@@ -11,6 +11,10 @@
 //! comes first. The send matters: a request that arrives a moment after the device connected
 //! (a standby stream opens at once) would otherwise leave at startup's pace, the offer waiting
 //! a round trip for an ack (GEO `load` after a reconnect: 0.9 s slower).
+//!
+//! The same handle carries the one thing the hub tells a controller about the traffic it sends:
+//! whether only background transfers (image blobs) are sending, so the sender yields a little
+//! rate for a short queue (`delivery_rate::audit`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +31,7 @@ struct Shared {
     offered: AtomicBool,
     offer: Mutex<Option<PathEstimate>>,
     latest: Mutex<Option<PathEstimate>>,
+    yielding: AtomicBool,
 }
 
 impl PathMemory {
@@ -39,6 +44,16 @@ impl PathMemory {
     /// What the connection's path delivered, once its controller measured it.
     pub fn latest(&self) -> Option<PathEstimate> {
         *lock(&self.0.latest)
+    }
+
+    /// Only background transfers are sending (`true`), or something else is too.
+    pub fn set_yielding(&self, yielding: bool) {
+        self.0.yielding.store(yielding, Ordering::Relaxed);
+    }
+
+    /// Whether the sender should yield (the controller's side).
+    pub(super) fn yielding(&self) -> bool {
+        self.0.yielding.load(Ordering::Relaxed)
     }
 
     /// The waiting offer, taken (the controller's side).

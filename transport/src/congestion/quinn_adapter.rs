@@ -81,6 +81,7 @@ impl Controller for Adapter {
         _largest_packet_num_acked: Option<u64>,
     ) {
         self.controller.on_end_acks(now, in_flight);
+        self.controller.set_yielding(self.memory.yielding());
         self.take_offer();
         let round = self.controller.rounds();
         if round != self.recorded_round {

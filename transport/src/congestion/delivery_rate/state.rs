@@ -19,6 +19,10 @@ pub struct SenderState {
     pub min_rtt: Duration,
     /// Searches for the rate steady state started ([`DeliveryRate::searches`]).
     pub searches: u32,
+    /// Whether the sender yields to interactive traffic ([`DeliveryRate::yielding`]).
+    pub yielding: bool,
+    /// Rate corrections while yielding ([`DeliveryRate::corrections`]).
+    pub corrections: u32,
 }
 
 impl DeliveryRate {
@@ -30,6 +34,8 @@ impl DeliveryRate {
             bottleneck_rate: self.bottleneck_rate(),
             min_rtt: self.path_min_rtt.get(),
             searches: self.searches,
+            yielding: self.yielding,
+            corrections: self.corrections,
         }
     }
 
@@ -37,6 +43,17 @@ impl DeliveryRate {
     /// searched for the rate ([`super::pacing`]).
     pub fn searches(&self) -> u32 {
         self.searches
+    }
+
+    /// How many times the cycle's audit found the cruise overfilling the path and corrected
+    /// the rate to what it delivered ([`super::audit`]).
+    pub fn corrections(&self) -> u32 {
+        self.corrections
+    }
+
+    /// Whether the sender yields to interactive traffic: only background transfers are sending.
+    pub fn yielding(&self) -> bool {
+        self.yielding
     }
 
     /// Busy round trips so far.

@@ -69,6 +69,8 @@ pub(super) struct Run {
     largest_startup_window: u64,
     /// Packets the queue dropped that were sent after startup ended.
     pub(super) overflowed_in_steady: u64,
+    /// The bottleneck's queue, in time, as the packets sent after startup found it: the mean.
+    pub(super) queue_in_steady: Duration,
     pub(super) controller: DeliveryRate,
 }
 
@@ -91,6 +93,7 @@ pub(super) fn transfer_at(
     let (mut now, mut link_free, mut next_send) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut in_flight, mut delivered, mut largest_window, mut lost) = (0u64, 0u64, 0u64, 0u64);
     let mut overflowed_in_steady = 0;
+    let (mut steady_queue, mut steady_sends) = (Duration::ZERO, 0u32);
     let mut largest_startup_window = 0;
     let mut last_ack = Duration::ZERO;
     let mut unsent = total;
@@ -115,8 +118,10 @@ pub(super) fn transfer_at(
             unsent = unsent.saturating_sub(PACKET);
             let backlog = link_free.saturating_sub(now).as_secs_f64() * link.rate;
             let overflows = backlog as u64 + PACKET > link.queue;
-            if overflows && !controller.in_startup() {
-                overflowed_in_steady += 1;
+            if !controller.in_startup() {
+                overflowed_in_steady += u64::from(overflows);
+                steady_queue += link_free.saturating_sub(now);
+                steady_sends += 1;
             }
             if rng.random_bool(link.loss) || overflows {
                 events.push(Reverse((now + link.rtt_at(now), Event::Lost)));
@@ -158,6 +163,7 @@ pub(super) fn transfer_at(
         lost,
         largest_startup_window,
         overflowed_in_steady,
+        queue_in_steady: steady_queue.checked_div(steady_sends).unwrap_or_default(),
         controller,
     }
 }
@@ -591,7 +597,7 @@ fn only_rounds_in_a_row_that_outlast_the_window_start_a_probe() {
 
 /// LTE (`netem/profiles/lte.toml`): 20 Mbit/s, 35 ms and 8 ms of normal jitter each way, a 1 MB
 /// queue, 0.1 % loss.
-const LTE: Link = Link {
+pub(super) const LTE: Link = Link {
     rate: 20e6 / 8.0,
     one_way: Duration::from_millis(35),
     queue: 1_000_000,
