@@ -213,10 +213,15 @@ impl DeliveryRate {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fresh, transfer_at, LTE};
+    use super::super::tests::{fresh, transfer, LTE};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+    fn epoch() -> Instant {
+        Instant::now()
+    }
 
     /// Six rounds of 100 ms from `t0`, delivering `rate` bytes a second, their smallest round
     /// trips rising by `rise_per_round` from the path's minimum, 70 ms.
@@ -243,7 +248,7 @@ mod tests {
     #[test]
     fn a_path_that_delivered_less_while_a_queue_grew_was_overfilled() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         let found = audit.finish(last, 2_750_000, 70 * MS);
         assert!(about(found, 2_500_000), "{found:?}");
     }
@@ -252,7 +257,7 @@ mod tests {
     fn a_queue_standing_at_the_windows_cap_is_an_overfill() {
         // The window stopped the queue growing: 80 ms of it through the whole span.
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, Instant::now(), 2_500_000, Duration::ZERO);
+        let mut last = span(&mut audit, epoch(), 2_500_000, Duration::ZERO);
         for _ in 0..LATEST {
             last.min_rtt = Some(150 * MS);
             audit.on_round(last);
@@ -264,13 +269,13 @@ mod tests {
     #[test]
     fn a_path_that_delivered_the_paced_rate_is_not_corrected() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         assert_eq!(
             audit.finish(last, 2_600_000, 70 * MS),
             None,
             "within the margin"
         );
-        let last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         assert!(
             about(audit.finish(last, 2_700_000, 70 * MS), 2_500_000),
             "past it"
@@ -281,14 +286,14 @@ mod tests {
     fn a_shortfall_without_a_queue_is_not_an_overfill() {
         // Round trips at the minimum: the window or the receiver set the pace, not the path.
         let mut audit = Audit::default();
-        let last = span(&mut audit, Instant::now(), 2_000_000, Duration::ZERO);
+        let last = span(&mut audit, epoch(), 2_000_000, Duration::ZERO);
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
 
     #[test]
     fn a_span_with_an_app_limited_round_has_no_verdict() {
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let mut last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         last.app_limited = true;
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
@@ -298,7 +303,7 @@ mod tests {
         // Round trips at the minimum but for a jittery last round: averaged with the round
         // before, less than half of what a 37 % overfill queues over the span.
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, Instant::now(), 2_000_000, Duration::ZERO);
+        let mut last = span(&mut audit, epoch(), 2_000_000, Duration::ZERO);
         last.min_rtt = Some(110 * MS);
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
@@ -306,13 +311,12 @@ mod tests {
     #[test]
     fn a_lossy_span_is_left_to_loss_recovery() {
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let mut last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         last.lost = last.delivered / 30;
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
     fn the_cruise_on_a_jittery_lte_path_does_not_queue_to_the_window_cap() {
         // `lte`: 70 ms, ±8 ms each way. The rate filter's largest sample reads high, and paced
         // at it the sender queued until the window's cap: without the audit, 52-68 ms on
@@ -324,7 +328,7 @@ mod tests {
         for seed in 1..=8 {
             let mut controller = fresh();
             controller.set_yielding(true);
-            let run = transfer_at(Instant::now(), &LTE, size, controller, seed);
+            let run = transfer(&LTE, size, controller, seed);
             let (queue, corrections) = (run.queue_in_steady, run.controller.corrections());
             assert!(
                 queue < 45 * MS && corrections > 0,
@@ -339,11 +343,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
     fn a_sender_that_does_not_yield_keeps_its_rate_unaudited() {
         // The same path and seeds: a `docker load` keeps the rate the filter holds.
         for seed in 1..=2 {
-            let run = transfer_at(Instant::now(), &LTE, 30 << 20, fresh(), seed);
+            let run = transfer(&LTE, 30 << 20, fresh(), seed);
             assert_eq!(run.controller.corrections(), 0, "seed {seed}");
             assert!(
                 run.queue_in_steady > 45 * MS,
@@ -356,7 +359,7 @@ mod tests {
     #[test]
     fn a_cancelled_span_has_no_verdict() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, Instant::now(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
         audit.cancel();
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }

@@ -76,7 +76,7 @@ pub(super) struct Run {
 
 /// Send `total` bytes through `link` with `controller`, from virtual time zero.
 #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-fn transfer(link: &Link, total: u64, controller: DeliveryRate, seed: u64) -> Run {
+pub(super) fn transfer(link: &Link, total: u64, controller: DeliveryRate, seed: u64) -> Run {
     transfer_at(Instant::now(), link, total, controller, seed)
 }
 
