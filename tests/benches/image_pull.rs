@@ -306,7 +306,9 @@ impl Site {
         };
         wait_for(Duration::from_secs(120), "the layer to flow", partial);
         let busy = self.ps();
+        let sender = self.hub.show(self.id)["sender"].clone();
         let _ = child.wait();
+        eprintln!("the hub's sender while the layer flowed: {sender}");
         (idle, busy)
     }
 }
