@@ -464,19 +464,6 @@ impl DeliveryRate {
         }
     }
 
-    /// The cycle's cruise overfilled the path, which delivered `rate`: the filters start over
-    /// from it, and the queue the overfill built drains.
-    fn correct_rate(&mut self, now: Instant, rate: u64) {
-        self.rate = MaxFilter::default();
-        self.rate.update(self.round, rate);
-        self.spacing = MaxFilter::default();
-        self.spacing.update(self.round, rate);
-        self.train_rate = None;
-        self.phase = Phase::draining(false);
-        self.corrections = self.corrections.saturating_add(1);
-        self.corrected_at = Some(now);
-    }
-
     /// The delivery rate shown by the ack of a packet sent at `sent`, in bytes per second.
     fn sample(&mut self, now: Instant, sent: Instant) -> Option<u64> {
         let index = self.marks.partition_point(|m| m.sent <= sent);

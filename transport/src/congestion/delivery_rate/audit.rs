@@ -45,6 +45,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::max_filter::MaxFilter;
 use super::pacing::Phase;
 use super::round::RoundStats;
 use super::DeliveryRate;
@@ -180,6 +181,19 @@ impl Audit {
 }
 
 impl DeliveryRate {
+    /// The cycle's cruise overfilled the path, which delivered `rate`: the filters start over
+    /// from it, and the queue the overfill built drains.
+    pub(super) fn correct_rate(&mut self, now: Instant, rate: u64) {
+        self.rate = MaxFilter::default();
+        self.rate.update(self.round, rate);
+        self.spacing = MaxFilter::default();
+        self.spacing.update(self.round, rate);
+        self.train_rate = None;
+        self.phase = Phase::draining(false);
+        self.corrections = self.corrections.saturating_add(1);
+        self.corrected_at = Some(now);
+    }
+
     /// A round ended in steady state, now: counted in the cycle's audit. The rate the path
     /// delivered when the audit found the cruise overfilling it.
     pub(super) fn audit_round(&mut self, now: Instant, ended: &RoundStats) -> Option<u64> {
