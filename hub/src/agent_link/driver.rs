@@ -391,7 +391,7 @@ impl Driving<'_> {
                     self.session.windows_granted();
                 }
             }
-            Some(WindowChange::Keep | WindowChange::Release) => {}
+            Some(WindowChange::Keep) => {}
         }
     }
 

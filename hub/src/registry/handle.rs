@@ -272,9 +272,9 @@ impl LiveSession {
         self.state().snapshot_counts()
     }
 
-    /// The agent returned to standby: whether its full windows go back to the budget.
-    pub fn enter_standby(&self) -> WindowChange {
-        self.state().handle_standby()
+    /// The agent returned to standby.
+    pub fn enter_standby(&self) {
+        self.state().handle_standby();
     }
 
     /// The session ended: summoners still waiting learn it now (`SummonError::Disconnected`), not

@@ -25,8 +25,9 @@
 //!   or one after its summon was given up changes nothing.
 //! - **Windows**: an answered summon asks for full windows ([`WindowChange::Grant`]) unless the
 //!   session holds them; the driver tries the budget and reports a grant
-//!   ([`HubSession::handle_windows_granted`]). Standby asks for them back
-//!   ([`WindowChange::Release`]).
+//!   ([`HubSession::handle_windows_granted`]). At standby the session no longer holds them; the
+//!   driver returns its grant on any `Standby`, since a summon takes the grant when it is sent
+//!   (`agent_link::driver`), before a `Ready` could confirm it.
 //! - **Saving**: a durable change (new connection, address, migrations) is written at the next
 //!   flush, a change of [`Liveness`] too, check-ins only every [`LIVENESS_CHECKPOINT`]; the final
 //!   flush ([`Flush::Final`]) writes what is unsaved, disconnected, and asks once for the
@@ -40,7 +41,7 @@
 //!      ├──────────────────────────┘                              │
 //!      │   handle_summon_given_up (a later Ready is Unsolicited) │
 //!      └─────────────────────────────────────────────────────────┘
-//!            handle_standby: WindowChange::Release if granted
+//!            handle_standby: full windows no longer held
 //!
 //!   A pending device stays in Standby: handle_summon answers Summon::Pending until approval.
 //! ```
@@ -129,8 +130,6 @@ pub enum WindowChange {
     Keep,
     /// Ask the window budget for full windows.
     Grant,
-    /// Return the full windows to the budget.
-    Release,
 }
 
 /// What an agent's `Ready` did.
@@ -382,14 +381,11 @@ impl<W> HubSession<W> {
         std::mem::take(&mut self.summons).into_values().collect()
     }
 
-    /// The agent returned to standby (or the session ended).
-    pub fn handle_standby(&mut self) -> WindowChange {
+    /// The agent returned to standby (or the session ended): no longer active, and no longer
+    /// holding full windows.
+    pub fn handle_standby(&mut self) {
         self.active = false;
-        if std::mem::replace(&mut self.full_windows, false) {
-            WindowChange::Release
-        } else {
-            WindowChange::Keep
-        }
+        self.full_windows = false;
     }
 
     /// A check-in named the state the agent runs ([`delivery`]).
