@@ -92,11 +92,14 @@ impl LiveSession {
 
     /// What this session has cost so far: the wire, and each counted class.
     pub fn tally(&self) -> Tally {
-        let wire = wire_counts(&self.conn);
-        self.traffic.counters.tally(UpDown {
-            up: wire.rx_bytes,
-            down: wire.tx_bytes,
-        })
+        let stats = self.conn.stats();
+        self.traffic.counters.tally(
+            UpDown {
+                up: stats.udp_rx.bytes,
+                down: stats.udp_tx.bytes,
+            },
+            stats.path.lost_bytes,
+        )
     }
 
     /// When the session's connection was set up ([`HubSession::connected_at`]).
