@@ -85,6 +85,11 @@ pub struct FloodCounts {
     pub refused: u64,
     /// Shortest and longest time from the hub's first flight to its close, over the cut ones.
     pub cut_after: Option<(Duration, Duration)>,
+    /// Shortest time, over the cut ones, from the client's sending of the Initial the hub
+    /// admitted (the first since the last Retry) to the hub's close: the hub's deadline starts
+    /// after that send, so this is never under it, however late a busy machine handles the
+    /// hub's first flight.
+    pub cut_after_asking: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +100,7 @@ struct Counters {
     cut: AtomicU64,
     refused: AtomicU64,
     cut_after: Mutex<Option<(Duration, Duration)>>,
+    cut_after_asking: Mutex<Option<Duration>>,
 }
 
 impl Counters {
@@ -107,14 +113,18 @@ impl Counters {
             cut: load(&self.cut),
             refused: load(&self.refused),
             cut_after: *self.cut_after.lock().expect("counters"),
+            cut_after_asking: *self.cut_after_asking.lock().expect("counters"),
         }
     }
 
-    fn record_cut(&self, after: Duration) {
+    /// One cut, `after` the hub's first flight and `after_asking` the admitted Initial.
+    fn record_cut(&self, after: Duration, after_asking: Duration) {
         self.cut.fetch_add(1, Ordering::Relaxed);
         let mut range = self.cut_after.lock().expect("counters");
         let (low, high) = range.unwrap_or((after, after));
         *range = Some((low.min(after), high.max(after)));
+        let mut shortest = self.cut_after_asking.lock().expect("counters");
+        *shortest = Some(shortest.map_or(after_asking, |s| s.min(after_asking)));
     }
 }
 
@@ -247,6 +257,7 @@ impl Attempt {
             Err(e) => e,
         };
         let answered_at = *socket.answered_at.lock().expect("silent socket");
+        let asked_at = *socket.asked_at.lock().expect("silent socket");
         match end {
             quinn::ConnectionError::ConnectionClosed(close)
                 if close.error_code == TransportErrorCode::CONNECTION_REFUSED =>
@@ -255,8 +266,8 @@ impl Attempt {
             }
             quinn::ConnectionError::ConnectionClosed(_)
             | quinn::ConnectionError::ApplicationClosed(_) => {
-                if let Some(at) = answered_at {
-                    self.counts.record_cut(at.elapsed());
+                if let (Some(answered), Some(asked)) = (answered_at, asked_at) {
+                    self.counts.record_cut(answered.elapsed(), asked.elapsed());
                 }
             }
             _ => {}
@@ -272,6 +283,8 @@ struct Silent {
     silence: Silence,
     /// When the hub's first flight arrived; from then on nothing is sent.
     answered_at: Mutex<Option<Instant>>,
+    /// When the first Initial since the last Retry was sent: the one the hub admits.
+    asked_at: Mutex<Option<Instant>>,
     hub_answered: AtomicBool,
     counts: Arc<Counters>,
 }
@@ -333,6 +346,7 @@ impl Silent {
             inner: TokioRuntime.wrap_udp_socket(socket).expect("wrap socket"),
             silence,
             answered_at: Mutex::new(None),
+            asked_at: Mutex::new(None),
             hub_answered: AtomicBool::new(false),
             counts,
         }
@@ -343,6 +357,7 @@ impl Silent {
         let first = datagram.first().copied().unwrap_or_default();
         if first & LONG_HEADER != 0 && first & TYPE_BITS == RETRY {
             self.counts.retries.fetch_add(1, Ordering::Relaxed);
+            *self.asked_at.lock().expect("silent socket") = None;
         } else if carries_handshake(datagram) && !self.hub_answered.swap(true, Ordering::Relaxed) {
             self.counts.answered.fetch_add(1, Ordering::Relaxed);
             *self.answered_at.lock().expect("silent socket") = Some(Instant::now());
@@ -358,6 +373,13 @@ impl AsyncUdpSocket for Silent {
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         if self.hub_answered.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        let first = transmit.contents.first().copied().unwrap_or_default();
+        if first & LONG_HEADER != 0 && first & TYPE_BITS == INITIAL {
+            self.asked_at
+                .lock()
+                .expect("silent socket")
+                .get_or_insert_with(Instant::now);
         }
         self.inner.try_send(transmit)
     }

@@ -98,12 +98,12 @@ fn assert_stalled_and_cut(counts: &FloodCounts) {
         counts.answered - counts.cut <= ATTEMPTS as u64 + RETRY_FREE_SLOTS,
         "{counts:?}"
     );
-    let (shortest, longest) = counts.cut_after.unwrap();
-    // The hub's clock starts when it admits, a little before its first flight arrives here.
-    assert!(
-        shortest >= DEADLINE - Duration::from_millis(500),
-        "{shortest:?}"
-    );
+    // The hub's clock starts when it admits the Initial, after the client sent it: never cut
+    // before the deadline. (Measured from the hub's first flight instead, a busy machine that
+    // handled 512 first flights late made it look up to half a second early: CI, 2026-12-05.)
+    let shortest = counts.cut_after_asking.unwrap();
+    assert!(shortest >= DEADLINE, "{shortest:?}");
+    let (_, longest) = counts.cut_after.unwrap();
     // Generous: a busy 2-core machine delays the close, never by tens of seconds.
     assert!(longest <= DEADLINE + Duration::from_secs(6), "{longest:?}");
 }
