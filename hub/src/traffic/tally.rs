@@ -189,11 +189,7 @@ impl Tally {
         let wire = self.wire.minus(paid);
         let mut still_owed = owed.minus(paid);
         still_owed.add(self.payload().minus(wire));
-        let settled = Self {
-            wire,
-            counted: self.counted,
-            ..*self
-        };
+        let settled = Self { wire, ..*self };
         (settled, still_owed)
     }
 
