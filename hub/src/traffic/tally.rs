@@ -343,9 +343,16 @@ mod tests {
             ..tally((100, 1_000), 64_000)
         };
         assert_eq!(lossy.charged(&lossy), 67_200 * 10 / 9);
-        // The session's share applies to a period's part of it.
-        let period = lossy.since(&tally((0, 0), 0));
-        assert_eq!(period.charged(&lossy), 74_666);
+        // A period that lost nothing itself is charged at the session's share: its committed
+        // bytes are sent on the same path.
+        let before = Tally {
+            lost_down: 100,
+            ..tally((50, 500), 0)
+        };
+        let period = lossy.since(&before);
+        assert_eq!(period.lost_down, 0);
+        assert_eq!(period.charged(&lossy), 67_200 * 10 / 9);
+        assert_eq!(period.charged(&period), 67_200, "its own share alone");
         // Past half lost, the charge is that of half.
         let dire = Tally {
             lost_down: 1_000,
