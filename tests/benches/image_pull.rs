@@ -329,6 +329,15 @@ impl Site {
         )
     }
 
+    /// What the hub's sender to the device shows (how startup ended, searches) and the link's
+    /// downlink counters so far: a slow pull is explained by these.
+    fn print_sender(&self, when: &str) {
+        let sender = self.hub.show(self.id)["sender"].clone();
+        let counters = self.rig.ctl(&["counters"]);
+        let down = counters.lines().find(|l| l.starts_with("down")).unwrap_or("");
+        eprintln!("{when}: sender {sender}; link {down}");
+    }
+
     /// The largest partial blob on the device.
     fn partial_len(&self) -> Option<u64> {
         std::fs::read_dir(self.agent_dir.join("registry").join("blobs"))
@@ -427,6 +436,7 @@ fn run_profile(options: &Options, profile: &str) -> Row {
     };
     for sample in 0..options.samples {
         let outpost = site.timed_pull(&through, options.timeout);
+        site.print_sender("after Outpost's pull");
         let straight = site.timed_pull(&direct, options.timeout);
         eprintln!("{profile} sample {sample}: outpost {outpost:?}, direct {straight:?}");
         row.outpost.push(outpost);
