@@ -334,7 +334,10 @@ impl Site {
     fn print_sender(&self, when: &str) {
         let sender = self.hub.show(self.id)["sender"].clone();
         let counters = self.rig.ctl(&["counters"]);
-        let down = counters.lines().find(|l| l.starts_with("down")).unwrap_or("");
+        let down = counters
+            .lines()
+            .find(|l| l.starts_with("down"))
+            .unwrap_or("");
         eprintln!("{when}: sender {sender}; link {down}");
     }
 

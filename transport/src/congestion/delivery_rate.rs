@@ -63,7 +63,7 @@ use silence::Silences;
 pub use silence::{SilenceRecord, SilenceStats};
 pub use startup_exit::StartupExit;
 pub use state::SenderState;
-use train::{Train, Verdict, TRUSTED_TRAIN_ACKS};
+use train::{Train, Verdict};
 
 /// Rounds over which the bottleneck rate is the maximum sample (BBR's 10).
 pub(crate) const RATE_WINDOW_ROUNDS: u64 = 10;
@@ -410,11 +410,8 @@ impl DeliveryRate {
             (Some(Verdict::Bottleneck(rate)), Mode::Startup) => {
                 // This round and the next: the packets sent at the train's rate are acked then.
                 self.train_rate = Some((rate, self.round + 1));
+                // Draining, then a probe: a train's reading is a rough one (see [`train`]).
                 self.leave_startup(StartupExit::BurstMeasured);
-                let span_acks = self.train.as_ref().map_or(0, |train| train.span_acks());
-                if span_acks >= TRUSTED_TRAIN_ACKS {
-                    self.phase = Phase::draining(false);
-                }
             }
             (Some(Verdict::TooShort), _) => self.train = None,
             _ => {}
@@ -513,3 +510,5 @@ impl DeliveryRate {
 mod resume_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod train_tests;

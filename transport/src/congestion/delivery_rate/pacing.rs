@@ -92,7 +92,7 @@ impl Phase {
         probed_from: 0,
     };
 
-    /// Draining begins; `then_probe`: the rate is a rough one (see [`super::TRUSTED_TRAIN_ACKS`]),
+    /// Draining begins; `then_probe`: the rate is a rough one (startup's exits, a burst train's),
     /// and the cycle starts with its probe.
     pub(super) fn draining(then_probe: bool) -> Self {
         Self::Drain {
