@@ -441,6 +441,7 @@ fn run_profile(options: &Options, profile: &str) -> Row {
         let outpost = site.timed_pull(&through, options.timeout);
         site.print_sender("after Outpost's pull");
         let straight = site.timed_pull(&direct, options.timeout);
+        site.print_sender("after the direct pull");
         eprintln!("{profile} sample {sample}: outpost {outpost:?}, direct {straight:?}");
         row.outpost.push(outpost);
         row.direct.push(straight);
