@@ -107,6 +107,33 @@ impl Transfer {
         );
         Self::Failed
     }
+
+    /// The median of `samples` by time, a timeout or failure counting as slower than any
+    /// finished transfer.
+    pub(crate) fn median(samples: &[Self]) -> Self {
+        let mut ranked: Vec<&Self> = samples.iter().collect();
+        ranked.sort_by(|a, b| a.rank().total_cmp(&b.rank()));
+        ranked
+            .get(ranked.len() / 2)
+            .map_or(Self::Missing, |t| (*t).clone())
+    }
+
+    fn rank(&self) -> f64 {
+        match *self {
+            Self::Done { secs, .. } => secs,
+            _ => f64::INFINITY,
+        }
+    }
+
+    /// Wall time alone, for the per-sample table.
+    fn short(&self) -> String {
+        match *self {
+            Self::Done { secs, .. } => format!("{secs:.1}"),
+            Self::Timeout { .. } => "timeout".into(),
+            Self::Failed => "error".into(),
+            Self::Missing => "—".into(),
+        }
+    }
 }
 
 fn mbit(bytes: u64, secs: f64) -> f64 {
@@ -145,8 +172,11 @@ pub(crate) struct Row {
     pub(crate) summon: Call,
     pub(crate) ps: [Call; 2],
     pub(crate) exec: [Call; 2],
+    /// The medians of the samples below.
     pub(crate) save: [Transfer; 2],
     pub(crate) load: [Transfer; 2],
+    pub(crate) save_samples: [Vec<Transfer>; 2],
+    pub(crate) load_samples: [Vec<Transfer>; 2],
     pub(crate) ideal_save: Option<Duration>,
     pub(crate) ideal_load: Option<Duration>,
     /// IP bytes per second in and out of the agent's namespace while it idles in standby.
@@ -225,5 +255,26 @@ pub(crate) fn print(rows: &[Row], bytes: u64, samples: usize) {
     }
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         println!("\n{}: {}", r.profile, r.note);
+    }
+}
+
+/// Every transfer sample, in seconds, in the order they ran (`--transfers N`).
+pub(crate) fn print_samples(rows: &[Row]) {
+    let listed = |samples: &[Transfer]| {
+        let times: Vec<String> = samples.iter().map(Transfer::short).collect();
+        format!("{} s", times.join(", "))
+    };
+    println!("\nEach transfer sample (s), the medians above:\n");
+    println!("| profile | `save` Outpost | `save` TCP+TLS | `load` Outpost | `load` TCP+TLS |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.profile,
+            listed(&r.save_samples[0]),
+            listed(&r.save_samples[1]),
+            listed(&r.load_samples[0]),
+            listed(&r.load_samples[1])
+        );
     }
 }
