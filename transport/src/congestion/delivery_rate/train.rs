@@ -337,6 +337,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_shorter_than_a_head_gap_stays_in_the_train() {
+        // The burst leaves in two halves 5 ms apart (a sender busy for a moment); acks of all
+        // 100 packets come 0.48 ms apart (2.5 MB/s). Both halves count: the span's first ack is
+        // the first half's.
+        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+        let epoch = Instant::now();
+        let rtt = Duration::from_millis(600);
+        let pause = Duration::from_millis(5);
+        assert!(pause < HEAD_GAP);
+        let mut train = Train::new(100 * PACKET);
+        let sent = |i: u32| if i < 50 { epoch } else { epoch + pause };
+        for i in 0..100 {
+            train.on_sent(sent(i), PACKET);
+        }
+        let mut verdict = None;
+        for i in 0..100u32 {
+            let at = epoch + rtt + Duration::from_micros(480) * i;
+            verdict = verdict.or(train.on_ack(at, sent(i), PACKET));
+        }
+        let Some(Verdict::Bottleneck(rate)) = verdict else {
+            panic!("no bottleneck found: {verdict:?}");
+        };
+        assert!((2_400_000..=2_600_000).contains(&rate), "rate {rate}");
+        assert_eq!(train.from.map(|from| from.sent), Some(epoch));
+    }
+
+    #[test]
     fn a_short_flight_shows_nothing() {
         // A check-in: two packets and their ack, far below the window the train may use.
         #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use outpost_netem::model::{LinkModel, LossConfig, Verdict as Link};
+use outpost_netem::model::{Capacity, LinkModel, LossConfig, Verdict as Link};
 use outpost_netem::Profile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -16,8 +16,6 @@ use crate::profile::SATELLITE_HUB_INITIAL_WINDOW;
 
 const PACKET: usize = 1200;
 const ACK: usize = 60;
-/// The emulated downlink's rate, bytes per second.
-const LINK_RATE: f64 = 2_500_000.0;
 /// A busy spell starts at a packet's arrival with this chance (about every 30 ms at the
 /// link's two packets a millisecond) ...
 const BUSY_CHANCE: f64 = 1.0 / 60.0;
@@ -29,6 +27,10 @@ const BUSY_MAX: Duration = Duration::from_millis(20);
 fn reading(seed: u64) -> Option<f64> {
     let profile = Profile::load("geo-satellite").expect("the geo-satellite profile");
     let (mut down, mut up) = (profile.down, profile.up);
+    let Capacity::Rate(bits_per_second) = down.capacity else {
+        panic!("the GEO profile's downlink has a constant rate");
+    };
+    let link_rate = bits_per_second as f64 / 8.0;
     down.loss = LossConfig::default();
     up.loss = LossConfig::default();
     #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
@@ -61,7 +63,7 @@ fn reading(seed: u64) -> Option<f64> {
         }
     }
     match verdict? {
-        Verdict::Bottleneck(rate) => Some(rate as f64 / LINK_RATE),
+        Verdict::Bottleneck(rate) => Some(rate as f64 / link_rate),
         _ => None,
     }
 }
