@@ -227,15 +227,10 @@ impl DeliveryRate {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{fresh, transfer, LTE};
+    use super::super::tests::{fresh, origin, transfer, LTE};
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
-
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    fn epoch() -> Instant {
-        Instant::now()
-    }
 
     /// Six rounds of 100 ms from `t0`, delivering `rate` bytes a second, their smallest round
     /// trips rising by `rise_per_round` from the path's minimum, 70 ms.
@@ -262,7 +257,7 @@ mod tests {
     #[test]
     fn a_path_that_delivered_less_while_a_queue_grew_was_overfilled() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         let found = audit.finish(last, 2_750_000, 70 * MS);
         assert!(about(found, 2_500_000), "{found:?}");
     }
@@ -271,7 +266,7 @@ mod tests {
     fn a_queue_standing_at_the_windows_cap_is_an_overfill() {
         // The window stopped the queue growing: 80 ms of it through the whole span.
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, epoch(), 2_500_000, Duration::ZERO);
+        let mut last = span(&mut audit, origin(), 2_500_000, Duration::ZERO);
         for _ in 0..LATEST {
             last.min_rtt = Some(150 * MS);
             audit.on_round(last);
@@ -283,13 +278,13 @@ mod tests {
     #[test]
     fn a_path_that_delivered_the_paced_rate_is_not_corrected() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         assert_eq!(
             audit.finish(last, 2_600_000, 70 * MS),
             None,
             "within the margin"
         );
-        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         assert!(
             about(audit.finish(last, 2_700_000, 70 * MS), 2_500_000),
             "past it"
@@ -300,14 +295,14 @@ mod tests {
     fn a_shortfall_without_a_queue_is_not_an_overfill() {
         // Round trips at the minimum: the window or the receiver set the pace, not the path.
         let mut audit = Audit::default();
-        let last = span(&mut audit, epoch(), 2_000_000, Duration::ZERO);
+        let last = span(&mut audit, origin(), 2_000_000, Duration::ZERO);
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
 
     #[test]
     fn a_span_with_an_app_limited_round_has_no_verdict() {
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let mut last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         last.app_limited = true;
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
@@ -317,7 +312,7 @@ mod tests {
         // Round trips at the minimum but for a jittery last round: averaged with the round
         // before, less than half of what a 37 % overfill queues over the span.
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, epoch(), 2_000_000, Duration::ZERO);
+        let mut last = span(&mut audit, origin(), 2_000_000, Duration::ZERO);
         last.min_rtt = Some(110 * MS);
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
@@ -325,7 +320,7 @@ mod tests {
     #[test]
     fn a_lossy_span_is_left_to_loss_recovery() {
         let mut audit = Audit::default();
-        let mut last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let mut last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         last.lost = last.delivered / 30;
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }
@@ -373,7 +368,7 @@ mod tests {
     #[test]
     fn a_cancelled_span_has_no_verdict() {
         let mut audit = Audit::default();
-        let last = span(&mut audit, epoch(), 2_500_000, 7 * MS);
+        let last = span(&mut audit, origin(), 2_500_000, 7 * MS);
         audit.cancel();
         assert_eq!(audit.finish(last, 2_750_000, 70 * MS), None);
     }

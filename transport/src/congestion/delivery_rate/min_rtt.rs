@@ -203,6 +203,7 @@ impl DeliveryRate {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::origin;
     use super::*;
 
     fn ms(n: u64) -> Duration {
@@ -219,8 +220,7 @@ mod tests {
 
     #[test]
     fn a_smaller_sample_replaces_the_minimum_at_once() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(40), t, sample(false, true));
         min.on_sample(t + ms(131), t + ms(100), sample(false, true));
@@ -231,8 +231,7 @@ mod tests {
 
     #[test]
     fn a_quiet_sample_replaces_an_expired_minimum() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(30), t, sample(true, true));
         // A check-in after the path got longer.
@@ -244,8 +243,7 @@ mod tests {
 
     #[test]
     fn an_expired_minimum_becomes_the_smallest_sample_since() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(30), t, sample(false, true));
         // Jitter: loaded samples at 60 and 90 ms, then past the expiry a check-in at 120 ms.
@@ -258,8 +256,7 @@ mod tests {
 
     #[test]
     fn an_expired_minimum_under_load_is_re_measured_by_a_probe() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(30), t, sample(false, true));
         // Under load past the expiry, rounds of 115 ms: more than the sender's window explains.
@@ -280,8 +277,7 @@ mod tests {
 
     #[test]
     fn a_loaded_sample_its_own_queue_explains_keeps_the_minimum_without_a_probe() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(30), t, sample(false, true));
         let later = t + ms(30) + EXPIRY + ms(1);
@@ -295,8 +291,7 @@ mod tests {
 
     #[test]
     fn a_long_path_keeps_its_minimum_for_fifteen_round_trips() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(600), t, sample(false, true));
         let later = t + ms(8_000);
@@ -307,6 +302,7 @@ mod tests {
 
 #[cfg(test)]
 mod outgrown_tests {
+    use super::super::tests::origin;
     use super::*;
 
     fn ms(n: u64) -> Duration {
@@ -323,8 +319,7 @@ mod outgrown_tests {
 
     #[test]
     fn a_minimum_far_too_short_is_re_measured_though_the_queue_explains_every_round() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         // The connection came up over a sub-millisecond path ...
         min.on_sample(t + Duration::from_micros(80), t, loaded(true));
@@ -347,8 +342,7 @@ mod outgrown_tests {
 
     #[test]
     fn a_steady_queue_of_the_senders_own_does_not_start_a_probe() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let t = Instant::now();
+        let t = origin();
         let mut min = MinRtt::default();
         min.on_sample(t + ms(54), t, loaded(true));
         // Steady state on LTE: a quarter of the minimum plus 25 ms of standing queue, and jitter.

@@ -3,7 +3,7 @@
 //! then the first probe sent after the path returns is acked, and in the same batch of acks every
 //! packet sent before is declared lost as persistent congestion.
 
-use super::tests::{fresh, transfer_at, Link, GEO};
+use super::tests::{fresh, origin, transfer_at, Link, GEO};
 use super::*;
 
 const PACKET: u64 = 1200;
@@ -19,9 +19,8 @@ const CELLULAR: Link = Link {
 };
 
 /// A controller at steady state on `link`, and the virtual time its transfer ended.
-#[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
 fn steady_on(link: &Link) -> (DeliveryRate, Instant) {
-    let run = transfer_at(Instant::now(), link, 4 << 20, fresh(), 3);
+    let run = transfer_at(origin(), link, 4 << 20, fresh(), 3);
     assert!(!run.controller.in_startup());
     (run.controller, run.ended_at)
 }
@@ -47,11 +46,6 @@ fn handshaken(at: Instant) -> DeliveryRate {
     controller.on_ack(at + GEO.one_way * 2, at, PACKET, true);
     controller.on_end_acks(at + GEO.one_way * 2, 0);
     controller
-}
-
-#[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-fn origin() -> Instant {
-    Instant::now()
 }
 
 fn near(value: u64, expected: u64, share: f64) -> bool {
@@ -149,8 +143,7 @@ fn a_path_that_comes_back_longer_starts_over() {
 
 #[test]
 fn an_outage_during_startup_has_nothing_to_resume() {
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     let mut controller = fresh();
     outage(
         &mut controller,

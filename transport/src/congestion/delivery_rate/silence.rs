@@ -151,14 +151,10 @@ impl DeliveryRate {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::origin;
     use super::*;
 
     const RTT: Duration = Duration::from_millis(100);
-
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    fn origin() -> Instant {
-        Instant::now()
-    }
 
     #[test]
     fn a_pause_shorter_than_the_floor_is_no_silence() {

@@ -75,9 +75,14 @@ pub(super) struct Run {
 }
 
 /// Send `total` bytes through `link` with `controller`, from virtual time zero.
-#[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
+/// The one real instant a test reads: the origin its virtual clock counts from.
+#[allow(clippy::disallowed_methods)]
+pub(super) fn origin() -> Instant {
+    Instant::now()
+}
+
 pub(super) fn transfer(link: &Link, total: u64, controller: DeliveryRate, seed: u64) -> Run {
-    transfer_at(Instant::now(), link, total, controller, seed)
+    transfer_at(origin(), link, total, controller, seed)
 }
 
 /// [`transfer`] on a virtual clock that starts at `epoch` (after a previous transfer's end).
@@ -294,8 +299,7 @@ fn a_second_transfer_after_idle_starts_at_the_learned_rate() {
     // Idle: app-limited check-in acks, one per round, do not age the filter.
     let mut idle = first.controller;
     let rate = idle.bottleneck_rate();
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     for i in 0..50u64 {
         let sent = epoch + Duration::from_secs(25 * i);
         idle.on_sent(sent, 60);
@@ -316,8 +320,7 @@ fn persistent_congestion_starts_over_from_a_small_window() {
     let mut run = transfer(&GEO, 4 << 20, fresh(), 6).controller;
     assert!(run.window() > 100_000);
     assert_eq!(run.startup_exit(), Some(StartupExit::BurstMeasured));
-    #[allow(clippy::disallowed_methods)] // a time after the transfer, with no ack at it
-    run.on_congestion_event(Instant::now() + Duration::from_secs(60), 0, true);
+    run.on_congestion_event(origin() + Duration::from_secs(60), 0, true);
     assert!(run.in_startup());
     assert_eq!(run.startup_exit(), None);
     assert_eq!(run.window(), 4 * 1200);
@@ -360,8 +363,7 @@ fn flight(controller: &mut DeliveryRate, sent: Instant, acked: Instant, count: u
 #[test]
 fn a_flight_after_idle_measures_from_its_own_start() {
     let mut controller = fresh();
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     let rtt = GEO.one_way * 2;
     // A check-in, then 25 s of silence with nothing in flight.
     controller.on_sent(epoch, 60);
@@ -379,8 +381,7 @@ fn a_flight_after_idle_measures_from_its_own_start() {
 /// later (a queue building).
 fn second_round(queued: Duration) -> DeliveryRate {
     let mut controller = fresh();
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     let rtt = GEO.one_way * 2;
     // A paced first flight: its acks come back as it left, so its train shows no bottleneck
     // and this round is startup's own.
@@ -408,8 +409,7 @@ fn startup_ends_within_the_round_that_overflows() {
     // A fifth of the round lost at once while its acks waited 200 ms in a queue: the queue
     // overflowed, and the rest of the round would only add to it.
     let mut controller = second_round(Duration::from_millis(200));
-    #[allow(clippy::disallowed_methods)] // not persistent: the time is not used
-    controller.on_congestion_event(Instant::now(), 10 * PACKET, false);
+    controller.on_congestion_event(origin(), 10 * PACKET, false);
     assert_eq!(controller.startup_exit(), Some(StartupExit::QueueOverflow));
 }
 
@@ -417,8 +417,7 @@ fn startup_ends_within_the_round_that_overflows() {
 fn a_loss_burst_without_a_queue_does_not_end_startup() {
     // The same loss at the path's minimum round trip: a fade, not a full pipe.
     let mut controller = second_round(Duration::ZERO);
-    #[allow(clippy::disallowed_methods)] // not persistent: the time is not used
-    controller.on_congestion_event(Instant::now(), 10 * PACKET, false);
+    controller.on_congestion_event(origin(), 10 * PACKET, false);
     assert!(controller.in_startup());
     assert_eq!(controller.startup_exit(), None);
 }
@@ -429,8 +428,7 @@ fn a_rate_that_stops_growing_ends_startup() {
     // application keeps the stream full, the link is what is slow): no queue and no loss, so
     // only the rate standing still for FULL_PIPE_ROUNDS rounds ends startup.
     let mut controller = fresh();
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     let rtt = GEO.one_way * 2;
     let gap = Duration::from_millis(1);
     for round in 0..6u32 {
@@ -611,8 +609,7 @@ fn only_rounds_in_a_row_that_outlast_the_window_start_a_probe() {
     let link = Link { loss: 0.0, ..LEO };
     let mut controller = transfer(&link, 4 << 20, fresh(), 12).controller;
     assert_eq!(controller.startup_exit(), Some(StartupExit::BurstMeasured));
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let mut at = Instant::now() + Duration::from_secs(60);
+    let mut at = origin() + Duration::from_secs(60);
     for rtt in [40, 100, 40, 40, 100, 40, 100, 100, 100, 40] {
         let rtt = Duration::from_millis(rtt);
         round_at(&mut controller, at, rtt);

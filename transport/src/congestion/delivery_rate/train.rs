@@ -238,14 +238,14 @@ impl Fit {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::origin;
     use super::*;
 
     const PACKET: u64 = 1200;
 
     /// A 100-packet burst sent `send_gap` apart, acked in pairs `spacing` apart from `rtt` on.
     fn run(send_gap: Duration, spacing: Duration) -> Option<Verdict> {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let mut train = Train::new(100 * PACKET);
         for i in 0..100u32 {
             assert!(train.bursting());
@@ -287,8 +287,7 @@ mod tests {
 
     #[test]
     fn the_verdict_waits_for_most_of_the_train() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let mut train = Train::new(20 * PACKET);
         for _ in 0..20 {
             train.on_sent(epoch, PACKET);
@@ -315,8 +314,7 @@ mod tests {
     fn a_head_sent_before_the_body_does_not_stretch_the_train() {
         // The request's head leaves 46 ms before a 100-packet body burst (the product's
         // `docker load`); acks of the body come 0.48 ms apart per packet (2.5 MB/s).
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let rtt = Duration::from_millis(600);
         let gap = Duration::from_millis(46);
         let mut train = Train::new(101 * PACKET);
@@ -341,8 +339,7 @@ mod tests {
         // The burst leaves in two halves 5 ms apart (a sender busy for a moment); acks of all
         // 100 packets come 0.48 ms apart (2.5 MB/s). Both halves count: the span's first ack is
         // the first half's.
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let rtt = Duration::from_millis(600);
         let pause = Duration::from_millis(5);
         assert!(pause < HEAD_GAP);
@@ -366,8 +363,7 @@ mod tests {
     #[test]
     fn a_short_flight_shows_nothing() {
         // A check-in: two packets and their ack, far below the window the train may use.
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let mut train = Train::new(100 * PACKET);
         train.on_sent(epoch, 2 * PACKET);
         let at = epoch + Duration::from_millis(600);
@@ -377,8 +373,7 @@ mod tests {
 
     #[test]
     fn the_burst_ends_at_its_first_ack() {
-        #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-        let epoch = Instant::now();
+        let epoch = origin();
         let mut train = Train::new(100 * PACKET);
         for _ in 0..20 {
             train.on_sent(epoch, PACKET);

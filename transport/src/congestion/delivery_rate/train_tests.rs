@@ -4,13 +4,14 @@
 //! 20 ms (a two-core device also decrypting the burst), and the train the satellite profile's
 //! first window sends. Loss is left out: it changes which acks come, not their spacing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use outpost_netem::model::{Capacity, LinkModel, LossConfig, Verdict as Link};
 use outpost_netem::Profile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::tests::origin;
 use super::train::{Train, Verdict};
 use crate::profile::SATELLITE_HUB_INITIAL_WINDOW;
 
@@ -33,8 +34,7 @@ fn reading(seed: u64) -> Option<f64> {
     let link_rate = bits_per_second as f64 / 8.0;
     down.loss = LossConfig::default();
     up.loss = LossConfig::default();
-    #[allow(clippy::disallowed_methods)] // one real instant anchors the virtual clock
-    let epoch = Instant::now();
+    let epoch = origin();
     let mut down = LinkModel::new(down, seed, epoch);
     let mut up = LinkModel::new(up, seed ^ 0x5eed, epoch);
     let mut receiver = StdRng::seed_from_u64(seed);
