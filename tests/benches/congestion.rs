@@ -9,7 +9,8 @@
 //!
 //! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
 //! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
-//! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window, round
+//! connection is when a transfer starts; `--trace-ms N` prints the sender's congestion window (the
+//! hub's for a download, the device's for an upload), round
 //! trip, losses, the delivery-rate controller's decisions (startup exit, outages, resumes) and the
 //! emulated link's drops each way by cause every N ms during the transfers (where the time goes,
 //! and whether a stall is the link's or the sender's); `--transfers N` runs
@@ -215,7 +216,7 @@ async fn serve_stream(mut send: SendStream, mut recv: RecvStream, size: usize, b
     *busy.lock().unwrap() = None;
 }
 
-/// The hub side's path every `every` while a bulk transfer runs: time into the transfer, window,
+/// A sender's path every `every` while its bulk transfer runs: time into the transfer, window,
 /// bytes sent, round trip, losses, and what the emulated link dropped each way and why (burst
 /// loss, outage, a full queue), so a stall can be told from the link's doing or the sender's.
 async fn trace_path(
@@ -407,11 +408,27 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
     .await
     .unwrap()
     .unwrap();
-    let mut up = None;
-    if options.up && options.up_first {
-        up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
+    // The upload's sender is the device: its path is traced from when the upload starts.
+    let uploading = Busy::default();
+    if let (Some(every), true) = (options.trace, options.up) {
+        tokio::spawn(trace_path(
+            conn.clone(),
+            uploading.clone(),
+            every,
+            link.clone(),
+        ));
+    }
+    let upload = || async {
+        *uploading.lock().unwrap() = Some(Instant::now());
+        let took = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
             .await
             .ok();
+        *uploading.lock().unwrap() = None;
+        took
+    };
+    let mut up = None;
+    if options.up && options.up_first {
+        up = upload().await;
     }
     let mut down = Vec::new();
     if options.down {
@@ -433,9 +450,7 @@ async fn run_one(profile: &Profile, controller: Controller, options: &Options) -
         }
     }
     if options.up && !options.up_first {
-        up = tokio::time::timeout(options.timeout, transfer(&conn, false, options.size))
-            .await
-            .ok();
+        up = upload().await;
     }
     let path = conn.stats().path;
     conn.close(0u32.into(), b"done");

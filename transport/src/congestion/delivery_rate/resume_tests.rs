@@ -106,6 +106,44 @@ fn assert_recovered(controller: &DeliveryRate, before: u64, length: Duration) {
     assert!(last.after * 2 >= before, "{last:?}");
 }
 
+/// `flaky-cellular`'s downlink without its loss, with its jitter: σ 20 ms each way.
+const JITTERY_CELLULAR: Link = Link {
+    jitter: Duration::from_millis(20),
+    ..CELLULAR
+};
+
+#[test]
+fn a_jittery_path_back_from_an_outage_resumes_on_its_slowest_round_trip() {
+    // The minimum reads jitter's low tail (64–117 ms over these seeds); the first ack after the
+    // outage draws one round trip, here the slowest the path has: 3 σ each way and the
+    // receiver's 25 ms ack delay.
+    let slowest =
+        JITTERY_CELLULAR.one_way * 2 + JITTERY_CELLULAR.jitter * 6 + Duration::from_millis(25);
+    for seed in 1..=20 {
+        let run = transfer_at(origin(), &JITTERY_CELLULAR, 4 << 20, fresh(), seed);
+        let min = run.controller.path_min_rtt.get();
+        let mut controller = run.controller;
+        let before = controller.bottleneck_rate();
+        outage(
+            &mut controller,
+            run.ended_at,
+            Duration::from_secs(5),
+            slowest,
+        );
+        assert_eq!(
+            controller.startup_exit(),
+            Some(StartupExit::Resumed),
+            "seed {seed}: minimum {min:?}, the first ack's round trip {slowest:?}"
+        );
+        // The rate the filter held when the outage was declared (its window can age a sample).
+        let rate = controller.bottleneck_rate();
+        assert!(
+            near(rate, before, 0.05),
+            "seed {seed}: {rate} lent, {before} before"
+        );
+    }
+}
+
 #[test]
 fn an_outage_quinn_does_not_call_persistent_congestion_keeps_the_rate() {
     let (mut controller, end) = steady_on(&CELLULAR);
@@ -128,12 +166,12 @@ fn an_outage_quinn_does_not_call_persistent_congestion_keeps_the_rate() {
 #[test]
 fn a_path_that_comes_back_longer_starts_over() {
     let (mut controller, end) = steady_on(&CELLULAR);
-    // A reroute: three times the round trip.
+    // Another path: a satellite's round trip, six times the cellular one.
     outage(
         &mut controller,
         end,
         Duration::from_secs(5),
-        CELLULAR.one_way * 6,
+        GEO.one_way * 2,
     );
     assert!(controller.in_startup());
     assert_eq!(controller.bottleneck_rate(), 0);
@@ -231,8 +269,16 @@ fn the_round_trip_check_allows_a_queue_and_jitter_but_not_another_path() {
     };
     let ms = Duration::from_millis;
     assert!(estimate.matches(ms(100)));
-    assert!(estimate.matches(ms(155)), "a quarter of queue plus jitter");
-    assert!(!estimate.matches(ms(170)));
+    assert!(
+        estimate.matches(ms(245)),
+        "jitter's high tail over a minimum from its low tail"
+    );
+    assert!(estimate.matches(ms(410)));
+    assert!(!estimate.matches(ms(420)));
+    assert!(
+        !estimate.matches(ms(600)),
+        "a satellite's round trip: another path"
+    );
     assert!(estimate.matches(ms(60)));
     assert!(!estimate.matches(ms(40)), "under half: another path");
 }
