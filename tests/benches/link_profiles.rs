@@ -194,15 +194,19 @@ impl Paths<'_> {
     }
 
     /// The hub's controller on the device's connection (why startup ended, its rate, searches),
-    /// its resumes and the path saved for it: to tell a load that resumed at a saved rate from
-    /// one that started cold, and one whose startup ended far below the link from one that did not.
+    /// its resumes, its silences and the path saved for it: to tell a load that resumed at a saved
+    /// rate from one that started cold, one whose startup ended far below the link from one that
+    /// did not, and an outage from a silence that outlasted it.
     fn print_controller(&self) {
         let shown: EndpointDetail = self
             .hub
             .admin_json(&["show", &self.id.to_string(), "--json"]);
         eprintln!(
-            "  hub controller: {:?}; resumes {:?}; saved path {:?}",
-            shown.endpoint.sender, shown.endpoint.resumes, shown.endpoint.saved_path
+            "  hub controller: {:?}; resumes {:?}; silences {:?}; saved path {:?}",
+            shown.endpoint.sender,
+            shown.endpoint.resumes,
+            shown.endpoint.silences,
+            shown.endpoint.saved_path
         );
     }
 }
