@@ -59,8 +59,9 @@ const CLEAN_CELLULAR_RATE: u64 = 5_000_000 / 8;
 /// The outage: issue #14's.
 const OUTAGE: Duration = Duration::from_secs(5);
 /// How soon after the path returns its first ack arrives: the probe interval during an outage is
-/// capped at 1 s (`profile::PROBE_INTERVAL_DURING_OUTAGE`), plus a round trip and room for a busy
-/// machine's late timers; uncapped, the doubled probe timeout waits up to 6 s more.
+/// capped at 250 ms or one probe timeout (`profile::PROBE_INTERVAL_DURING_OUTAGE`), plus a round
+/// trip and room for a busy machine's late timers; uncapped, the doubled probe timeout waits up to
+/// 6 s more.
 const NOTICED_WITHIN: Duration = Duration::from_millis(2_500);
 /// How far into the load the outage starts: past startup (a few 100 ms rounds), well before the
 /// load's ~17 s end.

@@ -26,11 +26,17 @@ pub const CELLULAR_RTT: Duration = Duration::from_millis(100);
 
 /// How soon a sender notices that a path is back after an outage: while nothing is acknowledged,
 /// probes go out at most this far apart instead of doubling their interval without bound (quinn's
-/// `max_probe_interval`, an Outpost patch: vendor/README.md). Unbounded, a 5 s outage on a 100 ms
-/// path left the path unused for up to 6 s after it returned, and on GEO for 5.5 s. The cost while
-/// a transfer waits out an outage is one or two probe packets per interval (≤ 3 KB/s); an idle
-/// connection has nothing in flight and sends no probes at all.
-pub const PROBE_INTERVAL_DURING_OUTAGE: Duration = Duration::from_secs(1);
+/// `max_probe_interval`, an Outpost patch: vendor/README.md), and never closer than one probe
+/// timeout without backoff (about a loaded round trip plus four deviations). Unbounded, a 5 s
+/// outage on a 100 ms path left the path unused for up to 6 s after it returned, and on GEO for
+/// 5.5 s. At 1 s (session 17 to 29) a burst of lost acks outlasted the burst itself: during a
+/// silence the receiver's only packets are its answers to the probes, so a loss burst of ~5
+/// packets on `flaky-cellular` (Gilbert–Elliott, per packet) ate one answer a second for up to 7 s,
+/// seven such silences in one 125 s upload (BENCHMARKS.md, session 30). The cost while a transfer
+/// waits out an outage is one or two probe packets per interval (≤ 10 KB/s on cellular, ≤ 3 KB/s
+/// on GEO, where the probe timeout is the floor); an idle connection has nothing in flight and
+/// sends no probes at all.
+pub const PROBE_INTERVAL_DURING_OUTAGE: Duration = Duration::from_millis(250);
 
 /// Check-in interval: below the NAT binding timeout with margin for one lost check-in's retry
 /// (the session retries an unacked check-in within a few seconds).
