@@ -29,7 +29,7 @@ pub const CELLULAR_RTT: Duration = Duration::from_millis(100);
 /// `max_probe_interval`, an Outpost patch: vendor/README.md), and never closer than one probe
 /// timeout without backoff (about a loaded round trip plus four deviations). Unbounded, a 5 s
 /// outage on a 100 ms path left the path unused for up to 6 s after it returned, and on GEO for
-/// 5.5 s. At 1 s (session 17 to 29) a burst of lost acks outlasted the burst itself: during a
+/// 5.5 s. At 1 s (before session 30) a burst of lost acks outlasted the burst itself: during a
 /// silence the receiver's only packets are its answers to the probes, so a loss burst of ~5
 /// packets on `flaky-cellular` (Gilbert–Elliott, per packet) ate one answer a second for up to 7 s,
 /// seven such silences in one 125 s upload (BENCHMARKS.md, session 30). The cost while a transfer

@@ -32,14 +32,15 @@ use super::{DeliveryRate, Mode, StartupExit};
 /// one run in three before).
 const LOAN_ROUNDS: u64 = 2;
 /// A round trip more than this many times the saved minimum (plus [`RTT_SLACK`]) is another
-/// path. The check is one sample, the minimum is the low tail of many: on a jittery path the two
-/// are far apart. `flaky-cellular` (100 ms, σ 20 ms each way) keeps minimums of 64–155 ms over
-/// this session's runs, while one round trip there can take 100 ms plus 3 σ each way plus the
-/// receiver's 25 ms ack delay, 245 ms: 3.8 × the lowest minimum. At 1.5 × (before), the first
-/// ack after an outage refused the path's own rate, and the sender started over from four
-/// packets (the `congestion` bench's upload on `flaky-cellular`, BENCHMARKS.md, session 30). The draft
-/// allows 10 ×; we lend the full rate rather than half a window paced over the new round trip,
-/// so we stay tighter: 4 × still tells a cellular path (100 ms) from a satellite one (600 ms).
+/// path. The check is one sample, the minimum the low tail of many: on a jittery path the two are
+/// far apart. On `flaky-cellular` (100 ms, σ 20 ms each way) the hub kept minimums of 64–155 ms
+/// (47 ms in one trace), while one round trip there takes up to 100 ms plus 3 σ each way plus
+/// the receiver's 25 ms ack delay, 245 ms. At 1.5 × (before) the first ack after an outage
+/// refused the path's own rate and the sender started over from four packets (the `congestion`
+/// bench's upload, BENCHMARKS.md, session 30); at 4 × only a far-tail sample after a far-tail
+/// minimum is refused. The draft allows 10 ×; we lend the full rate where it lends half a window
+/// paced over the new round trip, so we stay tighter: 4 × still tells a cellular path (100 ms)
+/// from a satellite one (600 ms).
 const RTT_GROWTH: f64 = 4.0;
 /// Slack for the shortest paths, whose minimum is a few milliseconds.
 const RTT_SLACK: Duration = Duration::from_millis(10);
