@@ -9,8 +9,8 @@
 //!
 //! `--directions down` skips the upload (`up,down` runs it first); `--warm-s N` first keeps the connection mostly idle for
 //! N seconds with a small exchange every few seconds, as the product's long-lived hub ↔ agent
-//! connection is when a transfer starts; `--trace-ms N` prints the sender's congestion window (the
-//! hub's for a download, the device's for an upload), round
+//! connection is when a transfer starts; `--trace-ms N` prints the hub's congestion window (and,
+//! during an upload, the sending device's beside it), round
 //! trip, losses, the delivery-rate controller's decisions (startup exit, outages, resumes) and the
 //! emulated link's drops each way by cause every N ms during the transfers (where the time goes,
 //! and whether a stall is the link's or the sender's); `--transfers N` runs
