@@ -74,13 +74,13 @@ pub(super) struct Run {
     pub(super) controller: DeliveryRate,
 }
 
-/// Send `total` bytes through `link` with `controller`, from virtual time zero.
 /// The one real instant a test reads: the origin its virtual clock counts from.
 #[allow(clippy::disallowed_methods)]
 pub(super) fn origin() -> Instant {
     Instant::now()
 }
 
+/// Send `total` bytes through `link` with `controller`, from virtual time zero.
 pub(super) fn transfer(link: &Link, total: u64, controller: DeliveryRate, seed: u64) -> Run {
     transfer_at(origin(), link, total, controller, seed)
 }
