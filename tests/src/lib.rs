@@ -144,6 +144,23 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> 
     }
 }
 
+/// The command that runs `outpost-hub`: the binary itself, or, when `OUTPOST_BENCH_HUB_WRAPPER`
+/// names a program and its arguments (`heaptrack -o /tmp/hub`), that program running it: how the
+/// per-connection heap in BENCHMARKS.md ("Hub per-agent cost") is measured under a bench.
+fn hub_command(netns: Option<&str>) -> Command {
+    let hub = binary("outpost-hub");
+    let wrapper = std::env::var("OUTPOST_BENCH_HUB_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = command_in(netns, program);
+            command.args(words).arg(hub);
+            command
+        }
+        None => command_in(netns, hub),
+    }
+}
+
 /// A running `outpost-hub serve`.
 #[derive(Debug)]
 pub struct Hub {
@@ -269,7 +286,7 @@ impl Hub {
             .open(&log)
             .expect("hub log");
         let start = std::fs::read_to_string(&log).unwrap_or_default().len();
-        let child = command_in(netns, binary("outpost-hub"))
+        let child = hub_command(netns)
             .args(["serve", "--data-dir"])
             .arg(&data_dir)
             .args(["--agent-listen", agent_listen, "--api-listen", api_listen])

@@ -58,22 +58,16 @@ pub(super) fn offer(ctx: &HubContext, conn: &quinn::Connection) -> Option<HubMes
 }
 
 /// The session's fetch streams: how many are open, and word when one ends.
-#[derive(Debug)]
+///
+/// The channel that carries that word exists only while a stream is open: most sessions never
+/// fetch, and a tokio channel costs ~540 bytes of heap (its cache-padded state and first block)
+/// on each of a hub's idle connections (heaptrack, `BENCHMARKS.md` "Hub per-agent cost").
+#[derive(Debug, Default)]
 pub(super) struct FetchStreams {
     open: usize,
-    done: (mpsc::Sender<()>, mpsc::Receiver<()>),
+    done: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
     /// What the session's device may fetch, made with its first stream.
     grant: Option<SharedGrant>,
-}
-
-impl Default for FetchStreams {
-    fn default() -> Self {
-        Self {
-            open: 0,
-            done: mpsc::channel(MAX_FETCH_STREAMS as usize),
-            grant: None,
-        }
-    }
 }
 
 impl FetchStreams {
@@ -86,7 +80,10 @@ impl FetchStreams {
         recv: quinn::RecvStream,
     ) {
         self.open += 1;
-        let done = self.done.0.clone();
+        let (done, _) = self
+            .done
+            .get_or_insert_with(|| mpsc::channel(MAX_FETCH_STREAMS as usize));
+        let done = done.clone();
         let grant = self.grant.get_or_insert_with(SharedGrant::default).clone();
         tokio::spawn(async move {
             serve(&ctx, &session, &grant, send, recv).await;
@@ -99,10 +96,17 @@ impl FetchStreams {
         self.open
     }
 
-    /// Returns when a stream has ended (cancel-safe: a select may drop it).
+    /// Returns when a stream has ended (cancel-safe: a select may drop it); never while none is
+    /// open. The last one to end takes the channel with it.
     pub(super) async fn closed(&mut self) {
-        if self.done.1.recv().await.is_some() {
+        let Some((_, ended)) = &mut self.done else {
+            return std::future::pending().await;
+        };
+        if ended.recv().await.is_some() {
             self.open = self.open.saturating_sub(1);
+            if self.open == 0 {
+                self.done = None;
+            }
         }
     }
 }

@@ -397,6 +397,11 @@ impl DeliveryRate {
         if self.idle {
             self.sent_into_empty_pipe = None;
             self.train = None;
+            // Every mark is for a packet acknowledged or lost; the next flight's rate samples
+            // start from its own first send. Freed rather than cleared: a hub holds one
+            // controller per idle device, and the deque keeps its largest capacity (~340 bytes
+            // per connection at 400 agents, heaptrack).
+            self.marks = VecDeque::new();
         }
     }
 

@@ -1036,7 +1036,10 @@ impl State {
                 Some(t) => t,
                 None => {
                     self.send_buffer.clear();
-                    self.send_buffer.reserve(self.inner.current_mtu() as usize);
+                    // Outpost patch: exactly one MTU (`reserve` may double the capacity); the
+                    // buffer lives as long as the connection.
+                    self.send_buffer
+                        .reserve_exact(self.inner.current_mtu() as usize);
                     match self
                         .inner
                         .poll_transmit(now, max_datagrams, &mut self.send_buffer)

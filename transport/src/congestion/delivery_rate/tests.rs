@@ -376,6 +376,27 @@ fn a_flight_after_idle_measures_from_its_own_start() {
     assert!(rate > 12_000, "first rate sample after idle: {rate} B/s");
 }
 
+#[test]
+fn an_idle_connection_keeps_no_send_marks() {
+    let mut controller = fresh();
+    let epoch = origin();
+    let rtt = GEO.one_way * 2;
+    // A flight of 64 packets a millisecond apart: one mark each.
+    for i in 0..64 {
+        controller.on_sent(epoch + Duration::from_millis(i), PACKET);
+    }
+    assert!(controller.marks.capacity() >= 64);
+    for i in 0..64 {
+        let sent = epoch + Duration::from_millis(i);
+        controller.on_ack(sent + rtt, sent, PACKET, false);
+    }
+    controller.on_end_acks(epoch + rtt + Duration::from_millis(64), 0);
+    // A hub holds one controller per idle device: nothing of the flight's bookkeeping stays.
+    assert_eq!(controller.marks.capacity(), 0);
+    let rate = controller.bottleneck_rate();
+    assert!(rate > 0, "the flight was measured before its marks went");
+}
+
 /// Startup's second round: 100 packets sent a round trip after the first flight, 50 of them
 /// acknowledged, the first 25 after the path's minimum round trip and the next 25 `queued`
 /// later (a queue building).
