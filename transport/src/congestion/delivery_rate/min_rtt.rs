@@ -41,6 +41,14 @@ const EXPIRY: Duration = Duration::from_secs(5);
 const EXPIRY_ROUND_TRIPS: u32 = 15;
 /// A probe lasts at least this long after the pipe has drained (and at least a round trip).
 const PROBE_TIME: Duration = Duration::from_millis(200);
+/// A probe that finds the minimum where it was (within a tenth and the jitter allowance) doubles
+/// the next expiry, up to 2³ times: the rounds that started it carried a queue of the sender's
+/// own, not a longer path. A rate read a few per cent high fills the window with such a queue: on
+/// `3g`'s upload the round trips sat at 2.5-3 × the 180 ms minimum, and eight probes every
+/// 5-11 s, each finding the same 180 ms, cost that upload ~2.4 s of 170 (the `congestion`
+/// bench's trace, session 31).
+/// A probe or a check-in that finds the path longer starts the doubling over.
+const MAX_CONFIRMATIONS: u32 = 3;
 
 /// The current minimum and, while one runs, the probe re-measuring it.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +60,8 @@ pub(super) struct MinRtt {
     quiet_seen: bool,
     /// Boxed: every hub-side connection has a controller, and probes are rare.
     probe: Option<Box<Probe>>,
+    /// Probes in a row that found the minimum where it was ([`MAX_CONFIRMATIONS`]).
+    confirmations: u32,
 }
 
 /// What [`MinRtt::on_sample`] knows of a sample besides its times.
@@ -93,7 +103,7 @@ impl MinRtt {
 
     /// How long a minimum stays valid without a smaller sample.
     pub(super) fn window(&self) -> Duration {
-        EXPIRY.max(self.get() * EXPIRY_ROUND_TRIPS)
+        EXPIRY.max(self.get() * EXPIRY_ROUND_TRIPS) * (1 << self.confirmations)
     }
 
     /// A packet sent at `sent` was acknowledged at `now`. `quiet`: it left an empty pipe (the
@@ -116,6 +126,10 @@ impl MinRtt {
                 .drained_at
                 .is_some_and(|drained| now >= drained + probe_time);
             if let (true, Some(min)) = (long_enough, probe.min) {
+                self.confirmations = match self.is_longer(min, allowance) {
+                    false => (self.confirmations + 1).min(MAX_CONFIRMATIONS),
+                    true => 0,
+                };
                 self.set(min, now);
             }
             return;
@@ -130,12 +144,23 @@ impl MinRtt {
         } else if let (true, true, Some(candidate)) = (expired, self.quiet_seen, self.candidate) {
             // The window's smallest sample, not the quiet one alone: on a jittery path a
             // single sample lands anywhere in ±85 ms (`flaky-cellular`).
+            if self.is_longer(candidate, allowance) {
+                self.confirmations = 0;
+            }
             self.set(candidate, now);
         } else if expired && (!explained || self.outgrown(allowance)) {
             // While the sender's own queue explains the round trips, the window still fills the
             // pipe and no probe is needed (probing at every expiry cost 3 % of a GEO upload).
             self.probe = Some(Box::default());
         }
+    }
+
+    /// Whether `rtt` is longer than the minimum by more than a tenth and the jitter allowance:
+    /// the path got longer. A probe's minimum is the smallest of a few dozen samples, the
+    /// path's of thousands: on `3g` (±15 ms each way) probes found 180-205 ms against a 180 ms
+    /// minimum, and a tenth alone read every third one as a longer path.
+    fn is_longer(&self, rtt: Duration, allowance: Duration) -> bool {
+        rtt > self.get() + self.get() / 10 + allowance
     }
 
     /// Whether the smallest sample since the minimum was measured is beyond what the sender's
@@ -287,6 +312,50 @@ mod tests {
         // Still expired: rounds that the queue no longer explains start the probe at once.
         min.on_sample(later + ms(1_100), later + ms(1_000), sample(false, false));
         assert!(min.probing());
+    }
+
+    /// A probe started by a round of `round_trip` at `at` (the minimum expired), drained at
+    /// once, that measures `found`; returns when it ended.
+    fn probe(min: &mut MinRtt, at: Instant, round_trip: Duration, found: Duration) -> Instant {
+        min.on_sample(at + round_trip, at, sample(false, false));
+        assert!(min.probing(), "a probe at {:?}", at - origin());
+        let drained = at + round_trip;
+        min.on_in_flight(drained, 0, 10_000);
+        min.on_sample(drained + found, drained, sample(false, true));
+        let end = drained + PROBE_TIME + found;
+        min.on_sample(end + found, end, sample(false, true));
+        assert!(!min.probing());
+        end + found
+    }
+
+    #[test]
+    fn probes_that_find_the_same_minimum_come_ever_further_apart() {
+        let t = origin();
+        let mut min = MinRtt::default();
+        min.on_sample(t + ms(180), t, sample(false, true));
+        // `3g`'s upload: the sender's own queue holds the round trips at ~500 ms.
+        let mut at = t + ms(180);
+        let mut gaps = Vec::new();
+        for _ in 0..5 {
+            let before = at;
+            // Loaded rounds until the minimum has expired and one of them starts a probe.
+            loop {
+                min.on_sample(at + ms(500), at, sample(false, false));
+                if min.probing() {
+                    break;
+                }
+                at += ms(500);
+            }
+            gaps.push((at - before).as_secs());
+            at = probe(&mut min, at, ms(500), ms(185));
+            assert_eq!(min.get(), ms(185));
+        }
+        assert_eq!(gaps, [5, 10, 20, 40, 40]);
+        // A probe that finds the path longer (a reroute) starts the doubling over.
+        at += min.window() + ms(1);
+        probe(&mut min, at, ms(500), ms(300));
+        assert_eq!(min.get(), ms(300));
+        assert_eq!(min.window(), EXPIRY);
     }
 
     #[test]
