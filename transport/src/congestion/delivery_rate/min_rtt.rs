@@ -46,8 +46,8 @@ const PROBE_TIME: Duration = Duration::from_millis(200);
 /// own, not a longer path. A rate read a few per cent high fills the window with such a queue: on
 /// `3g`'s upload the round trips sat at 2.5-3 × the 180 ms minimum, and eight probes every
 /// 5-11 s, each finding the same 180 ms, cost that upload ~2.4 s of 170 (the `congestion`
-/// bench's trace, session 31).
-/// A probe or a check-in that finds the path longer starts the doubling over.
+/// bench's trace, session 31). A probe or a check-in that finds the path longer starts the
+/// doubling over.
 const MAX_CONFIRMATIONS: u32 = 3;
 
 /// The current minimum and, while one runs, the probe re-measuring it.
