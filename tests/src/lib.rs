@@ -146,7 +146,9 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> 
 
 /// The command that runs `outpost-hub`: the binary itself, or, when `OUTPOST_BENCH_HUB_WRAPPER`
 /// names a program and its arguments (`heaptrack -o /tmp/hub`), that program running it: how the
-/// per-connection heap in BENCHMARKS.md ("Hub per-agent cost") is measured under a bench.
+/// per-connection heap in BENCHMARKS.md ("Hub per-agent cost") is measured under a bench. The
+/// harness then stops the wrapper, not the hub: stop the hub with SIGTERM afterwards (heaptrack
+/// writes its file when the hub exits).
 fn hub_command(netns: Option<&str>) -> Command {
     let hub = binary("outpost-hub");
     let wrapper = std::env::var("OUTPOST_BENCH_HUB_WRAPPER").unwrap_or_default();

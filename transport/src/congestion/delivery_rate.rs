@@ -400,7 +400,9 @@ impl DeliveryRate {
             // Every mark is for a packet acknowledged or lost; the next flight's rate samples
             // start from its own first send. Freed rather than cleared: a hub holds one
             // controller per idle device, and the deque keeps its largest capacity (~340 bytes
-            // per connection at 400 agents, heaptrack).
+            // per connection at 400 agents, heaptrack). The price is one small allocation per
+            // flight, so one per check-in answer (~1,000 a second at 25,000 agents); keeping a
+            // first block instead would keep ~160 bytes per agent.
             self.marks = VecDeque::new();
         }
     }
