@@ -38,11 +38,9 @@ pub(super) async fn store_snapshot(
     {
         debug!(endpoint = %id, "the last session's ping answer carried over");
     }
-    // Boxed: rare, and the snapshot would otherwise widen every session's task.
-    let save = Box::pin(
-        ctx.store
-            .call(move |c| snapshots::save_snapshot(c, id, &snapshot)),
-    );
+    let save = ctx
+        .store
+        .call(move |c| snapshots::save_snapshot(c, id, &snapshot));
     match save.await {
         Ok(()) => debug!(endpoint = %id, "engine snapshot stored"),
         Err(e) => warn!(endpoint = %id, "engine snapshot not stored: {e}"),
