@@ -105,7 +105,7 @@ impl<W> HubSession<W> {
         let quiet = CheckinTuner::quiet(interval, now);
         let adaptive = std::mem::replace(&mut self.tuner, quiet);
         if !adaptive.is_quiet() {
-            self.adaptive = Some(adaptive);
+            self.adaptive = Some(Box::new(adaptive));
         }
         Some(interval)
     }
@@ -115,7 +115,7 @@ impl<W> HubSession<W> {
         if self.quiet_offer.is_none() && self.tuner.is_quiet() {
             if let Some(mut adaptive) = self.adaptive.take() {
                 adaptive.restart(now);
-                self.tuner = adaptive;
+                self.tuner = *adaptive;
             }
         }
     }
@@ -130,7 +130,7 @@ impl<W> HubSession<W> {
     pub fn probe_counts(&self) -> super::interval::ProbeCounts {
         self.adaptive
             .as_ref()
-            .map_or(self.tuner.probe_counts(), CheckinTuner::probe_counts)
+            .map_or(self.tuner.probe_counts(), |tuner| tuner.probe_counts())
     }
 
     /// The interval this session's agent was last told (a probe's silence while one runs).
