@@ -23,6 +23,12 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 
+# The vendored quinn-proto's own tests, with Outpost's patches (tail repair's among them).
+if [ $# -eq 0 ]; then
+  echo "test: vendored quinn-proto with Outpost's patches (scripts/vendor-tests.sh)"
+  scripts/vendor-tests.sh
+fi
+
 # Once more: the Docker proxy's end-to-end tests through two hubs on PostgreSQL,
 # the CLI on the hub that does not hold the device (issue #18: any hub serves any device).
 if [ $# -eq 0 ]; then

@@ -265,6 +265,8 @@ impl Driver<'_> {
                 }
                 stream = conn.accept_bi() => {
                     let (send, recv) = stream?;
+                    outpost_transport::tail_repair::send_bulk(&send);
+                    outpost_transport::tail_repair::receive_bulk(&recv);
                     self.session.handle_stream_opened(Instant::now().into_std());
                     debug!(open = self.session.open_streams(), "proxy stream opened");
                     relay_stream(send, recv, self.snapshots.docker.clone(), closed_tx.clone());
@@ -275,7 +277,11 @@ impl Driver<'_> {
                 }
                 Some(()) = closed_rx.recv() => {
                     self.session.handle_stream_closed(Instant::now().into_std());
-                    info!(open = self.session.open_streams(), "proxy stream closed");
+                    info!(
+                        open = self.session.open_streams(),
+                        rebuilt = conn.stats().frame_rx.repaired,
+                        "proxy stream closed"
+                    );
                 }
                 status = next_status(&mut self.deploying) => {
                     self.session.set_applied(status.applied);

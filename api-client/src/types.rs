@@ -58,6 +58,14 @@ pub struct WireCounts {
     pub rx_bytes: u64,
     /// Datagrams the hub received.
     pub rx_datagrams: u64,
+    /// Parity frames the hub sent over the end of its bulk bursts (tail repair; absent from hubs
+    /// before session 32).
+    #[serde(default)]
+    pub tx_parity_frames: u64,
+    /// Chunks of the device's data the hub rebuilt from the device's parity instead of waiting
+    /// for them to be resent.
+    #[serde(default)]
+    pub rx_rebuilt_chunks: u64,
 }
 
 /// Bytes on the wire over an endpoint's lifetime (hub's point of view, UDP payload).

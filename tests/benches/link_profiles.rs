@@ -194,19 +194,24 @@ impl Paths<'_> {
     }
 
     /// The hub's controller on the device's connection (why startup ended, its rate, searches),
-    /// its resumes, its silences and the path saved for it: to tell a load that resumed at a saved
+    /// its resumes, its silences, the path saved for it and the parity it sent and used: to tell a load that resumed at a saved
     /// rate from one that started cold, one whose startup ended far below the link from one that
     /// did not, and an outage from a silence that outlasted it.
     fn print_controller(&self) {
         let shown: EndpointDetail = self
             .hub
             .admin_json(&["show", &self.id.to_string(), "--json"]);
+        let parity = shown
+            .endpoint
+            .wire
+            .map(|w| (w.tx_parity_frames, w.rx_rebuilt_chunks));
         eprintln!(
-            "  hub controller: {:?}; resumes {:?}; silences {:?}; saved path {:?}",
+            "  hub controller: {:?}; resumes {:?}; silences {:?}; saved path {:?}; parity sent, chunks rebuilt {:?}",
             shown.endpoint.sender,
             shown.endpoint.resumes,
             shown.endpoint.silences,
-            shown.endpoint.saved_path
+            shown.endpoint.saved_path,
+            parity
         );
     }
 }

@@ -4,6 +4,7 @@
 //! - [`congestion`]: congestion controllers by name, and why loss-based ones fail on our links.
 //! - [`close`]: the protocol's close codes as QUIC varints.
 //! - [`tunnel`]: QUIC packets over TLS over TCP, where UDP is blocked.
+//! - [`tail_repair`]: which streams send parity over the end of their bursts.
 //!
 //! The protocol itself (messages, framing, the session state machine) lives in `outpost-protocol`,
 //! which does not depend on quinn.
@@ -12,4 +13,5 @@
 pub mod close;
 pub mod congestion;
 pub mod profile;
+pub mod tail_repair;
 pub mod tunnel;

@@ -356,6 +356,8 @@ async fn receive_into(
 async fn open(link: &HubLink, fetch: &Fetch) -> Result<(Found, quinn::RecvStream), LoopbackError> {
     let conn = link.connection().await?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(stream_error)?;
+    // Manifests and blobs come back on it.
+    outpost_transport::tail_repair::receive_bulk(&recv);
     let request = fetch::encode_request(&fetch.to_request());
     send.write_all(&request).await.map_err(stream_error)?;
     let _ = send.finish();

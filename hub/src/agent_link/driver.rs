@@ -446,6 +446,8 @@ impl Driving<'_> {
 
     /// A fetch stream opened: served on its own task, with full windows while any is open.
     fn fetch_opened(&mut self, send: quinn::SendStream, recv: quinn::RecvStream) {
+        // Manifests and blobs go out on it.
+        outpost_transport::tail_repair::send_bulk(&send);
         if self.grant.is_none() {
             self.grant = self.ctx.windows.grant(&self.conn);
         }

@@ -54,6 +54,8 @@ fn wire(counts: registry::WireCounts) -> WireCounts {
         tx_datagrams: counts.tx_datagrams,
         rx_bytes: counts.rx_bytes,
         rx_datagrams: counts.rx_datagrams,
+        tx_parity_frames: counts.tx_parity_frames,
+        rx_rebuilt_chunks: counts.rx_rebuilt_chunks,
     }
 }
 

@@ -297,6 +297,9 @@ async fn open_stream(
         None => open_when_summoned(ctx, session).await?,
     };
     let (mut send, recv) = opened.map_err(|e| lost(&e))?;
+    // A `docker load` body goes out on it, a `docker save` answer comes back.
+    outpost_transport::tail_repair::send_bulk(&send);
+    outpost_transport::tail_repair::receive_bulk(&recv);
     let header = StreamHeader {
         kind: StreamKind::DockerApi,
         request_id,

@@ -409,5 +409,7 @@ fn wire_counts(conn: &quinn::Connection) -> WireCounts {
         tx_datagrams: stats.udp_tx.datagrams,
         rx_bytes: stats.udp_rx.bytes,
         rx_datagrams: stats.udp_rx.datagrams,
+        tx_parity_frames: stats.frame_tx.repair,
+        rx_rebuilt_chunks: stats.frame_rx.repaired,
     }
 }

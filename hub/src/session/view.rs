@@ -96,4 +96,8 @@ pub struct WireCounts {
     pub rx_bytes: u64,
     /// Datagrams the hub received.
     pub rx_datagrams: u64,
+    /// Parity frames the hub sent over the end of its bulk bursts (tail repair).
+    pub tx_parity_frames: u64,
+    /// Chunks of the agent's data rebuilt from its parity.
+    pub rx_rebuilt_chunks: u64,
 }

@@ -164,6 +164,8 @@ pub(crate) enum Frame {
     AckFrequency(AckFrequency),
     ImmediateAck,
     HandshakeDone,
+    /// Outpost patch: parity over a stream's tail (`crate::repair`)
+    Repair(crate::repair::Repair),
 }
 
 impl Frame {
@@ -205,6 +207,7 @@ impl Frame {
             AckFrequency(_) => FrameType::ACK_FREQUENCY,
             ImmediateAck => FrameType::IMMEDIATE_ACK,
             HandshakeDone => FrameType::HANDSHAKE_DONE,
+            Repair(ref x) => FrameType(x.ty()),
         }
     }
 
@@ -715,6 +718,16 @@ impl Iter {
                             self.take_remaining()
                         },
                     })
+                } else if crate::repair::REPAIR_TYS.contains(&ty.0) {
+                    // Outpost patch: tail repair
+                    Frame::Repair(crate::repair::Repair::decode(&mut self.bytes, ty.0).map_err(
+                        |e| match e {
+                            crate::repair::RepairDecodeError::UnexpectedEnd => {
+                                IterErr::UnexpectedEnd
+                            }
+                            crate::repair::RepairDecodeError::Malformed => IterErr::Malformed,
+                        },
+                    )?)
                 } else {
                     return Err(IterErr::InvalidFrameId);
                 }

@@ -66,6 +66,9 @@ pub use config::{
 pub mod crypto;
 
 mod frame;
+
+// Outpost patch: tail repair
+mod repair;
 use crate::frame::Frame;
 pub use crate::frame::{ApplicationClose, ConnectionClose, Datagram, FrameType};
 

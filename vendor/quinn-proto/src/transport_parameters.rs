@@ -89,6 +89,9 @@ macro_rules! make_struct {
             /// Frequency
             pub(crate) min_ack_delay: Option<VarInt>,
 
+            /// Outpost patch: the endpoint sends and accepts REPAIR frames (`crate::repair`)
+            pub(crate) tail_repair: bool,
+
             // Server-only
             /// The value of the Destination Connection ID field from the first Initial packet sent
             /// by the client
@@ -126,6 +129,7 @@ macro_rules! make_struct {
                     initial_src_cid: None,
                     grease_quic_bit: false,
                     min_ack_delay: None,
+                    tail_repair: false,
 
                     original_dst_cid: None,
                     retry_src_cid: None,
@@ -174,6 +178,7 @@ impl TransportParameters {
             min_ack_delay: Some(
                 VarInt::from_u64(u64::try_from(TIMER_GRANULARITY.as_micros()).unwrap()).unwrap(),
             ),
+            tail_repair: config.tail_repair,
             grease_transport_parameter: Some(ReservedTransportParameter::random(rng)),
             write_order: Some({
                 let mut order = std::array::from_fn(|i| i as u8);
@@ -380,6 +385,12 @@ impl TransportParameters {
                         w.write(x);
                     }
                 }
+                TransportParameterId::TailRepair => {
+                    if self.tail_repair {
+                        w.write_var(id as u64);
+                        w.write_var(0);
+                    }
+                }
                 id => {
                     macro_rules! write_params {
                         {$($(#[$doc:meta])* $name:ident ($id:ident) = $default:expr,)*} => {
@@ -478,6 +489,10 @@ impl TransportParameters {
                     _ => return Err(Error::Malformed),
                 },
                 TransportParameterId::MinAckDelayDraft07 => params.min_ack_delay = Some(r.get()?),
+                TransportParameterId::TailRepair => match len {
+                    0 => params.tail_repair = true,
+                    _ => return Err(Error::Malformed),
+                },
                 _ => {
                     macro_rules! parse {
                         {$($(#[$doc:meta])* $name:ident ($id:ident) = $default:expr,)*} => {
@@ -644,11 +659,14 @@ pub(crate) enum TransportParameterId {
 
     // https://datatracker.ietf.org/doc/html/draft-ietf-quic-ack-frequency#section-10.1
     MinAckDelayDraft07 = 0xFF04DE1B,
+
+    // Outpost patch: tail repair (`crate::repair`), an id of no registered parameter
+    TailRepair = 0x3F5E7E11,
 }
 
 impl TransportParameterId {
     /// Array with all supported transport parameter IDs
-    const SUPPORTED: [Self; 21] = [
+    const SUPPORTED: [Self; 22] = [
         Self::MaxIdleTimeout,
         Self::MaxUdpPayloadSize,
         Self::InitialMaxData,
@@ -670,6 +688,7 @@ impl TransportParameterId {
         Self::RetrySourceConnectionId,
         Self::GreaseQuicBit,
         Self::MinAckDelayDraft07,
+        Self::TailRepair,
     ];
 }
 
@@ -709,6 +728,7 @@ impl TryFrom<u64> for TransportParameterId {
             id if Self::RetrySourceConnectionId == id => Self::RetrySourceConnectionId,
             id if Self::GreaseQuicBit == id => Self::GreaseQuicBit,
             id if Self::MinAckDelayDraft07 == id => Self::MinAckDelayDraft07,
+            id if Self::TailRepair == id => Self::TailRepair,
             _ => return Err(()),
         };
         Ok(param)
@@ -750,6 +770,7 @@ mod test {
             }),
             grease_quic_bit: true,
             min_ack_delay: Some(2_000u32.into()),
+            tail_repair: true,
             ..TransportParameters::default()
         };
         params.write(&mut buf);

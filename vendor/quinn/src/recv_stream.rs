@@ -283,6 +283,15 @@ impl RecvStream {
         Ok(())
     }
 
+    /// Outpost patch: keep the last ~45 KB read from this stream, so the peer's parity can rebuild
+    /// data lost at the end of its bursts (quinn-proto's `TransportConfig::tail_repair`). For
+    /// streams that carry bulk data; costs that memory while the stream lives.
+    pub fn set_tail_repair(&self, on: bool) -> Result<(), ClosedStream> {
+        let mut conn = self.conn.state.lock("RecvStream::set_tail_repair");
+        conn.inner.recv_stream(self.stream).set_tail_repair(on)?;
+        Ok(())
+    }
+
     /// Check if this stream has been opened during 0-RTT.
     ///
     /// In which case any non-idempotent request should be considered dangerous at the application

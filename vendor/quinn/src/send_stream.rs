@@ -223,6 +223,15 @@ impl SendStream {
         Ok(())
     }
 
+    /// Outpost patch: send parity over the end of each burst of this stream's data, when the
+    /// transport config enables tail repair on both sides (quinn-proto's
+    /// `TransportConfig::tail_repair`). For streams that carry bulk data.
+    pub fn set_tail_repair(&self, on: bool) -> Result<(), ClosedStream> {
+        let mut conn = self.conn.state.lock("SendStream::set_tail_repair");
+        conn.inner.send_stream(self.stream).set_tail_repair(on)?;
+        Ok(())
+    }
+
     /// Get the priority of the send stream
     pub fn priority(&self) -> Result<i32, ClosedStream> {
         let mut conn = self.conn.state.lock("SendStream::priority");

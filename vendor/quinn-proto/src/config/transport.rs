@@ -45,6 +45,8 @@ pub struct TransportConfig {
     pub(crate) persistent_congestion_threshold: u32,
     // Outpost patch: the longest gap between probes while nothing is acknowledged.
     pub(crate) max_probe_interval: Option<Duration>,
+    // Outpost patch: send and accept REPAIR frames (`crate::repair`).
+    pub(crate) tail_repair: bool,
     pub(crate) keep_alive_interval: Option<Duration>,
     pub(crate) crypto_buffer_size: usize,
     pub(crate) allow_spin: bool,
@@ -272,6 +274,17 @@ impl TransportConfig {
         self
     }
 
+    /// Outpost patch: tail repair. When a stream's burst of new data ends, send XOR parity over
+    /// its newest unacknowledged bytes so the peer can rebuild a lost packet's data without a
+    /// round trip, and accept such parity. Used only when both sides enable it (a transport
+    /// parameter says so). Costs about an eighth of the protected bytes (`crate::repair`).
+    ///
+    /// Defaults to `false`, upstream's behaviour.
+    pub fn tail_repair(&mut self, value: bool) -> &mut Self {
+        self.tail_repair = value;
+        self
+    }
+
     /// Period of inactivity before sending a keep-alive packet
     ///
     /// Keep-alive packets prevent an inactive but otherwise healthy connection from timing out.
@@ -406,6 +419,7 @@ impl Default for TransportConfig {
 
             persistent_congestion_threshold: 3,
             max_probe_interval: None,
+            tail_repair: false,
             keep_alive_interval: None,
             crypto_buffer_size: 16 * 1024,
             allow_spin: true,
@@ -443,6 +457,7 @@ impl fmt::Debug for TransportConfig {
             ack_frequency_config,
             persistent_congestion_threshold,
             max_probe_interval,
+            tail_repair,
             keep_alive_interval,
             crypto_buffer_size,
             allow_spin,
@@ -476,6 +491,7 @@ impl fmt::Debug for TransportConfig {
                 persistent_congestion_threshold,
             )
             .field("max_probe_interval", max_probe_interval)
+            .field("tail_repair", tail_repair)
             .field("keep_alive_interval", keep_alive_interval)
             .field("crypto_buffer_size", crypto_buffer_size)
             .field("allow_spin", allow_spin)

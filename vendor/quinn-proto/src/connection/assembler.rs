@@ -2,6 +2,7 @@ use std::{
     cmp::{Ordering, max},
     collections::{BinaryHeap, binary_heap::PeekMut},
     mem,
+    ops::Range,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -224,6 +225,32 @@ impl Assembler {
     }
 
     /// Number of bytes consumed by the application
+    /// Outpost patch: copies `range` of the buffered (received, unread) data into `out`, as long
+    /// as the range; returns whether all of it was buffered. For tail repair (`crate::repair`).
+    pub(super) fn copy_buffered(&self, range: Range<u64>, out: &mut [u8]) -> bool {
+        let mut covering: Vec<&Buffer> = self
+            .data
+            .iter()
+            .filter(|b| b.offset < range.end && b.offset + b.bytes.len() as u64 > range.start)
+            .collect();
+        covering.sort_unstable_by_key(|b| b.offset);
+        let mut filled = range.start;
+        for buffer in covering {
+            if buffer.offset > filled {
+                break;
+            }
+            let end = (buffer.offset + buffer.bytes.len() as u64).min(range.end);
+            if end > filled {
+                let from = (filled - buffer.offset) as usize;
+                let to = (end - buffer.offset) as usize;
+                let at = (filled - range.start) as usize;
+                out[at..at + to - from].copy_from_slice(&buffer.bytes[from..to]);
+                filled = end;
+            }
+        }
+        filled >= range.end
+    }
+
     pub(super) fn bytes_read(&self) -> u64 {
         self.bytes_read
     }

@@ -2842,6 +2842,16 @@ impl Connection {
                         self.spaces[SpaceId::Data].pending.max_data = true;
                     }
                 }
+                // Outpost patch: tail repair
+                Frame::Repair(frame) => {
+                    for rebuilt in self.streams.repair(frame)? {
+                        self.stats.frame_rx.repaired += 1;
+                        let len = rebuilt.data.len();
+                        if self.streams.received(rebuilt, len)?.should_transmit() {
+                            self.spaces[SpaceId::Data].pending.max_data = true;
+                        }
+                    }
+                }
                 Frame::Ack(ack) => {
                     self.on_ack_received(now, SpaceId::Data, ack)?;
                 }
@@ -3440,6 +3450,17 @@ impl Connection {
                 self.streams
                     .write_stream_frames(buf, max_size, self.config.send_fairness);
             self.stats.frame_tx.stream += sent.stream_frames.len() as u64;
+
+            // Outpost patch: parity over a burst that ended (`crate::repair`), once no stream
+            // has new data to send
+            if self.streams.repair_pending()
+                && !self.streams.can_send_stream_data()
+                && self
+                    .streams
+                    .write_repair_frames(buf, max_size, &mut self.stats.frame_tx)
+            {
+                sent.non_retransmits = true;
+            }
         }
 
         // Bundle ACK with other frames when there is room for them.
@@ -3546,6 +3567,9 @@ impl Connection {
 
     fn set_peer_params(&mut self, params: TransportParameters) {
         self.streams.set_params(&params);
+        // Outpost patch: tail repair
+        self.streams
+            .set_repair(self.config.tail_repair, params.tail_repair);
         self.idle_timeout =
             negotiate_max_idle_timeout(self.config.max_idle_timeout, Some(params.max_idle_timeout));
         trace!("negotiated max idle timeout {:?}", self.idle_timeout);
@@ -3748,6 +3772,7 @@ impl Connection {
     /// See also `self.space(SpaceId::Data).can_send()`
     fn can_send_1rtt(&self, max_size: usize) -> bool {
         self.streams.can_send_stream_data()
+            || self.streams.repair_pending()
             || self.path.challenge_pending
             || self
                 .prev_path

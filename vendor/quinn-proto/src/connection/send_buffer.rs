@@ -134,6 +134,19 @@ impl SendBuffer {
         (result, encode_length)
     }
 
+    /// Outpost patch: the first offset not yet acknowledged (data before it is gone)
+    pub(super) fn unacked_start(&self) -> u64 {
+        self.offset - self.unacked_len as u64
+    }
+
+    /// Outpost patch: whether every byte of `range` has been acknowledged
+    pub(super) fn is_acked(&self, range: &Range<u64>) -> bool {
+        range.end <= self.unacked_start()
+            || self.acks.iter().any(|acked| {
+                acked.start <= range.start.max(self.unacked_start()) && acked.end >= range.end
+            })
+    }
+
     /// Returns data which is associated with a range
     ///
     /// This function can return a subset of the range, if the data is stored

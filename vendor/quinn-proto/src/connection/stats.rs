@@ -55,6 +55,10 @@ pub struct FrameStats {
     pub streams_blocked_uni: u64,
     pub stop_sending: u64,
     pub stream: u64,
+    /// Outpost patch: REPAIR frames (tail repair, `crate::repair`)
+    pub repair: u64,
+    /// Outpost patch: chunks of stream data rebuilt from REPAIR frames (received side only)
+    pub repaired: u64,
 }
 
 impl FrameStats {
@@ -95,6 +99,7 @@ impl FrameStats {
             Frame::AckFrequency(_) => self.ack_frequency += 1,
             Frame::ImmediateAck => self.immediate_ack += 1,
             Frame::HandshakeDone => self.handshake_done = self.handshake_done.saturating_add(1),
+            Frame::Repair(_) => self.repair += 1,
         }
     }
 }
@@ -126,6 +131,8 @@ impl std::fmt::Debug for FrameStats {
             .field("STREAMS_BLOCKED_UNI", &self.streams_blocked_uni)
             .field("STOP_SENDING", &self.stop_sending)
             .field("STREAM", &self.stream)
+            .field("REPAIR", &self.repair)
+            .field("REPAIRED", &self.repaired)
             .finish()
     }
 }

@@ -37,6 +37,9 @@ use util::*;
 
 mod token;
 
+// Outpost patch: tail repair
+mod repair;
+
 #[cfg(all(target_family = "wasm", target_os = "unknown"))]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

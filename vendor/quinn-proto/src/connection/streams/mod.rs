@@ -24,6 +24,9 @@ use send::{BytesSource, Send, SendState};
 pub use send::{FinishError, WriteError, Written};
 
 mod state;
+
+// Outpost patch: tail repair
+mod repair;
 #[allow(unreachable_pub)] // fuzzing only
 pub use state::StreamsState;
 
@@ -160,6 +163,22 @@ impl RecvStream<'_> {
             self.pending.max_data = true;
         }
 
+        Ok(())
+    }
+
+    /// Outpost patch: keep the last ~45 KB read from this stream, so that the peer's REPAIR frames
+    /// can rebuild data lost at the end of its bursts (`TransportConfig::tail_repair`). For
+    /// streams that carry bulk data; costs that memory while the stream lives.
+    pub fn set_tail_repair(&mut self, on: bool) -> Result<(), ClosedStream> {
+        let Some(entry) = self.state.recv.get_mut(&self.id) else {
+            return Err(ClosedStream { _private: () });
+        };
+        let stream = get_or_insert_recv(self.state.stream_receive_window)(entry);
+        match (on, stream.shadow.is_some()) {
+            (true, false) => stream.shadow = Some(Box::default()),
+            (false, true) => stream.shadow = None,
+            _ => {}
+        }
         Ok(())
     }
 
@@ -366,6 +385,21 @@ impl<'a> SendStream<'a> {
             .ok_or(ClosedStream { _private: () })?;
 
         stream.priority = priority;
+        Ok(())
+    }
+
+    /// Outpost patch: send parity over the end of each burst of this stream's data
+    /// (`TransportConfig::tail_repair`), for streams that carry bulk data. The peer must ask for
+    /// it on its side of the stream to make use of it.
+    pub fn set_tail_repair(&mut self, on: bool) -> Result<(), ClosedStream> {
+        let max_send_data = self.state.max_send_data(self.id);
+        let stream = self
+            .state
+            .send
+            .get_mut(&self.id)
+            .map(get_or_insert_send(max_send_data))
+            .ok_or(ClosedStream { _private: () })?;
+        stream.tail_repair = on;
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub(super) struct Recv {
     sent_max_stream_data: u64,
     pub(super) end: u64,
     pub(super) stopped: bool,
+    /// Outpost patch: the newest bytes read, kept for tail repair (`crate::repair`)
+    pub(super) shadow: Option<Box<crate::repair::Shadow>>,
 }
 
 impl Recv {
@@ -28,6 +30,7 @@ impl Recv {
             sent_max_stream_data: initial_max_data,
             end: 0,
             stopped: false,
+            shadow: None,
         })
     }
 
@@ -38,6 +41,7 @@ impl Recv {
         self.sent_max_stream_data = initial_max_data;
         self.end = 0;
         self.stopped = false;
+        self.shadow = None;
     }
 
     /// Process a STREAM frame
@@ -299,6 +303,10 @@ impl<'a> Chunks<'a> {
 
         if let Some(chunk) = rs.assembler.read(max_length, self.ordered) {
             self.read += chunk.bytes.len() as u64;
+            // Outpost patch: what was read may be needed to rebuild a later chunk
+            if let (true, Some(shadow)) = (self.ordered, rs.shadow.as_mut()) {
+                shadow.record(chunk.offset, &chunk.bytes);
+            }
             return Ok(Some(chunk));
         }
 

@@ -19,6 +19,10 @@ pub(super) struct Send {
     pub(super) data_blocked_limit: Option<u64>,
     /// The reason the peer wants us to stop, if `STOP_SENDING` was received
     pub(super) stop_reason: Option<VarInt>,
+    /// Outpost patch: the application asked for tail repair on this stream (`crate::repair`)
+    pub(super) tail_repair: bool,
+    /// Outpost patch: the end of the data a tail repair job has covered
+    pub(super) repaired_to: u64,
 }
 
 impl Send {
@@ -32,6 +36,8 @@ impl Send {
             connection_blocked: false,
             data_blocked_limit: None,
             stop_reason: None,
+            tail_repair: false,
+            repaired_to: 0,
         })
     }
 

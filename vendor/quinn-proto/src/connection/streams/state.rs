@@ -141,6 +141,11 @@ pub struct StreamsState {
     ///
     /// A new frame is only queued once the peer has raised the limit.
     pub(super) data_blocked_limit: Option<u64>,
+    /// Outpost patch: tail repair (`crate::repair`): whether to send REPAIR frames (both sides
+    /// enabled it), whether to accept them (this side did), and the bursts still to protect
+    pub(super) repair_send: bool,
+    pub(super) repair_receive: bool,
+    pub(super) repair_jobs: Option<Box<VecDeque<crate::repair::RepairJob>>>,
 }
 
 impl StreamsState {
@@ -186,6 +191,9 @@ impl StreamsState {
             initial_max_stream_data_bidi_remote: 0u32.into(),
             receive_window_shrink_debt: 0,
             data_blocked_limit: None,
+            repair_send: false,
+            repair_receive: false,
+            repair_jobs: None,
         };
 
         for dir in Dir::iter() {
@@ -665,6 +673,14 @@ impl StreamsState {
                 let data = stream.pending.get(offsets.clone());
                 offsets.start += data.len() as u64;
                 buf.put_slice(data);
+            }
+            // Outpost patch: a burst of new data that ended is protected (`crate::repair`)
+            if self.repair_send
+                && stream.tail_repair
+                && !stream.is_pending()
+                && meta.offsets.end == stream.pending.offset()
+            {
+                super::repair::queue_job(&mut self.repair_jobs, id, stream, meta.fin);
             }
             stream_frames.push(meta);
         }
