@@ -289,7 +289,6 @@ impl TransportProfile {
                 ));
             }
         }
-
         if role == Role::Hub {
             config
                 .receive_window(VarInt::from_u32(HUB_STANDBY_WINDOW))
