@@ -278,8 +278,8 @@ impl Driver<'_> {
                 Some(()) = closed_rx.recv() => {
                     self.session.handle_stream_closed(Instant::now().into_std());
                     info!(
-                        open = self.session.open_streams(),
                         rebuilt = conn.stats().frame_rx.repaired,
+                        open = self.session.open_streams(),
                         "proxy stream closed"
                     );
                 }
