@@ -168,13 +168,17 @@ impl RecvStream<'_> {
 
     /// Outpost patch: keep the last ~45 KB read from this stream, so that the peer's REPAIR frames
     /// can rebuild data lost at the end of its bursts (`TransportConfig::tail_repair`). For
-    /// streams that carry bulk data; costs that memory while the stream lives.
+    /// streams that carry bulk data; costs that memory while the stream lives, and nothing on a
+    /// connection where tail repair was not negotiated.
     pub fn set_tail_repair(&mut self, on: bool) -> Result<(), ClosedStream> {
         let Some(entry) = self.state.recv.get_mut(&self.id) else {
             return Err(ClosedStream { _private: () });
         };
         let stream = get_or_insert_recv(self.state.stream_receive_window)(entry);
-        match (on, stream.shadow.is_some()) {
+        // Parity comes only where both sides enabled tail repair (`repair_send`): elsewhere the
+        // kept bytes would never be used.
+        let negotiated = self.state.repair_send;
+        match (on && negotiated, stream.shadow.is_some()) {
             (true, false) => stream.shadow = Some(Box::default()),
             (false, true) => stream.shadow = None,
             _ => {}
