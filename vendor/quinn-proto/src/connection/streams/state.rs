@@ -141,8 +141,9 @@ pub struct StreamsState {
     ///
     /// A new frame is only queued once the peer has raised the limit.
     pub(super) data_blocked_limit: Option<u64>,
-    /// Outpost patch: tail repair (`crate::repair`): whether to send REPAIR frames (both sides
-    /// enabled it), whether to accept them (this side did), and the bursts still to protect
+    /// Outpost patch: tail repair (`crate::repair`): whether it was negotiated (both sides
+    /// enabled it: REPAIR frames are sent, and a receiving stream that asks keeps its read bytes),
+    /// whether to accept REPAIR frames (this side enabled it), and the bursts still to protect
     pub(super) repair_send: bool,
     pub(super) repair_receive: bool,
     pub(super) repair_jobs: Option<Box<VecDeque<crate::repair::RepairJob>>>,
