@@ -6,7 +6,7 @@
 //! cargo bench -p outpost-tests --bench link_profiles -- \
 //!     [--profiles transparent,lte,...] [--size-mb 10] [--samples 5] [--idle-s 75] \
 //!     [--min-transfer-s 60] [--max-transfer-s 200] [--call-timeout-s 60] [--transport NAME] [--tcp-cc NAME] [--seed 1] \
-//!     [--reconnect-before-load] [--transfers 1]
+//!     [--reconnect-before-load] [--transfers 1] [--outpost-loads-only]
 //! ```
 //!
 //! Each profile gets a fresh rig (`netem/rig.sh`, userspace router): the hub and the docker CLI
@@ -23,7 +23,9 @@
 //! first connection's load is given in the profile's note. `--transfers N` runs the `save`s and
 //! `load`s N times each, Outpost and TCP+TLS taking turns, and the table shows their medians with
 //! every sample below it (issue #14 asks for three); with `--reconnect-before-load` each of
-//! Outpost's loads comes after a reconnect.
+//! Outpost's loads comes after a reconnect. `--outpost-loads-only` skips the `save`s and the
+//! TCP+TLS transfers (their cells print "—"): many after-reconnect loads in a few minutes, to see
+//! their spread, where a full sample pair takes two on GEO.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
@@ -61,6 +63,8 @@ struct Options {
     reconnect_before_load: bool,
     /// How many times each transfer runs.
     transfers: usize,
+    /// Only Outpost's `load`s are timed.
+    outpost_loads_only: bool,
 }
 
 impl Options {
@@ -92,6 +96,7 @@ impl Options {
             seed: number("--seed", 1),
             reconnect_before_load: args.iter().any(|a| a == "--reconnect-before-load"),
             transfers: number("--transfers", 1).max(1) as usize,
+            outpost_loads_only: args.iter().any(|a| a == "--outpost-loads-only"),
         }
     }
 }
@@ -389,6 +394,9 @@ fn latencies(paths: &Paths<'_>, row: &mut Row, container: &str) {
 fn transfers(paths: &Paths<'_>, row: &mut Row, image: &TestImage, before_load: &dyn Fn() -> bool) {
     for sample in 0..paths.options.transfers {
         for (i, outpost) in [true, false].into_iter().enumerate() {
+            if !outpost && paths.options.outpost_loads_only {
+                continue;
+            }
             let (save, load) = transfer_pair(paths, row, image, outpost, sample, before_load);
             row.save_samples[i].push(save);
             row.load_samples[i].push(load);
@@ -413,11 +421,15 @@ fn transfer_pair(
 ) -> (Transfer, Transfer) {
     let save_timeout = transfer_timeout(paths.options, row.ideal_save);
     let load_timeout = transfer_timeout(paths.options, row.ideal_load);
-    eprintln!(
-        "[{}] save {sample}, outpost={outpost}, timeout {save_timeout:?}",
-        row.profile
-    );
-    let save = paths.save(outpost, image, save_timeout);
+    let save = if paths.options.outpost_loads_only {
+        Transfer::Missing
+    } else {
+        eprintln!(
+            "[{}] save {sample}, outpost={outpost}, timeout {save_timeout:?}",
+            row.profile
+        );
+        paths.save(outpost, image, save_timeout)
+    };
     if outpost && paths.options.reconnect_before_load {
         if sample == 0 {
             let first = paths.load(outpost, image, load_timeout);

@@ -114,7 +114,7 @@ pub(crate) enum ProxyError {
 /// crossed from the client and to it; it closes when `withdrawn` resolves (its credential was
 /// revoked).
 pub(crate) async fn forward(
-    ctx: &HubContext,
+    ctx: &Arc<HubContext>,
     id: EndpointId,
     rest: &str,
     request: Request,
@@ -133,7 +133,7 @@ pub(crate) async fn forward(
 /// Proxy a request another hub forwarded ([`crate::peers`]) to a device this hub holds. It is
 /// never forwarded again: a device that moved meanwhile is offline here, and says so.
 pub(crate) async fn forward_from_peer(
-    ctx: &HubContext,
+    ctx: &Arc<HubContext>,
     id: EndpointId,
     rest: &str,
     request: Request,
@@ -175,20 +175,37 @@ struct Route {
 
 /// Proxy one request to the engine of a device this hub holds.
 async fn serve_here(
-    ctx: &HubContext,
+    ctx: &Arc<HubContext>,
     session: Arc<LiveSession>,
     route: Route,
     rest: &str,
-    mut request: Request,
+    request: Request,
     withdrawn: impl Future<Output = ()> + Send + 'static,
     closed: impl FnOnce(u64, u64) + Send + 'static,
 ) -> Result<Response, ProxyError> {
     let is_ping = ping::is_ping(request.method(), rest);
     if is_ping {
-        if let Some(answer) = session.ping_cache().answer(Instant::now()) {
+        let now = Instant::now();
+        if let Some(answer) = session.ping_cache().answer(now) {
+            if session.ping_cache().claim_refresh(now) {
+                ping::refresh_behind(ctx.clone(), session, route);
+            }
             return Ok(answer);
         }
     }
+    carry(ctx, session, route, request, withdrawn, closed, is_ping).await
+}
+
+/// Carry one request to the engine over a stream of its own; a ping's `200 OK` is cached.
+async fn carry(
+    ctx: &HubContext,
+    session: Arc<LiveSession>,
+    route: Route,
+    mut request: Request,
+    withdrawn: impl Future<Output = ()> + Send + 'static,
+    closed: impl FnOnce(u64, u64) + Send + 'static,
+    is_ping: bool,
+) -> Result<Response, ProxyError> {
     let slots = acquire(ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
     let (io, outcome) = open_stream(ctx, &session, request_id).await?;

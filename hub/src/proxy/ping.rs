@@ -3,9 +3,19 @@
 //! Every docker command starts with `GET` or `HEAD /_ping` (API version negotiation) before its
 //! real call: one more round trip to the device, 0.6 s on a GEO link, on every command (the link
 //! bench). The hub keeps the first answer of each session ([`crate::ping_cache`]) and answers later
-//! pings itself, without summoning the device.
+//! pings itself, without summoning the device, and refreshes an answer past its refresh age
+//! behind the CLI's back ([`refresh_behind`]).
 
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::Method;
+use tracing::debug;
+
+use super::Route;
+use crate::context::HubContext;
+use crate::registry::LiveSession;
 
 /// Whether `method` and the engine path `rest` (after `/docker/`) are a ping.
 pub(crate) fn is_ping(method: &Method, rest: &str) -> bool {
@@ -22,6 +32,26 @@ pub(crate) fn is_ping(method: &Method, rest: &str) -> bool {
         _ => path,
     };
     unversioned == "_ping"
+}
+
+/// Ask the device's engine for `/_ping` on a task of its own, for the session's cache to take the
+/// answer: a cached answer was given in its place and is due for a refresh
+/// ([`crate::ping_cache::PingCache::claim_refresh`]). Its stream goes out beside the command's
+/// own request, which summons the device anyway.
+pub(super) fn refresh_behind(ctx: Arc<HubContext>, session: Arc<LiveSession>, route: Route) {
+    let endpoint = session.endpoint;
+    let uri = format!("{}endpoints/{}/docker/_ping", route.base, route.id);
+    let request = match Request::get(uri).body(Body::empty()) {
+        Ok(request) => request,
+        Err(e) => return debug!(%endpoint, "ping refresh not built: {e}"),
+    };
+    tokio::spawn(async move {
+        let pending = std::future::pending();
+        match super::carry(&ctx, session, route, request, pending, |_, _| {}, true).await {
+            Ok(response) => debug!(%endpoint, status = %response.status(), "ping refresh answered"),
+            Err(e) => debug!(%endpoint, "ping answer not refreshed: {e}"),
+        }
+    });
 }
 
 fn is_api_version(segment: &str) -> bool {
