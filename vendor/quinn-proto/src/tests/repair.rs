@@ -92,9 +92,9 @@ fn a_packet_lost_at_a_bursts_end_is_rebuilt_without_a_round_trip() {
     // Everything before the loss arrives and is read: the rebuild needs those bytes back.
     deliver(&mut pair, &sent[..lost]);
     assert_matches!(pair.client_streams(client_ch).accept(Dir::Uni), Some(id) if id == s);
-    pair.client_recv(client_ch, s)
-        .set_tail_repair(true)
-        .unwrap();
+    let mut recv = pair.client_recv(client_ch, s);
+    recv.set_tail_repair(true).unwrap();
+    assert!(recv.keeps_read_bytes());
     let mut received = Vec::new();
     assert!(!read_all(&mut pair, client_ch, s, &mut received));
     let before_hole = received.len();
@@ -149,6 +149,12 @@ fn a_peer_without_tail_repair_gets_no_parity() {
         assert_eq!(pair.server_conn_mut(server_ch).stats().frame_tx.repair, 0);
         deliver(&mut pair, &sent);
         assert_matches!(pair.client_streams(client_ch).accept(Dir::Uni), Some(id) if id == s);
+        let mut recv = pair.client_recv(client_ch, s);
+        recv.set_tail_repair(true).unwrap();
+        assert!(
+            !recv.keeps_read_bytes(),
+            "no bytes kept where tail repair was not negotiated"
+        );
         let mut received = Vec::new();
         assert!(read_all(&mut pair, client_ch, s, &mut received));
         assert_eq!(received, data);

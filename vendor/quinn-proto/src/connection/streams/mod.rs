@@ -186,6 +186,15 @@ impl RecvStream<'_> {
         Ok(())
     }
 
+    /// Outpost patch, for tests: whether this stream keeps its read bytes for tail repair.
+    #[cfg(test)]
+    pub(crate) fn keeps_read_bytes(&self) -> bool {
+        let stream = self.state.recv.get(&self.id).and_then(Option::as_ref);
+        stream
+            .and_then(state::StreamRecv::as_open_recv)
+            .is_some_and(|recv| recv.shadow.is_some())
+    }
+
     /// Check whether this stream has been reset by the peer, returning the reset error code if so
     ///
     /// After returning `Ok(Some(_))` once, stream state will be discarded and all future calls will
