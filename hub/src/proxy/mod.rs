@@ -185,20 +185,19 @@ async fn serve_here(
 ) -> Result<Response, ProxyError> {
     let is_ping = ping::is_ping(request.method(), rest);
     if is_ping {
-        let now = Instant::now();
-        if let Some(answer) = session.ping_cache().answer(now) {
-            if session.ping_cache().claim_refresh(now) {
-                ping::refresh_behind(ctx.clone(), session, route);
-            }
+        if let Some(answer) = session.ping_cache().answer(Instant::now()) {
             return Ok(answer);
         }
     }
     carry(ctx, session, route, request, withdrawn, closed, is_ping).await
 }
 
-/// Carry one request to the engine over a stream of its own; a ping's `200 OK` is cached.
+/// Carry one request to the engine over a stream of its own; a ping's `200 OK` is cached. Once
+/// the stream of a request that is not a ping is open, a cached ping answer due for a refresh is
+/// refreshed beside it: after it, so that the refresh never takes the one stream a device in
+/// standby lends before its summon is answered.
 async fn carry(
-    ctx: &HubContext,
+    ctx: &Arc<HubContext>,
     session: Arc<LiveSession>,
     route: Route,
     mut request: Request,
@@ -209,6 +208,9 @@ async fn carry(
     let slots = acquire(ctx, &session)?;
     let request_id = NEXT_REQUEST.fetch_add(1, Ordering::Relaxed);
     let (io, outcome) = open_stream(ctx, &session, request_id).await?;
+    if !is_ping && session.ping_cache().claim_refresh(Instant::now()) {
+        ping::refresh_behind(ctx.clone(), session.clone(), route);
+    }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| ProxyError::Engine(format!("HTTP to the device's engine failed: {e}")))?;

@@ -4,7 +4,7 @@
 //! real call: one more round trip to the device, 0.6 s on a GEO link, on every command (the link
 //! bench). The hub keeps the first answer of each session ([`crate::ping_cache`]) and answers later
 //! pings itself, without summoning the device, and refreshes an answer past its refresh age
-//! behind the CLI's back ([`refresh_behind`]).
+//! beside the command's next real request ([`refresh_behind`]).
 
 use std::sync::Arc;
 
@@ -35,9 +35,9 @@ pub(crate) fn is_ping(method: &Method, rest: &str) -> bool {
 }
 
 /// Ask the device's engine for `/_ping` on a task of its own, for the session's cache to take the
-/// answer: a cached answer was given in its place and is due for a refresh
-/// ([`crate::ping_cache::PingCache::claim_refresh`]). Its stream goes out beside the command's
-/// own request, which summons the device anyway.
+/// answer: the cached answer is due for a refresh
+/// ([`crate::ping_cache::PingCache::claim_refresh`]) and a real request has just opened its
+/// stream, which summoned the device anyway.
 pub(super) fn refresh_behind(ctx: Arc<HubContext>, session: Arc<LiveSession>, route: Route) {
     let endpoint = session.endpoint;
     let uri = format!("{}endpoints/{}/docker/_ping", route.base, route.id);
