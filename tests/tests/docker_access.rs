@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use outpost_tests::docker::{
     direct, require_engine, unique, Cleanup, Credential, DockerCli, TEST_IMAGE,
 };
-use outpost_tests::{wait_for, Agent, Hub};
+use outpost_tests::{wait_for, wait_for_result, Agent, Hub};
 use serde_json::Value;
 
 fn enrol(hub: &Hub, name: &str) -> (u64, Agent) {
@@ -375,6 +375,56 @@ fn a_reconnected_device_of_the_same_engine_has_its_first_ping_answered_by_the_hu
     let engine = direct(&["version", "--format", "{{.Server.APIVersion}}"]);
     let engine_api = String::from_utf8_lossy(&engine.stdout).trim().to_owned();
     assert_eq!(carried["api-version"], engine_api.as_str());
+}
+
+/// Proxy streams the agent has served so far (each logs its close).
+fn streams_served(agent: &Agent) -> usize {
+    agent.log().matches("proxy stream closed").count()
+}
+
+/// `docker ps` through the hub, then the proxy streams it cost the agent (their closes logged):
+/// once `expected` have closed, and half a second more for any beyond them.
+fn streams_of_a_docker_ps(hub: &Hub, id: u64, agent: &Agent, expected: usize) -> usize {
+    let before = streams_served(agent);
+    assert!(DockerCli::for_endpoint(hub, id)
+        .run(&["ps"])
+        .status
+        .success());
+    let closed = || streams_served(agent) - before;
+    let _ = wait_for_result(Duration::from_secs(10), || {
+        (closed() >= expected).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    closed()
+}
+
+#[test]
+fn a_ping_answer_past_a_minute_is_refreshed_beside_the_next_commands_request() {
+    let hub = Hub::start();
+    let (id, agent) = enrol(&hub, "refreshed");
+    assert_eq!(
+        streams_of_a_docker_ps(&hub, id, &agent, 2),
+        2,
+        "the session's first ping goes to the engine, then the request"
+    );
+    assert_eq!(
+        streams_of_a_docker_ps(&hub, id, &agent, 1),
+        1,
+        "a young answer: the ping is the hub's"
+    );
+    std::thread::sleep(Duration::from_secs(61));
+    let aged = ping_headers(&hub, id);
+    assert_eq!(aged["outpost-ping"], "hub", "still given: {aged:?}");
+    assert_eq!(
+        streams_of_a_docker_ps(&hub, id, &agent, 2),
+        2,
+        "the request, and the hub's own ping beside it"
+    );
+    assert_eq!(
+        streams_of_a_docker_ps(&hub, id, &agent, 1),
+        1,
+        "one refresh: the answer is young again"
+    );
 }
 
 /// With no engine at its socket the demo used to start, and the pasted `docker ps` then failed:
