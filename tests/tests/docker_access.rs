@@ -382,9 +382,9 @@ fn streams_served(agent: &Agent) -> usize {
     agent.log().matches("proxy stream closed").count()
 }
 
-/// `docker ps` through the hub, then the proxy streams it cost the agent (their closes logged):
-/// once `expected` have closed, and half a second more for any beyond them.
-fn streams_of_a_docker_ps(hub: &Hub, id: u64, agent: &Agent, expected: usize) -> usize {
+/// Run `docker ps` through the hub and assert the proxy streams it cost the agent (their closes
+/// logged): once `expected` have closed, and half a second more for any beyond them.
+fn assert_docker_ps_costs(hub: &Hub, id: u64, agent: &Agent, expected: usize, why: &str) {
     let before = streams_served(agent);
     assert!(DockerCli::for_endpoint(hub, id)
         .run(&["ps"])
@@ -395,36 +395,23 @@ fn streams_of_a_docker_ps(hub: &Hub, id: u64, agent: &Agent, expected: usize) ->
         (closed() >= expected).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    closed()
+    assert_eq!(closed(), expected, "{why}");
 }
 
 #[test]
 fn a_ping_answer_past_a_minute_is_refreshed_beside_the_next_commands_request() {
     let hub = Hub::start();
     let (id, agent) = enrol(&hub, "refreshed");
-    assert_eq!(
-        streams_of_a_docker_ps(&hub, id, &agent, 2),
-        2,
-        "the session's first ping goes to the engine, then the request"
-    );
-    assert_eq!(
-        streams_of_a_docker_ps(&hub, id, &agent, 1),
-        1,
-        "a young answer: the ping is the hub's"
-    );
+    let first = "the session's first ping goes to the engine, then the request";
+    assert_docker_ps_costs(&hub, id, &agent, 2, first);
+    assert_docker_ps_costs(&hub, id, &agent, 1, "a young answer: the ping is the hub's");
     std::thread::sleep(Duration::from_secs(61));
     let aged = ping_headers(&hub, id);
     assert_eq!(aged["outpost-ping"], "hub", "still given: {aged:?}");
-    assert_eq!(
-        streams_of_a_docker_ps(&hub, id, &agent, 2),
-        2,
-        "the request, and the hub's own ping beside it"
-    );
-    assert_eq!(
-        streams_of_a_docker_ps(&hub, id, &agent, 1),
-        1,
-        "one refresh: the answer is young again"
-    );
+    let refreshed = "the request, and the hub's own ping beside it";
+    assert_docker_ps_costs(&hub, id, &agent, 2, refreshed);
+    let young_again = "one refresh: the answer is young again";
+    assert_docker_ps_costs(&hub, id, &agent, 1, young_again);
 }
 
 /// With no engine at its socket the demo used to start, and the pasted `docker ps` then failed:
