@@ -10,7 +10,7 @@
 //! beside the command's next real request ([`PingCache::claim_refresh`]), which summons the
 //! device anyway. Without that, an answer lived its [`PING_TTL`] and the first command after it
 //! paid the ping's round trip, 1.1 s on GEO with the summon: the `link_profiles` bench's third
-//! `load` after a reconnect (5.9-6.4 s against 5.3 s) in sessions 30-33, as its first ping's
+//! `load` after a reconnect (5.9-6.4 s against 5.3 s) in sessions 30-32, as its first ping's
 //! answer, carried from connection to connection, came of age.
 
 use std::sync::{Mutex, PoisonError};
