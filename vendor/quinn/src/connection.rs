@@ -1051,7 +1051,15 @@ impl State {
                             };
                             t
                         }
-                        None => break,
+                        None => {
+                            // Outpost patch: a batch (GSO, up to `MAX_TRANSMIT_SEGMENTS`
+                            // datagrams) grew the buffer beyond one MTU; release it once there is
+                            // nothing left to send, so an idle connection keeps no batch's room.
+                            if self.send_buffer.capacity() > self.inner.current_mtu() as usize {
+                                self.send_buffer = Vec::new();
+                            }
+                            break;
+                        }
                     }
                 }
             };

@@ -231,18 +231,26 @@ impl Tunnels {
         }
     }
 
-    /// If `to` is a tunnel's address, queue `packet` for it (dropped when its queue is full or it
-    /// is gone) and say so; `false` for a real address, which the caller sends over UDP.
-    pub(crate) fn send(&self, to: SocketAddr, packet: &[u8]) -> bool {
+    /// If `to` is a tunnel's address, queue `contents` for it and say so; `false` for a real
+    /// address, which the caller sends over UDP. `contents` is one datagram, or a GSO batch of
+    /// datagrams `segment_size` bytes long but the last, queued one by one: a tunnel frames
+    /// datagrams, the agent's end hands each to quinn. A datagram is dropped when the queue is
+    /// full or the tunnel is gone.
+    pub(crate) fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> bool {
         let Some(id) = tunnel_id(to) else {
             return false;
         };
-        let sent = self
-            .peers()
-            .get(&id)
-            .is_some_and(|peer| peer.outbound.try_send(packet).is_ok());
-        if !sent {
-            self.0.dropped.fetch_add(1, Ordering::Relaxed);
+        let peers = self.peers();
+        let peer = peers.get(&id);
+        for datagram in contents.chunks(segment_size.unwrap_or(contents.len()).max(1)) {
+            if peer.is_none_or(|peer| peer.outbound.try_send(datagram).is_err()) {
+                self.0.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         true
     }
@@ -300,16 +308,16 @@ mod tests {
                 reason: "no QUIC answer".into()
             }
         );
-        assert!(tunnels.send(registered.addr, b"packet"));
+        assert!(tunnels.send(registered.addr, b"packet", None));
         tunnels.remove(registered.addr);
         assert!(tunnels.is_empty());
         assert!(
-            tunnels.send(registered.addr, b"dropped"),
+            tunnels.send(registered.addr, b"dropped", None),
             "still a tunnel address"
         );
         assert_eq!(tunnels.dropped(), 1);
         let real: SocketAddr = "198.18.0.3:5".parse().unwrap();
-        assert!(!tunnels.send(real, b"udp"));
+        assert!(!tunnels.send(real, b"udp", None));
         assert_eq!(tunnels.resolve(real).kind, PathKind::Quic);
     }
 
@@ -324,13 +332,44 @@ mod tests {
         assert_eq!((tunnels.carrying_sessions(), tunnels.len()), (1, 2));
     }
 
+    #[tokio::test]
+    async fn a_gso_batch_leaves_the_tunnel_as_its_datagrams() {
+        let tunnels = Tunnels::default();
+        let registered = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new());
+        let batch: Vec<u8> = (0..3u8)
+            .flat_map(|i| vec![i; if i == 2 { 500 } else { 1200 }])
+            .collect();
+        assert!(tunnels.send(registered.addr, &batch, Some(1200)));
+        drop(tunnels);
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let (inbound, _unread) = mpsc::channel::<((), Bytes)>(1);
+        let pumped = tokio::spawn(outpost_transport::tunnel::pump(
+            ours,
+            (),
+            inbound,
+            registered.outbound,
+        ));
+        let mut datagrams = Vec::new();
+        let mut buf = Vec::new();
+        while outpost_protocol::tunnel::read_packet(&mut theirs, &mut buf)
+            .await
+            .is_ok()
+        {
+            datagrams.push(buf.clone());
+        }
+        let read: Vec<(usize, u8)> = datagrams.iter().map(|d| (d.len(), d[0])).collect();
+        assert_eq!(read, [(1200, 0), (1200, 1), (500, 2)]);
+        assert!(datagrams.iter().all(|d| d.iter().all(|b| *b == d[0])));
+        pumped.abort();
+    }
+
     #[test]
     fn a_full_tunnel_queue_drops_and_counts() {
         let tunnels = Tunnels::default();
         let registered = tunnels.register("198.18.0.2:1".parse().unwrap(), false, String::new());
         let packet = [0u8; 1000];
         for _ in 0..OUTBOUND_BYTES / packet.len() + 1 {
-            tunnels.send(registered.addr, &packet);
+            tunnels.send(registered.addr, &packet, None);
         }
         assert_eq!(tunnels.dropped(), 1);
     }
