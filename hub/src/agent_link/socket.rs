@@ -5,9 +5,11 @@
 //! GSO sends a batch of up to 10 datagrams in one call. The hub's bulk flows go to agents
 //! (`docker load`, image blobs): ten 10 MB loads with no link emulation cost the hub 0.68–0.99 s
 //! of CPU with GSO against 1.32–1.68 s at one datagram per call (three runs of each, taking turns:
-//! `link_profiles -- --profiles transparent --outpost-loads-only --transfers 10`, session 34). quinn keeps a connection's transmit buffer as
-//! large as its largest batch; our patch (`vendor/README.md`) releases it once the connection has
-//! nothing left to send, so an idle agent's connection holds one MTU, not ~14 KiB.
+//! `link_profiles -- --profiles transparent --outpost-loads-only --transfers 10`, session 34).
+//! quinn keeps a connection's transmit buffer as large as its largest batch; our patch
+//! (`vendor/README.md`) releases it once the connection has nothing left to send, so an idle
+//! agent's connection holds one MTU, not ~14 KiB (the hub's memory per agent at 25,000 is as it
+//! was at one datagram per call: BENCHMARKS.md, session 34).
 //!
 //! The socket's receive buffer is raised to [`RECEIVE_BUFFER`]: one socket takes every agent's
 //! packets, and after a restart 25,000 agents' handshakes arrive at ~50,000 datagrams a second
