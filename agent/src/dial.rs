@@ -278,7 +278,7 @@ impl Dialer {
         if let Some(endpoint) = slot {
             return Ok(endpoint.clone());
         }
-        let endpoint = quinn::Endpoint::client(bind)
+        let endpoint = outpost_transport::connection_id::agent_endpoint(bind)
             .map_err(|e| DialError::Config(format!("cannot open a UDP socket: {e}")))?;
         *slot = Some(endpoint.clone());
         Ok(endpoint)

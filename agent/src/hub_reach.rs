@@ -91,7 +91,7 @@ impl HubReach {
         };
         let (endpoint, own) = match shared {
             Some(endpoint) => (endpoint.clone(), false),
-            None => match quinn::Endpoint::client(local) {
+            None => match outpost_transport::connection_id::agent_endpoint(local) {
                 Ok(endpoint) => (endpoint, true),
                 Err(_) => return false,
             },

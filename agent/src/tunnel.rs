@@ -171,7 +171,7 @@ pub async fn open(
     };
     let (socket, pump) = TunnelSocket::spawn(stream, hub, local);
     let endpoint = quinn::Endpoint::new_with_abstract_socket(
-        quinn::EndpointConfig::default(),
+        outpost_transport::connection_id::agent_endpoint_config(),
         None,
         socket,
         Arc::new(quinn::TokioRuntime),

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::agent_link::admission::{self, Admission};
+use crate::agent_link::connection_ids::HubConnectionIds;
 use crate::agent_link::socket::HubSocket;
 use crate::agent_link::windows::{self, WindowBudget};
 use crate::config::{AgentTcp, HubConfig};
@@ -494,14 +495,12 @@ fn endpoint_config(store: &Store) -> Result<quinn::EndpointConfig, StartError> {
     let key = endpoint_key(store)?;
     // Two keys from one stored secret: 24 bytes for the reset HMAC, 8 for connection ids.
     let (reset_key, cid_key) = key.split_at(24);
-    let cid_key = u64::from_le_bytes(cid_key.try_into().unwrap_or_default());
+    let cid_key = cid_key.to_vec();
     let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
         reset_key,
     )));
-    config.cid_generator(move || {
-        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-    });
+    config.cid_generator(move || Box::new(HubConnectionIds::new(&cid_key)));
     // quinn sends at most one reset per 20 ms by default, from one budget for every destination:
     // too few after a restart under 25,000 agents, and a spoofed spray could take them all. The
     // hub's socket bounds resets per destination network and in all instead

@@ -250,10 +250,5 @@ const SHARED_SOCKET_BUFFER: usize = 8 << 20;
 fn shared_socket() -> std::io::Result<quinn::Endpoint> {
     let socket = std::net::UdpSocket::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))?;
     socket2::SockRef::from(&socket).set_recv_buffer_size(SHARED_SOCKET_BUFFER)?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+    outpost_transport::connection_id::agent_endpoint_on(socket)
 }

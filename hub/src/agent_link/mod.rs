@@ -3,6 +3,7 @@
 //! ALPN to enrolment or to a session.
 
 pub mod admission;
+pub mod connection_ids;
 mod deliver;
 mod driver;
 mod enroll;

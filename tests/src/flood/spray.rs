@@ -10,13 +10,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use outpost_certs::{pinned_client_config, Fingerprint, HUB_SERVER_NAME};
+use outpost_hub::agent_link::connection_ids::HUB_CID_LEN;
 use outpost_protocol::wire::ALPN_ENROLL;
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, Runtime, TokioRuntime, UdpPoller};
 
-/// Length of the connection ids the hub mints (quinn's hashed generator).
-const HUB_CID_LEN: usize = 8;
 /// Size of each sprayed datagram: above quinn's minimum for a reset (a reset must be smaller than
 /// what caused it), like a small check-in.
 const SPRAY_DATAGRAM: usize = 100;
