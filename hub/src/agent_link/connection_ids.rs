@@ -3,11 +3,13 @@
 //! Every packet an agent sends starts with one of them, so their length is paid on every
 //! check-in and on every packet of a `docker save` or an image push. quinn's default is 8 bytes
 //! (3 random, 5 of hash); on 3g's 64 KB/s uplink those 4 extra bytes are 0.27 % of a 10 MB
-//! `save`, ~0.45 s, more than the gap the hub was behind TCP+TLS on Cubic by (issue #14), and
-//! ~2 % of an idle agent's bytes.
+//! `save`, ~0.45 s, more than the gap the hub was behind TCP+TLS on Cubic by (issue #14). With
+//! the agent's own 4-byte ids (`outpost_transport::connection_id`) an idle interval costs 186
+//! bytes instead of 198 (`quiet_idle`, session 35).
 //!
 //! - **Unique**: 3 random bytes are quinn's own nonce (16.7 M ids); a hub of 100,000 agents
-//!   holds ~800,000 ids (quinn issues 8 per connection), and quinn draws again on a clash.
+//!   holds ~500,000 ids (quinn issues 5 per connection: the peer's limit, `CidQueue::LEN`), and
+//!   quinn draws again on a clash.
 //! - **Recognised after a restart**: the hash byte is keyed with the stored endpoint key, so a
 //!   restarted hub (or another hub of the same store) answers an id its predecessor minted with
 //!   a stateless reset, and the agent reconnects at once. One byte lets 1 in 256 random ids pass
