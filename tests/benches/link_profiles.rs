@@ -43,8 +43,9 @@ use outpost_tests::bench_image::TestImage;
 use outpost_tests::docker::{direct, require_engine, unique, Container, TEST_IMAGE};
 use outpost_tests::l3_paths::{start_agent, RigHub, TlsEngine};
 use outpost_tests::l3_rig::{NsProcess, Rig, Side};
+use outpost_tests::proc_stats::ProcSample;
 use outpost_tests::timed;
-use report::{Call, Row, Transfer};
+use report::{Call, ProxyCpu, Row, Transfer};
 
 const ALL_PROFILES: &str = "transparent,lte,leo-satellite,geo-satellite,3g,edge-2g,flaky-cellular";
 
@@ -128,6 +129,8 @@ fn ideal(bytes: u64, rate: Option<u64>, rtt: Duration) -> Option<Duration> {
 /// Both paths to the engine in one rig, and where their outputs go.
 struct Paths<'a> {
     hub: &'a RigHub,
+    /// The agent now: `--reconnect-before-load` replaces it.
+    agent: &'a RefCell<Option<NsProcess>>,
     id: u64,
     tls: &'a TlsEngine,
     out: &'a Path,
@@ -192,10 +195,36 @@ impl Paths<'_> {
             eprintln!("docker load failed: {}", run.stderr_text());
         }
         image.restore();
-        if outpost {
-            self.print_controller();
-        }
         Transfer::from_run(&run, bytes, image.tar_bytes)
+    }
+
+    /// CPU seconds so far of the path's processes between the CLI and the engine: the hub and
+    /// the agent for Outpost, (none and) the TLS front for the baseline.
+    fn proxy_cpu(&self, outpost: bool) -> Option<[f64; 2]> {
+        let cpu = |pid| ProcSample::take(pid).ok().map(|s| s.cpu_seconds);
+        if outpost {
+            let agent = self.agent.borrow().as_ref().map(NsProcess::pid)?;
+            Some([cpu(self.hub.pid())?, cpu(agent)?])
+        } else {
+            Some([0.0, cpu(self.tls.pid())?])
+        }
+    }
+
+    /// Runs `transfer` over the path and adds its processes' CPU time to `cpu` if it finished.
+    fn metered(
+        &self,
+        outpost: bool,
+        cpu: &mut ProxyCpu,
+        transfer: impl FnOnce() -> Transfer,
+    ) -> Transfer {
+        let before = self.proxy_cpu(outpost);
+        let done = transfer();
+        if let (Transfer::Done { .. }, Some(before), Some(after)) =
+            (&done, before, self.proxy_cpu(outpost))
+        {
+            cpu.add(after[0] - before[0], after[1] - before[1]);
+        }
+        done
     }
 
     /// The hub's controller on the device's connection (why startup ended, its rate, searches),
@@ -375,6 +404,7 @@ impl Bench {
     fn paths<'a>(&'a self, options: &'a Options) -> Paths<'a> {
         Paths {
             hub: &self.hub,
+            agent: &self.agent,
             id: self.id,
             tls: &self.tls,
             out: self.dir.path(),
@@ -428,7 +458,8 @@ fn transfer_pair(
             "[{}] save {sample}, outpost={outpost}, timeout {save_timeout:?}",
             row.profile
         );
-        paths.save(outpost, image, save_timeout)
+        let cpu = &mut row.save_cpu[usize::from(!outpost)];
+        paths.metered(outpost, cpu, || paths.save(outpost, image, save_timeout))
     };
     if outpost && paths.options.reconnect_before_load {
         if sample == 0 {
@@ -444,7 +475,12 @@ fn transfer_pair(
         "[{}] load {sample}, outpost={outpost}, timeout {load_timeout:?}",
         row.profile
     );
-    (save, paths.load(outpost, image, load_timeout))
+    let cpu = &mut row.load_cpu[usize::from(!outpost)];
+    let load = paths.metered(outpost, cpu, || paths.load(outpost, image, load_timeout));
+    if outpost {
+        paths.print_controller();
+    }
+    (save, load)
 }
 
 fn measure(name: &str, options: &Options, image: &TestImage, container: &str) -> Row {

@@ -28,7 +28,7 @@ const HUB_API: &str = "127.0.0.1:9443";
 /// A hub running in the rig's hub namespace; killed when dropped.
 #[derive(Debug)]
 pub struct RigHub {
-    _process: NsProcess,
+    process: NsProcess,
     exec: RigExec,
     /// The hub's data directory.
     pub data_dir: PathBuf,
@@ -63,7 +63,7 @@ impl RigHub {
         std::fs::write(docker_config.path().join("config.json"), config.to_string())
             .expect("config.json");
         Self {
-            _process: process,
+            process,
             exec: rig.exec(),
             data_dir: data_dir.to_owned(),
             docker_config,
@@ -119,6 +119,11 @@ impl RigHub {
         false
     }
 
+    /// The hub's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// The docker CLI in the hub namespace for endpoint `id`, through this hub.
     pub fn docker(&self, id: u64) -> Command {
         let mut command = self.exec.command(Side::Hub, "docker");
@@ -168,7 +173,7 @@ pub fn start_agent_with(
 /// The engine's API over mutual TLS from the agent namespace, as a remote Docker host.
 #[derive(Debug)]
 pub struct TlsEngine {
-    _process: NsProcess,
+    process: NsProcess,
     exec: RigExec,
     cert_dir: PathBuf,
     docker_config: tempfile::TempDir,
@@ -188,11 +193,16 @@ impl TlsEngine {
             cert_dir.join("key.pem").exists().then_some(())
         });
         Self {
-            _process: process,
+            process,
             exec: rig.exec(),
             cert_dir: cert_dir.to_owned(),
             docker_config: tempfile::tempdir().expect("docker config dir"),
         }
+    }
+
+    /// `docker-tls-front`'s process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The docker CLI in the hub namespace, straight to the engine with `--tlsverify`.

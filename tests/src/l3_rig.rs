@@ -207,6 +207,13 @@ pub struct NsProcess {
     child: Child,
 }
 
+impl NsProcess {
+    /// The program's process id (`rig.sh exec` execs it, so it is the child's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for NsProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -125,9 +125,11 @@ impl Transfer {
         }
     }
 
-    /// Wall time alone, for the per-sample table.
+    /// Wall time alone, for the per-sample table: to 10 ms below 10 s (`transparent`'s take
+    /// 0.2-0.4 s).
     fn short(&self) -> String {
         match *self {
+            Self::Done { secs, .. } if secs < 10.0 => format!("{secs:.2}"),
             Self::Done { secs, .. } => format!("{secs:.1}"),
             Self::Timeout { .. } => "timeout".into(),
             Self::Failed => "error".into(),
@@ -159,6 +161,37 @@ impl fmt::Display for Transfer {
     }
 }
 
+/// CPU time that one path's processes between the CLI and the engine spent on its finished
+/// transfers of one kind: the hub and the agent for Outpost, `docker-tls-front` for the baseline.
+/// The CLI, the router and the engine serve both paths alike and are not counted.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ProxyCpu {
+    /// Seconds on the hub's side: the hub (none for the baseline).
+    pub(crate) hub: f64,
+    /// Seconds on the device: the agent, or the baseline's TLS front.
+    pub(crate) device: f64,
+    /// Transfers counted.
+    pub(crate) transfers: u32,
+}
+
+impl ProxyCpu {
+    /// Adds one transfer's CPU seconds, hub side and device side.
+    pub(crate) fn add(&mut self, hub: f64, device: f64) {
+        self.hub += hub;
+        self.device += device;
+        self.transfers += 1;
+    }
+
+    /// Milliseconds per transfer on the hub's side and on the device, or "—" for none.
+    fn per_transfer(&self) -> [String; 2] {
+        if self.transfers == 0 {
+            return ["—".into(), "—".into()];
+        }
+        let ms = |secs: f64| format!("{:.0}", secs * 1e3 / f64::from(self.transfers));
+        [ms(self.hub), ms(self.device)]
+    }
+}
+
 /// Everything measured on one profile. Index 0 of each pair is Outpost, 1 the TCP+TLS baseline.
 #[derive(Debug, Default)]
 pub(crate) struct Row {
@@ -177,6 +210,9 @@ pub(crate) struct Row {
     pub(crate) load: [Transfer; 2],
     pub(crate) save_samples: [Vec<Transfer>; 2],
     pub(crate) load_samples: [Vec<Transfer>; 2],
+    /// CPU time of each path's proxies over its finished `save`s and `load`s.
+    pub(crate) save_cpu: [ProxyCpu; 2],
+    pub(crate) load_cpu: [ProxyCpu; 2],
     pub(crate) ideal_save: Option<Duration>,
     pub(crate) ideal_load: Option<Duration>,
     /// IP bytes per second in and out of the agent's namespace while it idles in standby.
@@ -255,6 +291,26 @@ pub(crate) fn print(rows: &[Row], bytes: u64, samples: usize) {
     }
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         println!("\n{}: {}", r.profile, r.note);
+    }
+    print_cpu(rows);
+}
+
+/// The proxies' CPU per finished transfer: what each path costs beside the engine's own work.
+fn print_cpu(rows: &[Row]) {
+    println!("\nCPU per finished transfer (ms, utime + stime from /proc at 10 ms ticks, mean): the processes");
+    println!("between the CLI and the engine. Deployed, the hub's share runs on the hub's machine; the device");
+    println!("pays its agent's, or the TLS front's.\n");
+    println!("| profile | `save` hub | `save` agent | `save` docker-tls-front | `load` hub | `load` agent | `load` docker-tls-front |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let [save_hub, save_agent] = r.save_cpu[0].per_transfer();
+        let [_, save_front] = r.save_cpu[1].per_transfer();
+        let [load_hub, load_agent] = r.load_cpu[0].per_transfer();
+        let [_, load_front] = r.load_cpu[1].per_transfer();
+        println!(
+            "| {} | {save_hub} | {save_agent} | {save_front} | {load_hub} | {load_agent} | {load_front} |",
+            r.profile
+        );
     }
 }
 
