@@ -25,7 +25,10 @@
 //! every sample below it (issue #14 asks for three); with `--reconnect-before-load` each of
 //! Outpost's loads comes after a reconnect. `--outpost-loads-only` skips the `save`s and the
 //! TCP+TLS transfers (their cells print "—"): many after-reconnect loads in a few minutes, to see
-//! their spread, where a full sample pair takes two on GEO.
+//! their spread, where a full sample pair takes two on GEO. The CPU table gives, per finished
+//! transfer, the CPU time of the processes between the CLI and the engine (the hub and the agent;
+//! `docker-tls-front`), read from `/proc` around each transfer: on `transparent` the product's
+//! extra hop is what the wall times differ by.
 #![allow(clippy::disallowed_methods, clippy::unwrap_used)] // wall-clock measurement; bench code
 
 #[path = "link_profiles/report.rs"]
