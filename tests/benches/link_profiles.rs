@@ -467,6 +467,7 @@ fn transfer_pair(
     if outpost && paths.options.reconnect_before_load {
         if sample == 0 {
             let first = paths.load(outpost, image, load_timeout);
+            paths.print_controller();
             eprintln!("[{}] load before the reconnect: {first}", row.profile);
             row.note = format!("Outpost's load on the first connection: {first}; the table's are the next connections' first transfers");
         }
